@@ -1,0 +1,131 @@
+// One place that turns argv into a command run and any failure into an exit code.
+import yargs from 'yargs';
+import type { Argv } from 'yargs';
+import { commands, findCommand } from './commands/index.js';
+import { UsageError, formatPlace, type Command, type CommandIO } from './lib/command.js';
+
+const processIO: CommandIO = { stdin: process.stdin, stdout: process.stdout, stderr: process.stderr, env: process.env };
+
+/** Builds the yargs parser of one command from its definition. */
+export function commandParser(command: Command<unknown>, argv: string[], io: CommandIO): Argv {
+  let parser: Argv = yargs(argv)
+    .scriptName(`atelier ${command.name}`)
+    .usage(usageLine(command) + '\n\n' + command.summary + (command.description ? '\n\n' + command.description : ''))
+    .options(command.options)
+    .strict()
+    .help('help')
+    .alias('help', 'h')
+    .version(false)
+    .wrap(Math.min(100, (io.stderr as NodeJS.WriteStream).columns ?? 100))
+    .parserConfiguration({ 'duplicate-arguments-array': false });
+  for (const p of command.positionals ?? []) {
+    const { name, variadic: _variadic, ...rest } = p;
+    parser = parser.positional(name, rest);
+  }
+  for (const [cmd, what] of command.examples) parser = parser.example(cmd, what);
+  return parser;
+}
+
+export function usageLine(command: Command<unknown>): string {
+  const pos = (command.positionals ?? [])
+    .map((p) => (p.demandOption ? `<${p.name}${p.variadic ? '..' : ''}>` : `[${p.name}${p.variadic ? '..' : ''}]`))
+    .join(' ');
+  return `atelier ${command.name} [options]${pos ? ' ' + pos : ''}`;
+}
+
+function topHelp(): string {
+  const width = Math.max(...commands.map((c) => c.name.length));
+  const lines = commands.map((c) => `  ${c.name.padEnd(width)}  ${c.summary}`);
+  return [
+    'atelier <command> [options]',
+    '',
+    'Fashion catalogue -> visual models and answers. Each command is also installed as atelier-<command>.',
+    '',
+    'Commands:',
+    ...lines,
+    '',
+    'Run `atelier <command> --help` for its options. Environment: ATELIER_BACKEND forces the compute backend,',
+    'ATELIER_DEBUG=1 prints stack traces.',
+    '',
+  ].join('\n');
+}
+
+/** Parses argv for `command`, assigning positionals to their names. */
+async function parseArgs(command: Command<unknown>, argv: string[], io: CommandIO): Promise<Record<string, unknown> | null> {
+  let helpShown = false;
+  let failure: string | null = null;
+  const parser = commandParser(command, argv, io)
+    .exitProcess(false)
+    .fail((msg, err) => {
+      failure = msg ?? err?.message ?? 'invalid arguments';
+    });
+  let output = '';
+  const parsed = (await parser.parse(argv, {}, (_err: unknown, _argv: unknown, out: string) => {
+    if (out) {
+      output = out;
+    }
+  })) as Record<string, unknown>;
+  if (failure) throw new UsageError(failure);
+  if (parsed.help) helpShown = true;
+  if (helpShown) {
+    io.stdout.write(output + '\n');
+    return null;
+  }
+  const rest = (parsed._ as Array<string | number>).map(String);
+  for (const p of command.positionals ?? []) {
+    if (p.variadic) {
+      parsed[p.name] = rest.splice(0);
+    } else if (rest.length) {
+      parsed[p.name] = rest.shift();
+    } else if (p.demandOption) {
+      throw new UsageError(`missing argument <${p.name}>`);
+    } else if (p.default !== undefined) {
+      parsed[p.name] = p.default;
+    }
+  }
+  if (rest.length) throw new UsageError(`unexpected argument '${rest[0]}'`);
+  return parsed;
+}
+
+/** Runs `atelier <argv>`; returns the exit code. Never throws. */
+export async function main(argv: string[], io: CommandIO = processIO): Promise<number> {
+  const [name, ...rest] = argv;
+  if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
+    io.stdout.write(topHelp());
+    return name === undefined ? 2 : 0;
+  }
+  if (name === '--version') {
+    io.stdout.write(`${(await import('./lib/version.js')).atelierVersion}\n`);
+    return 0;
+  }
+  const command = findCommand(name);
+  if (!command) {
+    io.stderr.write(`atelier: unknown command '${name}' (see atelier --help)\n`);
+    return 2;
+  }
+  try {
+    const args = await parseArgs(command, rest, io);
+    if (args === null) return 0;
+    await command.run(args, io);
+    return 0;
+  } catch (err) {
+    return reportFailure(command.name, err, io);
+  }
+}
+
+/** Maps an error to its exit code and one line on stderr. */
+export function reportFailure(commandName: string, err: unknown, io: CommandIO): number {
+  const e = err as NodeJS.ErrnoException & { place?: object };
+  if (e && e.code === 'EPIPE') return 0;
+  const debug = io.env.ATELIER_DEBUG === '1';
+  if (err instanceof UsageError) {
+    io.stderr.write(`atelier ${commandName}: ${formatPlace(err.message, err.place)}\n`);
+    if (debug && err.stack) io.stderr.write(err.stack + '\n');
+    return 2;
+  }
+  const message = e instanceof Error ? e.message : String(err);
+  io.stderr.write(`atelier ${commandName}: ${message.split('\n')[0]}\n`);
+  if (debug && e instanceof Error && e.stack) io.stderr.write(e.stack + '\n');
+  else if (!debug) io.stderr.write(`atelier ${commandName}: (set ATELIER_DEBUG=1 for details)\n`);
+  return 1;
+}
