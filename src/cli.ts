@@ -10,13 +10,13 @@ const processIO: CommandIO = { stdin: process.stdin, stdout: process.stdout, std
 export function commandParser(command: Command<unknown>, argv: string[], io: CommandIO): Argv {
   let parser: Argv = yargs(argv)
     .scriptName(`atelier ${command.name}`)
-    .usage(usageLine(command) + '\n\n' + command.summary + (command.description ? '\n\n' + command.description : ''))
+    .usage([usageLine(command), command.summary, ...(command.description ?? '').split(/\n\s*\n/).filter(Boolean)].map((p) => wrapText(p, 100)).join('\n\n'))
     .options(command.options)
     .strict()
     .help('help')
     .alias('help', 'h')
     .version(false)
-    .wrap(Math.min(100, (io.stderr as NodeJS.WriteStream).columns ?? 100))
+    .wrap(null)
     .parserConfiguration({ 'duplicate-arguments-array': false });
   for (const p of command.positionals ?? []) {
     const { name, variadic: _variadic, ...rest } = p;
@@ -24,6 +24,21 @@ export function commandParser(command: Command<unknown>, argv: string[], io: Com
   }
   for (const [cmd, what] of command.examples) parser = parser.example(cmd, what);
   return parser;
+}
+
+/** Wraps a paragraph at word boundaries (yargs would cut words in the usage text). */
+function wrapText(paragraph: string, width: number): string {
+  const words = paragraph.replace(/\s+/g, ' ').trim().split(' ');
+  const lines: string[] = [];
+  let line = '';
+  for (const word of words) {
+    if (line && line.length + 1 + word.length > width) {
+      lines.push(line);
+      line = word;
+    } else line = line ? `${line} ${word}` : word;
+  }
+  if (line) lines.push(line);
+  return lines.join('\n');
 }
 
 export function usageLine(command: Command<unknown>): string {
