@@ -12,7 +12,7 @@ export function commandParser(command: Command<unknown>, argv: string[], io: Com
     .scriptName(`atelier ${command.name}`)
     .usage([usageLine(command), command.summary, ...(command.description ?? '').split(/\n\s*\n/).filter(Boolean)].map((p) => wrapText(p, 100)).join('\n\n'))
     .options(command.options)
-    .strict()
+    .strictOptions()
     .help('help')
     .alias('help', 'h')
     .version(false)

@@ -1,9 +1,13 @@
 // The table of commands: adding a command is adding its file and one line here.
 import type { Command } from '../lib/command.js';
 import info from './info.js';
+import npy from './npy.js';
+import trainWeak from './train-weak.js';
+import tag from './tag.js';
+import embed from './embed.js';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
-export const commands: Array<Command<any>> = [info];
+export const commands: Array<Command<any>> = [info, npy, trainWeak, tag, embed];
 
 export function findCommand(name: string): Command<unknown> | undefined {
   return commands.find((c) => c.name === name);

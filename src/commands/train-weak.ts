@@ -1,0 +1,288 @@
+import { existsSync } from 'node:fs';
+import { defineCommand, UsageError, warn } from '../lib/command.js';
+import { backendOption, selectBackend } from '../lib/backend/select.js';
+import { tf } from '../lib/backend/tf.js';
+import { loadModel, saveModel } from '../lib/backend/model-io.js';
+import { writeFileAtomic } from '../lib/io/atomic.js';
+import { createSkipCounter, writeSkipSummary } from '../lib/image/skips.js';
+import { decodeRecords, imageToBytes, readImageRecords } from '../lib/image/records.js';
+import { DEFAULT_TOWER, buildWeakModel, minimumInputSize, type WeakModelConfig } from '../lib/models/weak-model.js';
+import { buildWordIndex } from '../lib/train/word-sampler.js';
+import { evaluateTagging, trainStep, weakModels, type ImageStore, type StepOptions } from '../lib/train/weak-trainer.js';
+import { copyMatchingWeights, readVocabulary, WEAK_MODEL_KIND, type WeakModelMetadata, type EpochLog } from '../lib/models/weak-files.js';
+import { createRandom, isHeldOut, type RandomState } from '../lib/random.js';
+import { startProgress } from '../lib/progress.js';
+
+interface Args {
+  input: string;
+  vocab: string;
+  out: string;
+  'top-k': number;
+  'image-field': string;
+  'tokens-field': string;
+  'group-field': string;
+  'val-fraction': number;
+  'input-size': number;
+  width: number;
+  blocks: number;
+  stages: number;
+  projection: number;
+  negatives: number;
+  loss: 'sampled' | 'full';
+  sampling: 'uniform' | 'frequency';
+  'close-negatives': number;
+  'close-pool': number;
+  batch: number;
+  'epoch-size': number;
+  epochs: number;
+  lr: number;
+  momentum: number;
+  patience: number;
+  'stop-patience': number;
+  'head-epochs': number;
+  dropout: number;
+  seed: number;
+  checkpoint?: string;
+  resume: boolean;
+  init?: string;
+  'stop-after'?: number;
+  backend: string;
+}
+
+const KS = [1, 5, 10, 15];
+
+interface Checkpoint {
+  epoch: number;
+  lr: number;
+  best: number;
+  sinceBest: number;
+  sinceDecay: number;
+  random: RandomState;
+  log: EpochLog[];
+  optimizerSlots: string[];
+  fingerprint: string;
+}
+
+export default defineCommand<Args>({
+  name: 'train-weak',
+  summary: 'train a CNN to predict the words of product text from images (weak supervision)',
+  description: `Joulin et al. 2015 as extended at Heuritech (the report, ch. 2 and 4). Reads crawl-tokenize output (one record per product image with an image path and its tokens) and the vocabulary it wrote, and trains a small ResNet-style image tower z = f(x) with an optional low-rank projection (the report's W1) and a word matrix W (K x dim): the score of word k is w_k . z.
+
+Each training example picks a word uniformly from the vocabulary, then an image whose bag holds it, and predicts that word with a softmax over the positive and --negatives sampled words outside the image's bag (--loss full: the whole vocabulary). --close-negatives S draws a share S of the negatives from the positive word's nearest words in the current embedding (report 4.2). Images get random crops and flips.
+
+SGD with momentum; the learning rate is divided by 10 after --patience epochs without a better validation precision@1, and training stops after --stop-patience such epochs or --epochs. An epoch is --epoch-size samples. --head-epochs trains W (and the projection) first with the tower frozen. The validation split is held out by a stable hash of the product (--group-field), so all images of a product are on one side. Each epoch logs loss and validation precision@k / recall@k (k = 1, 5, 10, 15) on stderr and in the model's log.json, and writes a checkpoint; --resume continues from it exactly.
+
+The output is a model directory (model.json, weights, metadata.json with vocabulary, config and log) for tag, embed and rise. Decoded images are kept in memory as bytes (about 3 x (1.125 x input size)^2 bytes each).`,
+  options: {
+    input: { alias: 'i', describe: 'crawl-tokenize NDJSON (image path + tokens per line); - for stdin', type: 'string', default: '-' },
+    vocab: { describe: 'vocabulary NDJSON ({word, count, df} by frequency) from crawl-tokenize --vocab', type: 'string', demandOption: true },
+    out: { alias: 'o', describe: 'model directory to write (replaced atomically at the end)', type: 'string', demandOption: true },
+    'top-k': { describe: 'use the first K words of the vocabulary (0: all)', type: 'number', default: 0 },
+    'image-field': { describe: 'record field holding the image path', type: 'string', default: 'image' },
+    'tokens-field': { describe: 'record field holding the bag of words', type: 'string', default: 'tokens' },
+    'group-field': { describe: 'record field naming the product (split key); falls back to url, then id', type: 'string', default: 'product' },
+    'val-fraction': { describe: 'share of products held out for validation', type: 'number', default: 0.1 },
+    'input-size': { describe: 'square input side of the tower in pixels', type: 'number', default: DEFAULT_TOWER.inputSize },
+    width: { describe: 'filters of the first stage (doubled at each stage)', type: 'number', default: DEFAULT_TOWER.width },
+    blocks: { describe: 'residual blocks per stage', type: 'number', default: DEFAULT_TOWER.blocksPerStage },
+    stages: { describe: 'stages of the tower (each after the first halves the resolution)', type: 'number', default: DEFAULT_TOWER.stages },
+    projection: { describe: 'low-rank projection dimension before W (0: none)', type: 'number', default: DEFAULT_TOWER.projection },
+    negatives: { describe: 'negative words sampled per example', type: 'number', default: 50 },
+    loss: { describe: 'sampled (positive + negatives) or full softmax', choices: ['sampled', 'full'], default: 'sampled' },
+    sampling: { describe: 'uniform: word first, then an image (the papers); frequency: image first', choices: ['uniform', 'frequency'], default: 'uniform' },
+    'close-negatives': { describe: 'share of negatives drawn from the nearest words of the positive (0..1)', type: 'number', default: 0 },
+    'close-pool': { describe: 'how many nearest words close negatives are drawn from', type: 'number', default: 20 },
+    batch: { describe: 'examples per step', type: 'number', default: 32 },
+    'epoch-size': { describe: 'samples per epoch', type: 'number', default: 4096 },
+    epochs: { describe: 'maximum epochs', type: 'number', default: 30 },
+    lr: { describe: 'initial learning rate', type: 'number', default: 0.1 },
+    momentum: { describe: 'SGD momentum', type: 'number', default: 0.9 },
+    patience: { describe: 'epochs without validation improvement before lr is divided by 10', type: 'number', default: 3 },
+    'stop-patience': { describe: 'epochs without validation improvement before training stops', type: 'number', default: 8 },
+    'head-epochs': { describe: 'epochs that train only W and the projection, the tower frozen', type: 'number', default: 0 },
+    dropout: { describe: 'dropout rate on the embedding during training', type: 'number', default: 0.2 },
+    seed: { describe: 'random seed (initialisation, sampling, augmentation)', type: 'number', default: 1 },
+    checkpoint: { describe: 'checkpoint directory (default: <out>.checkpoint)', type: 'string' },
+    resume: { describe: 'continue from the checkpoint', type: 'boolean', default: false },
+    init: { describe: 'start from an earlier atelier model (weights copied where names and shapes match)', type: 'string' },
+    'stop-after': { describe: 'end the run after this many epochs (the checkpoint stays; for staged runs)', type: 'number' },
+    ...backendOption,
+  },
+  examples: [
+    ['atelier train-weak -i products.ndjson --vocab vocab.ndjson -o weak.model', 'train with the defaults'],
+    ['atelier train-weak -i p.ndjson --vocab v.ndjson -o m --top-k 1000 --projection 400 --close-negatives 0.3', 'the report 4.2 setting'],
+    ['atelier train-weak -i p.ndjson --vocab v.ndjson -o m --resume', 'continue an interrupted run'],
+  ],
+  async run(args, io) {
+    checkArgs(args);
+    const vocabulary = await readVocabulary(args.vocab, args['top-k']);
+    const wordId = new Map(vocabulary.map((w, i) => [w, i]));
+    const minSize = minimumInputSize({ stages: args.stages });
+    const storedSize = Math.round(args['input-size'] * 1.125);
+    const choice = await selectBackend({ requested: args.backend, env: io.env, stderr: io.stderr });
+
+    // Read and decode every usable record; bags are vocabulary ids.
+    const skips = createSkipCounter();
+    const train: { pixels: Uint8Array[]; bags: Int32Array[] } = { pixels: [], bags: [] };
+    const val: { pixels: Uint8Array[]; bags: Int32Array[] } = { pixels: [], bags: [] };
+    let records = 0;
+    let emptyBags = 0;
+    const tokensField = args['tokens-field'];
+    const bagOf = (record: Record<string, unknown>, file: string, line: number): Int32Array => {
+      const tokens = record[tokensField];
+      if (!Array.isArray(tokens)) throw new UsageError(`expected an array of words, got ${tokens === undefined ? 'nothing' : JSON.stringify(tokens).slice(0, 40)}`, { file, line, field: tokensField });
+      const ids = new Set<number>();
+      for (const t of tokens) {
+        const id = typeof t === 'string' ? wordId.get(t) : undefined;
+        if (id !== undefined) ids.add(id);
+      }
+      return Int32Array.from(ids).sort();
+    };
+    const source = readImageRecords(args.input, args['image-field'], 'id', io.stdin);
+    const checked = (async function* () {
+      for await (const r of source) {
+        records++;
+        bagOf(r.record, r.file, r.line);
+        yield r;
+      }
+    })();
+    const progress = startProgress(io.stderr, { label: 'decoding' });
+    for await (const r of decodeRecords(checked, { width: storedSize, height: storedSize, fit: 'cover' }, skips, io, 'train-weak')) {
+      const bag = bagOf(r.record, r.file, r.line);
+      if (bag.length === 0) {
+        emptyBags++;
+        continue;
+      }
+      const group = String(r.record[args['group-field']] ?? r.record.url ?? r.record.id ?? r.path);
+      const side = isHeldOut(group, args['val-fraction']) ? val : train;
+      side.pixels.push(imageToBytes(r.image));
+      side.bags.push(bag);
+      progress.tick(1);
+    }
+    progress.stop();
+    if (records === 0) throw new UsageError('no records in the input', { file: args.input === '-' ? 'stdin' : args.input });
+    if (train.pixels.length === 0) throw new UsageError(`no usable training images (${records} records, ${skips.total} corrupt, ${emptyBags} without a vocabulary word)`, { file: args.input === '-' ? 'stdin' : args.input });
+    if (args['input-size'] < minSize) throw new UsageError(`input size ${args['input-size']} is smaller than the tower's minimum ${minSize} for ${args.stages} stages`, { field: '--input-size' });
+    io.stderr.write(`atelier train-weak: ${train.pixels.length} training and ${val.pixels.length} validation images, ${vocabulary.length} words, ${emptyBags} images without a vocabulary word\n`);
+    writeSkipSummary(skips, io, 'train-weak');
+
+    const config: WeakModelConfig = {
+      inputSize: args['input-size'], width: args.width, blocksPerStage: args.blocks, stages: args.stages,
+      projection: args.projection, vocabularySize: vocabulary.length, seed: args.seed,
+    };
+    const fingerprint = JSON.stringify({ config, vocabulary: vocabulary.length, first: vocabulary.slice(0, 20), train: train.pixels.length, val: val.pixels.length });
+    const checkpointDir = args.checkpoint ?? `${args.out.replace(/\/+$/, '')}.checkpoint`;
+    const trainStore: ImageStore = { pixels: train.pixels, storedSize };
+    const valStore: ImageStore = { pixels: val.pixels, storedSize };
+    const index = buildWordIndex(train.bags, vocabulary.length);
+
+    let model: tf.LayersModel;
+    let state: Checkpoint;
+    const optimizer = tf.train.momentum(args.lr, args.momentum);
+    if (args.resume) {
+      if (!existsSync(checkpointDir)) throw new UsageError('no checkpoint to resume from', { file: checkpointDir, field: '--resume' });
+      const loaded = await loadModel(checkpointDir);
+      const saved = loaded.metadata as unknown as { checkpoint: Checkpoint };
+      if (!saved.checkpoint || saved.checkpoint.fingerprint !== fingerprint) {
+        throw new UsageError('checkpoint was made with other data or settings; remove it or drop --resume', { file: checkpointDir, field: '--resume' });
+      }
+      model = loaded.model;
+      state = saved.checkpoint;
+      const slots = state.optimizerSlots.map((name) => ({ name, tensor: loaded.extraTensors[name] }));
+      await optimizer.setWeights(slots);
+      io.stderr.write(`atelier train-weak: resuming after epoch ${state.epoch}\n`);
+    } else {
+      model = buildWeakModel(config);
+      if (args.init) {
+        const copied = copyMatchingWeights((await loadModel(args.init)).model, model);
+        io.stderr.write(`atelier train-weak: initialised ${copied} weight tensors from ${args.init}\n`);
+      }
+      state = { epoch: 0, lr: args.lr, best: -1, sinceBest: 0, sinceDecay: 0, random: createRandom(args.seed).state(), log: [], optimizerSlots: [], fingerprint };
+    }
+    const models = weakModels(model);
+    const baseline = mostFrequentWordPrecision(train.bags, val.bags, vocabulary.length);
+    const stopAfter = args['stop-after'] ?? Infinity;
+    let epochsThisRun = 0;
+
+    while (state.epoch < args.epochs && state.sinceBest < args['stop-patience'] && epochsThisRun < stopAfter) {
+      const epoch = state.epoch + 1;
+      const random = createRandom(state.random);
+      (optimizer as unknown as { setLearningRate(lr: number): void }).setLearningRate(state.lr);
+      const step: StepOptions = {
+        batchSize: args.batch, inputSize: args['input-size'], negatives: Math.min(args.negatives, vocabulary.length - 1), loss: args.loss,
+        sampling: args.sampling, dropout: args.dropout, headOnly: epoch <= args['head-epochs'],
+        closeShare: args['close-negatives'], closeCount: args['close-pool'],
+      };
+      const steps = Math.max(1, Math.ceil(args['epoch-size'] / args.batch));
+      const started = Date.now();
+      let lossSum = 0;
+      const bar = startProgress(io.stderr, { total: steps, label: `epoch ${epoch}` });
+      for (let s = 0; s < steps; s++) {
+        lossSum += trainStep(models, optimizer, trainStore, index, random, step);
+        bar.tick(1);
+      }
+      bar.stop();
+      const seconds = (Date.now() - started) / 1000;
+      const metrics = val.pixels.length ? evaluateTagging(model, valStore, val.bags, args['input-size'], KS) : { precision: {}, recall: {}, images: 0 };
+      const p1 = (metrics.precision as Record<number, number>)[1] ?? 0;
+      const entry: EpochLog = {
+        epoch, lr: state.lr, loss: lossSum / steps, phase: step.headOnly ? 'head' : 'full', seconds, imagesPerSecond: (steps * args.batch) / seconds,
+        precision: metrics.precision, recall: metrics.recall, validationImages: metrics.images, baselinePrecision1: baseline,
+      };
+      state.log.push(entry);
+      io.stderr.write(`atelier train-weak: epoch ${epoch} loss ${entry.loss.toFixed(4)} lr ${state.lr} P@1 ${fmt(p1)} P@5 ${fmt((metrics.precision as Record<number, number>)[5])} R@5 ${fmt((metrics.recall as Record<number, number>)[5])} (most-frequent-word P@1 ${fmt(baseline)}) ${entry.imagesPerSecond.toFixed(1)} img/s\n`);
+      if (p1 > state.best) {
+        state.best = p1;
+        state.sinceBest = 0;
+        state.sinceDecay = 0;
+      } else {
+        state.sinceBest++;
+        state.sinceDecay++;
+        if (state.sinceDecay >= args.patience) {
+          state.lr /= 10;
+          state.sinceDecay = 0;
+        }
+      }
+      state.epoch = epoch;
+      state.random = random.state();
+      const slots = await optimizer.getWeights();
+      state.optimizerSlots = slots.map((s) => s.name);
+      await saveModel(model, checkpointDir, {
+        extraTensors: Object.fromEntries(slots.map((s) => [s.name, s.tensor])),
+        metadata: { kind: WEAK_MODEL_KIND, checkpoint: state } as unknown as Record<string, unknown>,
+      });
+      epochsThisRun++;
+    }
+    const metadata: WeakModelMetadata = { kind: WEAK_MODEL_KIND, vocabulary, config, backend: choice.name, log: state.log };
+    await saveModel(model, args.out, { metadata: metadata as unknown as Record<string, unknown> });
+    await writeFileAtomic(`${args.out.replace(/\/+$/, '')}.log.json`, JSON.stringify(state.log, null, 2) + '\n');
+    if (epochsThisRun === 0 && state.epoch > 0) warn(io, 'train-weak', `nothing left to train (stopped after epoch ${state.epoch}); model written from the checkpoint`);
+    optimizer.dispose();
+  },
+});
+
+function fmt(x: number | undefined): string {
+  return x === undefined ? '-' : x.toFixed(3);
+}
+
+/** Precision@1 of always answering the most frequent training word: the bar a model must clear. */
+function mostFrequentWordPrecision(trainBags: Int32Array[], valBags: Int32Array[], vocabularySize: number): number {
+  const counts = new Float64Array(vocabularySize);
+  for (const bag of trainBags) for (const w of bag) counts[w]++;
+  let top = 0;
+  for (let w = 1; w < vocabularySize; w++) if (counts[w] > counts[top]) top = w;
+  const withWords = valBags.filter((b) => b.length > 0);
+  return withWords.length ? withWords.filter((b) => b.includes(top)).length / withWords.length : 0;
+}
+
+function checkArgs(args: Args): void {
+  const positive: Array<keyof Args> = ['input-size', 'width', 'blocks', 'stages', 'batch', 'epoch-size', 'epochs', 'lr', 'negatives'];
+  for (const key of positive) {
+    const v = args[key] as number;
+    if (!Number.isFinite(v) || v <= 0) throw new UsageError(`must be a positive number, got ${v}`, { field: `--${key}` });
+  }
+  for (const key of ['val-fraction', 'dropout', 'close-negatives'] as const) {
+    const v = args[key];
+    if (!(v >= 0 && v < 1)) throw new UsageError(`must be in [0, 1), got ${v}`, { field: `--${key}` });
+  }
+}

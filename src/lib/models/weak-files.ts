@@ -1,0 +1,69 @@
+// What a weak model directory holds besides its weights: the vocabulary, the tower config and the
+// training log (metadata.json), and how an earlier model's weights seed a new one (--init).
+import { UsageError } from '../command.js';
+import { readNdjson, requireObject } from '../io/ndjson.js';
+import type { tf } from '../backend/tf.js';
+import type { WeakModelConfig } from './weak-model.js';
+
+export const WEAK_MODEL_KIND = 'atelier-weak';
+
+export interface EpochLog {
+  epoch: number;
+  lr: number;
+  loss: number;
+  phase: 'head' | 'full';
+  seconds: number;
+  imagesPerSecond: number;
+  precision: Record<number, number>;
+  recall: Record<number, number>;
+  validationImages: number;
+  baselinePrecision1: number;
+}
+
+export interface WeakModelMetadata {
+  kind: typeof WEAK_MODEL_KIND;
+  vocabulary: string[];
+  config: WeakModelConfig;
+  backend: string;
+  log: EpochLog[];
+}
+
+/** Reads the first `topK` words (0: all) of a crawl-tokenize vocabulary NDJSON ({word, count, df}). */
+export async function readVocabulary(path: string, topK: number): Promise<string[]> {
+  const words: string[] = [];
+  const seen = new Set<string>();
+  for await (const { value, file, line } of readNdjson(path)) {
+    const record = requireObject(value, { file, line });
+    const word = record.word;
+    if (typeof word !== 'string' || word === '') throw new UsageError('expected a non-empty string', { file, line, field: 'word' });
+    if (seen.has(word)) throw new UsageError(`word '${word}' appears twice`, { file, line, field: 'word' });
+    seen.add(word);
+    words.push(word);
+    if (topK > 0 && words.length >= topK) break;
+  }
+  if (words.length < 2) throw new UsageError(`the vocabulary has ${words.length} word(s) after filtering; at least 2 are needed`, { file: path });
+  return words;
+}
+
+/** Copies every weight of `from` into `to` where the layer name and shape match; returns how many. */
+export function copyMatchingWeights(from: tf.LayersModel, to: tf.LayersModel): number {
+  let copied = 0;
+  for (const layer of to.layers) {
+    const source = from.layers.find((l) => l.name === layer.name);
+    if (!source) continue;
+    const target = layer.getWeights();
+    const values = source.getWeights();
+    if (values.length !== target.length || values.some((v, i) => v.shape.join() !== target[i].shape.join())) continue;
+    layer.setWeights(values);
+    copied += values.length;
+  }
+  return copied;
+}
+
+/** Checks that a loaded model directory is a weak model and returns its metadata. */
+export function weakMetadata(metadata: Record<string, unknown>, dir: string): WeakModelMetadata {
+  if (metadata.kind !== WEAK_MODEL_KIND || !Array.isArray(metadata.vocabulary)) {
+    throw new UsageError(`not a train-weak model (kind ${JSON.stringify(metadata.kind ?? null)})`, { file: dir });
+  }
+  return metadata as unknown as WeakModelMetadata;
+}
