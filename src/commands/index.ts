@@ -5,9 +5,14 @@ import npy from './npy.js';
 import trainWeak from './train-weak.js';
 import tag from './tag.js';
 import embed from './embed.js';
+import teacherScore from './teacher-score.js';
+import crawlTokenize from './crawl-tokenize.js';
+import trainSizenet from './train-sizenet.js';
+import predictSizenet from './predict-sizenet.js';
+import rise from './rise.js';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
-export const commands: Array<Command<any>> = [info, npy, trainWeak, tag, embed];
+export const commands: Array<Command<any>> = [info, npy, trainWeak, tag, embed, teacherScore, crawlTokenize, trainSizenet, predictSizenet, rise];
 
 export function findCommand(name: string): Command<unknown> | undefined {
   return commands.find((c) => c.name === name);

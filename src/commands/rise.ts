@@ -1,0 +1,154 @@
+import { existsSync } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { defineCommand, UsageError } from '../lib/command.js';
+import { backendOption, selectBackend } from '../lib/backend/select.js';
+import { loadModel } from '../lib/backend/model-io.js';
+import { writeFileAtomic } from '../lib/io/atomic.js';
+import { openNdjsonWriter } from '../lib/io/ndjson.js';
+import { readNpy, writeNpy } from '../lib/io/npy.js';
+import { createSkipCounter, writeSkipSummary } from '../lib/image/skips.js';
+import { pathRecords, readImageRecords } from '../lib/image/records.js';
+import { saliencyOverlayPng } from '../lib/image/heatmap.js';
+import { computeFeatures } from '../lib/models/image-features.js';
+import { causalCurves, classScores, generateMasks, riseSaliency, saliencySummary } from '../lib/explain/rise.js';
+import { createRandom } from '../lib/random.js';
+import { tf } from '../lib/backend/tf.js';
+
+interface Args {
+  images: string[];
+  input?: string;
+  model: string;
+  class?: string;
+  masks?: string;
+  n: number;
+  s: number;
+  p1: number;
+  batch: number;
+  seed: number;
+  'maps-dir'?: string;
+  overlay?: string;
+  metrics: boolean;
+  steps: number;
+  out: string;
+  'image-field': string;
+  'id-field': string;
+  backend: string;
+}
+
+/** A file name from an id: safe characters only, unique enough for one run. */
+function fileStem(id: string, index: number): string {
+  const stem = id.replace(/^.*\//, '').replace(/\.[a-z0-9]+$/i, '').replace(/[^A-Za-z0-9._-]+/g, '_').slice(0, 80);
+  return `${String(index).padStart(5, '0')}-${stem || 'image'}`;
+}
+
+export default defineCommand<Args>({
+  name: 'rise',
+  summary: 'explain a model prediction with RISE saliency maps, overlays and deletion/insertion scores',
+  description: `RISE (Petsiuk et al. 2018): the saliency of a pixel is the model's expected output over random masks that keep it, S = sum_i f(I . M_i) M_i / (N p1). Masks as in the reference implementation: N binary s x s grids with cells on with probability p1, bilinearly upsampled to (s+1) x cell size and cropped at a random shift. --masks FILE reuses masks saved there (or saves them there when the file does not exist), so maps of several models or images are comparable; the same --seed gives the same masks.
+
+The model is any atelier model with an image input: a train-sizenet --image-model (scalar P(size issue)), a train-weak model (--class names the word) or a classifier (--class is an output index or label). Images are centre-cropped to the model's input size as in training.
+
+Per image it writes one NDJSON line {id, image, class, score, peak: {x, y}, topShare} (topShare: the share of saliency in the top 10% pixels; localized maps score high, expanded ones low), the map as <maps-dir>/<name>.npy (H x W float32) and the heat map over the photo as <overlay>/<name>.png. --metrics adds RISE's deletion and insertion curves and their areas (trapezoids on [0, 1]; deletion to a zero image, insertion from a blurred one).`,
+  positionals: [{ name: 'images', describe: 'image files (instead of --input)', type: 'string', variadic: true }],
+  options: {
+    input: { alias: 'i', describe: 'NDJSON with an image path per line (- for stdin); used when no image arguments are given', type: 'string' },
+    model: { alias: 'm', describe: 'model directory with an image input', type: 'string', demandOption: true },
+    class: { describe: 'output to explain: an index, or a word of a train-weak model (default 0, the scalar of a sizenet model)', type: 'string' },
+    masks: { describe: '.npy of masks to reuse, or to create when missing', type: 'string' },
+    n: { describe: 'number of masks N', type: 'number', default: 4000 },
+    s: { describe: 'grid cells per side', type: 'number', default: 8 },
+    p1: { describe: 'probability that a cell is kept', type: 'number', default: 0.5 },
+    batch: { describe: 'masked images per forward pass', type: 'number', default: 100 },
+    seed: { describe: 'random seed of the masks', type: 'number', default: 1 },
+    'maps-dir': { describe: 'directory for the saliency maps (.npy, H x W float32)', type: 'string' },
+    overlay: { describe: 'directory for PNG heat maps over the photos', type: 'string' },
+    metrics: { describe: 'compute deletion and insertion curves and their AUC', type: 'boolean', default: false },
+    steps: { describe: 'points of the deletion/insertion curves', type: 'number', default: 32 },
+    out: { alias: 'o', describe: 'summary NDJSON (- for stdout)', type: 'string', default: '-' },
+    'image-field': { describe: 'NDJSON field with the image path', type: 'string', default: 'image' },
+    'id-field': { describe: 'NDJSON field with the id (default: the image path)', type: 'string', default: 'id' },
+    ...backendOption,
+  },
+  examples: [
+    ['atelier rise -m sizenet-image.model --overlay overlays/ photo.jpg', 'why the student thinks this article has a size issue'],
+    ['atelier rise -m weak.model --class stripes --metrics --masks masks.npy -i top.ndjson', 'where the weak model sees stripes, with deletion/insertion scores'],
+  ],
+  async run(args, io) {
+    if (!(args.n >= 1 && Number.isInteger(args.n))) throw new UsageError(`must be a positive integer, got ${args.n}`, { field: '--n' });
+    if (!(args.p1 > 0 && args.p1 <= 1)) throw new UsageError(`must be in (0, 1], got ${args.p1}`, { field: '--p1' });
+    if (!(args.batch >= 1)) throw new UsageError(`must be at least 1, got ${args.batch}`, { field: '--batch' });
+    await selectBackend({ requested: args.backend, env: io.env, stderr: io.stderr });
+    const { model, metadata } = await loadModel(args.model);
+    const shape = model.inputs[0].shape;
+    if (model.inputs.length !== 1 || shape.length !== 4 || shape[3] !== 3 || shape[1] !== shape[2]) {
+      throw new UsageError(`the model has no square RGB image input (inputs ${JSON.stringify(model.inputs.map((i) => i.shape))})`, { file: args.model });
+    }
+    const size = shape[1] as number;
+    if (!(Number.isInteger(args.s) && args.s >= 1 && args.s <= size)) throw new UsageError(`grid of ${args.s} cells is larger than the ${size}-pixel image`, { field: '--s' });
+    const outputs = (model.outputs[0].shape.slice(1) as number[]).reduce((a, b) => a * b, 1);
+    const vocabulary = Array.isArray(metadata.vocabulary) ? (metadata.vocabulary as string[]) : Array.isArray(metadata.labels) ? (metadata.labels as string[]) : null;
+    let classIndex = 0;
+    if (args.class !== undefined) {
+      classIndex = /^\d+$/.test(args.class) ? Number(args.class) : vocabulary?.indexOf(args.class) ?? -1;
+      if (classIndex < 0) throw new UsageError(`'${args.class}' is neither an output index nor a label of this model`, { field: '--class' });
+      if (classIndex >= outputs) throw new UsageError(`the model has ${outputs} output(s); ${classIndex} is out of range`, { field: '--class' });
+    }
+    const className = vocabulary?.[classIndex] ?? String(classIndex);
+
+    const spec = { count: args.n, grid: args.s, keepProbability: args.p1, height: size, width: size };
+    let masks: Float32Array;
+    if (args.masks && existsSync(args.masks)) {
+      const saved = await readNpy(args.masks);
+      const [n, h, w] = saved.header.shape;
+      if (saved.header.shape.length !== 3 || h !== size || w !== size) throw new UsageError(`masks of shape (${saved.header.shape.join(', ')}) do not fit ${size} x ${size} images`, { file: args.masks });
+      masks = saved.data instanceof Float32Array ? saved.data : Float32Array.from(saved.data as ArrayLike<number>);
+      spec.count = n;
+    } else {
+      masks = generateMasks(spec, createRandom(args.seed));
+      if (args.masks) await writeNpy(args.masks, masks, [spec.count, size, size]);
+    }
+
+    for (const dir of [args['maps-dir'], args.overlay]) if (dir) await mkdir(dir, { recursive: true });
+    const records = args.images.length ? pathRecords(args.images) : readImageRecords(args.input ?? '-', args['image-field'], args['id-field'], io.stdin);
+    const skips = createSkipCounter();
+    const out = await openNdjsonWriter(args.out, { stdout: io.stdout });
+    let index = 0;
+    try {
+      for await (const batch of computeFeatures(null, records, size, 1, skips, io, 'rise')) {
+        const record = batch.records[0];
+        const photo = batch.rows;
+        const score = tf.tidy(() => classScores(model, tf.tensor4d(photo, [1, size, size, 3]), classIndex).dataSync()[0]);
+        const map = riseSaliency(model, photo, size, size, masks, spec.count, args.p1, classIndex, args.batch);
+        const summary = saliencySummary(map, size);
+        const stem = fileStem(record.id, index++);
+        const line: Record<string, unknown> = { id: record.id, image: record.path, class: className, score: round(score), peak: summary.peak, topShare: round(summary.topShare) };
+        if (args['maps-dir']) {
+          line.saliency = join(args['maps-dir'], `${stem}.npy`);
+          await writeNpy(line.saliency as string, map, [size, size]);
+        }
+        if (args.overlay) {
+          line.overlay = join(args.overlay, `${stem}.png`);
+          await writeFileAtomic(line.overlay as string, await saliencyOverlayPng(photo, map, size, size));
+        }
+        if (args.metrics) {
+          const curves = causalCurves(model, photo, size, size, map, classIndex, args.steps, args.batch);
+          line.deletionAuc = round(curves.deletion.auc);
+          line.insertionAuc = round(curves.insertion.auc);
+          line.deletion = curves.deletion.score.map(round);
+          line.insertion = curves.insertion.score.map(round);
+        }
+        await out.write(line);
+      }
+      await out.close();
+    } catch (err) {
+      await out.abort();
+      throw err;
+    }
+    writeSkipSummary(skips, io, 'rise');
+  },
+});
+
+function round(x: number): number {
+  return Math.round(x * 1e6) / 1e6;
+}

@@ -1,0 +1,270 @@
+import { existsSync } from 'node:fs';
+import { defineCommand, UsageError } from '../lib/command.js';
+import { backendOption, selectBackend } from '../lib/backend/select.js';
+import { tf } from '../lib/backend/tf.js';
+import { loadModel, saveModel } from '../lib/backend/model-io.js';
+import { readNdjson, requireObject } from '../lib/io/ndjson.js';
+import { writeFileAtomic } from '../lib/io/atomic.js';
+import { readFeatureMatrix } from '../lib/io/features.js';
+import { createRandom, stableHash, type RandomState } from '../lib/random.js';
+import { buildImageStudentModel, buildStudentModel, studentLayers, studentLogits, weightedBinaryCrossEntropy, type StudentConfig } from '../lib/sizenet/student.js';
+import { binaryReport, rocAuc, rocCurve } from '../lib/metrics/classification.js';
+import { featureModel, hasLayer, LAYER } from '../lib/models/weak-model.js';
+import { quadrantAnalysis, SIZENET_MODEL_KIND, type SizenetMetadata } from '../lib/sizenet/evaluation.js';
+
+interface Args {
+  features: string;
+  ids?: string;
+  teacher: string;
+  out: string;
+  hidden: string;
+  dropout: number;
+  optimizer: 'adam' | 'sgd';
+  lr: number;
+  batch: number;
+  epochs: number;
+  patience: number;
+  tau: number;
+  'val-fraction': number;
+  'test-fraction': number;
+  threshold: number;
+  unweighted: boolean;
+  seed: number;
+  checkpoint?: string;
+  resume: boolean;
+  report?: string;
+  plots?: string;
+  tower?: string;
+  'tower-layer': 'pooled' | 'projection' | 'embedding';
+  'image-model'?: string;
+  backend: string;
+}
+
+interface Sample {
+  row: number;
+  id: string;
+  label: number;
+  w: number;
+}
+
+interface TrainingState {
+  epoch: number;
+  bestLoss: number;
+  sinceBest: number;
+  random: RandomState;
+  log: Array<{ epoch: number; loss: number; valLoss: number; valAuc: number }>;
+  optimizerSlots: string[];
+  bestEpoch: number;
+  fingerprint: string;
+}
+
+/** 'test', 'val' or 'train' for an article id, stable across runs and machines. */
+function splitOf(id: string, valFraction: number, testFraction: number): 'train' | 'val' | 'test' {
+  const u = stableHash(`split:${id}`) / 4294967296;
+  if (u < testFraction) return 'test';
+  if (u < testFraction + valFraction) return 'val';
+  return 'train';
+}
+
+function teacherLabel(value: unknown): number | null {
+  if (value === 'size issue' || value === true || value === 1 || value === 'size_issue' || value === 'size-issue') return 1;
+  if (value === 'no size issue' || value === false || value === 0 || value === 'no_size_issue' || value === 'no-size-issue') return 0;
+  return null;
+}
+
+export default defineCommand<Args>({
+  name: 'train-sizenet',
+  summary: "SizeNet's student: learn size issues from image features with the teacher's weighted labels",
+  description: `Karessli et al. 2019. Joins a feature matrix (.npy + ids NDJSON, from embed, or a k-hot attribute matrix for the paper's baseline) with teacher-score's output by id and trains an MLP of 4 fully connected layers (three hidden ReLU layers and a sigmoid output) with binary cross-entropy weighted per sample by the teacher's w = ln(1 + s) (--unweighted: all weights 1, for comparison). --tau drops samples whose w is below tau (the paper's weight-importance study).
+
+Articles are split by a stable hash of their id into train, validation (early stopping: training stops after --patience epochs without a lower validation loss and the best weights are kept) and test. Each epoch writes a checkpoint; --resume continues from it. The same --seed gives the same model.
+
+The evaluation on the test split (ROC AUC, accuracy, precision and recall at --threshold, and the paper's four quadrants of predicted probability vs teacher weight) goes to stdout as JSON and to --report; --plots DIR writes roc.png and probability-vs-weight.png. With --tower MODEL (the model whose embed produced the features, and --tower-layer as given to embed) --image-model DIR also saves image -> tower -> student as one model, which rise explains from pixels.`,
+  options: {
+    features: { alias: 'f', describe: 'feature matrix .npy (rows = images or articles)', type: 'string', demandOption: true },
+    ids: { describe: 'ids NDJSON of the features (default: <features>.ids.ndjson)', type: 'string' },
+    teacher: { alias: 't', describe: 'teacher-score NDJSON ({id, label, w})', type: 'string', demandOption: true },
+    out: { alias: 'o', describe: 'student model directory to write', type: 'string', demandOption: true },
+    hidden: { describe: 'widths of the three hidden layers, comma-separated', type: 'string', default: '256,128,64' },
+    dropout: { describe: 'dropout after each hidden layer during training', type: 'number', default: 0.2 },
+    optimizer: { describe: 'adam or sgd (momentum 0.9)', choices: ['adam', 'sgd'], default: 'adam' },
+    lr: { describe: 'learning rate', type: 'number', default: 0.001 },
+    batch: { describe: 'samples per step', type: 'number', default: 64 },
+    epochs: { describe: 'maximum epochs', type: 'number', default: 100 },
+    patience: { describe: 'epochs without a lower validation loss before stopping', type: 'number', default: 10 },
+    tau: { describe: 'drop samples whose teacher weight w is below tau', type: 'number', default: 0 },
+    'val-fraction': { describe: 'share of articles for early stopping', type: 'number', default: 0.15 },
+    'test-fraction': { describe: 'share of articles held out for the evaluation', type: 'number', default: 0.2 },
+    threshold: { describe: 'probability threshold for accuracy, precision and recall', type: 'number', default: 0.5 },
+    unweighted: { describe: 'ignore the teacher weights (every sample weighs 1)', type: 'boolean', default: false },
+    seed: { describe: 'random seed (initialisation, shuffling, dropout)', type: 'number', default: 1 },
+    checkpoint: { describe: 'checkpoint directory (default: <out>.checkpoint)', type: 'string' },
+    resume: { describe: 'continue from the checkpoint', type: 'boolean', default: false },
+    report: { describe: 'also write the evaluation JSON to this file', type: 'string' },
+    plots: { describe: 'directory for roc.png and probability-vs-weight.png', type: 'string' },
+    tower: { describe: 'image model whose features these are (with --image-model)', type: 'string' },
+    'tower-layer': { describe: 'the --layer embed used for the features', choices: ['pooled', 'projection', 'embedding'], default: 'embedding' },
+    'image-model': { describe: 'also save image -> tower -> student here (needs --tower)', type: 'string' },
+    ...backendOption,
+  },
+  examples: [
+    ['atelier train-sizenet -f emb.npy -t teacher.ndjson -o sizenet.model --plots plots/', 'train the student and plot its evaluation'],
+    ['for t in 0 0.5 1; do atelier train-sizenet -f emb.npy -t teacher.ndjson -o s$t --tau $t | jq .test.auc; done', "the paper's weight-importance study"],
+    ['atelier train-sizenet -f emb.npy -t teacher.ndjson -o s --tower weak.model --image-model sizenet-image.model', 'a model rise can explain'],
+  ],
+  async run(args, io) {
+    const hidden = args.hidden.split(',').map((s) => Number(s.trim()));
+    if (hidden.length !== 3 || hidden.some((h) => !Number.isInteger(h) || h < 1)) throw new UsageError(`expected three positive integers, got '${args.hidden}'`, { field: '--hidden' });
+    if (args['image-model'] && !args.tower) throw new UsageError('--image-model needs --tower (the model that made the features)', { field: '--image-model' });
+    for (const key of ['batch', 'epochs', 'lr'] as const) if (!(args[key] > 0)) throw new UsageError(`must be positive, got ${args[key]}`, { field: `--${key}` });
+    if (!(args.dropout >= 0 && args.dropout < 1)) throw new UsageError(`must be in [0, 1), got ${args.dropout}`, { field: '--dropout' });
+
+    const features = await readFeatureMatrix(args.features, args.ids);
+    const teacher = new Map<string, { label: number; w: number }>();
+    for await (const { value, file, line } of readNdjson(args.teacher)) {
+      const record = requireObject(value, { file, line });
+      const id = record.id;
+      if (typeof id !== 'string' && typeof id !== 'number') throw new UsageError('expected a string or number', { file, line, field: 'id' });
+      const label = teacherLabel(record.label);
+      if (label === null) throw new UsageError(`expected "size issue" or "no size issue", got ${JSON.stringify(record.label)}`, { file, line, field: 'label' });
+      const w = record.w;
+      if (typeof w !== 'number' || !Number.isFinite(w) || w < 0) throw new UsageError(`expected a non-negative number, got ${JSON.stringify(w)}`, { file, line, field: 'w' });
+      teacher.set(String(id), { label, w });
+    }
+    const samples: Sample[] = [];
+    let unmatched = 0;
+    let belowTau = 0;
+    const matchedIds = new Set<string>();
+    features.ids.forEach((id, row) => {
+      const t = teacher.get(id);
+      if (!t) return void unmatched++;
+      matchedIds.add(id);
+      if (t.w < args.tau) return void belowTau++;
+      samples.push({ row, id, label: t.label, w: args.unweighted ? 1 : t.w });
+    });
+    io.stderr.write(`atelier train-sizenet: ${samples.length} samples of ${matchedIds.size} articles; ${unmatched} feature rows without a teacher score, ${teacher.size - matchedIds.size} teacher articles without features, ${belowTau} below tau ${args.tau}\n`);
+    if (matchedIds.size === 0) throw new UsageError(`no id of ${args.features} is in ${args.teacher} (e.g. '${features.ids[0]}' vs '${teacher.keys().next().value}')`, { file: args.teacher, field: 'id' });
+    const split = { train: [] as Sample[], val: [] as Sample[], test: [] as Sample[] };
+    for (const s of samples) split[splitOf(s.id, args['val-fraction'], args['test-fraction'])].push(s);
+    if (split.train.length === 0 || split.val.length === 0 || split.test.length === 0) {
+      throw new UsageError(`too few samples to split (train ${split.train.length}, validation ${split.val.length}, test ${split.test.length})`, { file: args.features });
+    }
+    for (const part of ['train', 'test'] as const) {
+      const labels = new Set(split[part].map((s) => s.label));
+      if (labels.size < 2) throw new UsageError(`the ${part} split has only one label; a classifier needs both`, { file: args.teacher, field: 'label' });
+    }
+
+    await selectBackend({ requested: args.backend, env: io.env, stderr: io.stderr });
+    const config: StudentConfig = { inputDim: features.dim, hidden, dropout: args.dropout, seed: args.seed };
+    const layers = studentLayers(config);
+    const model = buildStudentModel(config, layers);
+    const optimizer: tf.Optimizer = args.optimizer === 'adam' ? tf.train.adam(args.lr) : tf.train.momentum(args.lr, 0.9);
+    const variables = () => model.trainableWeights.map((v) => v.read() as tf.Variable);
+    const fingerprint = JSON.stringify({ config, args: [args.optimizer, args.lr, args.batch, args.tau, args.unweighted, args['val-fraction'], args['test-fraction']], n: samples.length });
+    const checkpointDir = args.checkpoint ?? `${args.out.replace(/\/+$/, '')}.checkpoint`;
+    let state: TrainingState;
+    let best: tf.Tensor[] | null = null;
+    if (args.resume) {
+      if (!existsSync(checkpointDir)) throw new UsageError('no checkpoint to resume from', { file: checkpointDir, field: '--resume' });
+      const loaded = await loadModel(checkpointDir);
+      const saved = (loaded.metadata as { checkpoint?: TrainingState }).checkpoint;
+      if (!saved || saved.fingerprint !== fingerprint) throw new UsageError('checkpoint was made with other data or settings; remove it or drop --resume', { file: checkpointDir, field: '--resume' });
+      model.setWeights(loaded.model.getWeights());
+      state = saved;
+      await optimizer.setWeights(state.optimizerSlots.map((name) => ({ name, tensor: loaded.extraTensors[name] })));
+      const bestNames = Object.keys(loaded.extraTensors).filter((n) => n.startsWith('best/')).sort((a, b) => Number(a.slice(5)) - Number(b.slice(5)));
+      best = bestNames.length ? bestNames.map((n) => loaded.extraTensors[n].clone()) : null;
+      io.stderr.write(`atelier train-sizenet: resuming after epoch ${state.epoch}\n`);
+    } else {
+      state = { epoch: 0, bestLoss: Infinity, sinceBest: 0, random: createRandom(args.seed).state(), log: [], optimizerSlots: [], bestEpoch: 0, fingerprint };
+    }
+
+    const tensorsOf = (part: Sample[]) => {
+      const x = new Float32Array(part.length * features.dim);
+      part.forEach((s, i) => x.set(features.rows.subarray(s.row * features.dim, (s.row + 1) * features.dim), i * features.dim));
+      return { x, y: Float32Array.from(part, (s) => s.label), w: Float32Array.from(part, (s) => s.w) };
+    };
+    const val = tensorsOf(split.val);
+    const predict = (part: Sample[]): Float32Array => {
+      const { x } = tensorsOf(part);
+      const p = tf.tidy(() => model.predict(tf.tensor2d(x, [part.length, features.dim])) as tf.Tensor);
+      const out = p.dataSync() as Float32Array;
+      p.dispose();
+      return Float32Array.from(out);
+    };
+    const validationLoss = (): number =>
+      tf.tidy(() => weightedBinaryCrossEntropy(studentLogits(layers, tf.tensor2d(val.x, [split.val.length, features.dim]), 0, null), tf.tensor1d(val.y), tf.tensor1d(val.w)).dataSync()[0]);
+
+    while (state.epoch < args.epochs && state.sinceBest < args.patience) {
+      const random = createRandom(state.random);
+      const order = split.train.map((_, i) => i);
+      for (let i = order.length - 1; i > 0; i--) {
+        const j = random.int(i + 1);
+        [order[i], order[j]] = [order[j], order[i]];
+      }
+      let lossSum = 0;
+      let steps = 0;
+      for (let start = 0; start < order.length; start += args.batch) {
+        const part = order.slice(start, start + args.batch).map((i) => split.train[i]);
+        const { x, y, w } = tensorsOf(part);
+        const xt = tf.tensor2d(x, [part.length, features.dim]);
+        const yt = tf.tensor1d(y);
+        const wt = tf.tensor1d(w);
+        const { value, grads } = tf.variableGrads(() => weightedBinaryCrossEntropy(studentLogits(layers, xt, args.dropout, random), yt, wt), variables());
+        optimizer.applyGradients(grads);
+        lossSum += value.dataSync()[0];
+        steps++;
+        tf.dispose([xt, yt, wt, value, ...Object.values(grads)]);
+      }
+      const valLoss = validationLoss();
+      const valAuc = rocAuc(predict(split.val), val.y);
+      state.epoch++;
+      state.log.push({ epoch: state.epoch, loss: lossSum / steps, valLoss, valAuc });
+      if (valLoss < state.bestLoss - 1e-6) {
+        state.bestLoss = valLoss;
+        state.sinceBest = 0;
+        state.bestEpoch = state.epoch;
+        best?.forEach((t) => t.dispose());
+        best = model.getWeights().map((t) => t.clone());
+      } else state.sinceBest++;
+      if (state.epoch % 10 === 0 || state.sinceBest === 0) {
+        io.stderr.write(`atelier train-sizenet: epoch ${state.epoch} loss ${(lossSum / steps).toFixed(4)} val loss ${valLoss.toFixed(4)} val AUC ${valAuc.toFixed(3)}\n`);
+      }
+      state.random = random.state();
+      const slots = await optimizer.getWeights();
+      state.optimizerSlots = slots.map((s) => s.name);
+      const extra: Record<string, tf.Tensor> = Object.fromEntries(slots.map((s) => [s.name, s.tensor]));
+      best?.forEach((t, i) => (extra[`best/${i}`] = t));
+      await saveModel(model, checkpointDir, { extraTensors: extra, metadata: { kind: 'atelier-sizenet-checkpoint', checkpoint: state } });
+    }
+    if (best) model.setWeights(best);
+
+    const testScores = predict(split.test);
+    const test = tensorsOf(split.test);
+    const teacherWeights = split.test.map((s) => teacher.get(s.id)!.w);
+    const evaluation = {
+      samples: { train: split.train.length, val: split.val.length, test: split.test.length, unmatched, belowTau },
+      tau: args.tau,
+      weighted: !args.unweighted,
+      bestEpoch: state.bestEpoch,
+      epochs: state.epoch,
+      test: { auc: rocAuc(testScores, test.y), ...binaryReport(testScores, test.y, args.threshold) },
+      quadrants: quadrantAnalysis(testScores, test.y, teacherWeights, args.threshold),
+      log: state.log,
+    };
+    const metadata: SizenetMetadata = { kind: SIZENET_MODEL_KIND, config, features: args.features, evaluation: { auc: evaluation.test.auc, accuracy: evaluation.test.accuracy } };
+    await saveModel(model, args.out, { metadata: metadata as unknown as Record<string, unknown> });
+    if (args['image-model'] && args.tower) {
+      const tower = (await loadModel(args.tower)).model;
+      const features = hasLayer(tower, LAYER.words) ? featureModel(tower, args['tower-layer']) : tower;
+      const imageModel = buildImageStudentModel(features, model);
+      await saveModel(imageModel, args['image-model'], { metadata: { ...metadata, kind: SIZENET_MODEL_KIND, tower: args.tower, towerLayer: args['tower-layer'] } });
+    }
+    const json = JSON.stringify(evaluation, null, 2) + '\n';
+    if (args.report) await writeFileAtomic(args.report, json);
+    if (args.plots) await (await import('../lib/sizenet/plots.js')).drawSizenetPlots(args.plots, rocCurve(testScores, test.y), testScores, test.y, teacherWeights, evaluation.test.auc);
+    io.stdout.write(json);
+    best?.forEach((t) => t.dispose());
+    optimizer.dispose();
+  },
+});
