@@ -80,7 +80,7 @@ The output is a model directory (model.json, weights, metadata.json with vocabul
     'top-k': { describe: 'use the first K words of the vocabulary (0: all)', type: 'number', default: 0 },
     'image-field': { describe: 'record field holding the image path', type: 'string', default: 'image' },
     'tokens-field': { describe: 'record field holding the bag of words', type: 'string', default: 'tokens' },
-    'group-field': { describe: 'record field naming the product (split key); falls back to url, then id', type: 'string', default: 'product' },
+    'group-field': { describe: 'record field naming the product (split key: crawl-tokenize writes the page or row as source); falls back to id', type: 'string', default: 'source' },
     'val-fraction': { describe: 'share of products held out for validation', type: 'number', default: 0.1 },
     'input-size': { describe: 'square input side of the tower in pixels', type: 'number', default: DEFAULT_TOWER.inputSize },
     width: { describe: 'filters of the first stage (doubled at each stage)', type: 'number', default: DEFAULT_TOWER.width },
@@ -119,6 +119,7 @@ The output is a model directory (model.json, weights, metadata.json with vocabul
     const wordId = new Map(vocabulary.map((w, i) => [w, i]));
     const minSize = minimumInputSize({ stages: args.stages });
     const storedSize = Math.round(args['input-size'] * 1.125);
+    if (args['input-size'] < minSize) throw new UsageError(`input size ${args['input-size']} is smaller than the tower's minimum ${minSize} for ${args.stages} stages`, { field: '--input-size' });
     const choice = await selectBackend({ requested: args.backend, env: io.env, stderr: io.stderr });
 
     // Read and decode every usable record; bags are vocabulary ids.
@@ -153,7 +154,7 @@ The output is a model directory (model.json, weights, metadata.json with vocabul
         emptyBags++;
         continue;
       }
-      const group = String(r.record[args['group-field']] ?? r.record.url ?? r.record.id ?? r.path);
+      const group = String(r.record[args['group-field']] ?? r.record.id ?? r.path);
       const side = isHeldOut(group, args['val-fraction']) ? val : train;
       side.pixels.push(imageToBytes(r.image));
       side.bags.push(bag);
@@ -162,7 +163,6 @@ The output is a model directory (model.json, weights, metadata.json with vocabul
     progress.stop();
     if (records === 0) throw new UsageError('no records in the input', { file: args.input === '-' ? 'stdin' : args.input });
     if (train.pixels.length === 0) throw new UsageError(`no usable training images (${records} records, ${skips.total} corrupt, ${emptyBags} without a vocabulary word)`, { file: args.input === '-' ? 'stdin' : args.input });
-    if (args['input-size'] < minSize) throw new UsageError(`input size ${args['input-size']} is smaller than the tower's minimum ${minSize} for ${args.stages} stages`, { field: '--input-size' });
     io.stderr.write(`atelier train-weak: ${train.pixels.length} training and ${val.pixels.length} validation images, ${vocabulary.length} words, ${emptyBags} images without a vocabulary word\n`);
     writeSkipSummary(skips, io, 'train-weak');
 
