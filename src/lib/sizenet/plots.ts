@@ -1,33 +1,28 @@
 // The student's evaluation as pictures: the ROC curve and predicted probability vs teacher weight.
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { renderChartPng, type ChartSpec } from '../plot/chart.js';
-import { writeFileAtomic } from '../io/atomic.js';
+import { writeChart, type Point } from '../plot/index.js';
 import type { RocPoint } from '../metrics/classification.js';
 
 export async function drawSizenetPlots(dir: string, roc: RocPoint[], probabilities: ArrayLike<number>, labels: ArrayLike<number>, weights: number[], auc: number): Promise<void> {
   await mkdir(dir, { recursive: true });
-  const rocChart: ChartSpec = {
+  await writeChart(join(dir, 'roc.png'), {
     title: `SizeNet student ROC (AUC ${auc.toFixed(3)})`,
-    xLabel: 'false positive rate',
-    yLabel: 'true positive rate',
-    xRange: [0, 1],
-    yRange: [0, 1],
-    lines: [
-      { name: 'student', points: roc.map((p) => [p.fpr, p.tpr] as [number, number]) },
-      { name: 'chance', points: [[0, 0], [1, 1]], dashed: true },
+    x: { label: 'false positive rate', min: 0, max: 1 },
+    y: { label: 'true positive rate', min: 0, max: 1 },
+    series: [
+      { name: 'student', points: roc.map((p) => [p.fpr, p.tpr] as Point), kind: 'line' },
+      { name: 'chance', points: [[0, 0], [1, 1]], kind: 'line', dashed: true },
     ],
-  };
-  const scatter: ChartSpec = {
+  });
+  const pointsWhere = (label: number): Point[] => weights.flatMap((w, i) => ((labels[i] === 1) === (label === 1) ? [[w, probabilities[i]] as Point] : []));
+  await writeChart(join(dir, 'probability-vs-weight.png'), {
     title: 'size-issue probability vs teacher weight',
-    xLabel: 'teacher weight w = ln(1 + s)',
-    yLabel: 'P(size issue)',
-    yRange: [0, 1],
-    scatter: [
-      { name: 'teacher: size issue', points: Array.from(weights.keys()).filter((i) => labels[i] === 1).map((i) => [weights[i], probabilities[i]] as [number, number]) },
-      { name: 'teacher: no size issue', points: Array.from(weights.keys()).filter((i) => labels[i] !== 1).map((i) => [weights[i], probabilities[i]] as [number, number]) },
+    x: { label: 'teacher weight w = ln(1 + s)' },
+    y: { label: 'P(size issue)', min: 0, max: 1 },
+    series: [
+      { name: 'teacher: size issue', points: pointsWhere(1), kind: 'scatter' },
+      { name: 'teacher: no size issue', points: pointsWhere(0), kind: 'scatter' },
     ],
-  };
-  await writeFileAtomic(join(dir, 'roc.png'), await renderChartPng(rocChart));
-  await writeFileAtomic(join(dir, 'probability-vs-weight.png'), await renderChartPng(scatter));
+  });
 }
