@@ -10,9 +10,11 @@ import crawlTokenize from './crawl-tokenize.js';
 import trainSizenet from './train-sizenet.js';
 import predictSizenet from './predict-sizenet.js';
 import rise from './rise.js';
+import knn from './knn.js';
+import evalRetrieval from './eval-retrieval.js';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
-export const commands: Array<Command<any>> = [info, npy, trainWeak, tag, embed, teacherScore, crawlTokenize, trainSizenet, predictSizenet, rise];
+export const commands: Array<Command<any>> = [info, npy, trainWeak, tag, embed, teacherScore, crawlTokenize, trainSizenet, predictSizenet, rise, knn, evalRetrieval];
 
 export function findCommand(name: string): Command<unknown> | undefined {
   return commands.find((c) => c.name === name);

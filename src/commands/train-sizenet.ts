@@ -2,7 +2,7 @@ import { existsSync } from 'node:fs';
 import { defineCommand, UsageError } from '../lib/command.js';
 import { backendOption, selectBackend } from '../lib/backend/select.js';
 import { tf } from '../lib/backend/tf.js';
-import { loadModel, saveModel } from '../lib/backend/model-io.js';
+import { loadModel, optimizerStateTensors, restoreOptimizerState, saveModel } from '../lib/backend/model-io.js';
 import { readNdjson, requireObject } from '../lib/io/ndjson.js';
 import { writeFileAtomic } from '../lib/io/atomic.js';
 import { readFeatureMatrix } from '../lib/io/features.js';
@@ -53,7 +53,6 @@ interface TrainingState {
   sinceBest: number;
   random: RandomState;
   log: Array<{ epoch: number; loss: number; valLoss: number; valAuc: number }>;
-  optimizerSlots: string[];
   bestEpoch: number;
   fingerprint: string;
 }
@@ -171,12 +170,12 @@ The evaluation on the test split (ROC AUC, accuracy, precision and recall at --t
       if (!saved || saved.fingerprint !== fingerprint) throw new UsageError('checkpoint was made with other data or settings; remove it or drop --resume', { file: checkpointDir, field: '--resume' });
       model.setWeights(loaded.model.getWeights());
       state = saved;
-      await optimizer.setWeights(state.optimizerSlots.map((name) => ({ name, tensor: loaded.extraTensors[name] })));
+      await restoreOptimizerState(optimizer, loaded.extraTensors);
       const bestNames = Object.keys(loaded.extraTensors).filter((n) => n.startsWith('best/')).sort((a, b) => Number(a.slice(5)) - Number(b.slice(5)));
       best = bestNames.length ? bestNames.map((n) => loaded.extraTensors[n].clone()) : null;
       io.stderr.write(`atelier train-sizenet: resuming after epoch ${state.epoch}\n`);
     } else {
-      state = { epoch: 0, bestLoss: Infinity, sinceBest: 0, random: createRandom(args.seed).state(), log: [], optimizerSlots: [], bestEpoch: 0, fingerprint };
+      state = { epoch: 0, bestLoss: Infinity, sinceBest: 0, random: createRandom(args.seed).state(), log: [], bestEpoch: 0, fingerprint };
     }
 
     const tensorsOf = (part: Sample[]) => {
@@ -231,9 +230,7 @@ The evaluation on the test split (ROC AUC, accuracy, precision and recall at --t
         io.stderr.write(`atelier train-sizenet: epoch ${state.epoch} loss ${(lossSum / steps).toFixed(4)} val loss ${valLoss.toFixed(4)} val AUC ${valAuc.toFixed(3)}\n`);
       }
       state.random = random.state();
-      const slots = await optimizer.getWeights();
-      state.optimizerSlots = slots.map((s) => s.name);
-      const extra: Record<string, tf.Tensor> = Object.fromEntries(slots.map((s) => [s.name, s.tensor]));
+      const extra: Record<string, tf.Tensor> = { ...(await optimizerStateTensors(optimizer)) };
       best?.forEach((t, i) => (extra[`best/${i}`] = t));
       await saveModel(model, checkpointDir, { extraTensors: extra, metadata: { kind: 'atelier-sizenet-checkpoint', checkpoint: state } });
     }

@@ -2,7 +2,7 @@ import { existsSync } from 'node:fs';
 import { defineCommand, UsageError, warn } from '../lib/command.js';
 import { backendOption, selectBackend } from '../lib/backend/select.js';
 import { tf } from '../lib/backend/tf.js';
-import { loadModel, saveModel } from '../lib/backend/model-io.js';
+import { loadModel, optimizerStateTensors, restoreOptimizerState, saveModel } from '../lib/backend/model-io.js';
 import { writeFileAtomic } from '../lib/io/atomic.js';
 import { createSkipCounter, writeSkipSummary } from '../lib/image/skips.js';
 import { decodeRecords, imageToBytes, readImageRecords } from '../lib/image/records.js';
@@ -59,7 +59,6 @@ interface Checkpoint {
   sinceDecay: number;
   random: RandomState;
   log: EpochLog[];
-  optimizerSlots: string[];
   fingerprint: string;
 }
 
@@ -188,8 +187,7 @@ The output is a model directory (model.json, weights, metadata.json with vocabul
       }
       model = loaded.model;
       state = saved.checkpoint;
-      const slots = state.optimizerSlots.map((name) => ({ name, tensor: loaded.extraTensors[name] }));
-      await optimizer.setWeights(slots);
+      await restoreOptimizerState(optimizer, loaded.extraTensors);
       io.stderr.write(`atelier train-weak: resuming after epoch ${state.epoch}\n`);
     } else {
       model = buildWeakModel(config);
@@ -197,7 +195,7 @@ The output is a model directory (model.json, weights, metadata.json with vocabul
         const copied = copyMatchingWeights((await loadModel(args.init)).model, model);
         io.stderr.write(`atelier train-weak: initialised ${copied} weight tensors from ${args.init}\n`);
       }
-      state = { epoch: 0, lr: args.lr, best: -1, sinceBest: 0, sinceDecay: 0, random: createRandom(args.seed).state(), log: [], optimizerSlots: [], fingerprint };
+      state = { epoch: 0, lr: args.lr, best: -1, sinceBest: 0, sinceDecay: 0, random: createRandom(args.seed).state(), log: [], fingerprint };
     }
     const models = weakModels(model);
     const baseline = mostFrequentWordPrecision(train.bags, val.bags, vocabulary.length);
@@ -245,10 +243,8 @@ The output is a model directory (model.json, weights, metadata.json with vocabul
       }
       state.epoch = epoch;
       state.random = random.state();
-      const slots = await optimizer.getWeights();
-      state.optimizerSlots = slots.map((s) => s.name);
       await saveModel(model, checkpointDir, {
-        extraTensors: Object.fromEntries(slots.map((s) => [s.name, s.tensor])),
+        extraTensors: await optimizerStateTensors(optimizer),
         metadata: { kind: WEAK_MODEL_KIND, checkpoint: state } as unknown as Record<string, unknown>,
       });
       epochsThisRun++;

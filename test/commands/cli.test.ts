@@ -29,7 +29,8 @@ test('every command --help shows its options with defaults and an example', asyn
     assert.ok(c.examples.length > 0, `${c.name} defines an example`);
     for (const [name, option] of Object.entries(c.options)) {
       assert.ok(option.describe, `${c.name} --${name} has a description`);
-      assert.ok(r.stdout.includes(`--${name}`), `${c.name} --help shows --${name}`);
+      const flag = name.length === 1 ? `-${name}` : `--${name}`;
+      assert.ok(r.stdout.includes(flag), `${c.name} --help shows ${flag}`);
       if (option.default !== undefined && option.type !== 'boolean') {
         assert.ok(r.stdout.includes(`[default: ${JSON.stringify(option.default)}]`) || r.stdout.includes(`[default: ${String(option.default)}]`), `${c.name} --${name} shows its default`);
       }

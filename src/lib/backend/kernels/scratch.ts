@@ -6,9 +6,14 @@ import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
 export type TensorInfo = tf.TensorInfo;
 export type { BackendWasm };
 
+/** The name under which the backend's own kernel stays callable once ours replaces it. */
+export function builtinKernelName(kernelName: string): string {
+  return `AtelierBuiltin${kernelName}`;
+}
+
 /** The arguments tfjs hands a kernel function. */
 export interface KernelArgs {
-  inputs: tf.NamedTensorInfoMap;
+  inputs: Record<string, TensorInfo>;
   backend: BackendWasm;
   attrs: tf.NamedAttrMap;
 }

@@ -1,0 +1,452 @@
+import { readFile } from 'node:fs/promises';
+import { basename } from 'node:path';
+import { defineCommand, UsageError, warn, type CommandIO } from '../lib/command.js';
+import { writeFileAtomic } from '../lib/io/atomic.js';
+import { idsPathFor } from '../lib/io/features.js';
+import { describeJsonValue, openNdjsonWriter, readNdjson, requireObject, type NdjsonWriter } from '../lib/io/ndjson.js';
+import { isStdio } from '../lib/io/paths.js';
+import {
+  METRICS,
+  PartitionLookup,
+  assertIdsMatchRows,
+  distanceKindOf,
+  gatherRows,
+  normalizeRows,
+  openNpyVectorSource,
+  readRetrievalPartition,
+  readRowIds,
+  scoreTile,
+  type Metric,
+  type PartitionEntry,
+} from '../lib/knn/index.js';
+import {
+  averagePrecision,
+  correctRanks,
+  expectedRandomTopK,
+  relevantRanks,
+  sampleRandomRanks,
+  summarizeRetrieval,
+  type RetrievalSummary,
+} from '../lib/metrics/retrieval.js';
+import { writeChart, type Series } from '../lib/plot/index.js';
+import { startProgress } from '../lib/progress.js';
+import { createRandom } from '../lib/random.js';
+
+interface Args {
+  partition?: string;
+  embeddings?: string;
+  ids?: string;
+  'id-field': string;
+  knn?: string;
+  baseline?: string;
+  seed: number;
+  metric: string;
+  k: string;
+  name?: string;
+  'per-query'?: string;
+  plot?: string;
+  compare: string[];
+  title: string;
+  out: string;
+}
+
+const NAME = 'eval-retrieval';
+const DEFAULT_KS = '1,5,10,20,30,40,50';
+/** Scores held per block of queries when ranking against the whole gallery. */
+const SCORE_BLOCK_BYTES = 64 * 1024 * 1024;
+
+/** One evaluated query: its first correct rank (null = none in the known ranking) and average precision. */
+interface QueryResult {
+  id: string;
+  item: string;
+  rank: number | null;
+  ap: number;
+  relevant: number;
+}
+
+/** What the JSON output says about one run. */
+interface RunReport extends RetrievalSummary {
+  name: string;
+  method: 'embeddings' | 'knn' | 'random';
+  /** Ranking depth the metrics are cut at (knn lists), null when the whole gallery is ranked. */
+  mapCutoff: number | null;
+  topkExpected?: Record<string, number>;
+}
+
+function parseKs(text: string): number[] {
+  const ks = text.split(',').map((t) => t.trim()).filter(Boolean).map(Number);
+  if (ks.length === 0 || ks.some((k) => !Number.isInteger(k) || k <= 0)) throw new UsageError(`expected positive integers separated by commas, got '${text}'`, { field: '--k' });
+  return [...new Set(ks)].sort((a, b) => a - b);
+}
+
+/** The evaluation set: queries and gallery as partition entries, with the protocol they follow. */
+interface Protocol {
+  entries: PartitionEntry[];
+  /** Entry indices of the queries and of the gallery, in partition order. */
+  queries: number[];
+  gallery: number[];
+  /** No split in the partition: every image is a query against all the others. */
+  leaveOneOut: boolean;
+}
+
+function protocolOf(entries: PartitionEntry[], usable: (entry: number) => boolean): Protocol {
+  const leaveOneOut = entries.length > 0 && entries.every((e) => e.split === null);
+  const queries: number[] = [];
+  const gallery: number[] = [];
+  entries.forEach((e, i) => {
+    if (!usable(i)) return;
+    if (leaveOneOut || e.split === 'query') queries.push(i);
+    if (leaveOneOut || e.split === 'gallery') gallery.push(i);
+  });
+  return { entries, queries, gallery, leaveOneOut };
+}
+
+/** Gallery positions of each item. */
+function galleryByItem(protocol: Protocol): Map<string, number[]> {
+  const byItem = new Map<string, number[]>();
+  protocol.gallery.forEach((entry, position) => {
+    const item = protocol.entries[entry].item;
+    const list = byItem.get(item);
+    if (list) list.push(position);
+    else byItem.set(item, [position]);
+  });
+  return byItem;
+}
+
+interface Evaluated {
+  results: QueryResult[];
+  skipped: Record<string, number>;
+  galleryCount: number;
+  items: number;
+  depth: number | null;
+  leaveOneOut: boolean;
+}
+
+/** Ranks every query against the whole gallery by the embeddings: exact ranks, full-depth AP. */
+async function evaluateEmbeddings(args: Args, lookup: PartitionLookup, metric: Metric, io: CommandIO): Promise<Evaluated> {
+  const npyPath = args.embeddings!;
+  const source = await openNpyVectorSource(npyPath);
+  try {
+    const ids = await readRowIds(args.ids ?? idsPathFor(npyPath), args['id-field'], io.stdin);
+    assertIdsMatchRows(ids, source.rows, npyPath);
+    const entries = lookup.partition.entries;
+    const rowOfEntry = new Int32Array(entries.length).fill(-1);
+    let unmatched = 0;
+    let duplicates = 0;
+    ids.ids.forEach((id, row) => {
+      let entry = lookup.find(id);
+      if (entry < 0 && ids.images[row] !== undefined) entry = lookup.find(ids.images[row]!);
+      if (entry < 0) unmatched++;
+      else if (rowOfEntry[entry] >= 0) duplicates++;
+      else rowOfEntry[entry] = row;
+    });
+    if (unmatched === ids.ids.length) {
+      throw new UsageError(`none of the ${ids.ids.length} ids (e.g. ${JSON.stringify(ids.ids[0])}) is in the partition ${lookup.partition.path}`, { file: ids.path });
+    }
+    if (duplicates > 0) warn(io, NAME, `${duplicates} rows repeat an image already seen; the first row of each is used`);
+    const protocol = protocolOf(entries, (e) => rowOfEntry[e] >= 0);
+    const all = protocolOf(entries, () => true);
+    const byItem = galleryByItem(protocol);
+    const skipped = { noEmbedding: all.queries.length - protocol.queries.length, noGalleryMatch: 0 };
+    const position = new Map(protocol.gallery.map((entry, i) => [entry, i]));
+
+    const galleryRows = await gatherRows(source, protocol.gallery.map((e) => rowOfEntry[e]));
+    const dim = source.dim;
+    if (metric === 'cosine') normalizeRows(galleryRows, dim);
+    const evaluated = protocol.queries.filter((q) => {
+      const relevant = byItem.get(entries[q].item)?.length ?? 0;
+      const self = protocol.leaveOneOut ? 1 : 0;
+      if (relevant - self > 0) return true;
+      skipped.noGalleryMatch++;
+      return false;
+    });
+    const G = protocol.gallery.length;
+    const blockRows = Math.max(1, Math.floor(SCORE_BLOCK_BYTES / Math.max(1, G * 4)));
+    const scores = new Float32Array(Math.min(blockRows, Math.max(1, evaluated.length)) * G);
+    const results: QueryResult[] = [];
+    const progress = startProgress(io.stderr, { total: evaluated.length, label: 'ranking' });
+    for (let start = 0; start < evaluated.length; start += blockRows) {
+      const block = evaluated.slice(start, start + blockRows);
+      const queryRows = await gatherRows(source, block.map((e) => rowOfEntry[e]));
+      if (metric === 'cosine') normalizeRows(queryRows, dim);
+      scoreTile(distanceKindOf(metric), queryRows, block.length, galleryRows, G, dim, scores);
+      block.forEach((entry, q) => {
+        const item = entries[entry].item;
+        const relevant = byItem.get(item) ?? [];
+        const self = protocol.leaveOneOut ? position.get(entry) ?? -1 : -1;
+        const ranks = relevantRanks(scores.subarray(q * G, (q + 1) * G), relevant, self);
+        results.push({ id: entries[entry].key, item, rank: ranks.length ? ranks[0] : null, ap: averagePrecision(ranks, ranks.length), relevant: ranks.length });
+      });
+      progress.update(Math.min(evaluated.length, start + blockRows));
+    }
+    progress.stop();
+    return { results, skipped, galleryCount: G, items: byItem.size, depth: null, leaveOneOut: protocol.leaveOneOut };
+  } finally {
+    await source.close();
+  }
+}
+
+/** Scores queries from knn output: ranks known to the depth of the neighbour lists. */
+async function evaluateKnn(args: Args, lookup: PartitionLookup, io: CommandIO): Promise<Evaluated> {
+  const entries = lookup.partition.entries;
+  const protocol = protocolOf(entries, () => true);
+  const byItem = galleryByItem(protocol);
+  const isQuery = new Uint8Array(entries.length);
+  for (const q of protocol.queries) isQuery[q] = 1;
+  const isGallery = new Uint8Array(entries.length);
+  for (const g of protocol.gallery) isGallery[g] = 1;
+  const seen = new Uint8Array(entries.length);
+  const skipped = { notInKnn: 0, notAQuery: 0, noGalleryMatch: 0, neighborsNotInGallery: 0 };
+  const results: QueryResult[] = [];
+  let depth = 0;
+  let shortest = Infinity;
+  for await (const { value, file, line } of readNdjson(args.knn!, { stdin: io.stdin })) {
+    const record = requireObject(value, { file, line });
+    if (typeof record.id !== 'string' && typeof record.id !== 'number') throw new UsageError(`expected a string or number id, got ${describeJsonValue(record.id)}`, { file, line, field: 'id' });
+    if (!Array.isArray(record.neighbors)) throw new UsageError(`expected an array of {id, score}, got ${describeJsonValue(record.neighbors)}`, { file, line, field: 'neighbors' });
+    const entry = lookup.find(String(record.id));
+    if (entry < 0 || !isQuery[entry]) {
+      skipped.notAQuery++;
+      continue;
+    }
+    if (seen[entry]) throw new UsageError(`query ${JSON.stringify(record.id)} appears twice`, { file, line, field: 'id' });
+    seen[entry] = 1;
+    const item = entries[entry].item;
+    const relevant = (byItem.get(item)?.length ?? 0) - (protocol.leaveOneOut ? 1 : 0);
+    if (relevant <= 0) {
+      skipped.noGalleryMatch++;
+      continue;
+    }
+    const items: Array<string | null> = [];
+    record.neighbors.forEach((n: unknown, i: number) => {
+      const id = n !== null && typeof n === 'object' ? (n as Record<string, unknown>).id : n;
+      if (typeof id !== 'string' && typeof id !== 'number') throw new UsageError(`expected a string or number id, got ${describeJsonValue(id)}`, { file, line, field: `neighbors[${i}].id` });
+      const g = lookup.find(String(id));
+      if (g === entry) return;
+      if (g < 0 || !isGallery[g]) {
+        skipped.neighborsNotInGallery++;
+        return;
+      }
+      items.push(entries[g].item);
+    });
+    depth = Math.max(depth, items.length);
+    shortest = Math.min(shortest, items.length);
+    const ranks = correctRanks(items, item);
+    results.push({ id: entries[entry].key, item, rank: ranks.length ? ranks[0] : null, ap: averagePrecision(ranks, relevant, items.length), relevant });
+  }
+  for (const q of protocol.queries) if (!seen[q]) skipped.notInKnn++;
+  // Lists that hold the whole gallery are complete rankings: nothing is cut.
+  const candidates = protocol.gallery.length - (protocol.leaveOneOut ? 1 : 0);
+  const complete = shortest >= candidates;
+  if (skipped.notInKnn > 0) warn(io, NAME, `${skipped.notInKnn} queries of the partition have no line in ${args.knn}; they are left out`);
+  if (skipped.neighborsNotInGallery > 0) warn(io, NAME, `${skipped.neighborsNotInGallery} neighbours are not gallery images of the partition and were ignored (was knn run against the gallery split?)`);
+  return { results, skipped, galleryCount: protocol.gallery.length, items: byItem.size, depth: complete ? null : depth, leaveOneOut: protocol.leaveOneOut };
+}
+
+/** A random ordering of the gallery for every query: the chance level every model must beat. */
+function evaluateRandom(queries: Array<{ id: string; item: string; relevant: number }>, galleryCount: number, leaveOneOut: boolean, seed: number, ks: number[]) {
+  const random = createRandom(`eval-retrieval-random-${seed}`);
+  const candidates = galleryCount - (leaveOneOut ? 1 : 0);
+  const results: QueryResult[] = queries.map((q) => {
+    const ranks = sampleRandomRanks(candidates, q.relevant, random.next);
+    return { id: q.id, item: q.item, rank: ranks.length ? ranks[0] : null, ap: averagePrecision(ranks, q.relevant), relevant: q.relevant };
+  });
+  const expected: Record<string, number> = {};
+  for (const k of ks) {
+    let sum = 0;
+    for (const q of queries) sum += expectedRandomTopK(candidates, q.relevant, k);
+    expected[k] = queries.length ? sum / queries.length : 0;
+  }
+  return { results, expected };
+}
+
+/** The partition's queries with their relevant counts, for a random baseline without a model. */
+function partitionQueries(lookup: PartitionLookup): { queries: Array<{ id: string; item: string; relevant: number }>; galleryCount: number; items: number; leaveOneOut: boolean; noGalleryMatch: number } {
+  const protocol = protocolOf(lookup.partition.entries, () => true);
+  const byItem = galleryByItem(protocol);
+  const queries: Array<{ id: string; item: string; relevant: number }> = [];
+  let noGalleryMatch = 0;
+  for (const q of protocol.queries) {
+    const e = protocol.entries[q];
+    const relevant = (byItem.get(e.item)?.length ?? 0) - (protocol.leaveOneOut ? 1 : 0);
+    if (relevant > 0) queries.push({ id: e.key, item: e.item, relevant });
+    else noGalleryMatch++;
+  }
+  return { queries, galleryCount: protocol.gallery.length, items: byItem.size, leaveOneOut: protocol.leaveOneOut, noGalleryMatch };
+}
+
+function report(name: string, method: RunReport['method'], results: QueryResult[], ks: number[], depth: number | null): RunReport {
+  const summary = summarizeRetrieval(
+    results.map((r) => r.rank),
+    results.map((r) => r.ap),
+    ks,
+    depth ?? undefined,
+  );
+  return { name, method, ...summary, mapCutoff: depth };
+}
+
+/** Rounds metrics to 6 decimals for a readable JSON. */
+function rounded<T>(value: T): T {
+  return JSON.parse(JSON.stringify(value, (_key, v) => (typeof v === 'number' && !Number.isInteger(v) ? Number(v.toFixed(6)) : v))) as T;
+}
+
+interface PlottedRun {
+  name: string;
+  topk: Record<string, number | null>;
+  dashed?: boolean;
+}
+
+/** Reads an earlier eval-retrieval JSON for --compare. */
+async function readRun(path: string): Promise<PlottedRun> {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(await readFile(path, 'utf8'));
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    throw new UsageError(code === 'ENOENT' ? 'no such file' : `not JSON: ${(err as Error).message}`, { file: path });
+  }
+  const run = parsed as Partial<RunReport>;
+  if (!run || typeof run !== 'object' || !run.topk || typeof run.topk !== 'object') throw new UsageError('not an eval-retrieval result (no "topk" object)', { file: path });
+  return { name: typeof run.name === 'string' ? run.name : basename(path).replace(/\.json$/, ''), topk: run.topk, dashed: run.method === 'random' };
+}
+
+function runSeries(run: PlottedRun): Series {
+  const points = Object.entries(run.topk)
+    .filter((e): e is [string, number] => typeof e[1] === 'number')
+    .map(([k, v]) => [Number(k), v] as [number, number])
+    .sort((a, b) => a[0] - b[0]);
+  // The report's captions give top-20 accuracy in brackets.
+  const top20 = run.topk['20'];
+  const name = typeof top20 === 'number' ? `${run.name} [${(100 * top20).toFixed(1)}%]` : run.name;
+  return { name, points, kind: 'line+points', dashed: run.dashed };
+}
+
+export default defineCommand<Args>({
+  name: NAME,
+  summary: 'top-k retrieval accuracy and mAP on an In-Shop style query/gallery split, with plots',
+  description: `Measures image retrieval the way the seeds do (DeepFashion In-Shop protocol, the report §3.3): a query scores 1 at k if an image of the same item is among its k most similar gallery images. Prints one JSON object on stdout: top-k accuracy for each --k, mAP (mean average precision over every gallery image of the item) and the median rank of the first correct match.
+
+--partition reads the In-Shop list_eval_partition.txt (count line, header line, then 'image_name item_id evaluation_status'), a directory holding it or the official query.txt/query_id.txt/gallery.txt/gallery_id.txt lists, or NDJSON {id, item, split} (split query|gallery|train; with no split at all, every image is a query against all the others). Embedding ids are matched to image names exactly, by the ids' image field, or by trailing path parts.
+
+The ranking comes from --embeddings (exact: every query is ranked against the whole gallery) or from knn output (--knn, run with the query split against the gallery split; metrics are then known to the depth of its lists and mAP is cut there). --baseline random adds the chance level (a random ordering of the gallery; its expected top-k is given too); alone it evaluates chance only.
+
+--per-query writes {id, item, rank, ap, relevant} per query (rank: of the first correct match, null when none is known). --plot draws top-k accuracy against k as a PNG (or SVG), overlaying earlier results given with --compare (e.g. raw pixels vs trained features); with only --compare and --plot it just draws them.`,
+  options: {
+    partition: { alias: 'p', describe: 'list_eval_partition.txt, a directory of In-Shop lists, or NDJSON {id, item, split}', type: 'string' },
+    embeddings: { alias: 'e', describe: 'embeddings .npy of the query and gallery images', type: 'string' },
+    ids: { describe: 'ids NDJSON of the embeddings (default: <embeddings>.ids.ndjson)', type: 'string' },
+    'id-field': { describe: 'field of the ids NDJSON records that holds the id', type: 'string', default: 'id' },
+    knn: { describe: 'knn output NDJSON {id, neighbors: [{id}]} of the queries against the gallery (- for stdin)', type: 'string' },
+    baseline: { describe: 'add a baseline every model must beat', choices: ['random'] },
+    seed: { describe: 'seed of the random baseline', type: 'number', default: 1 },
+    metric: { describe: 'similarity for --embeddings', choices: [...METRICS], default: 'cosine' },
+    k: { describe: 'the k values of top-k accuracy, comma-separated', type: 'string', default: DEFAULT_KS },
+    name: { describe: 'name of this run in the JSON and the plot legend (default: the input file name)', type: 'string' },
+    'per-query': { describe: 'write per-query results to this NDJSON', type: 'string' },
+    plot: { describe: 'draw top-k accuracy vs k to this PNG (or .svg)', type: 'string' },
+    compare: { describe: 'earlier eval-retrieval JSON results to overlay on the plot', type: 'array', string: true, default: [] },
+    title: { describe: 'plot title', type: 'string', default: 'Top-k retrieval accuracy' },
+    out: { alias: 'o', describe: 'where the JSON result goes (- for stdout)', type: 'string', default: '-' },
+  },
+  examples: [
+    ['atelier eval-retrieval -p list_eval_partition.txt -e emb.npy --baseline random > trained.json', 'evaluate embeddings, with the chance level'],
+    ['atelier knn -q query.npy -g gallery.npy --k 50 | atelier eval-retrieval -p list_eval_partition.txt --knn=-', 'evaluate knn output'],
+    ['atelier eval-retrieval -p split.ndjson -e pixels.npy --name "raw pixels" > pixels.json', 'the raw-pixel baseline'],
+    ['atelier eval-retrieval --compare pixels.json trained.json --plot topk.png', 'overlay runs in one plot'],
+  ],
+  async run(args, io) {
+    const ks = parseKs(args.k);
+    const metric = args.metric as Metric;
+    const compared = await Promise.all(args.compare.map(readRun));
+    const evaluating = args.embeddings !== undefined || args.knn !== undefined || args.baseline !== undefined;
+    if (args.embeddings && args.knn) throw new UsageError('give --embeddings or --knn, not both', { field: '--knn' });
+    if (!evaluating) {
+      if (args.plot && compared.length > 0) {
+        await writeChart(args.plot, chartOf(args.title, compared.map(runSeries), ks));
+        io.stderr.write(`atelier ${NAME}: plot of ${compared.length} runs -> ${args.plot}\n`);
+        return;
+      }
+      throw new UsageError('nothing to evaluate: give --embeddings or --knn (and --partition), --baseline random, or --compare with --plot');
+    }
+    if (!args.partition) throw new UsageError('needs --partition (which images are queries and gallery, and their items)', { field: '--partition' });
+    if (args.knn && isStdio(args.knn) && args.ids && isStdio(args.ids)) throw new UsageError('only one input can be stdin', { field: '--ids' });
+    if (args['per-query'] && isStdio(args['per-query']) && isStdio(args.out)) throw new UsageError('stdout already carries the JSON result; give --out a file or --per-query a file', { field: '--per-query' });
+    const partition = await readRetrievalPartition(args.partition);
+    if (partition.entries.length === 0) throw new UsageError('lists no images', { file: partition.path });
+    const lookup = new PartitionLookup(partition);
+
+    let main: RunReport | null = null;
+    let results: QueryResult[] = [];
+    let context: { galleryCount: number; items: number; leaveOneOut: boolean; skipped: Record<string, number> };
+    let baseline: (RunReport & { topkExpected: Record<string, number> }) | null = null;
+    if (args.embeddings || args.knn) {
+      const evaluated = args.embeddings ? await evaluateEmbeddings(args, lookup, metric, io) : await evaluateKnn(args, lookup, io);
+      results = evaluated.results;
+      if (results.length === 0) throw new UsageError('no query could be evaluated (check that ids match the partition and that queries have gallery images of their item)', { file: args.embeddings ?? args.knn });
+      const name = args.name ?? basename(args.embeddings ?? (isStdio(args.knn!) ? 'knn' : args.knn!)).replace(/\.(npy|ndjson|jsonl)$/, '');
+      main = report(name, args.embeddings ? 'embeddings' : 'knn', results, ks, evaluated.depth);
+      context = { galleryCount: evaluated.galleryCount, items: evaluated.items, leaveOneOut: evaluated.leaveOneOut, skipped: evaluated.skipped };
+      if (args.baseline === 'random') {
+        const random = evaluateRandom(results.map((r) => ({ id: r.id, item: r.item, relevant: r.relevant })), evaluated.galleryCount, evaluated.leaveOneOut, args.seed, ks);
+        baseline = { ...report('random', 'random', random.results, ks, null), topkExpected: random.expected };
+      }
+    } else {
+      const fromPartition = partitionQueries(lookup);
+      if (fromPartition.queries.length === 0) throw new UsageError('no query has a gallery image of its item', { file: partition.path });
+      const random = evaluateRandom(fromPartition.queries, fromPartition.galleryCount, fromPartition.leaveOneOut, args.seed, ks);
+      results = random.results;
+      main = { ...report(args.name ?? 'random', 'random', results, ks, null), topkExpected: random.expected };
+      context = { galleryCount: fromPartition.galleryCount, items: fromPartition.items, leaveOneOut: fromPartition.leaveOneOut, skipped: { noGalleryMatch: fromPartition.noGalleryMatch } };
+    }
+
+    const output = rounded({
+      name: main.name,
+      method: main.method,
+      ...(main.method === 'embeddings' ? { metric } : {}),
+      partition: partition.path,
+      protocol: context.leaveOneOut ? 'leave-one-out' : 'query-gallery',
+      queries: main.queries,
+      gallery: context.galleryCount,
+      items: context.items,
+      skipped: context.skipped,
+      topk: main.topk,
+      map: main.map,
+      mapCutoff: main.mapCutoff,
+      medianFirstRank: main.medianFirstRank,
+      ...(main.topkExpected ? { topkExpected: main.topkExpected } : {}),
+      ...(baseline ? { baselines: { random: { topk: baseline.topk, topkExpected: baseline.topkExpected, map: baseline.map, medianFirstRank: baseline.medianFirstRank } } } : {}),
+    });
+
+    if (args['per-query']) {
+      const writer: NdjsonWriter = await openNdjsonWriter(args['per-query'], { stdout: io.stdout });
+      try {
+        for (const r of results) await writer.write(rounded(r));
+        await writer.close();
+      } catch (err) {
+        await writer.abort();
+        throw err;
+      }
+    }
+    if (args.plot) {
+      const series = [runSeries({ name: main.name, topk: main.topk, dashed: main.method === 'random' }), ...compared.map(runSeries)];
+      if (baseline) series.push(runSeries({ name: 'random', topk: baseline.topk, dashed: true }));
+      await writeChart(args.plot, chartOf(args.title, series, ks));
+    }
+    const text = JSON.stringify(output, null, 2) + '\n';
+    if (isStdio(args.out)) io.stdout.write(text);
+    else await writeFileAtomic(args.out, text);
+    const top = (k: number) => (typeof main!.topk[k] === 'number' ? `top-${k} ${(100 * (main!.topk[k] as number)).toFixed(1)}%` : null);
+    const headline = [top(1), top(20), `mAP ${(100 * main.map).toFixed(1)}%`].filter(Boolean).join(', ');
+    io.stderr.write(`atelier ${NAME}: ${main.name}: ${main.queries} queries, ${context.galleryCount} gallery images: ${headline}\n`);
+  },
+});
+
+function chartOf(title: string, series: Series[], ks: number[]) {
+  const xs = [...new Set([...ks, ...series.flatMap((s) => s.points.map((p) => p[0]))])].sort((a, b) => a - b);
+  return {
+    title,
+    series,
+    x: { label: 'k', min: 0, max: xs[xs.length - 1], ticks: xs.length <= 12 ? xs : undefined },
+    y: { label: 'top-k retrieval accuracy', min: 0, max: 1 },
+  };
+}

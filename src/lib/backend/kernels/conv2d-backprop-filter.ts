@@ -1,0 +1,64 @@
+// Conv2DBackpropFilter for WASM, re-expressed as one forward convolution (XNNPACK):
+// dW[i,j,ci,co] = sum_{n,oy,ox} xpad[n, oy*s+i, ox*s+j, ci] * dy[n,oy,ox,co] is a correlation of
+// x seen as Ci single-channel images with N channels ([Ci,H,W,N]) by dy seen as a filter
+// [Ho,Wo,N,Co] dilated by the forward stride.
+import { tf } from '../tf.js';
+import { assertChannelsLast, axisWindow, cropSpatial, withScratch, type BackendWasm, type KernelArgs, type TensorInfo } from './scratch.js';
+
+/** Size of dy from which the zero row/column that makes Ho*Wo odd pays for itself. */
+const ODD_PAD_MIN_SIZE = 1 << 16;
+
+export interface Conv2DGradientGeometry {
+  strides: [number, number] | number;
+  pad: 'valid' | 'same' | number | tf.backend_util.ExplicitPadding;
+  dimRoundingMode?: 'floor' | 'round' | 'ceil';
+}
+
+/** Filter gradient of an NHWC conv2d (dilation 1) as a forward conv over transposed tensors. */
+export function conv2dFilterGradient(
+  backend: BackendWasm,
+  x: TensorInfo,
+  dy: TensorInfo,
+  filterShape: [number, number, number, number],
+  geometry: Conv2DGradientGeometry,
+): TensorInfo {
+  const info = tf.backend_util.computeConv2DInfo(
+    x.shape as [number, number, number, number], filterShape, geometry.strides, 1, geometry.pad, geometry.dimRoundingMode, false, 'channelsLast');
+  const { filterHeight: fh, filterWidth: fw, strideHeight: sh, strideWidth: sw, inHeight, inWidth, outHeight, outWidth, padInfo } = info;
+  // The backend transposes a conv filter to [Co, K] when it first sees it; with K a multiple of a
+  // large power of two every write of that transpose hits one cache set (measured 3x slower), so
+  // a big dy gets one zero row/column to make Ho*Wo odd.
+  const oddPad = tf.util.sizeFromShape(dy.shape) >= ODD_PAD_MIN_SIZE;
+  const extraRows = oddPad && outHeight % 2 === 0 ? 1 : 0;
+  const extraCols = oddPad && outWidth % 2 === 0 ? 1 : 0;
+  const filterRows = outHeight + extraRows;
+  const filterCols = outWidth + extraCols;
+  return withScratch(backend, (scratch) => {
+    // The rows of padded x that the gradient reads: (Ho-1)*sh + fh from -top; the rest is cropped.
+    const rows = axisWindow(inHeight, padInfo.top, (filterRows - 1) * sh + fh - padInfo.top - inHeight);
+    const cols = axisWindow(inWidth, padInfo.left, (filterCols - 1) * sw + fw - padInfo.left - inWidth);
+    const xCropped = cropSpatial(scratch, x, rows, cols);
+    const xAsBatchOfChannels = scratch.transpose(xCropped, [3, 1, 2, 0]);
+    const dyOdd = extraRows || extraCols ? scratch.pad(dy, [[0, 0], [0, extraRows], [0, extraCols], [0, 0]]) : dy;
+    const dyAsFilter = scratch.transpose(dyOdd, [1, 2, 0, 3]);
+    const grad = scratch.conv2d(
+      xAsBatchOfChannels, dyAsFilter, [1, 1],
+      { top: rows.padBefore, bottom: rows.padAfter, left: cols.padBefore, right: cols.padAfter }, [sh, sw]);
+    return scratch.transpose(grad, [1, 2, 0, 3]);
+  });
+}
+
+function conv2dBackpropFilterKernel({ inputs, backend, attrs }: KernelArgs): TensorInfo {
+  assertChannelsLast('Conv2DBackpropFilter', attrs.dataFormat);
+  return conv2dFilterGradient(backend, inputs.x, inputs.dy, attrs.filterShape as [number, number, number, number], {
+    strides: attrs.strides as [number, number],
+    pad: attrs.pad as Conv2DGradientGeometry['pad'],
+    dimRoundingMode: attrs.dimRoundingMode as Conv2DGradientGeometry['dimRoundingMode'],
+  });
+}
+
+export const conv2dBackpropFilterConfig: tf.KernelConfig = {
+  kernelName: tf.Conv2DBackpropFilter,
+  backendName: 'wasm',
+  kernelFunc: conv2dBackpropFilterKernel as unknown as tf.KernelFunc,
+};

@@ -1,0 +1,103 @@
+// Facet classifiers (GILT dress faceting): a linear or MLP head on frozen features, or the same
+// head on an image tower trained end to end; a class-weighted cross-entropy for imbalanced facets.
+import { tf } from '../backend/tf.js';
+import { LAYER, featureModel, hasLayer } from '../models/weak-model.js';
+
+export const CLASSIFIER_MODEL_KIND = 'atelier-classifier';
+
+/** Layer names classify, embed and the tests rely on. */
+export const CLASSIFIER_LAYER = { features: 'features', hidden: 'head_hidden', dropout: 'head_dropout', logits: 'classes', probs: 'probs' } as const;
+
+export interface HeadConfig {
+  kind: 'linear' | 'mlp';
+  /** Hidden units of the MLP head. */
+  hidden: number;
+  /** Dropout before the class layer while training. */
+  dropout: number;
+  seed: number;
+}
+
+/** What a classifier model directory's metadata holds. */
+export interface ClassifierMetadata {
+  kind: typeof CLASSIFIER_MODEL_KIND;
+  labels: string[];
+  labelField: string;
+  /** 'features': the model reads feature rows; 'image': it reads images of inputSize pixels. */
+  input: 'features' | 'image';
+  mode: 'head' | 'finetune';
+  head: HeadConfig;
+  /** Feature dimension (input 'features') or image side (input 'image'). */
+  inputDim: number;
+  classWeights: number[];
+  tower?: string;
+  towerLayer?: string;
+  [key: string]: unknown;
+}
+
+/** Applies the head to `x`: [dense → relu] → dropout → class logits → softmax. */
+function applyHead(x: tf.SymbolicTensor, classes: number, head: HeadConfig): { logits: tf.SymbolicTensor; probs: tf.SymbolicTensor } {
+  let h = x;
+  if (head.kind === 'mlp') {
+    h = tf.layers.dense({ units: head.hidden, activation: 'relu', kernelInitializer: tf.initializers.heNormal({ seed: head.seed + 1 }), name: CLASSIFIER_LAYER.hidden }).apply(h) as tf.SymbolicTensor;
+  }
+  if (head.dropout > 0) h = tf.layers.dropout({ rate: head.dropout, seed: head.seed + 2, name: CLASSIFIER_LAYER.dropout }).apply(h) as tf.SymbolicTensor;
+  const logits = tf.layers.dense({ units: classes, kernelInitializer: tf.initializers.glorotUniform({ seed: head.seed + 3 }), name: CLASSIFIER_LAYER.logits }).apply(h) as tf.SymbolicTensor;
+  const probs = tf.layers.softmax({ name: CLASSIFIER_LAYER.probs }).apply(logits) as tf.SymbolicTensor;
+  return { logits, probs };
+}
+
+/** features [n, dim] -> class probabilities [n, classes]. */
+export function buildFeatureClassifier(inputDim: number, classes: number, head: HeadConfig): tf.LayersModel {
+  const input = tf.input({ shape: [inputDim], name: CLASSIFIER_LAYER.features });
+  const { probs } = applyHead(input, classes, head);
+  return tf.model({ inputs: input, outputs: probs, name: 'atelier_classifier' });
+}
+
+/**
+ * image -> class probabilities, the head on `layer` of `tower` (any atelier image model with that
+ * layer). The tower's layers are shared, not copied: training the result trains the tower.
+ */
+export function buildImageClassifier(tower: tf.LayersModel, layer: string, classes: number, head: HeadConfig): tf.LayersModel {
+  const features = tower.getLayer(layer).output as tf.SymbolicTensor;
+  const { probs } = applyHead(features, classes, head);
+  return tf.model({ inputs: tower.inputs, outputs: probs, name: 'atelier_image_classifier' });
+}
+
+/** The same model up to the class logits (shares weights), for the loss. */
+export function logitsModel(classifier: tf.LayersModel): tf.LayersModel {
+  return tf.model({ inputs: classifier.inputs, outputs: classifier.getLayer(CLASSIFIER_LAYER.logits).output as tf.SymbolicTensor });
+}
+
+/** Weighted cross-entropy, normalised by the total weight of the batch: Σ w_yᵢ·CEᵢ / Σ w_yᵢ. */
+export function weightedCrossEntropy(logits: tf.Tensor2D, labels: tf.Tensor1D, classWeights: tf.Tensor1D): tf.Scalar {
+  return tf.tidy(() => {
+    const logProbs = tf.logSoftmax(logits);
+    const picked = tf.sum(tf.mul(logProbs, tf.oneHot(labels, logits.shape[1])), 1);
+    const w = tf.gather(classWeights, labels);
+    return tf.div(tf.neg(tf.sum(tf.mul(w, picked))), tf.maximum(tf.sum(w), 1e-12)) as tf.Scalar;
+  });
+}
+
+/** Trainable variables of the head layers only (the tower stays frozen in head mode). */
+export function headVariables(model: tf.LayersModel): tf.Variable[] {
+  const names = new Set<string>([CLASSIFIER_LAYER.hidden, CLASSIFIER_LAYER.logits]);
+  return model.layers.filter((l) => names.has(l.name)).flatMap((l) => l.trainableWeights.map((w) => w.read() as tf.Variable));
+}
+
+/**
+ * The image -> features part of any atelier image model, for embed: a weak model's chosen layer,
+ * a classifier's tower features (its projection when it has one, else the pooled features), or
+ * a similarity model's embedding (its output).
+ */
+export function imageFeatureModel(model: tf.LayersModel, layer: 'pooled' | 'projection' | 'embedding'): tf.LayersModel {
+  if (hasLayer(model, LAYER.words)) return featureModel(model, layer);
+  if (hasLayer(model, CLASSIFIER_LAYER.logits)) {
+    const name = layer !== 'embedding' ? layer : hasLayer(model, LAYER.projection) ? LAYER.projection : LAYER.pooled;
+    if (!hasLayer(model, name)) throw new Error(`this classifier has no '${name}' layer (a head on precomputed features has no tower)`);
+    return tf.model({ inputs: model.inputs, outputs: model.getLayer(name).output as tf.SymbolicTensor });
+  }
+  if (layer !== 'embedding' && hasLayer(model, layer) && model.outputLayers[0].name !== layer) {
+    return tf.model({ inputs: model.inputs, outputs: model.getLayer(layer).output as tf.SymbolicTensor });
+  }
+  return model;
+}

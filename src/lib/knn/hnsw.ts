@@ -1,0 +1,210 @@
+// Approximate search for big galleries: an HNSW graph (Malkov & Yashunin 2016) through usearch,
+// built from streamed gallery rows, saved to one file, and loaded or memory-mapped back.
+import { writeFile, readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { UsageError } from '../command.js';
+import type { NeighborBlock } from './exact.js';
+import { loadUsearch } from './kernel.js';
+import { isMetric, type Metric, type VectorSource } from './source.js';
+
+type UsearchModule = typeof import('usearch');
+type UsearchIndex = InstanceType<UsearchModule['Index']>;
+
+export interface HnswParameters {
+  metric: Metric;
+  /** Graph edges per node (M); more = better recall, more memory, slower build. */
+  connectivity: number;
+  /** Candidate list size while inserting (efConstruction). */
+  expansionAdd: number;
+  /** Candidate list size while searching (ef); raise it for recall. */
+  expansionSearch: number;
+}
+
+export const DEFAULT_HNSW: Omit<HnswParameters, 'metric'> = { connectivity: 16, expansionAdd: 128, expansionSearch: 64 };
+
+/** What a saved index directory records beside the usearch file. */
+export interface HnswMeta extends HnswParameters {
+  format: 'atelier-hnsw';
+  version: 1;
+  dim: number;
+  count: number;
+}
+
+export interface HnswIndex {
+  dim: number;
+  params: HnswParameters;
+  size(): number;
+  /** Adds rows (row-major float32) under keys firstKey, firstKey + 1, ... */
+  add(rows: Float32Array, firstKey: number, threads: number): void;
+  /** Top-k of each query row; keys are the gallery rows they were added under. */
+  search(queries: Float32Array, queryRows: number, k: number, threads: number): { counts: Int32Array; keys: Float64Array; scores: Float64Array; k: number };
+  save(path: string): void;
+}
+
+const METRIC_KINDS: Record<Metric, string> = { cosine: 'cos', dot: 'ip', euclidean: 'l2sq' };
+
+function requireUsearch(): UsearchModule {
+  const { usearch, reason } = loadUsearch();
+  if (!usearch) throw new Error(`HNSW search needs the usearch addon, which did not load: ${reason}`);
+  return usearch;
+}
+
+function wrap(index: UsearchIndex, dim: number, params: HnswParameters): HnswIndex {
+  const toScore = params.metric === 'euclidean' ? (d: number) => -Math.sqrt(Math.max(0, d)) : (d: number) => 1 - d;
+  return {
+    dim,
+    params,
+    size: () => index.size(),
+    add(rows, firstKey, threads) {
+      const count = rows.length / dim;
+      if (count === 0) return;
+      const keys = new BigUint64Array(count);
+      for (let i = 0; i < count; i++) keys[i] = BigInt(firstKey + i);
+      index.add(keys, rows, threads);
+    },
+    search(queries, queryRows, k, threads) {
+      const kk = Math.min(k, index.size());
+      const counts = new Int32Array(queryRows);
+      const keys = new Float64Array(queryRows * kk);
+      const scores = new Float64Array(queryRows * kk);
+      if (kk === 0 || queryRows === 0) return { counts, keys, scores, k: kk };
+      const result = index.search(queries as never, kk, threads) as unknown as { keys: BigUint64Array; distances: Float32Array; counts?: BigUint64Array };
+      for (let q = 0; q < queryRows; q++) {
+        const found = result.counts ? Number(result.counts[q]) : result.keys.length;
+        // Equal distances come back in no set order: put them in gallery order.
+        const order = Array.from({ length: found }, (_, t) => q * kk + t);
+        order.sort((a, b) => result.distances[a] - result.distances[b] || Number(result.keys[a] - result.keys[b]));
+        for (let t = 0; t < found; t++) {
+          keys[q * kk + t] = Number(result.keys[order[t]]);
+          scores[q * kk + t] = toScore(result.distances[order[t]]);
+        }
+        counts[q] = found;
+      }
+      return { counts, keys, scores, k: kk };
+    },
+    save(path) {
+      index.save(path);
+    },
+  };
+}
+
+function newUsearchIndex(usearch: UsearchModule, dim: number, params: HnswParameters): UsearchIndex {
+  return new usearch.Index({
+    dimensions: dim,
+    metric: METRIC_KINDS[params.metric] as never,
+    quantization: 'f32' as never,
+    connectivity: params.connectivity,
+    expansion_add: params.expansionAdd,
+    expansion_search: params.expansionSearch,
+    multi: false,
+  });
+}
+
+/** An empty in-memory index for `dim`-d rows. */
+export function createHnswIndex(dim: number, params: HnswParameters): HnswIndex {
+  return wrap(newUsearchIndex(requireUsearch(), dim, params), dim, params);
+}
+
+/** Builds an index of every gallery row (keys = row numbers), reading the gallery `chunkRows` at a time. */
+export async function buildHnswIndex(gallery: VectorSource, params: HnswParameters, opts: { threads?: number; chunkRows?: number; onRows?: (done: number) => void } = {}): Promise<HnswIndex> {
+  const index = createHnswIndex(gallery.dim, params);
+  const chunkRows = opts.chunkRows ?? 16384;
+  for (let start = 0; start < gallery.rows; start += chunkRows) {
+    const end = Math.min(gallery.rows, start + chunkRows);
+    index.add(await gallery.read(start, end), start, opts.threads ?? 0);
+    opts.onRows?.(end);
+  }
+  return index;
+}
+
+/**
+ * Top-k of every query row through the index, block by block. With excludeSelf the queries are the
+ * indexed rows themselves and a query's own row is dropped.
+ */
+export async function* hnswNeighbors(
+  index: HnswIndex,
+  query: VectorSource,
+  opts: { k: number; excludeSelf?: boolean; blockRows?: number; threads?: number },
+): AsyncGenerator<NeighborBlock> {
+  if (query.dim !== index.dim) throw new UsageError(`rows have ${query.dim} columns but the index holds ${index.dim}-d vectors`, { file: query.name });
+  const extra = opts.excludeSelf ? 1 : 0;
+  const k = Math.min(opts.k, Math.max(0, index.size() - extra));
+  const blockRows = opts.blockRows ?? 4096;
+  for (let qStart = 0; qStart < query.rows; qStart += blockRows) {
+    const qEnd = Math.min(query.rows, qStart + blockRows);
+    const qRows = qEnd - qStart;
+    const counts = new Int32Array(qRows);
+    const indices = new Float64Array(qRows * k);
+    const scores = new Float64Array(qRows * k);
+    if (k > 0) {
+      const found = index.search(await query.read(qStart, qEnd), qRows, k + extra, opts.threads ?? 0);
+      for (let q = 0; q < qRows; q++) {
+        let n = 0;
+        for (let t = 0; t < found.counts[q] && n < k; t++) {
+          const key = found.keys[q * found.k + t];
+          if (opts.excludeSelf && key === qStart + q) continue;
+          indices[q * k + n] = key;
+          scores[q * k + n] = found.scores[q * found.k + t];
+          n++;
+        }
+        counts[q] = n;
+      }
+    }
+    yield { queryStart: qStart, queryEnd: qEnd, k, counts, indices, scores };
+  }
+}
+
+/** Names of the files in a saved index directory. */
+export const HNSW_FILES = { index: 'index.usearch', meta: 'meta.json', ids: 'ids.ndjson' } as const;
+
+/** Writes the usearch file and meta.json into `dir` (the caller makes `dir` atomic and adds the ids). */
+export async function saveHnswIndex(index: HnswIndex, dir: string): Promise<HnswMeta> {
+  const meta: HnswMeta = { format: 'atelier-hnsw', version: 1, dim: index.dim, count: index.size(), ...index.params };
+  index.save(join(dir, HNSW_FILES.index));
+  await writeFile(join(dir, HNSW_FILES.meta), JSON.stringify(meta, null, 2) + '\n');
+  return meta;
+}
+
+/** Reads and checks meta.json of a saved index directory. */
+export async function readHnswMeta(dir: string): Promise<HnswMeta> {
+  const path = join(dir, HNSW_FILES.meta);
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch {
+    throw new UsageError('not an index directory made by `atelier knn index build` (no meta.json)', { file: dir });
+  }
+  let meta: HnswMeta;
+  try {
+    meta = JSON.parse(text) as HnswMeta;
+  } catch (err) {
+    throw new UsageError(`invalid JSON: ${(err as Error).message}`, { file: path });
+  }
+  if (meta.format !== 'atelier-hnsw' || !isMetric(String(meta.metric)) || !Number.isInteger(meta.dim) || meta.dim <= 0) {
+    throw new UsageError('not an atelier HNSW index description', { file: path });
+  }
+  return meta;
+}
+
+/**
+ * Opens a saved index: memory-mapped (the OS pages it in on demand; nothing is copied) or loaded
+ * into memory. `expansionSearch` overrides the saved search width.
+ */
+export async function openHnswIndex(dir: string, opts: { memoryMap: boolean; expansionSearch?: number }): Promise<{ index: HnswIndex; meta: HnswMeta }> {
+  const meta = await readHnswMeta(dir);
+  const params: HnswParameters = {
+    metric: meta.metric,
+    connectivity: meta.connectivity,
+    expansionAdd: meta.expansionAdd,
+    expansionSearch: opts.expansionSearch ?? meta.expansionSearch,
+  };
+  const raw = newUsearchIndex(requireUsearch(), meta.dim, params);
+  const file = join(dir, HNSW_FILES.index);
+  try {
+    if (opts.memoryMap) raw.view(file);
+    else raw.load(file);
+  } catch (err) {
+    throw new UsageError(`cannot read the index: ${(err as Error).message}`, { file });
+  }
+  return { index: wrap(raw, meta.dim, params), meta };
+}

@@ -1,0 +1,42 @@
+// The ids NDJSON that sits beside a .npy of row vectors (one line per row, same order), as embed
+// writes it: {id, image?, row?}; a bare JSON string or number per line is accepted too (word lists).
+import { UsageError } from '../command.js';
+import { describeJsonValue, readNdjson } from '../io/ndjson.js';
+
+export interface RowIds {
+  /** The id of each row. */
+  ids: string[];
+  /** The image path of each row, where the records carry one (matched against In-Shop image names). */
+  images: Array<string | undefined>;
+  path: string;
+}
+
+/** Reads the ids of every row, in order; `idField` names the id in object records. */
+export async function readRowIds(path: string, idField = 'id', stdin?: NodeJS.ReadableStream): Promise<RowIds> {
+  const ids: string[] = [];
+  const images: Array<string | undefined> = [];
+  for await (const { value, file, line } of readNdjson(path, { stdin })) {
+    if (typeof value === 'string' || typeof value === 'number') {
+      ids.push(String(value));
+      images.push(undefined);
+      continue;
+    }
+    if (value === null || typeof value !== 'object' || Array.isArray(value)) throw new UsageError(`expected an object with '${idField}' or a string, got ${describeJsonValue(value)}`, { file, line });
+    const record = value as Record<string, unknown>;
+    const id = record[idField];
+    if (typeof id !== 'string' && typeof id !== 'number') throw new UsageError(`expected a string or number id, got ${describeJsonValue(id)}`, { file, line, field: idField });
+    ids.push(String(id));
+    images.push(typeof record.image === 'string' ? record.image : undefined);
+  }
+  return { ids, images, path };
+}
+
+/** Checks that there is exactly one id per row of the vectors file. */
+export function assertIdsMatchRows(ids: RowIds, rows: number, vectorsPath: string): void {
+  if (ids.ids.length !== rows) {
+    throw new UsageError(`has ${ids.ids.length} ids but ${vectorsPath} has ${rows} rows; they must be line-for-row aligned`, {
+      file: ids.path,
+      ...(ids.ids.length > rows ? { line: rows + 1 } : {}),
+    });
+  }
+}

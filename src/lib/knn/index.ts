@@ -1,0 +1,17 @@
+// Nearest-neighbour search: exact (streamed, memory-bounded) and HNSW, label vote, retrieval partitions.
+export { METRICS, arrayVectorSource, assertFiniteRows, assertSameDimension, gatherRows, isMetric, normalizeRows, openNpyVectorSource } from './source.js';
+export type { Metric, VectorSource } from './source.js';
+export { TopKHeaps } from './topk.js';
+export { KERNEL_NAMES, createExactKernel, distanceKindOf, dotTile, loadUsearch, scoreTile, squaredDistanceTile, typedArrayKernel, usearchKernel } from './kernel.js';
+export type { DistanceKind, ExactKernel, KernelName } from './kernel.js';
+export { DEFAULT_MEMORY_BYTES, exactNeighbors, planExactSearch, searchWithKernel } from './exact.js';
+export type { ExactSearchOptions, ExactSearchPlan, NeighborBlock } from './exact.js';
+export { DEFAULT_HNSW, HNSW_FILES, buildHnswIndex, createHnswIndex, hnswNeighbors, openHnswIndex, readHnswMeta, saveHnswIndex } from './hnsw.js';
+export type { HnswIndex, HnswMeta, HnswParameters } from './hnsw.js';
+export { labelVote, voteWeight } from './vote.js';
+export type { LabelVote } from './vote.js';
+export { PartitionLookup, SPLITS, readRetrievalPartition } from './partition.js';
+export type { PartitionEntry, RetrievalPartition, RetrievalSplit } from './partition.js';
+export { formatByteSize, parseByteSize } from './budget.js';
+export { assertIdsMatchRows, readRowIds } from './ids.js';
+export type { RowIds } from './ids.js';

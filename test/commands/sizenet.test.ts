@@ -1,0 +1,116 @@
+// teacher-score -> train-sizenet -> predict-sizenet -> rise on the fixture catalogue.
+import { before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { parseNdjson, runAtelier, scratchDir } from '../helpers.js';
+import { fixtureCatalogue } from '../fixture-catalogue.js';
+import { writeNpy } from '../../src/lib/io/npy.js';
+import { COLOURS, PATTERNS, SILHOUETTES } from '../../fixtures/lib/factors.js';
+
+let dir: string;
+let catalogue: string;
+let teacher: string;
+let attrs: string;
+let attrsNoFit: string;
+const truth = new Map<string, Record<string, unknown>>();
+
+/** The paper's attribute baseline: a k-hot matrix of catalogue attributes per article. */
+async function writeAttributes(path: string, withFit: boolean, ids: string[]): Promise<void> {
+  const rows: number[] = [];
+  for (const id of ids) {
+    const t = truth.get(id)!;
+    rows.push(...SILHOUETTES.map((s) => Number(t.silhouette === s)), ...COLOURS.map((c) => Number(t.colour === c)), ...PATTERNS.map((p) => Number(t.pattern === p)));
+    if (withFit) rows.push(Number(t.slim_cut));
+  }
+  await writeNpy(path, Float32Array.from(rows), [ids.length, rows.length / ids.length]);
+  writeFileSync(path.replace(/\.npy$/, '.ids.ndjson'), ids.map((id) => JSON.stringify({ id })).join('\n') + '\n');
+}
+
+before(async () => {
+  dir = scratchDir();
+  catalogue = await fixtureCatalogue();
+  for (const t of parseNdjson(readFileSync(join(catalogue, 'truth.ndjson'), 'utf8'))) truth.set(String(t.id), t);
+  teacher = join(dir, 'teacher.ndjson');
+  const r = await runAtelier(['teacher-score', join(catalogue, 'sales', 'articles.ndjson'), '-o', teacher]);
+  assert.equal(r.code, 0, r.stderr);
+  const ids = [...truth.keys()];
+  attrs = join(dir, 'attrs.npy');
+  attrsNoFit = join(dir, 'attrs-nofit.npy');
+  await writeAttributes(attrs, true, ids);
+  await writeAttributes(attrsNoFit, false, ids);
+});
+
+function trainArgs(features: string, out: string, extra: string[] = []): string[] {
+  return ['train-sizenet', '-f', features, '-t', teacher, '-o', out, '--epochs', '40', '--patience', '8', '--hidden', '32,16,8', '--seed', '2', ...extra];
+}
+
+test('the student learns size issues from attributes that show the fit, and not from ones that hide it', async () => {
+  const withFit = await runAtelier([...trainArgs(attrs, join(dir, 'fit.model')), '--plots', join(dir, 'plots')]);
+  assert.equal(withFit.code, 0, withFit.stderr);
+  const report = JSON.parse(withFit.stdout);
+  assert.ok(report.test.auc > 0.8, `test AUC with the fit attribute ${report.test.auc} > 0.8`);
+  const newArticles = [...truth.values()].filter((t) => t.new_article).length;
+  assert.ok(report.samples.test > 50, `${report.samples.test} test samples`);
+  assert.equal(report.samples.unmatched, newArticles, 'only the new articles (no sales yet) lack a teacher score');
+  assert.equal(report.quadrants.quadrants.length, 4);
+  assert.ok(existsSync(join(dir, 'plots', 'roc.png')) && existsSync(join(dir, 'plots', 'probability-vs-weight.png')));
+
+  const noFit = await runAtelier(trainArgs(attrsNoFit, join(dir, 'nofit.model')));
+  assert.equal(noFit.code, 0, noFit.stderr);
+  const blind = JSON.parse(noFit.stdout);
+  assert.ok(report.test.auc > blind.test.auc + 0.15, `fit attribute ${report.test.auc} beats no fit attribute ${blind.test.auc} by 0.15`);
+});
+
+test('--tau drops low-confidence samples; --unweighted trains on the same split', async () => {
+  const tau = await runAtelier(trainArgs(attrs, join(dir, 'tau.model'), ['--tau', '1.5']));
+  assert.equal(tau.code, 0, tau.stderr);
+  const t = JSON.parse(tau.stdout);
+  assert.ok(t.samples.belowTau > 100, `${t.samples.belowTau} samples below tau`);
+  const unweighted = await runAtelier(trainArgs(attrs, join(dir, 'uw.model'), ['--unweighted']));
+  assert.equal(unweighted.code, 0, unweighted.stderr);
+  const u = JSON.parse(unweighted.stdout);
+  assert.equal(u.weighted, false);
+  assert.equal(u.samples.test, JSON.parse((await runAtelier(trainArgs(attrs, join(dir, 'w2.model')))).stdout).samples.test);
+});
+
+test('same seed, same model; --resume continues a run to the same result', async () => {
+  const a = await runAtelier(trainArgs(attrs, join(dir, 'a.model'), ['--epochs', '6', '--patience', '100']));
+  const b = await runAtelier(trainArgs(attrs, join(dir, 'b.model'), ['--epochs', '3', '--patience', '100']));
+  assert.equal(a.code, 0, a.stderr);
+  assert.equal(b.code, 0, b.stderr);
+  const resumed = await runAtelier(trainArgs(attrs, join(dir, 'b.model'), ['--epochs', '6', '--patience', '100', '--resume', '--checkpoint', join(dir, 'b.model.checkpoint')]));
+  assert.equal(resumed.code, 0, resumed.stderr);
+  assert.ok(readFileSync(join(dir, 'a.model', 'weights.bin')).equals(readFileSync(join(dir, 'b.model', 'weights.bin'))), 'resumed weights equal an uninterrupted run');
+});
+
+test('predict-sizenet gives day-one advice for new articles', async () => {
+  const newIds = [...truth.values()].filter((t) => t.new_article).map((t) => String(t.id));
+  assert.ok(newIds.length > 20);
+  const features = join(dir, 'new.npy');
+  await writeAttributes(features, true, newIds);
+  const r = await runAtelier(['predict-sizenet', '-m', join(dir, 'fit.model'), '-f', features]);
+  assert.equal(r.code, 0, r.stderr);
+  const advice = parseNdjson(r.stdout);
+  assert.equal(advice.length, newIds.length);
+  const mean = (slim: boolean) => {
+    const xs = advice.filter((a) => truth.get(String(a.id))!.slim_cut === slim).map((a) => a.p_size_issue as number);
+    return xs.reduce((s, x) => s + x, 0) / xs.length;
+  };
+  assert.ok(mean(true) > mean(false) + 0.3, `slim-cut new articles ${mean(true).toFixed(2)} vs others ${mean(false).toFixed(2)}`);
+});
+
+test('bad input: ids that do not overlap, a bad label, wrong feature width -> one line, exit 2', async () => {
+  const other = join(dir, 'other.ndjson');
+  writeFileSync(other, '{"id":"zz1","label":"size issue","w":1}\n{"id":"zz2","label":"maybe","w":1}\n');
+  const a = await runAtelier(['train-sizenet', '-f', attrs, '-t', other, '-o', join(dir, 'x')]);
+  assert.equal(a.code, 2);
+  assert.match(a.stderr, /other\.ndjson:2: label: expected "size issue" or "no size issue"/);
+  writeFileSync(other, '{"id":"zz1","label":"size issue","w":1}\n');
+  const b = await runAtelier(['train-sizenet', '-f', attrs, '-t', other, '-o', join(dir, 'x')]);
+  assert.equal(b.code, 2);
+  assert.match(b.stderr, /other\.ndjson: id: no id of .* is in/);
+  const c = await runAtelier(['predict-sizenet', '-m', join(dir, 'fit.model'), '-f', attrsNoFit]);
+  assert.equal(c.code, 2);
+  assert.match(c.stderr, /attrs-nofit\.npy: expected rows of 19 features/);
+});
