@@ -49,12 +49,64 @@ bench: build
 gpu: install
 	npm install --no-save @tensorflow/tfjs-node-gpu@4.22.0
 
+# The whole pipeline on the fixture catalogue, small settings so it runs in a few minutes on 2 cores:
+# crawl the fixture shop over HTTP -> weak features -> tags, embeddings -> retrieval; sales ->
+# teacher -> SizeNet student -> day-one advice -> RISE explanations.
+DEMO_TOWER := --input-size 32 --width 8
 demo: build fixtures
-	@mkdir -p $(DEMO)
+	rm -rf $(DEMO) && mkdir -p $(DEMO)
 	$(ATELIER) info > $(DEMO)/info.json
+	@echo "== crawl the fixture shop on 127.0.0.1 into image + bag-of-words records"
+	$(NODE) dist/fixtures/serve.js --site $(FIXTURES)/site --crawl-delay 0 > $(DEMO)/server.url & server=$$!; \
+	  trap "kill $$server" EXIT; \
+	  for i in $$(seq 50); do [ -s $(DEMO)/server.url ] && break; sleep 0.1; done; \
+	  $(ATELIER) crawl-tokenize --sitemap "$$(head -1 $(DEMO)/server.url)sitemap.xml" --host-delay 0 --images $(DEMO)/images \
+	    -o $(DEMO)/samples.ndjson --vocab $(DEMO)/vocab.ndjson
+	@echo "== weak supervision: train the CNN to predict a word of its bag, then tag and embed"
+	$(ATELIER) train-weak -i $(DEMO)/samples.ndjson --vocab $(DEMO)/vocab.ndjson -o $(DEMO)/weak.model \
+	  $(DEMO_TOWER) --loss full --epochs 8 --lr 0.05 --epoch-size 2048 --negatives 20 --seed 3
+	$(ATELIER) tag -m $(DEMO)/weak.model -i $(DEMO)/samples.ndjson --k 5 > $(DEMO)/tags.ndjson
+	$(ATELIER) embed -m $(DEMO)/weak.model -i $(FIXTURES)/images.ndjson -o $(DEMO)/images.npy --skipped $(DEMO)/skipped.ndjson
+	$(ATELIER) embed -m $(DEMO)/weak.model --words -o $(DEMO)/words.npy
+	@echo "== retrieval: In-Shop protocol on the query/gallery split"
+	$(ATELIER) eval-retrieval -p $(FIXTURES)/list_eval_partition.txt -e $(DEMO)/images.npy --id-field image \
+	  --baseline random --plot $(DEMO)/topk.png -o $(DEMO)/retrieval.json
+	$(ATELIER) knn -q $(DEMO)/images.npy -k 10 --labels $(FIXTURES)/images.ndjson --label-field colour > $(DEMO)/knn.ndjson
+	@echo "== facets (GILT): a silhouette head on the weak features, per-class F1, confusion, false negatives"
+	$(ATELIER) train-classifier -i $(FIXTURES)/images.ndjson -l silhouette -f $(DEMO)/images.npy --epochs 30 \
+	  -o $(DEMO)/silhouette.model --predictions $(DEMO)/silhouette.predictions.ndjson > $(DEMO)/silhouette.train.json
+	$(ATELIER) eval-classifier -p $(DEMO)/silhouette.predictions.ndjson --split test --plot $(DEMO)/silhouette.confusion.png \
+	  --false-negatives $(DEMO)/silhouette.false-negatives.ndjson > $(DEMO)/silhouette.eval.json
+	@echo "== facets: fine-tune the weak tower on pattern, then classify images (corrupt ones answered with an error)"
+	$(ATELIER) train-classifier -i $(FIXTURES)/images.ndjson -l pattern --mode finetune -t $(DEMO)/weak.model --epochs 4 \
+	  -o $(DEMO)/pattern.model > $(DEMO)/pattern.train.json
+	$(ATELIER) classify -m $(DEMO)/pattern.model $(FIXTURES)/site/images/p000{1,2,3}/1.jpg $(FIXTURES)/corrupt/*.jpg \
+	  > $(DEMO)/pattern.classified.ndjson
+	@echo "== similarity (DeepRank triplets, semi-hard negatives) from the weak tower, on the train items only"
+	grep '"split":"train"' $(FIXTURES)/images.ndjson | sed 's|"image":"|"image":"$(CURDIR)/$(FIXTURES)/|' > $(DEMO)/train-images.ndjson
+	$(ATELIER) train-triplet -i $(DEMO)/train-images.ndjson -t $(DEMO)/weak.model --epochs 5 -o $(DEMO)/triplet.model
+	$(ATELIER) embed -m $(DEMO)/triplet.model -i $(FIXTURES)/images.ndjson --normalize -o $(DEMO)/triplet.npy
+	$(ATELIER) eval-retrieval -p $(FIXTURES)/list_eval_partition.txt -e $(DEMO)/triplet.npy --id-field image --name triplet \
+	  --compare $(DEMO)/retrieval.json --plot $(DEMO)/topk-triplet.png -o $(DEMO)/retrieval-triplet.json
+	@echo "== SizeNet: teacher labels from sales and returns, student on the first photo of each article"
+	$(ATELIER) teacher-score $(FIXTURES)/sales/articles.ndjson -o $(DEMO)/teacher.ndjson
+	grep '"view":1,' $(FIXTURES)/images.ndjson | sed 's|"image":"|"image":"$(CURDIR)/$(FIXTURES)/|' > $(DEMO)/first-views.ndjson
+	$(ATELIER) embed -m $(DEMO)/weak.model -i $(DEMO)/first-views.ndjson --id-field product -o $(DEMO)/articles.npy
+	$(ATELIER) train-sizenet -f $(DEMO)/articles.npy -t $(DEMO)/teacher.ndjson -o $(DEMO)/sizenet.model \
+	  --tower $(DEMO)/weak.model --image-model $(DEMO)/sizenet-image.model --plots $(DEMO)/sizenet-plots --report $(DEMO)/sizenet.json > /dev/null
+	$(ATELIER) predict-sizenet -m $(DEMO)/sizenet.model -f $(DEMO)/articles.npy > $(DEMO)/advice.ndjson
+	@echo "== RISE: why the student says what it says, for 8 articles"
+	head -8 $(DEMO)/first-views.ndjson | $(ATELIER) rise -m $(DEMO)/sizenet-image.model -n 1000 \
+	  --overlay $(DEMO)/rise --maps-dir $(DEMO)/rise-maps -o $(DEMO)/rise.ndjson
+	@echo "== a map of the weak features and one page that shows it all"
+	$(ATELIER) tsne $(DEMO)/images.npy --sample 1000 --labels $(FIXTURES)/images.ndjson --label-field colour --png $(DEMO)/tsne.png -o $(DEMO)/tsne.ndjson
+	$(ATELIER) report -o $(DEMO)/report --classifier $(DEMO)/silhouette.eval.json --false-negatives $(DEMO)/silhouette.false-negatives.ndjson \
+	  --retrieval $(DEMO)/retrieval.json $(DEMO)/retrieval-triplet.json --knn $(DEMO)/knn.ndjson --images $(FIXTURES)/images.ndjson \
+	  --tsne $(DEMO)/tsne.ndjson --rise $(DEMO)/rise.ndjson --train-log $(DEMO)/weak.model.log.json $(DEMO)/triplet.model.log.json > /dev/null
 	@echo
 	@echo "demo outputs are in $(DEMO)/:"
 	@ls -1 $(DEMO) | sed 's/^/  /'
+	@echo "open $(DEMO)/report/index.html; retrieval: $(DEMO)/retrieval.json, $(DEMO)/topk.png; size advice: $(DEMO)/advice.ndjson; RISE overlays: $(DEMO)/rise/"
 
 clean:
 	rm -rf dist out $(FIXTURES)

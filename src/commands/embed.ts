@@ -6,7 +6,8 @@ import { openNdjsonWriter } from '../lib/io/ndjson.js';
 import { openNpyWriter } from '../lib/io/npy.js';
 import { createSkipCounter, writeSkipSummary } from '../lib/image/skips.js';
 import { pathRecords, readImageRecords } from '../lib/image/records.js';
-import { featureModel, hasLayer, LAYER, wordKernel } from '../lib/models/weak-model.js';
+import { hasLayer, LAYER, wordKernel } from '../lib/models/weak-model.js';
+import { imageFeatureModel } from '../lib/facets/classifier-model.js';
 import { weakMetadata } from '../lib/models/weak-files.js';
 import { computeFeatures, normalizeRows } from '../lib/models/image-features.js';
 import { startProgress } from '../lib/progress.js';
@@ -100,7 +101,7 @@ export default defineCommand<Args>({
       if (shape.length !== 4 || shape[3] !== 3 || shape[1] !== shape[2]) throw new UsageError(`model has no square RGB image input (input shape ${JSON.stringify(shape)})`, { file: args.model });
       inputSize = shape[1] as number;
       if (args.layer === 'projection' && !hasLayer(loaded.model, LAYER.projection)) throw new UsageError('this model has no projection layer (trained with --projection 0)', { field: '--layer' });
-      network = hasLayer(loaded.model, LAYER.words) ? featureModel(loaded.model, args.layer) : loaded.model;
+      network = imageFeatureModel(loaded.model, args.layer);
     }
     const records = args.images.length ? pathRecords(args.images) : readImageRecords(args.input ?? '-', args['image-field'], args['id-field'], io.stdin);
     const skips = createSkipCounter();

@@ -18,9 +18,11 @@ const truthColour = new Map<string, string>();
 const colourOfWord = new Map<string, string>();
 for (const colour of COLOURS) for (const words of Object.values(COLOUR_WORDS[colour])) for (const w of words) for (const part of w.split(' ')) colourOfWord.set(part, colour);
 
-// Small tower and images so the suite stays fast: 32 px, width 8.
+// Small tower and images so the suite stays fast: 32 px, width 8. The full softmax at lr 0.05 gave
+// the true colour in the top 5 for 57-76% of images over three splits/seeds; sampled softmax for 8
+// epochs gave 41-58% (see the closing note of issue 6).
 const EPOCHS = 8;
-const TRAIN_FLAGS = ['--input-size', '32', '--width', '8', '--negatives', '20', '--epoch-size', '2048', '--batch', '32', '--seed', '3'];
+const TRAIN_FLAGS = ['--input-size', '32', '--width', '8', '--negatives', '20', '--epoch-size', '2048', '--batch', '32', '--seed', '3', '--loss', 'full', '--lr', '0.05'];
 
 before(async () => {
   dir = scratchDir();
@@ -59,7 +61,7 @@ test('train-weak: validation precision@1 is at least 3x a random word, loss fall
 
 test('uniform word sampling beats frequency sampling on rare words', async () => {
   const frequencyModel = join(dir, 'frequency.model');
-  const train = await runAtelier(['train-weak', '-i', items, '--vocab', vocab, '-o', frequencyModel, ...TRAIN_FLAGS, '--epochs', '5', '--sampling', 'frequency'], { timeoutMs: 600_000 });
+  const train = await runAtelier(['train-weak', '-i', items, '--vocab', vocab, '-o', frequencyModel, ...TRAIN_FLAGS, '--epochs', String(EPOCHS), '--sampling', 'frequency'], { timeoutMs: 600_000 });
   assert.equal(train.code, 0, train.stderr);
   const vocabulary = parseNdjson(readFileSync(vocab, 'utf8'));
   const sortedDf = vocabulary.map((v) => v.df as number).sort((a, b) => a - b);

@@ -1,6 +1,7 @@
 // Facet classifiers (GILT dress faceting): a linear or MLP head on frozen features, or the same
 // head on an image tower trained end to end; a class-weighted cross-entropy for imbalanced facets.
 import { tf } from '../backend/tf.js';
+import { UsageError } from '../command.js';
 import { LAYER, featureModel, hasLayer } from '../models/weak-model.js';
 
 export const CLASSIFIER_MODEL_KIND = 'atelier-classifier';
@@ -22,8 +23,8 @@ export interface ClassifierMetadata {
   kind: typeof CLASSIFIER_MODEL_KIND;
   labels: string[];
   labelField: string;
-  /** 'features': the model reads feature rows; 'image': it reads images of inputSize pixels. */
-  input: 'features' | 'image';
+  /** 'features': the model reads feature rows; 'image': images of inputDim pixels; 'pixels': the flattened centre crop of inputDim pixels. */
+  input: 'features' | 'image' | 'pixels';
   mode: 'head' | 'finetune';
   head: HeadConfig;
   /** Feature dimension (input 'features') or image side (input 'image'). */
@@ -54,13 +55,12 @@ export function buildFeatureClassifier(inputDim: number, classes: number, head: 
 }
 
 /**
- * image -> class probabilities, the head on `layer` of `tower` (any atelier image model with that
- * layer). The tower's layers are shared, not copied: training the result trains the tower.
+ * image -> class probabilities, the head on the output of `features` (image -> features, e.g.
+ * from imageFeatureModel). Its layers are shared, not copied: training the result trains them.
  */
-export function buildImageClassifier(tower: tf.LayersModel, layer: string, classes: number, head: HeadConfig): tf.LayersModel {
-  const features = tower.getLayer(layer).output as tf.SymbolicTensor;
-  const { probs } = applyHead(features, classes, head);
-  return tf.model({ inputs: tower.inputs, outputs: probs, name: 'atelier_image_classifier' });
+export function buildImageClassifier(features: tf.LayersModel, classes: number, head: HeadConfig): tf.LayersModel {
+  const { probs } = applyHead(features.outputs[0], classes, head);
+  return tf.model({ inputs: features.inputs, outputs: probs, name: 'atelier_image_classifier' });
 }
 
 /** The same model up to the class logits (shares weights), for the loss. */
@@ -93,7 +93,7 @@ export function imageFeatureModel(model: tf.LayersModel, layer: 'pooled' | 'proj
   if (hasLayer(model, LAYER.words)) return featureModel(model, layer);
   if (hasLayer(model, CLASSIFIER_LAYER.logits)) {
     const name = layer !== 'embedding' ? layer : hasLayer(model, LAYER.projection) ? LAYER.projection : LAYER.pooled;
-    if (!hasLayer(model, name)) throw new Error(`this classifier has no '${name}' layer (a head on precomputed features has no tower)`);
+    if (!hasLayer(model, name)) throw new UsageError(`this classifier has no '${name}' layer (a head on precomputed features has no tower)`, { field: '--layer' });
     return tf.model({ inputs: model.inputs, outputs: model.getLayer(name).output as tf.SymbolicTensor });
   }
   if (layer !== 'embedding' && hasLayer(model, layer) && model.outputLayers[0].name !== layer) {

@@ -1,0 +1,255 @@
+// bench/real-summary: helpers for the real-data make targets in bench/real.mk. Subcommands:
+//   time FILE -- CMD...            run CMD, write {seconds, command, code} to FILE, exit with its code
+//   weak --dir D                   real-weak: P@k of train-weak, linear probes weak/random/pixels -> D/weak-results.{json,md}
+//   join-labels --dir D --styles S samples.ndjson + styles.csv -> D/labelled.ndjson (absolute image paths, facets)
+//   facets --dir D                 real-facets: (a) pixels head, (b) weak head, (c) fine-tuned -> D/facets-results.{json,md}
+//   teacher --dir D --input F      real-teacher: rows, articles, label shares, wall time -> D/teacher-results.{json,md}
+import { spawnSync } from 'node:child_process';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpus, loadavg } from 'node:os';
+import { resolve } from 'node:path';
+import { gunzipSync } from 'node:zlib';
+import { parse } from 'csv-parse/sync';
+
+const FACETS = ['articleType', 'baseColour'] as const;
+const FEATURES = ['weak', 'random', 'pixels'] as const;
+
+function option(name: string, fallback?: string): string {
+  const i = process.argv.indexOf(`--${name}`);
+  const value = i >= 0 ? process.argv[i + 1] : undefined;
+  if (value !== undefined) return value;
+  if (fallback === undefined) throw new Error(`real-summary: --${name} is required`);
+  return fallback;
+}
+
+function readJson<T>(path: string): T {
+  return JSON.parse(readFileSync(path, 'utf8')) as T;
+}
+
+function countLines(path: string): number {
+  const text = readFileSync(path, 'utf8');
+  return text.split('\n').filter((l) => l.trim() !== '').length;
+}
+
+function machine(): Record<string, unknown> {
+  return { cpu: cpus()[0]?.model ?? 'unknown', cores: cpus().length, node: process.version, loadavg: loadavg().map((x) => Number(x.toFixed(2))) };
+}
+
+function round(x: number | null | undefined, digits = 3): number | null {
+  return x === null || x === undefined || !Number.isFinite(x) ? null : Number(x.toFixed(digits));
+}
+
+function writeResults(dir: string, name: string, json: Record<string, unknown>, markdown: string[]): void {
+  writeFileSync(resolve(dir, `${name}-results.json`), JSON.stringify(json, null, 2) + '\n');
+  writeFileSync(resolve(dir, `${name}-results.md`), markdown.join('\n') + '\n');
+  process.stdout.write(markdown.join('\n') + '\n');
+}
+
+interface Timed {
+  seconds: number;
+}
+
+function timedSeconds(path: string): number | null {
+  return existsSync(path) ? readJson<Timed>(path).seconds : null;
+}
+
+interface SplitReport {
+  accuracy: number;
+  macroF1: number;
+  weightedF1: number;
+  support: number;
+}
+
+interface ClassifierReport {
+  labels: string[];
+  samples: Record<string, number>;
+  epochs: number;
+  bestEpoch: number;
+  test: SplitReport;
+  train: SplitReport;
+}
+
+function testScores(path: string): { accuracy: number | null; macroF1: number | null; classes: number; test: number; epochs: number } | null {
+  if (!existsSync(path)) return null;
+  const r = readJson<ClassifierReport>(path);
+  return { accuracy: round(r.test.accuracy), macroF1: round(r.test.macroF1), classes: r.labels.length, test: r.test.support, epochs: r.epochs };
+}
+
+function runTimed(): void {
+  const out = process.argv[3];
+  const dash = process.argv.indexOf('--');
+  const command = process.argv.slice(dash + 1);
+  if (!out || dash < 0 || command.length === 0) throw new Error('usage: real-summary time FILE -- CMD...');
+  const started = process.hrtime.bigint();
+  const child = spawnSync(command[0]!, command.slice(1), { stdio: 'inherit' });
+  const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+  writeFileSync(out, JSON.stringify({ seconds, command: command.join(' '), code: child.status }) + '\n');
+  process.exit(child.status ?? 1);
+}
+
+interface EpochLog {
+  epoch: number;
+  loss: number;
+  seconds: number;
+  imagesPerSecond: number;
+  precision: Record<string, number>;
+  recall: Record<string, number>;
+  baselinePrecision1: number;
+}
+
+function summarizeWeak(): void {
+  const dir = option('dir');
+  const log = readJson<EpochLog[]>(resolve(dir, 'weak.model.log.json'));
+  const metadata = readJson<{ config: Record<string, number>; vocabulary: unknown[] }>(resolve(dir, 'weak.model', 'metadata.json'));
+  const best = log.reduce((a, b) => ((b.precision['1'] ?? 0) > (a.precision['1'] ?? 0) ? b : a));
+  const last = log[log.length - 1]!;
+  const trainSeconds = log.reduce((a, e) => a + e.seconds, 0);
+  const trainImages = log.reduce((a, e) => a + e.imagesPerSecond * e.seconds, 0);
+  const images = countLines(resolve(dir, 'samples.ndjson'));
+  const embed: Record<string, { rows: number; seconds: number | null; imagesPerSecond: number | null }> = {};
+  for (const m of FEATURES) {
+    const seconds = timedSeconds(resolve(dir, `${m}.npy.time`));
+    const rows = countLines(resolve(dir, `${m}.ids.ndjson`));
+    embed[m] = { rows, seconds: round(seconds, 2), imagesPerSecond: seconds ? round(rows / seconds, 1) : null };
+  }
+  const probes: Record<string, Record<string, ReturnType<typeof testScores>>> = {};
+  for (const m of FEATURES) {
+    probes[m] = {};
+    for (const f of FACETS) probes[m]![f] = testScores(resolve(dir, `probe-${m}-${f}.json`));
+  }
+  const pk = (e: EpochLog, k: number) => round(e.precision[String(k)]);
+  const json = {
+    data: 'fashion-product-images-small (Myntra, 5,000 images), title words only',
+    images,
+    vocabulary: metadata.vocabulary.length,
+    tower: metadata.config,
+    epochs: log.length,
+    trainSeconds: round(trainSeconds, 1),
+    trainImagesPerSecond: round(trainImages / trainSeconds, 1),
+    precisionAtK: { best: { epoch: best.epoch, precision: best.precision, recall: best.recall }, last: { epoch: last.epoch, precision: last.precision, recall: last.recall } },
+    mostFrequentWordPrecision1: round(last.baselinePrecision1),
+    embed,
+    probes,
+    machine: machine(),
+  };
+  const md = [
+    `### real-weak: train-weak on ${images} Myntra images (fashion-product-images-small, title words only)`,
+    '',
+    `Tower: ${metadata.config.inputSize} px, width ${metadata.config.width}, ${metadata.config.stages} stages, ${metadata.vocabulary.length} words; ${log.length} epochs of ${Math.round(trainImages / log.length)} samples in ${trainSeconds.toFixed(0)} s = **${(trainImages / trainSeconds).toFixed(0)} training images/s** (WASM, 1 thread).`,
+    '',
+    '| epoch | loss | P@1 | P@5 | P@10 | P@15 | R@5 | R@15 |',
+    '|---|---|---|---|---|---|---|---|',
+    ...[best, last]
+      .filter((e, i, a) => a.indexOf(e) === i)
+      .map((e) => `| ${e.epoch}${e === best ? ' (best P@1)' : ' (last)'} | ${e.loss.toFixed(3)} | ${pk(e, 1)} | ${pk(e, 5)} | ${pk(e, 10)} | ${pk(e, 15)} | ${round(e.recall['5'])} | ${round(e.recall['15'])} |`),
+    `| most-frequent word | | ${round(last.baselinePrecision1)} | | | | | |`,
+    '',
+    'Linear probe (train-classifier head, balanced class weights, test split = 20% of products by hash): accuracy / macro-F1 on the test split.',
+    '',
+    `| features | dim | articleType acc | articleType macro-F1 | baseColour acc | baseColour macro-F1 | embed images/s |`,
+    '|---|---|---|---|---|---|---|',
+    ...FEATURES.map((m) => {
+      const a = probes[m]!.articleType;
+      const c = probes[m]!.baseColour;
+      const name = m === 'weak' ? 'weak tower (trained)' : m === 'random' ? 'same tower, untrained' : 'raw pixels 16x16';
+      const dim = m === 'pixels' ? 768 : metadata.config.width * 2 ** (metadata.config.stages - 1);
+      return `| ${name} | ${dim} | ${a?.accuracy ?? '-'} | ${a?.macroF1 ?? '-'} | ${c?.accuracy ?? '-'} | ${c?.macroF1 ?? '-'} | ${embed[m]!.imagesPerSecond ?? '-'} |`;
+    }),
+    '',
+    `Test split: ${probes.weak?.articleType?.test ?? '?'} images; articleType ${probes.weak?.articleType?.classes ?? '?'} classes, baseColour ${probes.weak?.baseColour?.classes ?? '?'} classes.`,
+  ];
+  writeResults(dir, 'weak', json, md);
+}
+
+function joinLabels(): void {
+  const dir = option('dir');
+  const styles = parse(readFileSync(option('styles'), 'utf8'), { columns: true, skip_empty_lines: true }) as Record<string, string>[];
+  const byId = new Map(styles.map((r) => [r.id, r]));
+  const lines: string[] = [];
+  for (const line of readFileSync(resolve(dir, 'samples.ndjson'), 'utf8').split('\n')) {
+    if (!line.trim()) continue;
+    const sample = JSON.parse(line) as { id: string; image: string | null };
+    const row = byId.get(sample.id);
+    if (!row || !sample.image) continue;
+    lines.push(JSON.stringify({ id: sample.id, image: resolve(sample.image), articleType: row.articleType, baseColour: row.baseColour }));
+  }
+  writeFileSync(resolve(dir, 'labelled.ndjson'), lines.join('\n') + '\n');
+  process.stderr.write(`real-summary: ${lines.length} labelled images in ${resolve(dir, 'labelled.ndjson')}\n`);
+}
+
+function summarizeFacets(): void {
+  const dir = option('dir');
+  const epochs = option('finetune-epochs', '?');
+  const rows: Array<{ name: string; facet: string; scores: ReturnType<typeof testScores>; seconds: number | null }> = [];
+  for (const f of FACETS) {
+    rows.push({ name: '(a) raw pixels 16x16, linear head', facet: f, scores: testScores(resolve(dir, `probe-pixels-${f}.json`)), seconds: null });
+    rows.push({ name: '(b) weak features (real-weak), linear head', facet: f, scores: testScores(resolve(dir, `probe-weak-${f}.json`)), seconds: null });
+    rows.push({ name: `(c) weak tower fine-tuned, ${epochs} epochs`, facet: f, scores: testScores(resolve(dir, `finetune-${f}.json`)), seconds: round(timedSeconds(resolve(dir, `finetune-${f}.json.time`)), 1) });
+  }
+  const json = { data: 'fashion-product-images-small (Myntra, 5,000 images)', classWeight: 'balanced', results: rows, machine: machine() };
+  const md = [
+    '### real-facets: articleType and baseColour on the 5,000 Myntra images (balanced class weights, test split)',
+    '',
+    '| model | facet | accuracy | macro-F1 | classes | test images | wall s |',
+    '|---|---|---|---|---|---|---|',
+    ...rows.map((r) => `| ${r.name} | ${r.facet} | ${r.scores?.accuracy ?? '-'} | ${r.scores?.macroF1 ?? '-'} | ${r.scores?.classes ?? '-'} | ${r.scores?.test ?? '-'} | ${r.seconds ?? ''} |`),
+  ];
+  writeResults(dir, 'facets', json, md);
+}
+
+interface TeacherRecord {
+  category: string;
+  n: number;
+  k: number;
+  w: number;
+  label: string;
+}
+
+function summarizeTeacher(): void {
+  const dir = option('dir');
+  const input = option('input');
+  const raw = readFileSync(input);
+  const text = input.endsWith('.gz') ? gunzipSync(raw).toString('utf8') : raw.toString('utf8');
+  const inputRows = text.split('\n').filter((l) => l.trim() !== '').length - 1;
+  const records = readFileSync(resolve(dir, 'teacher.ndjson'), 'utf8')
+    .split('\n')
+    .filter((l) => l.trim() !== '')
+    .map((l) => JSON.parse(l) as TeacherRecord);
+  const sales = records.reduce((a, r) => a + r.n, 0);
+  const returns = records.reduce((a, r) => a + r.k, 0);
+  const issues = records.filter((r) => r.label === 'size issue');
+  const mean = (xs: number[]) => (xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : 0);
+  const seconds = timedSeconds(resolve(dir, 'teacher.time'));
+  const json = {
+    input,
+    inputRows,
+    articles: records.length,
+    sales,
+    sizeReturns: returns,
+    sizeReturnRate: round(returns / sales, 4),
+    labels: { sizeIssue: issues.length, noSizeIssue: records.length - issues.length, sizeIssueShare: round(issues.length / records.length, 4) },
+    meanW: { sizeIssue: round(mean(issues.map((r) => r.w))), noSizeIssue: round(mean(records.filter((r) => r.label !== 'size issue').map((r) => r.w))) },
+    categories: new Set(records.map((r) => r.category)).size,
+    wallSeconds: round(seconds, 2),
+    machine: machine(),
+  };
+  const md = [
+    '### real-teacher: teacher-score on RentTheRunway (all rentals; size return = fit small or large; monthly buckets)',
+    '',
+    '| rows | articles | categories | size-return rate | size issue | no size issue | mean w (issue / none) | wall s |',
+    '|---|---|---|---|---|---|---|---|',
+    `| ${inputRows} | ${records.length} | ${json.categories} | ${json.sizeReturnRate} | ${issues.length} (${(100 * issues.length / records.length).toFixed(1)}%) | ${records.length - issues.length} (${(100 * (records.length - issues.length) / records.length).toFixed(1)}%) | ${json.meanW.sizeIssue} / ${json.meanW.noSizeIssue} | ${json.wallSeconds ?? '-'} |`,
+  ];
+  writeResults(dir, 'teacher', json, md);
+}
+
+const sub = process.argv[2];
+if (sub === 'time') runTimed();
+else if (sub === 'weak') summarizeWeak();
+else if (sub === 'join-labels') joinLabels();
+else if (sub === 'facets') summarizeFacets();
+else if (sub === 'teacher') summarizeTeacher();
+else {
+  process.stderr.write('usage: real-summary time|weak|join-labels|facets|teacher [--dir D] ...\n');
+  process.exit(2);
+}

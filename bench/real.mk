@@ -1,0 +1,90 @@
+# Real-data runs (included from the Makefile; uses NODE, ATELIER from it). The data sets are read in
+# place from REAL_DATA (../shared/data beside the repository) and never copied into the repository;
+# each target stops with one line when they are absent. Sizes are chosen so each target runs in a few
+# minutes on 2 cores. Outputs are files under REAL_OUT, so a re-run only redoes what changed.
+REAL_DATA ?= ../shared/data
+REAL_OUT ?= out/real
+REAL_MYNTRA := $(REAL_DATA)/fashion-product-images-small
+REAL_FIT := $(REAL_DATA)/fit/renttherunway_fit.csv.gz
+# crawl-tokenize stores each image once by its SHA-256; the store lives under REAL_OUT (ignored by git).
+REAL_IMAGES ?= $(REAL_OUT)/images
+# The weak tower on the 60x80 Myntra photos: 32 px, width 16 (128-d pooled features), the 500 most frequent words.
+REAL_TOWER ?= --input-size 32 --width 16
+REAL_WEAK_TRAIN ?= --top-k 500 --loss full --lr 0.05 --epochs 12 --epoch-size 4096 --patience 3 --seed 1
+REAL_FACETS := articleType baseColour
+REAL_FEATURES := weak random pixels
+REAL_PROBE ?= --epochs 60 --patience 6 --seed 1
+REAL_FINETUNE_EPOCHS ?= 4
+# stderr of each step goes to a .stderr file beside its output; its tail is shown when the step fails.
+REAL_LOG = 2> $(REAL_ERR) || { tail -5 $(REAL_ERR) >&2; exit 1; }
+REAL_ERR = $(patsubst %/model.json,%,$@).stderr
+
+.PHONY: real-weak real-teacher real-facets real-check-myntra real-check-fit
+
+real-check-myntra:
+	@test -f $(REAL_MYNTRA)/styles.csv || { echo "real data absent: no $(REAL_MYNTRA)/styles.csv (set REAL_DATA)"; exit 1; }
+
+real-check-fit:
+	@test -f $(REAL_FIT) || { echo "real data absent: no $(REAL_FIT) (set REAL_DATA)"; exit 1; }
+
+# Titles only (productDisplayName): articleType and baseColour stay out of the bags of words, so the
+# probes below measure what the images taught the tower, not a copied label.
+$(REAL_OUT)/samples.ndjson: | real-check-myntra
+	mkdir -p $(REAL_OUT)
+	$(ATELIER) crawl-tokenize --import $(REAL_MYNTRA)/styles.csv --id-field id --title-field productDisplayName \
+	  --fields title --image-field image --image-base $(REAL_MYNTRA)/images --images $(REAL_IMAGES) --restart \
+	  -o $@ --vocab $(REAL_OUT)/vocab.ndjson --stats $(REAL_OUT)/crawl-stats.json
+
+$(REAL_OUT)/weak.model/model.json: $(REAL_OUT)/samples.ndjson | build
+	@echo "== train-weak on $$(wc -l < $<) Myntra images (title words), $(REAL_TOWER) $(REAL_WEAK_TRAIN)"
+	$(ATELIER) train-weak -i $< --vocab $(REAL_OUT)/vocab.ndjson -o $(REAL_OUT)/weak.model $(REAL_TOWER) $(REAL_WEAK_TRAIN) $(REAL_LOG)
+	grep 'epoch [0-9]* loss' $(REAL_ERR)
+
+# The same tower and seed, never trained: --stop-after 0 writes the initial weights.
+$(REAL_OUT)/random.model/model.json: $(REAL_OUT)/samples.ndjson | build
+	$(ATELIER) train-weak -i $< --vocab $(REAL_OUT)/vocab.ndjson -o $(REAL_OUT)/random.model $(REAL_TOWER) $(REAL_WEAK_TRAIN) \
+	  --stop-after 0 --checkpoint $(REAL_OUT)/random.model.checkpoint $(REAL_LOG)
+
+$(REAL_OUT)/%.npy: $(REAL_OUT)/%.model/model.json
+	$(NODE) dist/bench/real-summary.js time $@.time -- $(ATELIER) embed -m $(REAL_OUT)/$*.model -i $(REAL_OUT)/samples.ndjson -o $@ $(REAL_LOG)
+
+$(REAL_OUT)/pixels.npy: $(REAL_OUT)/samples.ndjson | build
+	$(NODE) dist/bench/real-summary.js time $@.time -- $(ATELIER) embed -m pixels -i $< -o $@ $(REAL_LOG)
+
+# A linear head (balanced class weights; test split = 20% of the products by hash) on frozen features.
+$(REAL_OUT)/probe-%.json: $(REAL_OUT)/samples.ndjson
+	$(MAKE) -s -f $(firstword $(MAKEFILE_LIST)) $(REAL_OUT)/$(firstword $(subst -, ,$*)).npy
+	$(ATELIER) train-classifier -i $(REAL_MYNTRA)/styles.csv --id-field id -l $(lastword $(subst -, ,$*)) \
+	  -f $(REAL_OUT)/$(firstword $(subst -, ,$*)).npy $(REAL_PROBE) -o $(REAL_OUT)/probe-$*.model --report $@ > /dev/null $(REAL_LOG)
+
+REAL_PROBES := $(foreach m,$(REAL_FEATURES),$(foreach f,$(REAL_FACETS),$(REAL_OUT)/probe-$(m)-$(f).json))
+
+# real-weak (issue 6): weak tower on the 5,000 Myntra images; linear probes on articleType and baseColour
+# with its features vs the same tower untrained vs raw pixels (16x16); training and embedding images/s.
+real-weak: build real-check-myntra $(REAL_OUT)/weak.model/model.json $(REAL_OUT)/weak.npy $(REAL_OUT)/random.npy $(REAL_OUT)/pixels.npy $(REAL_PROBES)
+	$(NODE) dist/bench/real-summary.js weak --dir $(REAL_OUT)
+	@echo "real-weak results: $(REAL_OUT)/weak-results.json and $(REAL_OUT)/weak-results.md (model $(REAL_OUT)/weak.model, epoch log $(REAL_OUT)/weak.model.log.json)"
+
+# Fine-tuning reads images: records with absolute image paths and both labels.
+$(REAL_OUT)/labelled.ndjson: $(REAL_OUT)/samples.ndjson
+	$(NODE) dist/bench/real-summary.js join-labels --dir $(REAL_OUT) --styles $(REAL_MYNTRA)/styles.csv
+
+$(REAL_OUT)/finetune-%.json: $(REAL_OUT)/labelled.ndjson $(REAL_OUT)/weak.model/model.json
+	$(NODE) dist/bench/real-summary.js time $@.time -- $(ATELIER) train-classifier -i $< -l $* --mode finetune -t $(REAL_OUT)/weak.model \
+	  --epochs $(REAL_FINETUNE_EPOCHS) --seed 1 -o $(REAL_OUT)/finetune-$*.model --report $@ > /dev/null $(REAL_LOG)
+
+# real-facets (issue 9): accuracy and macro-F1 for (a) a raw-pixel head, (b) a head on the real-weak
+# features (both from real-weak), (c) the weak tower fine-tuned end to end for REAL_FINETUNE_EPOCHS epochs.
+real-facets: real-weak $(foreach f,$(REAL_FACETS),$(REAL_OUT)/finetune-$(f).json)
+	$(NODE) dist/bench/real-summary.js facets --dir $(REAL_OUT) --finetune-epochs $(REAL_FINETUNE_EPOCHS)
+	@echo "real-facets results: $(REAL_OUT)/facets-results.json and $(REAL_OUT)/facets-results.md"
+
+# real-teacher (issue 5): SizeNet's teacher on all 192,544 RentTheRunway rentals (a rental with fit small
+# or large counts as a size return; category from the file; monthly buckets from review_date).
+real-teacher: build real-check-fit
+	mkdir -p $(REAL_OUT)
+	$(NODE) dist/bench/real-summary.js time $(REAL_OUT)/teacher.time -- $(ATELIER) teacher-score --id-col item_id --date-col review_date \
+	  --returned-col fit --returned-values small,large --kept-values fit $(REAL_FIT) -o $(REAL_OUT)/teacher.ndjson 2> $(REAL_OUT)/teacher.summary.txt
+	cat $(REAL_OUT)/teacher.summary.txt
+	$(NODE) dist/bench/real-summary.js teacher --dir $(REAL_OUT) --input $(REAL_FIT)
+	@echo "real-teacher results: $(REAL_OUT)/teacher-results.json and $(REAL_OUT)/teacher-results.md (labels $(REAL_OUT)/teacher.ndjson)"

@@ -1,0 +1,152 @@
+import { defineCommand, UsageError } from '../lib/command.js';
+import { backendOption, selectBackend } from '../lib/backend/select.js';
+import { tf } from '../lib/backend/tf.js';
+import { loadModel } from '../lib/backend/model-io.js';
+import { openAtomicWriteStream } from '../lib/io/atomic.js';
+import { readFeatureMatrix, idsPathFor } from '../lib/io/features.js';
+import { waitForDrain } from '../lib/io/ndjson.js';
+import { isStdio } from '../lib/io/paths.js';
+import { decodeImage } from '../lib/image/decode.js';
+import { prefetchImages } from '../lib/image/prefetch.js';
+import { imageToBytes, pathRecords, readImageRecords, type ImageRecord } from '../lib/image/records.js';
+import { createSkipCounter, SKIP_REASON_WORDS, skipImage, writeSkipSummary } from '../lib/image/skips.js';
+import { storedSizeFor } from '../lib/models/image-features.js';
+import { batchPixels } from '../lib/train/weak-trainer.js';
+import { CLASSIFIER_MODEL_KIND, type ClassifierMetadata } from '../lib/facets/classifier-model.js';
+import { argmax, predictionLine } from '../lib/facets/evaluation.js';
+import { startProgress } from '../lib/progress.js';
+
+interface Args {
+  images: string[];
+  input?: string;
+  model: string;
+  features?: string;
+  'feature-ids'?: string;
+  out: string;
+  'image-field': string;
+  'id-field': string;
+  batch: number;
+  backend: string;
+}
+
+export default defineCommand<Args>({
+  name: 'classify',
+  summary: 'predict a facet label with its class probabilities for images (or feature rows)',
+  description: `Runs a train-classifier model on images given as arguments or listed in NDJSON (--input, with --image-field and --id-field), and writes one line per image: {id, image, label, probs}, probs holding every class's probability in the model's label order (its --labels-order). Images are centre-cropped the way the model was validated.
+
+A corrupt or unreadable image does not stop the run: it gives one warning on stderr and a line {id, image, error} in its place, and the end-of-run summary counts them.
+
+A model trained on precomputed features (train-classifier --features) reads feature rows instead: --features x.npy with its ids NDJSON.`,
+  positionals: [{ name: 'images', describe: 'image files (instead of --input)', type: 'string', variadic: true }],
+  options: {
+    input: { alias: 'i', describe: 'NDJSON with an image path per line (- for stdin); used when no image arguments are given', type: 'string' },
+    model: { alias: 'm', describe: 'model directory from train-classifier', type: 'string', demandOption: true },
+    features: { alias: 'f', describe: 'feature rows .npy, for a model trained on precomputed features', type: 'string' },
+    'feature-ids': { describe: 'ids NDJSON of --features (default: <features>.ids.ndjson)', type: 'string' },
+    out: { alias: 'o', describe: 'output NDJSON (- for stdout)', type: 'string', default: '-' },
+    'image-field': { describe: 'NDJSON field with the image path', type: 'string', default: 'image' },
+    'id-field': { describe: 'NDJSON field with the id (default: the image path)', type: 'string', default: 'id' },
+    batch: { describe: 'images per forward pass', type: 'number', default: 64 },
+    ...backendOption,
+  },
+  examples: [
+    ['atelier classify -m silhouette.model photos/*.jpg', 'label image files'],
+    ['atelier classify -m silhouette.model -i images.ndjson -o predictions.ndjson', 'label a catalogue'],
+    ['atelier classify -m head.model -f feat.npy | jq -c "{id, label}"', 'a head trained on precomputed features'],
+  ],
+  async run(args, io) {
+    if (!(Number.isInteger(args.batch) && args.batch >= 1)) throw new UsageError(`must be a positive integer, got ${args.batch}`, { field: '--batch' });
+    await selectBackend({ requested: args.backend, env: io.env, stderr: io.stderr });
+    const loaded = await loadModel(args.model);
+    const meta = loaded.metadata as Partial<ClassifierMetadata>;
+    if (meta.kind !== CLASSIFIER_MODEL_KIND || !Array.isArray(meta.labels)) throw new UsageError(`not a train-classifier model (kind ${JSON.stringify(meta.kind ?? null)})`, { file: args.model });
+    const model = loaded.model;
+    const labels = meta.labels;
+
+    const out = isStdio(args.out) ? null : await openAtomicWriteStream(args.out);
+    const sink = out ? out.stream : io.stdout;
+    let pending = '';
+    const flush = async () => {
+      const text = pending;
+      pending = '';
+      if (text !== '' && !sink.write(text)) await waitForDrain(sink);
+    };
+    const emit = async (line: string) => {
+      pending += line + '\n';
+      if (pending.length > 65536) await flush();
+    };
+    const writeRows = async (records: Array<{ id: string; image?: string }>, probs: Float32Array) => {
+      for (let i = 0; i < records.length; i++) {
+        const p = probs.subarray(i * labels.length, (i + 1) * labels.length);
+        await emit(predictionLine({ ...records[i], label: labels[argmax(p)] }, labels, p));
+      }
+    };
+    const predict = (x: tf.Tensor): Float32Array => {
+      const y = model.predict(x) as tf.Tensor;
+      const data = Float32Array.from(y.dataSync() as Float32Array);
+      tf.dispose([x, y]);
+      return data;
+    };
+
+    let written = 0;
+    let failed = 0;
+    try {
+      if (meta.input === 'features') {
+        if (!args.features) throw new UsageError('this model reads feature rows: give --features (the same kind of features it was trained on)', { field: '--features' });
+        const matrix = await readFeatureMatrix(args.features, args['feature-ids'] ?? idsPathFor(args.features));
+        if (matrix.dim !== meta.inputDim) throw new UsageError(`rows have ${matrix.dim} values; the model was trained on ${meta.inputDim}`, { file: args.features });
+        for (let start = 0; start < matrix.ids.length; start += args.batch) {
+          const n = Math.min(args.batch, matrix.ids.length - start);
+          const probs = predict(tf.tensor2d(matrix.rows.subarray(start * matrix.dim, (start + n) * matrix.dim), [n, matrix.dim]));
+          await writeRows(matrix.ids.slice(start, start + n).map((id) => ({ id })), probs);
+          written += n;
+        }
+      } else {
+        if (args.features) throw new UsageError('this model reads images, not feature rows', { field: '--features' });
+        const inputSize = meta.inputDim ?? 0;
+        const storedSize = storedSizeFor(inputSize);
+        const records: Iterable<ImageRecord> | AsyncIterable<ImageRecord> = args.images.length ? pathRecords(args.images) : readImageRecords(args.input ?? '-', args['image-field'], args['id-field'], io.stdin);
+        const skips = createSkipCounter();
+        const progress = startProgress(io.stderr, { label: 'classifying' });
+        let batch: Array<{ record: ImageRecord; bytes: Uint8Array }> = [];
+        const flushBatch = async () => {
+          if (batch.length === 0) return;
+          const pixels = batchPixels({ pixels: batch.map((b) => b.bytes), storedSize }, batch.map((_, i) => i), inputSize);
+          const x = meta.input === 'pixels' ? tf.tensor2d(pixels, [batch.length, inputSize * inputSize * 3]) : tf.tensor4d(pixels, [batch.length, inputSize, inputSize, 3]);
+          await writeRows(batch.map((b) => ({ id: b.record.id, image: b.record.path })), predict(x));
+          written += batch.length;
+          progress.tick(batch.length);
+          batch = [];
+        };
+        const decoded = prefetchImages(records, async (record) => ({ record, result: await decodeImage(record.path, { width: storedSize, height: storedSize, fit: 'cover' }) }), { concurrency: 4, ahead: 64 });
+        for await (const { record, result } of decoded) {
+          if (result.ok) {
+            batch.push({ record, bytes: imageToBytes(result.image) });
+            if (batch.length >= args.batch) await flushBatch();
+            continue;
+          }
+          // Lines keep the input order: what is decoded before the bad image goes out first.
+          await flushBatch();
+          skipImage(skips, io, 'classify', record.path, result);
+          await emit(JSON.stringify({ id: record.id, image: record.path, error: errorText(result) }));
+          failed++;
+        }
+        await flushBatch();
+        progress.stop();
+        writeSkipSummary(skips, io, 'classify');
+      }
+      await flush();
+      await out?.commit();
+    } catch (err) {
+      await out?.abort();
+      throw err;
+    }
+    io.stderr.write(`atelier classify: ${written} images classified${failed ? `, ${failed} could not be read (lines with "error")` : ''}\n`);
+  },
+});
+
+/** "truncated (JPEG data ends before its end marker)": the reason, then what the decoder said. */
+function errorText(failure: { reason: keyof typeof SKIP_REASON_WORDS; message: string }): string {
+  const detail = failure.message.replace(/\s+/g, ' ').trim();
+  return detail ? `${SKIP_REASON_WORDS[failure.reason]} (${detail})` : SKIP_REASON_WORDS[failure.reason];
+}

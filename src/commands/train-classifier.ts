@@ -1,0 +1,413 @@
+import { existsSync } from 'node:fs';
+import { defineCommand, UsageError, warn } from '../lib/command.js';
+import { backendOption, selectBackend } from '../lib/backend/select.js';
+import { tf } from '../lib/backend/tf.js';
+import { loadModel, optimizerStateTensors, restoreOptimizerState, saveModel } from '../lib/backend/model-io.js';
+import { openAtomicWriteStream, writeFileAtomic } from '../lib/io/atomic.js';
+import { readFeatureMatrix, idsPathFor } from '../lib/io/features.js';
+import { createSkipCounter, writeSkipSummary } from '../lib/image/skips.js';
+import { computeFeatures } from '../lib/models/image-features.js';
+import { DEFAULT_TOWER, buildWeakModel, hasLayer, minimumInputSize, LAYER } from '../lib/models/weak-model.js';
+import { copyMatchingWeights } from '../lib/models/weak-files.js';
+import { batchPixels, type ImageStore } from '../lib/train/weak-trainer.js';
+import { multiClassReport } from '../lib/metrics/classification.js';
+import { startProgress } from '../lib/progress.js';
+import {
+  balancedClassWeights, classCounts, readClassWeights, readLabelledRecords, readLabelsOrder, splitOf,
+  type LabelledRecord, type SplitName,
+} from '../lib/facets/labels.js';
+import {
+  CLASSIFIER_MODEL_KIND, buildFeatureClassifier, buildImageClassifier, headVariables, imageFeatureModel, logitsModel, weightedCrossEntropy,
+  type ClassifierMetadata, type HeadConfig,
+} from '../lib/facets/classifier-model.js';
+import { argmax, predictionLine, reportJson } from '../lib/facets/evaluation.js';
+import { decodeImageStore, imageRecordOf } from '../lib/facets/inputs.js';
+import {
+  initialTrainingState, namedSnapshot, runEpochs, shuffledBatches, snapshotFromNamed, snapshotWeights, type TrainingState,
+} from '../lib/facets/training.js';
+
+interface Args {
+  input: string;
+  'label-field': string;
+  'id-field': string;
+  'image-field': string;
+  'group-field': string;
+  features?: string;
+  'feature-ids'?: string;
+  mode: 'head' | 'finetune';
+  head: 'linear' | 'mlp';
+  hidden: number;
+  dropout: number;
+  tower?: string;
+  'tower-layer': 'pooled' | 'projection' | 'embedding';
+  'pixels-size': number;
+  'input-size': number;
+  width: number;
+  blocks: number;
+  stages: number;
+  'class-weight': string;
+  'labels-order'?: string;
+  'test-fraction': number;
+  'val-fraction': number;
+  epochs: number;
+  patience: number;
+  batch: number;
+  lr?: number;
+  seed: number;
+  out: string;
+  checkpoint?: string;
+  resume: boolean;
+  'stop-after'?: number;
+  predictions?: string;
+  report?: string;
+  backend: string;
+}
+
+/** One training example: its labelled record and where its input is (feature row or stored image). */
+interface Sample {
+  record: LabelledRecord;
+  split: SplitName;
+  /** Row in the feature matrix, or index in the image store. */
+  slot: number;
+}
+
+export default defineCommand<Args>({
+  name: 'train-classifier',
+  summary: 'train a facet classifier (head on features, or a fine-tuned tower) with class weights and per-class F1',
+  description: `Trains a classifier for one facet of a catalogue (--label-field: silhouette, articleType, pattern, ...), the faceting tool of "Deep Learning at GILT". The input is NDJSON or CSV with an id, the label field and, unless --features is given, an image path per record.
+
+--mode head trains a linear or MLP head on frozen features: precomputed ones (--features x.npy with its ids NDJSON, e.g. from embed), or computed here from the images by --tower (a train-weak, train-triplet or train-classifier model), or the raw pixels of a --pixels-size crop with --tower pixels. --mode finetune trains the tower end to end with the head, from --tower or from scratch (--input-size, --width, --blocks, --stages), with random crops and flips.
+
+The loss is a class-weighted cross-entropy: --class-weight balanced weighs each class by the inverse of its training frequency (n / (K n_c)), none weighs all alike, and a file of {label, weight} records (NDJSON or CSV) sets them by hand. --labels-order names the classes, one per line, in the order every output uses (probabilities, reports, confusion matrices); a label outside it is an error. Without it, classes sort by name.
+
+Records are split into train, validation and test by a hash of --group-field (the product, so all its views stay together; the id when the field is missing): an image never changes sides when labels are added or corrected and the command is run again. Training stops after --patience epochs without a lower validation loss and keeps the best epoch's weights; each epoch writes a checkpoint (default <out>.checkpoint) that --resume continues from, and the epoch log goes to <out>.log.json.
+
+Prints a JSON report: per-class precision, recall, F1 and support, macro and weighted F1, accuracy and the confusion matrix, for the train, validation and test splits (GILT: train and test F1 per class). --predictions writes every record's prediction {id, split, truth, label, probs} for eval-classifier. Corrupt images are skipped with a warning and counted.`,
+  options: {
+    input: { alias: 'i', describe: 'labelled records, NDJSON or CSV (- for stdin)', type: 'string', default: '-' },
+    'label-field': { alias: 'l', describe: 'field holding the facet label', type: 'string', demandOption: true },
+    'id-field': { describe: 'field holding the record id', type: 'string', default: 'id' },
+    'image-field': { describe: 'field holding the image path (relative paths are taken beside the input file)', type: 'string', default: 'image' },
+    'group-field': { describe: 'field whose hash decides the split (records without it use their id)', type: 'string', default: 'product' },
+    features: { alias: 'f', describe: 'precomputed features .npy (rows matched to records by id); instead of images', type: 'string' },
+    'feature-ids': { describe: 'ids NDJSON of --features (default: <features>.ids.ndjson)', type: 'string' },
+    mode: { describe: 'head: train a head on frozen features; finetune: train the tower end to end', choices: ['head', 'finetune'], default: 'head' },
+    head: { describe: 'head: a linear layer or a one-hidden-layer MLP', choices: ['linear', 'mlp'], default: 'linear' },
+    hidden: { describe: 'hidden units of the MLP head', type: 'number', default: 256 },
+    dropout: { describe: 'dropout before the class layer while training', type: 'number', default: 0 },
+    tower: { alias: 't', describe: 'image model for features (head) or to start from (finetune); "pixels" for raw pixels (head)', type: 'string' },
+    'tower-layer': { describe: 'tower layer the head reads', choices: ['pooled', 'projection', 'embedding'], default: 'pooled' },
+    'pixels-size': { describe: 'side of the raw-pixel crop with --tower pixels', type: 'number', default: 16 },
+    'input-size': { describe: 'finetune from scratch: square input side in pixels', type: 'number', default: DEFAULT_TOWER.inputSize },
+    width: { describe: 'finetune from scratch: filters of the first stage', type: 'number', default: DEFAULT_TOWER.width },
+    blocks: { describe: 'finetune from scratch: residual blocks per stage', type: 'number', default: DEFAULT_TOWER.blocksPerStage },
+    stages: { describe: 'finetune from scratch: stages of the tower', type: 'number', default: DEFAULT_TOWER.stages },
+    'class-weight': { describe: 'balanced (inverse frequency), none, or a file of {label, weight} records', type: 'string', default: 'balanced' },
+    'labels-order': { describe: 'file with one label per line: the classes and their order in every output', type: 'string' },
+    'test-fraction': { describe: 'share of groups held out for the test report', type: 'number', default: 0.2 },
+    'val-fraction': { describe: 'share of groups held out for early stopping', type: 'number', default: 0.1 },
+    epochs: { describe: 'maximum epochs', type: 'number', default: 60 },
+    patience: { describe: 'epochs without a lower validation loss before stopping', type: 'number', default: 6 },
+    batch: { describe: 'examples per step', type: 'number', default: 32 },
+    lr: { describe: 'Adam learning rate (default 0.01 for head, 0.001 for finetune)', type: 'number' },
+    seed: { describe: 'random seed (initialisation, shuffling, augmentation)', type: 'number', default: 1 },
+    out: { alias: 'o', describe: 'model directory to write', type: 'string', demandOption: true },
+    checkpoint: { describe: 'checkpoint directory (default: <out>.checkpoint)', type: 'string' },
+    resume: { describe: 'continue from the checkpoint', type: 'boolean', default: false },
+    'stop-after': { describe: 'end the run after this many epochs (the checkpoint stays; for staged runs)', type: 'number' },
+    predictions: { describe: 'write every record\'s prediction {id, split, truth, label, probs} to this NDJSON', type: 'string' },
+    report: { describe: 'also write the JSON report to this file', type: 'string' },
+    ...backendOption,
+  },
+  examples: [
+    ['atelier embed -m weak.model -i images.ndjson -o feat.npy && atelier train-classifier -i images.ndjson -l silhouette -f feat.npy -o silhouette.model', 'a linear head on weak features'],
+    ['atelier train-classifier -i images.ndjson -l pattern --mode finetune --tower weak.model -o pattern.model --predictions p.ndjson', 'fine-tune the weak tower, keep every prediction'],
+    ['atelier train-classifier -i styles.csv --id-field id --image-field image -l articleType --tower pixels -o pixels.model', 'the raw-pixel baseline'],
+    ['atelier train-classifier -i images.ndjson -l silhouette -f feat.npy --labels-order order.txt --class-weight none -o m', 'a fixed label order, unweighted loss'],
+  ],
+  async run(args, io) {
+    checkArgs(args);
+    const labelsOrder = args['labels-order'] ? await readLabelsOrder(args['labels-order']) : undefined;
+    const set = await readLabelledRecords(args.input, {
+      labelField: args['label-field'], idField: args['id-field'], groupField: args['group-field'], labelsOrder, labelsOrderFile: args['labels-order'], stdin: io.stdin,
+    });
+    const { labels } = set;
+    await selectBackend({ requested: args.backend, env: io.env, stderr: io.stderr });
+    const skips = createSkipCounter();
+    const lr = args.lr ?? (args.mode === 'head' ? 0.01 : 0.001);
+    const head: HeadConfig = { kind: args.head, hidden: args.hidden, dropout: args.dropout, seed: args.seed };
+
+    // Inputs: feature rows (given or computed by a frozen tower) or decoded images for fine-tuning.
+    let featureRows: Float32Array | null = null;
+    let featureDim = 0;
+    let store: ImageStore | null = null;
+    let inputSize = 0;
+    let towerNet: tf.LayersModel | null = null;
+    let input: ClassifierMetadata['input'] = 'features';
+    const samples: Sample[] = [];
+    let missing = 0;
+    if (args.features) {
+      if (args.mode === 'finetune') throw new UsageError('fine-tuning needs images, not precomputed features', { field: '--features' });
+      const matrix = await readFeatureMatrix(args.features, args['feature-ids'] ?? idsPathFor(args.features));
+      const rowOf = new Map(matrix.ids.map((id, row) => [id, row]));
+      for (const record of set.records) {
+        const row = rowOf.get(record.id);
+        if (row === undefined) missing++;
+        else samples.push({ record, split: 'train', slot: row });
+      }
+      if (samples.length === 0) throw new UsageError(`no record id is in the ids of ${args.features} (e.g. '${set.records[0].id}' vs '${matrix.ids[0]}')`, { file: args.input, field: args['id-field'] });
+      if (missing) warn(io, 'train-classifier', `${missing} labelled records have no feature row and are left out`);
+      featureRows = matrix.rows;
+      featureDim = matrix.dim;
+    } else if (args.mode === 'head') {
+      if (!args.tower) throw new UsageError('a head needs features: give --features, or --tower (a model, or "pixels") to compute them from the images', { field: '--tower' });
+      if (args.tower === 'pixels') {
+        input = 'pixels';
+        inputSize = args['pixels-size'];
+      } else {
+        const tower = (await loadModel(args.tower)).model;
+        inputSize = squareInputSize(tower, args.tower);
+        towerNet = towerFeatures(tower, args['tower-layer'], args.tower);
+        input = 'image';
+      }
+      const byId = new Map(set.records.map((r) => [r.id, r]));
+      const rows: Float32Array[] = [];
+      const progress = startProgress(io.stderr, { label: 'features' });
+      const records = set.records.map((r) => imageRecordOf(r, args['image-field']));
+      for await (const batch of computeFeatures(towerNet, records, inputSize, 64, skips, io, 'train-classifier')) {
+        featureDim = batch.dim;
+        batch.records.forEach((r, i) => {
+          samples.push({ record: byId.get(r.id)!, split: 'train', slot: rows.length });
+          rows.push(batch.rows.slice(i * batch.dim, (i + 1) * batch.dim));
+        });
+        progress.tick(batch.records.length);
+      }
+      progress.stop();
+      featureRows = new Float32Array(rows.length * featureDim);
+      rows.forEach((r, i) => featureRows!.set(r, i * featureDim));
+    } else {
+      let tower: tf.LayersModel;
+      if (args.tower) {
+        if (args.tower === 'pixels') throw new UsageError('there is no tower to fine-tune in raw pixels', { field: '--tower' });
+        tower = (await loadModel(args.tower)).model;
+        inputSize = squareInputSize(tower, args.tower);
+      } else {
+        inputSize = args['input-size'];
+        const minSize = minimumInputSize({ stages: args.stages });
+        if (inputSize < minSize) throw new UsageError(`input size ${inputSize} is smaller than the tower's minimum ${minSize} for ${args.stages} stages`, { field: '--input-size' });
+        tower = buildWeakModel({ inputSize, width: args.width, blocksPerStage: args.blocks, stages: args.stages, projection: 0, vocabularySize: 1, seed: args.seed });
+      }
+      towerNet = towerFeatures(tower, args['tower-layer'], args.tower ?? 'scratch');
+      input = 'image';
+      const progress = startProgress(io.stderr, { label: 'decoding' });
+      const decoded = await decodeImageStore(set.records, args['image-field'], inputSize, skips, io, 'train-classifier', () => progress.tick(1));
+      progress.stop();
+      store = decoded.store;
+      decoded.sourceIndex.forEach((source, slot) => samples.push({ record: set.records[source], split: 'train', slot }));
+    }
+    writeSkipSummary(skips, io, 'train-classifier');
+    if (samples.length === 0) throw new UsageError(`no usable record (${set.records.length} labelled, ${skips.total} corrupt images)`, { file: args.input });
+
+    for (const s of samples) s.split = splitOf(s.record.group, args['test-fraction'], args['val-fraction']);
+    const bySplit = { train: samples.filter((s) => s.split === 'train'), val: samples.filter((s) => s.split === 'val'), test: samples.filter((s) => s.split === 'test') };
+    const trainCounts = classCounts(bySplit.train.map((s) => s.record.classIndex), labels.length);
+    if (trainCounts.filter((c) => c > 0).length < 2) {
+      throw new UsageError(`the training split holds ${trainCounts.filter((c) => c > 0).length} class(es); a classifier needs at least two`, { file: args.input, field: args['label-field'] });
+    }
+    const absent = labels.filter((_, c) => trainCounts[c] === 0);
+    if (absent.length) warn(io, 'train-classifier', `no training example of ${absent.map((l) => `'${l}'`).join(', ')}: the model cannot learn them`);
+    const classWeights = args['class-weight'] === 'balanced' ? balancedClassWeights(trainCounts)
+      : args['class-weight'] === 'none' ? new Float32Array(labels.length).fill(1)
+        : await readClassWeights(args['class-weight'], labels);
+    io.stderr.write(`atelier train-classifier: ${labels.length} classes, ${bySplit.train.length} train, ${bySplit.val.length} validation, ${bySplit.test.length} test records\n`);
+
+    // The model: a head on feature rows, or an image model (tower + head) trained whole.
+    const model = input === 'image' && args.mode === 'finetune'
+      ? buildImageClassifier(towerNet!, labels.length, head)
+      : buildFeatureClassifier(featureDim, labels.length, head);
+    const logitsNet = logitsModel(model);
+    const variables = (): tf.Variable[] => (args.mode === 'finetune' ? model.trainableWeights.map((w) => w.read() as tf.Variable) : headVariables(model));
+    const optimizer: tf.Optimizer = tf.train.adam(lr);
+    const weightsTensor = tf.tensor1d(classWeights);
+
+    const inputBatch = (part: Sample[], random?: Parameters<typeof batchPixels>[3]): tf.Tensor => {
+      if (store) return tf.tensor4d(batchPixels(store, part.map((s) => s.slot), inputSize, random), [part.length, inputSize, inputSize, 3]);
+      const x = new Float32Array(part.length * featureDim);
+      part.forEach((s, i) => x.set(featureRows!.subarray(s.slot * featureDim, (s.slot + 1) * featureDim), i * featureDim));
+      return tf.tensor2d(x, [part.length, featureDim]);
+    };
+    const logitsOf = (part: Sample[]): Float32Array => {
+      const out = new Float32Array(part.length * labels.length);
+      for (let start = 0; start < part.length; start += 128) {
+        const chunk = part.slice(start, start + 128);
+        const x = inputBatch(chunk);
+        const y = logitsNet.predict(x) as tf.Tensor;
+        out.set(y.dataSync() as Float32Array, start * labels.length);
+        tf.dispose([x, y]);
+      }
+      return out;
+    };
+
+    const fingerprint = JSON.stringify({
+      labels, field: args['label-field'], mode: args.mode, input, head, featureDim, inputSize, tower: args.tower ?? null, layer: args['tower-layer'],
+      weights: Array.from(classWeights), lr, batch: args.batch, split: [args['test-fraction'], args['val-fraction']], n: [bySplit.train.length, bySplit.val.length, bySplit.test.length],
+    });
+    const checkpointDir = args.checkpoint ?? `${args.out.replace(/\/+$/, '')}.checkpoint`;
+    let state: TrainingState;
+    let best: tf.Tensor[] | null = null;
+    if (args.resume) {
+      if (!existsSync(checkpointDir)) throw new UsageError('no checkpoint to resume from', { file: checkpointDir, field: '--resume' });
+      const loaded = await loadModel(checkpointDir);
+      const saved = (loaded.metadata as { checkpoint?: TrainingState }).checkpoint;
+      if (!saved || saved.fingerprint !== fingerprint) throw new UsageError('checkpoint was made with other data or settings; remove it or drop --resume', { file: checkpointDir, field: '--resume' });
+      model.setWeights(loaded.model.getWeights());
+      await restoreOptimizerState(optimizer, loaded.extraTensors);
+      best = snapshotFromNamed(loaded.extraTensors);
+      tf.dispose(Object.values(loaded.extraTensors));
+      loaded.model.dispose();
+      state = saved;
+      io.stderr.write(`atelier train-classifier: resuming after epoch ${state.epoch}\n`);
+    } else {
+      state = initialTrainingState(args.seed, fingerprint);
+    }
+
+    const ran = await runEpochs({
+      state,
+      maxEpochs: args.epochs,
+      patience: args.patience,
+      stopAfter: args['stop-after'],
+      async runEpoch(random, epoch) {
+        let lossSum = 0;
+        let steps = 0;
+        const order = shuffledBatches(bySplit.train.length, args.batch, random);
+        const bar = startProgress(io.stderr, { total: order.length, label: `epoch ${epoch}` });
+        for (const batch of order) {
+          const part = batch.map((i) => bySplit.train[i]);
+          const x = inputBatch(part, store ? random : undefined);
+          const y = tf.tensor1d(part.map((s) => s.record.classIndex), 'int32');
+          const { value, grads } = tf.variableGrads(() => weightedCrossEntropy(logitsNet.apply(x, { training: true }) as tf.Tensor2D, y, weightsTensor), variables());
+          optimizer.applyGradients(grads);
+          lossSum += value.dataSync()[0];
+          steps++;
+          tf.dispose([x, y, value, ...Object.values(grads)]);
+          bar.tick(1);
+        }
+        bar.stop();
+        return { loss: lossSum / Math.max(steps, 1), samples: bySplit.train.length };
+      },
+      async validate() {
+        if (bySplit.val.length === 0) return null;
+        const logits = logitsOf(bySplit.val);
+        const truth = bySplit.val.map((s) => s.record.classIndex);
+        const valLoss = tf.tidy(() => weightedCrossEntropy(tf.tensor2d(logits, [truth.length, labels.length]), tf.tensor1d(truth, 'int32'), weightsTensor).dataSync()[0]);
+        const predicted = truth.map((_, i) => argmax(logits, i * labels.length, labels.length));
+        const report = multiClassReport(truth, predicted, labels);
+        return { score: valLoss, metrics: { valLoss, valAccuracy: report.accuracy, valMacroF1: report.macroF1 } };
+      },
+      onBest() {
+        best?.forEach((t) => t.dispose());
+        best = snapshotWeights(model);
+      },
+      async saveCheckpoint(current) {
+        await saveModel(model, checkpointDir, {
+          extraTensors: { ...(await optimizerStateTensors(optimizer)), ...namedSnapshot(best) },
+          metadata: { kind: `${CLASSIFIER_MODEL_KIND}-checkpoint`, checkpoint: current } as unknown as Record<string, unknown>,
+        });
+      },
+      onEpoch(entry, improved) {
+        const val = entry.valLoss === undefined ? '' : ` val loss ${entry.valLoss.toFixed(4)} val acc ${entry.valAccuracy!.toFixed(3)} val macro-F1 ${entry.valMacroF1!.toFixed(3)}`;
+        io.stderr.write(`atelier train-classifier: epoch ${entry.epoch} loss ${entry.loss.toFixed(4)}${val}${improved ? ' *' : ''}\n`);
+      },
+    });
+    if (ran === 0 && state.epoch > 0) warn(io, 'train-classifier', `nothing left to train (stopped after epoch ${state.epoch}); model written from the checkpoint`);
+    if (best) model.setWeights(best as tf.Tensor[]);
+
+    // Reports per split, predictions, the model.
+    const reports: Record<string, unknown> = {};
+    const predictionsOut = args.predictions ? await openAtomicWriteStream(args.predictions) : null;
+    const probsOf = (logits: Float32Array, i: number): Float32Array => {
+      const row = logits.subarray(i * labels.length, (i + 1) * labels.length);
+      const max = Math.max(...row);
+      const e = Float32Array.from(row, (v) => Math.exp(v - max));
+      const sum = e.reduce((a, b) => a + b, 0);
+      return e.map((v) => v / sum);
+    };
+    try {
+      for (const split of ['train', 'val', 'test'] as const) {
+        const part = bySplit[split];
+        const logits = logitsOf(part);
+        const truth = part.map((s) => s.record.classIndex);
+        const predicted = truth.map((_, i) => argmax(logits, i * labels.length, labels.length));
+        reports[split] = reportJson(multiClassReport(truth, predicted, labels));
+        if (predictionsOut) {
+          let text = '';
+          part.forEach((s, i) => {
+            const image = s.record.record[args['image-field']];
+            text += predictionLine({ id: s.record.id, ...(typeof image === 'string' ? { image } : {}), split, truth: s.record.label, label: labels[predicted[i]] }, labels, probsOf(logits, i)) + '\n';
+          });
+          if (!predictionsOut.stream.write(text)) await new Promise((r) => predictionsOut.stream.once('drain', r));
+        }
+      }
+      await predictionsOut?.commit();
+    } catch (err) {
+      await predictionsOut?.abort();
+      throw err;
+    }
+
+    const metadata: ClassifierMetadata = {
+      kind: CLASSIFIER_MODEL_KIND, labels, labelField: args['label-field'], input, mode: args.mode, head,
+      inputDim: input === 'features' ? featureDim : inputSize, classWeights: Array.from(classWeights),
+      ...(args.tower ? { tower: args.tower, towerLayer: args['tower-layer'] } : {}),
+      log: state.log, bestEpoch: state.bestEpoch,
+    };
+    // A head trained on features from a tower is saved with the tower in front: classify then reads images.
+    let saved = model;
+    if (input === 'image' && args.mode === 'head') {
+      saved = buildImageClassifier(towerNet!, labels.length, head);
+      copyMatchingWeights(model, saved);
+    }
+    await saveModel(saved, args.out, { metadata });
+    await writeFileAtomic(`${args.out.replace(/\/+$/, '')}.log.json`, JSON.stringify(state.log, null, 2) + '\n');
+    const summary = {
+      labelField: args['label-field'], labels, mode: args.mode, input, head: head.kind,
+      classWeights: Object.fromEntries(labels.map((l, c) => [l, Number(classWeights[c].toPrecision(6))])),
+      samples: { train: bySplit.train.length, val: bySplit.val.length, test: bySplit.test.length, withoutFeatures: missing, corruptImages: skips.total },
+      epochs: state.epoch, bestEpoch: state.bestEpoch,
+      ...reports,
+    };
+    const json = JSON.stringify(summary, null, 2) + '\n';
+    if (args.report) await writeFileAtomic(args.report, json);
+    io.stdout.write(json);
+    weightsTensor.dispose();
+    optimizer.dispose();
+    (best as tf.Tensor[] | null)?.forEach((t) => t.dispose());
+  },
+});
+
+/** Side of a model's square RGB input; anything else is not an image tower. */
+function squareInputSize(model: tf.LayersModel, dir: string): number {
+  const shape = model.inputs[0].shape;
+  if (shape.length !== 4 || shape[3] !== 3 || shape[1] !== shape[2]) throw new UsageError(`model has no square RGB image input (input shape ${JSON.stringify(shape)})`, { file: dir });
+  return shape[1] as number;
+}
+
+/** image -> features at `layer` of a tower, refusing a layer the tower lacks. */
+function towerFeatures(tower: tf.LayersModel, layer: Args['tower-layer'], dir: string): tf.LayersModel {
+  if (layer !== 'embedding' && !hasLayer(tower, layer)) throw new UsageError(`the tower has no '${layer}' layer`, { file: dir, field: '--tower-layer' });
+  if (!hasLayer(tower, LAYER.pooled)) throw new UsageError('not an atelier image tower (no pooled layer)', { file: dir, field: '--tower' });
+  return imageFeatureModel(tower, layer);
+}
+
+function checkArgs(args: Args): void {
+  for (const key of ['epochs', 'batch', 'hidden', 'patience', 'pixels-size', 'input-size', 'width', 'blocks', 'stages'] as const) {
+    const v = args[key];
+    if (!(Number.isInteger(v) && v > 0)) throw new UsageError(`must be a positive integer, got ${v}`, { field: `--${key}` });
+  }
+  if (args.lr !== undefined && !(args.lr > 0)) throw new UsageError(`must be positive, got ${args.lr}`, { field: '--lr' });
+  if (!(args.dropout >= 0 && args.dropout < 1)) throw new UsageError(`must be in [0, 1), got ${args.dropout}`, { field: '--dropout' });
+  for (const key of ['test-fraction', 'val-fraction'] as const) if (!(args[key] >= 0 && args[key] < 1)) throw new UsageError(`must be in [0, 1), got ${args[key]}`, { field: `--${key}` });
+  if (args['test-fraction'] + args['val-fraction'] >= 1) throw new UsageError('test and validation fractions leave nothing to train on', { field: '--test-fraction' });
+  if (args['class-weight'] !== 'balanced' && args['class-weight'] !== 'none' && !existsSync(args['class-weight'])) {
+    throw new UsageError(`expected balanced, none or a file of {label, weight} records; '${args['class-weight']}' is neither`, { field: '--class-weight' });
+  }
+}

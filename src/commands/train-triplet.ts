@@ -1,0 +1,252 @@
+import { existsSync } from 'node:fs';
+import { defineCommand, UsageError, warn } from '../lib/command.js';
+import { backendOption, selectBackend } from '../lib/backend/select.js';
+import { tf } from '../lib/backend/tf.js';
+import { loadModel, optimizerStateTensors, restoreOptimizerState, saveModel } from '../lib/backend/model-io.js';
+import { writeFileAtomic } from '../lib/io/atomic.js';
+import { createSkipCounter, writeSkipSummary } from '../lib/image/skips.js';
+import { DEFAULT_TOWER, buildWeakModel, hasLayer, minimumInputSize, LAYER } from '../lib/models/weak-model.js';
+import { batchPixels } from '../lib/train/weak-trainer.js';
+import { startProgress } from '../lib/progress.js';
+import { readLabelledRecords, splitOf } from '../lib/facets/labels.js';
+import { imageFeatureModel } from '../lib/facets/classifier-model.js';
+import { decodeImageStore } from '../lib/facets/inputs.js';
+import { initialTrainingState, namedSnapshot, runEpochs, snapshotFromNamed, snapshotWeights, type TrainingState } from '../lib/facets/training.js';
+import { SIMILARITY_MODEL_KIND, groupBatches, l2Normalize, leaveOneOutTop1, mineSemiHardTriplets, pairwiseSquaredDistances, tripletHingeLoss } from '../lib/similarity/triplet.js';
+
+interface Args {
+  input: string;
+  'positive-field': string;
+  'id-field': string;
+  'image-field': string;
+  tower?: string;
+  'tower-layer': 'pooled' | 'projection' | 'embedding';
+  'input-size': number;
+  width: number;
+  blocks: number;
+  stages: number;
+  projection: number;
+  margin: number;
+  groups: number;
+  'per-group': number;
+  'val-fraction': number;
+  epochs: number;
+  patience: number;
+  lr: number;
+  seed: number;
+  out: string;
+  checkpoint?: string;
+  resume: boolean;
+  'stop-after'?: number;
+  backend: string;
+}
+
+export default defineCommand<Args>({
+  name: 'train-triplet',
+  summary: 'learn an image embedding from triplets (DeepRank hinge loss, semi-hard negatives) for embed/knn',
+  description: `Similarity learning as GILT's TiefVision does it with DeepRank (Wang et al. 2014): a siamese image tower is trained on triplets (anchor, positive, negative) with the hinge loss max(0, margin + D(a, p) - D(a, n)), D the squared Euclidean distance between L2-normalised embeddings.
+
+Positives share the value of --positive-field (the item: other photos of the same product, or a facet label for coarser similarity). Each batch holds --groups groups of up to --per-group images; every (anchor, positive) pair in it takes the closest negative that is still farther than the positive (semi-hard, FaceNet), or the farthest negative when all are closer. Images get random crops and flips.
+
+Starts from --tower (a train-weak, train-classifier or train-triplet model; its --tower-layer features) or from a fresh tower (--input-size, --width, --blocks, --stages); --projection D adds a learned D-dimensional embedding on top. A --val-fraction of the groups (by a stable hash) is held out: training stops after --patience epochs without a better validation top-1 retrieval (leave-one-out, cosine) and keeps the best weights. Each epoch writes a checkpoint (default <out>.checkpoint) for --resume; the log goes to <out>.log.json.
+
+The output is an image -> embedding model: 'atelier embed -m <out> --normalize' computes embeddings that knn and eval-retrieval measure directly. Train on the train split only (e.g. the In-Shop 'train' images) to keep the retrieval evaluation honest.`,
+  options: {
+    input: { alias: 'i', describe: 'NDJSON or CSV with an id, an image path and the positive field per line (- for stdin)', type: 'string', default: '-' },
+    'positive-field': { describe: 'records with the same value here are positives of each other (item, or a label)', type: 'string', default: 'item' },
+    'id-field': { describe: 'field holding the record id', type: 'string', default: 'id' },
+    'image-field': { describe: 'field holding the image path', type: 'string', default: 'image' },
+    tower: { alias: 't', describe: 'image model to start from (default: a fresh tower)', type: 'string' },
+    'tower-layer': { describe: 'tower features the embedding starts from', choices: ['pooled', 'projection', 'embedding'], default: 'embedding' },
+    'input-size': { describe: 'fresh tower: square input side in pixels', type: 'number', default: DEFAULT_TOWER.inputSize },
+    width: { describe: 'fresh tower: filters of the first stage', type: 'number', default: DEFAULT_TOWER.width },
+    blocks: { describe: 'fresh tower: residual blocks per stage', type: 'number', default: DEFAULT_TOWER.blocksPerStage },
+    stages: { describe: 'fresh tower: stages', type: 'number', default: DEFAULT_TOWER.stages },
+    projection: { describe: 'learned embedding dimension on top of the tower (0: the tower features are the embedding)', type: 'number', default: 0 },
+    margin: { describe: 'hinge margin g on squared distances of unit vectors', type: 'number', default: 0.1 },
+    groups: { describe: 'groups (items) per batch', type: 'number', default: 8 },
+    'per-group': { describe: 'images per group in a batch (at most)', type: 'number', default: 4 },
+    'val-fraction': { describe: 'share of groups held out for early stopping', type: 'number', default: 0.1 },
+    epochs: { describe: 'maximum epochs (one pass over the groups each)', type: 'number', default: 20 },
+    patience: { describe: 'epochs without a better validation top-1 before stopping', type: 'number', default: 4 },
+    lr: { describe: 'Adam learning rate', type: 'number', default: 0.0003 },
+    seed: { describe: 'random seed (initialisation, batches, augmentation)', type: 'number', default: 1 },
+    out: { alias: 'o', describe: 'model directory to write', type: 'string', demandOption: true },
+    checkpoint: { describe: 'checkpoint directory (default: <out>.checkpoint)', type: 'string' },
+    resume: { describe: 'continue from the checkpoint', type: 'boolean', default: false },
+    'stop-after': { describe: 'end the run after this many epochs (the checkpoint stays)', type: 'number' },
+    ...backendOption,
+  },
+  examples: [
+    ["jq -c 'select(.split == \"train\")' images.ndjson > train.ndjson && atelier train-triplet -i train.ndjson -t weak.model -o sim.model", 'fine-tune the weak tower for same-item retrieval'],
+    ['atelier embed -m sim.model -i images.ndjson --normalize -o sim.npy && atelier eval-retrieval -p list_eval_partition.txt -e sim.npy', 'measure it'],
+    ['atelier train-triplet -i train.ndjson --positive-field silhouette --projection 64 -o shape.model', 'similarity by facet, from a fresh tower'],
+  ],
+  async run(args, io) {
+    for (const key of ['epochs', 'patience', 'groups', 'per-group', 'input-size', 'width', 'blocks', 'stages'] as const) {
+      if (!(Number.isInteger(args[key]) && args[key] > 0)) throw new UsageError(`must be a positive integer, got ${args[key]}`, { field: `--${key}` });
+    }
+    if (args.groups < 2) throw new UsageError('a batch needs at least 2 groups (negatives come from other groups)', { field: '--groups' });
+    if (args['per-group'] < 2) throw new UsageError('a group needs at least 2 images in a batch (anchor and positive)', { field: '--per-group' });
+    if (!(Number.isInteger(args.projection) && args.projection >= 0)) throw new UsageError(`must be a non-negative integer, got ${args.projection}`, { field: '--projection' });
+    if (!(args.margin > 0)) throw new UsageError(`must be positive, got ${args.margin}`, { field: '--margin' });
+    if (!(args.lr > 0)) throw new UsageError(`must be positive, got ${args.lr}`, { field: '--lr' });
+    if (!(args['val-fraction'] >= 0 && args['val-fraction'] < 1)) throw new UsageError(`must be in [0, 1), got ${args['val-fraction']}`, { field: '--val-fraction' });
+
+    const set = await readLabelledRecords(args.input, { labelField: args['positive-field'], idField: args['id-field'], groupField: args['positive-field'], stdin: io.stdin });
+    await selectBackend({ requested: args.backend, env: io.env, stderr: io.stderr });
+
+    let tower: tf.LayersModel;
+    let inputSize: number;
+    if (args.tower) {
+      tower = (await loadModel(args.tower)).model;
+      const shape = tower.inputs[0].shape;
+      if (shape.length !== 4 || shape[3] !== 3 || shape[1] !== shape[2]) throw new UsageError(`model has no square RGB image input (input shape ${JSON.stringify(shape)})`, { file: args.tower });
+      if (!hasLayer(tower, LAYER.pooled)) throw new UsageError('not an atelier image tower (no pooled layer)', { file: args.tower, field: '--tower' });
+      if (args['tower-layer'] !== 'embedding' && !hasLayer(tower, args['tower-layer'])) throw new UsageError(`the tower has no '${args['tower-layer']}' layer`, { file: args.tower, field: '--tower-layer' });
+      inputSize = shape[1] as number;
+    } else {
+      inputSize = args['input-size'];
+      const minSize = minimumInputSize({ stages: args.stages });
+      if (inputSize < minSize) throw new UsageError(`input size ${inputSize} is smaller than the tower's minimum ${minSize} for ${args.stages} stages`, { field: '--input-size' });
+      tower = buildWeakModel({ inputSize, width: args.width, blocksPerStage: args.blocks, stages: args.stages, projection: 0, vocabularySize: 1, seed: args.seed });
+    }
+    const features = imageFeatureModel(tower, args['tower-layer']);
+    const embedding = args.projection > 0
+      ? (tf.layers.dense({ units: args.projection, useBias: false, kernelInitializer: tf.initializers.glorotUniform({ seed: args.seed + 5 }), name: 'similarity' }).apply(features.outputs[0]) as tf.SymbolicTensor)
+      : features.outputs[0];
+    const model = tf.model({ inputs: features.inputs, outputs: embedding, name: 'atelier_similarity' });
+
+    const skips = createSkipCounter();
+    const progress = startProgress(io.stderr, { label: 'decoding' });
+    const { store, sourceIndex } = await decodeImageStore(set.records, args['image-field'], inputSize, skips, io, 'train-triplet', () => progress.tick(1));
+    progress.stop();
+    writeSkipSummary(skips, io, 'train-triplet');
+    const groupOf = Int32Array.from(sourceIndex, (s) => set.records[s].classIndex);
+    const train: number[] = [];
+    const val: number[] = [];
+    sourceIndex.forEach((s, slot) => (splitOf(set.records[s].group, 0, args['val-fraction']) === 'val' ? val : train).push(slot));
+    const members = new Map<number, number[]>();
+    for (const slot of train) {
+      const g = groupOf[slot];
+      if (!members.has(g)) members.set(g, []);
+      members.get(g)!.push(slot);
+    }
+    const trainGroups = [...members.values()];
+    const usable = trainGroups.filter((m) => m.length >= 2).length;
+    if (usable < 2) throw new UsageError(`only ${usable} ${args['positive-field']} group(s) with two or more training images; triplets need at least 2`, { file: args.input, field: args['positive-field'] });
+    io.stderr.write(`atelier train-triplet: ${train.length} training images in ${usable} groups with positives, ${val.length} validation images\n`);
+
+    const optimizer: tf.Optimizer = tf.train.adam(args.lr);
+    const embedImages = (slots: number[]): Float32Array => {
+      const out: Float32Array[] = [];
+      let dim = 0;
+      for (let start = 0; start < slots.length; start += 64) {
+        const chunk = slots.slice(start, start + 64);
+        const y = tf.tidy(() => model.predict(tf.tensor4d(batchPixels(store, chunk, inputSize), [chunk.length, inputSize, inputSize, 3])) as tf.Tensor2D);
+        dim = y.shape[1];
+        out.push(Float32Array.from(y.dataSync() as Float32Array));
+        y.dispose();
+      }
+      const rows = new Float32Array(slots.length * dim);
+      let offset = 0;
+      for (const part of out) {
+        rows.set(part, offset);
+        offset += part.length;
+      }
+      return rows;
+    };
+    const dim = model.outputs[0].shape[1] as number;
+    const valTop1 = (): number => (val.length ? leaveOneOutTop1(embedImages(val), dim, val.map((s) => groupOf[s])) : 0);
+
+    const fingerprint = JSON.stringify({ field: args['positive-field'], tower: args.tower ?? null, layer: args['tower-layer'], inputSize, projection: args.projection, margin: args.margin, lr: args.lr, groups: args.groups, perGroup: args['per-group'], n: [train.length, val.length] });
+    const checkpointDir = args.checkpoint ?? `${args.out.replace(/\/+$/, '')}.checkpoint`;
+    let state: TrainingState;
+    let best: tf.Tensor[] | null = null;
+    if (args.resume) {
+      if (!existsSync(checkpointDir)) throw new UsageError('no checkpoint to resume from', { file: checkpointDir, field: '--resume' });
+      const loaded = await loadModel(checkpointDir);
+      const saved = (loaded.metadata as { checkpoint?: TrainingState }).checkpoint;
+      if (!saved || saved.fingerprint !== fingerprint) throw new UsageError('checkpoint was made with other data or settings; remove it or drop --resume', { file: checkpointDir, field: '--resume' });
+      model.setWeights(loaded.model.getWeights());
+      await restoreOptimizerState(optimizer, loaded.extraTensors);
+      best = snapshotFromNamed(loaded.extraTensors);
+      tf.dispose(Object.values(loaded.extraTensors));
+      loaded.model.dispose();
+      state = saved;
+      io.stderr.write(`atelier train-triplet: resuming after epoch ${state.epoch}\n`);
+    } else {
+      state = initialTrainingState(args.seed, fingerprint);
+      const start = valTop1();
+      if (val.length) io.stderr.write(`atelier train-triplet: validation top-1 of the starting tower ${start.toFixed(3)}\n`);
+      // The starting tower is the score to beat: an epoch that does not is not kept.
+      if (val.length) state.bestScore = -start;
+      best = snapshotWeights(model);
+    }
+
+    const ran = await runEpochs({
+      state,
+      maxEpochs: args.epochs,
+      patience: args.patience,
+      stopAfter: args['stop-after'],
+      async runEpoch(random, epoch) {
+        const batches = groupBatches(trainGroups, args.groups, args['per-group'], random);
+        const bar = startProgress(io.stderr, { total: batches.length, label: `epoch ${epoch}` });
+        let lossSum = 0;
+        let samples = 0;
+        let semiHard = 0;
+        let triplets = 0;
+        for (const batch of batches) {
+          const x = tf.tensor4d(batchPixels(store, batch, inputSize, random), [batch.length, inputSize, inputSize, 3]);
+          const groups = Int32Array.from(batch, (s) => groupOf[s]);
+          const { value, grads } = tf.variableGrads(() => {
+            const distances = pairwiseSquaredDistances(l2Normalize(model.apply(x, { training: true }) as tf.Tensor2D));
+            const mined = mineSemiHardTriplets(distances.dataSync(), groups, args.margin);
+            semiHard += mined.semiHard;
+            triplets += mined.anchors.length;
+            return tripletHingeLoss(distances, mined, args.margin);
+          }, model.trainableWeights.map((w) => w.read() as tf.Variable));
+          optimizer.applyGradients(grads);
+          lossSum += value.dataSync()[0];
+          samples += batch.length;
+          tf.dispose([x, value, ...Object.values(grads)]);
+          bar.tick(1);
+        }
+        bar.stop();
+        io.stderr.write(`atelier train-triplet: epoch ${epoch}: ${triplets} triplets, ${(100 * semiHard / Math.max(triplets, 1)).toFixed(0)}% semi-hard\n`);
+        return { loss: lossSum / Math.max(batches.length, 1), samples };
+      },
+      async validate() {
+        if (val.length === 0) return null;
+        const top1 = valTop1();
+        return { score: -top1, metrics: { valTop1: top1 } };
+      },
+      onBest() {
+        best?.forEach((t) => t.dispose());
+        best = snapshotWeights(model);
+      },
+      async saveCheckpoint(current) {
+        await saveModel(model, checkpointDir, {
+          extraTensors: { ...(await optimizerStateTensors(optimizer)), ...namedSnapshot(best) },
+          metadata: { kind: `${SIMILARITY_MODEL_KIND}-checkpoint`, checkpoint: current } as unknown as Record<string, unknown>,
+        });
+      },
+      onEpoch(entry, improved) {
+        const v = entry.valTop1 === undefined ? '' : ` val top-1 ${entry.valTop1.toFixed(3)}`;
+        io.stderr.write(`atelier train-triplet: epoch ${entry.epoch} loss ${entry.loss.toFixed(4)}${v}${improved ? ' *' : ''}\n`);
+      },
+    });
+    if (ran === 0 && state.epoch > 0) warn(io, 'train-triplet', `nothing left to train (stopped after epoch ${state.epoch}); model written from the checkpoint`);
+    if (best) model.setWeights(best as tf.Tensor[]);
+    if (state.bestEpoch === 0 && val.length) warn(io, 'train-triplet', 'no epoch beat the starting tower on validation top-1: the model written is the starting tower');
+    const metadata = {
+      kind: SIMILARITY_MODEL_KIND, positiveField: args['positive-field'], inputSize, projection: args.projection, margin: args.margin,
+      tower: args.tower ?? null, towerLayer: args['tower-layer'], bestEpoch: state.bestEpoch, log: state.log,
+    };
+    await saveModel(model, args.out, { metadata });
+    await writeFileAtomic(`${args.out.replace(/\/+$/, '')}.log.json`, JSON.stringify(state.log, null, 2) + '\n');
+    io.stdout.write(JSON.stringify({ positiveField: args['positive-field'], train: train.length, val: val.length, epochs: state.epoch, bestEpoch: state.bestEpoch, valTop1: state.bestScore === Infinity ? null : -state.bestScore, corruptImages: skips.total }) + '\n');
+    optimizer.dispose();
+    (best as tf.Tensor[] | null)?.forEach((t) => t.dispose());
+  },
+});

@@ -1,0 +1,113 @@
+// Opens a report built from fixture outputs in a real browser (Debian's chromium, headless, driven
+// by playwright-core): the sections and images are there, the tables sort, and no request leaves
+// the report directory. Skips, saying why, where /usr/bin/chromium is not installed.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, mkdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { runAtelier, scratchDir } from '../helpers.js';
+import { makeReportInputs } from './report-fixture.js';
+
+const CHROMIUM = '/usr/bin/chromium';
+const missing = existsSync(CHROMIUM) ? false : `${CHROMIUM} is not installed (apt-get install chromium); the browser test of the report is skipped`;
+
+test('the report works in headless chromium: sections, images, sorting, no outside requests', { skip: missing, timeout: 120_000 }, async (t) => {
+  const dir = scratchDir('atelier-report-browser-');
+  const inputs = await makeReportInputs(dir, 240);
+  const out = join(dir, 'report');
+  const built = await runAtelier([
+    'report', '-o', out, '--classifier', inputs.classifier, '--false-negatives', inputs.falseNegatives, '--per-class', '4',
+    '--retrieval', inputs.retrieval, '--knn', inputs.knn, '--images', inputs.images, '--examples', '3', '--top', '5',
+    '--train-log', inputs.trainLog, '--rise', inputs.rise, '--tsne', inputs.tsne, '--tsne-max', '120',
+  ]);
+  assert.equal(built.code, 0, built.stderr);
+
+  const { chromium } = await import('playwright-core');
+  const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true });
+  try {
+    const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+    const reportUrl = pathToFileURL(out).href + '/';
+    const requests: string[] = [];
+    const outside: string[] = [];
+    // Every request is seen here; one that is not a file inside the report directory is refused and recorded.
+    await page.route('**/*', (route) => {
+      const url = route.request().url();
+      requests.push(url);
+      if (url.startsWith(reportUrl) || url.startsWith('data:')) return route.continue();
+      outside.push(url);
+      return route.abort();
+    });
+    page.on('request', (request) => {
+      const url = request.url();
+      if (!url.startsWith(reportUrl) && !url.startsWith('data:') && !outside.includes(url)) outside.push(url);
+    });
+    // The page's Content-Security-Policy blocks outside URLs before any request: count those attempts too.
+    await page.addInitScript(() => {
+      const w = window as unknown as { cspViolations: string[] };
+      w.cspViolations = [];
+      document.addEventListener('securitypolicyviolation', (e) => w.cspViolations.push(`${e.violatedDirective} ${e.blockedURI}`));
+    });
+    const pageErrors: string[] = [];
+    page.on('pageerror', (err) => pageErrors.push(err.message));
+    await page.goto(reportUrl + 'index.html', { waitUntil: 'load' });
+
+    const sections = await page.$$eval('section.report-section', (nodes) => nodes.map((n) => n.id));
+    assert.deepEqual(sections, ['classification', 'false-negatives', 'retrieval', 'training', 'rise', 'tsne']);
+    const navLinks = await page.$$eval('nav a', (links) => links.map((a) => a.getAttribute('href')));
+    assert.deepEqual(navLinks, sections.map((s) => `#${s}`));
+
+    // Images are lazy: scroll through the page so that every one loads, then count the loaded ones.
+    const height = await page.evaluate(() => document.body.scrollHeight);
+    for (let y = 0; y <= height; y += 700) {
+      await page.evaluate((top) => window.scrollTo(0, top), y);
+      await page.waitForTimeout(30);
+    }
+    await page.waitForFunction(() => Array.from(document.images).every((img) => img.complete), undefined, { timeout: 20_000 });
+    const images = await page.$$eval('section.report-section', (nodes) =>
+      Object.fromEntries(nodes.map((n) => [n.id, { all: n.querySelectorAll('img').length, loaded: Array.from(n.querySelectorAll('img')).filter((i) => i.naturalWidth > 0).length }])),
+    );
+    assert.equal(images.retrieval.all, 3 * 6);
+    assert.equal(images.rise.all, 3 * 2);
+    assert.equal(images.tsne.all, 120);
+    assert.ok(images['false-negatives'].all > 0);
+    for (const [id, n] of Object.entries(images)) assert.equal(n.loaded, n.all, `${id}: ${n.loaded} of ${n.all} images loaded`);
+    const charts = await page.$$eval('svg', (svgs) => svgs.map((s) => s.getBoundingClientRect().width));
+    assert.equal(charts.length, 3);
+    assert.ok(charts.every((w) => w > 100));
+
+    // Sorting: click F1 once (ascending), then again (descending); the confusion matrix sorts by a column too.
+    const column = (table: string, index: number) => page.$$eval(`${table} tbody tr`, (rows, i) => rows.map((r) => (r as HTMLTableRowElement).cells[i].getAttribute('data-sort') ?? ''), index);
+    const before = await column('#f1-table', 0);
+    await page.click('#f1-table thead th:nth-child(4)');
+    const ascending = (await column('#f1-table', 3)).map(Number);
+    assert.deepEqual(ascending, [...ascending].sort((a, b) => a - b));
+    assert.equal(await page.getAttribute('#f1-table thead th:nth-child(4)', 'aria-sort'), 'ascending');
+    await page.click('#f1-table thead th:nth-child(4)');
+    const descending = (await column('#f1-table', 3)).map(Number);
+    assert.deepEqual(descending, [...descending].sort((a, b) => b - a));
+    await page.click('#f1-table thead th:nth-child(1)');
+    const byName = await column('#f1-table', 0);
+    assert.deepEqual(byName, [...before].sort());
+    await page.click('#confusion-matrix thead th:nth-child(2)');
+    const firstColumn = (await column('#confusion-matrix', 1)).map(Number);
+    assert.deepEqual(firstColumn, [...firstColumn].sort((a, b) => a - b));
+
+    assert.deepEqual(pageErrors, []);
+    assert.deepEqual(await page.evaluate(() => (window as unknown as { cspViolations: string[] }).cspViolations), []);
+    assert.deepEqual(outside, [], `requests outside the report directory: ${outside.join(', ')}`);
+    assert.ok(requests.some((u) => u.endsWith('.jpg')));
+
+    // The screenshot outlives the scratch directory: it goes to $ATELIER_TEST_OUTPUT or <tmp>/atelier-test-output.
+    const outputDir = process.env.ATELIER_TEST_OUTPUT ?? join(tmpdir(), 'atelier-test-output');
+    mkdirSync(outputDir, { recursive: true });
+    const screenshot = join(outputDir, 'report-screenshot.png');
+    await page.evaluate(() => window.scrollTo(0, 0));
+    await page.screenshot({ path: screenshot, fullPage: true });
+    assert.ok(existsSync(screenshot));
+    t.diagnostic(`screenshot: ${screenshot}`);
+  } finally {
+    await browser.close();
+  }
+});
