@@ -10,7 +10,7 @@ import { inputDisplayName, isStdio, openInputStream } from '../lib/io/paths.js';
 import { startProgress } from '../lib/progress.js';
 import { createFetcher, DEFAULT_FETCH_POLICY, type FetchPolicy } from '../lib/http/fetch.js';
 import { createRobotsPolicy } from '../lib/http/robots.js';
-import { crawl, createImageDownloader, mapPool, type CrawlEntry, type ImageOutcome, type PageEntry, type ProductSource } from '../lib/http/crawl.js';
+import { crawl, createImageDownloader, type CrawlEntry, type ImageOutcome, type PageEntry, type ProductSource } from '../lib/http/crawl.js';
 import { openJournal, type CrawlJournal } from '../lib/http/journal.js';
 import { verifyAndStoreImage } from '../lib/http/image-store.js';
 import { isStopwordLanguage, parseStopwordList, stopwordSet, type StopwordLanguage } from '../lib/text/stopwords.js';

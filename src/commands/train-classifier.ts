@@ -1,8 +1,9 @@
 import { existsSync } from 'node:fs';
 import { defineCommand, UsageError, warn } from '../lib/command.js';
 import { backendOption, selectBackend } from '../lib/backend/select.js';
+import { checkpointDirFor, resumeFromCheckpoint } from '../lib/train/checkpoint.js';
 import { tf } from '../lib/backend/tf.js';
-import { loadModel, optimizerStateTensors, restoreOptimizerState, saveModel } from '../lib/backend/model-io.js';
+import { loadModel, optimizerStateTensors, saveModel } from '../lib/backend/model-io.js';
 import { openAtomicWriteStream, writeFileAtomic } from '../lib/io/atomic.js';
 import { readFeatureMatrix, idsPathFor } from '../lib/io/features.js';
 import { createSkipCounter, writeSkipSummary } from '../lib/image/skips.js';
@@ -252,20 +253,14 @@ Prints a JSON report: per-class precision, recall, F1 and support, macro and wei
       labels, field: args['label-field'], mode: args.mode, input, head, featureDim, inputSize, tower: args.tower ?? null, layer: args['tower-layer'],
       weights: Array.from(classWeights), lr, batch: args.batch, split: [args['test-fraction'], args['val-fraction']], n: [bySplit.train.length, bySplit.val.length, bySplit.test.length],
     });
-    const checkpointDir = args.checkpoint ?? `${args.out.replace(/\/+$/, '')}.checkpoint`;
+    const checkpointDir = checkpointDirFor(args.out, args.checkpoint);
     let state: TrainingState;
     let best: tf.Tensor[] | null = null;
     if (args.resume) {
-      if (!existsSync(checkpointDir)) throw new UsageError('no checkpoint to resume from', { file: checkpointDir, field: '--resume' });
-      const loaded = await loadModel(checkpointDir);
-      const saved = (loaded.metadata as { checkpoint?: TrainingState }).checkpoint;
-      if (!saved || saved.fingerprint !== fingerprint) throw new UsageError('checkpoint was made with other data or settings; remove it or drop --resume', { file: checkpointDir, field: '--resume' });
-      model.setWeights(loaded.model.getWeights());
-      await restoreOptimizerState(optimizer, loaded.extraTensors);
-      best = snapshotFromNamed(loaded.extraTensors);
-      tf.dispose(Object.values(loaded.extraTensors));
-      loaded.model.dispose();
-      state = saved;
+      const resumed = await resumeFromCheckpoint<TrainingState>(checkpointDir, fingerprint, model, optimizer);
+      state = resumed.state;
+      best = snapshotFromNamed(resumed.extraTensors);
+      tf.dispose(Object.values(resumed.extraTensors));
       io.stderr.write(`atelier train-classifier: resuming after epoch ${state.epoch}\n`);
     } else {
       state = initialTrainingState(args.seed, fingerprint);

@@ -1,8 +1,8 @@
-import { existsSync } from 'node:fs';
 import { defineCommand, UsageError } from '../lib/command.js';
 import { backendOption, selectBackend } from '../lib/backend/select.js';
+import { checkpointDirFor, resumeFromCheckpoint } from '../lib/train/checkpoint.js';
 import { tf } from '../lib/backend/tf.js';
-import { loadModel, optimizerStateTensors, restoreOptimizerState, saveModel } from '../lib/backend/model-io.js';
+import { loadModel, optimizerStateTensors, saveModel } from '../lib/backend/model-io.js';
 import { readNdjson, requireObject } from '../lib/io/ndjson.js';
 import { writeFileAtomic } from '../lib/io/atomic.js';
 import { readFeatureMatrix } from '../lib/io/features.js';
@@ -160,19 +160,15 @@ The evaluation on the test split (ROC AUC, accuracy, precision and recall at --t
     const optimizer: tf.Optimizer = args.optimizer === 'adam' ? tf.train.adam(args.lr) : tf.train.momentum(args.lr, 0.9);
     const variables = () => model.trainableWeights.map((v) => v.read() as tf.Variable);
     const fingerprint = JSON.stringify({ config, args: [args.optimizer, args.lr, args.batch, args.tau, args.unweighted, args['val-fraction'], args['test-fraction']], n: samples.length });
-    const checkpointDir = args.checkpoint ?? `${args.out.replace(/\/+$/, '')}.checkpoint`;
+    const checkpointDir = checkpointDirFor(args.out, args.checkpoint);
     let state: TrainingState;
     let best: tf.Tensor[] | null = null;
     if (args.resume) {
-      if (!existsSync(checkpointDir)) throw new UsageError('no checkpoint to resume from', { file: checkpointDir, field: '--resume' });
-      const loaded = await loadModel(checkpointDir);
-      const saved = (loaded.metadata as { checkpoint?: TrainingState }).checkpoint;
-      if (!saved || saved.fingerprint !== fingerprint) throw new UsageError('checkpoint was made with other data or settings; remove it or drop --resume', { file: checkpointDir, field: '--resume' });
-      model.setWeights(loaded.model.getWeights());
-      state = saved;
-      await restoreOptimizerState(optimizer, loaded.extraTensors);
-      const bestNames = Object.keys(loaded.extraTensors).filter((n) => n.startsWith('best/')).sort((a, b) => Number(a.slice(5)) - Number(b.slice(5)));
-      best = bestNames.length ? bestNames.map((n) => loaded.extraTensors[n].clone()) : null;
+      const resumed = await resumeFromCheckpoint<TrainingState>(checkpointDir, fingerprint, model, optimizer);
+      state = resumed.state;
+      const bestNames = Object.keys(resumed.extraTensors).filter((n) => n.startsWith('best/')).sort((a, b) => Number(a.slice(5)) - Number(b.slice(5)));
+      best = bestNames.length ? bestNames.map((n) => resumed.extraTensors[n].clone()) : null;
+      tf.dispose(Object.values(resumed.extraTensors));
       io.stderr.write(`atelier train-sizenet: resuming after epoch ${state.epoch}\n`);
     } else {
       state = { epoch: 0, bestLoss: Infinity, sinceBest: 0, random: createRandom(args.seed).state(), log: [], bestEpoch: 0, fingerprint };

@@ -1,8 +1,8 @@
-import { existsSync } from 'node:fs';
 import { defineCommand, UsageError, warn } from '../lib/command.js';
 import { backendOption, selectBackend } from '../lib/backend/select.js';
+import { checkpointDirFor, resumeFromCheckpoint } from '../lib/train/checkpoint.js';
 import { tf } from '../lib/backend/tf.js';
-import { loadModel, optimizerStateTensors, restoreOptimizerState, saveModel } from '../lib/backend/model-io.js';
+import { loadModel, optimizerStateTensors, saveModel } from '../lib/backend/model-io.js';
 import { writeFileAtomic } from '../lib/io/atomic.js';
 import { createSkipCounter, writeSkipSummary } from '../lib/image/skips.js';
 import { DEFAULT_TOWER, buildWeakModel, hasLayer, minimumInputSize, LAYER } from '../lib/models/weak-model.js';
@@ -160,20 +160,14 @@ The output is an image -> embedding model: 'atelier embed -m <out> --normalize' 
     const valTop1 = (): number => (val.length ? leaveOneOutTop1(embedImages(val), dim, val.map((s) => groupOf[s])) : 0);
 
     const fingerprint = JSON.stringify({ field: args['positive-field'], tower: args.tower ?? null, layer: args['tower-layer'], inputSize, projection: args.projection, margin: args.margin, lr: args.lr, groups: args.groups, perGroup: args['per-group'], n: [train.length, val.length] });
-    const checkpointDir = args.checkpoint ?? `${args.out.replace(/\/+$/, '')}.checkpoint`;
+    const checkpointDir = checkpointDirFor(args.out, args.checkpoint);
     let state: TrainingState;
     let best: tf.Tensor[] | null = null;
     if (args.resume) {
-      if (!existsSync(checkpointDir)) throw new UsageError('no checkpoint to resume from', { file: checkpointDir, field: '--resume' });
-      const loaded = await loadModel(checkpointDir);
-      const saved = (loaded.metadata as { checkpoint?: TrainingState }).checkpoint;
-      if (!saved || saved.fingerprint !== fingerprint) throw new UsageError('checkpoint was made with other data or settings; remove it or drop --resume', { file: checkpointDir, field: '--resume' });
-      model.setWeights(loaded.model.getWeights());
-      await restoreOptimizerState(optimizer, loaded.extraTensors);
-      best = snapshotFromNamed(loaded.extraTensors);
-      tf.dispose(Object.values(loaded.extraTensors));
-      loaded.model.dispose();
-      state = saved;
+      const resumed = await resumeFromCheckpoint<TrainingState>(checkpointDir, fingerprint, model, optimizer);
+      state = resumed.state;
+      best = snapshotFromNamed(resumed.extraTensors);
+      tf.dispose(Object.values(resumed.extraTensors));
       io.stderr.write(`atelier train-triplet: resuming after epoch ${state.epoch}\n`);
     } else {
       state = initialTrainingState(args.seed, fingerprint);

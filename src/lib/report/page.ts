@@ -3,7 +3,7 @@
 // showed (F1 view, false negatives view) and the report's t-SNE map, from atelier outputs.
 // Everything that comes from input files is escaped; a section with no input is left out.
 import { PALETTE, renderChartSvg, type Series } from '../plot/chart.js';
-import type { ClassifierEvaluation, FalseNegativeRecord, KnnRecord, RetrievalRun, RiseRecord, TrainingLog, TsnePoint } from './inputs.js';
+import type { ClassifierEvaluation, FalseNegativeRecord, RetrievalRun, RiseRecord, TrainingLog, TsnePoint } from './inputs.js';
 
 /** A retrieval example: the query and its top neighbours, each marked correct when it shows the query's item. */
 export interface RetrievalExample {
