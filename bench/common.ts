@@ -47,9 +47,9 @@ export function sampleMemory(pid: number, everyMs = 100): { stop(): { samples: A
   let peak = 0;
   const take = () => {
     const m = processMemory(pid);
-    if (!m) return;
+    if (!m || !Number.isFinite(m.rss)) return;
     samples.push({ t: Math.round(performance.now() - started) / 1000, rss: m.rss });
-    if (m.peak > peak) peak = m.peak;
+    if (Number.isFinite(m.peak) && m.peak > peak) peak = m.peak;
   };
   take();
   const timer = setInterval(take, everyMs);

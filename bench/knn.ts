@@ -3,7 +3,7 @@
 // recall@k; and the peak RSS of `atelier knn` on a gallery larger than its --memory budget.
 //
 //   node dist/bench/knn.js [--rows 100000] [--dim 256] [--queries 1000] [--k 10] [--threads 2]
-//     [--repeats 3] [--js-queries 100] [--hnsw-rows 200000] [--memory-gallery-mb 400] [--memory 256M]
+//     [--repeats 3] [--js-queries 100] [--hnsw-rows 100000] [--memory-gallery-mb 400] [--memory 256M]
 //     [--skip-faiss] [--skip-hnsw] [--skip-memory] [--out bench/out/knn.json]
 //
 // Data: Gaussian clusters (1,000 centres N(0, I), unit noise scaled by 0.5), float32, seeded. faiss
@@ -32,7 +32,7 @@ const k = Number(flag('k', '10'));
 const threads = Number(flag('threads', '2'));
 const repeats = Number(flag('repeats', '3'));
 const jsQueries = Number(flag('js-queries', '100'));
-const hnswRows = Number(flag('hnsw-rows', '200000'));
+const hnswRows = Number(flag('hnsw-rows', '100000'));
 const memoryGalleryMb = Number(flag('memory-gallery-mb', '400'));
 const memoryBudget = flag('memory', '256M');
 const outFile = flag('out', join(outDir, 'knn.json'));
@@ -117,7 +117,7 @@ async function memoryRun(queries: Float32Array): Promise<Record<string, unknown>
   const maxSampled = Math.max(0, ...samples.map((s) => s.rss));
   rmSync(galleryPath, { force: true });
   return {
-    command: `node bin/atelier ${args.slice(2).map((a) => relative(repoRoot, a) || a).join(' ')}`,
+    command: `node bin/atelier ${args.slice(1).map((a) => (a.startsWith(repoRoot) ? relative(repoRoot, a) : a)).join(' ')}`,
     exitCode: code,
     galleryRows,
     galleryMiB: MiB(galleryRows * dim * 4),
