@@ -9,7 +9,7 @@ import { pathRecords, readImageRecords } from '../lib/image/records.js';
 import { hasLayer, LAYER, wordKernel } from '../lib/models/weak-model.js';
 import { imageFeatureModel } from '../lib/facets/classifier-model.js';
 import { weakMetadata } from '../lib/models/weak-files.js';
-import { computeFeatures, normalizeRows } from '../lib/models/image-features.js';
+import { computeFeatures, normalizeRows, openPredictor, workersOption } from '../lib/models/image-features.js';
 import { startProgress } from '../lib/progress.js';
 
 interface Args {
@@ -27,6 +27,7 @@ interface Args {
   batch: number;
   skipped?: string;
   backend: string;
+  workers: number;
 }
 
 /** `x.npy` -> `x.ids.ndjson`: the ids file sits beside the tensor file by default. */
@@ -56,6 +57,7 @@ export default defineCommand<Args>({
     'pixels-size': { describe: 'side of the raw-pixel baseline (--model pixels)', type: 'number', default: 16 },
     batch: { describe: 'images per forward pass', type: 'number', default: 64 },
     skipped: { describe: 'write the skipped images ({image, reason, message}) to this NDJSON', type: 'string' },
+    ...workersOption,
     ...backendOption,
   },
   examples: [
@@ -69,7 +71,7 @@ export default defineCommand<Args>({
     const idsPath = args.ids ?? defaultIdsPath(args.out);
     const pixelsBaseline = args.model === 'pixels';
     if (pixelsBaseline && args.words) throw new UsageError('the pixels baseline has no word matrix', { field: '--words' });
-    await selectBackend({ requested: args.backend, env: io.env, stderr: io.stderr });
+    const backend = await selectBackend({ requested: args.backend, env: io.env, stderr: io.stderr });
     const loaded = pixelsBaseline ? null : await loadModel(args.model);
 
     if (args.words) {
@@ -107,10 +109,11 @@ export default defineCommand<Args>({
     const skips = createSkipCounter();
     let npy: Awaited<ReturnType<typeof openNpyWriter>> | null = null;
     const ids = await openNdjsonWriter(idsPath, { stdout: io.stdout });
+    const inference = network ? await openPredictor(network, inputSize, backend, args.workers) : null;
     const progress = startProgress(io.stderr, { label: 'embedding' });
     let rowsWritten = 0;
     try {
-      for await (const batch of computeFeatures(network, records, inputSize, args.batch, skips, io, 'embed')) {
+      for await (const batch of computeFeatures(inference?.predictor ?? null, records, inputSize, args.batch, skips, io, 'embed')) {
         if (args.normalize) normalizeRows(batch.rows, batch.dim);
         npy ??= await openNpyWriter(args.out, { dtype: 'float32', rowShape: [batch.dim] });
         await npy.writeRows(batch.rows, batch.records.length);
@@ -125,6 +128,8 @@ export default defineCommand<Args>({
       progress.stop();
       await Promise.all([npy?.abort(), ids.abort()]);
       throw err;
+    } finally {
+      await inference?.close();
     }
     if (args.skipped) {
       const list = await openNdjsonWriter(args.skipped);

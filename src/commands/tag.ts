@@ -5,7 +5,7 @@ import { openNdjsonWriter } from '../lib/io/ndjson.js';
 import { createSkipCounter, writeSkipSummary } from '../lib/image/skips.js';
 import { pathRecords, readImageRecords } from '../lib/image/records.js';
 import { weakMetadata } from '../lib/models/weak-files.js';
-import { computeFeatures } from '../lib/models/image-features.js';
+import { computeFeatures, openPredictor, workersOption } from '../lib/models/image-features.js';
 import { topKIndices } from '../lib/metrics/ranking.js';
 import { startProgress } from '../lib/progress.js';
 
@@ -21,6 +21,7 @@ interface Args {
   'id-field': string;
   batch: number;
   backend: string;
+  workers: number;
 }
 
 /** Softmax of one row of word scores, as probabilities. */
@@ -55,6 +56,7 @@ export default defineCommand<Args>({
     'image-field': { describe: 'NDJSON field with the image path', type: 'string', default: 'image' },
     'id-field': { describe: 'NDJSON field with the id (default: the image path)', type: 'string', default: 'id' },
     batch: { describe: 'images per forward pass', type: 'number', default: 64 },
+    ...workersOption,
     ...backendOption,
   },
   examples: [
@@ -65,7 +67,7 @@ export default defineCommand<Args>({
   async run(args, io) {
     if (!(args.k >= 1)) throw new UsageError(`must be at least 1, got ${args.k}`, { field: '--k' });
     if (!(args.batch >= 1)) throw new UsageError(`must be at least 1, got ${args.batch}`, { field: '--batch' });
-    await selectBackend({ requested: args.backend, env: io.env, stderr: io.stderr });
+    const backend = await selectBackend({ requested: args.backend, env: io.env, stderr: io.stderr });
     const { model, metadata } = await loadModel(args.model);
     const { vocabulary, config } = weakMetadata(metadata, args.model);
     const wordIndex = args.word === undefined ? -1 : vocabulary.indexOf(args.word);
@@ -74,9 +76,10 @@ export default defineCommand<Args>({
     const skips = createSkipCounter();
     const out = await openNdjsonWriter(args.out, { stdout: io.stdout });
     const ranked: Array<{ id: string; image: string; score: number; order: number }> = [];
+    const inference = await openPredictor(model, config.inputSize, backend, args.workers);
     const progress = startProgress(io.stderr, { label: 'tagging' });
     try {
-      for await (const batch of computeFeatures(model, records, config.inputSize, args.batch, skips, io, 'tag')) {
+      for await (const batch of computeFeatures(inference.predictor, records, config.inputSize, args.batch, skips, io, 'tag')) {
         for (const [i, r] of batch.records.entries()) {
           const probabilities = softmax(batch.rows.subarray(i * batch.dim, (i + 1) * batch.dim));
           if (wordIndex >= 0) {
@@ -98,6 +101,8 @@ export default defineCommand<Args>({
       progress.stop();
       await out.abort();
       throw err;
+    } finally {
+      await inference.close();
     }
     writeSkipSummary(skips, io, 'tag');
   },

@@ -7,14 +7,14 @@ import { loadModel, optimizerStateTensors, saveModel } from '../lib/backend/mode
 import { openAtomicWriteStream, writeFileAtomic } from '../lib/io/atomic.js';
 import { readFeatureMatrix, idsPathFor } from '../lib/io/features.js';
 import { createSkipCounter, writeSkipSummary } from '../lib/image/skips.js';
-import { computeFeatures } from '../lib/models/image-features.js';
+import { computeFeatures, modelPredictor } from '../lib/models/image-features.js';
 import { DEFAULT_TOWER, buildWeakModel, hasLayer, minimumInputSize, LAYER } from '../lib/models/weak-model.js';
 import { copyMatchingWeights } from '../lib/models/weak-files.js';
 import { batchPixels, type ImageStore } from '../lib/train/weak-trainer.js';
 import { multiClassReport } from '../lib/metrics/classification.js';
 import { startProgress } from '../lib/progress.js';
 import {
-  balancedClassWeights, classCounts, readClassWeights, readLabelledRecords, readLabelsOrder, splitOf,
+  balancedClassWeights, classCounts, readClassWeights, readJoinRecords, readLabelledRecords, readLabelsOrder, splitOf,
   type LabelledRecord, type SplitName,
 } from '../lib/facets/labels.js';
 import {
@@ -33,6 +33,10 @@ interface Args {
   'id-field': string;
   'image-field': string;
   'group-field': string;
+  'weight-field'?: string;
+  join?: string;
+  'join-key': string;
+  'join-id-field': string;
   features?: string;
   'feature-ids'?: string;
   mode: 'head' | 'finetune';
@@ -90,6 +94,10 @@ Prints a JSON report: per-class precision, recall, F1 and support, macro and wei
     'id-field': { describe: 'field holding the record id', type: 'string', default: 'id' },
     'image-field': { describe: 'field holding the image path (relative paths are taken beside the input file)', type: 'string', default: 'image' },
     'group-field': { describe: 'field whose hash decides the split (records without it use their id)', type: 'string', default: 'product' },
+    join: { describe: 'NDJSON/CSV whose records add fields (label, weight) to the input records: teacher-score output per article, say', type: 'string' },
+    'join-key': { describe: 'input field matched against the --join records\' ids', type: 'string', default: 'product' },
+    'join-id-field': { describe: 'id field of the --join records', type: 'string', default: 'id' },
+    'weight-field': { describe: 'field holding a per-record loss weight (e.g. teacher-score\'s w), multiplied with the class weight', type: 'string' },
     features: { alias: 'f', describe: 'precomputed features .npy (rows matched to records by id); instead of images', type: 'string' },
     'feature-ids': { describe: 'ids NDJSON of --features (default: <features>.ids.ndjson)', type: 'string' },
     mode: { describe: 'head: train a head on frozen features; finetune: train the tower end to end', choices: ['head', 'finetune'], default: 'head' },
@@ -125,14 +133,27 @@ Prints a JSON report: per-class precision, recall, F1 and support, macro and wei
     ['atelier train-classifier -i images.ndjson -l pattern --mode finetune --tower weak.model -o pattern.model --predictions p.ndjson', 'fine-tune the weak tower, keep every prediction'],
     ['atelier train-classifier -i styles.csv --id-field id --image-field image -l articleType --tower pixels -o pixels.model', 'the raw-pixel baseline'],
     ['atelier train-classifier -i images.ndjson -l silhouette -f feat.npy --labels-order order.txt --class-weight none -o m', 'a fixed label order, unweighted loss'],
+    ['atelier train-classifier -i images.ndjson --join teacher.ndjson -l label --weight-field w --class-weight none --mode finetune --input-size 64 -o size.model', 'SizeNet end to end: images learn the teacher labels, each weighted by its w'],
   ],
   async run(args, io) {
     checkArgs(args);
     const labelsOrder = args['labels-order'] ? await readLabelsOrder(args['labels-order']) : undefined;
     const set = await readLabelledRecords(args.input, {
       labelField: args['label-field'], idField: args['id-field'], groupField: args['group-field'], labelsOrder, labelsOrderFile: args['labels-order'], stdin: io.stdin,
+      join: args.join ? { records: await readJoinRecords(args.join, args['join-id-field']), key: args['join-key'] } : undefined,
     });
+    if (set.unjoined > 0) io.stderr.write(`atelier train-classifier: ${set.unjoined} records without a match in ${args.join} by ${args['join-key']} left out\n`);
     const { labels } = set;
+    const weightField = args['weight-field'];
+    const sampleWeight = new Map<string, number>();
+    if (weightField) {
+      for (const r of set.records) {
+        const w = r.record[weightField];
+        if (typeof w !== 'number' || !Number.isFinite(w) || w < 0) throw new UsageError(`expected a finite weight >= 0, got ${w === undefined ? 'nothing (field missing)' : JSON.stringify(w)}`, { file: r.file, line: r.line, field: weightField });
+        sampleWeight.set(r.id, w);
+      }
+    }
+    const weightsOf = (part: Sample[]): tf.Tensor1D | undefined => (weightField ? tf.tensor1d(part.map((p) => sampleWeight.get(p.record.id)!)) : undefined);
     await selectBackend({ requested: args.backend, env: io.env, stderr: io.stderr });
     const skips = createSkipCounter();
     const lr = args.lr ?? (args.mode === 'head' ? 0.01 : 0.001);
@@ -175,7 +196,7 @@ Prints a JSON report: per-class precision, recall, F1 and support, macro and wei
       const rows: Float32Array[] = [];
       const progress = startProgress(io.stderr, { label: 'features' });
       const records = set.records.map((r) => imageRecordOf(r, args['image-field']));
-      for await (const batch of computeFeatures(towerNet, records, inputSize, 64, skips, io, 'train-classifier')) {
+      for await (const batch of computeFeatures(towerNet && modelPredictor(towerNet, inputSize), records, inputSize, 64, skips, io, 'train-classifier')) {
         featureDim = batch.dim;
         batch.records.forEach((r, i) => {
           samples.push({ record: byId.get(r.id)!, split: 'train', slot: rows.length });
@@ -250,7 +271,7 @@ Prints a JSON report: per-class precision, recall, F1 and support, macro and wei
     };
 
     const fingerprint = JSON.stringify({
-      labels, field: args['label-field'], mode: args.mode, input, head, featureDim, inputSize, tower: args.tower ?? null, layer: args['tower-layer'],
+      labels, field: args['label-field'], weightField: weightField ?? null, mode: args.mode, input, head, featureDim, inputSize, tower: args.tower ?? null, layer: args['tower-layer'],
       weights: Array.from(classWeights), lr, batch: args.batch, split: [args['test-fraction'], args['val-fraction']], n: [bySplit.train.length, bySplit.val.length, bySplit.test.length],
     });
     const checkpointDir = checkpointDirFor(args.out, args.checkpoint);
@@ -280,11 +301,12 @@ Prints a JSON report: per-class precision, recall, F1 and support, macro and wei
           const part = batch.map((i) => bySplit.train[i]);
           const x = inputBatch(part, store ? random : undefined);
           const y = tf.tensor1d(part.map((s) => s.record.classIndex), 'int32');
-          const { value, grads } = tf.variableGrads(() => weightedCrossEntropy(logitsNet.apply(x, { training: true }) as tf.Tensor2D, y, weightsTensor), variables());
+          const w = weightsOf(part);
+          const { value, grads } = tf.variableGrads(() => weightedCrossEntropy(logitsNet.apply(x, { training: true }) as tf.Tensor2D, y, weightsTensor, w), variables());
           optimizer.applyGradients(grads);
           lossSum += value.dataSync()[0];
           steps++;
-          tf.dispose([x, y, value, ...Object.values(grads)]);
+          tf.dispose([x, y, value, ...Object.values(grads), ...(w ? [w] : [])]);
           bar.tick(1);
         }
         bar.stop();
@@ -294,7 +316,7 @@ Prints a JSON report: per-class precision, recall, F1 and support, macro and wei
         if (bySplit.val.length === 0) return null;
         const logits = logitsOf(bySplit.val);
         const truth = bySplit.val.map((s) => s.record.classIndex);
-        const valLoss = tf.tidy(() => weightedCrossEntropy(tf.tensor2d(logits, [truth.length, labels.length]), tf.tensor1d(truth, 'int32'), weightsTensor).dataSync()[0]);
+        const valLoss = tf.tidy(() => weightedCrossEntropy(tf.tensor2d(logits, [truth.length, labels.length]), tf.tensor1d(truth, 'int32'), weightsTensor, weightsOf(bySplit.val)).dataSync()[0]);
         const predicted = truth.map((_, i) => argmax(logits, i * labels.length, labels.length));
         const report = multiClassReport(truth, predicted, labels);
         return { score: valLoss, metrics: { valLoss, valAccuracy: report.accuracy, valMacroF1: report.macroF1 } };

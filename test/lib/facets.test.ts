@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { scratchDir } from '../helpers.js';
 import { tf } from '../../src/lib/backend/tf.js';
 import { UsageError } from '../../src/lib/command.js';
-import { balancedClassWeights, readLabelledRecords, readLabelsOrder, splitOf } from '../../src/lib/facets/labels.js';
+import { balancedClassWeights, readJoinRecords, readLabelledRecords, readLabelsOrder, splitOf } from '../../src/lib/facets/labels.js';
 import { weightedCrossEntropy } from '../../src/lib/facets/classifier-model.js';
 import { confusionMatrixSvg, falseNegativesByClass, predictionLine } from '../../src/lib/facets/evaluation.js';
 import { multiClassReport } from '../../src/lib/metrics/classification.js';
@@ -93,4 +93,28 @@ test('semi-hard mining picks the closest negative farther than the positive, els
   assert.deepEqual(Array.from(pairwiseSquaredDistances(x).dataSync()).map((v) => Math.round(v * 1e6) / 1e6), [0, 2, 2, 0]);
   x.dispose();
   assert.equal(leaveOneOutTop1(Float32Array.from([1, 0, 0.9, 0.1, 0, 1, 0.1, 0.9]), 2, [0, 0, 1, 1]), 1);
+});
+
+test('weightedCrossEntropy with per-sample weights (SizeNet w) equals the hand computation', () => {
+  const logits = tf.tensor2d([[2, 0], [0, 1], [1, 1]]);
+  const labels = tf.tensor1d([0, 1, 0], 'int32');
+  const classWeights = tf.tensor1d([1, 3]);
+  const sampleWeights = tf.tensor1d([0.5, 2, 0]);
+  const nll = (row: number[], c: number) => Math.log(row.reduce((s, x) => s + Math.exp(x), 0)) - row[c];
+  // Weights: 1*0.5, 3*2, 1*0 -> the third sample does not count at all.
+  const expected = (0.5 * nll([2, 0], 0) + 6 * nll([0, 1], 1)) / 6.5;
+  const loss = weightedCrossEntropy(logits, labels, classWeights, sampleWeights);
+  assert.ok(Math.abs(loss.dataSync()[0] - expected) < 1e-5, `${loss.dataSync()[0]} vs ${expected}`);
+  tf.dispose([logits, labels, classWeights, sampleWeights, loss]);
+});
+
+test('join: records take label and weight from the joined file by key; unmatched ones are left out and counted', async () => {
+  const dir = scratchDir();
+  writeFileSync(join(dir, 'teacher.ndjson'), '{"id":"p1","label":"size issue","w":1.5}\n{"id":"p2","label":"no size issue","w":0.2}\n');
+  writeFileSync(join(dir, 'images.ndjson'), ['{"id":"p1-1","product":"p1"}', '{"id":"p1-2","product":"p1"}', '{"id":"p2-1","product":"p2"}', '{"id":"p3-1","product":"p3"}'].join('\n') + '\n');
+  const set = await readLabelledRecords(join(dir, 'images.ndjson'), {
+    labelField: 'label', idField: 'id', groupField: 'product', join: { records: await readJoinRecords(join(dir, 'teacher.ndjson'), 'id'), key: 'product' },
+  });
+  assert.equal(set.unjoined, 1);
+  assert.deepEqual(set.records.map((r) => [r.id, r.label, r.record.w]), [['p1-1', 'size issue', 1.5], ['p1-2', 'size issue', 1.5], ['p2-1', 'no size issue', 0.2]]);
 });

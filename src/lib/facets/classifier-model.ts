@@ -69,11 +69,13 @@ export function logitsModel(classifier: tf.LayersModel): tf.LayersModel {
 }
 
 /** Weighted cross-entropy, normalised by the total weight of the batch: Σ w_yᵢ·CEᵢ / Σ w_yᵢ. */
-export function weightedCrossEntropy(logits: tf.Tensor2D, labels: tf.Tensor1D, classWeights: tf.Tensor1D): tf.Scalar {
+export function weightedCrossEntropy(logits: tf.Tensor2D, labels: tf.Tensor1D, classWeights: tf.Tensor1D, sampleWeights?: tf.Tensor1D): tf.Scalar {
   return tf.tidy(() => {
     const logProbs = tf.logSoftmax(logits);
     const picked = tf.sum(tf.mul(logProbs, tf.oneHot(labels, logits.shape[1])), 1);
-    const w = tf.gather(classWeights, labels);
+    // Per sample: its class weight, times its own weight when given (SizeNet's w = ln(1 + s)).
+    const classPart = tf.gather(classWeights, labels);
+    const w = sampleWeights ? tf.mul(classPart, sampleWeights) : classPart;
     return tf.div(tf.neg(tf.sum(tf.mul(w, picked))), tf.maximum(tf.sum(w), 1e-12)) as tf.Scalar;
   });
 }

@@ -30,11 +30,15 @@ export interface LabelReadOptions {
   /** Where labelsOrder came from, for error messages. */
   labelsOrderFile?: string;
   stdin?: NodeJS.ReadableStream;
+  /** Fields from other records (e.g. teacher-score's per article) merged in by `key`; records without a match are left out. */
+  join?: { records: Map<string, Record<string, unknown>>; key: string };
 }
 
 export interface LabelledSet {
   records: LabelledRecord[];
   labels: string[];
+  /** Records left out because --join had no record for their key. */
+  unjoined: number;
 }
 
 /** A label value as text: strings as they are, numbers and booleans printed; anything else is an error. */
@@ -53,8 +57,18 @@ function labelText(value: unknown): string | undefined {
 export async function readLabelledRecords(path: string, options: LabelReadOptions): Promise<LabelledSet> {
   const order = options.labelsOrder ? new Map(options.labelsOrder.map((l, i) => [l, i])) : undefined;
   const byId = new Map<string, Omit<LabelledRecord, 'classIndex'>>();
+  let unjoined = 0;
   for await (const { value, file, line } of readRecords(path, { stdin: options.stdin })) {
-    const record = value as Record<string, unknown>;
+    let record = value as Record<string, unknown>;
+    if (options.join) {
+      const other = options.join.records.get(String(record[options.join.key]));
+      if (!other) {
+        unjoined++;
+        continue;
+      }
+      // The record's own fields win (its id above all); the joined record adds what it lacks.
+      record = { ...other, ...record };
+    }
     const rawId = record[options.idField];
     if (!(typeof rawId === 'string' && rawId !== '') && !(typeof rawId === 'number' && Number.isFinite(rawId))) {
       throw new UsageError(`expected an id (string or number), got ${rawId === undefined ? 'nothing' : JSON.stringify(rawId)}`, { file, line, field: options.idField });
@@ -74,7 +88,7 @@ export async function readLabelledRecords(path: string, options: LabelReadOption
     byId.set(id, { id, label, group, record, file, line });
   }
   const records = [...byId.values()];
-  if (records.length === 0) throw new UsageError('no labelled records', { file: inputDisplayName(path) });
+  if (records.length === 0) throw new UsageError(options.join ? `no record matched the joined file by '${options.join.key}'` : 'no labelled records', { file: inputDisplayName(path) });
   const labels = options.labelsOrder ?? [...new Set(records.map((r) => r.label))].sort();
   const index = new Map(labels.map((l, i) => [l, i]));
   const present = new Set(records.map((r) => r.label));
@@ -82,7 +96,7 @@ export async function readLabelledRecords(path: string, options: LabelReadOption
     const last = records[records.length - 1];
     throw new UsageError(`every record has the label '${last.label}': a classifier needs at least two classes`, { file: last.file, line: last.line, field: options.labelField });
   }
-  return { records: records.map((r) => ({ ...r, classIndex: index.get(r.label)! })), labels };
+  return { records: records.map((r) => ({ ...r, classIndex: index.get(r.label)! })), labels, unjoined };
 }
 
 /**
@@ -160,4 +174,16 @@ export function classCounts(classIndices: ArrayLike<number>, classCount: number)
   const counts = new Float64Array(classCount);
   for (let i = 0; i < classIndices.length; i++) counts[classIndices[i]]++;
   return counts;
+}
+
+/** Reads NDJSON/CSV records into a map by `idField`, for LabelReadOptions.join. */
+export async function readJoinRecords(path: string, idField: string): Promise<Map<string, Record<string, unknown>>> {
+  const byId = new Map<string, Record<string, unknown>>();
+  for await (const { value, file, line } of readRecords(path, {})) {
+    const record = value as Record<string, unknown>;
+    const id = record[idField];
+    if (typeof id !== 'string' && typeof id !== 'number') throw new UsageError('expected an id (string or number)', { file, line, field: idField });
+    byId.set(String(id), record);
+  }
+  return byId;
 }

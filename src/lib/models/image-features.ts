@@ -1,6 +1,9 @@
 // Batched image -> vector computation shared by embed and tag: decode ahead, centre-crop like the
 // validation images of training, run the model, hand rows on in input order.
 import { tf } from '../backend/tf.js';
+import { cpus } from 'node:os';
+import { WorkerPool } from '../backend/pool.js';
+import type { BackendChoice } from '../backend/select.js';
 import { batches } from '../image/prefetch.js';
 import { decodeRecords, imageToBytes, type DecodedRecord, type ImageRecord } from '../image/records.js';
 import type { SkipCounter } from '../image/skips.js';
@@ -28,12 +31,70 @@ export function normalizeRows(rows: Float32Array, dim: number): void {
   }
 }
 
+/** Runs a model on batches of pixels; `inFlight` batches may be outstanding at once. */
+export interface BatchPredictor {
+  predict(pixels: Float32Array, count: number): Promise<{ rows: Float32Array; dim: number }>;
+  readonly inFlight: number;
+}
+
+/** The model in this thread: one batch at a time. */
+export function modelPredictor(model: tf.LayersModel, inputSize: number): BatchPredictor {
+  return {
+    inFlight: 1,
+    async predict(pixels, count) {
+      const out = tf.tidy(() => model.predict(tf.tensor4d(pixels, [count, inputSize, inputSize, 3])) as tf.Tensor2D);
+      const rows = (await out.data()) as Float32Array;
+      const dim = out.shape[1];
+      out.dispose();
+      return { rows, dim };
+    },
+  };
+}
+
+/** A pool whose workers hold the model (WorkerPool.loadModel): two batches per worker in flight. */
+export function poolPredictor(pool: WorkerPool, inputSize: number): BatchPredictor {
+  return {
+    inFlight: 2 * pool.size,
+    async predict(pixels, count) {
+      const out = await pool.predict({ shape: [count, inputSize, inputSize, 3], dtype: 'float32', data: pixels });
+      return { rows: out.data as Float32Array, dim: out.shape[1] };
+    },
+  };
+}
+
+/** The yargs option of the commands that run an image model over many images. */
+export const workersOption = {
+  workers: {
+    describe: 'inference threads, each with its own WASM backend (0: one per core on WASM; 1: this thread only; native backends always use this thread)',
+    type: 'number' as const,
+    default: 0,
+  },
+};
+
 /**
- * Streams `model(x)` for every decodable image. `model` null gives the raw-pixel baseline: the
- * centre crop itself, flattened (HWC), as the feature vector.
+ * A predictor for `model` on the chosen backend: a worker pool when the backend is WASM (one
+ * thread per process) and more than one worker is asked for or available, else this thread.
+ * Call `close` when done.
+ */
+export async function openPredictor(model: tf.LayersModel, inputSize: number, backend: BackendChoice, workers: number): Promise<{ predictor: BatchPredictor; workers: number; close(): Promise<void> }> {
+  const wanted = workers > 0 ? workers : cpus().length;
+  if (backend.name !== 'wasm' || wanted <= 1) return { predictor: modelPredictor(model, inputSize), workers: 1, close: async () => {} };
+  const pool = await WorkerPool.create({ workers: wanted, backend: 'wasm' });
+  try {
+    await pool.loadModel(model);
+  } catch (err) {
+    await pool.close();
+    throw err;
+  }
+  return { predictor: poolPredictor(pool, inputSize), workers: wanted, close: () => pool.close() };
+}
+
+/**
+ * Streams the model's output for every decodable image, in input order. `predictor` null gives
+ * the raw-pixel baseline: the centre crop itself, flattened (HWC), as the feature vector.
  */
 export async function* computeFeatures(
-  model: tf.LayersModel | null,
+  predictor: BatchPredictor | null,
   records: AsyncIterable<ImageRecord> | Iterable<ImageRecord>,
   inputSize: number,
   batchSize: number,
@@ -43,17 +104,23 @@ export async function* computeFeatures(
 ): AsyncGenerator<FeatureBatch> {
   const storedSize = storedSizeFor(inputSize);
   const decoded = decodeRecords(records, { width: storedSize, height: storedSize, fit: 'cover' }, skips, io, commandName);
-  for await (const group of batches(decoded, batchSize)) {
-    const store = { pixels: group.map((r) => imageToBytes(r.image)), storedSize };
-    const pixels = batchPixels(store, group.map((_, i) => i), inputSize);
-    if (!model) {
-      yield { records: group, rows: pixels, dim: inputSize * inputSize * 3 };
-      continue;
+  const waiting: Array<Promise<FeatureBatch>> = [];
+  try {
+    for await (const group of batches(decoded, batchSize)) {
+      const store = { pixels: group.map((r) => imageToBytes(r.image)), storedSize };
+      const pixels = batchPixels(store, group.map((_, i) => i), inputSize);
+      if (!predictor) {
+        yield { records: group, rows: pixels, dim: inputSize * inputSize * 3 };
+        continue;
+      }
+      const result = predictor.predict(pixels, group.length).then(({ rows, dim }) => ({ records: group, rows, dim }));
+      // Seen now, so an early rejection is not reported as unhandled before its turn.
+      result.catch(() => {});
+      waiting.push(result);
+      if (waiting.length >= predictor.inFlight) yield await waiting.shift()!;
     }
-    const out = tf.tidy(() => model.predict(tf.tensor4d(pixels, [group.length, inputSize, inputSize, 3])) as tf.Tensor2D);
-    const rows = (await out.data()) as Float32Array;
-    const dim = out.shape[1];
-    out.dispose();
-    yield { records: group, rows, dim };
+    while (waiting.length > 0) yield await waiting.shift()!;
+  } finally {
+    await Promise.allSettled(waiting);
   }
 }
