@@ -8,7 +8,7 @@ SEED ?= 1
 DEMO := out/demo
 SOURCES := $(shell find src test fixtures bench -name '*.ts' -not -path '*/out/*' 2>/dev/null) tsconfig.json
 
-.PHONY: all install build fixtures test test-lib test-commands demo bench man man-check gpu clean real-teacher
+.PHONY: all install build fixtures test test-lib test-commands demo report bench man man-check gpu clean
 
 all: build
 
@@ -42,8 +42,10 @@ man: build
 man-check: build
 	$(NODE) dist/src/gen-man.js --check
 
+# Every benchmark, one after another (tens of minutes); each writes bench/out/<name>.json. Record in bench/RESULTS.md.
+BENCHES ?= train-cnn train-weak knn rise crawl tsne teacher-score
 bench: build
-	$(NODE) dist/bench/train-cnn.js
+	for b in $(BENCHES); do echo "== bench/$$b"; $(NODE) dist/bench/$$b.js || exit 1; done
 
 # On a CUDA box: the native GPU backend (downloads libtensorflow, so it is not part of npm ci).
 gpu: install
@@ -95,18 +97,33 @@ demo: build fixtures
 	$(ATELIER) train-sizenet -f $(DEMO)/articles.npy -t $(DEMO)/teacher.ndjson -o $(DEMO)/sizenet.model \
 	  --tower $(DEMO)/weak.model --image-model $(DEMO)/sizenet-image.model --plots $(DEMO)/sizenet-plots --report $(DEMO)/sizenet.json > /dev/null
 	$(ATELIER) predict-sizenet -m $(DEMO)/sizenet.model -f $(DEMO)/articles.npy > $(DEMO)/advice.ndjson
-	@echo "== RISE: why the student says what it says, for 8 articles"
-	head -8 $(DEMO)/first-views.ndjson | $(ATELIER) rise -m $(DEMO)/sizenet-image.model -n 1000 \
-	  --overlay $(DEMO)/rise --maps-dir $(DEMO)/rise-maps -o $(DEMO)/rise.ndjson
+	@echo "== SizeNet end to end: a tower learns the teacher's labels from the photos, each sample weighted by w"
+	$(ATELIER) train-classifier -i $(FIXTURES)/images.ndjson --join $(DEMO)/teacher.ndjson -l label --weight-field w --class-weight none \
+	  --mode finetune --input-size 64 --width 8 --epochs 8 --patience 3 --lr 0.002 \
+	  -o $(DEMO)/size-images.model --predictions $(DEMO)/size-images.predictions.ndjson > $(DEMO)/size-images.json
+	@echo "== day-one advice for the new articles (no sales yet), and RISE maps of the 8 most likely size issues"
+	grep '"new_article":true' $(FIXTURES)/truth.ndjson | grep -o '^{"id":"[^"]*"' | sed 's/^{"id":/"product":/' > $(DEMO)/new-products.txt
+	grep -F -f $(DEMO)/new-products.txt $(FIXTURES)/images.ndjson | sed 's|"image":"|"image":"$(CURDIR)/$(FIXTURES)/|' > $(DEMO)/new-articles.ndjson
+	$(ATELIER) classify -m $(DEMO)/size-images.model -i $(DEMO)/new-articles.ndjson > $(DEMO)/size-advice-new.ndjson
+	$(ATELIER) classify -m $(DEMO)/size-images.model -i $(DEMO)/new-articles.ndjson --rank "size issue" --top 8 \
+	  | $(ATELIER) rise -m $(DEMO)/size-images.model --class "size issue" -n 1000 --overlay $(DEMO)/rise --maps-dir $(DEMO)/rise-maps -o $(DEMO)/rise.ndjson
+	@$(MAKE) --no-print-directory report
+	@echo
+	@echo "demo outputs are in $(DEMO)/:"
+	@ls -1 $(DEMO) | sed 's/^/  /'
+	@echo "open $(DEMO)/report/index.html; retrieval: $(DEMO)/retrieval.json, $(DEMO)/topk.png; size advice: $(DEMO)/size-advice-new.ndjson (images), $(DEMO)/advice.ndjson (feature student); RISE overlays: $(DEMO)/rise/"
+
+# The t-SNE map and the HTML report from the outputs of `make demo`; prints the page's path.
+report: build
+	@test -f $(DEMO)/images.npy || { echo "make report: no $(DEMO)/images.npy: run make demo first"; exit 2; }
 	@echo "== a map of the weak features and one page that shows it all"
 	$(ATELIER) tsne $(DEMO)/images.npy --sample 1000 --labels $(FIXTURES)/images.ndjson --label-field colour --png $(DEMO)/tsne.png -o $(DEMO)/tsne.ndjson
 	$(ATELIER) report -o $(DEMO)/report --classifier $(DEMO)/silhouette.eval.json --false-negatives $(DEMO)/silhouette.false-negatives.ndjson \
 	  --retrieval $(DEMO)/retrieval.json $(DEMO)/retrieval-triplet.json --knn $(DEMO)/knn.ndjson --images $(FIXTURES)/images.ndjson \
-	  --tsne $(DEMO)/tsne.ndjson --rise $(DEMO)/rise.ndjson --train-log $(DEMO)/weak.model.log.json $(DEMO)/triplet.model.log.json > /dev/null
-	@echo
-	@echo "demo outputs are in $(DEMO)/:"
-	@ls -1 $(DEMO) | sed 's/^/  /'
-	@echo "open $(DEMO)/report/index.html; retrieval: $(DEMO)/retrieval.json, $(DEMO)/topk.png; size advice: $(DEMO)/advice.ndjson; RISE overlays: $(DEMO)/rise/"
+	  --tsne $(DEMO)/tsne.ndjson --rise $(DEMO)/rise.ndjson --train-log $(DEMO)/weak.model.log.json $(DEMO)/triplet.model.log.json $(DEMO)/size-images.model.log.json 
+
+# Real-data targets (make real-weak, real-facets, real-teacher): bench/real.mk.
+include bench/real.mk
 
 clean:
 	rm -rf dist out $(FIXTURES)

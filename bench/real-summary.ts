@@ -100,7 +100,7 @@ interface EpochLog {
 function summarizeWeak(): void {
   const dir = option('dir');
   const log = readJson<EpochLog[]>(resolve(dir, 'weak.model.log.json'));
-  const metadata = readJson<{ config: Record<string, number>; vocabulary: unknown[] }>(resolve(dir, 'weak.model', 'metadata.json'));
+  const metadata = readJson<{ atelier: { metadata: { config: Record<string, number>; vocabulary: unknown[] } } }>(resolve(dir, 'weak.model', 'model.json')).atelier.metadata;
   const best = log.reduce((a, b) => ((b.precision['1'] ?? 0) > (a.precision['1'] ?? 0) ? b : a));
   const last = log[log.length - 1]!;
   const trainSeconds = log.reduce((a, e) => a + e.seconds, 0);
@@ -129,6 +129,7 @@ function summarizeWeak(): void {
     precisionAtK: { best: { epoch: best.epoch, precision: best.precision, recall: best.recall }, last: { epoch: last.epoch, precision: last.precision, recall: last.recall } },
     mostFrequentWordPrecision1: round(last.baselinePrecision1),
     embed,
+    probe: option('probe', 'default settings'),
     probes,
     machine: machine(),
   };
@@ -144,7 +145,7 @@ function summarizeWeak(): void {
       .map((e) => `| ${e.epoch}${e === best ? ' (best P@1)' : ' (last)'} | ${e.loss.toFixed(3)} | ${pk(e, 1)} | ${pk(e, 5)} | ${pk(e, 10)} | ${pk(e, 15)} | ${round(e.recall['5'])} | ${round(e.recall['15'])} |`),
     `| most-frequent word | | ${round(last.baselinePrecision1)} | | | | | |`,
     '',
-    'Linear probe (train-classifier head, balanced class weights, test split = 20% of products by hash): accuracy / macro-F1 on the test split.',
+    `Linear probe (train-classifier head on frozen features, balanced class weights, ${option('probe', 'default settings')}; test split = 20% of the products by hash): accuracy / macro-F1 on the test split. Embed images/s: \`atelier embed\` end to end on the ${images} images (start-up, decode, forward, write).`,
     '',
     `| features | dim | articleType acc | articleType macro-F1 | baseColour acc | baseColour macro-F1 | embed images/s |`,
     '|---|---|---|---|---|---|---|',
@@ -186,9 +187,9 @@ function summarizeFacets(): void {
     rows.push({ name: '(b) weak features (real-weak), linear head', facet: f, scores: testScores(resolve(dir, `probe-weak-${f}.json`)), seconds: null });
     rows.push({ name: `(c) weak tower fine-tuned, ${epochs} epochs`, facet: f, scores: testScores(resolve(dir, `finetune-${f}.json`)), seconds: round(timedSeconds(resolve(dir, `finetune-${f}.json.time`)), 1) });
   }
-  const json = { data: 'fashion-product-images-small (Myntra, 5,000 images)', classWeight: 'balanced', results: rows, machine: machine() };
+  const json = { data: 'fashion-product-images-small (Myntra, 5,000 images)', classWeight: 'balanced', probe: option('probe', 'default settings'), results: rows, machine: machine() };
   const md = [
-    '### real-facets: articleType and baseColour on the 5,000 Myntra images (balanced class weights, test split)',
+    `### real-facets: articleType and baseColour on the 5,000 Myntra images (balanced class weights, test split; heads: ${option('probe', 'default settings')})`,
     '',
     '| model | facet | accuracy | macro-F1 | classes | test images | wall s |',
     '|---|---|---|---|---|---|---|',

@@ -26,6 +26,8 @@ interface Args {
   'image-field': string;
   'id-field': string;
   batch: number;
+  rank?: string;
+  top?: number;
   backend: string;
 }
 
@@ -47,12 +49,15 @@ A model trained on precomputed features (train-classifier --features) reads feat
     'image-field': { describe: 'NDJSON field with the image path', type: 'string', default: 'image' },
     'id-field': { describe: 'NDJSON field with the id (default: the image path)', type: 'string', default: 'id' },
     batch: { describe: 'images per forward pass', type: 'number', default: 64 },
+    rank: { describe: 'instead of input order, write the records by their probability of this label, highest first (unreadable images left out)', type: 'string' },
+    top: { describe: 'with --rank, keep only the N most probable records', type: 'number' },
     ...backendOption,
   },
   examples: [
     ['atelier classify -m silhouette.model photos/*.jpg', 'label image files'],
     ['atelier classify -m silhouette.model -i images.ndjson -o predictions.ndjson', 'label a catalogue'],
     ['atelier classify -m head.model -f feat.npy | jq -c "{id, label}"', 'a head trained on precomputed features'],
+    ['atelier classify -m size.model -i new-articles.ndjson --rank "size issue" --top 8', 'the eight new articles most likely to have a size issue'],
   ],
   async run(args, io) {
     if (!(Number.isInteger(args.batch) && args.batch >= 1)) throw new UsageError(`must be a positive integer, got ${args.batch}`, { field: '--batch' });
@@ -62,6 +67,14 @@ A model trained on precomputed features (train-classifier --features) reads feat
     if (meta.kind !== CLASSIFIER_MODEL_KIND || !Array.isArray(meta.labels)) throw new UsageError(`not a train-classifier model (kind ${JSON.stringify(meta.kind ?? null)})`, { file: args.model });
     const model = loaded.model;
     const labels = meta.labels;
+    const rankIndex = args.rank === undefined ? -1 : labels.indexOf(args.rank);
+    if (args.rank !== undefined && rankIndex < 0) throw new UsageError(`'${args.rank}' is not one of the model's labels (${labels.join(', ')})`, { field: '--rank' });
+    if (args.top !== undefined && (!Number.isInteger(args.top) || args.top < 1 || args.rank === undefined)) throw new UsageError('--top takes a positive integer and needs --rank', { field: '--top' });
+    const ranked: Array<{ score: number; order: number; line: string }> = [];
+    const keepRanked = () => {
+      ranked.sort((a, b) => b.score - a.score || a.order - b.order);
+      if (args.top !== undefined) ranked.length = Math.min(ranked.length, args.top);
+    };
 
     const out = isStdio(args.out) ? null : await openAtomicWriteStream(args.out);
     const sink = out ? out.stream : io.stdout;
@@ -78,7 +91,13 @@ A model trained on precomputed features (train-classifier --features) reads feat
     const writeRows = async (records: Array<{ id: string; image?: string }>, probs: Float32Array) => {
       for (let i = 0; i < records.length; i++) {
         const p = probs.subarray(i * labels.length, (i + 1) * labels.length);
-        await emit(predictionLine({ ...records[i], label: labels[argmax(p)] }, labels, p));
+        const line = predictionLine({ ...records[i], label: labels[argmax(p)] }, labels, p);
+        if (rankIndex < 0) await emit(line);
+        else {
+          ranked.push({ score: p[rankIndex], order: ranked.length, line });
+          // Only the best --top are kept, so memory stays bounded on a big catalogue.
+          if (args.top !== undefined && ranked.length > 4 * args.top + 1024) keepRanked();
+        }
       }
     };
     const predict = (x: tf.Tensor): Float32Array => {
@@ -128,12 +147,16 @@ A model trained on precomputed features (train-classifier --features) reads feat
           // Lines keep the input order: what is decoded before the bad image goes out first.
           await flushBatch();
           skipImage(skips, io, 'classify', record.path, result);
-          await emit(JSON.stringify({ id: record.id, image: record.path, error: errorText(result) }));
+          if (rankIndex < 0) await emit(JSON.stringify({ id: record.id, image: record.path, error: errorText(result) }));
           failed++;
         }
         await flushBatch();
         progress.stop();
         writeSkipSummary(skips, io, 'classify');
+      }
+      if (rankIndex >= 0) {
+        keepRanked();
+        for (const r of ranked) await emit(r.line);
       }
       await flush();
       await out?.commit();

@@ -69,6 +69,17 @@ test('classify: a corrupt image gives a warning and an error line in its place, 
   const evaluated = await runAtelier(['eval-classifier', '-t', mixed, '-l', 'silhouette'], { input: r.stdout });
   assert.equal(evaluated.code, 0, evaluated.stderr);
   assert.equal(JSON.parse(evaluated.stdout).errors, bad.length);
+
+  // --rank/--top: the same probabilities, sorted by one label's, the best N; unreadable images left out.
+  const ranked = await runAtelier(['classify', '-m', model, '-i', mixed, '--rank', 'dress', '--top', '5']);
+  assert.equal(ranked.code, 0, ranked.stderr);
+  const best = parseNdjson(ranked.stdout);
+  const dressProbability = (o: Record<string, unknown>) => (o.probs as Record<string, number>).dress;
+  const expected = read.map(dressProbability).sort((a, b) => b - a).slice(0, 5);
+  assert.deepEqual(best.map(dressProbability), expected);
+  const unknown = await runAtelier(['classify', '-m', model, '-i', mixed, '--rank', 'spaceship']);
+  assert.equal(unknown.code, 2);
+  assert.match(unknown.stderr, /--rank: 'spaceship' is not one of the model's labels/);
 });
 
 test('classify refuses a model that is not a classifier, with exit 2', async () => {

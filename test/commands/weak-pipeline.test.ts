@@ -117,6 +117,23 @@ test('tag --word ranks the images that show the word first', async () => {
   assert.ok(red / ranked.length > 0.5, `${red} of the 50 most "rouge" images are red`);
 });
 
+test('retrieval on the fixture In-Shop split: weak features beat raw pixels on top-20 accuracy (the In-Shop headline)', async () => {
+  const topk = async (model: string, name: string): Promise<Record<string, number>> => {
+    const npy = join(dir, `${name}.npy`);
+    const e = await runAtelier(['embed', '-m', model, '-i', join(catalogue, 'images.ndjson'), '-o', npy]);
+    assert.equal(e.code, 0, e.stderr);
+    const r = await runAtelier(['eval-retrieval', '-p', join(catalogue, 'list_eval_partition.txt'), '-e', npy, '--id-field', 'image', '--baseline', 'random']);
+    assert.equal(r.code, 0, r.stderr);
+    const result = JSON.parse(r.stdout);
+    assert.ok(result.topk['20'] > 5 * result.baselines.random.topk['20'], `${name} beats the random baseline`);
+    return result.topk;
+  };
+  const weak = await topk(model, 'weak');
+  const pixels = await topk('pixels', 'pixels');
+  // Measured on seed 1 fixtures: weak 0.88 vs pixels 0.79 (16-px pixels beat these 32-px features at top-1).
+  assert.ok(weak['20'] > pixels['20'] + 0.04, `top-20: weak ${weak['20']} > pixels ${pixels['20']} + 0.04`);
+});
+
 test('embed writes one row per image with ids, and --words the word matrix whose colour words neighbour colours', async () => {
   const out = join(dir, 'emb.npy');
   const r = await runAtelier(['embed', '-m', model, '-i', items, '-o', out, '--normalize']);
