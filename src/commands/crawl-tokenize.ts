@@ -1,7 +1,8 @@
 import { createHash } from 'node:crypto';
 import { access, mkdir, readFile } from 'node:fs/promises';
-import { constants as fsConstants } from 'node:fs';
-import { basename, dirname, isAbsolute, resolve } from 'node:path';
+import { constants as fsConstants, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { basename, dirname, isAbsolute, join, resolve } from 'node:path';
 import { defineCommand, UsageError, warn, type CommandIO } from '../lib/command.js';
 import { openNdjsonWriter, readTextLines, type NdjsonWriter } from '../lib/io/ndjson.js';
 import { readRecords } from '../lib/io/csv.js';
@@ -10,13 +11,13 @@ import { inputDisplayName, isStdio, openInputStream } from '../lib/io/paths.js';
 import { startProgress } from '../lib/progress.js';
 import { createFetcher, DEFAULT_FETCH_POLICY, type FetchPolicy } from '../lib/http/fetch.js';
 import { createRobotsPolicy } from '../lib/http/robots.js';
-import { crawl, createImageDownloader, type CrawlEntry, type ImageOutcome, type PageEntry, type ProductSource } from '../lib/http/crawl.js';
-import { openJournal, type CrawlJournal } from '../lib/http/journal.js';
+import { crawl, createImageDownloader, type CrawlEntry, type ImageOutcome, type PageEntry, type ProductSource, type SitemapEntry } from '../lib/http/crawl.js';
+import { openJournal, type CrawlJournal, type EntryLocation } from '../lib/http/journal.js';
 import { verifyAndStoreImage } from '../lib/http/image-store.js';
 import { isStopwordLanguage, parseStopwordList, stopwordSet, type StopwordLanguage } from '../lib/text/stopwords.js';
 import { normalizeStopwords } from '../lib/text/tokenize.js';
-import { buildWeakLabels, TEXT_FIELDS, type TextField, type WeakLabelRecord } from '../lib/text/weak-labels.js';
-import { createVocabularyCounter } from '../lib/text/vocabulary.js';
+import { productBag, productSamples, TEXT_FIELDS, type TextField, type WeakLabelRecord } from '../lib/text/weak-labels.js';
+import { addSiteProduct, createVocabularyCounter, removeSiteProduct, siteSpecificWords, type SiteWordFrequencies } from '../lib/text/vocabulary.js';
 
 const NAME = 'crawl-tokenize';
 
@@ -419,9 +420,16 @@ export default defineCommand<Args>({
     const resolvedImages = imagesDir === undefined ? null : resolve(imagesDir);
     const progress = startProgress(io.stderr, { label: mode === 'crawl' ? 'crawl' : 'import' });
 
-    let products: ProductSource[];
+    // Products are not kept in memory: each is journalled as it completes, its bag counted into its
+    // site's document frequencies, and only where it lies (and what orders it) is remembered. The
+    // output is written after the crawl by reading them back in output order.
+    const bagOptions = { tokenize: { stopwords, minLength: args['min-length'], foldAccents }, fields: fields as TextField[] };
+    const sites = new Map<string, SiteWordFrequencies>();
+    const countBag = (product: ProductSource, sign: 1 | -1) => (sign > 0 ? addSiteProduct : removeSiteProduct)(sites, product.site, productBag(product, bagOptions));
+    let order: EntryLocation[];
     let stats: RunStats;
     let journal: CrawlJournal<unknown> | null = null;
+    let readProduct: (at: EntryLocation) => ProductSource;
     try {
       if (mode === 'crawl') {
         const siteOf = (url: string): string => {
@@ -441,8 +449,10 @@ export default defineCommand<Args>({
           images: resolvedImages,
           userAgent: args['user-agent'],
         });
-        const crawlJournal = statePath === null ? memoryJournal<CrawlEntry>() : openJournal<CrawlEntry>(statePath, fingerprint, args.restart);
+        const crawlJournal = openRunJournal<CrawlEntry>(statePath, fingerprint, args.restart);
         journal = crawlJournal;
+        readProduct = (at) => (crawlJournal.read(at) as PageEntry).product!;
+        const tally = createCrawlTally(readProduct, countBag);
         let done = 0;
         const result = await crawl({
           fetcher,
@@ -458,12 +468,18 @@ export default defineCommand<Args>({
           siteOf,
           workers: Math.max(4, args.concurrency * 2),
           journal: crawlJournal,
+          onEntry: tally.add,
           onPage: () => progress.update(++done),
           warn: (message) => warn(io, NAME, message),
         });
-        ({ products, stats } = crawlStats(result.pages, result.sitemaps, result.resumedPages));
+        ({ order, stats } = tally.finish(result.sitemaps, result.resumedPages));
       } else {
-        ({ products, stats } = await importRows(args, io, { fetcher, robots, robotsToken, imagesDir: imagesDir ?? null, statePath, onRow: () => progress.tick() }, (j) => (journal = j)));
+        ({ order, stats, readProduct } = await importRows(
+          args,
+          io,
+          { fetcher, robots, robotsToken, imagesDir: imagesDir ?? null, statePath, onRow: () => progress.tick(), countBag },
+          (j) => (journal = j),
+        ));
       }
     } catch (err) {
       progress.stop();
@@ -476,22 +492,29 @@ export default defineCommand<Args>({
     progress.stop();
     await fetcher.close();
 
-    const labels = buildWeakLabels(products, {
-      tokenize: { stopwords, minLength: args['min-length'], foldAccents },
-      fields: fields as TextField[],
-      siteWords: { maxDf: args['max-df'], minProducts: args['min-site-products'] },
-      textOnly: mode === 'import' && args['image-field'] === undefined,
-    });
+    const siteWords = siteSpecificWords(sites, { maxDf: args['max-df'], minProducts: args['min-site-products'] });
+    const siteWordSets = new Map([...siteWords].map(([site, words]) => [site, new Set(words)]));
+    const textOnly = mode === 'import' && args['image-field'] === undefined;
     const vocabulary = createVocabularyCounter();
     const seenHashes = new Set<string>();
     let duplicates = 0;
+    let records = 0;
+    let productsWithoutImages = 0;
     try {
-      for (const record of labels.records) {
-        await output.write(record satisfies WeakLabelRecord);
-        vocabulary.add(record.tokens, record.source);
-        if (record.sha256 !== null) {
-          if (seenHashes.has(record.sha256)) duplicates += 1;
-          seenHashes.add(record.sha256);
+      for (const at of order) {
+        const product = readProduct(at);
+        const drop = siteWordSets.get(product.site);
+        const bag = productBag(product, bagOptions);
+        const samples = productSamples(product, drop ? bag.filter((w) => !drop.has(w)) : bag, textOnly);
+        if (samples.length === 0) productsWithoutImages += 1;
+        for (const record of samples) {
+          await output.write(record satisfies WeakLabelRecord);
+          records += 1;
+          vocabulary.add(record.tokens, record.source);
+          if (record.sha256 !== null) {
+            if (seenHashes.has(record.sha256)) duplicates += 1;
+            seenHashes.add(record.sha256);
+          }
         }
       }
       await output.close();
@@ -500,17 +523,18 @@ export default defineCommand<Args>({
         await vocabWriter.close();
       }
     } catch (err) {
+      (journal as CrawlJournal<unknown> | null)?.close();
       await output.abort();
       await vocabWriter?.abort();
       throw err;
     }
 
-    stats.records = labels.records.length;
-    stats.products.withoutImages = labels.productsWithoutImages;
+    stats.records = records;
+    stats.products.withoutImages = productsWithoutImages;
     stats.images.saved = seenHashes.size;
     stats.images.duplicates = duplicates;
     stats.vocabulary = { words: vocabulary.size, written: vocabWriter === null ? 0 : Math.min(vocabulary.size, args['top-k']) };
-    stats.siteWords = Object.fromEntries(labels.siteWords);
+    stats.siteWords = Object.fromEntries(siteWords);
     stats.run = {
       seconds: Math.round((Date.now() - started) / 100) / 10,
       requests: fetcher.counters.requests,
@@ -524,68 +548,107 @@ export default defineCommand<Args>({
   },
 });
 
-/** A journal that keeps nothing (no state file: output to stdout without --state). */
-function memoryJournal<E>(): CrawlJournal<E> {
-  return { path: '', replayed: [], append() {}, close() {}, remove() {} };
+/**
+ * The journal of a run: the state file when there is one, else a private temporary file (deleted with
+ * the journal), so products can be read back after the crawl without being held in memory.
+ */
+function openRunJournal<E>(statePath: string | null, fingerprint: string, restart: boolean): CrawlJournal<E> {
+  if (statePath !== null) return openJournal<E>(statePath, fingerprint, restart);
+  const dir = mkdtempSync(join(tmpdir(), 'atelier-crawl-'));
+  const journal = openJournal<E>(join(dir, 'journal.ndjson'), fingerprint, true);
+  const removeDir = () => rmSync(dir, { recursive: true, force: true });
+  return {
+    ...journal,
+    close() {
+      journal.close();
+      removeDir();
+    },
+    remove() {
+      journal.remove();
+      removeDir();
+    },
+  };
 }
 
 function emptyImageStats(): RunStats['images'] {
   return { referenced: 0, saved: 0, duplicates: 0, corrupt: {}, skipped: {}, failed: {} };
 }
 
-function countImage(images: RunStats['images'], outcome: ImageOutcome): void {
-  images.referenced += 1;
+/** Counts one image outcome in (by 1) or back out (by -1). */
+function countImage(images: RunStats['images'], outcome: ImageOutcome, by: 1 | -1 = 1): void {
+  images.referenced += by;
   if (outcome.ok) return;
-  if (outcome.corrupt) increment(images.corrupt, outcome.reason);
-  else if (outcome.reason === 'noimageindex' || outcome.reason === 'robots') increment(images.skipped, outcome.reason);
-  else increment(images.failed, outcome.reason);
+  const counts = outcome.corrupt ? images.corrupt : outcome.reason === 'noimageindex' || outcome.reason === 'robots' ? images.skipped : images.failed;
+  counts[outcome.reason] = (counts[outcome.reason] ?? 0) + by;
 }
 
 function finishImageStats(images: RunStats['images']): RunStats['images'] {
-  return { ...images, corrupt: sortedCounts(images.corrupt), skipped: sortedCounts(images.skipped), failed: sortedCounts(images.failed) };
+  const nonZero = (counts: Record<string, number>) => sortedCounts(Object.fromEntries(Object.entries(counts).filter(([, n]) => n !== 0)));
+  return { ...images, corrupt: nonZero(images.corrupt), skipped: nonZero(images.skipped), failed: nonZero(images.failed) };
 }
 
-/** The products of a crawl (one per final URL, the first in crawl order), sorted by source URL; and the page counts. */
-function crawlStats(pages: PageEntry[], sitemaps: CrawlEntry[], resumed: number): { products: ProductSource[]; stats: RunStats } {
+/** Where a kept product lies in the journal and its place in crawl order (level, then order). */
+interface CrawlProductRef {
+  level: number;
+  order: number;
+  at: EntryLocation;
+}
+
+/**
+ * Counts the pages of a crawl as they finish and keeps one product per final URL: the first in crawl
+ * order, whatever order they finish in (a later-finishing earlier page replaces the one counted).
+ * `finish` gives the products' journal locations sorted by source URL, and the stats.
+ */
+function createCrawlTally(readProduct: (at: EntryLocation) => ProductSource, countBag: (product: ProductSource, sign: 1 | -1) => void) {
   const failed: Record<string, number> = {};
-  const pageStats = { queued: pages.length, fetched: 0, products: 0, notProducts: 0, noindex: 0, skippedByRobots: 0, duplicates: 0, failed };
-  const bySource = new Map<string, ProductSource>();
+  const pageStats = { queued: 0, fetched: 0, products: 0, notProducts: 0, noindex: 0, skippedByRobots: 0, duplicates: 0, failed };
+  const bySource = new Map<string, CrawlProductRef>();
   const images = emptyImageStats();
-  for (const page of pages) {
+  const add = (page: PageEntry, at: EntryLocation): void => {
+    pageStats.queued += 1;
     if (page.status === 'blocked') pageStats.skippedByRobots += 1;
     else if (page.status === 'failed') increment(failed, page.reason ?? 'failed');
     else pageStats.fetched += 1;
     if (page.status === 'no-product') pageStats.notProducts += 1;
     if (page.status === 'noindex') pageStats.noindex += 1;
-    if (page.status !== 'product' || page.product === undefined) continue;
-    if (bySource.has(page.product.source)) {
+    if (page.status !== 'product' || page.product === undefined) return;
+    const product = page.product;
+    const previous = bySource.get(product.source);
+    if (previous !== undefined) {
       pageStats.duplicates += 1;
-      continue;
+      if (previous.level < page.level || (previous.level === page.level && previous.order < page.order)) return;
+      const replaced = readProduct(previous.at);
+      countBag(replaced, -1);
+      for (const image of replaced.images) countImage(images, image, -1);
     }
-    bySource.set(page.product.source, page.product);
-    for (const image of page.product.images) countImage(images, image);
-  }
-  const products = [...bySource.values()].sort((a, b) => (a.source < b.source ? -1 : a.source > b.source ? 1 : 0));
-  pageStats.products = products.length;
-  const sitemapEntries = sitemaps.filter((s): s is Extract<CrawlEntry, { kind: 'sitemap' }> => s.kind === 'sitemap');
-  return {
-    products,
-    stats: {
-      mode: 'crawl',
-      pages: { ...pageStats, failed: sortedCounts(failed) },
-      sitemaps: {
-        read: sitemapEntries.filter((s) => s.ok).length,
-        failed: sitemapEntries.filter((s) => !s.ok).length,
-        urls: sitemapEntries.reduce((n, s) => n + s.urls.length, 0),
-      },
-      products: { total: products.length, withoutImages: 0 },
-      images: finishImageStats(images),
-      records: 0,
-      vocabulary: null,
-      siteWords: {},
-      run: { seconds: 0, requests: 0, retries: 0, bytes: 0, resumed },
-    },
+    bySource.set(product.source, { level: page.level, order: page.order, at });
+    countBag(product, 1);
+    for (const image of product.images) countImage(images, image);
   };
+  const finish = (sitemaps: SitemapEntry[], resumed: number): { order: EntryLocation[]; stats: RunStats } => {
+    const sources = [...bySource.keys()].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+    const order = sources.map((source) => bySource.get(source)!.at);
+    pageStats.products = order.length;
+    return {
+      order,
+      stats: {
+        mode: 'crawl',
+        pages: { ...pageStats, failed: sortedCounts(failed) },
+        sitemaps: {
+          read: sitemaps.filter((s) => s.ok).length,
+          failed: sitemaps.filter((s) => !s.ok).length,
+          urls: sitemaps.reduce((n, s) => n + s.urls.length, 0),
+        },
+        products: { total: order.length, withoutImages: 0 },
+        images: finishImageStats(images),
+        records: 0,
+        vocabulary: null,
+        siteWords: {},
+        run: { seconds: 0, requests: 0, retries: 0, bytes: 0, resumed },
+      },
+    };
+  };
+  return { add, finish };
 }
 
 interface ImportContext {
@@ -595,6 +658,8 @@ interface ImportContext {
   imagesDir: string | null;
   statePath: string | null;
   onRow(): void;
+  /** Counts a product's bag into (1) or out of (-1) its site's document frequencies. */
+  countBag(product: ProductSource, sign: 1 | -1): void;
 }
 
 /** Import mode: rows of an NDJSON/CSV catalogue, each journalled with its images once they are stored. */
@@ -603,7 +668,7 @@ async function importRows(
   io: CommandIO,
   ctx: ImportContext,
   exposeJournal: (journal: CrawlJournal<unknown>) => void,
-): Promise<{ products: ProductSource[]; stats: RunStats }> {
+): Promise<{ order: EntryLocation[]; stats: RunStats; readProduct: (at: EntryLocation) => ProductSource }> {
   const inputPath = args.import!;
   const name = inputDisplayName(inputPath);
   const titleFields = splitNames(args['title-field']);
@@ -628,13 +693,13 @@ async function importRows(
     imageBase: baseIsUrl ? imageBase : resolve(imageBase),
     images: ctx.imagesDir === null ? null : resolve(ctx.imagesDir),
   });
-  const journal = ctx.statePath === null || isStdio(inputPath) ? memoryJournal<ImportEntry>() : openJournal<ImportEntry>(ctx.statePath, fingerprint, args.restart);
+  const journal = openRunJournal<ImportEntry>(isStdio(inputPath) ? null : ctx.statePath, fingerprint, args.restart);
   exposeJournal(journal as CrawlJournal<unknown>);
-  const done = new Map<number, RowEntry>();
+  const done = new Map<number, { entry: RowEntry; at: EntryLocation }>();
   const known = new Map<string, ImageOutcome>();
-  for (const entry of journal.replayed) {
+  for (const [i, entry] of journal.replayed.entries()) {
     if (entry.kind !== 'row') continue;
-    done.set(entry.line, entry);
+    done.set(entry.line, { entry, at: journal.replayedAt[i]! });
     for (const image of entry.product.images) known.set(image.url, image);
   }
   const download = createImageDownloader({
@@ -672,7 +737,14 @@ async function importRows(
     return isAbsolute(ref) ? ref : resolve(imageBase, ref);
   };
 
-  const entries: RowEntry[] = [];
+  // Rows kept: their line (output order) and where the journal holds them; images counted as they come.
+  const rows: Array<{ line: number; at: EntryLocation }> = [];
+  const images = emptyImageStats();
+  const keep = (entry: RowEntry, at: EntryLocation) => {
+    rows.push({ line: entry.line, at });
+    ctx.countBag(entry.product, 1);
+    for (const image of entry.product.images) countImage(images, image);
+  };
   let resumed = 0;
   let checked = false;
   const inFlight = new Set<Promise<void>>();
@@ -680,7 +752,8 @@ async function importRows(
   const handleRow = async (record: Record<string, unknown>, line: number): Promise<void> => {
     const previous = done.get(line);
     if (previous) {
-      entries.push(previous);
+      done.delete(line);
+      keep(previous.entry, previous.at);
       resumed += 1;
       return;
     }
@@ -708,8 +781,7 @@ async function importRows(
         images,
       },
     };
-    journal.append(entry);
-    entries.push(entry);
+    keep(entry, journal.append(entry));
   };
   for await (const { value, line, file } of readRecords(inputPath, { stdin: io.stdin })) {
     if (!checked) {
@@ -735,16 +807,14 @@ async function importRows(
     if (inFlight.size >= limit) await Promise.race(inFlight);
   }
   await Promise.all(inFlight);
-  entries.sort((a, b) => a.line - b.line);
-  const images = emptyImageStats();
-  for (const entry of entries) for (const image of entry.product.images) countImage(images, image);
-  const products = entries.map((e) => e.product);
+  rows.sort((a, b) => a.line - b.line);
   return {
-    products,
+    order: rows.map((r) => r.at),
+    readProduct: (at) => journal.read(at).product,
     stats: {
       mode: 'import',
-      rows: { read: entries.length },
-      products: { total: products.length, withoutImages: 0 },
+      rows: { read: rows.length },
+      products: { total: rows.length, withoutImages: 0 },
       images: finishImageStats(images),
       records: 0,
       vocabulary: null,

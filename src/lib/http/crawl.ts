@@ -1,13 +1,14 @@
 // The crawl: sitemaps and start URLs form level 0; same-host links matching the follow pattern form
 // the next level, admitted in (page order, link order) once the level is done, so which pages are
 // crawled never depends on response timing. Every page, with its product and the outcome of each of
-// its images, is journalled when done; a resumed crawl replays the journal and rebuilds the same levels.
+// its images, is journalled when done and handed to the caller, not kept: memory holds the frontier
+// and each level's links only. A resumed crawl replays the journal and rebuilds the same levels.
 import { extractPage, decodeHtml, xRobotsDirectives } from './extract.js';
 import { isHtmlType, isImageType, type Fetcher, type FetchResult } from './fetch.js';
 import type { RobotsPolicy } from './robots.js';
 import { MAX_SITEMAP_BYTES, parseSitemap, sitemapText } from './sitemap.js';
-import { verifyAndStoreImage } from './image-store.js';
-import type { CrawlJournal } from './journal.js';
+import { recentStoredHashes, verifyAndStoreImage } from './image-store.js';
+import type { CrawlJournal, EntryLocation } from './journal.js';
 
 /** One product image after download: stored by hash, or why not. */
 export type ImageOutcome =
@@ -77,6 +78,8 @@ export interface CrawlSettings {
   /** Pages processed at once (the fetcher's own limits still apply). */
   workers: number;
   journal: CrawlJournal<CrawlEntry>;
+  /** Called once per page of the crawl as it finishes (replayed ones included), with where the journal holds it. */
+  onEntry?(entry: PageEntry, at: EntryLocation, replayed: boolean): void;
   /** Called once per page finished in this run. */
   onPage?(entry: PageEntry): void;
   /** One line per skipped page or image. */
@@ -84,8 +87,8 @@ export interface CrawlSettings {
 }
 
 export interface CrawlResult {
-  /** Every page of the crawl in crawl order (level, then order), replayed ones included. */
-  pages: PageEntry[];
+  /** Pages of the crawl, replayed ones included (each was handed to onEntry). */
+  pages: number;
   sitemaps: SitemapEntry[];
   /** Pages taken from the journal instead of fetched. */
   resumedPages: number;
@@ -119,9 +122,14 @@ export interface ImageDownloadSettings {
   robotsToken: string;
   imagesDir: string;
   pixelLimit?: number;
-  /** Outcomes already known (from a journal): those URLs are not fetched again. */
+  /** Outcomes already known (from a journal): those URLs are not fetched again while remembered. */
   known?: ReadonlyMap<string, ImageOutcome>;
+  /** Image URLs whose outcome is remembered (the oldest forgotten first), so memory stays bounded. */
+  remember?: number;
 }
+
+/** Default number of image outcomes remembered: pages of one product family usually share images within a few pages. */
+export const IMAGE_OUTCOMES_REMEMBERED = 4096;
 
 /**
  * A function that downloads an image URL once per run (later calls share the first one's outcome):
@@ -129,7 +137,14 @@ export interface ImageDownloadSettings {
  */
 export function createImageDownloader(settings: ImageDownloadSettings): (url: string) => Promise<ImageOutcome> {
   const outcomes = new Map<string, Promise<ImageOutcome>>();
-  for (const [url, outcome] of settings.known ?? []) outcomes.set(url, Promise.resolve(outcome));
+  const remember = Math.max(1, settings.remember ?? IMAGE_OUTCOMES_REMEMBERED);
+  const keep = (url: string, outcome: Promise<ImageOutcome>) => {
+    outcomes.set(url, outcome);
+    // A Map iterates in insertion order: its first key is the oldest.
+    if (outcomes.size > remember) outcomes.delete(outcomes.keys().next().value!);
+  };
+  for (const [url, outcome] of settings.known ?? []) keep(url, Promise.resolve(outcome));
+  const stored = recentStoredHashes(remember);
   const allowUrl = (url: string) => settings.robots.check(url);
   const download = async (url: string): Promise<ImageOutcome> => {
     const result = await settings.fetcher.fetch({ url, accept: IMAGE_ACCEPT, acceptContentType: isImageType, allowUrl });
@@ -138,15 +153,15 @@ export function createImageDownloader(settings: ImageDownloadSettings): (url: st
     if (directives.noimageindex || directives.noindex) {
       return { url, ok: false, reason: 'noimageindex', message: 'X-Robots-Tag forbids indexing this image' };
     }
-    const stored = await verifyAndStoreImage(result.body, settings.imagesDir, settings.pixelLimit);
-    if (!stored.ok) return { url, ok: false, reason: stored.reason, message: stored.message, corrupt: true };
-    return { url, ok: true, sha256: stored.sha256, path: stored.path };
+    const image = await verifyAndStoreImage(result.body, settings.imagesDir, settings.pixelLimit, stored);
+    if (!image.ok) return { url, ok: false, reason: image.reason, message: image.message, corrupt: true };
+    return { url, ok: true, sha256: image.sha256, path: image.path };
   };
   return (url) => {
     let outcome = outcomes.get(url);
     if (outcome === undefined) {
       outcome = download(url);
-      outcomes.set(url, outcome);
+      keep(url, outcome);
     }
     return outcome;
   };
@@ -156,12 +171,12 @@ export function createImageDownloader(settings: ImageDownloadSettings): (url: st
 export async function crawl(settings: CrawlSettings): Promise<CrawlResult> {
   const { fetcher, robots, journal } = settings;
   const allowUrl = (url: string) => robots.check(url);
-  const replayedPages = new Map<string, PageEntry>();
+  const replayedPages = new Map<string, { entry: PageEntry; at: EntryLocation }>();
   const replayedSitemaps = new Map<string, SitemapEntry>();
   const images = new Map<string, ImageOutcome>();
-  for (const entry of journal.replayed) {
+  for (const [i, entry] of journal.replayed.entries()) {
     if (entry.kind === 'page') {
-      replayedPages.set(entry.url, entry);
+      replayedPages.set(entry.url, { entry, at: journal.replayedAt[i]! });
       for (const image of entry.product?.images ?? []) if (!images.has(image.url)) images.set(image.url, image);
     } else if (entry.kind === 'sitemap') {
       replayedSitemaps.set(entry.url, entry);
@@ -272,26 +287,32 @@ export async function crawl(settings: CrawlSettings): Promise<CrawlResult> {
     sitemaps.flatMap((s) => s.urls),
     level,
   );
-  const pages: PageEntry[] = [];
+  let pages = 0;
   let resumedPages = 0;
   for (let depth = 0; level.length > 0; depth++) {
-    const entries = await mapPool(level, settings.workers, async (url, order) => {
+    // Only what the next level needs is kept per page; the entry itself goes to the journal and onEntry.
+    const done = await mapPool(level, settings.workers, async (url, order) => {
       const replayed = replayedPages.get(url);
-      if (replayed && replayed.level === depth && replayed.order === order) {
+      let entry: PageEntry;
+      if (replayed && replayed.entry.level === depth && replayed.entry.order === order) {
+        replayedPages.delete(url);
         resumedPages += 1;
-        return replayed;
+        entry = replayed.entry;
+        settings.onEntry?.(entry, replayed.at, true);
+      } else {
+        entry = await processPage(url, depth, order);
+        const at = journal.append(entry);
+        warnPage(entry);
+        settings.onEntry?.(entry, at, false);
+        settings.onPage?.(entry);
       }
-      const entry = await processPage(url, depth, order);
-      journal.append(entry);
-      warnPage(entry);
-      settings.onPage?.(entry);
-      return entry;
+      return { links: entry.links, finalUrl: entry.finalUrl };
     });
-    pages.push(...entries);
+    pages += done.length;
     // Where redirects led counts as seen, so the same page is not queued again under its final URL.
-    for (const entry of entries) if (entry.finalUrl) seen.add(entry.finalUrl);
+    for (const page of done) if (page.finalUrl) seen.add(page.finalUrl);
     const next: string[] = [];
-    for (const entry of entries) admit(entry.links, next);
+    for (const page of done) admit(page.links, next);
     level = next;
   }
   return { pages, sitemaps, resumedPages };

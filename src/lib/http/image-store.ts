@@ -1,9 +1,11 @@
 // Downloaded images are verified by decoding them (a JPEG header on a truncated or non-image body
-// proves nothing) and stored once per content: DIR/<first 2 hex>/<sha256>.<ext>, written atomically.
+// proves nothing) the first time their content is seen, and stored once per content:
+// DIR/<first 2 hex>/<sha256>.<ext>, written atomically.
 import { createHash } from 'node:crypto';
 import { access, mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { decodeImage, type ImageSkipReason } from '../image/decode.js';
+import sharp from 'sharp';
+import { decodeImage, DEFAULT_PIXEL_LIMIT, type ImageSkipReason } from '../image/decode.js';
 import { writeFileAtomic } from '../io/atomic.js';
 
 export type StoredImage = { ok: true; sha256: string; path: string; bytes: number; alreadyStored: boolean };
@@ -39,15 +41,61 @@ async function exists(path: string): Promise<boolean> {
   }
 }
 
-/** Decodes `bytes` to check they are a whole image, then stores them by hash unless that content is already there. */
-export async function verifyAndStoreImage(bytes: Uint8Array, dir: string, pixelLimit?: number): Promise<StoredImage | RejectedImage> {
-  // A tiny decode target: libvips still reads every scanline, so truncation shows, but the resize is cheap.
-  const decoded = await decodeImage(bytes, { width: 8, height: 8, pixelLimit });
-  if (!decoded.ok) return { ok: false, reason: decoded.reason, message: decoded.message };
+// Below this many bytes a full-size decode is cheaper than libvips setting up a resize; above it,
+// an 8x8 resize lets JPEG shrink-on-load skip most of the IDCT work (every scanline is still read).
+const FULL_DECODE_MAX_BYTES = 48 * 1024;
+
+/** True when sharp decodes every pixel of `bytes` without error (a truncated file fails: sharp's failOn is 'warning'). */
+async function decodesCompletely(bytes: Uint8Array, pixelLimit: number): Promise<boolean> {
+  try {
+    const pipeline = sharp(bytes, { limitInputPixels: pixelLimit });
+    if (bytes.length > FULL_DECODE_MAX_BYTES) pipeline.resize(8, 8, { fit: 'outside' });
+    await pipeline.raw().toBuffer();
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Hashes known to be stored in one image directory, so a repeated image costs no file-system check. */
+export interface StoredHashes {
+  has(sha256: string): boolean;
+  add(sha256: string): void;
+}
+
+/** A StoredHashes that remembers the `limit` most recently added hashes (memory stays bounded). */
+export function recentStoredHashes(limit: number): StoredHashes {
+  const hashes = new Set<string>();
+  return {
+    has: (sha256) => hashes.has(sha256),
+    add(sha256) {
+      hashes.delete(sha256);
+      hashes.add(sha256);
+      // A Set iterates in insertion order: its first value is the least recently added.
+      if (hashes.size > limit) hashes.delete(hashes.values().next().value!);
+    },
+  };
+}
+
+/**
+ * Stores `bytes` by hash unless that content is already there. New content is decoded first to check it
+ * is a whole image; content already stored was checked when it was stored, so it is not decoded again.
+ * `stored` (optional) remembers what this directory holds across calls.
+ */
+export async function verifyAndStoreImage(bytes: Uint8Array, dir: string, pixelLimit?: number, stored?: StoredHashes): Promise<StoredImage | RejectedImage> {
   const sha256 = sha256Hex(bytes);
   const path = imagePathFor(dir, sha256, imageExtension(bytes));
-  if (await exists(path)) return { ok: true, sha256, path, bytes: bytes.length, alreadyStored: true };
+  if (bytes.length > 0 && (stored?.has(sha256) || (await exists(path)))) {
+    stored?.add(sha256);
+    return { ok: true, sha256, path, bytes: bytes.length, alreadyStored: true };
+  }
+  if (bytes.length === 0 || !(await decodesCompletely(bytes, pixelLimit ?? DEFAULT_PIXEL_LIMIT))) {
+    // The failure path only: decodeImage names the reason (truncated, not-an-image, too-large, ...).
+    const decoded = await decodeImage(bytes, { width: 8, height: 8, pixelLimit });
+    if (!decoded.ok) return { ok: false, reason: decoded.reason, message: decoded.message };
+  }
   await mkdir(join(dir, sha256.slice(0, 2)), { recursive: true });
   await writeFileAtomic(path, bytes);
+  stored?.add(sha256);
   return { ok: true, sha256, path, bytes: bytes.length, alreadyStored: false };
 }

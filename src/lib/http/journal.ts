@@ -2,7 +2,7 @@
 // and rows done with everything taken from them). A run killed at any point leaves a journal whose
 // complete lines are all true; re-running the same command replays it and only does what is missing.
 // Each entry is one write(2) of one line, so a kill leaves at most a torn last line, which is dropped.
-import { closeSync, existsSync, ftruncateSync, openSync, readFileSync, unlinkSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, ftruncateSync, openSync, readFileSync, readSync, unlinkSync, writeSync } from 'node:fs';
 import { UsageError } from '../command.js';
 
 export interface JournalHeader {
@@ -12,38 +12,52 @@ export interface JournalHeader {
   fingerprint: string;
 }
 
+/** Where one entry's line lies in the journal file. */
+export interface EntryLocation {
+  offset: number;
+  length: number;
+}
+
 export interface CrawlJournal<E> {
   path: string;
   /** Entries found when the journal was opened (empty for a new one). */
   readonly replayed: E[];
-  /** Appends one entry (one line, one write). */
-  append(entry: E): void;
+  /** Where each replayed entry lies, in the same order. */
+  readonly replayedAt: EntryLocation[];
+  /** Appends one entry (one line, one write); returns where it lies, for `read`. */
+  append(entry: E): EntryLocation;
+  /** Reads back the entry at `at` (from `append` or `replayedAt`), so callers need not keep entries in memory. */
+  read(at: EntryLocation): E;
   close(): void;
   /** Closes and deletes the journal: the run it describes is complete. */
   remove(): void;
 }
 
-function parseLines(text: string): { lines: unknown[]; validBytes: number } {
+const NEWLINE = 0x0a;
+
+/** The complete, parsable lines of a journal file and where each lies; a torn or unparsable line ends it. */
+function parseLines(bytes: Buffer): { lines: unknown[]; at: EntryLocation[]; validBytes: number } {
   const lines: unknown[] = [];
+  const at: EntryLocation[] = [];
   let offset = 0;
   let validBytes = 0;
-  while (offset < text.length) {
-    const end = text.indexOf('\n', offset);
+  while (offset < bytes.length) {
+    const end = bytes.indexOf(NEWLINE, offset);
     if (end === -1) break; // torn last line: no newline, so the write did not complete
-    const line = text.slice(offset, end);
+    const line = bytes.toString('utf8', offset, end);
+    const start = offset;
     offset = end + 1;
-    if (line.trim() === '') {
-      validBytes = Buffer.byteLength(text.slice(0, offset));
-      continue;
+    if (line.trim() !== '') {
+      try {
+        lines.push(JSON.parse(line));
+      } catch {
+        break;
+      }
+      at.push({ offset: start, length: end - start });
     }
-    try {
-      lines.push(JSON.parse(line));
-    } catch {
-      break;
-    }
-    validBytes = Buffer.byteLength(text.slice(0, offset));
+    validBytes = offset;
   }
-  return { lines, validBytes };
+  return { lines, at, validBytes };
 }
 
 /**
@@ -53,10 +67,11 @@ function parseLines(text: string): { lines: unknown[]; validBytes: number } {
  */
 export function openJournal<E>(path: string, fingerprint: string, restart: boolean): CrawlJournal<E> {
   let replayed: E[] = [];
+  let replayedAt: EntryLocation[] = [];
   let fd: number;
+  let size: number;
   if (!restart && existsSync(path)) {
-    const text = readFileSync(path, 'utf8');
-    const { lines, validBytes } = parseLines(text);
+    const { lines, at, validBytes } = parseLines(readFileSync(path));
     const header = lines[0] as Partial<JournalHeader> | undefined;
     if (header !== undefined) {
       if (header.kind !== 'header' || header.version !== 1) {
@@ -67,9 +82,11 @@ export function openJournal<E>(path: string, fingerprint: string, restart: boole
       }
     }
     fd = openSync(path, 'r+');
-    ftruncateSync(fd, validBytes);
-    if (header === undefined) writeSync(fd, JSON.stringify({ kind: 'header', version: 1, fingerprint } satisfies JournalHeader) + '\n', 0);
+    size = header === undefined ? 0 : validBytes;
+    ftruncateSync(fd, size);
+    if (header === undefined) size = writeSync(fd, JSON.stringify({ kind: 'header', version: 1, fingerprint } satisfies JournalHeader) + '\n', 0);
     replayed = lines.slice(1) as E[];
+    replayedAt = at.slice(1);
     closeSync(fd);
     fd = openSync(path, 'a');
   } else {
@@ -79,28 +96,44 @@ export function openJournal<E>(path: string, fingerprint: string, restart: boole
       const code = (err as NodeJS.ErrnoException).code;
       throw new UsageError(code === 'ENOENT' ? 'cannot write the state file: its directory does not exist' : `cannot write the state file (${code})`, { file: path });
     }
-    writeSync(fd, JSON.stringify({ kind: 'header', version: 1, fingerprint } satisfies JournalHeader) + '\n');
+    size = writeSync(fd, JSON.stringify({ kind: 'header', version: 1, fingerprint } satisfies JournalHeader) + '\n');
   }
   let open = true;
+  let readFd: number | null = null;
+  const closeAll = () => {
+    if (!open) return;
+    open = false;
+    closeSync(fd);
+    if (readFd !== null) closeSync(readFd);
+  };
   return {
     path,
     replayed,
+    replayedAt,
     append(entry) {
       if (!open) throw new Error(`journal ${path} is closed`);
       const line = Buffer.from(JSON.stringify(entry) + '\n', 'utf8');
       let written = 0;
       while (written < line.length) written += writeSync(fd, line, written, line.length - written);
+      const at = { offset: size, length: line.length - 1 };
+      size += line.length;
+      return at;
     },
-    close() {
-      if (!open) return;
-      open = false;
-      closeSync(fd);
-    },
-    remove() {
-      if (open) {
-        open = false;
-        closeSync(fd);
+    read(at) {
+      if (!open) throw new Error(`journal ${path} is closed`);
+      readFd ??= openSync(path, 'r');
+      const bytes = Buffer.allocUnsafe(at.length);
+      let got = 0;
+      while (got < at.length) {
+        const n = readSync(readFd, bytes, got, at.length - got, at.offset + got);
+        if (n === 0) throw new Error(`journal ${path} ends before the entry at byte ${at.offset}`);
+        got += n;
       }
+      return JSON.parse(bytes.toString('utf8')) as E;
+    },
+    close: closeAll,
+    remove() {
+      closeAll();
       if (existsSync(path)) unlinkSync(path);
     },
   };

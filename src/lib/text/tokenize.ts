@@ -20,6 +20,8 @@ const WORD = /[\p{L}\p{M}\p{N}]+(?:-[\p{L}\p{M}\p{N}]+)*/gu;
 const ALPHABETIC = /^\p{L}[\p{L}\p{M}]*(?:-\p{L}[\p{L}\p{M}]*)*$/u;
 const COMBINING_MARK = /\p{M}/gu;
 
+// htmlparser2 in HTML mode (cheerio's `xml` option with xmlMode off): a fragment needs no tree-construction rules.
+const HTML_PARSER = { xml: { xmlMode: false, decodeEntities: true } } as const;
 // Elements whose content is not text a shopper reads.
 const SKIPPED_ELEMENTS = new Set(['script', 'style', 'noscript', 'template', 'head', 'svg', 'iframe', 'object']);
 // Inline elements: no word break at their edges ("<b>écr</b>u" stays one word); every other element breaks.
@@ -40,7 +42,7 @@ export function normalizeWord(word: string, foldAccents = false): string {
  */
 export function htmlToText(html: string): string {
   if (!html.includes('<') && !html.includes('&')) return html.replace(/\s+/g, ' ').trim();
-  const $ = load(html, null, false);
+  const $ = load(html, HTML_PARSER, false);
   const parts: string[] = [];
   const stack: Array<AnyNode | null> = [...$.root()[0]!.children].reverse();
   while (stack.length > 0) {

@@ -93,6 +93,18 @@ export function addSiteProduct(sites: Map<string, SiteWordFrequencies>, site: st
   for (const word of new Set(bag)) entry.df.set(word, (entry.df.get(word) ?? 0) + 1);
 }
 
+/** Takes back one product's bag from its site's frequencies (a product replaced by an earlier one with the same source). */
+export function removeSiteProduct(sites: Map<string, SiteWordFrequencies>, site: string, bag: readonly string[]): void {
+  const entry = sites.get(site);
+  if (entry === undefined) return;
+  entry.products -= 1;
+  for (const word of new Set(bag)) {
+    const df = (entry.df.get(word) ?? 0) - 1;
+    if (df > 0) entry.df.set(word, df);
+    else entry.df.delete(word);
+  }
+}
+
 export interface SiteWordOptions {
   /** A word in more than this fraction of a site's products is a candidate (0..1; 1 turns the rule off). */
   maxDf: number;

@@ -71,21 +71,25 @@ export function buildWeakLabels(products: readonly LabelledProduct[], options: W
   let productsWithoutImages = 0;
   products.forEach((p, i) => {
     const drop = siteWordSets.get(p.site);
-    const tokens = drop ? bags[i]!.filter((w) => !drop.has(w)) : bags[i]!;
-    const text = { title: p.title, category: p.category, description: p.description };
-    const usable = p.images.filter((im) => im.ok && im.sha256 !== undefined && im.path !== undefined);
-    if (usable.length === 0) {
-      if (options.textOnly && p.images.length === 0) {
-        records.push({ id: p.productId ?? stableId(p.source), source: p.source, url: null, image: null, sha256: null, ...text, tokens });
-      } else {
-        productsWithoutImages += 1;
-      }
-      return;
-    }
-    usable.forEach((im, n) => {
-      const id = p.productId !== undefined ? (usable.length === 1 ? p.productId : `${p.productId}-${n + 1}`) : stableId(p.source, im.url);
-      records.push({ id, source: p.source, url: im.url, image: im.path!, sha256: im.sha256!, ...text, tokens });
-    });
+    const samples = productSamples(p, drop ? bags[i]!.filter((w) => !drop.has(w)) : bags[i]!, options.textOnly);
+    if (samples.length === 0) productsWithoutImages += 1;
+    records.push(...samples);
   });
   return { records, siteWords, productsWithoutImages };
+}
+
+/**
+ * The samples of one product whose final bag is `tokens`: one per usable image, or one text-only sample
+ * when `textOnly` and it names no image; none (a product without a usable image) otherwise.
+ */
+export function productSamples(p: LabelledProduct, tokens: string[], textOnly: boolean): WeakLabelRecord[] {
+  const text = { title: p.title, category: p.category, description: p.description };
+  const usable = p.images.filter((im) => im.ok && im.sha256 !== undefined && im.path !== undefined);
+  if (usable.length === 0) {
+    return textOnly && p.images.length === 0 ? [{ id: p.productId ?? stableId(p.source), source: p.source, url: null, image: null, sha256: null, ...text, tokens }] : [];
+  }
+  return usable.map((im, n) => {
+    const id = p.productId !== undefined ? (usable.length === 1 ? p.productId : `${p.productId}-${n + 1}`) : stableId(p.source, im.url);
+    return { id, source: p.source, url: im.url, image: im.path!, sha256: im.sha256!, ...text, tokens };
+  });
 }
