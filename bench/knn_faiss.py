@@ -28,10 +28,11 @@ def main():
     faiss.omp_set_num_threads(args.threads)
     gallery_raw = np.load(args.gallery).astype(np.float32)
     queries_raw = np.load(args.queries).astype(np.float32)
-    best_total = best_search = float("inf")
+    best_total = best_search = best_cpu = float("inf")
     indices = None
     for _ in range(args.repeats):
         started = time.perf_counter()
+        cpu_started = time.process_time()
         gallery = gallery_raw.copy()
         queries = queries_raw.copy()
         faiss.normalize_L2(gallery)
@@ -41,6 +42,7 @@ def main():
         searched = time.perf_counter()
         _, indices = index.search(queries, args.k)
         done = time.perf_counter()
+        best_cpu = min(best_cpu, time.process_time() - cpu_started)
         best_total = min(best_total, done - started)
         best_search = min(best_search, done - searched)
         del index, gallery
@@ -52,6 +54,7 @@ def main():
         "repeats": args.repeats,
         "seconds": best_total,
         "searchSeconds": best_search,
+        "cpuSeconds": best_cpu,
         "queriesPerSecond": queries_raw.shape[0] / best_total,
     }))
 

@@ -23,7 +23,8 @@ import {
   openHnswIndex,
   openNpyVectorSource,
   parseByteSize,
-  planExactSearch,
+  planExactSearchFor,
+  loadUsearch,
   readRowIds,
   saveHnswIndex,
   voteWeight,
@@ -69,12 +70,23 @@ function positiveInteger(value: number, flag: string): number {
   return value;
 }
 
-/** The data budget: --memory minus what the process already holds (the runtime, the addons). */
-function dataBudget(memory: string): number {
+/** Bytes of --memory; a UsageError when it does not read as a size. */
+function memoryTotal(memory: string): number {
   const total = parseByteSize(memory);
   if (total === null) throw new UsageError(`expected a size such as 512M or 2G, got '${memory}'`, { field: '--memory' });
+  return total;
+}
+
+/** Room left after this for the V8 heap to grow and for buffers V8 has not collected yet. */
+const RUNTIME_HEADROOM_BYTES = 24 * 1024 * 1024;
+
+/**
+ * The data budget: --memory minus what the process holds now (the runtime, the addons, the ids
+ * already read) and a headroom for garbage; so call it once everything but the vectors is loaded.
+ */
+function dataBudget(total: number): number {
   const held = process.memoryUsage().rss;
-  const budget = total - held - 16 * 1024 * 1024;
+  const budget = total - held - RUNTIME_HEADROOM_BYTES;
   if (budget < 8 * 1024 * 1024) {
     throw new UsageError(`${formatByteSize(total)} leaves no room for data: the process already holds ${formatByteSize(held)}`, { field: '--memory' });
   }
@@ -230,7 +242,7 @@ Exact search (the default) streams: the gallery is read in slabs and queries in 
     if (args['label-field'] && !args.labels) throw new UsageError('needs --labels', { field: '--label-field' });
     if (args.labels && !args['label-field']) throw new UsageError('needs --label-field (the field holding the label)', { field: '--labels' });
     const labels = args.labels ? await readLabels(args.labels, args['label-field']!, args['id-field'], io.stdin) : null;
-    const memoryBytes = dataBudget(args.memory);
+    const memory = memoryTotal(args.memory);
 
     let mode: 'search' | 'build' | 'query';
     if (args.action === undefined) mode = 'search';
@@ -278,6 +290,9 @@ Exact search (the default) streams: the gallery is read in slabs and queries in 
           throw new UsageError(`rows have ${gallery.source.dim} columns but ${args.query} has ${query.source.dim}; both must come from the same embedding`, { file: args.gallery });
         }
       }
+      // The budget is what is left once the ids, labels and the usearch addon are in memory.
+      if (kernelName !== 'js' || args.index === 'hnsw' || mode === 'query') loadUsearch();
+      const memoryBytes = dataBudget(memory);
       const started = performance.now();
       let blocks: AsyncGenerator<NeighborBlock>;
       let galleryIds = gallery.ids;
@@ -310,7 +325,7 @@ Exact search (the default) streams: the gallery is read in slabs and queries in 
         method = `HNSW (M=${args.connectivity}, ef=${args['expansion-search']}) built in ${((performance.now() - started) / 1000).toFixed(1)} s`;
       } else {
         const { reason } = createExactKernel(kernelName, distanceKindOf(metric), threads);
-        const plan = planExactSearch(query.source.rows, gallery.source.rows, query.source.dim, k, memoryBytes);
+        const plan = planExactSearchFor(query.source, gallery.source, { k, metric, memoryBytes });
         const layout = plan.galleryResident
           ? 'gallery held in memory'
           : `gallery streamed in slabs of ${plan.gallerySlabRows} rows, queries in blocks of ${plan.queryBlockRows}`;

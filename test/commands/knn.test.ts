@@ -1,11 +1,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, writeFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { writeNpy } from '../../src/lib/io/npy.js';
 import { loadUsearch } from '../../src/lib/knn/kernel.js';
 import { createRandom } from '../../src/lib/random.js';
-import { parseNdjson, runAtelier, scratchDir } from '../helpers.js';
+import { atelierBin, parseNdjson, runAtelier, scratchDir } from '../helpers.js';
 
 const dir = scratchDir();
 const usearchLoads = loadUsearch().usearch !== null;
@@ -89,6 +90,40 @@ test('--memory below the gallery size streams it and gives the same answer', asy
   assert.equal(streamed.stdout, whole.stdout);
   const first = parseNdjson(whole.stdout)[0].neighbors as Array<{ id: string }>;
   assert.equal(first[0].id, 'b0', 'a query equal to a gallery row finds it first');
+});
+
+/** Runs atelier, polling its peak resident set (VmHWM of /proc/<pid>/status) until it exits. */
+async function runWithPeakRss(args: string[]): Promise<{ code: number | null; stderr: string; peakBytes: number }> {
+  const child = spawn(process.execPath, [atelierBin, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+  let peakBytes = 0;
+  const poll = setInterval(() => {
+    try {
+      const match = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${child.pid}/status`, 'utf8'));
+      if (match) peakBytes = Math.max(peakBytes, Number(match[1]) * 1024);
+    } catch {
+      // The process has just exited.
+    }
+  }, 10);
+  const code = await new Promise<number | null>((done) => child.on('close', done));
+  clearInterval(poll);
+  return { code, stderr, peakBytes };
+}
+
+test('the peak RSS stays under --memory while a gallery bigger than the data budget streams', { skip: !existsSync('/proc/self/status') && 'needs /proc' }, async () => {
+  // 110 MiB of float32 rows against a 200 MiB budget, most of which the runtime and the ids already hold.
+  const rows = 112_640;
+  const dim = 256;
+  const big = randomMatrix(rows, dim, 9);
+  const g = await writeVectors('rss', big, dim, Array.from({ length: rows }, (_, i) => `r${i}`));
+  const q = await writeVectors('rssq', big.slice(0, 64 * dim), dim, Array.from({ length: 64 }, (_, i) => `q${i}`));
+  const budget = 200 * 1024 * 1024;
+  const run = await runWithPeakRss(['knn', '-q', q, '-g', g, '--k', '5', '--memory', '200M', '-o', '/dev/null']);
+  assert.equal(run.code, 0, run.stderr);
+  assert.match(run.stderr, /gallery streamed in slabs of \d+ rows/);
+  assert.ok(run.peakBytes > 0, 'VmHWM was read');
+  assert.ok(run.peakBytes < budget, `peak RSS ${(run.peakBytes / 2 ** 20).toFixed(1)} MiB is under --memory 200M`);
 });
 
 test('label vote: {label, probs} from the neighbours, probs summing to 1, weighted on request', async () => {

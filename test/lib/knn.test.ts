@@ -20,6 +20,8 @@ import {
   openHnswIndex,
   openNpyVectorSource,
   parseByteSize,
+  DEFAULT_TILE_ROWS,
+  kernelScratchBytes,
   planExactSearch,
   readRetrievalPartition,
   saveHnswIndex,
@@ -128,27 +130,33 @@ test('exact search agrees with brute force: every metric, kernel, self-exclusion
 test('exactNeighbors plans blocks from a small memory budget and still returns the exact answer', async () => {
   const dim = 16;
   const q = randomMatrix(40, dim, 3);
-  const g = randomMatrix(3000, dim, 4);
-  // 3000 x 16 x 12 bytes = 576 kB of gallery: a 300 kB budget forces slabs.
-  const plan = planExactSearch(40, 3000, dim, 5, 300_000, 256);
+  const g = randomMatrix(10_000, dim, 4);
+  // 10000 x 16 x 4 bytes = 640 kB of gallery: what 1.2 MB leaves after the kernels' scratch forces slabs.
+  const plan = planExactSearch(40, 10_000, dim, 5, 1_200_000, 256);
   assert.equal(plan.galleryResident, false);
-  assert.ok(plan.gallerySlabRows < 3000);
-  const got = await collect(exactNeighbors(arrayVectorSource(q, dim), arrayVectorSource(g, dim), { k: 5, metric: 'cosine', memoryBytes: 300_000, tileRows: 256 }));
+  assert.ok(plan.gallerySlabRows < 10_000);
+  const got = await collect(exactNeighbors(arrayVectorSource(q, dim), arrayVectorSource(g, dim), { k: 5, metric: 'cosine', memoryBytes: 1_200_000, tileRows: 256 }));
   assertSameNeighbours(got, bruteForce(q, g, dim, 'cosine', 5, false), 2e-5, 'budgeted');
 });
 
-test('planExactSearch keeps within the budget and refuses one too small', () => {
-  for (const [queries, gallery, dim, k, budget] of [
-    [1000, 100_000, 256, 10, 64 * 1024 * 1024],
-    [100_000, 1000, 64, 50, 8 * 1024 * 1024],
-    [10, 10, 8, 3, 1024 * 1024],
+test('planExactSearch keeps within the budget, counting read scratch and kernel scratch, and refuses one too small', () => {
+  for (const [queries, gallery, dim, k, budget, scratch] of [
+    [1000, 100_000, 256, 10, 64 * 1024 * 1024, 0],
+    [1000, 100_000, 256, 10, 64 * 1024 * 1024, 8],
+    [100_000, 1000, 64, 50, 16 * 1024 * 1024, 0],
+    [10, 10, 8, 3, 1024 * 1024, 2],
   ]) {
-    const plan = planExactSearch(queries, gallery, dim, k, budget);
-    const galleryBytes = (plan.galleryResident ? gallery : plan.gallerySlabRows) * dim * 12;
-    const queryBytes = plan.queryBlockRows * (dim * 8 + k * 16 + 4 + (k + 2) * 12 + k * 24);
-    assert.ok(galleryBytes + queryBytes <= budget, `plan ${JSON.stringify(plan)} fits ${budget}`);
+    const plan = planExactSearch(queries, gallery, dim, k, budget, DEFAULT_TILE_ROWS, { galleryScratchBytesPerValue: scratch, queryScratchBytesPerValue: scratch });
+    const galleryBytes = (plan.galleryResident ? gallery : plan.gallerySlabRows) * dim * (4 + scratch);
+    const queryBytes = plan.queryBlockRows * (dim * (8 + scratch) + k * 16 + 4 + (k + 2) * 20 + k * 16 + 4);
+    const kernelBytes = kernelScratchBytes(dim, Math.min(DEFAULT_TILE_ROWS, gallery));
+    assert.ok(galleryBytes + queryBytes + kernelBytes <= budget, `plan ${JSON.stringify(plan)} fits ${budget}`);
     assert.ok(plan.queryBlockRows >= 1 && plan.queryBlockRows <= queries);
   }
+  // float64 rows read through an 8-byte scratch leave room for fewer rows than float32 ones.
+  const f32 = planExactSearch(1000, 100_000, 256, 10, 64 * 1024 * 1024);
+  const f64 = planExactSearch(1000, 100_000, 256, 10, 64 * 1024 * 1024, DEFAULT_TILE_ROWS, { galleryScratchBytesPerValue: 8 });
+  assert.ok(f64.gallerySlabRows < f32.gallerySlabRows);
   assert.throws(() => planExactSearch(10, 10_000, 512, 10, 10_000), (err: unknown) => err instanceof UsageError && /memory budget/.test(err.message));
 });
 
@@ -233,7 +241,24 @@ test('a .npy source reads row ranges of any float dtype as float32 and names a n
   const rows = await source.read(4, 6);
   assert.deepEqual(Array.from(rows), Array.from(values.subarray(12, 18), (v) => Math.fround(v)));
   assert.deepEqual(Array.from(await gatherRows(source, [9, 0, 4], 2)), [27, 28, 29, 0, 1, 2, 12, 13, 14].map((i) => Math.fround(values[i])));
+  // readInto fills the front of one reused buffer, through an 8-byte scratch for float64 rows.
+  assert.equal(source.readScratchBytesPerValue, 8);
+  const buffer = new Float32Array(12).fill(-1);
+  const view = await source.readInto(7, 20, buffer);
+  assert.equal(view.buffer, buffer.buffer);
+  assert.deepEqual(Array.from(view), Array.from(values.subarray(21, 30), (v) => Math.fround(v)));
+  assert.deepEqual(Array.from(buffer.subarray(9)), [-1, -1, -1]);
+  await assert.rejects(source.readInto(0, 5, buffer), RangeError);
   await source.close();
+  await writeNpy(join(dir, 'f32.npy'), Float32Array.from(values), [10, 3]);
+  await writeNpy(join(dir, 'i64.npy'), BigInt64Array.from({ length: 30 }, (_, i) => BigInt(i - 15)), [10, 3]);
+  const f32 = await openNpyVectorSource(join(dir, 'f32.npy'));
+  const i64 = await openNpyVectorSource(join(dir, 'i64.npy'));
+  assert.equal(f32.readScratchBytesPerValue, 0);
+  assert.deepEqual(Array.from(await f32.readInto(2, 4, buffer)), Array.from(values.subarray(6, 12), (v) => Math.fround(v)));
+  assert.deepEqual(Array.from(await i64.readInto(0, 2, buffer)), [-15, -14, -13, -12, -11, -10]);
+  await f32.close();
+  await i64.close();
   values[25] = Infinity;
   await writeNpy(join(dir, 'inf.npy'), values, [10, 3]);
   const bad = await openNpyVectorSource(join(dir, 'inf.npy'));

@@ -2,7 +2,7 @@
 // disk (or kept resident when it fits), each slab cut into cache-sized tiles for the kernel, and a
 // per-query top-k heap, so memory is bounded by a budget and not by the gallery size.
 import { UsageError } from '../command.js';
-import { createExactKernel, distanceKindOf, type ExactKernel, type KernelName } from './kernel.js';
+import { JS_QUERY_SUB_BLOCK, USEARCH_QUERIES_PER_CALL, createExactKernel, distanceKindOf, type ExactKernel, type KernelName } from './kernel.js';
 import { assertSameDimension, normalizeRows, type Metric, type VectorSource } from './source.js';
 import { TopKHeaps } from './topk.js';
 
@@ -16,7 +16,7 @@ export interface ExactSearchOptions {
   /** Threads for the native kernel (default 1). */
   threads?: number;
   kernel?: KernelName;
-  /** Gallery rows per kernel call; 1024 x 256-d float32 (1 MiB) stays in L2. */
+  /** Gallery rows per kernel call (default DEFAULT_TILE_ROWS). */
   tileRows?: number;
 }
 
@@ -40,37 +40,61 @@ export interface ExactSearchPlan {
   tileRows: number;
 }
 
+/** What a plan must count besides the rows themselves. */
+export interface ExactPlanCosts {
+  /** Raw scratch bytes per value the gallery source holds while reading (0 for float32 .npy and arrays). */
+  galleryScratchBytesPerValue?: number;
+  queryScratchBytesPerValue?: number;
+}
+
 export const DEFAULT_MEMORY_BYTES = 1024 * 1024 * 1024;
 
-/** Bytes one query row costs in a block: its vector plus its heap and the kernel's candidate lists. */
-function queryRowBytes(dim: number, k: number): number {
-  // The vector, a dense copy some kernels make, its heap, the kernel candidates and the output.
-  return dim * 8 + TopKHeaps.bytesFor(1, k) + (k + 2) * 12 + k * 24;
+/** Gallery rows per kernel call: 4096 x 256-d float32 (4 MiB) stays in L3 and keeps calls few. */
+export const DEFAULT_TILE_ROWS = 4096;
+
+/** Bytes one query row costs in a block: its vector, its heap, the kernel's candidate lists and the output. */
+function queryRowBytes(dim: number, k: number, scratchBytesPerValue: number): number {
+  // The vector, a dense copy when it is a view into the resident gallery, read scratch, heap, kernel candidates, output.
+  return dim * (8 + scratchBytesPerValue) + TopKHeaps.bytesFor(1, k) + (k + 2) * 20 + k * 16 + 4;
+}
+
+/** Bytes the kernels hold whatever the block sizes: a dense tile copy and usearch's distance matrix (counted twice: malloc keeps a freed one). */
+export function kernelScratchBytes(dim: number, tileRows: number): number {
+  return tileRows * dim * 4 + 2 * USEARCH_QUERIES_PER_CALL * (tileRows * 16 + dim * 4) + JS_QUERY_SUB_BLOCK * tileRows * 4;
 }
 
 /** Splits the budget between a query block and gallery slabs; throws a UsageError when not even one row of each fits. */
-export function planExactSearch(queryRows: number, galleryRows: number, dim: number, k: number, memoryBytes: number, tileRows = 1024): ExactSearchPlan {
-  // A slab read may briefly hold the raw rows and their float32 copy (float64 files): count both.
-  const galleryRowBytes = dim * 12;
-  const perQuery = queryRowBytes(dim, k);
+export function planExactSearch(queryRows: number, galleryRows: number, dim: number, k: number, memoryBytes: number, tileRows = DEFAULT_TILE_ROWS, costs: ExactPlanCosts = {}): ExactSearchPlan {
+  const galleryRowBytes = dim * (4 + (costs.galleryScratchBytesPerValue ?? 0));
+  const perQuery = queryRowBytes(dim, k, costs.queryScratchBytesPerValue ?? 0);
+  const fixed = kernelScratchBytes(dim, Math.min(tileRows, Math.max(1, galleryRows)));
   const galleryBytes = galleryRows * galleryRowBytes;
-  const minimum = perQuery + Math.min(galleryRows, tileRows) * galleryRowBytes;
+  const minimum = fixed + perQuery + Math.min(galleryRows, tileRows) * galleryRowBytes;
   if (memoryBytes < minimum) {
     throw new UsageError(`a memory budget of ${memoryBytes} bytes cannot hold one query and one gallery tile of ${dim}-d rows (needs ${minimum})`, { field: 'memory' });
   }
-  if (galleryBytes <= memoryBytes / 2) {
-    const queryBlockRows = Math.max(1, Math.min(queryRows, Math.floor((memoryBytes - galleryBytes) / perQuery)));
+  const available = memoryBytes - fixed;
+  if (galleryBytes <= available / 2) {
+    const queryBlockRows = Math.max(1, Math.min(queryRows, Math.floor((available - galleryBytes) / perQuery)));
     return { queryBlockRows, gallerySlabRows: Math.max(1, galleryRows), galleryResident: true, tileRows };
   }
-  const gallerySlabRows = Math.max(Math.min(tileRows, galleryRows), Math.floor(memoryBytes / 2 / galleryRowBytes));
-  const left = memoryBytes - gallerySlabRows * galleryRowBytes;
+  const gallerySlabRows = Math.max(Math.min(tileRows, galleryRows), Math.floor(available / 2 / galleryRowBytes));
+  const left = available - gallerySlabRows * galleryRowBytes;
   const queryBlockRows = Math.max(1, Math.min(queryRows, Math.floor(left / perQuery)));
   return { queryBlockRows, gallerySlabRows, galleryResident: false, tileRows };
 }
 
-/** Reads rows [start, end) of a source, normalised for cosine. */
-async function readPrepared(source: VectorSource, start: number, end: number, metric: Metric): Promise<Float32Array> {
-  const rows = await source.read(start, end);
+/** The plan exactNeighbors uses for these sources and options. */
+export function planExactSearchFor(query: VectorSource, gallery: VectorSource, opts: ExactSearchOptions): ExactSearchPlan {
+  return planExactSearch(query.rows, gallery.rows, query.dim, opts.k, opts.memoryBytes ?? DEFAULT_MEMORY_BYTES, opts.tileRows ?? DEFAULT_TILE_ROWS, {
+    galleryScratchBytesPerValue: gallery.readScratchBytesPerValue,
+    queryScratchBytesPerValue: query.readScratchBytesPerValue,
+  });
+}
+
+/** Reads rows [start, end) of a source into `target`, normalised for cosine. */
+async function readPrepared(source: VectorSource, start: number, end: number, metric: Metric, target: Float32Array): Promise<Float32Array> {
+  const rows = await source.readInto(start, end, target);
   if (metric === 'cosine') normalizeRows(rows, source.dim);
   return rows;
 }
@@ -86,8 +110,7 @@ export async function* exactNeighbors(query: VectorSource, gallery: VectorSource
   assertSameDimension(query, gallery);
   const excludeSelf = opts.excludeSelf === true;
   if (excludeSelf && query.rows !== gallery.rows) throw new RangeError('excludeSelf needs the gallery to be the query set');
-  const dim = query.dim;
-  const plan = planExactSearch(query.rows, gallery.rows, dim, k, opts.memoryBytes ?? DEFAULT_MEMORY_BYTES, opts.tileRows);
+  const plan = planExactSearchFor(query, gallery, opts);
   const { kernel } = createExactKernel(opts.kernel ?? 'auto', distanceKindOf(metric), opts.threads ?? 1);
   yield* searchWithKernel(query, gallery, { ...opts, excludeSelf }, plan, kernel);
 }
@@ -105,19 +128,22 @@ export async function* searchWithKernel(
   const dim = query.dim;
   const kk = Math.min(k, Math.max(0, gallery.rows - (excludeSelf ? 1 : 0)));
   const heaps = new TopKHeaps(Math.max(1, Math.min(plan.queryBlockRows, query.rows)), Math.max(1, kk));
+  // One buffer each for the gallery (whole or a slab) and the query block, reused for every read.
+  const galleryBuffer = new Float32Array((plan.galleryResident ? gallery.rows : Math.min(plan.gallerySlabRows, gallery.rows)) * dim);
   let resident: Float32Array | null = null;
-  if (plan.galleryResident && gallery.rows > 0) resident = await readPrepared(gallery, 0, gallery.rows, metric);
+  if (plan.galleryResident && gallery.rows > 0) resident = await readPrepared(gallery, 0, gallery.rows, metric, galleryBuffer);
+  const queryBuffer = resident && excludeSelf ? null : new Float32Array(Math.min(plan.queryBlockRows, query.rows) * dim);
 
   for (let qStart = 0; qStart < query.rows; qStart += plan.queryBlockRows) {
     const qEnd = Math.min(query.rows, qStart + plan.queryBlockRows);
     const qRows = qEnd - qStart;
     // A set searched against itself and held whole needs no second read.
-    const queries = resident && excludeSelf ? resident.subarray(qStart * dim, qEnd * dim) : await readPrepared(query, qStart, qEnd, metric);
+    const queries = queryBuffer ? await readPrepared(query, qStart, qEnd, metric, queryBuffer) : resident!.subarray(qStart * dim, qEnd * dim);
     heaps.clear();
     if (kk > 0) {
       for (let sStart = 0; sStart < gallery.rows; sStart += plan.gallerySlabRows) {
         const sEnd = Math.min(gallery.rows, sStart + plan.gallerySlabRows);
-        const slab = resident ? resident.subarray(sStart * dim, sEnd * dim) : await readPrepared(gallery, sStart, sEnd, metric);
+        const slab = resident ? resident.subarray(sStart * dim, sEnd * dim) : await readPrepared(gallery, sStart, sEnd, metric, galleryBuffer);
         for (let tStart = sStart; tStart < sEnd; tStart += plan.tileRows) {
           const tEnd = Math.min(sEnd, tStart + plan.tileRows);
           kernel.searchTile({

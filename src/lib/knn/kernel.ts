@@ -134,8 +134,8 @@ export function scoreTile(kind: DistanceKind, a: Float32Array, aRows: number, b:
   for (let i = 0; i < n; i++) out[i] = -out[i];
 }
 
-/** Queries scored per call of the typed-array kernel: 64 x 1024 float32 scores stay in L2. */
-const JS_QUERY_SUB_BLOCK = 64;
+/** Queries scored per call of the typed-array kernel: 64 x 4096 float32 scores (1 MiB) stay in L2. */
+export const JS_QUERY_SUB_BLOCK = 64;
 
 export function typedArrayKernel(kind: DistanceKind): ExactKernel {
   let scratch = new Float32Array(0);
@@ -171,6 +171,9 @@ export function typedArrayKernel(kind: DistanceKind): ExactKernel {
 
 // ---- usearch kernel --------------------------------------------------------------------------
 
+/** Queries per usearch exactSearch call: its 64 x tile distance matrix stays small (4 MiB at 4096 rows). */
+export const USEARCH_QUERIES_PER_CALL = 64;
+
 type UsearchModule = typeof import('usearch');
 
 /** The usearch addon, or null with the reason when its native build does not load on this machine. */
@@ -199,25 +202,16 @@ function exactSearchRaw(usearch: UsearchModule, tile: Float32Array, queries: Flo
  * candidate ties with the k-th, rows beyond it may tie too, so that query rescans the whole tile
  * (keeps ties broken by gallery order, exactly).
  */
-export function usearchKernel(usearch: UsearchModule, kind: DistanceKind, threads: number): ExactKernel {
+export function usearchKernel(usearch: UsearchModule, kind: DistanceKind, threads: number, queriesPerCall = USEARCH_QUERIES_PER_CALL): ExactKernel {
   // usearch 2.25's exactSearch reads from the start of a view's buffer, ignoring its byteOffset, so
   // views into a larger array are copied to the start of a scratch buffer first.
   let tileScratch = new Float32Array(0);
-  let queriesSeen: Float32Array | null = null;
-  let queriesDense = new Float32Array(0);
+  let queryScratch = new Float32Array(0);
   const denseTile = (tile: Float32Array): Float32Array => {
     if (tile.byteOffset === 0) return tile;
     if (tileScratch.length < tile.length) tileScratch = new Float32Array(tile.length);
     tileScratch.set(tile);
     return tileScratch.subarray(0, tile.length);
-  };
-  const denseQueries = (queries: Float32Array): Float32Array => {
-    if (queries.byteOffset === 0) return queries;
-    if (queries !== queriesSeen) {
-      queriesSeen = queries;
-      queriesDense = queries.slice();
-    }
-    return queriesDense;
   };
   return {
     name: 'usearch',
@@ -227,34 +221,50 @@ export function usearchKernel(usearch: UsearchModule, kind: DistanceKind, thread
       const k = heaps.k;
       const count = Math.min(tileRows, k + (excludeSelf ? 2 : 1));
       const tile = denseTile(s.tile);
-      const queries = denseQueries(s.queries);
-      const raw = exactSearchRaw(usearch, tile, queries, s.queryRows, dim, count, kind, threads);
-      for (let q = 0; q < s.queryRows; q++) {
-        const self = excludeSelf ? s.queryStart + q - s.tileStart : -1;
-        const base = q * raw.stride;
-        const found = raw.count(q);
-        let tied = false;
-        if (found < tileRows) {
-          let kept = 0;
-          let kth = NaN;
+      if (queryScratch.length < queriesPerCall * dim) queryScratch = new Float32Array(queriesPerCall * dim);
+      // Queries go in batches: usearch allocates a batch x tile distance matrix (16 bytes a pair) per call.
+      for (let q0 = 0; q0 < s.queryRows; q0 += queriesPerCall) {
+        const batchRows = Math.min(queriesPerCall, s.queryRows - q0);
+        let batch = s.queries.subarray(q0 * dim, (q0 + batchRows) * dim);
+        if (batch.byteOffset !== 0) {
+          batch = queryScratch.subarray(0, batchRows * dim);
+          batch.set(s.queries.subarray(q0 * dim, (q0 + batchRows) * dim));
+        }
+        const raw = exactSearchRaw(usearch, tile, batch, batchRows, dim, count, kind, threads);
+        for (let r = 0; r < batchRows; r++) {
+          const q = q0 + r;
+          const self = excludeSelf ? s.queryStart + q - s.tileStart : -1;
+          const base = r * raw.stride;
+          const found = raw.count(r);
+          let tied = false;
+          if (found < tileRows) {
+            let kept = 0;
+            let kth = NaN;
+            for (let t = 0; t < found; t++) {
+              if (Number(raw.keys[base + t]) === self) continue;
+              if (++kept === k) kth = raw.distances[base + t];
+            }
+            tied = kept > k && raw.distances[base + found - 1] === kth;
+          }
+          if (tied) {
+            const row = s.queries.slice(q * dim, (q + 1) * dim);
+            const all = exactSearchRaw(usearch, tile, row, 1, dim, tileRows, kind, 1);
+            for (let t = 0; t < all.count(0); t++) {
+              const j = Number(all.keys[t]);
+              if (j !== self) heaps.push(q, all.distances[t], s.tileStart + j);
+            }
+            continue;
+          }
+          let worst = heaps.worstDistance(q);
           for (let t = 0; t < found; t++) {
-            if (Number(raw.keys[base + t]) === self) continue;
-            if (++kept === k) kth = raw.distances[base + t];
+            const distance = raw.distances[base + t];
+            // Candidates come sorted: once one cannot enter the heap, none after it can (ties go to the earlier row, already kept).
+            if (distance > worst) break;
+            const j = Number(raw.keys[base + t]);
+            if (j === self) continue;
+            heaps.push(q, distance, s.tileStart + j);
+            worst = heaps.worstDistance(q);
           }
-          tied = kept > k && raw.distances[base + found - 1] === kth;
-        }
-        if (tied) {
-          const row = queries.slice(q * dim, (q + 1) * dim);
-          const all = exactSearchRaw(usearch, tile, row, 1, dim, tileRows, kind, 1);
-          for (let t = 0; t < all.count(0); t++) {
-            const j = Number(all.keys[t]);
-            if (j !== self) heaps.push(q, all.distances[t], s.tileStart + j);
-          }
-          continue;
-        }
-        for (let t = 0; t < found; t++) {
-          const j = Number(raw.keys[base + t]);
-          if (j !== self) heaps.push(q, raw.distances[base + t], s.tileStart + j);
         }
       }
     },

@@ -1,7 +1,8 @@
 // Row vectors read a range at a time, from a .npy on disk or an array in memory, so a search can
 // stream over a gallery larger than memory. Every range read is checked for NaN/±Infinity.
+import { open, type FileHandle } from 'node:fs/promises';
 import { UsageError } from '../command.js';
-import { openNpyReader, type NpyTypedArray } from '../io/npy.js';
+import { openNpyReader, type NpyDtype } from '../io/npy.js';
 
 /** Similarity measures the search understands; scores are always "higher is closer". */
 export const METRICS = ['cosine', 'euclidean', 'dot'] as const;
@@ -19,6 +20,13 @@ export interface VectorSource {
   dim: number;
   /** Rows [start, end) as a fresh float32 array the caller may modify; throws a UsageError on a non-finite value. */
   read(start: number, end: number): Promise<Float32Array>;
+  /**
+   * Rows [start, end) written to the front of `target` (which must hold them), returned as a view of
+   * it: a streaming caller reuses one buffer instead of leaving a slab of garbage per read.
+   */
+  readInto(start: number, end: number, target: Float32Array): Promise<Float32Array>;
+  /** Bytes per value a read holds besides its float32 output (a scratch buffer of another dtype's raw values); kept between reads. */
+  readScratchBytesPerValue: number;
   close(): Promise<void>;
 }
 
@@ -49,44 +57,91 @@ export function arrayVectorSource(data: Float32Array, dim: number, name = 'array
       assertFiniteRows(out, dim, first, name);
       return out;
     },
+    async readInto(start, end, target) {
+      const first = Math.max(0, Math.min(start, rows));
+      const last = Math.max(first, Math.min(end, rows));
+      const out = viewFor(target, (last - first) * dim);
+      out.set(data.subarray(first * dim, last * dim));
+      assertFiniteRows(out, dim, first, name);
+      return out;
+    },
+    readScratchBytesPerValue: 0,
     async close() {},
   };
 }
 
-function toFloat32(data: NpyTypedArray): Float32Array {
-  if (data instanceof Float32Array) return data;
-  if (data instanceof BigInt64Array || data instanceof BigUint64Array) return Float32Array.from(data, Number);
-  return Float32Array.from(data as ArrayLike<number>);
+/** The first `count` values of a read target, which must have room for them. */
+function viewFor(target: Float32Array, count: number): Float32Array {
+  if (target.length < count) throw new RangeError(`a read of ${count} values needs a bigger target than ${target.length}`);
+  return target.subarray(0, count);
 }
 
-/** Opens a 2-D numeric .npy as a vector source (any numeric dtype, converted to float32 per read). */
+/** Typed-array views over raw little-endian .npy bytes, by dtype (bool is refused before this is used). */
+const RAW_VIEWS: Record<Exclude<NpyDtype, 'bool'>, new (buffer: ArrayBuffer, byteOffset: number, length: number) => ArrayLike<number | bigint>> = {
+  float32: Float32Array,
+  float64: Float64Array,
+  int8: Int8Array,
+  int16: Int16Array,
+  int32: Int32Array,
+  int64: BigInt64Array,
+  uint8: Uint8Array,
+  uint16: Uint16Array,
+  uint32: Uint32Array,
+  uint64: BigUint64Array,
+};
+
+async function readFully(handle: FileHandle, target: Uint8Array, position: number, path: string): Promise<void> {
+  let done = 0;
+  while (done < target.length) {
+    const { bytesRead } = await handle.read(target, done, Math.min(target.length - done, 1 << 30), position + done);
+    if (bytesRead === 0) throw new UsageError(`file is truncated: expected ${target.length - done} more bytes at offset ${position + done}`, { file: path });
+    done += bytesRead;
+  }
+}
+
+/**
+ * Opens a 2-D numeric .npy as a vector source. float32 rows are read straight into the caller's
+ * buffer; other dtypes go through one raw scratch buffer, reused, and are converted to float32.
+ */
 export async function openNpyVectorSource(path: string): Promise<VectorSource> {
   const reader = await openNpyReader(path);
-  const { shape, dtype } = reader.header;
-  if (shape.length !== 2) {
-    await reader.close();
-    throw new UsageError(`expected a 2-D matrix of row vectors, got shape (${shape.join(', ')})`, { file: path });
-  }
-  if (shape[1] === 0) {
-    await reader.close();
-    throw new UsageError('rows have 0 columns', { file: path });
-  }
-  if (dtype === 'bool') {
-    await reader.close();
-    throw new UsageError('expected numeric row vectors, got a bool array', { file: path });
-  }
+  const { shape, dtype, dataOffset, itemSize } = reader.header;
+  await reader.close();
+  if (shape.length !== 2) throw new UsageError(`expected a 2-D matrix of row vectors, got shape (${shape.join(', ')})`, { file: path });
+  if (shape[1] === 0) throw new UsageError('rows have 0 columns', { file: path });
+  if (dtype === 'bool') throw new UsageError('expected numeric row vectors, got a bool array', { file: path });
   const [rows, dim] = shape;
+  const handle = await open(path, 'r');
+  const View = RAW_VIEWS[dtype];
+  let scratch = new ArrayBuffer(0);
+  const readInto = async (start: number, end: number, target: Float32Array): Promise<Float32Array> => {
+    const first = Math.max(0, Math.min(start, rows));
+    const last = Math.max(first, Math.min(end, rows));
+    const count = (last - first) * dim;
+    const out = viewFor(target, count);
+    const position = dataOffset + first * dim * itemSize;
+    if (dtype === 'float32') {
+      await readFully(handle, new Uint8Array(out.buffer, out.byteOffset, out.byteLength), position, path);
+    } else {
+      if (scratch.byteLength < count * itemSize) scratch = new ArrayBuffer(count * itemSize);
+      await readFully(handle, new Uint8Array(scratch, 0, count * itemSize), position, path);
+      const raw = new View(scratch, 0, count);
+      for (let i = 0; i < count; i++) out[i] = Number(raw[i]);
+    }
+    assertFiniteRows(out, dim, first, path);
+    return out;
+  };
   return {
     name: path,
     rows,
     dim,
-    async read(start, end) {
-      const { data, start: first } = await reader.readRows(start, end);
-      const out = toFloat32(data);
-      assertFiniteRows(out, dim, first, path);
-      return out;
+    read: (start, end) => {
+      const first = Math.max(0, Math.min(start, rows));
+      return readInto(start, end, new Float32Array((Math.max(first, Math.min(end, rows)) - first) * dim));
     },
-    close: () => reader.close(),
+    readInto,
+    readScratchBytesPerValue: dtype === 'float32' ? 0 : itemSize,
+    close: () => handle.close(),
   };
 }
 
