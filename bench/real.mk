@@ -92,3 +92,45 @@ real-teacher: build real-check-fit
 	head -4 $(REAL_OUT)/teacher.summary.txt
 	$(NODE) dist/bench/real-summary.js teacher --dir $(REAL_OUT) --input $(REAL_FIT)
 	@echo "real-teacher results: $(REAL_OUT)/teacher-results.json and $(REAL_OUT)/teacher-results.md (labels $(REAL_OUT)/teacher.ndjson)"
+
+# real-fashion-mnist (issue 9): a quick real sanity run of train-classifier --mode finetune on Fashion-MNIST
+# (Debian package dataset-fashion-mnist, read in place). A class-balanced subset of the idx files becomes PNG
+# files and records.ndjson; each record's group is chosen so train-classifier's hash split puts Fashion-MNIST's
+# own t10k images in the test split and its training images in train or validation. A CNN is trained from
+# scratch (unweighted loss: the subset is balanced) and scored by eval-classifier on the test split; the
+# baseline is a linear head on the raw 28x28 pixels.
+REAL_FASHION_DATA ?= /usr/share/datasets/fashion-mnist
+REAL_FASHION := $(REAL_OUT)/fashion-mnist
+REAL_FASHION_TRAIN ?= 6000
+REAL_FASHION_TEST ?= 1000
+REAL_FASHION_TOWER ?= --input-size 32 --width 16
+REAL_FASHION_TRAINING ?= --epochs 10 --patience 3 --seed 1
+REAL_FASHION_PIXELS ?= --pixels-size 28 --lr 0.001 --epochs 100 --patience 5 --seed 1
+REAL_FASHION_INPUT = -i $(REAL_FASHION)/records.ndjson -l label --group-field group --labels-order $(REAL_FASHION)/labels-order.txt --class-weight none
+
+.PHONY: real-fashion-mnist real-check-fashion-mnist
+
+real-check-fashion-mnist:
+	@test -f $(REAL_FASHION_DATA)/train-images-idx3-ubyte.gz || { echo "real data absent: no $(REAL_FASHION_DATA)/train-images-idx3-ubyte.gz (apt-get install dataset-fashion-mnist, or set REAL_FASHION_DATA)"; exit 1; }
+
+$(REAL_FASHION)/records.ndjson: | build real-check-fashion-mnist
+	$(NODE) dist/bench/fashion-mnist.js convert --data $(REAL_FASHION_DATA) --out $(REAL_FASHION) --train $(REAL_FASHION_TRAIN) --test $(REAL_FASHION_TEST)
+
+$(REAL_FASHION)/finetune.json: $(REAL_FASHION)/records.ndjson | build
+	@echo "== train-classifier --mode finetune on Fashion-MNIST, $(REAL_FASHION_TOWER) $(REAL_FASHION_TRAINING)"
+	$(NODE) dist/bench/real-summary.js time $@.time -- $(ATELIER) train-classifier $(REAL_FASHION_INPUT) --mode finetune $(REAL_FASHION_TOWER) $(REAL_FASHION_TRAINING) \
+	  -o $(REAL_FASHION)/finetune.model --predictions $(REAL_FASHION)/finetune-predictions.ndjson --report $@ > /dev/null $(REAL_LOG)
+	grep 'epoch [0-9]* loss' $(REAL_ERR)
+
+$(REAL_FASHION)/finetune-eval.json: $(REAL_FASHION)/finetune.json | build
+	$(ATELIER) eval-classifier -p $(REAL_FASHION)/finetune-predictions.ndjson --split test --labels-order $(REAL_FASHION)/labels-order.txt -o $@ \
+	  --plot $(REAL_FASHION)/finetune-confusion.png --false-negatives $(REAL_FASHION)/finetune-false-negatives.ndjson --title 'Fashion-MNIST test, fine-tuned CNN' $(REAL_LOG)
+
+$(REAL_FASHION)/pixels.json: $(REAL_FASHION)/records.ndjson | build
+	$(NODE) dist/bench/real-summary.js time $@.time -- $(ATELIER) train-classifier $(REAL_FASHION_INPUT) --tower pixels $(REAL_FASHION_PIXELS) \
+	  -o $(REAL_FASHION)/pixels.model --report $@ > /dev/null $(REAL_LOG)
+
+real-fashion-mnist: build real-check-fashion-mnist $(REAL_FASHION)/finetune-eval.json $(REAL_FASHION)/pixels.json
+	$(NODE) dist/bench/fashion-mnist.js summary --dir $(REAL_FASHION) \
+	  --settings 'fine-tune $(REAL_FASHION_TOWER) $(REAL_FASHION_TRAINING); baseline --tower pixels $(REAL_FASHION_PIXELS); both --class-weight none'
+	@echo "real-fashion-mnist results: $(REAL_OUT)/fashion-mnist-results.json and $(REAL_OUT)/fashion-mnist-results.md (confusion $(REAL_FASHION)/finetune-confusion.png)"
