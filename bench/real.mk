@@ -121,6 +121,7 @@ $(REAL_FASHION)/finetune.json: $(REAL_FASHION)/records.ndjson | build
 	$(NODE) dist/bench/real-summary.js time $@.time -- $(ATELIER) train-classifier $(REAL_FASHION_INPUT) --mode finetune $(REAL_FASHION_TOWER) $(REAL_FASHION_TRAINING) \
 	  -o $(REAL_FASHION)/finetune.model --predictions $(REAL_FASHION)/finetune-predictions.ndjson --report $@ > /dev/null $(REAL_LOG)
 	grep 'epoch [0-9]* loss' $(REAL_ERR)
+	cut -d' ' -f1-3 /proc/loadavg > $@.load
 
 $(REAL_FASHION)/finetune-eval.json: $(REAL_FASHION)/finetune.json | build
 	$(ATELIER) eval-classifier -p $(REAL_FASHION)/finetune-predictions.ndjson --split test --labels-order $(REAL_FASHION)/labels-order.txt -o $@ \

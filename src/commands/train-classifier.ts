@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
 import { defineCommand, UsageError, warn } from '../lib/command.js';
 import { backendOption, selectBackend } from '../lib/backend/select.js';
-import { checkpointDirFor, resumeFromCheckpoint } from '../lib/train/checkpoint.js';
+import { checkpointDirFor, resumeWithBest } from '../lib/train/checkpoint.js';
 import { tf } from '../lib/backend/tf.js';
 import { loadModel, optimizerStateTensors, saveModel } from '../lib/backend/model-io.js';
 import { openAtomicWriteStream, writeFileAtomic } from '../lib/io/atomic.js';
@@ -24,7 +24,7 @@ import {
 import { argmax, predictionLine, reportJson } from '../lib/facets/evaluation.js';
 import { decodeImageStore, imageRecordOf } from '../lib/facets/inputs.js';
 import {
-  initialTrainingState, namedSnapshot, runEpochs, shuffledBatches, snapshotFromNamed, snapshotWeights, type TrainingState,
+  initialTrainingState, namedSnapshot, runEpochs, shuffledBatches, snapshotWeights, type TrainingState,
 } from '../lib/facets/training.js';
 
 interface Args {
@@ -278,10 +278,7 @@ Prints a JSON report: per-class precision, recall, F1 and support, macro and wei
     let state: TrainingState;
     let best: tf.Tensor[] | null = null;
     if (args.resume) {
-      const resumed = await resumeFromCheckpoint<TrainingState>(checkpointDir, fingerprint, model, optimizer);
-      state = resumed.state;
-      best = snapshotFromNamed(resumed.extraTensors);
-      tf.dispose(Object.values(resumed.extraTensors));
+      ({ state, best } = await resumeWithBest<TrainingState>(checkpointDir, fingerprint, model, optimizer));
       io.stderr.write(`atelier train-classifier: resuming after epoch ${state.epoch}\n`);
     } else {
       state = initialTrainingState(args.seed, fingerprint);

@@ -1,6 +1,6 @@
 import { defineCommand, UsageError } from '../lib/command.js';
 import { backendOption, selectBackend } from '../lib/backend/select.js';
-import { checkpointDirFor, resumeFromCheckpoint } from '../lib/train/checkpoint.js';
+import { checkpointDirFor, resumeWithBest } from '../lib/train/checkpoint.js';
 import { tf } from '../lib/backend/tf.js';
 import { loadModel, optimizerStateTensors, saveModel } from '../lib/backend/model-io.js';
 import { readNdjson, requireObject } from '../lib/io/ndjson.js';
@@ -164,11 +164,7 @@ The evaluation on the test split (ROC AUC, accuracy, precision and recall at --t
     let state: TrainingState;
     let best: tf.Tensor[] | null = null;
     if (args.resume) {
-      const resumed = await resumeFromCheckpoint<TrainingState>(checkpointDir, fingerprint, model, optimizer);
-      state = resumed.state;
-      const bestNames = Object.keys(resumed.extraTensors).filter((n) => n.startsWith('best/')).sort((a, b) => Number(a.slice(5)) - Number(b.slice(5)));
-      best = bestNames.length ? bestNames.map((n) => resumed.extraTensors[n].clone()) : null;
-      tf.dispose(Object.values(resumed.extraTensors));
+      ({ state, best } = await resumeWithBest<TrainingState>(checkpointDir, fingerprint, model, optimizer));
       io.stderr.write(`atelier train-sizenet: resuming after epoch ${state.epoch}\n`);
     } else {
       state = { epoch: 0, bestLoss: Infinity, sinceBest: 0, random: createRandom(args.seed).state(), log: [], bestEpoch: 0, fingerprint };

@@ -1,6 +1,6 @@
 import { defineCommand, UsageError, warn } from '../lib/command.js';
 import { backendOption, selectBackend } from '../lib/backend/select.js';
-import { checkpointDirFor, resumeFromCheckpoint } from '../lib/train/checkpoint.js';
+import { checkpointDirFor, resumeWithBest } from '../lib/train/checkpoint.js';
 import { tf } from '../lib/backend/tf.js';
 import { loadModel, optimizerStateTensors, saveModel } from '../lib/backend/model-io.js';
 import { writeFileAtomic } from '../lib/io/atomic.js';
@@ -11,7 +11,7 @@ import { startProgress } from '../lib/progress.js';
 import { readLabelledRecords, splitOf } from '../lib/facets/labels.js';
 import { imageFeatureModel } from '../lib/facets/classifier-model.js';
 import { decodeImageStore } from '../lib/facets/inputs.js';
-import { initialTrainingState, namedSnapshot, runEpochs, snapshotFromNamed, snapshotWeights, type TrainingState } from '../lib/facets/training.js';
+import { initialTrainingState, namedSnapshot, runEpochs, snapshotWeights, type TrainingState } from '../lib/facets/training.js';
 import { SIMILARITY_MODEL_KIND, groupBatches, l2Normalize, leaveOneOutTop1, mineSemiHardTriplets, pairwiseSquaredDistances, tripletHingeLoss } from '../lib/similarity/triplet.js';
 
 interface Args {
@@ -164,10 +164,7 @@ The output is an image -> embedding model: 'atelier embed -m <out> --normalize' 
     let state: TrainingState;
     let best: tf.Tensor[] | null = null;
     if (args.resume) {
-      const resumed = await resumeFromCheckpoint<TrainingState>(checkpointDir, fingerprint, model, optimizer);
-      state = resumed.state;
-      best = snapshotFromNamed(resumed.extraTensors);
-      tf.dispose(Object.values(resumed.extraTensors));
+      ({ state, best } = await resumeWithBest<TrainingState>(checkpointDir, fingerprint, model, optimizer));
       io.stderr.write(`atelier train-triplet: resuming after epoch ${state.epoch}\n`);
     } else {
       state = initialTrainingState(args.seed, fingerprint);

@@ -111,8 +111,3 @@ export function namedSnapshot(weights: tf.Tensor[] | null, prefix = 'best/'): tf
   return out;
 }
 
-/** Best weights back from a checkpoint's extraTensors (cloned), or null when none were stored. */
-export function snapshotFromNamed(tensors: tf.NamedTensorMap, prefix = 'best/'): tf.Tensor[] | null {
-  const names = Object.keys(tensors).filter((n) => n.startsWith(prefix)).sort((a, b) => Number(a.slice(prefix.length)) - Number(b.slice(prefix.length)));
-  return names.length ? names.map((n) => tensors[n].clone()) : null;
-}

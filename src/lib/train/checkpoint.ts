@@ -40,3 +40,20 @@ export async function resumeFromCheckpoint<State extends { fingerprint: string }
   await restoreOptimizerState(optimizer, loaded.extraTensors);
   return { state: saved, extraTensors: loaded.extraTensors };
 }
+
+/**
+ * Resumes a run whose checkpoint also keeps the best weights so far as extra tensors `best/0`,
+ * `best/1`, ... (early stopping); returns the loop state and those weights (null when none).
+ */
+export async function resumeWithBest<State extends { fingerprint: string }>(
+  dir: string,
+  fingerprint: string,
+  model: tf.LayersModel,
+  optimizer: tf.Optimizer,
+): Promise<{ state: State; best: tf.Tensor[] | null }> {
+  const { state, extraTensors } = await resumeFromCheckpoint<State>(dir, fingerprint, model, optimizer);
+  const names = Object.keys(extraTensors).filter((n) => n.startsWith('best/')).sort((a, b) => Number(a.slice(5)) - Number(b.slice(5)));
+  const best = names.length ? names.map((n) => extraTensors[n].clone()) : null;
+  tf.dispose(Object.values(extraTensors));
+  return { state, best };
+}
