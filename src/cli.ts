@@ -1,7 +1,7 @@
 // One place that turns argv into a command run and any failure into an exit code.
 import yargs from 'yargs';
 import type { Argv } from 'yargs';
-import { commands, findCommand } from './commands/index.js';
+import { loadCommand, loadCommands } from './commands/index.js';
 import { UsageError, formatPlace, type Command, type CommandIO } from './lib/command.js';
 
 const processIO: CommandIO = { stdin: process.stdin, stdout: process.stdout, stderr: process.stderr, env: process.env };
@@ -48,7 +48,8 @@ export function usageLine(command: Command<unknown>): string {
   return `atelier ${command.name} [options]${pos ? ' ' + pos : ''}`;
 }
 
-function topHelp(): string {
+async function topHelp(): Promise<string> {
+  const commands = await loadCommands();
   const width = Math.max(...commands.map((c) => c.name.length));
   const lines = commands.map((c) => `  ${c.name.padEnd(width)}  ${c.summary}`);
   return [
@@ -106,14 +107,14 @@ async function parseArgs(command: Command<unknown>, argv: string[], io: CommandI
 export async function main(argv: string[], io: CommandIO = processIO): Promise<number> {
   const [name, ...rest] = argv;
   if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
-    io.stdout.write(topHelp());
+    io.stdout.write(await topHelp());
     return name === undefined ? 2 : 0;
   }
   if (name === '--version') {
     io.stdout.write(`${(await import('./lib/version.js')).atelierVersion}\n`);
     return 0;
   }
-  const command = findCommand(name);
+  const command = await loadCommand(name);
   if (!command) {
     io.stderr.write(`atelier: unknown command '${name}' (see atelier --help)\n`);
     return 2;

@@ -2,9 +2,11 @@
 // package.json bin entries (atelier-<cmd>) in step. `--check` only reports what is stale (exit 1).
 import { mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { commands } from './commands/index.js';
+import { loadCommands } from './commands/index.js';
 import { renderIndexPage, renderManPage } from './lib/manpage.js';
 import { atelierVersion } from './lib/version.js';
+
+const commands = await loadCommands();
 
 export function expectedManPages(): Map<string, string> {
   const pages = new Map<string, string>();

@@ -1,27 +1,42 @@
-// The table of commands: adding a command is adding its file and one line here.
+// The table of commands: adding a command is adding its file and one line here. Modules load only
+// when needed, so `atelier teacher-score` does not pay for TensorFlow.js at start-up.
 import type { Command } from '../lib/command.js';
-import info from './info.js';
-import npy from './npy.js';
-import trainWeak from './train-weak.js';
-import tag from './tag.js';
-import embed from './embed.js';
-import teacherScore from './teacher-score.js';
-import crawlTokenize from './crawl-tokenize.js';
-import trainSizenet from './train-sizenet.js';
-import predictSizenet from './predict-sizenet.js';
-import rise from './rise.js';
-import knn from './knn.js';
-import evalRetrieval from './eval-retrieval.js';
-import trainClassifier from './train-classifier.js';
-import classify from './classify.js';
-import evalClassifier from './eval-classifier.js';
-import trainTriplet from './train-triplet.js';
-import tsne from './tsne.js';
-import report from './report.js';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
-export const commands: Array<Command<any>> = [info, npy, trainWeak, tag, embed, teacherScore, crawlTokenize, trainSizenet, predictSizenet, rise, knn, evalRetrieval, trainClassifier, classify, evalClassifier, trainTriplet, tsne, report];
+type CommandModule = { default: Command<any> };
 
-export function findCommand(name: string): Command<unknown> | undefined {
-  return commands.find((c) => c.name === name);
+const table: Array<[string, () => Promise<CommandModule>]> = [
+  ['info', () => import('./info.js')],
+  ['npy', () => import('./npy.js')],
+  ['train-weak', () => import('./train-weak.js')],
+  ['tag', () => import('./tag.js')],
+  ['embed', () => import('./embed.js')],
+  ['teacher-score', () => import('./teacher-score.js')],
+  ['crawl-tokenize', () => import('./crawl-tokenize.js')],
+  ['train-sizenet', () => import('./train-sizenet.js')],
+  ['predict-sizenet', () => import('./predict-sizenet.js')],
+  ['rise', () => import('./rise.js')],
+  ['knn', () => import('./knn.js')],
+  ['eval-retrieval', () => import('./eval-retrieval.js')],
+  ['train-classifier', () => import('./train-classifier.js')],
+  ['classify', () => import('./classify.js')],
+  ['eval-classifier', () => import('./eval-classifier.js')],
+  ['train-triplet', () => import('./train-triplet.js')],
+  ['tsne', () => import('./tsne.js')],
+  ['report', () => import('./report.js')],
+];
+
+/** Every command name, in help order. */
+export const commandNames: string[] = table.map(([name]) => name);
+
+/** The command called `name`, loaded; undefined when there is none. */
+export async function loadCommand(name: string): Promise<Command<unknown> | undefined> {
+  const entry = table.find(([n]) => n === name);
+  return entry ? (await entry[1]()).default : undefined;
+}
+
+/** All commands, loaded (for the full help, man pages and tests). */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export async function loadCommands(): Promise<Array<Command<any>>> {
+  return Promise.all(table.map(async ([, load]) => (await load()).default));
 }

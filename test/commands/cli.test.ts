@@ -5,7 +5,9 @@ import { readFileSync, symlinkSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { atelierBin, repoRoot, runAtelier, scratchDir } from '../helpers.js';
-import { commands } from '../../src/commands/index.js';
+import { loadCommands } from '../../src/commands/index.js';
+
+const commands = await loadCommands();
 import { expectedBinEntries, expectedManPages } from '../../src/gen-man.js';
 
 test('atelier --help lists every command with its summary', async () => {
