@@ -83,8 +83,13 @@ test('--memory below the gallery size streams it and gives the same answer', asy
   const whole = await runAtelier(['knn', '-q', q, '-g', g, '--k', '4']);
   assert.equal(whole.code, 0, whole.stderr);
   assert.match(whole.stderr, /gallery held in memory/);
-  // 25.6 MB of float32 rows; the budget left after the runtime is far less than the gallery needs.
-  const streamed = await runAtelier(['knn', '-q', q, '-g', g, '--k', '4', '--memory', '200M']);
+  // 25.6 MB of float32 rows. A budget far too small says what the process holds before any data;
+  // 40 MiB above that leaves (after knn's 24 MiB of runtime headroom) less than the gallery needs.
+  const tooSmall = await runAtelier(['knn', '-q', q, '-g', g, '--k', '4', '--memory', '10M']);
+  assert.equal(tooSmall.code, 2);
+  const held = /already holds ([\d.]+) MiB/.exec(tooSmall.stderr);
+  assert.ok(held, tooSmall.stderr);
+  const streamed = await runAtelier(['knn', '-q', q, '-g', g, '--k', '4', '--memory', `${Math.ceil(Number(held[1]) + 40)}M`]);
   assert.equal(streamed.code, 0, streamed.stderr);
   assert.match(streamed.stderr, /gallery streamed in slabs of \d+ rows/);
   assert.equal(streamed.stdout, whole.stdout);
