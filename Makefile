@@ -55,11 +55,13 @@ gpu: install
 # crawl the fixture shop over HTTP -> weak features -> tags, embeddings -> retrieval; sales ->
 # teacher -> SizeNet student -> day-one advice -> RISE explanations.
 DEMO_TOWER := --input-size 32 --width 8
+# A fixed port: crawled records are keyed by URL, so the same port gives the same split and model on every run.
+DEMO_PORT ?= 8765
 demo: build fixtures
 	rm -rf $(DEMO) && mkdir -p $(DEMO)
 	$(ATELIER) info > $(DEMO)/info.json
 	@echo "== crawl the fixture shop on 127.0.0.1 into image + bag-of-words records"
-	$(NODE) dist/fixtures/serve.js --site $(FIXTURES)/site --crawl-delay 0 > $(DEMO)/server.url & server=$$!; \
+	$(NODE) dist/fixtures/serve.js --site $(FIXTURES)/site --port $(DEMO_PORT) --crawl-delay 0 > $(DEMO)/server.url & server=$$!; \
 	  trap "kill $$server" EXIT; \
 	  for i in $$(seq 50); do [ -s $(DEMO)/server.url ] && break; sleep 0.1; done; \
 	  $(ATELIER) crawl-tokenize --sitemap "$$(head -1 $(DEMO)/server.url)sitemap.xml" --host-delay 0 --images $(DEMO)/images \
