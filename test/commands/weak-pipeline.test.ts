@@ -29,7 +29,9 @@ before(async () => {
   catalogue = await fixtureCatalogue();
   items = join(dir, 'items.ndjson');
   vocab = join(dir, 'vocab.ndjson');
-  const crawl = await runAtelier(['crawl-tokenize', '--import', join(catalogue, 'products.ndjson'), '--image-field', 'images', '--id-field', 'id', '--site-field', 'shop', '--images', join(dir, 'images'), '-o', items, '--vocab', vocab]);
+  // Run from the catalogue with a relative path: records name their source ('products.ndjson:N'),
+  // which keys the validation split, so the split is the same wherever the repository lives.
+  const crawl = await runAtelier(['crawl-tokenize', '--import', 'products.ndjson', '--image-field', 'images', '--id-field', 'id', '--site-field', 'shop', '--images', join(dir, 'images'), '-o', items, '--vocab', vocab], { cwd: catalogue });
   assert.equal(crawl.code, 0, crawl.stderr);
   for (const line of parseNdjson(readFileSync(join(catalogue, 'truth.ndjson'), 'utf8'))) truthColour.set(String(line.id), String(line.colour));
   model = join(dir, 'weak.model');
