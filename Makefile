@@ -54,7 +54,7 @@ gpu: install
 # The whole pipeline on the fixture catalogue, small settings so it runs in a few minutes on 2 cores:
 # crawl the fixture shop over HTTP -> weak features -> tags, embeddings -> retrieval; sales ->
 # teacher -> SizeNet student -> day-one advice -> RISE explanations.
-DEMO_TOWER := --input-size 32 --width 8
+DEMO_TOWER := --input-size 32 --width 16
 # A fixed port: crawled records are keyed by URL, so the same port gives the same split and model on every run.
 DEMO_PORT ?= 8765
 demo: build fixtures
@@ -68,7 +68,7 @@ demo: build fixtures
 	    -o $(DEMO)/samples.ndjson --vocab $(DEMO)/vocab.ndjson
 	@echo "== weak supervision: train the CNN to predict a word of its bag, then tag and embed"
 	$(ATELIER) train-weak -i $(DEMO)/samples.ndjson --vocab $(DEMO)/vocab.ndjson -o $(DEMO)/weak.model \
-	  $(DEMO_TOWER) --loss full --epochs 8 --lr 0.05 --epoch-size 2048 --negatives 20 --seed 3
+	  $(DEMO_TOWER) --loss full --epochs 10 --lr 0.05 --epoch-size 2048 --negatives 20 --seed 3
 	$(ATELIER) tag -m $(DEMO)/weak.model -i $(DEMO)/samples.ndjson --k 5 > $(DEMO)/tags.ndjson
 	$(ATELIER) embed -m $(DEMO)/weak.model -i $(FIXTURES)/images.ndjson -o $(DEMO)/images.npy --skipped $(DEMO)/skipped.ndjson
 	$(ATELIER) embed -m $(DEMO)/weak.model --words -o $(DEMO)/words.npy
