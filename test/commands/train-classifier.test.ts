@@ -144,4 +144,17 @@ test('bad labels exit 2 with one line naming file, line and field', async () => 
   r = await runAtelier(['train-classifier', '-i', single, '-f', features, '-l', 'silhouette', '-o', join(dir, 'x.model')]);
   assert.equal(r.code, 2);
   assert.match(r.stderr, /single\.csv:3: silhouette: .*at least two classes/);
+
+  const weighted = join(dir, 'weighted.ndjson');
+  writeFileSync(weighted, ['{"id":"p0001-1","silhouette":"shoe","w":0.5}', '{"id":"p0002-1","silhouette":"dress","w":"heavy"}'].join('\n') + '\n');
+  r = await runAtelier(['train-classifier', '-i', weighted, '-f', features, '-l', 'silhouette', '--weight-field', 'w', '-o', join(dir, 'x.model')]);
+  assert.equal(r.code, 2);
+  assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
+  assert.match(r.stderr, /weighted\.ndjson:2: w: expected a finite weight >= 0/);
+
+  const teacher = join(dir, 'teacher.ndjson');
+  writeFileSync(teacher, '{"id":"zz","label":"size issue","w":1}\n');
+  r = await runAtelier(['train-classifier', '-i', weighted, '--join', teacher, '--join-key', 'id', '-f', features, '-l', 'label', '-o', join(dir, 'x.model')]);
+  assert.equal(r.code, 2);
+  assert.match(r.stderr, /weighted\.ndjson: no record matched the joined file by 'id'/);
 });
