@@ -142,6 +142,5 @@ export function reportFailure(commandName: string, err: unknown, io: CommandIO):
   const message = e instanceof Error ? e.message : String(err);
   io.stderr.write(`atelier ${commandName}: ${message.split('\n')[0]}\n`);
   if (debug && e instanceof Error && e.stack) io.stderr.write(e.stack + '\n');
-  else if (!debug) io.stderr.write(`atelier ${commandName}: (set ATELIER_DEBUG=1 for details)\n`);
   return 1;
 }

@@ -2,7 +2,7 @@ import { defineCommand, UsageError } from '../lib/command.js';
 import { backendOption, selectBackend } from '../lib/backend/select.js';
 import { tf } from '../lib/backend/tf.js';
 import { loadModel } from '../lib/backend/model-io.js';
-import { openAtomicWriteStream } from '../lib/io/atomic.js';
+import { openAtomicWriteStream, checkFileOutput } from '../lib/io/atomic.js';
 import { readFeatureMatrix, idsPathFor } from '../lib/io/features.js';
 import { waitForDrain } from '../lib/io/ndjson.js';
 import { isStdio } from '../lib/io/paths.js';
@@ -60,6 +60,7 @@ A model trained on precomputed features (train-classifier --features) reads feat
     ['atelier classify -m size.model -i new-articles.ndjson --rank "size issue" --top 8', 'the eight new articles most likely to have a size issue'],
   ],
   async run(args, io) {
+    await checkOutputs(args);
     if (!(Number.isInteger(args.batch) && args.batch >= 1)) throw new UsageError(`must be a positive integer, got ${args.batch}`, { field: '--batch' });
     await selectBackend({ requested: args.backend, env: io.env, stderr: io.stderr });
     const loaded = await loadModel(args.model);
@@ -172,4 +173,9 @@ A model trained on precomputed features (train-classifier --features) reads feat
 function errorText(failure: { reason: keyof typeof SKIP_REASON_WORDS; message: string }): string {
   const detail = failure.message.replace(/\s+/g, ' ').trim();
   return detail ? `${SKIP_REASON_WORDS[failure.reason]} (${detail})` : SKIP_REASON_WORDS[failure.reason];
+}
+
+/** Every output path checked before any work: a wrong one costs no time and leaves nothing behind. */
+async function checkOutputs(args: Args): Promise<void> {
+  await checkFileOutput(args.out, '--out');
 }

@@ -6,7 +6,7 @@ import { basename, dirname, isAbsolute, join, resolve } from 'node:path';
 import { defineCommand, UsageError, warn, type CommandIO } from '../lib/command.js';
 import { openNdjsonWriter, readTextLines, type NdjsonWriter } from '../lib/io/ndjson.js';
 import { readRecords } from '../lib/io/csv.js';
-import { writeFileAtomic } from '../lib/io/atomic.js';
+import { checkFileOutput, writeFileAtomic } from '../lib/io/atomic.js';
 import { inputDisplayName, isStdio, openInputStream } from '../lib/io/paths.js';
 import { startProgress } from '../lib/progress.js';
 import { createFetcher, DEFAULT_FETCH_POLICY, type FetchPolicy } from '../lib/http/fetch.js';
@@ -172,16 +172,6 @@ async function readStartUrls(path: string, io: CommandIO): Promise<string[]> {
     urls.push(normalizeUrl(url));
   }
   return urls;
-}
-
-async function checkWritableDir(path: string, option: string): Promise<void> {
-  const dir = dirname(resolve(path));
-  try {
-    await access(dir, fsConstants.W_OK);
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    throw new UsageError(code === 'ENOENT' ? `cannot write here: directory '${dirname(path)}' does not exist` : 'cannot write here: permission denied', { file: path, field: `--${option}` });
-  }
 }
 
 function fingerprintOf(value: unknown): string {
@@ -380,8 +370,10 @@ export default defineCommand<Args>({
 
     // Outputs: open (or check) them now so a bad path fails before the crawl, not after it.
     const statePath = args.state ?? (isStdio(args.output) ? null : `${args.output}.state`);
-    if (args.stats !== undefined) await checkWritableDir(args.stats, 'stats');
-    if (statePath !== null) await checkWritableDir(statePath, 'state');
+    await checkFileOutput(args.output, '--output');
+    await checkFileOutput(args.vocab, '--vocab');
+    await checkFileOutput(args.stats, '--stats');
+    if (statePath !== null) await checkFileOutput(statePath, '--state');
     const imagesDir = args.images;
     if (imagesDir !== undefined) {
       try {

@@ -11,6 +11,7 @@ import { imageFeatureModel } from '../lib/facets/classifier-model.js';
 import { weakMetadata } from '../lib/models/weak-files.js';
 import { computeFeatures, normalizeRows, openPredictor, workersOption } from '../lib/models/image-features.js';
 import { startProgress } from '../lib/progress.js';
+import { checkFileOutput } from '../lib/io/atomic.js';
 
 interface Args {
   images: string[];
@@ -67,6 +68,7 @@ export default defineCommand<Args>({
     ['atelier embed -m weak.model --words -o words.npy', 'the word matrix, for nearest words with knn'],
   ],
   async run(args, io) {
+    await checkOutputs(args);
     if (!(args.batch >= 1)) throw new UsageError(`must be at least 1, got ${args.batch}`, { field: '--batch' });
     const idsPath = args.ids ?? defaultIdsPath(args.out);
     const pixelsBaseline = args.model === 'pixels';
@@ -140,3 +142,10 @@ export default defineCommand<Args>({
     io.stderr.write(`atelier embed: ${rowsWritten} rows -> ${args.out}, ids -> ${idsPath}\n`);
   },
 });
+
+/** Every output path checked before any work: a wrong one costs no time and leaves nothing behind. */
+async function checkOutputs(args: Args): Promise<void> {
+  await checkFileOutput(args.out, '--out');
+  await checkFileOutput(args.ids ?? defaultIdsPath(args.out), '--ids');
+  await checkFileOutput(args.skipped, '--skipped');
+}

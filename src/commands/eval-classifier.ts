@@ -1,9 +1,10 @@
 import { defineCommand, UsageError, warn } from '../lib/command.js';
-import { writeFileAtomic } from '../lib/io/atomic.js';
+import { writeFileAtomic, checkFileOutput } from '../lib/io/atomic.js';
 import { readRecords } from '../lib/io/csv.js';
 import { openNdjsonWriter, readNdjson, requireObject } from '../lib/io/ndjson.js';
 import { isStdio } from '../lib/io/paths.js';
 import { svgToPng } from '../lib/plot/png.js';
+import { PLOT_EXTENSIONS } from '../lib/plot/index.js';
 import { multiClassReport } from '../lib/metrics/classification.js';
 import { readLabelsOrder } from '../lib/facets/labels.js';
 import { confusionMatrixSvg, falseNegativesByClass, reportJson, type ScoredPrediction } from '../lib/facets/evaluation.js';
@@ -57,6 +58,7 @@ Predictions carrying "error" (images classify could not read) are counted, not s
     ['atelier eval-classifier -p p.ndjson -t truth.csv -l pattern --labels-order order.txt | jq .perClass', 'a custom label order'],
   ],
   async run(args, io) {
+    await checkOutputs(args);
     const order = args['labels-order'] ? await readLabelsOrder(args['labels-order']) : undefined;
     const predictions: Prediction[] = [];
     let errors = 0;
@@ -156,4 +158,10 @@ function defaultOrder(predictions: Prediction[], truth: Map<string, { label: str
     for (const l of [p.label, truth.get(p.id)?.label]) if (l !== undefined && !known.has(l)) others.add(l);
   }
   return [...labels, ...[...others].sort()];
+}
+
+/** Every output path checked before any work: a wrong one costs no time and leaves nothing behind. */
+async function checkOutputs(args: Args): Promise<void> {
+  await checkFileOutput(args.out, '--out');
+  await checkFileOutput(args.plot, '--plot', { extensions: PLOT_EXTENSIONS });
 }

@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { basename } from 'node:path';
 import { defineCommand, UsageError, warn, type CommandIO } from '../lib/command.js';
-import { writeFileAtomic } from '../lib/io/atomic.js';
+import { writeFileAtomic, checkFileOutput } from '../lib/io/atomic.js';
 import { idsPathFor } from '../lib/io/features.js';
 import { describeJsonValue, openNdjsonWriter, readNdjson, requireObject, type NdjsonWriter } from '../lib/io/ndjson.js';
 import { isStdio } from '../lib/io/paths.js';
@@ -28,7 +28,7 @@ import {
   summarizeRetrieval,
   type RetrievalSummary,
 } from '../lib/metrics/retrieval.js';
-import { writeChart, type Series } from '../lib/plot/index.js';
+import { PLOT_EXTENSIONS, writeChart, type Series } from '../lib/plot/index.js';
 import { startProgress } from '../lib/progress.js';
 import { createRandom } from '../lib/random.js';
 
@@ -355,6 +355,7 @@ The ranking comes from --embeddings (exact: every query is ranked against the wh
     ['atelier eval-retrieval --compare pixels.json trained.json --plot topk.png', 'overlay runs in one plot'],
   ],
   async run(args, io) {
+    await checkOutputs(args);
     const ks = parseKs(args.k);
     const metric = args.metric as Metric;
     const compared = await Promise.all(args.compare.map(readRun));
@@ -449,4 +450,10 @@ function chartOf(title: string, series: Series[], ks: number[]) {
     x: { label: 'k', min: 0, max: xs[xs.length - 1], ticks: xs.length <= 12 ? xs : undefined },
     y: { label: 'top-k retrieval accuracy', min: 0, max: 1 },
   };
+}
+
+/** Every output path checked before any work: a wrong one costs no time and leaves nothing behind. */
+async function checkOutputs(args: Args): Promise<void> {
+  await checkFileOutput(args.out, '--out');
+  await checkFileOutput(args.plot, '--plot', { extensions: PLOT_EXTENSIONS });
 }

@@ -1,7 +1,7 @@
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { defineCommand, UsageError, warn, type CommandIO } from '../lib/command.js';
-import { atomicDirectory } from '../lib/io/atomic.js';
+import { atomicDirectory, checkFileOutput, checkReplaceableDirOutput } from '../lib/io/atomic.js';
 import { idsPathFor } from '../lib/io/features.js';
 import { openNdjsonWriter, readNdjson, requireObject, type NdjsonWriter } from '../lib/io/ndjson.js';
 import { shortestFloat32 } from '../lib/io/npy.js';
@@ -235,6 +235,7 @@ Exact search (the default) streams: the gallery is read in slabs and queries in 
     ['atelier knn index query --index-dir gallery.hnsw -q query.npy --recall', 'search it, memory-mapped, and check recall'],
   ],
   async run(args, io) {
+    await checkOutputs(args);
     const k = positiveInteger(args.k, '--k');
     const metric = args.metric as Metric;
     const threads = positiveInteger(args.threads, '--threads');
@@ -367,3 +368,9 @@ Exact search (the default) streams: the gallery is read in slabs and queries in 
     }
   },
 });
+
+/** Every output path checked before any work: a wrong one costs no time and leaves nothing behind. */
+async function checkOutputs(args: Args): Promise<void> {
+  await checkFileOutput(args.out, '--out');
+  if (args.action === 'index' && args.verb === 'build') await checkReplaceableDirOutput(args['index-dir'], '--index-dir', HNSW_FILES.meta, 'an atelier HNSW index');
+}

@@ -15,6 +15,7 @@ import {
   type ValueStats,
 } from '../lib/io/npy.js';
 import { isStdio } from '../lib/io/paths.js';
+import { checkFileOutput } from '../lib/io/atomic.js';
 
 interface NpyArgs {
   verb: string;
@@ -227,6 +228,7 @@ export default defineCommand<NpyArgs>({
     ['jq -c .embedding items.ndjson | atelier npy from-ndjson -o emb.npy', 'a field of each record, through stdin'],
   ],
   async run(args, io) {
+    await checkOutputs(args);
     if (!VERBS.includes(args.verb)) throw new UsageError(`unknown verb '${args.verb}' (use ${VERBS.join(', ')})`);
     if (args.verb === 'from-ndjson') return fromNdjson(args.file ?? '-', args, io);
     if (args.file === undefined) throw new UsageError(`missing argument <file> (the .npy to ${args.verb === 'info' ? 'inspect' : 'convert'})`);
@@ -235,3 +237,8 @@ export default defineCommand<NpyArgs>({
     return toNdjson(args.file, args, io);
   },
 });
+
+/** Every output path checked before any work: a wrong one costs no time and leaves nothing behind. */
+async function checkOutputs(args: NpyArgs): Promise<void> {
+  if (args.verb === 'from-ndjson') await checkFileOutput(args.output, '--output');
+}

@@ -6,6 +6,7 @@ import { openNdjsonWriter, readNdjson, requireObject } from '../lib/io/ndjson.js
 import { iterateNpyRows, readNpyHeader } from '../lib/io/npy.js';
 import { idsPathFor } from '../lib/io/features.js';
 import { SIZENET_MODEL_KIND } from '../lib/sizenet/evaluation.js';
+import { checkFileOutput } from '../lib/io/atomic.js';
 
 interface Args {
   model: string;
@@ -31,6 +32,7 @@ export default defineCommand<Args>({
     ['atelier predict-sizenet -m sizenet.model -f new.npy | jq -c "select(.p_size_issue > 0.8)"', 'the articles most likely to have size issues'],
   ],
   async run(args, io) {
+    await checkOutputs(args);
     await selectBackend({ requested: args.backend, env: io.env, stderr: io.stderr });
     const { model, metadata } = await loadModel(args.model);
     if (metadata.kind !== SIZENET_MODEL_KIND) throw new UsageError(`not a train-sizenet model (kind ${JSON.stringify(metadata.kind ?? null)})`, { file: args.model });
@@ -69,3 +71,8 @@ export default defineCommand<Args>({
     }
   },
 });
+
+/** Every output path checked before any work: a wrong one costs no time and leaves nothing behind. */
+async function checkOutputs(args: Args): Promise<void> {
+  await checkFileOutput(args.out, '--out');
+}

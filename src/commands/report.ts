@@ -13,9 +13,11 @@ import {
   retrievalExamples,
   spreadSample,
   writeReport,
+  REPORT_MANIFEST,
   type CatalogueEntry,
   type ReportContent,
 } from '../lib/report/index.js';
+import { checkReplaceableDirOutput } from '../lib/io/atomic.js';
 
 interface Args {
   out: string;
@@ -103,6 +105,7 @@ Image paths in any input are taken from the current directory when the file is t
     ['atelier report -o out/report --tsne map.ndjson --rise rise.ndjson --train-log weak.model.log.json', 't-SNE map, RISE overlays and training curves'],
   ],
   async run(args, io) {
+    await checkOutputs(args);
     checkPaths(args);
     for (const flag of ['examples', 'top', 'per-class', 'rise-max', 'tsne-max', 'thumbnail'] as const) positiveInteger(args[flag], `--${flag}`);
     const content: ReportContent = { title: args.title, inputs: [] };
@@ -168,3 +171,8 @@ Image paths in any input are taken from the current directory when the file is t
     io.stdout.write(resolve(summary.index) + '\n');
   },
 });
+
+/** Every output path checked before any work: a wrong one costs no time and leaves nothing behind. */
+async function checkOutputs(args: Args): Promise<void> {
+  if (!isStdio(args.out)) await checkReplaceableDirOutput(args.out, '--out', REPORT_MANIFEST, 'an atelier report');
+}

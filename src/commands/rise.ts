@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { defineCommand, UsageError } from '../lib/command.js';
 import { backendOption, selectBackend } from '../lib/backend/select.js';
 import { loadModel } from '../lib/backend/model-io.js';
-import { writeFileAtomic } from '../lib/io/atomic.js';
+import { writeFileAtomic, checkFileOutput, checkDirOutput } from '../lib/io/atomic.js';
 import { openNdjsonWriter } from '../lib/io/ndjson.js';
 import { readNpy, writeNpy } from '../lib/io/npy.js';
 import { createSkipCounter, writeSkipSummary } from '../lib/image/skips.js';
@@ -75,6 +75,7 @@ Per image it writes one NDJSON line {id, image, class, score, peak: {x, y}, topS
     ['atelier rise -m weak.model --class stripes --metrics --masks masks.npy -i top.ndjson', 'where the weak model sees stripes, with deletion/insertion scores'],
   ],
   async run(args, io) {
+    await checkOutputs(args);
     if (!(args.n >= 1 && Number.isInteger(args.n))) throw new UsageError(`must be a positive integer, got ${args.n}`, { field: '--n' });
     if (!(args.p1 > 0 && args.p1 <= 1)) throw new UsageError(`must be in (0, 1], got ${args.p1}`, { field: '--p1' });
     if (!(args.batch >= 1)) throw new UsageError(`must be at least 1, got ${args.batch}`, { field: '--batch' });
@@ -151,4 +152,11 @@ Per image it writes one NDJSON line {id, image, class, score, peak: {x, y}, topS
 
 function round(x: number): number {
   return Math.round(x * 1e6) / 1e6;
+}
+
+/** Every output path checked before any work: a wrong one costs no time and leaves nothing behind. */
+async function checkOutputs(args: Args): Promise<void> {
+  await checkFileOutput(args.out, '--out');
+  await checkDirOutput(args['maps-dir'], '--maps-dir');
+  await checkDirOutput(args.overlay, '--overlay');
 }

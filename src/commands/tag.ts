@@ -8,6 +8,7 @@ import { weakMetadata } from '../lib/models/weak-files.js';
 import { computeFeatures, openPredictor, workersOption } from '../lib/models/image-features.js';
 import { topKIndices } from '../lib/metrics/ranking.js';
 import { startProgress } from '../lib/progress.js';
+import { checkFileOutput } from '../lib/io/atomic.js';
 
 interface Args {
   images: string[];
@@ -65,6 +66,7 @@ export default defineCommand<Args>({
     ['atelier tag -m weak.model -i products.ndjson --word stripes --top 20', 'the twenty most striped images'],
   ],
   async run(args, io) {
+    await checkOutputs(args);
     if (!(args.k >= 1)) throw new UsageError(`must be at least 1, got ${args.k}`, { field: '--k' });
     if (!(args.batch >= 1)) throw new UsageError(`must be at least 1, got ${args.batch}`, { field: '--batch' });
     const backend = await selectBackend({ requested: args.backend, env: io.env, stderr: io.stderr });
@@ -107,3 +109,8 @@ export default defineCommand<Args>({
     writeSkipSummary(skips, io, 'tag');
   },
 });
+
+/** Every output path checked before any work: a wrong one costs no time and leaves nothing behind. */
+async function checkOutputs(args: Args): Promise<void> {
+  await checkFileOutput(args.out, '--out');
+}

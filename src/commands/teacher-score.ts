@@ -5,6 +5,7 @@ import { describeJsonValue, openNdjsonWriter, readNdjsonStream, requireObject, t
 import { inputDisplayName, openInputStream } from '../lib/io/paths.js';
 import { BUCKET_KINDS, bucketOfDay, parseDay, spreadOverBuckets, type BucketKind } from '../lib/sizenet/dates.js';
 import { ArticleTallies, scoreArticles, summarizeScores, type TeacherScore, type TeacherSummary } from '../lib/sizenet/teacher.js';
+import { checkFileOutput } from '../lib/io/atomic.js';
 
 interface TeacherScoreArgs {
   input: string;
@@ -269,6 +270,7 @@ export default defineCommand<TeacherScoreArgs>({
     ],
   ],
   async run(args, io) {
+    await checkOutputs(args);
     if (!(args.priorStrength > 0) || !Number.isFinite(args.priorStrength)) throw new UsageError(`must be a positive number, got ${args.priorStrength}`, { field: '--prior-strength' });
     if (!Number.isFinite(args.tau)) throw new UsageError(`must be a number, got ${args.tau}`, { field: '--tau' });
     const columns: Columns = {
@@ -319,4 +321,9 @@ function outputRecord(score: TeacherScore, numericIds: Map<string, number>): Rec
     w: score.w,
     label: score.label,
   };
+}
+
+/** Every output path checked before any work: a wrong one costs no time and leaves nothing behind. */
+async function checkOutputs(args: TeacherScoreArgs): Promise<void> {
+  await checkFileOutput(args.output, '--output');
 }

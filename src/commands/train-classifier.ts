@@ -3,8 +3,8 @@ import { defineCommand, UsageError, warn } from '../lib/command.js';
 import { backendOption, selectBackend } from '../lib/backend/select.js';
 import { checkpointDirFor, resumeWithBest } from '../lib/train/checkpoint.js';
 import { tf } from '../lib/backend/tf.js';
-import { loadModel, optimizerStateTensors, saveModel } from '../lib/backend/model-io.js';
-import { openAtomicWriteStream, writeFileAtomic } from '../lib/io/atomic.js';
+import { loadModel, optimizerStateTensors, saveModel, checkModelOutput } from '../lib/backend/model-io.js';
+import { openAtomicWriteStream, writeFileAtomic, checkFileOutput } from '../lib/io/atomic.js';
 import { readFeatureMatrix, idsPathFor } from '../lib/io/features.js';
 import { createSkipCounter, writeSkipSummary } from '../lib/image/skips.js';
 import { computeFeatures, modelPredictor } from '../lib/models/image-features.js';
@@ -136,6 +136,7 @@ Prints a JSON report: per-class precision, recall, F1 and support, macro and wei
     ['atelier train-classifier -i images.ndjson --join teacher.ndjson -l label --weight-field w --class-weight none --mode finetune --input-size 64 -o size.model', 'SizeNet end to end: images learn the teacher labels, each weighted by its w'],
   ],
   async run(args, io) {
+    await checkOutputs(args);
     checkArgs(args);
     const labelsOrder = args['labels-order'] ? await readLabelsOrder(args['labels-order']) : undefined;
     const set = await readLabelledRecords(args.input, {
@@ -424,4 +425,12 @@ function checkArgs(args: Args): void {
   if (args['class-weight'] !== 'balanced' && args['class-weight'] !== 'none' && !existsSync(args['class-weight'])) {
     throw new UsageError(`expected balanced, none or a file of {label, weight} records; '${args['class-weight']}' is neither`, { field: '--class-weight' });
   }
+}
+
+/** Every output path checked before any work: a wrong one costs no time and leaves nothing behind. */
+async function checkOutputs(args: Args): Promise<void> {
+  await checkModelOutput(args.out, '--out');
+  await checkModelOutput(checkpointDirFor(args.out, args.checkpoint), '--checkpoint');
+  await checkFileOutput(args.predictions, '--predictions');
+  await checkFileOutput(args.report, '--report');
 }

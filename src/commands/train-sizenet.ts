@@ -2,9 +2,9 @@ import { defineCommand, UsageError } from '../lib/command.js';
 import { backendOption, selectBackend } from '../lib/backend/select.js';
 import { checkpointDirFor, resumeWithBest } from '../lib/train/checkpoint.js';
 import { tf } from '../lib/backend/tf.js';
-import { loadModel, optimizerStateTensors, saveModel } from '../lib/backend/model-io.js';
+import { loadModel, optimizerStateTensors, saveModel, checkModelOutput } from '../lib/backend/model-io.js';
 import { readNdjson, requireObject } from '../lib/io/ndjson.js';
-import { writeFileAtomic } from '../lib/io/atomic.js';
+import { writeFileAtomic, checkFileOutput, checkDirOutput } from '../lib/io/atomic.js';
 import { readFeatureMatrix } from '../lib/io/features.js';
 import { createRandom, stableHash, type RandomState } from '../lib/random.js';
 import { buildImageStudentModel, buildStudentModel, studentLayers, studentLogits, weightedBinaryCrossEntropy, type StudentConfig } from '../lib/sizenet/student.js';
@@ -112,6 +112,7 @@ The evaluation on the test split (ROC AUC, accuracy, precision and recall at --t
     ['atelier train-sizenet -f emb.npy -t teacher.ndjson -o s --tower weak.model --image-model sizenet-image.model', 'a model rise can explain'],
   ],
   async run(args, io) {
+    await checkOutputs(args);
     const hidden = args.hidden.split(',').map((s) => Number(s.trim()));
     if (hidden.length !== 3 || hidden.some((h) => !Number.isInteger(h) || h < 1)) throw new UsageError(`expected three positive integers, got '${args.hidden}'`, { field: '--hidden' });
     if (args['image-model'] && !args.tower) throw new UsageError('--image-model needs --tower (the model that made the features)', { field: '--image-model' });
@@ -257,3 +258,12 @@ The evaluation on the test split (ROC AUC, accuracy, precision and recall at --t
     optimizer.dispose();
   },
 });
+
+/** Every output path checked before any work: a wrong one costs no time and leaves nothing behind. */
+async function checkOutputs(args: Args): Promise<void> {
+  await checkModelOutput(args.out, '--out');
+  await checkModelOutput(checkpointDirFor(args.out, args.checkpoint), '--checkpoint');
+  await checkModelOutput(args['image-model'], '--image-model');
+  await checkFileOutput(args.report, '--report');
+  await checkDirOutput(args.plots, '--plots');
+}

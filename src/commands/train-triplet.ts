@@ -2,7 +2,7 @@ import { defineCommand, UsageError, warn } from '../lib/command.js';
 import { backendOption, selectBackend } from '../lib/backend/select.js';
 import { checkpointDirFor, resumeWithBest } from '../lib/train/checkpoint.js';
 import { tf } from '../lib/backend/tf.js';
-import { loadModel, optimizerStateTensors, saveModel } from '../lib/backend/model-io.js';
+import { loadModel, optimizerStateTensors, saveModel, checkModelOutput } from '../lib/backend/model-io.js';
 import { writeFileAtomic } from '../lib/io/atomic.js';
 import { createSkipCounter, writeSkipSummary } from '../lib/image/skips.js';
 import { DEFAULT_TOWER, buildWeakModel, hasLayer, minimumInputSize, LAYER } from '../lib/models/weak-model.js';
@@ -83,6 +83,7 @@ The output is an image -> embedding model: 'atelier embed -m <out> --normalize' 
     ['atelier train-triplet -i train.ndjson --positive-field silhouette --projection 64 -o shape.model', 'similarity by facet, from a fresh tower'],
   ],
   async run(args, io) {
+    await checkOutputs(args);
     for (const key of ['epochs', 'patience', 'groups', 'per-group', 'input-size', 'width', 'blocks', 'stages'] as const) {
       if (!(Number.isInteger(args[key]) && args[key] > 0)) throw new UsageError(`must be a positive integer, got ${args[key]}`, { field: `--${key}` });
     }
@@ -241,3 +242,9 @@ The output is an image -> embedding model: 'atelier embed -m <out> --normalize' 
     (best as tf.Tensor[] | null)?.forEach((t) => t.dispose());
   },
 });
+
+/** Every output path checked before any work: a wrong one costs no time and leaves nothing behind. */
+async function checkOutputs(args: Args): Promise<void> {
+  await checkModelOutput(args.out, '--out');
+  await checkModelOutput(checkpointDirFor(args.out, args.checkpoint), '--checkpoint');
+}

@@ -2,7 +2,7 @@ import { existsSync } from 'node:fs';
 import { defineCommand, UsageError, warn } from '../lib/command.js';
 import { backendOption, selectBackend } from '../lib/backend/select.js';
 import { tf } from '../lib/backend/tf.js';
-import { loadModel, optimizerStateTensors, restoreOptimizerState, saveModel } from '../lib/backend/model-io.js';
+import { loadModel, optimizerStateTensors, restoreOptimizerState, saveModel, checkModelOutput } from '../lib/backend/model-io.js';
 import { writeFileAtomic } from '../lib/io/atomic.js';
 import { createSkipCounter, writeSkipSummary } from '../lib/image/skips.js';
 import { decodeRecords, imageToBytes, readImageRecords } from '../lib/image/records.js';
@@ -12,6 +12,7 @@ import { evaluateTagging, trainStep, weakModels, type ImageStore, type StepOptio
 import { copyMatchingWeights, readVocabulary, WEAK_MODEL_KIND, type WeakModelMetadata, type EpochLog } from '../lib/models/weak-files.js';
 import { createRandom, isHeldOut, type RandomState } from '../lib/random.js';
 import { startProgress } from '../lib/progress.js';
+import { checkpointDirFor } from '../lib/train/checkpoint.js';
 
 interface Args {
   input: string;
@@ -113,6 +114,7 @@ The output is a model directory (model.json, weights, metadata.json with vocabul
     ['atelier train-weak -i p.ndjson --vocab v.ndjson -o m --resume', 'continue an interrupted run'],
   ],
   async run(args, io) {
+    await checkOutputs(args);
     checkArgs(args);
     const vocabulary = await readVocabulary(args.vocab, args['top-k']);
     const wordId = new Map(vocabulary.map((w, i) => [w, i]));
@@ -281,4 +283,10 @@ function checkArgs(args: Args): void {
     const v = args[key];
     if (!(v >= 0 && v < 1)) throw new UsageError(`must be in [0, 1), got ${v}`, { field: `--${key}` });
   }
+}
+
+/** Every output path checked before any work: a wrong one costs no time and leaves nothing behind. */
+async function checkOutputs(args: Args): Promise<void> {
+  await checkModelOutput(args.out, '--out');
+  await checkModelOutput(checkpointDirFor(args.out, args.checkpoint), '--checkpoint');
 }

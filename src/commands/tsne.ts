@@ -1,5 +1,5 @@
 import { defineCommand, UsageError, type CommandIO } from '../lib/command.js';
-import { writeFileAtomic } from '../lib/io/atomic.js';
+import { writeFileAtomic, checkFileOutput } from '../lib/io/atomic.js';
 import { idsPathFor } from '../lib/io/features.js';
 import { openNdjsonWriter, readNdjson, requireObject } from '../lib/io/ndjson.js';
 import { readNpy, writeNpy } from '../lib/io/npy.js';
@@ -8,6 +8,7 @@ import { resolveImagePath } from '../lib/image/records.js';
 import { assertFiniteRows } from '../lib/knn/source.js';
 import { assertIdsMatchRows, readRowIds } from '../lib/knn/ids.js';
 import { svgToPng } from '../lib/plot/png.js';
+import { PLOT_EXTENSIONS } from '../lib/plot/index.js';
 import { createRandom } from '../lib/random.js';
 import { labelScatterSvg, maxPerplexity, renderThumbnailMap, tsne } from '../lib/tsne/index.js';
 
@@ -130,6 +131,7 @@ Reads a .npy of row vectors and its ids (as embed writes them; by default <name>
     ['atelier tsne small.npy --exact --perplexity 10 --npy xy.npy -o /dev/null', 'exact t-SNE of a small set, coordinates as .npy'],
   ],
   async run(args, io) {
+    await checkOutputs(args);
     if (!args.embeddings) throw new UsageError('needs an embeddings .npy', { field: 'embeddings' });
     checkArgs(args);
     const array = await readNpy(args.embeddings);
@@ -199,4 +201,14 @@ Reads a .npy of row vectors and its ids (as embed writes them; by default <name>
 
 function round(x: number): number {
   return Math.round(x * 1e5) / 1e5;
+}
+
+/** Every output path checked before any work: a wrong one costs no time and leaves nothing behind. */
+async function checkOutputs(args: Args): Promise<void> {
+  await checkFileOutput(args.out, '--out');
+  if (args.npy && !isStdio(args.npy)) {
+    await checkFileOutput(args.npy, '--npy');
+    await checkFileOutput(idsPathFor(args.npy), '--npy');
+  }
+  if (args.png && !isStdio(args.png)) await checkFileOutput(args.png, '--png', { extensions: PLOT_EXTENSIONS });
 }

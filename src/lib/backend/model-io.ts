@@ -5,7 +5,7 @@ import { open, readFile, readdir, mkdir, stat } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { tf } from './tf.js';
 import { UsageError } from '../command.js';
-import { atomicDirectory } from '../io/atomic.js';
+import { atomicDirectory, checkReplaceableDirOutput } from '../io/atomic.js';
 
 export const MODEL_JSON = 'model.json';
 export const WEIGHTS_FILE = 'weights.bin';
@@ -336,4 +336,9 @@ async function readExtraTensors(dir: string, json: ModelDirectoryJson): Promise<
 
 function firstLine(err: unknown): string {
   return (err instanceof Error ? err.message : String(err)).split('\n')[0].slice(0, 200);
+}
+
+/** Checks before training that `dir` may receive a model: missing, empty, or an earlier model directory (never a file). */
+export function checkModelOutput(dir: string | undefined, field: string): Promise<void> {
+  return checkReplaceableDirOutput(dir, field, MODEL_JSON, 'an atelier model directory');
 }

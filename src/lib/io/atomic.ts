@@ -1,12 +1,15 @@
 // Atomic outputs: everything is written under a hidden temp name beside its target and renamed into
 // place when complete, so a killed run leaves the old output or none, never a truncated one.
-import { open, rename, rm, unlink, mkdir } from 'node:fs/promises';
+// An output that already exists as a device, FIFO or socket (/dev/null, /dev/stdout, a named pipe)
+// is written in place instead: renaming onto it would replace the device for the whole machine.
+import { access, constants, open, rename, rm, unlink, mkdir, stat, mkdtemp, readdir } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
 import { finished } from 'node:stream/promises';
 import { Writable } from 'node:stream';
-import { dirname } from 'node:path';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
 import { UsageError } from '../command.js';
-import { siblingTempPath } from './paths.js';
+import { extensionOf, isStdio, siblingTempPath } from './paths.js';
 
 /** An open temp file that becomes `path` on commit(). */
 export interface AtomicFile {
@@ -15,6 +18,8 @@ export interface AtomicFile {
   /** Where the bytes are written until commit. */
   tempPath: string;
   handle: FileHandle;
+  /** True when `path` is a device, FIFO or socket written in place: write in order, without positions. */
+  direct: boolean;
   /** Flushes to disk, closes and renames the temp file onto `path`. */
   commit(): Promise<void>;
   /** Closes and deletes the temp file; `path` is left as it was. Safe to call twice or after commit. */
@@ -51,6 +56,16 @@ function outputOpenError(err: unknown, path: string): unknown {
   return err;
 }
 
+/** True when `path` exists and is neither a regular file nor a directory (following links, as /dev/stdout is one). */
+export async function isSpecialFile(path: string): Promise<boolean> {
+  try {
+    const info = await stat(path);
+    return !info.isFile() && !info.isDirectory();
+  } catch {
+    return false;
+  }
+}
+
 async function removeQuietly(path: string): Promise<void> {
   await unlink(path).catch((err: NodeJS.ErrnoException) => {
     if (err.code !== 'ENOENT') throw err;
@@ -70,17 +85,87 @@ async function syncDirectory(dir: string): Promise<void> {
   }
 }
 
-/** Writes all of `bytes` at `position` (a single write may stop short). */
-async function writeFully(handle: FileHandle, bytes: Uint8Array, position: number): Promise<void> {
+/** Writes all of `bytes` at `position`, or in order where `position` is null (a single write may stop short). */
+async function writeFully(handle: FileHandle, bytes: Uint8Array, position: number | null): Promise<void> {
   let done = 0;
   while (done < bytes.length) {
-    const { bytesWritten } = await handle.write(bytes, done, bytes.length - done, position + done);
+    const { bytesWritten } = await handle.write(bytes, done, bytes.length - done, position === null ? null : position + done);
     done += bytesWritten;
   }
 }
 
-/** Opens a temp file beside `path` for writing; nothing appears at `path` until commit(). */
-export async function openAtomicFile(path: string): Promise<AtomicFile> {
+/** Opens a device, FIFO or socket `path` for writing in place; commit() and abort() only close it. */
+async function openDirectFile(path: string): Promise<AtomicFile> {
+  let handle: FileHandle;
+  try {
+    handle = await open(path, 'w');
+  } catch (err) {
+    // a socket cannot be opened as a file (ENXIO)
+    if ((err as NodeJS.ErrnoException).code === 'ENXIO') throw new UsageError('cannot write here: not a file, device or FIFO that can be opened', { file: path });
+    throw outputOpenError(err, path);
+  }
+  let closed = false;
+  const close = async () => {
+    if (closed) return;
+    closed = true;
+    await handle.close();
+  };
+  return { path, tempPath: path, handle, direct: true, commit: close, abort: () => close().catch(() => {}) };
+}
+
+/**
+ * A seekable temp file in the system temp directory whose bytes are copied in order into the
+ * device or FIFO `path` on commit(): for formats that patch their header last (.npy).
+ */
+async function openSpooledFile(path: string): Promise<AtomicFile> {
+  const spoolDir = await mkdtemp(join(tmpdir(), 'atelier-spool-'));
+  const tempPath = join(spoolDir, 'data');
+  const handle = await open(tempPath, 'w+');
+  let state: 'open' | 'committed' | 'aborted' = 'open';
+  const cleanup = async () => {
+    await handle.close().catch(() => {});
+    await rm(spoolDir, { recursive: true, force: true });
+  };
+  return {
+    path,
+    tempPath,
+    handle,
+    direct: false,
+    async commit() {
+      if (state !== 'open') throw new Error(`atomic write of ${path} was already ${state}`);
+      state = 'committed';
+      try {
+        const target = await openDirectFile(path);
+        try {
+          const chunk = Buffer.allocUnsafe(1024 * 1024);
+          for (let position = 0; ; ) {
+            const { bytesRead } = await handle.read(chunk, 0, chunk.length, position);
+            if (bytesRead === 0) break;
+            await writeFully(target.handle, chunk.subarray(0, bytesRead), null);
+            position += bytesRead;
+          }
+        } finally {
+          await target.commit();
+        }
+      } finally {
+        await cleanup();
+      }
+    },
+    async abort() {
+      if (state !== 'open') return;
+      state = 'aborted';
+      await cleanup();
+    },
+  };
+}
+
+/**
+ * Opens a temp file beside `path` for writing; nothing appears at `path` until commit(). Where
+ * `path` is a device, FIFO or socket it is written in place (`direct`), or, with `seekable`, through
+ * a spool file copied into it on commit().
+ */
+export async function openAtomicFile(path: string, opts: { seekable?: boolean } = {}): Promise<AtomicFile> {
+  if (await isSpecialFile(path)) return opts.seekable ? openSpooledFile(path) : openDirectFile(path);
   const tempPath = siblingTempPath(path);
   let handle: FileHandle;
   try {
@@ -93,6 +178,7 @@ export async function openAtomicFile(path: string): Promise<AtomicFile> {
     path,
     tempPath,
     handle,
+    direct: false,
     async commit() {
       if (state !== 'open') throw new Error(`atomic write of ${path} was already ${state}`);
       state = 'committed';
@@ -134,17 +220,18 @@ export async function openAtomicWriteStream(path: string): Promise<AtomicWriteSt
   // A plain Writable over the handle: fs write streams keep their own claim on a FileHandle, which
   // would stop commit() from fsyncing and closing it.
   let position = 0;
+  const at = () => (file.direct ? null : position);
   const stream = new Writable({
     highWaterMark: 256 * 1024,
     write(chunk: Buffer, _encoding, callback) {
-      writeFully(file.handle, chunk, position).then(() => {
+      writeFully(file.handle, chunk, at()).then(() => {
         position += chunk.length;
         callback();
       }, callback);
     },
     writev(chunks, callback) {
       const joined = Buffer.concat(chunks.map((c) => c.chunk as Buffer));
-      writeFully(file.handle, joined, position).then(() => {
+      writeFully(file.handle, joined, at()).then(() => {
         position += joined.length;
         callback();
       }, callback);
@@ -181,6 +268,8 @@ export async function openAtomicWriteStream(path: string): Promise<AtomicWriteSt
  * in place of `finalDir`. A run killed before or during commit leaves the old directory or none.
  */
 export async function atomicDirectory(finalDir: string): Promise<AtomicDirectory> {
+  const existing = await stat(finalDir).catch(() => null);
+  if (existing && !existing.isDirectory()) throw new UsageError('exists and is not a directory; refusing to replace it', { file: finalDir });
   const tmpDir = siblingTempPath(finalDir);
   try {
     await mkdir(tmpDir);
@@ -221,4 +310,79 @@ export async function atomicDirectory(finalDir: string): Promise<AtomicDirectory
       await rm(tmpDir, { recursive: true, force: true });
     },
   };
+}
+
+// ---- checks run before any work, so a wrong output path costs no time ----------------------------
+
+async function statOrNull(path: string) {
+  return stat(path).catch((err: NodeJS.ErrnoException) => {
+    if (err.code === 'ENOENT' || err.code === 'ENOTDIR') return null;
+    throw err;
+  });
+}
+
+/** `dir` must be a directory this process may create files in; the error names `path`, the output. */
+async function requireWritableDirectory(dir: string, path: string, field: string): Promise<void> {
+  const info = await statOrNull(dir);
+  if (!info) throw new UsageError(`cannot write here: directory '${dir}' does not exist`, { file: path, field });
+  if (!info.isDirectory()) throw new UsageError(`cannot write here: '${dir}' is not a directory`, { file: path, field });
+  try {
+    await access(dir, constants.W_OK | constants.X_OK);
+  } catch {
+    throw new UsageError(`cannot write here: permission denied in '${dir}'`, { file: path, field });
+  }
+}
+
+/** Where a missing directory output would be made with mkdir -p: its nearest existing ancestor must be writable. */
+async function requireCreatableDirectory(path: string, field: string): Promise<void> {
+  let dir = resolve(path);
+  while (!(await statOrNull(dir))) {
+    const parent = dirname(dir);
+    if (parent === dir) break;
+    dir = parent;
+  }
+  await requireWritableDirectory(dir, path, field);
+}
+
+/**
+ * Checks up front that the file output `path` of option `field` can be written: `-` (stdout) and an
+ * existing device or FIFO pass; otherwise not a directory, an existing writable parent, and one of
+ * `extensions` when given (e.g. ['png', 'svg']).
+ */
+export async function checkFileOutput(path: string | undefined, field: string, opts: { extensions?: readonly string[] } = {}): Promise<void> {
+  if (path === undefined || isStdio(path)) return;
+  if (path === '') throw new UsageError('expected a file name, got an empty string', { field });
+  const info = await statOrNull(path);
+  if (info?.isDirectory()) throw new UsageError('is a directory; expected a file name', { file: path, field });
+  if (info && !info.isFile()) return;
+  if (opts.extensions && !opts.extensions.includes(extensionOf(path))) {
+    throw new UsageError(`expected a file name ending in ${opts.extensions.map((e) => '.' + e).join(' or ')}`, { file: path, field });
+  }
+  await requireWritableDirectory(dirname(path), path, field);
+}
+
+/** Checks up front that `path` can be used as an output directory (made if missing, kept if present). */
+export async function checkDirOutput(path: string | undefined, field: string): Promise<void> {
+  if (path === undefined) return;
+  if (path === '') throw new UsageError('expected a directory name, got an empty string', { field });
+  const info = await statOrNull(path);
+  if (info && !info.isDirectory()) throw new UsageError('exists and is not a directory', { file: path, field });
+  if (info) await requireWritableDirectory(path, path, field);
+  else await requireCreatableDirectory(path, field);
+}
+
+/**
+ * Checks up front that the directory output `path`, replaced as a whole at the end, may be replaced:
+ * it is missing, empty, or holds `marker` (a file only our own outputs of this kind have).
+ */
+export async function checkReplaceableDirOutput(path: string | undefined, field: string, marker: string, what: string): Promise<void> {
+  if (path === undefined) return;
+  if (path === '') throw new UsageError('expected a directory name, got an empty string', { field });
+  const info = await statOrNull(path);
+  if (info && !info.isDirectory()) throw new UsageError(`exists and is not ${what}; refusing to replace it`, { file: path, field });
+  if (info) {
+    const entries = await readdir(path);
+    if (entries.length > 0 && !entries.includes(marker)) throw new UsageError(`is a directory but not ${what} (no ${marker}); refusing to replace it`, { file: path, field });
+  }
+  await requireCreatableDirectory(dirname(resolve(path)), field);
 }

@@ -560,7 +560,7 @@ export async function openNpyWriter(path: string, opts: NpyWriterOptions): Promi
   if (!rowShape.every((d) => Number.isSafeInteger(d) && d >= 0)) throw new RangeError(`row shape (${rowShape.join(', ')}) must be non-negative integers`);
   const rowLength = product(rowShape);
   const itemSize = DTYPES[dtype].itemSize;
-  const file = await openAtomicFile(path);
+  const file = await openAtomicFile(path, { seekable: true });
   const reserved = encodeNpyHeader(dtype, [0, ...rowShape], { version: opts.version, reserveRowDigits: true });
   const staging = Buffer.allocUnsafe(Math.max(opts.bufferBytes ?? 1024 * 1024, itemSize));
   let staged = 0;
