@@ -109,7 +109,7 @@ async function memoryRun(queries: Float32Array): Promise<Record<string, unknown>
   await writeIds(join(workDir, 'big-gallery.ids.ndjson'), galleryRows);
   await writeNpy(queryPath, queries, [queries.length / dim, dim]);
   await writeIds(join(workDir, 'big-queries.ids.ndjson'), queries.length / dim);
-  const args = [join(repoRoot, 'bin', 'atelier'), 'knn', '-q', queryPath, '-g', galleryPath, '--k', String(k), '--memory', memoryBudget, '--threads', String(threads), '-o', '/dev/null'];
+  const args = [join(repoRoot, 'bin', 'atelier'), 'knn', '-q', queryPath, '-g', galleryPath, '--k', String(k), '--memory', memoryBudget, '--threads', String(threads), '-o', join(workDir, 'big-knn.ndjson')];
   const started = performance.now();
   const child = spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';

@@ -67,7 +67,7 @@ interface CommandRun {
  */
 async function runRise(modelDir: string, images: string[], masks: number, mapsDir: string): Promise<CommandRun> {
   rmSync(mapsDir, { recursive: true, force: true });
-  const args = [join(repoRoot, 'bin', 'atelier'), 'rise', '-m', modelDir, '--n', String(masks), '--batch', String(batch), '--backend', backend, '--maps-dir', mapsDir, '-o', '/dev/null', ...images];
+  const args = [join(repoRoot, 'bin', 'atelier'), 'rise', '-m', modelDir, '--n', String(masks), '--batch', String(batch), '--backend', backend, '--maps-dir', mapsDir, '-o', `${mapsDir}-summary.ndjson`, ...images];
   const started = performance.now();
   const child = spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';

@@ -128,7 +128,7 @@ Reads a .npy of row vectors and its ids (as embed writes them; by default <name>
   examples: [
     ['atelier tsne emb.npy --sample 1000 --png map.png > map.ndjson', '1,000 random images as thumbnails on their t-SNE map (image paths from emb.ids.ndjson)'],
     ['atelier tsne emb.npy --labels images.ndjson --label-field pattern --style points --png pattern.png -o map.ndjson', 'points coloured by pattern'],
-    ['atelier tsne small.npy --exact --perplexity 10 --npy xy.npy -o /dev/null', 'exact t-SNE of a small set, coordinates as .npy'],
+    ['atelier tsne small.npy --exact --perplexity 10 --npy xy.npy -o xy.ndjson', 'exact t-SNE of a small set, coordinates as .npy and NDJSON'],
   ],
   async run(args, io) {
     await checkOutputs(args);

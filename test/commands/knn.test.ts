@@ -124,7 +124,7 @@ test('the peak RSS stays under --memory while a gallery bigger than the data bud
   const g = await writeVectors('rss', big, dim, Array.from({ length: rows }, (_, i) => `r${i}`));
   const q = await writeVectors('rssq', big.slice(0, 64 * dim), dim, Array.from({ length: 64 }, (_, i) => `q${i}`));
   const budget = 200 * 1024 * 1024;
-  const run = await runWithPeakRss(['knn', '-q', q, '-g', g, '--k', '5', '--memory', '200M', '-o', '/dev/null']);
+  const run = await runWithPeakRss(['knn', '-q', q, '-g', g, '--k', '5', '--memory', '200M', '-o', join(dir, 'rss-knn.ndjson')]);
   assert.equal(run.code, 0, run.stderr);
   assert.match(run.stderr, /gallery streamed in slabs of \d+ rows/);
   assert.ok(run.peakBytes > 0, 'VmHWM was read');
