@@ -72,9 +72,10 @@ test('-o /dev/null writes through the device and leaves it a character device', 
   }
 });
 
-/** Starts a reader of the FIFO `path`; resolves with every byte it received once the writer closes. */
+/** Starts a reader of the FIFO `path`; resolves with every byte it received once the writer closes (fails after 60 s). */
 function readFifo(path: string): Promise<Buffer> {
   return new Promise((resolve, reject) => {
+    setTimeout(() => reject(new Error(`nothing closed the FIFO ${path} in 60 s`)), 60_000).unref();
     const chunks: Buffer[] = [];
     createReadStream(path)
       .on('data', (c) => chunks.push(c as Buffer))
@@ -223,12 +224,13 @@ test('a full stdout is one line on stderr and exit 1', { skip: !existsSync('/dev
   }
 });
 
-test('a runtime failure is one line', async () => {
-  // A .npy whose header promises more rows than the file holds fails while reading, not while checking.
-  const bad = join(dir, 'short.npy');
-  writeFileSync(bad, readFileSync(features).subarray(0, 200));
-  writeFileSync(join(dir, 'short.ids.ndjson'), '{"id":"x"}\n');
-  const run = await runAtelier(['npy', 'to-ndjson', bad]);
-  assert.notEqual(run.code, 0);
-  assert.equal(lines(run.stderr).length, 1, run.stderr);
+test('a runtime failure is one line and exit 1', async (t) => {
+  // A full disk as the output: a private full device as root (no run can break the machine's), else /dev/full.
+  let full = join(dir, 'full-device');
+  if (spawnSync('mknod', ['-m', '666', full, 'c', '1', '7']).status !== 0) full = '/dev/full';
+  if (!existsSync(full) || !statSync(full).isCharacterDevice()) return t.skip('no full device');
+  const run = await runAtelier(['knn', '-q', features, '--k', '2', '-o', full]);
+  assert.equal(run.code, 1, run.stderr);
+  assert.deepEqual(lines(run.stderr).filter((l) => !/exact search/.test(l)), ['atelier knn: ENOSPC: no space left on device, write']);
+  assert.ok(statSync(full).isCharacterDevice());
 });
