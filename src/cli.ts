@@ -3,6 +3,7 @@ import yargs from 'yargs';
 import type { Argv } from 'yargs';
 import { loadCommand, loadCommands } from './commands/index.js';
 import { UsageError, formatPlace, type Command, type CommandIO } from './lib/command.js';
+import { OutputGroup } from './lib/io/atomic.js';
 
 const processIO: CommandIO = { stdin: process.stdin, stdout: process.stdout, stderr: process.stderr, env: process.env };
 
@@ -119,12 +120,15 @@ export async function main(argv: string[], io: CommandIO = processIO): Promise<n
     io.stderr.write(`atelier: unknown command '${name}' (see atelier --help)\n`);
     return 2;
   }
+  const outputs = new OutputGroup();
   try {
     const args = await parseArgs(command, rest, io);
     if (args === null) return 0;
-    await command.run(args, io);
+    await command.run(args, { ...io, outputs });
+    await outputs.commitAll();
     return 0;
   } catch (err) {
+    await outputs.abortAll();
     return reportFailure(command.name, err, io);
   }
 }

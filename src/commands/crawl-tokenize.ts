@@ -383,10 +383,10 @@ export default defineCommand<Args>({
         throw new UsageError(`cannot create or write the image directory (${(err as NodeJS.ErrnoException).code ?? 'error'})`, { file: imagesDir, field: '--images' });
       }
     }
-    const output: NdjsonWriter = await openNdjsonWriter(args.output, { stdout: io.stdout });
+    const output: NdjsonWriter = await openNdjsonWriter(args.output, { stdout: io.stdout, outputs: io.outputs });
     let vocabWriter: NdjsonWriter | null = null;
     try {
-      vocabWriter = args.vocab !== undefined ? await openNdjsonWriter(args.vocab, { stdout: io.stdout }) : null;
+      vocabWriter = args.vocab !== undefined ? await openNdjsonWriter(args.vocab, { stdout: io.stdout, outputs: io.outputs }) : null;
     } catch (err) {
       await output.abort();
       throw err;
@@ -534,7 +534,8 @@ export default defineCommand<Args>({
       bytes: fetcher.counters.bytes,
       resumed: stats.run.resumed,
     };
-    if (args.stats !== undefined) await writeFileAtomic(args.stats, JSON.stringify(stats, null, 2) + '\n');
+    if (args.stats !== undefined) await writeFileAtomic(args.stats, JSON.stringify(stats, null, 2) + '\n', io.outputs);
+    await io.outputs?.commitAll(); // the journal may go only once the outputs are in place
     (journal as CrawlJournal<unknown> | null)?.remove();
     writeSummary(io, stats);
   },

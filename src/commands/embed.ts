@@ -83,8 +83,8 @@ export default defineCommand<Args>({
       const [count, dim] = matrix.shape;
       matrix.dispose();
       if (args.normalize) normalizeRows(rows, dim);
-      const npy = await openNpyWriter(args.out, { dtype: 'float32', rowShape: [dim] });
-      const ids = await openNdjsonWriter(idsPath, { stdout: io.stdout });
+      const npy = await openNpyWriter(args.out, { dtype: 'float32', rowShape: [dim], outputs: io.outputs });
+      const ids = await openNdjsonWriter(idsPath, { stdout: io.stdout, outputs: io.outputs });
       try {
         await npy.writeRows(rows, count);
         for (const [row, word] of meta.vocabulary.entries()) await ids.write({ id: word, row });
@@ -110,14 +110,14 @@ export default defineCommand<Args>({
     const records = args.images.length ? pathRecords(args.images) : readImageRecords(args.input ?? '-', args['image-field'], args['id-field'], io.stdin);
     const skips = createSkipCounter();
     let npy: Awaited<ReturnType<typeof openNpyWriter>> | null = null;
-    const ids = await openNdjsonWriter(idsPath, { stdout: io.stdout });
+    const ids = await openNdjsonWriter(idsPath, { stdout: io.stdout, outputs: io.outputs });
     const inference = network ? await openPredictor(network, inputSize, backend, args.workers) : null;
     const progress = startProgress(io.stderr, { label: 'embedding' });
     let rowsWritten = 0;
     try {
       for await (const batch of computeFeatures(inference?.predictor ?? null, records, inputSize, args.batch, skips, io, 'embed')) {
         if (args.normalize) normalizeRows(batch.rows, batch.dim);
-        npy ??= await openNpyWriter(args.out, { dtype: 'float32', rowShape: [batch.dim] });
+        npy ??= await openNpyWriter(args.out, { dtype: 'float32', rowShape: [batch.dim], outputs: io.outputs });
         await npy.writeRows(batch.rows, batch.records.length);
         for (const r of batch.records) await ids.write({ id: r.id, image: r.path, row: rowsWritten++ });
         progress.tick(batch.records.length);
@@ -134,7 +134,7 @@ export default defineCommand<Args>({
       await inference?.close();
     }
     if (args.skipped) {
-      const list = await openNdjsonWriter(args.skipped);
+      const list = await openNdjsonWriter(args.skipped, { outputs: io.outputs });
       for (const s of skips.skipped) await list.write({ image: s.source, reason: s.reason, message: s.message });
       await list.close();
     }

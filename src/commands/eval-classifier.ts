@@ -125,10 +125,10 @@ Predictions carrying "error" (images classify could not read) are counted, not s
 
     if (args.plot) {
       const svg = confusionMatrixSvg(report, args.title);
-      await writeFileAtomic(args.plot, /\.svg$/i.test(args.plot) ? svg : await svgToPng(svg, 2));
+      await writeFileAtomic(args.plot, /\.svg$/i.test(args.plot) ? svg : await svgToPng(svg, 2), io.outputs);
     }
     if (args['false-negatives']) {
-      const writer = await openNdjsonWriter(args['false-negatives'], { stdout: io.stdout });
+      const writer = await openNdjsonWriter(args['false-negatives'], { stdout: io.stdout, outputs: io.outputs });
       try {
         for (const fn of falseNegativesByClass(items, labels)) await writer.write(fn);
         await writer.close();
@@ -138,7 +138,7 @@ Predictions carrying "error" (images classify could not read) are counted, not s
       }
     }
     if (isStdio(args.out)) io.stdout.write(json);
-    else await writeFileAtomic(args.out, json);
+    else await writeFileAtomic(args.out, json, io.outputs);
   },
 });
 

@@ -363,7 +363,7 @@ The ranking comes from --embeddings (exact: every query is ranked against the wh
     if (args.embeddings && args.knn) throw new UsageError('give --embeddings or --knn, not both', { field: '--knn' });
     if (!evaluating) {
       if (args.plot && compared.length > 0) {
-        await writeChart(args.plot, chartOf(args.title, compared.map(runSeries), ks));
+        await writeChart(args.plot, chartOf(args.title, compared.map(runSeries), ks), 1, io.outputs);
         io.stderr.write(`atelier ${NAME}: plot of ${compared.length} runs -> ${args.plot}\n`);
         return;
       }
@@ -419,7 +419,7 @@ The ranking comes from --embeddings (exact: every query is ranked against the wh
     });
 
     if (args['per-query']) {
-      const writer: NdjsonWriter = await openNdjsonWriter(args['per-query'], { stdout: io.stdout });
+      const writer: NdjsonWriter = await openNdjsonWriter(args['per-query'], { stdout: io.stdout, outputs: io.outputs });
       try {
         for (const r of results) await writer.write(rounded(r));
         await writer.close();
@@ -431,11 +431,11 @@ The ranking comes from --embeddings (exact: every query is ranked against the wh
     if (args.plot) {
       const series = [runSeries({ name: main.name, topk: main.topk, dashed: main.method === 'random' }), ...compared.map(runSeries)];
       if (baseline) series.push(runSeries({ name: 'random', topk: baseline.topk, dashed: true }));
-      await writeChart(args.plot, chartOf(args.title, series, ks));
+      await writeChart(args.plot, chartOf(args.title, series, ks), 1, io.outputs);
     }
     const text = JSON.stringify(output, null, 2) + '\n';
     if (isStdio(args.out)) io.stdout.write(text);
-    else await writeFileAtomic(args.out, text);
+    else await writeFileAtomic(args.out, text, io.outputs);
     const top = (k: number) => (typeof main!.topk[k] === 'number' ? `top-${k} ${(100 * (main!.topk[k] as number)).toFixed(1)}%` : null);
     const headline = [top(1), top(20), `mAP ${(100 * main.map).toFixed(1)}%`].filter(Boolean).join(', ');
     io.stderr.write(`atelier ${NAME}: ${main.name}: ${main.queries} queries, ${context.galleryCount} gallery images: ${headline}\n`);

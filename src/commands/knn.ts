@@ -256,7 +256,7 @@ Exact search (the default) streams: the gallery is read in slabs and queries in 
       if (!args['index-dir']) throw new UsageError("'knn index build' needs --index-dir (where to save the index)", { field: '--index-dir' });
       const { source, ids } = await openVectors(args.gallery, args['gallery-ids'], args['id-field'], io);
       const started = performance.now();
-      const dir = await atomicDirectory(args['index-dir']);
+      const dir = await atomicDirectory(args['index-dir'], io.outputs);
       try {
         const progress = startProgress(io.stderr, { total: source.rows, label: 'indexing' });
         const index = await buildHnswIndex(source, hnswParameters(args, metric), { threads, onRows: (n) => progress.update(n) });
@@ -337,7 +337,7 @@ Exact search (the default) streams: the gallery is read in slabs and queries in 
       if (args.recall && galleryForRecall && (args.index === 'hnsw' || mode === 'query')) approximate = new Map();
       const recallEvery = approximate ? Math.max(1, Math.ceil(query.source.rows / positiveInteger(args['recall-queries'], '--recall-queries'))) : 0;
 
-      writer = await openNdjsonWriter(args.out, { stdout: io.stdout });
+      writer = await openNdjsonWriter(args.out, { stdout: io.stdout, outputs: io.outputs });
       const output: Output = { writer, queryIds: query.ids, galleryIds, metric: searchMetric, labels, weighted: args.weighted };
       const progress = startProgress(io.stderr, { total: query.source.rows, label: 'knn' });
       for await (const block of blocks) {

@@ -1,4 +1,4 @@
-import { defineCommand, UsageError, type ErrorPlace } from '../lib/command.js';
+import { defineCommand, UsageError, type CommandIO, type ErrorPlace } from '../lib/command.js';
 import { describeJsonValue, openNdjsonWriter, readNdjson, requireObject, type NdjsonRecord } from '../lib/io/ndjson.js';
 import {
   NPY_DTYPES,
@@ -158,7 +158,7 @@ async function toNdjson(file: string, args: NpyArgs, io: { stdout: NodeJS.Writab
   await writer.close();
 }
 
-async function fromNdjson(file: string, args: NpyArgs, io: { stdin: NodeJS.ReadableStream; stderr: NodeJS.WritableStream }): Promise<void> {
+async function fromNdjson(file: string, args: NpyArgs, io: Pick<CommandIO, 'stdin' | 'stderr' | 'outputs'>): Promise<void> {
   const output = args.output;
   if (output === undefined || output === '') throw new UsageError('from-ndjson needs -o OUT.npy', { field: '--output' });
   if (isStdio(output)) throw new UsageError('a .npy cannot be streamed to stdout (its header is completed last); give a file name', { field: '--output' });
@@ -179,14 +179,14 @@ async function fromNdjson(file: string, args: NpyArgs, io: { stdin: NodeJS.Reada
         rowShape = leadingShape(value);
         firstLine = record.line;
         row = new Float64Array(rowShape.reduce((a, b) => a * b, 1));
-        writer = await openNpyWriter(output, { dtype, rowShape });
+        writer = await openNpyWriter(output, { dtype, rowShape, outputs: io.outputs });
       }
       flattenRow(value, rowShape, dtype, row, { record, path: args.field ?? '', firstLine });
       await writer.writeRows(row, 1);
     }
     if (writer === null) {
       io.stderr.write(`atelier npy: warning: no rows in ${file === '-' ? 'stdin' : file}; writing an empty array of shape (0,)\n`);
-      writer = await openNpyWriter(output, { dtype, rowShape: [] });
+      writer = await openNpyWriter(output, { dtype, rowShape: [], outputs: io.outputs });
     }
     const header = await writer.close();
     io.stderr.write(`atelier npy: wrote ${output}: ${header.dtype} ${shapeText(header.shape)}\n`);

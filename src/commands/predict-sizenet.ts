@@ -43,7 +43,7 @@ export default defineCommand<Args>({
     }
     const idsPath = args.ids ?? idsPathFor(args.features);
     const ids = readNdjson(idsPath)[Symbol.asyncIterator]();
-    const out = await openNdjsonWriter(args.out, { stdout: io.stdout });
+    const out = await openNdjsonWriter(args.out, { stdout: io.stdout, outputs: io.outputs });
     try {
       for await (const chunk of iterateNpyRows(args.features, { chunkBytes: 4 * 1024 * 1024 })) {
         const count = chunk.end - chunk.start;

@@ -107,13 +107,13 @@ Per image it writes one NDJSON line {id, image, class, score, peak: {x, y}, topS
       spec.count = n;
     } else {
       masks = generateMasks(spec, createRandom(args.seed));
-      if (args.masks) await writeNpy(args.masks, masks, [spec.count, size, size]);
+      if (args.masks) await writeNpy(args.masks, masks, [spec.count, size, size], { outputs: io.outputs });
     }
 
     for (const dir of [args['maps-dir'], args.overlay]) if (dir) await mkdir(dir, { recursive: true });
     const records = args.images.length ? pathRecords(args.images) : readImageRecords(args.input ?? '-', args['image-field'], args['id-field'], io.stdin);
     const skips = createSkipCounter();
-    const out = await openNdjsonWriter(args.out, { stdout: io.stdout });
+    const out = await openNdjsonWriter(args.out, { stdout: io.stdout, outputs: io.outputs });
     let index = 0;
     try {
       for await (const batch of computeFeatures(null, records, size, 1, skips, io, 'rise')) {
@@ -126,11 +126,11 @@ Per image it writes one NDJSON line {id, image, class, score, peak: {x, y}, topS
         const line: Record<string, unknown> = { id: record.id, image: record.path, class: className, score: round(score), peak: summary.peak, topShare: round(summary.topShare) };
         if (args['maps-dir']) {
           line.saliency = join(args['maps-dir'], `${stem}.npy`);
-          await writeNpy(line.saliency as string, map, [size, size]);
+          await writeNpy(line.saliency as string, map, [size, size], { outputs: io.outputs });
         }
         if (args.overlay) {
           line.overlay = join(args.overlay, `${stem}.png`);
-          await writeFileAtomic(line.overlay as string, await saliencyOverlayPng(photo, map, size, size));
+          await writeFileAtomic(line.overlay as string, await saliencyOverlayPng(photo, map, size, size), io.outputs);
         }
         if (args.metrics) {
           const curves = causalCurves(model, photo, size, size, map, classIndex, args.steps, args.batch);

@@ -76,7 +76,7 @@ export default defineCommand<Args>({
     if (args.word !== undefined && wordIndex < 0) throw new UsageError(`'${args.word}' is not in the model's vocabulary of ${vocabulary.length} words`, { field: '--word' });
     const records = args.images.length ? pathRecords(args.images) : readImageRecords(args.input ?? '-', args['image-field'], args['id-field'], io.stdin);
     const skips = createSkipCounter();
-    const out = await openNdjsonWriter(args.out, { stdout: io.stdout });
+    const out = await openNdjsonWriter(args.out, { stdout: io.stdout, outputs: io.outputs });
     const ranked: Array<{ id: string; image: string; score: number; order: number }> = [];
     const inference = await openPredictor(model, config.inputSize, backend, args.workers);
     const progress = startProgress(io.stderr, { label: 'tagging' });

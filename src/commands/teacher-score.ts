@@ -292,7 +292,7 @@ export default defineCommand<TeacherScoreArgs>({
     if (unsold > 0) warn(io, NAME, `${unsold} article(s) with no sales have nothing to score and were left out`);
     const kept = scores.filter((score) => score.w >= args.tau);
 
-    const writer = await openNdjsonWriter(args.output, { stdout: io.stdout });
+    const writer = await openNdjsonWriter(args.output, { stdout: io.stdout, outputs: io.outputs });
     try {
       for (const score of kept) await writer.write(outputRecord(score, ids));
       await writer.close();

@@ -339,7 +339,7 @@ Prints a JSON report: per-class precision, recall, F1 and support, macro and wei
 
     // Reports per split, predictions, the model.
     const reports: Record<string, unknown> = {};
-    const predictionsOut = args.predictions ? await openAtomicWriteStream(args.predictions) : null;
+    const predictionsOut = args.predictions ? await openAtomicWriteStream(args.predictions, io.outputs) : null;
     const probsOf = (logits: Float32Array, i: number): Float32Array => {
       const row = logits.subarray(i * labels.length, (i + 1) * labels.length);
       const max = Math.max(...row);
@@ -382,7 +382,7 @@ Prints a JSON report: per-class precision, recall, F1 and support, macro and wei
       copyMatchingWeights(model, saved);
     }
     await saveModel(saved, args.out, { metadata });
-    await writeFileAtomic(`${args.out.replace(/\/+$/, '')}.log.json`, JSON.stringify(state.log, null, 2) + '\n');
+    await writeFileAtomic(`${args.out.replace(/\/+$/, '')}.log.json`, JSON.stringify(state.log, null, 2) + '\n', io.outputs);
     const summary = {
       labelField: args['label-field'], labels, mode: args.mode, input, head: head.kind,
       classWeights: Object.fromEntries(labels.map((l, c) => [l, Number(classWeights[c].toPrecision(6))])),
@@ -391,7 +391,7 @@ Prints a JSON report: per-class precision, recall, F1 and support, macro and wei
       ...reports,
     };
     const json = JSON.stringify(summary, null, 2) + '\n';
-    if (args.report) await writeFileAtomic(args.report, json);
+    if (args.report) await writeFileAtomic(args.report, json, io.outputs);
     io.stdout.write(json);
     weightsTensor.dispose();
     optimizer.dispose();

@@ -243,16 +243,16 @@ The evaluation on the test split (ROC AUC, accuracy, precision and recall at --t
       log: state.log,
     };
     const metadata: SizenetMetadata = { kind: SIZENET_MODEL_KIND, config, features: args.features, evaluation: { auc: evaluation.test.auc, accuracy: evaluation.test.accuracy } };
-    await saveModel(model, args.out, { metadata: metadata as unknown as Record<string, unknown> });
+    await saveModel(model, args.out, { metadata: metadata as unknown as Record<string, unknown>, outputs: io.outputs });
     if (args['image-model'] && args.tower) {
       const tower = (await loadModel(args.tower)).model;
       const features = hasLayer(tower, LAYER.words) ? featureModel(tower, args['tower-layer']) : tower;
       const imageModel = buildImageStudentModel(features, model);
-      await saveModel(imageModel, args['image-model'], { metadata: { ...metadata, kind: SIZENET_MODEL_KIND, tower: args.tower, towerLayer: args['tower-layer'] } });
+      await saveModel(imageModel, args['image-model'], { metadata: { ...metadata, kind: SIZENET_MODEL_KIND, tower: args.tower, towerLayer: args['tower-layer'] }, outputs: io.outputs });
     }
     const json = JSON.stringify(evaluation, null, 2) + '\n';
-    if (args.report) await writeFileAtomic(args.report, json);
-    if (args.plots) await (await import('../lib/sizenet/plots.js')).drawSizenetPlots(args.plots, rocCurve(testScores, test.y), testScores, test.y, teacherWeights, evaluation.test.auc);
+    if (args.report) await writeFileAtomic(args.report, json, io.outputs);
+    if (args.plots) await (await import('../lib/sizenet/plots.js')).drawSizenetPlots(args.plots, rocCurve(testScores, test.y), testScores, test.y, teacherWeights, evaluation.test.auc, io.outputs);
     io.stdout.write(json);
     best?.forEach((t) => t.dispose());
     optimizer.dispose();

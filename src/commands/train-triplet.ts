@@ -235,8 +235,8 @@ The output is an image -> embedding model: 'atelier embed -m <out> --normalize' 
       kind: SIMILARITY_MODEL_KIND, positiveField: args['positive-field'], inputSize, projection: args.projection, margin: args.margin,
       tower: args.tower ?? null, towerLayer: args['tower-layer'], bestEpoch: state.bestEpoch, log: state.log,
     };
-    await saveModel(model, args.out, { metadata });
-    await writeFileAtomic(`${args.out.replace(/\/+$/, '')}.log.json`, JSON.stringify(state.log, null, 2) + '\n');
+    await saveModel(model, args.out, { metadata, outputs: io.outputs });
+    await writeFileAtomic(`${args.out.replace(/\/+$/, '')}.log.json`, JSON.stringify(state.log, null, 2) + '\n', io.outputs);
     io.stdout.write(JSON.stringify({ positiveField: args['positive-field'], train: train.length, val: val.length, epochs: state.epoch, bestEpoch: state.bestEpoch, valTop1: state.bestScore === Infinity ? null : -state.bestScore, corruptImages: skips.total }) + '\n');
     optimizer.dispose();
     (best as tf.Tensor[] | null)?.forEach((t) => t.dispose());

@@ -252,8 +252,8 @@ The output is a model directory (model.json, weights, metadata.json with vocabul
       epochsThisRun++;
     }
     const metadata: WeakModelMetadata = { kind: WEAK_MODEL_KIND, vocabulary, config, backend: choice.name, log: state.log };
-    await saveModel(model, args.out, { metadata: metadata as unknown as Record<string, unknown> });
-    await writeFileAtomic(`${args.out.replace(/\/+$/, '')}.log.json`, JSON.stringify(state.log, null, 2) + '\n');
+    await saveModel(model, args.out, { metadata: metadata as unknown as Record<string, unknown>, outputs: io.outputs });
+    await writeFileAtomic(`${args.out.replace(/\/+$/, '')}.log.json`, JSON.stringify(state.log, null, 2) + '\n', io.outputs);
     if (epochsThisRun === 0 && state.epoch > 0) warn(io, 'train-weak', `nothing left to train (stopped after epoch ${state.epoch}); model written from the checkpoint`);
     optimizer.dispose();
   },

@@ -85,13 +85,13 @@ async function drawPicture(args: Args, coordinates: Float64Array, images: Array<
   if (style === 'thumbnails') {
     if (!images.some((p) => p !== null)) throw new UsageError('no image paths: give --images (NDJSON with id and image) or embeddings whose ids carry an image field', { field: '--style' });
     const map = await renderThumbnailMap(coordinates, images, { size: args.size, thumbnail: args.thumbnail });
-    await writeFileAtomic(args.png!, map.png);
+    await writeFileAtomic(args.png!, map.png, io.outputs);
     io.stderr.write(`atelier ${NAME}: ${map.drawn} thumbnails${map.missing ? ` (${map.missing} without a readable image)` : ''} -> ${args.png}\n`);
     return;
   }
   const svg = labelScatterSvg(coordinates, labels ?? images.map(() => null), { title: args.title ?? `t-SNE map${labels ? ` by ${args['label-field']}` : ''}`, width: args.size, height: Math.round(args.size * 0.9) });
-  if (/\.svg$/i.test(args.png!)) await writeFileAtomic(args.png!, svg);
-  else await writeFileAtomic(args.png!, await svgToPng(svg));
+  if (/\.svg$/i.test(args.png!)) await writeFileAtomic(args.png!, svg, io.outputs);
+  else await writeFileAtomic(args.png!, await svgToPng(svg), io.outputs);
   io.stderr.write(`atelier ${NAME}: scatter of ${coordinates.length / 2} points -> ${args.png}\n`);
 }
 
@@ -177,12 +177,12 @@ Reads a .npy of row vectors and its ids (as embed writes them; by default <name>
 
     const coordinates = result.coordinates;
     if (args.npy) {
-      await writeNpy(args.npy, Float32Array.from(coordinates), [n, 2]);
-      const idsOut = await openNdjsonWriter(idsPathFor(args.npy));
+      await writeNpy(args.npy, Float32Array.from(coordinates), [n, 2], { outputs: io.outputs });
+      const idsOut = await openNdjsonWriter(idsPathFor(args.npy), { outputs: io.outputs });
       for (const [i, id] of ids.entries()) await idsOut.write(images[i] !== null ? { id, image: images[i] } : { id });
       await idsOut.close();
     }
-    const out = await openNdjsonWriter(args.out, { stdout: io.stdout });
+    const out = await openNdjsonWriter(args.out, { stdout: io.stdout, outputs: io.outputs });
     try {
       for (let i = 0; i < n; i++) {
         const line: Record<string, unknown> = { id: ids[i], x: round(coordinates[2 * i]), y: round(coordinates[2 * i + 1]) };

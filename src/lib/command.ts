@@ -1,6 +1,7 @@
 // The command framework: every command file exports one `Command`, and the CLI, the
 // man-page generator and the tests all read the same definition.
 import type { Options, PositionalOptions } from 'yargs';
+import type { OutputGroup } from './io/atomic.js';
 
 /** Streams and environment a command runs with; tests substitute their own. */
 export interface CommandIO {
@@ -8,6 +9,8 @@ export interface CommandIO {
   stdout: NodeJS.WritableStream;
   stderr: NodeJS.WritableStream;
   env: NodeJS.ProcessEnv;
+  /** The run's file outputs, committed together when run() succeeds and deleted when it fails (set by the CLI). */
+  outputs?: OutputGroup;
 }
 
 export interface Command<A = Record<string, unknown>> {

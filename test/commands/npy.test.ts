@@ -196,7 +196,7 @@ test('usage mistakes and unreadable files exit 2 with one line', async () => {
     [
       ['npy', 'from-ndjson', '-o', join(dir, 'no', 'x.npy')],
       '[1]\n',
-      `atelier npy: ${join(dir, 'no', 'x.npy')}: cannot write here: directory '${join(dir, 'no')}' does not exist`,
+      `atelier npy: ${join(dir, 'no', 'x.npy')}: --output: cannot write here: directory '${join(dir, 'no')}' does not exist`,
     ],
   ];
   const results = await Promise.all(cases.map(([args, input]) => runAtelier(args, { input })));

@@ -5,7 +5,7 @@ import { open, readFile, readdir, mkdir, stat } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { tf } from './tf.js';
 import { UsageError } from '../command.js';
-import { atomicDirectory, checkReplaceableDirOutput } from '../io/atomic.js';
+import { atomicDirectory, checkReplaceableDirOutput, type OutputGroup } from '../io/atomic.js';
 
 export const MODEL_JSON = 'model.json';
 export const WEIGHTS_FILE = 'weights.bin';
@@ -21,6 +21,8 @@ export interface SaveModelOptions {
   extraTensors?: tf.NamedTensorMap;
   /** JSON-serialisable data stored in model.json. */
   metadata?: CheckpointMetadata;
+  /** Leave the directory under its temp name for this group to commit with the run's other outputs. */
+  outputs?: OutputGroup;
 }
 
 export interface LoadedModel {
@@ -117,7 +119,7 @@ async function writeCheckpointDirectory(dir: string, artifacts: tf.io.ModelArtif
   files.unshift([MODEL_JSON, Buffer.from(JSON.stringify(json))]);
 
   await mkdir(dirname(dir), { recursive: true });
-  const output = await atomicDirectory(dir);
+  const output = await atomicDirectory(dir, options.outputs);
   try {
     for (const [name, bytes] of files) await writeDurably(join(output.tmpDir, name), bytes);
   } catch (err) {

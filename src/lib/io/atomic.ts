@@ -20,6 +20,8 @@ export interface AtomicFile {
   handle: FileHandle;
   /** True when `path` is a device, FIFO or socket written in place: write in order, without positions. */
   direct: boolean;
+  /** Flushes to disk and closes the temp file, ready for commit(); an OutputGroup renames it later. */
+  finish(): Promise<void>;
   /** Flushes to disk, closes and renames the temp file onto `path`. */
   commit(): Promise<void>;
   /** Closes and deletes the temp file; `path` is left as it was. Safe to call twice or after commit. */
@@ -31,6 +33,8 @@ export interface AtomicWriteStream {
   path: string;
   tempPath: string;
   stream: Writable;
+  /** Ends the stream and waits for every byte to reach the file, ready for commit(). */
+  finish(): Promise<void>;
   /** Ends the stream, waits for every byte to reach the file, then renames it into place. */
   commit(): Promise<void>;
   /** Destroys the stream and deletes the temp file. */
@@ -110,7 +114,7 @@ async function openDirectFile(path: string): Promise<AtomicFile> {
     closed = true;
     await handle.close();
   };
-  return { path, tempPath: path, handle, direct: true, commit: close, abort: () => close().catch(() => {}) };
+  return { path, tempPath: path, handle, direct: true, finish: close, commit: close, abort: () => close().catch(() => {}) };
 }
 
 /**
@@ -131,6 +135,7 @@ async function openSpooledFile(path: string): Promise<AtomicFile> {
     tempPath,
     handle,
     direct: false,
+    async finish() {},
     async commit() {
       if (state !== 'open') throw new Error(`atomic write of ${path} was already ${state}`);
       state = 'committed';
@@ -164,8 +169,13 @@ async function openSpooledFile(path: string): Promise<AtomicFile> {
  * `path` is a device, FIFO or socket it is written in place (`direct`), or, with `seekable`, through
  * a spool file copied into it on commit().
  */
-export async function openAtomicFile(path: string, opts: { seekable?: boolean } = {}): Promise<AtomicFile> {
-  if (await isSpecialFile(path)) return opts.seekable ? openSpooledFile(path) : openDirectFile(path);
+export async function openAtomicFile(path: string, opts: { seekable?: boolean; outputs?: OutputGroup } = {}): Promise<AtomicFile> {
+  const file = await openFileOutput(path, opts.seekable ?? false);
+  return opts.outputs ? opts.outputs.adopt(file) : file;
+}
+
+async function openFileOutput(path: string, seekable: boolean): Promise<AtomicFile> {
+  if (await isSpecialFile(path)) return seekable ? openSpooledFile(path) : openDirectFile(path);
   const tempPath = siblingTempPath(path);
   let handle: FileHandle;
   try {
@@ -173,49 +183,66 @@ export async function openAtomicFile(path: string, opts: { seekable?: boolean } 
   } catch (err) {
     throw outputOpenError(err, path);
   }
-  let state: 'open' | 'committed' | 'aborted' = 'open';
-  return {
+  let state: 'open' | 'finished' | 'committed' | 'aborted' = 'open';
+  const file: AtomicFile = {
     path,
     tempPath,
     handle,
     direct: false,
-    async commit() {
-      if (state !== 'open') throw new Error(`atomic write of ${path} was already ${state}`);
-      state = 'committed';
+    async finish() {
+      if (state !== 'open') return;
       try {
         await handle.sync();
         await handle.close();
+        state = 'finished';
+      } catch (err) {
+        state = 'aborted';
+        await handle.close().catch(() => {});
+        await removeQuietly(tempPath).catch(() => {});
+        throw err;
+      }
+    },
+    async commit() {
+      if (state === 'committed' || state === 'aborted') throw new Error(`atomic write of ${path} was already ${state}`);
+      await file.finish();
+      state = 'committed';
+      try {
         await rename(tempPath, path);
       } catch (err) {
-        await handle.close().catch(() => {});
         await removeQuietly(tempPath).catch(() => {});
         throw err;
       }
       await syncDirectory(dirname(path));
     },
     async abort() {
-      if (state !== 'open') return;
+      if (state === 'committed' || state === 'aborted') return;
+      if (state === 'open') await handle.close().catch(() => {});
       state = 'aborted';
-      await handle.close().catch(() => {});
       await removeQuietly(tempPath);
     },
   };
+  return file;
 }
 
-/** Writes `data` to `path` atomically: a reader sees the old file or the complete new one. */
-export async function writeFileAtomic(path: string, data: string | Uint8Array): Promise<void> {
+/**
+ * Writes `data` to `path` atomically: a reader sees the old file or the complete new one. With
+ * `outputs`, the file waits under its temp name until the group commits.
+ */
+export async function writeFileAtomic(path: string, data: string | Uint8Array, outputs?: OutputGroup): Promise<void> {
   const file = await openAtomicFile(path);
   try {
     await file.handle.writeFile(data);
+    await file.finish();
   } catch (err) {
     await file.abort();
     throw err;
   }
-  await file.commit();
+  if (outputs) outputs.adopt(file);
+  else await file.commit();
 }
 
 /** Opens a write stream to a temp file beside `path`; commit() renames it into place. */
-export async function openAtomicWriteStream(path: string): Promise<AtomicWriteStream> {
+export async function openAtomicWriteStream(path: string, outputs?: OutputGroup): Promise<AtomicWriteStream> {
   const file = await openAtomicFile(path);
   // A plain Writable over the handle: fs write streams keep their own claim on a FileHandle, which
   // would stop commit() from fsyncing and closing it.
@@ -241,19 +268,26 @@ export async function openAtomicWriteStream(path: string): Promise<AtomicWriteSt
   stream.on('error', (err) => {
     streamError ??= err;
   });
-  return {
+  let ended = false;
+  const output: AtomicWriteStream = {
     path,
     tempPath: file.tempPath,
     stream,
-    async commit() {
+    async finish() {
+      if (ended) return;
+      ended = true;
       try {
         if (streamError) throw streamError;
         stream.end();
         await finished(stream);
+        await file.finish();
       } catch (err) {
         await file.abort();
         throw err;
       }
+    },
+    async commit() {
+      await output.finish();
       await file.commit();
     },
     async abort() {
@@ -261,13 +295,52 @@ export async function openAtomicWriteStream(path: string): Promise<AtomicWriteSt
       await file.abort();
     },
   };
+  return outputs ? outputs.adopt(output) : output;
+}
+
+/**
+ * The outputs of one run, kept under their temp names until commitAll() renames them one after the
+ * other, so a run that fails (or is killed) before its end leaves every earlier output as it was.
+ */
+export class OutputGroup {
+  private pending: Array<{ commit(): Promise<void>; abort(): Promise<void> }> = [];
+
+  /**
+   * Takes over the commit of `output`: the copy returned commits only as far as `finish` (when it
+   * has one: bytes on disk, file closed); the rename waits for commitAll().
+   */
+  adopt<T extends { commit(): Promise<void>; abort(): Promise<void>; finish?(): Promise<void> }>(output: T): T {
+    this.pending.push({ commit: () => output.commit(), abort: () => output.abort() });
+    return { ...output, commit: async () => output.finish?.() };
+  }
+
+  /** Commits every output in the order added; after a failure the rest are aborted. */
+  async commitAll(): Promise<void> {
+    const pending = this.pending;
+    this.pending = [];
+    for (const [i, output] of pending.entries()) {
+      try {
+        await output.commit();
+      } catch (err) {
+        for (const rest of pending.slice(i + 1)) await rest.abort().catch(() => {});
+        throw err;
+      }
+    }
+  }
+
+  /** Deletes every temp output; the targets are left as they were. */
+  async abortAll(): Promise<void> {
+    const pending = this.pending;
+    this.pending = [];
+    for (const output of pending) await output.abort().catch(() => {});
+  }
 }
 
 /**
  * Creates a temp directory beside `finalDir` (for a model or any multi-file output); commit() puts it
  * in place of `finalDir`. A run killed before or during commit leaves the old directory or none.
  */
-export async function atomicDirectory(finalDir: string): Promise<AtomicDirectory> {
+export async function atomicDirectory(finalDir: string, outputs?: OutputGroup): Promise<AtomicDirectory> {
   const existing = await stat(finalDir).catch(() => null);
   if (existing && !existing.isDirectory()) throw new UsageError('exists and is not a directory; refusing to replace it', { file: finalDir });
   const tmpDir = siblingTempPath(finalDir);
@@ -277,7 +350,7 @@ export async function atomicDirectory(finalDir: string): Promise<AtomicDirectory
     throw outputOpenError(err, finalDir);
   }
   let state: 'open' | 'committed' | 'aborted' = 'open';
-  return {
+  const directory: AtomicDirectory = {
     finalDir,
     tmpDir,
     async commit() {
@@ -310,6 +383,7 @@ export async function atomicDirectory(finalDir: string): Promise<AtomicDirectory
       await rm(tmpDir, { recursive: true, force: true });
     },
   };
+  return outputs ? outputs.adopt(directory) : directory;
 }
 
 // ---- checks run before any work, so a wrong output path costs no time ----------------------------

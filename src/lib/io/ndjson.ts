@@ -2,7 +2,7 @@
 // problem is reported as a UsageError at `file:line` (and `field` where one is known).
 import type { Writable } from 'node:stream';
 import { UsageError, type ErrorPlace } from '../command.js';
-import { openAtomicWriteStream } from './atomic.js';
+import { openAtomicWriteStream, type OutputGroup } from './atomic.js';
 import { inputDisplayName, isStdio, openInputStream } from './paths.js';
 
 /** A parsed line: its value, its 1-based line number and the input's display name. */
@@ -125,6 +125,8 @@ export interface NdjsonWriteOptions {
   stdout?: NodeJS.WritableStream;
   /** Lines are gathered into writes of about this many characters (one syscall per line is slow on pipes). */
   batchChars?: number;
+  /** Leave a file output under its temp name for this group to commit with the run's other outputs. */
+  outputs?: OutputGroup;
 }
 
 /** Resolves when `stream` has drained, rejects if it fails or closes first. */
@@ -157,7 +159,7 @@ export function waitForDrain(stream: NodeJS.WritableStream): Promise<void> {
 export async function openNdjsonWriter(path: string, opts: NdjsonWriteOptions = {}): Promise<NdjsonWriter> {
   const batchChars = opts.batchChars ?? 64 * 1024;
   const toStdout = isStdio(path);
-  const atomic = toStdout ? null : await openAtomicWriteStream(path);
+  const atomic = toStdout ? null : await openAtomicWriteStream(path, opts.outputs);
   const target: NodeJS.WritableStream = atomic ? (atomic.stream as Writable) : (opts.stdout ?? process.stdout);
   let batch = '';
   let closed = false;

@@ -5,7 +5,7 @@
 import { open, stat } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
 import { UsageError } from '../command.js';
-import { openAtomicFile } from './atomic.js';
+import { openAtomicFile, type OutputGroup } from './atomic.js';
 import { inputOpenError } from './paths.js';
 
 export type NpyDtype = 'float32' | 'float64' | 'int8' | 'int16' | 'int32' | 'int64' | 'uint8' | 'uint16' | 'uint32' | 'uint64' | 'bool';
@@ -514,10 +514,10 @@ export function encodeNpy(data: ArrayLike<number | bigint>, shape: number[] = [d
 }
 
 /** Writes a whole .npy file atomically. */
-export async function writeNpy(path: string, data: ArrayLike<number | bigint>, shape: number[] = [data.length], opts: NpyEncodeOptions = {}): Promise<void> {
+export async function writeNpy(path: string, data: ArrayLike<number | bigint>, shape: number[] = [data.length], opts: NpyEncodeOptions & { outputs?: OutputGroup } = {}): Promise<void> {
   const dtype = opts.dtype ?? dtypeOfTypedArray(data);
   checkShape(data.length, shape);
-  const writer = await openNpyWriter(path, { dtype, rowShape: shape.slice(1), version: opts.version });
+  const writer = await openNpyWriter(path, { dtype, rowShape: shape.slice(1), version: opts.version, outputs: opts.outputs });
   try {
     if (shape.length === 0) await writer.writeRows(data, 1);
     else await writer.writeRows(data, shape[0]);
@@ -551,6 +551,8 @@ export interface NpyWriterOptions {
   version?: 1 | 2;
   /** Bytes gathered before each write to disk. */
   bufferBytes?: number;
+  /** Leave the file under its temp name for this group to commit with the run's other outputs. */
+  outputs?: OutputGroup;
 }
 
 /** Opens a streaming .npy writer; the header's row count is reserved up front and fixed on close. */
@@ -560,7 +562,7 @@ export async function openNpyWriter(path: string, opts: NpyWriterOptions): Promi
   if (!rowShape.every((d) => Number.isSafeInteger(d) && d >= 0)) throw new RangeError(`row shape (${rowShape.join(', ')}) must be non-negative integers`);
   const rowLength = product(rowShape);
   const itemSize = DTYPES[dtype].itemSize;
-  const file = await openAtomicFile(path, { seekable: true });
+  const file = await openAtomicFile(path, { seekable: true, outputs: opts.outputs });
   const reserved = encodeNpyHeader(dtype, [0, ...rowShape], { version: opts.version, reserveRowDigits: true });
   const staging = Buffer.allocUnsafe(Math.max(opts.bufferBytes ?? 1024 * 1024, itemSize));
   let staged = 0;

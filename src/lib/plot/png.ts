@@ -1,6 +1,6 @@
 // Charts as PNG files: the SVG of ./chart.ts rasterised by sharp (librsvg), written atomically.
 import sharp from 'sharp';
-import { writeFileAtomic } from '../io/atomic.js';
+import { writeFileAtomic, type OutputGroup } from '../io/atomic.js';
 import { renderChartSvg, type ChartSpec } from './chart.js';
 
 /** PNG bytes of a rendered SVG; `scale` 2 gives a sharper image for slides (density 144 dpi). */
@@ -14,7 +14,7 @@ export async function renderChartPng(spec: ChartSpec, scale = 1): Promise<Buffer
 }
 
 /** Writes a chart to `path`: PNG, or the SVG itself when the path ends in .svg. */
-export async function writeChart(path: string, spec: ChartSpec, scale = 1): Promise<void> {
-  if (/\.svg$/i.test(path)) await writeFileAtomic(path, renderChartSvg(spec));
-  else await writeFileAtomic(path, await renderChartPng(spec, scale));
+export async function writeChart(path: string, spec: ChartSpec, scale = 1, outputs?: OutputGroup): Promise<void> {
+  if (/\.svg$/i.test(path)) await writeFileAtomic(path, renderChartSvg(spec), outputs);
+  else await writeFileAtomic(path, await renderChartPng(spec, scale), outputs);
 }
