@@ -234,3 +234,13 @@ test('a runtime failure is one line and exit 1', async (t) => {
   assert.deepEqual(lines(run.stderr).filter((l) => !/exact search/.test(l)), ['atelier knn: ENOSPC: no space left on device, write']);
   assert.ok(statSync(full).isCharacterDevice());
 });
+
+test('a run that fails late commits none of its outputs and leaves no temp files', async () => {
+  const work = join(dir, 'late');
+  mkdirSync(work);
+  // --style thumbnails without image paths is found only when the picture is drawn, after the coordinates.
+  const tsne = await runAtelier(['tsne', features, '--exact', '--perplexity', '5', '--iterations', '250', '--npy', join(work, 'xy.npy'), '-o', join(work, 'xy.ndjson'), '--png', join(work, 'map.png'), '--style', 'thumbnails']);
+  assert.equal(tsne.code, 2, tsne.stderr);
+  assert.match(tsne.stderr, /no image paths/);
+  assert.deepEqual(readdirSync(work), [], 'no coordinates, ids or temp files');
+});
