@@ -6,7 +6,7 @@ import { basename, dirname, isAbsolute, join, resolve } from 'node:path';
 import { defineCommand, UsageError, warn, type CommandIO } from '../lib/command.js';
 import { openNdjsonWriter, readTextLines, type NdjsonWriter } from '../lib/io/ndjson.js';
 import { readRecords } from '../lib/io/csv.js';
-import { checkFileOutput, writeFileAtomic } from '../lib/io/atomic.js';
+import { checkFileOutput, isSpecialFile, writeFileAtomic } from '../lib/io/atomic.js';
 import { inputDisplayName, isStdio, openInputStream } from '../lib/io/paths.js';
 import { startProgress } from '../lib/progress.js';
 import { createFetcher, DEFAULT_FETCH_POLICY, type FetchPolicy } from '../lib/http/fetch.js';
@@ -369,11 +369,12 @@ export default defineCommand<Args>({
     }
 
     // Outputs: open (or check) them now so a bad path fails before the crawl, not after it.
-    const statePath = args.state ?? (isStdio(args.output) ? null : `${args.output}.state`);
+    // A journal is read back and deleted at the end: never a device (-o /dev/null has none by default).
+    const statePath = args.state ?? (isStdio(args.output) || (await isSpecialFile(args.output)) ? null : `${args.output}.state`);
     await checkFileOutput(args.output, '--output');
     await checkFileOutput(args.vocab, '--vocab');
     await checkFileOutput(args.stats, '--stats');
-    if (statePath !== null) await checkFileOutput(statePath, '--state');
+    if (statePath !== null) await checkFileOutput(statePath, '--state', { regular: true });
     const imagesDir = args.images;
     if (imagesDir !== undefined) {
       try {

@@ -69,6 +69,15 @@ test('-o /dev/null writes through the device and leaves it a character device', 
     const model = await runAtelier(sizenetArgs(device));
     assert.equal(model.code, 2, 'a device is not a model directory');
     assert.ok(statSync(device).isCharacterDevice());
+    // A crawl journal is read back and deleted at the end: a device is refused as one (tried on our
+    // own device only: a regression would delete it).
+    if (device === '/dev/null') continue;
+    const products = join(dir, 'products.ndjson');
+    writeFileSync(products, '{"id":"p1","title":"red dress"}\n');
+    const crawl = await runAtelier(['crawl-tokenize', '--import', products, '-o', join(dir, 'samples.ndjson'), '--state', device]);
+    assert.equal(crawl.code, 2, crawl.stderr);
+    assert.deepEqual(lines(crawl.stderr), [`atelier crawl-tokenize: ${device}: --state: is a device, FIFO or socket; expected a regular file`]);
+    assert.ok(statSync(device).isCharacterDevice());
   }
 });
 

@@ -420,15 +420,18 @@ async function requireCreatableDirectory(path: string, field: string): Promise<v
 
 /**
  * Checks up front that the file output `path` of option `field` can be written: `-` (stdout) and an
- * existing device or FIFO pass; otherwise not a directory, an existing writable parent, and one of
- * `extensions` when given (e.g. ['png', 'svg']).
+ * existing device or FIFO pass (unless `regular`: a file read back or deleted later); otherwise not a
+ * directory, an existing writable parent, and one of `extensions` when given (e.g. ['png', 'svg']).
  */
-export async function checkFileOutput(path: string | undefined, field: string, opts: { extensions?: readonly string[] } = {}): Promise<void> {
+export async function checkFileOutput(path: string | undefined, field: string, opts: { extensions?: readonly string[]; regular?: boolean } = {}): Promise<void> {
   if (path === undefined || isStdio(path)) return;
   if (path === '') throw new UsageError('expected a file name, got an empty string', { field });
   const info = await statOrNull(path);
   if (info?.isDirectory()) throw new UsageError('is a directory; expected a file name', { file: path, field });
-  if (info && !info.isFile()) return;
+  if (info && !info.isFile()) {
+    if (opts.regular) throw new UsageError('is a device, FIFO or socket; expected a regular file', { file: path, field });
+    return;
+  }
   if (opts.extensions && !opts.extensions.includes(extensionOf(path))) {
     throw new UsageError(`expected a file name ending in ${opts.extensions.map((e) => '.' + e).join(' or ')}`, { file: path, field });
   }
