@@ -15,6 +15,7 @@ import { batchPixels } from '../lib/train/weak-trainer.js';
 import { CLASSIFIER_MODEL_KIND, type ClassifierMetadata } from '../lib/facets/classifier-model.js';
 import { argmax, predictionLine } from '../lib/facets/evaluation.js';
 import { startProgress } from '../lib/progress.js';
+import { positiveInt } from '../lib/options.js';
 
 interface Args {
   images: string[];
@@ -48,9 +49,9 @@ A model trained on precomputed features (train-classifier --features) reads feat
     out: { alias: 'o', describe: 'output NDJSON (- for stdout)', type: 'string', default: '-' },
     'image-field': { describe: 'NDJSON field with the image path', type: 'string', default: 'image' },
     'id-field': { describe: 'NDJSON field with the id (default: the image path)', type: 'string', default: 'id' },
-    batch: { describe: 'images per forward pass', type: 'number', default: 64 },
+    batch: { describe: 'images per forward pass', type: 'number', default: 64, check: positiveInt },
     rank: { describe: 'instead of input order, write the records by their probability of this label, highest first (unreadable images left out)', type: 'string' },
-    top: { describe: 'with --rank, keep only the N most probable records', type: 'number' },
+    top: { describe: 'with --rank, keep only the N most probable records', type: 'number', check: positiveInt },
     ...backendOption,
   },
   examples: [
@@ -60,7 +61,6 @@ A model trained on precomputed features (train-classifier --features) reads feat
     ['atelier classify -m size.model -i new-articles.ndjson --rank "size issue" --top 8', 'the eight new articles most likely to have a size issue'],
   ],
   async run(args, io) {
-    if (!(Number.isInteger(args.batch) && args.batch >= 1)) throw new UsageError(`must be a positive integer, got ${args.batch}`, { field: '--batch' });
     await selectBackend({ requested: args.backend, env: io.env, stderr: io.stderr });
     const loaded = await loadModel(args.model);
     const meta = loaded.metadata as Partial<ClassifierMetadata>;

@@ -11,6 +11,7 @@ import { imageFeatureModel } from '../lib/facets/classifier-model.js';
 import { weakMetadata } from '../lib/models/weak-files.js';
 import { computeFeatures, normalizeRows, openPredictor, workersOption } from '../lib/models/image-features.js';
 import { startProgress } from '../lib/progress.js';
+import { imageSide, positiveInt } from '../lib/options.js';
 
 interface Args {
   images: string[];
@@ -54,8 +55,8 @@ export default defineCommand<Args>({
     words: { describe: 'write the word matrix (vocabulary x dim) instead of image embeddings', type: 'boolean', default: false },
     'image-field': { describe: 'NDJSON field with the image path', type: 'string', default: 'image' },
     'id-field': { describe: 'NDJSON field with the id (default: the image path)', type: 'string', default: 'id' },
-    'pixels-size': { describe: 'side of the raw-pixel baseline (--model pixels)', type: 'number', default: 16 },
-    batch: { describe: 'images per forward pass', type: 'number', default: 64 },
+    'pixels-size': { describe: 'side of the raw-pixel baseline (--model pixels)', type: 'number', default: 16, check: imageSide },
+    batch: { describe: 'images per forward pass', type: 'number', default: 64, check: positiveInt },
     skipped: { describe: 'write the skipped images ({image, reason, message}) to this NDJSON', type: 'string' },
     ...workersOption,
     ...backendOption,
@@ -67,7 +68,6 @@ export default defineCommand<Args>({
     ['atelier embed -m weak.model --words -o words.npy', 'the word matrix, for nearest words with knn'],
   ],
   async run(args, io) {
-    if (!(args.batch >= 1)) throw new UsageError(`must be at least 1, got ${args.batch}`, { field: '--batch' });
     const idsPath = args.ids ?? defaultIdsPath(args.out);
     const pixelsBaseline = args.model === 'pixels';
     if (pixelsBaseline && args.words) throw new UsageError('the pixels baseline has no word matrix', { field: '--words' });

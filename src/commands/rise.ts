@@ -14,6 +14,7 @@ import { computeFeatures } from '../lib/models/image-features.js';
 import { causalCurves, classScores, generateMasks, riseSaliency, saliencySummary } from '../lib/explain/rise.js';
 import { createRandom } from '../lib/random.js';
 import { tf } from '../lib/backend/tf.js';
+import { anyInt, fraction, integerIn, positiveInt } from '../lib/options.js';
 
 interface Args {
   images: string[];
@@ -56,15 +57,15 @@ Per image it writes one NDJSON line {id, image, class, score, peak: {x, y}, topS
     model: { alias: 'm', describe: 'model directory with an image input', type: 'string', demandOption: true },
     class: { describe: 'output to explain: an index, or a word of a train-weak model (default 0, the scalar of a sizenet model)', type: 'string' },
     masks: { describe: '.npy of masks to reuse, or to create when missing', type: 'string' },
-    n: { describe: 'number of masks N', type: 'number', default: 4000 },
-    s: { describe: 'grid cells per side', type: 'number', default: 8 },
-    p1: { describe: 'probability that a cell is kept', type: 'number', default: 0.5 },
-    batch: { describe: 'masked images per forward pass', type: 'number', default: 100 },
-    seed: { describe: 'random seed of the masks', type: 'number', default: 1 },
+    n: { describe: 'number of masks N', type: 'number', default: 4000, check: positiveInt },
+    s: { describe: 'grid cells per side', type: 'number', default: 8, check: positiveInt },
+    p1: { describe: 'probability that a cell is kept', type: 'number', default: 0.5, check: fraction },
+    batch: { describe: 'masked images per forward pass', type: 'number', default: 100, check: positiveInt },
+    seed: { describe: 'random seed of the masks', type: 'number', default: 1, check: anyInt },
     'maps-dir': { describe: 'directory for the saliency maps (.npy, H x W float32)', type: 'string' },
     overlay: { describe: 'directory for PNG heat maps over the photos', type: 'string' },
     metrics: { describe: 'compute deletion and insertion curves and their AUC', type: 'boolean', default: false },
-    steps: { describe: 'points of the deletion/insertion curves', type: 'number', default: 32 },
+    steps: { describe: 'points of the deletion/insertion curves', type: 'number', default: 32, check: integerIn(2) },
     out: { alias: 'o', describe: 'summary NDJSON (- for stdout)', type: 'string', default: '-' },
     'image-field': { describe: 'NDJSON field with the image path', type: 'string', default: 'image' },
     'id-field': { describe: 'NDJSON field with the id (default: the image path)', type: 'string', default: 'id' },
@@ -75,9 +76,6 @@ Per image it writes one NDJSON line {id, image, class, score, peak: {x, y}, topS
     ['atelier rise -m weak.model --class stripes --metrics --masks masks.npy -i top.ndjson', 'where the weak model sees stripes, with deletion/insertion scores'],
   ],
   async run(args, io) {
-    if (!(args.n >= 1 && Number.isInteger(args.n))) throw new UsageError(`must be a positive integer, got ${args.n}`, { field: '--n' });
-    if (!(args.p1 > 0 && args.p1 <= 1)) throw new UsageError(`must be in (0, 1], got ${args.p1}`, { field: '--p1' });
-    if (!(args.batch >= 1)) throw new UsageError(`must be at least 1, got ${args.batch}`, { field: '--batch' });
     await selectBackend({ requested: args.backend, env: io.env, stderr: io.stderr });
     const { model, metadata } = await loadModel(args.model);
     const shape = model.inputs[0].shape;

@@ -8,6 +8,7 @@ import { weakMetadata } from '../lib/models/weak-files.js';
 import { computeFeatures, openPredictor, workersOption } from '../lib/models/image-features.js';
 import { topKIndices } from '../lib/metrics/ranking.js';
 import { startProgress } from '../lib/progress.js';
+import { positiveInt } from '../lib/options.js';
 
 interface Args {
   images: string[];
@@ -49,13 +50,13 @@ export default defineCommand<Args>({
   options: {
     input: { alias: 'i', describe: 'NDJSON with an image path per line (- for stdin); used when no image arguments are given', type: 'string' },
     model: { alias: 'm', describe: 'model directory from train-weak', type: 'string', demandOption: true },
-    k: { describe: 'words per image', type: 'number', default: 5 },
+    k: { describe: 'words per image', type: 'number', default: 5, check: positiveInt },
     word: { describe: 'rank images by this word instead of tagging them', type: 'string' },
-    top: { describe: 'with --word, keep only the N most confident images', type: 'number' },
+    top: { describe: 'with --word, keep only the N most confident images', type: 'number', check: positiveInt },
     out: { alias: 'o', describe: 'output NDJSON (- for stdout)', type: 'string', default: '-' },
     'image-field': { describe: 'NDJSON field with the image path', type: 'string', default: 'image' },
     'id-field': { describe: 'NDJSON field with the id (default: the image path)', type: 'string', default: 'id' },
-    batch: { describe: 'images per forward pass', type: 'number', default: 64 },
+    batch: { describe: 'images per forward pass', type: 'number', default: 64, check: positiveInt },
     ...workersOption,
     ...backendOption,
   },
@@ -65,8 +66,6 @@ export default defineCommand<Args>({
     ['atelier tag -m weak.model -i products.ndjson --word stripes --top 20', 'the twenty most striped images'],
   ],
   async run(args, io) {
-    if (!(args.k >= 1)) throw new UsageError(`must be at least 1, got ${args.k}`, { field: '--k' });
-    if (!(args.batch >= 1)) throw new UsageError(`must be at least 1, got ${args.batch}`, { field: '--batch' });
     const backend = await selectBackend({ requested: args.backend, env: io.env, stderr: io.stderr });
     const { model, metadata } = await loadModel(args.model);
     const { vocabulary, config } = weakMetadata(metadata, args.model);

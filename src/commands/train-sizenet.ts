@@ -11,6 +11,7 @@ import { buildImageStudentModel, buildStudentModel, studentLayers, studentLogits
 import { binaryReport, rocAuc, rocCurve } from '../lib/metrics/classification.js';
 import { featureModel, hasLayer, LAYER } from '../lib/models/weak-model.js';
 import { quadrantAnalysis, SIZENET_MODEL_KIND, type SizenetMetadata } from '../lib/sizenet/evaluation.js';
+import { anyInt, nonNegativeNumber, positiveInt, positiveIntList, positiveNumber, probability, share } from '../lib/options.js';
 
 interface Args {
   features: string;
@@ -84,19 +85,19 @@ The evaluation on the test split (ROC AUC, accuracy, precision and recall at --t
     ids: { describe: 'ids NDJSON of the features (default: <features>.ids.ndjson)', type: 'string' },
     teacher: { alias: 't', describe: 'teacher-score NDJSON ({id, label, w})', type: 'string', demandOption: true },
     out: { alias: 'o', describe: 'student model directory to write', type: 'string', demandOption: true },
-    hidden: { describe: 'widths of the three hidden layers, comma-separated', type: 'string', default: '256,128,64' },
-    dropout: { describe: 'dropout after each hidden layer during training', type: 'number', default: 0.2 },
+    hidden: { describe: 'widths of the three hidden layers, comma-separated', type: 'string', default: '256,128,64', check: positiveIntList },
+    dropout: { describe: 'dropout after each hidden layer during training', type: 'number', default: 0.2, check: share },
     optimizer: { describe: 'adam or sgd (momentum 0.9)', choices: ['adam', 'sgd'], default: 'adam' },
-    lr: { describe: 'learning rate', type: 'number', default: 0.001 },
-    batch: { describe: 'samples per step', type: 'number', default: 64 },
-    epochs: { describe: 'maximum epochs', type: 'number', default: 100 },
-    patience: { describe: 'epochs without a lower validation loss before stopping', type: 'number', default: 10 },
-    tau: { describe: 'drop samples whose teacher weight w is below tau', type: 'number', default: 0 },
-    'val-fraction': { describe: 'share of articles for early stopping', type: 'number', default: 0.15 },
-    'test-fraction': { describe: 'share of articles held out for the evaluation', type: 'number', default: 0.2 },
-    threshold: { describe: 'probability threshold for accuracy, precision and recall', type: 'number', default: 0.5 },
+    lr: { describe: 'learning rate', type: 'number', default: 0.001, check: positiveNumber },
+    batch: { describe: 'samples per step', type: 'number', default: 64, check: positiveInt },
+    epochs: { describe: 'maximum epochs', type: 'number', default: 100, check: positiveInt },
+    patience: { describe: 'epochs without a lower validation loss before stopping', type: 'number', default: 10, check: positiveInt },
+    tau: { describe: 'drop samples whose teacher weight w is below tau', type: 'number', default: 0, check: nonNegativeNumber },
+    'val-fraction': { describe: 'share of articles for early stopping', type: 'number', default: 0.15, check: share },
+    'test-fraction': { describe: 'share of articles held out for the evaluation', type: 'number', default: 0.2, check: share },
+    threshold: { describe: 'probability threshold for accuracy, precision and recall', type: 'number', default: 0.5, check: probability },
     unweighted: { describe: 'ignore the teacher weights (every sample weighs 1)', type: 'boolean', default: false },
-    seed: { describe: 'random seed (initialisation, shuffling, dropout)', type: 'number', default: 1 },
+    seed: { describe: 'random seed (initialisation, shuffling, dropout)', type: 'number', default: 1, check: anyInt },
     checkpoint: { describe: 'checkpoint directory (default: <out>.checkpoint)', type: 'string' },
     resume: { describe: 'continue from the checkpoint', type: 'boolean', default: false },
     report: { describe: 'also write the evaluation JSON to this file', type: 'string' },
@@ -115,8 +116,6 @@ The evaluation on the test split (ROC AUC, accuracy, precision and recall at --t
     const hidden = args.hidden.split(',').map((s) => Number(s.trim()));
     if (hidden.length !== 3 || hidden.some((h) => !Number.isInteger(h) || h < 1)) throw new UsageError(`expected three positive integers, got '${args.hidden}'`, { field: '--hidden' });
     if (args['image-model'] && !args.tower) throw new UsageError('--image-model needs --tower (the model that made the features)', { field: '--image-model' });
-    for (const key of ['batch', 'epochs', 'lr'] as const) if (!(args[key] > 0)) throw new UsageError(`must be positive, got ${args[key]}`, { field: `--${key}` });
-    if (!(args.dropout >= 0 && args.dropout < 1)) throw new UsageError(`must be in [0, 1), got ${args.dropout}`, { field: '--dropout' });
 
     const features = await readFeatureMatrix(args.features, args.ids);
     const teacher = new Map<string, { label: number; w: number }>();
