@@ -1,7 +1,8 @@
 import { defineCommand, UsageError } from '../lib/command.js';
 import { backendOption, selectBackend } from '../lib/backend/select.js';
 import { tf } from '../lib/backend/tf.js';
-import { loadModel } from '../lib/backend/model-io.js';
+import { loadMetadata, loadModel } from '../lib/backend/model-io.js';
+import { checkInputFile } from '../lib/io/paths.js';
 import { openAtomicWriteStream } from '../lib/io/atomic.js';
 import { readFeatureMatrix, idsPathFor } from '../lib/io/features.js';
 import { waitForDrain } from '../lib/io/ndjson.js';
@@ -61,6 +62,10 @@ A model trained on precomputed features (train-classifier --features) reads feat
     ['atelier classify -m size.model -i new-articles.ndjson --rank "size issue" --top 8', 'the eight new articles most likely to have a size issue'],
   ],
   async run(args, io) {
+    // Inputs first: a mistake is reported before the backend loads.
+    await loadMetadata(args.model);
+    if (args.features) await checkInputFile(args.features);
+    else if (!args.images.length) await checkInputFile(args.input ?? '-');
     await selectBackend({ requested: args.backend, env: io.env, stderr: io.stderr });
     const loaded = await loadModel(args.model);
     const meta = loaded.metadata as Partial<ClassifierMetadata>;

@@ -1,7 +1,8 @@
 import { defineCommand, UsageError } from '../lib/command.js';
 import { backendOption, selectBackend } from '../lib/backend/select.js';
 import { tf } from '../lib/backend/tf.js';
-import { loadModel } from '../lib/backend/model-io.js';
+import { loadMetadata, loadModel } from '../lib/backend/model-io.js';
+import { checkInputFile } from '../lib/io/paths.js';
 import { openNdjsonWriter } from '../lib/io/ndjson.js';
 import { openNpyWriter } from '../lib/io/npy.js';
 import { createSkipCounter, writeSkipSummary } from '../lib/image/skips.js';
@@ -71,6 +72,9 @@ export default defineCommand<Args>({
     const idsPath = args.ids ?? defaultIdsPath(args.out);
     const pixelsBaseline = args.model === 'pixels';
     if (pixelsBaseline && args.words) throw new UsageError('the pixels baseline has no word matrix', { field: '--words' });
+    // Inputs first: a mistake is reported before the backend loads.
+    if (!pixelsBaseline) await loadMetadata(args.model);
+    if (!args.words && !args.images.length) await checkInputFile(args.input ?? '-');
     const backend = await selectBackend({ requested: args.backend, env: io.env, stderr: io.stderr });
     const loaded = pixelsBaseline ? null : await loadModel(args.model);
 

@@ -1,7 +1,8 @@
 import { defineCommand, UsageError } from '../lib/command.js';
 import { backendOption, selectBackend } from '../lib/backend/select.js';
 import { tf } from '../lib/backend/tf.js';
-import { loadModel } from '../lib/backend/model-io.js';
+import { loadMetadata, loadModel } from '../lib/backend/model-io.js';
+import { checkInputFile } from '../lib/io/paths.js';
 import { openNdjsonWriter, readNdjson, requireObject } from '../lib/io/ndjson.js';
 import { iterateNpyRows, readNpyHeader } from '../lib/io/npy.js';
 import { idsPathFor } from '../lib/io/features.js';
@@ -31,6 +32,9 @@ export default defineCommand<Args>({
     ['atelier predict-sizenet -m sizenet.model -f new.npy | jq -c "select(.p_size_issue > 0.8)"', 'the articles most likely to have size issues'],
   ],
   async run(args, io) {
+    // Inputs first: a mistake is reported before the backend loads.
+    await loadMetadata(args.model);
+    await checkInputFile(args.features);
     await selectBackend({ requested: args.backend, env: io.env, stderr: io.stderr });
     const { model, metadata } = await loadModel(args.model);
     if (metadata.kind !== SIZENET_MODEL_KIND) throw new UsageError(`not a train-sizenet model (kind ${JSON.stringify(metadata.kind ?? null)})`, { file: args.model });

@@ -3,7 +3,8 @@ import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { defineCommand, UsageError } from '../lib/command.js';
 import { backendOption, selectBackend } from '../lib/backend/select.js';
-import { loadModel } from '../lib/backend/model-io.js';
+import { loadMetadata, loadModel } from '../lib/backend/model-io.js';
+import { checkInputFile } from '../lib/io/paths.js';
 import { writeFileAtomic } from '../lib/io/atomic.js';
 import { openNdjsonWriter } from '../lib/io/ndjson.js';
 import { readNpy, writeNpy } from '../lib/io/npy.js';
@@ -76,6 +77,9 @@ Per image it writes one NDJSON line {id, image, class, score, peak: {x, y}, topS
     ['atelier rise -m weak.model --class stripes --metrics --masks masks.npy -i top.ndjson', 'where the weak model sees stripes, with deletion/insertion scores'],
   ],
   async run(args, io) {
+    // Inputs first: a mistake is reported before the backend loads.
+    await loadMetadata(args.model);
+    if (!args.images.length) await checkInputFile(args.input ?? '-');
     await selectBackend({ requested: args.backend, env: io.env, stderr: io.stderr });
     const { model, metadata } = await loadModel(args.model);
     const shape = model.inputs[0].shape;

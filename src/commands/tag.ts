@@ -1,6 +1,7 @@
 import { defineCommand, UsageError } from '../lib/command.js';
 import { backendOption, selectBackend } from '../lib/backend/select.js';
-import { loadModel } from '../lib/backend/model-io.js';
+import { loadMetadata, loadModel } from '../lib/backend/model-io.js';
+import { checkInputFile } from '../lib/io/paths.js';
 import { openNdjsonWriter } from '../lib/io/ndjson.js';
 import { createSkipCounter, writeSkipSummary } from '../lib/image/skips.js';
 import { pathRecords, readImageRecords } from '../lib/image/records.js';
@@ -66,11 +67,13 @@ export default defineCommand<Args>({
     ['atelier tag -m weak.model -i products.ndjson --word stripes --top 20', 'the twenty most striped images'],
   ],
   async run(args, io) {
-    const backend = await selectBackend({ requested: args.backend, env: io.env, stderr: io.stderr });
-    const { model, metadata } = await loadModel(args.model);
-    const { vocabulary, config } = weakMetadata(metadata, args.model);
+    // Inputs first: a mistake is reported before the backend loads.
+    const { vocabulary, config } = weakMetadata(await loadMetadata(args.model), args.model);
     const wordIndex = args.word === undefined ? -1 : vocabulary.indexOf(args.word);
     if (args.word !== undefined && wordIndex < 0) throw new UsageError(`'${args.word}' is not in the model's vocabulary of ${vocabulary.length} words`, { field: '--word' });
+    if (!args.images.length) await checkInputFile(args.input ?? '-');
+    const backend = await selectBackend({ requested: args.backend, env: io.env, stderr: io.stderr });
+    const { model } = await loadModel(args.model);
     const records = args.images.length ? pathRecords(args.images) : readImageRecords(args.input ?? '-', args['image-field'], args['id-field'], io.stdin);
     const skips = createSkipCounter();
     const out = await openNdjsonWriter(args.out, { stdout: io.stdout });

@@ -3,7 +3,8 @@ import { defineCommand, UsageError, warn } from '../lib/command.js';
 import { backendOption, selectBackend } from '../lib/backend/select.js';
 import { checkpointDirFor, resumeWithBest } from '../lib/train/checkpoint.js';
 import { tf } from '../lib/backend/tf.js';
-import { loadModel, optimizerStateTensors, saveModel } from '../lib/backend/model-io.js';
+import { checkInputFile } from '../lib/io/paths.js';
+import { loadMetadata, loadModel, optimizerStateTensors, saveModel } from '../lib/backend/model-io.js';
 import { openAtomicWriteStream, writeFileAtomic } from '../lib/io/atomic.js';
 import { readFeatureMatrix, idsPathFor } from '../lib/io/features.js';
 import { createSkipCounter, writeSkipSummary } from '../lib/image/skips.js';
@@ -155,6 +156,9 @@ Prints a JSON report: per-class precision, recall, F1 and support, macro and wei
       }
     }
     const weightsOf = (part: Sample[]): tf.Tensor1D | undefined => (weightField ? tf.tensor1d(part.map((p) => sampleWeight.get(p.record.id)!)) : undefined);
+    // Inputs first: a mistake is reported before the backend loads.
+    if (args.features) await checkInputFile(args.features);
+    if (args.tower && args.tower !== 'pixels') await loadMetadata(args.tower);
     await selectBackend({ requested: args.backend, env: io.env, stderr: io.stderr });
     const skips = createSkipCounter();
     const lr = args.lr ?? (args.mode === 'head' ? 0.01 : 0.001);

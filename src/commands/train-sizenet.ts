@@ -2,7 +2,7 @@ import { defineCommand, UsageError } from '../lib/command.js';
 import { backendOption, selectBackend } from '../lib/backend/select.js';
 import { checkpointDirFor, resumeWithBest } from '../lib/train/checkpoint.js';
 import { tf } from '../lib/backend/tf.js';
-import { loadModel, optimizerStateTensors, saveModel } from '../lib/backend/model-io.js';
+import { loadMetadata, loadModel, optimizerStateTensors, saveModel } from '../lib/backend/model-io.js';
 import { readNdjson, requireObject } from '../lib/io/ndjson.js';
 import { writeFileAtomic } from '../lib/io/atomic.js';
 import { readFeatureMatrix } from '../lib/io/features.js';
@@ -116,6 +116,7 @@ The evaluation on the test split (ROC AUC, accuracy, precision and recall at --t
     const hidden = args.hidden.split(',').map((s) => Number(s.trim()));
     if (hidden.length !== 3 || hidden.some((h) => !Number.isInteger(h) || h < 1)) throw new UsageError(`expected three positive integers, got '${args.hidden}'`, { field: '--hidden' });
     if (args['image-model'] && !args.tower) throw new UsageError('--image-model needs --tower (the model that made the features)', { field: '--image-model' });
+    if (args.tower) await loadMetadata(args.tower);
 
     const features = await readFeatureMatrix(args.features, args.ids);
     const teacher = new Map<string, { label: number; w: number }>();
@@ -140,7 +141,6 @@ The evaluation on the test split (ROC AUC, accuracy, precision and recall at --t
       if (t.w < args.tau) return void belowTau++;
       samples.push({ row, id, label: t.label, w: args.unweighted ? 1 : t.w });
     });
-    io.stderr.write(`atelier train-sizenet: ${samples.length} samples of ${matchedIds.size} articles; ${unmatched} feature rows without a teacher score, ${teacher.size - matchedIds.size} teacher articles without features, ${belowTau} below tau ${args.tau}\n`);
     if (matchedIds.size === 0) throw new UsageError(`no id of ${args.features} is in ${args.teacher} (e.g. '${features.ids[0]}' vs '${teacher.keys().next().value}')`, { file: args.teacher, field: 'id' });
     const split = { train: [] as Sample[], val: [] as Sample[], test: [] as Sample[] };
     for (const s of samples) split[splitOf(s.id, args['val-fraction'], args['test-fraction'])].push(s);
@@ -152,6 +152,8 @@ The evaluation on the test split (ROC AUC, accuracy, precision and recall at --t
       if (labels.size < 2) throw new UsageError(`the ${part} split has only one label; a classifier needs both`, { file: args.teacher, field: 'label' });
     }
 
+    // Said once the inputs are known to be usable, so a mistake prints only its error.
+    io.stderr.write(`atelier train-sizenet: ${samples.length} samples of ${matchedIds.size} articles; ${unmatched} feature rows without a teacher score, ${teacher.size - matchedIds.size} teacher articles without features, ${belowTau} below tau ${args.tau}\n`);
     await selectBackend({ requested: args.backend, env: io.env, stderr: io.stderr });
     const config: StudentConfig = { inputDim: features.dim, hidden, dropout: args.dropout, seed: args.seed };
     const layers = studentLayers(config);

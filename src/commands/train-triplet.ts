@@ -2,7 +2,7 @@ import { defineCommand, UsageError, warn } from '../lib/command.js';
 import { backendOption, selectBackend } from '../lib/backend/select.js';
 import { checkpointDirFor, resumeWithBest } from '../lib/train/checkpoint.js';
 import { tf } from '../lib/backend/tf.js';
-import { loadModel, optimizerStateTensors, saveModel } from '../lib/backend/model-io.js';
+import { loadMetadata, loadModel, optimizerStateTensors, saveModel } from '../lib/backend/model-io.js';
 import { writeFileAtomic } from '../lib/io/atomic.js';
 import { createSkipCounter, writeSkipSummary } from '../lib/image/skips.js';
 import { DEFAULT_TOWER, buildWeakModel, hasLayer, minimumInputSize, LAYER } from '../lib/models/weak-model.js';
@@ -86,6 +86,8 @@ The output is an image -> embedding model: 'atelier embed -m <out> --normalize' 
   async run(args, io) {
 
     const set = await readLabelledRecords(args.input, { labelField: args['positive-field'], idField: args['id-field'], groupField: args['positive-field'], stdin: io.stdin });
+    // Inputs first: a mistake is reported before the backend loads.
+    if (args.tower) await loadMetadata(args.tower);
     await selectBackend({ requested: args.backend, env: io.env, stderr: io.stderr });
 
     let tower: tf.LayersModel;

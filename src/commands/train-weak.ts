@@ -2,7 +2,8 @@ import { existsSync } from 'node:fs';
 import { defineCommand, UsageError, warn } from '../lib/command.js';
 import { backendOption, selectBackend } from '../lib/backend/select.js';
 import { tf } from '../lib/backend/tf.js';
-import { loadModel, optimizerStateTensors, restoreOptimizerState, saveModel } from '../lib/backend/model-io.js';
+import { checkInputFile } from '../lib/io/paths.js';
+import { loadMetadata, loadModel, optimizerStateTensors, restoreOptimizerState, saveModel } from '../lib/backend/model-io.js';
 import { writeFileAtomic } from '../lib/io/atomic.js';
 import { createSkipCounter, writeSkipSummary } from '../lib/image/skips.js';
 import { decodeRecords, imageToBytes, readImageRecords } from '../lib/image/records.js';
@@ -119,6 +120,9 @@ The output is a model directory (model.json, weights, metadata.json with vocabul
     const minSize = minimumInputSize({ stages: args.stages });
     const storedSize = Math.round(args['input-size'] * 1.125);
     if (args['input-size'] < minSize) throw new UsageError(`input size ${args['input-size']} is smaller than the tower's minimum ${minSize} for ${args.stages} stages`, { field: '--input-size' });
+    // Inputs first: a mistake is reported before the backend loads.
+    await checkInputFile(args.input);
+    if (args.init) await loadMetadata(args.init);
     const choice = await selectBackend({ requested: args.backend, env: io.env, stderr: io.stderr });
 
     // Read and decode every usable record; bags are vocabulary ids.
