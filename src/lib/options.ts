@@ -36,7 +36,7 @@ export const positiveInt = integerIn(1);
 export const nonNegativeInt = integerIn(0);
 /** Seeds and other integers with no range of their own. */
 export const anyInt = { ...integerIn(Number.MIN_SAFE_INTEGER), what: 'an integer' };
-export const positiveNumber = numberIn(0, Infinity, { min: true });
+export const positiveNumber = { ...numberIn(0, Infinity, { min: true }), what: 'a positive number' };
 export const nonNegativeNumber = numberIn(0, Infinity);
 /** A share of something that must leave some of it: (0, 1]. */
 export const fraction = { ...numberIn(0, 1, { min: true }), what: 'a fraction in (0, 1]' };
