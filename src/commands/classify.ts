@@ -63,18 +63,17 @@ A model trained on precomputed features (train-classifier --features) reads feat
   ],
   async run(args, io) {
     // Inputs first: a mistake is reported before the backend loads.
-    await loadMetadata(args.model);
+    const meta = (await loadMetadata(args.model)) as Partial<ClassifierMetadata>;
+    if (meta.kind !== CLASSIFIER_MODEL_KIND || !Array.isArray(meta.labels)) throw new UsageError(`not a train-classifier model (kind ${JSON.stringify(meta.kind ?? null)})`, { file: args.model });
+    const labels = meta.labels;
+    const rankIndex = args.rank === undefined ? -1 : labels.indexOf(args.rank);
+    if (args.rank !== undefined && rankIndex < 0) throw new UsageError(`'${args.rank}' is not one of the model's labels (${labels.join(', ')})`, { field: '--rank' });
+    if (args.top !== undefined && args.rank === undefined) throw new UsageError('needs --rank', { field: '--top' });
     if (args.features) await checkInputFile(args.features);
     else if (!args.images.length) await checkInputFile(args.input ?? '-');
     await selectBackend({ requested: args.backend, env: io.env, stderr: io.stderr });
     const loaded = await loadModel(args.model);
-    const meta = loaded.metadata as Partial<ClassifierMetadata>;
-    if (meta.kind !== CLASSIFIER_MODEL_KIND || !Array.isArray(meta.labels)) throw new UsageError(`not a train-classifier model (kind ${JSON.stringify(meta.kind ?? null)})`, { file: args.model });
     const model = loaded.model;
-    const labels = meta.labels;
-    const rankIndex = args.rank === undefined ? -1 : labels.indexOf(args.rank);
-    if (args.rank !== undefined && rankIndex < 0) throw new UsageError(`'${args.rank}' is not one of the model's labels (${labels.join(', ')})`, { field: '--rank' });
-    if (args.top !== undefined && (!Number.isInteger(args.top) || args.top < 1 || args.rank === undefined)) throw new UsageError('--top takes a positive integer and needs --rank', { field: '--top' });
     const ranked: Array<{ score: number; order: number; line: string }> = [];
     const keepRanked = () => {
       ranked.sort((a, b) => b.score - a.score || a.order - b.order);

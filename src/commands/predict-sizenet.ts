@@ -33,12 +33,12 @@ export default defineCommand<Args>({
   ],
   async run(args, io) {
     // Inputs first: a mistake is reported before the backend loads.
-    await loadMetadata(args.model);
-    await checkInputFile(args.features);
-    await selectBackend({ requested: args.backend, env: io.env, stderr: io.stderr });
-    const { model, metadata } = await loadModel(args.model);
+    const metadata = await loadMetadata(args.model);
     if (metadata.kind !== SIZENET_MODEL_KIND) throw new UsageError(`not a train-sizenet model (kind ${JSON.stringify(metadata.kind ?? null)})`, { file: args.model });
     const header = await readNpyHeader(args.features);
+    await checkInputFile(args.ids ?? idsPathFor(args.features));
+    await selectBackend({ requested: args.backend, env: io.env, stderr: io.stderr });
+    const { model } = await loadModel(args.model);
     const inputDim = model.inputs[0].shape[1] as number;
     if (header.shape.length !== 2 || header.shape[1] !== inputDim) {
       throw new UsageError(`expected rows of ${inputDim} features (the student's input), got shape (${header.shape.join(', ')})`, { file: args.features });

@@ -17,6 +17,11 @@ const teacher = at('teacher.ndjson');
 const vocab = at('vocab.ndjson');
 const jpg = at('a.jpg');
 const outDir = at('out');
+// Model directories whose model.json says they are of another kind: the kind is read before any weights.
+const otherModel = at('other.model');
+const sizenetModel = at('sizenet.model');
+const classifierModel = at('classifier.model');
+const notNpy = at('not.npy');
 
 test('setup: small valid inputs beside the bad ones', async () => {
   const ids = ['a', 'b', 'c', 'd', 'e', 'f', 'g', 'h'];
@@ -27,6 +32,15 @@ test('setup: small valid inputs beside the bad ones', async () => {
   writeFileSync(teacher, ids.map((id, i) => JSON.stringify({ id, label: i % 2 ? 'size issue' : 'no size issue', w: 1 })).join('\n') + '\n');
   writeFileSync(vocab, JSON.stringify({ word: 'red', count: 3, df: 3 }) + '\n');
   mkdirSync(outDir, { recursive: true });
+  const modelDir = (path: string, metadata: object) => {
+    mkdirSync(path, { recursive: true });
+    writeFileSync(join(path, 'model.json'), JSON.stringify({ atelier: { metadata } }));
+  };
+  modelDir(otherModel, { kind: 'atelier-other' });
+  modelDir(sizenetModel, { kind: 'atelier-sizenet' });
+  modelDir(classifierModel, { kind: 'atelier-classifier', labels: ['x', 'y'], input: 'features', inputDim: 2 });
+  writeFileSync(notNpy, 'not a numpy file\n');
+  writeFileSync(at('not.npy.ids.ndjson'), '{"id":"a"}\n');
 });
 
 // [command, args]: every case is a mistake the user can fix.
@@ -41,6 +55,8 @@ const cases: Array<[string, string[]]> = [
   ['train-weak', ['-i', images, '--vocab', vocab, '-o', at('w.model'), '--lr', '0']],
   ['train-weak', ['-i', images, '--vocab', vocab, '-o', at('w.model'), '--init', missing]],
   ['tag', ['-m', missing, jpg]],
+  ['tag', ['-m', otherModel, jpg]],
+  ['tag', ['-m', otherModel, '-i', missing]],
   ['tag', ['-m', missing, '--top', '-1', jpg]],
   ['tag', ['-m', missing, '--workers', '-1', jpg]],
   ['tag', ['-m', missing, '--k', '0', jpg]],
@@ -63,6 +79,9 @@ const cases: Array<[string, string[]]> = [
   ['train-sizenet', ['-f', npy, '-t', teacher, '-o', at('s.model'), '--hidden', '8,x,2']],
   ['train-sizenet', ['-f', npy, '-t', teacher, '-o', at('s.model'), '--tower', missing, '--image-model', at('si.model')]],
   ['predict-sizenet', ['-m', missing, '-f', npy]],
+  ['predict-sizenet', ['-m', otherModel, '-f', npy]],
+  ['predict-sizenet', ['-m', sizenetModel, '-f', notNpy]],
+  ['predict-sizenet', ['-m', sizenetModel, '-f', npy, '--ids', missing]],
   ['rise', ['-m', missing, jpg]],
   ['rise', ['-m', missing, '--steps', '0', jpg]],
   ['rise', ['-m', missing, '--p1', '0', jpg]],
@@ -82,12 +101,17 @@ const cases: Array<[string, string[]]> = [
   ['train-classifier', ['-i', images, '-l', 'label', '-f', npy, '-o', at('c.model'), '--labels-order', missing]],
   ['train-classifier', ['-i', images, '-l', 'label', '-f', npy, '-o', at('c.model'), '--dropout', '1']],
   ['classify', ['-m', missing, jpg]],
+  ['classify', ['-m', otherModel, jpg]],
+  ['classify', ['-m', classifierModel, '--rank', 'z', '-f', npy]],
+  ['classify', ['-m', classifierModel, '--top', '3', '-f', npy]],
+  ['classify', ['-m', classifierModel, '-f', missing]],
   ['classify', ['-m', missing, '-i', missing]],
   ['classify', ['-m', missing, '--batch', '0', jpg]],
   ['eval-classifier', ['-p', missing]],
   ['eval-classifier', ['-p', images, '--truth', missing]],
   ['train-triplet', ['-i', missing, '-o', at('t.model')]],
   ['train-triplet', ['-i', images, '-o', at('t.model'), '--tower', missing]],
+  ['train-weak', ['-i', images, '--vocab', vocab, '-o', at('w.model'), '--init', missing, '--epochs', '1']],
   ['train-triplet', ['-i', images, '-o', at('t.model'), '--margin', '0']],
   ['train-triplet', ['-i', images, '-o', at('t.model'), '--tower-layer', 'logits']],
   ['tsne', [missing]],
