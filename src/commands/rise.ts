@@ -87,7 +87,7 @@ Per image it writes one NDJSON line {id, image, class, score, peak: {x, y}, topS
       throw new UsageError(`the model has no square RGB image input (inputs ${JSON.stringify(model.inputs.map((i) => i.shape))})`, { file: args.model });
     }
     const size = shape[1] as number;
-    if (!(Number.isInteger(args.s) && args.s >= 1 && args.s <= size)) throw new UsageError(`grid of ${args.s} cells is larger than the ${size}-pixel image`, { field: '--s' });
+    if (args.s > size) throw new UsageError(`grid of ${args.s} cells is larger than the ${size}-pixel image`, { field: '--s' });
     const outputs = (model.outputs[0].shape.slice(1) as number[]).reduce((a, b) => a * b, 1);
     const vocabulary = Array.isArray(metadata.vocabulary) ? (metadata.vocabulary as string[]) : Array.isArray(metadata.labels) ? (metadata.labels as string[]) : null;
     let classIndex = 0;

@@ -68,7 +68,7 @@ function sampleRows(n: number, count: number, seed: number): number[] {
 }
 
 function checkArgs(args: Args): void {
-  if (!(Number.isInteger(args.thumbnail) && args.thumbnail >= 4 && args.thumbnail <= args.size)) throw new UsageError(`must be an integer in [4, --size], got ${args.thumbnail}`, { field: '--thumbnail' });
+  if (args.thumbnail > args.size) throw new UsageError(`${args.thumbnail} is larger than the picture (--size ${args.size})`, { field: '--thumbnail' });
   if (args.npy && isStdio(args.npy)) throw new UsageError('a .npy cannot go to stdout', { field: '--npy' });
   if (args.png && isStdio(args.png)) throw new UsageError('a PNG cannot go to stdout', { field: '--png' });
 }
