@@ -123,7 +123,6 @@ The output is a model directory (model.json, weights, metadata.json with vocabul
     // Inputs first: a mistake is reported before the backend loads.
     await checkInputFile(args.input);
     if (args.init) await loadMetadata(args.init);
-    const choice = await selectBackend({ requested: args.backend, env: io.env, stderr: io.stderr });
 
     // Read and decode every usable record; bags are vocabulary ids.
     const skips = createSkipCounter();
@@ -168,6 +167,8 @@ The output is a model directory (model.json, weights, metadata.json with vocabul
     if (train.pixels.length === 0) throw new UsageError(`no usable training images (${records} records, ${skips.total} corrupt, ${emptyBags} without a vocabulary word)`, { file: args.input === '-' ? 'stdin' : args.input });
     io.stderr.write(`atelier train-weak: ${train.pixels.length} training and ${val.pixels.length} validation images, ${vocabulary.length} words, ${emptyBags} images without a vocabulary word\n`);
     writeSkipSummary(skips, io, 'train-weak');
+    // Only now: decoding needs no backend, and a record's mistake is then its one line.
+    const choice = await selectBackend({ requested: args.backend, env: io.env, stderr: io.stderr });
 
     const config: WeakModelConfig = {
       inputSize: args['input-size'], width: args.width, blocksPerStage: args.blocks, stages: args.stages,

@@ -30,7 +30,8 @@ test('setup: small valid inputs beside the bad ones', async () => {
   await sharp({ create: { width: 8, height: 8, channels: 3, background: '#808080' } }).jpeg().toFile(jpg);
   writeFileSync(images, ids.map((id, i) => JSON.stringify({ id, image: jpg, item: `i${i % 4}`, label: i % 2 ? 'x' : 'y', tokens: ['red'], source: id, product: id })).join('\n') + '\n');
   writeFileSync(teacher, ids.map((id, i) => JSON.stringify({ id, label: i % 2 ? 'size issue' : 'no size issue', w: 1 })).join('\n') + '\n');
-  writeFileSync(vocab, JSON.stringify({ word: 'red', count: 3, df: 3 }) + '\n');
+  writeFileSync(vocab, ['red', 'blue'].map((word) => JSON.stringify({ word, count: 3, df: 3 })).join('\n') + '\n');
+  writeFileSync(at('no-tokens.ndjson'), JSON.stringify({ id: 'a', image: jpg }) + '\n');
   mkdirSync(outDir, { recursive: true });
   const modelDir = (path: string, metadata: object) => {
     mkdirSync(path, { recursive: true });
@@ -112,6 +113,7 @@ const cases: Array<[string, string[]]> = [
   ['train-triplet', ['-i', missing, '-o', at('t.model')]],
   ['train-triplet', ['-i', images, '-o', at('t.model'), '--tower', missing]],
   ['train-weak', ['-i', images, '--vocab', vocab, '-o', at('w.model'), '--init', missing, '--epochs', '1']],
+  ['train-weak', ['-i', at('no-tokens.ndjson'), '--vocab', vocab, '-o', at('w.model')]],
   ['train-triplet', ['-i', images, '-o', at('t.model'), '--margin', '0']],
   ['train-triplet', ['-i', images, '-o', at('t.model'), '--tower-layer', 'logits']],
   ['tsne', [missing]],
