@@ -4,6 +4,7 @@ import type { Argv } from 'yargs';
 import { loadCommand, loadCommands } from './commands/index.js';
 import { UsageError, formatPlace, type Command, type CommandIO } from './lib/command.js';
 import { OutputGroup } from './lib/io/atomic.js';
+import { checkOptionValues, yargsFailureLine } from './lib/options.js';
 
 const processIO: CommandIO = { stdin: process.stdin, stdout: process.stdout, stderr: process.stderr, env: process.env };
 
@@ -12,7 +13,7 @@ export function commandParser(command: Command<unknown>, argv: string[], io: Com
   let parser: Argv = yargs(argv)
     .scriptName(`atelier ${command.name}`)
     .usage([usageLine(command), command.summary, ...(command.description ?? '').split(/\n\s*\n/).filter(Boolean)].map((p) => wrapText(p, 100)).join('\n\n'))
-    .options(command.options)
+    .options(withValueRequired(command.options))
     .strictOptions()
     .help('help')
     .alias('help', 'h')
@@ -25,6 +26,13 @@ export function commandParser(command: Command<unknown>, argv: string[], io: Com
   }
   for (const [cmd, what] of command.examples) parser = parser.example(cmd, what);
   return parser;
+}
+
+/** An option that takes a value must be given one: `--top` alone is an error, not "unset". */
+function withValueRequired(options: Command<unknown>['options']): Command<unknown>['options'] {
+  const out: Command<unknown>['options'] = {};
+  for (const [name, o] of Object.entries(options)) out[name] = (o.type === 'string' || o.type === 'number') && !o.array ? { ...o, requiresArg: true } : o;
+  return out;
 }
 
 /** Wraps a paragraph at word boundaries (yargs would cut words in the usage text). */
@@ -74,7 +82,9 @@ async function parseArgs(command: Command<unknown>, argv: string[], io: CommandI
   const parser = commandParser(command, argv, io)
     .exitProcess(false)
     .fail((msg, err) => {
-      failure = msg ?? err?.message ?? 'invalid arguments';
+      // Choices are checked below with the typed checks, in our wording.
+      if (msg?.startsWith('Invalid values:')) return;
+      failure ??= yargsFailureLine(msg ?? err?.message ?? 'invalid arguments', command.options);
     });
   let output = '';
   const parsed = (await parser.parse(argv, {}, (_err: unknown, _argv: unknown, out: string) => {
@@ -88,6 +98,7 @@ async function parseArgs(command: Command<unknown>, argv: string[], io: CommandI
     io.stdout.write(output + '\n');
     return null;
   }
+  checkOptionValues(command.options, parsed, argv);
   const rest = (parsed._ as Array<string | number>).map(String);
   for (const p of command.positionals ?? []) {
     if (p.variadic) {

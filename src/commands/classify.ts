@@ -1,11 +1,11 @@
 import { defineCommand, UsageError } from '../lib/command.js';
 import { backendOption, selectBackend } from '../lib/backend/select.js';
 import { tf } from '../lib/backend/tf.js';
-import { loadModel } from '../lib/backend/model-io.js';
+import { loadModel, loadMetadata } from '../lib/backend/model-io.js';
 import { openAtomicWriteStream, checkFileOutput } from '../lib/io/atomic.js';
+import { checkInputFile, isStdio } from '../lib/io/paths.js';
 import { readFeatureMatrix, idsPathFor } from '../lib/io/features.js';
 import { waitForDrain } from '../lib/io/ndjson.js';
-import { isStdio } from '../lib/io/paths.js';
 import { decodeImage } from '../lib/image/decode.js';
 import { prefetchImages } from '../lib/image/prefetch.js';
 import { imageToBytes, pathRecords, readImageRecords, type ImageRecord } from '../lib/image/records.js';
@@ -15,6 +15,7 @@ import { batchPixels } from '../lib/train/weak-trainer.js';
 import { CLASSIFIER_MODEL_KIND, type ClassifierMetadata } from '../lib/facets/classifier-model.js';
 import { argmax, predictionLine } from '../lib/facets/evaluation.js';
 import { startProgress } from '../lib/progress.js';
+import { positiveInt } from '../lib/options.js';
 
 interface Args {
   images: string[];
@@ -48,9 +49,9 @@ A model trained on precomputed features (train-classifier --features) reads feat
     out: { alias: 'o', describe: 'output NDJSON (- for stdout)', type: 'string', default: '-' },
     'image-field': { describe: 'NDJSON field with the image path', type: 'string', default: 'image' },
     'id-field': { describe: 'NDJSON field with the id (default: the image path)', type: 'string', default: 'id' },
-    batch: { describe: 'images per forward pass', type: 'number', default: 64 },
+    batch: { describe: 'images per forward pass', type: 'number', default: 64, check: positiveInt },
     rank: { describe: 'instead of input order, write the records by their probability of this label, highest first (unreadable images left out)', type: 'string' },
-    top: { describe: 'with --rank, keep only the N most probable records', type: 'number' },
+    top: { describe: 'with --rank, keep only the N most probable records', type: 'number', check: positiveInt },
     ...backendOption,
   },
   examples: [
@@ -61,16 +62,18 @@ A model trained on precomputed features (train-classifier --features) reads feat
   ],
   async run(args, io) {
     await checkOutputs(args);
-    if (!(Number.isInteger(args.batch) && args.batch >= 1)) throw new UsageError(`must be a positive integer, got ${args.batch}`, { field: '--batch' });
-    await selectBackend({ requested: args.backend, env: io.env, stderr: io.stderr });
-    const loaded = await loadModel(args.model);
-    const meta = loaded.metadata as Partial<ClassifierMetadata>;
+    // Inputs first: a mistake is reported before the backend loads.
+    const meta = (await loadMetadata(args.model)) as Partial<ClassifierMetadata>;
     if (meta.kind !== CLASSIFIER_MODEL_KIND || !Array.isArray(meta.labels)) throw new UsageError(`not a train-classifier model (kind ${JSON.stringify(meta.kind ?? null)})`, { file: args.model });
-    const model = loaded.model;
     const labels = meta.labels;
     const rankIndex = args.rank === undefined ? -1 : labels.indexOf(args.rank);
     if (args.rank !== undefined && rankIndex < 0) throw new UsageError(`'${args.rank}' is not one of the model's labels (${labels.join(', ')})`, { field: '--rank' });
-    if (args.top !== undefined && (!Number.isInteger(args.top) || args.top < 1 || args.rank === undefined)) throw new UsageError('--top takes a positive integer and needs --rank', { field: '--top' });
+    if (args.top !== undefined && args.rank === undefined) throw new UsageError('needs --rank', { field: '--top' });
+    if (args.features) await checkInputFile(args.features);
+    else if (!args.images.length) await checkInputFile(args.input ?? '-');
+    await selectBackend({ requested: args.backend, env: io.env, stderr: io.stderr });
+    const loaded = await loadModel(args.model);
+    const model = loaded.model;
     const ranked: Array<{ score: number; order: number; line: string }> = [];
     const keepRanked = () => {
       ranked.sort((a, b) => b.score - a.score || a.order - b.order);

@@ -18,6 +18,7 @@ import { isStopwordLanguage, parseStopwordList, stopwordSet, type StopwordLangua
 import { normalizeStopwords } from '../lib/text/tokenize.js';
 import { productBag, productSamples, TEXT_FIELDS, type TextField, type WeakLabelRecord } from '../lib/text/weak-labels.js';
 import { addSiteProduct, createVocabularyCounter, removeSiteProduct, siteSpecificWords, type SiteWordFrequencies } from '../lib/text/vocabulary.js';
+import { fraction, nonNegativeInt, positiveInt } from '../lib/options.js';
 
 const NAME = 'crawl-tokenize';
 
@@ -124,12 +125,6 @@ function compileRegex(pattern: string | undefined, option: string): RegExp | nul
     return new RegExp(pattern, 'u');
   } catch (err) {
     throw new UsageError(`not a valid regular expression: ${(err as Error).message}`, { field: `--${option}` });
-  }
-}
-
-function checkPositive(value: number, option: string, allowZero = false): void {
-  if (!Number.isFinite(value) || value < 0 || (!allowZero && value === 0)) {
-    throw new UsageError(`must be a ${allowZero ? 'non-negative' : 'positive'} number, got ${value}`, { field: `--${option}` });
   }
 }
 
@@ -257,31 +252,31 @@ export default defineCommand<Args>({
     state: { type: 'string', describe: 'resume journal (default: OUTPUT.state when --output is a file; none for stdout)' },
     restart: { type: 'boolean', default: false, describe: 'ignore an existing state file and start over' },
     vocab: { type: 'string', describe: 'write the top-K vocabulary {word, count, df} as NDJSON here' },
-    'top-k': { type: 'number', default: 30000, describe: 'vocabulary size written by --vocab' },
+    'top-k': { type: 'number', default: 30000, describe: 'vocabulary size written by --vocab', check: positiveInt },
     stats: { type: 'string', describe: 'write the run statistics as JSON here' },
     follow: { type: 'string', describe: 'follow same-host links whose absolute URL matches this regular expression' },
     'product-pattern': { type: 'string', describe: 'only pages whose URL matches are read as product pages (default: any page with a product)' },
     'site-pattern': { type: 'string', describe: 'regular expression whose first group names the site of a page URL (default: its host)' },
-    'max-pages': { type: 'number', default: 10000, describe: 'pages admitted to the crawl at most' },
-    'max-sitemaps': { type: 'number', default: 100, describe: 'sitemap files read at most' },
+    'max-pages': { type: 'number', default: 10000, describe: 'pages admitted to the crawl at most', check: positiveInt },
+    'max-sitemaps': { type: 'number', default: 100, describe: 'sitemap files read at most', check: nonNegativeInt },
     fields: { type: 'string', default: 'title,category,description', describe: 'fields whose text makes the bag of words' },
     lang: { type: 'string', default: 'en,fr,it', describe: "stopword languages (en, fr, it; comma-separated; 'none' for none)" },
     stopwords: { type: 'string', describe: 'file of extra stopwords (whitespace or comma separated, # comments)' },
-    'min-length': { type: 'number', default: 2, describe: 'shortest word kept, in characters' },
-    'max-df': { type: 'number', default: 0.5, describe: "a word in more than this fraction of one site's products (and not of the others') is dropped; 1 = off" },
-    'min-site-products': { type: 'number', default: 10, describe: 'sites with fewer products keep all their words' },
+    'min-length': { type: 'number', default: 2, describe: 'shortest word kept, in characters', check: nonNegativeInt },
+    'max-df': { type: 'number', default: 0.5, describe: "a word in more than this fraction of one site's products (and not of the others') is dropped; 1 = off", check: fraction },
+    'min-site-products': { type: 'number', default: 10, describe: 'sites with fewer products keep all their words', check: nonNegativeInt },
     'fold-accents': { type: 'boolean', default: false, describe: 'strip accents from words (écru -> ecru)' },
-    concurrency: { type: 'number', default: 16, describe: 'requests in flight over all hosts' },
-    'per-host': { type: 'number', default: 2, describe: 'requests in flight to one host (0 = no limit)' },
-    'host-delay': { type: 'number', default: 250, describe: "least time between two requests to one host, ms (robots.txt Crawl-delay can raise it)" },
-    'connect-timeout': { type: 'number', default: 10000, describe: 'connect timeout, ms' },
-    timeout: { type: 'number', default: 30000, describe: 'total time for one request (headers and body), ms' },
-    retries: { type: 'number', default: 3, describe: 'retries on network errors, timeouts, 5xx and 429' },
-    backoff: { type: 'number', default: 500, describe: 'first retry delay, ms (doubled each retry, jittered)' },
-    'max-retry-after': { type: 'number', default: 120000, describe: 'longest Retry-After waited for, ms (longer: the URL fails as rate-limited)' },
-    'max-crawl-delay': { type: 'number', default: 30000, describe: 'robots.txt Crawl-delay values are capped at this, ms' },
-    'max-body': { type: 'number', default: 20971520, describe: 'largest body read, bytes (larger ones are cut and fail as too-large)' },
-    'max-redirects': { type: 'number', default: 5, describe: 'redirects followed per request' },
+    concurrency: { type: 'number', default: 16, describe: 'requests in flight over all hosts', check: positiveInt },
+    'per-host': { type: 'number', default: 2, describe: 'requests in flight to one host (0 = no limit)', check: nonNegativeInt },
+    'host-delay': { type: 'number', default: 250, describe: "least time between two requests to one host, ms (robots.txt Crawl-delay can raise it)", check: nonNegativeInt },
+    'connect-timeout': { type: 'number', default: 10000, describe: 'connect timeout, ms', check: positiveInt },
+    timeout: { type: 'number', default: 30000, describe: 'total time for one request (headers and body), ms', check: positiveInt },
+    retries: { type: 'number', default: 3, describe: 'retries on network errors, timeouts, 5xx and 429', check: nonNegativeInt },
+    backoff: { type: 'number', default: 500, describe: 'first retry delay, ms (doubled each retry, jittered)', check: nonNegativeInt },
+    'max-retry-after': { type: 'number', default: 120000, describe: 'longest Retry-After waited for, ms (longer: the URL fails as rate-limited)', check: nonNegativeInt },
+    'max-crawl-delay': { type: 'number', default: 30000, describe: 'robots.txt Crawl-delay values are capped at this, ms', check: nonNegativeInt },
+    'max-body': { type: 'number', default: 20971520, describe: 'largest body read, bytes (larger ones are cut and fail as too-large)', check: positiveInt },
+    'max-redirects': { type: 'number', default: 5, describe: 'redirects followed per request', check: nonNegativeInt },
     'user-agent': { type: 'string', default: DEFAULT_FETCH_POLICY.userAgent, describe: 'User-Agent sent; robots.txt rules are matched on its name before the /' },
   },
   examples: [
@@ -303,27 +298,6 @@ export default defineCommand<Args>({
     const mode: 'crawl' | 'import' = args.import !== undefined ? 'import' : 'crawl';
 
     // Flags first: every mistake a user can fix is reported before any request is sent.
-    for (const [option, allowZero] of [
-      ['concurrency', false],
-      ['per-host', true],
-      ['host-delay', true],
-      ['connect-timeout', false],
-      ['timeout', false],
-      ['retries', true],
-      ['backoff', true],
-      ['max-retry-after', true],
-      ['max-crawl-delay', true],
-      ['max-body', false],
-      ['max-redirects', true],
-      ['max-pages', false],
-      ['max-sitemaps', true],
-      ['top-k', false],
-      ['min-length', true],
-      ['min-site-products', true],
-    ] as const) {
-      checkPositive(args[option], option, allowZero);
-    }
-    if (!(args['max-df'] > 0 && args['max-df'] <= 1)) throw new UsageError(`must be in (0, 1], got ${args['max-df']}`, { field: '--max-df' });
     const fields = splitNames(args.fields);
     for (const f of fields) if (!(TEXT_FIELDS as readonly string[]).includes(f)) throw new UsageError(`unknown field '${f}' (title, category, description)`, { field: '--fields' });
     const languages: StopwordLanguage[] = [];

@@ -1,7 +1,8 @@
 import { defineCommand, UsageError } from '../lib/command.js';
 import { backendOption, selectBackend } from '../lib/backend/select.js';
 import { tf } from '../lib/backend/tf.js';
-import { loadModel } from '../lib/backend/model-io.js';
+import { loadMetadata, loadModel } from '../lib/backend/model-io.js';
+import { checkInputFile } from '../lib/io/paths.js';
 import { openNdjsonWriter } from '../lib/io/ndjson.js';
 import { openNpyWriter } from '../lib/io/npy.js';
 import { createSkipCounter, writeSkipSummary } from '../lib/image/skips.js';
@@ -12,6 +13,7 @@ import { weakMetadata } from '../lib/models/weak-files.js';
 import { computeFeatures, normalizeRows, openPredictor, workersOption } from '../lib/models/image-features.js';
 import { startProgress } from '../lib/progress.js';
 import { checkFileOutput } from '../lib/io/atomic.js';
+import { imageSide, positiveInt } from '../lib/options.js';
 
 interface Args {
   images: string[];
@@ -55,8 +57,8 @@ export default defineCommand<Args>({
     words: { describe: 'write the word matrix (vocabulary x dim) instead of image embeddings', type: 'boolean', default: false },
     'image-field': { describe: 'NDJSON field with the image path', type: 'string', default: 'image' },
     'id-field': { describe: 'NDJSON field with the id (default: the image path)', type: 'string', default: 'id' },
-    'pixels-size': { describe: 'side of the raw-pixel baseline (--model pixels)', type: 'number', default: 16 },
-    batch: { describe: 'images per forward pass', type: 'number', default: 64 },
+    'pixels-size': { describe: 'side of the raw-pixel baseline (--model pixels)', type: 'number', default: 16, check: imageSide },
+    batch: { describe: 'images per forward pass', type: 'number', default: 64, check: positiveInt },
     skipped: { describe: 'write the skipped images ({image, reason, message}) to this NDJSON', type: 'string' },
     ...workersOption,
     ...backendOption,
@@ -69,10 +71,12 @@ export default defineCommand<Args>({
   ],
   async run(args, io) {
     await checkOutputs(args);
-    if (!(args.batch >= 1)) throw new UsageError(`must be at least 1, got ${args.batch}`, { field: '--batch' });
     const idsPath = args.ids ?? defaultIdsPath(args.out);
     const pixelsBaseline = args.model === 'pixels';
     if (pixelsBaseline && args.words) throw new UsageError('the pixels baseline has no word matrix', { field: '--words' });
+    // Inputs first: a mistake is reported before the backend loads.
+    if (!pixelsBaseline) await loadMetadata(args.model);
+    if (!args.words && !args.images.length) await checkInputFile(args.input ?? '-');
     const backend = await selectBackend({ requested: args.backend, env: io.env, stderr: io.stderr });
     const loaded = pixelsBaseline ? null : await loadModel(args.model);
 

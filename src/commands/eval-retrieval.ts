@@ -31,6 +31,7 @@ import {
 import { PLOT_EXTENSIONS, writeChart, type Series } from '../lib/plot/index.js';
 import { startProgress } from '../lib/progress.js';
 import { createRandom } from '../lib/random.js';
+import { anyInt, positiveIntList } from '../lib/options.js';
 
 interface Args {
   partition?: string;
@@ -338,9 +339,9 @@ The ranking comes from --embeddings (exact: every query is ranked against the wh
     'id-field': { describe: 'field of the ids NDJSON records that holds the id', type: 'string', default: 'id' },
     knn: { describe: 'knn output NDJSON {id, neighbors: [{id}]} of the queries against the gallery (- for stdin)', type: 'string' },
     baseline: { describe: 'add a baseline every model must beat', choices: ['random'] },
-    seed: { describe: 'seed of the random baseline', type: 'number', default: 1 },
+    seed: { describe: 'seed of the random baseline', type: 'number', default: 1, check: anyInt },
     metric: { describe: 'similarity for --embeddings', choices: [...METRICS], default: 'cosine' },
-    k: { describe: 'the k values of top-k accuracy, comma-separated', type: 'string', default: DEFAULT_KS },
+    k: { describe: 'the k values of top-k accuracy, comma-separated', type: 'string', default: DEFAULT_KS, check: positiveIntList },
     name: { describe: 'name of this run in the JSON and the plot legend (default: the input file name)', type: 'string' },
     'per-query': { describe: 'write per-query results to this NDJSON', type: 'string' },
     plot: { describe: 'draw top-k accuracy vs k to this PNG (or .svg)', type: 'string' },

@@ -35,6 +35,7 @@ import {
   type VectorSource,
 } from '../lib/knn/index.js';
 import { startProgress } from '../lib/progress.js';
+import { byteSize, positiveInt } from '../lib/options.js';
 
 interface Args {
   action?: string;
@@ -64,18 +65,6 @@ interface Args {
 }
 
 const NAME = 'knn';
-
-function positiveInteger(value: number, flag: string): number {
-  if (!Number.isInteger(value) || value <= 0) throw new UsageError(`must be a positive integer, got ${value}`, { field: flag });
-  return value;
-}
-
-/** Bytes of --memory; a UsageError when it does not read as a size. */
-function memoryTotal(memory: string): number {
-  const total = parseByteSize(memory);
-  if (total === null) throw new UsageError(`expected a size such as 512M or 2G, got '${memory}'`, { field: '--memory' });
-  return total;
-}
 
 /** Room left after this for the V8 heap to grow and for buffers V8 has not collected yet. */
 const RUNTIME_HEADROOM_BYTES = 24 * 1024 * 1024;
@@ -154,9 +143,9 @@ async function openVectors(npyPath: string, idsPath: string | undefined, idField
 function hnswParameters(args: Args, metric: Metric): HnswParameters {
   return {
     metric,
-    connectivity: positiveInteger(args.connectivity, '--connectivity'),
-    expansionAdd: positiveInteger(args['expansion-add'], '--expansion-add'),
-    expansionSearch: positiveInteger(args['expansion-search'], '--expansion-search'),
+    connectivity: args.connectivity,
+    expansionAdd: args['expansion-add'],
+    expansionSearch: args['expansion-search'],
   };
 }
 
@@ -208,20 +197,20 @@ Exact search (the default) streams: the gallery is read in slabs and queries in 
     gallery: { alias: 'g', describe: 'gallery vectors (.npy); default: the query set, each query excluding itself', type: 'string' },
     'gallery-ids': { describe: 'ids of the gallery rows (default: <gallery>.ids.ndjson)', type: 'string' },
     'id-field': { describe: 'field of the ids NDJSON records that holds the id', type: 'string', default: 'id' },
-    k: { describe: 'neighbours per query', type: 'number', default: 10 },
+    k: { describe: 'neighbours per query', type: 'number', default: 10, check: positiveInt },
     metric: { describe: 'similarity', choices: [...METRICS], default: 'cosine' },
     out: { alias: 'o', describe: 'output NDJSON (- for stdout)', type: 'string', default: '-' },
-    memory: { describe: 'memory budget for the whole process (e.g. 512M, 2G); the gallery streams within it', type: 'string', default: '1G' },
-    threads: { describe: 'threads of the native kernels', type: 'number', default: availableParallelism() },
+    memory: { describe: 'memory budget for the whole process (e.g. 512M, 2G); the gallery streams within it', type: 'string', default: '1G', check: byteSize },
+    threads: { describe: 'threads of the native kernels', type: 'number', default: availableParallelism(), check: positiveInt },
     kernel: { describe: 'exact-search kernel: auto, usearch or js', choices: [...KERNEL_NAMES], default: 'auto' },
     index: { describe: 'search method', choices: ['exact', 'hnsw'], default: 'exact' },
     'index-dir': { describe: "saved index directory (for 'knn index build|query')", type: 'string' },
     load: { describe: "'knn index query': load the index into memory instead of memory-mapping it", type: 'boolean', default: false },
-    connectivity: { describe: 'HNSW edges per node (M)', type: 'number', default: DEFAULT_HNSW.connectivity },
-    'expansion-add': { describe: 'HNSW candidate list while building (efConstruction)', type: 'number', default: DEFAULT_HNSW.expansionAdd },
-    'expansion-search': { describe: 'HNSW candidate list while searching (ef); higher = better recall, slower', type: 'number', default: DEFAULT_HNSW.expansionSearch },
+    connectivity: { describe: 'HNSW edges per node (M)', type: 'number', default: DEFAULT_HNSW.connectivity, check: positiveInt },
+    'expansion-add': { describe: 'HNSW candidate list while building (efConstruction)', type: 'number', default: DEFAULT_HNSW.expansionAdd, check: positiveInt },
+    'expansion-search': { describe: 'HNSW candidate list while searching (ef); higher = better recall, slower', type: 'number', default: DEFAULT_HNSW.expansionSearch, check: positiveInt },
     recall: { describe: 'with --index hnsw or index query: report recall@k against exact search on stderr', type: 'boolean', default: false },
-    'recall-queries': { describe: 'queries sampled for --recall', type: 'number', default: 1000 },
+    'recall-queries': { describe: 'queries sampled for --recall', type: 'number', default: 1000, check: positiveInt },
     labels: { describe: 'NDJSON of gallery labels {id, <label-field>} for the label vote', type: 'string' },
     'label-field': { describe: 'field of --labels holding the label', type: 'string' },
     weighted: { describe: 'weight label votes by similarity', type: 'boolean', default: false },
@@ -236,14 +225,14 @@ Exact search (the default) streams: the gallery is read in slabs and queries in 
   ],
   async run(args, io) {
     await checkOutputs(args);
-    const k = positiveInteger(args.k, '--k');
+    const k = args.k;
     const metric = args.metric as Metric;
-    const threads = positiveInteger(args.threads, '--threads');
+    const threads = args.threads;
     const kernelName = args.kernel as KernelName;
     if (args['label-field'] && !args.labels) throw new UsageError('needs --labels', { field: '--label-field' });
     if (args.labels && !args['label-field']) throw new UsageError('needs --label-field (the field holding the label)', { field: '--labels' });
     const labels = args.labels ? await readLabels(args.labels, args['label-field']!, args['id-field'], io.stdin) : null;
-    const memory = memoryTotal(args.memory);
+    const memory = parseByteSize(args.memory)!; // checked by byteSize
 
     let mode: 'search' | 'build' | 'query';
     if (args.action === undefined) mode = 'search';
@@ -335,7 +324,7 @@ Exact search (the default) streams: the gallery is read in slabs and queries in 
       }
       if (args.recall && mode === 'search' && args.index === 'exact') warn(io, NAME, '--recall compares HNSW with exact search; an exact search has recall 1');
       if (args.recall && galleryForRecall && (args.index === 'hnsw' || mode === 'query')) approximate = new Map();
-      const recallEvery = approximate ? Math.max(1, Math.ceil(query.source.rows / positiveInteger(args['recall-queries'], '--recall-queries'))) : 0;
+      const recallEvery = approximate ? Math.max(1, Math.ceil(query.source.rows / args['recall-queries'])) : 0;
 
       writer = await openNdjsonWriter(args.out, { stdout: io.stdout, outputs: io.outputs });
       const output: Output = { writer, queryIds: query.ids, galleryIds, metric: searchMetric, labels, weighted: args.weighted };

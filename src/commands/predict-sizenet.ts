@@ -1,7 +1,8 @@
 import { defineCommand, UsageError } from '../lib/command.js';
 import { backendOption, selectBackend } from '../lib/backend/select.js';
 import { tf } from '../lib/backend/tf.js';
-import { loadModel } from '../lib/backend/model-io.js';
+import { loadMetadata, loadModel } from '../lib/backend/model-io.js';
+import { checkInputFile } from '../lib/io/paths.js';
 import { openNdjsonWriter, readNdjson, requireObject } from '../lib/io/ndjson.js';
 import { iterateNpyRows, readNpyHeader } from '../lib/io/npy.js';
 import { idsPathFor } from '../lib/io/features.js';
@@ -33,10 +34,13 @@ export default defineCommand<Args>({
   ],
   async run(args, io) {
     await checkOutputs(args);
-    await selectBackend({ requested: args.backend, env: io.env, stderr: io.stderr });
-    const { model, metadata } = await loadModel(args.model);
+    // Inputs first: a mistake is reported before the backend loads.
+    const metadata = await loadMetadata(args.model);
     if (metadata.kind !== SIZENET_MODEL_KIND) throw new UsageError(`not a train-sizenet model (kind ${JSON.stringify(metadata.kind ?? null)})`, { file: args.model });
     const header = await readNpyHeader(args.features);
+    await checkInputFile(args.ids ?? idsPathFor(args.features));
+    await selectBackend({ requested: args.backend, env: io.env, stderr: io.stderr });
+    const { model } = await loadModel(args.model);
     const inputDim = model.inputs[0].shape[1] as number;
     if (header.shape.length !== 2 || header.shape[1] !== inputDim) {
       throw new UsageError(`expected rows of ${inputDim} features (the student's input), got shape (${header.shape.join(', ')})`, { file: args.features });

@@ -18,6 +18,7 @@ import {
   type ReportContent,
 } from '../lib/report/index.js';
 import { checkReplaceableDirOutput } from '../lib/io/atomic.js';
+import { integerIn, positiveInt } from '../lib/options.js';
 
 interface Args {
   out: string;
@@ -42,10 +43,6 @@ interface Args {
 }
 
 const NAME = 'report';
-
-function positiveInteger(value: number, flag: string): void {
-  if (!(Number.isInteger(value) && value >= 1)) throw new UsageError(`must be a positive integer, got ${value}`, { field: flag });
-}
 
 function checkPaths(args: Args): void {
   const inputs: Array<[string, string | undefined]> = [
@@ -89,15 +86,15 @@ Image paths in any input are taken from the current directory when the file is t
     'id-field': { describe: 'id field of --images', type: 'string', default: 'id' },
     'image-field': { describe: 'image path field of --images', type: 'string', default: 'image' },
     'item-field': { describe: 'field of --images that says which item an image shows (a neighbour of the same item is correct)', type: 'string', default: 'item' },
-    examples: { describe: 'retrieval examples to show (spread over the knn lines)', type: 'number', default: 8 },
-    top: { describe: 'neighbours shown per retrieval example', type: 'number', default: 10 },
-    'per-class': { describe: 'false negatives shown per class', type: 'number', default: 24 },
+    examples: { describe: 'retrieval examples to show (spread over the knn lines)', type: 'number', default: 8, check: positiveInt },
+    top: { describe: 'neighbours shown per retrieval example', type: 'number', default: 10, check: positiveInt },
+    'per-class': { describe: 'false negatives shown per class', type: 'number', default: 24, check: positiveInt },
     rise: { describe: 'rise output NDJSON {id, image, class, score, overlay}', type: 'string' },
-    'rise-max': { describe: 'RISE pairs shown', type: 'number', default: 24 },
+    'rise-max': { describe: 'RISE pairs shown', type: 'number', default: 24, check: positiveInt },
     tsne: { describe: 'tsne output NDJSON {id, x, y, label?, image?}', type: 'string' },
-    'tsne-max': { describe: 'points drawn on the t-SNE map (spread over the file)', type: 'number', default: 1000 },
+    'tsne-max': { describe: 'points drawn on the t-SNE map (spread over the file)', type: 'number', default: 1000, check: positiveInt },
     'train-log': { describe: 'training logs (<model>.log.json) to plot', type: 'array', string: true, default: [] },
-    thumbnail: { describe: 'longest side of the copied images in pixels', type: 'number', default: 128 },
+    thumbnail: { describe: 'longest side of the copied images in pixels', type: 'number', default: 128, check: integerIn(8, 1024) },
   },
   examples: [
     ['atelier report -o out/report --classifier eval.json --false-negatives fn.ndjson', 'the F1 view and the false negatives view of a facet model'],
@@ -107,7 +104,6 @@ Image paths in any input are taken from the current directory when the file is t
   async run(args, io) {
     await checkOutputs(args);
     checkPaths(args);
-    for (const flag of ['examples', 'top', 'per-class', 'rise-max', 'tsne-max', 'thumbnail'] as const) positiveInteger(args[flag], `--${flag}`);
     const content: ReportContent = { title: args.title, inputs: [] };
     const noted = (what: string, path: string) => content.inputs.push({ what, path });
 

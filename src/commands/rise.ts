@@ -3,8 +3,9 @@ import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { defineCommand, UsageError } from '../lib/command.js';
 import { backendOption, selectBackend } from '../lib/backend/select.js';
-import { loadModel } from '../lib/backend/model-io.js';
+import { loadModel, loadMetadata } from '../lib/backend/model-io.js';
 import { writeFileAtomic, checkFileOutput, checkDirOutput } from '../lib/io/atomic.js';
+import { checkInputFile } from '../lib/io/paths.js';
 import { openNdjsonWriter } from '../lib/io/ndjson.js';
 import { readNpy, writeNpy } from '../lib/io/npy.js';
 import { createSkipCounter, writeSkipSummary } from '../lib/image/skips.js';
@@ -14,6 +15,7 @@ import { computeFeatures } from '../lib/models/image-features.js';
 import { causalCurves, classScores, generateMasks, riseSaliency, saliencySummary } from '../lib/explain/rise.js';
 import { createRandom } from '../lib/random.js';
 import { tf } from '../lib/backend/tf.js';
+import { anyInt, fraction, integerIn, positiveInt } from '../lib/options.js';
 
 interface Args {
   images: string[];
@@ -56,15 +58,15 @@ Per image it writes one NDJSON line {id, image, class, score, peak: {x, y}, topS
     model: { alias: 'm', describe: 'model directory with an image input', type: 'string', demandOption: true },
     class: { describe: 'output to explain: an index, or a word of a train-weak model (default 0, the scalar of a sizenet model)', type: 'string' },
     masks: { describe: '.npy of masks to reuse, or to create when missing', type: 'string' },
-    n: { describe: 'number of masks N', type: 'number', default: 4000 },
-    s: { describe: 'grid cells per side', type: 'number', default: 8 },
-    p1: { describe: 'probability that a cell is kept', type: 'number', default: 0.5 },
-    batch: { describe: 'masked images per forward pass', type: 'number', default: 100 },
-    seed: { describe: 'random seed of the masks', type: 'number', default: 1 },
+    n: { describe: 'number of masks N', type: 'number', default: 4000, check: positiveInt },
+    s: { describe: 'grid cells per side', type: 'number', default: 8, check: positiveInt },
+    p1: { describe: 'probability that a cell is kept', type: 'number', default: 0.5, check: fraction },
+    batch: { describe: 'masked images per forward pass', type: 'number', default: 100, check: positiveInt },
+    seed: { describe: 'random seed of the masks', type: 'number', default: 1, check: anyInt },
     'maps-dir': { describe: 'directory for the saliency maps (.npy, H x W float32)', type: 'string' },
     overlay: { describe: 'directory for PNG heat maps over the photos', type: 'string' },
     metrics: { describe: 'compute deletion and insertion curves and their AUC', type: 'boolean', default: false },
-    steps: { describe: 'points of the deletion/insertion curves', type: 'number', default: 32 },
+    steps: { describe: 'points of the deletion/insertion curves', type: 'number', default: 32, check: integerIn(2) },
     out: { alias: 'o', describe: 'summary NDJSON (- for stdout)', type: 'string', default: '-' },
     'image-field': { describe: 'NDJSON field with the image path', type: 'string', default: 'image' },
     'id-field': { describe: 'NDJSON field with the id (default: the image path)', type: 'string', default: 'id' },
@@ -76,9 +78,9 @@ Per image it writes one NDJSON line {id, image, class, score, peak: {x, y}, topS
   ],
   async run(args, io) {
     await checkOutputs(args);
-    if (!(args.n >= 1 && Number.isInteger(args.n))) throw new UsageError(`must be a positive integer, got ${args.n}`, { field: '--n' });
-    if (!(args.p1 > 0 && args.p1 <= 1)) throw new UsageError(`must be in (0, 1], got ${args.p1}`, { field: '--p1' });
-    if (!(args.batch >= 1)) throw new UsageError(`must be at least 1, got ${args.batch}`, { field: '--batch' });
+    // Inputs first: a mistake is reported before the backend loads.
+    await loadMetadata(args.model);
+    if (!args.images.length) await checkInputFile(args.input ?? '-');
     await selectBackend({ requested: args.backend, env: io.env, stderr: io.stderr });
     const { model, metadata } = await loadModel(args.model);
     const shape = model.inputs[0].shape;
@@ -86,7 +88,7 @@ Per image it writes one NDJSON line {id, image, class, score, peak: {x, y}, topS
       throw new UsageError(`the model has no square RGB image input (inputs ${JSON.stringify(model.inputs.map((i) => i.shape))})`, { file: args.model });
     }
     const size = shape[1] as number;
-    if (!(Number.isInteger(args.s) && args.s >= 1 && args.s <= size)) throw new UsageError(`grid of ${args.s} cells is larger than the ${size}-pixel image`, { field: '--s' });
+    if (args.s > size) throw new UsageError(`grid of ${args.s} cells is larger than the ${size}-pixel image`, { field: '--s' });
     const outputs = (model.outputs[0].shape.slice(1) as number[]).reduce((a, b) => a * b, 1);
     const vocabulary = Array.isArray(metadata.vocabulary) ? (metadata.vocabulary as string[]) : Array.isArray(metadata.labels) ? (metadata.labels as string[]) : null;
     let classIndex = 0;

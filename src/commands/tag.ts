@@ -1,6 +1,7 @@
 import { defineCommand, UsageError } from '../lib/command.js';
 import { backendOption, selectBackend } from '../lib/backend/select.js';
-import { loadModel } from '../lib/backend/model-io.js';
+import { loadMetadata, loadModel } from '../lib/backend/model-io.js';
+import { checkInputFile } from '../lib/io/paths.js';
 import { openNdjsonWriter } from '../lib/io/ndjson.js';
 import { createSkipCounter, writeSkipSummary } from '../lib/image/skips.js';
 import { pathRecords, readImageRecords } from '../lib/image/records.js';
@@ -9,6 +10,7 @@ import { computeFeatures, openPredictor, workersOption } from '../lib/models/ima
 import { topKIndices } from '../lib/metrics/ranking.js';
 import { startProgress } from '../lib/progress.js';
 import { checkFileOutput } from '../lib/io/atomic.js';
+import { positiveInt } from '../lib/options.js';
 
 interface Args {
   images: string[];
@@ -50,13 +52,13 @@ export default defineCommand<Args>({
   options: {
     input: { alias: 'i', describe: 'NDJSON with an image path per line (- for stdin); used when no image arguments are given', type: 'string' },
     model: { alias: 'm', describe: 'model directory from train-weak', type: 'string', demandOption: true },
-    k: { describe: 'words per image', type: 'number', default: 5 },
+    k: { describe: 'words per image', type: 'number', default: 5, check: positiveInt },
     word: { describe: 'rank images by this word instead of tagging them', type: 'string' },
-    top: { describe: 'with --word, keep only the N most confident images', type: 'number' },
+    top: { describe: 'with --word, keep only the N most confident images', type: 'number', check: positiveInt },
     out: { alias: 'o', describe: 'output NDJSON (- for stdout)', type: 'string', default: '-' },
     'image-field': { describe: 'NDJSON field with the image path', type: 'string', default: 'image' },
     'id-field': { describe: 'NDJSON field with the id (default: the image path)', type: 'string', default: 'id' },
-    batch: { describe: 'images per forward pass', type: 'number', default: 64 },
+    batch: { describe: 'images per forward pass', type: 'number', default: 64, check: positiveInt },
     ...workersOption,
     ...backendOption,
   },
@@ -67,13 +69,13 @@ export default defineCommand<Args>({
   ],
   async run(args, io) {
     await checkOutputs(args);
-    if (!(args.k >= 1)) throw new UsageError(`must be at least 1, got ${args.k}`, { field: '--k' });
-    if (!(args.batch >= 1)) throw new UsageError(`must be at least 1, got ${args.batch}`, { field: '--batch' });
-    const backend = await selectBackend({ requested: args.backend, env: io.env, stderr: io.stderr });
-    const { model, metadata } = await loadModel(args.model);
-    const { vocabulary, config } = weakMetadata(metadata, args.model);
+    // Inputs first: a mistake is reported before the backend loads.
+    const { vocabulary, config } = weakMetadata(await loadMetadata(args.model), args.model);
     const wordIndex = args.word === undefined ? -1 : vocabulary.indexOf(args.word);
     if (args.word !== undefined && wordIndex < 0) throw new UsageError(`'${args.word}' is not in the model's vocabulary of ${vocabulary.length} words`, { field: '--word' });
+    if (!args.images.length) await checkInputFile(args.input ?? '-');
+    const backend = await selectBackend({ requested: args.backend, env: io.env, stderr: io.stderr });
+    const { model } = await loadModel(args.model);
     const records = args.images.length ? pathRecords(args.images) : readImageRecords(args.input ?? '-', args['image-field'], args['id-field'], io.stdin);
     const skips = createSkipCounter();
     const out = await openNdjsonWriter(args.out, { stdout: io.stdout, outputs: io.outputs });

@@ -6,6 +6,7 @@ import { inputDisplayName, openInputStream } from '../lib/io/paths.js';
 import { BUCKET_KINDS, bucketOfDay, parseDay, spreadOverBuckets, type BucketKind } from '../lib/sizenet/dates.js';
 import { ArticleTallies, scoreArticles, summarizeScores, type TeacherScore, type TeacherSummary } from '../lib/sizenet/teacher.js';
 import { checkFileOutput } from '../lib/io/atomic.js';
+import { nonNegativeNumber, positiveNumber } from '../lib/options.js';
 
 interface TeacherScoreArgs {
   input: string;
@@ -247,8 +248,8 @@ export default defineCommand<TeacherScoreArgs>({
     format: { describe: 'input format: auto (by extension, else sniffed), ndjson, csv or tsv', type: 'string', choices: ['auto', 'ndjson', 'csv', 'tsv'], default: 'auto' },
     shape: { describe: 'input rows: auto (from the columns), article (one row per article) or event (one row per sale)', type: 'string', choices: ['auto', 'article', 'event'], default: 'auto' },
     bucket: { describe: 'time buckets for category rates: month, week (ISO) or season (meteorological)', type: 'string', choices: [...BUCKET_KINDS], default: 'month' },
-    'prior-strength': { describe: 'additive smoothing, in pseudo-sales: a bucket rate is pulled towards its category rate, a category rate towards the overall rate (> 0)', type: 'number', default: 100 },
-    tau: { describe: 'write only articles whose weight w is at least this (the paper\'s tau)', type: 'number', default: 0 },
+    'prior-strength': { describe: 'additive smoothing, in pseudo-sales: a bucket rate is pulled towards its category rate, a category rate towards the overall rate (> 0)', type: 'number', default: 100, check: positiveNumber },
+    tau: { describe: 'write only articles whose weight w is at least this (the paper\'s tau)', type: 'number', default: 0, check: nonNegativeNumber },
     'id-col': { describe: 'column with the article id', type: 'string', default: 'id' },
     'category-col': { describe: 'column with the article category', type: 'string', default: 'category' },
     'n-col': { describe: 'per-article rows: column with the number of sales', type: 'string', default: 'n' },
@@ -271,8 +272,6 @@ export default defineCommand<TeacherScoreArgs>({
   ],
   async run(args, io) {
     await checkOutputs(args);
-    if (!(args.priorStrength > 0) || !Number.isFinite(args.priorStrength)) throw new UsageError(`must be a positive number, got ${args.priorStrength}`, { field: '--prior-strength' });
-    if (!Number.isFinite(args.tau)) throw new UsageError(`must be a number, got ${args.tau}`, { field: '--tau' });
     const columns: Columns = {
       id: args.idCol,
       category: args.categoryCol,

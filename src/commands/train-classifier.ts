@@ -3,8 +3,9 @@ import { defineCommand, UsageError, warn } from '../lib/command.js';
 import { backendOption, selectBackend } from '../lib/backend/select.js';
 import { checkpointDirFor, resumeWithBest } from '../lib/train/checkpoint.js';
 import { tf } from '../lib/backend/tf.js';
-import { loadModel, optimizerStateTensors, saveModel, checkModelOutput } from '../lib/backend/model-io.js';
+import { loadModel, optimizerStateTensors, saveModel, checkModelOutput, loadMetadata } from '../lib/backend/model-io.js';
 import { openAtomicWriteStream, writeFileAtomic, checkFileOutput } from '../lib/io/atomic.js';
+import { checkInputFile } from '../lib/io/paths.js';
 import { readFeatureMatrix, idsPathFor } from '../lib/io/features.js';
 import { createSkipCounter, writeSkipSummary } from '../lib/image/skips.js';
 import { computeFeatures, modelPredictor } from '../lib/models/image-features.js';
@@ -26,6 +27,7 @@ import { decodeImageStore, imageRecordOf } from '../lib/facets/inputs.js';
 import {
   initialTrainingState, namedSnapshot, runEpochs, shuffledBatches, snapshotWeights, type TrainingState,
 } from '../lib/facets/training.js';
+import { anyInt, imageSide, positiveInt, positiveNumber, share } from '../lib/options.js';
 
 interface Args {
   input: string;
@@ -102,28 +104,28 @@ Prints a JSON report: per-class precision, recall, F1 and support, macro and wei
     'feature-ids': { describe: 'ids NDJSON of --features (default: <features>.ids.ndjson)', type: 'string' },
     mode: { describe: 'head: train a head on frozen features; finetune: train the tower end to end', choices: ['head', 'finetune'], default: 'head' },
     head: { describe: 'head: a linear layer or a one-hidden-layer MLP', choices: ['linear', 'mlp'], default: 'linear' },
-    hidden: { describe: 'hidden units of the MLP head', type: 'number', default: 256 },
-    dropout: { describe: 'dropout before the class layer while training', type: 'number', default: 0 },
+    hidden: { describe: 'hidden units of the MLP head', type: 'number', default: 256, check: positiveInt },
+    dropout: { describe: 'dropout before the class layer while training', type: 'number', default: 0, check: share },
     tower: { alias: 't', describe: 'image model for features (head) or to start from (finetune); "pixels" for raw pixels (head)', type: 'string' },
     'tower-layer': { describe: 'tower layer the head reads', choices: ['pooled', 'projection', 'embedding'], default: 'pooled' },
-    'pixels-size': { describe: 'side of the raw-pixel crop with --tower pixels', type: 'number', default: 16 },
-    'input-size': { describe: 'finetune from scratch: square input side in pixels', type: 'number', default: DEFAULT_TOWER.inputSize },
-    width: { describe: 'finetune from scratch: filters of the first stage', type: 'number', default: DEFAULT_TOWER.width },
-    blocks: { describe: 'finetune from scratch: residual blocks per stage', type: 'number', default: DEFAULT_TOWER.blocksPerStage },
-    stages: { describe: 'finetune from scratch: stages of the tower', type: 'number', default: DEFAULT_TOWER.stages },
+    'pixels-size': { describe: 'side of the raw-pixel crop with --tower pixels', type: 'number', default: 16, check: imageSide },
+    'input-size': { describe: 'finetune from scratch: square input side in pixels', type: 'number', default: DEFAULT_TOWER.inputSize, check: imageSide },
+    width: { describe: 'finetune from scratch: filters of the first stage', type: 'number', default: DEFAULT_TOWER.width, check: positiveInt },
+    blocks: { describe: 'finetune from scratch: residual blocks per stage', type: 'number', default: DEFAULT_TOWER.blocksPerStage, check: positiveInt },
+    stages: { describe: 'finetune from scratch: stages of the tower', type: 'number', default: DEFAULT_TOWER.stages, check: positiveInt },
     'class-weight': { describe: 'balanced (inverse frequency), none, or a file of {label, weight} records', type: 'string', default: 'balanced' },
     'labels-order': { describe: 'file with one label per line: the classes and their order in every output', type: 'string' },
-    'test-fraction': { describe: 'share of groups held out for the test report', type: 'number', default: 0.2 },
-    'val-fraction': { describe: 'share of groups held out for early stopping', type: 'number', default: 0.1 },
-    epochs: { describe: 'maximum epochs', type: 'number', default: 60 },
-    patience: { describe: 'epochs without a lower validation loss before stopping', type: 'number', default: 6 },
-    batch: { describe: 'examples per step', type: 'number', default: 32 },
-    lr: { describe: 'Adam learning rate (default 0.01 for head, 0.001 for finetune)', type: 'number' },
-    seed: { describe: 'random seed (initialisation, shuffling, augmentation)', type: 'number', default: 1 },
+    'test-fraction': { describe: 'share of groups held out for the test report', type: 'number', default: 0.2, check: share },
+    'val-fraction': { describe: 'share of groups held out for early stopping', type: 'number', default: 0.1, check: share },
+    epochs: { describe: 'maximum epochs', type: 'number', default: 60, check: positiveInt },
+    patience: { describe: 'epochs without a lower validation loss before stopping', type: 'number', default: 6, check: positiveInt },
+    batch: { describe: 'examples per step', type: 'number', default: 32, check: positiveInt },
+    lr: { describe: 'Adam learning rate (default 0.01 for head, 0.001 for finetune)', type: 'number', check: positiveNumber },
+    seed: { describe: 'random seed (initialisation, shuffling, augmentation)', type: 'number', default: 1, check: anyInt },
     out: { alias: 'o', describe: 'model directory to write', type: 'string', demandOption: true },
     checkpoint: { describe: 'checkpoint directory (default: <out>.checkpoint)', type: 'string' },
     resume: { describe: 'continue from the checkpoint', type: 'boolean', default: false },
-    'stop-after': { describe: 'end the run after this many epochs (the checkpoint stays; for staged runs)', type: 'number' },
+    'stop-after': { describe: 'end the run after this many epochs (the checkpoint stays; for staged runs)', type: 'number', check: positiveInt },
     predictions: { describe: 'write every record\'s prediction {id, split, truth, label, probs} to this NDJSON', type: 'string' },
     report: { describe: 'also write the JSON report to this file', type: 'string' },
     ...backendOption,
@@ -155,6 +157,9 @@ Prints a JSON report: per-class precision, recall, F1 and support, macro and wei
       }
     }
     const weightsOf = (part: Sample[]): tf.Tensor1D | undefined => (weightField ? tf.tensor1d(part.map((p) => sampleWeight.get(p.record.id)!)) : undefined);
+    // Inputs first: a mistake is reported before the backend loads.
+    if (args.features) await checkInputFile(args.features);
+    if (args.tower && args.tower !== 'pixels') await loadMetadata(args.tower);
     await selectBackend({ requested: args.backend, env: io.env, stderr: io.stderr });
     const skips = createSkipCounter();
     const lr = args.lr ?? (args.mode === 'head' ? 0.01 : 0.001);
@@ -414,13 +419,6 @@ function towerFeatures(tower: tf.LayersModel, layer: Args['tower-layer'], dir: s
 }
 
 function checkArgs(args: Args): void {
-  for (const key of ['epochs', 'batch', 'hidden', 'patience', 'pixels-size', 'input-size', 'width', 'blocks', 'stages'] as const) {
-    const v = args[key];
-    if (!(Number.isInteger(v) && v > 0)) throw new UsageError(`must be a positive integer, got ${v}`, { field: `--${key}` });
-  }
-  if (args.lr !== undefined && !(args.lr > 0)) throw new UsageError(`must be positive, got ${args.lr}`, { field: '--lr' });
-  if (!(args.dropout >= 0 && args.dropout < 1)) throw new UsageError(`must be in [0, 1), got ${args.dropout}`, { field: '--dropout' });
-  for (const key of ['test-fraction', 'val-fraction'] as const) if (!(args[key] >= 0 && args[key] < 1)) throw new UsageError(`must be in [0, 1), got ${args[key]}`, { field: `--${key}` });
   if (args['test-fraction'] + args['val-fraction'] >= 1) throw new UsageError('test and validation fractions leave nothing to train on', { field: '--test-fraction' });
   if (args['class-weight'] !== 'balanced' && args['class-weight'] !== 'none' && !existsSync(args['class-weight'])) {
     throw new UsageError(`expected balanced, none or a file of {label, weight} records; '${args['class-weight']}' is neither`, { field: '--class-weight' });

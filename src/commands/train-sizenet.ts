@@ -2,7 +2,7 @@ import { defineCommand, UsageError } from '../lib/command.js';
 import { backendOption, selectBackend } from '../lib/backend/select.js';
 import { checkpointDirFor, resumeWithBest } from '../lib/train/checkpoint.js';
 import { tf } from '../lib/backend/tf.js';
-import { loadModel, optimizerStateTensors, saveModel, checkModelOutput } from '../lib/backend/model-io.js';
+import { loadModel, optimizerStateTensors, saveModel, checkModelOutput, loadMetadata } from '../lib/backend/model-io.js';
 import { readNdjson, requireObject } from '../lib/io/ndjson.js';
 import { writeFileAtomic, checkFileOutput, checkDirOutput } from '../lib/io/atomic.js';
 import { readFeatureMatrix } from '../lib/io/features.js';
@@ -11,6 +11,7 @@ import { buildImageStudentModel, buildStudentModel, studentLayers, studentLogits
 import { binaryReport, rocAuc, rocCurve } from '../lib/metrics/classification.js';
 import { featureModel, hasLayer, LAYER } from '../lib/models/weak-model.js';
 import { quadrantAnalysis, SIZENET_MODEL_KIND, type SizenetMetadata } from '../lib/sizenet/evaluation.js';
+import { anyInt, nonNegativeNumber, positiveInt, positiveIntList, positiveNumber, probability, share } from '../lib/options.js';
 
 interface Args {
   features: string;
@@ -84,19 +85,19 @@ The evaluation on the test split (ROC AUC, accuracy, precision and recall at --t
     ids: { describe: 'ids NDJSON of the features (default: <features>.ids.ndjson)', type: 'string' },
     teacher: { alias: 't', describe: 'teacher-score NDJSON ({id, label, w})', type: 'string', demandOption: true },
     out: { alias: 'o', describe: 'student model directory to write', type: 'string', demandOption: true },
-    hidden: { describe: 'widths of the three hidden layers, comma-separated', type: 'string', default: '256,128,64' },
-    dropout: { describe: 'dropout after each hidden layer during training', type: 'number', default: 0.2 },
+    hidden: { describe: 'widths of the three hidden layers, comma-separated', type: 'string', default: '256,128,64', check: positiveIntList },
+    dropout: { describe: 'dropout after each hidden layer during training', type: 'number', default: 0.2, check: share },
     optimizer: { describe: 'adam or sgd (momentum 0.9)', choices: ['adam', 'sgd'], default: 'adam' },
-    lr: { describe: 'learning rate', type: 'number', default: 0.001 },
-    batch: { describe: 'samples per step', type: 'number', default: 64 },
-    epochs: { describe: 'maximum epochs', type: 'number', default: 100 },
-    patience: { describe: 'epochs without a lower validation loss before stopping', type: 'number', default: 10 },
-    tau: { describe: 'drop samples whose teacher weight w is below tau', type: 'number', default: 0 },
-    'val-fraction': { describe: 'share of articles for early stopping', type: 'number', default: 0.15 },
-    'test-fraction': { describe: 'share of articles held out for the evaluation', type: 'number', default: 0.2 },
-    threshold: { describe: 'probability threshold for accuracy, precision and recall', type: 'number', default: 0.5 },
+    lr: { describe: 'learning rate', type: 'number', default: 0.001, check: positiveNumber },
+    batch: { describe: 'samples per step', type: 'number', default: 64, check: positiveInt },
+    epochs: { describe: 'maximum epochs', type: 'number', default: 100, check: positiveInt },
+    patience: { describe: 'epochs without a lower validation loss before stopping', type: 'number', default: 10, check: positiveInt },
+    tau: { describe: 'drop samples whose teacher weight w is below tau', type: 'number', default: 0, check: nonNegativeNumber },
+    'val-fraction': { describe: 'share of articles for early stopping', type: 'number', default: 0.15, check: share },
+    'test-fraction': { describe: 'share of articles held out for the evaluation', type: 'number', default: 0.2, check: share },
+    threshold: { describe: 'probability threshold for accuracy, precision and recall', type: 'number', default: 0.5, check: probability },
     unweighted: { describe: 'ignore the teacher weights (every sample weighs 1)', type: 'boolean', default: false },
-    seed: { describe: 'random seed (initialisation, shuffling, dropout)', type: 'number', default: 1 },
+    seed: { describe: 'random seed (initialisation, shuffling, dropout)', type: 'number', default: 1, check: anyInt },
     checkpoint: { describe: 'checkpoint directory (default: <out>.checkpoint)', type: 'string' },
     resume: { describe: 'continue from the checkpoint', type: 'boolean', default: false },
     report: { describe: 'also write the evaluation JSON to this file', type: 'string' },
@@ -116,8 +117,7 @@ The evaluation on the test split (ROC AUC, accuracy, precision and recall at --t
     const hidden = args.hidden.split(',').map((s) => Number(s.trim()));
     if (hidden.length !== 3 || hidden.some((h) => !Number.isInteger(h) || h < 1)) throw new UsageError(`expected three positive integers, got '${args.hidden}'`, { field: '--hidden' });
     if (args['image-model'] && !args.tower) throw new UsageError('--image-model needs --tower (the model that made the features)', { field: '--image-model' });
-    for (const key of ['batch', 'epochs', 'lr'] as const) if (!(args[key] > 0)) throw new UsageError(`must be positive, got ${args[key]}`, { field: `--${key}` });
-    if (!(args.dropout >= 0 && args.dropout < 1)) throw new UsageError(`must be in [0, 1), got ${args.dropout}`, { field: '--dropout' });
+    if (args.tower) await loadMetadata(args.tower);
 
     const features = await readFeatureMatrix(args.features, args.ids);
     const teacher = new Map<string, { label: number; w: number }>();
@@ -142,7 +142,6 @@ The evaluation on the test split (ROC AUC, accuracy, precision and recall at --t
       if (t.w < args.tau) return void belowTau++;
       samples.push({ row, id, label: t.label, w: args.unweighted ? 1 : t.w });
     });
-    io.stderr.write(`atelier train-sizenet: ${samples.length} samples of ${matchedIds.size} articles; ${unmatched} feature rows without a teacher score, ${teacher.size - matchedIds.size} teacher articles without features, ${belowTau} below tau ${args.tau}\n`);
     if (matchedIds.size === 0) throw new UsageError(`no id of ${args.features} is in ${args.teacher} (e.g. '${features.ids[0]}' vs '${teacher.keys().next().value}')`, { file: args.teacher, field: 'id' });
     const split = { train: [] as Sample[], val: [] as Sample[], test: [] as Sample[] };
     for (const s of samples) split[splitOf(s.id, args['val-fraction'], args['test-fraction'])].push(s);
@@ -154,6 +153,8 @@ The evaluation on the test split (ROC AUC, accuracy, precision and recall at --t
       if (labels.size < 2) throw new UsageError(`the ${part} split has only one label; a classifier needs both`, { file: args.teacher, field: 'label' });
     }
 
+    // Said once the inputs are known to be usable, so a mistake prints only its error.
+    io.stderr.write(`atelier train-sizenet: ${samples.length} samples of ${matchedIds.size} articles; ${unmatched} feature rows without a teacher score, ${teacher.size - matchedIds.size} teacher articles without features, ${belowTau} below tau ${args.tau}\n`);
     await selectBackend({ requested: args.backend, env: io.env, stderr: io.stderr });
     const config: StudentConfig = { inputDim: features.dim, hidden, dropout: args.dropout, seed: args.seed };
     const layers = studentLayers(config);

@@ -2,7 +2,7 @@ import { defineCommand, UsageError, warn } from '../lib/command.js';
 import { backendOption, selectBackend } from '../lib/backend/select.js';
 import { checkpointDirFor, resumeWithBest } from '../lib/train/checkpoint.js';
 import { tf } from '../lib/backend/tf.js';
-import { loadModel, optimizerStateTensors, saveModel, checkModelOutput } from '../lib/backend/model-io.js';
+import { loadModel, optimizerStateTensors, saveModel, checkModelOutput, loadMetadata } from '../lib/backend/model-io.js';
 import { writeFileAtomic } from '../lib/io/atomic.js';
 import { createSkipCounter, writeSkipSummary } from '../lib/image/skips.js';
 import { DEFAULT_TOWER, buildWeakModel, hasLayer, minimumInputSize, LAYER } from '../lib/models/weak-model.js';
@@ -13,6 +13,7 @@ import { imageFeatureModel } from '../lib/facets/classifier-model.js';
 import { decodeImageStore } from '../lib/facets/inputs.js';
 import { initialTrainingState, namedSnapshot, runEpochs, snapshotWeights, type TrainingState } from '../lib/facets/training.js';
 import { SIMILARITY_MODEL_KIND, groupBatches, l2Normalize, leaveOneOutTop1, mineSemiHardTriplets, pairwiseSquaredDistances, tripletHingeLoss } from '../lib/similarity/triplet.js';
+import { anyInt, imageSide, integerIn, nonNegativeInt, positiveInt, positiveNumber, share } from '../lib/options.js';
 
 interface Args {
   input: string;
@@ -58,23 +59,23 @@ The output is an image -> embedding model: 'atelier embed -m <out> --normalize' 
     'image-field': { describe: 'field holding the image path', type: 'string', default: 'image' },
     tower: { alias: 't', describe: 'image model to start from (default: a fresh tower)', type: 'string' },
     'tower-layer': { describe: 'tower features the embedding starts from', choices: ['pooled', 'projection', 'embedding'], default: 'embedding' },
-    'input-size': { describe: 'fresh tower: square input side in pixels', type: 'number', default: DEFAULT_TOWER.inputSize },
-    width: { describe: 'fresh tower: filters of the first stage', type: 'number', default: DEFAULT_TOWER.width },
-    blocks: { describe: 'fresh tower: residual blocks per stage', type: 'number', default: DEFAULT_TOWER.blocksPerStage },
-    stages: { describe: 'fresh tower: stages', type: 'number', default: DEFAULT_TOWER.stages },
-    projection: { describe: 'learned embedding dimension on top of the tower (0: the tower features are the embedding)', type: 'number', default: 0 },
-    margin: { describe: 'hinge margin g on squared distances of unit vectors', type: 'number', default: 0.1 },
-    groups: { describe: 'groups (items) per batch', type: 'number', default: 8 },
-    'per-group': { describe: 'images per group in a batch (at most)', type: 'number', default: 4 },
-    'val-fraction': { describe: 'share of groups held out for early stopping', type: 'number', default: 0.1 },
-    epochs: { describe: 'maximum epochs (one pass over the groups each)', type: 'number', default: 20 },
-    patience: { describe: 'epochs without a better validation top-1 before stopping', type: 'number', default: 4 },
-    lr: { describe: 'Adam learning rate', type: 'number', default: 0.0003 },
-    seed: { describe: 'random seed (initialisation, batches, augmentation)', type: 'number', default: 1 },
+    'input-size': { describe: 'fresh tower: square input side in pixels', type: 'number', default: DEFAULT_TOWER.inputSize, check: imageSide },
+    width: { describe: 'fresh tower: filters of the first stage', type: 'number', default: DEFAULT_TOWER.width, check: positiveInt },
+    blocks: { describe: 'fresh tower: residual blocks per stage', type: 'number', default: DEFAULT_TOWER.blocksPerStage, check: positiveInt },
+    stages: { describe: 'fresh tower: stages', type: 'number', default: DEFAULT_TOWER.stages, check: positiveInt },
+    projection: { describe: 'learned embedding dimension on top of the tower (0: the tower features are the embedding)', type: 'number', default: 0, check: nonNegativeInt },
+    margin: { describe: 'hinge margin g on squared distances of unit vectors', type: 'number', default: 0.1, check: positiveNumber },
+    groups: { describe: 'groups (items) per batch', type: 'number', default: 8, check: integerIn(2) },
+    'per-group': { describe: 'images per group in a batch (at most)', type: 'number', default: 4, check: integerIn(2) },
+    'val-fraction': { describe: 'share of groups held out for early stopping', type: 'number', default: 0.1, check: share },
+    epochs: { describe: 'maximum epochs (one pass over the groups each)', type: 'number', default: 20, check: positiveInt },
+    patience: { describe: 'epochs without a better validation top-1 before stopping', type: 'number', default: 4, check: positiveInt },
+    lr: { describe: 'Adam learning rate', type: 'number', default: 0.0003, check: positiveNumber },
+    seed: { describe: 'random seed (initialisation, batches, augmentation)', type: 'number', default: 1, check: anyInt },
     out: { alias: 'o', describe: 'model directory to write', type: 'string', demandOption: true },
     checkpoint: { describe: 'checkpoint directory (default: <out>.checkpoint)', type: 'string' },
     resume: { describe: 'continue from the checkpoint', type: 'boolean', default: false },
-    'stop-after': { describe: 'end the run after this many epochs (the checkpoint stays)', type: 'number' },
+    'stop-after': { describe: 'end the run after this many epochs (the checkpoint stays)', type: 'number', check: positiveInt },
     ...backendOption,
   },
   examples: [
@@ -84,17 +85,10 @@ The output is an image -> embedding model: 'atelier embed -m <out> --normalize' 
   ],
   async run(args, io) {
     await checkOutputs(args);
-    for (const key of ['epochs', 'patience', 'groups', 'per-group', 'input-size', 'width', 'blocks', 'stages'] as const) {
-      if (!(Number.isInteger(args[key]) && args[key] > 0)) throw new UsageError(`must be a positive integer, got ${args[key]}`, { field: `--${key}` });
-    }
-    if (args.groups < 2) throw new UsageError('a batch needs at least 2 groups (negatives come from other groups)', { field: '--groups' });
-    if (args['per-group'] < 2) throw new UsageError('a group needs at least 2 images in a batch (anchor and positive)', { field: '--per-group' });
-    if (!(Number.isInteger(args.projection) && args.projection >= 0)) throw new UsageError(`must be a non-negative integer, got ${args.projection}`, { field: '--projection' });
-    if (!(args.margin > 0)) throw new UsageError(`must be positive, got ${args.margin}`, { field: '--margin' });
-    if (!(args.lr > 0)) throw new UsageError(`must be positive, got ${args.lr}`, { field: '--lr' });
-    if (!(args['val-fraction'] >= 0 && args['val-fraction'] < 1)) throw new UsageError(`must be in [0, 1), got ${args['val-fraction']}`, { field: '--val-fraction' });
 
     const set = await readLabelledRecords(args.input, { labelField: args['positive-field'], idField: args['id-field'], groupField: args['positive-field'], stdin: io.stdin });
+    // Inputs first: a mistake is reported before the backend loads.
+    if (args.tower) await loadMetadata(args.tower);
     await selectBackend({ requested: args.backend, env: io.env, stderr: io.stderr });
 
     let tower: tf.LayersModel;

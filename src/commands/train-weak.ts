@@ -2,7 +2,8 @@ import { existsSync } from 'node:fs';
 import { defineCommand, UsageError, warn } from '../lib/command.js';
 import { backendOption, selectBackend } from '../lib/backend/select.js';
 import { tf } from '../lib/backend/tf.js';
-import { loadModel, optimizerStateTensors, restoreOptimizerState, saveModel, checkModelOutput } from '../lib/backend/model-io.js';
+import { loadModel, optimizerStateTensors, restoreOptimizerState, saveModel, checkModelOutput, loadMetadata } from '../lib/backend/model-io.js';
+import { checkInputFile } from '../lib/io/paths.js';
 import { writeFileAtomic } from '../lib/io/atomic.js';
 import { createSkipCounter, writeSkipSummary } from '../lib/image/skips.js';
 import { decodeRecords, imageToBytes, readImageRecords } from '../lib/image/records.js';
@@ -13,6 +14,7 @@ import { copyMatchingWeights, readVocabulary, WEAK_MODEL_KIND, type WeakModelMet
 import { createRandom, isHeldOut, type RandomState } from '../lib/random.js';
 import { startProgress } from '../lib/progress.js';
 import { checkpointDirFor } from '../lib/train/checkpoint.js';
+import { anyInt, imageSide, nonNegativeInt, positiveInt, positiveNumber, share } from '../lib/options.js';
 
 interface Args {
   input: string;
@@ -77,35 +79,35 @@ The output is a model directory (model.json, weights, metadata.json with vocabul
     input: { alias: 'i', describe: 'crawl-tokenize NDJSON (image path + tokens per line); - for stdin', type: 'string', default: '-' },
     vocab: { describe: 'vocabulary NDJSON ({word, count, df} by frequency) from crawl-tokenize --vocab', type: 'string', demandOption: true },
     out: { alias: 'o', describe: 'model directory to write (replaced atomically at the end)', type: 'string', demandOption: true },
-    'top-k': { describe: 'use the first K words of the vocabulary (0: all)', type: 'number', default: 0 },
+    'top-k': { describe: 'use the first K words of the vocabulary (0: all)', type: 'number', default: 0, check: nonNegativeInt },
     'image-field': { describe: 'record field holding the image path', type: 'string', default: 'image' },
     'tokens-field': { describe: 'record field holding the bag of words', type: 'string', default: 'tokens' },
     'group-field': { describe: 'record field naming the product (split key: crawl-tokenize writes the page or row as source); falls back to id', type: 'string', default: 'source' },
-    'val-fraction': { describe: 'share of products held out for validation', type: 'number', default: 0.1 },
-    'input-size': { describe: 'square input side of the tower in pixels', type: 'number', default: DEFAULT_TOWER.inputSize },
-    width: { describe: 'filters of the first stage (doubled at each stage)', type: 'number', default: DEFAULT_TOWER.width },
-    blocks: { describe: 'residual blocks per stage', type: 'number', default: DEFAULT_TOWER.blocksPerStage },
-    stages: { describe: 'stages of the tower (each after the first halves the resolution)', type: 'number', default: DEFAULT_TOWER.stages },
-    projection: { describe: 'low-rank projection dimension before W (0: none)', type: 'number', default: DEFAULT_TOWER.projection },
-    negatives: { describe: 'negative words sampled per example', type: 'number', default: 50 },
+    'val-fraction': { describe: 'share of products held out for validation', type: 'number', default: 0.1, check: share },
+    'input-size': { describe: 'square input side of the tower in pixels', type: 'number', default: DEFAULT_TOWER.inputSize, check: imageSide },
+    width: { describe: 'filters of the first stage (doubled at each stage)', type: 'number', default: DEFAULT_TOWER.width, check: positiveInt },
+    blocks: { describe: 'residual blocks per stage', type: 'number', default: DEFAULT_TOWER.blocksPerStage, check: positiveInt },
+    stages: { describe: 'stages of the tower (each after the first halves the resolution)', type: 'number', default: DEFAULT_TOWER.stages, check: positiveInt },
+    projection: { describe: 'low-rank projection dimension before W (0: none)', type: 'number', default: DEFAULT_TOWER.projection, check: nonNegativeInt },
+    negatives: { describe: 'negative words sampled per example', type: 'number', default: 50, check: positiveInt },
     loss: { describe: 'sampled (positive + negatives) or full softmax', choices: ['sampled', 'full'], default: 'sampled' },
     sampling: { describe: 'uniform: word first, then an image (the papers); frequency: image first', choices: ['uniform', 'frequency'], default: 'uniform' },
-    'close-negatives': { describe: 'share of negatives drawn from the nearest words of the positive (0..1)', type: 'number', default: 0 },
-    'close-pool': { describe: 'how many nearest words close negatives are drawn from', type: 'number', default: 20 },
-    batch: { describe: 'examples per step', type: 'number', default: 32 },
-    'epoch-size': { describe: 'samples per epoch', type: 'number', default: 4096 },
-    epochs: { describe: 'maximum epochs', type: 'number', default: 30 },
-    lr: { describe: 'initial learning rate', type: 'number', default: 0.1 },
-    momentum: { describe: 'SGD momentum', type: 'number', default: 0.9 },
-    patience: { describe: 'epochs without validation improvement before lr is divided by 10', type: 'number', default: 3 },
-    'stop-patience': { describe: 'epochs without validation improvement before training stops', type: 'number', default: 8 },
-    'head-epochs': { describe: 'epochs that train only W and the projection, the tower frozen', type: 'number', default: 0 },
-    dropout: { describe: 'dropout rate on the embedding during training', type: 'number', default: 0.2 },
-    seed: { describe: 'random seed (initialisation, sampling, augmentation)', type: 'number', default: 1 },
+    'close-negatives': { describe: 'share of negatives drawn from the nearest words of the positive (0..1)', type: 'number', default: 0, check: share },
+    'close-pool': { describe: 'how many nearest words close negatives are drawn from', type: 'number', default: 20, check: positiveInt },
+    batch: { describe: 'examples per step', type: 'number', default: 32, check: positiveInt },
+    'epoch-size': { describe: 'samples per epoch', type: 'number', default: 4096, check: positiveInt },
+    epochs: { describe: 'maximum epochs', type: 'number', default: 30, check: positiveInt },
+    lr: { describe: 'initial learning rate', type: 'number', default: 0.1, check: positiveNumber },
+    momentum: { describe: 'SGD momentum', type: 'number', default: 0.9, check: share },
+    patience: { describe: 'epochs without validation improvement before lr is divided by 10', type: 'number', default: 3, check: positiveInt },
+    'stop-patience': { describe: 'epochs without validation improvement before training stops', type: 'number', default: 8, check: positiveInt },
+    'head-epochs': { describe: 'epochs that train only W and the projection, the tower frozen', type: 'number', default: 0, check: nonNegativeInt },
+    dropout: { describe: 'dropout rate on the embedding during training', type: 'number', default: 0.2, check: share },
+    seed: { describe: 'random seed (initialisation, sampling, augmentation)', type: 'number', default: 1, check: anyInt },
     checkpoint: { describe: 'checkpoint directory (default: <out>.checkpoint)', type: 'string' },
     resume: { describe: 'continue from the checkpoint', type: 'boolean', default: false },
     init: { describe: 'start from an earlier atelier model (weights copied where names and shapes match)', type: 'string' },
-    'stop-after': { describe: 'end the run after this many epochs (the checkpoint stays; for staged runs)', type: 'number' },
+    'stop-after': { describe: 'end the run after this many epochs (the checkpoint stays; for staged runs)', type: 'number', check: positiveInt },
     ...backendOption,
   },
   examples: [
@@ -115,13 +117,14 @@ The output is a model directory (model.json, weights, metadata.json with vocabul
   ],
   async run(args, io) {
     await checkOutputs(args);
-    checkArgs(args);
     const vocabulary = await readVocabulary(args.vocab, args['top-k']);
     const wordId = new Map(vocabulary.map((w, i) => [w, i]));
     const minSize = minimumInputSize({ stages: args.stages });
     const storedSize = Math.round(args['input-size'] * 1.125);
     if (args['input-size'] < minSize) throw new UsageError(`input size ${args['input-size']} is smaller than the tower's minimum ${minSize} for ${args.stages} stages`, { field: '--input-size' });
-    const choice = await selectBackend({ requested: args.backend, env: io.env, stderr: io.stderr });
+    // Inputs first: a mistake is reported before the backend loads.
+    await checkInputFile(args.input);
+    if (args.init) await loadMetadata(args.init);
 
     // Read and decode every usable record; bags are vocabulary ids.
     const skips = createSkipCounter();
@@ -166,6 +169,8 @@ The output is a model directory (model.json, weights, metadata.json with vocabul
     if (train.pixels.length === 0) throw new UsageError(`no usable training images (${records} records, ${skips.total} corrupt, ${emptyBags} without a vocabulary word)`, { file: args.input === '-' ? 'stdin' : args.input });
     io.stderr.write(`atelier train-weak: ${train.pixels.length} training and ${val.pixels.length} validation images, ${vocabulary.length} words, ${emptyBags} images without a vocabulary word\n`);
     writeSkipSummary(skips, io, 'train-weak');
+    // Only now: decoding needs no backend, and a record's mistake is then its one line.
+    const choice = await selectBackend({ requested: args.backend, env: io.env, stderr: io.stderr });
 
     const config: WeakModelConfig = {
       inputSize: args['input-size'], width: args.width, blocksPerStage: args.blocks, stages: args.stages,
@@ -271,18 +276,6 @@ function mostFrequentWordPrecision(trainBags: Int32Array[], valBags: Int32Array[
   for (let w = 1; w < vocabularySize; w++) if (counts[w] > counts[top]) top = w;
   const withWords = valBags.filter((b) => b.length > 0);
   return withWords.length ? withWords.filter((b) => b.includes(top)).length / withWords.length : 0;
-}
-
-function checkArgs(args: Args): void {
-  const positive: Array<keyof Args> = ['input-size', 'width', 'blocks', 'stages', 'batch', 'epoch-size', 'epochs', 'lr', 'negatives'];
-  for (const key of positive) {
-    const v = args[key] as number;
-    if (!Number.isFinite(v) || v <= 0) throw new UsageError(`must be a positive number, got ${v}`, { field: `--${key}` });
-  }
-  for (const key of ['val-fraction', 'dropout', 'close-negatives'] as const) {
-    const v = args[key];
-    if (!(v >= 0 && v < 1)) throw new UsageError(`must be in [0, 1), got ${v}`, { field: `--${key}` });
-  }
 }
 
 /** Every output path checked before any work: a wrong one costs no time and leaves nothing behind. */

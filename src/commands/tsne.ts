@@ -11,6 +11,7 @@ import { svgToPng } from '../lib/plot/png.js';
 import { PLOT_EXTENSIONS } from '../lib/plot/index.js';
 import { createRandom } from '../lib/random.js';
 import { labelScatterSvg, maxPerplexity, renderThumbnailMap, tsne } from '../lib/tsne/index.js';
+import { anyInt, integerIn, nonNegativeInt, nonNegativeNumber, numberIn, positiveInt, positiveNumber } from '../lib/options.js';
 
 interface Args {
   embeddings: string;
@@ -68,14 +69,7 @@ function sampleRows(n: number, count: number, seed: number): number[] {
 }
 
 function checkArgs(args: Args): void {
-  if (!(args.perplexity > 0)) throw new UsageError(`must be positive, got ${args.perplexity}`, { field: '--perplexity' });
-  if (!(Number.isInteger(args.iterations) && args.iterations >= 1)) throw new UsageError(`must be a positive integer, got ${args.iterations}`, { field: '--iterations' });
-  if (!(args.theta >= 0 && args.theta <= 1.5)) throw new UsageError(`must be in [0, 1.5], got ${args.theta}`, { field: '--theta' });
-  if (!(args['learning-rate'] >= 0)) throw new UsageError(`must be 0 (automatic) or positive, got ${args['learning-rate']}`, { field: '--learning-rate' });
-  if (!(args['early-exaggeration'] >= 1)) throw new UsageError(`must be at least 1, got ${args['early-exaggeration']}`, { field: '--early-exaggeration' });
-  if (!(Number.isInteger(args.sample) && args.sample >= 0)) throw new UsageError(`must be a non-negative integer, got ${args.sample}`, { field: '--sample' });
-  if (!(Number.isInteger(args.size) && args.size >= 64 && args.size <= 16384)) throw new UsageError(`must be an integer in [64, 16384], got ${args.size}`, { field: '--size' });
-  if (!(Number.isInteger(args.thumbnail) && args.thumbnail >= 4 && args.thumbnail <= args.size)) throw new UsageError(`must be an integer in [4, --size], got ${args.thumbnail}`, { field: '--thumbnail' });
+  if (args.thumbnail > args.size) throw new UsageError(`${args.thumbnail} is larger than the picture (--size ${args.size})`, { field: '--thumbnail' });
   if (args.npy && isStdio(args.npy)) throw new UsageError('a .npy cannot go to stdout', { field: '--npy' });
   if (args.png && isStdio(args.png)) throw new UsageError('a PNG cannot go to stdout', { field: '--png' });
 }
@@ -113,16 +107,16 @@ Reads a .npy of row vectors and its ids (as embed writes them; by default <name>
     'image-field': { describe: 'field of --images holding the image path', type: 'string', default: 'image' },
     labels: { describe: 'NDJSON with an id and a label per line (may be the --images file)', type: 'string' },
     'label-field': { describe: 'field of --labels to colour points by and copy into the output', type: 'string', default: 'label' },
-    sample: { describe: 'map only this many rows, chosen at random with --seed (0: all)', type: 'number', default: 0 },
-    perplexity: { describe: 'effective number of neighbours of each point (lowered to (n-1)/3 for small n)', type: 'number', default: 30 },
-    iterations: { describe: 'gradient descent iterations', type: 'number', default: 1000 },
-    theta: { describe: 'Barnes-Hut accuracy: 0 is exact repulsion, larger is faster and coarser', type: 'number', default: 0.5 },
+    sample: { describe: 'map only this many rows, chosen at random with --seed (0: all)', type: 'number', default: 0, check: nonNegativeInt },
+    perplexity: { describe: 'effective number of neighbours of each point (lowered to (n-1)/3 for small n)', type: 'number', default: 30, check: positiveNumber },
+    iterations: { describe: 'gradient descent iterations', type: 'number', default: 1000, check: positiveInt },
+    theta: { describe: 'Barnes-Hut accuracy: 0 is exact repulsion, larger is faster and coarser', type: 'number', default: 0.5, check: numberIn(0, 1.5) },
     exact: { describe: `exact O(n^2) gradient and dense affinities (up to ${EXACT_LIMIT} points)`, type: 'boolean', default: false },
-    'learning-rate': { describe: 'step size (0: max(n / early-exaggeration / 4, 50))', type: 'number', default: 0 },
-    'early-exaggeration': { describe: 'factor on P during the first 250 iterations', type: 'number', default: 12 },
-    seed: { describe: 'random seed of the initial map and of --sample', type: 'number', default: 1 },
-    size: { describe: 'picture side in pixels', type: 'number', default: 2000 },
-    thumbnail: { describe: 'thumbnail side in pixels', type: 'number', default: 48 },
+    'learning-rate': { describe: 'step size (0: max(n / early-exaggeration / 4, 50))', type: 'number', default: 0, check: nonNegativeNumber },
+    'early-exaggeration': { describe: 'factor on P during the first 250 iterations', type: 'number', default: 12, check: numberIn(1, Infinity) },
+    seed: { describe: 'random seed of the initial map and of --sample', type: 'number', default: 1, check: anyInt },
+    size: { describe: 'picture side in pixels', type: 'number', default: 2000, check: integerIn(64, 16384) },
+    thumbnail: { describe: 'thumbnail side in pixels', type: 'number', default: 48, check: integerIn(4, 16384) },
     title: { describe: 'title of the points picture', type: 'string' },
   },
   examples: [

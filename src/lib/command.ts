@@ -1,7 +1,8 @@
 // The command framework: every command file exports one `Command`, and the CLI, the
 // man-page generator and the tests all read the same definition.
-import type { Options, PositionalOptions } from 'yargs';
+import type { PositionalOptions } from 'yargs';
 import type { OutputGroup } from './io/atomic.js';
+import type { CheckedOption } from './options.js';
 
 /** Streams and environment a command runs with; tests substitute their own. */
 export interface CommandIO {
@@ -22,8 +23,8 @@ export interface Command<A = Record<string, unknown>> {
   description?: string;
   /** Positional arguments, in order, e.g. `{ name: 'files', variadic: true, ... }`. */
   positionals?: Array<PositionalOptions & { name: string; variadic?: boolean }>;
-  /** yargs options; every one has a `describe`, and a `default` where one applies. */
-  options: Record<string, Options>;
+  /** yargs options; every one has a `describe`, a `default` where one applies, and a typed `check` where its type allows nonsense. */
+  options: Record<string, CheckedOption>;
   /** Example command lines with what they do. */
   examples: Array<[string, string]>;
   /** Subcommands are not used; a command that needs verbs takes a positional `verb`. */

@@ -152,7 +152,7 @@ test('bad input exits 2 with one line', async () => {
   const cases: Array<[string[], RegExp]> = [
     [['-e', strangers], /--partition/],
     [['-p', partition, '-e', strangers], /none of the 2 ids/],
-    [['-p', partition, '-e', strangers, '--k', '1,0'], /--k: expected positive integers/],
+    [['-p', partition, '-e', strangers, '--k', '1,0'], /--k: '1,0' is not a comma-separated list of positive integers/],
     [['-p', join(dir, 'absent.txt'), '--baseline', 'random'], /absent\.txt: no such file/],
     [['-p', partition], /nothing to evaluate/],
   ];

@@ -188,7 +188,7 @@ test('bad input exits 2 with one line naming the file and row', async () => {
     [['-q', q, '-g', nan], /nan\.npy: row 7: holds NaN at column 3/],
     [['-q', nan], /nan\.npy: row 7: holds NaN/],
     [['-q', q, '-g', shortIds], /short\.ids\.ndjson: has 9 ids but .*short\.npy has 10 rows/],
-    [['-q', q, '--k', '0'], /--k: must be a positive integer, got 0/],
+    [['-q', q, '--k', '0'], /--k: '0' is not a positive integer/],
     [['-q', join(dir, 'absent.npy')], /absent\.npy: no such file/],
     [['-g', q], /--query/],
   ];

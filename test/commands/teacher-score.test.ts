@@ -152,7 +152,7 @@ test('bad input: one line file:line: field, exit 2, nothing written to stdout or
     { name: 'shape.ndjson', text: ndjson([{ id: 'a', category: 'x', sold: 3 }]), expected: /shape\.ndjson:1: cannot tell the input's shape from its columns \(id, category, sold\)/ },
     { name: 'missing-later.ndjson', text: ndjson([good, { id: 'b', n: 3, k: 1, start: '2017-01-01', end: '2017-01-02' }]), expected: /missing-later\.ndjson:2: category: expected a non-empty name, got missing$/ },
     { name: 'empty.ndjson', text: '\n\n', expected: /empty\.ndjson: no rows to score$/ },
-    { name: 'prior.ndjson', text: ndjson([good]), args: ['--prior-strength', '0'], expected: /--prior-strength: must be a positive number, got 0$/ },
+    { name: 'prior.ndjson', text: ndjson([good]), args: ['--prior-strength', '0'], expected: /--prior-strength: '0' is not a positive number$/ },
   ];
   const existing = write('existing-output.ndjson', 'old contents\n');
   // Every case to stdout; a few also to a new file and over an existing one (each spawn costs a second).

@@ -107,7 +107,7 @@ test('tsne --exact works on a small set; bad input is one line and exit 2', asyn
 
   const bad = await runAtelier(['tsne', embeddings, '--perplexity', '0']);
   assert.equal(bad.code, 2);
-  assert.match(bad.stderr, /^atelier tsne: --perplexity: must be positive/);
+  assert.match(bad.stderr, /^atelier tsne: --perplexity: '0' is not a positive number/);
   assert.equal(bad.stderr.trim().split('\n').length, 1);
 
   const shortIds = join(dir, 'short.ids.ndjson');

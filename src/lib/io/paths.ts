@@ -49,6 +49,12 @@ export function inputOpenError(err: unknown, path: string): unknown {
   return reason ? new UsageError(reason, { file: path }) : err;
 }
 
+/** Fails now, as openInputStream would later, when `path` (not `-`) cannot be read: checked before slow work starts. */
+export async function checkInputFile(path: string): Promise<void> {
+  if (isStdio(path)) return;
+  ((await openInputStream(path)) as NodeJS.ReadableStream & { destroy(): void }).destroy();
+}
+
 /** A byte stream of `path`, or of `stdin` for `-`; opened eagerly so a missing file fails here, clearly. */
 export async function openInputStream(path: string, stdin: NodeJS.ReadableStream = process.stdin): Promise<NodeJS.ReadableStream> {
   if (isStdio(path)) return stdin;

@@ -1,5 +1,6 @@
 // Batched image -> vector computation shared by embed and tag: decode ahead, centre-crop like the
 // validation images of training, run the model, hand rows on in input order.
+import { nonNegativeInt } from '../options.js';
 import { tf } from '../backend/tf.js';
 import { cpus } from 'node:os';
 import { WorkerPool } from '../backend/pool.js';
@@ -68,6 +69,7 @@ export const workersOption = {
     describe: 'inference threads, each with its own WASM backend (0: one per core on WASM; 1: this thread only; native backends always use this thread)',
     type: 'number' as const,
     default: 0,
+    check: nonNegativeInt,
   },
 };
 
