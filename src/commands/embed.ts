@@ -4,6 +4,7 @@ import { tf } from '../lib/backend/tf.js';
 import { loadModel } from '../lib/backend/model-io.js';
 import { openNdjsonWriter } from '../lib/io/ndjson.js';
 import { openNpyWriter } from '../lib/io/npy.js';
+import { ROWS_DIGEST_FIELD } from '../lib/io/features.js';
 import { createSkipCounter, writeSkipSummary } from '../lib/image/skips.js';
 import { pathRecords, readImageRecords } from '../lib/image/records.js';
 import { hasLayer, LAYER, wordKernel } from '../lib/models/weak-model.js';
@@ -38,7 +39,7 @@ export function defaultIdsPath(npyPath: string): string {
 export default defineCommand<Args>({
   name: 'embed',
   summary: 'compute image embeddings (.npy + ids NDJSON) with a trained tower, or the word matrix',
-  description: `Runs images through a model's image tower and writes one float32 row per decoded image to a .npy file, with an NDJSON of {id, image, row} in the same order (default: <out>.ids.ndjson). Rows are streamed to disk batch by batch, so the input size is not limited by memory. Corrupt images are skipped with a warning, counted, and listed with --skipped.
+  description: `Runs images through a model's image tower and writes one float32 row per decoded image to a .npy file, with an NDJSON of {id, image, row} in the same order (default: <out>.ids.ndjson); its last line also carries rows_sha256, the SHA-256 of the .npy's data bytes, so that knn, eval-retrieval, tsne, classify, train-classifier and the sizenet commands refuse an ids file from another run (e.g. one killed between the two renames). Ids files without it are read as they are. Rows are streamed to disk batch by batch, so the input size is not limited by memory. Corrupt images are skipped with a warning, counted, and listed with --skipped.
 
 --layer pooled takes the globally pooled tower features; projection the low-rank projection (when the model has one); embedding (the default) whatever feeds the word matrix. --normalize scales rows to unit length (cosine search). --model pixels is the raw-pixel baseline: the centre crop of --pixels-size pixels flattened.
 
@@ -85,9 +86,11 @@ export default defineCommand<Args>({
       const ids = await openNdjsonWriter(idsPath, { stdout: io.stdout });
       try {
         await npy.writeRows(rows, count);
-        for (const [row, word] of meta.vocabulary.entries()) await ids.write({ id: word, row });
-        await npy.close();
+        const digest = await npy.dataSha256();
+        for (const [row, word] of meta.vocabulary.entries()) await ids.write({ id: word, row, ...(row === count - 1 ? { [ROWS_DIGEST_FIELD]: digest } : {}) });
+        // ids first: a kill between the renames leaves new ids whose digest the old .npy fails.
         await ids.close();
+        await npy.close();
       } catch (err) {
         await Promise.all([npy.abort(), ids.abort()]);
         throw err;
@@ -112,18 +115,25 @@ export default defineCommand<Args>({
     const inference = network ? await openPredictor(network, inputSize, backend, args.workers) : null;
     const progress = startProgress(io.stderr, { label: 'embedding' });
     let rowsWritten = 0;
+    // The last record is held back to carry the digest of all rows.
+    let pending: Record<string, unknown> | null = null;
     try {
       for await (const batch of computeFeatures(inference?.predictor ?? null, records, inputSize, args.batch, skips, io, 'embed')) {
         if (args.normalize) normalizeRows(batch.rows, batch.dim);
         npy ??= await openNpyWriter(args.out, { dtype: 'float32', rowShape: [batch.dim] });
         await npy.writeRows(batch.rows, batch.records.length);
-        for (const r of batch.records) await ids.write({ id: r.id, image: r.path, row: rowsWritten++ });
+        for (const r of batch.records) {
+          if (pending) await ids.write(pending);
+          pending = { id: r.id, image: r.path, row: rowsWritten++ };
+        }
         progress.tick(batch.records.length);
       }
       progress.stop();
       if (!npy) throw new UsageError(`no image could be embedded (${skips.total} skipped)`, { file: args.images.length ? 'arguments' : args.input ?? 'stdin' });
-      await npy.close();
+      await ids.write({ ...pending, [ROWS_DIGEST_FIELD]: await npy.dataSha256() });
+      // ids first: a kill between the renames leaves new ids whose digest the old .npy fails.
       await ids.close();
+      await npy.close();
     } catch (err) {
       progress.stop();
       await Promise.all([npy?.abort(), ids.abort()]);

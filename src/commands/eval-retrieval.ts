@@ -128,7 +128,7 @@ async function evaluateEmbeddings(args: Args, lookup: PartitionLookup, metric: M
   const source = await openNpyVectorSource(npyPath);
   try {
     const ids = await readRowIds(args.ids ?? idsPathFor(npyPath), args['id-field'], io.stdin);
-    assertIdsMatchRows(ids, source.rows, npyPath);
+    await assertIdsMatchRows(ids, source.rows, npyPath);
     const entries = lookup.partition.entries;
     const rowOfEntry = new Int32Array(entries.length).fill(-1);
     let unmatched = 0;

@@ -143,7 +143,7 @@ async function openVectors(npyPath: string, idsPath: string | undefined, idField
   const source = await openNpyVectorSource(npyPath);
   try {
     const ids = await readRowIds(idsPath ?? idsPathFor(npyPath), idField, io.stdin);
-    assertIdsMatchRows(ids, source.rows, npyPath);
+    await assertIdsMatchRows(ids, source.rows, npyPath);
     return { source, ids: ids.ids };
   } catch (err) {
     await source.close();

@@ -4,7 +4,7 @@ import { tf } from '../lib/backend/tf.js';
 import { loadModel } from '../lib/backend/model-io.js';
 import { openNdjsonWriter, readNdjson, requireObject } from '../lib/io/ndjson.js';
 import { iterateNpyRows, readNpyHeader } from '../lib/io/npy.js';
-import { idsPathFor } from '../lib/io/features.js';
+import { assertRowsDigest, idsPathFor, readRowsDigest } from '../lib/io/features.js';
 import { SIZENET_MODEL_KIND } from '../lib/sizenet/evaluation.js';
 
 interface Args {
@@ -40,6 +40,7 @@ export default defineCommand<Args>({
       throw new UsageError(`expected rows of ${inputDim} features (the student's input), got shape (${header.shape.join(', ')})`, { file: args.features });
     }
     const idsPath = args.ids ?? idsPathFor(args.features);
+    await assertRowsDigest(await readRowsDigest(idsPath), args.features);
     const ids = readNdjson(idsPath)[Symbol.asyncIterator]();
     const out = await openNdjsonWriter(args.out, { stdout: io.stdout });
     try {

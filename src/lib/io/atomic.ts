@@ -1,12 +1,12 @@
 // Atomic outputs: everything is written under a hidden temp name beside its target and renamed into
 // place when complete, so a killed run leaves the old output or none, never a truncated one.
-import { open, rename, rm, unlink, mkdir } from 'node:fs/promises';
+import { open, readdir, rename, rm, unlink, mkdir } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
 import { finished } from 'node:stream/promises';
 import { Writable } from 'node:stream';
-import { dirname } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { UsageError } from '../command.js';
-import { siblingTempPath } from './paths.js';
+import { siblingTempPath, staleSiblingPid } from './paths.js';
 
 /** An open temp file that becomes `path` on commit(). */
 export interface AtomicFile {
@@ -79,8 +79,47 @@ async function writeFully(handle: FileHandle, bytes: Uint8Array, position: numbe
   }
 }
 
+function processIsAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code !== 'ESRCH';
+  }
+}
+
+/**
+ * Removes the temp files and directories a killed run left beside `path` (their names carry the pid,
+ * and that process is gone). A model moved aside by a run killed mid-commit is put back when nothing
+ * took its place, so the promise "the old output or none" holds for the old one too. Best effort.
+ */
+export async function removeStaleSiblings(path: string): Promise<void> {
+  const dir = dirname(path);
+  let names: string[];
+  try {
+    names = await readdir(dir);
+  } catch {
+    return;
+  }
+  const name = basename(path);
+  for (const entry of names) {
+    const stale = staleSiblingPid(name, entry);
+    if (!stale || stale.pid === process.pid || processIsAlive(stale.pid)) continue;
+    const sibling = join(dir, entry);
+    if (stale.tag === 'old') {
+      const restored = await rename(sibling, path).then(
+        () => true,
+        () => false,
+      );
+      if (restored) continue;
+    }
+    await rm(sibling, { recursive: true, force: true }).catch(() => {});
+  }
+}
+
 /** Opens a temp file beside `path` for writing; nothing appears at `path` until commit(). */
 export async function openAtomicFile(path: string): Promise<AtomicFile> {
+  await removeStaleSiblings(path);
   const tempPath = siblingTempPath(path);
   let handle: FileHandle;
   try {
@@ -181,6 +220,7 @@ export async function openAtomicWriteStream(path: string): Promise<AtomicWriteSt
  * in place of `finalDir`. A run killed before or during commit leaves the old directory or none.
  */
 export async function atomicDirectory(finalDir: string): Promise<AtomicDirectory> {
+  await removeStaleSiblings(finalDir);
   const tmpDir = siblingTempPath(finalDir);
   try {
     await mkdir(tmpDir);

@@ -35,6 +35,14 @@ export function siblingTempPath(path: string, tag: 'tmp' | 'old' = 'tmp'): strin
   return join(dirname(path), `.${basename(path)}.${tag}-${process.pid}-${randomBytes(4).toString('hex')}`);
 }
 
+/** The tag and pid of `entry` when it is a sibling temp name of `name` (see siblingTempPath), else null. */
+export function staleSiblingPid(name: string, entry: string): { tag: 'tmp' | 'old'; pid: number } | null {
+  const prefix = `.${name}.`;
+  if (!entry.startsWith(prefix)) return null;
+  const match = /^(tmp|old)-(\d+)-[0-9a-f]{8}$/.exec(entry.slice(prefix.length));
+  return match ? { tag: match[1] as 'tmp' | 'old', pid: Number(match[2]) } : null;
+}
+
 /** Turns the open failures a user can fix into a UsageError naming the input. */
 export function inputOpenError(err: unknown, path: string): unknown {
   const code = (err as NodeJS.ErrnoException).code;
