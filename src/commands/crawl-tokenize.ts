@@ -693,6 +693,28 @@ async function importRows(
     imageBase: baseIsUrl ? imageBase : resolve(imageBase),
     images: ctx.imagesDir === null ? null : resolve(ctx.imagesDir),
   });
+  const checkFields = (value: Record<string, unknown>, file: string, line: number): void => {
+    const named: Array<[string, string]> = [
+      ...titleFields.map((f) => ['--title-field', f] as [string, string]),
+      ...categoryFields.map((f) => ['--category-field', f] as [string, string]),
+      ...descriptionFields.map((f) => ['--description-field', f] as [string, string]),
+      ...[imageField, idField, siteField].flatMap((f, i) => (f === undefined ? [] : [[['--image-field', '--id-field', '--site-field'][i]!, f] as [string, string]])),
+    ];
+    for (const [option, field] of named) {
+      if (!hasField(value, field)) {
+        const columns = Object.keys(value).slice(0, 12).join(', ');
+        throw new UsageError(`no such column or field (${option}); the first record has: ${columns}`, { file, line, field });
+      }
+    }
+  };
+  // A file is read once through before any work, so a bad row costs nothing and leaves no state file.
+  if (!isStdio(inputPath)) {
+    let first = true;
+    for await (const { value, file, line } of readRecords(inputPath)) {
+      if (first) checkFields(value, file, line);
+      first = false;
+    }
+  }
   const journal = openRunJournal<ImportEntry>(isStdio(inputPath) ? null : ctx.statePath, fingerprint, args.restart);
   exposeJournal(journal as CrawlJournal<unknown>);
   const done = new Map<number, { entry: RowEntry; at: EntryLocation }>();
@@ -783,28 +805,23 @@ async function importRows(
     };
     keep(entry, journal.append(entry));
   };
-  for await (const { value, line, file } of readRecords(inputPath, { stdin: io.stdin })) {
-    if (!checked) {
-      checked = true;
-      const named: Array<[string, string]> = [
-        ...titleFields.map((f) => ['--title-field', f] as [string, string]),
-        ...categoryFields.map((f) => ['--category-field', f] as [string, string]),
-        ...descriptionFields.map((f) => ['--description-field', f] as [string, string]),
-        ...[imageField, idField, siteField].flatMap((f, i) => (f === undefined ? [] : [[['--image-field', '--id-field', '--site-field'][i]!, f] as [string, string]])),
-      ];
-      for (const [option, field] of named) {
-        if (!hasField(value, field)) {
-          const columns = Object.keys(value).slice(0, 12).join(', ');
-          throw new UsageError(`no such column or field (${option}); the first record has: ${columns}`, { file, line, field });
-        }
+  try {
+    for await (const { value, line, file } of readRecords(inputPath, { stdin: io.stdin })) {
+      if (!checked) {
+        checked = true;
+        checkFields(value, file, line);
       }
+      const task = handleRow(value, line).then(() => {
+        inFlight.delete(task);
+        ctx.onRow();
+      });
+      inFlight.add(task);
+      if (inFlight.size >= limit) await Promise.race(inFlight);
     }
-    const task = handleRow(value, line).then(() => {
-      inFlight.delete(task);
-      ctx.onRow();
-    });
-    inFlight.add(task);
-    if (inFlight.size >= limit) await Promise.race(inFlight);
+  } catch (err) {
+    // A bad row on stdin: let the rows in flight finish before the journal is closed under them.
+    await Promise.allSettled(inFlight);
+    throw err;
   }
   await Promise.all(inFlight);
   rows.sort((a, b) => a.line - b.line);
