@@ -34,10 +34,17 @@ export default defineCommand<Args>({
     await selectBackend({ requested: args.backend, env: io.env, stderr: io.stderr });
     const { model, metadata } = await loadModel(args.model);
     if (metadata.kind !== SIZENET_MODEL_KIND) throw new UsageError(`not a train-sizenet model (kind ${JSON.stringify(metadata.kind ?? null)})`, { file: args.model });
+    // The model first: train-sizenet --image-model writes the same kind with an image input.
+    const inputShape = model.inputs[0].shape;
+    if (inputShape.length !== 2 || typeof inputShape[1] !== 'number') {
+      throw new UsageError(`takes input of shape (${inputShape.slice(1).join(', ')}), not feature rows: it is the image model of train-sizenet --image-model (use it with classify or rise); give the student (train-sizenet -o)`, { file: args.model });
+    }
+    const inputDim = inputShape[1];
     const header = await readNpyHeader(args.features);
-    const inputDim = model.inputs[0].shape[1] as number;
-    if (header.shape.length !== 2 || header.shape[1] !== inputDim) {
-      throw new UsageError(`expected rows of ${inputDim} features (the student's input), got shape (${header.shape.join(', ')})`, { file: args.features });
+    if (header.shape.length !== 2) throw new UsageError(`expected a 2-D matrix of feature rows, got shape (${header.shape.join(', ')})`, { file: args.features });
+    if (header.shape[1] !== inputDim) {
+      const trainedOn = typeof metadata.features === 'string' ? ` (${metadata.features})` : '';
+      throw new UsageError(`rows of ${header.shape[1]} features, but the student ${args.model} was trained on ${inputDim}${trainedOn}: embed with the same tower and layer, or give the student trained on these`, { file: args.features });
     }
     const idsPath = args.ids ?? idsPathFor(args.features);
     await assertRowsDigest(await readRowsDigest(idsPath), args.features);
