@@ -259,7 +259,7 @@ export default defineCommand<Args>({
     'category-field': { type: 'string', default: 'category', describe: "import: field(s) holding the category (comma-separated, joined with ' > ')" },
     'description-field': { type: 'string', default: 'description', describe: 'import: field(s) holding the description (HTML allowed)' },
     'image-field': { type: 'string', describe: 'import: field holding image URLs or paths (| separated, or a JSON array)' },
-    'id-field': { type: 'string', describe: 'import: field holding the product id (record id = it, -N appended when it has several images)' },
+    'id-field': { type: 'string', describe: 'import: field holding the product id (record id = it, -N appended when it has several images); a repeated id is an error at its second row' },
     'site-field': { type: 'string', describe: 'import: field naming the site/shop of a row (default: one site, the input file)' },
     'image-base': { type: 'string', describe: "import: URL or directory that relative image values are resolved against (default: the input file's directory)" },
     output: { alias: 'o', type: 'string', default: '-', describe: "NDJSON output, one record per product image ('-' = stdout)" },
@@ -707,12 +707,23 @@ async function importRows(
       }
     }
   };
+  // Record ids come from --id-field: two rows with one id would give two products one id.
+  const idLines = new Map<string, number>();
+  const checkUniqueId = (value: Record<string, unknown>, file: string, line: number): void => {
+    if (idField === undefined) return;
+    const id = textOf(fieldValue(value, idField), ' ');
+    if (id === null || id === undefined) return;
+    const first = idLines.get(id);
+    if (first !== undefined) throw new UsageError(`id ${JSON.stringify(id)} is already on line ${first}; every row needs its own id`, { file, line, field: idField });
+    idLines.set(id, line);
+  };
   // A file is read once through before any work, so a bad row costs nothing and leaves no state file.
   if (!isStdio(inputPath)) {
     let first = true;
     for await (const { value, file, line } of readRecords(inputPath)) {
       if (first) checkFields(value, file, line);
       first = false;
+      checkUniqueId(value, file, line);
     }
   }
   const journal = openRunJournal<ImportEntry>(isStdio(inputPath) ? null : ctx.statePath, fingerprint, args.restart);
@@ -811,6 +822,7 @@ async function importRows(
         checked = true;
         checkFields(value, file, line);
       }
+      if (isStdio(inputPath)) checkUniqueId(value, file, line);
       const task = handleRow(value, line).then(() => {
         inFlight.delete(task);
         ctx.onRow();
