@@ -4,7 +4,7 @@ import { open, readdir, rename, rm, unlink, mkdir } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
 import { finished } from 'node:stream/promises';
 import { Writable } from 'node:stream';
-import { basename, dirname, join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { UsageError } from '../command.js';
 import { siblingTempPath, staleSiblingPid } from './paths.js';
 
@@ -88,26 +88,30 @@ function processIsAlive(pid: number): boolean {
   }
 }
 
+// Directories already swept by this process: an image store writes thousands of files into one.
+const sweptDirectories = new Set<string>();
+
 /**
- * Removes the temp files and directories a killed run left beside `path` (their names carry the pid,
- * and that process is gone). A model moved aside by a run killed mid-commit is put back when nothing
- * took its place, so the promise "the old output or none" holds for the old one too. Best effort.
+ * Removes the temp files and directories killed runs left in `path`'s directory (their names carry
+ * the pid, and that process is gone), once per directory per process. A model moved aside by a run
+ * killed mid-commit is put back when nothing took its place, so "the old output or none" holds. Best effort.
  */
 export async function removeStaleSiblings(path: string): Promise<void> {
   const dir = dirname(path);
+  if (sweptDirectories.has(dir)) return;
+  sweptDirectories.add(dir);
   let names: string[];
   try {
     names = await readdir(dir);
   } catch {
     return;
   }
-  const name = basename(path);
   for (const entry of names) {
-    const stale = staleSiblingPid(name, entry);
+    const stale = staleSiblingPid(entry);
     if (!stale || stale.pid === process.pid || processIsAlive(stale.pid)) continue;
     const sibling = join(dir, entry);
     if (stale.tag === 'old') {
-      const restored = await rename(sibling, path).then(
+      const restored = await rename(sibling, join(dir, stale.target)).then(
         () => true,
         () => false,
       );

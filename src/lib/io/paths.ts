@@ -35,12 +35,10 @@ export function siblingTempPath(path: string, tag: 'tmp' | 'old' = 'tmp'): strin
   return join(dirname(path), `.${basename(path)}.${tag}-${process.pid}-${randomBytes(4).toString('hex')}`);
 }
 
-/** The tag and pid of `entry` when it is a sibling temp name of `name` (see siblingTempPath), else null. */
-export function staleSiblingPid(name: string, entry: string): { tag: 'tmp' | 'old'; pid: number } | null {
-  const prefix = `.${name}.`;
-  if (!entry.startsWith(prefix)) return null;
-  const match = /^(tmp|old)-(\d+)-[0-9a-f]{8}$/.exec(entry.slice(prefix.length));
-  return match ? { tag: match[1] as 'tmp' | 'old', pid: Number(match[2]) } : null;
+/** The target, tag and pid of `entry` when it is a temp name siblingTempPath makes, else null. */
+export function staleSiblingPid(entry: string): { target: string; tag: 'tmp' | 'old'; pid: number } | null {
+  const match = /^\.(.+)\.(tmp|old)-(\d+)-[0-9a-f]{8}$/.exec(entry);
+  return match ? { target: match[1]!, tag: match[2] as 'tmp' | 'old', pid: Number(match[3]) } : null;
 }
 
 /** Turns the open failures a user can fix into a UsageError naming the input. */
