@@ -119,3 +119,11 @@ test('train-sizenet: an article scored twice in the teacher file is exit 2 namin
   assert.equal(r.code, 2, r.stderr);
   assert.match(errorLine(r.stderr), /teacher\.ndjson:9: id: article "s3" is already scored on line 4/);
 });
+
+test('train-triplet: an id in two positive groups is exit 2 naming both lines', async () => {
+  const input = join(dir, 'triplets.ndjson');
+  writeFileSync(input, ndjson([{ id: 'i1', item: 'A', image: 'a.jpg' }, { id: 'i2', item: 'A', image: 'b.jpg' }, { id: 'i3', item: 'B', image: 'c.jpg' }, { id: 'i1', item: 'B', image: 'a.jpg' }]));
+  const r = await runAtelier(['train-triplet', '-i', input, '-o', join(dir, 't.model')]);
+  assert.equal(r.code, 2, r.stderr);
+  assert.match(errorLine(r.stderr), /triplets\.ndjson:4: item: id 'i1' is labelled 'A' on line 1 and 'B' here/);
+});
