@@ -47,7 +47,8 @@ export default defineCommand<Args>({
       throw new UsageError(`rows of ${header.shape[1]} features, but the student ${args.model} was trained on ${inputDim}${trainedOn}: embed with the same tower and layer, or give the student trained on these`, { file: args.features });
     }
     const idsPath = args.ids ?? idsPathFor(args.features);
-    await assertRowsDigest(await readRowsDigest(idsPath), args.features);
+    // (ids on stdin can be read only once: there they are taken as they come)
+    if (idsPath !== '-') await assertRowsDigest(await readRowsDigest(idsPath), args.features);
     const ids = readNdjson(idsPath)[Symbol.asyncIterator]();
     const out = await openNdjsonWriter(args.out, { stdout: io.stdout });
     try {
