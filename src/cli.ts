@@ -75,8 +75,35 @@ async function topHelp(): Promise<string> {
   ].join('\n');
 }
 
+/**
+ * yargs-parser takes `--input -` as an empty string and a positional `-` (short options are fine), so
+ * `--name -` becomes `--name=-` for the command's string options: `-` is stdin/stdout everywhere.
+ */
+export function joinDashValues(command: Command<unknown>, argv: string[]): string[] {
+  const takesString = new Set<string>();
+  for (const [name, option] of Object.entries(command.options)) {
+    const opt = option as { type?: string; alias?: string | string[] };
+    if (opt.type !== 'string') continue;
+    for (const n of [name, ...[opt.alias ?? []].flat()]) takesString.add(n);
+  }
+  const out: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    if (arg === '--') {
+      out.push(...argv.slice(i));
+      break;
+    }
+    if (arg.startsWith('--') && !arg.includes('=') && argv[i + 1] === '-' && takesString.has(arg.slice(2))) {
+      out.push(`${arg}=-`);
+      i++;
+    } else out.push(arg);
+  }
+  return out;
+}
+
 /** Parses argv for `command`, assigning positionals to their names. */
-async function parseArgs(command: Command<unknown>, argv: string[], io: CommandIO): Promise<Record<string, unknown> | null> {
+async function parseArgs(command: Command<unknown>, rawArgv: string[], io: CommandIO): Promise<Record<string, unknown> | null> {
+  const argv = joinDashValues(command, rawArgv);
   let helpShown = false;
   let failure: string | null = null;
   const parser = commandParser(command, argv, io)

@@ -230,7 +230,7 @@ export default defineCommand<Args>({
   summary: 'crawl product pages (or import catalogue rows) into images, each with the bag of words of its product',
   description: [
     'The first step of the weakly supervised pipeline (the report §2.6): product pages become one NDJSON record per product image, {id, source, url, image, sha256, title, category, description, tokens}, with the image saved under --images by its SHA-256 (stored once however often it is seen) and tokens = the bag of words of the title, category and description.',
-    'Crawling: start URLs (arguments, or --url-file with one URL per line or NDJSON {url}) and --sitemap files form the first level; same-host links matching --follow form the next levels, admitted in page and link order once a level is done, up to --max-pages. Requests are polite: per-host concurrency and delay, robots.txt (Crawl-delay included; a 5xx robots.txt disallows everything), X-Robots-Tag and meta robots (noindex, nofollow, noimageindex), retries with exponential backoff and jitter on network errors, timeouts, 5xx and 429 (Retry-After honoured), a body size cap, redirects with a limit and loop detection. Pages must be HTML; images must be image/* and decode (sharp). Products are read from JSON-LD (@graph and arrays included), then OpenGraph, then microdata, then h1/title/meta description and unlinked images.',
+    'Crawling: start URLs (arguments, or --url-file with one URL per line or NDJSON {url}) and --sitemap files form the first level; same-host links matching --follow form the next levels, admitted in page and link order once a level is done, up to --max-pages. Requests are polite: per-host concurrency and delay, robots.txt (Crawl-delay included; a 5xx robots.txt disallows everything; only its first 500 KiB are read, as Google does, with a warning), X-Robots-Tag and meta robots (noindex, nofollow, noimageindex), retries with exponential backoff and jitter on network errors, timeouts, 5xx and 429 (Retry-After honoured), a body size cap, redirects with a limit and loop detection. Pages must be HTML; images must be image/* and decode (sharp). Products are read from JSON-LD (@graph and arrays included), then OpenGraph, then microdata, then h1/title/meta description and unlinked images.',
     'Import: --import FILE reads product rows from NDJSON or CSV instead (fields named by --title-field etc., comma-separated lists joined, dotted paths into nested JSON); --image-field values are URLs or file paths (several separated by |, or a JSON array), relative ones resolved against --image-base (default: the input file\'s directory). Without --image-field every row gives one text-only record (url, image, sha256 null).',
     'Tokens: HTML turned to text, NFC, lowercase, words of Unicode letters (accents kept unless --fold-accents; a hyphen inside a word is kept: t-shirt), words with digits and non-alphabetic ones dropped, EN/FR/IT stopwords (--lang) and --stopwords FILE dropped, words shorter than --min-length dropped, and the words found in more than --max-df of one site\'s products but not of the other sites\' dropped (shop names, "buy"; sites are hosts, or the first group of --site-pattern, or --site-field; sites under --min-site-products are left alone; with a single site nothing is compared, so nothing is dropped). Each record\'s tokens are a set, in order of first appearance.',
     'Order and resume: records are written when the run ends, sorted by source URL then image order on the page for a crawl, in input order for an import, so a run is reproducible. The state file (--state, default OUTPUT.state) journals every finished page, sitemap and row; re-running the same command after a kill continues from it and writes the same output as an uninterrupted run; it is deleted after a complete run. All outputs are written atomically. Stats go to stderr at the end and, as JSON, to --stats.',
@@ -244,7 +244,7 @@ export default defineCommand<Args>({
     'category-field': { type: 'string', default: 'category', describe: "import: field(s) holding the category (comma-separated, joined with ' > ')" },
     'description-field': { type: 'string', default: 'description', describe: 'import: field(s) holding the description (HTML allowed)' },
     'image-field': { type: 'string', describe: 'import: field holding image URLs or paths (| separated, or a JSON array)' },
-    'id-field': { type: 'string', describe: 'import: field holding the product id (record id = it, -N appended when it has several images)' },
+    'id-field': { type: 'string', describe: 'import: field holding the product id (record id = it, -N appended when it has several images); a repeated id is an error at its second row' },
     'site-field': { type: 'string', describe: 'import: field naming the site/shop of a row (default: one site, the input file)' },
     'image-base': { type: 'string', describe: "import: URL or directory that relative image values are resolved against (default: the input file's directory)" },
     output: { alias: 'o', type: 'string', default: '-', describe: "NDJSON output, one record per product image ('-' = stdout)" },
@@ -383,7 +383,7 @@ export default defineCommand<Args>({
     };
     const robotsToken = args['user-agent'].split('/')[0]!.trim().toLowerCase();
     const fetcher = createFetcher(policy);
-    const robots = createRobotsPolicy({ fetcher, userAgent: args['user-agent'], maxCrawlDelayMs: args['max-crawl-delay'] });
+    const robots = createRobotsPolicy({ fetcher, userAgent: args['user-agent'], maxCrawlDelayMs: args['max-crawl-delay'], warn: (message) => warn(io, NAME, message) });
     const resolvedImages = imagesDir === undefined ? null : resolve(imagesDir);
     const progress = startProgress(io.stderr, { label: mode === 'crawl' ? 'crawl' : 'import' });
 
@@ -661,6 +661,39 @@ async function importRows(
     imageBase: baseIsUrl ? imageBase : resolve(imageBase),
     images: ctx.imagesDir === null ? null : resolve(ctx.imagesDir),
   });
+  const checkFields = (value: Record<string, unknown>, file: string, line: number): void => {
+    const named: Array<[string, string]> = [
+      ...titleFields.map((f) => ['--title-field', f] as [string, string]),
+      ...categoryFields.map((f) => ['--category-field', f] as [string, string]),
+      ...descriptionFields.map((f) => ['--description-field', f] as [string, string]),
+      ...[imageField, idField, siteField].flatMap((f, i) => (f === undefined ? [] : [[['--image-field', '--id-field', '--site-field'][i]!, f] as [string, string]])),
+    ];
+    for (const [option, field] of named) {
+      if (!hasField(value, field)) {
+        const columns = Object.keys(value).slice(0, 12).join(', ');
+        throw new UsageError(`no such column or field (${option}); the first record has: ${columns}`, { file, line, field });
+      }
+    }
+  };
+  // Record ids come from --id-field: two rows with one id would give two products one id.
+  const idLines = new Map<string, number>();
+  const checkUniqueId = (value: Record<string, unknown>, file: string, line: number): void => {
+    if (idField === undefined) return;
+    const id = textOf(fieldValue(value, idField), ' ');
+    if (id === null || id === undefined) return;
+    const first = idLines.get(id);
+    if (first !== undefined) throw new UsageError(`id ${JSON.stringify(id)} is already on line ${first}; every row needs its own id`, { file, line, field: idField });
+    idLines.set(id, line);
+  };
+  // A file is read once through before any work, so a bad row costs nothing and leaves no state file.
+  if (!isStdio(inputPath)) {
+    let first = true;
+    for await (const { value, file, line } of readRecords(inputPath)) {
+      if (first) checkFields(value, file, line);
+      first = false;
+      checkUniqueId(value, file, line);
+    }
+  }
   const journal = openRunJournal<ImportEntry>(isStdio(inputPath) ? null : ctx.statePath, fingerprint, args.restart);
   exposeJournal(journal as CrawlJournal<unknown>);
   const done = new Map<number, { entry: RowEntry; at: EntryLocation }>();
@@ -751,28 +784,24 @@ async function importRows(
     };
     keep(entry, journal.append(entry));
   };
-  for await (const { value, line, file } of readRecords(inputPath, { stdin: io.stdin })) {
-    if (!checked) {
-      checked = true;
-      const named: Array<[string, string]> = [
-        ...titleFields.map((f) => ['--title-field', f] as [string, string]),
-        ...categoryFields.map((f) => ['--category-field', f] as [string, string]),
-        ...descriptionFields.map((f) => ['--description-field', f] as [string, string]),
-        ...[imageField, idField, siteField].flatMap((f, i) => (f === undefined ? [] : [[['--image-field', '--id-field', '--site-field'][i]!, f] as [string, string]])),
-      ];
-      for (const [option, field] of named) {
-        if (!hasField(value, field)) {
-          const columns = Object.keys(value).slice(0, 12).join(', ');
-          throw new UsageError(`no such column or field (${option}); the first record has: ${columns}`, { file, line, field });
-        }
+  try {
+    for await (const { value, line, file } of readRecords(inputPath, { stdin: io.stdin })) {
+      if (!checked) {
+        checked = true;
+        checkFields(value, file, line);
       }
+      if (isStdio(inputPath)) checkUniqueId(value, file, line);
+      const task = handleRow(value, line).then(() => {
+        inFlight.delete(task);
+        ctx.onRow();
+      });
+      inFlight.add(task);
+      if (inFlight.size >= limit) await Promise.race(inFlight);
     }
-    const task = handleRow(value, line).then(() => {
-      inFlight.delete(task);
-      ctx.onRow();
-    });
-    inFlight.add(task);
-    if (inFlight.size >= limit) await Promise.race(inFlight);
+  } catch (err) {
+    // A bad row on stdin: let the rows in flight finish before the journal is closed under them.
+    await Promise.allSettled(inFlight);
+    throw err;
   }
   await Promise.all(inFlight);
   rows.sort((a, b) => a.line - b.line);

@@ -5,8 +5,9 @@ import { loadMetadata, loadModel } from '../lib/backend/model-io.js';
 import { checkInputFile } from '../lib/io/paths.js';
 import { openNdjsonWriter } from '../lib/io/ndjson.js';
 import { openNpyWriter } from '../lib/io/npy.js';
+import { ROWS_DIGEST_FIELD } from '../lib/io/features.js';
 import { createSkipCounter, writeSkipSummary } from '../lib/image/skips.js';
-import { pathRecords, readImageRecords } from '../lib/image/records.js';
+import { pathRecords, readImageRecords, type ImageRecord } from '../lib/image/records.js';
 import { hasLayer, LAYER, wordKernel } from '../lib/models/weak-model.js';
 import { imageFeatureModel } from '../lib/facets/classifier-model.js';
 import { weakMetadata } from '../lib/models/weak-files.js';
@@ -38,10 +39,21 @@ export function defaultIdsPath(npyPath: string): string {
   return npyPath.replace(/\.npy$/, '') + '.ids.ndjson';
 }
 
+/** Passes records on, refusing a repeated id: readers could not tell its rows apart. */
+async function* uniqueIds(records: AsyncIterable<ImageRecord> | Iterable<ImageRecord>, idField: string): AsyncGenerator<ImageRecord> {
+  const firstLine = new Map<string, number>();
+  for await (const r of records) {
+    const first = firstLine.get(r.id);
+    if (first !== undefined) throw new UsageError(`id ${JSON.stringify(r.id)} is already on line ${first}; every image needs its own id`, { file: r.file, line: r.line, field: r.file === 'arguments' ? undefined : idField });
+    firstLine.set(r.id, r.line);
+    yield r;
+  }
+}
+
 export default defineCommand<Args>({
   name: 'embed',
   summary: 'compute image embeddings (.npy + ids NDJSON) with a trained tower, or the word matrix',
-  description: `Runs images through a model's image tower and writes one float32 row per decoded image to a .npy file, with an NDJSON of {id, image, row} in the same order (default: <out>.ids.ndjson). Rows are streamed to disk batch by batch, so the input size is not limited by memory. Corrupt images are skipped with a warning, counted, and listed with --skipped.
+  description: `Runs images through a model's image tower and writes one float32 row per decoded image to a .npy file, with an NDJSON of {id, image, row} in the same order (default: <out>.ids.ndjson); its last line also carries rows_sha256, the SHA-256 of the .npy's data bytes, so that knn, eval-retrieval, tsne, classify, train-classifier and the sizenet commands refuse an ids file from another run (e.g. one killed between the two renames). Ids files without it are read as they are. Each image needs its own id: a repeated id is an error (exit 2) at its second line. Rows are streamed to disk batch by batch, so the input size is not limited by memory. Corrupt images are skipped with a warning, counted, and listed with --skipped.
 
 --layer pooled takes the globally pooled tower features; projection the low-rank projection (when the model has one); embedding (the default) whatever feeds the word matrix. --normalize scales rows to unit length (cosine search). --model pixels is the raw-pixel baseline: the centre crop of --pixels-size pixels flattened.
 
@@ -87,13 +99,16 @@ export default defineCommand<Args>({
       const [count, dim] = matrix.shape;
       matrix.dispose();
       if (args.normalize) normalizeRows(rows, dim);
-      const npy = await openNpyWriter(args.out, { dtype: 'float32', rowShape: [dim], outputs: io.outputs });
+      // ids opened first: a run's outputs are renamed in the order opened (see the note below).
       const ids = await openNdjsonWriter(idsPath, { stdout: io.stdout, outputs: io.outputs });
+      const npy = await openNpyWriter(args.out, { dtype: 'float32', rowShape: [dim], outputs: io.outputs });
       try {
         await npy.writeRows(rows, count);
-        for (const [row, word] of meta.vocabulary.entries()) await ids.write({ id: word, row });
-        await npy.close();
+        const digest = await npy.dataSha256();
+        for (const [row, word] of meta.vocabulary.entries()) await ids.write({ id: word, row, ...(row === count - 1 ? { [ROWS_DIGEST_FIELD]: digest } : {}) });
+        // ids first: a kill between the renames leaves new ids whose digest the old .npy fails.
         await ids.close();
+        await npy.close();
       } catch (err) {
         await Promise.all([npy.abort(), ids.abort()]);
         throw err;
@@ -111,25 +126,32 @@ export default defineCommand<Args>({
       if (args.layer === 'projection' && !hasLayer(loaded.model, LAYER.projection)) throw new UsageError('this model has no projection layer (trained with --projection 0)', { field: '--layer' });
       network = imageFeatureModel(loaded.model, args.layer);
     }
-    const records = args.images.length ? pathRecords(args.images) : readImageRecords(args.input ?? '-', args['image-field'], args['id-field'], io.stdin);
+    const records = uniqueIds(args.images.length ? pathRecords(args.images) : readImageRecords(args.input ?? '-', args['image-field'], args['id-field'], io.stdin), args['id-field']);
     const skips = createSkipCounter();
     let npy: Awaited<ReturnType<typeof openNpyWriter>> | null = null;
     const ids = await openNdjsonWriter(idsPath, { stdout: io.stdout, outputs: io.outputs });
     const inference = network ? await openPredictor(network, inputSize, backend, args.workers) : null;
     const progress = startProgress(io.stderr, { label: 'embedding' });
     let rowsWritten = 0;
+    // The last record is held back to carry the digest of all rows.
+    let pending: Record<string, unknown> | null = null;
     try {
       for await (const batch of computeFeatures(inference?.predictor ?? null, records, inputSize, args.batch, skips, io, 'embed')) {
         if (args.normalize) normalizeRows(batch.rows, batch.dim);
         npy ??= await openNpyWriter(args.out, { dtype: 'float32', rowShape: [batch.dim], outputs: io.outputs });
         await npy.writeRows(batch.rows, batch.records.length);
-        for (const r of batch.records) await ids.write({ id: r.id, image: r.path, row: rowsWritten++ });
+        for (const r of batch.records) {
+          if (pending) await ids.write(pending);
+          pending = { id: r.id, image: r.path, row: rowsWritten++ };
+        }
         progress.tick(batch.records.length);
       }
       progress.stop();
       if (!npy) throw new UsageError(`no image could be embedded (${skips.total} skipped)`, { file: args.images.length ? 'arguments' : args.input ?? 'stdin' });
-      await npy.close();
+      await ids.write({ ...pending, [ROWS_DIGEST_FIELD]: await npy.dataSha256() });
+      // ids first: a kill between the renames leaves new ids whose digest the old .npy fails.
       await ids.close();
+      await npy.close();
     } catch (err) {
       progress.stop();
       await Promise.all([npy?.abort(), ids.abort()]);

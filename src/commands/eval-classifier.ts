@@ -1,7 +1,7 @@
 import { defineCommand, UsageError, warn } from '../lib/command.js';
 import { writeFileAtomic, checkFileOutput } from '../lib/io/atomic.js';
 import { readRecords } from '../lib/io/csv.js';
-import { openNdjsonWriter, readNdjson, requireObject } from '../lib/io/ndjson.js';
+import { describeJsonValue, openNdjsonWriter, readNdjson, requireObject } from '../lib/io/ndjson.js';
 import { isStdio } from '../lib/io/paths.js';
 import { svgToPng } from '../lib/plot/png.js';
 import { PLOT_EXTENSIONS } from '../lib/plot/index.js';
@@ -39,7 +39,7 @@ export default defineCommand<Args>({
 
 The truth comes from --truth (NDJSON or CSV, the label in --label-field, matched by --id-field), or from each prediction's own "truth" field as train-classifier writes it; --split keeps only predictions of one split (train, val, test). The label order is --labels-order when given (a label outside it is an error), else the order of the first prediction's probs (the model's order), then any other label by name.
 
-Predictions carrying "error" (images classify could not read) are counted, not scored; so are predictions without a true label. --plot draws the confusion matrix as a PNG (or SVG) heat map, each row shaded by its share of the class; --false-negatives writes the GILT "false negatives view": per class in label order, each of its images the model called something else, the most confident mistakes first, {label, id, predicted, predictedProbability, trueProbability, ...}.`,
+Each id may be predicted once (a repeated id is an error naming both lines); a --truth file may repeat an id with the same label, not with two. probs values must be probabilities in [0, 1]. Predictions carrying "error" (images classify could not read) are counted, not scored; so are predictions without a true label. --plot draws the confusion matrix as a PNG (or SVG) heat map, each row shaded by its share of the class; --false-negatives writes the GILT "false negatives view": per class in label order, each of its images the model called something else, the most confident mistakes first, {label, id, predicted, predictedProbability, trueProbability, ...}.`,
   options: {
     predictions: { alias: 'p', describe: 'predictions NDJSON {id, label, probs?} (- for stdin)', type: 'string', default: '-' },
     truth: { alias: 't', describe: 'true labels, NDJSON or CSV (default: the predictions\' own "truth" field)', type: 'string' },
@@ -63,10 +63,15 @@ Predictions carrying "error" (images classify could not read) are counted, not s
     const predictions: Prediction[] = [];
     let errors = 0;
     let otherSplit = 0;
+    const predictedAt = new Map<string, number>();
     for await (const { value, file, line } of readNdjson(args.predictions, { stdin: io.stdin })) {
       const record = requireObject(value, { file, line });
       const id = record.id;
       if (typeof id !== 'string' && typeof id !== 'number') throw new UsageError('expected a string or number id', { file, line, field: 'id' });
+      // One vote per image: a repeated id would be scored twice.
+      const firstLine = predictedAt.get(String(id));
+      if (firstLine !== undefined) throw new UsageError(`id '${id}' was already predicted on line ${firstLine}`, { file, line, field: 'id' });
+      predictedAt.set(String(id), line);
       if (args.split !== undefined && record.split !== args.split) {
         otherSplit++;
         continue;
@@ -78,7 +83,7 @@ Predictions carrying "error" (images classify could not read) are counted, not s
       const label = labelText(record.label);
       if (label === undefined) throw new UsageError(`expected a predicted label, got ${record.label === undefined ? 'nothing' : JSON.stringify(record.label)}`, { file, line, field: 'label' });
       if (order && !order.includes(label)) throw new UsageError(`predicted label '${label}' is not in ${args['labels-order']}`, { file, line, field: 'label' });
-      const probs = record.probs !== null && typeof record.probs === 'object' && !Array.isArray(record.probs) ? (record.probs as Record<string, number>) : undefined;
+      const probs = probabilitiesOf(record.probs, { file, line });
       predictions.push({ id: String(id), label, truth: labelText(record.truth), probs, record, file, line });
     }
     if (predictions.length === 0) throw new UsageError(`no prediction to score (${errors} with errors${args.split !== undefined ? `, ${otherSplit} of other splits` : ''})`, { file: isStdio(args.predictions) ? 'stdin' : args.predictions });
@@ -92,6 +97,9 @@ Predictions carrying "error" (images classify could not read) are counted, not s
         const label = labelText(record[args['label-field']]);
         if (label === undefined) throw new UsageError(`expected a label, got ${record[args['label-field']] === undefined ? 'nothing (field missing)' : JSON.stringify(record[args['label-field']])}`, { file, line, field: args['label-field'] });
         if (order && !order.includes(label)) throw new UsageError(`label '${label}' is not in ${args['labels-order']}`, { file, line, field: args['label-field'] });
+        // A repeated id with the same label is harmless (a catalogue row per image); two labels are a contradiction.
+        const seen = truth.get(String(id));
+        if (seen && seen.label !== label) throw new UsageError(`id '${id}' is labelled '${seen.label}' on line ${seen.line} and '${label}' here`, { file, line, field: args['label-field'] });
         truth.set(String(id), { label, file, line });
       }
     } else {
@@ -141,6 +149,16 @@ Predictions carrying "error" (images classify could not read) are counted, not s
     else await writeFileAtomic(args.out, json, io.outputs);
   },
 });
+
+/** A prediction's probs: absent, or an object of probabilities in [0, 1]. */
+function probabilitiesOf(value: unknown, place: { file: string; line: number }): Record<string, number> | undefined {
+  if (value === undefined || value === null) return undefined;
+  if (typeof value !== 'object' || Array.isArray(value)) throw new UsageError(`expected an object of probabilities per label, got ${describeJsonValue(value)}`, { ...place, field: 'probs' });
+  for (const [label, p] of Object.entries(value)) {
+    if (typeof p !== 'number' || !(p >= 0 && p <= 1)) throw new UsageError(`expected a probability in [0, 1], got ${describeJsonValue(p)}`, { ...place, field: `probs.${label}` });
+  }
+  return value as Record<string, number>;
+}
 
 function labelText(value: unknown): string | undefined {
   if (typeof value === 'string') return value === '' ? undefined : value;

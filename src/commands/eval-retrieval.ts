@@ -129,7 +129,7 @@ async function evaluateEmbeddings(args: Args, lookup: PartitionLookup, metric: M
   const source = await openNpyVectorSource(npyPath);
   try {
     const ids = await readRowIds(args.ids ?? idsPathFor(npyPath), args['id-field'], io.stdin);
-    assertIdsMatchRows(ids, source.rows, npyPath);
+    await assertIdsMatchRows(ids, source.rows, npyPath);
     const entries = lookup.partition.entries;
     const rowOfEntry = new Int32Array(entries.length).fill(-1);
     let unmatched = 0;
@@ -327,7 +327,7 @@ export default defineCommand<Args>({
   summary: 'top-k retrieval accuracy and mAP on an In-Shop style query/gallery split, with plots',
   description: `Measures image retrieval the way the seeds do (DeepFashion In-Shop protocol, the report §3.3): a query scores 1 at k if an image of the same item is among its k most similar gallery images. Prints one JSON object on stdout: top-k accuracy for each --k, mAP (mean average precision over every gallery image of the item) and the median rank of the first correct match.
 
---partition reads the In-Shop list_eval_partition.txt (count line, header line, then 'image_name item_id evaluation_status'), a directory holding it or the official query.txt/query_id.txt/gallery.txt/gallery_id.txt lists, or NDJSON {id, item, split} (split query|gallery|train; with no split at all, every image is a query against all the others). Embedding ids are matched to image names exactly, by the ids' image field, or by trailing path parts.
+--partition reads the In-Shop list_eval_partition.txt (count line, header line, then 'image_name item_id evaluation_status'), a directory holding it or the official query.txt/query_id.txt/gallery.txt/gallery_id.txt lists, or NDJSON {id, item, split} (split query|gallery|train; with no split at all, every image is a query against all the others). Embedding ids are matched to image names exactly, by the ids' image field, or by trailing path parts. An image listed twice in the partition is an error at its second line; embedding rows that match an image already matched are left out (the first row of each is used) and counted in a warning.
 
 The ranking comes from --embeddings (exact: every query is ranked against the whole gallery) or from knn output (--knn, run with the query split against the gallery split; metrics are then known to the depth of its lists and mAP is cut there). --baseline random adds the chance level (a random ordering of the gallery; its expected top-k is given too); alone it evaluates chance only.
 

@@ -11,6 +11,7 @@ import {
   KERNEL_NAMES,
   METRICS,
   assertIdsMatchRows,
+  assertUniqueIds,
   buildHnswIndex,
   createExactKernel,
   distanceKindOf,
@@ -94,6 +95,8 @@ async function readLabels(path: string, field: string, idField: string, stdin: N
     if (typeof label !== 'string' && typeof label !== 'number' && typeof label !== 'boolean') {
       throw new UsageError('expected a string, number or boolean label', { file, line, field });
     }
+    const previous = labels.get(String(id));
+    if (previous !== undefined && previous !== String(label)) throw new UsageError(`id ${JSON.stringify(String(id))} already has the label ${JSON.stringify(previous)}`, { file, line, field });
     labels.set(String(id), String(label));
   }
   return labels;
@@ -132,7 +135,8 @@ async function openVectors(npyPath: string, idsPath: string | undefined, idField
   const source = await openNpyVectorSource(npyPath);
   try {
     const ids = await readRowIds(idsPath ?? idsPathFor(npyPath), idField, io.stdin);
-    assertIdsMatchRows(ids, source.rows, npyPath);
+    await assertIdsMatchRows(ids, source.rows, npyPath);
+    assertUniqueIds(ids, idField);
     return { source, ids: ids.ids };
   } catch (err) {
     await source.close();
@@ -186,7 +190,9 @@ Exact search (the default) streams: the gallery is read in slabs and queries in 
 
 --index hnsw searches an HNSW graph (usearch) instead: much faster on big galleries, approximate; --recall measures recall@k against exact search on a sample of queries. 'knn index build' saves an index directory (index.usearch, ids.ndjson, meta.json) and 'knn index query' searches it, memory-mapped by default, with the metric it was built for.
 
---labels with --label-field adds the kNN label vote of the Stitch Fix deck, P(y=j|x) = 1/K Σ I(y_i = j) over the K neighbours that have a label, as {label, probs}; --weighted weights each vote by similarity (cosine/dot floored at 0, inverse Euclidean distance).`,
+--labels with --label-field adds the kNN label vote of the Stitch Fix deck, P(y=j|x) = 1/K Σ I(y_i = j) over the K neighbours that have a label, as {label, probs}; --weighted weights each vote by similarity (cosine/dot floored at 0, inverse Euclidean distance).
+
+Ids name rows, so each must be unique in its ids file: a repeated id is an error (exit 2) at the line of its second occurrence. A --labels file may repeat an id with the same label, not with another.`,
   positionals: [
     { name: 'action', describe: "'index' to build or query a saved HNSW index; leave out to search", type: 'string' },
     { name: 'verb', describe: "after 'index': build or query", type: 'string' },

@@ -5,7 +5,7 @@ import { loadMetadata, loadModel } from '../lib/backend/model-io.js';
 import { checkInputFile } from '../lib/io/paths.js';
 import { openNdjsonWriter, readNdjson, requireObject } from '../lib/io/ndjson.js';
 import { iterateNpyRows, readNpyHeader } from '../lib/io/npy.js';
-import { idsPathFor } from '../lib/io/features.js';
+import { assertRowsDigest, idsPathFor, readRowsDigest } from '../lib/io/features.js';
 import { SIZENET_MODEL_KIND } from '../lib/sizenet/evaluation.js';
 import { checkFileOutput } from '../lib/io/atomic.js';
 
@@ -38,14 +38,23 @@ export default defineCommand<Args>({
     const metadata = await loadMetadata(args.model);
     if (metadata.kind !== SIZENET_MODEL_KIND) throw new UsageError(`not a train-sizenet model (kind ${JSON.stringify(metadata.kind ?? null)})`, { file: args.model });
     const header = await readNpyHeader(args.features);
+    if (header.shape.length !== 2) throw new UsageError(`expected a 2-D matrix of feature rows, got shape (${header.shape.join(', ')})`, { file: args.features });
     await checkInputFile(args.ids ?? idsPathFor(args.features));
     await selectBackend({ requested: args.backend, env: io.env, stderr: io.stderr });
     const { model } = await loadModel(args.model);
-    const inputDim = model.inputs[0].shape[1] as number;
-    if (header.shape.length !== 2 || header.shape[1] !== inputDim) {
-      throw new UsageError(`expected rows of ${inputDim} features (the student's input), got shape (${header.shape.join(', ')})`, { file: args.features });
+    // train-sizenet --image-model writes the same kind with an image input.
+    const inputShape = model.inputs[0].shape;
+    if (inputShape.length !== 2 || typeof inputShape[1] !== 'number') {
+      throw new UsageError(`takes input of shape (${inputShape.slice(1).join(', ')}), not feature rows: it is the image model of train-sizenet --image-model (use it with classify or rise); give the student (train-sizenet -o)`, { file: args.model });
+    }
+    const inputDim = inputShape[1];
+    if (header.shape[1] !== inputDim) {
+      const trainedOn = typeof metadata.features === 'string' ? ` (${metadata.features})` : '';
+      throw new UsageError(`rows of ${header.shape[1]} features, but the student ${args.model} was trained on ${inputDim}${trainedOn}: embed with the same tower and layer, or give the student trained on these`, { file: args.features });
     }
     const idsPath = args.ids ?? idsPathFor(args.features);
+    // (ids on stdin can be read only once: there they are taken as they come)
+    if (idsPath !== '-') await assertRowsDigest(await readRowsDigest(idsPath), args.features);
     const ids = readNdjson(idsPath)[Symbol.asyncIterator]();
     const out = await openNdjsonWriter(args.out, { stdout: io.stdout, outputs: io.outputs });
     try {

@@ -166,6 +166,8 @@ async function tallyInput(args: TeacherScoreArgs, io: CommandIO, columns: Column
   };
   let shape: Shape | null = args.shape === 'auto' ? null : (args.shape as Shape);
   let rows = 0;
+  // Per-article rows: one per article; a second one would be summed into it silently.
+  const articleLine = new Map<string, number>();
   for await (const record of readInputRecords(args.input, args.format, io.stdin)) {
     if (rows === 0) {
       shape ??= detectShape(record, columns);
@@ -177,6 +179,9 @@ async function tallyInput(args: TeacherScoreArgs, io: CommandIO, columns: Column
     if (typeof rawId === 'number' && !numericIds.has(id)) numericIds.set(id, rawId);
     const category = keyText(record, columns.category);
     if (shape === 'article') {
+      const firstLine = articleLine.get(id);
+      if (firstLine !== undefined) throw new UsageError(`article ${JSON.stringify(id)} already has a row on line ${firstLine}; give one row per article (or per-sale rows)`, place(record, columns.id));
+      articleLine.set(id, record.line);
       const n = countValue(record, columns.n);
       const k = countValue(record, columns.k);
       if (k > n) throw new UsageError(`size returns (${k}) exceed sales (${n})`, place(record, columns.k));
@@ -239,7 +244,7 @@ export default defineCommand<TeacherScoreArgs>({
   description: [
     'Labels each article "size issue" or "no size issue" from its sales and size returns, with a confidence weight, as the teacher of SizeNet (Karessli, Guigourès, Shirvany 2019) does. For an article with n sales, k size returns and expected size-return rate p: L = C(n,k) p^k (1-p)^(n-k), the score s = -ln L and the weight w = ln(1 + s); the label is "size issue" when the article\'s own rate k/n is above p. ln L is computed from log-gamma, rearranged (Loader\'s saddle-point form) so that it keeps about 14 significant digits for n in the billions, k = 0, k = n and p near 0 or 1.',
     'How p is chosen. Size-return rates depend on the category (high heels come back more than sneakers) and on the sales period (season, sales events), so p is the rate of the article\'s category over the article\'s own sales period. Sales fall into time buckets (--bucket: calendar month, ISO week, or meteorological season, where "2017-winter" is December 2016 to February 2017). The overall rate is r = (K+1)/(N+2); a category\'s rate is r_c = (K_c + a*r)/(N_c + a) and its rate in one bucket r_cb = (K_cb + a*r_c)/(N_cb + a), where a is --prior-strength, counted in sales, so a small category leans on the overall rate and a thin bucket on its category. p is the mean of r_cb over the article\'s buckets, weighted by the article\'s sales in each. Every total N, K leaves the article itself out (leave-one-out), so an article\'s own returns never raise its own expectation, and an article that alone is its category is compared with the rest of the shop.',
-    'Input is NDJSON or CSV (by extension, else sniffed; a .gz file is decompressed, its format taken from the name inside or --format) in one of two shapes, set with --shape or detected from the first row\'s columns. Per-article rows {id, category, n, k, start, end} give an article\'s sales and size returns between two dates (inclusive), spread evenly over the days of that period. Per-sale rows {id, category, date, returned} are one sale each, with whether it came back for a size reason (see --returned-values and --kept-values); they are aggregated per article in one streaming pass, so memory grows with the number of articles, not of sales. Column names are set with the --*-col options. An article listed under several categories gets the one most of its rows name (a warning says how many).',
+    'Input is NDJSON or CSV (by extension, else sniffed; a .gz file is decompressed, its format taken from the name inside or --format) in one of two shapes, set with --shape or detected from the first row\'s columns. Per-article rows {id, category, n, k, start, end} give an article\'s sales and size returns between two dates (inclusive), spread evenly over the days of that period; an article has one row (a second row of the same id is an error naming both lines). Per-sale rows {id, category, date, returned} are one sale each, with whether it came back for a size reason (see --returned-values and --kept-values); they are aggregated per article in one streaming pass, so memory grows with the number of articles, not of sales. Column names are set with the --*-col options. An article listed under several categories gets the one most of its rows name (a warning says how many).',
     'Output is one NDJSON line per article with sales, in order of first appearance: {id, category, n, k, rate, p, s, w, label}. --tau drops articles whose w is below it (the paper\'s threshold). A summary goes to stderr: articles, label balance, w quantiles and, per category, the observed rate and mean p. A bad value (a negative count, k > n, an unparsable date, a missing column, an unknown returned value) stops the run with one line file:line: column: what is wrong, exit status 2, and nothing written: every row is read and checked before the first line of output, and a file given with -o appears only when complete.',
   ].join('\n\n'),
   positionals: [{ name: 'input', describe: "sales file (NDJSON or CSV, optionally .gz); '-' reads stdin", type: 'string', default: '-' }],

@@ -81,7 +81,7 @@ interface Sample {
 export default defineCommand<Args>({
   name: 'train-classifier',
   summary: 'train a facet classifier (head on features, or a fine-tuned tower) with class weights and per-class F1',
-  description: `Trains a classifier for one facet of a catalogue (--label-field: silhouette, articleType, pattern, ...), the faceting tool of "Deep Learning at GILT". The input is NDJSON or CSV with an id, the label field and, unless --features is given, an image path per record.
+  description: `Trains a classifier for one facet of a catalogue (--label-field: silhouette, articleType, pattern, ...), the faceting tool of "Deep Learning at GILT". The input is NDJSON or CSV with an id, the label field and, unless --features is given, an image path per record. An id repeated with the same label is used once (a warning counts them); with another label it is an error (exit 2) naming both lines, as is an id repeated in --join.
 
 --mode head trains a linear or MLP head on frozen features: precomputed ones (--features x.npy with its ids NDJSON, e.g. from embed), or computed here from the images by --tower (a train-weak, train-triplet or train-classifier model), or the raw pixels of a --pixels-size crop with --tower pixels. --mode finetune trains the tower end to end with the head, from --tower or from scratch (--input-size, --width, --blocks, --stages), with random crops and flips.
 
@@ -145,6 +145,7 @@ Prints a JSON report: per-class precision, recall, F1 and support, macro and wei
       labelField: args['label-field'], idField: args['id-field'], groupField: args['group-field'], labelsOrder, labelsOrderFile: args['labels-order'], stdin: io.stdin,
       join: args.join ? { records: await readJoinRecords(args.join, args['join-id-field']), key: args['join-key'] } : undefined,
     });
+    if (set.repeated > 0) warn(io, 'train-classifier', `${set.repeated} records repeat an earlier id with the same label; each id is used once`);
     if (set.unjoined > 0) io.stderr.write(`atelier train-classifier: ${set.unjoined} records without a match in ${args.join} by ${args['join-key']} left out\n`);
     const { labels } = set;
     const weightField = args['weight-field'];

@@ -75,7 +75,7 @@ function teacherLabel(value: unknown): number | null {
 export default defineCommand<Args>({
   name: 'train-sizenet',
   summary: "SizeNet's student: learn size issues from image features with the teacher's weighted labels",
-  description: `Karessli et al. 2019. Joins a feature matrix (.npy + ids NDJSON, from embed, or a k-hot attribute matrix for the paper's baseline) with teacher-score's output by id and trains an MLP of 4 fully connected layers (three hidden ReLU layers and a sigmoid output) with binary cross-entropy weighted per sample by the teacher's w = ln(1 + s) (--unweighted: all weights 1, for comparison). --tau drops samples whose w is below tau (the paper's weight-importance study).
+  description: `Karessli et al. 2019. Joins a feature matrix (.npy + ids NDJSON, from embed, or a k-hot attribute matrix for the paper's baseline) with teacher-score's output by id and trains an MLP of 4 fully connected layers (three hidden ReLU layers and a sigmoid output) with binary cross-entropy weighted per sample by the teacher's w = ln(1 + s) (--unweighted: all weights 1, for comparison). --tau drops samples whose w is below tau (the paper's weight-importance study). An article scored twice in the teacher file is an error (exit 2) naming both lines; an article may have several feature rows (one per image).
 
 Articles are split by a stable hash of their id into train, validation (early stopping: training stops after --patience epochs without a lower validation loss and the best weights are kept) and test. Each epoch writes a checkpoint; --resume continues from it. The same --seed gives the same model.
 
@@ -120,16 +120,19 @@ The evaluation on the test split (ROC AUC, accuracy, precision and recall at --t
     if (args.tower) await loadMetadata(args.tower);
 
     const features = await readFeatureMatrix(args.features, args.ids);
-    const teacher = new Map<string, { label: number; w: number }>();
+    const teacher = new Map<string, { label: number; w: number; line: number }>();
     for await (const { value, file, line } of readNdjson(args.teacher)) {
       const record = requireObject(value, { file, line });
       const id = record.id;
       if (typeof id !== 'string' && typeof id !== 'number') throw new UsageError('expected a string or number', { file, line, field: 'id' });
+      // teacher-score writes one line per article; a second would silently replace the first.
+      const earlier = teacher.get(String(id));
+      if (earlier) throw new UsageError(`article ${JSON.stringify(String(id))} is already scored on line ${earlier.line}`, { file, line, field: 'id' });
       const label = teacherLabel(record.label);
       if (label === null) throw new UsageError(`expected "size issue" or "no size issue", got ${JSON.stringify(record.label)}`, { file, line, field: 'label' });
       const w = record.w;
       if (typeof w !== 'number' || !Number.isFinite(w) || w < 0) throw new UsageError(`expected a non-negative number, got ${JSON.stringify(w)}`, { file, line, field: 'w' });
-      teacher.set(String(id), { label, w });
+      teacher.set(String(id), { label, w, line });
     }
     const samples: Sample[] = [];
     let unmatched = 0;

@@ -45,7 +45,7 @@ interface Args {
 export default defineCommand<Args>({
   name: 'train-triplet',
   summary: 'learn an image embedding from triplets (DeepRank hinge loss, semi-hard negatives) for embed/knn',
-  description: `Similarity learning as GILT's TiefVision does it with DeepRank (Wang et al. 2014): a siamese image tower is trained on triplets (anchor, positive, negative) with the hinge loss max(0, margin + D(a, p) - D(a, n)), D the squared Euclidean distance between L2-normalised embeddings.
+  description: `Similarity learning as GILT's TiefVision does it with DeepRank (Wang et al. 2014): a siamese image tower is trained on triplets (anchor, positive, negative) with the hinge loss max(0, margin + D(a, p) - D(a, n)), D the squared Euclidean distance between L2-normalised embeddings. An id repeated with the same positive group is used once (a warning counts them); with another group it is an error (exit 2) naming both lines.
 
 Positives share the value of --positive-field (the item: other photos of the same product, or a facet label for coarser similarity). Each batch holds --groups groups of up to --per-group images; every (anchor, positive) pair in it takes the closest negative that is still farther than the positive (semi-hard, FaceNet), or the farthest negative when all are closer. Images get random crops and flips.
 
@@ -87,6 +87,7 @@ The output is an image -> embedding model: 'atelier embed -m <out> --normalize' 
     await checkOutputs(args);
 
     const set = await readLabelledRecords(args.input, { labelField: args['positive-field'], idField: args['id-field'], groupField: args['positive-field'], stdin: io.stdin });
+    if (set.repeated > 0) warn(io, 'train-triplet', `${set.repeated} records repeat an earlier id with the same ${args['positive-field']}; each id is used once`);
     // Inputs first: a mistake is reported before the backend loads.
     if (args.tower) await loadMetadata(args.tower);
     await selectBackend({ requested: args.backend, env: io.env, stderr: io.stderr });

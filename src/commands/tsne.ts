@@ -134,7 +134,7 @@ Reads a .npy of row vectors and its ids (as embed writes them; by default <name>
     const allRows = array.data instanceof Float32Array ? array.data : Float32Array.from(array.data as ArrayLike<number>, Number);
     assertFiniteRows(allRows, dim, 0, args.embeddings);
     const rowIds = await readRowIds(args.ids ?? idsPathFor(args.embeddings), args['id-field'], io.stdin);
-    assertIdsMatchRows(rowIds, rowCount, args.embeddings);
+    await assertIdsMatchRows(rowIds, rowCount, args.embeddings);
 
     const chosen = sampleRows(rowCount, args.sample, args.seed);
     const n = chosen.length;

@@ -142,7 +142,8 @@ test('bad input: one line file:line: field, exit 2, nothing written to stdout or
   const good = { id: 'a', category: 'dress', n: 10, k: 2, start: '2017-01-01', end: '2017-01-31' };
   const cases: Array<{ name: string; text: string; args?: string[]; expected: RegExp }> = [
     { name: 'negative.ndjson', text: ndjson([good, { ...good, id: 'b', n: -3, k: 0 }]), expected: /negative\.ndjson:2: n: negative count -3$/ },
-    { name: 'k-over-n.ndjson', text: ndjson([good, good, { ...good, k: 11 }]), expected: /k-over-n\.ndjson:3: k: size returns \(11\) exceed sales \(10\)$/ },
+    { name: 'k-over-n.ndjson', text: ndjson([good, { ...good, id: 'b' }, { ...good, id: 'c', k: 11 }]), expected: /k-over-n\.ndjson:3: k: size returns \(11\) exceed sales \(10\)$/ },
+    { name: 'twice.ndjson', text: ndjson([good, { ...good, id: 'b' }, { ...good, n: 4 }]), expected: /twice\.ndjson:3: id: article "a" already has a row on line 1; give one row per article/ },
     { name: 'fraction.csv', text: 'id,category,n,k,start,end\na,dress,10.5,1,2017-01-01,2017-01-02\n', expected: /fraction\.csv:2: n: expected a whole number, got 10\.5$/ },
     { name: 'date.csv', text: 'id,category,n,k,start,end\na,dress,10,1,2017-01-01,2017-01-31\nb,dress,5,1,2017-02-30,2017-03-01\n', expected: /date\.csv:3: start: unparsable date a string \("2017-02-30"\)/ },
     { name: 'backwards.ndjson', text: ndjson([{ ...good, start: '2017-02-01' }]), expected: /backwards\.ndjson:1: end: sales period ends before it starts/ },

@@ -4,7 +4,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { scratchDir } from '../helpers.js';
+import { spawnSync } from 'node:child_process';
+import { runAtelier, scratchDir } from '../helpers.js';
 import { UsageError } from '../../src/lib/command.js';
 import { atomicDirectory, openAtomicFile, openAtomicWriteStream, writeFileAtomic } from '../../src/lib/io/atomic.js';
 import { siblingTempPath } from '../../src/lib/io/paths.js';
@@ -156,4 +157,43 @@ test('killed during repeated directory commits: the directory is complete or abs
     assert.deepEqual(readdirSync(dest).sort(), ['a.txt', 'b.txt']);
     assert.equal(readFileSync(join(dest, 'a.txt'), 'utf8'), readFileSync(join(dest, 'b.txt'), 'utf8'));
   }
+});
+
+/** The pid of a process that has exited. */
+function deadPid(): number {
+  const child = spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], { encoding: 'utf8' });
+  return Number(child.stdout);
+}
+
+test('the next run removes the temp files and directories of killed runs, and only those', async () => {
+  const dir = scratchDir();
+  const dest = join(dir, 'out.npy');
+  const killed = await killWriterMidWrite('npy', dest);
+  assert.equal(leftovers(dir, killed).length, 1);
+  // A live process's temp (this one's) and other names are left alone.
+  const live = siblingTempPath(dest);
+  writeFileSync(live, 'in progress');
+  writeFileSync(join(dir, '.out.npy.tmp-notes'), 'not ours');
+  const input = join(dir, 'rows.ndjson');
+  writeFileSync(input, '[1,2]\n[3,4]\n');
+  const r = await runAtelier(['npy', 'from-ndjson', input, '-o', dest]);
+  assert.equal(r.code, 0, r.stderr);
+  assert.deepEqual(leftovers(dir, killed), []);
+  assert.deepEqual(readdirSync(dir).sort(), ['.out.npy.tmp-notes', live.slice(dir.length + 1), 'out.npy', 'rows.ndjson'].sort());
+});
+
+test('a model moved aside by a run killed mid-commit is put back at the next run; stale temp dirs go', async () => {
+  const parent = scratchDir();
+  const dest = join(parent, 'weak.model');
+  const gone = deadPid();
+  const aside = join(parent, `.weak.model.old-${gone}-0a1b2c3d`);
+  mkdirSync(aside);
+  writeFileSync(join(aside, 'model.json'), 'old');
+  mkdirSync(join(parent, `.weak.model.tmp-${gone}-0a1b2c3e`));
+  const first = await killWriterMidWrite('dir', dest, 20);
+  assert.equal(readFileSync(join(dest, 'model.json'), 'utf8'), 'old');
+  assert.deepEqual(readdirSync(parent).filter((n) => n.includes(`-${gone}-`)), []);
+  assert.equal(leftovers(parent, first).length, 1);
+  await killWriterMidWrite('dir', dest, 20);
+  assert.deepEqual(leftovers(parent, first), []);
 });

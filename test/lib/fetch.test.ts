@@ -305,3 +305,51 @@ test('robots policy: rules fetched once per origin, Crawl-delay slows the host, 
     await none.close();
   }
 });
+
+/** A robots.txt of `total` bytes streamed lazily: `head`, comment filler, `atCap` placed to straddle byte `cap`, then more rules. */
+function hugeRobots(total: number, cap: number, head: string, atCap: string, tail: string): Handler {
+  return (_req, res) => {
+    const prefix = Buffer.from(head);
+    const fillerLength = cap - prefix.length - (atCap.length - 1);
+    const filler = Buffer.from('#'.repeat(fillerLength - 1) + '\n');
+    const bytes = Buffer.concat([prefix, filler, Buffer.from(atCap), Buffer.from(tail)]);
+    res.writeHead(200, { 'content-type': 'text/plain', 'content-length': String(total) });
+    let sent = 0;
+    const comment = Buffer.from('#'.repeat(64 * 1024 - 1) + '\n');
+    const pump = () => {
+      while (sent < total) {
+        const chunk = sent === 0 ? bytes : comment;
+        const piece = chunk.subarray(0, Math.min(chunk.length, total - sent));
+        sent += piece.length;
+        if (!res.write(piece)) return void res.once('drain', pump);
+      }
+      res.end();
+    };
+    res.on('error', () => {});
+    pump();
+  };
+}
+
+test('robots.txt over 500 KiB: only its first 500 KiB are read, the download stops there, a warning says so', async () => {
+  const cap = 500 * 1024;
+  const total = 50 * 1024 * 1024;
+  // "Disallow: /" straddles the cap: kept half, it would forbid everything; later rules are past the cap.
+  const server = await serve({
+    '/robots.txt': hugeRobots(total, cap, 'User-agent: *\nDisallow: /private/\n', 'Disallow: /\n', 'Disallow: /late/\n'),
+    '/p': html('p'),
+  });
+  const fetcher = createFetcher(policy({ retries: 0, maxBodyBytes: 20 * 1024 * 1024, timeoutMs: 20_000 }));
+  const warnings: string[] = [];
+  const robots = createRobotsPolicy({ fetcher, userAgent: 'atelier-crawler/0.1', maxCrawlDelayMs: 10_000, warn: (m) => warnings.push(m) });
+  try {
+    assert.match((await robots.check(`${server.url}/private/x`)) ?? '', /disallowed by robots\.txt/);
+    assert.equal(await robots.check(`${server.url}/p`), null, 'not "disallow all"');
+    assert.equal(await robots.check(`${server.url}/late/x`), null, 'rules past the cap are not read');
+    assert.equal(warnings.length, 1);
+    assert.match(warnings[0]!, /robots\.txt is over 512000 bytes; only its first \d+ bytes are read/);
+    assert.ok(fetcher.counters.bytes < 4 * 1024 * 1024, `downloaded ${fetcher.counters.bytes} bytes of ${total}`);
+  } finally {
+    await fetcher.close();
+    await server.close();
+  }
+});

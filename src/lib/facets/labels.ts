@@ -39,6 +39,8 @@ export interface LabelledSet {
   labels: string[];
   /** Records left out because --join had no record for their key. */
   unjoined: number;
+  /** Records that repeated an earlier id with the same label (kept once). */
+  repeated: number;
 }
 
 /** A label value as text: strings as they are, numbers and booleans printed; anything else is an error. */
@@ -51,13 +53,14 @@ function labelText(value: unknown): string | undefined {
 
 /**
  * Reads labelled records from NDJSON or CSV. Every record must carry a usable id and label; the
- * first that does not is a UsageError at its file:line:field. Duplicate ids keep the last label
- * (a re-exported catalogue may repeat a row after a correction).
+ * first that does not is a UsageError at its file:line:field. A repeated id with the same label is
+ * kept once and counted; with another label it is a UsageError: a model cannot learn both.
  */
 export async function readLabelledRecords(path: string, options: LabelReadOptions): Promise<LabelledSet> {
   const order = options.labelsOrder ? new Map(options.labelsOrder.map((l, i) => [l, i])) : undefined;
   const byId = new Map<string, Omit<LabelledRecord, 'classIndex'>>();
   let unjoined = 0;
+  let repeated = 0;
   for await (const { value, file, line } of readRecords(path, { stdin: options.stdin })) {
     let record = value as Record<string, unknown>;
     if (options.join) {
@@ -84,7 +87,12 @@ export async function readLabelledRecords(path: string, options: LabelReadOption
     const id = String(rawId);
     const groupValue = options.groupField ? record[options.groupField] : undefined;
     const group = typeof groupValue === 'string' || typeof groupValue === 'number' ? String(groupValue) : id;
-    byId.delete(id);
+    const earlier = byId.get(id);
+    if (earlier) {
+      if (earlier.label !== label) throw new UsageError(`id '${id}' is labelled '${earlier.label}' on line ${earlier.line} and '${label}' here`, { file, line, field: options.labelField });
+      repeated++;
+      continue;
+    }
     byId.set(id, { id, label, group, record, file, line });
   }
   const records = [...byId.values()];
@@ -96,7 +104,7 @@ export async function readLabelledRecords(path: string, options: LabelReadOption
     const last = records[records.length - 1];
     throw new UsageError(`every record has the label '${last.label}': a classifier needs at least two classes`, { file: last.file, line: last.line, field: options.labelField });
   }
-  return { records: records.map((r) => ({ ...r, classIndex: index.get(r.label)! })), labels, unjoined };
+  return { records: records.map((r) => ({ ...r, classIndex: index.get(r.label)! })), labels, unjoined, repeated };
 }
 
 /**
@@ -179,11 +187,15 @@ export function classCounts(classIndices: ArrayLike<number>, classCount: number)
 /** Reads NDJSON/CSV records into a map by `idField`, for LabelReadOptions.join. */
 export async function readJoinRecords(path: string, idField: string): Promise<Map<string, Record<string, unknown>>> {
   const byId = new Map<string, Record<string, unknown>>();
+  const lines = new Map<string, number>();
   for await (const { value, file, line } of readRecords(path, {})) {
     const record = value as Record<string, unknown>;
     const id = record[idField];
     if (typeof id !== 'string' && typeof id !== 'number') throw new UsageError('expected an id (string or number)', { file, line, field: idField });
+    // Two records for one id would leave which fields join to chance.
+    if (byId.has(String(id))) throw new UsageError(`id '${id}' is already on line ${lines.get(String(id))}; the joined records need one per id`, { file, line, field: idField });
     byId.set(String(id), record);
+    lines.set(String(id), line);
   }
   return byId;
 }

@@ -73,6 +73,11 @@ export interface FetchRequest {
   acceptContentType?: (contentType: string) => boolean;
   /** Checked before every request, the first and each redirect target: a reason string blocks it. */
   allowUrl?: (url: string) => Promise<string | null>;
+  /**
+   * Keep only the first this many body bytes and stop the download there (asked uncompressed); the
+   * result succeeds with `truncated` set instead of failing as 'too-large'. For robots.txt, which is read to a cap.
+   */
+  truncateAt?: number;
 }
 
 export interface FetchSuccess {
@@ -89,6 +94,8 @@ export interface FetchSuccess {
   /** URLs redirected through, in order (requested URL first); empty without redirects. */
   redirects: string[];
   attempts: number;
+  /** The body was cut at the request's truncateAt. */
+  truncated?: boolean;
 }
 
 export interface FetchFailure {
@@ -295,7 +302,7 @@ export function createFetcher(policy: FetchPolicy): Fetcher {
           headers: {
             'user-agent': policy.userAgent,
             accept: req.accept ?? '*/*',
-            'accept-encoding': 'gzip, deflate, br',
+            'accept-encoding': req.truncateAt === undefined ? 'gzip, deflate, br' : 'identity',
           },
         });
       } catch (err) {
@@ -332,16 +339,24 @@ export function createFetcher(policy: FetchPolicy): Fetcher {
       }
       const tooLarge = (size: string) => ({ final: { ok: false as const, url: href, reason: 'too-large' as const, status: statusCode, message: `body ${size} is over the ${policy.maxBodyBytes}-byte limit` } });
       const declared = Number(headerValue(headers, 'content-length'));
-      if (Number.isFinite(declared) && declared > policy.maxBodyBytes) {
+      const cut = req.truncateAt;
+      if (cut === undefined && Number.isFinite(declared) && declared > policy.maxBodyBytes) {
         res.body.destroy();
         throw tooLarge(`of ${declared} bytes`);
       }
       const chunks: Buffer[] = [];
       let size = 0;
+      let truncated = false;
       try {
         for await (const chunk of res.body) {
           size += (chunk as Buffer).length;
           counters.bytes += (chunk as Buffer).length;
+          if (cut !== undefined && size >= cut) {
+            chunks.push(chunk as Buffer);
+            truncated = !(Number.isFinite(declared) && declared === size);
+            res.body.destroy();
+            break;
+          }
           if (size > policy.maxBodyBytes) {
             res.body.destroy();
             throw tooLarge('cut');
@@ -355,11 +370,15 @@ export function createFetcher(policy: FetchPolicy): Fetcher {
       let body: Buffer;
       try {
         body = decodeBody(Buffer.concat(chunks), headerValue(headers, 'content-encoding'), policy.maxBodyBytes);
+        if (cut !== undefined && body.length > cut) {
+          body = body.subarray(0, cut);
+          truncated = true;
+        }
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE' || err instanceof RangeError) throw tooLarge('after decompression');
         throw { final: { ok: false as const, url: href, reason: 'bad-encoding' as const, status: statusCode, message: oneLine((err as Error).message) } };
       }
-      return { success: { ok: true, url: href, status: statusCode, contentType, headers: flattenHeaders(headers), body } };
+      return { success: { ok: true, url: href, status: statusCode, contentType, headers: flattenHeaders(headers), body, ...(truncated ? { truncated } : {}) } };
     } finally {
       clearTimeout(timer);
     }

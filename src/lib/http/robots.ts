@@ -1,6 +1,8 @@
 // robots.txt per origin (RFC 9309), parsed by robots-parser: fetched once per origin, its Crawl-delay
 // applied to the host's request spacing. A 4xx robots.txt allows everything; a 5xx or unreachable one
 // disallows everything (RFC 9309 §2.3.1.3-4), since the site may be failing to say what it forbids.
+// Only the first 500 KiB are read (RFC 9309 §2.5 allows a limit of at least that; Google reads as much):
+// the download stops there, so a huge file costs neither time nor memory.
 import { createRequire } from 'node:module';
 import type { Fetcher } from './fetch.js';
 
@@ -35,7 +37,13 @@ export interface RobotsOptions {
   userAgent: string;
   /** Crawl-delays above this are clamped (a site asking for hours between pages would stall the crawl). */
   maxCrawlDelayMs: number;
+  /** Bytes of a robots.txt that are read; the rest is ignored. */
+  maxRobotsBytes?: number;
+  /** Told when a robots.txt is cut. */
+  warn?: (message: string) => void;
 }
+
+export const MAX_ROBOTS_BYTES = 500 * 1024;
 
 /** The rules of one robots.txt text; the same as rulesFor gives after a fetch. */
 export function parseRobots(robotsUrl: string, text: string, userAgent: string, maxCrawlDelayMs: number): RobotsRules {
@@ -55,9 +63,17 @@ export function createRobotsPolicy(options: RobotsOptions): RobotsPolicy {
   const cache = new Map<string, Promise<RobotsRules>>();
   const load = async (origin: URL): Promise<RobotsRules> => {
     const robotsUrl = new URL('/robots.txt', origin).href;
-    const result = await options.fetcher.fetch({ url: robotsUrl, accept: 'text/plain, */*;q=0.5' });
+    const cap = options.maxRobotsBytes ?? MAX_ROBOTS_BYTES;
+    const result = await options.fetcher.fetch({ url: robotsUrl, accept: 'text/plain, */*;q=0.5', truncateAt: cap });
     if (result.ok) {
-      const rules = parseRobots(robotsUrl, result.body.toString('utf8'), options.userAgent, options.maxCrawlDelayMs);
+      let body = result.body;
+      if (result.truncated) {
+        // A rule cut in half could forbid or allow more than the site says: drop the partial last line.
+        const lastNewline = body.lastIndexOf(0x0a);
+        body = body.subarray(0, lastNewline + 1);
+        options.warn?.(`${robotsUrl}: robots.txt is over ${cap} bytes; only its first ${body.length} bytes are read`);
+      }
+      const rules = parseRobots(robotsUrl, body.toString('utf8'), options.userAgent, options.maxCrawlDelayMs);
       if (rules.crawlDelayMs !== null) options.fetcher.setHostDelay(origin.host, rules.crawlDelayMs);
       return rules;
     }

@@ -9,7 +9,7 @@ import { Writable } from 'node:stream';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { UsageError } from '../command.js';
-import { extensionOf, isStdio, siblingTempPath } from './paths.js';
+import { extensionOf, isStdio, siblingTempPath, staleSiblingPid } from './paths.js';
 
 /** An open temp file that becomes `path` on commit(). */
 export interface AtomicFile {
@@ -98,6 +98,48 @@ async function writeFully(handle: FileHandle, bytes: Uint8Array, position: numbe
   }
 }
 
+function processIsAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code !== 'ESRCH';
+  }
+}
+
+// Directories already swept by this process: an image store writes thousands of files into one.
+const sweptDirectories = new Set<string>();
+
+/**
+ * Removes the temp files and directories killed runs left in `path`'s directory (their names carry
+ * the pid, and that process is gone), once per directory per process. A model moved aside by a run
+ * killed mid-commit is put back when nothing took its place, so "the old output or none" holds. Best effort.
+ */
+export async function removeStaleSiblings(path: string): Promise<void> {
+  const dir = dirname(path);
+  if (sweptDirectories.has(dir)) return;
+  sweptDirectories.add(dir);
+  let names: string[];
+  try {
+    names = await readdir(dir);
+  } catch {
+    return;
+  }
+  for (const entry of names) {
+    const stale = staleSiblingPid(entry);
+    if (!stale || stale.pid === process.pid || processIsAlive(stale.pid)) continue;
+    const sibling = join(dir, entry);
+    if (stale.tag === 'old') {
+      const restored = await rename(sibling, join(dir, stale.target)).then(
+        () => true,
+        () => false,
+      );
+      if (restored) continue;
+    }
+    await rm(sibling, { recursive: true, force: true }).catch(() => {});
+  }
+}
+
 /** Opens a device, FIFO or socket `path` for writing in place; commit() and abort() only close it. */
 async function openDirectFile(path: string): Promise<AtomicFile> {
   let handle: FileHandle;
@@ -176,6 +218,7 @@ export async function openAtomicFile(path: string, opts: { seekable?: boolean; o
 
 async function openFileOutput(path: string, seekable: boolean): Promise<AtomicFile> {
   if (await isSpecialFile(path)) return seekable ? openSpooledFile(path) : openDirectFile(path);
+  await removeStaleSiblings(path);
   const tempPath = siblingTempPath(path);
   let handle: FileHandle;
   try {
@@ -343,6 +386,7 @@ export class OutputGroup {
 export async function atomicDirectory(finalDir: string, outputs?: OutputGroup): Promise<AtomicDirectory> {
   const existing = await stat(finalDir).catch(() => null);
   if (existing && !existing.isDirectory()) throw new UsageError('exists and is not a directory; refusing to replace it', { file: finalDir });
+  await removeStaleSiblings(finalDir);
   const tmpDir = siblingTempPath(finalDir);
   try {
     await mkdir(tmpDir);

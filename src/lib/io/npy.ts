@@ -2,6 +2,7 @@
 // ever holding more than the rows asked for: header parse, row-range reads through a file handle,
 // a streaming writer that fixes the shape on close, and chunked statistics.
 // Format: https://numpy.org/doc/stable/reference/generated/numpy.lib.format.html
+import { createHash } from 'node:crypto';
 import { open, stat } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
 import { UsageError } from '../command.js';
@@ -395,6 +396,13 @@ export async function openNpyReader(path: string): Promise<NpyReader> {
   };
 }
 
+/** SHA-256 (hex) of the array's data bytes, read in chunks: the same for the same rows whatever the header's padding or version. */
+export async function npyDataSha256(path: string): Promise<string> {
+  const hash = createHash('sha256');
+  for await (const chunk of iterateNpyRows(path, { chunkBytes: 4 * 1024 * 1024 })) hash.update(bytesOf(chunk.data));
+  return hash.digest('hex');
+}
+
 /** Rows [start, end) of the .npy file at `path` (a Python slice: clamped to the row count). */
 export async function readNpyRows(path: string, start: number, end: number): Promise<NpyRows> {
   const reader = await openNpyReader(path);
@@ -538,6 +546,8 @@ export interface NpyWriter {
   rowCount: number;
   /** Appends whole rows in C order: rowCount rows (default data.length / rowLength; give it when a row has no elements). Await it before reusing `data`. */
   writeRows(data: ArrayLike<number | bigint>, rowCount?: number): Promise<void>;
+  /** SHA-256 (hex) of the data bytes written so far (not the header): what npyDataSha256 gives for the closed file. */
+  dataSha256(): Promise<string>;
   /** Writes the final shape into the header and renames the file into place; returns that header. */
   close(opts?: { scalar?: boolean }): Promise<NpyHeader>;
   /** Deletes the temp file; nothing appears at `path`. */
@@ -568,6 +578,7 @@ export async function openNpyWriter(path: string, opts: NpyWriterOptions): Promi
   let staged = 0;
   let position = reserved.length;
   let state: 'open' | 'closed' | 'aborted' = 'open';
+  const dataHash = createHash('sha256');
   // Calls run one after another even if a caller forgets to await.
   let queue: Promise<void> = Promise.resolve();
   const enqueue = <T>(task: () => Promise<T>): Promise<T> => {
@@ -614,6 +625,7 @@ export async function openNpyWriter(path: string, opts: NpyWriterOptions): Promi
           throw new RangeError(`${data.length} values are not whole rows of ${rowLength}`);
         }
         const bytes = bytesOf(toNpyTypedArray(data, dtype));
+        dataHash.update(bytes);
         if (staged + bytes.length <= staging.length) {
           staging.set(bytes, staged);
           staged += bytes.length;
@@ -628,6 +640,9 @@ export async function openNpyWriter(path: string, opts: NpyWriterOptions): Promi
         }
         writer.rowCount += rows;
       });
+    },
+    dataSha256() {
+      return enqueue(async () => dataHash.copy().digest('hex'));
     },
     close(closeOpts = {}) {
       return enqueue(async () => {

@@ -35,6 +35,12 @@ export function siblingTempPath(path: string, tag: 'tmp' | 'old' = 'tmp'): strin
   return join(dirname(path), `.${basename(path)}.${tag}-${process.pid}-${randomBytes(4).toString('hex')}`);
 }
 
+/** The target, tag and pid of `entry` when it is a temp name siblingTempPath makes, else null. */
+export function staleSiblingPid(entry: string): { target: string; tag: 'tmp' | 'old'; pid: number } | null {
+  const match = /^\.(.+)\.(tmp|old)-(\d+)-[0-9a-f]{8}$/.exec(entry);
+  return match ? { target: match[1]!, tag: match[2] as 'tmp' | 'old', pid: Number(match[3]) } : null;
+}
+
 /** Turns the open failures a user can fix into a UsageError naming the input. */
 export function inputOpenError(err: unknown, path: string): unknown {
   const code = (err as NodeJS.ErrnoException).code;

@@ -19,6 +19,9 @@ export interface PartitionEntry {
   split: RetrievalSplit | null;
   /** Another name the same image may go by (the NDJSON `image` field). */
   alias?: string;
+  /** Where it is listed, for errors. */
+  file?: string;
+  line?: number;
 }
 
 export interface RetrievalPartition {
@@ -52,7 +55,7 @@ async function readInShopList(path: string): Promise<PartitionEntry[]> {
     if (trimmed === '') continue;
     const fields = trimmed.split(/\s+/);
     if (fields.length !== 3) throw new UsageError(`expected 3 fields (image_name item_id evaluation_status), got ${fields.length}`, { file: path, line });
-    entries.push({ key: fields[0], item: fields[1], split: parseSplit(fields[2], { file: path, line, field: 'evaluation_status' }) });
+    entries.push({ key: fields[0], item: fields[1], split: parseSplit(fields[2], { file: path, line, field: 'evaluation_status' }), file: path, line });
   }
   if (declared < 0) throw new UsageError('empty file: expected the image count on line 1', { file: path });
   if (declared !== entries.length) throw new UsageError(`line 1 declares ${declared} images but ${entries.length} are listed`, { file: path, line: 1 });
@@ -80,7 +83,7 @@ async function readInShopFiles(dir: string): Promise<PartitionEntry[]> {
     if (names.length !== ids.length) {
       throw new UsageError(`${ids.length} item ids for ${names.length} images in ${split}.txt; the files must be line-aligned`, { file: join(dir, `${split}_id.txt`) });
     }
-    names.forEach((name, i) => entries.push({ key: name.text, item: itemOfPath(name.text) ?? ids[i].text, split }));
+    names.forEach((name, i) => entries.push({ key: name.text, item: itemOfPath(name.text) ?? ids[i].text, split, file: join(dir, `${split}.txt`), line: name.line }));
   }
   return entries;
 }
@@ -92,7 +95,7 @@ async function readPartitionNdjson(path: string): Promise<PartitionEntry[]> {
     const { id, item, split, image } = record;
     if (typeof id !== 'string' && typeof id !== 'number') throw new UsageError('expected a string or number id', { file, line, field: 'id' });
     if (typeof item !== 'string' && typeof item !== 'number') throw new UsageError('expected a string or number item', { file, line, field: 'item' });
-    const entry: PartitionEntry = { key: String(id), item: String(item), split: split === undefined || split === null ? null : parseSplit(split, { file, line, field: 'split' }) };
+    const entry: PartitionEntry = { key: String(id), item: String(item), split: split === undefined || split === null ? null : parseSplit(split, { file, line, field: 'split' }), file, line };
     if (typeof image === 'string' && image !== entry.key) entry.alias = image;
     entries.push(entry);
   }
@@ -144,7 +147,12 @@ export class PartitionLookup {
 
   constructor(readonly partition: RetrievalPartition) {
     partition.entries.forEach((e, i) => {
-      if (this.byKey.has(e.key)) throw new UsageError(`image ${JSON.stringify(e.key)} is listed twice`, { file: partition.path });
+      const first = this.byKey.get(e.key);
+      if (first !== undefined) {
+        const before = partition.entries[first]!;
+        const where = before.file !== undefined && before.file !== e.file ? `${before.file}:${before.line}` : `line ${before.line}`;
+        throw new UsageError(`image ${JSON.stringify(e.key)} is listed twice (first on ${where})`, { file: e.file ?? partition.path, line: e.line });
+      }
       this.byKey.set(e.key, i);
     });
     partition.entries.forEach((e, i) => {
