@@ -14,6 +14,7 @@ import { storedSizeFor } from '../lib/models/image-features.js';
 import { batchPixels } from '../lib/train/weak-trainer.js';
 import { CLASSIFIER_MODEL_KIND, type ClassifierMetadata } from '../lib/facets/classifier-model.js';
 import { argmax, predictionLine } from '../lib/facets/evaluation.js';
+import { describeModel, outputProbabilities, requireKind } from '../lib/models/kinds.js';
 import { startProgress } from '../lib/progress.js';
 
 interface Args {
@@ -63,10 +64,10 @@ A model trained on precomputed features (train-classifier --features) reads feat
     if (!(Number.isInteger(args.batch) && args.batch >= 1)) throw new UsageError(`must be a positive integer, got ${args.batch}`, { field: '--batch' });
     await selectBackend({ requested: args.backend, env: io.env, stderr: io.stderr });
     const loaded = await loadModel(args.model);
+    const described = requireKind(describeModel(loaded.model, loaded.metadata, args.model), CLASSIFIER_MODEL_KIND, args.model);
     const meta = loaded.metadata as Partial<ClassifierMetadata>;
-    if (meta.kind !== CLASSIFIER_MODEL_KIND || !Array.isArray(meta.labels)) throw new UsageError(`not a train-classifier model (kind ${JSON.stringify(meta.kind ?? null)})`, { file: args.model });
     const model = loaded.model;
-    const labels = meta.labels;
+    const labels = described.labels!;
     const rankIndex = args.rank === undefined ? -1 : labels.indexOf(args.rank);
     if (args.rank !== undefined && rankIndex < 0) throw new UsageError(`'${args.rank}' is not one of the model's labels (${labels.join(', ')})`, { field: '--rank' });
     if (args.top !== undefined && (!Number.isInteger(args.top) || args.top < 1 || args.rank === undefined)) throw new UsageError('--top takes a positive integer and needs --rank', { field: '--top' });
@@ -101,7 +102,7 @@ A model trained on precomputed features (train-classifier --features) reads feat
       }
     };
     const predict = (x: tf.Tensor): Float32Array => {
-      const y = model.predict(x) as tf.Tensor;
+      const y = tf.tidy(() => outputProbabilities(described.output, model.predict(x) as tf.Tensor2D));
       const data = Float32Array.from(y.dataSync() as Float32Array);
       tf.dispose([x, y]);
       return data;

@@ -6,6 +6,7 @@ import { openNdjsonWriter, readNdjson, requireObject } from '../lib/io/ndjson.js
 import { iterateNpyRows, readNpyHeader } from '../lib/io/npy.js';
 import { idsPathFor } from '../lib/io/features.js';
 import { SIZENET_MODEL_KIND } from '../lib/sizenet/evaluation.js';
+import { describeModel, outputProbabilities, requireKind } from '../lib/models/kinds.js';
 
 interface Args {
   model: string;
@@ -33,7 +34,7 @@ export default defineCommand<Args>({
   async run(args, io) {
     await selectBackend({ requested: args.backend, env: io.env, stderr: io.stderr });
     const { model, metadata } = await loadModel(args.model);
-    if (metadata.kind !== SIZENET_MODEL_KIND) throw new UsageError(`not a train-sizenet model (kind ${JSON.stringify(metadata.kind ?? null)})`, { file: args.model });
+    const described = requireKind(describeModel(model, metadata, args.model), SIZENET_MODEL_KIND, args.model);
     const header = await readNpyHeader(args.features);
     const inputDim = model.inputs[0].shape[1] as number;
     if (header.shape.length !== 2 || header.shape[1] !== inputDim) {
@@ -49,7 +50,7 @@ export default defineCommand<Args>({
         for (let i = 0; i < rows.length; i++) {
           if (!Number.isFinite(rows[i])) throw new UsageError('row holds a non-finite value', { file: args.features, line: chunk.start + Math.floor(i / inputDim) + 1 });
         }
-        const p = tf.tidy(() => model.predict(tf.tensor2d(rows, [count, inputDim])) as tf.Tensor);
+        const p = tf.tidy(() => outputProbabilities(described.output, model.predict(tf.tensor2d(rows, [count, inputDim])) as tf.Tensor2D));
         const probabilities = (await p.data()) as Float32Array;
         p.dispose();
         for (let i = 0; i < count; i++) {

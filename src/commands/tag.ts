@@ -4,7 +4,8 @@ import { loadModel } from '../lib/backend/model-io.js';
 import { openNdjsonWriter } from '../lib/io/ndjson.js';
 import { createSkipCounter, writeSkipSummary } from '../lib/image/skips.js';
 import { pathRecords, readImageRecords } from '../lib/image/records.js';
-import { weakMetadata } from '../lib/models/weak-files.js';
+import { WEAK_MODEL_KIND, type WeakModelMetadata } from '../lib/models/weak-files.js';
+import { describeModel, requireKind, rowProbabilities } from '../lib/models/kinds.js';
 import { computeFeatures, openPredictor, workersOption } from '../lib/models/image-features.js';
 import { topKIndices } from '../lib/metrics/ranking.js';
 import { startProgress } from '../lib/progress.js';
@@ -24,17 +25,6 @@ interface Args {
   workers: number;
 }
 
-/** Softmax of one row of word scores, as probabilities. */
-function softmax(scores: Float32Array): Float32Array {
-  let max = -Infinity;
-  for (const s of scores) if (s > max) max = s;
-  const out = new Float32Array(scores.length);
-  let sum = 0;
-  for (let i = 0; i < scores.length; i++) sum += out[i] = Math.exp(scores[i] - max);
-  for (let i = 0; i < out.length; i++) out[i] /= sum;
-  return out;
-}
-
 function round(x: number): number {
   return Math.round(x * 1e6) / 1e6;
 }
@@ -42,7 +32,7 @@ function round(x: number): number {
 export default defineCommand<Args>({
   name: 'tag',
   summary: 'the words that describe each image, or the images that best show a word',
-  description: `Scores every vocabulary word for each image with a train-weak model and writes {id, image, words: [{word, score}]} with the --k best words per image, best first; score is the softmax probability over the whole vocabulary.
+  description: `Scores every vocabulary word for each image with a train-weak model and writes {id, image, words: [{word, score}]} with the --k best words per image, best first; score is the probability over the whole vocabulary (softmax of the word scores).
 
 --word W ranks the images by that word instead (the report's "most confident images for woolen"): the output is {id, image, word, score} per image, most confident first (--top N keeps the first N). Ranking needs one number per image in memory; tagging streams.`,
   positionals: [{ name: 'images', describe: 'image files (instead of --input)', type: 'string', variadic: true }],
@@ -69,7 +59,9 @@ export default defineCommand<Args>({
     if (!(args.batch >= 1)) throw new UsageError(`must be at least 1, got ${args.batch}`, { field: '--batch' });
     const backend = await selectBackend({ requested: args.backend, env: io.env, stderr: io.stderr });
     const { model, metadata } = await loadModel(args.model);
-    const { vocabulary, config } = weakMetadata(metadata, args.model);
+    const described = requireKind(describeModel(model, metadata, args.model), WEAK_MODEL_KIND, args.model);
+    const vocabulary = described.labels!;
+    const { config } = metadata as unknown as WeakModelMetadata;
     const wordIndex = args.word === undefined ? -1 : vocabulary.indexOf(args.word);
     if (args.word !== undefined && wordIndex < 0) throw new UsageError(`'${args.word}' is not in the model's vocabulary of ${vocabulary.length} words`, { field: '--word' });
     const records = args.images.length ? pathRecords(args.images) : readImageRecords(args.input ?? '-', args['image-field'], args['id-field'], io.stdin);
@@ -81,7 +73,7 @@ export default defineCommand<Args>({
     try {
       for await (const batch of computeFeatures(inference.predictor, records, config.inputSize, args.batch, skips, io, 'tag')) {
         for (const [i, r] of batch.records.entries()) {
-          const probabilities = softmax(batch.rows.subarray(i * batch.dim, (i + 1) * batch.dim));
+          const probabilities = rowProbabilities(described.output, batch.rows.subarray(i * batch.dim, (i + 1) * batch.dim));
           if (wordIndex >= 0) {
             ranked.push({ id: r.id, image: r.path, score: probabilities[wordIndex], order: ranked.length });
           } else {
