@@ -7,6 +7,7 @@ import { svgToPng } from '../lib/plot/png.js';
 import { multiClassReport } from '../lib/metrics/classification.js';
 import { readLabelsOrder } from '../lib/facets/labels.js';
 import { confusionMatrixSvg, falseNegativesByClass, reportJson, type ScoredPrediction } from '../lib/facets/evaluation.js';
+import { recordedImagePath } from '../lib/image/records.js';
 
 interface Args {
   predictions: string;
@@ -114,7 +115,8 @@ Predictions carrying "error" (images classify could not read) are counted, not s
       predicted: index.get(p.label)!,
       probs: p.probs ? labels.map((l) => Number(p.probs![l] ?? 0)) : undefined,
       extra: {
-        ...(typeof p.record.image === 'string' ? { image: p.record.image } : {}),
+        // Relative paths were written relative to the predictions' own inputs: resolve them before they move to another file.
+        ...(typeof p.record.image === 'string' && p.record.image !== '' ? { image: recordedImagePath(p.record.image, p.file) } : {}),
         ...(typeof p.record.split === 'string' ? { split: p.record.split } : {}),
       },
     }));
