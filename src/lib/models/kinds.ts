@@ -132,7 +132,9 @@ export function describeModel(model: tf.LayersModel, metadata: Record<string, un
   if (stated !== undefined && !MODEL_OUTPUTS.includes(stated as ModelOutput)) {
     throw new UsageError(`expected one of ${MODEL_OUTPUTS.join(', ')}, got ${JSON.stringify(stated)}`, { file: where, field: 'output' });
   }
-  return { kind: null, output: (stated as ModelOutput | undefined) ?? derivedOutput(model), labels: null, metadata };
+  // A model of no kind may still name its outputs, under either field.
+  const named = [metadata.labels, metadata.vocabulary].find((v) => Array.isArray(v) && v.every((x) => typeof x === 'string')) as string[] | undefined;
+  return { kind: null, output: (stated as ModelOutput | undefined) ?? derivedOutput(model), labels: named ?? null, metadata };
 }
 
 /** A last layer that squashes (a softmax layer, or a softmax/sigmoid activation) outputs probabilities. */
