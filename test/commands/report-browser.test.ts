@@ -140,6 +140,13 @@ test('a demo-like report shows every false-negative picture: a catalogue of rela
   const html = readFileSync(join(out, 'index.html'), 'utf8');
   assert.equal((html.match(/class="thumb missing"/g) ?? []).length, 0, 'no "no image" placeholder');
   assert.equal((html.match(/<figure class="card"><img /g) ?? []).length, missed.length, 'one picture per false negative');
+  // A false-negatives file written before the fix carries the catalogue's relative paths: --images finds them by id.
+  const older = join(demo, 'older-false-negatives.ndjson');
+  const relativeById = new Map(parseNdjson(readFileSync(list, 'utf8')).map((r) => [r.id, r.image]));
+  writeFileSync(older, missed.map((r) => JSON.stringify({ ...r, image: relativeById.get(r.id) })).join('\n') + '\n');
+  const olderOut = join(demo, 'older-report');
+  await run(['report', '-o', olderOut, '--classifier', join(demo, 'eval.json'), '--false-negatives', older, '--images', list, '--per-class', '100']);
+  assert.equal((readFileSync(join(olderOut, 'index.html'), 'utf8').match(/class="thumb missing"/g) ?? []).length, 0, 'no placeholder with --images');
   if (missing) {
     t.diagnostic(missing);
     return;
