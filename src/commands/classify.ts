@@ -14,6 +14,7 @@ import { storedSizeFor } from '../lib/models/image-features.js';
 import { batchPixels } from '../lib/train/weak-trainer.js';
 import { CLASSIFIER_MODEL_KIND, type ClassifierMetadata } from '../lib/facets/classifier-model.js';
 import { argmax, predictionLine } from '../lib/facets/evaluation.js';
+import { describeModel, outputProbabilities, requireKind } from '../lib/models/kinds.js';
 import { startProgress } from '../lib/progress.js';
 import { positiveInt } from '../lib/options.js';
 
@@ -74,6 +75,7 @@ A model trained on precomputed features (train-classifier --features) reads feat
     await selectBackend({ requested: args.backend, env: io.env, stderr: io.stderr });
     const loaded = await loadModel(args.model);
     const model = loaded.model;
+    const described = requireKind(describeModel(model, loaded.metadata, args.model), CLASSIFIER_MODEL_KIND, args.model);
     const ranked: Array<{ score: number; order: number; line: string }> = [];
     const keepRanked = () => {
       ranked.sort((a, b) => b.score - a.score || a.order - b.order);
@@ -105,7 +107,7 @@ A model trained on precomputed features (train-classifier --features) reads feat
       }
     };
     const predict = (x: tf.Tensor): Float32Array => {
-      const y = model.predict(x) as tf.Tensor;
+      const y = tf.tidy(() => outputProbabilities(described.output, model.predict(x) as tf.Tensor2D));
       const data = Float32Array.from(y.dataSync() as Float32Array);
       tf.dispose([x, y]);
       return data;

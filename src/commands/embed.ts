@@ -8,9 +8,9 @@ import { openNpyWriter } from '../lib/io/npy.js';
 import { ROWS_DIGEST_FIELD } from '../lib/io/features.js';
 import { createSkipCounter, writeSkipSummary } from '../lib/image/skips.js';
 import { pathRecords, readImageRecords, type ImageRecord } from '../lib/image/records.js';
-import { hasLayer, LAYER, wordKernel } from '../lib/models/weak-model.js';
-import { imageFeatureModel } from '../lib/facets/classifier-model.js';
-import { weakMetadata } from '../lib/models/weak-files.js';
+import { wordKernel } from '../lib/models/weak-model.js';
+import { WEAK_MODEL_KIND } from '../lib/models/weak-files.js';
+import { describeModel, imageFeatures, requireKind } from '../lib/models/kinds.js';
 import { computeFeatures, normalizeRows, openPredictor, workersOption } from '../lib/models/image-features.js';
 import { startProgress } from '../lib/progress.js';
 import { checkFileOutput } from '../lib/io/atomic.js';
@@ -93,7 +93,7 @@ export default defineCommand<Args>({
     const loaded = pixelsBaseline ? null : await loadModel(args.model);
 
     if (args.words) {
-      const meta = weakMetadata(loaded!.metadata, args.model);
+      const meta = requireKind(describeModel(loaded!.model, loaded!.metadata, args.model), WEAK_MODEL_KIND, args.model);
       const matrix = tf.tidy(() => tf.transpose(wordKernel(loaded!.model)));
       const rows = (await matrix.data()) as Float32Array;
       const [count, dim] = matrix.shape;
@@ -105,7 +105,7 @@ export default defineCommand<Args>({
       try {
         await npy.writeRows(rows, count);
         const digest = await npy.dataSha256();
-        for (const [row, word] of meta.vocabulary.entries()) await ids.write({ id: word, row, ...(row === count - 1 ? { [ROWS_DIGEST_FIELD]: digest } : {}) });
+        for (const [row, word] of meta.labels!.entries()) await ids.write({ id: word, row, ...(row === count - 1 ? { [ROWS_DIGEST_FIELD]: digest } : {}) });
         // ids first: a kill between the renames leaves new ids whose digest the old .npy fails.
         await ids.close();
         await npy.close();
@@ -123,8 +123,7 @@ export default defineCommand<Args>({
       const shape = loaded.model.inputs[0].shape;
       if (shape.length !== 4 || shape[3] !== 3 || shape[1] !== shape[2]) throw new UsageError(`model has no square RGB image input (input shape ${JSON.stringify(shape)})`, { file: args.model });
       inputSize = shape[1] as number;
-      if (args.layer === 'projection' && !hasLayer(loaded.model, LAYER.projection)) throw new UsageError('this model has no projection layer (trained with --projection 0)', { field: '--layer' });
-      network = imageFeatureModel(loaded.model, args.layer);
+      network = imageFeatures(describeModel(loaded.model, loaded.metadata, args.model), loaded.model, args.layer);
     }
     const records = uniqueIds(args.images.length ? pathRecords(args.images) : readImageRecords(args.input ?? '-', args['image-field'], args['id-field'], io.stdin), args['id-field']);
     const skips = createSkipCounter();

@@ -8,6 +8,7 @@ import { PLOT_EXTENSIONS } from '../lib/plot/index.js';
 import { multiClassReport } from '../lib/metrics/classification.js';
 import { readLabelsOrder } from '../lib/facets/labels.js';
 import { confusionMatrixSvg, falseNegativesByClass, reportJson, type ScoredPrediction } from '../lib/facets/evaluation.js';
+import { recordedImagePath } from '../lib/image/records.js';
 
 interface Args {
   predictions: string;
@@ -124,7 +125,8 @@ Each id may be predicted once (a repeated id is an error naming both lines); a -
       predicted: index.get(p.label)!,
       probs: p.probs ? labels.map((l) => Number(p.probs![l] ?? 0)) : undefined,
       extra: {
-        ...(typeof p.record.image === 'string' ? { image: p.record.image } : {}),
+        // Relative paths were written relative to the predictions' own inputs: resolve them before they move to another file.
+        ...(typeof p.record.image === 'string' && p.record.image !== '' ? { image: recordedImagePath(p.record.image, p.file) } : {}),
         ...(typeof p.record.split === 'string' ? { split: p.record.split } : {}),
       },
     }));

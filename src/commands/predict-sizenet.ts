@@ -8,6 +8,7 @@ import { iterateNpyRows, readNpyHeader } from '../lib/io/npy.js';
 import { assertRowsDigest, idsPathFor, readRowsDigest } from '../lib/io/features.js';
 import { SIZENET_MODEL_KIND } from '../lib/sizenet/evaluation.js';
 import { checkFileOutput } from '../lib/io/atomic.js';
+import { describeModel, outputProbabilities, requireKind } from '../lib/models/kinds.js';
 
 interface Args {
   model: string;
@@ -42,6 +43,7 @@ export default defineCommand<Args>({
     await checkInputFile(args.ids ?? idsPathFor(args.features));
     await selectBackend({ requested: args.backend, env: io.env, stderr: io.stderr });
     const { model } = await loadModel(args.model);
+    const described = requireKind(describeModel(model, metadata, args.model), SIZENET_MODEL_KIND, args.model);
     // train-sizenet --image-model writes the same kind with an image input.
     const inputShape = model.inputs[0].shape;
     if (inputShape.length !== 2 || typeof inputShape[1] !== 'number') {
@@ -64,7 +66,7 @@ export default defineCommand<Args>({
         for (let i = 0; i < rows.length; i++) {
           if (!Number.isFinite(rows[i])) throw new UsageError('row holds a non-finite value', { file: args.features, line: chunk.start + Math.floor(i / inputDim) + 1 });
         }
-        const p = tf.tidy(() => model.predict(tf.tensor2d(rows, [count, inputDim])) as tf.Tensor);
+        const p = tf.tidy(() => outputProbabilities(described.output, model.predict(tf.tensor2d(rows, [count, inputDim])) as tf.Tensor2D));
         const probabilities = (await p.data()) as Float32Array;
         p.dispose();
         for (let i = 0; i < count; i++) {

@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { defineCommand, UsageError, warn } from '../lib/command.js';
 import { isStdio } from '../lib/io/paths.js';
@@ -112,7 +113,8 @@ Image paths in any input are taken from the current directory when the file is t
       catalogue = await readCatalogue(args.images, { id: args['id-field'], image: args['image-field'], item: args['item-field'] });
       noted('image list', args.images);
     }
-    const imageOf = (id: string, image: string | null) => image ?? catalogue.get(id)?.image ?? null;
+    // A record's own image when it is on disk, else the catalogue's (an older file may carry a path relative to elsewhere).
+    const imageOf = (id: string, image: string | null) => (image !== null && existsSync(image) ? image : catalogue.get(id)?.image ?? image);
 
     if (args.classifier) {
       content.classifier = await readClassifierEvaluation(args.classifier);

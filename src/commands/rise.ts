@@ -14,6 +14,7 @@ import { saliencyOverlayPng } from '../lib/image/heatmap.js';
 import { computeFeatures } from '../lib/models/image-features.js';
 import { causalCurves, classScores, generateMasks, riseSaliency, saliencySummary } from '../lib/explain/rise.js';
 import { createRandom } from '../lib/random.js';
+import { describeModel } from '../lib/models/kinds.js';
 import { tf } from '../lib/backend/tf.js';
 import { anyInt, fraction, integerIn, positiveInt } from '../lib/options.js';
 
@@ -90,7 +91,9 @@ Per image it writes one NDJSON line {id, image, class, score, peak: {x, y}, topS
     const size = shape[1] as number;
     if (args.s > size) throw new UsageError(`grid of ${args.s} cells is larger than the ${size}-pixel image`, { field: '--s' });
     const outputs = (model.outputs[0].shape.slice(1) as number[]).reduce((a, b) => a * b, 1);
-    const vocabulary = Array.isArray(metadata.vocabulary) ? (metadata.vocabulary as string[]) : Array.isArray(metadata.labels) ? (metadata.labels as string[]) : null;
+    const described = describeModel(model, metadata, args.model);
+    if (described.output === 'embedding') throw new UsageError(`a ${described.kind?.name ?? 'embedding'} model outputs an embedding, not a score to explain`, { file: args.model });
+    const vocabulary = described.labels;
     let classIndex = 0;
     if (args.class !== undefined) {
       classIndex = /^\d+$/.test(args.class) ? Number(args.class) : vocabulary?.indexOf(args.class) ?? -1;
@@ -98,6 +101,7 @@ Per image it writes one NDJSON line {id, image, class, score, peak: {x, y}, topS
       if (classIndex >= outputs) throw new UsageError(`the model has ${outputs} output(s); ${classIndex} is out of range`, { field: '--class' });
     }
     const className = vocabulary?.[classIndex] ?? String(classIndex);
+    const target = { model, output: described.output, classIndex };
 
     const spec = { count: args.n, grid: args.s, keepProbability: args.p1, height: size, width: size };
     let masks: Float32Array;
@@ -121,8 +125,8 @@ Per image it writes one NDJSON line {id, image, class, score, peak: {x, y}, topS
       for await (const batch of computeFeatures(null, records, size, 1, skips, io, 'rise')) {
         const record = batch.records[0];
         const photo = batch.rows;
-        const score = tf.tidy(() => classScores(model, tf.tensor4d(photo, [1, size, size, 3]), classIndex).dataSync()[0]);
-        const map = riseSaliency(model, photo, size, size, masks, spec.count, args.p1, classIndex, args.batch);
+        const score = tf.tidy(() => classScores(target, tf.tensor4d(photo, [1, size, size, 3])).dataSync()[0]);
+        const map = riseSaliency(target, photo, size, size, masks, spec.count, args.p1, args.batch);
         const summary = saliencySummary(map, size);
         const stem = fileStem(record.id, index++);
         const line: Record<string, unknown> = { id: record.id, image: record.path, class: className, score: round(score), peak: summary.peak, topShare: round(summary.topShare) };
@@ -135,7 +139,7 @@ Per image it writes one NDJSON line {id, image, class, score, peak: {x, y}, topS
           await writeFileAtomic(line.overlay as string, await saliencyOverlayPng(photo, map, size, size), io.outputs);
         }
         if (args.metrics) {
-          const curves = causalCurves(model, photo, size, size, map, classIndex, args.steps, args.batch);
+          const curves = causalCurves(target, photo, size, size, map, args.steps, args.batch);
           line.deletionAuc = round(curves.deletion.auc);
           line.insertionAuc = round(curves.insertion.auc);
           line.deletion = curves.deletion.score.map(round);

@@ -5,7 +5,8 @@ import { checkInputFile } from '../lib/io/paths.js';
 import { openNdjsonWriter } from '../lib/io/ndjson.js';
 import { createSkipCounter, writeSkipSummary } from '../lib/image/skips.js';
 import { pathRecords, readImageRecords } from '../lib/image/records.js';
-import { weakMetadata } from '../lib/models/weak-files.js';
+import { WEAK_MODEL_KIND, type WeakModelMetadata } from '../lib/models/weak-files.js';
+import { describeModel, requireKind, rowProbabilities } from '../lib/models/kinds.js';
 import { computeFeatures, openPredictor, workersOption } from '../lib/models/image-features.js';
 import { topKIndices } from '../lib/metrics/ranking.js';
 import { startProgress } from '../lib/progress.js';
@@ -27,17 +28,6 @@ interface Args {
   workers: number;
 }
 
-/** Softmax of one row of word scores, as probabilities. */
-function softmax(scores: Float32Array): Float32Array {
-  let max = -Infinity;
-  for (const s of scores) if (s > max) max = s;
-  const out = new Float32Array(scores.length);
-  let sum = 0;
-  for (let i = 0; i < scores.length; i++) sum += out[i] = Math.exp(scores[i] - max);
-  for (let i = 0; i < out.length; i++) out[i] /= sum;
-  return out;
-}
-
 function round(x: number): number {
   return Math.round(x * 1e6) / 1e6;
 }
@@ -45,7 +35,7 @@ function round(x: number): number {
 export default defineCommand<Args>({
   name: 'tag',
   summary: 'the words that describe each image, or the images that best show a word',
-  description: `Scores every vocabulary word for each image with a train-weak model and writes {id, image, words: [{word, score}]} with the --k best words per image, best first; score is the softmax probability over the whole vocabulary.
+  description: `Scores every vocabulary word for each image with a train-weak model and writes {id, image, words: [{word, score}]} with the --k best words per image, best first; score is the probability over the whole vocabulary (softmax of the word scores).
 
 --word W ranks the images by that word instead (the report's "most confident images for woolen"): the output is {id, image, word, score} per image, most confident first (--top N keeps the first N). Ranking needs one number per image in memory; tagging streams.`,
   positionals: [{ name: 'images', describe: 'image files (instead of --input)', type: 'string', variadic: true }],
@@ -70,7 +60,10 @@ export default defineCommand<Args>({
   async run(args, io) {
     await checkOutputs(args);
     // Inputs first: a mistake is reported before the backend loads.
-    const { vocabulary, config } = weakMetadata(await loadMetadata(args.model), args.model);
+    const metadata = await loadMetadata(args.model);
+    const described = requireKind(describeModel(null, metadata, args.model), WEAK_MODEL_KIND, args.model);
+    const vocabulary = described.labels!;
+    const { config } = metadata as unknown as WeakModelMetadata;
     const wordIndex = args.word === undefined ? -1 : vocabulary.indexOf(args.word);
     if (args.word !== undefined && wordIndex < 0) throw new UsageError(`'${args.word}' is not in the model's vocabulary of ${vocabulary.length} words`, { field: '--word' });
     if (!args.images.length) await checkInputFile(args.input ?? '-');
@@ -85,7 +78,7 @@ export default defineCommand<Args>({
     try {
       for await (const batch of computeFeatures(inference.predictor, records, config.inputSize, args.batch, skips, io, 'tag')) {
         for (const [i, r] of batch.records.entries()) {
-          const probabilities = softmax(batch.rows.subarray(i * batch.dim, (i + 1) * batch.dim));
+          const probabilities = rowProbabilities(described.output, batch.rows.subarray(i * batch.dim, (i + 1) * batch.dim));
           if (wordIndex >= 0) {
             ranked.push({ id: r.id, image: r.path, score: probabilities[wordIndex], order: ranked.length });
           } else {

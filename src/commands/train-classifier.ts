@@ -8,6 +8,7 @@ import { openAtomicWriteStream, writeFileAtomic, checkFileOutput } from '../lib/
 import { checkInputFile } from '../lib/io/paths.js';
 import { readFeatureMatrix, idsPathFor } from '../lib/io/features.js';
 import { createSkipCounter, writeSkipSummary } from '../lib/image/skips.js';
+import { recordedImagePath } from '../lib/image/records.js';
 import { computeFeatures, modelPredictor } from '../lib/models/image-features.js';
 import { DEFAULT_TOWER, buildWeakModel, hasLayer, minimumInputSize, LAYER } from '../lib/models/weak-model.js';
 import { copyMatchingWeights } from '../lib/models/weak-files.js';
@@ -364,7 +365,8 @@ Prints a JSON report: per-class precision, recall, F1 and support, macro and wei
           let text = '';
           part.forEach((s, i) => {
             const image = s.record.record[args['image-field']];
-            text += predictionLine({ id: s.record.id, ...(typeof image === 'string' ? { image } : {}), split, truth: s.record.label, label: labels[predicted[i]] }, labels, probsOf(logits, i)) + '\n';
+            const recorded = typeof image === 'string' && image !== '' ? { image: recordedImagePath(image, s.record.file) } : {};
+            text += predictionLine({ id: s.record.id, ...recorded, split, truth: s.record.label, label: labels[predicted[i]] }, labels, probsOf(logits, i)) + '\n';
           });
           if (!predictionsOut.stream.write(text)) await new Promise((r) => predictionsOut.stream.once('drain', r));
         }

@@ -9,7 +9,7 @@ import { readFeatureMatrix } from '../lib/io/features.js';
 import { createRandom, stableHash, type RandomState } from '../lib/random.js';
 import { buildImageStudentModel, buildStudentModel, studentLayers, studentLogits, weightedBinaryCrossEntropy, type StudentConfig } from '../lib/sizenet/student.js';
 import { binaryReport, rocAuc, rocCurve } from '../lib/metrics/classification.js';
-import { featureModel, hasLayer, LAYER } from '../lib/models/weak-model.js';
+import { describeModel, imageFeatures } from '../lib/models/kinds.js';
 import { quadrantAnalysis, SIZENET_MODEL_KIND, type SizenetMetadata } from '../lib/sizenet/evaluation.js';
 import { anyInt, nonNegativeNumber, positiveInt, positiveIntList, positiveNumber, probability, share } from '../lib/options.js';
 
@@ -249,8 +249,9 @@ The evaluation on the test split (ROC AUC, accuracy, precision and recall at --t
     const metadata: SizenetMetadata = { kind: SIZENET_MODEL_KIND, config, features: args.features, evaluation: { auc: evaluation.test.auc, accuracy: evaluation.test.accuracy } };
     await saveModel(model, args.out, { metadata: metadata as unknown as Record<string, unknown>, outputs: io.outputs });
     if (args['image-model'] && args.tower) {
-      const tower = (await loadModel(args.tower)).model;
-      const features = hasLayer(tower, LAYER.words) ? featureModel(tower, args['tower-layer']) : tower;
+      const tower = await loadModel(args.tower);
+      // The same features embed computed for the student: the registry picks the tower's feature layer.
+      const features = imageFeatures(describeModel(tower.model, tower.metadata, args.tower), tower.model, args['tower-layer']);
       const imageModel = buildImageStudentModel(features, model);
       await saveModel(imageModel, args['image-model'], { metadata: { ...metadata, kind: SIZENET_MODEL_KIND, tower: args.tower, towerLayer: args['tower-layer'] }, outputs: io.outputs });
     }

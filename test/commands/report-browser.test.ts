@@ -3,11 +3,12 @@
 // the report directory. Skips, saying why, where /usr/bin/chromium is not installed.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { runAtelier, scratchDir } from '../helpers.js';
+import { parseNdjson, runAtelier, scratchDir } from '../helpers.js';
+import { fixtureCatalogue } from '../fixture-catalogue.js';
 import { makeReportInputs } from './report-fixture.js';
 
 const CHROMIUM = '/usr/bin/chromium';
@@ -107,6 +108,64 @@ test('the report works in headless chromium: sections, images, sorting, no outsi
     await page.screenshot({ path: screenshot, fullPage: true });
     assert.ok(existsSync(screenshot));
     t.diagnostic(`screenshot: ${screenshot}`);
+  } finally {
+    await browser.close();
+  }
+});
+
+test('a demo-like report shows every false-negative picture: a catalogue of relative image paths, outputs elsewhere', { timeout: 240_000 }, async (t) => {
+  const dir = scratchDir('atelier-report-demo-');
+  const fixtures = await fixtureCatalogue();
+  // As in make demo: the catalogue lists "site/images/..." relative to its own folder, and every output goes to another one.
+  const catalogue = join(dir, 'catalogue');
+  mkdirSync(catalogue);
+  symlinkSync(join(fixtures, 'site'), join(catalogue, 'site'));
+  const list = join(catalogue, 'images.ndjson');
+  writeFileSync(list, readFileSync(join(fixtures, 'images.ndjson'), 'utf8').trim().split('\n').slice(0, 300).join('\n') + '\n');
+  assert.match(readFileSync(list, 'utf8'), /"image":"site\//);
+  const demo = join(dir, 'demo');
+  mkdirSync(demo);
+  const run = async (args: string[]) => {
+    const r = await runAtelier(args);
+    assert.equal(r.code, 0, `atelier ${args.join(' ')}:\n${r.stderr}`);
+    return r;
+  };
+  await run(['embed', '-m', 'pixels', '-i', list, '-o', join(demo, 'pixels.npy')]);
+  await run(['train-classifier', '-i', list, '-l', 'silhouette', '-f', join(demo, 'pixels.npy'), '--epochs', '5', '-o', join(demo, 'silhouette.model'), '--predictions', join(demo, 'predictions.ndjson')]);
+  await run(['eval-classifier', '-p', join(demo, 'predictions.ndjson'), '--split', 'test', '--false-negatives', join(demo, 'false-negatives.ndjson'), '-o', join(demo, 'eval.json')]);
+  const missed = parseNdjson(readFileSync(join(demo, 'false-negatives.ndjson'), 'utf8'));
+  assert.ok(missed.length > 0, 'the raw-pixel head misses some test images');
+  const out = join(demo, 'report');
+  await run(['report', '-o', out, '--classifier', join(demo, 'eval.json'), '--false-negatives', join(demo, 'false-negatives.ndjson'), '--per-class', '100']);
+  const html = readFileSync(join(out, 'index.html'), 'utf8');
+  assert.equal((html.match(/class="thumb missing"/g) ?? []).length, 0, 'no "no image" placeholder');
+  assert.equal((html.match(/<figure class="card"><img /g) ?? []).length, missed.length, 'one picture per false negative');
+  // A false-negatives file written before the fix carries the catalogue's relative paths: --images finds them by id.
+  const older = join(demo, 'older-false-negatives.ndjson');
+  const relativeById = new Map(parseNdjson(readFileSync(list, 'utf8')).map((r) => [r.id, r.image]));
+  writeFileSync(older, missed.map((r) => JSON.stringify({ ...r, image: relativeById.get(r.id) })).join('\n') + '\n');
+  const olderOut = join(demo, 'older-report');
+  await run(['report', '-o', olderOut, '--classifier', join(demo, 'eval.json'), '--false-negatives', older, '--images', list, '--per-class', '100']);
+  assert.equal((readFileSync(join(olderOut, 'index.html'), 'utf8').match(/class="thumb missing"/g) ?? []).length, 0, 'no placeholder with --images');
+  if (missing) {
+    t.diagnostic(missing);
+    return;
+  }
+  const { chromium } = await import('playwright-core');
+  const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true });
+  try {
+    const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+    await page.goto(pathToFileURL(join(out, 'index.html')).href, { waitUntil: 'load' });
+    const height = await page.evaluate(() => document.body.scrollHeight);
+    for (let y = 0; y <= height; y += 700) {
+      await page.evaluate((top) => window.scrollTo(0, top), y);
+      await page.waitForTimeout(30);
+    }
+    await page.waitForFunction(() => Array.from(document.images).every((img) => img.complete), undefined, { timeout: 20_000 });
+    const shown = await page.$$eval('#false-negatives img', (imgs) => imgs.map((i) => (i as HTMLImageElement).naturalWidth));
+    assert.equal(shown.length, missed.length);
+    assert.ok(shown.every((w) => w > 0), 'every false-negative picture loads');
+    assert.equal(await page.locator('.missing').count(), 0, 'no placeholder on the page');
   } finally {
     await browser.close();
   }

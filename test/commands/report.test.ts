@@ -130,3 +130,25 @@ test('report refuses bad input with one line and exit 2, and never replaces a di
   assert.ok(!existsSync(join(dir, 'bad')));
   assert.deepEqual(readdirSync(dir).filter((f) => f.includes('.tmp')), []);
 });
+
+test('training curves: throughput (samples/s) gets its own panel, so the 0..1 validation metrics are not flattened by it', async () => {
+  const model = join(dir, 'silhouette.model');
+  const trained = await runAtelier(['train-classifier', '-i', inputs.images, '-l', 'silhouette', '-f', inputs.embeddings, '--epochs', '4', '-o', model]);
+  assert.equal(trained.code, 0, trained.stderr);
+  const log = JSON.parse(readFileSync(`${model}.log.json`, 'utf8')) as Array<Record<string, number>>;
+  const throughput = Object.keys(log[0]).filter((k) => /PerSecond$/.test(k));
+  const metrics = Object.keys(log[0]).filter((k) => /^val/.test(k) && !/loss/i.test(k));
+  assert.ok(throughput.length > 0 && metrics.length > 0, `log fields: ${Object.keys(log[0]).join(', ')}`);
+  const out = join(dir, 'report-training');
+  const built = await runAtelier(['report', '-o', out, '--train-log', `${model}.log.json`]);
+  assert.equal(built.code, 0, built.stderr);
+  const training = sectionHtml(readFileSync(join(out, 'index.html'), 'utf8'), 'training');
+  const panels = new Map([...training.matchAll(/<div class="chart" data-panel="(\w+)">(.*?)<\/svg>/gs)].map((m) => [m[1], m[2]]));
+  assert.deepEqual([...panels.keys()], ['loss', 'validation', 'throughput']);
+  const plotted = (panel: string, key: string) => new RegExp(`>${key}</text>`).test(panels.get(panel)!);
+  for (const key of throughput) {
+    assert.ok(plotted('throughput', key), `${key} in the throughput panel`);
+    assert.ok(!plotted('validation', key) && !plotted('loss', key), `${key} only in the throughput panel`);
+  }
+  for (const key of metrics) assert.ok(plotted('validation', key), `${key} in the validation panel`);
+});

@@ -1,7 +1,7 @@
 // rise on a model built in the test where one patch alone decides the output: the map must find it.
 import { before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import { parseNdjson, runAtelier, scratchDir } from '../helpers.js';
@@ -10,6 +10,7 @@ import { saveModel } from '../../src/lib/backend/model-io.js';
 import { readNpy } from '../../src/lib/io/npy.js';
 import { generateMasks } from '../../src/lib/explain/rise.js';
 import { createRandom } from '../../src/lib/random.js';
+import { fixtureCatalogue } from '../fixture-catalogue.js';
 
 const SIZE = 32;
 // The planted patch: rows 4..11, columns 18..25.
@@ -101,4 +102,27 @@ test('bad input: grid larger than the image, a model without an image input -> o
   const b = await runAtelier(['rise', '-m', flat, image]);
   assert.equal(b.code, 2);
   assert.match(b.stderr, /flat\.model: the model has no square RGB image input/);
+});
+
+test('rise explains the probability classify reports: a classifier ends in softmax, which rise must not apply twice', async () => {
+  const catalogue = await fixtureCatalogue();
+  const labelled = parseNdjson(readFileSync(join(catalogue, 'images.ndjson'), 'utf8'))
+    .slice(0, 60)
+    .map((r) => JSON.stringify({ ...r, image: join(catalogue, String(r.image)) }));
+  const list = join(dir, 'labelled.ndjson');
+  writeFileSync(list, labelled.join('\n') + '\n');
+  const model = join(dir, 'pattern.model');
+  const trained = await runAtelier(['train-classifier', '-i', list, '-l', 'pattern', '--mode', 'finetune', '--input-size', '32', '--width', '4', '--stages', '2', '--epochs', '2', '--patience', '1', '-o', model]);
+  assert.equal(trained.code, 0, trained.stderr);
+  const photo = String(JSON.parse(labelled[0]).image);
+  const classified = await runAtelier(['classify', '-m', model, photo]);
+  assert.equal(classified.code, 0, classified.stderr);
+  const [prediction] = parseNdjson(classified.stdout);
+  const label = String(prediction.label);
+  const probability = (prediction.probs as Record<string, number>)[label];
+  const explained = await runAtelier(['rise', '-m', model, '--class', label, '--n', '40', photo]);
+  assert.equal(explained.code, 0, explained.stderr);
+  const [summary] = parseNdjson(explained.stdout);
+  assert.equal(summary.class, label);
+  assert.ok(Math.abs((summary.score as number) - probability) < 1e-5, `rise score ${String(summary.score)} = classify's P(${label}) ${probability}`);
 });

@@ -6,6 +6,10 @@ import { join } from 'node:path';
 import { parseNdjson, runAtelier, scratchDir } from '../helpers.js';
 import { fixtureCatalogue } from '../fixture-catalogue.js';
 import { writeNpy } from '../../src/lib/io/npy.js';
+import { tf } from '../../src/lib/backend/tf.js';
+import { saveModel } from '../../src/lib/backend/model-io.js';
+import { buildWeakModel } from '../../src/lib/models/weak-model.js';
+import { WEAK_MODEL_KIND } from '../../src/lib/models/weak-files.js';
 import { rocAuc } from '../../src/lib/metrics/classification.js';
 import { COLOURS, PATTERNS, SILHOUETTES } from '../../fixtures/lib/factors.js';
 
@@ -135,4 +139,30 @@ test('bad input: ids that do not overlap, a bad label, wrong feature width -> on
   const c = await runAtelier(['predict-sizenet', '-m', join(dir, 'fit.model'), '-f', attrsNoFit]);
   assert.equal(c.code, 2);
   assert.match(c.stderr, /attrs-nofit\.npy: rows of 18 features, but the student .*fit\.model was trained on 19 \(.*attrs\.npy\)/);
+});
+
+test('train-sizenet --image-model: rise on the image model explains the probability predict-sizenet gives the same photo', async () => {
+  // A small weak tower written as train-weak writes it; its features for one view per article.
+  await tf.setBackend('cpu');
+  const config = { inputSize: 32, width: 4, blocksPerStage: 1, stages: 2, projection: 0, vocabularySize: 3, seed: 1 };
+  const tower = join(dir, 'weak-tower.model');
+  await saveModel(buildWeakModel(config), tower, { metadata: { kind: WEAK_MODEL_KIND, vocabulary: ['a', 'b', 'c'], config, backend: 'cpu', log: [] } });
+  const views = parseNdjson(readFileSync(join(catalogue, 'images.ndjson'), 'utf8')).filter((r) => r.view === 1).slice(0, 300);
+  const list = join(dir, 'views.ndjson');
+  writeFileSync(list, views.map((r) => JSON.stringify({ id: r.product, image: join(catalogue, String(r.image)) })).join('\n') + '\n');
+  const features = join(dir, 'tower.npy');
+  const embedded = await runAtelier(['embed', '-m', tower, '-i', list, '-o', features, '--workers', '1']);
+  assert.equal(embedded.code, 0, embedded.stderr);
+  const student = join(dir, 'tower-student.model');
+  const imageModel = join(dir, 'tower-student-image.model');
+  const trained = await runAtelier(['train-sizenet', '-f', features, '-t', teacher, '-o', student, '--epochs', '3', '--tower', tower, '--image-model', imageModel]);
+  assert.equal(trained.code, 0, trained.stderr);
+  const advice = await runAtelier(['predict-sizenet', '-m', student, '-f', features]);
+  assert.equal(advice.code, 0, advice.stderr);
+  const [first] = parseNdjson(advice.stdout);
+  const explained = await runAtelier(['rise', '-m', imageModel, '--n', '20', join(catalogue, String(views[0].image))]);
+  assert.equal(explained.code, 0, explained.stderr);
+  const [summary] = parseNdjson(explained.stdout);
+  assert.equal(first.id, views[0].product);
+  assert.ok(Math.abs((summary.score as number) - (first.p_size_issue as number)) < 1e-5, `rise ${String(summary.score)} = predict-sizenet ${String(first.p_size_issue)}`);
 });

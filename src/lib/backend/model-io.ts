@@ -1,6 +1,7 @@
 // Models and checkpoints as directories, without tfjs-node: a tfjs `model.json` (topology + weights
 // manifest) beside `weights.bin`, plus an optional group of named tensors (`extra.bin`: optimizer
 // state, word matrices) and JSON metadata, all written to a temp directory and renamed into place.
+import { createHash } from 'node:crypto';
 import { open, readFile, readdir, mkdir, stat } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { tf } from './tf.js';
@@ -43,6 +44,8 @@ interface CheckpointSection {
   version: number;
   extraTensors?: WeightGroup;
   metadata?: CheckpointMetadata;
+  /** sha256 (hex) of each weight file, written at save and checked at load; older directories have none. */
+  checksums?: Record<string, string>;
 }
 
 /** One entry of a weights manifest: files and the tensors they hold, in order. */
@@ -115,6 +118,7 @@ async function writeCheckpointDirectory(dir: string, artifacts: tf.io.ModelArtif
     files.push([EXTRA_TENSORS_FILE, new Uint8Array(encoded.data)]);
   }
   if (options.metadata !== undefined) section.metadata = options.metadata;
+  section.checksums = Object.fromEntries(files.map(([name, bytes]) => [name, sha256(bytes)]));
   json.atelier = section;
   files.unshift([MODEL_JSON, Buffer.from(JSON.stringify(json))]);
 
@@ -127,6 +131,10 @@ async function writeCheckpointDirectory(dir: string, artifacts: tf.io.ModelArtif
     throw err;
   }
   await output.commit();
+}
+
+function sha256(bytes: Uint8Array): string {
+  return createHash('sha256').update(bytes).digest('hex');
 }
 
 /** Writes and fsyncs a file, so the directory rename never publishes bytes still in flight. */
@@ -149,7 +157,7 @@ export async function loadModel(dir: string, options: { strict?: boolean } = {})
   const modelJsonPath = join(found.dir, MODEL_JSON);
   if (!found.json.modelTopology) throw new UsageError('holds no model topology (tensors only: use loadTensors)', { file: modelJsonPath });
   const weightSpecs = tf.io.getWeightSpecs(found.json.weightsManifest ?? []);
-  const weightData = await readWeightGroups(found.dir, found.json.weightsManifest ?? [], 'weightsManifest');
+  const weightData = await readWeightGroups(found.dir, found.json.weightsManifest ?? [], 'weightsManifest', found.json.atelier?.checksums);
   const handler: tf.io.IOHandler = {
     load: async () => tf.io.getModelArtifactsForJSON(found.json as tf.io.ModelJSON, async () => [weightSpecs, weightData]),
   };
@@ -250,6 +258,10 @@ async function readCheckpointDirectory(dir: string): Promise<{ dir: string; json
   const candidate = json as ModelDirectoryJson;
   if (candidate.weightsManifest !== undefined) validateManifest(candidate.weightsManifest, path, 'weightsManifest');
   if (candidate.atelier?.extraTensors !== undefined) validateManifest([candidate.atelier.extraTensors], path, 'atelier.extraTensors');
+  const checksums = candidate.atelier?.checksums;
+  if (checksums !== undefined && (checksums === null || typeof checksums !== 'object' || Array.isArray(checksums) || !Object.values(checksums).every((v) => typeof v === 'string'))) {
+    throw new UsageError('expected an object of file name -> sha256', { file: path, field: 'atelier.checksums' });
+  }
   if (candidate.atelier?.metadata !== undefined && (typeof candidate.atelier.metadata !== 'object' || candidate.atelier.metadata === null)) {
     throw new UsageError('expected an object', { file: path, field: 'atelier.metadata' });
   }
@@ -303,8 +315,12 @@ function specByteLength(spec: tf.io.WeightsManifestEntry): number | undefined {
   return bytes[spec.dtype] === undefined ? undefined : count * bytes[spec.dtype];
 }
 
-/** Reads every group's files in manifest order into one buffer, checking sizes against the specs. */
-async function readWeightGroups(dir: string, manifest: tf.io.WeightsManifestConfig, field: string): Promise<ArrayBuffer> {
+/**
+ * Reads every group's files in manifest order into one buffer, checking sizes against the specs,
+ * contents against the checksums saved with them, and that every float is finite: a damaged file
+ * of the right size must not load and turn every output into NaN.
+ */
+async function readWeightGroups(dir: string, manifest: tf.io.WeightsManifestConfig, field: string, checksums?: Record<string, string>): Promise<ArrayBuffer> {
   const buffers: ArrayBuffer[] = [];
   for (const group of manifest) {
     const groupBuffers: Uint8Array[] = [];
@@ -324,15 +340,44 @@ async function readWeightGroups(dir: string, manifest: tf.io.WeightsManifestConf
     if (expected !== undefined && actual !== expected) {
       throw new UsageError(`holds ${actual} bytes but ${MODEL_JSON} describes ${expected} (truncated or mismatched)`, { file: join(dir, group.paths.join('+')) });
     }
+    group.paths.forEach((file, i) => {
+      const recorded = checksums?.[file];
+      if (recorded !== undefined && sha256(groupBuffers[i]) !== recorded) {
+        throw new UsageError(`content does not match the sha256 recorded in ${MODEL_JSON} (damaged or replaced)`, { file: join(dir, file) });
+      }
+    });
+    if (expected !== undefined) checkFinite(dir, group, groupBuffers);
     for (const b of groupBuffers) buffers.push(b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength) as ArrayBuffer);
   }
   return tf.io.CompositeArrayBuffer.join(buffers);
 }
 
+/** Refuses a float32 weight that is NaN or infinite, naming the file that holds it. */
+function checkFinite(dir: string, group: WeightGroup, buffers: Uint8Array[]): void {
+  const bytes = buffers.length === 1 ? buffers[0] : Buffer.concat(buffers);
+  const ends: number[] = [];
+  buffers.reduce((end, b) => (ends.push(end + b.byteLength), end + b.byteLength), 0);
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  let offset = 0;
+  for (const spec of group.weights) {
+    const length = specByteLength(spec) ?? 0;
+    if (spec.dtype === 'float32' && !spec.quantization) {
+      for (let at = offset; at < offset + length; at += 4) {
+        const value = view.getFloat32(at, true);
+        if (!Number.isFinite(value)) {
+          const file = group.paths[ends.findIndex((end) => at < end)];
+          throw new UsageError(`weight '${spec.name}' holds ${value} (damaged file)`, { file: join(dir, file) });
+        }
+      }
+    }
+    offset += length;
+  }
+}
+
 async function readExtraTensors(dir: string, json: ModelDirectoryJson): Promise<tf.NamedTensorMap> {
   const group = json.atelier?.extraTensors;
   if (!group) return {};
-  const data = await readWeightGroups(dir, [group], 'atelier.extraTensors');
+  const data = await readWeightGroups(dir, [group], 'atelier.extraTensors', json.atelier?.checksums);
   return tf.io.decodeWeights(data, group.weights);
 }
 

@@ -2,6 +2,7 @@
 // S = Σ_i f(I ⊙ M_i) · M_i / (N · p1), and the deletion/insertion metrics of its evaluation.
 import { tf } from '../backend/tf.js';
 import type { Random } from '../random.js';
+import { outputProbabilities, type ModelOutput } from '../models/kinds.js';
 
 export interface MaskSpec {
   count: number;
@@ -56,22 +57,22 @@ export function generateMasks(spec: MaskSpec, random: Random): Float32Array {
   return masks;
 }
 
-/** True when the model's output is already a probability (sigmoid/softmax last activation). */
-export function outputsProbabilities(model: tf.LayersModel): boolean {
-  const last = model.layers[model.layers.length - 1].getConfig() as { activation?: string };
-  return last.activation === 'softmax' || last.activation === 'sigmoid';
+/** A model and how to read one class's probability from it (its output as the model kind declares it). */
+export interface ExplainedScore {
+  model: tf.LayersModel;
+  output: ModelOutput;
+  classIndex: number;
 }
 
 /**
- * The probability `model` gives one class: column `classIndex` of a [B, C] output (softmax taken
- * when the model outputs raw scores, e.g. a weak model's word scores), or the scalar of [B, 1].
+ * The probability the model gives one class for each image: column `classIndex` of its [B, C]
+ * output turned into probabilities per its declared output (models/kinds.ts), or the scalar of [B, 1].
  */
-export function classScores(model: tf.LayersModel, images: tf.Tensor4D, classIndex: number): tf.Tensor1D {
+export function classScores(target: ExplainedScore, images: tf.Tensor4D): tf.Tensor1D {
   return tf.tidy(() => {
-    const out = model.predict(images) as tf.Tensor;
-    let flat = out.reshape([out.shape[0], -1]) as tf.Tensor2D;
-    if (flat.shape[1] > 1 && !outputsProbabilities(model)) flat = tf.softmax(flat);
-    return tf.squeeze(tf.slice(flat, [0, classIndex], [-1, 1]), [1]) as tf.Tensor1D;
+    const out = target.model.predict(images) as tf.Tensor;
+    const probabilities = outputProbabilities(target.output, out.reshape([out.shape[0], -1]) as tf.Tensor2D);
+    return tf.squeeze(tf.slice(probabilities, [0, target.classIndex], [-1, 1]), [1]) as tf.Tensor1D;
   });
 }
 
@@ -79,7 +80,7 @@ export function classScores(model: tf.LayersModel, images: tf.Tensor4D, classInd
  * Saliency map [H·W] of one image (HWC floats) for `classIndex`: masked copies are evaluated in
  * batches of `batchSize`, and Σ f(I ⊙ M_i)·M_i accumulates on the backend as a matrix product.
  */
-export function riseSaliency(model: tf.LayersModel, image: Float32Array, height: number, width: number, masks: Float32Array, maskCount: number, keepProbability: number, classIndex: number, batchSize: number): Float32Array {
+export function riseSaliency(target: ExplainedScore, image: Float32Array, height: number, width: number, masks: Float32Array, maskCount: number, keepProbability: number, batchSize: number): Float32Array {
   const pixels = height * width;
   let sum = tf.zeros([1, pixels]);
   const picture = tf.tensor4d(image, [1, height, width, 3]);
@@ -88,7 +89,7 @@ export function riseSaliency(model: tf.LayersModel, image: Float32Array, height:
     const next = tf.tidy(() => {
       const m = tf.tensor2d(masks.subarray(start * pixels, (start + b) * pixels), [b, pixels]);
       const masked = tf.mul(picture, tf.reshape(m, [b, height, width, 1])) as tf.Tensor4D;
-      const scores = classScores(model, masked, classIndex);
+      const scores = classScores(target, masked);
       return tf.add(sum, tf.matMul(tf.reshape(scores, [1, b]), m));
     });
     sum.dispose();
@@ -151,7 +152,7 @@ export interface CausalCurve {
  * them first onto a blurred copy; a good map makes deletion fall fast (low AUC) and insertion rise
  * fast (high AUC). `steps` points after the start.
  */
-export function causalCurves(model: tf.LayersModel, image: Float32Array, height: number, width: number, saliency: Float32Array, classIndex: number, steps: number, batchSize: number): { deletion: CausalCurve; insertion: CausalCurve } {
+export function causalCurves(target: ExplainedScore, image: Float32Array, height: number, width: number, saliency: Float32Array, steps: number, batchSize: number): { deletion: CausalCurve; insertion: CausalCurve } {
   const pixels = height * width;
   const order = Array.from({ length: pixels }, (_, i) => i).sort((a, b) => saliency[b] - saliency[a] || a - b);
   const blurred = gaussianBlur(image, height, width, Math.max(1, width / 16));
@@ -174,7 +175,7 @@ export function causalCurves(model: tf.LayersModel, image: Float32Array, height:
       const group = frames.slice(s, s + batchSize);
       const batch = new Float32Array(group.length * pixels * 3);
       group.forEach((f, i) => batch.set(f, i * pixels * 3));
-      const out = tf.tidy(() => classScores(model, tf.tensor4d(batch, [group.length, height, width, 3]), classIndex));
+      const out = tf.tidy(() => classScores(target, tf.tensor4d(batch, [group.length, height, width, 3])));
       score.push(...(out.dataSync() as Float32Array));
       out.dispose();
     }

@@ -30,6 +30,15 @@ export function resolveImagePath(imagePath: string, listFile: string): string {
   return existsSync(besideList) ? besideList : imagePath;
 }
 
+/**
+ * The image path as an output record carries it: resolved as `resolveImagePath` does, then made
+ * absolute, so a reader in another directory (eval-classifier's false negatives, the report)
+ * finds the same file.
+ */
+export function recordedImagePath(imagePath: string, listFile: string): string {
+  return resolve(resolveImagePath(imagePath, listFile));
+}
+
 /** Streams image records from an NDJSON file (or stdin) whose `imageField` names an image path. */
 export async function* readImageRecords(path: string, imageField: string, idField: string, stdin?: NodeJS.ReadableStream): AsyncGenerator<ImageRecord> {
   for await (const { value, line, file } of readNdjson(path, { stdin })) {

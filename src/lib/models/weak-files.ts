@@ -59,11 +59,3 @@ export function copyMatchingWeights(from: tf.LayersModel, to: tf.LayersModel): n
   }
   return copied;
 }
-
-/** Checks that a loaded model directory is a weak model and returns its metadata. */
-export function weakMetadata(metadata: Record<string, unknown>, dir: string): WeakModelMetadata {
-  if (metadata.kind !== WEAK_MODEL_KIND || !Array.isArray(metadata.vocabulary)) {
-    throw new UsageError(`not a train-weak model (kind ${JSON.stringify(metadata.kind ?? null)})`, { file: dir });
-  }
-  return metadata as unknown as WeakModelMetadata;
-}

@@ -185,26 +185,49 @@ function retrievalSection(content: NonNullable<ReportContent['retrieval']>, src:
 }
 
 /** Fields of an epoch record that are bookkeeping, not curves. */
-const NOT_CURVES = new Set(['epoch', 'lr', 'seconds', 'imagesPerSecond', 'validationImages', 'baselinePrecision1', 'step']);
+const NOT_CURVES = new Set(['epoch', 'lr', 'seconds', 'validationImages', 'baselinePrecision1', 'step']);
+/** Throughput fields (samples/s, images/s): hundreds, so on the metrics' 0..1 axis they would flatten every curve. */
+const THROUGHPUT = /PerSecond$|throughput/i;
+
+export interface TrainingPanel {
+  id: 'loss' | 'validation' | 'throughput';
+  yLabel: string;
+  /** Epoch-log fields plotted in this panel. */
+  keys: string[];
+}
+
+/** The panels of one training log: losses, validation metrics (0..1 scores), and throughput on its own axis. */
+export function trainingPanels(epochs: Array<Record<string, number>>): TrainingPanel[] {
+  const keys = [...new Set(epochs.flatMap((e) => Object.keys(e)))].filter((k) => !NOT_CURVES.has(k));
+  const throughput = keys.filter((k) => THROUGHPUT.test(k));
+  const loss = keys.filter((k) => !THROUGHPUT.test(k) && /loss/i.test(k));
+  const metrics = keys.filter((k) => !THROUGHPUT.test(k) && !/loss/i.test(k));
+  const panels: TrainingPanel[] = [
+    { id: 'loss', yLabel: 'loss', keys: loss },
+    { id: 'validation', yLabel: 'value', keys: metrics },
+    { id: 'throughput', yLabel: 'per second', keys: throughput },
+  ];
+  return panels.filter((p) => p.keys.length > 0);
+}
 
 function trainingSection(logs: TrainingLog[]): string {
   const parts: string[] = [];
   for (const [index, log] of logs.entries()) {
-    const keys = [...new Set(log.epochs.flatMap((e) => Object.keys(e)))].filter((k) => !NOT_CURVES.has(k));
-    const lossKeys = keys.filter((k) => /loss/i.test(k));
-    const metricKeys = keys.filter((k) => !/loss/i.test(k));
+    const panels = trainingPanels(log.epochs);
+    const lossCount = panels.find((p) => p.id === 'loss')?.keys.length ?? 0;
     const curve = (key: string, i: number): Series => ({
       name: key,
       points: log.epochs.filter((e) => e[key] !== undefined).map((e) => [e.epoch, e[key]] as [number, number]),
       kind: 'line+points',
       color: PALETTE[i % PALETTE.length],
-      dashed: /^val/i.test(key) && lossKeys.length > 1 ? true : undefined,
+      dashed: /^val/i.test(key) && lossCount > 1 ? true : undefined,
     });
-    const charts: string[] = [];
     const epochs = log.epochs.map((e) => e.epoch);
     const x = { label: 'epoch', min: Math.min(...epochs, 0), max: Math.max(...epochs, 1) };
-    if (lossKeys.length) charts.push(`<div class="chart">${inlineChart(renderChartSvg({ title: `${log.name}: loss`, series: lossKeys.map(curve), x, y: { label: 'loss' }, width: 560, height: 340 }), `loss-${index}`)}</div>`);
-    if (metricKeys.length) charts.push(`<div class="chart">${inlineChart(renderChartSvg({ title: `${log.name}: validation`, series: metricKeys.map(curve), x, y: { label: 'value' }, width: 560, height: 340 }), `validation-${index}`)}</div>`);
+    const charts = panels.map((panel) => {
+      const svg = renderChartSvg({ title: `${log.name}: ${panel.id}`, series: panel.keys.map(curve), x, y: { label: panel.yLabel }, width: 560, height: 340 });
+      return `<div class="chart" data-panel="${panel.id}">${inlineChart(svg, `${panel.id}-${index}`)}</div>`;
+    });
     parts.push(`<div class="training-log" data-name="${escapeHtml(log.name)}"><h3>${escapeHtml(log.name)} <span class="count">${log.epochs.length} epochs</span></h3><div class="charts">${charts.join('')}</div></div>`);
   }
   return section('training', parts.join('\n'));
