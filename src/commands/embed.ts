@@ -9,7 +9,9 @@ import { pathRecords, readImageRecords } from '../lib/image/records.js';
 import { hasLayer, LAYER, wordKernel } from '../lib/models/weak-model.js';
 import { imageFeatureModel } from '../lib/facets/classifier-model.js';
 import { weakMetadata } from '../lib/models/weak-files.js';
-import { computeFeatures, normalizeRows, openPredictor, workersOption } from '../lib/models/image-features.js';
+import { computeFeatures, normalizeRows, openPredictor, resizeModeOf, workersOption } from '../lib/models/image-features.js';
+import { modelInputSize } from '../lib/models/towers/index.js';
+import type { InputShape } from '../lib/train/weak-trainer.js';
 import { startProgress } from '../lib/progress.js';
 
 interface Args {
@@ -97,11 +99,9 @@ export default defineCommand<Args>({
     }
 
     let network: tf.LayersModel | null = null;
-    let inputSize = args['pixels-size'];
+    let inputSize: InputShape = args['pixels-size'];
     if (loaded) {
-      const shape = loaded.model.inputs[0].shape;
-      if (shape.length !== 4 || shape[3] !== 3 || shape[1] !== shape[2]) throw new UsageError(`model has no square RGB image input (input shape ${JSON.stringify(shape)})`, { file: args.model });
-      inputSize = shape[1] as number;
+      inputSize = modelInputSize(loaded.model, args.model);
       if (args.layer === 'projection' && !hasLayer(loaded.model, LAYER.projection)) throw new UsageError('this model has no projection layer (trained with --projection 0)', { field: '--layer' });
       network = imageFeatureModel(loaded.model, args.layer);
     }
@@ -113,7 +113,7 @@ export default defineCommand<Args>({
     const progress = startProgress(io.stderr, { label: 'embedding' });
     let rowsWritten = 0;
     try {
-      for await (const batch of computeFeatures(inference?.predictor ?? null, records, inputSize, args.batch, skips, io, 'embed')) {
+      for await (const batch of computeFeatures(inference?.predictor ?? null, records, inputSize, args.batch, skips, io, 'embed', loaded ? resizeModeOf(loaded.metadata) : 'cover')) {
         if (args.normalize) normalizeRows(batch.rows, batch.dim);
         npy ??= await openNpyWriter(args.out, { dtype: 'float32', rowShape: [batch.dim] });
         await npy.writeRows(batch.rows, batch.records.length);

@@ -5,7 +5,8 @@ import { openNdjsonWriter } from '../lib/io/ndjson.js';
 import { createSkipCounter, writeSkipSummary } from '../lib/image/skips.js';
 import { pathRecords, readImageRecords } from '../lib/image/records.js';
 import { weakMetadata } from '../lib/models/weak-files.js';
-import { computeFeatures, openPredictor, workersOption } from '../lib/models/image-features.js';
+import { computeFeatures, openPredictor, resizeModeOf, workersOption } from '../lib/models/image-features.js';
+import { modelInputSize } from '../lib/models/towers/index.js';
 import { topKIndices } from '../lib/metrics/ranking.js';
 import { startProgress } from '../lib/progress.js';
 
@@ -69,17 +70,18 @@ export default defineCommand<Args>({
     if (!(args.batch >= 1)) throw new UsageError(`must be at least 1, got ${args.batch}`, { field: '--batch' });
     const backend = await selectBackend({ requested: args.backend, env: io.env, stderr: io.stderr });
     const { model, metadata } = await loadModel(args.model);
-    const { vocabulary, config } = weakMetadata(metadata, args.model);
+    const { vocabulary } = weakMetadata(metadata, args.model);
     const wordIndex = args.word === undefined ? -1 : vocabulary.indexOf(args.word);
     if (args.word !== undefined && wordIndex < 0) throw new UsageError(`'${args.word}' is not in the model's vocabulary of ${vocabulary.length} words`, { field: '--word' });
     const records = args.images.length ? pathRecords(args.images) : readImageRecords(args.input ?? '-', args['image-field'], args['id-field'], io.stdin);
     const skips = createSkipCounter();
     const out = await openNdjsonWriter(args.out, { stdout: io.stdout });
     const ranked: Array<{ id: string; image: string; score: number; order: number }> = [];
-    const inference = await openPredictor(model, config.inputSize, backend, args.workers);
+    const inputSize = modelInputSize(model, args.model);
+    const inference = await openPredictor(model, inputSize, backend, args.workers);
     const progress = startProgress(io.stderr, { label: 'tagging' });
     try {
-      for await (const batch of computeFeatures(inference.predictor, records, config.inputSize, args.batch, skips, io, 'tag')) {
+      for await (const batch of computeFeatures(inference.predictor, records, inputSize, args.batch, skips, io, 'tag', resizeModeOf(metadata))) {
         for (const [i, r] of batch.records.entries()) {
           const probabilities = softmax(batch.rows.subarray(i * batch.dim, (i + 1) * batch.dim));
           if (wordIndex >= 0) {

@@ -40,7 +40,7 @@ test('towers: non-square inputs give the expected feature maps; too small an inp
     assert.deepEqual(g.map.shape, [null, 96 / stride, 64 / stride, depth], family);
     assert.deepEqual(g.pooled.shape, [null, depth], family);
   }
-  assert.throws(() => buildTower(spec('resnet18', 24, 64)), (e: unknown) => e instanceof UsageError && /minimum side 32/.test(e.message));
+  assert.throws(() => buildTower(spec('resnet18', 24, 64)), (e: unknown) => e instanceof UsageError && /input size 24x64 is smaller than the tower's minimum 32 \(resnet18\)/.test(e.message));
   assert.throws(() => buildTower(spec('vgg', 32, 32)), (e: unknown) => e instanceof UsageError && /unknown tower 'vgg'/.test(e.message));
 });
 

@@ -3,7 +3,7 @@
 // into the graph as a frozen 1x1 conv, so every command that loads the model reproduces it.
 import { tf } from '../backend/tf.js';
 import { UsageError } from '../command.js';
-import { TOWER_LAYER, type InputSize } from './towers/index.js';
+import { TOWER_LAYER, type InputSize, type TowerSpec } from './towers/index.js';
 
 /**
  * What the network expects, from atelier's RGB pixels x in [0, 1]: channels reordered, then
@@ -34,6 +34,14 @@ export interface BackboneSpec {
   /** The layer the features are taken from. */
   layer: string;
   preprocessing: Preprocessing;
+}
+
+/** What a model's metadata records about its tower (field `tower`): enough to rebuild or reload it. */
+export interface TowerRecord extends TowerSpec {
+  /** Set when the tower is a cut pretrained network (family 'backbone'). */
+  backbone?: BackboneSpec;
+  /** How images are fitted to the input: 'cover' crops the overflow, 'contain' pads (non-square inputs). */
+  resize: 'cover' | 'contain';
 }
 
 const HEAD_CLASSES = new Set(['Dense', 'Dropout', 'Activation', 'Softmax', 'Flatten', 'Reshape', 'AveragePooling2D', 'MaxPooling2D', 'GlobalAveragePooling2D', 'GlobalMaxPooling2D']);

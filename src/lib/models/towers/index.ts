@@ -3,24 +3,30 @@
 import { tf } from '../../backend/tf.js';
 import { UsageError } from '../../command.js';
 import { towerFamily, towerFamilyNames } from './registry.js';
-import { TOWER_LAYER, type InputSize, type TowerSpec } from './spec.js';
+import { TOWER_LAYER, type InputSize, type TowerFamily, type TowerSpec } from './spec.js';
 
 export { registerTowerFamily, towerFamily, towerFamilyNames } from './registry.js';
 export { TOWER_LAYER, type InputSize, type TowerFamily, type TowerSpec } from './spec.js';
 
 /** image -> feature map and pooled features, as symbolic tensors on a fresh input named 'image'. */
 export function buildTowerGraph(spec: TowerSpec): { input: tf.SymbolicTensor; map: tf.SymbolicTensor; pooled: tf.SymbolicTensor } {
+  const { family, params } = checkTowerSpec(spec);
+  const input = tf.input({ shape: [spec.input.height, spec.input.width, 3], name: TOWER_LAYER.input });
+  const map = family.build(input, params, spec.seed);
+  const pooled = tf.layers.globalAveragePooling2d({ name: TOWER_LAYER.pooled }).apply(map) as tf.SymbolicTensor;
+  return { input, map, pooled };
+}
+
+/** The family of `spec` and its full parameters; a UsageError for an unknown family or too small an input. */
+export function checkTowerSpec(spec: Pick<TowerSpec, 'family' | 'input' | 'params'>): { family: TowerFamily; params: Record<string, number> } {
   const family = towerFamily(spec.family);
   if (!family) throw new UsageError(`unknown tower '${spec.family}' (known: ${towerFamilyNames().join(', ')})`, { field: '--tower' });
   const params = { ...family.defaults, ...spec.params };
   const min = family.minimumSide(params);
   if (spec.input.height < min || spec.input.width < min) {
-    throw new UsageError(`input ${spec.input.height}x${spec.input.width} is smaller than the ${spec.family} tower's minimum side ${min}`, { field: '--input-size' });
+    throw new UsageError(`input size ${formatInputSize(spec.input)} is smaller than the tower's minimum ${min} (${spec.family}${family.name === 'small' ? ` with ${params.stages} stages` : ''})`, { field: '--input-size' });
   }
-  const input = tf.input({ shape: [spec.input.height, spec.input.width, 3], name: TOWER_LAYER.input });
-  const map = family.build(input, params, spec.seed);
-  const pooled = tf.layers.globalAveragePooling2d({ name: TOWER_LAYER.pooled }).apply(map) as tf.SymbolicTensor;
-  return { input, map, pooled };
+  return { family, params };
 }
 
 /** The tower as a model: image [n, H, W, 3] in [0, 1] -> pooled features [n, C]. */
