@@ -288,7 +288,7 @@ Prints a JSON report: per-class precision, recall, F1 and support, macro and wei
     const allVars = [...headVars, ...model.trainableWeights.map((w) => w.read() as tf.Variable).filter((v) => !headNames.has(v.name))];
     const headPhase = (epoch: number) => args.mode === 'head' || epoch <= args['head-epochs'];
     const optimizer: tf.Optimizer = tf.train.adam(lr);
-    const towerOptimizer: tf.Optimizer | null = args.mode === 'finetune' && args['backbone-lr'] !== 1 ? tf.train.adam(lr * args['backbone-lr']) : null;
+    const towerOptimizer: tf.Optimizer | null = args.mode === 'finetune' && args['backbone-lr'] !== 1 ? tf.train.adam(lr * args['backbone-lr']!) : null;
     const weightsTensor = tf.tensor1d(classWeights);
 
     const inputBatch = (part: Sample[], random?: Parameters<typeof batchPixels>[3]): tf.Tensor => {

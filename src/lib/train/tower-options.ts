@@ -9,10 +9,16 @@ import { buildTower, checkTowerSpec, parseTowerName, towerFamilyNames, type Inpu
 
 export type { TowerRecord } from '../models/backbone.js';
 
-export const backboneOptions = {
+/** Where a pretrained tower comes from: every image trainer. */
+export const backboneSourceOptions = {
   backbone: { describe: 'pretrained tfjs layers model directory to start the tower from (import-backbone or tensorflowjs_converter output)', type: 'string' as const },
   'backbone-layer': { describe: 'layer of --backbone the features come from (default: its last feature map before the classifier, globally averaged)', type: 'string' as const },
   'backbone-preprocess': { describe: 'input preprocessing of --backbone when its directory does not declare it: unit, tf, caffe, torch or scale=S,mean=A:B:C,std=A:B:C,channels=rgb|bgr', type: 'string' as const },
+};
+
+/** How a tower is fine-tuned: the trainers with a head-then-fine-tune schedule. */
+export const backboneOptions = {
+  ...backboneSourceOptions,
   'backbone-lr': { describe: 'learning-rate multiplier of the tower weights while fine-tuning (the head keeps --lr)', type: 'number' as const, default: 1 },
   'freeze-bn': { describe: "fine-tune with the tower's BatchNorm statistics frozen (the model runs in inference mode)", type: 'boolean' as const, default: false },
 };
@@ -21,8 +27,8 @@ export interface BackboneArgs {
   backbone?: string;
   'backbone-layer'?: string;
   'backbone-preprocess'?: string;
-  'backbone-lr': number;
-  'freeze-bn': boolean;
+  'backbone-lr'?: number;
+  'freeze-bn'?: boolean;
 }
 
 /** Description of --tower for a trainer's options. */
@@ -42,7 +48,8 @@ export function resizeModeFor(input: InputSize): 'cover' | 'contain' {
 export async function openTower(options: { name: string; input: InputSize; seed: number; smallParams?: Record<string, number>; args: BackboneArgs }): Promise<{ tower: tf.LayersModel; record: TowerRecord }> {
   const { args, input, seed } = options;
   const resize = resizeModeFor(input);
-  if (!(args['backbone-lr'] > 0) || !Number.isFinite(args['backbone-lr'])) throw new UsageError(`must be a positive number, got ${args['backbone-lr']}`, { field: '--backbone-lr' });
+  const backboneLr = args['backbone-lr'] ?? 1;
+  if (!(backboneLr > 0) || !Number.isFinite(backboneLr)) throw new UsageError(`must be a positive number, got ${backboneLr}`, { field: '--backbone-lr' });
   if (args.backbone) {
     const loaded = await loadBackbone(args.backbone);
     const preprocessing = args['backbone-preprocess'] ? parsePreprocessing(args['backbone-preprocess']) : loaded.preprocessing;
