@@ -187,13 +187,15 @@ Prints a JSON report: per-class precision, recall, F1 and support, macro and wei
     const openFresh = async (): Promise<tf.LayersModel> => {
       const opened = await openTower({ name: args.tower ?? 'small', input: requestedInput, seed: args.seed, smallParams, args });
       towerRecord = opened.record;
-      inputSize = requestedInput;
+      // Square inputs stay a number: round-1 fingerprints keep their form.
+      inputSize = requestedInput.height === requestedInput.width ? requestedInput.height : requestedInput;
       fit = opened.record.resize;
       return opened.tower;
     };
     const openSaved = async (dir: string): Promise<tf.LayersModel> => {
       const loaded = await loadModel(dir);
-      inputSize = modelInputSize(loaded.model, dir);
+      const sides = modelInputSize(loaded.model, dir);
+      inputSize = sides.height === sides.width ? sides.height : sides;
       fit = resizeModeOf(loaded.metadata);
       const record = loaded.metadata.tower;
       if (record && typeof record === 'object') towerRecord = { ...(record as TowerRecord), source: dir };
