@@ -87,6 +87,13 @@ test('train-weak: a non-square MobileNetV2 (alpha 0.35) trains, records its towe
   assert.equal(parseNdjson(t.stdout).length, 200);
   const e = await runAtelier(['embed', '-m', model, '-i', items, '-o', join(dir, 'weak.npy')]);
   assert.equal(e.code, 0, e.stderr);
+  // Head-then-fine-tune with a tower learning-rate multiplier and frozen BatchNorm resumes bit-exactly.
+  const flags = ['-i', items, '--vocab', vocab, '--input-size', '32', '--width', '4', '--stages', '3', '--epochs', '3', '--head-epochs', '1', '--backbone-lr', '0.5', '--freeze-bn', '--epoch-size', '64', '--batch', '16', '--negatives', '5'];
+  for (const args of [['-o', join(dir, 'w1')], ['-o', join(dir, 'w2'), '--stop-after', '2'], ['-o', join(dir, 'w2'), '--resume']]) {
+    const run = await runAtelier(['train-weak', ...flags, ...args]);
+    assert.equal(run.code, 0, run.stderr);
+  }
+  assert.ok(readFileSync(join(dir, 'w1', 'weights.bin')).equals(readFileSync(join(dir, 'w2', 'weights.bin'))), 'resumed weak model differs');
   // A bad tower name is one usage line before any image is decoded.
   const bad = await runAtelier(['train-weak', '-i', items, '--vocab', vocab, '-o', join(dir, 'x'), '--tower', 'vgg16']);
   assert.equal(bad.code, 2);
