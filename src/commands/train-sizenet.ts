@@ -244,10 +244,14 @@ The evaluation on the test split (ROC AUC, accuracy, precision and recall at --t
     const metadata: SizenetMetadata = { kind: SIZENET_MODEL_KIND, config, features: args.features, evaluation: { auc: evaluation.test.auc, accuracy: evaluation.test.accuracy } };
     await saveModel(model, args.out, { metadata: metadata as unknown as Record<string, unknown> });
     if (args['image-model'] && args.tower) {
-      const tower = (await loadModel(args.tower)).model;
+      const loaded = await loadModel(args.tower);
+      const tower = loaded.model;
       const features = hasLayer(tower, LAYER.words) ? featureModel(tower, args['tower-layer']) : tower;
       const imageModel = buildImageStudentModel(features, model);
-      await saveModel(imageModel, args['image-model'], { metadata: { ...metadata, kind: SIZENET_MODEL_KIND, tower: args.tower, towerLayer: args['tower-layer'] } });
+      // The tower's record (input, resize mode) travels with it, so rise fits images the same way.
+      const record = loaded.metadata.tower;
+      const towerField = record && typeof record === 'object' ? { ...(record as Record<string, unknown>), source: args.tower } : args.tower;
+      await saveModel(imageModel, args['image-model'], { metadata: { ...metadata, kind: SIZENET_MODEL_KIND, tower: towerField, towerLayer: args['tower-layer'] } });
     }
     const json = JSON.stringify(evaluation, null, 2) + '\n';
     if (args.report) await writeFileAtomic(args.report, json);

@@ -69,7 +69,7 @@ test('train-classifier: head-then-fine-tune with a tower learning rate resumes b
   assert.equal(meta.tower.resize, 'contain');
 });
 
-test('train-weak: a non-square MobileNetV2 (alpha 0.35) trains, records its tower, and tag/embed read it back', async () => {
+test('train-weak: a non-square MobileNetV2 (alpha 0.35) trains, records its tower, and tag/embed/rise read it back; head-then-fine-tune resumes bit-exactly', async () => {
   const items = join(dir, 'items.ndjson');
   const vocab = join(dir, 'vocab.ndjson');
   const rows = parseNdjson(readFileSync(images, 'utf8'));
@@ -87,6 +87,12 @@ test('train-weak: a non-square MobileNetV2 (alpha 0.35) trains, records its towe
   assert.equal(parseNdjson(t.stdout).length, 200);
   const e = await runAtelier(['embed', '-m', model, '-i', items, '-o', join(dir, 'weak.npy')]);
   assert.equal(e.code, 0, e.stderr);
+  // rise maps the non-square input: a 48 x 32 saliency map.
+  const first = String(rows[0].image);
+  const rise = await runAtelier(['rise', '-m', model, '--n', '20', '--s', '4', '--maps-dir', join(dir, 'maps'), first]);
+  assert.equal(rise.code, 0, rise.stderr);
+  const header = readFileSync(String(parseNdjson(rise.stdout)[0].saliency)).subarray(0, 128).toString('latin1');
+  assert.match(header, /'shape': \(48, 32\)/);
   // Head-then-fine-tune with a tower learning-rate multiplier and frozen BatchNorm resumes bit-exactly.
   const flags = ['-i', items, '--vocab', vocab, '--input-size', '32', '--width', '4', '--stages', '3', '--epochs', '3', '--head-epochs', '1', '--backbone-lr', '0.5', '--freeze-bn', '--epoch-size', '64', '--batch', '16', '--negatives', '5'];
   for (const args of [['-o', join(dir, 'w1')], ['-o', join(dir, 'w2'), '--stop-after', '2'], ['-o', join(dir, 'w2'), '--resume']]) {
