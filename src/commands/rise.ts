@@ -11,7 +11,7 @@ import { createSkipCounter, writeSkipSummary } from '../lib/image/skips.js';
 import { pathRecords, readImageRecords } from '../lib/image/records.js';
 import { saliencyOverlayPng } from '../lib/image/heatmap.js';
 import { computeFeatures, resizeModeOf } from '../lib/models/image-features.js';
-import { modelInputSize } from '../lib/models/towers/index.js';
+import { formatInputSize, modelInputSize } from '../lib/models/towers/index.js';
 import { causalCurves, classScores, generateMasks, riseSaliency, saliencySummary } from '../lib/explain/rise.js';
 import { createRandom } from '../lib/random.js';
 import { tf } from '../lib/backend/tf.js';
@@ -81,11 +81,14 @@ Per image it writes one NDJSON line {id, image, class, score, peak: {x, y}, topS
     if (!(args.batch >= 1)) throw new UsageError(`must be at least 1, got ${args.batch}`, { field: '--batch' });
     await selectBackend({ requested: args.backend, env: io.env, stderr: io.stderr });
     const { model, metadata } = await loadModel(args.model);
-    if (model.inputs.length !== 1) throw new UsageError(`the model has ${model.inputs.length} inputs, not one RGB image`, { file: args.model });
+    const shape = model.inputs[0].shape;
+    if (model.inputs.length !== 1 || shape.length !== 4 || shape[3] !== 3) {
+      throw new UsageError(`the model has no RGB image input (inputs ${JSON.stringify(model.inputs.map((i) => i.shape))})`, { file: args.model });
+    }
     // The model's own input H x W (non-square towers too) and resize mode.
     const { height, width } = modelInputSize(model, args.model);
     const fit = resizeModeOf(metadata);
-    if (!(Number.isInteger(args.s) && args.s >= 1 && args.s <= Math.min(height, width))) throw new UsageError(`grid of ${args.s} cells is larger than the ${height}x${width}-pixel image`, { field: '--s' });
+    if (!(Number.isInteger(args.s) && args.s >= 1 && args.s <= Math.min(height, width))) throw new UsageError(`grid of ${args.s} cells is larger than the ${formatInputSize({ height, width })}-pixel image`, { field: '--s' });
     const outputs = (model.outputs[0].shape.slice(1) as number[]).reduce((a, b) => a * b, 1);
     const vocabulary = Array.isArray(metadata.vocabulary) ? (metadata.vocabulary as string[]) : Array.isArray(metadata.labels) ? (metadata.labels as string[]) : null;
     let classIndex = 0;
