@@ -10,7 +10,8 @@ import { decodeImage } from '../lib/image/decode.js';
 import { prefetchImages } from '../lib/image/prefetch.js';
 import { imageToBytes, pathRecords, readImageRecords, type ImageRecord } from '../lib/image/records.js';
 import { createSkipCounter, SKIP_REASON_WORDS, skipImage, writeSkipSummary } from '../lib/image/skips.js';
-import { storedSizeFor } from '../lib/models/image-features.js';
+import { resizeModeOf, storedSizeFor } from '../lib/models/image-features.js';
+import { modelInputSize } from '../lib/models/towers/index.js';
 import { batchPixels } from '../lib/train/weak-trainer.js';
 import { CLASSIFIER_MODEL_KIND, type ClassifierMetadata } from '../lib/facets/classifier-model.js';
 import { argmax, predictionLine } from '../lib/facets/evaluation.js';
@@ -128,22 +129,24 @@ A model trained on precomputed features (train-classifier --features) reads feat
         }
       } else {
         if (args.features) throw new UsageError('this model reads images, not feature rows', { field: '--features' });
-        const inputSize = meta.inputDim ?? 0;
-        const storedSize = storedSizeFor(inputSize);
+        // Images: the model's own input H x W and resize mode; raw pixels: a square crop of inputDim.
+        const sides = meta.input === 'image' ? modelInputSize(model, args.model) : { height: meta.inputDim ?? 0, width: meta.inputDim ?? 0 };
+        const fit = resizeModeOf(meta);
+        const stored = { height: storedSizeFor(sides.height), width: storedSizeFor(sides.width) };
         const records: Iterable<ImageRecord> | AsyncIterable<ImageRecord> = args.images.length ? pathRecords(args.images) : readImageRecords(args.input ?? '-', args['image-field'], args['id-field'], io.stdin);
         const skips = createSkipCounter();
         const progress = startProgress(io.stderr, { label: 'classifying' });
         let batch: Array<{ record: ImageRecord; bytes: Uint8Array }> = [];
         const flushBatch = async () => {
           if (batch.length === 0) return;
-          const pixels = batchPixels({ pixels: batch.map((b) => b.bytes), storedSize }, batch.map((_, i) => i), inputSize);
-          const x = meta.input === 'pixels' ? tf.tensor2d(pixels, [batch.length, inputSize * inputSize * 3]) : tf.tensor4d(pixels, [batch.length, inputSize, inputSize, 3]);
+          const pixels = batchPixels({ pixels: batch.map((b) => b.bytes), storedSize: stored.height, storedWidth: stored.width }, batch.map((_, i) => i), sides);
+          const x = meta.input === 'pixels' ? tf.tensor2d(pixels, [batch.length, sides.height * sides.width * 3]) : tf.tensor4d(pixels, [batch.length, sides.height, sides.width, 3]);
           await writeRows(batch.map((b) => ({ id: b.record.id, image: b.record.path })), predict(x));
           written += batch.length;
           progress.tick(batch.length);
           batch = [];
         };
-        const decoded = prefetchImages(records, async (record) => ({ record, result: await decodeImage(record.path, { width: storedSize, height: storedSize, fit: 'cover' }) }), { concurrency: 4, ahead: 64 });
+        const decoded = prefetchImages(records, async (record) => ({ record, result: await decodeImage(record.path, { width: stored.width, height: stored.height, fit }) }), { concurrency: 4, ahead: 64 });
         for await (const { record, result } of decoded) {
           if (result.ok) {
             batch.push({ record, bytes: imageToBytes(result.image) });

@@ -11,7 +11,9 @@ import { pathRecords, readImageRecords, type ImageRecord } from '../lib/image/re
 import { wordKernel } from '../lib/models/weak-model.js';
 import { WEAK_MODEL_KIND } from '../lib/models/weak-files.js';
 import { describeModel, imageFeatures, requireKind } from '../lib/models/kinds.js';
-import { computeFeatures, normalizeRows, openPredictor, workersOption } from '../lib/models/image-features.js';
+import { computeFeatures, normalizeRows, openPredictor, resizeModeOf, workersOption } from '../lib/models/image-features.js';
+import { modelInputSize } from '../lib/models/towers/index.js';
+import type { InputShape } from '../lib/train/weak-trainer.js';
 import { startProgress } from '../lib/progress.js';
 import { checkFileOutput } from '../lib/io/atomic.js';
 import { imageSide, positiveInt } from '../lib/options.js';
@@ -118,11 +120,9 @@ export default defineCommand<Args>({
     }
 
     let network: tf.LayersModel | null = null;
-    let inputSize = args['pixels-size'];
+    let inputSize: InputShape = args['pixels-size'];
     if (loaded) {
-      const shape = loaded.model.inputs[0].shape;
-      if (shape.length !== 4 || shape[3] !== 3 || shape[1] !== shape[2]) throw new UsageError(`model has no square RGB image input (input shape ${JSON.stringify(shape)})`, { file: args.model });
-      inputSize = shape[1] as number;
+      inputSize = modelInputSize(loaded.model, args.model);
       network = imageFeatures(describeModel(loaded.model, loaded.metadata, args.model), loaded.model, args.layer);
     }
     const records = uniqueIds(args.images.length ? pathRecords(args.images) : readImageRecords(args.input ?? '-', args['image-field'], args['id-field'], io.stdin), args['id-field']);
@@ -135,7 +135,7 @@ export default defineCommand<Args>({
     // The last record is held back to carry the digest of all rows.
     let pending: Record<string, unknown> | null = null;
     try {
-      for await (const batch of computeFeatures(inference?.predictor ?? null, records, inputSize, args.batch, skips, io, 'embed')) {
+      for await (const batch of computeFeatures(inference?.predictor ?? null, records, inputSize, args.batch, skips, io, 'embed', loaded ? resizeModeOf(loaded.metadata) : 'cover')) {
         if (args.normalize) normalizeRows(batch.rows, batch.dim);
         npy ??= await openNpyWriter(args.out, { dtype: 'float32', rowShape: [batch.dim], outputs: io.outputs });
         await npy.writeRows(batch.rows, batch.records.length);

@@ -11,7 +11,8 @@ import { readNpy, writeNpy } from '../lib/io/npy.js';
 import { createSkipCounter, writeSkipSummary } from '../lib/image/skips.js';
 import { pathRecords, readImageRecords } from '../lib/image/records.js';
 import { saliencyOverlayPng } from '../lib/image/heatmap.js';
-import { computeFeatures } from '../lib/models/image-features.js';
+import { computeFeatures, resizeModeOf } from '../lib/models/image-features.js';
+import { formatInputSize, modelInputSize } from '../lib/models/towers/index.js';
 import { causalCurves, classScores, generateMasks, riseSaliency, saliencySummary } from '../lib/explain/rise.js';
 import { createRandom } from '../lib/random.js';
 import { describeModel } from '../lib/models/kinds.js';
@@ -85,11 +86,13 @@ Per image it writes one NDJSON line {id, image, class, score, peak: {x, y}, topS
     await selectBackend({ requested: args.backend, env: io.env, stderr: io.stderr });
     const { model, metadata } = await loadModel(args.model);
     const shape = model.inputs[0].shape;
-    if (model.inputs.length !== 1 || shape.length !== 4 || shape[3] !== 3 || shape[1] !== shape[2]) {
-      throw new UsageError(`the model has no square RGB image input (inputs ${JSON.stringify(model.inputs.map((i) => i.shape))})`, { file: args.model });
+    if (model.inputs.length !== 1 || shape.length !== 4 || shape[3] !== 3) {
+      throw new UsageError(`the model has no RGB image input (inputs ${JSON.stringify(model.inputs.map((i) => i.shape))})`, { file: args.model });
     }
-    const size = shape[1] as number;
-    if (args.s > size) throw new UsageError(`grid of ${args.s} cells is larger than the ${size}-pixel image`, { field: '--s' });
+    // The model's own input H x W (non-square towers too) and resize mode.
+    const { height, width } = modelInputSize(model, args.model);
+    const fit = resizeModeOf(metadata);
+    if (!(Number.isInteger(args.s) && args.s >= 1 && args.s <= Math.min(height, width))) throw new UsageError(`grid of ${args.s} cells is larger than the ${formatInputSize({ height, width })}-pixel image`, { field: '--s' });
     const outputs = (model.outputs[0].shape.slice(1) as number[]).reduce((a, b) => a * b, 1);
     const described = describeModel(model, metadata, args.model);
     if (described.output === 'embedding') throw new UsageError(`a ${described.kind?.name ?? 'embedding'} model outputs an embedding, not a score to explain`, { file: args.model });
@@ -103,17 +106,17 @@ Per image it writes one NDJSON line {id, image, class, score, peak: {x, y}, topS
     const className = vocabulary?.[classIndex] ?? String(classIndex);
     const target = { model, output: described.output, classIndex };
 
-    const spec = { count: args.n, grid: args.s, keepProbability: args.p1, height: size, width: size };
+    const spec = { count: args.n, grid: args.s, keepProbability: args.p1, height, width };
     let masks: Float32Array;
     if (args.masks && existsSync(args.masks)) {
       const saved = await readNpy(args.masks);
       const [n, h, w] = saved.header.shape;
-      if (saved.header.shape.length !== 3 || h !== size || w !== size) throw new UsageError(`masks of shape (${saved.header.shape.join(', ')}) do not fit ${size} x ${size} images`, { file: args.masks });
+      if (saved.header.shape.length !== 3 || h !== height || w !== width) throw new UsageError(`masks of shape (${saved.header.shape.join(', ')}) do not fit ${height} x ${width} images`, { file: args.masks });
       masks = saved.data instanceof Float32Array ? saved.data : Float32Array.from(saved.data as ArrayLike<number>);
       spec.count = n;
     } else {
       masks = generateMasks(spec, createRandom(args.seed));
-      if (args.masks) await writeNpy(args.masks, masks, [spec.count, size, size], { outputs: io.outputs });
+      if (args.masks) await writeNpy(args.masks, masks, [spec.count, height, width], { outputs: io.outputs });
     }
 
     for (const dir of [args['maps-dir'], args.overlay]) if (dir) await mkdir(dir, { recursive: true });
@@ -122,24 +125,24 @@ Per image it writes one NDJSON line {id, image, class, score, peak: {x, y}, topS
     const out = await openNdjsonWriter(args.out, { stdout: io.stdout, outputs: io.outputs });
     let index = 0;
     try {
-      for await (const batch of computeFeatures(null, records, size, 1, skips, io, 'rise')) {
+      for await (const batch of computeFeatures(null, records, { height, width }, 1, skips, io, 'rise', fit)) {
         const record = batch.records[0];
         const photo = batch.rows;
-        const score = tf.tidy(() => classScores(target, tf.tensor4d(photo, [1, size, size, 3])).dataSync()[0]);
-        const map = riseSaliency(target, photo, size, size, masks, spec.count, args.p1, args.batch);
-        const summary = saliencySummary(map, size);
+        const score = tf.tidy(() => classScores(target, tf.tensor4d(photo, [1, height, width, 3])).dataSync()[0]);
+        const map = riseSaliency(target, photo, height, width, masks, spec.count, args.p1, args.batch);
+        const summary = saliencySummary(map, width);
         const stem = fileStem(record.id, index++);
         const line: Record<string, unknown> = { id: record.id, image: record.path, class: className, score: round(score), peak: summary.peak, topShare: round(summary.topShare) };
         if (args['maps-dir']) {
           line.saliency = join(args['maps-dir'], `${stem}.npy`);
-          await writeNpy(line.saliency as string, map, [size, size], { outputs: io.outputs });
+          await writeNpy(line.saliency as string, map, [height, width], { outputs: io.outputs });
         }
         if (args.overlay) {
           line.overlay = join(args.overlay, `${stem}.png`);
-          await writeFileAtomic(line.overlay as string, await saliencyOverlayPng(photo, map, size, size), io.outputs);
+          await writeFileAtomic(line.overlay as string, await saliencyOverlayPng(photo, map, height, width), io.outputs);
         }
         if (args.metrics) {
-          const curves = causalCurves(target, photo, size, size, map, args.steps, args.batch);
+          const curves = causalCurves(target, photo, height, width, map, args.steps, args.batch);
           line.deletionAuc = round(curves.deletion.auc);
           line.insertionAuc = round(curves.insertion.auc);
           line.deletion = curves.deletion.score.map(round);

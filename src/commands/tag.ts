@@ -5,9 +5,10 @@ import { checkInputFile } from '../lib/io/paths.js';
 import { openNdjsonWriter } from '../lib/io/ndjson.js';
 import { createSkipCounter, writeSkipSummary } from '../lib/image/skips.js';
 import { pathRecords, readImageRecords } from '../lib/image/records.js';
-import { WEAK_MODEL_KIND, type WeakModelMetadata } from '../lib/models/weak-files.js';
+import { WEAK_MODEL_KIND } from '../lib/models/weak-files.js';
 import { describeModel, requireKind, rowProbabilities } from '../lib/models/kinds.js';
-import { computeFeatures, openPredictor, workersOption } from '../lib/models/image-features.js';
+import { computeFeatures, openPredictor, resizeModeOf, workersOption } from '../lib/models/image-features.js';
+import { modelInputSize } from '../lib/models/towers/index.js';
 import { topKIndices } from '../lib/metrics/ranking.js';
 import { startProgress } from '../lib/progress.js';
 import { checkFileOutput } from '../lib/io/atomic.js';
@@ -63,7 +64,6 @@ export default defineCommand<Args>({
     const metadata = await loadMetadata(args.model);
     const described = requireKind(describeModel(null, metadata, args.model), WEAK_MODEL_KIND, args.model);
     const vocabulary = described.labels!;
-    const { config } = metadata as unknown as WeakModelMetadata;
     const wordIndex = args.word === undefined ? -1 : vocabulary.indexOf(args.word);
     if (args.word !== undefined && wordIndex < 0) throw new UsageError(`'${args.word}' is not in the model's vocabulary of ${vocabulary.length} words`, { field: '--word' });
     if (!args.images.length) await checkInputFile(args.input ?? '-');
@@ -73,10 +73,11 @@ export default defineCommand<Args>({
     const skips = createSkipCounter();
     const out = await openNdjsonWriter(args.out, { stdout: io.stdout, outputs: io.outputs });
     const ranked: Array<{ id: string; image: string; score: number; order: number }> = [];
-    const inference = await openPredictor(model, config.inputSize, backend, args.workers);
+    const inputSize = modelInputSize(model, args.model);
+    const inference = await openPredictor(model, inputSize, backend, args.workers);
     const progress = startProgress(io.stderr, { label: 'tagging' });
     try {
-      for await (const batch of computeFeatures(inference.predictor, records, config.inputSize, args.batch, skips, io, 'tag')) {
+      for await (const batch of computeFeatures(inference.predictor, records, inputSize, args.batch, skips, io, 'tag', resizeModeOf(metadata))) {
         for (const [i, r] of batch.records.entries()) {
           const probabilities = rowProbabilities(described.output, batch.rows.subarray(i * batch.dim, (i + 1) * batch.dim));
           if (wordIndex >= 0) {

@@ -9,10 +9,16 @@ import { checkInputFile } from '../lib/io/paths.js';
 import { readFeatureMatrix, idsPathFor } from '../lib/io/features.js';
 import { createSkipCounter, writeSkipSummary } from '../lib/image/skips.js';
 import { recordedImagePath } from '../lib/image/records.js';
-import { computeFeatures, modelPredictor } from '../lib/models/image-features.js';
-import { DEFAULT_TOWER, buildWeakModel, hasLayer, minimumInputSize, LAYER } from '../lib/models/weak-model.js';
+import { computeFeatures, modelPredictor, resizeModeOf } from '../lib/models/image-features.js';
+import { DEFAULT_TOWER, hasLayer, LAYER } from '../lib/models/weak-model.js';
+import { isTowerName, modelInputSize, parseInputSize } from '../lib/models/towers/index.js';
+import { backboneOptions, openTower, towerNamesText, towerSpecFor, type BackboneArgs, type TowerRecord } from '../lib/train/tower-options.js';
+import type { ImageFit } from '../lib/image/decode.js';
 import { copyMatchingWeights } from '../lib/models/weak-files.js';
-import { batchPixels, type ImageStore } from '../lib/train/weak-trainer.js';
+import { batchPixels, inputSides, type ImageStore, type InputShape } from '../lib/train/weak-trainer.js';
+
+/** Prefix of the tower's own optimizer state in checkpoints (--backbone-lr other than 1). */
+const TOWER_OPTIMIZER = 'tower-optimizer/';
 import { multiClassReport } from '../lib/metrics/classification.js';
 import { startProgress } from '../lib/progress.js';
 import {
@@ -28,9 +34,9 @@ import { decodeImageStore, imageRecordOf } from '../lib/facets/inputs.js';
 import {
   initialTrainingState, namedSnapshot, runEpochs, shuffledBatches, snapshotWeights, type TrainingState,
 } from '../lib/facets/training.js';
-import { anyInt, imageSide, positiveInt, positiveNumber, share } from '../lib/options.js';
+import { anyInt, imageSide, inputSizeText, nonNegativeInt, positiveInt, positiveNumber, share } from '../lib/options.js';
 
-interface Args {
+interface ClassifierArgs {
   input: string;
   'label-field': string;
   'id-field': string;
@@ -49,7 +55,8 @@ interface Args {
   tower?: string;
   'tower-layer': 'pooled' | 'projection' | 'embedding';
   'pixels-size': number;
-  'input-size': number;
+  'input-size': string;
+  'head-epochs': number;
   width: number;
   blocks: number;
   stages: number;
@@ -71,6 +78,8 @@ interface Args {
   backend: string;
 }
 
+type Args = ClassifierArgs & BackboneArgs;
+
 /** One training example: its labelled record and where its input is (feature row or stored image). */
 interface Sample {
   record: LabelledRecord;
@@ -84,7 +93,7 @@ export default defineCommand<Args>({
   summary: 'train a facet classifier (head on features, or a fine-tuned tower) with class weights and per-class F1',
   description: `Trains a classifier for one facet of a catalogue (--label-field: silhouette, articleType, pattern, ...), the faceting tool of "Deep Learning at GILT". The input is NDJSON or CSV with an id, the label field and, unless --features is given, an image path per record. An id repeated with the same label is used once (a warning counts them); with another label it is an error (exit 2) naming both lines, as is an id repeated in --join.
 
---mode head trains a linear or MLP head on frozen features: precomputed ones (--features x.npy with its ids NDJSON, e.g. from embed), or computed here from the images by --tower (a train-weak, train-triplet or train-classifier model), or the raw pixels of a --pixels-size crop with --tower pixels. --mode finetune trains the tower end to end with the head, from --tower or from scratch (--input-size, --width, --blocks, --stages), with random crops and flips.
+--mode head trains a linear or MLP head on frozen features: precomputed ones (--features x.npy with its ids NDJSON, e.g. from embed), or computed here from the images by --tower (a train-weak, train-triplet or train-classifier model), or the raw pixels of a --pixels-size crop with --tower pixels. --mode finetune trains the tower end to end with the head, from --tower (a model directory, or a family name for a fresh tower: small with --width, --blocks, --stages; resnet18, resnet34, resnet50, mobilenetv2[:ALPHA]) at --input-size (N or HxW; non-square inputs are padded, not cropped), or from a pretrained --backbone, with random crops and flips. --head-epochs N first trains the head alone with the tower frozen (in inference mode), then everything, the tower at --lr x --backbone-lr (the report's section 2.5). A family name or --backbone in --mode head gives the features of that tower untrained or pretrained (a linear probe).
 
 The loss is a class-weighted cross-entropy: --class-weight balanced weighs each class by the inverse of its training frequency (n / (K n_c)), none weighs all alike, and a file of {label, weight} records (NDJSON or CSV) sets them by hand. --labels-order names the classes, one per line, in the order every output uses (probabilities, reports, confusion matrices); a label outside it is an error. Without it, classes sort by name.
 
@@ -107,13 +116,15 @@ Prints a JSON report: per-class precision, recall, F1 and support, macro and wei
     head: { describe: 'head: a linear layer or a one-hidden-layer MLP', choices: ['linear', 'mlp'], default: 'linear' },
     hidden: { describe: 'hidden units of the MLP head', type: 'number', default: 256, check: positiveInt },
     dropout: { describe: 'dropout before the class layer while training', type: 'number', default: 0, check: share },
-    tower: { alias: 't', describe: 'image model for features (head) or to start from (finetune); "pixels" for raw pixels (head)', type: 'string' },
+    tower: { alias: 't', describe: `image model directory for features (head) or to start from (finetune); a family (${towerNamesText()}[:ALPHA]) for a fresh tower; "pixels" for raw pixels (head)`, type: 'string' },
     'tower-layer': { describe: 'tower layer the head reads', choices: ['pooled', 'projection', 'embedding'], default: 'pooled' },
     'pixels-size': { describe: 'side of the raw-pixel crop with --tower pixels', type: 'number', default: 16, check: imageSide },
-    'input-size': { describe: 'finetune from scratch: square input side in pixels', type: 'number', default: DEFAULT_TOWER.inputSize, check: imageSide },
-    width: { describe: 'finetune from scratch: filters of the first stage', type: 'number', default: DEFAULT_TOWER.width, check: positiveInt },
-    blocks: { describe: 'finetune from scratch: residual blocks per stage', type: 'number', default: DEFAULT_TOWER.blocksPerStage, check: positiveInt },
-    stages: { describe: 'finetune from scratch: stages of the tower', type: 'number', default: DEFAULT_TOWER.stages, check: positiveInt },
+    'input-size': { describe: 'fresh tower or backbone: input side in pixels, or HxW (non-square: padded, not cropped)', type: 'string', default: String(DEFAULT_TOWER.inputSize), check: inputSizeText },
+    width: { describe: 'fresh small tower: filters of the first stage', type: 'number', default: DEFAULT_TOWER.width, check: positiveInt },
+    blocks: { describe: 'fresh small tower: residual blocks per stage', type: 'number', default: DEFAULT_TOWER.blocksPerStage, check: positiveInt },
+    stages: { describe: 'fresh small tower: stages of the tower', type: 'number', default: DEFAULT_TOWER.stages, check: positiveInt },
+    'head-epochs': { describe: 'finetune: epochs that train only the head, the tower frozen, before fine-tuning all', type: 'number', default: 0, check: nonNegativeInt },
+    ...backboneOptions,
     'class-weight': { describe: 'balanced (inverse frequency), none, or a file of {label, weight} records', type: 'string', default: 'balanced' },
     'labels-order': { describe: 'file with one label per line: the classes and their order in every output', type: 'string' },
     'test-fraction': { describe: 'share of groups held out for the test report', type: 'number', default: 0.2, check: share },
@@ -161,7 +172,7 @@ Prints a JSON report: per-class precision, recall, F1 and support, macro and wei
     const weightsOf = (part: Sample[]): tf.Tensor1D | undefined => (weightField ? tf.tensor1d(part.map((p) => sampleWeight.get(p.record.id)!)) : undefined);
     // Inputs first: a mistake is reported before the backend loads.
     if (args.features) await checkInputFile(args.features);
-    if (args.tower && args.tower !== 'pixels') await loadMetadata(args.tower);
+    if (args.tower && args.tower !== 'pixels' && !isTowerName(args.tower)) await loadMetadata(args.tower);
     await selectBackend({ requested: args.backend, env: io.env, stderr: io.stderr });
     const skips = createSkipCounter();
     const lr = args.lr ?? (args.mode === 'head' ? 0.01 : 0.001);
@@ -171,8 +182,33 @@ Prints a JSON report: per-class precision, recall, F1 and support, macro and wei
     let featureRows: Float32Array | null = null;
     let featureDim = 0;
     let store: ImageStore | null = null;
-    let inputSize = 0;
+    let inputSize: InputShape = 0;
     let towerNet: tf.LayersModel | null = null;
+    let towerRecord: ClassifierMetadata['tower'] = args.tower;
+    let fit: ImageFit = 'cover';
+    // A family name or --backbone: a tower built here (checked now, before any image is decoded).
+    const fresh = args.backbone !== undefined || (args.tower !== undefined && isTowerName(args.tower));
+    const requestedInput = parseInputSize(args['input-size']);
+    const smallParams = { width: args.width, blocks: args.blocks, stages: args.stages };
+    if (args.backbone && args.tower && !isTowerName(args.tower)) throw new UsageError('give either --tower (a model) or --backbone', { field: '--backbone' });
+    if (fresh || (!args.tower && !args.features && args.mode === 'finetune')) towerSpecFor(args.tower ?? 'small', requestedInput, args.seed, smallParams, args);
+    const openFresh = async (): Promise<tf.LayersModel> => {
+      const opened = await openTower({ name: args.tower ?? 'small', input: requestedInput, seed: args.seed, smallParams, args });
+      towerRecord = opened.record;
+      // Square inputs stay a number: round-1 fingerprints keep their form.
+      inputSize = requestedInput.height === requestedInput.width ? requestedInput.height : requestedInput;
+      fit = opened.record.resize;
+      return opened.tower;
+    };
+    const openSaved = async (dir: string): Promise<tf.LayersModel> => {
+      const loaded = await loadModel(dir);
+      const sides = modelInputSize(loaded.model, dir);
+      inputSize = sides.height === sides.width ? sides.height : sides;
+      fit = resizeModeOf(loaded.metadata);
+      const record = loaded.metadata.tower;
+      if (record && typeof record === 'object') towerRecord = { ...(record as TowerRecord), source: dir };
+      return loaded.model;
+    };
     let input: ClassifierMetadata['input'] = 'features';
     const samples: Sample[] = [];
     let missing = 0;
@@ -190,21 +226,24 @@ Prints a JSON report: per-class precision, recall, F1 and support, macro and wei
       featureRows = matrix.rows;
       featureDim = matrix.dim;
     } else if (args.mode === 'head') {
-      if (!args.tower) throw new UsageError('a head needs features: give --features, or --tower (a model, or "pixels") to compute them from the images', { field: '--tower' });
+      if (!args.tower && !args.backbone) throw new UsageError('a head needs features: give --features, or --tower (a model, a tower family or "pixels") or --backbone to compute them from the images', { field: '--tower' });
       if (args.tower === 'pixels') {
         input = 'pixels';
         inputSize = args['pixels-size'];
+      } else if (fresh) {
+        if (args['tower-layer'] !== 'pooled') throw new UsageError('a fresh tower or backbone has only pooled features', { field: '--tower-layer' });
+        towerNet = await openFresh();
+        input = 'image';
       } else {
-        const tower = (await loadModel(args.tower)).model;
-        inputSize = squareInputSize(tower, args.tower);
-        towerNet = towerFeatures(tower, args['tower-layer'], args.tower);
+        const tower = await openSaved(args.tower!);
+        towerNet = towerFeatures(tower, args['tower-layer'], args.tower!);
         input = 'image';
       }
       const byId = new Map(set.records.map((r) => [r.id, r]));
       const rows: Float32Array[] = [];
       const progress = startProgress(io.stderr, { label: 'features' });
       const records = set.records.map((r) => imageRecordOf(r, args['image-field']));
-      for await (const batch of computeFeatures(towerNet && modelPredictor(towerNet, inputSize), records, inputSize, 64, skips, io, 'train-classifier')) {
+      for await (const batch of computeFeatures(towerNet && modelPredictor(towerNet, inputSize), records, inputSize, 64, skips, io, 'train-classifier', fit)) {
         featureDim = batch.dim;
         batch.records.forEach((r, i) => {
           samples.push({ record: byId.get(r.id)!, split: 'train', slot: rows.length });
@@ -216,21 +255,16 @@ Prints a JSON report: per-class precision, recall, F1 and support, macro and wei
       featureRows = new Float32Array(rows.length * featureDim);
       rows.forEach((r, i) => featureRows!.set(r, i * featureDim));
     } else {
-      let tower: tf.LayersModel;
-      if (args.tower) {
+      if (args.tower && !fresh) {
         if (args.tower === 'pixels') throw new UsageError('there is no tower to fine-tune in raw pixels', { field: '--tower' });
-        tower = (await loadModel(args.tower)).model;
-        inputSize = squareInputSize(tower, args.tower);
+        towerNet = towerFeatures(await openSaved(args.tower), args['tower-layer'], args.tower);
       } else {
-        inputSize = args['input-size'];
-        const minSize = minimumInputSize({ stages: args.stages });
-        if (inputSize < minSize) throw new UsageError(`input size ${inputSize} is smaller than the tower's minimum ${minSize} for ${args.stages} stages`, { field: '--input-size' });
-        tower = buildWeakModel({ inputSize, width: args.width, blocksPerStage: args.blocks, stages: args.stages, projection: 0, vocabularySize: 1, seed: args.seed });
+        if (args['tower-layer'] !== 'pooled') throw new UsageError('a fresh tower or backbone has only pooled features', { field: '--tower-layer' });
+        towerNet = await openFresh();
       }
-      towerNet = towerFeatures(tower, args['tower-layer'], args.tower ?? 'scratch');
       input = 'image';
       const progress = startProgress(io.stderr, { label: 'decoding' });
-      const decoded = await decodeImageStore(set.records, args['image-field'], inputSize, skips, io, 'train-classifier', () => progress.tick(1));
+      const decoded = await decodeImageStore(set.records, args['image-field'], inputSize, skips, io, 'train-classifier', () => progress.tick(1), fit);
       progress.stop();
       store = decoded.store;
       decoded.sourceIndex.forEach((source, slot) => samples.push({ record: set.records[source], split: 'train', slot }));
@@ -256,12 +290,19 @@ Prints a JSON report: per-class precision, recall, F1 and support, macro and wei
       ? buildImageClassifier(towerNet!, labels.length, head)
       : buildFeatureClassifier(featureDim, labels.length, head);
     const logitsNet = logitsModel(model);
-    const variables = (): tf.Variable[] => (args.mode === 'finetune' ? model.trainableWeights.map((w) => w.read() as tf.Variable) : headVariables(model));
+    // Head-then-fine-tune (report 2.5): the head alone for --head-epochs, then all; the tower may
+    // have its own Adam at lr x --backbone-lr (Adam ignores a gradient's scale, so it needs its own).
+    const headVars = headVariables(model);
+    const headNames = new Set(headVars.map((v) => v.name));
+    // Head first: tfjs's Adam keeps its moments by position, so the order must hold across phases.
+    const allVars = [...headVars, ...model.trainableWeights.map((w) => w.read() as tf.Variable).filter((v) => !headNames.has(v.name))];
+    const headPhase = (epoch: number) => args.mode === 'head' || epoch <= args['head-epochs'];
     const optimizer: tf.Optimizer = tf.train.adam(lr);
+    const towerOptimizer: tf.Optimizer | null = args.mode === 'finetune' && args['backbone-lr'] !== 1 ? tf.train.adam(lr * args['backbone-lr']!) : null;
     const weightsTensor = tf.tensor1d(classWeights);
 
     const inputBatch = (part: Sample[], random?: Parameters<typeof batchPixels>[3]): tf.Tensor => {
-      if (store) return tf.tensor4d(batchPixels(store, part.map((s) => s.slot), inputSize, random), [part.length, inputSize, inputSize, 3]);
+      if (store) return tf.tensor4d(batchPixels(store, part.map((s) => s.slot), inputSize, random), [part.length, inputSides(inputSize).height, inputSides(inputSize).width, 3]);
       const x = new Float32Array(part.length * featureDim);
       part.forEach((s, i) => x.set(featureRows!.subarray(s.slot * featureDim, (s.slot + 1) * featureDim), i * featureDim));
       return tf.tensor2d(x, [part.length, featureDim]);
@@ -281,12 +322,15 @@ Prints a JSON report: per-class precision, recall, F1 and support, macro and wei
     const fingerprint = JSON.stringify({
       labels, field: args['label-field'], weightField: weightField ?? null, mode: args.mode, input, head, featureDim, inputSize, tower: args.tower ?? null, layer: args['tower-layer'],
       weights: Array.from(classWeights), lr, batch: args.batch, split: [args['test-fraction'], args['val-fraction']], n: [bySplit.train.length, bySplit.val.length, bySplit.test.length],
+      // Only when set, so round-1 checkpoints keep their fingerprint.
+      ...(fresh && args.tower !== 'small' ? { towerRecord } : {}),
+      ...(args['head-epochs'] || args['backbone-lr'] !== 1 || args['freeze-bn'] ? { schedule: [args['head-epochs'], args['backbone-lr'], args['freeze-bn']] } : {}),
     });
     const checkpointDir = checkpointDirFor(args.out, args.checkpoint);
     let state: TrainingState;
     let best: tf.Tensor[] | null = null;
     if (args.resume) {
-      ({ state, best } = await resumeWithBest<TrainingState>(checkpointDir, fingerprint, model, optimizer));
+      ({ state, best } = await resumeWithBest<TrainingState>(checkpointDir, fingerprint, model, optimizer, towerOptimizer ? [[towerOptimizer, TOWER_OPTIMIZER]] : []));
       io.stderr.write(`atelier train-classifier: resuming after epoch ${state.epoch}\n`);
     } else {
       state = initialTrainingState(args.seed, fingerprint);
@@ -302,12 +346,25 @@ Prints a JSON report: per-class precision, recall, F1 and support, macro and wei
         let steps = 0;
         const order = shuffledBatches(bySplit.train.length, args.batch, random);
         const bar = startProgress(io.stderr, { total: order.length, label: `epoch ${epoch}` });
+        const onlyHead = headPhase(epoch);
+        // A frozen tower (head phase) or frozen BatchNorm statistics: the model runs in inference mode.
+        const training = args.mode === 'head' || !(onlyHead || args['freeze-bn']);
         for (const batch of order) {
           const part = batch.map((i) => bySplit.train[i]);
           const x = inputBatch(part, store ? random : undefined);
           const y = tf.tensor1d(part.map((s) => s.record.classIndex), 'int32');
           const w = weightsOf(part);
-          const { value, grads } = tf.variableGrads(() => weightedCrossEntropy(logitsNet.apply(x, { training: true }) as tf.Tensor2D, y, weightsTensor, w), variables());
+          const { value, grads } = tf.variableGrads(() => weightedCrossEntropy(logitsNet.apply(x, { training }) as tf.Tensor2D, y, weightsTensor, w), onlyHead ? headVars : allVars);
+          if (towerOptimizer && !onlyHead) {
+            const towerGrads: tf.NamedTensorMap = {};
+            for (const name of Object.keys(grads)) {
+              if (headNames.has(name)) continue;
+              towerGrads[name] = grads[name];
+              delete grads[name];
+            }
+            towerOptimizer.applyGradients(towerGrads);
+            tf.dispose(Object.values(towerGrads));
+          }
           optimizer.applyGradients(grads);
           lossSum += value.dataSync()[0];
           steps++;
@@ -332,7 +389,7 @@ Prints a JSON report: per-class precision, recall, F1 and support, macro and wei
       },
       async saveCheckpoint(current) {
         await saveModel(model, checkpointDir, {
-          extraTensors: { ...(await optimizerStateTensors(optimizer)), ...namedSnapshot(best) },
+          extraTensors: { ...(await optimizerStateTensors(optimizer)), ...(towerOptimizer ? await optimizerStateTensors(towerOptimizer, TOWER_OPTIMIZER) : {}), ...namedSnapshot(best) },
           metadata: { kind: `${CLASSIFIER_MODEL_KIND}-checkpoint`, checkpoint: current } as unknown as Record<string, unknown>,
         });
       },
@@ -379,8 +436,8 @@ Prints a JSON report: per-class precision, recall, F1 and support, macro and wei
 
     const metadata: ClassifierMetadata = {
       kind: CLASSIFIER_MODEL_KIND, labels, labelField: args['label-field'], input, mode: args.mode, head,
-      inputDim: input === 'features' ? featureDim : inputSize, classWeights: Array.from(classWeights),
-      ...(args.tower ? { tower: args.tower, towerLayer: args['tower-layer'] } : {}),
+      inputDim: input === 'features' ? featureDim : inputSides(inputSize).height, classWeights: Array.from(classWeights),
+      ...(towerRecord ? { tower: towerRecord, towerLayer: args['tower-layer'] } : {}),
       log: state.log, bestEpoch: state.bestEpoch,
     };
     // A head trained on features from a tower is saved with the tower in front: classify then reads images.
@@ -403,16 +460,10 @@ Prints a JSON report: per-class precision, recall, F1 and support, macro and wei
     io.stdout.write(json);
     weightsTensor.dispose();
     optimizer.dispose();
+    towerOptimizer?.dispose();
     (best as tf.Tensor[] | null)?.forEach((t) => t.dispose());
   },
 });
-
-/** Side of a model's square RGB input; anything else is not an image tower. */
-function squareInputSize(model: tf.LayersModel, dir: string): number {
-  const shape = model.inputs[0].shape;
-  if (shape.length !== 4 || shape[3] !== 3 || shape[1] !== shape[2]) throw new UsageError(`model has no square RGB image input (input shape ${JSON.stringify(shape)})`, { file: dir });
-  return shape[1] as number;
-}
 
 /** image -> features at `layer` of a tower, refusing a layer the tower lacks. */
 function towerFeatures(tower: tf.LayersModel, layer: Args['tower-layer'], dir: string): tf.LayersModel {

@@ -249,11 +249,14 @@ The evaluation on the test split (ROC AUC, accuracy, precision and recall at --t
     const metadata: SizenetMetadata = { kind: SIZENET_MODEL_KIND, config, features: args.features, evaluation: { auc: evaluation.test.auc, accuracy: evaluation.test.accuracy } };
     await saveModel(model, args.out, { metadata: metadata as unknown as Record<string, unknown>, outputs: io.outputs });
     if (args['image-model'] && args.tower) {
-      const tower = await loadModel(args.tower);
+      const loaded = await loadModel(args.tower);
       // The same features embed computed for the student: the registry picks the tower's feature layer.
-      const features = imageFeatures(describeModel(tower.model, tower.metadata, args.tower), tower.model, args['tower-layer']);
+      const features = imageFeatures(describeModel(loaded.model, loaded.metadata, args.tower), loaded.model, args['tower-layer']);
       const imageModel = buildImageStudentModel(features, model);
-      await saveModel(imageModel, args['image-model'], { metadata: { ...metadata, kind: SIZENET_MODEL_KIND, tower: args.tower, towerLayer: args['tower-layer'] }, outputs: io.outputs });
+      // The tower's record (input, resize mode) travels with it, so rise fits images the same way.
+      const record = loaded.metadata.tower;
+      const towerField = record && typeof record === 'object' ? { ...(record as Record<string, unknown>), source: args.tower } : args.tower;
+      await saveModel(imageModel, args['image-model'], { metadata: { ...metadata, kind: SIZENET_MODEL_KIND, tower: towerField, towerLayer: args['tower-layer'] }, outputs: io.outputs });
     }
     const json = JSON.stringify(evaluation, null, 2) + '\n';
     if (args.report) await writeFileAtomic(args.report, json, io.outputs);

@@ -5,24 +5,28 @@ import { tf } from '../lib/backend/tf.js';
 import { loadModel, optimizerStateTensors, saveModel, checkModelOutput, loadMetadata } from '../lib/backend/model-io.js';
 import { writeFileAtomic } from '../lib/io/atomic.js';
 import { createSkipCounter, writeSkipSummary } from '../lib/image/skips.js';
-import { DEFAULT_TOWER, buildWeakModel, hasLayer, minimumInputSize, LAYER } from '../lib/models/weak-model.js';
-import { batchPixels } from '../lib/train/weak-trainer.js';
+import { DEFAULT_TOWER, hasLayer, LAYER } from '../lib/models/weak-model.js';
+import { batchPixels, inputSides, type InputShape } from '../lib/train/weak-trainer.js';
+import { isTowerName, modelInputSize, parseInputSize } from '../lib/models/towers/index.js';
+import { resizeModeOf } from '../lib/models/image-features.js';
+import { backboneSourceOptions, openTower, towerNamesText, type BackboneArgs } from '../lib/train/tower-options.js';
+import type { ImageFit } from '../lib/image/decode.js';
 import { startProgress } from '../lib/progress.js';
 import { readLabelledRecords, splitOf } from '../lib/facets/labels.js';
 import { imageFeatureModel } from '../lib/facets/classifier-model.js';
 import { decodeImageStore } from '../lib/facets/inputs.js';
 import { initialTrainingState, namedSnapshot, runEpochs, snapshotWeights, type TrainingState } from '../lib/facets/training.js';
 import { SIMILARITY_MODEL_KIND, groupBatches, l2Normalize, leaveOneOutTop1, mineSemiHardTriplets, pairwiseSquaredDistances, tripletHingeLoss } from '../lib/similarity/triplet.js';
-import { anyInt, imageSide, integerIn, nonNegativeInt, positiveInt, positiveNumber, share } from '../lib/options.js';
+import { anyInt, inputSizeText, integerIn, nonNegativeInt, positiveInt, positiveNumber, share } from '../lib/options.js';
 
-interface Args {
+interface Args extends BackboneArgs {
   input: string;
   'positive-field': string;
   'id-field': string;
   'image-field': string;
   tower?: string;
   'tower-layer': 'pooled' | 'projection' | 'embedding';
-  'input-size': number;
+  'input-size': string;
   width: number;
   blocks: number;
   stages: number;
@@ -57,12 +61,13 @@ The output is an image -> embedding model: 'atelier embed -m <out> --normalize' 
     'positive-field': { describe: 'records with the same value here are positives of each other (item, or a label)', type: 'string', default: 'item' },
     'id-field': { describe: 'field holding the record id', type: 'string', default: 'id' },
     'image-field': { describe: 'field holding the image path', type: 'string', default: 'image' },
-    tower: { alias: 't', describe: 'image model to start from (default: a fresh tower)', type: 'string' },
+    tower: { alias: 't', describe: `image model directory to start from, or a family for a fresh tower (${towerNamesText()}[:ALPHA]; default small)`, type: 'string' },
     'tower-layer': { describe: 'tower features the embedding starts from', choices: ['pooled', 'projection', 'embedding'], default: 'embedding' },
-    'input-size': { describe: 'fresh tower: square input side in pixels', type: 'number', default: DEFAULT_TOWER.inputSize, check: imageSide },
+    'input-size': { describe: 'fresh tower or backbone: input side in pixels, or HxW (non-square: padded, not cropped)', type: 'string', default: String(DEFAULT_TOWER.inputSize), check: inputSizeText },
     width: { describe: 'fresh tower: filters of the first stage', type: 'number', default: DEFAULT_TOWER.width, check: positiveInt },
     blocks: { describe: 'fresh tower: residual blocks per stage', type: 'number', default: DEFAULT_TOWER.blocksPerStage, check: positiveInt },
     stages: { describe: 'fresh tower: stages', type: 'number', default: DEFAULT_TOWER.stages, check: positiveInt },
+    ...backboneSourceOptions,
     projection: { describe: 'learned embedding dimension on top of the tower (0: the tower features are the embedding)', type: 'number', default: 0, check: nonNegativeInt },
     margin: { describe: 'hinge margin g on squared distances of unit vectors', type: 'number', default: 0.1, check: positiveNumber },
     groups: { describe: 'groups (items) per batch', type: 'number', default: 8, check: integerIn(2) },
@@ -89,23 +94,31 @@ The output is an image -> embedding model: 'atelier embed -m <out> --normalize' 
     const set = await readLabelledRecords(args.input, { labelField: args['positive-field'], idField: args['id-field'], groupField: args['positive-field'], stdin: io.stdin });
     if (set.repeated > 0) warn(io, 'train-triplet', `${set.repeated} records repeat an earlier id with the same ${args['positive-field']}; each id is used once`);
     // Inputs first: a mistake is reported before the backend loads.
-    if (args.tower) await loadMetadata(args.tower);
+    if (args.tower && !isTowerName(args.tower)) await loadMetadata(args.tower);
     await selectBackend({ requested: args.backend, env: io.env, stderr: io.stderr });
 
     let tower: tf.LayersModel;
-    let inputSize: number;
-    if (args.tower) {
-      tower = (await loadModel(args.tower)).model;
-      const shape = tower.inputs[0].shape;
-      if (shape.length !== 4 || shape[3] !== 3 || shape[1] !== shape[2]) throw new UsageError(`model has no square RGB image input (input shape ${JSON.stringify(shape)})`, { file: args.tower });
+    let inputSize: InputShape;
+    let towerRecord: unknown = args.tower ?? null;
+    let fit: ImageFit = 'cover';
+    const fresh = args.backbone !== undefined || args.tower === undefined || isTowerName(args.tower);
+    if (!fresh) {
+      const loaded = await loadModel(args.tower!);
+      tower = loaded.model;
+      const sides = modelInputSize(tower, args.tower!);
       if (!hasLayer(tower, LAYER.pooled)) throw new UsageError('not an atelier image tower (no pooled layer)', { file: args.tower, field: '--tower' });
       if (args['tower-layer'] !== 'embedding' && !hasLayer(tower, args['tower-layer'])) throw new UsageError(`the tower has no '${args['tower-layer']}' layer`, { file: args.tower, field: '--tower-layer' });
-      inputSize = shape[1] as number;
+      inputSize = sides.height === sides.width ? sides.height : sides;
+      fit = resizeModeOf(loaded.metadata);
     } else {
-      inputSize = args['input-size'];
-      const minSize = minimumInputSize({ stages: args.stages });
-      if (inputSize < minSize) throw new UsageError(`input size ${inputSize} is smaller than the tower's minimum ${minSize} for ${args.stages} stages`, { field: '--input-size' });
-      tower = buildWeakModel({ inputSize, width: args.width, blocksPerStage: args.blocks, stages: args.stages, projection: 0, vocabularySize: 1, seed: args.seed });
+      if (args.backbone && args.tower && !isTowerName(args.tower)) throw new UsageError('give either --tower (a model) or --backbone', { field: '--backbone' });
+      const input = parseInputSize(args['input-size']);
+      const opened = await openTower({ name: args.tower ?? 'small', input, seed: args.seed, smallParams: { width: args.width, blocks: args.blocks, stages: args.stages }, args });
+      tower = opened.tower;
+      // Square inputs stay a number: round-1 fingerprints and metadata keep their form.
+      inputSize = input.height === input.width ? input.height : input;
+      fit = opened.record.resize;
+      if (args.tower !== undefined || args.backbone) towerRecord = opened.record;
     }
     const features = imageFeatureModel(tower, args['tower-layer']);
     const embedding = args.projection > 0
@@ -115,7 +128,7 @@ The output is an image -> embedding model: 'atelier embed -m <out> --normalize' 
 
     const skips = createSkipCounter();
     const progress = startProgress(io.stderr, { label: 'decoding' });
-    const { store, sourceIndex } = await decodeImageStore(set.records, args['image-field'], inputSize, skips, io, 'train-triplet', () => progress.tick(1));
+    const { store, sourceIndex } = await decodeImageStore(set.records, args['image-field'], inputSize, skips, io, 'train-triplet', () => progress.tick(1), fit);
     progress.stop();
     writeSkipSummary(skips, io, 'train-triplet');
     const groupOf = Int32Array.from(sourceIndex, (s) => set.records[s].classIndex);
@@ -139,7 +152,7 @@ The output is an image -> embedding model: 'atelier embed -m <out> --normalize' 
       let dim = 0;
       for (let start = 0; start < slots.length; start += 64) {
         const chunk = slots.slice(start, start + 64);
-        const y = tf.tidy(() => model.predict(tf.tensor4d(batchPixels(store, chunk, inputSize), [chunk.length, inputSize, inputSize, 3])) as tf.Tensor2D);
+        const y = tf.tidy(() => model.predict(tf.tensor4d(batchPixels(store, chunk, inputSize), [chunk.length, inputSides(inputSize).height, inputSides(inputSize).width, 3])) as tf.Tensor2D);
         dim = y.shape[1];
         out.push(Float32Array.from(y.dataSync() as Float32Array));
         y.dispose();
@@ -155,7 +168,7 @@ The output is an image -> embedding model: 'atelier embed -m <out> --normalize' 
     const dim = model.outputs[0].shape[1] as number;
     const valTop1 = (): number => (val.length ? leaveOneOutTop1(embedImages(val), dim, val.map((s) => groupOf[s])) : 0);
 
-    const fingerprint = JSON.stringify({ field: args['positive-field'], tower: args.tower ?? null, layer: args['tower-layer'], inputSize, projection: args.projection, margin: args.margin, lr: args.lr, groups: args.groups, perGroup: args['per-group'], n: [train.length, val.length] });
+    const fingerprint = JSON.stringify({ field: args['positive-field'], tower: args.tower ?? null, ...(args.backbone ? { backbone: towerRecord } : {}), layer: args['tower-layer'], inputSize, projection: args.projection, margin: args.margin, lr: args.lr, groups: args.groups, perGroup: args['per-group'], n: [train.length, val.length] });
     const checkpointDir = checkpointDirFor(args.out, args.checkpoint);
     let state: TrainingState;
     let best: tf.Tensor[] | null = null;
@@ -184,7 +197,7 @@ The output is an image -> embedding model: 'atelier embed -m <out> --normalize' 
         let semiHard = 0;
         let triplets = 0;
         for (const batch of batches) {
-          const x = tf.tensor4d(batchPixels(store, batch, inputSize, random), [batch.length, inputSize, inputSize, 3]);
+          const x = tf.tensor4d(batchPixels(store, batch, inputSize, random), [batch.length, inputSides(inputSize).height, inputSides(inputSize).width, 3]);
           const groups = Int32Array.from(batch, (s) => groupOf[s]);
           const { value, grads } = tf.variableGrads(() => {
             const distances = pairwiseSquaredDistances(l2Normalize(model.apply(x, { training: true }) as tf.Tensor2D));
@@ -228,7 +241,7 @@ The output is an image -> embedding model: 'atelier embed -m <out> --normalize' 
     if (state.bestEpoch === 0 && val.length) warn(io, 'train-triplet', 'no epoch beat the starting tower on validation top-1: the model written is the starting tower');
     const metadata = {
       kind: SIMILARITY_MODEL_KIND, positiveField: args['positive-field'], inputSize, projection: args.projection, margin: args.margin,
-      tower: args.tower ?? null, towerLayer: args['tower-layer'], bestEpoch: state.bestEpoch, log: state.log,
+      tower: towerRecord, towerLayer: args['tower-layer'], bestEpoch: state.bestEpoch, log: state.log,
     };
     await saveModel(model, args.out, { metadata, outputs: io.outputs });
     await writeFileAtomic(`${args.out.replace(/\/+$/, '')}.log.json`, JSON.stringify(state.log, null, 2) + '\n', io.outputs);

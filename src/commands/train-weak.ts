@@ -7,16 +7,18 @@ import { checkInputFile } from '../lib/io/paths.js';
 import { writeFileAtomic } from '../lib/io/atomic.js';
 import { createSkipCounter, writeSkipSummary } from '../lib/image/skips.js';
 import { decodeRecords, imageToBytes, readImageRecords } from '../lib/image/records.js';
-import { DEFAULT_TOWER, buildWeakModel, minimumInputSize, type WeakModelConfig } from '../lib/models/weak-model.js';
+import { DEFAULT_TOWER, buildWeakModel, smallTowerSpec, type WeakModelConfig } from '../lib/models/weak-model.js';
+import { parseInputSize } from '../lib/models/towers/index.js';
+import { backboneOptions, openTower, resizeModeFor, towerNamesText, towerSpecFor, type BackboneArgs, type TowerRecord } from '../lib/train/tower-options.js';
 import { buildWordIndex } from '../lib/train/word-sampler.js';
 import { evaluateTagging, trainStep, weakModels, type ImageStore, type StepOptions } from '../lib/train/weak-trainer.js';
 import { copyMatchingWeights, readVocabulary, WEAK_MODEL_KIND, type WeakModelMetadata, type EpochLog } from '../lib/models/weak-files.js';
 import { createRandom, isHeldOut, type RandomState } from '../lib/random.js';
 import { startProgress } from '../lib/progress.js';
 import { checkpointDirFor } from '../lib/train/checkpoint.js';
-import { anyInt, imageSide, nonNegativeInt, positiveInt, positiveNumber, share } from '../lib/options.js';
+import { anyInt, inputSizeText, nonNegativeInt, positiveInt, positiveNumber, share } from '../lib/options.js';
 
-interface Args {
+interface WeakArgs {
   input: string;
   vocab: string;
   out: string;
@@ -25,7 +27,8 @@ interface Args {
   'tokens-field': string;
   'group-field': string;
   'val-fraction': number;
-  'input-size': number;
+  'input-size': string;
+  tower: string;
   width: number;
   blocks: number;
   stages: number;
@@ -51,6 +54,8 @@ interface Args {
   'stop-after'?: number;
   backend: string;
 }
+
+type Args = WeakArgs & BackboneArgs;
 
 const KS = [1, 5, 10, 15];
 
@@ -84,10 +89,11 @@ The output is a model directory (model.json, weights, metadata.json with vocabul
     'tokens-field': { describe: 'record field holding the bag of words', type: 'string', default: 'tokens' },
     'group-field': { describe: 'record field naming the product (split key: crawl-tokenize writes the page or row as source); falls back to id', type: 'string', default: 'source' },
     'val-fraction': { describe: 'share of products held out for validation', type: 'number', default: 0.1, check: share },
-    'input-size': { describe: 'square input side of the tower in pixels', type: 'number', default: DEFAULT_TOWER.inputSize, check: imageSide },
-    width: { describe: 'filters of the first stage (doubled at each stage)', type: 'number', default: DEFAULT_TOWER.width, check: positiveInt },
-    blocks: { describe: 'residual blocks per stage', type: 'number', default: DEFAULT_TOWER.blocksPerStage, check: positiveInt },
-    stages: { describe: 'stages of the tower (each after the first halves the resolution)', type: 'number', default: DEFAULT_TOWER.stages, check: positiveInt },
+    tower: { describe: `tower family (${towerNamesText()}; NAME:ALPHA sets the width multiplier of resnet*/mobilenetv2)`, type: 'string', default: 'small' },
+    'input-size': { describe: 'input side in pixels, or HxW (e.g. 96x64: images are padded to fit, not cropped)', type: 'string', default: String(DEFAULT_TOWER.inputSize), check: inputSizeText },
+    width: { describe: 'small tower: filters of the first stage (doubled at each stage)', type: 'number', default: DEFAULT_TOWER.width, check: positiveInt },
+    blocks: { describe: 'small tower: residual blocks per stage', type: 'number', default: DEFAULT_TOWER.blocksPerStage, check: positiveInt },
+    stages: { describe: 'small tower: stages (each after the first halves the resolution)', type: 'number', default: DEFAULT_TOWER.stages, check: positiveInt },
     projection: { describe: 'low-rank projection dimension before W (0: none)', type: 'number', default: DEFAULT_TOWER.projection, check: nonNegativeInt },
     negatives: { describe: 'negative words sampled per example', type: 'number', default: 50, check: positiveInt },
     loss: { describe: 'sampled (positive + negatives) or full softmax', choices: ['sampled', 'full'], default: 'sampled' },
@@ -101,13 +107,14 @@ The output is a model directory (model.json, weights, metadata.json with vocabul
     momentum: { describe: 'SGD momentum', type: 'number', default: 0.9, check: share },
     patience: { describe: 'epochs without validation improvement before lr is divided by 10', type: 'number', default: 3, check: positiveInt },
     'stop-patience': { describe: 'epochs without validation improvement before training stops', type: 'number', default: 8, check: positiveInt },
-    'head-epochs': { describe: 'epochs that train only W and the projection, the tower frozen', type: 'number', default: 0, check: nonNegativeInt },
+    'head-epochs': { describe: 'epochs that train only W and the projection, the tower frozen (then all is fine-tuned: report 2.5)', type: 'number', default: 0, check: nonNegativeInt },
     dropout: { describe: 'dropout rate on the embedding during training', type: 'number', default: 0.2, check: share },
     seed: { describe: 'random seed (initialisation, sampling, augmentation)', type: 'number', default: 1, check: anyInt },
     checkpoint: { describe: 'checkpoint directory (default: <out>.checkpoint)', type: 'string' },
     resume: { describe: 'continue from the checkpoint', type: 'boolean', default: false },
     init: { describe: 'start from an earlier atelier model (weights copied where names and shapes match)', type: 'string' },
     'stop-after': { describe: 'end the run after this many epochs (the checkpoint stays; for staged runs)', type: 'number', check: positiveInt },
+    ...backboneOptions,
     ...backendOption,
   },
   examples: [
@@ -119,9 +126,11 @@ The output is a model directory (model.json, weights, metadata.json with vocabul
     await checkOutputs(args);
     const vocabulary = await readVocabulary(args.vocab, args['top-k']);
     const wordId = new Map(vocabulary.map((w, i) => [w, i]));
-    const minSize = minimumInputSize({ stages: args.stages });
-    const storedSize = Math.round(args['input-size'] * 1.125);
-    if (args['input-size'] < minSize) throw new UsageError(`input size ${args['input-size']} is smaller than the tower's minimum ${minSize} for ${args.stages} stages`, { field: '--input-size' });
+    const input = parseInputSize(args['input-size']);
+    const smallParams = { width: args.width, blocks: args.blocks, stages: args.stages };
+    towerSpecFor(args.tower, input, args.seed, smallParams, args);
+    const resize = resizeModeFor(input);
+    const stored = { height: Math.round(input.height * 1.125), width: Math.round(input.width * 1.125) };
     // Inputs first: a mistake is reported before the backend loads.
     await checkInputFile(args.input);
     if (args.init) await loadMetadata(args.init);
@@ -152,7 +161,7 @@ The output is a model directory (model.json, weights, metadata.json with vocabul
       }
     })();
     const progress = startProgress(io.stderr, { label: 'decoding' });
-    for await (const r of decodeRecords(checked, { width: storedSize, height: storedSize, fit: 'cover' }, skips, io, 'train-weak')) {
+    for await (const r of decodeRecords(checked, { width: stored.width, height: stored.height, fit: resize }, skips, io, 'train-weak')) {
       const bag = bagOf(r.record, r.file, r.line);
       if (bag.length === 0) {
         emptyBags++;
@@ -173,31 +182,39 @@ The output is a model directory (model.json, weights, metadata.json with vocabul
     const choice = await selectBackend({ requested: args.backend, env: io.env, stderr: io.stderr });
 
     const config: WeakModelConfig = {
-      inputSize: args['input-size'], width: args.width, blocksPerStage: args.blocks, stages: args.stages,
+      inputSize: input.height, width: args.width, blocksPerStage: args.blocks, stages: args.stages,
       projection: args.projection, vocabularySize: vocabulary.length, seed: args.seed,
     };
-    const fingerprint = JSON.stringify({ config, vocabulary: vocabulary.length, first: vocabulary.slice(0, 20), train: train.pixels.length, val: val.pixels.length });
+    // Round-1 settings keep round 1's fingerprint, so their checkpoints still resume.
+    const roundOne = args.tower === 'small' && !args.backbone && input.height === input.width;
+    const towerSettings = roundOne ? {} : { tower: args.tower, input, backbone: args.backbone ?? null, layer: args['backbone-layer'] ?? null };
+    const schedule = args['backbone-lr'] === 1 && !args['freeze-bn'] ? {} : { backboneLr: args['backbone-lr'], freezeBn: args['freeze-bn'] };
+    const fingerprint = JSON.stringify({ config, vocabulary: vocabulary.length, first: vocabulary.slice(0, 20), train: train.pixels.length, val: val.pixels.length, ...towerSettings, ...schedule });
     const checkpointDir = args.checkpoint ?? `${args.out.replace(/\/+$/, '')}.checkpoint`;
-    const trainStore: ImageStore = { pixels: train.pixels, storedSize };
-    const valStore: ImageStore = { pixels: val.pixels, storedSize };
+    const trainStore: ImageStore = { pixels: train.pixels, storedSize: stored.height, storedWidth: stored.width };
+    const valStore: ImageStore = { pixels: val.pixels, storedSize: stored.height, storedWidth: stored.width };
     const index = buildWordIndex(train.bags, vocabulary.length);
 
     let model: tf.LayersModel;
     let state: Checkpoint;
+    let towerRecord: TowerRecord;
     const optimizer = tf.train.momentum(args.lr, args.momentum);
     if (args.resume) {
       if (!existsSync(checkpointDir)) throw new UsageError('no checkpoint to resume from', { file: checkpointDir, field: '--resume' });
       const loaded = await loadModel(checkpointDir);
-      const saved = loaded.metadata as unknown as { checkpoint: Checkpoint };
+      const saved = loaded.metadata as unknown as { checkpoint: Checkpoint; tower?: TowerRecord };
       if (!saved.checkpoint || saved.checkpoint.fingerprint !== fingerprint) {
         throw new UsageError('checkpoint was made with other data or settings; remove it or drop --resume', { file: checkpointDir, field: '--resume' });
       }
       model = loaded.model;
       state = saved.checkpoint;
+      towerRecord = saved.tower ?? { ...smallTowerSpec(config, args.seed), resize };
       await restoreOptimizerState(optimizer, loaded.extraTensors);
       io.stderr.write(`atelier train-weak: resuming after epoch ${state.epoch}\n`);
     } else {
-      model = buildWeakModel(config);
+      const opened = await openTower({ name: args.tower, input, seed: args.seed, smallParams, args });
+      towerRecord = opened.record;
+      model = buildWeakModel(config, opened.tower);
       if (args.init) {
         const copied = copyMatchingWeights((await loadModel(args.init)).model, model);
         io.stderr.write(`atelier train-weak: initialised ${copied} weight tensors from ${args.init}\n`);
@@ -214,7 +231,7 @@ The output is a model directory (model.json, weights, metadata.json with vocabul
       const random = createRandom(state.random);
       (optimizer as unknown as { setLearningRate(lr: number): void }).setLearningRate(state.lr);
       const step: StepOptions = {
-        batchSize: args.batch, inputSize: args['input-size'], negatives: Math.min(args.negatives, vocabulary.length - 1), loss: args.loss,
+        batchSize: args.batch, inputSize: input, towerLrScale: args['backbone-lr'], freezeBn: args['freeze-bn'], negatives: Math.min(args.negatives, vocabulary.length - 1), loss: args.loss,
         sampling: args.sampling, dropout: args.dropout, headOnly: epoch <= args['head-epochs'],
         closeShare: args['close-negatives'], closeCount: args['close-pool'],
       };
@@ -228,7 +245,7 @@ The output is a model directory (model.json, weights, metadata.json with vocabul
       }
       bar.stop();
       const seconds = (Date.now() - started) / 1000;
-      const metrics = val.pixels.length ? evaluateTagging(model, valStore, val.bags, args['input-size'], KS) : { precision: {}, recall: {}, images: 0 };
+      const metrics = val.pixels.length ? evaluateTagging(model, valStore, val.bags, input, KS) : { precision: {}, recall: {}, images: 0 };
       const p1 = (metrics.precision as Record<number, number>)[1] ?? 0;
       const entry: EpochLog = {
         epoch, lr: state.lr, loss: lossSum / steps, phase: step.headOnly ? 'head' : 'full', seconds, imagesPerSecond: (steps * args.batch) / seconds,
@@ -252,11 +269,11 @@ The output is a model directory (model.json, weights, metadata.json with vocabul
       state.random = random.state();
       await saveModel(model, checkpointDir, {
         extraTensors: await optimizerStateTensors(optimizer),
-        metadata: { kind: WEAK_MODEL_KIND, checkpoint: state } as unknown as Record<string, unknown>,
+        metadata: { kind: WEAK_MODEL_KIND, checkpoint: state, tower: towerRecord } as unknown as Record<string, unknown>,
       });
       epochsThisRun++;
     }
-    const metadata: WeakModelMetadata = { kind: WEAK_MODEL_KIND, vocabulary, config, backend: choice.name, log: state.log };
+    const metadata: WeakModelMetadata = { kind: WEAK_MODEL_KIND, vocabulary, config, backend: choice.name, log: state.log, tower: towerRecord };
     await saveModel(model, args.out, { metadata: metadata as unknown as Record<string, unknown>, outputs: io.outputs });
     await writeFileAtomic(`${args.out.replace(/\/+$/, '')}.log.json`, JSON.stringify(state.log, null, 2) + '\n', io.outputs);
     if (epochsThisRun === 0 && state.epoch > 0) warn(io, 'train-weak', `nothing left to train (stopped after epoch ${state.epoch}); model written from the checkpoint`);

@@ -45,6 +45,14 @@ export const probability = { ...numberIn(0, 1), what: 'a probability in [0, 1]' 
 export const share = numberIn(0, 1, { max: true });
 /** The side of a square model input or raw-pixel crop. */
 export const imageSide = integerIn(1, 1024);
+/** A model input: one side (square) or HxW, each side 1..1024 pixels. */
+export const inputSizeText: OptionCheck = {
+  what: 'N or HxW in pixels from 1 to 1024 (e.g. 96 or 96x64)',
+  test: (v) => {
+    const m = /^\s*(\d+)(?:x(\d+))?\s*$/i.exec(String(v));
+    return !!m && [m[1], m[2] ?? m[1]].every((side) => Number(side) >= 1 && Number(side) <= 1024);
+  },
+};
 /** A byte size like 200M, 2G or 4096. */
 export const byteSize: OptionCheck = { what: 'a size like 512M or 2G', test: (v) => typeof v === 'string' && (parseByteSize(v) ?? 0) > 0 };
 /** Comma-separated positive integers, e.g. 256,128,64. */

@@ -101,7 +101,7 @@ test('bad input: grid larger than the image, a model without an image input -> o
   await saveModel(dense, flat);
   const b = await runAtelier(['rise', '-m', flat, image]);
   assert.equal(b.code, 2);
-  assert.match(b.stderr, /flat\.model: the model has no square RGB image input/);
+  assert.match(b.stderr, /flat\.model: the model has no RGB image input/);
 });
 
 test('rise explains the probability classify reports: a classifier ends in softmax, which rise must not apply twice', async () => {

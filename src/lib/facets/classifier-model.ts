@@ -2,6 +2,7 @@
 // head on an image tower trained end to end; a class-weighted cross-entropy for imbalanced facets.
 import { tf } from '../backend/tf.js';
 import { UsageError } from '../command.js';
+import type { TowerRecord } from '../models/backbone.js';
 import { LAYER, featureModel, hasLayer } from '../models/weak-model.js';
 
 export const CLASSIFIER_MODEL_KIND = 'atelier-classifier';
@@ -30,7 +31,8 @@ export interface ClassifierMetadata {
   /** Feature dimension (input 'features') or image side (input 'image'). */
   inputDim: number;
   classWeights: number[];
-  tower?: string;
+  /** The tower: its record (family, input, resize, backbone; `source` when read from another model), or the source model's path for round-1 towers. */
+  tower?: string | (TowerRecord & { source?: string });
   towerLayer?: string;
   [key: string]: unknown;
 }

@@ -4,7 +4,8 @@
 import { resolveImagePath, decodeRecords, imageToBytes, type ImageRecord } from '../image/records.js';
 import type { SkipCounter } from '../image/skips.js';
 import { storedSizeFor } from '../models/image-features.js';
-import type { ImageStore } from '../train/weak-trainer.js';
+import { inputSides, type ImageStore, type InputShape } from '../train/weak-trainer.js';
+import type { ImageFit } from '../image/decode.js';
 import { UsageError } from '../command.js';
 
 export interface ImageSource {
@@ -30,21 +31,23 @@ export function imageRecordOf(source: ImageSource, imageField: string): ImageRec
 export async function decodeImageStore(
   sources: ImageSource[],
   imageField: string,
-  inputSize: number,
+  inputSize: InputShape,
   skips: SkipCounter,
   io: { stderr: NodeJS.WritableStream },
   commandName: string,
   onImage?: () => void,
+  fit: ImageFit = 'cover',
 ): Promise<{ store: ImageStore; sourceIndex: number[] }> {
-  const storedSize = storedSizeFor(inputSize);
+  const sides = inputSides(inputSize);
+  const stored = { height: storedSizeFor(sides.height), width: storedSizeFor(sides.width) };
   const indexOf = new Map<ImageSource['record'], number>(sources.map((s, i) => [s.record, i]));
   const records = sources.map((s) => imageRecordOf(s, imageField));
   const pixels: Uint8Array[] = [];
   const sourceIndex: number[] = [];
-  for await (const r of decodeRecords(records, { width: storedSize, height: storedSize, fit: 'cover' }, skips, io, commandName)) {
+  for await (const r of decodeRecords(records, { width: stored.width, height: stored.height, fit }, skips, io, commandName)) {
     pixels.push(imageToBytes(r.image));
     sourceIndex.push(indexOf.get(r.record)!);
     onImage?.();
   }
-  return { store: { pixels, storedSize }, sourceIndex };
+  return { store: { pixels, storedSize: stored.height, storedWidth: stored.width }, sourceIndex };
 }

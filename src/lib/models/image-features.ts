@@ -8,7 +8,8 @@ import type { BackendChoice } from '../backend/select.js';
 import { batches } from '../image/prefetch.js';
 import { decodeRecords, imageToBytes, type DecodedRecord, type ImageRecord } from '../image/records.js';
 import type { SkipCounter } from '../image/skips.js';
-import { batchPixels } from '../train/weak-trainer.js';
+import { batchPixels, inputSides, type InputShape } from '../train/weak-trainer.js';
+import type { ImageFit } from '../image/decode.js';
 
 export interface FeatureBatch {
   records: DecodedRecord[];
@@ -17,7 +18,7 @@ export interface FeatureBatch {
   dim: number;
 }
 
-/** Training keeps images at 1.125 x the input side for random crops; inference takes the centre crop of the same. */
+/** Training keeps images at 1.125 x each input side for random crops; inference takes the centre crop of the same. */
 export function storedSizeFor(inputSize: number): number {
   return Math.round(inputSize * 1.125);
 }
@@ -39,11 +40,12 @@ export interface BatchPredictor {
 }
 
 /** The model in this thread: one batch at a time. */
-export function modelPredictor(model: tf.LayersModel, inputSize: number): BatchPredictor {
+export function modelPredictor(model: tf.LayersModel, inputSize: InputShape): BatchPredictor {
+  const { height, width } = inputSides(inputSize);
   return {
     inFlight: 1,
     async predict(pixels, count) {
-      const out = tf.tidy(() => model.predict(tf.tensor4d(pixels, [count, inputSize, inputSize, 3])) as tf.Tensor2D);
+      const out = tf.tidy(() => model.predict(tf.tensor4d(pixels, [count, height, width, 3])) as tf.Tensor2D);
       const rows = (await out.data()) as Float32Array;
       const dim = out.shape[1];
       out.dispose();
@@ -53,14 +55,21 @@ export function modelPredictor(model: tf.LayersModel, inputSize: number): BatchP
 }
 
 /** A pool whose workers hold the model (WorkerPool.loadModel): two batches per worker in flight. */
-export function poolPredictor(pool: WorkerPool, inputSize: number): BatchPredictor {
+export function poolPredictor(pool: WorkerPool, inputSize: InputShape): BatchPredictor {
+  const { height, width } = inputSides(inputSize);
   return {
     inFlight: 2 * pool.size,
     async predict(pixels, count) {
-      const out = await pool.predict({ shape: [count, inputSize, inputSize, 3], dtype: 'float32', data: pixels });
+      const out = await pool.predict({ shape: [count, height, width, 3], dtype: 'float32', data: pixels });
       return { rows: out.data as Float32Array, dim: out.shape[1] };
     },
   };
+}
+
+/** How images are fitted for a model: its metadata's tower.resize ('contain' for non-square towers), else round 1's 'cover'. */
+export function resizeModeOf(metadata: Record<string, unknown>): ImageFit {
+  const tower = metadata.tower as { resize?: unknown } | undefined;
+  return tower && typeof tower === 'object' && tower.resize === 'contain' ? 'contain' : 'cover';
 }
 
 /** The yargs option of the commands that run an image model over many images. */
@@ -78,7 +87,7 @@ export const workersOption = {
  * thread per process) and more than one worker is asked for or available, else this thread.
  * Call `close` when done.
  */
-export async function openPredictor(model: tf.LayersModel, inputSize: number, backend: BackendChoice, workers: number): Promise<{ predictor: BatchPredictor; workers: number; close(): Promise<void> }> {
+export async function openPredictor(model: tf.LayersModel, inputSize: InputShape, backend: BackendChoice, workers: number): Promise<{ predictor: BatchPredictor; workers: number; close(): Promise<void> }> {
   const wanted = workers > 0 ? workers : cpus().length;
   if (backend.name !== 'wasm' || wanted <= 1) return { predictor: modelPredictor(model, inputSize), workers: 1, close: async () => {} };
   const pool = await WorkerPool.create({ workers: wanted, backend: 'wasm' });
@@ -98,21 +107,23 @@ export async function openPredictor(model: tf.LayersModel, inputSize: number, ba
 export async function* computeFeatures(
   predictor: BatchPredictor | null,
   records: AsyncIterable<ImageRecord> | Iterable<ImageRecord>,
-  inputSize: number,
+  inputSize: InputShape,
   batchSize: number,
   skips: SkipCounter,
   io: { stderr: NodeJS.WritableStream },
   commandName: string,
+  fit: ImageFit = 'cover',
 ): AsyncGenerator<FeatureBatch> {
-  const storedSize = storedSizeFor(inputSize);
-  const decoded = decodeRecords(records, { width: storedSize, height: storedSize, fit: 'cover' }, skips, io, commandName);
+  const { height, width } = inputSides(inputSize);
+  const stored = { height: storedSizeFor(height), width: storedSizeFor(width) };
+  const decoded = decodeRecords(records, { width: stored.width, height: stored.height, fit }, skips, io, commandName);
   const waiting: Array<Promise<FeatureBatch>> = [];
   try {
     for await (const group of batches(decoded, batchSize)) {
-      const store = { pixels: group.map((r) => imageToBytes(r.image)), storedSize };
+      const store = { pixels: group.map((r) => imageToBytes(r.image)), storedSize: stored.height, storedWidth: stored.width };
       const pixels = batchPixels(store, group.map((_, i) => i), inputSize);
       if (!predictor) {
-        yield { records: group, rows: pixels, dim: inputSize * inputSize * 3 };
+        yield { records: group, rows: pixels, dim: height * width * 3 };
         continue;
       }
       const result = predictor.predict(pixels, group.length).then(({ rows, dim }) => ({ records: group, rows, dim }));

@@ -4,6 +4,7 @@ import { UsageError } from '../command.js';
 import { readNdjson, requireObject } from '../io/ndjson.js';
 import type { tf } from '../backend/tf.js';
 import type { WeakModelConfig } from './weak-model.js';
+import type { TowerRecord } from './backbone.js';
 
 export const WEAK_MODEL_KIND = 'atelier-weak';
 
@@ -26,6 +27,8 @@ export interface WeakModelMetadata {
   config: WeakModelConfig;
   backend: string;
   log: EpochLog[];
+  /** The tower (family, input, resize mode, backbone); absent in round-1 models (small, square, cover). */
+  tower?: TowerRecord;
 }
 
 /** Reads the first `topK` words (0: all) of a crawl-tokenize vocabulary NDJSON ({word, count, df}). */

@@ -3,6 +3,7 @@
 // word matrix W (the report's W2): the score of word k is w_kᵀ z. All tfjs-layers, so the whole
 // image -> word-scores model saves as one directory and any command (tag, embed, rise) can load it.
 import { tf } from '../backend/tf.js';
+import { buildTowerGraph, type TowerSpec } from './towers/index.js';
 
 export interface TowerConfig {
   /** Square input side in pixels. */
@@ -20,6 +21,8 @@ export interface TowerConfig {
 export interface WeakModelConfig extends TowerConfig {
   vocabularySize: number;
   seed: number;
+  /** Any registered tower (default: the small one of width, blocksPerStage, stages). */
+  tower?: TowerSpec;
 }
 
 export const DEFAULT_TOWER: TowerConfig = { inputSize: 64, width: 16, blocksPerStage: 1, stages: 4, projection: 0 };
@@ -32,54 +35,29 @@ export function minimumInputSize(config: Pick<TowerConfig, 'stages'>): number {
 /** Layer names that other code relies on. */
 export const LAYER = { input: 'image', pooled: 'pooled', projection: 'projection', words: 'words' } as const;
 
-function convBnRelu(x: tf.SymbolicTensor, filters: number, stride: number, name: string, seed: number, relu = true): tf.SymbolicTensor {
-  let y = tf.layers
-    .conv2d({ filters, kernelSize: 3, strides: stride, padding: 'same', useBias: false, kernelInitializer: tf.initializers.heNormal({ seed }), name: `${name}_conv` })
-    .apply(x) as tf.SymbolicTensor;
-  y = tf.layers.batchNormalization({ momentum: 0.9, epsilon: 1e-5, name: `${name}_bn` }).apply(y) as tf.SymbolicTensor;
-  return relu ? (tf.layers.reLU({ name: `${name}_relu` }).apply(y) as tf.SymbolicTensor) : y;
-}
-
-/** One basic residual block; a stride-2 block downsamples with a strided conv (MaxPoolGrad is slow on WASM). */
-function residualBlock(x: tf.SymbolicTensor, filters: number, stride: number, name: string, seed: number): tf.SymbolicTensor {
-  const inputFilters = x.shape[x.shape.length - 1] as number;
-  const a = convBnRelu(x, filters, stride, `${name}_a`, seed);
-  const b = convBnRelu(a, filters, 1, `${name}_b`, seed + 1, false);
-  let shortcut = x;
-  if (stride !== 1 || inputFilters !== filters) {
-    shortcut = tf.layers
-      .conv2d({ filters, kernelSize: 1, strides: stride, padding: 'same', useBias: false, kernelInitializer: tf.initializers.heNormal({ seed: seed + 2 }), name: `${name}_short_conv` })
-      .apply(x) as tf.SymbolicTensor;
-    shortcut = tf.layers.batchNormalization({ momentum: 0.9, epsilon: 1e-5, name: `${name}_short_bn` }).apply(shortcut) as tf.SymbolicTensor;
-  }
-  const sum = tf.layers.add({ name: `${name}_add` }).apply([b, shortcut]) as tf.SymbolicTensor;
-  return tf.layers.reLU({ name: `${name}_out` }).apply(sum) as tf.SymbolicTensor;
+/** The tower spec of a round-1 config: the small family with its width, blocks and stages. */
+export function smallTowerSpec(config: Pick<TowerConfig, 'inputSize' | 'width' | 'blocksPerStage' | 'stages'>, seed: number): TowerSpec {
+  return { family: 'small', input: { height: config.inputSize, width: config.inputSize }, params: { width: config.width, blocks: config.blocksPerStage, stages: config.stages }, seed };
 }
 
 /** Builds image -> embedding (pooled or projected), as symbolic tensors on a fresh input. */
-function buildTowerGraph(config: TowerConfig, seed: number): { input: tf.SymbolicTensor; pooled: tf.SymbolicTensor; embedding: tf.SymbolicTensor } {
-  const input = tf.input({ shape: [config.inputSize, config.inputSize, 3], name: LAYER.input });
-  let x = convBnRelu(input, config.width, 2, 'stem', seed);
-  let layerSeed = seed + 10;
-  for (let stage = 0; stage < config.stages; stage++) {
-    const filters = config.width * 2 ** stage;
-    for (let block = 0; block < config.blocksPerStage; block++) {
-      const stride = stage > 0 && block === 0 ? 2 : 1;
-      x = residualBlock(x, filters, stride, `s${stage}b${block}`, layerSeed);
-      layerSeed += 10;
-    }
-  }
-  const pooled = tf.layers.globalAveragePooling2d({ name: LAYER.pooled }).apply(x) as tf.SymbolicTensor;
+function buildTowerAndProjection(config: WeakModelConfig, backbone?: tf.LayersModel): { input: tf.SymbolicTensor; pooled: tf.SymbolicTensor; embedding: tf.SymbolicTensor } {
+  const { input, pooled } = backbone
+    ? { input: backbone.inputs[0], pooled: backbone.outputs[0] }
+    : buildTowerGraph(config.tower ?? smallTowerSpec(config, config.seed));
   const embedding =
     config.projection > 0
-      ? (tf.layers.dense({ units: config.projection, useBias: false, kernelInitializer: tf.initializers.glorotUniform({ seed: seed + 7 }), name: LAYER.projection }).apply(pooled) as tf.SymbolicTensor)
+      ? (tf.layers.dense({ units: config.projection, useBias: false, kernelInitializer: tf.initializers.glorotUniform({ seed: config.seed + 7 }), name: LAYER.projection }).apply(pooled) as tf.SymbolicTensor)
       : pooled;
   return { input, pooled, embedding };
 }
 
-/** The full model: image -> one score per vocabulary word. */
-export function buildWeakModel(config: WeakModelConfig): tf.LayersModel {
-  const { input, embedding } = buildTowerGraph(config, config.seed);
+/**
+ * The full model: image -> one score per vocabulary word, on a fresh tower or on `backbone`
+ * (image -> pooled features, e.g. from loadBackbone; its layers are shared, not copied).
+ */
+export function buildWeakModel(config: WeakModelConfig, backbone?: tf.LayersModel): tf.LayersModel {
+  const { input, embedding } = buildTowerAndProjection(config, backbone);
   const scores = tf.layers
     .dense({ units: config.vocabularySize, useBias: false, kernelInitializer: tf.initializers.randomNormal({ mean: 0, stddev: 0.01, seed: config.seed + 3 }), name: LAYER.words })
     .apply(embedding) as tf.SymbolicTensor;

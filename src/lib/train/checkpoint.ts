@@ -50,8 +50,11 @@ export async function resumeWithBest<State extends { fingerprint: string }>(
   fingerprint: string,
   model: tf.LayersModel,
   optimizer: tf.Optimizer,
+  /** Further optimizers saved under their own prefix (e.g. a tower's own Adam). */
+  moreOptimizers: Array<[tf.Optimizer, string]> = [],
 ): Promise<{ state: State; best: tf.Tensor[] | null }> {
   const { state, extraTensors } = await resumeFromCheckpoint<State>(dir, fingerprint, model, optimizer);
+  for (const [other, prefix] of moreOptimizers) await restoreOptimizerState(other, extraTensors, prefix);
   const names = Object.keys(extraTensors).filter((n) => n.startsWith('best/')).sort((a, b) => Number(a.slice(5)) - Number(b.slice(5)));
   const best = names.length ? names.map((n) => extraTensors[n].clone()) : null;
   tf.dispose(Object.values(extraTensors));

@@ -6,31 +6,45 @@ import { applyDropout, fullSoftmaxLoss, sampledSoftmaxLoss } from '../models/wor
 import { precisionRecallAtK, type PrecisionRecall } from '../metrics/ranking.js';
 import { sampleBatch, type WordIndex, type WordSampling } from './word-sampler.js';
 import type { Random } from '../random.js';
+import type { InputSize } from '../models/towers/index.js';
 
-/** Decoded images kept as bytes at `storedSize` (a margin above the input size for random crops). */
+/** Decoded images kept as bytes at storedSize x storedWidth (a margin above the input size for random crops). */
 export interface ImageStore {
   pixels: Uint8Array[];
+  /** Stored height (and width, when storedWidth is not given). */
   storedSize: number;
+  storedWidth?: number;
+}
+
+/** An input side (square) or H x W. */
+export type InputShape = number | InputSize;
+
+/** Height and width of an input given as a side or H x W. */
+export function inputSides(input: InputShape): InputSize {
+  return typeof input === 'number' ? { height: input, width: input } : input;
 }
 
 /**
  * Pixels of the given images as a [n, size, size, 3] float batch in [0, 1]. With a generator, each
  * image gets a random crop and a random horizontal flip (augmentation); without, the centre crop.
  */
-export function batchPixels(store: ImageStore, images: ArrayLike<number>, inputSize: number, random?: Random): Float32Array {
-  const { storedSize } = store;
-  const out = new Float32Array(images.length * inputSize * inputSize * 3);
-  const margin = storedSize - inputSize;
+export function batchPixels(store: ImageStore, images: ArrayLike<number>, input: InputShape, random?: Random): Float32Array {
+  const { height, width } = inputSides(input);
+  const storedHeight = store.storedSize;
+  const storedWidth = store.storedWidth ?? store.storedSize;
+  const out = new Float32Array(images.length * height * width * 3);
+  const marginX = storedWidth - width;
+  const marginY = storedHeight - height;
   for (let n = 0; n < images.length; n++) {
     const src = store.pixels[images[n]];
-    const x0 = random ? random.int(margin + 1) : margin >> 1;
-    const y0 = random ? random.int(margin + 1) : margin >> 1;
+    const x0 = random ? random.int(marginX + 1) : marginX >> 1;
+    const y0 = random ? random.int(marginY + 1) : marginY >> 1;
     const flip = random ? random.next() < 0.5 : false;
-    let o = n * inputSize * inputSize * 3;
-    for (let y = 0; y < inputSize; y++) {
-      const row = (y + y0) * storedSize;
-      for (let x = 0; x < inputSize; x++) {
-        const sx = flip ? x0 + inputSize - 1 - x : x0 + x;
+    let o = n * height * width * 3;
+    for (let y = 0; y < height; y++) {
+      const row = (y + y0) * storedWidth;
+      for (let x = 0; x < width; x++) {
+        const sx = flip ? x0 + width - 1 - x : x0 + x;
         const s = (row + sx) * 3;
         out[o++] = src[s] / 255;
         out[o++] = src[s + 1] / 255;
@@ -43,13 +57,17 @@ export function batchPixels(store: ImageStore, images: ArrayLike<number>, inputS
 
 export interface StepOptions {
   batchSize: number;
-  inputSize: number;
+  inputSize: InputShape;
   negatives: number;
   loss: 'sampled' | 'full';
   sampling: WordSampling;
   dropout: number;
   /** Train only the projection and word matrix (the tower frozen, run in inference mode). */
   headOnly: boolean;
+  /** Multiplier of the tower's gradients (SGD: of its learning rate) in the full phase; default 1. */
+  towerLrScale?: number;
+  /** Keep the tower's BatchNorm statistics frozen in the full phase (inference mode). */
+  freezeBn?: boolean;
   closeShare: number;
   closeCount: number;
 }
@@ -106,15 +124,27 @@ export function trainStep(
   const dim = (embeddingModel.outputs[0].shape[1] as number);
   const mask = options.dropout > 0 ? dropoutMask(random, options.batchSize * dim, options.dropout) : new Float32Array(0);
   const variables = trainableInOrder(model, options.headOnly);
-  const x = tf.tensor4d(pixels, [options.batchSize, options.inputSize, options.inputSize, 3]);
+  const { height, width } = inputSides(options.inputSize);
+  const x = tf.tensor4d(pixels, [options.batchSize, height, width, 3]);
   const candidates = tf.tensor2d(batch.candidates, [options.batchSize, 1 + options.negatives], 'int32');
   const positives = tf.tensor1d(batch.positives, 'int32');
   const { value, grads } = tf.variableGrads(() => {
-    let z = embeddingModel.apply(x, { training: !options.headOnly }) as tf.Tensor2D;
+    let z = embeddingModel.apply(x, { training: !options.headOnly && !options.freezeBn }) as tf.Tensor2D;
     if (options.dropout > 0) z = applyDropout(z, mask, options.dropout);
     const kernel = wordKernel(model) as unknown as tf.Tensor2D;
     return options.loss === 'full' ? fullSoftmaxLoss(z, kernel, positives) : sampledSoftmaxLoss(z, kernel, candidates);
   }, variables);
+  const scale = options.towerLrScale ?? 1;
+  if (scale !== 1 && !options.headOnly) {
+    // With SGD (momentum included) scaling a variable's gradient scales its learning rate.
+    const head = new Set(headVariables(model).map((v) => v.name));
+    for (const name of Object.keys(grads)) {
+      if (head.has(name)) continue;
+      const scaled = tf.mul(grads[name], scale);
+      grads[name].dispose();
+      grads[name] = scaled;
+    }
+  }
   optimizer.applyGradients(grads);
   const loss = value.dataSync()[0];
   tf.dispose([x, candidates, positives, value]);
@@ -153,13 +183,14 @@ function dropoutMask(random: Random, size: number, rate: number): Float32Array {
 }
 
 /** Word scores for images (centre crop), [n, K] row-major, computed in batches. */
-export function scoreImages(model: tf.LayersModel, store: ImageStore, images: ArrayLike<number>, inputSize: number, batchSize = 64): Float32Array {
+export function scoreImages(model: tf.LayersModel, store: ImageStore, images: ArrayLike<number>, inputSize: InputShape, batchSize = 64): Float32Array {
+  const { height, width } = inputSides(inputSize);
   const vocabularySize = model.getLayer(LAYER.words).outputShape[1] as number;
   const out = new Float32Array(images.length * vocabularySize);
   for (let start = 0; start < images.length; start += batchSize) {
     const ids = Array.from({ length: Math.min(batchSize, images.length - start) }, (_, i) => images[start + i]);
     const pixels = batchPixels(store, ids, inputSize);
-    const scores = tf.tidy(() => model.predict(tf.tensor4d(pixels, [ids.length, inputSize, inputSize, 3])) as tf.Tensor);
+    const scores = tf.tidy(() => model.predict(tf.tensor4d(pixels, [ids.length, height, width, 3])) as tf.Tensor);
     out.set(scores.dataSync() as Float32Array, start * vocabularySize);
     scores.dispose();
   }
@@ -167,7 +198,7 @@ export function scoreImages(model: tf.LayersModel, store: ImageStore, images: Ar
 }
 
 /** Validation precision@k and recall@k over the full vocabulary. */
-export function evaluateTagging(model: tf.LayersModel, store: ImageStore, bags: Int32Array[], inputSize: number, ks: number[]): PrecisionRecall {
+export function evaluateTagging(model: tf.LayersModel, store: ImageStore, bags: Int32Array[], inputSize: InputShape, ks: number[]): PrecisionRecall {
   const images = bags.map((_, i) => i);
   const scores = scoreImages(model, store, images, inputSize);
   const vocabularySize = model.getLayer(LAYER.words).outputShape[1] as number;
