@@ -1,0 +1,126 @@
+// The inference engine: onnxruntime-node (the tfjs model converted in memory, run on every core)
+// when it loads and the model converts, else tfjs. `auto` picks onnxruntime except when tfjs has
+// its CUDA backend, which outruns onnxruntime's CPU provider.
+import { availableParallelism, cpus } from 'node:os';
+import { tf } from '../backend/tf.js';
+import { UsageError } from '../command.js';
+import type { BackendChoice } from '../backend/select.js';
+import type { BatchPredictor } from '../models/image-features.js';
+import { exportLayersModel } from './export.js';
+
+type Ort = typeof import('onnxruntime-node');
+
+export const ENGINE_NAMES = ['auto', 'ort', 'tfjs'] as const;
+export type EngineName = (typeof ENGINE_NAMES)[number];
+
+/** The yargs option of the commands that run a model forward. */
+export const engineOption = {
+  engine: {
+    describe: 'inference engine: auto (onnxruntime when it loads and the model converts, else tfjs), ort or tfjs (env ATELIER_ENGINE)',
+    choices: [...ENGINE_NAMES],
+    default: 'auto',
+  },
+};
+
+let ortModule: Promise<Ort | Error> | undefined;
+
+/** onnxruntime-node, or the error that kept it from loading. */
+export function loadOrt(): Promise<Ort | Error> {
+  ortModule ??= import('onnxruntime-node').then(
+    (m) => ((m as { default?: Ort }).default ?? m) as Ort,
+    (err: unknown) => (err instanceof Error ? err : new Error(String(err))),
+  );
+  return ortModule;
+}
+
+/** The version of onnxruntime-node when it loads, else null. */
+export async function ortVersion(): Promise<string | null> {
+  const ort = await loadOrt();
+  return ort instanceof Error ? null : ort.env.versions.node ?? null;
+}
+
+export function ortThreads(): number {
+  return availableParallelism?.() ?? cpus().length;
+}
+
+/** A model running in onnxruntime: float32 in, one float32 output out, batch first. */
+export interface OrtModel {
+  run(data: Float32Array, shape: number[]): Promise<{ data: Float32Array; shape: number[] }>;
+  release(): Promise<void>;
+}
+
+/** Converts `model` (only the path to `output`, default its first output) and opens it in onnxruntime. */
+export async function openOrtModel(ort: Ort, model: tf.LayersModel, output: tf.SymbolicTensor = model.outputs[0]): Promise<OrtModel> {
+  const exported = exportLayersModel(model, {}, { name: 'output', tensor: output });
+  const threads = ortThreads();
+  const session = await ort.InferenceSession.create(exported.bytes, { intraOpNumThreads: threads, interOpNumThreads: 1, executionProviders: ['cpu'], graphOptimizationLevel: 'all' });
+  return {
+    async run(data, shape) {
+      const result = await session.run({ [exported.inputName]: new ort.Tensor('float32', data, shape) });
+      const out = result.output;
+      return { data: out.data as Float32Array, shape: out.dims.map(Number) };
+    },
+    release: () => session.release(),
+  };
+}
+
+export interface EngineChoice {
+  engine: 'ort' | 'tfjs';
+  /** Why, for stderr and `info`. */
+  reason: string;
+  ort?: Ort;
+}
+
+/**
+ * Picks the engine for a model: `requested` (flag) over ATELIER_ENGINE, auto otherwise. A forced
+ * engine that cannot run is a UsageError; auto falls back to tfjs and says why.
+ */
+export async function chooseEngine(opts: { requested?: string; env: NodeJS.ProcessEnv; backend?: BackendChoice }): Promise<EngineChoice> {
+  const fromFlag = opts.requested && opts.requested !== 'auto';
+  const raw = fromFlag ? opts.requested! : opts.env.ATELIER_ENGINE && opts.env.ATELIER_ENGINE !== 'auto' ? opts.env.ATELIER_ENGINE : 'auto';
+  const source = fromFlag ? '--engine' : 'ATELIER_ENGINE';
+  if (!(ENGINE_NAMES as readonly string[]).includes(raw)) throw new UsageError(`unknown engine '${raw}' (choose from ${ENGINE_NAMES.join(', ')})`, { field: source });
+  if (raw === 'tfjs') return { engine: 'tfjs', reason: `forced by ${source}=tfjs` };
+  const ort = await loadOrt();
+  if (ort instanceof Error) {
+    const why = /Cannot find (module|package)/.test(ort.message) ? 'onnxruntime-node is not installed' : `onnxruntime-node did not load: ${ort.message.split('\n')[0].slice(0, 160)}`;
+    if (raw === 'ort') throw new UsageError(`engine 'ort' cannot be used: ${why}`, { field: source });
+    return { engine: 'tfjs', reason: why };
+  }
+  if (raw === 'ort') return { engine: 'ort', reason: `forced by ${source}=ort`, ort };
+  if (opts.backend?.name === 'tensorflow-gpu') return { engine: 'tfjs', reason: 'tfjs has its CUDA backend' };
+  return { engine: 'ort', reason: 'fastest available', ort };
+}
+
+/**
+ * Opens `model` on the chosen engine; when auto chose onnxruntime and the model does not convert,
+ * falls back to tfjs. Returns null for tfjs (the caller keeps its tfjs path). Says which on stderr.
+ */
+export async function openEngineModel(choice: EngineChoice, model: tf.LayersModel, io: { stderr: NodeJS.WritableStream }, commandName: string, forced: boolean, output?: tf.SymbolicTensor): Promise<OrtModel | null> {
+  if (choice.engine === 'tfjs' || !choice.ort) {
+    io.stderr.write(`atelier ${commandName}: engine tfjs (${choice.reason})\n`);
+    return null;
+  }
+  try {
+    const opened = await openOrtModel(choice.ort, model, output);
+    io.stderr.write(`atelier ${commandName}: engine ort (${choice.reason}, onnxruntime-node ${choice.ort.env.versions.node ?? '?'}, ${ortThreads()} threads)\n`);
+    return opened;
+  } catch (err) {
+    const why = (err instanceof Error ? err.message : String(err)).split('\n')[0].slice(0, 200);
+    if (forced) throw new UsageError(`engine 'ort' cannot run this model: ${why}`, { field: '--engine' });
+    io.stderr.write(`atelier ${commandName}: engine tfjs (the model does not run in onnxruntime: ${why})\n`);
+    return null;
+  }
+}
+
+/** A BatchPredictor for image batches [count, size, size, 3] on onnxruntime. */
+export function ortPredictor(model: OrtModel, inputSize: number): BatchPredictor {
+  return {
+    // Two batches in flight: one decodes while the other computes on every core.
+    inFlight: 2,
+    async predict(pixels, count) {
+      const out = await model.run(pixels, [count, inputSize, inputSize, 3]);
+      return { rows: out.data, dim: out.shape[1] };
+    },
+  };
+}
