@@ -1,6 +1,5 @@
 import { defineCommand, UsageError } from '../lib/command.js';
 import { backendOption, selectBackend } from '../lib/backend/select.js';
-import { tf } from '../lib/backend/tf.js';
 import { loadModel } from '../lib/backend/model-io.js';
 import { openAtomicWriteStream } from '../lib/io/atomic.js';
 import { readFeatureMatrix, idsPathFor } from '../lib/io/features.js';
@@ -15,6 +14,7 @@ import { batchPixels } from '../lib/train/weak-trainer.js';
 import { CLASSIFIER_MODEL_KIND, type ClassifierMetadata } from '../lib/facets/classifier-model.js';
 import { argmax, predictionLine } from '../lib/facets/evaluation.js';
 import { startProgress } from '../lib/progress.js';
+import { engineOption, openModelRunner, type ModelRunner } from '../lib/onnx/runtime.js';
 
 interface Args {
   images: string[];
@@ -29,6 +29,7 @@ interface Args {
   rank?: string;
   top?: number;
   backend: string;
+  engine: string;
 }
 
 export default defineCommand<Args>({
@@ -52,6 +53,7 @@ A model trained on precomputed features (train-classifier --features) reads feat
     rank: { describe: 'instead of input order, write the records by their probability of this label, highest first (unreadable images left out)', type: 'string' },
     top: { describe: 'with --rank, keep only the N most probable records', type: 'number' },
     ...backendOption,
+    ...engineOption,
   },
   examples: [
     ['atelier classify -m silhouette.model photos/*.jpg', 'label image files'],
@@ -61,7 +63,7 @@ A model trained on precomputed features (train-classifier --features) reads feat
   ],
   async run(args, io) {
     if (!(Number.isInteger(args.batch) && args.batch >= 1)) throw new UsageError(`must be a positive integer, got ${args.batch}`, { field: '--batch' });
-    await selectBackend({ requested: args.backend, env: io.env, stderr: io.stderr });
+    const backend = await selectBackend({ requested: args.backend, env: io.env, stderr: io.stderr });
     const loaded = await loadModel(args.model);
     const meta = loaded.metadata as Partial<ClassifierMetadata>;
     if (meta.kind !== CLASSIFIER_MODEL_KIND || !Array.isArray(meta.labels)) throw new UsageError(`not a train-classifier model (kind ${JSON.stringify(meta.kind ?? null)})`, { file: args.model });
@@ -100,11 +102,10 @@ A model trained on precomputed features (train-classifier --features) reads feat
         }
       }
     };
-    const predict = (x: tf.Tensor): Float32Array => {
-      const y = model.predict(x) as tf.Tensor;
-      const data = Float32Array.from(y.dataSync() as Float32Array);
-      tf.dispose([x, y]);
-      return data;
+    let runner: ModelRunner | undefined;
+    const predict = async (data: Float32Array, shape: number[]): Promise<Float32Array> => {
+      runner ??= await openModelRunner(model, { engine: args.engine, env: io.env, stderr: io.stderr, backend, commandName: 'classify' });
+      return (await runner.run(data, shape)).data;
     };
 
     let written = 0;
@@ -116,7 +117,7 @@ A model trained on precomputed features (train-classifier --features) reads feat
         if (matrix.dim !== meta.inputDim) throw new UsageError(`rows have ${matrix.dim} values; the model was trained on ${meta.inputDim}`, { file: args.features });
         for (let start = 0; start < matrix.ids.length; start += args.batch) {
           const n = Math.min(args.batch, matrix.ids.length - start);
-          const probs = predict(tf.tensor2d(matrix.rows.subarray(start * matrix.dim, (start + n) * matrix.dim), [n, matrix.dim]));
+          const probs = await predict(matrix.rows.slice(start * matrix.dim, (start + n) * matrix.dim), [n, matrix.dim]);
           await writeRows(matrix.ids.slice(start, start + n).map((id) => ({ id })), probs);
           written += n;
         }
@@ -131,8 +132,8 @@ A model trained on precomputed features (train-classifier --features) reads feat
         const flushBatch = async () => {
           if (batch.length === 0) return;
           const pixels = batchPixels({ pixels: batch.map((b) => b.bytes), storedSize }, batch.map((_, i) => i), inputSize);
-          const x = meta.input === 'pixels' ? tf.tensor2d(pixels, [batch.length, inputSize * inputSize * 3]) : tf.tensor4d(pixels, [batch.length, inputSize, inputSize, 3]);
-          await writeRows(batch.map((b) => ({ id: b.record.id, image: b.record.path })), predict(x));
+          const shape = meta.input === 'pixels' ? [batch.length, inputSize * inputSize * 3] : [batch.length, inputSize, inputSize, 3];
+          await writeRows(batch.map((b) => ({ id: b.record.id, image: b.record.path })), await predict(pixels, shape));
           written += batch.length;
           progress.tick(batch.length);
           batch = [];
@@ -163,6 +164,8 @@ A model trained on precomputed features (train-classifier --features) reads feat
     } catch (err) {
       await out?.abort();
       throw err;
+    } finally {
+      await runner?.close();
     }
     io.stderr.write(`atelier classify: ${written} images classified${failed ? `, ${failed} could not be read (lines with "error")` : ''}\n`);
   },

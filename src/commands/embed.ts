@@ -9,7 +9,8 @@ import { pathRecords, readImageRecords } from '../lib/image/records.js';
 import { hasLayer, LAYER, wordKernel } from '../lib/models/weak-model.js';
 import { imageFeatureModel } from '../lib/facets/classifier-model.js';
 import { weakMetadata } from '../lib/models/weak-files.js';
-import { computeFeatures, normalizeRows, openPredictor, workersOption } from '../lib/models/image-features.js';
+import { computeFeatures, normalizeRows, workersOption } from '../lib/models/image-features.js';
+import { engineOption, openImagePredictor } from '../lib/onnx/runtime.js';
 import { startProgress } from '../lib/progress.js';
 
 interface Args {
@@ -27,6 +28,7 @@ interface Args {
   batch: number;
   skipped?: string;
   backend: string;
+  engine: string;
   workers: number;
 }
 
@@ -59,6 +61,7 @@ export default defineCommand<Args>({
     skipped: { describe: 'write the skipped images ({image, reason, message}) to this NDJSON', type: 'string' },
     ...workersOption,
     ...backendOption,
+    ...engineOption,
   },
   examples: [
     ['atelier embed -m weak.model -i products.ndjson -o emb.npy', 'embed every image of a crawl'],
@@ -109,7 +112,7 @@ export default defineCommand<Args>({
     const skips = createSkipCounter();
     let npy: Awaited<ReturnType<typeof openNpyWriter>> | null = null;
     const ids = await openNdjsonWriter(idsPath, { stdout: io.stdout });
-    const inference = network ? await openPredictor(network, inputSize, backend, args.workers) : null;
+    const inference = network ? await openImagePredictor(network, inputSize, { engine: args.engine, env: io.env, stderr: io.stderr, backend, workers: args.workers, commandName: 'embed' }) : null;
     const progress = startProgress(io.stderr, { label: 'embedding' });
     let rowsWritten = 0;
     try {

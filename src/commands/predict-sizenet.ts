@@ -1,6 +1,6 @@
 import { defineCommand, UsageError } from '../lib/command.js';
 import { backendOption, selectBackend } from '../lib/backend/select.js';
-import { tf } from '../lib/backend/tf.js';
+import { engineOption, openModelRunner } from '../lib/onnx/runtime.js';
 import { loadModel } from '../lib/backend/model-io.js';
 import { openNdjsonWriter, readNdjson, requireObject } from '../lib/io/ndjson.js';
 import { iterateNpyRows, readNpyHeader } from '../lib/io/npy.js';
@@ -13,6 +13,7 @@ interface Args {
   ids?: string;
   out: string;
   backend: string;
+  engine: string;
 }
 
 export default defineCommand<Args>({
@@ -25,13 +26,14 @@ export default defineCommand<Args>({
     ids: { describe: 'ids NDJSON of the features (default: <features>.ids.ndjson)', type: 'string' },
     out: { alias: 'o', describe: 'output NDJSON (- for stdout)', type: 'string', default: '-' },
     ...backendOption,
+    ...engineOption,
   },
   examples: [
     ['atelier embed -m weak.model -i new-articles.ndjson -o new.npy && atelier predict-sizenet -m sizenet.model -f new.npy', 'advice for new articles on day one'],
     ['atelier predict-sizenet -m sizenet.model -f new.npy | jq -c "select(.p_size_issue > 0.8)"', 'the articles most likely to have size issues'],
   ],
   async run(args, io) {
-    await selectBackend({ requested: args.backend, env: io.env, stderr: io.stderr });
+    const backend = await selectBackend({ requested: args.backend, env: io.env, stderr: io.stderr });
     const { model, metadata } = await loadModel(args.model);
     if (metadata.kind !== SIZENET_MODEL_KIND) throw new UsageError(`not a train-sizenet model (kind ${JSON.stringify(metadata.kind ?? null)})`, { file: args.model });
     const header = await readNpyHeader(args.features);
@@ -42,6 +44,7 @@ export default defineCommand<Args>({
     const idsPath = args.ids ?? idsPathFor(args.features);
     const ids = readNdjson(idsPath)[Symbol.asyncIterator]();
     const out = await openNdjsonWriter(args.out, { stdout: io.stdout });
+    const runner = await openModelRunner(model, { engine: args.engine, env: io.env, stderr: io.stderr, backend, commandName: 'predict-sizenet' });
     try {
       for await (const chunk of iterateNpyRows(args.features, { chunkBytes: 4 * 1024 * 1024 })) {
         const count = chunk.end - chunk.start;
@@ -49,9 +52,7 @@ export default defineCommand<Args>({
         for (let i = 0; i < rows.length; i++) {
           if (!Number.isFinite(rows[i])) throw new UsageError('row holds a non-finite value', { file: args.features, line: chunk.start + Math.floor(i / inputDim) + 1 });
         }
-        const p = tf.tidy(() => model.predict(tf.tensor2d(rows, [count, inputDim])) as tf.Tensor);
-        const probabilities = (await p.data()) as Float32Array;
-        p.dispose();
+        const probabilities = (await runner.run(rows, [count, inputDim])).data;
         for (let i = 0; i < count; i++) {
           const next = await ids.next();
           if (next.done) throw new UsageError(`fewer ids than the ${header.rowCount} rows of ${args.features}`, { file: idsPath });
@@ -66,6 +67,8 @@ export default defineCommand<Args>({
     } catch (err) {
       await out.abort();
       throw err;
+    } finally {
+      await runner.close();
     }
   },
 });

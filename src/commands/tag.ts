@@ -5,7 +5,8 @@ import { openNdjsonWriter } from '../lib/io/ndjson.js';
 import { createSkipCounter, writeSkipSummary } from '../lib/image/skips.js';
 import { pathRecords, readImageRecords } from '../lib/image/records.js';
 import { weakMetadata } from '../lib/models/weak-files.js';
-import { computeFeatures, openPredictor, workersOption } from '../lib/models/image-features.js';
+import { computeFeatures, workersOption } from '../lib/models/image-features.js';
+import { engineOption, openImagePredictor } from '../lib/onnx/runtime.js';
 import { topKIndices } from '../lib/metrics/ranking.js';
 import { startProgress } from '../lib/progress.js';
 
@@ -21,6 +22,7 @@ interface Args {
   'id-field': string;
   batch: number;
   backend: string;
+  engine: string;
   workers: number;
 }
 
@@ -58,6 +60,7 @@ export default defineCommand<Args>({
     batch: { describe: 'images per forward pass', type: 'number', default: 64 },
     ...workersOption,
     ...backendOption,
+    ...engineOption,
   },
   examples: [
     ['atelier tag -m weak.model photo1.jpg photo2.jpg', 'the five best words of two photos'],
@@ -76,7 +79,7 @@ export default defineCommand<Args>({
     const skips = createSkipCounter();
     const out = await openNdjsonWriter(args.out, { stdout: io.stdout });
     const ranked: Array<{ id: string; image: string; score: number; order: number }> = [];
-    const inference = await openPredictor(model, config.inputSize, backend, args.workers);
+    const inference = await openImagePredictor(model, config.inputSize, { engine: args.engine, env: io.env, stderr: io.stderr, backend, workers: args.workers, commandName: 'tag' });
     const progress = startProgress(io.stderr, { label: 'tagging' });
     try {
       for await (const batch of computeFeatures(inference.predictor, records, config.inputSize, args.batch, skips, io, 'tag')) {

@@ -5,7 +5,7 @@ import { availableParallelism, cpus } from 'node:os';
 import { tf } from '../backend/tf.js';
 import { UsageError } from '../command.js';
 import type { BackendChoice } from '../backend/select.js';
-import type { BatchPredictor } from '../models/image-features.js';
+import { openPredictor, type BatchPredictor } from '../models/image-features.js';
 import { exportLayersModel } from './export.js';
 
 type Ort = typeof import('onnxruntime-node');
@@ -68,6 +68,8 @@ export interface EngineChoice {
   engine: 'ort' | 'tfjs';
   /** Why, for stderr and `info`. */
   reason: string;
+  /** Asked for by flag or environment: failing to use it is an error, not a fallback. */
+  forced: boolean;
   ort?: Ort;
 }
 
@@ -80,23 +82,23 @@ export async function chooseEngine(opts: { requested?: string; env: NodeJS.Proce
   const raw = fromFlag ? opts.requested! : opts.env.ATELIER_ENGINE && opts.env.ATELIER_ENGINE !== 'auto' ? opts.env.ATELIER_ENGINE : 'auto';
   const source = fromFlag ? '--engine' : 'ATELIER_ENGINE';
   if (!(ENGINE_NAMES as readonly string[]).includes(raw)) throw new UsageError(`unknown engine '${raw}' (choose from ${ENGINE_NAMES.join(', ')})`, { field: source });
-  if (raw === 'tfjs') return { engine: 'tfjs', reason: `forced by ${source}=tfjs` };
+  if (raw === 'tfjs') return { engine: 'tfjs', reason: `forced by ${source}=tfjs`, forced: true };
   const ort = await loadOrt();
   if (ort instanceof Error) {
     const why = /Cannot find (module|package)/.test(ort.message) ? 'onnxruntime-node is not installed' : `onnxruntime-node did not load: ${ort.message.split('\n')[0].slice(0, 160)}`;
     if (raw === 'ort') throw new UsageError(`engine 'ort' cannot be used: ${why}`, { field: source });
-    return { engine: 'tfjs', reason: why };
+    return { engine: 'tfjs', reason: why, forced: false };
   }
-  if (raw === 'ort') return { engine: 'ort', reason: `forced by ${source}=ort`, ort };
-  if (opts.backend?.name === 'tensorflow-gpu') return { engine: 'tfjs', reason: 'tfjs has its CUDA backend' };
-  return { engine: 'ort', reason: 'fastest available', ort };
+  if (raw === 'ort') return { engine: 'ort', reason: `forced by ${source}=ort`, forced: true, ort };
+  if (opts.backend?.name === 'tensorflow-gpu') return { engine: 'tfjs', reason: 'tfjs has its CUDA backend', forced: false };
+  return { engine: 'ort', reason: 'fastest available', forced: false, ort };
 }
 
 /**
  * Opens `model` on the chosen engine; when auto chose onnxruntime and the model does not convert,
  * falls back to tfjs. Returns null for tfjs (the caller keeps its tfjs path). Says which on stderr.
  */
-export async function openEngineModel(choice: EngineChoice, model: tf.LayersModel, io: { stderr: NodeJS.WritableStream }, commandName: string, forced: boolean, output?: tf.SymbolicTensor): Promise<OrtModel | null> {
+export async function openEngineModel(choice: EngineChoice, model: tf.LayersModel, io: { stderr: NodeJS.WritableStream }, commandName: string, output?: tf.SymbolicTensor): Promise<OrtModel | null> {
   if (choice.engine === 'tfjs' || !choice.ort) {
     io.stderr.write(`atelier ${commandName}: engine tfjs (${choice.reason})\n`);
     return null;
@@ -107,7 +109,7 @@ export async function openEngineModel(choice: EngineChoice, model: tf.LayersMode
     return opened;
   } catch (err) {
     const why = (err instanceof Error ? err.message : String(err)).split('\n')[0].slice(0, 200);
-    if (forced) throw new UsageError(`engine 'ort' cannot run this model: ${why}`, { field: '--engine' });
+    if (choice.forced) throw new UsageError(`engine 'ort' cannot run this model: ${why}`, { field: '--engine' });
     io.stderr.write(`atelier ${commandName}: engine tfjs (the model does not run in onnxruntime: ${why})\n`);
     return null;
   }
@@ -123,4 +125,54 @@ export function ortPredictor(model: OrtModel, inputSize: number): BatchPredictor
       return { rows: out.data, dim: out.shape[1] };
     },
   };
+}
+
+/** A model run batch by batch on one engine; `run` copies nothing the caller must dispose. */
+export interface ModelRunner {
+  engine: 'ort' | 'tfjs';
+  run(data: Float32Array, shape: number[]): Promise<{ data: Float32Array; shape: number[] }>;
+  close(): Promise<void>;
+}
+
+/** The tfjs model as a ModelRunner, on this thread's backend. */
+export function tfjsRunner(model: tf.LayersModel, output?: tf.SymbolicTensor): ModelRunner {
+  const net = output && output !== model.outputs[0] ? tf.model({ inputs: model.inputs, outputs: output }) : model;
+  return {
+    engine: 'tfjs',
+    async run(data, shape) {
+      const y = tf.tidy(() => net.predict(tf.tensor(data, shape)) as tf.Tensor);
+      const out = (await y.data()) as Float32Array;
+      const outShape = y.shape;
+      y.dispose();
+      return { data: out, shape: outShape };
+    },
+    close: async () => {},
+  };
+}
+
+/** Chooses the engine (flag, ATELIER_ENGINE, auto), says which on stderr and opens `model` on it. */
+export async function openModelRunner(
+  model: tf.LayersModel,
+  opts: { engine?: string; env: NodeJS.ProcessEnv; stderr: NodeJS.WritableStream; backend?: BackendChoice; commandName: string; output?: tf.SymbolicTensor },
+): Promise<ModelRunner> {
+  const choice = await chooseEngine({ requested: opts.engine, env: opts.env, backend: opts.backend });
+  const opened = await openEngineModel(choice, model, { stderr: opts.stderr }, opts.commandName, opts.output);
+  if (!opened) return tfjsRunner(model, opts.output);
+  return { engine: 'ort', run: (data, shape) => opened.run(data, shape), close: () => opened.release() };
+}
+
+/**
+ * A BatchPredictor for image models on the chosen engine: onnxruntime on every core, or the tfjs
+ * path (a WASM worker pool or this thread). Call `close` when done.
+ */
+export async function openImagePredictor(
+  model: tf.LayersModel,
+  inputSize: number,
+  opts: { engine?: string; env: NodeJS.ProcessEnv; stderr: NodeJS.WritableStream; backend: BackendChoice; workers: number; commandName: string },
+): Promise<{ predictor: BatchPredictor; engine: 'ort' | 'tfjs'; close(): Promise<void> }> {
+  const choice = await chooseEngine({ requested: opts.engine, env: opts.env, backend: opts.backend });
+  const opened = await openEngineModel(choice, model, { stderr: opts.stderr }, opts.commandName);
+  if (opened) return { predictor: ortPredictor(opened, inputSize), engine: 'ort', close: () => opened.release() };
+  const tfjs = await openPredictor(model, inputSize, opts.backend, opts.workers);
+  return { predictor: tfjs.predictor, engine: 'tfjs', close: tfjs.close };
 }
