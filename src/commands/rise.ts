@@ -11,9 +11,9 @@ import { createSkipCounter, writeSkipSummary } from '../lib/image/skips.js';
 import { pathRecords, readImageRecords } from '../lib/image/records.js';
 import { saliencyOverlayPng } from '../lib/image/heatmap.js';
 import { computeFeatures } from '../lib/models/image-features.js';
-import { causalCurves, classScores, generateMasks, riseSaliency, saliencySummary } from '../lib/explain/rise.js';
+import { causalCurves, classScorer, generateMasks, outputsProbabilities, riseSaliency, saliencySummary } from '../lib/explain/rise.js';
 import { createRandom } from '../lib/random.js';
-import { tf } from '../lib/backend/tf.js';
+import { engineOption, openModelRunner } from '../lib/onnx/runtime.js';
 
 interface Args {
   images: string[];
@@ -34,6 +34,7 @@ interface Args {
   'image-field': string;
   'id-field': string;
   backend: string;
+  engine: string;
 }
 
 /** A file name from an id: safe characters only, unique enough for one run. */
@@ -69,6 +70,7 @@ Per image it writes one NDJSON line {id, image, class, score, peak: {x, y}, topS
     'image-field': { describe: 'NDJSON field with the image path', type: 'string', default: 'image' },
     'id-field': { describe: 'NDJSON field with the id (default: the image path)', type: 'string', default: 'id' },
     ...backendOption,
+    ...engineOption,
   },
   examples: [
     ['atelier rise -m sizenet-image.model --overlay overlays/ photo.jpg', 'why the student thinks this article has a size issue'],
@@ -78,7 +80,7 @@ Per image it writes one NDJSON line {id, image, class, score, peak: {x, y}, topS
     if (!(args.n >= 1 && Number.isInteger(args.n))) throw new UsageError(`must be a positive integer, got ${args.n}`, { field: '--n' });
     if (!(args.p1 > 0 && args.p1 <= 1)) throw new UsageError(`must be in (0, 1], got ${args.p1}`, { field: '--p1' });
     if (!(args.batch >= 1)) throw new UsageError(`must be at least 1, got ${args.batch}`, { field: '--batch' });
-    await selectBackend({ requested: args.backend, env: io.env, stderr: io.stderr });
+    const backend = await selectBackend({ requested: args.backend, env: io.env, stderr: io.stderr });
     const { model, metadata } = await loadModel(args.model);
     const shape = model.inputs[0].shape;
     if (model.inputs.length !== 1 || shape.length !== 4 || shape[3] !== 3 || shape[1] !== shape[2]) {
@@ -113,16 +115,18 @@ Per image it writes one NDJSON line {id, image, class, score, peak: {x, y}, topS
     const records = args.images.length ? pathRecords(args.images) : readImageRecords(args.input ?? '-', args['image-field'], args['id-field'], io.stdin);
     const skips = createSkipCounter();
     const out = await openNdjsonWriter(args.out, { stdout: io.stdout });
+    const runner = await openModelRunner(model, { engine: args.engine, env: io.env, stderr: io.stderr, backend, commandName: 'rise' });
+    const score = classScorer(runner.run, outputsProbabilities(model), classIndex, size, size);
     let index = 0;
     try {
       for await (const batch of computeFeatures(null, records, size, 1, skips, io, 'rise')) {
         const record = batch.records[0];
         const photo = batch.rows;
-        const score = tf.tidy(() => classScores(model, tf.tensor4d(photo, [1, size, size, 3]), classIndex).dataSync()[0]);
-        const map = riseSaliency(model, photo, size, size, masks, spec.count, args.p1, classIndex, args.batch);
+        const photoScore = (await score(photo, 1))[0];
+        const map = await riseSaliency(score, photo, size, size, masks, spec.count, args.p1, args.batch);
         const summary = saliencySummary(map, size);
         const stem = fileStem(record.id, index++);
-        const line: Record<string, unknown> = { id: record.id, image: record.path, class: className, score: round(score), peak: summary.peak, topShare: round(summary.topShare) };
+        const line: Record<string, unknown> = { id: record.id, image: record.path, class: className, score: round(photoScore), peak: summary.peak, topShare: round(summary.topShare) };
         if (args['maps-dir']) {
           line.saliency = join(args['maps-dir'], `${stem}.npy`);
           await writeNpy(line.saliency as string, map, [size, size]);
@@ -132,7 +136,7 @@ Per image it writes one NDJSON line {id, image, class, score, peak: {x, y}, topS
           await writeFileAtomic(line.overlay as string, await saliencyOverlayPng(photo, map, size, size));
         }
         if (args.metrics) {
-          const curves = causalCurves(model, photo, size, size, map, classIndex, args.steps, args.batch);
+          const curves = await causalCurves(score, photo, size, size, map, args.steps, args.batch);
           line.deletionAuc = round(curves.deletion.auc);
           line.insertionAuc = round(curves.insertion.auc);
           line.deletion = curves.deletion.score.map(round);
@@ -144,6 +148,8 @@ Per image it writes one NDJSON line {id, image, class, score, peak: {x, y}, topS
     } catch (err) {
       await out.abort();
       throw err;
+    } finally {
+      await runner.close();
     }
     writeSkipSummary(skips, io, 'rise');
   },

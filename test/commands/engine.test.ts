@@ -108,6 +108,19 @@ test('predict-sizenet: the same probabilities on both engines', async () => {
   assertClose(p(runs[1].stdout), p(runs[0].stdout), 'predict-sizenet');
 });
 
+test('rise: the same saliency maps and scores on both engines', async () => {
+  const runs = await Promise.all(['ort', 'tfjs'].map((engine) => runAtelier(['rise', '-m', join(dir, 'classifier.model'), '--class', 'shoe', '--n', '200', '--s', '4', '--batch', '50', '--metrics', '--steps', '8', '--maps-dir', join(dir, `maps-${engine}`), '--engine', engine, imagePaths[0], imagePaths[1]])));
+  for (const r of runs) assert.equal(r.code, 0, r.stderr);
+  assert.match(runs[0].stderr, /atelier rise: engine ort/);
+  const [ort, tfjs] = runs.map((r) => parseNdjson(r.stdout));
+  assert.equal(ort.length, 2);
+  for (let i = 0; i < 2; i++) {
+    assertClose([tfjs[i].score as number, ...(tfjs[i].deletion as number[]), ...(tfjs[i].insertion as number[])], [ort[i].score as number, ...(ort[i].deletion as number[]), ...(ort[i].insertion as number[])], 'rise scores and curves');
+    const maps = await Promise.all([tfjs[i], ort[i]].map(async (line) => (await readNpy(String(line.saliency))).data as Float32Array));
+    assertClose(maps[0], maps[1], 'rise saliency');
+  }
+});
+
 test('a model onnxruntime cannot take: auto falls back to tfjs saying why, --engine ort is one line, exit 2; info reports the engine', async () => {
   const auto = await runAtelier(['classify', '-m', join(dir, 'odd.model'), imagePaths[0]]);
   assert.equal(auto.code, 0, auto.stderr);

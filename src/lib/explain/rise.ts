@@ -1,6 +1,6 @@
 // RISE (Petsiuk et al. 2018): saliency as the expected model output over random masks,
 // S = Σ_i f(I ⊙ M_i) · M_i / (N · p1), and the deletion/insertion metrics of its evaluation.
-import { tf } from '../backend/tf.js';
+import type { tf } from '../backend/tf.js';
 import type { Random } from '../random.js';
 
 export interface MaskSpec {
@@ -62,42 +62,66 @@ export function outputsProbabilities(model: tf.LayersModel): boolean {
   return last.activation === 'softmax' || last.activation === 'sigmoid';
 }
 
+/** Runs a model on a batch: float32 data of `shape` in, its output out (any engine). */
+export type ModelRun = (data: Float32Array, shape: number[]) => Promise<{ data: Float32Array; shape: number[] }>;
+
+/** The probabilities of one class for `count` HWC images packed in `images`. */
+export type ClassScorer = (images: Float32Array, count: number) => Promise<Float32Array>;
+
 /**
- * The probability `model` gives one class: column `classIndex` of a [B, C] output (softmax taken
- * when the model outputs raw scores, e.g. a weak model's word scores), or the scalar of [B, 1].
+ * The probability the model gives one class: column `classIndex` of a [B, C] output (softmax taken
+ * when `probabilities` is false, e.g. a weak model's word scores), or the scalar of [B, 1].
  */
-export function classScores(model: tf.LayersModel, images: tf.Tensor4D, classIndex: number): tf.Tensor1D {
-  return tf.tidy(() => {
-    const out = model.predict(images) as tf.Tensor;
-    let flat = out.reshape([out.shape[0], -1]) as tf.Tensor2D;
-    if (flat.shape[1] > 1 && !outputsProbabilities(model)) flat = tf.softmax(flat);
-    return tf.squeeze(tf.slice(flat, [0, classIndex], [-1, 1]), [1]) as tf.Tensor1D;
-  });
+export function classScorer(run: ModelRun, probabilities: boolean, classIndex: number, height: number, width: number): ClassScorer {
+  return async (images, count) => {
+    const out = await run(images, [count, height, width, 3]);
+    const columns = out.data.length / count;
+    const scores = new Float32Array(count);
+    for (let i = 0; i < count; i++) {
+      const row = out.data.subarray(i * columns, (i + 1) * columns);
+      if (columns === 1 || probabilities) {
+        scores[i] = row[classIndex];
+        continue;
+      }
+      let max = -Infinity;
+      for (const v of row) max = Math.max(max, v);
+      let sum = 0;
+      for (const v of row) sum += Math.exp(v - max);
+      scores[i] = Math.exp(row[classIndex] - max) / sum;
+    }
+    return scores;
+  };
 }
 
 /**
- * Saliency map [H·W] of one image (HWC floats) for `classIndex`: masked copies are evaluated in
- * batches of `batchSize`, and Σ f(I ⊙ M_i)·M_i accumulates on the backend as a matrix product.
+ * Saliency map [H·W] of one image (HWC floats): masked copies are scored in batches of
+ * `batchSize`, and Σ f(I ⊙ M_i)·M_i accumulates in float64.
  */
-export function riseSaliency(model: tf.LayersModel, image: Float32Array, height: number, width: number, masks: Float32Array, maskCount: number, keepProbability: number, classIndex: number, batchSize: number): Float32Array {
+export async function riseSaliency(score: ClassScorer, image: Float32Array, height: number, width: number, masks: Float32Array, maskCount: number, keepProbability: number, batchSize: number): Promise<Float32Array> {
   const pixels = height * width;
-  let sum = tf.zeros([1, pixels]);
-  const picture = tf.tensor4d(image, [1, height, width, 3]);
+  const sum = new Float64Array(pixels);
   for (let start = 0; start < maskCount; start += batchSize) {
     const b = Math.min(batchSize, maskCount - start);
-    const next = tf.tidy(() => {
-      const m = tf.tensor2d(masks.subarray(start * pixels, (start + b) * pixels), [b, pixels]);
-      const masked = tf.mul(picture, tf.reshape(m, [b, height, width, 1])) as tf.Tensor4D;
-      const scores = classScores(model, masked, classIndex);
-      return tf.add(sum, tf.matMul(tf.reshape(scores, [1, b]), m));
-    });
-    sum.dispose();
-    sum = next;
+    const masked = new Float32Array(b * pixels * 3);
+    for (let i = 0; i < b; i++) {
+      const m = (start + i) * pixels;
+      for (let p = 0, o = i * pixels * 3; p < pixels; p++, o += 3) {
+        const keep = masks[m + p];
+        masked[o] = image[p * 3] * keep;
+        masked[o + 1] = image[p * 3 + 1] * keep;
+        masked[o + 2] = image[p * 3 + 2] * keep;
+      }
+    }
+    const scores = await score(masked, b);
+    for (let i = 0; i < b; i++) {
+      const m = (start + i) * pixels;
+      const f = scores[i];
+      for (let p = 0; p < pixels; p++) sum[p] += f * masks[m + p];
+    }
   }
-  const saliency = tf.tidy(() => tf.div(sum, maskCount * keepProbability));
-  const out = saliency.dataSync() as Float32Array;
-  tf.dispose([sum, saliency, picture]);
-  return Float32Array.from(out);
+  const saliency = new Float32Array(pixels);
+  for (let p = 0; p < pixels; p++) saliency[p] = sum[p] / (maskCount * keepProbability);
+  return saliency;
 }
 
 /** Where the map peaks, and the share of (positive) saliency held by the top 10% pixels. */
@@ -151,11 +175,11 @@ export interface CausalCurve {
  * them first onto a blurred copy; a good map makes deletion fall fast (low AUC) and insertion rise
  * fast (high AUC). `steps` points after the start.
  */
-export function causalCurves(model: tf.LayersModel, image: Float32Array, height: number, width: number, saliency: Float32Array, classIndex: number, steps: number, batchSize: number): { deletion: CausalCurve; insertion: CausalCurve } {
+export async function causalCurves(score: ClassScorer, image: Float32Array, height: number, width: number, saliency: Float32Array, steps: number, batchSize: number): Promise<{ deletion: CausalCurve; insertion: CausalCurve }> {
   const pixels = height * width;
   const order = Array.from({ length: pixels }, (_, i) => i).sort((a, b) => saliency[b] - saliency[a] || a - b);
   const blurred = gaussianBlur(image, height, width, Math.max(1, width / 16));
-  const curve = (start: Float32Array, finish: Float32Array): CausalCurve => {
+  const curve = async (start: Float32Array, finish: Float32Array): Promise<CausalCurve> => {
     const frames: Float32Array[] = [];
     const current = Float32Array.from(start);
     const fraction: number[] = [];
@@ -169,18 +193,16 @@ export function causalCurves(model: tf.LayersModel, image: Float32Array, height:
       frames.push(Float32Array.from(current));
       fraction.push(upto / pixels);
     }
-    const score: number[] = [];
+    const scores: number[] = [];
     for (let s = 0; s < frames.length; s += batchSize) {
       const group = frames.slice(s, s + batchSize);
       const batch = new Float32Array(group.length * pixels * 3);
       group.forEach((f, i) => batch.set(f, i * pixels * 3));
-      const out = tf.tidy(() => classScores(model, tf.tensor4d(batch, [group.length, height, width, 3]), classIndex));
-      score.push(...(out.dataSync() as Float32Array));
-      out.dispose();
+      scores.push(...(await score(batch, group.length)));
     }
     let auc = 0;
-    for (let i = 1; i < score.length; i++) auc += ((fraction[i] - fraction[i - 1]) * (score[i] + score[i - 1])) / 2;
-    return { fraction, score, auc };
+    for (let i = 1; i < scores.length; i++) auc += ((fraction[i] - fraction[i - 1]) * (scores[i] + scores[i - 1])) / 2;
+    return { fraction, score: scores, auc };
   };
-  return { deletion: curve(image, new Float32Array(image.length)), insertion: curve(blurred, image) };
+  return { deletion: await curve(image, new Float32Array(image.length)), insertion: await curve(blurred, image) };
 }
