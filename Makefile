@@ -43,13 +43,15 @@ man-check: build
 	$(NODE) dist/src/gen-man.js --check
 
 # Every benchmark, one after another (tens of minutes); each writes bench/out/<name>.json. Record in bench/RESULTS.md.
-BENCHES ?= train-cnn train-weak knn rise crawl tsne teacher-score
+BENCHES ?= train-cnn train-weak knn rise crawl tsne teacher-score onnx
 bench: build
 	for b in $(BENCHES); do echo "== bench/$$b"; $(NODE) dist/bench/$$b.js || exit 1; done
 
-# On a CUDA box: the native GPU backend (downloads libtensorflow, so it is not part of npm ci).
+# On a CUDA 12 box: the native tfjs GPU backend (downloads libtensorflow) and onnxruntime's CUDA
+# provider (downloaded from nuget.org by its own install script, which .npmrc skips in npm ci).
 gpu: install
 	npm install --no-save @tensorflow/tfjs-node-gpu@4.22.0
+	ONNXRUNTIME_NODE_INSTALL=cuda12 $(NODE) node_modules/onnxruntime-node/script/install.js
 
 # The whole pipeline on the fixture catalogue, small settings so it runs in a few minutes on 2 cores:
 # crawl the fixture shop over HTTP -> weak features -> tags, embeddings -> retrieval; sales ->

@@ -89,6 +89,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--min-steps", type=int, default=3)
     parser.add_argument("--min-seconds", type=float, default=5.0)
+    parser.add_argument("--infer-only", action="store_true", help="measure only the embedding forward pass (bench/onnx)")
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
@@ -119,7 +120,7 @@ def main() -> None:
             model.embed(x)
 
     model.train()
-    train = images_per_second(train_step, args.batch, args.warmup, args.min_steps, args.min_seconds)
+    train = None if args.infer_only else images_per_second(train_step, args.batch, args.warmup, args.min_steps, args.min_seconds)
     model.eval()
     infer = images_per_second(embed_step, args.batch, args.warmup, args.min_steps, args.min_seconds)
     print(json.dumps({"torch": torch.__version__, "threads": torch.get_num_threads(), "train": train, "infer": infer}))

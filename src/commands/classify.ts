@@ -1,6 +1,5 @@
 import { defineCommand, UsageError } from '../lib/command.js';
 import { backendOption, selectBackend } from '../lib/backend/select.js';
-import { tf } from '../lib/backend/tf.js';
 import { loadModel, loadMetadata } from '../lib/backend/model-io.js';
 import { openAtomicWriteStream, checkFileOutput } from '../lib/io/atomic.js';
 import { checkInputFile, isStdio } from '../lib/io/paths.js';
@@ -15,9 +14,10 @@ import { modelInputSize } from '../lib/models/towers/index.js';
 import { batchPixels } from '../lib/train/weak-trainer.js';
 import { CLASSIFIER_MODEL_KIND, type ClassifierMetadata } from '../lib/facets/classifier-model.js';
 import { argmax, predictionLine } from '../lib/facets/evaluation.js';
-import { describeModel, outputProbabilities, requireKind } from '../lib/models/kinds.js';
+import { describeModel, requireKind, rowsProbabilities } from '../lib/models/kinds.js';
 import { startProgress } from '../lib/progress.js';
 import { positiveInt } from '../lib/options.js';
+import { engineOption, openModelRunner, type ModelRunner } from '../lib/onnx/runtime.js';
 
 interface Args {
   images: string[];
@@ -32,6 +32,7 @@ interface Args {
   rank?: string;
   top?: number;
   backend: string;
+  engine: string;
 }
 
 export default defineCommand<Args>({
@@ -55,6 +56,7 @@ A model trained on precomputed features (train-classifier --features) reads feat
     rank: { describe: 'instead of input order, write the records by their probability of this label, highest first (unreadable images left out)', type: 'string' },
     top: { describe: 'with --rank, keep only the N most probable records', type: 'number', check: positiveInt },
     ...backendOption,
+    ...engineOption,
   },
   examples: [
     ['atelier classify -m silhouette.model photos/*.jpg', 'label image files'],
@@ -73,7 +75,7 @@ A model trained on precomputed features (train-classifier --features) reads feat
     if (args.top !== undefined && args.rank === undefined) throw new UsageError('needs --rank', { field: '--top' });
     if (args.features) await checkInputFile(args.features);
     else if (!args.images.length) await checkInputFile(args.input ?? '-');
-    await selectBackend({ requested: args.backend, env: io.env, stderr: io.stderr });
+    const backend = await selectBackend({ requested: args.backend, env: io.env, stderr: io.stderr });
     const loaded = await loadModel(args.model);
     const model = loaded.model;
     const described = requireKind(describeModel(model, loaded.metadata, args.model), CLASSIFIER_MODEL_KIND, args.model);
@@ -107,11 +109,10 @@ A model trained on precomputed features (train-classifier --features) reads feat
         }
       }
     };
-    const predict = (x: tf.Tensor): Float32Array => {
-      const y = tf.tidy(() => outputProbabilities(described.output, model.predict(x) as tf.Tensor2D));
-      const data = Float32Array.from(y.dataSync() as Float32Array);
-      tf.dispose([x, y]);
-      return data;
+    let runner: ModelRunner | undefined;
+    const predict = async (data: Float32Array, shape: number[]): Promise<Float32Array> => {
+      runner ??= await openModelRunner(model, { engine: args.engine, env: io.env, stderr: io.stderr, backend, commandName: 'classify' });
+      return rowsProbabilities(described.output, (await runner.run(data, shape)).data, shape[0]);
     };
 
     let written = 0;
@@ -123,7 +124,7 @@ A model trained on precomputed features (train-classifier --features) reads feat
         if (matrix.dim !== meta.inputDim) throw new UsageError(`rows have ${matrix.dim} values; the model was trained on ${meta.inputDim}`, { file: args.features });
         for (let start = 0; start < matrix.ids.length; start += args.batch) {
           const n = Math.min(args.batch, matrix.ids.length - start);
-          const probs = predict(tf.tensor2d(matrix.rows.subarray(start * matrix.dim, (start + n) * matrix.dim), [n, matrix.dim]));
+          const probs = await predict(matrix.rows.slice(start * matrix.dim, (start + n) * matrix.dim), [n, matrix.dim]);
           await writeRows(matrix.ids.slice(start, start + n).map((id) => ({ id })), probs);
           written += n;
         }
@@ -140,8 +141,8 @@ A model trained on precomputed features (train-classifier --features) reads feat
         const flushBatch = async () => {
           if (batch.length === 0) return;
           const pixels = batchPixels({ pixels: batch.map((b) => b.bytes), storedSize: stored.height, storedWidth: stored.width }, batch.map((_, i) => i), sides);
-          const x = meta.input === 'pixels' ? tf.tensor2d(pixels, [batch.length, sides.height * sides.width * 3]) : tf.tensor4d(pixels, [batch.length, sides.height, sides.width, 3]);
-          await writeRows(batch.map((b) => ({ id: b.record.id, image: b.record.path })), predict(x));
+          const shape = meta.input === 'pixels' ? [batch.length, sides.height * sides.width * 3] : [batch.length, sides.height, sides.width, 3];
+          await writeRows(batch.map((b) => ({ id: b.record.id, image: b.record.path })), await predict(pixels, shape));
           written += batch.length;
           progress.tick(batch.length);
           batch = [];
@@ -172,6 +173,8 @@ A model trained on precomputed features (train-classifier --features) reads feat
     } catch (err) {
       await out?.abort();
       throw err;
+    } finally {
+      await runner?.close();
     }
     io.stderr.write(`atelier classify: ${written} images classified${failed ? `, ${failed} could not be read (lines with "error")` : ''}\n`);
   },

@@ -11,9 +11,10 @@ import { pathRecords, readImageRecords, type ImageRecord } from '../lib/image/re
 import { wordKernel } from '../lib/models/weak-model.js';
 import { WEAK_MODEL_KIND } from '../lib/models/weak-files.js';
 import { describeModel, imageFeatures, requireKind } from '../lib/models/kinds.js';
-import { computeFeatures, normalizeRows, openPredictor, resizeModeOf, workersOption } from '../lib/models/image-features.js';
+import { computeFeatures, normalizeRows, resizeModeOf, workersOption } from '../lib/models/image-features.js';
 import { modelInputSize } from '../lib/models/towers/index.js';
 import type { InputShape } from '../lib/train/weak-trainer.js';
+import { engineOption, openImagePredictor } from '../lib/onnx/runtime.js';
 import { startProgress } from '../lib/progress.js';
 import { checkFileOutput } from '../lib/io/atomic.js';
 import { imageSide, positiveInt } from '../lib/options.js';
@@ -33,6 +34,7 @@ interface Args {
   batch: number;
   skipped?: string;
   backend: string;
+  engine: string;
   workers: number;
 }
 
@@ -76,6 +78,7 @@ export default defineCommand<Args>({
     skipped: { describe: 'write the skipped images ({image, reason, message}) to this NDJSON', type: 'string' },
     ...workersOption,
     ...backendOption,
+    ...engineOption,
   },
   examples: [
     ['atelier embed -m weak.model -i products.ndjson -o emb.npy', 'embed every image of a crawl'],
@@ -129,7 +132,7 @@ export default defineCommand<Args>({
     const skips = createSkipCounter();
     let npy: Awaited<ReturnType<typeof openNpyWriter>> | null = null;
     const ids = await openNdjsonWriter(idsPath, { stdout: io.stdout, outputs: io.outputs });
-    const inference = network ? await openPredictor(network, inputSize, backend, args.workers) : null;
+    const inference = network ? await openImagePredictor(network, inputSize, { engine: args.engine, env: io.env, stderr: io.stderr, backend, workers: args.workers, commandName: 'embed' }) : null;
     const progress = startProgress(io.stderr, { label: 'embedding' });
     let rowsWritten = 0;
     // The last record is held back to carry the digest of all rows.

@@ -25,6 +25,7 @@ const table: Array<[string, () => Promise<CommandModule>]> = [
   ['tsne', () => import('./tsne.js')],
   ['report', () => import('./report.js')],
   ['import-backbone', () => import('./import-backbone.js')],
+  ['export', () => import('./export.js')],
 ];
 
 /** Every command name, in help order. */

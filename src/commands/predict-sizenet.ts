@@ -1,14 +1,14 @@
 import { defineCommand, UsageError } from '../lib/command.js';
 import { backendOption, selectBackend } from '../lib/backend/select.js';
-import { tf } from '../lib/backend/tf.js';
 import { loadMetadata, loadModel } from '../lib/backend/model-io.js';
 import { checkInputFile } from '../lib/io/paths.js';
+import { engineOption, openModelRunner } from '../lib/onnx/runtime.js';
 import { openNdjsonWriter, readNdjson, requireObject } from '../lib/io/ndjson.js';
 import { iterateNpyRows, readNpyHeader } from '../lib/io/npy.js';
 import { assertRowsDigest, idsPathFor, readRowsDigest } from '../lib/io/features.js';
 import { SIZENET_MODEL_KIND } from '../lib/sizenet/evaluation.js';
 import { checkFileOutput } from '../lib/io/atomic.js';
-import { describeModel, outputProbabilities, requireKind } from '../lib/models/kinds.js';
+import { describeModel, requireKind, rowsProbabilities } from '../lib/models/kinds.js';
 
 interface Args {
   model: string;
@@ -16,6 +16,7 @@ interface Args {
   ids?: string;
   out: string;
   backend: string;
+  engine: string;
 }
 
 export default defineCommand<Args>({
@@ -28,6 +29,7 @@ export default defineCommand<Args>({
     ids: { describe: 'ids NDJSON of the features (default: <features>.ids.ndjson)', type: 'string' },
     out: { alias: 'o', describe: 'output NDJSON (- for stdout)', type: 'string', default: '-' },
     ...backendOption,
+    ...engineOption,
   },
   examples: [
     ['atelier embed -m weak.model -i new-articles.ndjson -o new.npy && atelier predict-sizenet -m sizenet.model -f new.npy', 'advice for new articles on day one'],
@@ -41,7 +43,7 @@ export default defineCommand<Args>({
     const header = await readNpyHeader(args.features);
     if (header.shape.length !== 2) throw new UsageError(`expected a 2-D matrix of feature rows, got shape (${header.shape.join(', ')})`, { file: args.features });
     await checkInputFile(args.ids ?? idsPathFor(args.features));
-    await selectBackend({ requested: args.backend, env: io.env, stderr: io.stderr });
+    const backend = await selectBackend({ requested: args.backend, env: io.env, stderr: io.stderr });
     const { model } = await loadModel(args.model);
     const described = requireKind(describeModel(model, metadata, args.model), SIZENET_MODEL_KIND, args.model);
     // train-sizenet --image-model writes the same kind with an image input.
@@ -59,6 +61,7 @@ export default defineCommand<Args>({
     if (idsPath !== '-') await assertRowsDigest(await readRowsDigest(idsPath), args.features);
     const ids = readNdjson(idsPath)[Symbol.asyncIterator]();
     const out = await openNdjsonWriter(args.out, { stdout: io.stdout, outputs: io.outputs });
+    const runner = await openModelRunner(model, { engine: args.engine, env: io.env, stderr: io.stderr, backend, commandName: 'predict-sizenet' });
     try {
       for await (const chunk of iterateNpyRows(args.features, { chunkBytes: 4 * 1024 * 1024 })) {
         const count = chunk.end - chunk.start;
@@ -66,9 +69,7 @@ export default defineCommand<Args>({
         for (let i = 0; i < rows.length; i++) {
           if (!Number.isFinite(rows[i])) throw new UsageError('row holds a non-finite value', { file: args.features, line: chunk.start + Math.floor(i / inputDim) + 1 });
         }
-        const p = tf.tidy(() => outputProbabilities(described.output, model.predict(tf.tensor2d(rows, [count, inputDim])) as tf.Tensor2D));
-        const probabilities = (await p.data()) as Float32Array;
-        p.dispose();
+        const probabilities = rowsProbabilities(described.output, (await runner.run(rows, [count, inputDim])).data, count);
         for (let i = 0; i < count; i++) {
           const next = await ids.next();
           if (next.done) throw new UsageError(`fewer ids than the ${header.rowCount} rows of ${args.features}`, { file: idsPath });
@@ -83,6 +84,8 @@ export default defineCommand<Args>({
     } catch (err) {
       await out.abort();
       throw err;
+    } finally {
+      await runner.close();
     }
   },
 });

@@ -13,11 +13,11 @@ import { pathRecords, readImageRecords } from '../lib/image/records.js';
 import { saliencyOverlayPng } from '../lib/image/heatmap.js';
 import { computeFeatures, resizeModeOf } from '../lib/models/image-features.js';
 import { formatInputSize, modelInputSize } from '../lib/models/towers/index.js';
-import { causalCurves, classScores, generateMasks, riseSaliency, saliencySummary } from '../lib/explain/rise.js';
+import { causalCurves, classScorer, generateMasks, riseSaliency, saliencySummary } from '../lib/explain/rise.js';
 import { createRandom } from '../lib/random.js';
 import { describeModel } from '../lib/models/kinds.js';
-import { tf } from '../lib/backend/tf.js';
 import { anyInt, fraction, integerIn, positiveInt } from '../lib/options.js';
+import { engineOption, openModelRunner } from '../lib/onnx/runtime.js';
 
 interface Args {
   images: string[];
@@ -38,6 +38,7 @@ interface Args {
   'image-field': string;
   'id-field': string;
   backend: string;
+  engine: string;
 }
 
 /** A file name from an id: safe characters only, unique enough for one run. */
@@ -73,6 +74,7 @@ Per image it writes one NDJSON line {id, image, class, score, peak: {x, y}, topS
     'image-field': { describe: 'NDJSON field with the image path', type: 'string', default: 'image' },
     'id-field': { describe: 'NDJSON field with the id (default: the image path)', type: 'string', default: 'id' },
     ...backendOption,
+    ...engineOption,
   },
   examples: [
     ['atelier rise -m sizenet-image.model --overlay overlays/ photo.jpg', 'why the student thinks this article has a size issue'],
@@ -83,7 +85,7 @@ Per image it writes one NDJSON line {id, image, class, score, peak: {x, y}, topS
     // Inputs first: a mistake is reported before the backend loads.
     await loadMetadata(args.model);
     if (!args.images.length) await checkInputFile(args.input ?? '-');
-    await selectBackend({ requested: args.backend, env: io.env, stderr: io.stderr });
+    const backend = await selectBackend({ requested: args.backend, env: io.env, stderr: io.stderr });
     const { model, metadata } = await loadModel(args.model);
     const shape = model.inputs[0].shape;
     if (model.inputs.length !== 1 || shape.length !== 4 || shape[3] !== 3) {
@@ -104,7 +106,6 @@ Per image it writes one NDJSON line {id, image, class, score, peak: {x, y}, topS
       if (classIndex >= outputs) throw new UsageError(`the model has ${outputs} output(s); ${classIndex} is out of range`, { field: '--class' });
     }
     const className = vocabulary?.[classIndex] ?? String(classIndex);
-    const target = { model, output: described.output, classIndex };
 
     const spec = { count: args.n, grid: args.s, keepProbability: args.p1, height, width };
     let masks: Float32Array;
@@ -123,16 +124,18 @@ Per image it writes one NDJSON line {id, image, class, score, peak: {x, y}, topS
     const records = args.images.length ? pathRecords(args.images) : readImageRecords(args.input ?? '-', args['image-field'], args['id-field'], io.stdin);
     const skips = createSkipCounter();
     const out = await openNdjsonWriter(args.out, { stdout: io.stdout, outputs: io.outputs });
+    const runner = await openModelRunner(model, { engine: args.engine, env: io.env, stderr: io.stderr, backend, commandName: 'rise' });
+    const score = classScorer(runner.run, described.output, classIndex, height, width);
     let index = 0;
     try {
       for await (const batch of computeFeatures(null, records, { height, width }, 1, skips, io, 'rise', fit)) {
         const record = batch.records[0];
         const photo = batch.rows;
-        const score = tf.tidy(() => classScores(target, tf.tensor4d(photo, [1, height, width, 3])).dataSync()[0]);
-        const map = riseSaliency(target, photo, height, width, masks, spec.count, args.p1, args.batch);
+        const photoScore = (await score(photo, 1))[0];
+        const map = await riseSaliency(score, photo, height, width, masks, spec.count, args.p1, args.batch);
         const summary = saliencySummary(map, width);
         const stem = fileStem(record.id, index++);
-        const line: Record<string, unknown> = { id: record.id, image: record.path, class: className, score: round(score), peak: summary.peak, topShare: round(summary.topShare) };
+        const line: Record<string, unknown> = { id: record.id, image: record.path, class: className, score: round(photoScore), peak: summary.peak, topShare: round(summary.topShare) };
         if (args['maps-dir']) {
           line.saliency = join(args['maps-dir'], `${stem}.npy`);
           await writeNpy(line.saliency as string, map, [height, width], { outputs: io.outputs });
@@ -142,7 +145,7 @@ Per image it writes one NDJSON line {id, image, class, score, peak: {x, y}, topS
           await writeFileAtomic(line.overlay as string, await saliencyOverlayPng(photo, map, height, width), io.outputs);
         }
         if (args.metrics) {
-          const curves = causalCurves(target, photo, height, width, map, args.steps, args.batch);
+          const curves = await causalCurves(score, photo, height, width, map, args.steps, args.batch);
           line.deletionAuc = round(curves.deletion.auc);
           line.insertionAuc = round(curves.insertion.auc);
           line.deletion = curves.deletion.score.map(round);
@@ -154,6 +157,8 @@ Per image it writes one NDJSON line {id, image, class, score, peak: {x, y}, topS
     } catch (err) {
       await out.abort();
       throw err;
+    } finally {
+      await runner.close();
     }
     writeSkipSummary(skips, io, 'rise');
   },

@@ -7,8 +7,9 @@ import { createSkipCounter, writeSkipSummary } from '../lib/image/skips.js';
 import { pathRecords, readImageRecords } from '../lib/image/records.js';
 import { WEAK_MODEL_KIND } from '../lib/models/weak-files.js';
 import { describeModel, requireKind, rowProbabilities } from '../lib/models/kinds.js';
-import { computeFeatures, openPredictor, resizeModeOf, workersOption } from '../lib/models/image-features.js';
+import { computeFeatures, resizeModeOf, workersOption } from '../lib/models/image-features.js';
 import { modelInputSize } from '../lib/models/towers/index.js';
+import { engineOption, openImagePredictor } from '../lib/onnx/runtime.js';
 import { topKIndices } from '../lib/metrics/ranking.js';
 import { startProgress } from '../lib/progress.js';
 import { checkFileOutput } from '../lib/io/atomic.js';
@@ -26,6 +27,7 @@ interface Args {
   'id-field': string;
   batch: number;
   backend: string;
+  engine: string;
   workers: number;
 }
 
@@ -52,6 +54,7 @@ export default defineCommand<Args>({
     batch: { describe: 'images per forward pass', type: 'number', default: 64, check: positiveInt },
     ...workersOption,
     ...backendOption,
+    ...engineOption,
   },
   examples: [
     ['atelier tag -m weak.model photo1.jpg photo2.jpg', 'the five best words of two photos'],
@@ -74,7 +77,7 @@ export default defineCommand<Args>({
     const out = await openNdjsonWriter(args.out, { stdout: io.stdout, outputs: io.outputs });
     const ranked: Array<{ id: string; image: string; score: number; order: number }> = [];
     const inputSize = modelInputSize(model, args.model);
-    const inference = await openPredictor(model, inputSize, backend, args.workers);
+    const inference = await openImagePredictor(model, inputSize, { engine: args.engine, env: io.env, stderr: io.stderr, backend, workers: args.workers, commandName: 'tag' });
     const progress = startProgress(io.stderr, { label: 'tagging' });
     try {
       for await (const batch of computeFeatures(inference.predictor, records, inputSize, args.batch, skips, io, 'tag', resizeModeOf(metadata))) {

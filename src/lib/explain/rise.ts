@@ -1,8 +1,7 @@
 // RISE (Petsiuk et al. 2018): saliency as the expected model output over random masks,
 // S = Σ_i f(I ⊙ M_i) · M_i / (N · p1), and the deletion/insertion metrics of its evaluation.
-import { tf } from '../backend/tf.js';
 import type { Random } from '../random.js';
-import { outputProbabilities, type ModelOutput } from '../models/kinds.js';
+import { rowProbabilities, type ModelOutput } from '../models/kinds.js';
 
 export interface MaskSpec {
   count: number;
@@ -57,48 +56,55 @@ export function generateMasks(spec: MaskSpec, random: Random): Float32Array {
   return masks;
 }
 
-/** A model and how to read one class's probability from it (its output as the model kind declares it). */
-export interface ExplainedScore {
-  model: tf.LayersModel;
-  output: ModelOutput;
-  classIndex: number;
-}
+/** Runs a model on a batch: float32 data of `shape` in, its output out (any engine). */
+export type ModelRun = (data: Float32Array, shape: number[]) => Promise<{ data: Float32Array; shape: number[] }>;
+
+/** The probabilities of one class for `count` HWC images packed in `images`. */
+export type ClassScorer = (images: Float32Array, count: number) => Promise<Float32Array>;
 
 /**
  * The probability the model gives one class for each image: column `classIndex` of its [B, C]
  * output turned into probabilities per its declared output (models/kinds.ts), or the scalar of [B, 1].
  */
-export function classScores(target: ExplainedScore, images: tf.Tensor4D): tf.Tensor1D {
-  return tf.tidy(() => {
-    const out = target.model.predict(images) as tf.Tensor;
-    const probabilities = outputProbabilities(target.output, out.reshape([out.shape[0], -1]) as tf.Tensor2D);
-    return tf.squeeze(tf.slice(probabilities, [0, target.classIndex], [-1, 1]), [1]) as tf.Tensor1D;
-  });
+export function classScorer(run: ModelRun, output: ModelOutput, classIndex: number, height: number, width: number): ClassScorer {
+  return async (images, count) => {
+    const out = await run(images, [count, height, width, 3]);
+    const columns = out.data.length / count;
+    const scores = new Float32Array(count);
+    for (let i = 0; i < count; i++) scores[i] = rowProbabilities(output, out.data.subarray(i * columns, (i + 1) * columns))[classIndex];
+    return scores;
+  };
 }
 
 /**
- * Saliency map [H·W] of one image (HWC floats) for `classIndex`: masked copies are evaluated in
- * batches of `batchSize`, and Σ f(I ⊙ M_i)·M_i accumulates on the backend as a matrix product.
+ * Saliency map [H·W] of one image (HWC floats): masked copies are scored in batches of
+ * `batchSize`, and Σ f(I ⊙ M_i)·M_i accumulates in float64.
  */
-export function riseSaliency(target: ExplainedScore, image: Float32Array, height: number, width: number, masks: Float32Array, maskCount: number, keepProbability: number, batchSize: number): Float32Array {
+export async function riseSaliency(score: ClassScorer, image: Float32Array, height: number, width: number, masks: Float32Array, maskCount: number, keepProbability: number, batchSize: number): Promise<Float32Array> {
   const pixels = height * width;
-  let sum = tf.zeros([1, pixels]);
-  const picture = tf.tensor4d(image, [1, height, width, 3]);
+  const sum = new Float64Array(pixels);
   for (let start = 0; start < maskCount; start += batchSize) {
     const b = Math.min(batchSize, maskCount - start);
-    const next = tf.tidy(() => {
-      const m = tf.tensor2d(masks.subarray(start * pixels, (start + b) * pixels), [b, pixels]);
-      const masked = tf.mul(picture, tf.reshape(m, [b, height, width, 1])) as tf.Tensor4D;
-      const scores = classScores(target, masked);
-      return tf.add(sum, tf.matMul(tf.reshape(scores, [1, b]), m));
-    });
-    sum.dispose();
-    sum = next;
+    const masked = new Float32Array(b * pixels * 3);
+    for (let i = 0; i < b; i++) {
+      const m = (start + i) * pixels;
+      for (let p = 0, o = i * pixels * 3; p < pixels; p++, o += 3) {
+        const keep = masks[m + p];
+        masked[o] = image[p * 3] * keep;
+        masked[o + 1] = image[p * 3 + 1] * keep;
+        masked[o + 2] = image[p * 3 + 2] * keep;
+      }
+    }
+    const scores = await score(masked, b);
+    for (let i = 0; i < b; i++) {
+      const m = (start + i) * pixels;
+      const f = scores[i];
+      for (let p = 0; p < pixels; p++) sum[p] += f * masks[m + p];
+    }
   }
-  const saliency = tf.tidy(() => tf.div(sum, maskCount * keepProbability));
-  const out = saliency.dataSync() as Float32Array;
-  tf.dispose([sum, saliency, picture]);
-  return Float32Array.from(out);
+  const saliency = new Float32Array(pixels);
+  for (let p = 0; p < pixels; p++) saliency[p] = sum[p] / (maskCount * keepProbability);
+  return saliency;
 }
 
 /** Where the map peaks, and the share of (positive) saliency held by the top 10% pixels. */
@@ -152,11 +158,11 @@ export interface CausalCurve {
  * them first onto a blurred copy; a good map makes deletion fall fast (low AUC) and insertion rise
  * fast (high AUC). `steps` points after the start.
  */
-export function causalCurves(target: ExplainedScore, image: Float32Array, height: number, width: number, saliency: Float32Array, steps: number, batchSize: number): { deletion: CausalCurve; insertion: CausalCurve } {
+export async function causalCurves(score: ClassScorer, image: Float32Array, height: number, width: number, saliency: Float32Array, steps: number, batchSize: number): Promise<{ deletion: CausalCurve; insertion: CausalCurve }> {
   const pixels = height * width;
   const order = Array.from({ length: pixels }, (_, i) => i).sort((a, b) => saliency[b] - saliency[a] || a - b);
   const blurred = gaussianBlur(image, height, width, Math.max(1, width / 16));
-  const curve = (start: Float32Array, finish: Float32Array): CausalCurve => {
+  const curve = async (start: Float32Array, finish: Float32Array): Promise<CausalCurve> => {
     const frames: Float32Array[] = [];
     const current = Float32Array.from(start);
     const fraction: number[] = [];
@@ -170,18 +176,16 @@ export function causalCurves(target: ExplainedScore, image: Float32Array, height
       frames.push(Float32Array.from(current));
       fraction.push(upto / pixels);
     }
-    const score: number[] = [];
+    const scores: number[] = [];
     for (let s = 0; s < frames.length; s += batchSize) {
       const group = frames.slice(s, s + batchSize);
       const batch = new Float32Array(group.length * pixels * 3);
       group.forEach((f, i) => batch.set(f, i * pixels * 3));
-      const out = tf.tidy(() => classScores(target, tf.tensor4d(batch, [group.length, height, width, 3])));
-      score.push(...(out.dataSync() as Float32Array));
-      out.dispose();
+      scores.push(...(await score(batch, group.length)));
     }
     let auc = 0;
-    for (let i = 1; i < score.length; i++) auc += ((fraction[i] - fraction[i - 1]) * (score[i] + score[i - 1])) / 2;
-    return { fraction, score, auc };
+    for (let i = 1; i < scores.length; i++) auc += ((fraction[i] - fraction[i - 1]) * (scores[i] + scores[i - 1])) / 2;
+    return { fraction, score: scores, auc };
   };
-  return { deletion: curve(image, new Float32Array(image.length)), insertion: curve(blurred, image) };
+  return { deletion: await curve(image, new Float32Array(image.length)), insertion: await curve(blurred, image) };
 }

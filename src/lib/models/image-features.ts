@@ -75,7 +75,7 @@ export function resizeModeOf(metadata: Record<string, unknown>): ImageFit {
 /** The yargs option of the commands that run an image model over many images. */
 export const workersOption = {
   workers: {
-    describe: 'inference threads, each with its own WASM backend (0: one per core on WASM; 1: this thread only; native backends always use this thread)',
+    describe: 'tfjs engine: inference threads, each with its own WASM backend (0: one per core on WASM; 1: this thread only; native backends always use this thread); the ort engine computes on every core itself',
     type: 'number' as const,
     default: 0,
     check: nonNegativeInt,

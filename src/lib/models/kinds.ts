@@ -184,3 +184,12 @@ export function rowProbabilities(output: ModelOutput, scores: Float32Array): Flo
   for (let i = 0; i < out.length; i++) out[i] /= sum;
   return out;
 }
+
+/** `count` rows packed in `data`, each turned into probabilities as rowProbabilities does. */
+export function rowsProbabilities(output: ModelOutput, data: Float32Array, count: number): Float32Array {
+  if (output === 'probabilities') return data;
+  const columns = data.length / count;
+  const out = new Float32Array(data.length);
+  for (let i = 0; i < count; i++) out.set(rowProbabilities(output, data.subarray(i * columns, (i + 1) * columns)), i * columns);
+  return out;
+}

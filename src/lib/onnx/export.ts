@@ -1,0 +1,99 @@
+// An atelier model directory as one .onnx file: the graph (convert.ts) with the outputs each model
+// kind is used for, and in metadata_props what a server needs to feed it and read it: the input
+// preprocessing, the labels or vocabulary (the order of the output columns) and atelier's metadata.
+import { tf } from '../backend/tf.js';
+import { atelierVersion } from '../version.js';
+import { CLASSIFIER_LAYER, CLASSIFIER_MODEL_KIND, imageFeatureModel } from '../facets/classifier-model.js';
+import { storedSizeFor } from '../models/image-features.js';
+import { hasLayer, LAYER } from '../models/weak-model.js';
+import { WEAK_MODEL_KIND } from '../models/weak-files.js';
+import { SIZENET_MODEL_KIND } from '../sizenet/evaluation.js';
+import { SIMILARITY_MODEL_KIND } from '../similarity/triplet.js';
+import { convertLayersGraph, type GraphOutput } from './convert.js';
+import { encodeModel, OPSET } from './proto.js';
+
+export interface OnnxOutputInfo {
+  name: string;
+  /** What the columns are, e.g. "probability per label (softmax)". */
+  meaning: string;
+}
+
+export interface ExportedModel {
+  bytes: Uint8Array;
+  inputName: string;
+  outputs: OnnxOutputInfo[];
+  metadata: Record<string, string>;
+}
+
+/** How atelier turns an image into the model's input, in words and numbers, for metadata_props. */
+export function imagePreprocessing(inputSize: number): Record<string, unknown> {
+  const stored = storedSizeFor(inputSize);
+  return {
+    layout: 'NHWC',
+    dtype: 'float32',
+    channels: 'RGB',
+    scale: '1/255 (pixel values in [0, 1])',
+    resize: `resize to cover ${stored}x${stored} (sharp, lanczos3), then take the centre ${inputSize}x${inputSize} crop`,
+    inputSize,
+    storedSize: stored,
+  };
+}
+
+/** The kind's main output name and meaning, and the extra outputs (features) it is used for. */
+function outputsFor(model: tf.LayersModel, kind: string): Array<GraphOutput & { meaning: string }> {
+  const image = model.inputs[0].shape.length === 4;
+  const main = model.outputs[0];
+  if (kind === WEAK_MODEL_KIND || hasLayer(model, LAYER.words)) {
+    const outputs = [
+      { name: 'scores', tensor: main, meaning: 'score w_k·z of each vocabulary word (metadata "labels" order); not probabilities' },
+      { name: 'embedding', tensor: model.getLayer(LAYER.words).input as tf.SymbolicTensor, meaning: 'the image embedding z that feeds the word matrix (atelier embed --layer embedding)' },
+    ];
+    if (hasLayer(model, LAYER.projection)) outputs.push({ name: 'pooled', tensor: model.getLayer(LAYER.pooled).output as tf.SymbolicTensor, meaning: 'globally pooled tower features (atelier embed --layer pooled)' });
+    return outputs;
+  }
+  if (kind === CLASSIFIER_MODEL_KIND || hasLayer(model, CLASSIFIER_LAYER.logits)) {
+    const outputs = [{ name: 'probs', tensor: main, meaning: 'probability of each label (metadata "labels" order), softmax' }];
+    if (image) outputs.push({ name: 'features', tensor: imageFeatureModel(model, 'embedding').outputs[0], meaning: 'tower features (atelier embed on this model)' });
+    return outputs;
+  }
+  if (kind === SIZENET_MODEL_KIND) return [{ name: 'p_size_issue', tensor: main, meaning: 'probability of a size issue (sigmoid)' }];
+  if (kind === SIMILARITY_MODEL_KIND) return [{ name: 'embedding', tensor: main, meaning: 'similarity embedding (L2-normalise it for cosine search, as atelier embed --normalize does)' }];
+  return [{ name: 'output', tensor: main, meaning: 'the model output' }];
+}
+
+function labelsOf(metadata: Record<string, unknown>): string[] | undefined {
+  if (Array.isArray(metadata.vocabulary)) return metadata.vocabulary as string[];
+  if (Array.isArray(metadata.labels)) return metadata.labels as string[];
+  return undefined;
+}
+
+/**
+ * Exports a loaded model with the outputs its kind is used for (or `only`, a single output for
+ * in-memory inference), dynamic batch, opset 17. Throws UnsupportedLayerError for a layer with no
+ * conversion.
+ */
+export function exportLayersModel(model: tf.LayersModel, metadata: Record<string, unknown>, only?: { name: string; tensor: tf.SymbolicTensor }): ExportedModel {
+  const kind = typeof metadata.kind === 'string' ? metadata.kind : 'unknown';
+  const outputs = only ? [{ ...only, meaning: 'requested output' }] : outputsFor(model, kind);
+  const inputTensor = model.inputs[0];
+  const image = inputTensor.shape.length === 4;
+  const inputName = image ? 'image' : 'features';
+  const graph = convertLayersGraph({ name: inputName, tensor: inputTensor }, outputs);
+  const labels = labelsOf(metadata);
+  const props: Record<string, string> = {
+    'atelier.kind': kind,
+    'atelier.version': atelierVersion,
+    preprocessing: JSON.stringify(image ? imagePreprocessing(inputTensor.shape[1] as number) : { layout: 'NC', dtype: 'float32', input: 'feature rows of the kind the model was trained on', dim: inputTensor.shape[1] }),
+    outputs: JSON.stringify(Object.fromEntries(outputs.map((o) => [o.name, o.meaning]))),
+  };
+  if (labels) props.labels = JSON.stringify(labels);
+  if (!only) props['atelier.metadata'] = JSON.stringify(metadata);
+  const bytes = encodeModel({
+    graphName: model.name,
+    ...graph,
+    metadata: props,
+    producerVersion: atelierVersion,
+    docString: `atelier ${kind} model, opset ${OPSET}`,
+  });
+  return { bytes, inputName, outputs: outputs.map((o) => ({ name: o.name, meaning: o.meaning })), metadata: props };
+}

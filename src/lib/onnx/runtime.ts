@@ -1,0 +1,180 @@
+// The inference engine: onnxruntime-node (the tfjs model converted in memory, run on every core)
+// when it loads and the model converts, else tfjs. `auto` picks onnxruntime except when tfjs has
+// its CUDA backend, which outruns onnxruntime's CPU provider.
+import { availableParallelism, cpus } from 'node:os';
+import { tf } from '../backend/tf.js';
+import { UsageError } from '../command.js';
+import type { BackendChoice } from '../backend/select.js';
+import { openPredictor, type BatchPredictor } from '../models/image-features.js';
+import { exportLayersModel } from './export.js';
+import { inputSides, type InputShape } from '../train/weak-trainer.js';
+
+type Ort = typeof import('onnxruntime-node');
+
+export const ENGINE_NAMES = ['auto', 'ort', 'tfjs'] as const;
+export type EngineName = (typeof ENGINE_NAMES)[number];
+
+/** The yargs option of the commands that run a model forward. */
+export const engineOption = {
+  engine: {
+    describe: 'inference engine: auto (onnxruntime when it loads and the model converts, else tfjs), ort or tfjs (env ATELIER_ENGINE)',
+    choices: [...ENGINE_NAMES],
+    default: 'auto',
+  },
+};
+
+let ortModule: Promise<Ort | Error> | undefined;
+
+/** onnxruntime-node, or the error that kept it from loading. */
+export function loadOrt(): Promise<Ort | Error> {
+  ortModule ??= import('onnxruntime-node').then(
+    (m) => ((m as { default?: Ort }).default ?? m) as Ort,
+    (err: unknown) => (err instanceof Error ? err : new Error(String(err))),
+  );
+  return ortModule;
+}
+
+/** The version of onnxruntime-node when it loads, else null. */
+export async function ortVersion(): Promise<string | null> {
+  const ort = await loadOrt();
+  return ort instanceof Error ? null : ort.env.versions.node ?? null;
+}
+
+export function ortThreads(): number {
+  return availableParallelism?.() ?? cpus().length;
+}
+
+/** A model running in onnxruntime: float32 in, one float32 output out, batch first. */
+export interface OrtModel {
+  run(data: Float32Array, shape: number[]): Promise<{ data: Float32Array; shape: number[] }>;
+  release(): Promise<void>;
+}
+
+/** Converts `model` (only the path to `output`, default its first output) and opens it in onnxruntime. */
+export async function openOrtModel(ort: Ort, model: tf.LayersModel, output: tf.SymbolicTensor = model.outputs[0]): Promise<OrtModel> {
+  const exported = exportLayersModel(model, {}, { name: 'output', tensor: output });
+  const threads = ortThreads();
+  const session = await ort.InferenceSession.create(exported.bytes, { intraOpNumThreads: threads, interOpNumThreads: 1, executionProviders: ['cpu'], graphOptimizationLevel: 'all' });
+  return {
+    async run(data, shape) {
+      const result = await session.run({ [exported.inputName]: new ort.Tensor('float32', data, shape) });
+      const out = result.output;
+      return { data: out.data as Float32Array, shape: out.dims.map(Number) };
+    },
+    release: () => session.release(),
+  };
+}
+
+export interface EngineChoice {
+  engine: 'ort' | 'tfjs';
+  /** Why, for stderr and `info`. */
+  reason: string;
+  /** Asked for by flag or environment: failing to use it is an error, not a fallback. */
+  forced: boolean;
+  ort?: Ort;
+}
+
+/**
+ * Picks the engine for a model: `requested` (flag) over ATELIER_ENGINE, auto otherwise. A forced
+ * engine that cannot run is a UsageError; auto falls back to tfjs and says why.
+ */
+export async function chooseEngine(opts: { requested?: string; env: NodeJS.ProcessEnv; backend?: BackendChoice }): Promise<EngineChoice> {
+  const fromFlag = opts.requested && opts.requested !== 'auto';
+  const raw = fromFlag ? opts.requested! : opts.env.ATELIER_ENGINE && opts.env.ATELIER_ENGINE !== 'auto' ? opts.env.ATELIER_ENGINE : 'auto';
+  const source = fromFlag ? '--engine' : 'ATELIER_ENGINE';
+  if (!(ENGINE_NAMES as readonly string[]).includes(raw)) throw new UsageError(`unknown engine '${raw}' (choose from ${ENGINE_NAMES.join(', ')})`, { field: source });
+  if (raw === 'tfjs') return { engine: 'tfjs', reason: `forced by ${source}=tfjs`, forced: true };
+  const ort = await loadOrt();
+  if (ort instanceof Error) {
+    const why = /Cannot find (module|package)/.test(ort.message) ? 'onnxruntime-node is not installed' : `onnxruntime-node did not load: ${ort.message.split('\n')[0].slice(0, 160)}`;
+    if (raw === 'ort') throw new UsageError(`engine 'ort' cannot be used: ${why}`, { field: source });
+    return { engine: 'tfjs', reason: why, forced: false };
+  }
+  if (raw === 'ort') return { engine: 'ort', reason: `forced by ${source}=ort`, forced: true, ort };
+  if (opts.backend?.name === 'tensorflow-gpu') return { engine: 'tfjs', reason: 'tfjs has its CUDA backend', forced: false };
+  return { engine: 'ort', reason: 'fastest available', forced: false, ort };
+}
+
+/**
+ * Opens `model` on the chosen engine; when auto chose onnxruntime and the model does not convert,
+ * falls back to tfjs. Returns null for tfjs (the caller keeps its tfjs path). Says which on stderr.
+ */
+export async function openEngineModel(choice: EngineChoice, model: tf.LayersModel, io: { stderr: NodeJS.WritableStream }, commandName: string, output?: tf.SymbolicTensor): Promise<OrtModel | null> {
+  if (choice.engine === 'tfjs' || !choice.ort) {
+    io.stderr.write(`atelier ${commandName}: engine tfjs (${choice.reason})\n`);
+    return null;
+  }
+  try {
+    const opened = await openOrtModel(choice.ort, model, output);
+    io.stderr.write(`atelier ${commandName}: engine ort (${choice.reason}, onnxruntime-node ${choice.ort.env.versions.node ?? '?'}, ${ortThreads()} threads)\n`);
+    return opened;
+  } catch (err) {
+    const why = (err instanceof Error ? err.message : String(err)).split('\n')[0].slice(0, 200);
+    if (choice.forced) throw new UsageError(`engine 'ort' cannot run this model: ${why}`, { field: '--engine' });
+    io.stderr.write(`atelier ${commandName}: engine tfjs (the model does not run in onnxruntime: ${why})\n`);
+    return null;
+  }
+}
+
+/** A BatchPredictor for image batches [count, size, size, 3] on onnxruntime. */
+export function ortPredictor(model: OrtModel, inputSize: InputShape): BatchPredictor {
+  const { height, width } = inputSides(inputSize);
+  return {
+    // Two batches in flight: one decodes while the other computes on every core.
+    inFlight: 2,
+    async predict(pixels, count) {
+      const out = await model.run(pixels, [count, height, width, 3]);
+      return { rows: out.data, dim: out.shape[1] };
+    },
+  };
+}
+
+/** A model run batch by batch on one engine; `run` copies nothing the caller must dispose. */
+export interface ModelRunner {
+  engine: 'ort' | 'tfjs';
+  run(data: Float32Array, shape: number[]): Promise<{ data: Float32Array; shape: number[] }>;
+  close(): Promise<void>;
+}
+
+/** The tfjs model as a ModelRunner, on this thread's backend. */
+export function tfjsRunner(model: tf.LayersModel, output?: tf.SymbolicTensor): ModelRunner {
+  const net = output && output !== model.outputs[0] ? tf.model({ inputs: model.inputs, outputs: output }) : model;
+  return {
+    engine: 'tfjs',
+    async run(data, shape) {
+      const y = tf.tidy(() => net.predict(tf.tensor(data, shape)) as tf.Tensor);
+      const out = (await y.data()) as Float32Array;
+      const outShape = y.shape;
+      y.dispose();
+      return { data: out, shape: outShape };
+    },
+    close: async () => {},
+  };
+}
+
+/** Chooses the engine (flag, ATELIER_ENGINE, auto), says which on stderr and opens `model` on it. */
+export async function openModelRunner(
+  model: tf.LayersModel,
+  opts: { engine?: string; env: NodeJS.ProcessEnv; stderr: NodeJS.WritableStream; backend?: BackendChoice; commandName: string; output?: tf.SymbolicTensor },
+): Promise<ModelRunner> {
+  const choice = await chooseEngine({ requested: opts.engine, env: opts.env, backend: opts.backend });
+  const opened = await openEngineModel(choice, model, { stderr: opts.stderr }, opts.commandName, opts.output);
+  if (!opened) return tfjsRunner(model, opts.output);
+  return { engine: 'ort', run: (data, shape) => opened.run(data, shape), close: () => opened.release() };
+}
+
+/**
+ * A BatchPredictor for image models on the chosen engine: onnxruntime on every core, or the tfjs
+ * path (a WASM worker pool or this thread). Call `close` when done.
+ */
+export async function openImagePredictor(
+  model: tf.LayersModel,
+  inputSize: InputShape,
+  opts: { engine?: string; env: NodeJS.ProcessEnv; stderr: NodeJS.WritableStream; backend: BackendChoice; workers: number; commandName: string },
+): Promise<{ predictor: BatchPredictor; engine: 'ort' | 'tfjs'; close(): Promise<void> }> {
+  const choice = await chooseEngine({ requested: opts.engine, env: opts.env, backend: opts.backend });
+  const opened = await openEngineModel(choice, model, { stderr: opts.stderr }, opts.commandName);
+  if (opened) return { predictor: ortPredictor(opened, inputSize), engine: 'ort', close: () => opened.release() };
+  const tfjs = await openPredictor(model, inputSize, opts.backend, opts.workers);
+  return { predictor: tfjs.predictor, engine: 'tfjs', close: tfjs.close };
+}
