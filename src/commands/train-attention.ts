@@ -273,7 +273,8 @@ function checkArgs(args: Args): { height: number; width: number } {
   const height = Number(match[1]) / args.scale;
   const width = Number(match[2]) / args.scale;
   if (!(Number.isInteger(height) && Number.isInteger(width) && height % 16 === 0 && width % 16 === 0 && height > 0 && width > 0)) {
-    throw new UsageError(`${args['input-shape']} / ${args.scale} = ${height}x${width}: both sides must be positive multiples of 16 (two 4x4 poolings)`, { field: '--scale' });
+    const shown = (v: number) => Number(v.toFixed(2));
+    throw new UsageError(`${args['input-shape']} / ${args.scale} gives ${shown(height)}x${shown(width)}; both sides must be whole multiples of 16 (two 4x4 poolings)`, { field: '--scale' });
   }
   return { height, width };
 }
