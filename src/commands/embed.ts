@@ -9,7 +9,7 @@ import { pathRecords, readImageRecords } from '../lib/image/records.js';
 import { hasLayer, LAYER, wordKernel } from '../lib/models/weak-model.js';
 import { imageFeatureModel } from '../lib/facets/classifier-model.js';
 import { weakMetadata } from '../lib/models/weak-files.js';
-import { computeFeatures, normalizeRows, openPredictor, workersOption } from '../lib/models/image-features.js';
+import { computeFeatures, normalizeRows, openPredictor, workersOption, type InputSize } from '../lib/models/image-features.js';
 import { startProgress } from '../lib/progress.js';
 
 interface Args {
@@ -97,11 +97,11 @@ export default defineCommand<Args>({
     }
 
     let network: tf.LayersModel | null = null;
-    let inputSize = args['pixels-size'];
+    let inputSize: InputSize = args['pixels-size'];
     if (loaded) {
       const shape = loaded.model.inputs[0].shape;
-      if (shape.length !== 4 || shape[3] !== 3 || shape[1] !== shape[2]) throw new UsageError(`model has no square RGB image input (input shape ${JSON.stringify(shape)})`, { file: args.model });
-      inputSize = shape[1] as number;
+      if (shape.length !== 4 || shape[3] !== 3) throw new UsageError(`model has no RGB image input (input shape ${JSON.stringify(shape)})`, { file: args.model });
+      inputSize = shape[1] === shape[2] ? (shape[1] as number) : { height: shape[1] as number, width: shape[2] as number };
       if (args.layer === 'projection' && !hasLayer(loaded.model, LAYER.projection)) throw new UsageError('this model has no projection layer (trained with --projection 0)', { field: '--layer' });
       network = imageFeatureModel(loaded.model, args.layer);
     }

@@ -6,6 +6,7 @@ import { openAtomicWriteStream, writeFileAtomic } from '../lib/io/atomic.js';
 import { createSkipCounter, writeSkipSummary } from '../lib/image/skips.js';
 import { decodeRectStore, rectBatchPixels } from '../lib/image/rect-store.js';
 import { startProgress } from '../lib/progress.js';
+import { storedSizeFor } from '../lib/models/image-features.js';
 import { splitOf, type SplitName } from '../lib/facets/labels.js';
 import { imageRecordOf } from '../lib/facets/inputs.js';
 import { multiHotTargets, readMultiLabelRecords, type MultiLabelRecord } from '../lib/facets/multilabel.js';
@@ -113,7 +114,7 @@ Labels come from one or more --label-field fields (comma-separated) per record: 
     await selectBackend({ requested: args.backend, env: io.env, stderr: io.stderr });
     const skips = createSkipCounter();
     const progress = startProgress(io.stderr, { label: 'decoding' });
-    const decoded = await decodeRectStore(set.records.map((r) => imageRecordOf(r, args['image-field'])), height, width, skips, io, 'train-attention', () => progress.tick(1));
+    const decoded = await decodeRectStore(set.records.map((r) => imageRecordOf(r, args['image-field'])), storedSizeFor(height), storedSizeFor(width), skips, io, 'train-attention', () => progress.tick(1));
     progress.stop();
     writeSkipSummary(skips, io, 'train-attention');
     const { store } = decoded;

@@ -78,3 +78,22 @@ test('bad input shapes and label fields are one-line exit-2 errors', async () =>
   assert.equal(field.code, 2);
   assert.equal(field.stderr.trim(), `atelier train-attention: ${records}:1: colr: expected a label, a list of labels or a boolean, got nothing (field missing)`);
 });
+
+test('the deck\'s 384x256 input scaled by 8 trains, and embed runs the rectangular model in this thread and in the worker pool alike', { timeout: 120_000 }, async () => {
+  const few = join(dir, 'few.ndjson');
+  writeFileSync(few, rows.slice(0, 120).map((r) => JSON.stringify(r)).join('\n') + '\n');
+  const model = join(dir, 'rect.model');
+  const trained = await runAtelier(['train-attention', '-i', few, '-l', 'pattern,slim_cut', '--scale', '8', '--width', '4', '--texture-dim', '8', '--hidden', '16', '--glimpse', '4', '--epochs', '1', '-o', model]);
+  assert.equal(trained.code, 0, trained.stderr);
+  assert.match(trained.stderr, /48x32 input/);
+  const meta = JSON.parse(readFileSync(join(model, 'model.json'), 'utf8')).atelier.metadata;
+  assert.deepEqual(meta.input, { height: 48, width: 32 });
+  const here = await runAtelier(['embed', '-m', model, '-i', few, '-o', join(dir, 'rect1.npy'), '--workers', '1']);
+  assert.equal(here.code, 0, here.stderr);
+  const pool = await runAtelier(['embed', '-m', model, '-i', few, '-o', join(dir, 'rect2.npy'), '--workers', '2']);
+  assert.equal(pool.code, 0, pool.stderr);
+  const a = readFileSync(join(dir, 'rect1.npy'));
+  const b = readFileSync(join(dir, 'rect2.npy'));
+  assert.match(a.subarray(0, 128).toString('latin1'), /'shape': \(120, 208\)/, '16 global + 3 steps x 8 codewords x 8 channels');
+  assert.ok(a.equals(b), 'the same rows from the pool');
+});

@@ -1,6 +1,5 @@
 // Decoded images kept as bytes at a margin above a rectangular input (height x width), for random
-// crops and flips while training; the centre crop is what embed computes for a square input of the
-// same side (storedSizeFor: 1.125 x the input side).
+// crops and flips while training; embed takes the centre crop of the same (storedSizeFor each side).
 import { decodeRecords, imageToBytes, type ImageRecord } from './records.js';
 import type { SkipCounter } from './skips.js';
 import type { Random } from '../random.js';
@@ -11,12 +10,10 @@ export interface RectImageStore {
   storedWidth: number;
 }
 
-/** Decodes every image at 1.125 x (height, width) (cover fit); returns the store and each stored image's index in `records` (told apart by their record objects). */
+/** Decodes every image at storedHeight x storedWidth (cover fit); returns the store and each stored image's index in `records` (told apart by their record objects). */
 export async function decodeRectStore(
-  records: ImageRecord[], height: number, width: number, skips: SkipCounter, io: { stderr: NodeJS.WritableStream }, commandName: string, onImage?: () => void,
+  records: ImageRecord[], storedHeight: number, storedWidth: number, skips: SkipCounter, io: { stderr: NodeJS.WritableStream }, commandName: string, onImage?: () => void,
 ): Promise<{ store: RectImageStore; sourceIndex: number[] }> {
-  const storedHeight = Math.round(height * 1.125);
-  const storedWidth = Math.round(width * 1.125);
   const indexOf = new Map(records.map((r, i) => [r.record, i]));
   const pixels: Uint8Array[] = [];
   const sourceIndex: number[] = [];

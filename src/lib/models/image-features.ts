@@ -8,12 +8,21 @@ import { batches } from '../image/prefetch.js';
 import { decodeRecords, imageToBytes, type DecodedRecord, type ImageRecord } from '../image/records.js';
 import type { SkipCounter } from '../image/skips.js';
 import { batchPixels } from '../train/weak-trainer.js';
+import { rectBatchPixels } from '../image/rect-store.js';
 
 export interface FeatureBatch {
   records: DecodedRecord[];
   /** Row-major [records.length, dim]. */
   rows: Float32Array;
   dim: number;
+}
+
+/** A square side, or height and width for a model with a rectangular input (train-attention's 384 x 256). */
+export type InputSize = number | { height: number; width: number };
+
+/** [height, width] of an input size. */
+export function inputSides(size: InputSize): [number, number] {
+  return typeof size === 'number' ? [size, size] : [size.height, size.width];
 }
 
 /** Training keeps images at 1.125 x the input side for random crops; inference takes the centre crop of the same. */
@@ -38,11 +47,11 @@ export interface BatchPredictor {
 }
 
 /** The model in this thread: one batch at a time. */
-export function modelPredictor(model: tf.LayersModel, inputSize: number): BatchPredictor {
+export function modelPredictor(model: tf.LayersModel, inputSize: InputSize): BatchPredictor {
   return {
     inFlight: 1,
     async predict(pixels, count) {
-      const out = tf.tidy(() => model.predict(tf.tensor4d(pixels, [count, inputSize, inputSize, 3])) as tf.Tensor2D);
+      const out = tf.tidy(() => model.predict(tf.tensor4d(pixels, [count, ...inputSides(inputSize), 3])) as tf.Tensor2D);
       const rows = (await out.data()) as Float32Array;
       const dim = out.shape[1];
       out.dispose();
@@ -52,11 +61,11 @@ export function modelPredictor(model: tf.LayersModel, inputSize: number): BatchP
 }
 
 /** A pool whose workers hold the model (WorkerPool.loadModel): two batches per worker in flight. */
-export function poolPredictor(pool: WorkerPool, inputSize: number): BatchPredictor {
+export function poolPredictor(pool: WorkerPool, inputSize: InputSize): BatchPredictor {
   return {
     inFlight: 2 * pool.size,
     async predict(pixels, count) {
-      const out = await pool.predict({ shape: [count, inputSize, inputSize, 3], dtype: 'float32', data: pixels });
+      const out = await pool.predict({ shape: [count, ...inputSides(inputSize), 3], dtype: 'float32', data: pixels });
       return { rows: out.data as Float32Array, dim: out.shape[1] };
     },
   };
@@ -76,7 +85,7 @@ export const workersOption = {
  * thread per process) and more than one worker is asked for or available, else this thread.
  * Call `close` when done.
  */
-export async function openPredictor(model: tf.LayersModel, inputSize: number, backend: BackendChoice, workers: number): Promise<{ predictor: BatchPredictor; workers: number; close(): Promise<void> }> {
+export async function openPredictor(model: tf.LayersModel, inputSize: InputSize, backend: BackendChoice, workers: number): Promise<{ predictor: BatchPredictor; workers: number; close(): Promise<void> }> {
   const wanted = workers > 0 ? workers : cpus().length;
   if (backend.name !== 'wasm' || wanted <= 1) return { predictor: modelPredictor(model, inputSize), workers: 1, close: async () => {} };
   const pool = await WorkerPool.create({ workers: wanted, backend: 'wasm' });
@@ -96,21 +105,23 @@ export async function openPredictor(model: tf.LayersModel, inputSize: number, ba
 export async function* computeFeatures(
   predictor: BatchPredictor | null,
   records: AsyncIterable<ImageRecord> | Iterable<ImageRecord>,
-  inputSize: number,
+  inputSize: InputSize,
   batchSize: number,
   skips: SkipCounter,
   io: { stderr: NodeJS.WritableStream },
   commandName: string,
 ): AsyncGenerator<FeatureBatch> {
-  const storedSize = storedSizeFor(inputSize);
-  const decoded = decodeRecords(records, { width: storedSize, height: storedSize, fit: 'cover' }, skips, io, commandName);
+  const [height, width] = inputSides(inputSize);
+  const decoded = decodeRecords(records, { width: storedSizeFor(width), height: storedSizeFor(height), fit: 'cover' }, skips, io, commandName);
   const waiting: Array<Promise<FeatureBatch>> = [];
   try {
     for await (const group of batches(decoded, batchSize)) {
-      const store = { pixels: group.map((r) => imageToBytes(r.image)), storedSize };
-      const pixels = batchPixels(store, group.map((_, i) => i), inputSize);
+      const bytes = group.map((r) => imageToBytes(r.image));
+      const pixels = height === width
+        ? batchPixels({ pixels: bytes, storedSize: storedSizeFor(width) }, group.map((_, i) => i), width)
+        : rectBatchPixels({ pixels: bytes, storedHeight: storedSizeFor(height), storedWidth: storedSizeFor(width) }, group.map((_, i) => i), height, width);
       if (!predictor) {
-        yield { records: group, rows: pixels, dim: inputSize * inputSize * 3 };
+        yield { records: group, rows: pixels, dim: height * width * 3 };
         continue;
       }
       const result = predictor.predict(pixels, group.length).then(({ rows, dim }) => ({ records: group, rows, dim }));
