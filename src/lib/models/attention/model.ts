@@ -24,8 +24,6 @@ export interface AttentionNetworks {
   training: tf.LayersModel;
   /** image -> embedding (global pooled ++ textures): what is saved and what embed runs. */
   embedding: tf.LayersModel;
-  /** image -> transforms (sx, sy, tx, ty) per step, to draw the crops. */
-  transforms: tf.LayersModel;
 }
 
 function convPair(x: tf.SymbolicTensor, filters: number, name: string, seed: number): tf.SymbolicTensor {
@@ -61,7 +59,6 @@ export function buildAttentionModel(config: AttentionModelConfig): AttentionNetw
   return {
     training: tf.model({ inputs: input, outputs: [logits, maps, transforms], name: 'atelier_attention_training' }),
     embedding: tf.model({ inputs: input, outputs: embedding, name: 'atelier_attention' }),
-    transforms: tf.model({ inputs: input, outputs: transforms, name: 'atelier_attention_transforms' }),
   };
 }
 
