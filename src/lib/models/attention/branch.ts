@@ -55,7 +55,7 @@ export class AttentionBranch extends tf.layers.Layer {
     const glorot = (s: number) => tf.initializers.glorotUniform({ seed: seed + s });
     const add = (name: string, shape: number[], init: ReturnType<typeof tf.initializers.zeros>) => (this.weightsOf[name] = this.addWeight(name, shape, 'float32', init));
     add('context_kernel', [cl, hidden], glorot(1));
-    add('recurrent_kernel', [hidden, hidden], tf.initializers.orthogonal({ seed: seed + 2, gain: 1 }));
+    add('recurrent_kernel', [hidden, hidden], glorot(2));
     add('glimpse_kernel', [textureDim, hidden], glorot(3));
     add('state_bias', [hidden], tf.initializers.zeros());
     add('key_kernel', [cl, attention], glorot(4));
