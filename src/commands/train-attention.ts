@@ -1,7 +1,8 @@
 import { defineCommand, UsageError } from '../lib/command.js';
 import { backendOption, selectBackend } from '../lib/backend/select.js';
 import { tf } from '../lib/backend/tf.js';
-import { saveModel } from '../lib/backend/model-io.js';
+import { optimizerStateTensors, saveModel } from '../lib/backend/model-io.js';
+import { checkpointDirFor, resumeWithBest } from '../lib/train/checkpoint.js';
 import { openAtomicWriteStream, writeFileAtomic } from '../lib/io/atomic.js';
 import { createSkipCounter, writeSkipSummary } from '../lib/image/skips.js';
 import { decodeRectStore, rectBatchPixels } from '../lib/image/rect-store.js';
@@ -11,7 +12,7 @@ import { splitOf, type SplitName } from '../lib/facets/labels.js';
 import { imageRecordOf } from '../lib/facets/inputs.js';
 import { multiHotTargets, readMultiLabelRecords, type MultiLabelRecord } from '../lib/facets/multilabel.js';
 import { multiLabelReport } from '../lib/metrics/multilabel.js';
-import { initialTrainingState, runEpochs, shuffledBatches, snapshotWeights } from '../lib/facets/training.js';
+import { initialTrainingState, namedSnapshot, runEpochs, shuffledBatches, snapshotWeights, type TrainingState } from '../lib/facets/training.js';
 import {
   ATTENTION_MODEL_KIND, ATTENTION_LAYER, attentionLoss, buildAttentionModel, transformBox, type AttentionModelConfig, type LossWeights,
 } from '../lib/models/attention/model.js';
@@ -45,6 +46,9 @@ interface Args {
   lr: number;
   seed: number;
   out: string;
+  checkpoint?: string;
+  resume: boolean;
+  'stop-after'?: number;
   predictions?: string;
   report?: string;
   backend: string;
@@ -67,7 +71,7 @@ The attention branch is a spatial transformer run for --steps recurrent steps: a
 
 The loss is the deck's L = L_cls + g1 L_div + g2 L_loc: L_cls the squared error of the sigmoid label scores against the 0/1 labels, summed over labels; L_div the overlap of consecutive attention maps; L_loc = L_S + l1 L_A + l2 L_P, which keep each crop's scale in [--beta, --alpha] and its centre near a per-step anchor (on a circle of radius 0.5). g1 = --diversity-weight (0.01), g2 = --localisation-weight (0.1), l1 = --anchor-weight, l2 = --positive-weight.
 
-Labels come from one or more --label-field fields (comma-separated) per record: a list of strings, a string, or a boolean (true adds the field's name). Records are split into train, validation and test by a hash of --group-field, as train-classifier does; training stops after --patience epochs without a lower validation loss and keeps the best epoch's weights. Prints a JSON report per split: macro ROC AUC over labels (chance 0.5), micro F1 at 0.5, and per-label AUC. --predictions writes {id, split, labels, scores, boxes} per image, boxes being the attention crops as image fractions {x, y, w, h}.`,
+Labels come from one or more --label-field fields (comma-separated) per record: a list of strings, a string, or a boolean (true adds the field's name). Records are split into train, validation and test by a hash of --group-field, as train-classifier does; training stops after --patience epochs without a lower validation loss and keeps the best epoch's weights; each epoch writes a checkpoint (default <out>.checkpoint) that --resume continues from. Prints a JSON report per split: macro ROC AUC over labels (chance 0.5), micro F1 at 0.5, and per-label AUC. --predictions writes {id, split, labels, scores, boxes} per image, boxes being the attention crops as image fractions {x, y, w, h}.`,
   options: {
     input: { alias: 'i', describe: 'labelled image records, NDJSON or CSV (- for stdin)', type: 'string', default: '-' },
     'label-field': { alias: 'l', describe: 'field(s) holding the labels, separated by commas', type: 'string', demandOption: true },
@@ -97,6 +101,9 @@ Labels come from one or more --label-field fields (comma-separated) per record: 
     lr: { describe: 'Adam learning rate (the deck: 0.00001 over 40 epochs of 90,000 images)', type: 'number', default: 0.001 },
     seed: { describe: 'random seed (initialisation, shuffling, augmentation)', type: 'number', default: 1 },
     out: { alias: 'o', describe: 'model directory to write (image -> embedding)', type: 'string', demandOption: true },
+    checkpoint: { describe: 'checkpoint directory (default: <out>.checkpoint)', type: 'string' },
+    resume: { describe: 'continue from the checkpoint', type: 'boolean', default: false },
+    'stop-after': { describe: 'end the run after this many epochs (the checkpoint stays; for staged runs)', type: 'number' },
     predictions: { describe: 'write {id, split, labels, scores, boxes} per image to this NDJSON', type: 'string' },
     report: { describe: 'also write the JSON report to this file', type: 'string' },
     ...backendOption,
@@ -158,12 +165,23 @@ Labels come from one or more --label-field fields (comma-separated) per record: 
     };
     const truthOf = (part: Sample[]) => part.map((s) => s.record.labels);
 
-    const state = initialTrainingState(args.seed, '');
+    const fingerprint = JSON.stringify({
+      labels, labelFields, config, weights, lr: args.lr, batch: args.batch, split: [args['test-fraction'], args['val-fraction']], n: [bySplit.train.length, bySplit.val.length, bySplit.test.length],
+    });
+    const checkpointDir = checkpointDirFor(args.out, args.checkpoint);
+    let state: TrainingState;
     let best: tf.Tensor[] | null = null;
+    if (args.resume) {
+      ({ state, best } = await resumeWithBest<TrainingState>(checkpointDir, fingerprint, nets.training, optimizer));
+      io.stderr.write(`atelier train-attention: resuming after epoch ${state.epoch}\n`);
+    } else {
+      state = initialTrainingState(args.seed, fingerprint);
+    }
     await runEpochs({
       state,
       maxEpochs: args.epochs,
       patience: args.patience,
+      stopAfter: args['stop-after'],
       async runEpoch(random, epoch) {
         const sums = { total: 0, classification: 0, diversity: 0, localisation: 0 };
         const order = shuffledBatches(bySplit.train.length, args.batch, random);
@@ -199,7 +217,12 @@ Labels come from one or more --label-field fields (comma-separated) per record: 
         best?.forEach((t) => t.dispose());
         best = snapshotWeights(nets.training);
       },
-      async saveCheckpoint() {},
+      async saveCheckpoint(current) {
+        await saveModel(nets.training, checkpointDir, {
+          extraTensors: { ...(await optimizerStateTensors(optimizer)), ...namedSnapshot(best) },
+          metadata: { kind: `${ATTENTION_MODEL_KIND}-checkpoint`, checkpoint: current } as unknown as Record<string, unknown>,
+        });
+      },
       onEpoch(entry, improved) {
         if (entry.valLoss !== undefined) io.stderr.write(`atelier train-attention: epoch ${entry.epoch} val loss ${entry.valLoss.toFixed(4)} val macro AUC ${entry.valMacroAuc!.toFixed(3)} val micro-F1 ${entry.valMicroF1!.toFixed(3)}${improved ? ' *' : ''}\n`);
       },
@@ -259,6 +282,7 @@ Labels come from one or more --label-field fields (comma-separated) per record: 
 
 /** Checks the numbers; returns the input size after --scale. */
 function checkArgs(args: Args): { height: number; width: number } {
+  if (args['stop-after'] !== undefined && !(Number.isInteger(args['stop-after']) && args['stop-after'] > 0)) throw new UsageError(`must be a positive integer, got ${args['stop-after']}`, { field: '--stop-after' });
   for (const key of ['width', 'steps', 'glimpse', 'codewords', 'texture-dim', 'hidden', 'epochs', 'patience', 'batch'] as const) {
     const v = args[key];
     if (!(Number.isInteger(v) && v > 0)) throw new UsageError(`must be a positive integer, got ${v}`, { field: `--${key}` });

@@ -97,3 +97,21 @@ test('the deck\'s 384x256 input scaled by 8 trains, and embed runs the rectangul
   assert.match(a.subarray(0, 128).toString('latin1'), /'shape': \(120, 208\)/, '16 global + 3 steps x 8 codewords x 8 channels');
   assert.ok(a.equals(b), 'the same rows from the pool');
 });
+
+test('a run stopped after one epoch and resumed writes the same model as an uninterrupted run', { timeout: 180_000 }, async () => {
+  const few = join(dir, 'resume.ndjson');
+  writeFileSync(few, rows.slice(0, 96).map((r) => JSON.stringify(r)).join('\n') + '\n');
+  const common = ['train-attention', '-i', few, '-l', 'pattern,slim_cut', '--input-shape', '32x32', '--width', '4', '--texture-dim', '8', '--hidden', '16', '--glimpse', '4', '--epochs', '2', '--patience', '5'];
+  const whole = await runAtelier([...common, '-o', join(dir, 'whole.model')]);
+  assert.equal(whole.code, 0, whole.stderr);
+  const first = await runAtelier([...common, '-o', join(dir, 'staged.model'), '--stop-after', '1']);
+  assert.equal(first.code, 0, first.stderr);
+  const rest = await runAtelier([...common, '-o', join(dir, 'staged.model'), '--resume']);
+  assert.equal(rest.code, 0, rest.stderr);
+  assert.match(rest.stderr, /resuming after epoch 1/);
+  assert.ok(readFileSync(join(dir, 'whole.model', 'weights.bin')).equals(readFileSync(join(dir, 'staged.model', 'weights.bin'))), 'same weights');
+  assert.deepEqual(JSON.parse(rest.stdout).test, JSON.parse(whole.stdout).test);
+  const other = await runAtelier([...common, '-o', join(dir, 'staged.model'), '--resume', '--lr', '0.01']);
+  assert.equal(other.code, 2);
+  assert.match(other.stderr, /checkpoint was made with other data or settings/);
+});
