@@ -43,7 +43,9 @@ export function buildAttentionModel(config: AttentionModelConfig): AttentionNetw
     x = convPair(x, filters, name, stageSeed);
     x = tf.layers.dropout({ rate: config.dropout, seed: stageSeed + 5, name: `${name}_dropout` }).apply(x) as tf.SymbolicTensor;
     x = tf.layers.maxPooling2d({ poolSize: 4, strides: 4, name: `${name}_pool` }).apply(x) as tf.SymbolicTensor;
-    return tf.layers.batchNormalization({ name: `${name}_bn` }).apply(x) as tf.SymbolicTensor;
+    // Momentum 0.9 (PyTorch's default, what the deck trained with): Keras' 0.99 leaves the moving
+    // statistics near their start after the few hundred steps of a CPU run, and inference off.
+    return tf.layers.batchNormalization({ name: `${name}_bn`, momentum: 0.9 }).apply(x) as tf.SymbolicTensor;
   };
   const sampled = stage(input, config.filters, 'global1', seed);
   const x = stage(sampled, config.filters * 2, 'global2', seed + 10);
