@@ -94,6 +94,13 @@ demo: build fixtures
 	$(ATELIER) embed -m $(DEMO)/triplet.model -i $(FIXTURES)/images.ndjson --normalize -o $(DEMO)/triplet.npy
 	$(ATELIER) eval-retrieval -p $(FIXTURES)/list_eval_partition.txt -e $(DEMO)/triplet.npy --id-field image --name triplet \
 	  --compare $(DEMO)/retrieval.json --plot $(DEMO)/topk-triplet.png -o $(DEMO)/retrieval-triplet.json
+	@echo "== Stitch Fix: global + attention branches (spatial transformer, texture encoding) on multi-label train items; kNN vote, In-Shop top-k"
+	$(ATELIER) train-attention -i $(DEMO)/train-images.ndjson -l silhouette,pattern,slim_cut,colour --input-shape 64x64 --scale 2 --width 8 \
+	  --texture-dim 16 --hidden 32 --glimpse 6 --epochs 6 --lr 0.003 --batch 32 -o $(DEMO)/attention.model --predictions $(DEMO)/attention.predictions.ndjson > $(DEMO)/attention.json
+	$(ATELIER) embed -m $(DEMO)/attention.model -i $(FIXTURES)/images.ndjson -o $(DEMO)/attention.npy
+	$(ATELIER) eval-retrieval -p $(FIXTURES)/list_eval_partition.txt -e $(DEMO)/attention.npy --id-field image --metric euclidean --name attention \
+	  --compare $(DEMO)/retrieval.json --plot $(DEMO)/topk-attention.png -o $(DEMO)/retrieval-attention.json
+	$(ATELIER) knn -q $(DEMO)/attention.npy -k 10 --metric euclidean --labels $(FIXTURES)/images.ndjson --label-field pattern > $(DEMO)/knn-attention.ndjson
 	@echo "== SizeNet: teacher labels from sales and returns, student on the first photo of each article"
 	$(ATELIER) teacher-score $(FIXTURES)/sales/articles.ndjson -o $(DEMO)/teacher.ndjson
 	grep '"view":1,' $(FIXTURES)/images.ndjson | sed 's|"image":"|"image":"$(CURDIR)/$(FIXTURES)/|' > $(DEMO)/first-views.ndjson

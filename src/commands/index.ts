@@ -26,6 +26,7 @@ const table: Array<[string, () => Promise<CommandModule>]> = [
   ['report', () => import('./report.js')],
   ['import-backbone', () => import('./import-backbone.js')],
   ['export', () => import('./export.js')],
+  ['train-attention', () => import('./train-attention.js')],
 ];
 
 /** Every command name, in help order. */

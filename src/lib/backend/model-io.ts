@@ -7,6 +7,8 @@ import { basename, dirname, join } from 'node:path';
 import { tf } from './tf.js';
 import { UsageError } from '../command.js';
 import { atomicDirectory, checkReplaceableDirOutput, type OutputGroup } from '../io/atomic.js';
+// Registers the custom layers a saved model may name, in every thread that loads models.
+import '../models/attention/branch.js';
 
 export const MODEL_JSON = 'model.json';
 export const WEIGHTS_FILE = 'weights.bin';

@@ -1,0 +1,148 @@
+// The attention branch's maths: the bilinear sampler and the Deep TEN encoding against plain loops
+// and their gradients against central differences, on the CPU backend and on WASM with our kernels;
+// the deck's loss terms against hand-computed values.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { tf } from '../../src/lib/backend/tf.js';
+import { registerWasmKernels } from '../../src/lib/backend/wasm-kernels.js';
+import { bilinearSample } from '../../src/lib/models/attention/sampler.js';
+import { textureEncoding } from '../../src/lib/models/attention/encoding.js';
+import { anchorPoints, attentionLoss, transformBox } from '../../src/lib/models/attention/model.js';
+import { createRandom } from '../../src/lib/random.js';
+
+function values(size: number, seed: number, scale = 1): Float32Array {
+  const random = createRandom(seed);
+  return Float32Array.from({ length: size }, () => (random.next() * 2 - 1) * scale);
+}
+
+/** Central differences of f at x, one element at a time. */
+function numericGradient(f: (x: Float32Array) => number, x: Float32Array, eps: number): Float32Array {
+  return Float32Array.from(x, (_, i) => {
+    const plus = x.slice();
+    const minus = x.slice();
+    plus[i] += eps;
+    minus[i] -= eps;
+    return (f(plus) - f(minus)) / (2 * eps);
+  });
+}
+
+function assertClose(actual: ArrayLike<number>, expected: ArrayLike<number>, tolerance: number, what: string): void {
+  assert.equal(actual.length, expected.length, `${what}: length`);
+  let worst = 0;
+  for (let i = 0; i < actual.length; i++) worst = Math.max(worst, Math.abs(actual[i] - expected[i]) / Math.max(1, Math.abs(expected[i])));
+  assert.ok(worst <= tolerance, `${what}: worst relative difference ${worst.toExponential(2)} > ${tolerance}`);
+}
+
+/** Bilinear sampling by plain loops (zeros outside), the reference for the tensor version. */
+function referenceSample(u: Float32Array, [n, h, w, c]: number[], theta: Float32Array, outH: number, outW: number): Float32Array {
+  const out = new Float32Array(n * outH * outW * c);
+  for (let b = 0; b < n; b++) {
+    const t = theta.subarray(b * 6, b * 6 + 6);
+    for (let i = 0; i < outH; i++) {
+      for (let j = 0; j < outW; j++) {
+        const xt = -1 + (2 * j + 1) / outW;
+        const yt = -1 + (2 * i + 1) / outH;
+        const px = ((t[0] * xt + t[1] * yt + t[2] + 1) * w - 1) / 2;
+        const py = ((t[3] * xt + t[4] * yt + t[5] + 1) * h - 1) / 2;
+        for (let yy = Math.floor(py); yy <= Math.floor(py) + 1; yy++) {
+          for (let xx = Math.floor(px); xx <= Math.floor(px) + 1; xx++) {
+            if (xx < 0 || yy < 0 || xx >= w || yy >= h) continue;
+            const weight = (1 - Math.abs(px - xx)) * (1 - Math.abs(py - yy));
+            for (let ch = 0; ch < c; ch++) out[((b * outH + i) * outW + j) * c + ch] += weight * u[((b * h + yy) * w + xx) * c + ch];
+          }
+        }
+      }
+    }
+  }
+  return out;
+}
+
+for (const backend of ['cpu', 'wasm']) {
+  test(`bilinear sampler (${backend}): identity and a shift, loops, gradients w.r.t. input and theta`, async () => {
+    if (backend === 'wasm') registerWasmKernels();
+    assert.equal(await tf.setBackend(backend), true);
+    const shape = [2, 5, 6, 3];
+    const u = values(2 * 5 * 6 * 3, 1);
+    const input = tf.tensor4d(u, shape as [number, number, number, number]);
+    // The identity transform at the input's own size gives the input back.
+    const identity = bilinearSample(input, tf.tensor3d([1, 0, 0, 0, 1, 0, 1, 0, 0, 0, 1, 0], [2, 2, 3]), 5, 6);
+    assertClose(identity.dataSync(), u, 1e-5, 'identity');
+    // Moving by one column (2/W in normalised units) reads the next column; the last reads zeros.
+    const shifted = bilinearSample(input, tf.tensor3d([1, 0, 2 / 6, 0, 1, 0, 1, 0, 2 / 6, 0, 1, 0], [2, 2, 3]), 5, 6).arraySync() as number[][][][];
+    const original = input.arraySync() as number[][][][];
+    assert.ok(Math.abs(shifted[1][2][3][1] - original[1][2][4][1]) < 1e-5, 'shift by one column');
+    assert.ok(Math.abs(shifted[1][2][5][1]) < 1e-6, 'beyond the edge reads zeros');
+
+    // A general affine transform (rotation, shear, zoom, partly outside) against the loops.
+    const theta = Float32Array.from([0.61, -0.23, 0.137, 0.19, 0.74, -0.211, 0.83, 0.31, -0.42, -0.17, 0.52, 0.353]);
+    const outH = 4;
+    const outW = 3;
+    const sampled = bilinearSample(input, tf.tensor3d(theta, [2, 2, 3]), outH, outW);
+    assertClose(sampled.dataSync(), referenceSample(u, shape, theta, outH, outW), 1e-5, 'against loops');
+
+    // Gradients of sum(R * sample(U, theta)) against central differences of the loops (float64).
+    const r = values(2 * outH * outW * 3, 2);
+    const objective = (uu: Float32Array, tt: Float32Array) => referenceSample(uu, shape, tt, outH, outW).reduce((s, v, i) => s + v * r[i], 0);
+    const rTensor = tf.tensor4d(r, [2, outH, outW, 3]);
+    const [du, dtheta] = tf.grads((a: tf.Tensor, b: tf.Tensor) => tf.sum(tf.mul(bilinearSample(a as tf.Tensor4D, b as tf.Tensor3D, outH, outW), rTensor)))([input, tf.tensor3d(theta, [2, 2, 3])]);
+    assertClose(du.dataSync(), numericGradient((x) => objective(x, theta), u, 1e-3), 1e-4, 'd/dU');
+    assertClose(dtheta.dataSync(), numericGradient((x) => objective(u, x), theta, 1e-4), 1e-3, 'd/dtheta');
+    assert.ok(Math.max(...Array.from(dtheta.dataSync(), Math.abs)) > 0.05, 'theta gradient is not trivially zero');
+  });
+
+  test(`texture encoding (${backend}): loops and gradients w.r.t. features, codewords and smoothing`, async () => {
+    assert.equal(await tf.setBackend(backend), true);
+    const [b, m, d, k] = [2, 5, 3, 4];
+    const x = values(b * m * d, 3);
+    const c = values(k * d, 4, 0.5);
+    const s = Float32Array.from(values(k, 5), (v) => 1 + 0.5 * v);
+    // Deep TEN by loops: a_ik = softmax_k(-s_k |x_i - c_k|^2), e_k = (1/M) sum_i a_ik (x_i - c_k).
+    const reference = (xx: Float32Array, cc: Float32Array, ss: Float32Array): Float64Array => {
+      const e = new Float64Array(b * k * d);
+      for (let bi = 0; bi < b; bi++) {
+        for (let i = 0; i < m; i++) {
+          const logits = Array.from({ length: k }, (_, kk) => -ss[kk] * Array.from({ length: d }, (_, j) => (xx[(bi * m + i) * d + j] - cc[kk * d + j]) ** 2).reduce((p, q) => p + q, 0));
+          const top = Math.max(...logits);
+          const z = logits.reduce((p, l) => p + Math.exp(l - top), 0);
+          for (let kk = 0; kk < k; kk++) {
+            const a = Math.exp(logits[kk] - top) / z;
+            for (let j = 0; j < d; j++) e[(bi * k + kk) * d + j] += (a * (xx[(bi * m + i) * d + j] - cc[kk * d + j])) / m;
+          }
+        }
+      }
+      return e;
+    };
+    const xt = tf.tensor3d(x, [b, m, d]);
+    const ct = tf.tensor2d(c, [k, d]);
+    const st = tf.tensor1d(s);
+    assertClose(textureEncoding(xt, ct, st).dataSync(), reference(x, c, s), 1e-5, 'against loops');
+    const r = values(b * k * d, 6);
+    const rTensor = tf.tensor3d(r, [b, k, d]);
+    const objective = (xx: Float32Array, cc: Float32Array, ss: Float32Array) => reference(xx, cc, ss).reduce((p, v, i) => p + v * r[i], 0);
+    const [dx, dc, ds] = tf.grads((a: tf.Tensor, bb: tf.Tensor, cc: tf.Tensor) => tf.sum(tf.mul(textureEncoding(a as tf.Tensor3D, bb as tf.Tensor2D, cc as tf.Tensor1D), rTensor)))([xt, ct, st]);
+    assertClose(dx.dataSync(), numericGradient((v) => objective(v, c, s), x, 1e-4), 1e-3, 'd/dx');
+    assertClose(dc.dataSync(), numericGradient((v) => objective(x, v, s), c, 1e-4), 1e-3, 'd/dcodewords');
+    assertClose(ds.dataSync(), numericGradient((v) => objective(x, c, v), s, 1e-4), 1e-3, 'd/dsmoothing');
+  });
+}
+
+test('the deck\'s loss terms on a hand-computed case', async () => {
+  assert.equal(await tf.setBackend('cpu'), true);
+  // One image, two labels, K = 2 steps over 2 cells.
+  const logits = tf.tensor2d([[0, Math.log(3)]]); // p = (0.5, 0.75)
+  const targets = tf.tensor2d([[1, 0]]);
+  const maps = tf.tensor3d([[[0.25, 0.75], [0.5, 0.5]]]);
+  const [a0, a1] = anchorPoints(2);
+  // Step 1: scales 0.7 (over alpha 0.5 by 0.2) and 0.05 (under beta 0.1 by 0.05), at its anchor; step 2: scales 0.3, 0.3, 0.1 off its anchor in x.
+  const transforms = tf.tensor3d([[[0.7, 0.05, a0[0], a0[1]], [0.3, 0.3, a1[0] + 0.1, a1[1]]]]);
+  const w = { diversity: 0.01, localisation: 0.1, anchor: 0.5, positive: 2, alpha: 0.5, beta: 0.1 };
+  const loss = attentionLoss(logits, targets, maps, transforms, w);
+  const cls = 0.25 + 0.5625;
+  const div = 0.25 * 0.5 + 0.75 * 0.5;
+  const loc = 0.2 ** 2 + w.anchor * 0.5 * 0.1 ** 2 + w.positive * 0.05;
+  assert.ok(Math.abs(loss.classification.dataSync()[0] - cls) < 1e-6, 'L_cls');
+  assert.ok(Math.abs(loss.diversity.dataSync()[0] - div) < 1e-6, 'L_div');
+  assert.ok(Math.abs(loss.localisation.dataSync()[0] - loc) < 1e-6, `L_loc ${loss.localisation.dataSync()[0]} vs ${loc}`);
+  assert.ok(Math.abs(loss.total.dataSync()[0] - (cls + 0.01 * div + 0.1 * loc)) < 1e-6, 'L');
+  assert.deepEqual(transformBox(0.5, 0.25, 0, 0.5), { x: 0.25, y: 0.625, w: 0.5, h: 0.25 });
+});
