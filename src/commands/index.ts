@@ -24,6 +24,7 @@ const table: Array<[string, () => Promise<CommandModule>]> = [
   ['train-triplet', () => import('./train-triplet.js')],
   ['tsne', () => import('./tsne.js')],
   ['report', () => import('./report.js')],
+  ['review', () => import('./review.js')],
 ];
 
 /** Every command name, in help order. */
