@@ -17,7 +17,7 @@ export interface PageFrame {
 const STYLE = `${REPORT_STYLE}
 .top a{margin-right:14px}.retag{position:sticky;top:0;background:#fafafa;padding:8px 0;z-index:5;border-bottom:1px solid #ddd}
 .card.selected{border-color:#0072B2;background:#e8f0fa}.card:focus-within{outline:3px solid #E69F00}
-.card .prob{display:block;color:#555}.status{margin-left:10px;color:#009E73}.status.error{color:#D55E00}
+.card .prob,.card .label{display:block;color:#555}.status{margin-left:10px;color:#009E73}.status.error{color:#D55E00}
 .big{max-width:320px;max-height:320px;background:#f0f0f0}
 `;
 
@@ -139,7 +139,7 @@ ${rows}
 
 function card(m: Mistake): string {
   const probs = m.predictedProbability !== null ? `<span class="prob">P(${escapeHtml(m.predicted)}) ${fixed(m.predictedProbability, 2)} · P(${escapeHtml(m.label)}) ${fixed(m.labelProbability, 2)}</span>` : '';
-  return `<figure class="card" data-id="${escapeHtml(m.id)}"><label><input class="pick" type="checkbox" value="${escapeHtml(m.id)}"> select</label><a href="/image/${encodeURIComponent(m.id)}"><img class="thumb" src="${imageUrl(m.id)}" alt="${escapeHtml(m.id)}" loading="lazy"></a><figcaption><span class="id">${escapeHtml(m.id)}</span> <span class="split">${escapeHtml(m.split)}</span><span class="label">label: ${escapeHtml(m.label)}</span><span class="predicted">predicted: ${escapeHtml(m.predicted)}</span>${probs}</figcaption></figure>`;
+  return `<figure class="card" data-id="${escapeHtml(m.id)}"><label><input class="pick" type="checkbox" value="${escapeHtml(m.id)}"> select</label><a href="/image/${encodeURIComponent(m.id)}"><img class="thumb" src="${imageUrl(m.id)}" alt="${escapeHtml(m.id)}" loading="lazy"></a><figcaption><span class="id">${escapeHtml(m.id)}</span> <span class="split">(${escapeHtml(m.split)})</span><span class="label">label: ${escapeHtml(m.label)}</span><span class="predicted">predicted: ${escapeHtml(m.predicted)}</span>${probs}</figcaption></figure>`;
 }
 
 export function classPage(frame: PageFrame, label: string, falseNegatives: Mistake[], falsePositives: Mistake[], limit: number): string {
