@@ -94,7 +94,8 @@ export function createReviewServer(opts: ReviewServerOptions): { server: Server;
   const json = (res: ServerResponse, status: number, value: unknown) => send(res, status, 'application/json; charset=utf-8', JSON.stringify(value));
 
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    if (!hosts.has((req.headers.host ?? '').toLowerCase())) throw new HttpError(421, 'unexpected Host header');
+    // On loopback the Host check stops DNS rebinding; off loopback every request needs the token instead.
+    if (!opts.tokenForReads && !hosts.has((req.headers.host ?? '').toLowerCase())) throw new HttpError(421, 'unexpected Host header');
     const url = new URL(req.url ?? '/', 'http://review.invalid');
     if (opts.tokenForReads && req.method === 'GET') {
       const query = url.searchParams.get('token') ?? undefined;
