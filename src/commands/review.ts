@@ -6,7 +6,7 @@ import { openAtomicWriteStream } from '../lib/io/atomic.js';
 import { isStdio } from '../lib/io/paths.js';
 import { waitForDrain } from '../lib/io/ndjson.js';
 import { openReviewDb } from '../lib/review/db.js';
-import { exportLines, importLabels, importPredictions } from '../lib/review/transfer.js';
+import { exportLines, importKnn, importLabels, importPredictions, importRise } from '../lib/review/transfer.js';
 import { createReviewServer } from '../lib/review/server.js';
 
 interface Args {
@@ -26,6 +26,8 @@ interface Args {
   'val-fraction': number;
   predictions?: string[];
   name?: string;
+  knn?: string;
+  rise?: string;
   out: string;
 }
 
@@ -36,7 +38,7 @@ export default defineCommand<Args>({
   summary: 'a local web app over a labels database: F1 view, false negatives/positives, retag with undo and history',
   description: [
     'GILT\'s quality app ("analyze results, keep a persistent dataset, and change the tags of the samples if we detect they are wrong") over an SQLite database (WAL mode, every retag one transaction, committed to disk before it is acknowledged).',
-    'import: --labels loads labelled records (NDJSON or CSV, the fields train-classifier reads: --label-field, --id-field, --image-field, --group-field) and fixes each image\'s split by the same stable hash of its group as train-classifier (--test-fraction, --val-fraction); images already in the database keep their label and split. --predictions loads predictions {id, label, probs} (classify, train-classifier --predictions) as one model run named --name.',
+    'import: --labels loads labelled records (NDJSON or CSV, the fields train-classifier reads: --label-field, --id-field, --image-field, --group-field) and fixes each image\'s split by the same stable hash of its group as train-classifier (--test-fraction, --val-fraction); images already in the database keep their label and split. --predictions loads predictions {id, label, probs} (classify, train-classifier --predictions) as one model run named --name; --knn (knn output) and --rise (rise output) add nearest neighbours and saliency overlays to the images\' pages.',
     'export: writes the current labels as NDJSON (-o, - for stdout): each image\'s original record with its label now and its image path relative to the output, for train-classifier.',
     'serve (the default): the web app on --host:--port (127.0.0.1 by default; another host needs --token). Views: per-class precision, recall and F1 (sortable) with the confusion matrix and F1 before/after against the previous model; per class the false negatives and false positives with their probabilities; the needs-review queue, ordered by how confidently the model disagrees with the label; an image page with its labels, predictions and history; the history with undo. Writes need the session token, which the pages carry in a header that other sites cannot send. Changes are logged with --user or the name typed in the page.',
   ].join('\n\n'),
@@ -57,6 +59,8 @@ export default defineCommand<Args>({
     'val-fraction': { describe: 'import: share of groups in the validation split (as train-classifier)', type: 'number', default: 0.1 },
     predictions: { alias: 'p', describe: 'import: predictions NDJSON {id, label, probs} (repeatable, one run each)', type: 'array', string: true },
     name: { describe: 'import: name of the model run (default: the predictions file name)', type: 'string' },
+    knn: { describe: 'import: knn output {id, neighbors}: nearest neighbours shown on each image\'s page', type: 'string' },
+    rise: { describe: 'import: rise output {id, class, score, overlay}: saliency overlays shown on each image\'s page', type: 'string' },
     out: { alias: 'o', describe: 'export: where the NDJSON goes (- for stdout)', type: 'string', default: '-' },
   },
   examples: [
@@ -67,7 +71,7 @@ export default defineCommand<Args>({
   async run(args, io) {
     if (!VERBS.includes(args.verb)) throw new UsageError(`unknown verb '${args.verb}' (expected ${VERBS.join(', ')})`, { field: 'verb' });
     if (args.verb === 'import') {
-      if (!args.labels && !args.predictions?.length) throw new UsageError('nothing to import: give --labels and/or --predictions', { field: '--labels' });
+      if (!args.labels && !args.predictions?.length && !args.knn && !args.rise) throw new UsageError('nothing to import: give --labels, --predictions, --knn or --rise', { field: '--labels' });
       for (const key of ['test-fraction', 'val-fraction'] as const) if (!(args[key] >= 0 && args[key] < 1)) throw new UsageError(`must be in [0, 1), got ${args[key]}`, { field: `--${key}` });
       const db = openReviewDb(args.db, { create: true });
       try {
@@ -82,6 +86,8 @@ export default defineCommand<Args>({
         const runs = [];
         for (const file of args.predictions ?? []) runs.push({ file, ...(await importPredictions(db, file, args.name ?? file.replace(/^.*\//, ''))) });
         if (runs.length) summary.runs = runs;
+        if (args.knn) summary.knn = await importKnn(db, args.knn);
+        if (args.rise) summary.rise = await importRise(db, args.rise);
         io.stdout.write(JSON.stringify(summary) + '\n');
       } finally {
         db.close();

@@ -8,11 +8,12 @@ import { request } from 'node:http';
 import Database from 'better-sqlite3';
 import { parseNdjson, runAtelier, scratchDir } from '../helpers.js';
 import { splitOf } from '../../src/lib/facets/labels.js';
+import { MIGRATIONS } from '../../src/lib/review/db.js';
 import { importFixture, makeReviewFixture, pageToken, postJson, startReviewServer } from './review-fixture.js';
 
 // Independent scratch databases: the three run side by side (most of their time is process start-up).
 describe('atelier review', { concurrency: true }, () => {
-  test('import, retag, undo, restart, export: labels persist, splits never move', { timeout: 60_000 }, async () => {
+  test('import, retag, undo, restart, export: labels persist, splits never move', { timeout: 90_000 }, async () => {
     const f = await makeReviewFixture(scratchDir('atelier-review-'));
     await importFixture(f);
     let server = await startReviewServer(f.db);
@@ -87,7 +88,7 @@ describe('atelier review', { concurrency: true }, () => {
     return ['a-line', 'sheath', 'shift'].find((l) => l !== a && l !== b)!;
   }
 
-  test('writes need the session token; only database images are served; Host is checked', { timeout: 30_000 }, async () => {
+  test('writes need the session token; only database images are served; Host is checked', { timeout: 90_000 }, async () => {
     const dir = scratchDir('atelier-review-sec-');
     const f = await makeReviewFixture(dir, 12);
     // One record whose image is a symlink to a file outside: refused although the database names it.
@@ -131,7 +132,7 @@ describe('atelier review', { concurrency: true }, () => {
     assert.match(exposed.stderr, /^atelier review: --host: .*--token\n$/);
   });
 
-  test('off loopback every request needs --token; a newer schema version is refused', { timeout: 30_000 }, async () => {
+  test('off loopback every request needs --token; a newer schema version is refused', { timeout: 90_000 }, async () => {
     const f = await makeReviewFixture(scratchDir('atelier-review-remote-'), 9);
     await importFixture(f);
     const server = await startReviewServer(f.db, ['--host', '0.0.0.0', '--token', 'a-long-shared-secret']);
@@ -153,10 +154,43 @@ describe('atelier review', { concurrency: true }, () => {
     db.close();
     const refused = await runAtelier(['review', 'export', '--db', f.db]);
     assert.equal(refused.code, 2);
-    assert.match(refused.stderr, /^atelier review: .*labels\.sqlite: schema version 99 is newer than this atelier understands \(1\)\n$/);
+    assert.match(refused.stderr, /^atelier review: .*labels\.sqlite: schema version 99 is newer than this atelier understands \(\d+\)\n$/);
   });
 
-  test('kill -9 during a burst of retags: every acknowledged change survives, integrity ok', { timeout: 60_000 }, async () => {
+  test('a version-1 database migrates; knn neighbours and RISE overlays show on the image page', { timeout: 90_000 }, async () => {
+    const f = await makeReviewFixture(scratchDir('atelier-review-migrate-'), 9);
+    const old = new Database(f.db);
+    old.exec('CREATE TABLE schema_version (version INTEGER NOT NULL); INSERT INTO schema_version VALUES (1);');
+    old.exec(MIGRATIONS[0]);
+    old.close();
+    const [a, b, c] = f.records;
+    const knn = join(f.dir, 'knn.ndjson');
+    writeFileSync(knn, JSON.stringify({ id: a.id, neighbors: [{ id: b.id, score: 0.9 }, { id: 'not-in-db', score: 0.5 }] }) + '\n');
+    const rise = join(f.dir, 'rise.ndjson');
+    writeFileSync(rise, JSON.stringify({ id: a.id, image: a.image, class: 'shift', score: 0.42, overlay: c.image }) + '\n');
+    const imported = await runAtelier(['review', 'import', '--db', f.db, '--labels', f.labels, '--label-field', 'silhouette', '-p', f.predictions, '--knn', knn, '--rise', rise]);
+    assert.equal(imported.code, 0, imported.stderr);
+    const summary = JSON.parse(imported.stdout) as { knn: { stored: number }; rise: { stored: number } };
+    assert.deepEqual([summary.knn.stored, summary.rise.stored], [1, 1]);
+    const check = new Database(f.db, { readonly: true });
+    assert.equal(check.prepare('SELECT version FROM schema_version').pluck().get(), MIGRATIONS.length);
+    check.close();
+    const server = await startReviewServer(f.db);
+    try {
+      const page = await (await fetch(`${server.base}/image/${a.id}`)).text();
+      assert.match(page, new RegExp(`id="neighbors".*1\\. ${b.id} \\(0\\.900\\).*2\\. not-in-db \\(0\\.500\\)`, 's'));
+      assert.match(page, /RISE P\(shift\) = 0\.420/);
+      const overlay = await fetch(`${server.base}/overlay/${a.id}/shift`);
+      assert.equal(overlay.status, 200);
+      assert.equal(overlay.headers.get('content-type'), 'image/png');
+      assert.equal((await fetch(`${server.base}/overlay/${a.id}/sheath`)).status, 404);
+      assert.equal((await fetch(`${server.base}/overlay/${a.id}/..%2F..%2Fimages.ndjson`)).status, 404);
+    } finally {
+      await server.stop();
+    }
+  });
+
+  test('kill -9 during a burst of retags: every acknowledged change survives, integrity ok', { timeout: 90_000 }, async () => {
     const f = await makeReviewFixture(scratchDir('atelier-review-kill-'), 48);
     await importFixture(f);
     const server = await startReviewServer(f.db);

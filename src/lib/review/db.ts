@@ -7,7 +7,7 @@ import { UsageError } from '../command.js';
 export type ReviewDb = Database.Database;
 
 /** Migrations in order; migration i brings the schema from version i to i + 1. */
-const MIGRATIONS: string[] = [
+export const MIGRATIONS: string[] = [
   `CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
    CREATE TABLE images (
      id TEXT PRIMARY KEY,
@@ -38,6 +38,9 @@ const MIGRATIONS: string[] = [
      probs TEXT,
      PRIMARY KEY (run_id, image_id)
    );`,
+  // 2: nearest neighbours (knn) and RISE overlays, shown on an image's page.
+  `CREATE TABLE neighbors (image_id TEXT NOT NULL REFERENCES images(id), rank INTEGER NOT NULL, neighbor_id TEXT NOT NULL, score REAL, PRIMARY KEY (image_id, rank));
+   CREATE TABLE overlays (image_id TEXT NOT NULL REFERENCES images(id), class TEXT NOT NULL, score REAL NOT NULL, path TEXT NOT NULL, PRIMARY KEY (image_id, class));`,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;
@@ -252,4 +255,52 @@ export function allImages(db: ReviewDb): ImageRow[] {
 
 export function labelsInUse(db: ReviewDb): string[] {
   return db.prepare('SELECT DISTINCT label FROM images ORDER BY label').pluck().all() as string[];
+}
+
+/** Replaces the stored neighbours of each image given; images not in the database are counted and left out. */
+export function insertNeighbors(db: ReviewDb, records: Array<{ id: string; neighbors: Array<{ id: string; score: number | null }> }>): { stored: number; unknown: number } {
+  const known = db.prepare('SELECT 1 FROM images WHERE id = ?').pluck();
+  const clear = db.prepare('DELETE FROM neighbors WHERE image_id = ?');
+  const insert = db.prepare('INSERT INTO neighbors (image_id, rank, neighbor_id, score) VALUES (?, ?, ?, ?)');
+  let stored = 0;
+  let unknown = 0;
+  db.transaction(() => {
+    for (const r of records) {
+      if (!known.get(r.id)) {
+        unknown++;
+        continue;
+      }
+      clear.run(r.id);
+      r.neighbors.forEach((n, rank) => insert.run(r.id, rank + 1, n.id, n.score));
+      stored++;
+    }
+  })();
+  return { stored, unknown };
+}
+
+/** Stores RISE overlays (one per image and class); images not in the database are counted and left out. */
+export function insertOverlays(db: ReviewDb, records: Array<{ id: string; overlay: string | null; className: string; score: number }>): { stored: number; unknown: number } {
+  const known = db.prepare('SELECT 1 FROM images WHERE id = ?').pluck();
+  const insert = db.prepare('INSERT OR REPLACE INTO overlays (image_id, class, score, path) VALUES (?, ?, ?, ?)');
+  let stored = 0;
+  let unknown = 0;
+  db.transaction(() => {
+    for (const r of records) {
+      if (!known.get(r.id) || r.overlay === null) {
+        unknown++;
+        continue;
+      }
+      insert.run(r.id, r.className, r.score, r.overlay);
+      stored++;
+    }
+  })();
+  return { stored, unknown };
+}
+
+export function neighborsOf(db: ReviewDb, id: string): Array<{ rank: number; neighbor_id: string; score: number | null; label: string | null }> {
+  return db.prepare('SELECT n.rank, n.neighbor_id, n.score, i.label FROM neighbors n LEFT JOIN images i ON i.id = n.neighbor_id WHERE n.image_id = ? ORDER BY n.rank').all(id) as Array<{ rank: number; neighbor_id: string; score: number | null; label: string | null }>;
+}
+
+export function overlaysOf(db: ReviewDb, id: string): Array<{ class: string; score: number; path: string }> {
+  return db.prepare('SELECT class, score, path FROM overlays WHERE image_id = ? ORDER BY class').all(id) as Array<{ class: string; score: number; path: string }>;
 }

@@ -172,7 +172,20 @@ export function historyPage(frame: PageFrame, rows: HistoryRow[]): string {
   return layout({ ...frame, title: `${frame.title}: history` }, `<span id="status" class="status" role="status"></span>${rows.length ? historyTable(rows) : '<p>No changes yet.</p>'}`);
 }
 
-export function imagePage(frame: PageFrame, image: ImageRow, predictions: Array<{ name: string; label: string; probs: Record<string, number> | null }>, rows: HistoryRow[]): string {
+export function imagePage(
+  frame: PageFrame,
+  image: ImageRow,
+  predictions: Array<{ name: string; label: string; probs: Record<string, number> | null }>,
+  rows: HistoryRow[],
+  neighbors: Array<{ rank: number; neighbor_id: string; score: number | null; label: string | null }> = [],
+  overlays: Array<{ class: string; score: number }> = [],
+): string {
+  const near = neighbors
+    .map((n) => `<figure class="card neighbor">${n.label !== null ? `<a href="/image/${encodeURIComponent(n.neighbor_id)}"><img class="thumb" src="${imageUrl(n.neighbor_id)}" alt="${escapeHtml(n.neighbor_id)}" loading="lazy"></a>` : ''}<figcaption>${n.rank}. ${escapeHtml(n.neighbor_id)}${n.score !== null ? ` (${n.score.toFixed(3)})` : ''}${n.label !== null ? `<span class="label">${escapeHtml(n.label)}</span>` : ''}</figcaption></figure>`)
+    .join('');
+  const rise = overlays
+    .map((o) => `<figure class="card"><img class="thumb" src="/overlay/${encodeURIComponent(image.id)}/${encodeURIComponent(o.class)}" alt="RISE ${escapeHtml(o.class)}"><figcaption>RISE P(${escapeHtml(o.class)}) = ${o.score.toFixed(3)}</figcaption></figure>`)
+    .join('');
   const preds = predictions
     .map((p) => {
       const top = p.probs ? Object.entries(p.probs).sort((a, b) => b[1] - a[1]).slice(0, 5).map(([l, v]) => `${escapeHtml(l)} ${v.toFixed(3)}`).join(', ') : '';
@@ -185,6 +198,8 @@ export function imagePage(frame: PageFrame, image: ImageRow, predictions: Array<
 <p>label <strong id="current-label">${escapeHtml(image.label)}</strong> · split <strong id="split">${escapeHtml(image.split)}</strong> · group ${escapeHtml(image.grp)}</p>
 ${retagForm(frame, [image.id], image.label)}
 <h2>Predictions</h2>${preds ? `<table><thead><tr><th>model</th><th>predicted</th><th>top probabilities</th></tr></thead><tbody>${preds}</tbody></table>` : '<p>none</p>'}
+${rise ? `<h2>RISE</h2><div class="grid" id="rise">${rise}</div>` : ''}
+${near ? `<h2>Nearest neighbours</h2><div class="grid" id="neighbors">${near}</div>` : ''}
 <h2>History</h2>${rows.length ? historyTable(rows) : '<p>No changes yet.</p>'}</div>`,
   );
 }

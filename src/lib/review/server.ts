@@ -8,7 +8,7 @@ import { extname } from 'node:path';
 import { randomBytes, timingSafeEqual } from 'node:crypto';
 import { UsageError } from '../command.js';
 import { currentReport, falseNegatives, falsePositives, needsReview } from './analysis.js';
-import { getImage, getSetting, history, predictionsOf, retag, runs, scoredImages, undo, type ReviewDb } from './db.js';
+import { getImage, getSetting, history, neighborsOf, overlaysOf, predictionsOf, retag, runs, scoredImages, undo, type ReviewDb } from './db.js';
 import { classPage, f1Page, historyPage, imagePage, queuePage, type PageFrame } from './pages.js';
 
 export interface ReviewServerOptions {
@@ -152,24 +152,25 @@ export function createReviewServer(opts: ReviewServerOptions): { server: Server;
     if (decoded.length === 2 && head === 'image') {
       const image = getImage(db, arg);
       if (!image) throw new HttpError(404, 'no such image');
-      return html(imagePage(frame(), image, predictionsOf(db, arg), history(db, { imageId: arg })));
+      return html(imagePage(frame(), image, predictionsOf(db, arg), history(db, { imageId: arg }), neighborsOf(db, arg), overlaysOf(db, arg)));
     }
     if (decoded.length === 3 && head === 'api' && arg === 'image') {
       const image = getImage(db, decoded[2]);
       if (!image) throw new HttpError(404, 'no such image');
       return json(res, 200, { id: image.id, label: image.label, split: image.split, history: history(db, { imageId: image.id }) });
     }
-    if (decoded.length === 2 && head === 'img') return serveImage(res, arg);
+    if (decoded.length === 2 && head === 'img') return serveFile(res, getImage(db, arg)?.path);
+    if (decoded.length === 3 && head === 'overlay') return serveFile(res, overlaysOf(db, arg).find((o) => o.class === decoded[2])?.path);
     throw new HttpError(404, 'not found');
   }
 
-  async function serveImage(res: ServerResponse, id: string): Promise<void> {
-    const image = getImage(db, id);
-    const type = image ? IMAGE_TYPES[extname(image.path).toLowerCase()] : undefined;
-    if (!image || !type) throw new HttpError(404, 'no such image');
+  /** Serves a path the database holds (never one from the request). */
+  async function serveFile(res: ServerResponse, path: string | undefined): Promise<void> {
+    const type = path ? IMAGE_TYPES[extname(path).toLowerCase()] : undefined;
+    if (!path || !type) throw new HttpError(404, 'no such image');
     let handle;
     try {
-      handle = await open(image.path, fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW);
+      handle = await open(path, fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW);
     } catch {
       throw new HttpError(404, 'image not readable (missing, or a symlink)');
     }

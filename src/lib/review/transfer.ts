@@ -7,7 +7,8 @@ import { readLabelledRecords, splitOf } from '../facets/labels.js';
 import { imageRecordOf } from '../facets/inputs.js';
 import { readNdjson, requireObject } from '../io/ndjson.js';
 import { isStdio } from '../io/paths.js';
-import { allImages, getSetting, insertImages, insertRun, setSetting, type NewImage, type PredictionIn, type ReviewDb } from './db.js';
+import { readKnn, readRise } from '../report/inputs.js';
+import { allImages, getSetting, insertImages, insertNeighbors, insertOverlays, insertRun, setSetting, type NewImage, type PredictionIn, type ReviewDb } from './db.js';
 
 export interface LabelImportOptions {
   labelField: string;
@@ -72,6 +73,16 @@ export async function importPredictions(db: ReviewDb, path: string, name: string
   if (predictions.length === 0) throw new UsageError('no predictions', { file: path });
   const run = insertRun(db, name, path, labels ?? (JSON.parse(getSetting(db, 'labels') ?? '[]') as string[]), predictions);
   return { ...run, errors };
+}
+
+/** Imports knn output {id, neighbors: [{id, score}]}: each image's nearest neighbours. */
+export async function importKnn(db: ReviewDb, path: string): Promise<{ stored: number; unknown: number }> {
+  return insertNeighbors(db, await readKnn(path));
+}
+
+/** Imports rise output {id, class, score, overlay}: the saliency overlays of each image. */
+export async function importRise(db: ReviewDb, path: string): Promise<{ stored: number; unknown: number }> {
+  return insertOverlays(db, (await readRise(path)).map((r) => ({ ...r, overlay: r.overlay === null ? null : resolve(r.overlay) })));
 }
 
 /**
