@@ -8,7 +8,7 @@ SEED ?= 1
 DEMO := out/demo
 SOURCES := $(shell find src test fixtures bench -name '*.ts' -not -path '*/out/*' 2>/dev/null) tsconfig.json
 
-.PHONY: all install build fixtures test test-lib test-commands demo report bench man man-check gpu clean
+.PHONY: all install build fixtures test test-lib test-commands demo report review-db review retrain bench man man-check gpu clean
 
 all: build
 
@@ -123,6 +123,26 @@ report: build
 	$(ATELIER) report -o $(DEMO)/report --classifier $(DEMO)/silhouette.eval.json --false-negatives $(DEMO)/silhouette.false-negatives.ndjson \
 	  --retrieval $(DEMO)/retrieval.json $(DEMO)/retrieval-triplet.json --knn $(DEMO)/knn.ndjson --images $(FIXTURES)/images.ndjson \
 	  --tsne $(DEMO)/tsne.ndjson --rise $(DEMO)/rise.ndjson --train-log $(DEMO)/weak.model.log.json $(DEMO)/triplet.model.log.json $(DEMO)/size-images.model.log.json 
+
+# GILT's loop on the demo's silhouette model: a labels database from its outputs (make review-db),
+# the app to fix wrong tags (make review), then export, retrain, evaluate, import (make retrain ROUND=2).
+REVIEW_DB := $(DEMO)/labels.sqlite
+ROUND ?= 2
+review-db: build
+	@test -f $(DEMO)/silhouette.predictions.ndjson || { echo "make review-db: run make demo first"; exit 2; }
+	rm -f $(REVIEW_DB) $(REVIEW_DB)-wal $(REVIEW_DB)-shm
+	$(ATELIER) review import --db $(REVIEW_DB) --labels $(FIXTURES)/images.ndjson --label-field silhouette \
+	  -p $(DEMO)/silhouette.predictions.ndjson --name silhouette-1 --knn $(DEMO)/knn.ndjson
+
+review: build
+	$(ATELIER) review --db $(REVIEW_DB)
+
+retrain: build
+	$(ATELIER) review export --db $(REVIEW_DB) -o $(DEMO)/relabelled.ndjson
+	$(ATELIER) train-classifier -i $(DEMO)/relabelled.ndjson -l silhouette -f $(DEMO)/images.npy --epochs 30 \
+	  -o $(DEMO)/silhouette-$(ROUND).model --predictions $(DEMO)/silhouette-$(ROUND).predictions.ndjson > $(DEMO)/silhouette-$(ROUND).train.json
+	$(ATELIER) eval-classifier -p $(DEMO)/silhouette-$(ROUND).predictions.ndjson --split test > $(DEMO)/silhouette-$(ROUND).eval.json
+	$(ATELIER) review import --db $(REVIEW_DB) -p $(DEMO)/silhouette-$(ROUND).predictions.ndjson --name silhouette-$(ROUND)
 
 # Real-data targets (make real-weak, real-facets, real-teacher): bench/real.mk.
 include bench/real.mk
