@@ -48,7 +48,7 @@ export default defineCommand<Args>({
     port: { describe: 'serve: TCP port (0 picks a free one)', type: 'number', default: 8080 },
     host: { describe: 'serve: address to bind; anything but loopback needs --token', type: 'string', default: '127.0.0.1' },
     token: { describe: 'serve: the token for writes (and, off loopback, for reads); random per session when not given', type: 'string' },
-    user: { describe: 'serve: the name history rows carry when the page gives none', type: 'string', default: process.env.USER ?? 'reviewer' },
+    user: { describe: 'serve: the name history rows carry when the page gives none', type: 'string', default: 'reviewer' },
     labels: { alias: 'l', describe: 'import: labelled records, NDJSON or CSV', type: 'string' },
     'label-field': { describe: 'import: field holding the label', type: 'string', default: 'label' },
     'id-field': { describe: 'import: field holding the record id', type: 'string', default: 'id' },
