@@ -175,8 +175,14 @@ describe('atelier review', { concurrency: true }, () => {
     const check = new Database(f.db, { readonly: true });
     assert.equal(check.prepare('SELECT version FROM schema_version').pluck().get(), MIGRATIONS.length);
     check.close();
+    // A second model run: the F1 view compares each class's F1 with the previous model's.
+    const second = await runAtelier(['review', 'import', '--db', f.db, '-p', f.predictions, '--name', 'model-2']);
+    assert.equal(second.code, 0, second.stderr);
     const server = await startReviewServer(f.db);
     try {
+      const f1 = await (await fetch(`${server.base}/`)).text();
+      assert.match(f1, /<a href="\/\?run=1">predictions\.ndjson<\/a> · <strong>model-2<\/strong>/);
+      assert.equal([...f1.matchAll(/<td data-sort="0">\+0\.000<\/td>/g)].length, 3);
       const page = await (await fetch(`${server.base}/image/${a.id}`)).text();
       assert.match(page, new RegExp(`id="neighbors".*1\\. ${b.id} \\(0\\.900\\).*2\\. not-in-db \\(0\\.500\\)`, 's'));
       assert.match(page, /RISE P\(shift\) = 0\.420/);
