@@ -22,6 +22,10 @@ describe('atelier review', { concurrency: true }, () => {
       const f1 = await (await fetch(`${server.base}/`)).text();
       assert.match(f1, /id="f1-table"/);
       assert.match(f1, /id="confusion-matrix"/);
+      // ?split=test scores only the test split, as fixed at import.
+      const testPage = await (await fetch(`${server.base}/?split=test`)).text();
+      const cells = [...testPage.matchAll(/<td data-sort="(\d+)" class="[^"]*" style=/g)].reduce((a, m) => a + Number(m[1]), 0);
+      assert.equal(cells, f.records.filter((r) => splitOf(r.product, 0.2, 0.1) === 'test').length);
 
       // The queue: the most confident disagreement first.
       const queue = await (await fetch(`${server.base}/queue`)).text();

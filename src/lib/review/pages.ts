@@ -118,7 +118,7 @@ export function evaluationOf(name: string, report: MultiClassReport): Classifier
 }
 
 /** The F1 view: the report's table and matrix, then per class its mistakes and F1 before/after. */
-export function f1Page(frame: PageFrame, runs: RunRow[], run: RunRow | null, report: MultiClassReport | null, previous: MultiClassReport | null): string {
+export function f1Page(frame: PageFrame, runs: RunRow[], run: RunRow | null, report: MultiClassReport | null, previous: MultiClassReport | null, split: string | null = null): string {
   if (!run || !report) return layout(frame, '<p>No predictions imported yet: run <code>atelier review import --predictions</code>.</p>');
   const rows = report.perClass
     .map((c, i) => {
@@ -126,7 +126,7 @@ export function f1Page(frame: PageFrame, runs: RunRow[], run: RunRow | null, rep
       const fp = report.confusion.reduce((a, row) => a + row[i], 0) - report.confusion[i][i];
       const before = previous?.perClass.find((p) => p.label === c.label)?.f1 ?? null;
       const delta = before === null ? null : c.f1 - before;
-      const href = `/class/${encodeURIComponent(c.label)}?run=${run.id}`;
+      const href = `/class/${encodeURIComponent(c.label)}?run=${run.id}${split ? `&split=${split}` : ''}`;
       return `<tr><td data-sort="${escapeHtml(c.label)}"><a href="${href}">${escapeHtml(c.label)}</a></td><td data-sort="${fn}"><a class="fn-link" href="${href}#false-negatives">${fn}</a></td><td data-sort="${fp}"><a href="${href}#false-positives">${fp}</a></td><td data-sort="${before ?? ''}">${fixed(before)}</td><td data-sort="${c.f1}">${fixed(c.f1)}</td><td data-sort="${delta ?? ''}">${delta === null ? '–' : (delta >= 0 ? '+' : '') + delta.toFixed(3)}</td></tr>`;
     })
     .join('\n');
@@ -134,7 +134,8 @@ export function f1Page(frame: PageFrame, runs: RunRow[], run: RunRow | null, rep
 <table id="class-table" class="sortable"><thead><tr><th scope="col">class</th><th scope="col">false negatives</th><th scope="col">false positives</th><th scope="col">F1 before</th><th scope="col">F1 now</th><th scope="col">change</th></tr></thead><tbody>
 ${rows}
 </tbody></table></section>`;
-  return layout(frame, `${runPicker(runs, run.id, '/')}${classificationSection(evaluationOf(run.name, report))}\n${changes}`);
+  const splits = `<p id="split-picker">Split: ${[null, 'train', 'val', 'test'].map((x) => (x === split ? `<strong>${x ?? 'all'}</strong>` : `<a href="/?run=${run.id}${x ? `&split=${x}` : ''}">${x ?? 'all'}</a>`)).join(' · ')}</p>`;
+  return layout(frame, `${runPicker(runs, run.id, '/')}${splits}${classificationSection(evaluationOf(`${run.name}${split ? ` (${split})` : ''}`, report))}\n${changes}`);
 }
 
 function card(m: Mistake): string {

@@ -84,7 +84,10 @@ export function createReviewServer(opts: ReviewServerOptions): { server: Server;
     const all = runs(db);
     const asked = Number(url.searchParams.get('run'));
     const run = all.find((r) => r.id === asked) ?? all[all.length - 1] ?? null;
-    return { all, run };
+    // GILT reads F1 per split (train and test): ?split= narrows every view to one.
+    const split = ['train', 'val', 'test'].find((x) => x === url.searchParams.get('split')) ?? null;
+    const scored = (id: number) => scoredImages(db, id).filter((im) => split === null || im.split === split);
+    return { all, run, split, scored };
   };
 
   const send = (res: ServerResponse, status: number, type: string, body: string | Buffer) => {
@@ -134,19 +137,19 @@ export function createReviewServer(opts: ReviewServerOptions): { server: Server;
     if (req.method !== 'GET' && req.method !== 'HEAD') throw new HttpError(405, 'method not allowed');
     const html = (body: string) => send(res, 200, 'text/html; charset=utf-8', body);
     if (decoded.length === 1 && head === '') {
-      const { all, run } = pickRun(url);
+      const { all, run, split, scored } = pickRun(url);
       const index = run ? all.indexOf(run) : -1;
       const previous = index > 0 ? all[index - 1] : null;
-      return html(f1Page(frame(), all, run, run ? currentReport(scoredImages(db, run.id), labels()) : null, previous ? currentReport(scoredImages(db, previous.id), labels()) : null));
+      return html(f1Page(frame(), all, run, run ? currentReport(scored(run.id), labels()) : null, previous ? currentReport(scored(previous.id), labels()) : null, split));
     }
     if (decoded.length === 2 && head === 'class') {
-      const { run } = pickRun(url);
-      const images = run ? scoredImages(db, run.id) : [];
+      const { run, scored } = pickRun(url);
+      const images = run ? scored(run.id) : [];
       return html(classPage(frame(), arg, falseNegatives(images, arg), falsePositives(images, arg), limit));
     }
     if (decoded.length === 1 && head === 'queue') {
-      const { run } = pickRun(url);
-      return html(queuePage(frame(), run ? needsReview(scoredImages(db, run.id)) : [], limit));
+      const { run, scored } = pickRun(url);
+      return html(queuePage(frame(), run ? needsReview(scored(run.id)) : [], limit));
     }
     if (decoded.length === 1 && head === 'history') return html(historyPage(frame(), history(db)));
     if (decoded.length === 2 && head === 'image') {
