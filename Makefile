@@ -8,13 +8,17 @@ SEED ?= 1
 DEMO := out/demo
 SOURCES := $(shell find src test fixtures bench -name '*.ts' -not -path '*/out/*' 2>/dev/null) tsconfig.json
 
-.PHONY: all install build fixtures test test-lib test-commands demo report bench man man-check gpu clean
+.PHONY: all install build fixtures test test-lib test-commands demo report review-db review retrain bench man man-check gpu clean
 
 all: build
 
 # npm ci only when the lock file changed; the optional native tfjs packages are never installed here (see `make gpu`).
+# better-sqlite3 compiles from source (.prebuild-installrc); node-gyp takes the Node headers from the
+# prefix of the running node (e.g. /usr/include/node) rather than downloading them from nodejs.org.
+NODE_PREFIX := $(shell $(NODE) -p "require('path').resolve(process.execPath, '../..')" 2>/dev/null)
 node_modules/.package-lock.json: package-lock.json package.json
-	npm ci --no-audit --no-fund
+	if [ -z "$${npm_config_nodedir:-}" ] && [ -f "$(NODE_PREFIX)/include/node/node.h" ]; then export npm_config_nodedir="$(NODE_PREFIX)"; fi; \
+	  npm ci --no-audit --no-fund
 	@touch $@
 
 install: node_modules/.package-lock.json
@@ -43,7 +47,7 @@ man-check: build
 	$(NODE) dist/src/gen-man.js --check
 
 # Every benchmark, one after another (tens of minutes); each writes bench/out/<name>.json. Record in bench/RESULTS.md.
-BENCHES ?= train-cnn train-weak knn rise crawl tsne teacher-score onnx
+BENCHES ?= train-cnn train-weak knn rise crawl tsne teacher-score onnx review
 bench: build
 	for b in $(BENCHES); do echo "== bench/$$b"; $(NODE) dist/bench/$$b.js || exit 1; done
 
@@ -132,6 +136,26 @@ report: build
 	$(ATELIER) report -o $(DEMO)/report --classifier $(DEMO)/silhouette.eval.json --false-negatives $(DEMO)/silhouette.false-negatives.ndjson \
 	  --retrieval $(DEMO)/retrieval.json $(DEMO)/retrieval-triplet.json --knn $(DEMO)/knn.ndjson --images $(FIXTURES)/images.ndjson \
 	  --tsne $(DEMO)/tsne.ndjson --rise $(DEMO)/rise.ndjson --train-log $(DEMO)/weak.model.log.json $(DEMO)/triplet.model.log.json $(DEMO)/size-images.model.log.json 
+
+# GILT's loop on the demo's silhouette model: a labels database from its outputs (make review-db),
+# the app to fix wrong tags (make review), then export, retrain, evaluate, import (make retrain ROUND=2).
+REVIEW_DB := $(DEMO)/labels.sqlite
+ROUND ?= 2
+review-db: build
+	@test -f $(DEMO)/silhouette.predictions.ndjson || { echo "make review-db: run make demo first"; exit 2; }
+	rm -f $(REVIEW_DB) $(REVIEW_DB)-wal $(REVIEW_DB)-shm
+	$(ATELIER) review import --db $(REVIEW_DB) --labels $(FIXTURES)/images.ndjson --label-field silhouette \
+	  -p $(DEMO)/silhouette.predictions.ndjson --name silhouette-1 --knn $(DEMO)/knn.ndjson
+
+review: build
+	$(ATELIER) review --db $(REVIEW_DB)
+
+retrain: build
+	$(ATELIER) review export --db $(REVIEW_DB) -o $(DEMO)/relabelled.ndjson
+	$(ATELIER) train-classifier -i $(DEMO)/relabelled.ndjson -l silhouette -f $(DEMO)/images.npy --epochs 30 \
+	  -o $(DEMO)/silhouette-$(ROUND).model --predictions $(DEMO)/silhouette-$(ROUND).predictions.ndjson > $(DEMO)/silhouette-$(ROUND).train.json
+	$(ATELIER) eval-classifier -p $(DEMO)/silhouette-$(ROUND).predictions.ndjson --split test > $(DEMO)/silhouette-$(ROUND).eval.json
+	$(ATELIER) review import --db $(REVIEW_DB) -p $(DEMO)/silhouette-$(ROUND).predictions.ndjson --name silhouette-$(ROUND)
 
 # Real-data targets (make real-weak, real-facets, real-teacher): bench/real.mk.
 include bench/real.mk

@@ -27,6 +27,7 @@ const table: Array<[string, () => Promise<CommandModule>]> = [
   ['import-backbone', () => import('./import-backbone.js')],
   ['export', () => import('./export.js')],
   ['train-attention', () => import('./train-attention.js')],
+  ['review', () => import('./review.js')],
 ];
 
 /** Every command name, in help order. */

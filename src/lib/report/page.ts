@@ -74,7 +74,7 @@ function shade(share: number): string {
   return `rgb(${mix(255, 8)},${mix(255, 69)},${mix(255, 148)})`;
 }
 
-function classificationSection(evaluation: ClassifierEvaluation): string {
+export function classificationSection(evaluation: ClassifierEvaluation): string {
   const parts: string[] = [];
   parts.push(
     `<p class="summary">Model <strong>${escapeHtml(evaluation.name)}</strong>: accuracy ${fixed(evaluation.accuracy)}, macro F1 ${fixed(evaluation.macroF1)}, weighted F1 ${fixed(evaluation.weightedF1)}. Click a column header to sort.</p>`,
@@ -281,7 +281,7 @@ function tsneSection(content: NonNullable<ReportContent['tsne']>, src: ImageSour
   return section('tsne', `<p class="summary">${shownNote}; nearby images have nearby features. Frames are coloured by label.</p>${legend}<div class="tsne-map" id="tsne-map">\n${marks}\n</div>`);
 }
 
-const STYLE = `
+export const STYLE = `
 body{font-family:"DejaVu Sans",Helvetica,Arial,sans-serif;margin:0 auto;max-width:1200px;padding:0 16px 48px;color:#111;background:#fafafa}
 h1{font-size:1.6em;margin:20px 0 4px}h2{border-bottom:2px solid #0072B2;padding-bottom:4px;margin-top:36px}
 nav ul{list-style:none;padding:0;display:flex;flex-wrap:wrap;gap:12px}nav a{color:#0072B2}
@@ -308,8 +308,8 @@ table.confusion td{min-width:2.5em;text-align:center}table.confusion td.diagonal
 .legend{list-style:none;padding:0;display:flex;flex-wrap:wrap;gap:12px;font-size:.85em}.swatch{display:inline-block;width:12px;height:12px;margin-right:4px;vertical-align:middle}
 `;
 
-// Sorts a table's body rows by the clicked column (numbers as numbers, else text); a second click reverses.
-const SCRIPT = `
+// Shared with the review app. Sorts a table's body rows by the clicked column (numbers as numbers, else text); a second click reverses.
+export const SCRIPT = `
 (function(){
   function key(cell){var v=cell.getAttribute('data-sort');if(v===null)v=cell.textContent;var n=Number(v);return v!==''&&!isNaN(n)?n:v.toLowerCase();}
   document.querySelectorAll('table.sortable').forEach(function(table){
