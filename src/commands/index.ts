@@ -25,6 +25,8 @@ const table: Array<[string, () => Promise<CommandModule>]> = [
   ['tsne', () => import('./tsne.js')],
   ['report', () => import('./report.js')],
   ['import-backbone', () => import('./import-backbone.js')],
+  ['eval-words', () => import('./eval-words.js')],
+  ['train-word2vec', () => import('./train-word2vec.js')],
 ];
 
 /** Every command name, in help order. */
