@@ -10,6 +10,9 @@ import { trainWord2Vec } from '../../src/lib/text/word2vec.js';
 import { createRandom } from '../../src/lib/random.js';
 import { UsageError } from '../../src/lib/command.js';
 import { scratchDir } from '../helpers.js';
+import { buildWordIndex } from '../../src/lib/train/word-sampler.js';
+import { resampleWithClose } from '../../src/lib/train/weak-trainer.js';
+import { nearestVocabularyWords } from '../../src/lib/text/word-vectors.js';
 
 const TREE = {
   types: ['colour', 'clothing'],
@@ -100,4 +103,36 @@ test('word2vec: words of one topic end up closer than words of two; same seed, s
   // Measured: within 0.60, across 0.11 (negatives come from the same topic half the time); demand 0.3.
   assert.ok(within - across > 0.3, `within ${within.toFixed(3)} across ${across.toFixed(3)}`);
   assert.deepEqual(trainWord2Vec(sentences, 12, options), v);
+});
+
+test('close negatives (report 4.2): k of the pool at random, never from the bag, the rest kept', () => {
+  const index = buildWordIndex([Int32Array.from([0, 1]), Int32Array.from([2])], 30);
+  const random = createRandom(3);
+  const batch = { images: Int32Array.from([0, 0]), positives: Int32Array.from([0, 1]), candidates: Int32Array.from([0, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 1, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29]) };
+  // Pool of the top 10 neighbours; word 1 is in the bag, so it is skipped.
+  const near = () => Int32Array.from([1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]);
+  const seen = new Set<number>();
+  for (let trial = 0; trial < 50; trial++) {
+    const out = resampleWithClose(index, random, batch, { negatives: 10, closeShare: 0.3, closeCount: 10 }, near);
+    for (let row = 0; row < 2; row++) {
+      const negatives = Array.from(out.subarray(row * 11 + 1, row * 11 + 11));
+      const close = negatives.filter((w) => w < 20);
+      assert.equal(close.length, 3, 'round(0.3 x 10) close negatives');
+      for (const w of close) {
+        assert.ok(w >= 2 && w <= 10, `${w} is in the top 10 and outside the bag`);
+        seen.add(w);
+      }
+      assert.equal(new Set(negatives).size, 10, 'no repeats');
+      assert.equal(out[row * 11], batch.positives[row], 'the positive stays first');
+    }
+  }
+  assert.equal(seen.size, 9, 'drawn at random over the whole pool, not its head');
+});
+
+test('nearestVocabularyWords: by cosine in the vectors, mapped to vocabulary ids, none for unknown words', () => {
+  const vectors = { words: ['b', 'a', 'c'], rows: Float32Array.from([1, 0, 0.9, 0.1, 0, 1]), dim: 2 };
+  const near = nearestVocabularyWords(vectors, ['a', 'b', 'c', 'zz'], 2);
+  assert.deepEqual([...near(0)], [1, 2]);
+  assert.deepEqual([...near(2)], [0, 1]);
+  assert.deepEqual([...near(3)], []);
 });

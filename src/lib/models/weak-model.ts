@@ -101,3 +101,33 @@ export function headVariables(model: tf.LayersModel): tf.Variable[] {
 function isHeadWeight(name: string): boolean {
   return name.startsWith(`${LAYER.words}/`) || name.startsWith(`${LAYER.projection}/`);
 }
+
+/**
+ * Starts the word matrix from pretrained word vectors (the report §4.1: word2vec rows as W2), rows
+ * of `vectors` in vocabulary order, NaN-free, `present[k]` false where a word has none (it keeps its
+ * random start). The vectors are scaled to the random start's RMS, so the first steps move the
+ * scores as much as from a random start; only the directions are word2vec's.
+ */
+export function initWordMatrix(model: tf.LayersModel, vectors: Float32Array, present: boolean[]): void {
+  const kernel = wordKernel(model);
+  const [dim, count] = kernel.shape;
+  const start = kernel.dataSync() as Float32Array; // [dim, K]
+  let startSq = 0;
+  let vecSq = 0;
+  let n = 0;
+  for (let k = 0; k < count; k++) {
+    if (!present[k]) continue;
+    for (let j = 0; j < dim; j++) {
+      startSq += start[j * count + k] ** 2;
+      vecSq += vectors[k * dim + j] ** 2;
+    }
+    n++;
+  }
+  if (n === 0) return;
+  const scale = vecSq > 0 ? Math.sqrt(startSq / vecSq) : 0;
+  const next = Float32Array.from(start);
+  for (let k = 0; k < count; k++) if (present[k]) for (let j = 0; j < dim; j++) next[j * count + k] = vectors[k * dim + j] * scale;
+  const value = tf.tensor2d(next, [dim, count]);
+  kernel.assign(value);
+  value.dispose();
+}

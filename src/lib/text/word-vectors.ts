@@ -38,3 +38,28 @@ export function rowNorms(vectors: WordVectors): Float32Array {
   }
   return out;
 }
+
+/**
+ * The nearest vocabulary words of a vocabulary word in fixed vectors (ids of `vocabulary`), computed
+ * when first asked and kept; words the vectors lack have none.
+ */
+export function nearestVocabularyWords(vectors: WordVectors, vocabulary: readonly string[], count: number): (word: number) => Int32Array {
+  const row = new Map(vectors.words.map((w, i) => [w, i]));
+  const present = vocabulary.flatMap((w, id) => (row.has(w) ? [id] : []));
+  const sub: WordVectors = { words: present.map((id) => vocabulary[id]), dim: vectors.dim, rows: new Float32Array(present.length * vectors.dim) };
+  present.forEach((id, i) => sub.rows.set(vectors.rows.subarray(row.get(vocabulary[id])! * vectors.dim, (row.get(vocabulary[id])! + 1) * vectors.dim), i * vectors.dim));
+  const norms = rowNorms(sub);
+  const place = new Map(present.map((id, i) => [id, i]));
+  const cache = new Map<number, Int32Array>();
+  const none = new Int32Array(0);
+  return (word) => {
+    const at = place.get(word);
+    if (at === undefined) return none;
+    let near = cache.get(word);
+    if (!near) {
+      near = Int32Array.from(nearestWords(sub, norms, at, count), (i) => present[i]);
+      cache.set(word, near);
+    }
+    return near;
+  };
+}

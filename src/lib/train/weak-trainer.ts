@@ -70,6 +70,8 @@ export interface StepOptions {
   freezeBn?: boolean;
   closeShare: number;
   closeCount: number;
+  /** Nearest words from fixed vectors (word2vec: report §4.2) instead of the current word matrix. */
+  closeWords?: (word: number) => Int32Array;
 }
 
 /** Variables in a fixed order, head first, so the optimizer's slots line up across the head and full phases. */
@@ -117,8 +119,8 @@ export function trainStep(
   const { full: model, embedding: embeddingModel } = models;
   const batch = sampleBatch(index, random, { batchSize: options.batchSize, negatives: options.negatives, sampling: options.sampling });
   if (options.closeShare > 0 && options.loss === 'sampled') {
-    const table = nearestWordsTable(model, batch.positives, options.closeCount);
-    batch.candidates = resampleWithClose(index, random, batch, options, (w) => table.get(w) ?? new Int32Array(0));
+    const table = options.closeWords ? null : nearestWordsTable(model, batch.positives, options.closeCount);
+    batch.candidates = resampleWithClose(index, random, batch, options, options.closeWords ?? ((w) => table!.get(w) ?? new Int32Array(0)));
   }
   const pixels = batchPixels(store, batch.images, options.inputSize, random);
   const dim = (embeddingModel.outputs[0].shape[1] as number);
@@ -152,17 +154,23 @@ export function trainStep(
   return loss;
 }
 
-/** Rewrites the negatives of a drawn batch so that `closeShare` of them are near words of the positive. */
-function resampleWithClose(index: WordIndex, random: Random, batch: { images: Int32Array; positives: Int32Array; candidates: Int32Array }, options: StepOptions, closeWords: (w: number) => Int32Array): Int32Array {
+/**
+ * Rewrites the negatives of a drawn batch so that `closeShare` of them are drawn at random from the
+ * positive's `closeCount` nearest words outside the image's bag (the report §4.2: 3 of the top 10).
+ */
+export function resampleWithClose(index: WordIndex, random: Random, batch: { images: Int32Array; positives: Int32Array; candidates: Int32Array }, options: Pick<StepOptions, 'negatives' | 'closeShare' | 'closeCount'>, closeWords: (w: number) => Int32Array): Int32Array {
   const width = 1 + options.negatives;
   const out = Int32Array.from(batch.candidates);
   const closeCount = Math.round(options.negatives * options.closeShare);
   for (let row = 0; row < batch.positives.length; row++) {
     const bag = new Set(index.bags[batch.images[row]]);
     const chosen = new Set<number>();
-    for (const near of closeWords(batch.positives[row])) {
-      if (chosen.size >= closeCount) break;
-      if (!bag.has(near)) chosen.add(near);
+    const pool = Array.from(closeWords(batch.positives[row]).subarray(0, options.closeCount)).filter((w) => !bag.has(w) && w !== batch.positives[row]);
+    // A partial Fisher-Yates shuffle: closeCount of the pool, uniformly.
+    for (let i = 0; i < pool.length && chosen.size < closeCount; i++) {
+      const j = i + random.int(pool.length - i);
+      [pool[i], pool[j]] = [pool[j], pool[i]];
+      chosen.add(pool[i]);
     }
     for (let col = 1; col < width && chosen.size < options.negatives; col++) chosen.add(batch.candidates[row * width + col]);
     let guard = 0;
