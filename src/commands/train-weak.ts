@@ -9,6 +9,9 @@ import { createSkipCounter, writeSkipSummary } from '../lib/image/skips.js';
 import { decodeRecords, imageToBytes, readImageRecords } from '../lib/image/records.js';
 import { DEFAULT_TOWER, buildWeakModel, initWordMatrix, smallTowerSpec, type WeakModelConfig } from '../lib/models/weak-model.js';
 import { nearestVocabularyWords, readWordVectors } from '../lib/text/word-vectors.js';
+import { DEFAULT_THESAURUS, readThesaurus } from '../lib/text/thesaurus.js';
+import { attentionSetup } from '../lib/train/type-targets.js';
+import type { UnknownTypes } from '../lib/models/type-attention.js';
 import { parseInputSize } from '../lib/models/towers/index.js';
 import { backboneOptions, openTower, resizeModeFor, towerNamesText, towerSpecFor, type BackboneArgs, type TowerRecord } from '../lib/train/tower-options.js';
 import { buildWordIndex } from '../lib/train/word-sampler.js';
@@ -17,7 +20,7 @@ import { copyMatchingWeights, readVocabulary, WEAK_MODEL_KIND, type WeakModelMet
 import { createRandom, isHeldOut, type RandomState } from '../lib/random.js';
 import { startProgress } from '../lib/progress.js';
 import { checkpointDirFor } from '../lib/train/checkpoint.js';
-import { anyInt, inputSizeText, nonNegativeInt, positiveInt, positiveNumber, share } from '../lib/options.js';
+import { anyInt, inputSizeText, nonNegativeInt, nonNegativeNumber, positiveInt, positiveNumber, share } from '../lib/options.js';
 
 interface WeakArgs {
   input: string;
@@ -54,6 +57,11 @@ interface WeakArgs {
   init?: string;
   'init-words'?: string;
   'close-words'?: string;
+  attention: 'none' | 'types';
+  thesaurus?: string;
+  'unknown-types': UnknownTypes;
+  'type-weight': number;
+  'held-out-types': number;
   'stop-after'?: number;
   backend: string;
 }
@@ -104,6 +112,11 @@ The output is a model directory (model.json, weights, metadata.json with vocabul
     'close-negatives': { describe: 'share of negatives drawn from the nearest words of the positive (0..1)', type: 'number', default: 0, check: share },
     'close-pool': { describe: 'how many nearest words close negatives are drawn from', type: 'number', default: 20, check: positiveInt },
     'close-words': { describe: 'take the nearest words from these word vectors (train-word2vec .npy + ids) instead of the current word matrix (report 4.2)', type: 'string' },
+    attention: { describe: 'types: the fashion-type attention model (report 4.3): the embedding is one --projection-wide sub-vector per thesaurus type, each word is scored on its types\' sub-vectors', choices: ['none', 'types'], default: 'none' },
+    thesaurus: { describe: "with --attention types: word types from this thesaurus JSON; default: atelier's data/fashion-thesaurus.json", type: 'string' },
+    'unknown-types': { describe: 'with --attention types: the type target of words the thesaurus lacks (report 4.3): zero (none), uniform, or entropy (push to one type)', choices: ['zero', 'uniform', 'entropy'], default: 'zero' },
+    'type-weight': { describe: 'with --attention types: weight of the type loss beside the word loss', type: 'number', default: 1, check: nonNegativeNumber },
+    'held-out-types': { describe: 'with --attention types: share of the thesaurus words whose type training does not see (to measure the type classifier; listed in the model)', type: 'number', default: 0, check: share },
     'init-words': { describe: 'start the word matrix from these word vectors (train-word2vec .npy + ids; report 4.1); --projection 0 becomes their width', type: 'string' },
     batch: { describe: 'examples per step', type: 'number', default: 32, check: positiveInt },
     'epoch-size': { describe: 'samples per epoch', type: 'number', default: 4096, check: positiveInt },
@@ -145,6 +158,8 @@ The output is a model directory (model.json, weights, metadata.json with vocabul
     if (closeVectors && args['close-negatives'] === 0) throw new UsageError('needs --close-negatives above 0 (the share of negatives taken from the near words)', { field: '--close-words' });
     // Report 4.1: W = W1 W2, the projection as wide as the word vectors.
     const projection = args.projection || (initWords?.dim ?? 0);
+    const attention = args.attention === 'types' ? attentionSetup(await readThesaurus(args.thesaurus ?? DEFAULT_THESAURUS), vocabulary, args['held-out-types'], args['unknown-types']) : undefined;
+    if (attention && projection === 0) throw new UsageError('--attention types needs the size of each type\'s sub-vector (the report: 400)', { field: '--projection' });
     if (initWords && projection !== initWords.dim) throw new UsageError(`the word vectors are ${initWords.dim}-d: use --projection ${initWords.dim} (or 0)`, { field: '--projection' });
 
     // Read and decode every usable record; bags are vocabulary ids.
@@ -195,13 +210,13 @@ The output is a model directory (model.json, weights, metadata.json with vocabul
 
     const config: WeakModelConfig = {
       inputSize: input.height, width: args.width, blocksPerStage: args.blocks, stages: args.stages,
-      projection, vocabularySize: vocabulary.length, seed: args.seed,
+      projection, vocabularySize: vocabulary.length, seed: args.seed, ...(attention ? { attentionTypes: attention.types.length } : {}),
     };
     // Round-1 settings keep round 1's fingerprint, so their checkpoints still resume.
     const roundOne = args.tower === 'small' && !args.backbone && input.height === input.width;
     const towerSettings = roundOne ? {} : { tower: args.tower, input, backbone: args.backbone ?? null, layer: args['backbone-layer'] ?? null };
     const schedule = args['backbone-lr'] === 1 && !args['freeze-bn'] ? {} : { backboneLr: args['backbone-lr'], freezeBn: args['freeze-bn'] };
-    const wordSettings = { ...(args['init-words'] ? { initWords: args['init-words'] } : {}), ...(args['close-words'] ? { closeWords: args['close-words'] } : {}) };
+    const wordSettings = { ...(args['init-words'] ? { initWords: args['init-words'] } : {}), ...(args['close-words'] ? { closeWords: args['close-words'] } : {}), ...(attention ? { attention: [args['unknown-types'], args['type-weight'], attention.heldOut.length] } : {}) };
     const fingerprint = JSON.stringify({ config, vocabulary: vocabulary.length, first: vocabulary.slice(0, 20), train: train.pixels.length, val: val.pixels.length, ...towerSettings, ...schedule, ...wordSettings });
     const checkpointDir = args.checkpoint ?? `${args.out.replace(/\/+$/, '')}.checkpoint`;
     const trainStore: ImageStore = { pixels: train.pixels, storedSize: stored.height, storedWidth: stored.width };
@@ -259,6 +274,7 @@ The output is a model directory (model.json, weights, metadata.json with vocabul
         batchSize: args.batch, inputSize: input, towerLrScale: args['backbone-lr'], freezeBn: args['freeze-bn'], negatives: Math.min(args.negatives, vocabulary.length - 1), loss: args.loss,
         sampling: args.sampling, dropout: args.dropout, headOnly: epoch <= args['head-epochs'],
         closeShare: args['close-negatives'], closeCount: args['close-pool'], closeWords,
+        types: attention ? { targets: attention.targets, entropy: attention.entropy, weight: args['type-weight'] } : undefined,
       };
       const steps = Math.max(1, Math.ceil(args['epoch-size'] / args.batch));
       const started = Date.now();
@@ -298,7 +314,8 @@ The output is a model directory (model.json, weights, metadata.json with vocabul
       });
       epochsThisRun++;
     }
-    const metadata: WeakModelMetadata = { kind: WEAK_MODEL_KIND, vocabulary, config, backend: choice.name, log: state.log, tower: towerRecord };
+    const attentionRecord = attention ? { attention: { types: attention.types, unknown: args['unknown-types'], thesaurusTypes: attention.thesaurusTypes, heldOut: attention.heldOut } } : {};
+    const metadata: WeakModelMetadata = { kind: WEAK_MODEL_KIND, vocabulary, config, backend: choice.name, log: state.log, tower: towerRecord, ...attentionRecord };
     await saveModel(model, args.out, { metadata: metadata as unknown as Record<string, unknown>, outputs: io.outputs });
     await writeFileAtomic(`${args.out.replace(/\/+$/, '')}.log.json`, JSON.stringify(state.log, null, 2) + '\n', io.outputs);
     if (epochsThisRun === 0 && state.epoch > 0) warn(io, 'train-weak', `nothing left to train (stopped after epoch ${state.epoch}); model written from the checkpoint`);

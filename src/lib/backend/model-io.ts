@@ -7,6 +7,8 @@ import { basename, dirname, join } from 'node:path';
 import { tf } from './tf.js';
 import { UsageError } from '../command.js';
 import { atomicDirectory, checkReplaceableDirOutput, type OutputGroup } from '../io/atomic.js';
+// Custom layers must be registered before any model that uses them is loaded (here and in workers).
+import '../models/type-attention.js';
 
 export const MODEL_JSON = 'model.json';
 export const WEIGHTS_FILE = 'weights.bin';

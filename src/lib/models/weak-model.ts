@@ -4,6 +4,7 @@
 // image -> word-scores model saves as one directory and any command (tag, embed, rise) can load it.
 import { tf } from '../backend/tf.js';
 import { buildTowerGraph, type TowerSpec } from './towers/index.js';
+import { WordTypeScores } from './type-attention.js';
 
 export interface TowerConfig {
   /** Square input side in pixels. */
@@ -23,6 +24,8 @@ export interface WeakModelConfig extends TowerConfig {
   seed: number;
   /** Any registered tower (default: the small one of width, blocksPerStage, stages). */
   tower?: TowerSpec;
+  /** Fashion-type attention (report §4.3): the projection is types x projection wide. */
+  attentionTypes?: number;
 }
 
 export const DEFAULT_TOWER: TowerConfig = { inputSize: 64, width: 16, blocksPerStage: 1, stages: 4, projection: 0 };
@@ -47,7 +50,7 @@ function buildTowerAndProjection(config: WeakModelConfig, backbone?: tf.LayersMo
     : buildTowerGraph(config.tower ?? smallTowerSpec(config, config.seed));
   const embedding =
     config.projection > 0
-      ? (tf.layers.dense({ units: config.projection, useBias: false, kernelInitializer: tf.initializers.glorotUniform({ seed: config.seed + 7 }), name: LAYER.projection }).apply(pooled) as tf.SymbolicTensor)
+      ? (tf.layers.dense({ units: config.projection * (config.attentionTypes ?? 1), useBias: false, kernelInitializer: tf.initializers.glorotUniform({ seed: config.seed + 7 }), name: LAYER.projection }).apply(pooled) as tf.SymbolicTensor)
       : pooled;
   return { input, pooled, embedding };
 }
@@ -58,9 +61,10 @@ function buildTowerAndProjection(config: WeakModelConfig, backbone?: tf.LayersMo
  */
 export function buildWeakModel(config: WeakModelConfig, backbone?: tf.LayersModel): tf.LayersModel {
   const { input, embedding } = buildTowerAndProjection(config, backbone);
-  const scores = tf.layers
-    .dense({ units: config.vocabularySize, useBias: false, kernelInitializer: tf.initializers.randomNormal({ mean: 0, stddev: 0.01, seed: config.seed + 3 }), name: LAYER.words })
-    .apply(embedding) as tf.SymbolicTensor;
+  const wordLayer = config.attentionTypes
+    ? new WordTypeScores({ units: config.vocabularySize, types: config.attentionTypes, seed: config.seed, name: LAYER.words })
+    : tf.layers.dense({ units: config.vocabularySize, useBias: false, kernelInitializer: tf.initializers.randomNormal({ mean: 0, stddev: 0.01, seed: config.seed + 3 }), name: LAYER.words });
+  const scores = wordLayer.apply(embedding) as tf.SymbolicTensor;
   return tf.model({ inputs: input, outputs: scores, name: 'atelier_weak' });
 }
 

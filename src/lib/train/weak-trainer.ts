@@ -3,6 +3,7 @@
 import { tf } from '../backend/tf.js';
 import { LAYER, featureModel, headVariables, towerVariables, wordKernel } from '../models/weak-model.js';
 import { applyDropout, fullSoftmaxLoss, sampledSoftmaxLoss } from '../models/word-losses.js';
+import { attentionLoss, fiveCaseScores, typeLayer } from '../models/type-attention.js';
 import { precisionRecallAtK, type PrecisionRecall } from '../metrics/ranking.js';
 import { sampleBatch, type WordIndex, type WordSampling } from './word-sampler.js';
 import type { Random } from '../random.js';
@@ -72,6 +73,8 @@ export interface StepOptions {
   closeCount: number;
   /** Nearest words from fixed vectors (word2vec: report §4.2) instead of the current word matrix. */
   closeWords?: (word: number) => Int32Array;
+  /** Fashion-type attention (report §4.3): per-word type targets [K, T], entropy mask [K], loss weight. */
+  types?: { targets: Float32Array; entropy: Float32Array; weight: number };
 }
 
 /** Variables in a fixed order, head first, so the optimizer's slots line up across the head and full phases. */
@@ -117,6 +120,7 @@ export function trainStep(
   options: StepOptions,
 ): number {
   const { full: model, embedding: embeddingModel } = models;
+  const attention = options.types ? typeLayer(model) : null;
   const batch = sampleBatch(index, random, { batchSize: options.batchSize, negatives: options.negatives, sampling: options.sampling });
   if (options.closeShare > 0 && options.loss === 'sampled') {
     const table = options.closeWords ? null : nearestWordsTable(model, batch.positives, options.closeCount);
@@ -130,9 +134,15 @@ export function trainStep(
   const x = tf.tensor4d(pixels, [options.batchSize, height, width, 3]);
   const candidates = tf.tensor2d(batch.candidates, [options.batchSize, 1 + options.negatives], 'int32');
   const positives = tf.tensor1d(batch.positives, 'int32');
+  const typeTensors = attention && options.types
+    ? { targets: tf.tensor2d(options.types.targets, [index.vocabularySize, attention.types]), entropy: tf.tensor1d(options.types.entropy) }
+    : null;
   const { value, grads } = tf.variableGrads(() => {
     let z = embeddingModel.apply(x, { training: !options.headOnly && !options.freezeBn }) as tf.Tensor2D;
     if (options.dropout > 0) z = applyDropout(z, mask, options.dropout);
+    if (attention && typeTensors) {
+      return attentionLoss(z, attention.weightsOf(), attention.types, positives, options.loss === 'sampled' ? candidates : null, typeTensors.targets, typeTensors.entropy, options.types!.weight);
+    }
     const kernel = wordKernel(model) as unknown as tf.Tensor2D;
     return options.loss === 'full' ? fullSoftmaxLoss(z, kernel, positives) : sampledSoftmaxLoss(z, kernel, candidates);
   }, variables);
@@ -150,6 +160,7 @@ export function trainStep(
   optimizer.applyGradients(grads);
   const loss = value.dataSync()[0];
   tf.dispose([x, candidates, positives, value]);
+  if (typeTensors) tf.dispose([typeTensors.targets, typeTensors.entropy]);
   tf.dispose(Object.values(grads));
   return loss;
 }
@@ -208,7 +219,23 @@ export function scoreImages(model: tf.LayersModel, store: ImageStore, images: Ar
 /** Validation precision@k and recall@k over the full vocabulary. */
 export function evaluateTagging(model: tf.LayersModel, store: ImageStore, bags: Int32Array[], inputSize: InputShape, ks: number[]): PrecisionRecall {
   const images = bags.map((_, i) => i);
-  const scores = scoreImages(model, store, images, inputSize);
+  const scores = typeLayer(model) ? scoreImagesFiveCases(model, store, images, inputSize) : scoreImages(model, store, images, inputSize);
   const vocabularySize = model.getLayer(LAYER.words).outputShape[1] as number;
   return precisionRecallAtK(scores, vocabularySize, bags, ks);
+}
+
+/** The attention model's validation scores: each word's best over the five type vectors (report §4.3), [n, K]. */
+function scoreImagesFiveCases(model: tf.LayersModel, store: ImageStore, images: ArrayLike<number>, inputSize: InputShape, batchSize = 64): Float32Array {
+  const { height, width } = inputSides(inputSize);
+  const layer = typeLayer(model)!;
+  const embedding = featureModel(model, 'embedding');
+  const out = new Float32Array(images.length * layer.units);
+  for (let start = 0; start < images.length; start += batchSize) {
+    const ids = Array.from({ length: Math.min(batchSize, images.length - start) }, (_, i) => images[start + i]);
+    const pixels = batchPixels(store, ids, inputSize);
+    const scores = tf.tidy(() => fiveCaseScores(embedding.predict(tf.tensor4d(pixels, [ids.length, height, width, 3])) as tf.Tensor2D, layer.weightsOf().kernel, layer.types));
+    out.set(scores.dataSync() as Float32Array, start * layer.units);
+    scores.dispose();
+  }
+  return out;
 }
