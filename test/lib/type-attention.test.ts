@@ -26,8 +26,10 @@ function weights(model: tf.LayersModel): { W: number[][]; A: number[][]; b: numb
   return { W: k as number[][], A: a as number[][], b: b as number[] };
 }
 
+/** p = softmax(Aᵀ w/|w| + b) for word k. */
 function typesOf(W: number[][], A: number[][], b: number[], k: number): number[] {
-  return softmax(b.map((bt, t) => bt + W.reduce((s, row, j) => s + row[k] * A[j][t], 0)));
+  const norm = Math.sqrt(W.reduce((s, row) => s + row[k] ** 2, 0));
+  return softmax(b.map((bt, t) => bt + W.reduce((s, row, j) => s + (row[k] / norm) * A[j][t], 0)));
 }
 
 test('attention model: embedding is T x S, each word scored on its own type mix, saved and loaded as one', async () => {
