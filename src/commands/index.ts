@@ -28,6 +28,8 @@ const table: Array<[string, () => Promise<CommandModule>]> = [
   ['export', () => import('./export.js')],
   ['train-attention', () => import('./train-attention.js')],
   ['review', () => import('./review.js')],
+  ['eval-words', () => import('./eval-words.js')],
+  ['train-word2vec', () => import('./train-word2vec.js')],
 ];
 
 /** Every command name, in help order. */

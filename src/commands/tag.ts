@@ -14,6 +14,9 @@ import { topKIndices } from '../lib/metrics/ranking.js';
 import { startProgress } from '../lib/progress.js';
 import { checkFileOutput } from '../lib/io/atomic.js';
 import { positiveInt } from '../lib/options.js';
+import { featureModel, wordKernel } from '../lib/models/weak-model.js';
+import { predictedWordTypes, topWordsByType, typeLayer } from '../lib/models/type-attention.js';
+import type { WeakModelMetadata } from '../lib/models/weak-files.js';
 
 interface Args {
   images: string[];
@@ -29,6 +32,8 @@ interface Args {
   backend: string;
   engine: string;
   workers: number;
+  'by-type': boolean;
+  'word-types'?: string;
 }
 
 function round(x: number): number {
@@ -40,7 +45,9 @@ export default defineCommand<Args>({
   summary: 'the words that describe each image, or the images that best show a word',
   description: `Scores every vocabulary word for each image with a train-weak model and writes {id, image, words: [{word, score}]} with the --k best words per image, best first; score is the probability over the whole vocabulary (softmax of the word scores).
 
---word W ranks the images by that word instead (the report's "most confident images for woolen"): the output is {id, image, word, score} per image, most confident first (--top N keeps the first N). Ranking needs one number per image in memory; tagging streams.`,
+--word W ranks the images by that word instead (the report's "most confident images for woolen"): the output is {id, image, word, score} per image, most confident first (--top N keeps the first N). Ranking needs one number per image in memory; tagging streams.
+
+For a model trained with --attention types (the report 4.3): --by-type writes {id, image, types: {TYPE: [{word, score}]}} with the --k best words of each fashion type, each word scored on its own predicted type's sub-vector of the image embedding (z_t . w); --word-types FILE writes each vocabulary word's predicted type {word, type, p, thesaurus, heldOut, disagrees}: the words whose type disagrees with the thesaurus, or that it lacks, are candidates to enrich it.`,
   positionals: [{ name: 'images', describe: 'image files (instead of --input)', type: 'string', variadic: true }],
   options: {
     input: { alias: 'i', describe: 'NDJSON with an image path per line (- for stdin); used when no image arguments are given', type: 'string' },
@@ -52,6 +59,8 @@ export default defineCommand<Args>({
     'image-field': { describe: 'NDJSON field with the image path', type: 'string', default: 'image' },
     'id-field': { describe: 'NDJSON field with the id (default: the image path)', type: 'string', default: 'id' },
     batch: { describe: 'images per forward pass', type: 'number', default: 64, check: positiveInt },
+    'by-type': { describe: 'attention models: the best words of each fashion type per image', type: 'boolean', default: false },
+    'word-types': { describe: 'attention models: write every word\'s predicted fashion type to this NDJSON', type: 'string' },
     ...workersOption,
     ...backendOption,
     ...engineOption,
@@ -60,6 +69,7 @@ export default defineCommand<Args>({
     ['atelier tag -m weak.model photo1.jpg photo2.jpg', 'the five best words of two photos'],
     ['atelier tag -m weak.model -i products.ndjson --k 10 | jq -c "[.id, [.words[].word]]"', 'ten words per catalogue image'],
     ['atelier tag -m weak.model -i products.ndjson --word stripes --top 20', 'the twenty most striped images'],
+    ['atelier tag -m types.model -i products.ndjson --by-type --k 3 --word-types types.ndjson', 'three words per fashion type, and the types the model gives the words'],
   ],
   async run(args, io) {
     await checkOutputs(args);
@@ -69,19 +79,44 @@ export default defineCommand<Args>({
     const vocabulary = described.labels!;
     const wordIndex = args.word === undefined ? -1 : vocabulary.indexOf(args.word);
     if (args.word !== undefined && wordIndex < 0) throw new UsageError(`'${args.word}' is not in the model's vocabulary of ${vocabulary.length} words`, { field: '--word' });
+    const attention = (metadata as unknown as WeakModelMetadata).attention;
+    if ((args['by-type'] || args['word-types']) && !attention) throw new UsageError('the model was not trained with --attention types', { field: args['by-type'] ? '--by-type' : '--word-types', file: args.model });
+    if (args['by-type'] && args.word !== undefined) throw new UsageError('--word ranks images by one word; leave out --by-type', { field: '--by-type' });
     if (!args.images.length) await checkInputFile(args.input ?? '-');
     const backend = await selectBackend({ requested: args.backend, env: io.env, stderr: io.stderr });
     const { model } = await loadModel(args.model);
+    const layer = attention ? typeLayer(model) : null;
+    const predicted = layer ? predictedWordTypes(layer) : null;
+    if (args['word-types'] && predicted) {
+      const types = await openNdjsonWriter(args['word-types'], { outputs: io.outputs });
+      const heldOut = new Set(attention!.heldOut);
+      let disagree = 0;
+      for (const [k, word] of vocabulary.entries()) {
+        const type = attention!.types[predicted.type[k]];
+        const thesaurus = attention!.thesaurusTypes[k];
+        if (thesaurus !== null && thesaurus !== type) disagree++;
+        await types.write({ word, type, p: round(predicted.probability[k]), thesaurus, heldOut: heldOut.has(word), disagrees: thesaurus !== null && thesaurus !== type });
+      }
+      await types.close();
+      io.stderr.write(`atelier tag: ${disagree} of ${attention!.thesaurusTypes.filter((t) => t !== null).length} thesaurus words have another predicted type -> ${args['word-types']}\n`);
+    }
+    const kernel = args['by-type'] ? (wordKernel(model).dataSync() as Float32Array) : null;
     const records = args.images.length ? pathRecords(args.images) : readImageRecords(args.input ?? '-', args['image-field'], args['id-field'], io.stdin);
     const skips = createSkipCounter();
     const out = await openNdjsonWriter(args.out, { stdout: io.stdout, outputs: io.outputs });
     const ranked: Array<{ id: string; image: string; score: number; order: number }> = [];
     const inputSize = modelInputSize(model, args.model);
-    const inference = await openImagePredictor(model, inputSize, { engine: args.engine, env: io.env, stderr: io.stderr, backend, workers: args.workers, commandName: 'tag' });
+    const inference = await openImagePredictor(args['by-type'] ? featureModel(model, 'embedding') : model, inputSize, { engine: args.engine, env: io.env, stderr: io.stderr, backend, workers: args.workers, commandName: 'tag' });
     const progress = startProgress(io.stderr, { label: 'tagging' });
     try {
       for await (const batch of computeFeatures(inference.predictor, records, inputSize, args.batch, skips, io, 'tag', resizeModeOf(metadata))) {
         for (const [i, r] of batch.records.entries()) {
+          if (kernel && predicted && layer) {
+            const z = batch.rows.subarray(i * batch.dim, (i + 1) * batch.dim);
+            const byType = topWordsByType(z, kernel, batch.dim / layer.types, predicted.type, layer.types, args.k);
+            await out.write({ id: r.id, image: r.path, types: Object.fromEntries(byType.map((list, t) => [attention!.types[t], list.map((w) => ({ word: vocabulary[w.word], score: round(w.score) }))])) });
+            continue;
+          }
           const probabilities = rowProbabilities(described.output, batch.rows.subarray(i * batch.dim, (i + 1) * batch.dim));
           if (wordIndex >= 0) {
             ranked.push({ id: r.id, image: r.path, score: probabilities[wordIndex], order: ranked.length });
@@ -112,4 +147,5 @@ export default defineCommand<Args>({
 /** Every output path checked before any work: a wrong one costs no time and leaves nothing behind. */
 async function checkOutputs(args: Args): Promise<void> {
   await checkFileOutput(args.out, '--out');
+  await checkFileOutput(args['word-types'], '--word-types');
 }

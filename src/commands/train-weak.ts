@@ -7,7 +7,11 @@ import { checkInputFile } from '../lib/io/paths.js';
 import { writeFileAtomic } from '../lib/io/atomic.js';
 import { createSkipCounter, writeSkipSummary } from '../lib/image/skips.js';
 import { decodeRecords, imageToBytes, readImageRecords } from '../lib/image/records.js';
-import { DEFAULT_TOWER, buildWeakModel, smallTowerSpec, type WeakModelConfig } from '../lib/models/weak-model.js';
+import { DEFAULT_TOWER, buildWeakModel, initWordMatrix, smallTowerSpec, type WeakModelConfig } from '../lib/models/weak-model.js';
+import { nearestVocabularyWords, readWordVectors } from '../lib/text/word-vectors.js';
+import { DEFAULT_THESAURUS, readThesaurus } from '../lib/text/thesaurus.js';
+import { attentionSetup } from '../lib/train/type-targets.js';
+import type { UnknownTypes } from '../lib/models/type-attention.js';
 import { parseInputSize } from '../lib/models/towers/index.js';
 import { backboneOptions, openTower, resizeModeFor, towerNamesText, towerSpecFor, type BackboneArgs, type TowerRecord } from '../lib/train/tower-options.js';
 import { buildWordIndex } from '../lib/train/word-sampler.js';
@@ -16,7 +20,7 @@ import { copyMatchingWeights, readVocabulary, WEAK_MODEL_KIND, type WeakModelMet
 import { createRandom, isHeldOut, type RandomState } from '../lib/random.js';
 import { startProgress } from '../lib/progress.js';
 import { checkpointDirFor } from '../lib/train/checkpoint.js';
-import { anyInt, inputSizeText, nonNegativeInt, positiveInt, positiveNumber, share } from '../lib/options.js';
+import { anyInt, inputSizeText, nonNegativeInt, nonNegativeNumber, positiveInt, positiveNumber, share } from '../lib/options.js';
 
 interface WeakArgs {
   input: string;
@@ -51,6 +55,13 @@ interface WeakArgs {
   checkpoint?: string;
   resume: boolean;
   init?: string;
+  'init-words'?: string;
+  'close-words'?: string;
+  attention: 'none' | 'types';
+  thesaurus?: string;
+  'unknown-types': UnknownTypes;
+  'type-weight': number;
+  'held-out-types': number;
   'stop-after'?: number;
   backend: string;
 }
@@ -75,7 +86,7 @@ export default defineCommand<Args>({
   summary: 'train a CNN to predict the words of product text from images (weak supervision)',
   description: `Joulin et al. 2015 as extended at Heuritech (the report, ch. 2 and 4). Reads crawl-tokenize output (one record per product image with an image path and its tokens) and the vocabulary it wrote, and trains a small ResNet-style image tower z = f(x) with an optional low-rank projection (the report's W1) and a word matrix W (K x dim): the score of word k is w_k . z.
 
-Each training example picks a word uniformly from the vocabulary, then an image whose bag holds it, and predicts that word with a softmax over the positive and --negatives sampled words outside the image's bag (--loss full: the whole vocabulary). --close-negatives S draws a share S of the negatives from the positive word's nearest words in the current embedding (report 4.2). Images get random crops and flips.
+Each training example picks a word uniformly from the vocabulary, then an image whose bag holds it, and predicts that word with a softmax over the positive and --negatives sampled words outside the image's bag (--loss full: the whole vocabulary). --close-negatives S draws a share S of the negatives at random from the positive word's --close-pool nearest words in the current embedding, or in fixed word vectors with --close-words (report 4.2: 3 of the top 10 word2vec neighbours). --init-words starts the word matrix from word vectors (train-word2vec; report 4.1), scaled to the random start's size, with a projection as wide as they are. Images get random crops and flips.
 
 SGD with momentum; the learning rate is divided by 10 after --patience epochs without a better validation precision@1, and training stops after --stop-patience such epochs or --epochs. An epoch is --epoch-size samples. --head-epochs trains W (and the projection) first with the tower frozen. The validation split is held out by a stable hash of the product (--group-field), so all images of a product are on one side. Each epoch logs loss and validation precision@k / recall@k (k = 1, 5, 10, 15) on stderr and in the model's log.json, and writes a checkpoint; --resume continues from it exactly.
 
@@ -100,6 +111,13 @@ The output is a model directory (model.json, weights, metadata.json with vocabul
     sampling: { describe: 'uniform: word first, then an image (the papers); frequency: image first', choices: ['uniform', 'frequency'], default: 'uniform' },
     'close-negatives': { describe: 'share of negatives drawn from the nearest words of the positive (0..1)', type: 'number', default: 0, check: share },
     'close-pool': { describe: 'how many nearest words close negatives are drawn from', type: 'number', default: 20, check: positiveInt },
+    'close-words': { describe: 'take the nearest words from these word vectors (train-word2vec .npy + ids) instead of the current word matrix (report 4.2)', type: 'string' },
+    attention: { describe: 'types: the fashion-type attention model (report 4.3): the embedding is one --projection-wide sub-vector per thesaurus type, each word is scored on its types\' sub-vectors', choices: ['none', 'types'], default: 'none' },
+    thesaurus: { describe: "with --attention types: word types from this thesaurus JSON; default: atelier's data/fashion-thesaurus.json", type: 'string' },
+    'unknown-types': { describe: 'with --attention types: the type target of words the thesaurus lacks (report 4.3): zero (none), uniform, or entropy (push to one type)', choices: ['zero', 'uniform', 'entropy'], default: 'zero' },
+    'type-weight': { describe: 'with --attention types: weight of the type loss beside the word loss', type: 'number', default: 1, check: nonNegativeNumber },
+    'held-out-types': { describe: 'with --attention types: share of the thesaurus words whose type training does not see (to measure the type classifier; listed in the model)', type: 'number', default: 0, check: share },
+    'init-words': { describe: 'start the word matrix from these word vectors (train-word2vec .npy + ids; report 4.1); --projection 0 becomes their width', type: 'string' },
     batch: { describe: 'examples per step', type: 'number', default: 32, check: positiveInt },
     'epoch-size': { describe: 'samples per epoch', type: 'number', default: 4096, check: positiveInt },
     epochs: { describe: 'maximum epochs', type: 'number', default: 30, check: positiveInt },
@@ -120,6 +138,7 @@ The output is a model directory (model.json, weights, metadata.json with vocabul
   examples: [
     ['atelier train-weak -i products.ndjson --vocab vocab.ndjson -o weak.model', 'train with the defaults'],
     ['atelier train-weak -i p.ndjson --vocab v.ndjson -o m --top-k 1000 --projection 400 --close-negatives 0.3', 'the report 4.2 setting'],
+    ['atelier train-weak -i p.ndjson --vocab v.ndjson -o m --init-words w2v.npy --close-words w2v.npy --close-pool 10 --close-negatives 0.06', 'word2vec start of W (4.1) and 3 of 50 negatives among its top 10 neighbours (4.2)'],
     ['atelier train-weak -i p.ndjson --vocab v.ndjson -o m --resume', 'continue an interrupted run'],
   ],
   async run(args, io) {
@@ -134,6 +153,14 @@ The output is a model directory (model.json, weights, metadata.json with vocabul
     // Inputs first: a mistake is reported before the backend loads.
     await checkInputFile(args.input);
     if (args.init) await loadMetadata(args.init);
+    const initWords = args['init-words'] ? await readWordVectors(args['init-words']) : undefined;
+    const closeVectors = args['close-words'] ? await readWordVectors(args['close-words']) : undefined;
+    if (closeVectors && args['close-negatives'] === 0) throw new UsageError('needs --close-negatives above 0 (the share of negatives taken from the near words)', { field: '--close-words' });
+    // Report 4.1: W = W1 W2, the projection as wide as the word vectors.
+    const projection = args.projection || (initWords?.dim ?? 0);
+    const attention = args.attention === 'types' ? attentionSetup(await readThesaurus(args.thesaurus ?? DEFAULT_THESAURUS), vocabulary, args['held-out-types'], args['unknown-types']) : undefined;
+    if (attention && projection === 0) throw new UsageError('--attention types needs the size of each type\'s sub-vector (the report: 400)', { field: '--projection' });
+    if (initWords && projection !== initWords.dim) throw new UsageError(`the word vectors are ${initWords.dim}-d: use --projection ${initWords.dim} (or 0)`, { field: '--projection' });
 
     // Read and decode every usable record; bags are vocabulary ids.
     const skips = createSkipCounter();
@@ -183,13 +210,14 @@ The output is a model directory (model.json, weights, metadata.json with vocabul
 
     const config: WeakModelConfig = {
       inputSize: input.height, width: args.width, blocksPerStage: args.blocks, stages: args.stages,
-      projection: args.projection, vocabularySize: vocabulary.length, seed: args.seed,
+      projection, vocabularySize: vocabulary.length, seed: args.seed, ...(attention ? { attentionTypes: attention.types.length } : {}),
     };
     // Round-1 settings keep round 1's fingerprint, so their checkpoints still resume.
     const roundOne = args.tower === 'small' && !args.backbone && input.height === input.width;
     const towerSettings = roundOne ? {} : { tower: args.tower, input, backbone: args.backbone ?? null, layer: args['backbone-layer'] ?? null };
     const schedule = args['backbone-lr'] === 1 && !args['freeze-bn'] ? {} : { backboneLr: args['backbone-lr'], freezeBn: args['freeze-bn'] };
-    const fingerprint = JSON.stringify({ config, vocabulary: vocabulary.length, first: vocabulary.slice(0, 20), train: train.pixels.length, val: val.pixels.length, ...towerSettings, ...schedule });
+    const wordSettings = { ...(args['init-words'] ? { initWords: args['init-words'] } : {}), ...(args['close-words'] ? { closeWords: args['close-words'] } : {}), ...(attention ? { attention: [args['unknown-types'], args['type-weight'], attention.heldOut.length] } : {}) };
+    const fingerprint = JSON.stringify({ config, vocabulary: vocabulary.length, first: vocabulary.slice(0, 20), train: train.pixels.length, val: val.pixels.length, ...towerSettings, ...schedule, ...wordSettings });
     const checkpointDir = args.checkpoint ?? `${args.out.replace(/\/+$/, '')}.checkpoint`;
     const trainStore: ImageStore = { pixels: train.pixels, storedSize: stored.height, storedWidth: stored.width };
     const valStore: ImageStore = { pixels: val.pixels, storedSize: stored.height, storedWidth: stored.width };
@@ -219,9 +247,21 @@ The output is a model directory (model.json, weights, metadata.json with vocabul
         const copied = copyMatchingWeights((await loadModel(args.init)).model, model);
         io.stderr.write(`atelier train-weak: initialised ${copied} weight tensors from ${args.init}\n`);
       }
+      if (initWords) {
+        const row = new Map(initWords.words.map((w, i) => [w, i]));
+        const rows = new Float32Array(vocabulary.length * initWords.dim);
+        const present = vocabulary.map((w, k) => {
+          const r = row.get(w);
+          if (r !== undefined) rows.set(initWords.rows.subarray(r * initWords.dim, (r + 1) * initWords.dim), k * initWords.dim);
+          return r !== undefined;
+        });
+        initWordMatrix(model, rows, present);
+        io.stderr.write(`atelier train-weak: word matrix started from ${present.filter(Boolean).length} of ${vocabulary.length} word vectors in ${args['init-words']}\n`);
+      }
       state = { epoch: 0, lr: args.lr, best: -1, sinceBest: 0, sinceDecay: 0, random: createRandom(args.seed).state(), log: [], fingerprint };
     }
     const models = weakModels(model);
+    const closeWords = closeVectors ? nearestVocabularyWords(closeVectors, vocabulary, args['close-pool']) : undefined;
     const baseline = mostFrequentWordPrecision(train.bags, val.bags, vocabulary.length);
     const stopAfter = args['stop-after'] ?? Infinity;
     let epochsThisRun = 0;
@@ -233,7 +273,8 @@ The output is a model directory (model.json, weights, metadata.json with vocabul
       const step: StepOptions = {
         batchSize: args.batch, inputSize: input, towerLrScale: args['backbone-lr'], freezeBn: args['freeze-bn'], negatives: Math.min(args.negatives, vocabulary.length - 1), loss: args.loss,
         sampling: args.sampling, dropout: args.dropout, headOnly: epoch <= args['head-epochs'],
-        closeShare: args['close-negatives'], closeCount: args['close-pool'],
+        closeShare: args['close-negatives'], closeCount: args['close-pool'], closeWords,
+        types: attention ? { targets: attention.targets, entropy: attention.entropy, weight: args['type-weight'] } : undefined,
       };
       const steps = Math.max(1, Math.ceil(args['epoch-size'] / args.batch));
       const started = Date.now();
@@ -273,7 +314,8 @@ The output is a model directory (model.json, weights, metadata.json with vocabul
       });
       epochsThisRun++;
     }
-    const metadata: WeakModelMetadata = { kind: WEAK_MODEL_KIND, vocabulary, config, backend: choice.name, log: state.log, tower: towerRecord };
+    const attentionRecord = attention ? { attention: { types: attention.types, unknown: args['unknown-types'], thesaurusTypes: attention.thesaurusTypes, heldOut: attention.heldOut } } : {};
+    const metadata: WeakModelMetadata = { kind: WEAK_MODEL_KIND, vocabulary, config, backend: choice.name, log: state.log, tower: towerRecord, ...attentionRecord };
     await saveModel(model, args.out, { metadata: metadata as unknown as Record<string, unknown>, outputs: io.outputs });
     await writeFileAtomic(`${args.out.replace(/\/+$/, '')}.log.json`, JSON.stringify(state.log, null, 2) + '\n', io.outputs);
     if (epochsThisRun === 0 && state.epoch > 0) warn(io, 'train-weak', `nothing left to train (stopped after epoch ${state.epoch}); model written from the checkpoint`);

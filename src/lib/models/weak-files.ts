@@ -29,6 +29,8 @@ export interface WeakModelMetadata {
   log: EpochLog[];
   /** The tower (family, input, resize mode, backbone); absent in round-1 models (small, square, cover). */
   tower?: TowerRecord;
+  /** Fashion-type attention (report §4.3): type names, the unknown-type option, each word's thesaurus type, the words held out. */
+  attention?: { types: string[]; unknown: string; thesaurusTypes: Array<string | null>; heldOut: string[] };
 }
 
 /** Reads the first `topK` words (0: all) of a crawl-tokenize vocabulary NDJSON ({word, count, df}). */

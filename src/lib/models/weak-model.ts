@@ -4,6 +4,7 @@
 // image -> word-scores model saves as one directory and any command (tag, embed, rise) can load it.
 import { tf } from '../backend/tf.js';
 import { buildTowerGraph, type TowerSpec } from './towers/index.js';
+import { WordTypeScores } from './type-attention.js';
 
 export interface TowerConfig {
   /** Square input side in pixels. */
@@ -23,6 +24,8 @@ export interface WeakModelConfig extends TowerConfig {
   seed: number;
   /** Any registered tower (default: the small one of width, blocksPerStage, stages). */
   tower?: TowerSpec;
+  /** Fashion-type attention (report §4.3): the projection is types x projection wide. */
+  attentionTypes?: number;
 }
 
 export const DEFAULT_TOWER: TowerConfig = { inputSize: 64, width: 16, blocksPerStage: 1, stages: 4, projection: 0 };
@@ -47,7 +50,7 @@ function buildTowerAndProjection(config: WeakModelConfig, backbone?: tf.LayersMo
     : buildTowerGraph(config.tower ?? smallTowerSpec(config, config.seed));
   const embedding =
     config.projection > 0
-      ? (tf.layers.dense({ units: config.projection, useBias: false, kernelInitializer: tf.initializers.glorotUniform({ seed: config.seed + 7 }), name: LAYER.projection }).apply(pooled) as tf.SymbolicTensor)
+      ? (tf.layers.dense({ units: config.projection * (config.attentionTypes ?? 1), useBias: false, kernelInitializer: tf.initializers.glorotUniform({ seed: config.seed + 7 }), name: LAYER.projection }).apply(pooled) as tf.SymbolicTensor)
       : pooled;
   return { input, pooled, embedding };
 }
@@ -58,9 +61,10 @@ function buildTowerAndProjection(config: WeakModelConfig, backbone?: tf.LayersMo
  */
 export function buildWeakModel(config: WeakModelConfig, backbone?: tf.LayersModel): tf.LayersModel {
   const { input, embedding } = buildTowerAndProjection(config, backbone);
-  const scores = tf.layers
-    .dense({ units: config.vocabularySize, useBias: false, kernelInitializer: tf.initializers.randomNormal({ mean: 0, stddev: 0.01, seed: config.seed + 3 }), name: LAYER.words })
-    .apply(embedding) as tf.SymbolicTensor;
+  const wordLayer = config.attentionTypes
+    ? new WordTypeScores({ units: config.vocabularySize, types: config.attentionTypes, seed: config.seed, name: LAYER.words })
+    : tf.layers.dense({ units: config.vocabularySize, useBias: false, kernelInitializer: tf.initializers.randomNormal({ mean: 0, stddev: 0.01, seed: config.seed + 3 }), name: LAYER.words });
+  const scores = wordLayer.apply(embedding) as tf.SymbolicTensor;
   return tf.model({ inputs: input, outputs: scores, name: 'atelier_weak' });
 }
 
@@ -100,4 +104,34 @@ export function headVariables(model: tf.LayersModel): tf.Variable[] {
 
 function isHeadWeight(name: string): boolean {
   return name.startsWith(`${LAYER.words}/`) || name.startsWith(`${LAYER.projection}/`);
+}
+
+/**
+ * Starts the word matrix from pretrained word vectors (the report §4.1: word2vec rows as W2), rows
+ * of `vectors` in vocabulary order, NaN-free, `present[k]` false where a word has none (it keeps its
+ * random start). The vectors are scaled to the random start's RMS, so the first steps move the
+ * scores as much as from a random start; only the directions are word2vec's.
+ */
+export function initWordMatrix(model: tf.LayersModel, vectors: Float32Array, present: boolean[]): void {
+  const kernel = wordKernel(model);
+  const [dim, count] = kernel.shape;
+  const start = kernel.dataSync() as Float32Array; // [dim, K]
+  let startSq = 0;
+  let vecSq = 0;
+  let n = 0;
+  for (let k = 0; k < count; k++) {
+    if (!present[k]) continue;
+    for (let j = 0; j < dim; j++) {
+      startSq += start[j * count + k] ** 2;
+      vecSq += vectors[k * dim + j] ** 2;
+    }
+    n++;
+  }
+  if (n === 0) return;
+  const scale = vecSq > 0 ? Math.sqrt(startSq / vecSq) : 0;
+  const next = Float32Array.from(start);
+  for (let k = 0; k < count; k++) if (present[k]) for (let j = 0; j < dim; j++) next[j * count + k] = vectors[k * dim + j] * scale;
+  const value = tf.tensor2d(next, [dim, count]);
+  kernel.assign(value);
+  value.dispose();
 }

@@ -3,6 +3,7 @@
 import { tf } from '../backend/tf.js';
 import { LAYER, featureModel, headVariables, towerVariables, wordKernel } from '../models/weak-model.js';
 import { applyDropout, fullSoftmaxLoss, sampledSoftmaxLoss } from '../models/word-losses.js';
+import { attentionLoss, fiveCaseScores, typeLayer } from '../models/type-attention.js';
 import { precisionRecallAtK, type PrecisionRecall } from '../metrics/ranking.js';
 import { sampleBatch, type WordIndex, type WordSampling } from './word-sampler.js';
 import type { Random } from '../random.js';
@@ -70,6 +71,10 @@ export interface StepOptions {
   freezeBn?: boolean;
   closeShare: number;
   closeCount: number;
+  /** Nearest words from fixed vectors (word2vec: report §4.2) instead of the current word matrix. */
+  closeWords?: (word: number) => Int32Array;
+  /** Fashion-type attention (report §4.3): per-word type targets [K, T], entropy mask [K], loss weight. */
+  types?: { targets: Float32Array; entropy: Float32Array; weight: number };
 }
 
 /** Variables in a fixed order, head first, so the optimizer's slots line up across the head and full phases. */
@@ -115,10 +120,11 @@ export function trainStep(
   options: StepOptions,
 ): number {
   const { full: model, embedding: embeddingModel } = models;
+  const attention = options.types ? typeLayer(model) : null;
   const batch = sampleBatch(index, random, { batchSize: options.batchSize, negatives: options.negatives, sampling: options.sampling });
   if (options.closeShare > 0 && options.loss === 'sampled') {
-    const table = nearestWordsTable(model, batch.positives, options.closeCount);
-    batch.candidates = resampleWithClose(index, random, batch, options, (w) => table.get(w) ?? new Int32Array(0));
+    const table = options.closeWords ? null : nearestWordsTable(model, batch.positives, options.closeCount);
+    batch.candidates = resampleWithClose(index, random, batch, options, options.closeWords ?? ((w) => table!.get(w) ?? new Int32Array(0)));
   }
   const pixels = batchPixels(store, batch.images, options.inputSize, random);
   const dim = (embeddingModel.outputs[0].shape[1] as number);
@@ -128,9 +134,15 @@ export function trainStep(
   const x = tf.tensor4d(pixels, [options.batchSize, height, width, 3]);
   const candidates = tf.tensor2d(batch.candidates, [options.batchSize, 1 + options.negatives], 'int32');
   const positives = tf.tensor1d(batch.positives, 'int32');
+  const typeTensors = attention && options.types
+    ? { targets: tf.tensor2d(options.types.targets, [index.vocabularySize, attention.types]), entropy: tf.tensor1d(options.types.entropy) }
+    : null;
   const { value, grads } = tf.variableGrads(() => {
     let z = embeddingModel.apply(x, { training: !options.headOnly && !options.freezeBn }) as tf.Tensor2D;
     if (options.dropout > 0) z = applyDropout(z, mask, options.dropout);
+    if (attention && typeTensors) {
+      return attentionLoss(z, attention.weightsOf(), attention.types, positives, options.loss === 'sampled' ? candidates : null, typeTensors.targets, typeTensors.entropy, options.types!.weight);
+    }
     const kernel = wordKernel(model) as unknown as tf.Tensor2D;
     return options.loss === 'full' ? fullSoftmaxLoss(z, kernel, positives) : sampledSoftmaxLoss(z, kernel, candidates);
   }, variables);
@@ -148,21 +160,28 @@ export function trainStep(
   optimizer.applyGradients(grads);
   const loss = value.dataSync()[0];
   tf.dispose([x, candidates, positives, value]);
+  if (typeTensors) tf.dispose([typeTensors.targets, typeTensors.entropy]);
   tf.dispose(Object.values(grads));
   return loss;
 }
 
-/** Rewrites the negatives of a drawn batch so that `closeShare` of them are near words of the positive. */
-function resampleWithClose(index: WordIndex, random: Random, batch: { images: Int32Array; positives: Int32Array; candidates: Int32Array }, options: StepOptions, closeWords: (w: number) => Int32Array): Int32Array {
+/**
+ * Rewrites the negatives of a drawn batch so that `closeShare` of them are drawn at random from the
+ * positive's `closeCount` nearest words outside the image's bag (the report §4.2: 3 of the top 10).
+ */
+export function resampleWithClose(index: WordIndex, random: Random, batch: { images: Int32Array; positives: Int32Array; candidates: Int32Array }, options: Pick<StepOptions, 'negatives' | 'closeShare' | 'closeCount'>, closeWords: (w: number) => Int32Array): Int32Array {
   const width = 1 + options.negatives;
   const out = Int32Array.from(batch.candidates);
   const closeCount = Math.round(options.negatives * options.closeShare);
   for (let row = 0; row < batch.positives.length; row++) {
     const bag = new Set(index.bags[batch.images[row]]);
     const chosen = new Set<number>();
-    for (const near of closeWords(batch.positives[row])) {
-      if (chosen.size >= closeCount) break;
-      if (!bag.has(near)) chosen.add(near);
+    const pool = Array.from(closeWords(batch.positives[row]).subarray(0, options.closeCount)).filter((w) => !bag.has(w) && w !== batch.positives[row]);
+    // A partial Fisher-Yates shuffle: closeCount of the pool, uniformly.
+    for (let i = 0; i < pool.length && chosen.size < closeCount; i++) {
+      const j = i + random.int(pool.length - i);
+      [pool[i], pool[j]] = [pool[j], pool[i]];
+      chosen.add(pool[i]);
     }
     for (let col = 1; col < width && chosen.size < options.negatives; col++) chosen.add(batch.candidates[row * width + col]);
     let guard = 0;
@@ -200,7 +219,23 @@ export function scoreImages(model: tf.LayersModel, store: ImageStore, images: Ar
 /** Validation precision@k and recall@k over the full vocabulary. */
 export function evaluateTagging(model: tf.LayersModel, store: ImageStore, bags: Int32Array[], inputSize: InputShape, ks: number[]): PrecisionRecall {
   const images = bags.map((_, i) => i);
-  const scores = scoreImages(model, store, images, inputSize);
+  const scores = typeLayer(model) ? scoreImagesFiveCases(model, store, images, inputSize) : scoreImages(model, store, images, inputSize);
   const vocabularySize = model.getLayer(LAYER.words).outputShape[1] as number;
   return precisionRecallAtK(scores, vocabularySize, bags, ks);
+}
+
+/** The attention model's validation scores: each word's best over the five type vectors (report §4.3), [n, K]. */
+function scoreImagesFiveCases(model: tf.LayersModel, store: ImageStore, images: ArrayLike<number>, inputSize: InputShape, batchSize = 64): Float32Array {
+  const { height, width } = inputSides(inputSize);
+  const layer = typeLayer(model)!;
+  const embedding = featureModel(model, 'embedding');
+  const out = new Float32Array(images.length * layer.units);
+  for (let start = 0; start < images.length; start += batchSize) {
+    const ids = Array.from({ length: Math.min(batchSize, images.length - start) }, (_, i) => images[start + i]);
+    const pixels = batchPixels(store, ids, inputSize);
+    const scores = tf.tidy(() => fiveCaseScores(embedding.predict(tf.tensor4d(pixels, [ids.length, height, width, 3])) as tf.Tensor2D, layer.weightsOf().kernel, layer.types));
+    out.set(scores.dataSync() as Float32Array, start * layer.units);
+    scores.dispose();
+  }
+  return out;
 }

@@ -1,0 +1,99 @@
+// train-weak --attention types and tag --by-type / --word-types on the fixture catalogue (report 4.3).
+// A tiny tower on a slice of the catalogue keeps this file fast: these tests check what the commands
+// write and promise; the accuracy targets of the issue are the `todo` test at the end.
+import { before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { parseNdjson, runAtelier, scratchDir } from '../helpers.js';
+import { fixtureCatalogue } from '../fixture-catalogue.js';
+import { COLOUR_WORDS, PATTERN_WORDS, SILHOUETTE_WORDS } from '../../fixtures/lib/factors.js';
+
+let dir: string;
+let items: string;
+let vocab: string;
+let model: string;
+const TINY = ['--input-size', '16', '--width', '4', '--stages', '2', '--batch', '16', '--epoch-size', '64', '--epochs', '2', '--negatives', '10', '--projection', '8'];
+
+/** Words the fixture generator draws from a factor: the ones the images can type. */
+const visualWords = new Set<string>();
+for (const table of [COLOUR_WORDS, PATTERN_WORDS, SILHOUETTE_WORDS]) for (const byLang of Object.values(table)) for (const list of Object.values(byLang)) for (const w of list) for (const part of w.split(' ')) visualWords.add(part);
+
+type WordType = { word: string; type: string; p: number; thesaurus: string | null; heldOut: boolean; disagrees: boolean };
+let wordTypes: WordType[];
+let tags: Array<{ id: string; types: Record<string, Array<{ word: string; score: number }>> }>;
+
+before(async () => {
+  dir = scratchDir();
+  const catalogue = await fixtureCatalogue();
+  const all = join(dir, 'all.ndjson');
+  vocab = join(dir, 'vocab.ndjson');
+  const crawl = await runAtelier(['crawl-tokenize', '--import', 'products.ndjson', '--image-field', 'images', '--id-field', 'id', '--site-field', 'shop', '--images', join(dir, 'images'), '-o', all, '--vocab', vocab], { cwd: catalogue });
+  assert.equal(crawl.code, 0, crawl.stderr);
+  items = join(dir, 'items.ndjson');
+  writeFileSync(items, readFileSync(all, 'utf8').split('\n').slice(0, 240).join('\n') + '\n');
+  model = join(dir, 'types.model');
+  const train = await runAtelier(['train-weak', '-i', items, '--vocab', vocab, '-o', model, ...TINY, '--attention', 'types', '--held-out-types', '0.3', '--unknown-types', 'entropy'], { timeoutMs: 300_000 });
+  assert.equal(train.code, 0, train.stderr);
+  const typesFile = join(dir, 'types.ndjson');
+  const out = join(dir, 'by-type.ndjson');
+  const tag = await runAtelier(['tag', '-m', model, '-i', items, '--by-type', '--k', '3', '-o', out, '--word-types', typesFile]);
+  assert.equal(tag.code, 0, tag.stderr);
+  assert.match(tag.stderr, /of \d+ thesaurus words have another predicted type/);
+  wordTypes = parseNdjson(readFileSync(typesFile, 'utf8')) as unknown as WordType[];
+  tags = parseNdjson(readFileSync(out, 'utf8')) as unknown as typeof tags;
+});
+
+test('tag --word-types: every word once with its predicted type; the thesaurus type, held-out flag and disagreement beside it', () => {
+  const vocabulary = parseNdjson(readFileSync(vocab, 'utf8')).map((r) => String(r.word));
+  assert.deepEqual(wordTypes.map((w) => w.word), vocabulary);
+  const types = ['clothing', 'colour', 'texture', 'style'];
+  for (const w of wordTypes) {
+    assert.ok(types.includes(w.type), w.type);
+    assert.ok(w.p >= 0.25 - 1e-6 && w.p <= 1, `the predicted type is the most probable of 4 (${w.p})`);
+    assert.equal(w.disagrees, w.thesaurus !== null && w.thesaurus !== w.type);
+    if (w.heldOut) assert.ok(w.thesaurus !== null, 'only thesaurus words are held out');
+  }
+  assert.equal(wordTypes.find((w) => w.word === 'rouge')?.thesaurus, 'colour');
+  assert.equal(wordTypes.find((w) => w.word === 'wonderful')?.thesaurus, null);
+  // A stable 30% of the 123 fixture words the thesaurus knows.
+  const heldOut = wordTypes.filter((w) => w.heldOut).length;
+  assert.ok(heldOut > 20 && heldOut < 60, `${heldOut} held out`);
+});
+
+test('tag --by-type: per image, the k best words of each type, each word listed under its predicted type', () => {
+  assert.equal(tags.length, 240);
+  const typeOf = new Map(wordTypes.map((w) => [w.word, w.type]));
+  for (const t of tags) {
+    assert.deepEqual(Object.keys(t.types), ['clothing', 'colour', 'texture', 'style']);
+    for (const [type, list] of Object.entries(t.types)) {
+      assert.ok(list.length <= 3);
+      for (const w of list) assert.equal(typeOf.get(w.word), type);
+      for (let i = 1; i < list.length; i++) assert.ok(list[i - 1].score >= list[i].score, 'best first');
+    }
+  }
+});
+
+test('attention mistakes: one line, exit 2', async () => {
+  const noProjection = await runAtelier(['train-weak', '-i', items, '--vocab', vocab, '-o', join(dir, 'x.model'), '--attention', 'types']);
+  assert.equal(noProjection.code, 2);
+  assert.equal(noProjection.stderr, "atelier train-weak: --projection: --attention types needs the size of each type's sub-vector (the report: 400)\n");
+  const plain = join(dir, 'plain.model');
+  const trained = await runAtelier(['train-weak', '-i', items, '--vocab', vocab, '-o', plain, '--input-size', '16', '--width', '4', '--stages', '2', '--epochs', '1', '--epoch-size', '8', '--batch', '8']);
+  assert.equal(trained.code, 0, trained.stderr);
+  const byType = await runAtelier(['tag', '-m', plain, '-i', items, '--by-type']);
+  assert.equal(byType.code, 2);
+  assert.match(byType.stderr, /^atelier tag: .*plain\.model: --by-type: the model was not trained with --attention types\n$/);
+});
+
+// The issue's target. Not met: with the full catalogue, 32 px, width 16, 4 epochs of 1,024 samples
+// (about 3 minutes here), the type classifier fits 0.30-0.51 of the trained words and 0.30-0.42 of the
+// held-out colour/pattern/garment words (chance 0.25), and the colour sub-vector's best words are
+// noise words. The bound is W itself: on a plain weak model's W (6 epochs of 2,048, triplet accuracy
+// 0.85), a linear type probe fits the 76 trained words and gets 0.30 of the 33 held-out ones, the
+// nearest trained word's type 0.64: same-group words are close, but types are not linearly apart.
+test('type classifier >= 0.9 on held-out colour, pattern and garment words', { todo: 'not reached yet (0.30-0.42 measured)' }, () => {
+  const heldOut = wordTypes.filter((w) => w.heldOut && visualWords.has(w.word));
+  const accuracy = heldOut.filter((w) => w.type === w.thesaurus).length / heldOut.length;
+  assert.ok(accuracy >= 0.9, `held-out ${accuracy}`);
+});
