@@ -42,9 +42,11 @@ export function loaderLibraries(env: NodeJS.ProcessEnv = process.env): Map<strin
   return found;
 }
 
-/** Libraries whose soname starts with `stem` (e.g. 'libcudnn.so'), newest soname first. */
+/** Libraries whose soname starts with `stem` (e.g. 'libcudnn.so'), newest first, one per file. */
 export function findLibraries(stem: string, libraries: Map<string, string>): FoundLibrary[] {
-  const out: FoundLibrary[] = [];
+  const byFile = new Map<string, FoundLibrary>();
+  // One file has several names (libcudnn.so, .so.8, .so.8.1.0): the major soname is the one the loader asks for.
+  const rank = (soname: string) => (/\.so\.\d+$/.test(soname) ? 0 : /\.so$/.test(soname) ? 2 : 1);
   for (const [soname, path] of libraries) {
     if (!soname.startsWith(stem)) continue;
     let real = path;
@@ -54,9 +56,10 @@ export function findLibraries(stem: string, libraries: Map<string, string>): Fou
       // a dangling link still says which version was meant
     }
     const m = /\.so\.(\d+(?:\.\d+)*)$/.exec(real) ?? /\.so\.(\d+(?:\.\d+)*)$/.exec(soname);
-    out.push({ soname, path, version: m ? m[1] : null });
+    const seen = byFile.get(real);
+    if (!seen || rank(soname) < rank(seen.soname)) byFile.set(real, { soname, path, version: m ? m[1] : null });
   }
-  return out.sort((a, b) => b.soname.localeCompare(a.soname, 'en', { numeric: true }));
+  return [...byFile.values()].sort((a, b) => b.soname.localeCompare(a.soname, 'en', { numeric: true }));
 }
 
 export interface GpuSystem {

@@ -25,8 +25,8 @@ export interface ProbeResult {
 /** What happened to one backend during selection. */
 export interface BackendAttempt {
   name: BackendName;
-  /** chosen; not-installed; no-device; failed (loaded or probed and broke); not-tried (a better one was chosen). */
-  status: 'chosen' | 'not-installed' | 'no-device' | 'failed' | 'not-tried';
+  /** chosen; passed (works, a better one was chosen); not-installed; no-device; failed (loaded or probed and broke); not-tried. */
+  status: 'chosen' | 'passed' | 'not-installed' | 'no-device' | 'failed' | 'not-tried';
   why: string;
   /** GPU name where the backend reports one. */
   device?: string;
@@ -274,7 +274,8 @@ async function loadAndProbe(name: BackendName, env: NodeJS.ProcessEnv, probe: bo
  * is given the best backend that loads and passes its probe is used, and each one that is
  * installed and finds a device but fails says why in one line on stderr (one that is not
  * installed or finds no device is only named in the reason). Says which was chosen once, unless
- * `quiet`. `probe: false` skips the probes (a pool worker whose parent already probed).
+ * `quiet`. `probe: false` skips the probes (a pool worker whose parent already probed);
+ * `survey: true` also loads and probes the backends after the chosen one (atelier info).
  */
 export async function selectBackend(opts: {
   requested?: string;
@@ -282,6 +283,7 @@ export async function selectBackend(opts: {
   stderr?: NodeJS.WritableStream;
   quiet?: boolean;
   probe?: boolean;
+  survey?: boolean;
 }): Promise<BackendChoice> {
   const env = opts.env ?? process.env;
   const probe = opts.probe ?? true;
@@ -305,8 +307,18 @@ export async function selectBackend(opts: {
     const attempts: BackendAttempt[] = [];
     let found: BackendChoice | undefined;
     for (const [i, name] of BACKEND_NAMES.entries()) {
-      if (found) {
+      if (found && !opts.survey) {
         attempts.push({ name, status: 'not-tried', why: `${found.name} was chosen first` });
+        continue;
+      }
+      if (found) {
+        try {
+          const { loaded, probe: result } = await loadAndProbe(name, env, probe);
+          attempts.push({ name, status: 'passed', why: `works, but ${found.name} comes first`, device: loaded.device, probe: result });
+        } catch (err) {
+          const unavailable = err instanceof Unavailable;
+          attempts.push({ name, status: unavailable ? err.status : 'failed', why: shortReason(err), probe: (err as { probe?: ProbeResult }).probe });
+        }
         continue;
       }
       try {
@@ -328,6 +340,7 @@ export async function selectBackend(opts: {
       }
     }
     if (!found) throw new Error(`no compute backend could be loaded (${attempts.map((a) => `${a.name}: ${a.why}`).join('; ')})`);
+    if (opts.survey) await tf.setBackend(found.backend);
     choice = found;
   }
   say(`atelier: backend ${choice.name}${choice.device ? ` on ${choice.device}` : ''} (${choice.reason})`);
