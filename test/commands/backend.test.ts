@@ -2,9 +2,10 @@
 // on its own once the work is done (the GPU device released), with a timeout guard.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { symlinkSync, writeFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { runAtelier, scratchDir } from '../helpers.js';
+import { repoRoot, runAtelier, scratchDir } from '../helpers.js';
 
 // No exit guard: a process that needs it to end would hang here until the test's own timeout.
 const noGuard = { ATELIER_EXIT_GRACE_MS: '600000' };
@@ -61,11 +62,33 @@ test('info: CUDA and cuDNN versions are read from the libraries the loader would
   assert.deepEqual(gpu.cudaRuntime.find((l) => l.soname === 'libcudart.so.11.0')?.version, '11.2.152');
 });
 
-test('a forced backend whose probe fails: one line, exit 2', async () => {
-  const r = await runAtelier(['info', '--backend', 'wasm'], { env: { ATELIER_PROBE_FAULT: 'wasm:throw' } });
+test('a forced backend that cannot be used: one line, exit 2; a forced WASM is not probed', async () => {
+  const r = await runAtelier(['info', '--backend', 'webgpu'], { env: { ATELIER_PROBE_FAULT: 'webgpu:unavailable' } });
   assert.equal(r.code, 2);
   assert.equal(r.stdout, '');
-  assert.equal(r.stderr, "atelier info: --backend: backend 'wasm' cannot be used: probe failed: conv kernel failed (simulated by ATELIER_PROBE_FAULT)\n");
+  assert.equal(r.stderr, "atelier info: --backend: backend 'webgpu' cannot be used: no device (simulated by ATELIER_PROBE_FAULT)\n");
+  const wasm = await runAtelier(['info'], { env: { ATELIER_BACKEND: 'wasm', ATELIER_PROBE_FAULT: 'wasm:throw' } });
+  assert.equal(wasm.code, 0, wasm.stderr);
+  assert.equal(JSON.parse(wasm.stdout).backends.find((b: InfoBackend) => b.name === 'wasm').probe, null);
+});
+
+test('gpu-check runs each backend in its own process and reports img/s beside WASM', async () => {
+  const out = join(scratchDir(), 'gpu-check.json');
+  const r = await new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
+    const child = spawn(process.execPath, [join(repoRoot, 'dist', 'bench', 'gpu-check.js'), '--backends', 'webgpu,wasm', '--family', 'small', '--size', '32', '--batch', '2', '--wasm-train-steps', '1', '--wasm-images', '4', '--out', out], { env: { ...process.env, ATELIER_PROBE_FAULT: 'webgpu:unavailable' } });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d));
+    child.stderr.on('data', (d: Buffer) => (stderr += d));
+    child.on('close', (code) => resolve({ code, stdout, stderr }));
+  });
+  assert.equal(r.code, 0, r.stderr);
+  const results = (JSON.parse(readFileSync(out, 'utf8')) as { results: Array<{ backend: string; ok: boolean; why?: string; train?: { imagesPerSecond: number }; embed?: { images: number; imagesPerSecond: number } }> }).results;
+  assert.equal(results[0].backend, 'webgpu');
+  assert.equal(results[0].ok, false);
+  assert.match(results[0].why!, /backend 'webgpu' cannot be used: no device/);
+  assert.ok(results[1].ok && results[1].train!.imagesPerSecond > 0 && results[1].embed!.images === 4, JSON.stringify(results[1]));
+  assert.match(r.stdout, /^wasm .* 1\.0 /m);
 });
 
 test('every backend that works here exits on its own when the work is done (timeout guard 60 s)', async () => {

@@ -60,9 +60,13 @@ test('auto: a healthy WASM passes its probe against plain JS and is chosen, quie
 
 test('forced: a failing or unavailable backend is a usage error naming it and why; env and flag both force', async () => {
   await assert.rejects(
-    selectBackend({ requested: 'wasm', env: { ATELIER_PROBE_FAULT: 'wasm:mismatch' } }),
-    (e: unknown) => e instanceof UsageError && /^backend 'wasm' cannot be used: probe failed: conv forward\/backward differs from cpu by 0\.500/.test(e.message) && e.place?.field === '--backend',
+    selectBackend({ requested: 'webgpu', env: { ATELIER_PROBE_FAULT: 'webgpu:unavailable' } }),
+    (e: unknown) => e instanceof UsageError && e.message === "backend 'webgpu' cannot be used: no device (simulated by ATELIER_PROBE_FAULT)" && e.place?.field === '--backend',
   );
+  // WASM and plain JS are the references: forcing one skips its probe.
+  const wasm = await selectBackend({ requested: 'wasm', env: { ATELIER_PROBE_FAULT: 'wasm:mismatch' } });
+  assert.equal(wasm.name, 'wasm');
+  assert.equal(wasm.attempts[0].probe, undefined);
   await assert.rejects(
     selectBackend({ env: { ATELIER_BACKEND: 'webgpu', ATELIER_PROBE_FAULT: 'webgpu:unavailable' } }),
     (e: unknown) => e instanceof UsageError && e.message === "backend 'webgpu' cannot be used: no device (simulated by ATELIER_PROBE_FAULT)" && e.place?.field === 'ATELIER_BACKEND',

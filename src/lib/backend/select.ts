@@ -270,7 +270,8 @@ async function loadAndProbe(name: BackendName, env: NodeJS.ProcessEnv, probe: bo
 }
 
 /**
- * Selects and initialises the backend. `requested` (flag) wins over ATELIER_BACKEND; when neither
+ * Selects and initialises the backend. `requested` (flag) wins over ATELIER_BACKEND and must pass
+ * its probe too, except WASM and plain JS; when neither
  * is given the best backend that loads and passes its probe is used, and each one that is
  * installed and finds a device but fails says why in one line on stderr (one that is not
  * installed or finds no device is only named in the reason). Says which was chosen once, unless
@@ -296,7 +297,9 @@ export async function selectBackend(opts: {
     const name = normaliseBackendName(forcedRaw);
     const source = opts.requested && opts.requested !== 'auto' ? '--backend' : 'ATELIER_BACKEND';
     try {
-      const { loaded, probe: result } = await loadAndProbe(name, env, probe);
+      // Our CPU backends are what the probes check against, and the suite tests them: forcing one
+      // skips the probe (it would cost every forced-WASM run ~0.1 s). GPU and native ones are probed.
+      const { loaded, probe: result } = await loadAndProbe(name, env, probe && name !== 'wasm' && name !== 'cpu');
       const reason = `forced by ${source}=${forcedRaw}`;
       choice = { backend: loaded.backend, name, reason, threads: backendThreads(name), device: loaded.device, attempts: [{ name, status: 'chosen', why: reason, device: loaded.device, probe: result }] };
     } catch (err) {
