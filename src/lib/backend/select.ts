@@ -75,7 +75,8 @@ export function normaliseBackendName(raw: string): BackendName {
 
 /**
  * ATELIER_PROBE_FAULT=webgpu:unavailable,wasm:mismatch — makes a backend fail as a broken one
- * would (tests): `unavailable` (no device), `throw` (a kernel fails), `mismatch` (wrong numbers).
+ * would (tests): `unavailable` (no device), `throw` (a kernel fails), `mismatch` (wrong numbers),
+ * `no-sync-read` (dataSync throws, as tfjs-backend-webgpu's does in Node).
  */
 function probeFaults(env: NodeJS.ProcessEnv): Map<string, string> {
   const faults = new Map<string, string>();
@@ -121,17 +122,19 @@ async function loadWebGpu(env: NodeJS.ProcessEnv): Promise<Loaded> {
   let webgpu: { create(flags: string[]): { requestAdapter(o: object): Promise<GpuAdapterLike | null> }; globals: object };
   let WebGPUBackend: new (device: unknown, info: unknown) => tf.KernelBackend;
   try {
-    // Imported before navigator.gpu exists, so the package registers no factory of its own.
-    ({ WebGPUBackend } = (await import('@tensorflow/tfjs-backend-webgpu')) as unknown as { WebGPUBackend: typeof WebGPUBackend });
-    webgpu = require('webgpu');
-  } catch (err) {
-    if (isMissingModule(err)) throw new Unavailable('not installed', 'not-installed');
-    throw err;
+    require.resolve('webgpu');
+    require.resolve('@tensorflow/tfjs-backend-webgpu');
+  } catch {
+    throw new Unavailable('not installed', 'not-installed');
   }
-  // Checked first so a CPU box gets our one line, not Dawn's warning about a missing loader.
+  // Checked before loading anything, so a CPU box pays little and gets our one reason, not
+  // Dawn's warning about a missing loader.
   if (process.platform === 'linux' && findLibraries('libvulkan.so.1', loaderLibraries(env)).length === 0) {
     throw new Unavailable('libvulkan.so.1 not found (no Vulkan loader: install libvulkan1 and the GPU driver)', 'no-device');
   }
+  // Imported before navigator.gpu exists, so the package registers no factory of its own.
+  ({ WebGPUBackend } = (await import('@tensorflow/tfjs-backend-webgpu')) as unknown as { WebGPUBackend: typeof WebGPUBackend });
+  webgpu = require('webgpu');
   Object.assign(globalThis, webgpu.globals);
   const gpu = webgpu.create([]);
   const adapter = await gpu.requestAdapter({ powerPreference: 'high-performance' });
@@ -192,34 +195,56 @@ async function loadBackend(name: BackendName, env: NodeJS.ProcessEnv): Promise<L
   }
 }
 
-/** A conv layer's forward pass and both gradients on fixed inputs, read back as plain arrays. */
-function convStep(): Float32Array[] {
+/** A conv layer's forward pass and both gradients on fixed inputs, read back (asynchronously) as plain arrays. */
+async function convStep(): Promise<Float32Array[]> {
   const value = (n: number, k: number) => Float32Array.from({ length: n }, (_, i) => Math.sin(i * k + 0.3) * 0.5);
-  return tf.tidy(() => {
+  const tensors = tf.tidy(() => {
     const x = tf.tensor4d(value(2 * 9 * 9 * 3, 0.7), [2, 9, 9, 3]);
     const w = tf.tensor4d(value(3 * 3 * 3 * 8, 1.3), [3, 3, 3, 8]);
     const target = tf.tensor4d(value(2 * 5 * 5 * 8, 0.4), [2, 5, 5, 8]);
     const f = (a: tf.Tensor, b: tf.Tensor) => tf.sum(tf.mul(tf.relu(tf.conv2d(a as tf.Tensor4D, b as tf.Tensor4D, 2, 'same')), target));
     const y = tf.relu(tf.conv2d(x, w, 2, 'same'));
     const [dx, dw] = tf.grads(f)([x, w]);
-    return [y, dx, dw].map((t) => t.dataSync() as Float32Array);
+    return [y, dx, dw];
   });
+  const arrays = (await Promise.all(tensors.map((t) => t.data()))) as Float32Array[];
+  tf.dispose(tensors);
+  return arrays;
 }
 
 /**
- * Runs the conv probe on `candidate` (already loaded) and on `reference`, and compares. Leaves
- * `candidate` as the active backend. `fault` simulates a broken backend (tests).
+ * atelier's loops read losses and predictions with dataSync; tfjs-backend-webgpu's synchronous
+ * read needs OffscreenCanvas, which Node lacks (docs/webgpu-ops.md lists our synchronous reads).
  */
-export async function probeBackend(candidate: string, reference: string, fault?: string, tolerance = 1e-3): Promise<ProbeResult> {
+function checkSynchronousRead(): void {
+  const backend = tf.backend() as { hasReadSyncWarned?: boolean };
+  if ('hasReadSyncWarned' in backend) backend.hasReadSyncWarned = true; // its warning is not ours to print
+  const t = tf.tidy(() => tf.add(tf.ones([4]), tf.ones([4])));
+  try {
+    const values = t.dataSync();
+    if (values[0] !== 2) throw new Error(`read ${values[0]} for 1 + 1`);
+  } catch (err) {
+    throw new Error(`synchronous read-back (dataSync) fails: ${shortReason(err)} (see docs/webgpu-ops.md)`);
+  } finally {
+    t.dispose();
+  }
+}
+
+/**
+ * Runs the conv probe on `candidate` (already loaded) and on `reference`, and compares; then checks
+ * that `candidate` can read a tensor back synchronously. Leaves `candidate` as the active backend.
+ * `fault` simulates a broken backend (tests).
+ */
+export async function probeBackend(candidate: string, reference: string, fault?: string, tolerance = 1e-3, synchronousReads = true): Promise<ProbeResult> {
   const start = performance.now();
   if (!(await tf.setBackend(reference))) throw new Error(`reference backend ${reference} did not initialise`);
   // tfjs-backend-cpu greets Node users on its first write; checking against it is not using it.
   const referenceBackend = tf.backend() as { firstUse?: boolean };
   if (reference === 'cpu' && 'firstUse' in referenceBackend) referenceBackend.firstUse = false;
-  const expected = convStep();
+  const expected = await convStep();
   if (!(await tf.setBackend(candidate))) throw new Error(`${candidate} did not initialise`);
   if (fault === 'throw') throw new Error('conv kernel failed (simulated by ATELIER_PROBE_FAULT)');
-  const got = convStep();
+  const got = await convStep();
   if (fault === 'mismatch') got[2] = got[2].map((v) => v + 0.5);
   let maxError = 0;
   for (let t = 0; t < expected.length; t++) {
@@ -227,6 +252,17 @@ export async function probeBackend(candidate: string, reference: string, fault?:
     for (let i = 0; i < expected[t].length; i++) {
       const e = Math.abs(got[t][i] - expected[t][i]) / (1 + Math.abs(expected[t][i]));
       maxError = Number.isNaN(e) ? Infinity : Math.max(maxError, e);
+    }
+  }
+  if (maxError <= tolerance && synchronousReads) {
+    const backend = tf.backend() as { readSync: (dataId: object) => unknown };
+    const readSync = backend.readSync;
+    // What tfjs-backend-webgpu does in Node (tests).
+    if (fault === 'no-sync-read') backend.readSync = () => { throw new ReferenceError('OffscreenCanvas is not defined'); };
+    try {
+      checkSynchronousRead();
+    } finally {
+      backend.readSync = readSync;
     }
   }
   return { passed: maxError <= tolerance, maxError, tolerance, reference, ms: performance.now() - start };
@@ -251,13 +287,13 @@ function shortReason(err: unknown): string {
 }
 
 /** Loads `name` and probes it; throws Unavailable, or an Error saying why it cannot be used. */
-async function loadAndProbe(name: BackendName, env: NodeJS.ProcessEnv, probe: boolean): Promise<{ loaded: Loaded; probe?: ProbeResult }> {
+async function loadAndProbe(name: BackendName, env: NodeJS.ProcessEnv, probe: boolean, synchronousReads = true): Promise<{ loaded: Loaded; probe?: ProbeResult }> {
   const loaded = await loadBackend(name, env);
   const reference = probe ? await referenceFor(name) : null;
   if (!reference) return { loaded };
   let result: ProbeResult;
   try {
-    result = await probeBackend(loaded.backend, reference, probeFaults(env).get(name));
+    result = await probeBackend(loaded.backend, reference, probeFaults(env).get(name), 1e-3, synchronousReads);
   } catch (err) {
     throw new Error(`probe failed: ${shortReason(err)}`);
   }
@@ -276,7 +312,8 @@ async function loadAndProbe(name: BackendName, env: NodeJS.ProcessEnv, probe: bo
  * installed and finds a device but fails says why in one line on stderr (one that is not
  * installed or finds no device is only named in the reason). Says which was chosen once, unless
  * `quiet`. `probe: false` skips the probes (a pool worker whose parent already probed);
- * `survey: true` also loads and probes the backends after the chosen one (atelier info).
+ * `survey: true` also loads and probes the backends after the chosen one (atelier info);
+ * `synchronousReads: false` is for a caller that reads tensors only with `await data()`.
  */
 export async function selectBackend(opts: {
   requested?: string;
@@ -285,6 +322,7 @@ export async function selectBackend(opts: {
   quiet?: boolean;
   probe?: boolean;
   survey?: boolean;
+  synchronousReads?: boolean;
 }): Promise<BackendChoice> {
   const env = opts.env ?? process.env;
   const probe = opts.probe ?? true;
@@ -299,7 +337,7 @@ export async function selectBackend(opts: {
     try {
       // Our CPU backends are what the probes check against, and the suite tests them: forcing one
       // skips the probe (it would cost every forced-WASM run ~0.1 s). GPU and native ones are probed.
-      const { loaded, probe: result } = await loadAndProbe(name, env, probe && name !== 'wasm' && name !== 'cpu');
+      const { loaded, probe: result } = await loadAndProbe(name, env, probe && name !== 'wasm' && name !== 'cpu', opts.synchronousReads);
       const reason = `forced by ${source}=${forcedRaw}`;
       choice = { backend: loaded.backend, name, reason, threads: backendThreads(name), device: loaded.device, attempts: [{ name, status: 'chosen', why: reason, device: loaded.device, probe: result }] };
     } catch (err) {
@@ -316,7 +354,7 @@ export async function selectBackend(opts: {
       }
       if (found) {
         try {
-          const { loaded, probe: result } = await loadAndProbe(name, env, probe);
+          const { loaded, probe: result } = await loadAndProbe(name, env, probe, opts.synchronousReads);
           attempts.push({ name, status: 'passed', why: `works, but ${found.name} comes first`, device: loaded.device, probe: result });
         } catch (err) {
           const unavailable = err instanceof Unavailable;
@@ -325,7 +363,7 @@ export async function selectBackend(opts: {
         continue;
       }
       try {
-        const { loaded, probe: result } = await loadAndProbe(name, env, probe);
+        const { loaded, probe: result } = await loadAndProbe(name, env, probe, opts.synchronousReads);
         const passedOver = attempts.map((a) => `${a.name}: ${a.why}`);
         const reason = passedOver.length ? `best available (${passedOver.join('; ')})` : 'best available';
         attempts.push({ name, status: 'chosen', why: result ? `probe passed against ${result.reference}` : 'loaded', device: loaded.device, probe: result });

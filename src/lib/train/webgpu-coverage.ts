@@ -104,7 +104,7 @@ export async function webgpuCoverage(uses: KernelUse[]): Promise<KernelCoverage[
 }
 
 /** The coverage as the Markdown file kept in the repository (docs/webgpu-ops.md). */
-export function renderCoverage(rows: KernelCoverage[]): string {
+export function renderCoverage(rows: KernelCoverage[], synchronousReads: Array<{ file: string; count: number }>): string {
   const gaps = rows.filter((r) => !r.onWebgpu || r.hasGradient === false);
   const lines = [
     '# Kernels our trainers run, and their WebGPU coverage',
@@ -118,6 +118,15 @@ export function renderCoverage(rows: KernelCoverage[]): string {
     `## Gaps: ${gaps.length}`,
     '',
     ...(gaps.length ? gaps.map((g) => `- ${g.kernel}: ${!g.onWebgpu ? 'no WebGPU kernel' : ''}${!g.onWebgpu && g.hasGradient === false ? ', ' : ''}${g.hasGradient === false ? 'no gradient' : ''} (used by ${g.usedBy.length} steps, e.g. ${g.usedBy[0]})`) : ['None: every kernel has a WebGPU kernel and every forward kernel a gradient.']),
+    '',
+    `## Synchronous read-backs: ${synchronousReads.reduce((n, r) => n + r.count, 0)} in ${synchronousReads.length} files`,
+    '',
+    'tfjs-backend-webgpu 4.22 reads a tensor synchronously (dataSync, arraySync) through OffscreenCanvas,',
+    'which Node lacks, so the backend probe fails WebGPU while atelier still reads this way; each of these',
+    'must become `await tensor.data()` (outside tf.tidy) before WebGPU can be chosen. Code that never runs',
+    'on WebGPU (our WASM kernels and worker pool, the probe\'s own check, this generator) is not counted.',
+    '',
+    ...synchronousReads.map((r) => `- ${r.file}: ${r.count}`),
     '',
     '## All kernels',
     '',
