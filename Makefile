@@ -8,7 +8,7 @@ SEED ?= 1
 DEMO := out/demo
 SOURCES := $(shell find src test fixtures bench -name '*.ts' -not -path '*/out/*' 2>/dev/null) tsconfig.json
 
-.PHONY: all install build fixtures test test-lib test-commands demo report review-db review retrain bench man man-check gpu clean
+.PHONY: all install build fixtures test test-lib test-commands demo report review-db review retrain bench man man-check gpu gpu-check clean
 
 all: build
 
@@ -51,11 +51,20 @@ BENCHES ?= train-cnn train-weak knn rise crawl tsne teacher-score onnx review
 bench: build
 	for b in $(BENCHES); do echo "== bench/$$b"; $(NODE) dist/bench/$$b.js || exit 1; done
 
-# On a CUDA 12 box: the native tfjs GPU backend (downloads libtensorflow) and onnxruntime's CUDA
-# provider (downloaded from nuget.org by its own install script, which .npmrc skips in npm ci).
+# On a CUDA 11.2 box: the native tfjs GPU backend (downloads libtensorflow, so it is not part of npm ci);
+# on a CUDA 12 box: onnxruntime's CUDA provider (downloaded from nuget.org by its own install script,
+# which .npmrc skips in npm ci).
 gpu: install
 	npm install --no-save @tensorflow/tfjs-node-gpu@4.22.0
 	ONNXRUNTIME_NODE_INSTALL=cuda12 $(NODE) node_modules/onnxruntime-node/script/install.js
+
+# On a GPU box: every backend's probe (atelier info), then ResNet-18 at 128 px training steps and an
+# embed of 1,000 images on each GPU backend, in img/s beside WASM (README "Running on a GPU").
+# GPU_CHECK_FLAGS passes more, e.g. --family resnet50 --size 224 --batch 64.
+GPU_CHECK_FLAGS ?=
+gpu-check: build
+	ATELIER_BACKEND=auto $(ATELIER) info | $(NODE) -e 'const i=JSON.parse(require("fs").readFileSync(0,"utf8"));for(const b of i.backends)console.log(b.name.padEnd(15),b.status.padEnd(14),b.device??"",b.why);console.log(JSON.stringify(i.gpu))'
+	$(NODE) dist/bench/gpu-check.js --backends webgpu,gpu,wasm $(GPU_CHECK_FLAGS)
 
 # The whole pipeline on the fixture catalogue, small settings so it runs in a few minutes on 2 cores:
 # crawl the fixture shop over HTTP -> weak features -> tags, embeddings -> retrieval; sales ->

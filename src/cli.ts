@@ -5,6 +5,7 @@ import { loadCommand, loadCommands } from './commands/index.js';
 import { UsageError, formatPlace, type Command, type CommandIO } from './lib/command.js';
 import { OutputGroup } from './lib/io/atomic.js';
 import { checkOptionValues, yargsFailureLine } from './lib/options.js';
+import { releaseAll } from './lib/backend/release.js';
 
 const processIO: CommandIO = { stdin: process.stdin, stdout: process.stdout, stderr: process.stderr, env: process.env };
 
@@ -168,6 +169,9 @@ export async function main(argv: string[], io: CommandIO = processIO): Promise<n
   } catch (err) {
     await outputs.abortAll();
     return reportFailure(command.name, err, io);
+  } finally {
+    // A live GPU device keeps Node running after the work is done.
+    await releaseAll();
   }
 }
 

@@ -114,7 +114,7 @@ async function handle(request: PoolRequest): Promise<{ result?: unknown; transfe
         const module = (await import(request.workerModule)) as { losses?: Record<string, LossFunction> };
         state.customLosses = module.losses ?? {};
       }
-      const choice = await selectBackend({ requested: request.backend, env: {}, quiet: true });
+      const choice = await selectBackend({ requested: request.backend, env: {}, quiet: true, probe: false });
       return { result: choice.name };
     }
     case 'loadModel':
