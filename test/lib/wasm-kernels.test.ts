@@ -123,6 +123,9 @@ const convCases: ConvCase[] = [
   { x: [2, 8, 8, 3], filter: [3, 3, 3, 4], strides: 2, pad: 'valid' },
   { x: [3, 9, 6, 2], filter: [3, 2, 2, 5], strides: [2, 1], pad: 'valid' },
   { x: [1, 5, 5, 2], filter: [1, 1, 2, 3], strides: 2, pad: 'same' },
+  // 1x1 stride 1: the filter gradient is one matrix product.
+  { x: [2, 6, 7, 5], filter: [1, 1, 5, 4], strides: 1, pad: 'same' },
+  { x: [3, 4, 5, 3], filter: [1, 1, 3, 6], strides: 1, pad: 'valid' },
   { x: [2, 6, 7, 3], filter: [5, 5, 3, 2], strides: 3, pad: 'same' },
   { x: [2, 11, 13, 3], filter: [4, 5, 3, 2], strides: [3, 2], pad: 'same' },
   { x: [2, 6, 6, 2], filter: [3, 3, 2, 2], strides: 1, pad: [[0, 0], [2, 1], [0, 3], [0, 0]] },
@@ -178,6 +181,7 @@ test('conv2d gradients on wasm match central differences of the forward conv', a
   const cases: ConvCase[] = [
     { x: [2, 5, 4, 2], filter: [3, 2, 2, 3], strides: [2, 1], pad: 'same' },
     { x: [1, 6, 5, 2], filter: [3, 3, 2, 2], strides: 2, pad: 'valid' },
+    { x: [2, 4, 3, 3], filter: [1, 1, 3, 2], strides: 1, pad: 'same' },
   ];
   for (const [index, c] of cases.entries()) {
     const x = operand(c.x, 200 + index);
@@ -207,6 +211,10 @@ const depthwiseCases: DepthwiseCase[] = [
   { x: [2, 7, 8, 3], filter: [3, 3, 3, 2], strides: 2, dilations: 1, pad: 'same' },
   { x: [3, 9, 6, 4], filter: [3, 2, 4, 1], strides: 2, dilations: 1, pad: 'valid' },
   { x: [2, 6, 6, 2], filter: [2, 2, 2, 2], strides: 1, dilations: 1, pad: [[0, 0], [1, 0], [0, 2], [0, 0]] },
+  // Multiplier 1 without dilation: the input gradient is a forward depthwise conv (MobileNetV2's layers).
+  { x: [2, 8, 9, 5], filter: [3, 3, 5, 1], strides: 2, dilations: 1, pad: 'same' },
+  { x: [2, 9, 8, 4], filter: [3, 3, 4, 1], strides: 2, dilations: 1, pad: [[0, 0], [1, 1], [0, 1], [0, 0]] },
+  { x: [1, 7, 7, 3], filter: [5, 3, 3, 1], strides: 1, dilations: 1, pad: 'valid' },
 ];
 
 function depthwiseOutShape(c: DepthwiseCase): number[] {
@@ -236,6 +244,7 @@ test('depthwise conv gradients on wasm match central differences, dilated ones t
   const cases: DepthwiseCase[] = [
     { x: [2, 5, 4, 2], filter: [3, 3, 2, 2], strides: 2, dilations: 1, pad: 'same' },
     { x: [1, 7, 7, 2], filter: [3, 3, 2, 1], strides: 1, dilations: 2, pad: 'same' },
+    { x: [2, 6, 5, 3], filter: [3, 3, 3, 1], strides: 2, dilations: 1, pad: 'same' },
   ];
   for (const [index, c] of cases.entries()) {
     const x = operand(c.x, 400 + index);
