@@ -32,6 +32,7 @@ const { values: flags } = parseArgs({
     profile: { type: 'string', default: 'small,resnet18,mobilenetv2' },
     'profile-size': { type: 'string', default: '64' },
     out: { type: 'string', default: join(repoRoot, 'bench', 'out', 'train-towers.json') },
+    cell: { type: 'string' },
   },
 });
 const batchSize = Number(flags.batch);
@@ -77,9 +78,7 @@ function buildClassifier(family: string, size: number): tf.LayersModel {
 
 function randomBatch(size: number): { x: tf.Tensor4D; y: tf.Tensor2D } {
   const x = tf.randomUniform([batchSize, size, size, 3], 0, 1, 'float32', 7) as tf.Tensor4D;
-  const labels = tf.tensor1d(Array.from({ length: batchSize }, (_, i) => i % CLASSES), 'int32');
-  const y = tf.oneHot(labels, CLASSES).toFloat() as tf.Tensor2D;
-  labels.dispose();
+  const y = tf.tidy(() => tf.oneHot(tf.tensor1d(Array.from({ length: batchSize }, (_, i) => i % CLASSES), 'int32'), CLASSES).toFloat() as tf.Tensor2D);
   return { x, y };
 }
 
@@ -106,6 +105,20 @@ function measureWasm(family: string, size: number): Row {
   model.dispose();
   if (tf.memory().numTensors !== before) log(`warning: ${tf.memory().numTensors - before} tensors leaked`);
   return { tower: family, size, engine: 'wasm (1 thread)', train, infer, peakRssMiB: MiB(process.resourceUsage().maxRSS * 1024) };
+}
+
+/**
+ * Each WASM cell runs in a child process of this script: its peak RSS is its own, and a cell that
+ * exhausts the WASM heap (which never shrinks) aborts only itself.
+ */
+function measureWasmInChild(family: string, size: number): Row | { skipped: string } {
+  const args = [fileURLToPath(import.meta.url), '--cell', `${family}:${size}`, '--batch', String(batchSize), '--steps', String(steps), '--warmup', String(warmup)];
+  const run = spawnSync(process.execPath, args, { encoding: 'utf8' });
+  if (run.status !== 0) {
+    const why = run.stderr.split('\n').find((line) => /Error|Aborted|memory/i.test(line)) ?? `exit ${run.status ?? run.signal}`;
+    return { skipped: `wasm child exited ${run.status ?? run.signal}: ${why.trim()}` };
+  }
+  return JSON.parse(run.stdout.trim().split('\n').pop()!) as Row;
 }
 
 interface TorchResult {
@@ -175,6 +188,12 @@ function formatTable(rows: Row[]): string {
 }
 
 async function main(): Promise<void> {
+  if (flags.cell) {
+    const [family, size] = flags.cell.split(':');
+    await selectBackend({ requested: 'wasm', quiet: true });
+    process.stdout.write(`${JSON.stringify(measureWasm(family, Number(size)))}\n`);
+    return;
+  }
   const command = `node ${relative(repoRoot, fileURLToPath(import.meta.url))} ${process.argv.slice(2).join(' ')}`.trim();
   const loadBefore = loadavg();
   await selectBackend({ requested: 'wasm', quiet: true });
@@ -182,30 +201,36 @@ async function main(): Promise<void> {
   const skipped: string[] = [];
   const profiles: Record<string, { stepMs: number; kernels: KernelTime[] }> = {};
   const profileSize = Number(flags['profile-size']);
+  const save = () => writeResults(resolve(flags.out), {
+    bench: 'train-towers', date: new Date().toISOString(), command,
+    machine: { ...machineInfo(), tfjs: tf.version.tfjs, loadAverageBefore: loadBefore, loadAverageNow: loadavg() },
+    settings: { batchSize, steps, warmup, classes: CLASSES, optimizer: `sgd(${LEARNING_RATE})`, profileSize },
+    rows, skipped, wasmTrainStepProfile: profiles,
+  });
   for (const family of list(flags.profile)) {
     log(`profile ${family} ${profileSize} px`);
     profiles[family] = await profileStep(family, profileSize);
+    save();
   }
   for (const size of list(flags.sizes).map(Number)) {
     for (const family of list(flags.towers)) {
       log(`${family} ${size} px: wasm`);
-      rows.push(measureWasm(family, size));
+      const wasm = measureWasmInChild(family, size);
+      if ('skipped' in wasm) skipped.push(`wasm ${family} ${size}: ${wasm.skipped}`);
+      else rows.push(wasm);
+      save();
       if (flags['skip-torch']) continue;
       for (const threads of list(flags['torch-threads']).map(Number)) {
         log(`${family} ${size} px: pytorch ${threads || cpus().length} threads`);
         const torch = measureTorch(family, size, threads);
         if ('skipped' in torch) skipped.push(`pytorch ${family} ${size}: ${torch.skipped}`);
         else rows.push(torch);
+        save();
       }
     }
   }
   const loadAfter = loadavg();
-  writeResults(resolve(flags.out), {
-    bench: 'train-towers', date: new Date().toISOString(), command,
-    machine: { ...machineInfo(), tfjs: tf.version.tfjs, loadAverageBefore: loadBefore, loadAverageAfter: loadAfter },
-    settings: { batchSize, steps, warmup, classes: CLASSES, optimizer: `sgd(${LEARNING_RATE})`, profileSize },
-    rows, skipped, wasmTrainStepProfile: profiles,
-  });
+  save();
   process.stdout.write(`${formatTable(rows)}\n`);
   for (const line of skipped) process.stdout.write(`skipped ${line}\n`);
   for (const [family, p] of Object.entries(profiles)) {
