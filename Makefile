@@ -47,7 +47,7 @@ man-check: build
 	$(NODE) dist/src/gen-man.js --check
 
 # Every benchmark, one after another (tens of minutes); each writes bench/out/<name>.json. Record in bench/RESULTS.md.
-BENCHES ?= train-cnn train-weak knn rise crawl tsne teacher-score onnx review
+BENCHES ?= train-cnn train-weak train-towers knn rise crawl tsne teacher-score onnx review
 bench: build
 	for b in $(BENCHES); do echo "== bench/$$b"; $(NODE) dist/bench/$$b.js || exit 1; done
 

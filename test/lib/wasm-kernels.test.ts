@@ -123,6 +123,9 @@ const convCases: ConvCase[] = [
   { x: [2, 8, 8, 3], filter: [3, 3, 3, 4], strides: 2, pad: 'valid' },
   { x: [3, 9, 6, 2], filter: [3, 2, 2, 5], strides: [2, 1], pad: 'valid' },
   { x: [1, 5, 5, 2], filter: [1, 1, 2, 3], strides: 2, pad: 'same' },
+  // 1x1 stride 1: the filter gradient is one matrix product.
+  { x: [2, 6, 7, 5], filter: [1, 1, 5, 4], strides: 1, pad: 'same' },
+  { x: [3, 4, 5, 3], filter: [1, 1, 3, 6], strides: 1, pad: 'valid' },
   { x: [2, 6, 7, 3], filter: [5, 5, 3, 2], strides: 3, pad: 'same' },
   { x: [2, 11, 13, 3], filter: [4, 5, 3, 2], strides: [3, 2], pad: 'same' },
   { x: [2, 6, 6, 2], filter: [3, 3, 2, 2], strides: 1, pad: [[0, 0], [2, 1], [0, 3], [0, 0]] },
@@ -178,6 +181,7 @@ test('conv2d gradients on wasm match central differences of the forward conv', a
   const cases: ConvCase[] = [
     { x: [2, 5, 4, 2], filter: [3, 2, 2, 3], strides: [2, 1], pad: 'same' },
     { x: [1, 6, 5, 2], filter: [3, 3, 2, 2], strides: 2, pad: 'valid' },
+    { x: [2, 4, 3, 3], filter: [1, 1, 3, 2], strides: 1, pad: 'same' },
   ];
   for (const [index, c] of cases.entries()) {
     const x = operand(c.x, 200 + index);
@@ -207,6 +211,10 @@ const depthwiseCases: DepthwiseCase[] = [
   { x: [2, 7, 8, 3], filter: [3, 3, 3, 2], strides: 2, dilations: 1, pad: 'same' },
   { x: [3, 9, 6, 4], filter: [3, 2, 4, 1], strides: 2, dilations: 1, pad: 'valid' },
   { x: [2, 6, 6, 2], filter: [2, 2, 2, 2], strides: 1, dilations: 1, pad: [[0, 0], [1, 0], [0, 2], [0, 0]] },
+  // Multiplier 1 without dilation: the input gradient is a forward depthwise conv (MobileNetV2's layers).
+  { x: [2, 8, 9, 5], filter: [3, 3, 5, 1], strides: 2, dilations: 1, pad: 'same' },
+  { x: [2, 9, 8, 4], filter: [3, 3, 4, 1], strides: 2, dilations: 1, pad: [[0, 0], [1, 1], [0, 1], [0, 0]] },
+  { x: [1, 7, 7, 3], filter: [5, 3, 3, 1], strides: 1, dilations: 1, pad: 'valid' },
 ];
 
 function depthwiseOutShape(c: DepthwiseCase): number[] {
@@ -236,6 +244,7 @@ test('depthwise conv gradients on wasm match central differences, dilated ones t
   const cases: DepthwiseCase[] = [
     { x: [2, 5, 4, 2], filter: [3, 3, 2, 2], strides: 2, dilations: 1, pad: 'same' },
     { x: [1, 7, 7, 2], filter: [3, 3, 2, 1], strides: 1, dilations: 2, pad: 'same' },
+    { x: [2, 6, 5, 3], filter: [3, 3, 3, 1], strides: 2, dilations: 1, pad: 'same' },
   ];
   for (const [index, c] of cases.entries()) {
     const x = operand(c.x, 400 + index);
@@ -343,6 +352,58 @@ test('BatchMatMul and _FusedMatMul with transposed operands match the CPU backen
   assertClose(await forwardOn('wasm', fused), await forwardOn('cpu', fused), 'fused matmul with transposed b, bias and relu');
 });
 
+/** Gradients of `f` at `inputs` on `backend`, read back. */
+async function gradsOn(backend: string, f: (...ts: tf.Tensor[]) => tf.Tensor, inputs: Operand[]): Promise<Operand[]> {
+  await tf.setBackend(backend);
+  try {
+    const grads = tf.tidy(() => tf.grads(f)(inputs.map(toTensor)));
+    const out = grads.map((g) => ({ values: g.dataSync() as Values, shape: g.shape.slice() }));
+    tf.dispose(grads);
+    return out;
+  } finally {
+    await tf.setBackend('wasm');
+  }
+}
+
+test('BatchNorm gradients (one pass on wasm) match tfjs\'s own on the CPU backend and central differences', async () => {
+  const shape: [number, number, number, number] = [3, 4, 5, 6];
+  const x = operand(shape, 1100);
+  const params = [1101, 1102, 1103].map((seed) => operand([6], seed));
+  params[1].values = params[1].values.map((v) => 0.5 + Math.abs(v)) as Float32Array;
+  const weights = randomValues(tf.util.sizeFromShape(shape), 1104);
+  const w = () => tf.tensor(weights, shape);
+  // Fixed statistics (inference), and batch statistics as a layer computes them in training.
+  const fixed = (xt: tf.Tensor, mean: tf.Tensor, variance: tf.Tensor, scale: tf.Tensor) => tf.sum(tf.mul(tf.batchNorm(xt, mean, variance, tf.zeros([6]), scale, 1e-3), w()));
+  const training = (xt: tf.Tensor, scale: tf.Tensor, offset: tf.Tensor) => {
+    const { mean, variance } = tf.moments(xt, [0, 1, 2]);
+    return tf.sum(tf.mul(tf.batchNorm(xt, mean, variance, offset, scale, 1e-3), w()));
+  };
+  const fixedInputs = [x, params[0], params[1], params[2]];
+  const trainingInputs = [x, params[2], params[0]];
+  const expectedFixed = await gradsOn('cpu', fixed, fixedInputs);
+  const actualFixed = await gradsOn('wasm', fixed, fixedInputs);
+  ['x', 'mean', 'variance', 'scale'].forEach((name, i) => assertClose(actualFixed[i], expectedFixed[i], `fixed-statistics gradient of ${name}`));
+  const expectedTraining = await gradsOn('cpu', training, trainingInputs);
+  const actualTraining = await gradsOn('wasm', training, trainingInputs);
+  ['x', 'scale', 'offset'].forEach((name, i) => assertClose(actualTraining[i], expectedTraining[i], `batch-statistics gradient of ${name}`));
+  const forward = (xv: Float32Array) => cpuForward(() => {
+    const xt = tf.tensor4d(xv, shape);
+    const { mean, variance } = tf.moments(xt, [0, 1, 2]);
+    return tf.batchNorm(xt, mean, variance, toTensor(params[0]), toTensor(params[2]), 1e-3);
+  });
+  assertClose(actualTraining[0], { values: centralDifference(x.values as Float32Array, 1e-2, weights, forward), shape }, 'numeric batch-statistics gradient of x', 2e-3);
+});
+
+test('ReLU6 (ClipByValue) gradient on wasm matches the CPU backend, values at the bounds included', async () => {
+  const x = operand([2, 5, 7, 3], 1200);
+  x.values = x.values.map((v, i) => (i % 11 === 0 ? 0 : i % 13 === 0 ? 6 : v * 8)) as Float32Array;
+  const weights = randomValues(x.values.length, 1201);
+  const f = (xt: tf.Tensor) => tf.sum(tf.mul(tf.clipByValue(xt, 0, 6), tf.tensor(weights, x.shape)));
+  const [expected] = await gradsOn('cpu', f, [x]);
+  const [actual] = await gradsOn('wasm', f, [x]);
+  assert.deepEqual(Array.from(actual.values), Array.from(expected.values));
+});
+
 test('NCHW data is refused with a clear error', () => {
   const x = tf.zeros([1, 2, 4, 4]);
   const dy = tf.zeros([1, 2, 4, 4]);
@@ -364,7 +425,9 @@ test('kernels free every intermediate: engine tensors and backend buffers return
       const conv = tf.conv2d(xt as tf.Tensor4D, ft as tf.Tensor4D, 2, 'same');
       const pooled = tf.maxPool(tf.depthwiseConv2d(xt as tf.Tensor4D, dt as tf.Tensor4D, 1, 'same'), 2, 2, 'same');
       const looked = tf.gather(tt, ids);
-      return tf.add(tf.add(tf.sum(tf.square(conv)), tf.sum(pooled)), tf.sum(tf.matMul(looked, looked, false, true)));
+      const { mean, variance } = tf.moments(conv, [0, 1, 2]);
+      const normed = tf.clipByValue(tf.batchNorm(conv, mean, variance, tf.zeros([4]), tf.ones([4]), 1e-3), 0, 6);
+      return tf.add(tf.add(tf.sum(tf.square(normed)), tf.sum(pooled)), tf.sum(tf.matMul(looked, looked, false, true)));
     })([x, filter, table, dw]);
     grads.forEach((g) => g.dataSync());
     tf.dispose(grads);

@@ -1,9 +1,10 @@
 // Conv2DBackpropFilter for WASM, re-expressed as one forward convolution (XNNPACK):
 // dW[i,j,ci,co] = sum_{n,oy,ox} xpad[n, oy*s+i, ox*s+j, ci] * dy[n,oy,ox,co] is a correlation of
 // x seen as Ci single-channel images with N channels ([Ci,H,W,N]) by dy seen as a filter
-// [Ho,Wo,N,Co] dilated by the forward stride.
+// [Ho,Wo,N,Co] dilated by the forward stride. A 1x1 stride-1 conv (MobileNetV2's pointwise
+// layers) is one matrix product instead.
 import { tf } from '../tf.js';
-import { assertChannelsLast, axisWindow, cropSpatial, withScratch, type BackendWasm, type KernelArgs, type TensorInfo } from './scratch.js';
+import { assertChannelsLast, axisWindow, builtinKernelName, cropSpatial, withScratch, type BackendWasm, type KernelArgs, type TensorInfo } from './scratch.js';
 
 /** Size of dy from which the zero row/column that makes Ho*Wo odd pays for itself. */
 const ODD_PAD_MIN_SIZE = 1 << 16;
@@ -31,6 +32,7 @@ export function conv2dFilterGradient(
   const oddPad = tf.util.sizeFromShape(dy.shape) >= ODD_PAD_MIN_SIZE;
   const extraRows = oddPad && outHeight % 2 === 0 ? 1 : 0;
   const extraCols = oddPad && outWidth % 2 === 0 ? 1 : 0;
+  if (fh === 1 && fw === 1 && sh === 1 && sw === 1 && padInfo.top === 0 && padInfo.left === 0) return pointwiseFilterGradient(backend, x, dy);
   const filterRows = outHeight + extraRows;
   const filterCols = outWidth + extraCols;
   return withScratch(backend, (scratch) => {
@@ -45,6 +47,28 @@ export function conv2dFilterGradient(
       xAsBatchOfChannels, dyAsFilter, [1, 1],
       { top: rows.padBefore, bottom: rows.padAfter, left: cols.padBefore, right: cols.padAfter }, [sh, sw]);
     return scratch.transpose(grad, [1, 2, 0, 3]);
+  });
+}
+
+/**
+ * 1x1 stride-1 conv: dW[ci,co] = sum_m x[m,ci] dy[m,co], one product x^T dy, or (dy^T x)^T when
+ * dy has fewer channels: the backend's matmul goes to XNNPACK only with untransposed operands,
+ * so the operand with fewer channels is the one transposed.
+ */
+function pointwiseFilterGradient(backend: BackendWasm, x: TensorInfo, dy: TensorInfo): TensorInfo {
+  const inChannels = x.shape[3];
+  const outChannels = dy.shape[3];
+  const rows = tf.util.sizeFromShape(x.shape) / inChannels;
+  const matMul = builtinKernelName(tf.BatchMatMul);
+  return withScratch(backend, (scratch) => {
+    const x3 = scratch.reshape(x, [1, rows, inChannels]);
+    const dy3 = scratch.reshape(dy, [1, rows, outChannels]);
+    if (inChannels <= outChannels) {
+      const product = scratch.run(matMul, { a: scratch.transpose(x3, [0, 2, 1]), b: dy3 }, { transposeA: false, transposeB: false });
+      return scratch.reshape(product, [1, 1, inChannels, outChannels]);
+    }
+    const product = scratch.run(matMul, { a: scratch.transpose(dy3, [0, 2, 1]), b: x3 }, { transposeA: false, transposeB: false });
+    return scratch.reshape(scratch.transpose(product, [0, 2, 1]), [1, 1, inChannels, outChannels]);
   });
 }
 

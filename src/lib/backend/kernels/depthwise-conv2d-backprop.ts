@@ -1,8 +1,9 @@
 // DepthwiseConv2dNativeBackpropFilter / ...BackpropInput for WASM as direct loops over the WASM
-// heap: a depthwise conv does C times fewer multiply-adds than a full one, so a JS loop is cheap.
+// heap: a depthwise conv does C times fewer multiply-adds than a full one, so a JS loop is cheap;
+// the input gradient of the common case (multiplier 1) runs as a forward depthwise conv in XNNPACK.
 // Forward: y[n,oy,ox,c*m+q] = sum_{i,j} xpad[n, oy*sh+i*dh, ox*sw+j*dw, c] * w[i,j,c,q].
 import { tf } from '../tf.js';
-import { assertChannelsLast, heapView, type BackendWasm, type KernelArgs, type TensorInfo } from './scratch.js';
+import { assertChannelsLast, heapView, withScratch, type BackendWasm, type KernelArgs, type TensorInfo } from './scratch.js';
 
 interface DepthwiseGeometry {
   strides: [number, number] | number;
@@ -65,9 +66,51 @@ export function depthwiseFilterGradient(backend: BackendWasm, x: TensorInfo, dy:
   return out;
 }
 
+/**
+ * With multiplier 1 and no dilation, dx is a forward depthwise conv (XNNPACK) of dy, spread to
+ * stride s with zeros, by the filter rotated 180 degrees: dx[y] = sum_k D[y + top - (fh-1) + k] w[fh-1-k],
+ * D[oy*s] = dy[oy]. Null where that needs a negative padding (the loop below takes those).
+ */
+function depthwiseInputGradientByConv(backend: BackendWasm, dy: TensorInfo, filter: TensorInfo, info: tf.backend_util.Conv2DInfo): TensorInfo | null {
+  const { batchSize, inHeight, inWidth, inChannels, outHeight, outWidth, outChannels, filterHeight: fh, filterWidth: fw, strideHeight: sh, strideWidth: sw, padInfo } = info;
+  if (outChannels !== inChannels || info.dilationHeight !== 1 || info.dilationWidth !== 1) return null;
+  const spreadRows = (outHeight - 1) * sh + 1;
+  const spreadCols = (outWidth - 1) * sw + 1;
+  const pads = { top: fh - 1 - padInfo.top, left: fw - 1 - padInfo.left, bottom: 0, right: 0 };
+  pads.bottom = inHeight + fh - 1 - spreadRows - pads.top;
+  pads.right = inWidth + fw - 1 - spreadCols - pads.left;
+  if (Math.min(pads.top, pads.left, pads.bottom, pads.right) < 0) return null;
+  return withScratch(backend, (scratch) => {
+    const rotated = scratch.make([fh, fw, inChannels, 1], 'float32');
+    const r = heapView(backend, rotated);
+    const w = heapView(backend, filter);
+    const tap = fh * fw;
+    for (let k = 0; k < tap; k++) r.set(w.subarray((tap - 1 - k) * inChannels, (tap - k) * inChannels), k * inChannels);
+    let spread = dy;
+    if (sh > 1 || sw > 1) {
+      spread = scratch.make([batchSize, spreadRows, spreadCols, inChannels], 'float32');
+      const out = heapView(backend, spread);
+      const src = heapView(backend, dy);
+      out.fill(0);
+      for (let n = 0; n < batchSize; n++) {
+        for (let oy = 0; oy < outHeight; oy++) {
+          for (let ox = 0; ox < outWidth; ox++) {
+            const from = ((n * outHeight + oy) * outWidth + ox) * inChannels;
+            out.set(src.subarray(from, from + inChannels), ((n * spreadRows + oy * sh) * spreadCols + ox * sw) * inChannels);
+          }
+        }
+      }
+    }
+    const pad = [[0, 0], [pads.top, pads.bottom], [pads.left, pads.right], [0, 0]];
+    return scratch.run(tf.DepthwiseConv2dNative, { x: spread, filter: rotated }, { strides: [1, 1], pad, dilations: [1, 1], dataFormat: 'NHWC', dimRoundingMode: undefined });
+  });
+}
+
 /** dx[n, oy*sh+i*dh, ox*sw+j*dw, c] += sum_q dy[n,oy,ox,c*m+q] * w[i,j,c,q] (padding dropped). */
 export function depthwiseInputGradient(backend: BackendWasm, dy: TensorInfo, filter: TensorInfo, inputShape: number[], g: DepthwiseGeometry): TensorInfo {
   const info = depthwiseInfo(inputShape, filter.shape, g);
+  const byConv = depthwiseInputGradientByConv(backend, dy, filter, info);
+  if (byConv) return byConv;
   const { batchSize, inHeight, inWidth, inChannels, outHeight, outWidth, outChannels, filterHeight, filterWidth, strideHeight, strideWidth, dilationHeight, dilationWidth, padInfo } = info;
   const multiplier = outChannels / inChannels;
   const out = backend.makeOutput(inputShape, 'float32');
