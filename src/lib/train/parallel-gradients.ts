@@ -29,9 +29,9 @@ export interface ParallelReply {
   error?: { message: string; stack?: string };
 }
 
-/** One worker's part of a batch: its row count (the averaging weight) and what its task reads. */
+/** One worker's part of a batch: its weight in the batch's loss (its rows, or its examples' total weight) and what its task reads. */
 export interface Shard {
-  rows: number;
+  weight: number;
   data: unknown;
 }
 
@@ -164,8 +164,8 @@ export class ParallelGradients {
     const trainable = new Set(this.model.trainableWeights.map((w) => w.read()));
     const changed = weights.flatMap((w, i) => (trainable.has(w.read()) ? [] : [i]));
     const losses = await Promise.all(shards.map((shard, i) => this.call<number>(i, { op: 'step', version: this.version, variables: indices, changed, shard: shard.data, options })));
-    const rows = shards.reduce((n, s) => n + s.rows, 0);
-    const share = shards.map((s) => s.rows / rows);
+    const total = shards.reduce((n, s) => n + s.weight, 0);
+    const share = shards.map((s) => (total > 0 ? s.weight / total : 1 / shards.length));
     let loss = 0;
     losses.forEach((l, i) => (loss += share[i] * l));
     const grads: tf.NamedTensorMap = {};

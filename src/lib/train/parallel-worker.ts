@@ -5,12 +5,13 @@ import { parentPort } from 'node:worker_threads';
 import { tf } from '../backend/tf.js';
 import { selectBackend } from '../backend/select.js';
 import { weakParallelTask } from './weak-trainer.js';
+import { classifierParallelTask } from './classifier-parallel.js';
 import type { ParallelReply, ParallelRequest } from './parallel-gradients.js';
 
 /** Builds a task's loss for one replica; `shared` is what the main thread gave once at start. */
 export type ParallelTaskFactory = (model: tf.LayersModel, shared: unknown) => { loss(shard: unknown, options: unknown): tf.Scalar };
 
-const TASKS: Record<string, ParallelTaskFactory> = { weak: weakParallelTask };
+const TASKS: Record<string, ParallelTaskFactory> = { weak: weakParallelTask, classifier: classifierParallelTask };
 
 interface Replica {
   model: tf.LayersModel;

@@ -211,7 +211,7 @@ export async function trainStepParallel(
   const width = 1 + options.negatives;
   const dim = draw.mask.length / options.batchSize;
   const shards: Shard[] = shardBounds(options.batchSize, parallel.size).map(([start, end]) => ({
-    rows: end - start,
+    weight: end - start,
     data: {
       images: draw.images.slice(start, end), positives: draw.positives.slice(start, end), candidates: draw.candidates.slice(start * width, end * width),
       crops: draw.crops.slice(3 * start, 3 * end), mask: draw.mask.slice(start * dim, end * dim),
@@ -226,6 +226,7 @@ export async function trainStepParallel(
 /** The training images in one SharedArrayBuffer: the store's arrays become views of it, so the workers share them without a copy. */
 export function shareImageStore(store: ImageStore): { pixels: SharedArrayBuffer; count: number; storedSize: number; storedWidth?: number } {
   const size = store.pixels[0]?.length ?? 0;
+  if (store.pixels.some((p) => p.length !== size)) throw new Error('shared images must all have one size');
   const buffer = new SharedArrayBuffer(size * store.pixels.length);
   store.pixels.forEach((p, i) => {
     const view = new Uint8Array(buffer, i * size, size);
