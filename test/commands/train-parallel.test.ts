@@ -46,3 +46,22 @@ test('train-weak --workers 2: the same seed gives the same model; --resume is bi
   const loss = (stderr: string) => Number(/epoch 1 loss ([\d.]+)/.exec(stderr)?.[1]);
   assert.ok(Math.abs(loss(a.stderr) - loss(single.stderr)) < 0.05, `epoch 1 loss ${loss(a.stderr)} with 2 workers, ${loss(single.stderr)} with 1`);
 });
+
+test('train-classifier --mode finetune --workers 2: the same seed gives the same model; --resume is bit-exact', async () => {
+  const catalogue = await fixtureCatalogue();
+  const images = join(dir, 'images200.ndjson');
+  const lines = readFileSync(join(catalogue, 'images.ndjson'), 'utf8').split('\n').slice(0, 200);
+  writeFileSync(images, lines.map((l) => l.replace('"image":"site', `"image":"${catalogue}/site`)).join('\n') + '\n');
+  const common = ['-i', images, '-l', 'colour', '--mode', 'finetune', '--tower', 'small', '--input-size', '32x24', '--width', '4', '--stages', '3', '--epochs', '2', '--head-epochs', '1', '--seed', '2', '--workers', '2', '--backend', 'wasm'];
+  const [a, b] = await Promise.all(['ca', 'cb'].map((name) => runAtelier(['train-classifier', ...common, '-o', join(dir, `${name}.model`)], { timeoutMs: 300_000 })));
+  assert.equal(a.code, 0, a.stderr);
+  assert.equal(b.code, 0, b.stderr);
+  assert.ok(weightsOf(join(dir, 'ca.model')).equals(weightsOf(join(dir, 'cb.model'))), 'two runs give byte-identical weights');
+  const staged = join(dir, 'cstaged.model');
+  const first = await runAtelier(['train-classifier', ...common, '--stop-after', '1', '-o', staged], { timeoutMs: 300_000 });
+  assert.equal(first.code, 0, first.stderr);
+  const rest = await runAtelier(['train-classifier', ...common, '--resume', '-o', staged], { timeoutMs: 300_000 });
+  assert.equal(rest.code, 0, rest.stderr);
+  assert.match(rest.stderr, /resuming after epoch 1/);
+  assert.ok(weightsOf(staged).equals(weightsOf(join(dir, 'ca.model'))), 'stopped and resumed equals uninterrupted');
+});
