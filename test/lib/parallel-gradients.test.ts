@@ -110,3 +110,12 @@ test('memory stays flat: no tensors pile up in the workers or in this thread', a
   for (let s = 0; s < 30; s++) await step();
   assert.deepEqual({ here: tf.memory().numTensors, workers: await engine.memory() }, before);
 });
+
+test('a batch smaller than the worker count trains on the workers it fills', async () => {
+  const m = model();
+  const store = images();
+  const engine = await openWeakParallel(m, store, 3);
+  engines.push(engine);
+  const loss = await trainStepParallel(engine, weakModels(m), tf.train.sgd(0.1), store, index, createRandom(1), { ...options(false), batchSize: 2 });
+  assert.ok(Number.isFinite(loss) && loss > 0, `loss ${loss}`);
+});
