@@ -61,21 +61,45 @@ class WeakModel(nn.Module):
         return self.blocks(F.relu(self.stem(x))).mean(dim=(2, 3))
 
 
+class ResNet18Weak(nn.Module):
+    """The resnet18 tower of src/lib/models/towers/resnet.ts (7x7/2 stem, 3x3/2 max-pool, basic
+    blocks 2-2-2-2 of 64..512 filters, projection shortcuts) with the same word matrix."""
+
+    def __init__(self, words: int):
+        super().__init__()
+        self.stem = ConvBn(3, 64, 2, kernel=7)
+        layers = []
+        cin = 64
+        for stage in range(4):
+            filters = 64 * 2**stage
+            for block in range(2):
+                layers.append(Block(cin, filters, 2 if stage > 0 and block == 0 else 1))
+                cin = filters
+        self.blocks = nn.Sequential(*layers)
+        self.words = nn.Parameter(torch.randn(words, cin) * 0.01)
+
+    def embed(self, x):
+        x = F.max_pool2d(F.relu(self.stem(x)), 3, stride=2, padding=1)
+        return self.blocks(x).mean(dim=(2, 3))
+
+
 def images_per_second(step, batch: int, warmup: int, min_steps: int, min_seconds: float):
     for _ in range(warmup):
         step()
     steps = 0
+    cpu = time.process_time()
     start = time.perf_counter()
     while steps < min_steps or time.perf_counter() - start < min_seconds:
         step()
         steps += 1
     elapsed = time.perf_counter() - start
-    return {"steps": steps, "seconds": elapsed, "images_per_s": steps * batch / elapsed}
+    return {"steps": steps, "seconds": elapsed, "images_per_s": steps * batch / elapsed, "cpu_s_per_image": (time.process_time() - cpu) / (steps * batch)}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--input-size", type=int, default=64)
+    parser.add_argument("--tower", choices=["small", "resnet18"], default="small")
     parser.add_argument("--width", type=int, default=16)
     parser.add_argument("--stages", type=int, default=4)
     parser.add_argument("--blocks", type=int, default=1)
@@ -94,7 +118,7 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    model = WeakModel(args.width, args.stages, args.blocks, args.words)
+    model = ResNet18Weak(args.words) if args.tower == "resnet18" else WeakModel(args.width, args.stages, args.blocks, args.words)
     optimizer = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=0.9)
     x = torch.rand(args.batch, 3, args.input_size, args.input_size)
     positives = torch.randint(0, args.words, (args.batch,))

@@ -15,7 +15,9 @@ import { isTowerName, modelInputSize, parseInputSize } from '../lib/models/tower
 import { backboneOptions, openTower, towerNamesText, towerSpecFor, type BackboneArgs, type TowerRecord } from '../lib/train/tower-options.js';
 import type { ImageFit } from '../lib/image/decode.js';
 import { copyMatchingWeights } from '../lib/models/weak-files.js';
-import { batchPixels, inputSides, type ImageStore, type InputShape } from '../lib/train/weak-trainer.js';
+import { batchPixels, drawCrops, inputSides, type ImageStore, type InputShape } from '../lib/train/weak-trainer.js';
+import { trainingWorkers, trainWorkersOption } from '../lib/train/parallel-gradients.js';
+import { classifierGradients, openClassifierParallel } from '../lib/train/classifier-parallel.js';
 
 /** Prefix of the tower's own optimizer state in checkpoints (--backbone-lr other than 1). */
 const TOWER_OPTIMIZER = 'tower-optimizer/';
@@ -76,6 +78,7 @@ interface ClassifierArgs {
   predictions?: string;
   report?: string;
   backend: string;
+  workers: number;
 }
 
 type Args = ClassifierArgs & BackboneArgs;
@@ -141,6 +144,7 @@ Prints a JSON report: per-class precision, recall, F1 and support, macro and wei
     predictions: { describe: 'write every record\'s prediction {id, split, truth, label, probs} to this NDJSON', type: 'string' },
     report: { describe: 'also write the JSON report to this file', type: 'string' },
     ...backendOption,
+    ...trainWorkersOption,
   },
   examples: [
     ['atelier embed -m weak.model -i images.ndjson -o feat.npy && atelier train-classifier -i images.ndjson -l silhouette -f feat.npy -o silhouette.model', 'a linear head on weak features'],
@@ -173,7 +177,7 @@ Prints a JSON report: per-class precision, recall, F1 and support, macro and wei
     // Inputs first: a mistake is reported before the backend loads.
     if (args.features) await checkInputFile(args.features);
     if (args.tower && args.tower !== 'pixels' && !isTowerName(args.tower)) await loadMetadata(args.tower);
-    await selectBackend({ requested: args.backend, env: io.env, stderr: io.stderr });
+    const backend = await selectBackend({ requested: args.backend, env: io.env, stderr: io.stderr });
     const skips = createSkipCounter();
     const lr = args.lr ?? (args.mode === 'head' ? 0.01 : 0.001);
     const head: HeadConfig = { kind: args.head, hidden: args.hidden, dropout: args.dropout, seed: args.seed };
@@ -300,6 +304,9 @@ Prints a JSON report: per-class precision, recall, F1 and support, macro and wei
     const optimizer: tf.Optimizer = tf.train.adam(lr);
     const towerOptimizer: tf.Optimizer | null = args.mode === 'finetune' && args['backbone-lr'] !== 1 ? tf.train.adam(lr * args['backbone-lr']!) : null;
     const weightsTensor = tf.tensor1d(classWeights);
+    // Fine-tuning on images: the batch's gradient from the training workers (--workers).
+    const workers = store && args.mode === 'finetune' ? trainingWorkers(backend, args.workers) : 1;
+    const parallel = workers > 1 ? await openClassifierParallel(model, store!, classWeights, workers) : null;
 
     const inputBatch = (part: Sample[], random?: Parameters<typeof batchPixels>[3]): tf.Tensor => {
       if (store) return tf.tensor4d(batchPixels(store, part.map((s) => s.slot), inputSize, random), [part.length, inputSides(inputSize).height, inputSides(inputSize).width, 3]);
@@ -351,10 +358,12 @@ Prints a JSON report: per-class precision, recall, F1 and support, macro and wei
         const training = args.mode === 'head' || !(onlyHead || args['freeze-bn']);
         for (const batch of order) {
           const part = batch.map((i) => bySplit.train[i]);
-          const x = inputBatch(part, store ? random : undefined);
+          const x = parallel ? null : inputBatch(part, store ? random : undefined);
           const y = tf.tensor1d(part.map((s) => s.record.classIndex), 'int32');
           const w = weightsOf(part);
-          const { value, grads } = tf.variableGrads(() => weightedCrossEntropy(logitsNet.apply(x, { training }) as tf.Tensor2D, y, weightsTensor, w), onlyHead ? headVars : allVars);
+          const { value, grads } = parallel
+            ? await classifierGradients(parallel, onlyHead ? headVars : allVars, { slots: part.map((s) => s.slot), crops: drawCrops(store!, part.length, inputSize, random), labels: part.map((s) => s.record.classIndex), sampleWeights: weightField ? part.map((p) => sampleWeight.get(p.record.id)!) : undefined, classWeights }, { inputSize, training })
+            : tf.variableGrads(() => weightedCrossEntropy(logitsNet.apply(x!, { training }) as tf.Tensor2D, y, weightsTensor, w), onlyHead ? headVars : allVars);
           if (towerOptimizer && !onlyHead) {
             const towerGrads: tf.NamedTensorMap = {};
             for (const name of Object.keys(grads)) {
@@ -368,7 +377,7 @@ Prints a JSON report: per-class precision, recall, F1 and support, macro and wei
           optimizer.applyGradients(grads);
           lossSum += value.dataSync()[0];
           steps++;
-          tf.dispose([x, y, value, ...Object.values(grads), ...(w ? [w] : [])]);
+          tf.dispose([...(x ? [x] : []), y, value, ...Object.values(grads), ...(w ? [w] : [])]);
           bar.tick(1);
         }
         bar.stop();
@@ -398,6 +407,7 @@ Prints a JSON report: per-class precision, recall, F1 and support, macro and wei
         io.stderr.write(`atelier train-classifier: epoch ${entry.epoch} loss ${entry.loss.toFixed(4)}${val}${improved ? ' *' : ''}\n`);
       },
     });
+    await parallel?.close();
     if (ran === 0 && state.epoch > 0) warn(io, 'train-classifier', `nothing left to train (stopped after epoch ${state.epoch}); model written from the checkpoint`);
     if (best) model.setWeights(best as tf.Tensor[]);
 

@@ -15,7 +15,8 @@ import type { UnknownTypes } from '../lib/models/type-attention.js';
 import { parseInputSize } from '../lib/models/towers/index.js';
 import { backboneOptions, openTower, resizeModeFor, towerNamesText, towerSpecFor, type BackboneArgs, type TowerRecord } from '../lib/train/tower-options.js';
 import { buildWordIndex } from '../lib/train/word-sampler.js';
-import { evaluateTagging, trainStep, weakModels, type ImageStore, type StepOptions } from '../lib/train/weak-trainer.js';
+import { evaluateTagging, openWeakParallel, trainStep, trainStepParallel, weakModels, type ImageStore, type StepOptions } from '../lib/train/weak-trainer.js';
+import { trainingWorkers, trainWorkersOption } from '../lib/train/parallel-gradients.js';
 import { copyMatchingWeights, readVocabulary, WEAK_MODEL_KIND, type WeakModelMetadata, type EpochLog } from '../lib/models/weak-files.js';
 import { createRandom, isHeldOut, type RandomState } from '../lib/random.js';
 import { startProgress } from '../lib/progress.js';
@@ -64,6 +65,7 @@ interface WeakArgs {
   'held-out-types': number;
   'stop-after'?: number;
   backend: string;
+  workers: number;
 }
 
 type Args = WeakArgs & BackboneArgs;
@@ -134,6 +136,7 @@ The output is a model directory (model.json, weights, metadata.json with vocabul
     'stop-after': { describe: 'end the run after this many epochs (the checkpoint stays; for staged runs)', type: 'number', check: positiveInt },
     ...backboneOptions,
     ...backendOption,
+    ...trainWorkersOption,
   },
   examples: [
     ['atelier train-weak -i products.ndjson --vocab vocab.ndjson -o weak.model', 'train with the defaults'],
@@ -264,6 +267,9 @@ The output is a model directory (model.json, weights, metadata.json with vocabul
     const closeWords = closeVectors ? nearestVocabularyWords(closeVectors, vocabulary, args['close-pool']) : undefined;
     const baseline = mostFrequentWordPrecision(train.bags, val.bags, vocabulary.length);
     const stopAfter = args['stop-after'] ?? Infinity;
+    const workers = trainingWorkers(choice, args.workers);
+    // Type attention trains in this thread: its loss needs the thesaurus targets, which the workers do not hold.
+    const parallel = workers > 1 && !attention ? await openWeakParallel(model, trainStore, workers) : null;
     let epochsThisRun = 0;
 
     while (state.epoch < args.epochs && state.sinceBest < args['stop-patience'] && epochsThisRun < stopAfter) {
@@ -281,7 +287,7 @@ The output is a model directory (model.json, weights, metadata.json with vocabul
       let lossSum = 0;
       const bar = startProgress(io.stderr, { total: steps, label: `epoch ${epoch}` });
       for (let s = 0; s < steps; s++) {
-        lossSum += trainStep(models, optimizer, trainStore, index, random, step);
+        lossSum += parallel ? await trainStepParallel(parallel, models, optimizer, trainStore, index, random, step) : trainStep(models, optimizer, trainStore, index, random, step);
         bar.tick(1);
       }
       bar.stop();
@@ -314,6 +320,7 @@ The output is a model directory (model.json, weights, metadata.json with vocabul
       });
       epochsThisRun++;
     }
+    await parallel?.close();
     const attentionRecord = attention ? { attention: { types: attention.types, unknown: args['unknown-types'], thesaurusTypes: attention.thesaurusTypes, heldOut: attention.heldOut } } : {};
     const metadata: WeakModelMetadata = { kind: WEAK_MODEL_KIND, vocabulary, config, backend: choice.name, log: state.log, tower: towerRecord, ...attentionRecord };
     await saveModel(model, args.out, { metadata: metadata as unknown as Record<string, unknown>, outputs: io.outputs });

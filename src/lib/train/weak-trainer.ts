@@ -8,6 +8,8 @@ import { precisionRecallAtK, type PrecisionRecall } from '../metrics/ranking.js'
 import { sampleBatch, type WordIndex, type WordSampling } from './word-sampler.js';
 import type { Random } from '../random.js';
 import type { InputSize } from '../models/towers/index.js';
+import { ParallelGradients, type Shard } from './parallel-gradients.js';
+import { shardBounds } from '../backend/pool.js';
 
 /** Decoded images kept as bytes at storedSize x storedWidth (a margin above the input size for random crops). */
 export interface ImageStore {
@@ -30,6 +32,25 @@ export function inputSides(input: InputShape): InputSize {
  * image gets a random crop and a random horizontal flip (augmentation); without, the centre crop.
  */
 export function batchPixels(store: ImageStore, images: ArrayLike<number>, input: InputShape, random?: Random): Float32Array {
+  return cropPixels(store, images, input, random ? drawCrops(store, images.length, input, random) : undefined);
+}
+
+/** Random crop offsets and flips of `count` images, [x0, y0, flip] each, drawn in the order batchPixels always drew them. */
+export function drawCrops(store: ImageStore, count: number, input: InputShape, random: Random): Int32Array {
+  const { height, width } = inputSides(input);
+  const marginX = (store.storedWidth ?? store.storedSize) - width;
+  const marginY = store.storedSize - height;
+  const crops = new Int32Array(count * 3);
+  for (let n = 0; n < count; n++) {
+    crops[3 * n] = random.int(marginX + 1);
+    crops[3 * n + 1] = random.int(marginY + 1);
+    crops[3 * n + 2] = random.next() < 0.5 ? 1 : 0;
+  }
+  return crops;
+}
+
+/** Pixels of the given images cut at `crops` (from drawCrops), or the centre crop without. */
+export function cropPixels(store: ImageStore, images: ArrayLike<number>, input: InputShape, crops?: Int32Array): Float32Array {
   const { height, width } = inputSides(input);
   const storedHeight = store.storedSize;
   const storedWidth = store.storedWidth ?? store.storedSize;
@@ -38,9 +59,9 @@ export function batchPixels(store: ImageStore, images: ArrayLike<number>, input:
   const marginY = storedHeight - height;
   for (let n = 0; n < images.length; n++) {
     const src = store.pixels[images[n]];
-    const x0 = random ? random.int(marginX + 1) : marginX >> 1;
-    const y0 = random ? random.int(marginY + 1) : marginY >> 1;
-    const flip = random ? random.next() < 0.5 : false;
+    const x0 = crops ? crops[3 * n] : marginX >> 1;
+    const y0 = crops ? crops[3 * n + 1] : marginY >> 1;
+    const flip = crops ? crops[3 * n + 2] === 1 : false;
     let o = n * height * width * 3;
     for (let y = 0; y < height; y++) {
       const row = (y + y0) * storedWidth;
@@ -110,42 +131,54 @@ export function weakModels(full: tf.LayersModel): WeakModels {
   return { full, embedding: featureModel(full, 'embedding') };
 }
 
-/** One optimisation step; returns the batch loss. */
-export function trainStep(
-  models: WeakModels,
-  optimizer: tf.Optimizer,
-  store: ImageStore,
-  index: WordIndex,
-  random: Random,
-  options: StepOptions,
-): number {
-  const { full: model, embedding: embeddingModel } = models;
-  const attention = options.types ? typeLayer(model) : null;
+/** The random part of a step, drawn in one fixed order: examples, close negatives, crops, dropout. */
+interface WeakDraw {
+  images: Int32Array;
+  positives: Int32Array;
+  candidates: Int32Array;
+  crops: Int32Array;
+  mask: Float32Array;
+}
+
+function drawWeakStep(models: WeakModels, store: ImageStore, index: WordIndex, random: Random, options: StepOptions): WeakDraw {
   const batch = sampleBatch(index, random, { batchSize: options.batchSize, negatives: options.negatives, sampling: options.sampling });
   if (options.closeShare > 0 && options.loss === 'sampled') {
-    const table = options.closeWords ? null : nearestWordsTable(model, batch.positives, options.closeCount);
+    const table = options.closeWords ? null : nearestWordsTable(models.full, batch.positives, options.closeCount);
     batch.candidates = resampleWithClose(index, random, batch, options, options.closeWords ?? ((w) => table!.get(w) ?? new Int32Array(0)));
   }
-  const pixels = batchPixels(store, batch.images, options.inputSize, random);
-  const dim = (embeddingModel.outputs[0].shape[1] as number);
+  const crops = drawCrops(store, batch.images.length, options.inputSize, random);
+  const dim = (models.embedding.outputs[0].shape[1] as number);
   const mask = options.dropout > 0 ? dropoutMask(random, options.batchSize * dim, options.dropout) : new Float32Array(0);
-  const variables = trainableInOrder(model, options.headOnly);
+  return { ...batch, crops, mask };
+}
+
+/** What the loss needs besides the draw (plain data: it crosses to the training workers). */
+type LossOptions = Pick<StepOptions, 'inputSize' | 'negatives' | 'loss' | 'dropout' | 'headOnly' | 'freezeBn'>;
+
+/** The type-attention terms of the loss (report 4.3): the layer and its per-word type targets. */
+interface TypeTerms {
+  layer: NonNullable<ReturnType<typeof typeLayer>>;
+  targets: tf.Tensor2D;
+  entropy: tf.Tensor1D;
+  weight: number;
+}
+
+/** Mean loss of the rows of a draw (the whole batch, or one worker's shard of it). */
+function weakLoss(models: WeakModels, store: ImageStore, draw: WeakDraw, options: LossOptions, types: TypeTerms | null = null): tf.Scalar {
+  const rows = draw.images.length;
   const { height, width } = inputSides(options.inputSize);
-  const x = tf.tensor4d(pixels, [options.batchSize, height, width, 3]);
-  const candidates = tf.tensor2d(batch.candidates, [options.batchSize, 1 + options.negatives], 'int32');
-  const positives = tf.tensor1d(batch.positives, 'int32');
-  const typeTensors = attention && options.types
-    ? { targets: tf.tensor2d(options.types.targets, [index.vocabularySize, attention.types]), entropy: tf.tensor1d(options.types.entropy) }
-    : null;
-  const { value, grads } = tf.variableGrads(() => {
-    let z = embeddingModel.apply(x, { training: !options.headOnly && !options.freezeBn }) as tf.Tensor2D;
-    if (options.dropout > 0) z = applyDropout(z, mask, options.dropout);
-    if (attention && typeTensors) {
-      return attentionLoss(z, attention.weightsOf(), attention.types, positives, options.loss === 'sampled' ? candidates : null, typeTensors.targets, typeTensors.entropy, options.types!.weight);
-    }
-    const kernel = wordKernel(model) as unknown as tf.Tensor2D;
-    return options.loss === 'full' ? fullSoftmaxLoss(z, kernel, positives) : sampledSoftmaxLoss(z, kernel, candidates);
-  }, variables);
+  const x = tf.tensor4d(cropPixels(store, draw.images, options.inputSize, draw.crops), [rows, height, width, 3]);
+  let z = models.embedding.apply(x, { training: !options.headOnly && !options.freezeBn }) as tf.Tensor2D;
+  if (options.dropout > 0) z = applyDropout(z, draw.mask, options.dropout);
+  const positives = tf.tensor1d(draw.positives, 'int32');
+  const candidates = () => tf.tensor2d(draw.candidates, [rows, 1 + options.negatives], 'int32');
+  if (types) return attentionLoss(z, types.layer.weightsOf(), types.layer.types, positives, options.loss === 'sampled' ? candidates() : null, types.targets, types.entropy, types.weight);
+  const kernel = wordKernel(models.full) as unknown as tf.Tensor2D;
+  return options.loss === 'full' ? fullSoftmaxLoss(z, kernel, positives) : sampledSoftmaxLoss(z, kernel, candidates());
+}
+
+/** Scales the tower's gradients (--backbone-lr), applies them once and disposes them. */
+function applyWeakGradients(model: tf.LayersModel, optimizer: tf.Optimizer, grads: tf.NamedTensorMap, options: StepOptions): void {
   const scale = options.towerLrScale ?? 1;
   if (scale !== 1 && !options.headOnly) {
     // With SGD (momentum included) scaling a variable's gradient scales its learning rate.
@@ -158,11 +191,82 @@ export function trainStep(
     }
   }
   optimizer.applyGradients(grads);
-  const loss = value.dataSync()[0];
-  tf.dispose([x, candidates, positives, value]);
-  if (typeTensors) tf.dispose([typeTensors.targets, typeTensors.entropy]);
   tf.dispose(Object.values(grads));
+}
+
+/** One optimisation step in this thread; returns the batch loss. */
+export function trainStep(
+  models: WeakModels,
+  optimizer: tf.Optimizer,
+  store: ImageStore,
+  index: WordIndex,
+  random: Random,
+  options: StepOptions,
+): number {
+  const draw = drawWeakStep(models, store, index, random, options);
+  const layer = options.types ? typeLayer(models.full) : null;
+  const types = layer && options.types
+    ? { layer, targets: tf.tensor2d(options.types.targets, [index.vocabularySize, layer.types]), entropy: tf.tensor1d(options.types.entropy), weight: options.types.weight }
+    : null;
+  const { value, grads } = tf.variableGrads(() => weakLoss(models, store, draw, options, types), trainableInOrder(models.full, options.headOnly));
+  applyWeakGradients(models.full, optimizer, grads, options);
+  const loss = value.dataSync()[0];
+  value.dispose();
+  if (types) tf.dispose([types.targets, types.entropy]);
   return loss;
+}
+
+/** One step with the batch's gradient computed by the training workers (see parallel-gradients.ts). */
+export async function trainStepParallel(
+  parallel: ParallelGradients,
+  models: WeakModels,
+  optimizer: tf.Optimizer,
+  store: ImageStore,
+  index: WordIndex,
+  random: Random,
+  options: StepOptions,
+): Promise<number> {
+  const draw = drawWeakStep(models, store, index, random, options);
+  const width = 1 + options.negatives;
+  const dim = draw.mask.length / options.batchSize;
+  const shards: Shard[] = shardBounds(options.batchSize, parallel.size).map(([start, end]) => ({
+    weight: end - start,
+    data: {
+      images: draw.images.slice(start, end), positives: draw.positives.slice(start, end), candidates: draw.candidates.slice(start * width, end * width),
+      crops: draw.crops.slice(3 * start, 3 * end), mask: draw.mask.slice(start * dim, end * dim),
+    } satisfies WeakDraw,
+  }));
+  const lossOptions: LossOptions = { inputSize: options.inputSize, negatives: options.negatives, loss: options.loss, dropout: options.dropout, headOnly: options.headOnly, freezeBn: options.freezeBn };
+  const { loss, grads } = await parallel.gradients(trainableInOrder(models.full, options.headOnly), shards, lossOptions);
+  applyWeakGradients(models.full, optimizer, grads, options);
+  return loss;
+}
+
+/** The training images in one SharedArrayBuffer: the store's arrays become views of it, so the workers share them without a copy. */
+export function shareImageStore(store: ImageStore): { pixels: SharedArrayBuffer; count: number; storedSize: number; storedWidth?: number } {
+  const size = store.pixels[0]?.length ?? 0;
+  if (store.pixels.some((p) => p.length !== size)) throw new Error('shared images must all have one size');
+  const buffer = new SharedArrayBuffer(size * store.pixels.length);
+  store.pixels.forEach((p, i) => {
+    const view = new Uint8Array(buffer, i * size, size);
+    view.set(p);
+    store.pixels[i] = view;
+  });
+  return { pixels: buffer, count: store.pixels.length, storedSize: store.storedSize, storedWidth: store.storedWidth };
+}
+
+/** Starts the training workers of the weak model on `store`'s images (shared, see shareImageStore). */
+export function openWeakParallel(model: tf.LayersModel, store: ImageStore, workers: number): Promise<ParallelGradients> {
+  return ParallelGradients.open({ model, workers, task: 'weak', shared: shareImageStore(store) });
+}
+
+/** The weak model's loss in a training worker. */
+export function weakParallelTask(model: tf.LayersModel, shared: unknown): { loss(shard: unknown, options: unknown): tf.Scalar } {
+  const s = shared as ReturnType<typeof shareImageStore>;
+  const size = s.count ? s.pixels.byteLength / s.count : 0;
+  const store: ImageStore = { pixels: Array.from({ length: s.count }, (_, i) => new Uint8Array(s.pixels, i * size, size)), storedSize: s.storedSize, storedWidth: s.storedWidth };
+  const models = weakModels(model);
+  return { loss: (shard, options) => weakLoss(models, store, shard as WeakDraw, options as LossOptions) };
 }
 
 /**

@@ -1,0 +1,68 @@
+// train-classifier's image fine-tuning on the training workers (parallel-gradients.ts): the main
+// thread draws the crops, each worker cuts its shard's pixels from the shared images and returns
+// the gradient of its weighted cross-entropy; shards are weighted by their examples' total weight,
+// so the average is the whole batch's Σ w·CE / Σ w.
+import { tf } from '../backend/tf.js';
+import { logitsModel, weightedCrossEntropy } from '../facets/classifier-model.js';
+import { ParallelGradients, type Shard } from './parallel-gradients.js';
+import { cropPixels, inputSides, shareImageStore, type ImageStore, type InputShape } from './weak-trainer.js';
+import { shardBounds } from '../backend/pool.js';
+
+interface ClassifierShard {
+  slots: Int32Array;
+  crops: Int32Array;
+  labels: Int32Array;
+  sampleWeights?: Float32Array;
+}
+
+interface ClassifierOptions {
+  inputSize: InputShape;
+  training: boolean;
+}
+
+type SharedClassifier = ReturnType<typeof shareImageStore> & { classWeights: Float32Array };
+
+/** Starts the training workers of an image classifier on `store`'s images (shared, not copied). */
+export function openClassifierParallel(model: tf.LayersModel, store: ImageStore, classWeights: Float32Array, workers: number): Promise<ParallelGradients> {
+  const shared: SharedClassifier = { ...shareImageStore(store), classWeights };
+  return ParallelGradients.open({ model, workers, task: 'classifier', shared });
+}
+
+/** Loss (as a scalar the caller disposes) and gradients of one batch, computed by the workers. */
+export async function classifierGradients(
+  parallel: ParallelGradients,
+  variables: tf.Variable[],
+  batch: { slots: number[]; crops: Int32Array; labels: number[]; sampleWeights?: number[]; classWeights: Float32Array },
+  options: ClassifierOptions,
+): Promise<{ value: tf.Scalar; grads: tf.NamedTensorMap }> {
+  const shards: Shard[] = shardBounds(batch.slots.length, parallel.size).map(([start, end]) => {
+    const labels = Int32Array.from(batch.labels.slice(start, end));
+    const sampleWeights = batch.sampleWeights ? Float32Array.from(batch.sampleWeights.slice(start, end)) : undefined;
+    let weight = 0;
+    labels.forEach((c, i) => (weight += batch.classWeights[c] * (sampleWeights ? sampleWeights[i] : 1)));
+    const data: ClassifierShard = { slots: Int32Array.from(batch.slots.slice(start, end)), crops: batch.crops.slice(3 * start, 3 * end), labels, sampleWeights };
+    return { weight, data };
+  });
+  const { loss, grads } = await parallel.gradients(variables, shards, options);
+  return { value: tf.scalar(loss), grads };
+}
+
+/** The classifier's loss in a training worker. */
+export function classifierParallelTask(model: tf.LayersModel, shared: unknown): { loss(shard: unknown, options: unknown): tf.Scalar } {
+  const s = shared as SharedClassifier;
+  const size = s.count ? s.pixels.byteLength / s.count : 0;
+  const store: ImageStore = { pixels: Array.from({ length: s.count }, (_, i) => new Uint8Array(s.pixels, i * size, size)), storedSize: s.storedSize, storedWidth: s.storedWidth };
+  const logits = logitsModel(model);
+  const classWeights = tf.keep(tf.tensor1d(s.classWeights));
+  return {
+    loss(shardData, optionData) {
+      const shard = shardData as ClassifierShard;
+      const options = optionData as ClassifierOptions;
+      const { height, width } = inputSides(options.inputSize);
+      const x = tf.tensor4d(cropPixels(store, shard.slots, options.inputSize, shard.crops), [shard.slots.length, height, width, 3]);
+      const y = tf.tensor1d(shard.labels, 'int32');
+      const w = shard.sampleWeights ? tf.tensor1d(shard.sampleWeights) : undefined;
+      return weightedCrossEntropy(logits.apply(x, { training: options.training }) as tf.Tensor2D, y, classWeights, w);
+    },
+  };
+}

@@ -1,0 +1,67 @@
+// train-weak --workers 2 as a user runs it: the same seed and worker count give byte-identical
+// models, and a run stopped after an epoch and resumed equals an uninterrupted one.
+import { before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { runAtelier, scratchDir } from '../helpers.js';
+import { fixtureCatalogue } from '../fixture-catalogue.js';
+
+let dir: string;
+let flags: string[];
+
+before(async () => {
+  dir = scratchDir();
+  const catalogue = await fixtureCatalogue();
+  const items = join(dir, 'items.ndjson');
+  const vocab = join(dir, 'vocab.ndjson');
+  const crawl = await runAtelier(['crawl-tokenize', '--import', 'products.ndjson', '--image-field', 'images', '--id-field', 'id', '--site-field', 'shop', '--images', join(dir, 'images'), '-o', items, '--vocab', vocab], { cwd: catalogue });
+  assert.equal(crawl.code, 0, crawl.stderr);
+  const small = join(dir, 'small.ndjson');
+  writeFileSync(small, readFileSync(items, 'utf8').split('\n').slice(0, 300).join('\n') + '\n');
+  flags = ['-i', small, '--vocab', vocab, '--input-size', '16', '--stages', '2', '--width', '4', '--negatives', '5', '--epoch-size', '192', '--epochs', '2', '--seed', '5', '--workers', '2', '--backend', 'wasm'];
+});
+
+function weightsOf(model: string): Buffer {
+  return readFileSync(join(model, 'weights.bin'));
+}
+
+test('train-weak --workers 2: the same seed gives the same model; --resume is bit-exact', async () => {
+  const [a, b] = await Promise.all(['a', 'b'].map((name) => runAtelier(['train-weak', ...flags, '-o', join(dir, `${name}.model`)], { timeoutMs: 300_000 })));
+  assert.equal(a.code, 0, a.stderr);
+  assert.equal(b.code, 0, b.stderr);
+  assert.ok(weightsOf(join(dir, 'a.model')).equals(weightsOf(join(dir, 'b.model'))), 'two runs give byte-identical weights');
+
+  const staged = join(dir, 'staged.model');
+  const first = await runAtelier(['train-weak', ...flags, '-o', staged, '--stop-after', '1'], { timeoutMs: 300_000 });
+  assert.equal(first.code, 0, first.stderr);
+  const resumed = await runAtelier(['train-weak', ...flags, '-o', staged, '--resume'], { timeoutMs: 300_000 });
+  assert.equal(resumed.code, 0, resumed.stderr);
+  assert.match(resumed.stderr, /resuming after epoch 1/);
+  assert.ok(weightsOf(staged).equals(weightsOf(join(dir, 'a.model'))), 'stopped and resumed equals uninterrupted');
+
+  // One worker is another run (per-shard BatchNorm), not a broken one: its loss is close.
+  const single = await runAtelier(['train-weak', ...flags.slice(0, -4), '--workers', '1', '-o', join(dir, 'one.model')], { timeoutMs: 300_000 });
+  assert.equal(single.code, 0, single.stderr);
+  const loss = (stderr: string) => Number(/epoch 1 loss ([\d.]+)/.exec(stderr)?.[1]);
+  assert.ok(Math.abs(loss(a.stderr) - loss(single.stderr)) < 0.05, `epoch 1 loss ${loss(a.stderr)} with 2 workers, ${loss(single.stderr)} with 1`);
+});
+
+test('train-classifier --mode finetune --workers 2: the same seed gives the same model; --resume is bit-exact', async () => {
+  const catalogue = await fixtureCatalogue();
+  const images = join(dir, 'images200.ndjson');
+  const lines = readFileSync(join(catalogue, 'images.ndjson'), 'utf8').split('\n').slice(0, 200);
+  writeFileSync(images, lines.map((l) => l.replace('"image":"site', `"image":"${catalogue}/site`)).join('\n') + '\n');
+  const common = ['-i', images, '-l', 'colour', '--mode', 'finetune', '--tower', 'small', '--input-size', '32x24', '--width', '4', '--stages', '3', '--epochs', '2', '--head-epochs', '1', '--seed', '2', '--workers', '2', '--backend', 'wasm'];
+  const [a, b] = await Promise.all(['ca', 'cb'].map((name) => runAtelier(['train-classifier', ...common, '-o', join(dir, `${name}.model`)], { timeoutMs: 300_000 })));
+  assert.equal(a.code, 0, a.stderr);
+  assert.equal(b.code, 0, b.stderr);
+  assert.ok(weightsOf(join(dir, 'ca.model')).equals(weightsOf(join(dir, 'cb.model'))), 'two runs give byte-identical weights');
+  const staged = join(dir, 'cstaged.model');
+  const first = await runAtelier(['train-classifier', ...common, '--stop-after', '1', '-o', staged], { timeoutMs: 300_000 });
+  assert.equal(first.code, 0, first.stderr);
+  const rest = await runAtelier(['train-classifier', ...common, '--resume', '-o', staged], { timeoutMs: 300_000 });
+  assert.equal(rest.code, 0, rest.stderr);
+  assert.match(rest.stderr, /resuming after epoch 1/);
+  assert.ok(weightsOf(staged).equals(weightsOf(join(dir, 'ca.model'))), 'stopped and resumed equals uninterrupted');
+});

@@ -1,0 +1,121 @@
+// Data-parallel training of the weak model (src/lib/train/parallel-gradients.ts): two workers give
+// the gradient this thread gives on the whole batch, the same run twice gives the same bytes, BN
+// moving means are the batch's, and no tensors pile up in the workers or here.
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { tf } from '../../src/lib/backend/tf.js';
+import { selectBackend } from '../../src/lib/backend/select.js';
+import { buildWeakModel } from '../../src/lib/models/weak-model.js';
+import { buildWordIndex } from '../../src/lib/train/word-sampler.js';
+import { openWeakParallel, trainStep, trainStepParallel, weakModels, type ImageStore, type StepOptions } from '../../src/lib/train/weak-trainer.js';
+import { createRandom } from '../../src/lib/random.js';
+import type { ParallelGradients } from '../../src/lib/train/parallel-gradients.js';
+
+await selectBackend({ requested: 'wasm', quiet: true });
+
+const INPUT = 16;
+const STORED = 18;
+const WORDS = 12;
+const IMAGES = 40;
+
+function images(): ImageStore {
+  const random = createRandom(9);
+  const pixels = Array.from({ length: IMAGES }, () => Uint8Array.from({ length: STORED * STORED * 3 }, () => random.int(256)));
+  return { pixels, storedSize: STORED };
+}
+
+const bags = Array.from({ length: IMAGES }, (_, i) => Int32Array.from([i % WORDS, (i * 5 + 1) % WORDS]).sort());
+const index = buildWordIndex(bags, WORDS);
+
+function model(): tf.LayersModel {
+  return buildWeakModel({ inputSize: INPUT, width: 4, blocksPerStage: 1, stages: 2, projection: 8, vocabularySize: WORDS, seed: 4 });
+}
+
+function options(headOnly: boolean): StepOptions {
+  return { batchSize: 10, inputSize: INPUT, negatives: 4, loss: 'sampled', sampling: 'uniform', dropout: 0.2, headOnly, closeShare: 0, closeCount: 5 };
+}
+
+function weights(m: tf.LayersModel): Float32Array[] {
+  return m.weights.map((w) => Float32Array.from(w.read().dataSync() as Float32Array));
+}
+
+function worstDifference(a: Float32Array[], b: Float32Array[]): number {
+  let worst = 0;
+  a.forEach((x, i) => x.forEach((v, j) => (worst = Math.max(worst, Math.abs(v - b[i][j]) / Math.max(1, Math.abs(b[i][j]))))));
+  return worst;
+}
+
+const engines: ParallelGradients[] = [];
+after(() => Promise.all(engines.map((e) => e.close())));
+
+async function parallelRun(steps: number, headOnly: boolean): Promise<{ model: tf.LayersModel; losses: number[]; engine: ParallelGradients }> {
+  const m = model();
+  const store = images();
+  const engine = await openWeakParallel(m, store, 2);
+  engines.push(engine);
+  const optimizer = tf.train.momentum(0.1, 0.9);
+  const random = createRandom(7);
+  const losses: number[] = [];
+  for (let s = 0; s < steps; s++) losses.push(await trainStepParallel(engine, weakModels(m), optimizer, store, index, random, options(headOnly)));
+  return { model: m, losses, engine };
+}
+
+function singleRun(steps: number, headOnly: boolean): { model: tf.LayersModel; losses: number[] } {
+  const m = model();
+  const store = images();
+  const optimizer = tf.train.momentum(0.1, 0.9);
+  const random = createRandom(7);
+  const losses: number[] = [];
+  for (let s = 0; s < steps; s++) losses.push(trainStep(weakModels(m), optimizer, store, index, random, options(headOnly)));
+  return { model: m, losses };
+}
+
+test('head phase (no batch statistics): two workers follow this thread to rounding', async () => {
+  const single = singleRun(3, true);
+  const parallel = await parallelRun(3, true);
+  parallel.losses.forEach((l, i) => assert.ok(Math.abs(l - single.losses[i]) < 1e-5, `step ${i}: loss ${l} vs ${single.losses[i]}`));
+  const worst = worstDifference(weights(parallel.model), weights(single.model));
+  assert.ok(worst < 1e-5, `largest relative weight difference ${worst}`);
+});
+
+test('full phase: the same seed and worker count give the same bytes; BN moving means are the batch\'s', async () => {
+  const a = await parallelRun(3, false);
+  const b = await parallelRun(3, false);
+  assert.deepEqual(a.losses, b.losses);
+  const wa = weights(a.model);
+  const wb = weights(b.model);
+  wa.forEach((w, i) => assert.ok(Buffer.from(w.buffer).equals(Buffer.from(wb[i].buffer)), `weight ${a.model.weights[i].name} differs`));
+  // Each shard's moving mean moves toward its own mean; their average moves toward the batch mean.
+  // Only the first BN sees the same inputs either way: later ones see shard-normalised activations.
+  const single = singleRun(1, false);
+  const one = await parallelRun(1, false);
+  const means = (m: tf.LayersModel) => m.weights.flatMap((w, i) => (/moving_mean/.test(w.name) ? [weights(m)[i]] : []));
+  const [p, s] = [means(one.model).slice(0, 1), means(single.model).slice(0, 1)];
+  assert.ok(p.length > 0, 'the tower has BatchNorm');
+  const initial = means(model()).slice(0, 1);
+  assert.ok(worstDifference(p, initial) > 1e-4, 'moving means moved');
+  assert.ok(worstDifference(p, s) < 1e-5, `moving means differ from one thread's by ${worstDifference(p, s)}`);
+});
+
+test('memory stays flat: no tensors pile up in the workers or in this thread', async () => {
+  const m = model();
+  const store = images();
+  const engine = await openWeakParallel(m, store, 2);
+  engines.push(engine);
+  const optimizer = tf.train.momentum(0.1, 0.9);
+  const random = createRandom(3);
+  const step = () => trainStepParallel(engine, weakModels(m), optimizer, store, index, random, options(false));
+  for (let s = 0; s < 3; s++) await step();
+  const before = { here: tf.memory().numTensors, workers: await engine.memory() };
+  for (let s = 0; s < 30; s++) await step();
+  assert.deepEqual({ here: tf.memory().numTensors, workers: await engine.memory() }, before);
+});
+
+test('a batch smaller than the worker count trains on the workers it fills', async () => {
+  const m = model();
+  const store = images();
+  const engine = await openWeakParallel(m, store, 3);
+  engines.push(engine);
+  const loss = await trainStepParallel(engine, weakModels(m), tf.train.sgd(0.1), store, index, createRandom(1), { ...options(false), batchSize: 2 });
+  assert.ok(Number.isFinite(loss) && loss > 0, `loss ${loss}`);
+});
