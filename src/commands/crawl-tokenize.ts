@@ -4,7 +4,7 @@ import { constants as fsConstants, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, dirname, isAbsolute, join, resolve } from 'node:path';
 import { defineCommand, UsageError, warn, type CommandIO } from '../lib/command.js';
-import { openNdjsonWriter, readTextLines, type NdjsonWriter } from '../lib/io/ndjson.js';
+import { openNdjsonWriter, readTextLines, requireString, type NdjsonWriter } from '../lib/io/ndjson.js';
 import { readRecords } from '../lib/io/csv.js';
 import { checkFileOutput, isSpecialFile, writeFileAtomic } from '../lib/io/atomic.js';
 import { inputDisplayName, isStdio, openInputStream } from '../lib/io/paths.js';
@@ -159,9 +159,7 @@ async function readStartUrls(path: string, io: CommandIO): Promise<string[]> {
       } catch (err) {
         throw new UsageError(`invalid JSON: ${(err as Error).message}`, { file: name, line });
       }
-      const field = (value as Record<string, unknown>).url;
-      if (typeof field !== 'string') throw new UsageError('expected a string URL', { file: name, line, field: 'url' });
-      url = field.trim();
+      url = requireString(value, 'url', { file: name, line }).trim();
     }
     if (!isHttpUrl(url)) throw new UsageError(`not an absolute http(s) URL: ${JSON.stringify(url.slice(0, 80))}`, { file: name, line });
     urls.push(normalizeUrl(url));

@@ -1,9 +1,10 @@
 import { existsSync } from 'node:fs';
 import { defineCommand, UsageError, warn } from '../lib/command.js';
 import { backendOption, selectBackend } from '../lib/backend/select.js';
-import { checkpointDirFor, resumeWithBest } from '../lib/train/checkpoint.js';
+import { splitOf, type SplitName } from '../lib/random.js';
+import { startOrResume } from '../lib/train/checkpoint.js';
 import { tf } from '../lib/backend/tf.js';
-import { loadModel, optimizerStateTensors, saveModel, checkModelOutput, loadMetadata } from '../lib/backend/model-io.js';
+import { loadModel, saveModel, loadMetadata } from '../lib/backend/model-io.js';
 import { openAtomicWriteStream, writeFileAtomic, checkFileOutput } from '../lib/io/atomic.js';
 import { checkInputFile } from '../lib/io/paths.js';
 import { readFeatureMatrix, idsPathFor } from '../lib/io/features.js';
@@ -15,28 +16,26 @@ import { isTowerName, modelInputSize, parseInputSize } from '../lib/models/tower
 import { backboneOptions, openTower, towerNamesText, towerSpecFor, type BackboneArgs, type TowerRecord } from '../lib/train/tower-options.js';
 import type { ImageFit } from '../lib/image/decode.js';
 import { copyMatchingWeights } from '../lib/models/weak-files.js';
-import { batchPixels, inputSides, type ImageStore, type InputShape } from '../lib/train/weak-trainer.js';
-
-/** Prefix of the tower's own optimizer state in checkpoints (--backbone-lr other than 1). */
-const TOWER_OPTIMIZER = 'tower-optimizer/';
+import { batchPixels, compactInput, inputSides, type ImageStore, type InputShape } from '../lib/image/batch.js';
 import { multiClassReport } from '../lib/metrics/classification.js';
 import { startProgress } from '../lib/progress.js';
 import {
-  balancedClassWeights, classCounts, readClassWeights, readJoinRecords, readLabelledRecords, readLabelsOrder, splitOf,
-  type LabelledRecord, type SplitName,
+  classCounts, classWeightsFor, readJoinRecords, readLabelledRecords, readLabelsOrder, readSampleWeights, type LabelledRecord,
 } from '../lib/facets/labels.js';
 import {
   CLASSIFIER_MODEL_KIND, buildFeatureClassifier, buildImageClassifier, headVariables, imageFeatureModel, logitsModel, weightedCrossEntropy,
   type ClassifierMetadata, type HeadConfig,
 } from '../lib/facets/classifier-model.js';
-import { argmax, predictionLine, reportJson } from '../lib/facets/evaluation.js';
+import { argmax, predictionLine, reportJson, softmaxRow } from '../lib/facets/evaluation.js';
 import { decodeImageStore, imageRecordOf } from '../lib/facets/inputs.js';
-import {
-  initialTrainingState, namedSnapshot, runEpochs, shuffledBatches, snapshotWeights, type TrainingState,
-} from '../lib/facets/training.js';
-import { anyInt, imageSide, inputSizeText, nonNegativeInt, positiveInt, positiveNumber, share } from '../lib/options.js';
+import { initialTrainingState, shuffledBatches, trainLoop, type EpochLogEntry } from '../lib/train/loop.js';
+import { checkLoopOutputs, checkpointDirOf, logPathOf, loopOptions, type LoopArgs } from '../lib/train/loop-options.js';
+import { imageSide, inputSizeText, nonNegativeInt, positiveInt, positiveNumber, share } from '../lib/options.js';
 
-interface ClassifierArgs {
+/** Prefix of the tower's own optimizer state in checkpoints (--backbone-lr other than 1). */
+const TOWER_OPTIMIZER = 'tower-optimizer/';
+
+interface ClassifierArgs extends LoopArgs {
   input: string;
   'label-field': string;
   'id-field': string;
@@ -64,15 +63,8 @@ interface ClassifierArgs {
   'labels-order'?: string;
   'test-fraction': number;
   'val-fraction': number;
-  epochs: number;
-  patience: number;
   batch: number;
   lr?: number;
-  seed: number;
-  out: string;
-  checkpoint?: string;
-  resume: boolean;
-  'stop-after'?: number;
   predictions?: string;
   report?: string;
   backend: string;
@@ -129,15 +121,10 @@ Prints a JSON report: per-class precision, recall, F1 and support, macro and wei
     'labels-order': { describe: 'file with one label per line: the classes and their order in every output', type: 'string' },
     'test-fraction': { describe: 'share of groups held out for the test report', type: 'number', default: 0.2, check: share },
     'val-fraction': { describe: 'share of groups held out for early stopping', type: 'number', default: 0.1, check: share },
-    epochs: { describe: 'maximum epochs', type: 'number', default: 60, check: positiveInt },
-    patience: { describe: 'epochs without a lower validation loss before stopping', type: 'number', default: 6, check: positiveInt },
+    ...loopOptions({ epochs: 60, patience: 6, better: 'a lower validation loss', seeds: 'initialisation, shuffling, augmentation' }),
     batch: { describe: 'examples per step', type: 'number', default: 32, check: positiveInt },
     lr: { describe: 'Adam learning rate (default 0.01 for head, 0.001 for finetune)', type: 'number', check: positiveNumber },
-    seed: { describe: 'random seed (initialisation, shuffling, augmentation)', type: 'number', default: 1, check: anyInt },
     out: { alias: 'o', describe: 'model directory to write', type: 'string', demandOption: true },
-    checkpoint: { describe: 'checkpoint directory (default: <out>.checkpoint)', type: 'string' },
-    resume: { describe: 'continue from the checkpoint', type: 'boolean', default: false },
-    'stop-after': { describe: 'end the run after this many epochs (the checkpoint stays; for staged runs)', type: 'number', check: positiveInt },
     predictions: { describe: 'write every record\'s prediction {id, split, truth, label, probs} to this NDJSON', type: 'string' },
     report: { describe: 'also write the JSON report to this file', type: 'string' },
     ...backendOption,
@@ -161,14 +148,7 @@ Prints a JSON report: per-class precision, recall, F1 and support, macro and wei
     if (set.unjoined > 0) io.stderr.write(`atelier train-classifier: ${set.unjoined} records without a match in ${args.join} by ${args['join-key']} left out\n`);
     const { labels } = set;
     const weightField = args['weight-field'];
-    const sampleWeight = new Map<string, number>();
-    if (weightField) {
-      for (const r of set.records) {
-        const w = r.record[weightField];
-        if (typeof w !== 'number' || !Number.isFinite(w) || w < 0) throw new UsageError(`expected a finite weight >= 0, got ${w === undefined ? 'nothing (field missing)' : JSON.stringify(w)}`, { file: r.file, line: r.line, field: weightField });
-        sampleWeight.set(r.id, w);
-      }
-    }
+    const sampleWeight = weightField ? readSampleWeights(set.records, weightField) : new Map<string, number>();
     const weightsOf = (part: Sample[]): tf.Tensor1D | undefined => (weightField ? tf.tensor1d(part.map((p) => sampleWeight.get(p.record.id)!)) : undefined);
     // Inputs first: a mistake is reported before the backend loads.
     if (args.features) await checkInputFile(args.features);
@@ -195,15 +175,13 @@ Prints a JSON report: per-class precision, recall, F1 and support, macro and wei
     const openFresh = async (): Promise<tf.LayersModel> => {
       const opened = await openTower({ name: args.tower ?? 'small', input: requestedInput, seed: args.seed, smallParams, args });
       towerRecord = opened.record;
-      // Square inputs stay a number: round-1 fingerprints keep their form.
-      inputSize = requestedInput.height === requestedInput.width ? requestedInput.height : requestedInput;
+      inputSize = compactInput(requestedInput);
       fit = opened.record.resize;
       return opened.tower;
     };
     const openSaved = async (dir: string): Promise<tf.LayersModel> => {
       const loaded = await loadModel(dir);
-      const sides = modelInputSize(loaded.model, dir);
-      inputSize = sides.height === sides.width ? sides.height : sides;
+      inputSize = compactInput(modelInputSize(loaded.model, dir));
       fit = resizeModeOf(loaded.metadata);
       const record = loaded.metadata.tower;
       if (record && typeof record === 'object') towerRecord = { ...(record as TowerRecord), source: dir };
@@ -280,9 +258,7 @@ Prints a JSON report: per-class precision, recall, F1 and support, macro and wei
     }
     const absent = labels.filter((_, c) => trainCounts[c] === 0);
     if (absent.length) warn(io, 'train-classifier', `no training example of ${absent.map((l) => `'${l}'`).join(', ')}: the model cannot learn them`);
-    const classWeights = args['class-weight'] === 'balanced' ? balancedClassWeights(trainCounts)
-      : args['class-weight'] === 'none' ? new Float32Array(labels.length).fill(1)
-        : await readClassWeights(args['class-weight'], labels);
+    const classWeights = await classWeightsFor(args['class-weight'], trainCounts, labels);
     io.stderr.write(`atelier train-classifier: ${labels.length} classes, ${bySplit.train.length} train, ${bySplit.val.length} validation, ${bySplit.test.length} test records\n`);
 
     // The model: a head on feature rows, or an image model (tower + head) trained whole.
@@ -326,91 +302,56 @@ Prints a JSON report: per-class precision, recall, F1 and support, macro and wei
       ...(fresh && args.tower !== 'small' ? { towerRecord } : {}),
       ...(args['head-epochs'] || args['backbone-lr'] !== 1 || args['freeze-bn'] ? { schedule: [args['head-epochs'], args['backbone-lr'], args['freeze-bn']] } : {}),
     });
-    const checkpointDir = checkpointDirFor(args.out, args.checkpoint);
-    let state: TrainingState;
-    let best: tf.Tensor[] | null = null;
-    if (args.resume) {
-      ({ state, best } = await resumeWithBest<TrainingState>(checkpointDir, fingerprint, model, optimizer, towerOptimizer ? [[towerOptimizer, TOWER_OPTIMIZER]] : []));
-      io.stderr.write(`atelier train-classifier: resuming after epoch ${state.epoch}\n`);
-    } else {
-      state = initialTrainingState(args.seed, fingerprint);
-    }
-
-    const ran = await runEpochs({
-      state,
-      maxEpochs: args.epochs,
-      patience: args.patience,
-      stopAfter: args['stop-after'],
-      async runEpoch(random, epoch) {
-        let lossSum = 0;
-        let steps = 0;
-        const order = shuffledBatches(bySplit.train.length, args.batch, random);
-        const bar = startProgress(io.stderr, { total: order.length, label: `epoch ${epoch}` });
+    const optimizers: Array<[tf.Optimizer, string]> = [[optimizer, 'optimizer/'], ...(towerOptimizer ? [[towerOptimizer, TOWER_OPTIMIZER] as [tf.Optimizer, string]] : [])];
+    const { state, best } = await startOrResume({
+      resume: args.resume, dir: checkpointDirOf(args), fingerprint, model, optimizers, fresh: () => initialTrainingState(args.seed, fingerprint), io, command: 'train-classifier',
+    });
+    const valTruth = bySplit.val.map((s) => s.record.classIndex);
+    await trainLoop({
+      model, state, best, maxEpochs: args.epochs, patience: args.patience, stopAfter: args['stop-after'], io, command: 'train-classifier',
+      checkpoint: { dir: checkpointDirOf(args), kind: `${CLASSIFIER_MODEL_KIND}-checkpoint`, optimizers },
+      batches: (random) => shuffledBatches(bySplit.train.length, args.batch, random).map((batch) => batch.map((i) => bySplit.train[i])),
+      step(part, random, epoch) {
         const onlyHead = headPhase(epoch);
         // A frozen tower (head phase) or frozen BatchNorm statistics: the model runs in inference mode.
         const training = args.mode === 'head' || !(onlyHead || args['freeze-bn']);
-        for (const batch of order) {
-          const part = batch.map((i) => bySplit.train[i]);
-          const x = inputBatch(part, store ? random : undefined);
-          const y = tf.tensor1d(part.map((s) => s.record.classIndex), 'int32');
-          const w = weightsOf(part);
-          const { value, grads } = tf.variableGrads(() => weightedCrossEntropy(logitsNet.apply(x, { training }) as tf.Tensor2D, y, weightsTensor, w), onlyHead ? headVars : allVars);
-          if (towerOptimizer && !onlyHead) {
-            const towerGrads: tf.NamedTensorMap = {};
-            for (const name of Object.keys(grads)) {
-              if (headNames.has(name)) continue;
-              towerGrads[name] = grads[name];
-              delete grads[name];
-            }
-            towerOptimizer.applyGradients(towerGrads);
-            tf.dispose(Object.values(towerGrads));
+        const x = inputBatch(part, store ? random : undefined);
+        const y = tf.tensor1d(part.map((s) => s.record.classIndex), 'int32');
+        const w = weightsOf(part);
+        const { value, grads } = tf.variableGrads(() => weightedCrossEntropy(logitsNet.apply(x, { training }) as tf.Tensor2D, y, weightsTensor, w), onlyHead ? headVars : allVars);
+        if (towerOptimizer && !onlyHead) {
+          const towerGrads: tf.NamedTensorMap = {};
+          for (const name of Object.keys(grads)) {
+            if (headNames.has(name)) continue;
+            towerGrads[name] = grads[name];
+            delete grads[name];
           }
-          optimizer.applyGradients(grads);
-          lossSum += value.dataSync()[0];
-          steps++;
-          tf.dispose([x, y, value, ...Object.values(grads), ...(w ? [w] : [])]);
-          bar.tick(1);
+          towerOptimizer.applyGradients(towerGrads);
+          tf.dispose(Object.values(towerGrads));
         }
-        bar.stop();
-        return { loss: lossSum / Math.max(steps, 1), samples: bySplit.train.length };
+        optimizer.applyGradients(grads);
+        const loss = value.dataSync()[0];
+        tf.dispose([x, y, value, ...Object.values(grads), ...(w ? [w] : [])]);
+        return loss;
       },
-      async validate() {
+      validate() {
         if (bySplit.val.length === 0) return null;
         const logits = logitsOf(bySplit.val);
-        const truth = bySplit.val.map((s) => s.record.classIndex);
-        const valLoss = tf.tidy(() => weightedCrossEntropy(tf.tensor2d(logits, [truth.length, labels.length]), tf.tensor1d(truth, 'int32'), weightsTensor, weightsOf(bySplit.val)).dataSync()[0]);
-        const predicted = truth.map((_, i) => argmax(logits, i * labels.length, labels.length));
-        const report = multiClassReport(truth, predicted, labels);
+        const valLoss = tf.tidy(() => weightedCrossEntropy(tf.tensor2d(logits, [valTruth.length, labels.length]), tf.tensor1d(valTruth, 'int32'), weightsTensor, weightsOf(bySplit.val)).dataSync()[0]);
+        const predicted = valTruth.map((_, i) => argmax(logits, i * labels.length, labels.length));
+        const report = multiClassReport(valTruth, predicted, labels);
         return { score: valLoss, metrics: { valLoss, valAccuracy: report.accuracy, valMacroF1: report.macroF1 } };
       },
-      onBest() {
-        best?.forEach((t) => t.dispose());
-        best = snapshotWeights(model);
-      },
-      async saveCheckpoint(current) {
-        await saveModel(model, checkpointDir, {
-          extraTensors: { ...(await optimizerStateTensors(optimizer)), ...(towerOptimizer ? await optimizerStateTensors(towerOptimizer, TOWER_OPTIMIZER) : {}), ...namedSnapshot(best) },
-          metadata: { kind: `${CLASSIFIER_MODEL_KIND}-checkpoint`, checkpoint: current } as unknown as Record<string, unknown>,
-        });
-      },
-      onEpoch(entry, improved) {
+      onEpoch(line, improved) {
+        const entry = line as EpochLogEntry;
         const val = entry.valLoss === undefined ? '' : ` val loss ${entry.valLoss.toFixed(4)} val acc ${entry.valAccuracy!.toFixed(3)} val macro-F1 ${entry.valMacroF1!.toFixed(3)}`;
         io.stderr.write(`atelier train-classifier: epoch ${entry.epoch} loss ${entry.loss.toFixed(4)}${val}${improved ? ' *' : ''}\n`);
       },
     });
-    if (ran === 0 && state.epoch > 0) warn(io, 'train-classifier', `nothing left to train (stopped after epoch ${state.epoch}); model written from the checkpoint`);
-    if (best) model.setWeights(best as tf.Tensor[]);
 
     // Reports per split, predictions, the model.
     const reports: Record<string, unknown> = {};
     const predictionsOut = args.predictions ? await openAtomicWriteStream(args.predictions, io.outputs) : null;
-    const probsOf = (logits: Float32Array, i: number): Float32Array => {
-      const row = logits.subarray(i * labels.length, (i + 1) * labels.length);
-      const max = Math.max(...row);
-      const e = Float32Array.from(row, (v) => Math.exp(v - max));
-      const sum = e.reduce((a, b) => a + b, 0);
-      return e.map((v) => v / sum);
-    };
     try {
       for (const split of ['train', 'val', 'test'] as const) {
         const part = bySplit[split];
@@ -423,7 +364,7 @@ Prints a JSON report: per-class precision, recall, F1 and support, macro and wei
           part.forEach((s, i) => {
             const image = s.record.record[args['image-field']];
             const recorded = typeof image === 'string' && image !== '' ? { image: recordedImagePath(image, s.record.file) } : {};
-            text += predictionLine({ id: s.record.id, ...recorded, split, truth: s.record.label, label: labels[predicted[i]] }, labels, probsOf(logits, i)) + '\n';
+            text += predictionLine({ id: s.record.id, ...recorded, split, truth: s.record.label, label: labels[predicted[i]] }, labels, softmaxRow(logits.subarray(i * labels.length, (i + 1) * labels.length))) + '\n';
           });
           if (!predictionsOut.stream.write(text)) await new Promise((r) => predictionsOut.stream.once('drain', r));
         }
@@ -447,7 +388,7 @@ Prints a JSON report: per-class precision, recall, F1 and support, macro and wei
       copyMatchingWeights(model, saved);
     }
     await saveModel(saved, args.out, { metadata });
-    await writeFileAtomic(`${args.out.replace(/\/+$/, '')}.log.json`, JSON.stringify(state.log, null, 2) + '\n', io.outputs);
+    await writeFileAtomic(logPathOf(args.out), JSON.stringify(state.log, null, 2) + '\n', io.outputs);
     const summary = {
       labelField: args['label-field'], labels, mode: args.mode, input, head: head.kind,
       classWeights: Object.fromEntries(labels.map((l, c) => [l, Number(classWeights[c].toPrecision(6))])),
@@ -461,7 +402,6 @@ Prints a JSON report: per-class precision, recall, F1 and support, macro and wei
     weightsTensor.dispose();
     optimizer.dispose();
     towerOptimizer?.dispose();
-    (best as tf.Tensor[] | null)?.forEach((t) => t.dispose());
   },
 });
 
@@ -481,8 +421,7 @@ function checkArgs(args: Args): void {
 
 /** Every output path checked before any work: a wrong one costs no time and leaves nothing behind. */
 async function checkOutputs(args: Args): Promise<void> {
-  await checkModelOutput(args.out, '--out');
-  await checkModelOutput(checkpointDirFor(args.out, args.checkpoint), '--checkpoint');
+  await checkLoopOutputs(args);
   await checkFileOutput(args.predictions, '--predictions');
   await checkFileOutput(args.report, '--report');
 }

@@ -1,9 +1,9 @@
-import { existsSync } from 'node:fs';
-import { defineCommand, UsageError, warn } from '../lib/command.js';
+import { defineCommand, UsageError } from '../lib/command.js';
 import { backendOption, selectBackend } from '../lib/backend/select.js';
 import { tf } from '../lib/backend/tf.js';
-import { loadModel, optimizerStateTensors, restoreOptimizerState, saveModel, checkModelOutput, loadMetadata } from '../lib/backend/model-io.js';
+import { loadModel, saveModel, loadMetadata } from '../lib/backend/model-io.js';
 import { checkInputFile } from '../lib/io/paths.js';
+import { requireArray } from '../lib/io/ndjson.js';
 import { writeFileAtomic } from '../lib/io/atomic.js';
 import { createSkipCounter, writeSkipSummary } from '../lib/image/skips.js';
 import { decodeRecords, imageToBytes, readImageRecords } from '../lib/image/records.js';
@@ -11,17 +11,19 @@ import { DEFAULT_TOWER, buildWeakModel, smallTowerSpec, type WeakModelConfig } f
 import { parseInputSize } from '../lib/models/towers/index.js';
 import { backboneOptions, openTower, resizeModeFor, towerNamesText, towerSpecFor, type BackboneArgs, type TowerRecord } from '../lib/train/tower-options.js';
 import { buildWordIndex } from '../lib/train/word-sampler.js';
-import { evaluateTagging, trainStep, weakModels, type ImageStore, type StepOptions } from '../lib/train/weak-trainer.js';
+import { evaluateTagging, trainStep, weakModels, type StepOptions } from '../lib/train/weak-trainer.js';
+import type { ImageStore } from '../lib/image/batch.js';
 import { copyMatchingWeights, readVocabulary, WEAK_MODEL_KIND, type WeakModelMetadata, type EpochLog } from '../lib/models/weak-files.js';
-import { createRandom, isHeldOut, type RandomState } from '../lib/random.js';
+import { splitOf } from '../lib/random.js';
 import { startProgress } from '../lib/progress.js';
-import { checkpointDirFor } from '../lib/train/checkpoint.js';
-import { anyInt, inputSizeText, nonNegativeInt, positiveInt, positiveNumber, share } from '../lib/options.js';
+import { startOrResume } from '../lib/train/checkpoint.js';
+import { initialTrainingState, trainLoop } from '../lib/train/loop.js';
+import { checkLoopOutputs, checkpointDirOf, logPathOf, loopOptions, type LoopArgs } from '../lib/train/loop-options.js';
+import { inputSizeText, nonNegativeInt, positiveInt, positiveNumber, share } from '../lib/options.js';
 
-interface WeakArgs {
+interface WeakArgs extends LoopArgs {
   input: string;
   vocab: string;
-  out: string;
   'top-k': number;
   'image-field': string;
   'tokens-field': string;
@@ -40,35 +42,18 @@ interface WeakArgs {
   'close-pool': number;
   batch: number;
   'epoch-size': number;
-  epochs: number;
   lr: number;
   momentum: number;
-  patience: number;
   'stop-patience': number;
   'head-epochs': number;
   dropout: number;
-  seed: number;
-  checkpoint?: string;
-  resume: boolean;
   init?: string;
-  'stop-after'?: number;
   backend: string;
 }
 
 type Args = WeakArgs & BackboneArgs;
 
 const KS = [1, 5, 10, 15];
-
-interface Checkpoint {
-  epoch: number;
-  lr: number;
-  best: number;
-  sinceBest: number;
-  sinceDecay: number;
-  random: RandomState;
-  log: EpochLog[];
-  fingerprint: string;
-}
 
 export default defineCommand<Args>({
   name: 'train-weak',
@@ -102,18 +87,13 @@ The output is a model directory (model.json, weights, metadata.json with vocabul
     'close-pool': { describe: 'how many nearest words close negatives are drawn from', type: 'number', default: 20, check: positiveInt },
     batch: { describe: 'examples per step', type: 'number', default: 32, check: positiveInt },
     'epoch-size': { describe: 'samples per epoch', type: 'number', default: 4096, check: positiveInt },
-    epochs: { describe: 'maximum epochs', type: 'number', default: 30, check: positiveInt },
+    ...loopOptions({ epochs: 30, patience: 3, better: 'validation improvement', patienceAction: 'lr is divided by 10', seeds: 'initialisation, sampling, augmentation' }),
     lr: { describe: 'initial learning rate', type: 'number', default: 0.1, check: positiveNumber },
     momentum: { describe: 'SGD momentum', type: 'number', default: 0.9, check: share },
-    patience: { describe: 'epochs without validation improvement before lr is divided by 10', type: 'number', default: 3, check: positiveInt },
     'stop-patience': { describe: 'epochs without validation improvement before training stops', type: 'number', default: 8, check: positiveInt },
     'head-epochs': { describe: 'epochs that train only W and the projection, the tower frozen (then all is fine-tuned: report 2.5)', type: 'number', default: 0, check: nonNegativeInt },
     dropout: { describe: 'dropout rate on the embedding during training', type: 'number', default: 0.2, check: share },
-    seed: { describe: 'random seed (initialisation, sampling, augmentation)', type: 'number', default: 1, check: anyInt },
-    checkpoint: { describe: 'checkpoint directory (default: <out>.checkpoint)', type: 'string' },
-    resume: { describe: 'continue from the checkpoint', type: 'boolean', default: false },
     init: { describe: 'start from an earlier atelier model (weights copied where names and shapes match)', type: 'string' },
-    'stop-after': { describe: 'end the run after this many epochs (the checkpoint stays; for staged runs)', type: 'number', check: positiveInt },
     ...backboneOptions,
     ...backendOption,
   },
@@ -143,8 +123,7 @@ The output is a model directory (model.json, weights, metadata.json with vocabul
     let emptyBags = 0;
     const tokensField = args['tokens-field'];
     const bagOf = (record: Record<string, unknown>, file: string, line: number): Int32Array => {
-      const tokens = record[tokensField];
-      if (!Array.isArray(tokens)) throw new UsageError(`expected an array of words, got ${tokens === undefined ? 'nothing' : JSON.stringify(tokens).slice(0, 40)}`, { file, line, field: tokensField });
+      const tokens = requireArray(record, tokensField, { file, line });
       const ids = new Set<number>();
       for (const t of tokens) {
         const id = typeof t === 'string' ? wordId.get(t) : undefined;
@@ -168,7 +147,7 @@ The output is a model directory (model.json, weights, metadata.json with vocabul
         continue;
       }
       const group = String(r.record[args['group-field']] ?? r.record.id ?? r.path);
-      const side = isHeldOut(group, args['val-fraction']) ? val : train;
+      const side = splitOf(group, 0, args['val-fraction']) === 'val' ? val : train;
       side.pixels.push(imageToBytes(r.image));
       side.bags.push(bag);
       progress.tick(1);
@@ -190,93 +169,64 @@ The output is a model directory (model.json, weights, metadata.json with vocabul
     const towerSettings = roundOne ? {} : { tower: args.tower, input, backbone: args.backbone ?? null, layer: args['backbone-layer'] ?? null };
     const schedule = args['backbone-lr'] === 1 && !args['freeze-bn'] ? {} : { backboneLr: args['backbone-lr'], freezeBn: args['freeze-bn'] };
     const fingerprint = JSON.stringify({ config, vocabulary: vocabulary.length, first: vocabulary.slice(0, 20), train: train.pixels.length, val: val.pixels.length, ...towerSettings, ...schedule });
-    const checkpointDir = args.checkpoint ?? `${args.out.replace(/\/+$/, '')}.checkpoint`;
     const trainStore: ImageStore = { pixels: train.pixels, storedSize: stored.height, storedWidth: stored.width };
     const valStore: ImageStore = { pixels: val.pixels, storedSize: stored.height, storedWidth: stored.width };
     const index = buildWordIndex(train.bags, vocabulary.length);
 
-    let model: tf.LayersModel;
-    let state: Checkpoint;
-    let towerRecord: TowerRecord;
     const optimizer = tf.train.momentum(args.lr, args.momentum);
-    if (args.resume) {
-      if (!existsSync(checkpointDir)) throw new UsageError('no checkpoint to resume from', { file: checkpointDir, field: '--resume' });
-      const loaded = await loadModel(checkpointDir);
-      const saved = loaded.metadata as unknown as { checkpoint: Checkpoint; tower?: TowerRecord };
-      if (!saved.checkpoint || saved.checkpoint.fingerprint !== fingerprint) {
-        throw new UsageError('checkpoint was made with other data or settings; remove it or drop --resume', { file: checkpointDir, field: '--resume' });
-      }
-      model = loaded.model;
-      state = saved.checkpoint;
-      towerRecord = saved.tower ?? { ...smallTowerSpec(config, args.seed), resize };
-      await restoreOptimizerState(optimizer, loaded.extraTensors);
-      io.stderr.write(`atelier train-weak: resuming after epoch ${state.epoch}\n`);
-    } else {
+    let fresh: { model: tf.LayersModel; record: TowerRecord } | null = null;
+    if (!args.resume) {
       const opened = await openTower({ name: args.tower, input, seed: args.seed, smallParams, args });
-      towerRecord = opened.record;
-      model = buildWeakModel(config, opened.tower);
+      fresh = { model: buildWeakModel(config, opened.tower), record: opened.record };
       if (args.init) {
-        const copied = copyMatchingWeights((await loadModel(args.init)).model, model);
+        const copied = copyMatchingWeights((await loadModel(args.init)).model, fresh.model);
         io.stderr.write(`atelier train-weak: initialised ${copied} weight tensors from ${args.init}\n`);
       }
-      state = { epoch: 0, lr: args.lr, best: -1, sinceBest: 0, sinceDecay: 0, random: createRandom(args.seed).state(), log: [], fingerprint };
     }
+    const optimizers: Array<[tf.Optimizer, string]> = [[optimizer, 'optimizer/']];
+    // A resumed run takes its model (and tower record) from the checkpoint: no backbone is read again.
+    const { state, model, metadata: saved } = await startOrResume({
+      resume: args.resume, dir: checkpointDirOf(args), fingerprint, model: fresh?.model ?? null, optimizers, io, command: 'train-weak',
+      fresh: () => initialTrainingState(args.seed, fingerprint, { bestScore: 1, lr: args.lr, sinceDecay: 0 }),
+    });
+    const towerRecord = fresh?.record ?? (saved.tower as TowerRecord | undefined) ?? { ...smallTowerSpec(config, args.seed), resize };
     const models = weakModels(model);
     const baseline = mostFrequentWordPrecision(train.bags, val.bags, vocabulary.length);
-    const stopAfter = args['stop-after'] ?? Infinity;
-    let epochsThisRun = 0;
+    const stepOptions = (epoch: number): StepOptions => ({
+      batchSize: args.batch, inputSize: input, towerLrScale: args['backbone-lr'], freezeBn: args['freeze-bn'], negatives: Math.min(args.negatives, vocabulary.length - 1), loss: args.loss,
+      sampling: args.sampling, dropout: args.dropout, headOnly: epoch <= args['head-epochs'],
+      closeShare: args['close-negatives'], closeCount: args['close-pool'],
+    });
+    const steps = Math.max(1, Math.ceil(args['epoch-size'] / args.batch));
 
-    while (state.epoch < args.epochs && state.sinceBest < args['stop-patience'] && epochsThisRun < stopAfter) {
-      const epoch = state.epoch + 1;
-      const random = createRandom(state.random);
-      (optimizer as unknown as { setLearningRate(lr: number): void }).setLearningRate(state.lr);
-      const step: StepOptions = {
-        batchSize: args.batch, inputSize: input, towerLrScale: args['backbone-lr'], freezeBn: args['freeze-bn'], negatives: Math.min(args.negatives, vocabulary.length - 1), loss: args.loss,
-        sampling: args.sampling, dropout: args.dropout, headOnly: epoch <= args['head-epochs'],
-        closeShare: args['close-negatives'], closeCount: args['close-pool'],
-      };
-      const steps = Math.max(1, Math.ceil(args['epoch-size'] / args.batch));
-      const started = Date.now();
-      let lossSum = 0;
-      const bar = startProgress(io.stderr, { total: steps, label: `epoch ${epoch}` });
-      for (let s = 0; s < steps; s++) {
-        lossSum += trainStep(models, optimizer, trainStore, index, random, step);
-        bar.tick(1);
-      }
-      bar.stop();
-      const seconds = (Date.now() - started) / 1000;
-      const metrics = val.pixels.length ? evaluateTagging(model, valStore, val.bags, input, KS) : { precision: {}, recall: {}, images: 0 };
-      const p1 = (metrics.precision as Record<number, number>)[1] ?? 0;
-      const entry: EpochLog = {
-        epoch, lr: state.lr, loss: lossSum / steps, phase: step.headOnly ? 'head' : 'full', seconds, imagesPerSecond: (steps * args.batch) / seconds,
-        precision: metrics.precision, recall: metrics.recall, validationImages: metrics.images, baselinePrecision1: baseline,
-      };
-      state.log.push(entry);
-      io.stderr.write(`atelier train-weak: epoch ${epoch} loss ${entry.loss.toFixed(4)} lr ${state.lr} P@1 ${fmt(p1)} P@5 ${fmt((metrics.precision as Record<number, number>)[5])} R@5 ${fmt((metrics.recall as Record<number, number>)[5])} (most-frequent-word P@1 ${fmt(baseline)}) ${entry.imagesPerSecond.toFixed(1)} img/s\n`);
-      if (p1 > state.best) {
-        state.best = p1;
-        state.sinceBest = 0;
-        state.sinceDecay = 0;
-      } else {
-        state.sinceBest++;
-        state.sinceDecay++;
-        if (state.sinceDecay >= args.patience) {
-          state.lr /= 10;
-          state.sinceDecay = 0;
-        }
-      }
-      state.epoch = epoch;
-      state.random = random.state();
-      await saveModel(model, checkpointDir, {
-        extraTensors: await optimizerStateTensors(optimizer),
-        metadata: { kind: WEAK_MODEL_KIND, checkpoint: state, tower: towerRecord } as unknown as Record<string, unknown>,
-      });
-      epochsThisRun++;
-    }
-    const metadata: WeakModelMetadata = { kind: WEAK_MODEL_KIND, vocabulary, config, backend: choice.name, log: state.log, tower: towerRecord };
+    await trainLoop({
+      model, state, maxEpochs: args.epochs, patience: args['stop-patience'], stopAfter: args['stop-after'], io, command: 'train-weak',
+      // Validation P@1 only steers the schedule and the stop: the model written is the last epoch's.
+      keepBest: false, minDelta: 0,
+      schedule: { optimizer, patience: args.patience, factor: 10 },
+      checkpoint: { dir: checkpointDirOf(args), kind: WEAK_MODEL_KIND, optimizers, metadata: { tower: towerRecord } },
+      batches: () => Array.from({ length: steps }, () => args.batch),
+      samplesIn: (batch) => batch,
+      step: (_batch, random, epoch) => trainStep(models, optimizer, trainStore, index, random, stepOptions(epoch)),
+      validate() {
+        const metrics = val.pixels.length ? evaluateTagging(model, valStore, val.bags, input, KS) : { precision: {}, recall: {}, images: 0 };
+        return { score: -((metrics.precision as Record<number, number>)[1] ?? 0), metrics };
+      },
+      logEntry(epoch, validation): EpochLog {
+        const metrics = validation!.metrics as { precision: Record<number, number>; recall: Record<number, number>; images: number };
+        return {
+          epoch: epoch.epoch, lr: epoch.lr!, loss: epoch.loss, phase: stepOptions(epoch.epoch).headOnly ? 'head' : 'full', seconds: epoch.seconds, imagesPerSecond: epoch.samples / epoch.seconds,
+          precision: metrics.precision, recall: metrics.recall, validationImages: metrics.images, baselinePrecision1: baseline,
+        };
+      },
+      onEpoch(line) {
+        const entry = line as EpochLog;
+        io.stderr.write(`atelier train-weak: epoch ${entry.epoch} loss ${entry.loss.toFixed(4)} lr ${entry.lr} P@1 ${fmt(entry.precision[1] ?? 0)} P@5 ${fmt(entry.precision[5])} R@5 ${fmt(entry.recall[5])} (most-frequent-word P@1 ${fmt(baseline)}) ${entry.imagesPerSecond.toFixed(1)} img/s\n`);
+      },
+    });
+    const metadata: WeakModelMetadata = { kind: WEAK_MODEL_KIND, vocabulary, config, backend: choice.name, log: state.log as EpochLog[], tower: towerRecord };
     await saveModel(model, args.out, { metadata: metadata as unknown as Record<string, unknown>, outputs: io.outputs });
-    await writeFileAtomic(`${args.out.replace(/\/+$/, '')}.log.json`, JSON.stringify(state.log, null, 2) + '\n', io.outputs);
-    if (epochsThisRun === 0 && state.epoch > 0) warn(io, 'train-weak', `nothing left to train (stopped after epoch ${state.epoch}); model written from the checkpoint`);
+    await writeFileAtomic(logPathOf(args.out), JSON.stringify(state.log, null, 2) + '\n', io.outputs);
     optimizer.dispose();
   },
 });
@@ -297,6 +247,5 @@ function mostFrequentWordPrecision(trainBags: Int32Array[], valBags: Int32Array[
 
 /** Every output path checked before any work: a wrong one costs no time and leaves nothing behind. */
 async function checkOutputs(args: Args): Promise<void> {
-  await checkModelOutput(args.out, '--out');
-  await checkModelOutput(checkpointDirFor(args.out, args.checkpoint), '--checkpoint');
+  await checkLoopOutputs(args);
 }
