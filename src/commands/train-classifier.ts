@@ -4,30 +4,26 @@ import { backendOption, selectBackend } from '../lib/backend/select.js';
 import { splitOf, type SplitName } from '../lib/random.js';
 import { startOrResume } from '../lib/train/checkpoint.js';
 import { tf } from '../lib/backend/tf.js';
-import { loadModel, saveModel, loadMetadata } from '../lib/backend/model-io.js';
+import { saveModel, loadMetadata } from '../lib/backend/model-io.js';
 import { openAtomicWriteStream, writeFileAtomic, checkFileOutput } from '../lib/io/atomic.js';
 import { checkInputFile } from '../lib/io/paths.js';
-import { readFeatureMatrix, idsPathFor } from '../lib/io/features.js';
 import { createSkipCounter, writeSkipSummary } from '../lib/image/skips.js';
 import { recordedImagePath } from '../lib/image/records.js';
-import { computeFeatures, modelPredictor, resizeModeOf } from '../lib/models/image-features.js';
-import { DEFAULT_TOWER, hasLayer, LAYER } from '../lib/models/weak-model.js';
-import { isTowerName, modelInputSize, parseInputSize } from '../lib/models/towers/index.js';
-import { backboneOptions, openTower, towerNamesText, towerSpecFor, type BackboneArgs, type TowerRecord } from '../lib/train/tower-options.js';
-import type { ImageFit } from '../lib/image/decode.js';
+import { DEFAULT_TOWER } from '../lib/models/weak-model.js';
+import { isTowerName } from '../lib/models/towers/index.js';
+import { backboneOptions, towerNamesText, type BackboneArgs } from '../lib/train/tower-options.js';
 import { copyMatchingWeights } from '../lib/models/weak-files.js';
-import { batchPixels, compactInput, inputSides, type ImageStore, type InputShape } from '../lib/image/batch.js';
+import { batchPixels, inputSides } from '../lib/image/batch.js';
 import { multiClassReport } from '../lib/metrics/classification.js';
-import { startProgress } from '../lib/progress.js';
 import {
   classCounts, classWeightsFor, readJoinRecords, readLabelledRecords, readLabelsOrder, readSampleWeights, type LabelledRecord,
 } from '../lib/facets/labels.js';
 import {
-  CLASSIFIER_MODEL_KIND, buildFeatureClassifier, buildImageClassifier, headVariables, imageFeatureModel, logitsModel, weightedCrossEntropy,
+  CLASSIFIER_MODEL_KIND, buildFeatureClassifier, buildImageClassifier, headVariables, logitsModel, weightedCrossEntropy,
   type ClassifierMetadata, type HeadConfig,
 } from '../lib/facets/classifier-model.js';
 import { argmax, predictionLine, reportJson, softmaxRow } from '../lib/facets/evaluation.js';
-import { decodeImageStore, imageRecordOf } from '../lib/facets/inputs.js';
+import { openClassifierInputs } from '../lib/facets/classifier-inputs.js';
 import { initialTrainingState, shuffledBatches, trainLoop, type EpochLogEntry } from '../lib/train/loop.js';
 import { checkLoopOutputs, checkpointDirOf, logPathOf, loopOptions, type LoopArgs } from '../lib/train/loop-options.js';
 import { imageSide, inputSizeText, nonNegativeInt, positiveInt, positiveNumber, share } from '../lib/options.js';
@@ -159,94 +155,8 @@ Prints a JSON report: per-class precision, recall, F1 and support, macro and wei
     const head: HeadConfig = { kind: args.head, hidden: args.hidden, dropout: args.dropout, seed: args.seed };
 
     // Inputs: feature rows (given or computed by a frozen tower) or decoded images for fine-tuning.
-    let featureRows: Float32Array | null = null;
-    let featureDim = 0;
-    let store: ImageStore | null = null;
-    let inputSize: InputShape = 0;
-    let towerNet: tf.LayersModel | null = null;
-    let towerRecord: ClassifierMetadata['tower'] = args.tower;
-    let fit: ImageFit = 'cover';
-    // A family name or --backbone: a tower built here (checked now, before any image is decoded).
-    const fresh = args.backbone !== undefined || (args.tower !== undefined && isTowerName(args.tower));
-    const requestedInput = parseInputSize(args['input-size']);
-    const smallParams = { width: args.width, blocks: args.blocks, stages: args.stages };
-    if (args.backbone && args.tower && !isTowerName(args.tower)) throw new UsageError('give either --tower (a model) or --backbone', { field: '--backbone' });
-    if (fresh || (!args.tower && !args.features && args.mode === 'finetune')) towerSpecFor(args.tower ?? 'small', requestedInput, args.seed, smallParams, args);
-    const openFresh = async (): Promise<tf.LayersModel> => {
-      const opened = await openTower({ name: args.tower ?? 'small', input: requestedInput, seed: args.seed, smallParams, args });
-      towerRecord = opened.record;
-      inputSize = compactInput(requestedInput);
-      fit = opened.record.resize;
-      return opened.tower;
-    };
-    const openSaved = async (dir: string): Promise<tf.LayersModel> => {
-      const loaded = await loadModel(dir);
-      inputSize = compactInput(modelInputSize(loaded.model, dir));
-      fit = resizeModeOf(loaded.metadata);
-      const record = loaded.metadata.tower;
-      if (record && typeof record === 'object') towerRecord = { ...(record as TowerRecord), source: dir };
-      return loaded.model;
-    };
-    let input: ClassifierMetadata['input'] = 'features';
-    const samples: Sample[] = [];
-    let missing = 0;
-    if (args.features) {
-      if (args.mode === 'finetune') throw new UsageError('fine-tuning needs images, not precomputed features', { field: '--features' });
-      const matrix = await readFeatureMatrix(args.features, args['feature-ids'] ?? idsPathFor(args.features));
-      const rowOf = new Map(matrix.ids.map((id, row) => [id, row]));
-      for (const record of set.records) {
-        const row = rowOf.get(record.id);
-        if (row === undefined) missing++;
-        else samples.push({ record, split: 'train', slot: row });
-      }
-      if (samples.length === 0) throw new UsageError(`no record id is in the ids of ${args.features} (e.g. '${set.records[0].id}' vs '${matrix.ids[0]}')`, { file: args.input, field: args['id-field'] });
-      if (missing) warn(io, 'train-classifier', `${missing} labelled records have no feature row and are left out`);
-      featureRows = matrix.rows;
-      featureDim = matrix.dim;
-    } else if (args.mode === 'head') {
-      if (!args.tower && !args.backbone) throw new UsageError('a head needs features: give --features, or --tower (a model, a tower family or "pixels") or --backbone to compute them from the images', { field: '--tower' });
-      if (args.tower === 'pixels') {
-        input = 'pixels';
-        inputSize = args['pixels-size'];
-      } else if (fresh) {
-        if (args['tower-layer'] !== 'pooled') throw new UsageError('a fresh tower or backbone has only pooled features', { field: '--tower-layer' });
-        towerNet = await openFresh();
-        input = 'image';
-      } else {
-        const tower = await openSaved(args.tower!);
-        towerNet = towerFeatures(tower, args['tower-layer'], args.tower!);
-        input = 'image';
-      }
-      const byId = new Map(set.records.map((r) => [r.id, r]));
-      const rows: Float32Array[] = [];
-      const progress = startProgress(io.stderr, { label: 'features' });
-      const records = set.records.map((r) => imageRecordOf(r, args['image-field']));
-      for await (const batch of computeFeatures(towerNet && modelPredictor(towerNet, inputSize), records, inputSize, 64, skips, io, 'train-classifier', fit)) {
-        featureDim = batch.dim;
-        batch.records.forEach((r, i) => {
-          samples.push({ record: byId.get(r.id)!, split: 'train', slot: rows.length });
-          rows.push(batch.rows.slice(i * batch.dim, (i + 1) * batch.dim));
-        });
-        progress.tick(batch.records.length);
-      }
-      progress.stop();
-      featureRows = new Float32Array(rows.length * featureDim);
-      rows.forEach((r, i) => featureRows!.set(r, i * featureDim));
-    } else {
-      if (args.tower && !fresh) {
-        if (args.tower === 'pixels') throw new UsageError('there is no tower to fine-tune in raw pixels', { field: '--tower' });
-        towerNet = towerFeatures(await openSaved(args.tower), args['tower-layer'], args.tower);
-      } else {
-        if (args['tower-layer'] !== 'pooled') throw new UsageError('a fresh tower or backbone has only pooled features', { field: '--tower-layer' });
-        towerNet = await openFresh();
-      }
-      input = 'image';
-      const progress = startProgress(io.stderr, { label: 'decoding' });
-      const decoded = await decodeImageStore(set.records, args['image-field'], inputSize, skips, io, 'train-classifier', () => progress.tick(1), fit);
-      progress.stop();
-      store = decoded.store;
-      decoded.sourceIndex.forEach((source, slot) => samples.push({ record: set.records[source], split: 'train', slot }));
-    }
+    const { input, featureRows, featureDim, store, inputSize, towerNet, towerRecord, fresh, missing, ...opened } = await openClassifierInputs(args, set.records, skips, io, 'train-classifier');
+    const samples: Sample[] = opened.samples.map((s) => ({ ...s, split: 'train' }));
     writeSkipSummary(skips, io, 'train-classifier');
     if (samples.length === 0) throw new UsageError(`no usable record (${set.records.length} labelled, ${skips.total} corrupt images)`, { file: args.input });
 
@@ -404,13 +314,6 @@ Prints a JSON report: per-class precision, recall, F1 and support, macro and wei
     towerOptimizer?.dispose();
   },
 });
-
-/** image -> features at `layer` of a tower, refusing a layer the tower lacks. */
-function towerFeatures(tower: tf.LayersModel, layer: Args['tower-layer'], dir: string): tf.LayersModel {
-  if (layer !== 'embedding' && !hasLayer(tower, layer)) throw new UsageError(`the tower has no '${layer}' layer`, { file: dir, field: '--tower-layer' });
-  if (!hasLayer(tower, LAYER.pooled)) throw new UsageError('not an atelier image tower (no pooled layer)', { file: dir, field: '--tower' });
-  return imageFeatureModel(tower, layer);
-}
 
 function checkArgs(args: Args): void {
   if (args['test-fraction'] + args['val-fraction'] >= 1) throw new UsageError('test and validation fractions leave nothing to train on', { field: '--test-fraction' });

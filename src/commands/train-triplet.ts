@@ -5,7 +5,7 @@ import { tf } from '../lib/backend/tf.js';
 import { loadModel, saveModel, loadMetadata } from '../lib/backend/model-io.js';
 import { writeFileAtomic } from '../lib/io/atomic.js';
 import { createSkipCounter, writeSkipSummary } from '../lib/image/skips.js';
-import { DEFAULT_TOWER, hasLayer, LAYER } from '../lib/models/weak-model.js';
+import { DEFAULT_TOWER } from '../lib/models/weak-model.js';
 import { batchPixels, compactInput, inputSides, type InputShape } from '../lib/image/batch.js';
 import { isTowerName, modelInputSize, parseInputSize } from '../lib/models/towers/index.js';
 import { resizeModeOf } from '../lib/models/image-features.js';
@@ -14,7 +14,7 @@ import type { ImageFit } from '../lib/image/decode.js';
 import { startProgress } from '../lib/progress.js';
 import { readLabelledRecords } from '../lib/facets/labels.js';
 import { splitOf } from '../lib/random.js';
-import { imageFeatureModel } from '../lib/facets/classifier-model.js';
+import { imageFeatureModel, towerFeatures } from '../lib/facets/classifier-model.js';
 import { decodeImageStore } from '../lib/facets/inputs.js';
 import { initialTrainingState, trainLoop, type EpochLogEntry } from '../lib/train/loop.js';
 import { checkLoopOutputs, checkpointDirOf, logPathOf, loopOptions, type LoopArgs } from '../lib/train/loop-options.js';
@@ -87,29 +87,25 @@ The output is an image -> embedding model: 'atelier embed -m <out> --normalize' 
     if (args.tower && !isTowerName(args.tower)) await loadMetadata(args.tower);
     await selectBackend({ requested: args.backend, env: io.env, stderr: io.stderr });
 
-    let tower: tf.LayersModel;
+    let features: tf.LayersModel;
     let inputSize: InputShape;
     let towerRecord: unknown = args.tower ?? null;
     let fit: ImageFit = 'cover';
     const fresh = args.backbone !== undefined || args.tower === undefined || isTowerName(args.tower);
     if (!fresh) {
       const loaded = await loadModel(args.tower!);
-      tower = loaded.model;
-      const sides = modelInputSize(tower, args.tower!);
-      if (!hasLayer(tower, LAYER.pooled)) throw new UsageError('not an atelier image tower (no pooled layer)', { file: args.tower, field: '--tower' });
-      if (args['tower-layer'] !== 'embedding' && !hasLayer(tower, args['tower-layer'])) throw new UsageError(`the tower has no '${args['tower-layer']}' layer`, { file: args.tower, field: '--tower-layer' });
-      inputSize = compactInput(sides);
+      inputSize = compactInput(modelInputSize(loaded.model, args.tower!));
+      features = towerFeatures(loaded.model, args['tower-layer'], args.tower!);
       fit = resizeModeOf(loaded.metadata);
     } else {
       if (args.backbone && args.tower && !isTowerName(args.tower)) throw new UsageError('give either --tower (a model) or --backbone', { field: '--backbone' });
       const input = parseInputSize(args['input-size']);
       const opened = await openTower({ name: args.tower ?? 'small', input, seed: args.seed, smallParams: { width: args.width, blocks: args.blocks, stages: args.stages }, args });
-      tower = opened.tower;
+      features = imageFeatureModel(opened.tower, args['tower-layer']);
       inputSize = compactInput(input);
       fit = opened.record.resize;
       if (args.tower !== undefined || args.backbone) towerRecord = opened.record;
     }
-    const features = imageFeatureModel(tower, args['tower-layer']);
     const embedding = args.projection > 0
       ? (tf.layers.dense({ units: args.projection, useBias: false, kernelInitializer: tf.initializers.glorotUniform({ seed: args.seed + 5 }), name: 'similarity' }).apply(features.outputs[0]) as tf.SymbolicTensor)
       : features.outputs[0];

@@ -6,7 +6,7 @@ import type { createFetcher } from '../http/fetch.js';
 import type { createRobotsPolicy } from '../http/robots.js';
 import { openRunJournal, type CrawlJournal, type EntryLocation } from '../http/journal.js';
 import { fingerprintOf, type CatalogueImport } from './import.js';
-import { countImage, emptyImageStats, finishImageStats, increment, sortedCounts, type RunStats } from './stats.js';
+import { countImage, emptyImageStats, increment, sortedCounts, sourceStats, type RunStats } from './stats.js';
 
 /** Where a kept product lies in the journal and its place in crawl order (level, then order). */
 interface CrawlProductRef {
@@ -60,12 +60,7 @@ export function createCrawlTally(readProduct: (at: EntryLocation) => ProductSour
           failed: sitemaps.filter((s) => !s.ok).length,
           urls: sitemaps.reduce((n, s) => n + s.urls.length, 0),
         },
-        products: { total: order.length, withoutImages: 0 },
-        images: finishImageStats(images),
-        records: 0,
-        vocabulary: null,
-        siteWords: {},
-        run: { seconds: 0, requests: 0, retries: 0, bytes: 0, resumed },
+        ...sourceStats(order.length, images, resumed),
       },
     };
   };

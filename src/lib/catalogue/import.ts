@@ -13,7 +13,7 @@ import { openRunJournal, type CrawlJournal, type EntryLocation } from '../http/j
 import { verifyAndStoreImage } from '../http/image-store.js';
 import { isHttpUrl, normalizeUrl } from '../http/urls.js';
 import { fieldValue, hasField, imageRefs, joinedField, textOf } from './fields.js';
-import { countImage, emptyImageStats, finishImageStats, type RunStats } from './stats.js';
+import { countImage, emptyImageStats, sourceStats, type RunStats } from './stats.js';
 
 /** The hash that ties a journal to the settings of the run that wrote it. */
 export function fingerprintOf(value: unknown): string {
@@ -237,12 +237,7 @@ export async function importCatalogue(ctx: CatalogueImportSettings): Promise<Cat
     stats: {
       mode: 'import',
       rows: { read: rows.length },
-      products: { total: rows.length, withoutImages: 0 },
-      images: finishImageStats(images),
-      records: 0,
-      vocabulary: null,
-      siteWords: {},
-      run: { seconds: 0, requests: 0, retries: 0, bytes: 0, resumed },
+      ...sourceStats(rows.length, images, resumed),
     },
   };
 }

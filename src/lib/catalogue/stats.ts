@@ -44,6 +44,18 @@ function countsText(counts: Record<string, number>): string {
   return parts.length === 0 ? 'none' : parts.join(', ');
 }
 
+/** The stats of a crawl or an import before its samples are written (mode and pages or rows aside). */
+export function sourceStats(products: number, images: RunStats['images'], resumed: number): Omit<RunStats, 'mode'> {
+  return {
+    products: { total: products, withoutImages: 0 },
+    images: finishImageStats(images),
+    records: 0,
+    vocabulary: null,
+    siteWords: {},
+    run: { seconds: 0, requests: 0, retries: 0, bytes: 0, resumed },
+  };
+}
+
 export function emptyImageStats(): RunStats['images'] {
   return { referenced: 0, saved: 0, duplicates: 0, corrupt: {}, skipped: {}, failed: {} };
 }
