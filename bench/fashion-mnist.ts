@@ -8,7 +8,7 @@ import { cpus, loadavg } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import sharp from 'sharp';
-import { splitOf } from '../src/lib/facets/labels.js';
+import { splitOf } from '../src/lib/random.js';
 
 // Label k of the idx files is CLASS_NAMES[k] (Xiao, Rasul and Vollgraf 2017, table 1).
 const CLASS_NAMES = ['T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat', 'Sandal', 'Shirt', 'Sneaker', 'Bag', 'Ankle boot'];

@@ -11,7 +11,7 @@ import { imageToBytes, pathRecords, readImageRecords, type ImageRecord } from '.
 import { createSkipCounter, SKIP_REASON_WORDS, skipImage, writeSkipSummary } from '../lib/image/skips.js';
 import { resizeModeOf, storedSizeFor } from '../lib/models/image-features.js';
 import { modelInputSize } from '../lib/models/towers/index.js';
-import { batchPixels } from '../lib/train/weak-trainer.js';
+import { batchPixels } from '../lib/image/batch.js';
 import { CLASSIFIER_MODEL_KIND, type ClassifierMetadata } from '../lib/facets/classifier-model.js';
 import { argmax, predictionLine } from '../lib/facets/evaluation.js';
 import { describeModel, requireKind, rowsProbabilities } from '../lib/models/kinds.js';

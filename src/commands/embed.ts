@@ -11,9 +11,10 @@ import { pathRecords, readImageRecords, type ImageRecord } from '../lib/image/re
 import { wordKernel } from '../lib/models/weak-model.js';
 import { WEAK_MODEL_KIND } from '../lib/models/weak-files.js';
 import { describeModel, imageFeatures, requireKind } from '../lib/models/kinds.js';
-import { computeFeatures, normalizeRows, resizeModeOf, workersOption } from '../lib/models/image-features.js';
+import { normalizeRows } from '../lib/knn/source.js';
+import { computeFeatures, resizeModeOf, workersOption } from '../lib/models/image-features.js';
 import { modelInputSize } from '../lib/models/towers/index.js';
-import type { InputShape } from '../lib/train/weak-trainer.js';
+import type { InputShape } from '../lib/image/batch.js';
 import { engineOption, openImagePredictor } from '../lib/onnx/runtime.js';
 import { startProgress } from '../lib/progress.js';
 import { checkFileOutput } from '../lib/io/atomic.js';

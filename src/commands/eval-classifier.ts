@@ -1,7 +1,7 @@
 import { defineCommand, UsageError, warn } from '../lib/command.js';
 import { writeFileAtomic, checkFileOutput } from '../lib/io/atomic.js';
 import { readRecords } from '../lib/io/csv.js';
-import { describeJsonValue, openNdjsonWriter, readNdjson, requireObject } from '../lib/io/ndjson.js';
+import { describeJsonValue, openNdjsonWriter, readNdjson, requireId, requireObject } from '../lib/io/ndjson.js';
 import { isStdio } from '../lib/io/paths.js';
 import { svgToPng } from '../lib/plot/png.js';
 import { PLOT_EXTENSIONS } from '../lib/plot/index.js';
@@ -67,8 +67,7 @@ Each id may be predicted once (a repeated id is an error naming both lines); a -
     const predictedAt = new Map<string, number>();
     for await (const { value, file, line } of readNdjson(args.predictions, { stdin: io.stdin })) {
       const record = requireObject(value, { file, line });
-      const id = record.id;
-      if (typeof id !== 'string' && typeof id !== 'number') throw new UsageError('expected a string or number id', { file, line, field: 'id' });
+      const id = requireId(record, 'id', { file, line });
       // One vote per image: a repeated id would be scored twice.
       const firstLine = predictedAt.get(String(id));
       if (firstLine !== undefined) throw new UsageError(`id '${id}' was already predicted on line ${firstLine}`, { file, line, field: 'id' });
@@ -93,8 +92,7 @@ Each id may be predicted once (a repeated id is an error naming both lines); a -
     if (args.truth) {
       for await (const { value, file, line } of readRecords(args.truth)) {
         const record = value as Record<string, unknown>;
-        const id = record[args['id-field']];
-        if (typeof id !== 'string' && typeof id !== 'number') throw new UsageError('expected a string or number id', { file, line, field: args['id-field'] });
+        const id = requireId(record, args['id-field'], { file, line });
         const label = labelText(record[args['label-field']]);
         if (label === undefined) throw new UsageError(`expected a label, got ${record[args['label-field']] === undefined ? 'nothing (field missing)' : JSON.stringify(record[args['label-field']])}`, { file, line, field: args['label-field'] });
         if (order && !order.includes(label)) throw new UsageError(`label '${label}' is not in ${args['labels-order']}`, { file, line, field: args['label-field'] });

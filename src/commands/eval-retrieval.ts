@@ -3,7 +3,7 @@ import { basename } from 'node:path';
 import { defineCommand, UsageError, warn, type CommandIO } from '../lib/command.js';
 import { writeFileAtomic, checkFileOutput } from '../lib/io/atomic.js';
 import { idsPathFor } from '../lib/io/features.js';
-import { describeJsonValue, openNdjsonWriter, readNdjson, requireObject, type NdjsonWriter } from '../lib/io/ndjson.js';
+import { describeJsonValue, openNdjsonWriter, readNdjson, requireId, requireObject, type NdjsonWriter } from '../lib/io/ndjson.js';
 import { isStdio } from '../lib/io/paths.js';
 import {
   METRICS,
@@ -203,7 +203,7 @@ async function evaluateKnn(args: Args, lookup: PartitionLookup, io: CommandIO): 
   let shortest = Infinity;
   for await (const { value, file, line } of readNdjson(args.knn!, { stdin: io.stdin })) {
     const record = requireObject(value, { file, line });
-    if (typeof record.id !== 'string' && typeof record.id !== 'number') throw new UsageError(`expected a string or number id, got ${describeJsonValue(record.id)}`, { file, line, field: 'id' });
+    requireId(record, 'id', { file, line });
     if (!Array.isArray(record.neighbors)) throw new UsageError(`expected an array of {id, score}, got ${describeJsonValue(record.neighbors)}`, { file, line, field: 'neighbors' });
     const entry = lookup.find(String(record.id));
     if (entry < 0 || !isQuery[entry]) {

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { defineCommand, UsageError, warn, type CommandIO } from '../lib/command.js';
 import { atomicDirectory, checkFileOutput, checkReplaceableDirOutput } from '../lib/io/atomic.js';
 import { idsPathFor } from '../lib/io/features.js';
-import { openNdjsonWriter, readNdjson, requireObject, type NdjsonWriter } from '../lib/io/ndjson.js';
+import { openNdjsonWriter, readNdjson, requireId, requireObject, type NdjsonWriter } from '../lib/io/ndjson.js';
 import { shortestFloat32 } from '../lib/io/npy.js';
 import {
   DEFAULT_HNSW,
@@ -88,8 +88,7 @@ async function readLabels(path: string, field: string, idField: string, stdin: N
   const labels = new Map<string, string>();
   for await (const { value, file, line } of readNdjson(path, { stdin })) {
     const record = requireObject(value, { file, line });
-    const id = record[idField];
-    if (typeof id !== 'string' && typeof id !== 'number') throw new UsageError('expected a string or number id', { file, line, field: idField });
+    const id = requireId(record, idField, { file, line });
     const label = record[field];
     if (label === undefined || label === null) continue;
     if (typeof label !== 'string' && typeof label !== 'number' && typeof label !== 'boolean') {

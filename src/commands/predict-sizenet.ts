@@ -3,7 +3,7 @@ import { backendOption, selectBackend } from '../lib/backend/select.js';
 import { loadMetadata, loadModel } from '../lib/backend/model-io.js';
 import { checkInputFile } from '../lib/io/paths.js';
 import { engineOption, openModelRunner } from '../lib/onnx/runtime.js';
-import { openNdjsonWriter, readNdjson, requireObject } from '../lib/io/ndjson.js';
+import { openNdjsonWriter, readNdjson, requireId } from '../lib/io/ndjson.js';
 import { iterateNpyRows, readNpyHeader } from '../lib/io/npy.js';
 import { assertRowsDigest, idsPathFor, readRowsDigest } from '../lib/io/features.js';
 import { SIZENET_MODEL_KIND } from '../lib/sizenet/evaluation.js';
@@ -73,9 +73,7 @@ export default defineCommand<Args>({
         for (let i = 0; i < count; i++) {
           const next = await ids.next();
           if (next.done) throw new UsageError(`fewer ids than the ${header.rowCount} rows of ${args.features}`, { file: idsPath });
-          const record = requireObject(next.value.value, next.value);
-          const id = record.id;
-          if (typeof id !== 'string' && typeof id !== 'number') throw new UsageError('expected a string or number', { file: next.value.file, line: next.value.line, field: 'id' });
+          const id = requireId(next.value.value, 'id', next.value);
           await out.write({ id: String(id), p_size_issue: Math.round(probabilities[i] * 1e6) / 1e6 });
         }
       }

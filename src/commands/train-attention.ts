@@ -1,18 +1,18 @@
 import { defineCommand, UsageError } from '../lib/command.js';
 import { backendOption, selectBackend } from '../lib/backend/select.js';
 import { tf } from '../lib/backend/tf.js';
-import { optimizerStateTensors, saveModel } from '../lib/backend/model-io.js';
-import { checkpointDirFor, resumeWithBest } from '../lib/train/checkpoint.js';
+import { saveModel } from '../lib/backend/model-io.js';
+import { checkpointDirFor, startOrResume } from '../lib/train/checkpoint.js';
 import { openAtomicWriteStream, writeFileAtomic } from '../lib/io/atomic.js';
 import { createSkipCounter, writeSkipSummary } from '../lib/image/skips.js';
 import { decodeRectStore, rectBatchPixels } from '../lib/image/rect-store.js';
 import { startProgress } from '../lib/progress.js';
 import { storedSizeFor } from '../lib/models/image-features.js';
-import { splitOf, type SplitName } from '../lib/facets/labels.js';
+import { splitOf, type SplitName } from '../lib/random.js';
 import { imageRecordOf } from '../lib/facets/inputs.js';
 import { multiHotTargets, readMultiLabelRecords, type MultiLabelRecord } from '../lib/facets/multilabel.js';
 import { multiLabelReport } from '../lib/metrics/multilabel.js';
-import { initialTrainingState, namedSnapshot, runEpochs, shuffledBatches, snapshotWeights, type TrainingState } from '../lib/facets/training.js';
+import { initialTrainingState, shuffledBatches, trainLoop, type EpochLogEntry } from '../lib/train/loop.js';
 import {
   ATTENTION_MODEL_KIND, ATTENTION_LAYER, attentionLoss, buildAttentionModel, transformBox, type AttentionModelConfig, type LossWeights,
 } from '../lib/models/attention/model.js';
@@ -169,65 +169,48 @@ Labels come from one or more --label-field fields (comma-separated) per record: 
       labels, labelFields, config, weights, lr: args.lr, batch: args.batch, split: [args['test-fraction'], args['val-fraction']], n: [bySplit.train.length, bySplit.val.length, bySplit.test.length],
     });
     const checkpointDir = checkpointDirFor(args.out, args.checkpoint);
-    let state: TrainingState;
-    let best: tf.Tensor[] | null = null;
-    if (args.resume) {
-      ({ state, best } = await resumeWithBest<TrainingState>(checkpointDir, fingerprint, nets.training, optimizer));
-      io.stderr.write(`atelier train-attention: resuming after epoch ${state.epoch}\n`);
-    } else {
-      state = initialTrainingState(args.seed, fingerprint);
-    }
-    await runEpochs({
-      state,
-      maxEpochs: args.epochs,
-      patience: args.patience,
-      stopAfter: args['stop-after'],
-      async runEpoch(random, epoch) {
-        const sums = { total: 0, classification: 0, diversity: 0, localisation: 0 };
-        const order = shuffledBatches(bySplit.train.length, args.batch, random);
-        const bar = startProgress(io.stderr, { total: order.length, label: `epoch ${epoch}` });
-        for (const batch of order) {
-          const part = batch.map((i) => bySplit.train[i]);
-          const x = pixels(part, random);
-          const y = targets(part);
-          let parts: Record<keyof typeof sums, tf.Scalar> | null = null;
-          const { value, grads } = tf.variableGrads(() => {
-            const [logits, maps, theta] = nets.training.apply(x, { training: true }) as tf.Tensor[];
-            const loss = attentionLoss(logits as tf.Tensor2D, y, maps as tf.Tensor3D, theta as tf.Tensor3D, weights);
-            parts = { total: tf.keep(loss.total.clone()), classification: tf.keep(loss.classification), diversity: tf.keep(loss.diversity), localisation: tf.keep(loss.localisation) };
-            return loss.total;
-          }, variables);
-          optimizer.applyGradients(grads);
-          for (const key of Object.keys(sums) as Array<keyof typeof sums>) sums[key] += parts![key].dataSync()[0] * part.length;
-          tf.dispose([x, y, value, ...Object.values(grads), ...Object.values(parts!)]);
-          bar.tick(1);
-        }
-        bar.stop();
-        const n = bySplit.train.length;
-        io.stderr.write(`atelier train-attention: epoch ${epoch} L ${(sums.total / n).toFixed(4)} (L_cls ${(sums.classification / n).toFixed(4)}, L_div ${(sums.diversity / n).toFixed(4)}, L_loc ${(sums.localisation / n).toFixed(4)})\n`);
-        return { loss: sums.total / n, samples: n };
+    const optimizers: Array<[tf.Optimizer, string]> = [[optimizer, 'optimizer/']];
+    const { state, best } = await startOrResume({
+      resume: args.resume, dir: checkpointDir, fingerprint, model: nets.training, optimizers, fresh: () => initialTrainingState(args.seed, fingerprint), io, command: 'train-attention',
+    });
+    // The loss parts of the current epoch, for its stderr line.
+    const sums = { total: 0, classification: 0, diversity: 0, localisation: 0 };
+    await trainLoop({
+      model: nets.training, state, best, maxEpochs: args.epochs, patience: args.patience, stopAfter: args['stop-after'], io, command: 'train-attention',
+      checkpoint: { dir: checkpointDir, kind: `${ATTENTION_MODEL_KIND}-checkpoint`, optimizers },
+      batches(random) {
+        for (const key of Object.keys(sums) as Array<keyof typeof sums>) sums[key] = 0;
+        return shuffledBatches(bySplit.train.length, args.batch, random).map((batch) => batch.map((i) => bySplit.train[i]));
       },
-      async validate() {
+      step(part, random) {
+        const x = pixels(part, random);
+        const y = targets(part);
+        let parts: Record<keyof typeof sums, tf.Scalar> | null = null;
+        const { value, grads } = tf.variableGrads(() => {
+          const [logits, maps, theta] = nets.training.apply(x, { training: true }) as tf.Tensor[];
+          const loss = attentionLoss(logits as tf.Tensor2D, y, maps as tf.Tensor3D, theta as tf.Tensor3D, weights);
+          parts = { total: tf.keep(loss.total.clone()), classification: tf.keep(loss.classification), diversity: tf.keep(loss.diversity), localisation: tf.keep(loss.localisation) };
+          return loss.total;
+        }, variables);
+        optimizer.applyGradients(grads);
+        for (const key of Object.keys(sums) as Array<keyof typeof sums>) sums[key] += parts![key].dataSync()[0] * part.length;
+        const loss = value.dataSync()[0];
+        tf.dispose([x, y, value, ...Object.values(grads), ...Object.values(parts!)]);
+        return loss;
+      },
+      validate() {
         if (bySplit.val.length === 0) return null;
         const { scores, loss } = evaluate(bySplit.val);
         const report = multiLabelReport(scores, truthOf(bySplit.val), labels);
         return { score: loss, metrics: { valLoss: loss, valMacroAuc: report.macroAuc ?? NaN, valMicroF1: report.microF1 } };
       },
-      onBest() {
-        best?.forEach((t) => t.dispose());
-        best = snapshotWeights(nets.training);
-      },
-      async saveCheckpoint(current) {
-        await saveModel(nets.training, checkpointDir, {
-          extraTensors: { ...(await optimizerStateTensors(optimizer)), ...namedSnapshot(best) },
-          metadata: { kind: `${ATTENTION_MODEL_KIND}-checkpoint`, checkpoint: current } as unknown as Record<string, unknown>,
-        });
-      },
-      onEpoch(entry, improved) {
+      onEpoch(line, improved) {
+        const entry = line as EpochLogEntry & { valMacroAuc?: number; valMicroF1?: number };
+        const n = bySplit.train.length;
+        io.stderr.write(`atelier train-attention: epoch ${entry.epoch} L ${(sums.total / n).toFixed(4)} (L_cls ${(sums.classification / n).toFixed(4)}, L_div ${(sums.diversity / n).toFixed(4)}, L_loc ${(sums.localisation / n).toFixed(4)})\n`);
         if (entry.valLoss !== undefined) io.stderr.write(`atelier train-attention: epoch ${entry.epoch} val loss ${entry.valLoss.toFixed(4)} val macro AUC ${entry.valMacroAuc!.toFixed(3)} val micro-F1 ${entry.valMicroF1!.toFixed(3)}${improved ? ' *' : ''}\n`);
       },
     });
-    if (best) nets.training.setWeights(best as tf.Tensor[]);
 
     const reports: Record<string, unknown> = {};
     const predictionsOut = args.predictions ? await openAtomicWriteStream(args.predictions) : null;

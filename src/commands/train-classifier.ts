@@ -1,44 +1,39 @@
 import { existsSync } from 'node:fs';
 import { defineCommand, UsageError, warn } from '../lib/command.js';
 import { backendOption, selectBackend } from '../lib/backend/select.js';
-import { checkpointDirFor, resumeWithBest } from '../lib/train/checkpoint.js';
+import { splitOf, type SplitName } from '../lib/random.js';
+import { startOrResume } from '../lib/train/checkpoint.js';
 import { tf } from '../lib/backend/tf.js';
-import { loadModel, optimizerStateTensors, saveModel, checkModelOutput, loadMetadata } from '../lib/backend/model-io.js';
+import { saveModel, loadMetadata } from '../lib/backend/model-io.js';
 import { openAtomicWriteStream, writeFileAtomic, checkFileOutput } from '../lib/io/atomic.js';
 import { checkInputFile } from '../lib/io/paths.js';
-import { readFeatureMatrix, idsPathFor } from '../lib/io/features.js';
 import { createSkipCounter, writeSkipSummary } from '../lib/image/skips.js';
 import { recordedImagePath } from '../lib/image/records.js';
-import { computeFeatures, modelPredictor, resizeModeOf } from '../lib/models/image-features.js';
-import { DEFAULT_TOWER, hasLayer, LAYER } from '../lib/models/weak-model.js';
-import { isTowerName, modelInputSize, parseInputSize } from '../lib/models/towers/index.js';
-import { backboneOptions, openTower, towerNamesText, towerSpecFor, type BackboneArgs, type TowerRecord } from '../lib/train/tower-options.js';
-import type { ImageFit } from '../lib/image/decode.js';
+import { DEFAULT_TOWER } from '../lib/models/weak-model.js';
+import { isTowerName } from '../lib/models/towers/index.js';
+import { backboneOptions, towerNamesText, type BackboneArgs } from '../lib/train/tower-options.js';
 import { copyMatchingWeights } from '../lib/models/weak-files.js';
-import { batchPixels, drawCrops, inputSides, type ImageStore, type InputShape } from '../lib/train/weak-trainer.js';
+import { batchPixels, drawCrops, inputSides } from '../lib/image/batch.js';
 import { trainingWorkers, trainWorkersOption } from '../lib/train/parallel-gradients.js';
 import { classifierGradients, openClassifierParallel } from '../lib/train/classifier-parallel.js';
+import { multiClassReport } from '../lib/metrics/classification.js';
+import {
+  classCounts, classWeightsFor, readJoinRecords, readLabelledRecords, readLabelsOrder, readSampleWeights, type LabelledRecord,
+} from '../lib/facets/labels.js';
+import {
+  CLASSIFIER_MODEL_KIND, buildFeatureClassifier, buildImageClassifier, headVariables, logitsModel, weightedCrossEntropy,
+  type ClassifierMetadata, type HeadConfig,
+} from '../lib/facets/classifier-model.js';
+import { argmax, predictionLine, reportJson, softmaxRow } from '../lib/facets/evaluation.js';
+import { openClassifierInputs } from '../lib/facets/classifier-inputs.js';
+import { initialTrainingState, shuffledBatches, trainLoop, type EpochLogEntry } from '../lib/train/loop.js';
+import { checkLoopOutputs, checkpointDirOf, logPathOf, loopOptions, type LoopArgs } from '../lib/train/loop-options.js';
+import { imageSide, inputSizeText, nonNegativeInt, positiveInt, positiveNumber, share } from '../lib/options.js';
 
 /** Prefix of the tower's own optimizer state in checkpoints (--backbone-lr other than 1). */
 const TOWER_OPTIMIZER = 'tower-optimizer/';
-import { multiClassReport } from '../lib/metrics/classification.js';
-import { startProgress } from '../lib/progress.js';
-import {
-  balancedClassWeights, classCounts, readClassWeights, readJoinRecords, readLabelledRecords, readLabelsOrder, splitOf,
-  type LabelledRecord, type SplitName,
-} from '../lib/facets/labels.js';
-import {
-  CLASSIFIER_MODEL_KIND, buildFeatureClassifier, buildImageClassifier, headVariables, imageFeatureModel, logitsModel, weightedCrossEntropy,
-  type ClassifierMetadata, type HeadConfig,
-} from '../lib/facets/classifier-model.js';
-import { argmax, predictionLine, reportJson } from '../lib/facets/evaluation.js';
-import { decodeImageStore, imageRecordOf } from '../lib/facets/inputs.js';
-import {
-  initialTrainingState, namedSnapshot, runEpochs, shuffledBatches, snapshotWeights, type TrainingState,
-} from '../lib/facets/training.js';
-import { anyInt, imageSide, inputSizeText, nonNegativeInt, positiveInt, positiveNumber, share } from '../lib/options.js';
 
-interface ClassifierArgs {
+interface ClassifierArgs extends LoopArgs {
   input: string;
   'label-field': string;
   'id-field': string;
@@ -66,15 +61,8 @@ interface ClassifierArgs {
   'labels-order'?: string;
   'test-fraction': number;
   'val-fraction': number;
-  epochs: number;
-  patience: number;
   batch: number;
   lr?: number;
-  seed: number;
-  out: string;
-  checkpoint?: string;
-  resume: boolean;
-  'stop-after'?: number;
   predictions?: string;
   report?: string;
   backend: string;
@@ -132,15 +120,10 @@ Prints a JSON report: per-class precision, recall, F1 and support, macro and wei
     'labels-order': { describe: 'file with one label per line: the classes and their order in every output', type: 'string' },
     'test-fraction': { describe: 'share of groups held out for the test report', type: 'number', default: 0.2, check: share },
     'val-fraction': { describe: 'share of groups held out for early stopping', type: 'number', default: 0.1, check: share },
-    epochs: { describe: 'maximum epochs', type: 'number', default: 60, check: positiveInt },
-    patience: { describe: 'epochs without a lower validation loss before stopping', type: 'number', default: 6, check: positiveInt },
+    ...loopOptions({ epochs: 60, patience: 6, better: 'a lower validation loss', seeds: 'initialisation, shuffling, augmentation' }),
     batch: { describe: 'examples per step', type: 'number', default: 32, check: positiveInt },
     lr: { describe: 'Adam learning rate (default 0.01 for head, 0.001 for finetune)', type: 'number', check: positiveNumber },
-    seed: { describe: 'random seed (initialisation, shuffling, augmentation)', type: 'number', default: 1, check: anyInt },
     out: { alias: 'o', describe: 'model directory to write', type: 'string', demandOption: true },
-    checkpoint: { describe: 'checkpoint directory (default: <out>.checkpoint)', type: 'string' },
-    resume: { describe: 'continue from the checkpoint', type: 'boolean', default: false },
-    'stop-after': { describe: 'end the run after this many epochs (the checkpoint stays; for staged runs)', type: 'number', check: positiveInt },
     predictions: { describe: 'write every record\'s prediction {id, split, truth, label, probs} to this NDJSON', type: 'string' },
     report: { describe: 'also write the JSON report to this file', type: 'string' },
     ...backendOption,
@@ -165,14 +148,7 @@ Prints a JSON report: per-class precision, recall, F1 and support, macro and wei
     if (set.unjoined > 0) io.stderr.write(`atelier train-classifier: ${set.unjoined} records without a match in ${args.join} by ${args['join-key']} left out\n`);
     const { labels } = set;
     const weightField = args['weight-field'];
-    const sampleWeight = new Map<string, number>();
-    if (weightField) {
-      for (const r of set.records) {
-        const w = r.record[weightField];
-        if (typeof w !== 'number' || !Number.isFinite(w) || w < 0) throw new UsageError(`expected a finite weight >= 0, got ${w === undefined ? 'nothing (field missing)' : JSON.stringify(w)}`, { file: r.file, line: r.line, field: weightField });
-        sampleWeight.set(r.id, w);
-      }
-    }
+    const sampleWeight = weightField ? readSampleWeights(set.records, weightField) : new Map<string, number>();
     const weightsOf = (part: Sample[]): tf.Tensor1D | undefined => (weightField ? tf.tensor1d(part.map((p) => sampleWeight.get(p.record.id)!)) : undefined);
     // Inputs first: a mistake is reported before the backend loads.
     if (args.features) await checkInputFile(args.features);
@@ -183,96 +159,8 @@ Prints a JSON report: per-class precision, recall, F1 and support, macro and wei
     const head: HeadConfig = { kind: args.head, hidden: args.hidden, dropout: args.dropout, seed: args.seed };
 
     // Inputs: feature rows (given or computed by a frozen tower) or decoded images for fine-tuning.
-    let featureRows: Float32Array | null = null;
-    let featureDim = 0;
-    let store: ImageStore | null = null;
-    let inputSize: InputShape = 0;
-    let towerNet: tf.LayersModel | null = null;
-    let towerRecord: ClassifierMetadata['tower'] = args.tower;
-    let fit: ImageFit = 'cover';
-    // A family name or --backbone: a tower built here (checked now, before any image is decoded).
-    const fresh = args.backbone !== undefined || (args.tower !== undefined && isTowerName(args.tower));
-    const requestedInput = parseInputSize(args['input-size']);
-    const smallParams = { width: args.width, blocks: args.blocks, stages: args.stages };
-    if (args.backbone && args.tower && !isTowerName(args.tower)) throw new UsageError('give either --tower (a model) or --backbone', { field: '--backbone' });
-    if (fresh || (!args.tower && !args.features && args.mode === 'finetune')) towerSpecFor(args.tower ?? 'small', requestedInput, args.seed, smallParams, args);
-    const openFresh = async (): Promise<tf.LayersModel> => {
-      const opened = await openTower({ name: args.tower ?? 'small', input: requestedInput, seed: args.seed, smallParams, args });
-      towerRecord = opened.record;
-      // Square inputs stay a number: round-1 fingerprints keep their form.
-      inputSize = requestedInput.height === requestedInput.width ? requestedInput.height : requestedInput;
-      fit = opened.record.resize;
-      return opened.tower;
-    };
-    const openSaved = async (dir: string): Promise<tf.LayersModel> => {
-      const loaded = await loadModel(dir);
-      const sides = modelInputSize(loaded.model, dir);
-      inputSize = sides.height === sides.width ? sides.height : sides;
-      fit = resizeModeOf(loaded.metadata);
-      const record = loaded.metadata.tower;
-      if (record && typeof record === 'object') towerRecord = { ...(record as TowerRecord), source: dir };
-      return loaded.model;
-    };
-    let input: ClassifierMetadata['input'] = 'features';
-    const samples: Sample[] = [];
-    let missing = 0;
-    if (args.features) {
-      if (args.mode === 'finetune') throw new UsageError('fine-tuning needs images, not precomputed features', { field: '--features' });
-      const matrix = await readFeatureMatrix(args.features, args['feature-ids'] ?? idsPathFor(args.features));
-      const rowOf = new Map(matrix.ids.map((id, row) => [id, row]));
-      for (const record of set.records) {
-        const row = rowOf.get(record.id);
-        if (row === undefined) missing++;
-        else samples.push({ record, split: 'train', slot: row });
-      }
-      if (samples.length === 0) throw new UsageError(`no record id is in the ids of ${args.features} (e.g. '${set.records[0].id}' vs '${matrix.ids[0]}')`, { file: args.input, field: args['id-field'] });
-      if (missing) warn(io, 'train-classifier', `${missing} labelled records have no feature row and are left out`);
-      featureRows = matrix.rows;
-      featureDim = matrix.dim;
-    } else if (args.mode === 'head') {
-      if (!args.tower && !args.backbone) throw new UsageError('a head needs features: give --features, or --tower (a model, a tower family or "pixels") or --backbone to compute them from the images', { field: '--tower' });
-      if (args.tower === 'pixels') {
-        input = 'pixels';
-        inputSize = args['pixels-size'];
-      } else if (fresh) {
-        if (args['tower-layer'] !== 'pooled') throw new UsageError('a fresh tower or backbone has only pooled features', { field: '--tower-layer' });
-        towerNet = await openFresh();
-        input = 'image';
-      } else {
-        const tower = await openSaved(args.tower!);
-        towerNet = towerFeatures(tower, args['tower-layer'], args.tower!);
-        input = 'image';
-      }
-      const byId = new Map(set.records.map((r) => [r.id, r]));
-      const rows: Float32Array[] = [];
-      const progress = startProgress(io.stderr, { label: 'features' });
-      const records = set.records.map((r) => imageRecordOf(r, args['image-field']));
-      for await (const batch of computeFeatures(towerNet && modelPredictor(towerNet, inputSize), records, inputSize, 64, skips, io, 'train-classifier', fit)) {
-        featureDim = batch.dim;
-        batch.records.forEach((r, i) => {
-          samples.push({ record: byId.get(r.id)!, split: 'train', slot: rows.length });
-          rows.push(batch.rows.slice(i * batch.dim, (i + 1) * batch.dim));
-        });
-        progress.tick(batch.records.length);
-      }
-      progress.stop();
-      featureRows = new Float32Array(rows.length * featureDim);
-      rows.forEach((r, i) => featureRows!.set(r, i * featureDim));
-    } else {
-      if (args.tower && !fresh) {
-        if (args.tower === 'pixels') throw new UsageError('there is no tower to fine-tune in raw pixels', { field: '--tower' });
-        towerNet = towerFeatures(await openSaved(args.tower), args['tower-layer'], args.tower);
-      } else {
-        if (args['tower-layer'] !== 'pooled') throw new UsageError('a fresh tower or backbone has only pooled features', { field: '--tower-layer' });
-        towerNet = await openFresh();
-      }
-      input = 'image';
-      const progress = startProgress(io.stderr, { label: 'decoding' });
-      const decoded = await decodeImageStore(set.records, args['image-field'], inputSize, skips, io, 'train-classifier', () => progress.tick(1), fit);
-      progress.stop();
-      store = decoded.store;
-      decoded.sourceIndex.forEach((source, slot) => samples.push({ record: set.records[source], split: 'train', slot }));
-    }
+    const { input, featureRows, featureDim, store, inputSize, towerNet, towerRecord, fresh, missing, ...opened } = await openClassifierInputs(args, set.records, skips, io, 'train-classifier');
+    const samples: Sample[] = opened.samples.map((s) => ({ ...s, split: 'train' }));
     writeSkipSummary(skips, io, 'train-classifier');
     if (samples.length === 0) throw new UsageError(`no usable record (${set.records.length} labelled, ${skips.total} corrupt images)`, { file: args.input });
 
@@ -284,9 +172,7 @@ Prints a JSON report: per-class precision, recall, F1 and support, macro and wei
     }
     const absent = labels.filter((_, c) => trainCounts[c] === 0);
     if (absent.length) warn(io, 'train-classifier', `no training example of ${absent.map((l) => `'${l}'`).join(', ')}: the model cannot learn them`);
-    const classWeights = args['class-weight'] === 'balanced' ? balancedClassWeights(trainCounts)
-      : args['class-weight'] === 'none' ? new Float32Array(labels.length).fill(1)
-        : await readClassWeights(args['class-weight'], labels);
+    const classWeights = await classWeightsFor(args['class-weight'], trainCounts, labels);
     io.stderr.write(`atelier train-classifier: ${labels.length} classes, ${bySplit.train.length} train, ${bySplit.val.length} validation, ${bySplit.test.length} test records\n`);
 
     // The model: a head on feature rows, or an image model (tower + head) trained whole.
@@ -333,94 +219,59 @@ Prints a JSON report: per-class precision, recall, F1 and support, macro and wei
       ...(fresh && args.tower !== 'small' ? { towerRecord } : {}),
       ...(args['head-epochs'] || args['backbone-lr'] !== 1 || args['freeze-bn'] ? { schedule: [args['head-epochs'], args['backbone-lr'], args['freeze-bn']] } : {}),
     });
-    const checkpointDir = checkpointDirFor(args.out, args.checkpoint);
-    let state: TrainingState;
-    let best: tf.Tensor[] | null = null;
-    if (args.resume) {
-      ({ state, best } = await resumeWithBest<TrainingState>(checkpointDir, fingerprint, model, optimizer, towerOptimizer ? [[towerOptimizer, TOWER_OPTIMIZER]] : []));
-      io.stderr.write(`atelier train-classifier: resuming after epoch ${state.epoch}\n`);
-    } else {
-      state = initialTrainingState(args.seed, fingerprint);
-    }
-
-    const ran = await runEpochs({
-      state,
-      maxEpochs: args.epochs,
-      patience: args.patience,
-      stopAfter: args['stop-after'],
-      async runEpoch(random, epoch) {
-        let lossSum = 0;
-        let steps = 0;
-        const order = shuffledBatches(bySplit.train.length, args.batch, random);
-        const bar = startProgress(io.stderr, { total: order.length, label: `epoch ${epoch}` });
+    const optimizers: Array<[tf.Optimizer, string]> = [[optimizer, 'optimizer/'], ...(towerOptimizer ? [[towerOptimizer, TOWER_OPTIMIZER] as [tf.Optimizer, string]] : [])];
+    const { state, best } = await startOrResume({
+      resume: args.resume, dir: checkpointDirOf(args), fingerprint, model, optimizers, fresh: () => initialTrainingState(args.seed, fingerprint), io, command: 'train-classifier',
+    });
+    const valTruth = bySplit.val.map((s) => s.record.classIndex);
+    await trainLoop({
+      model, state, best, maxEpochs: args.epochs, patience: args.patience, stopAfter: args['stop-after'], io, command: 'train-classifier',
+      checkpoint: { dir: checkpointDirOf(args), kind: `${CLASSIFIER_MODEL_KIND}-checkpoint`, optimizers },
+      batches: (random) => shuffledBatches(bySplit.train.length, args.batch, random).map((batch) => batch.map((i) => bySplit.train[i])),
+      async step(part, random, epoch) {
         const onlyHead = headPhase(epoch);
         // A frozen tower (head phase) or frozen BatchNorm statistics: the model runs in inference mode.
         const training = args.mode === 'head' || !(onlyHead || args['freeze-bn']);
-        for (const batch of order) {
-          const part = batch.map((i) => bySplit.train[i]);
-          const x = parallel ? null : inputBatch(part, store ? random : undefined);
-          const y = tf.tensor1d(part.map((s) => s.record.classIndex), 'int32');
-          const w = weightsOf(part);
-          const { value, grads } = parallel
-            ? await classifierGradients(parallel, onlyHead ? headVars : allVars, { slots: part.map((s) => s.slot), crops: drawCrops(store!, part.length, inputSize, random), labels: part.map((s) => s.record.classIndex), sampleWeights: weightField ? part.map((p) => sampleWeight.get(p.record.id)!) : undefined, classWeights }, { inputSize, training })
-            : tf.variableGrads(() => weightedCrossEntropy(logitsNet.apply(x!, { training }) as tf.Tensor2D, y, weightsTensor, w), onlyHead ? headVars : allVars);
-          if (towerOptimizer && !onlyHead) {
-            const towerGrads: tf.NamedTensorMap = {};
-            for (const name of Object.keys(grads)) {
-              if (headNames.has(name)) continue;
-              towerGrads[name] = grads[name];
-              delete grads[name];
-            }
-            towerOptimizer.applyGradients(towerGrads);
-            tf.dispose(Object.values(towerGrads));
+        const x = parallel ? null : inputBatch(part, store ? random : undefined);
+        const y = tf.tensor1d(part.map((s) => s.record.classIndex), 'int32');
+        const w = weightsOf(part);
+        const { value, grads } = parallel
+          ? await classifierGradients(parallel, onlyHead ? headVars : allVars, { slots: part.map((s) => s.slot), crops: drawCrops(store!, part.length, inputSize, random), labels: part.map((s) => s.record.classIndex), sampleWeights: weightField ? part.map((p) => sampleWeight.get(p.record.id)!) : undefined, classWeights }, { inputSize, training })
+          : tf.variableGrads(() => weightedCrossEntropy(logitsNet.apply(x!, { training }) as tf.Tensor2D, y, weightsTensor, w), onlyHead ? headVars : allVars);
+        if (towerOptimizer && !onlyHead) {
+          const towerGrads: tf.NamedTensorMap = {};
+          for (const name of Object.keys(grads)) {
+            if (headNames.has(name)) continue;
+            towerGrads[name] = grads[name];
+            delete grads[name];
           }
-          optimizer.applyGradients(grads);
-          lossSum += value.dataSync()[0];
-          steps++;
-          tf.dispose([...(x ? [x] : []), y, value, ...Object.values(grads), ...(w ? [w] : [])]);
-          bar.tick(1);
+          towerOptimizer.applyGradients(towerGrads);
+          tf.dispose(Object.values(towerGrads));
         }
-        bar.stop();
-        return { loss: lossSum / Math.max(steps, 1), samples: bySplit.train.length };
+        optimizer.applyGradients(grads);
+        const loss = value.dataSync()[0];
+        tf.dispose([...(x ? [x] : []), y, value, ...Object.values(grads), ...(w ? [w] : [])]);
+        return loss;
       },
-      async validate() {
+      validate() {
         if (bySplit.val.length === 0) return null;
         const logits = logitsOf(bySplit.val);
-        const truth = bySplit.val.map((s) => s.record.classIndex);
-        const valLoss = tf.tidy(() => weightedCrossEntropy(tf.tensor2d(logits, [truth.length, labels.length]), tf.tensor1d(truth, 'int32'), weightsTensor, weightsOf(bySplit.val)).dataSync()[0]);
-        const predicted = truth.map((_, i) => argmax(logits, i * labels.length, labels.length));
-        const report = multiClassReport(truth, predicted, labels);
+        const valLoss = tf.tidy(() => weightedCrossEntropy(tf.tensor2d(logits, [valTruth.length, labels.length]), tf.tensor1d(valTruth, 'int32'), weightsTensor, weightsOf(bySplit.val)).dataSync()[0]);
+        const predicted = valTruth.map((_, i) => argmax(logits, i * labels.length, labels.length));
+        const report = multiClassReport(valTruth, predicted, labels);
         return { score: valLoss, metrics: { valLoss, valAccuracy: report.accuracy, valMacroF1: report.macroF1 } };
       },
-      onBest() {
-        best?.forEach((t) => t.dispose());
-        best = snapshotWeights(model);
-      },
-      async saveCheckpoint(current) {
-        await saveModel(model, checkpointDir, {
-          extraTensors: { ...(await optimizerStateTensors(optimizer)), ...(towerOptimizer ? await optimizerStateTensors(towerOptimizer, TOWER_OPTIMIZER) : {}), ...namedSnapshot(best) },
-          metadata: { kind: `${CLASSIFIER_MODEL_KIND}-checkpoint`, checkpoint: current } as unknown as Record<string, unknown>,
-        });
-      },
-      onEpoch(entry, improved) {
+      onEpoch(line, improved) {
+        const entry = line as EpochLogEntry;
         const val = entry.valLoss === undefined ? '' : ` val loss ${entry.valLoss.toFixed(4)} val acc ${entry.valAccuracy!.toFixed(3)} val macro-F1 ${entry.valMacroF1!.toFixed(3)}`;
         io.stderr.write(`atelier train-classifier: epoch ${entry.epoch} loss ${entry.loss.toFixed(4)}${val}${improved ? ' *' : ''}\n`);
       },
     });
     await parallel?.close();
-    if (ran === 0 && state.epoch > 0) warn(io, 'train-classifier', `nothing left to train (stopped after epoch ${state.epoch}); model written from the checkpoint`);
-    if (best) model.setWeights(best as tf.Tensor[]);
 
     // Reports per split, predictions, the model.
     const reports: Record<string, unknown> = {};
     const predictionsOut = args.predictions ? await openAtomicWriteStream(args.predictions, io.outputs) : null;
-    const probsOf = (logits: Float32Array, i: number): Float32Array => {
-      const row = logits.subarray(i * labels.length, (i + 1) * labels.length);
-      const max = Math.max(...row);
-      const e = Float32Array.from(row, (v) => Math.exp(v - max));
-      const sum = e.reduce((a, b) => a + b, 0);
-      return e.map((v) => v / sum);
-    };
     try {
       for (const split of ['train', 'val', 'test'] as const) {
         const part = bySplit[split];
@@ -433,7 +284,7 @@ Prints a JSON report: per-class precision, recall, F1 and support, macro and wei
           part.forEach((s, i) => {
             const image = s.record.record[args['image-field']];
             const recorded = typeof image === 'string' && image !== '' ? { image: recordedImagePath(image, s.record.file) } : {};
-            text += predictionLine({ id: s.record.id, ...recorded, split, truth: s.record.label, label: labels[predicted[i]] }, labels, probsOf(logits, i)) + '\n';
+            text += predictionLine({ id: s.record.id, ...recorded, split, truth: s.record.label, label: labels[predicted[i]] }, labels, softmaxRow(logits.subarray(i * labels.length, (i + 1) * labels.length))) + '\n';
           });
           if (!predictionsOut.stream.write(text)) await new Promise((r) => predictionsOut.stream.once('drain', r));
         }
@@ -457,7 +308,7 @@ Prints a JSON report: per-class precision, recall, F1 and support, macro and wei
       copyMatchingWeights(model, saved);
     }
     await saveModel(saved, args.out, { metadata });
-    await writeFileAtomic(`${args.out.replace(/\/+$/, '')}.log.json`, JSON.stringify(state.log, null, 2) + '\n', io.outputs);
+    await writeFileAtomic(logPathOf(args.out), JSON.stringify(state.log, null, 2) + '\n', io.outputs);
     const summary = {
       labelField: args['label-field'], labels, mode: args.mode, input, head: head.kind,
       classWeights: Object.fromEntries(labels.map((l, c) => [l, Number(classWeights[c].toPrecision(6))])),
@@ -471,16 +322,8 @@ Prints a JSON report: per-class precision, recall, F1 and support, macro and wei
     weightsTensor.dispose();
     optimizer.dispose();
     towerOptimizer?.dispose();
-    (best as tf.Tensor[] | null)?.forEach((t) => t.dispose());
   },
 });
-
-/** image -> features at `layer` of a tower, refusing a layer the tower lacks. */
-function towerFeatures(tower: tf.LayersModel, layer: Args['tower-layer'], dir: string): tf.LayersModel {
-  if (layer !== 'embedding' && !hasLayer(tower, layer)) throw new UsageError(`the tower has no '${layer}' layer`, { file: dir, field: '--tower-layer' });
-  if (!hasLayer(tower, LAYER.pooled)) throw new UsageError('not an atelier image tower (no pooled layer)', { file: dir, field: '--tower' });
-  return imageFeatureModel(tower, layer);
-}
 
 function checkArgs(args: Args): void {
   if (args['test-fraction'] + args['val-fraction'] >= 1) throw new UsageError('test and validation fractions leave nothing to train on', { field: '--test-fraction' });
@@ -491,8 +334,7 @@ function checkArgs(args: Args): void {
 
 /** Every output path checked before any work: a wrong one costs no time and leaves nothing behind. */
 async function checkOutputs(args: Args): Promise<void> {
-  await checkModelOutput(args.out, '--out');
-  await checkModelOutput(checkpointDirFor(args.out, args.checkpoint), '--checkpoint');
+  await checkLoopOutputs(args);
   await checkFileOutput(args.predictions, '--predictions');
   await checkFileOutput(args.report, '--report');
 }

@@ -1,38 +1,34 @@
 import { defineCommand, UsageError } from '../lib/command.js';
 import { backendOption, selectBackend } from '../lib/backend/select.js';
-import { checkpointDirFor, resumeWithBest } from '../lib/train/checkpoint.js';
+import { startOrResume } from '../lib/train/checkpoint.js';
+import { initialTrainingState, shuffledBatches, trainLoop } from '../lib/train/loop.js';
+import { checkLoopOutputs, loopOptions, checkpointDirOf, type LoopArgs } from '../lib/train/loop-options.js';
 import { tf } from '../lib/backend/tf.js';
-import { loadModel, optimizerStateTensors, saveModel, checkModelOutput, loadMetadata } from '../lib/backend/model-io.js';
-import { readNdjson, requireObject } from '../lib/io/ndjson.js';
+import { loadModel, saveModel, checkModelOutput, loadMetadata } from '../lib/backend/model-io.js';
+import { readNdjson, requireId, requireObject } from '../lib/io/ndjson.js';
 import { writeFileAtomic, checkFileOutput, checkDirOutput } from '../lib/io/atomic.js';
 import { readFeatureMatrix } from '../lib/io/features.js';
-import { createRandom, stableHash, type RandomState } from '../lib/random.js';
+import { splitOf } from '../lib/random.js';
 import { buildImageStudentModel, buildStudentModel, studentLayers, studentLogits, weightedBinaryCrossEntropy, type StudentConfig } from '../lib/sizenet/student.js';
 import { binaryReport, rocAuc, rocCurve } from '../lib/metrics/classification.js';
 import { describeModel, imageFeatures } from '../lib/models/kinds.js';
 import { quadrantAnalysis, SIZENET_MODEL_KIND, type SizenetMetadata } from '../lib/sizenet/evaluation.js';
-import { anyInt, nonNegativeNumber, positiveInt, positiveIntList, positiveNumber, probability, share } from '../lib/options.js';
+import { nonNegativeNumber, positiveInt, positiveIntList, positiveNumber, probability, share } from '../lib/options.js';
 
-interface Args {
+interface Args extends LoopArgs {
   features: string;
   ids?: string;
   teacher: string;
-  out: string;
   hidden: string;
   dropout: number;
   optimizer: 'adam' | 'sgd';
   lr: number;
   batch: number;
-  epochs: number;
-  patience: number;
   tau: number;
   'val-fraction': number;
   'test-fraction': number;
   threshold: number;
   unweighted: boolean;
-  seed: number;
-  checkpoint?: string;
-  resume: boolean;
   report?: string;
   plots?: string;
   tower?: string;
@@ -46,24 +42,6 @@ interface Sample {
   id: string;
   label: number;
   w: number;
-}
-
-interface TrainingState {
-  epoch: number;
-  bestLoss: number;
-  sinceBest: number;
-  random: RandomState;
-  log: Array<{ epoch: number; loss: number; valLoss: number; valAuc: number }>;
-  bestEpoch: number;
-  fingerprint: string;
-}
-
-/** 'test', 'val' or 'train' for an article id, stable across runs and machines. */
-function splitOf(id: string, valFraction: number, testFraction: number): 'train' | 'val' | 'test' {
-  const u = stableHash(`split:${id}`) / 4294967296;
-  if (u < testFraction) return 'test';
-  if (u < testFraction + valFraction) return 'val';
-  return 'train';
 }
 
 function teacherLabel(value: unknown): number | null {
@@ -90,16 +68,12 @@ The evaluation on the test split (ROC AUC, accuracy, precision and recall at --t
     optimizer: { describe: 'adam or sgd (momentum 0.9)', choices: ['adam', 'sgd'], default: 'adam' },
     lr: { describe: 'learning rate', type: 'number', default: 0.001, check: positiveNumber },
     batch: { describe: 'samples per step', type: 'number', default: 64, check: positiveInt },
-    epochs: { describe: 'maximum epochs', type: 'number', default: 100, check: positiveInt },
-    patience: { describe: 'epochs without a lower validation loss before stopping', type: 'number', default: 10, check: positiveInt },
+    ...loopOptions({ epochs: 100, patience: 10, better: 'a lower validation loss', seeds: 'initialisation, shuffling, dropout' }),
     tau: { describe: 'drop samples whose teacher weight w is below tau', type: 'number', default: 0, check: nonNegativeNumber },
     'val-fraction': { describe: 'share of articles for early stopping', type: 'number', default: 0.15, check: share },
     'test-fraction': { describe: 'share of articles held out for the evaluation', type: 'number', default: 0.2, check: share },
     threshold: { describe: 'probability threshold for accuracy, precision and recall', type: 'number', default: 0.5, check: probability },
     unweighted: { describe: 'ignore the teacher weights (every sample weighs 1)', type: 'boolean', default: false },
-    seed: { describe: 'random seed (initialisation, shuffling, dropout)', type: 'number', default: 1, check: anyInt },
-    checkpoint: { describe: 'checkpoint directory (default: <out>.checkpoint)', type: 'string' },
-    resume: { describe: 'continue from the checkpoint', type: 'boolean', default: false },
     report: { describe: 'also write the evaluation JSON to this file', type: 'string' },
     plots: { describe: 'directory for roc.png and probability-vs-weight.png', type: 'string' },
     tower: { describe: 'image model whose features these are (with --image-model)', type: 'string' },
@@ -123,8 +97,7 @@ The evaluation on the test split (ROC AUC, accuracy, precision and recall at --t
     const teacher = new Map<string, { label: number; w: number; line: number }>();
     for await (const { value, file, line } of readNdjson(args.teacher)) {
       const record = requireObject(value, { file, line });
-      const id = record.id;
-      if (typeof id !== 'string' && typeof id !== 'number') throw new UsageError('expected a string or number', { file, line, field: 'id' });
+      const id = requireId(record, 'id', { file, line });
       // teacher-score writes one line per article; a second would silently replace the first.
       const earlier = teacher.get(String(id));
       if (earlier) throw new UsageError(`article ${JSON.stringify(String(id))} is already scored on line ${earlier.line}`, { file, line, field: 'id' });
@@ -147,7 +120,7 @@ The evaluation on the test split (ROC AUC, accuracy, precision and recall at --t
     });
     if (matchedIds.size === 0) throw new UsageError(`no id of ${args.features} is in ${args.teacher} (e.g. '${features.ids[0]}' vs '${teacher.keys().next().value}')`, { file: args.teacher, field: 'id' });
     const split = { train: [] as Sample[], val: [] as Sample[], test: [] as Sample[] };
-    for (const s of samples) split[splitOf(s.id, args['val-fraction'], args['test-fraction'])].push(s);
+    for (const s of samples) split[splitOf(`split:${s.id}`, args['test-fraction'], args['val-fraction'])].push(s);
     if (split.train.length === 0 || split.val.length === 0 || split.test.length === 0) {
       throw new UsageError(`too few samples to split (train ${split.train.length}, validation ${split.val.length}, test ${split.test.length})`, { file: args.features });
     }
@@ -165,15 +138,10 @@ The evaluation on the test split (ROC AUC, accuracy, precision and recall at --t
     const optimizer: tf.Optimizer = args.optimizer === 'adam' ? tf.train.adam(args.lr) : tf.train.momentum(args.lr, 0.9);
     const variables = () => model.trainableWeights.map((v) => v.read() as tf.Variable);
     const fingerprint = JSON.stringify({ config, args: [args.optimizer, args.lr, args.batch, args.tau, args.unweighted, args['val-fraction'], args['test-fraction']], n: samples.length });
-    const checkpointDir = checkpointDirFor(args.out, args.checkpoint);
-    let state: TrainingState;
-    let best: tf.Tensor[] | null = null;
-    if (args.resume) {
-      ({ state, best } = await resumeWithBest<TrainingState>(checkpointDir, fingerprint, model, optimizer));
-      io.stderr.write(`atelier train-sizenet: resuming after epoch ${state.epoch}\n`);
-    } else {
-      state = { epoch: 0, bestLoss: Infinity, sinceBest: 0, random: createRandom(args.seed).state(), log: [], bestEpoch: 0, fingerprint };
-    }
+    const optimizers: Array<[tf.Optimizer, string]> = [[optimizer, 'optimizer/']];
+    const { state, best } = await startOrResume({
+      resume: args.resume, dir: checkpointDirOf(args), fingerprint, model, optimizers, fresh: () => initialTrainingState(args.seed, fingerprint), io, command: 'train-sizenet',
+    });
 
     const tensorsOf = (part: Sample[]) => {
       const x = new Float32Array(part.length * features.dim);
@@ -191,47 +159,33 @@ The evaluation on the test split (ROC AUC, accuracy, precision and recall at --t
     const validationLoss = (): number =>
       tf.tidy(() => weightedBinaryCrossEntropy(studentLogits(layers, tf.tensor2d(val.x, [split.val.length, features.dim]), 0, null), tf.tensor1d(val.y), tf.tensor1d(val.w)).dataSync()[0]);
 
-    while (state.epoch < args.epochs && state.sinceBest < args.patience) {
-      const random = createRandom(state.random);
-      const order = split.train.map((_, i) => i);
-      for (let i = order.length - 1; i > 0; i--) {
-        const j = random.int(i + 1);
-        [order[i], order[j]] = [order[j], order[i]];
-      }
-      let lossSum = 0;
-      let steps = 0;
-      for (let start = 0; start < order.length; start += args.batch) {
-        const part = order.slice(start, start + args.batch).map((i) => split.train[i]);
+    await trainLoop({
+      model, state, best, maxEpochs: args.epochs, patience: args.patience, stopAfter: args['stop-after'], minDelta: 1e-6, io, command: 'train-sizenet',
+      checkpoint: { dir: checkpointDirOf(args), kind: 'atelier-sizenet-checkpoint', optimizers },
+      batches: (random) => shuffledBatches(split.train.length, args.batch, random).map((batch) => batch.map((i) => split.train[i])),
+      step(part, random) {
         const { x, y, w } = tensorsOf(part);
         const xt = tf.tensor2d(x, [part.length, features.dim]);
         const yt = tf.tensor1d(y);
         const wt = tf.tensor1d(w);
         const { value, grads } = tf.variableGrads(() => weightedBinaryCrossEntropy(studentLogits(layers, xt, args.dropout, random), yt, wt), variables());
         optimizer.applyGradients(grads);
-        lossSum += value.dataSync()[0];
-        steps++;
+        const loss = value.dataSync()[0];
         tf.dispose([xt, yt, wt, value, ...Object.values(grads)]);
-      }
-      const valLoss = validationLoss();
-      const valAuc = rocAuc(predict(split.val), val.y);
-      state.epoch++;
-      state.log.push({ epoch: state.epoch, loss: lossSum / steps, valLoss, valAuc });
-      if (valLoss < state.bestLoss - 1e-6) {
-        state.bestLoss = valLoss;
-        state.sinceBest = 0;
-        state.bestEpoch = state.epoch;
-        best?.forEach((t) => t.dispose());
-        best = model.getWeights().map((t) => t.clone());
-      } else state.sinceBest++;
-      if (state.epoch % 10 === 0 || state.sinceBest === 0) {
-        io.stderr.write(`atelier train-sizenet: epoch ${state.epoch} loss ${(lossSum / steps).toFixed(4)} val loss ${valLoss.toFixed(4)} val AUC ${valAuc.toFixed(3)}\n`);
-      }
-      state.random = random.state();
-      const extra: Record<string, tf.Tensor> = { ...(await optimizerStateTensors(optimizer)) };
-      best?.forEach((t, i) => (extra[`best/${i}`] = t));
-      await saveModel(model, checkpointDir, { extraTensors: extra, metadata: { kind: 'atelier-sizenet-checkpoint', checkpoint: state } });
-    }
-    if (best) model.setWeights(best);
+        return loss;
+      },
+      validate() {
+        const valLoss = validationLoss();
+        return { score: valLoss, metrics: { valLoss, valAuc: rocAuc(predict(split.val), val.y) } };
+      },
+      logEntry: (epoch, validation) => ({ epoch: epoch.epoch, loss: epoch.loss, ...validation!.metrics }),
+      onEpoch(line, improved) {
+        const entry = line as { epoch: number; loss: number; valLoss: number; valAuc: number };
+        if (entry.epoch % 10 === 0 || improved) {
+          io.stderr.write(`atelier train-sizenet: epoch ${entry.epoch} loss ${entry.loss.toFixed(4)} val loss ${entry.valLoss.toFixed(4)} val AUC ${entry.valAuc.toFixed(3)}\n`);
+        }
+      },
+    });
 
     const testScores = predict(split.test);
     const test = tensorsOf(split.test);
@@ -262,15 +216,13 @@ The evaluation on the test split (ROC AUC, accuracy, precision and recall at --t
     if (args.report) await writeFileAtomic(args.report, json, io.outputs);
     if (args.plots) await (await import('../lib/sizenet/plots.js')).drawSizenetPlots(args.plots, rocCurve(testScores, test.y), testScores, test.y, teacherWeights, evaluation.test.auc, io.outputs);
     io.stdout.write(json);
-    best?.forEach((t) => t.dispose());
     optimizer.dispose();
   },
 });
 
 /** Every output path checked before any work: a wrong one costs no time and leaves nothing behind. */
 async function checkOutputs(args: Args): Promise<void> {
-  await checkModelOutput(args.out, '--out');
-  await checkModelOutput(checkpointDirFor(args.out, args.checkpoint), '--checkpoint');
+  await checkLoopOutputs(args);
   await checkModelOutput(args['image-model'], '--image-model');
   await checkFileOutput(args.report, '--report');
   await checkDirOutput(args.plots, '--plots');

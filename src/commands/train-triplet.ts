@@ -1,25 +1,27 @@
 import { defineCommand, UsageError, warn } from '../lib/command.js';
 import { backendOption, selectBackend } from '../lib/backend/select.js';
-import { checkpointDirFor, resumeWithBest } from '../lib/train/checkpoint.js';
+import { startOrResume } from '../lib/train/checkpoint.js';
 import { tf } from '../lib/backend/tf.js';
-import { loadModel, optimizerStateTensors, saveModel, checkModelOutput, loadMetadata } from '../lib/backend/model-io.js';
+import { loadModel, saveModel, loadMetadata } from '../lib/backend/model-io.js';
 import { writeFileAtomic } from '../lib/io/atomic.js';
 import { createSkipCounter, writeSkipSummary } from '../lib/image/skips.js';
-import { DEFAULT_TOWER, hasLayer, LAYER } from '../lib/models/weak-model.js';
-import { batchPixels, inputSides, type InputShape } from '../lib/train/weak-trainer.js';
+import { DEFAULT_TOWER } from '../lib/models/weak-model.js';
+import { batchPixels, compactInput, inputSides, type InputShape } from '../lib/image/batch.js';
 import { isTowerName, modelInputSize, parseInputSize } from '../lib/models/towers/index.js';
 import { resizeModeOf } from '../lib/models/image-features.js';
 import { backboneSourceOptions, openTower, towerNamesText, type BackboneArgs } from '../lib/train/tower-options.js';
 import type { ImageFit } from '../lib/image/decode.js';
 import { startProgress } from '../lib/progress.js';
-import { readLabelledRecords, splitOf } from '../lib/facets/labels.js';
-import { imageFeatureModel } from '../lib/facets/classifier-model.js';
+import { readLabelledRecords } from '../lib/facets/labels.js';
+import { splitOf } from '../lib/random.js';
+import { imageFeatureModel, towerFeatures } from '../lib/facets/classifier-model.js';
 import { decodeImageStore } from '../lib/facets/inputs.js';
-import { initialTrainingState, namedSnapshot, runEpochs, snapshotWeights, type TrainingState } from '../lib/facets/training.js';
+import { initialTrainingState, trainLoop, type EpochLogEntry } from '../lib/train/loop.js';
+import { checkLoopOutputs, checkpointDirOf, logPathOf, loopOptions, type LoopArgs } from '../lib/train/loop-options.js';
 import { SIMILARITY_MODEL_KIND, groupBatches, l2Normalize, leaveOneOutTop1, mineSemiHardTriplets, pairwiseSquaredDistances, tripletHingeLoss } from '../lib/similarity/triplet.js';
-import { anyInt, inputSizeText, integerIn, nonNegativeInt, positiveInt, positiveNumber, share } from '../lib/options.js';
+import { inputSizeText, integerIn, nonNegativeInt, positiveInt, positiveNumber, share } from '../lib/options.js';
 
-interface Args extends BackboneArgs {
+interface Args extends BackboneArgs, LoopArgs {
   input: string;
   'positive-field': string;
   'id-field': string;
@@ -35,14 +37,7 @@ interface Args extends BackboneArgs {
   groups: number;
   'per-group': number;
   'val-fraction': number;
-  epochs: number;
-  patience: number;
   lr: number;
-  seed: number;
-  out: string;
-  checkpoint?: string;
-  resume: boolean;
-  'stop-after'?: number;
   backend: string;
 }
 
@@ -73,14 +68,9 @@ The output is an image -> embedding model: 'atelier embed -m <out> --normalize' 
     groups: { describe: 'groups (items) per batch', type: 'number', default: 8, check: integerIn(2) },
     'per-group': { describe: 'images per group in a batch (at most)', type: 'number', default: 4, check: integerIn(2) },
     'val-fraction': { describe: 'share of groups held out for early stopping', type: 'number', default: 0.1, check: share },
-    epochs: { describe: 'maximum epochs (one pass over the groups each)', type: 'number', default: 20, check: positiveInt },
-    patience: { describe: 'epochs without a better validation top-1 before stopping', type: 'number', default: 4, check: positiveInt },
+    ...loopOptions({ epochs: 20, patience: 4, better: 'a better validation top-1', seeds: 'initialisation, batches, augmentation' }),
     lr: { describe: 'Adam learning rate', type: 'number', default: 0.0003, check: positiveNumber },
-    seed: { describe: 'random seed (initialisation, batches, augmentation)', type: 'number', default: 1, check: anyInt },
     out: { alias: 'o', describe: 'model directory to write', type: 'string', demandOption: true },
-    checkpoint: { describe: 'checkpoint directory (default: <out>.checkpoint)', type: 'string' },
-    resume: { describe: 'continue from the checkpoint', type: 'boolean', default: false },
-    'stop-after': { describe: 'end the run after this many epochs (the checkpoint stays)', type: 'number', check: positiveInt },
     ...backendOption,
   },
   examples: [
@@ -97,30 +87,25 @@ The output is an image -> embedding model: 'atelier embed -m <out> --normalize' 
     if (args.tower && !isTowerName(args.tower)) await loadMetadata(args.tower);
     await selectBackend({ requested: args.backend, env: io.env, stderr: io.stderr });
 
-    let tower: tf.LayersModel;
+    let features: tf.LayersModel;
     let inputSize: InputShape;
     let towerRecord: unknown = args.tower ?? null;
     let fit: ImageFit = 'cover';
     const fresh = args.backbone !== undefined || args.tower === undefined || isTowerName(args.tower);
     if (!fresh) {
       const loaded = await loadModel(args.tower!);
-      tower = loaded.model;
-      const sides = modelInputSize(tower, args.tower!);
-      if (!hasLayer(tower, LAYER.pooled)) throw new UsageError('not an atelier image tower (no pooled layer)', { file: args.tower, field: '--tower' });
-      if (args['tower-layer'] !== 'embedding' && !hasLayer(tower, args['tower-layer'])) throw new UsageError(`the tower has no '${args['tower-layer']}' layer`, { file: args.tower, field: '--tower-layer' });
-      inputSize = sides.height === sides.width ? sides.height : sides;
+      inputSize = compactInput(modelInputSize(loaded.model, args.tower!));
+      features = towerFeatures(loaded.model, args['tower-layer'], args.tower!);
       fit = resizeModeOf(loaded.metadata);
     } else {
       if (args.backbone && args.tower && !isTowerName(args.tower)) throw new UsageError('give either --tower (a model) or --backbone', { field: '--backbone' });
       const input = parseInputSize(args['input-size']);
       const opened = await openTower({ name: args.tower ?? 'small', input, seed: args.seed, smallParams: { width: args.width, blocks: args.blocks, stages: args.stages }, args });
-      tower = opened.tower;
-      // Square inputs stay a number: round-1 fingerprints and metadata keep their form.
-      inputSize = input.height === input.width ? input.height : input;
+      features = imageFeatureModel(opened.tower, args['tower-layer']);
+      inputSize = compactInput(input);
       fit = opened.record.resize;
       if (args.tower !== undefined || args.backbone) towerRecord = opened.record;
     }
-    const features = imageFeatureModel(tower, args['tower-layer']);
     const embedding = args.projection > 0
       ? (tf.layers.dense({ units: args.projection, useBias: false, kernelInitializer: tf.initializers.glorotUniform({ seed: args.seed + 5 }), name: 'similarity' }).apply(features.outputs[0]) as tf.SymbolicTensor)
       : features.outputs[0];
@@ -169,90 +154,70 @@ The output is an image -> embedding model: 'atelier embed -m <out> --normalize' 
     const valTop1 = (): number => (val.length ? leaveOneOutTop1(embedImages(val), dim, val.map((s) => groupOf[s])) : 0);
 
     const fingerprint = JSON.stringify({ field: args['positive-field'], tower: args.tower ?? null, ...(args.backbone ? { backbone: towerRecord } : {}), layer: args['tower-layer'], inputSize, projection: args.projection, margin: args.margin, lr: args.lr, groups: args.groups, perGroup: args['per-group'], n: [train.length, val.length] });
-    const checkpointDir = checkpointDirFor(args.out, args.checkpoint);
-    let state: TrainingState;
-    let best: tf.Tensor[] | null = null;
-    if (args.resume) {
-      ({ state, best } = await resumeWithBest<TrainingState>(checkpointDir, fingerprint, model, optimizer));
-      io.stderr.write(`atelier train-triplet: resuming after epoch ${state.epoch}\n`);
-    } else {
-      state = initialTrainingState(args.seed, fingerprint);
+    const optimizers: Array<[tf.Optimizer, string]> = [[optimizer, 'optimizer/']];
+    const run = await startOrResume({
+      resume: args.resume, dir: checkpointDirOf(args), fingerprint, model, optimizers, fresh: () => initialTrainingState(args.seed, fingerprint), io, command: 'train-triplet',
+    });
+    const { state } = run;
+    let best = run.best;
+    if (!args.resume) {
       const start = valTop1();
       if (val.length) io.stderr.write(`atelier train-triplet: validation top-1 of the starting tower ${start.toFixed(3)}\n`);
       // The starting tower is the score to beat: an epoch that does not is not kept.
       if (val.length) state.bestScore = -start;
-      best = snapshotWeights(model);
+      best = model.getWeights().map((t) => t.clone());
     }
 
-    const ran = await runEpochs({
-      state,
-      maxEpochs: args.epochs,
-      patience: args.patience,
-      stopAfter: args['stop-after'],
-      async runEpoch(random, epoch) {
-        const batches = groupBatches(trainGroups, args.groups, args['per-group'], random);
-        const bar = startProgress(io.stderr, { total: batches.length, label: `epoch ${epoch}` });
-        let lossSum = 0;
-        let samples = 0;
-        let semiHard = 0;
-        let triplets = 0;
-        for (const batch of batches) {
-          const x = tf.tensor4d(batchPixels(store, batch, inputSize, random), [batch.length, inputSides(inputSize).height, inputSides(inputSize).width, 3]);
-          const groups = Int32Array.from(batch, (s) => groupOf[s]);
-          const { value, grads } = tf.variableGrads(() => {
-            const distances = pairwiseSquaredDistances(l2Normalize(model.apply(x, { training: true }) as tf.Tensor2D));
-            const mined = mineSemiHardTriplets(distances.dataSync(), groups, args.margin);
-            semiHard += mined.semiHard;
-            triplets += mined.anchors.length;
-            return tripletHingeLoss(distances, mined, args.margin);
-          }, model.trainableWeights.map((w) => w.read() as tf.Variable));
-          optimizer.applyGradients(grads);
-          lossSum += value.dataSync()[0];
-          samples += batch.length;
-          tf.dispose([x, value, ...Object.values(grads)]);
-          bar.tick(1);
-        }
-        bar.stop();
-        io.stderr.write(`atelier train-triplet: epoch ${epoch}: ${triplets} triplets, ${(100 * semiHard / Math.max(triplets, 1)).toFixed(0)}% semi-hard\n`);
-        return { loss: lossSum / Math.max(batches.length, 1), samples };
+    let semiHard = 0;
+    let triplets = 0;
+    await trainLoop({
+      model, state, best, maxEpochs: args.epochs, patience: args.patience, stopAfter: args['stop-after'], io, command: 'train-triplet',
+      checkpoint: { dir: checkpointDirOf(args), kind: `${SIMILARITY_MODEL_KIND}-checkpoint`, optimizers },
+      batches(random) {
+        semiHard = 0;
+        triplets = 0;
+        return groupBatches(trainGroups, args.groups, args['per-group'], random);
       },
-      async validate() {
+      step(batch, random) {
+        const x = tf.tensor4d(batchPixels(store, batch, inputSize, random), [batch.length, inputSides(inputSize).height, inputSides(inputSize).width, 3]);
+        const groups = Int32Array.from(batch, (s) => groupOf[s]);
+        const { value, grads } = tf.variableGrads(() => {
+          const distances = pairwiseSquaredDistances(l2Normalize(model.apply(x, { training: true }) as tf.Tensor2D));
+          const mined = mineSemiHardTriplets(distances.dataSync(), groups, args.margin);
+          semiHard += mined.semiHard;
+          triplets += mined.anchors.length;
+          return tripletHingeLoss(distances, mined, args.margin);
+        }, model.trainableWeights.map((w) => w.read() as tf.Variable));
+        optimizer.applyGradients(grads);
+        const loss = value.dataSync()[0];
+        tf.dispose([x, value, ...Object.values(grads)]);
+        return loss;
+      },
+      validate() {
         if (val.length === 0) return null;
         const top1 = valTop1();
         return { score: -top1, metrics: { valTop1: top1 } };
       },
-      onBest() {
-        best?.forEach((t) => t.dispose());
-        best = snapshotWeights(model);
-      },
-      async saveCheckpoint(current) {
-        await saveModel(model, checkpointDir, {
-          extraTensors: { ...(await optimizerStateTensors(optimizer)), ...namedSnapshot(best) },
-          metadata: { kind: `${SIMILARITY_MODEL_KIND}-checkpoint`, checkpoint: current } as unknown as Record<string, unknown>,
-        });
-      },
-      onEpoch(entry, improved) {
+      onEpoch(line, improved) {
+        const entry = line as EpochLogEntry;
+        io.stderr.write(`atelier train-triplet: epoch ${entry.epoch}: ${triplets} triplets, ${(100 * semiHard / Math.max(triplets, 1)).toFixed(0)}% semi-hard\n`);
         const v = entry.valTop1 === undefined ? '' : ` val top-1 ${entry.valTop1.toFixed(3)}`;
         io.stderr.write(`atelier train-triplet: epoch ${entry.epoch} loss ${entry.loss.toFixed(4)}${v}${improved ? ' *' : ''}\n`);
       },
     });
-    if (ran === 0 && state.epoch > 0) warn(io, 'train-triplet', `nothing left to train (stopped after epoch ${state.epoch}); model written from the checkpoint`);
-    if (best) model.setWeights(best as tf.Tensor[]);
     if (state.bestEpoch === 0 && val.length) warn(io, 'train-triplet', 'no epoch beat the starting tower on validation top-1: the model written is the starting tower');
     const metadata = {
       kind: SIMILARITY_MODEL_KIND, positiveField: args['positive-field'], inputSize, projection: args.projection, margin: args.margin,
       tower: towerRecord, towerLayer: args['tower-layer'], bestEpoch: state.bestEpoch, log: state.log,
     };
     await saveModel(model, args.out, { metadata, outputs: io.outputs });
-    await writeFileAtomic(`${args.out.replace(/\/+$/, '')}.log.json`, JSON.stringify(state.log, null, 2) + '\n', io.outputs);
+    await writeFileAtomic(logPathOf(args.out), JSON.stringify(state.log, null, 2) + '\n', io.outputs);
     io.stdout.write(JSON.stringify({ positiveField: args['positive-field'], train: train.length, val: val.length, epochs: state.epoch, bestEpoch: state.bestEpoch, valTop1: state.bestScore === Infinity ? null : -state.bestScore, corruptImages: skips.total }) + '\n');
     optimizer.dispose();
-    (best as tf.Tensor[] | null)?.forEach((t) => t.dispose());
   },
 });
 
 /** Every output path checked before any work: a wrong one costs no time and leaves nothing behind. */
 async function checkOutputs(args: Args): Promise<void> {
-  await checkModelOutput(args.out, '--out');
-  await checkModelOutput(checkpointDirFor(args.out, args.checkpoint), '--checkpoint');
+  await checkLoopOutputs(args);
 }

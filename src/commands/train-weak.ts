@@ -1,9 +1,9 @@
-import { existsSync } from 'node:fs';
-import { defineCommand, UsageError, warn } from '../lib/command.js';
+import { defineCommand, UsageError } from '../lib/command.js';
 import { backendOption, selectBackend } from '../lib/backend/select.js';
 import { tf } from '../lib/backend/tf.js';
-import { loadModel, optimizerStateTensors, restoreOptimizerState, saveModel, checkModelOutput, loadMetadata } from '../lib/backend/model-io.js';
+import { loadModel, saveModel, loadMetadata } from '../lib/backend/model-io.js';
 import { checkInputFile } from '../lib/io/paths.js';
+import { requireArray } from '../lib/io/ndjson.js';
 import { writeFileAtomic } from '../lib/io/atomic.js';
 import { createSkipCounter, writeSkipSummary } from '../lib/image/skips.js';
 import { decodeRecords, imageToBytes, readImageRecords } from '../lib/image/records.js';
@@ -15,18 +15,20 @@ import type { UnknownTypes } from '../lib/models/type-attention.js';
 import { parseInputSize } from '../lib/models/towers/index.js';
 import { backboneOptions, openTower, resizeModeFor, towerNamesText, towerSpecFor, type BackboneArgs, type TowerRecord } from '../lib/train/tower-options.js';
 import { buildWordIndex } from '../lib/train/word-sampler.js';
-import { evaluateTagging, openWeakParallel, trainStep, trainStepParallel, weakModels, type ImageStore, type StepOptions } from '../lib/train/weak-trainer.js';
+import { evaluateTagging, openWeakParallel, trainStep, trainStepParallel, weakModels, type StepOptions } from '../lib/train/weak-trainer.js';
 import { trainingWorkers, trainWorkersOption } from '../lib/train/parallel-gradients.js';
+import type { ImageStore } from '../lib/image/batch.js';
 import { copyMatchingWeights, readVocabulary, WEAK_MODEL_KIND, type WeakModelMetadata, type EpochLog } from '../lib/models/weak-files.js';
-import { createRandom, isHeldOut, type RandomState } from '../lib/random.js';
+import { splitOf } from '../lib/random.js';
 import { startProgress } from '../lib/progress.js';
-import { checkpointDirFor } from '../lib/train/checkpoint.js';
-import { anyInt, inputSizeText, nonNegativeInt, nonNegativeNumber, positiveInt, positiveNumber, share } from '../lib/options.js';
+import { startOrResume } from '../lib/train/checkpoint.js';
+import { initialTrainingState, trainLoop } from '../lib/train/loop.js';
+import { checkLoopOutputs, checkpointDirOf, logPathOf, loopOptions, type LoopArgs } from '../lib/train/loop-options.js';
+import { inputSizeText, nonNegativeInt, nonNegativeNumber, positiveInt, positiveNumber, share } from '../lib/options.js';
 
-interface WeakArgs {
+interface WeakArgs extends LoopArgs {
   input: string;
   vocab: string;
-  out: string;
   'top-k': number;
   'image-field': string;
   'tokens-field': string;
@@ -45,16 +47,11 @@ interface WeakArgs {
   'close-pool': number;
   batch: number;
   'epoch-size': number;
-  epochs: number;
   lr: number;
   momentum: number;
-  patience: number;
   'stop-patience': number;
   'head-epochs': number;
   dropout: number;
-  seed: number;
-  checkpoint?: string;
-  resume: boolean;
   init?: string;
   'init-words'?: string;
   'close-words'?: string;
@@ -63,7 +60,6 @@ interface WeakArgs {
   'unknown-types': UnknownTypes;
   'type-weight': number;
   'held-out-types': number;
-  'stop-after'?: number;
   backend: string;
   workers: number;
 }
@@ -72,23 +68,12 @@ type Args = WeakArgs & BackboneArgs;
 
 const KS = [1, 5, 10, 15];
 
-interface Checkpoint {
-  epoch: number;
-  lr: number;
-  best: number;
-  sinceBest: number;
-  sinceDecay: number;
-  random: RandomState;
-  log: EpochLog[];
-  fingerprint: string;
-}
-
 export default defineCommand<Args>({
   name: 'train-weak',
   summary: 'train a CNN to predict the words of product text from images (weak supervision)',
   description: `Joulin et al. 2015 as extended at Heuritech (the report, ch. 2 and 4). Reads crawl-tokenize output (one record per product image with an image path and its tokens) and the vocabulary it wrote, and trains a small ResNet-style image tower z = f(x) with an optional low-rank projection (the report's W1) and a word matrix W (K x dim): the score of word k is w_k . z.
 
-Each training example picks a word uniformly from the vocabulary, then an image whose bag holds it, and predicts that word with a softmax over the positive and --negatives sampled words outside the image's bag (--loss full: the whole vocabulary). --close-negatives S draws a share S of the negatives at random from the positive word's --close-pool nearest words in the current embedding, or in fixed word vectors with --close-words (report 4.2: 3 of the top 10 word2vec neighbours). --init-words starts the word matrix from word vectors (train-word2vec; report 4.1), scaled to the random start's size, with a projection as wide as they are. Images get random crops and flips.
+Each training example picks a word uniformly from the vocabulary, then an image whose bag holds it, and predicts that word with a softmax over the positive and --negatives sampled words outside the image's bag (--loss full: the whole vocabulary). --close-negatives S draws a share S of the negatives from the positive word's nearest words in the current embedding (report 4.2). Images get random crops and flips.
 
 SGD with momentum; the learning rate is divided by 10 after --patience epochs without a better validation precision@1, and training stops after --stop-patience such epochs or --epochs. An epoch is --epoch-size samples. --head-epochs trains W (and the projection) first with the tower frozen. The validation split is held out by a stable hash of the product (--group-field), so all images of a product are on one side. Each epoch logs loss and validation precision@k / recall@k (k = 1, 5, 10, 15) on stderr and in the model's log.json, and writes a checkpoint; --resume continues from it exactly.
 
@@ -122,18 +107,13 @@ The output is a model directory (model.json, weights, metadata.json with vocabul
     'init-words': { describe: 'start the word matrix from these word vectors (train-word2vec .npy + ids; report 4.1); --projection 0 becomes their width', type: 'string' },
     batch: { describe: 'examples per step', type: 'number', default: 32, check: positiveInt },
     'epoch-size': { describe: 'samples per epoch', type: 'number', default: 4096, check: positiveInt },
-    epochs: { describe: 'maximum epochs', type: 'number', default: 30, check: positiveInt },
+    ...loopOptions({ epochs: 30, patience: 3, better: 'validation improvement', patienceAction: 'lr is divided by 10', seeds: 'initialisation, sampling, augmentation' }),
     lr: { describe: 'initial learning rate', type: 'number', default: 0.1, check: positiveNumber },
     momentum: { describe: 'SGD momentum', type: 'number', default: 0.9, check: share },
-    patience: { describe: 'epochs without validation improvement before lr is divided by 10', type: 'number', default: 3, check: positiveInt },
     'stop-patience': { describe: 'epochs without validation improvement before training stops', type: 'number', default: 8, check: positiveInt },
     'head-epochs': { describe: 'epochs that train only W and the projection, the tower frozen (then all is fine-tuned: report 2.5)', type: 'number', default: 0, check: nonNegativeInt },
     dropout: { describe: 'dropout rate on the embedding during training', type: 'number', default: 0.2, check: share },
-    seed: { describe: 'random seed (initialisation, sampling, augmentation)', type: 'number', default: 1, check: anyInt },
-    checkpoint: { describe: 'checkpoint directory (default: <out>.checkpoint)', type: 'string' },
-    resume: { describe: 'continue from the checkpoint', type: 'boolean', default: false },
     init: { describe: 'start from an earlier atelier model (weights copied where names and shapes match)', type: 'string' },
-    'stop-after': { describe: 'end the run after this many epochs (the checkpoint stays; for staged runs)', type: 'number', check: positiveInt },
     ...backboneOptions,
     ...backendOption,
     ...trainWorkersOption,
@@ -141,7 +121,6 @@ The output is a model directory (model.json, weights, metadata.json with vocabul
   examples: [
     ['atelier train-weak -i products.ndjson --vocab vocab.ndjson -o weak.model', 'train with the defaults'],
     ['atelier train-weak -i p.ndjson --vocab v.ndjson -o m --top-k 1000 --projection 400 --close-negatives 0.3', 'the report 4.2 setting'],
-    ['atelier train-weak -i p.ndjson --vocab v.ndjson -o m --init-words w2v.npy --close-words w2v.npy --close-pool 10 --close-negatives 0.06', 'word2vec start of W (4.1) and 3 of 50 negatives among its top 10 neighbours (4.2)'],
     ['atelier train-weak -i p.ndjson --vocab v.ndjson -o m --resume', 'continue an interrupted run'],
   ],
   async run(args, io) {
@@ -173,8 +152,7 @@ The output is a model directory (model.json, weights, metadata.json with vocabul
     let emptyBags = 0;
     const tokensField = args['tokens-field'];
     const bagOf = (record: Record<string, unknown>, file: string, line: number): Int32Array => {
-      const tokens = record[tokensField];
-      if (!Array.isArray(tokens)) throw new UsageError(`expected an array of words, got ${tokens === undefined ? 'nothing' : JSON.stringify(tokens).slice(0, 40)}`, { file, line, field: tokensField });
+      const tokens = requireArray(record, tokensField, { file, line });
       const ids = new Set<number>();
       for (const t of tokens) {
         const id = typeof t === 'string' ? wordId.get(t) : undefined;
@@ -198,7 +176,7 @@ The output is a model directory (model.json, weights, metadata.json with vocabul
         continue;
       }
       const group = String(r.record[args['group-field']] ?? r.record.id ?? r.path);
-      const side = isHeldOut(group, args['val-fraction']) ? val : train;
+      const side = splitOf(group, 0, args['val-fraction']) === 'val' ? val : train;
       side.pixels.push(imageToBytes(r.image));
       side.bags.push(bag);
       progress.tick(1);
@@ -221,33 +199,17 @@ The output is a model directory (model.json, weights, metadata.json with vocabul
     const schedule = args['backbone-lr'] === 1 && !args['freeze-bn'] ? {} : { backboneLr: args['backbone-lr'], freezeBn: args['freeze-bn'] };
     const wordSettings = { ...(args['init-words'] ? { initWords: args['init-words'] } : {}), ...(args['close-words'] ? { closeWords: args['close-words'] } : {}), ...(attention ? { attention: [args['unknown-types'], args['type-weight'], attention.heldOut.length] } : {}) };
     const fingerprint = JSON.stringify({ config, vocabulary: vocabulary.length, first: vocabulary.slice(0, 20), train: train.pixels.length, val: val.pixels.length, ...towerSettings, ...schedule, ...wordSettings });
-    const checkpointDir = args.checkpoint ?? `${args.out.replace(/\/+$/, '')}.checkpoint`;
     const trainStore: ImageStore = { pixels: train.pixels, storedSize: stored.height, storedWidth: stored.width };
     const valStore: ImageStore = { pixels: val.pixels, storedSize: stored.height, storedWidth: stored.width };
     const index = buildWordIndex(train.bags, vocabulary.length);
 
-    let model: tf.LayersModel;
-    let state: Checkpoint;
-    let towerRecord: TowerRecord;
     const optimizer = tf.train.momentum(args.lr, args.momentum);
-    if (args.resume) {
-      if (!existsSync(checkpointDir)) throw new UsageError('no checkpoint to resume from', { file: checkpointDir, field: '--resume' });
-      const loaded = await loadModel(checkpointDir);
-      const saved = loaded.metadata as unknown as { checkpoint: Checkpoint; tower?: TowerRecord };
-      if (!saved.checkpoint || saved.checkpoint.fingerprint !== fingerprint) {
-        throw new UsageError('checkpoint was made with other data or settings; remove it or drop --resume', { file: checkpointDir, field: '--resume' });
-      }
-      model = loaded.model;
-      state = saved.checkpoint;
-      towerRecord = saved.tower ?? { ...smallTowerSpec(config, args.seed), resize };
-      await restoreOptimizerState(optimizer, loaded.extraTensors);
-      io.stderr.write(`atelier train-weak: resuming after epoch ${state.epoch}\n`);
-    } else {
+    let fresh: { model: tf.LayersModel; record: TowerRecord } | null = null;
+    if (!args.resume) {
       const opened = await openTower({ name: args.tower, input, seed: args.seed, smallParams, args });
-      towerRecord = opened.record;
-      model = buildWeakModel(config, opened.tower);
+      fresh = { model: buildWeakModel(config, opened.tower), record: opened.record };
       if (args.init) {
-        const copied = copyMatchingWeights((await loadModel(args.init)).model, model);
+        const copied = copyMatchingWeights((await loadModel(args.init)).model, fresh.model);
         io.stderr.write(`atelier train-weak: initialised ${copied} weight tensors from ${args.init}\n`);
       }
       if (initWords) {
@@ -258,74 +220,62 @@ The output is a model directory (model.json, weights, metadata.json with vocabul
           if (r !== undefined) rows.set(initWords.rows.subarray(r * initWords.dim, (r + 1) * initWords.dim), k * initWords.dim);
           return r !== undefined;
         });
-        initWordMatrix(model, rows, present);
+        initWordMatrix(fresh.model, rows, present);
         io.stderr.write(`atelier train-weak: word matrix started from ${present.filter(Boolean).length} of ${vocabulary.length} word vectors in ${args['init-words']}\n`);
       }
-      state = { epoch: 0, lr: args.lr, best: -1, sinceBest: 0, sinceDecay: 0, random: createRandom(args.seed).state(), log: [], fingerprint };
     }
+    const optimizers: Array<[tf.Optimizer, string]> = [[optimizer, 'optimizer/']];
+    // A resumed run takes its model (and tower record) from the checkpoint: no backbone is read again.
+    const { state, model, metadata: saved } = await startOrResume({
+      resume: args.resume, dir: checkpointDirOf(args), fingerprint, model: fresh?.model ?? null, optimizers, io, command: 'train-weak',
+      fresh: () => initialTrainingState(args.seed, fingerprint, { bestScore: 1, lr: args.lr, sinceDecay: 0 }),
+    });
+    const towerRecord = fresh?.record ?? (saved.tower as TowerRecord | undefined) ?? { ...smallTowerSpec(config, args.seed), resize };
     const models = weakModels(model);
     const closeWords = closeVectors ? nearestVocabularyWords(closeVectors, vocabulary, args['close-pool']) : undefined;
-    const baseline = mostFrequentWordPrecision(train.bags, val.bags, vocabulary.length);
-    const stopAfter = args['stop-after'] ?? Infinity;
     const workers = trainingWorkers(choice, args.workers);
     // Type attention trains in this thread: its loss needs the thesaurus targets, which the workers do not hold.
     const parallel = workers > 1 && !attention ? await openWeakParallel(model, trainStore, workers) : null;
-    let epochsThisRun = 0;
+    const baseline = mostFrequentWordPrecision(train.bags, val.bags, vocabulary.length);
+    const stepOptions = (epoch: number): StepOptions => ({
+      batchSize: args.batch, inputSize: input, towerLrScale: args['backbone-lr'], freezeBn: args['freeze-bn'], negatives: Math.min(args.negatives, vocabulary.length - 1), loss: args.loss,
+      sampling: args.sampling, dropout: args.dropout, headOnly: epoch <= args['head-epochs'],
+      closeShare: args['close-negatives'], closeCount: args['close-pool'], closeWords,
+      types: attention ? { targets: attention.targets, entropy: attention.entropy, weight: args['type-weight'] } : undefined,
+    });
+    const steps = Math.max(1, Math.ceil(args['epoch-size'] / args.batch));
 
-    while (state.epoch < args.epochs && state.sinceBest < args['stop-patience'] && epochsThisRun < stopAfter) {
-      const epoch = state.epoch + 1;
-      const random = createRandom(state.random);
-      (optimizer as unknown as { setLearningRate(lr: number): void }).setLearningRate(state.lr);
-      const step: StepOptions = {
-        batchSize: args.batch, inputSize: input, towerLrScale: args['backbone-lr'], freezeBn: args['freeze-bn'], negatives: Math.min(args.negatives, vocabulary.length - 1), loss: args.loss,
-        sampling: args.sampling, dropout: args.dropout, headOnly: epoch <= args['head-epochs'],
-        closeShare: args['close-negatives'], closeCount: args['close-pool'], closeWords,
-        types: attention ? { targets: attention.targets, entropy: attention.entropy, weight: args['type-weight'] } : undefined,
-      };
-      const steps = Math.max(1, Math.ceil(args['epoch-size'] / args.batch));
-      const started = Date.now();
-      let lossSum = 0;
-      const bar = startProgress(io.stderr, { total: steps, label: `epoch ${epoch}` });
-      for (let s = 0; s < steps; s++) {
-        lossSum += parallel ? await trainStepParallel(parallel, models, optimizer, trainStore, index, random, step) : trainStep(models, optimizer, trainStore, index, random, step);
-        bar.tick(1);
-      }
-      bar.stop();
-      const seconds = (Date.now() - started) / 1000;
-      const metrics = val.pixels.length ? evaluateTagging(model, valStore, val.bags, input, KS) : { precision: {}, recall: {}, images: 0 };
-      const p1 = (metrics.precision as Record<number, number>)[1] ?? 0;
-      const entry: EpochLog = {
-        epoch, lr: state.lr, loss: lossSum / steps, phase: step.headOnly ? 'head' : 'full', seconds, imagesPerSecond: (steps * args.batch) / seconds,
-        precision: metrics.precision, recall: metrics.recall, validationImages: metrics.images, baselinePrecision1: baseline,
-      };
-      state.log.push(entry);
-      io.stderr.write(`atelier train-weak: epoch ${epoch} loss ${entry.loss.toFixed(4)} lr ${state.lr} P@1 ${fmt(p1)} P@5 ${fmt((metrics.precision as Record<number, number>)[5])} R@5 ${fmt((metrics.recall as Record<number, number>)[5])} (most-frequent-word P@1 ${fmt(baseline)}) ${entry.imagesPerSecond.toFixed(1)} img/s\n`);
-      if (p1 > state.best) {
-        state.best = p1;
-        state.sinceBest = 0;
-        state.sinceDecay = 0;
-      } else {
-        state.sinceBest++;
-        state.sinceDecay++;
-        if (state.sinceDecay >= args.patience) {
-          state.lr /= 10;
-          state.sinceDecay = 0;
-        }
-      }
-      state.epoch = epoch;
-      state.random = random.state();
-      await saveModel(model, checkpointDir, {
-        extraTensors: await optimizerStateTensors(optimizer),
-        metadata: { kind: WEAK_MODEL_KIND, checkpoint: state, tower: towerRecord } as unknown as Record<string, unknown>,
-      });
-      epochsThisRun++;
-    }
+    await trainLoop({
+      model, state, maxEpochs: args.epochs, patience: args['stop-patience'], stopAfter: args['stop-after'], io, command: 'train-weak',
+      // Validation P@1 only steers the schedule and the stop: the model written is the last epoch's.
+      keepBest: false, minDelta: 0,
+      schedule: { optimizer, patience: args.patience, factor: 10 },
+      checkpoint: { dir: checkpointDirOf(args), kind: WEAK_MODEL_KIND, optimizers, metadata: { tower: towerRecord } },
+      batches: () => Array.from({ length: steps }, () => args.batch),
+      samplesIn: (batch) => batch,
+      step: (_batch, random, epoch) =>
+        parallel ? trainStepParallel(parallel, models, optimizer, trainStore, index, random, stepOptions(epoch)) : trainStep(models, optimizer, trainStore, index, random, stepOptions(epoch)),
+      validate() {
+        const metrics = val.pixels.length ? evaluateTagging(model, valStore, val.bags, input, KS) : { precision: {}, recall: {}, images: 0 };
+        return { score: -((metrics.precision as Record<number, number>)[1] ?? 0), metrics };
+      },
+      logEntry(epoch, validation): EpochLog {
+        const metrics = validation!.metrics as { precision: Record<number, number>; recall: Record<number, number>; images: number };
+        return {
+          epoch: epoch.epoch, lr: epoch.lr!, loss: epoch.loss, phase: stepOptions(epoch.epoch).headOnly ? 'head' : 'full', seconds: epoch.seconds, imagesPerSecond: epoch.samples / epoch.seconds,
+          precision: metrics.precision, recall: metrics.recall, validationImages: metrics.images, baselinePrecision1: baseline,
+        };
+      },
+      onEpoch(line) {
+        const entry = line as EpochLog;
+        io.stderr.write(`atelier train-weak: epoch ${entry.epoch} loss ${entry.loss.toFixed(4)} lr ${entry.lr} P@1 ${fmt(entry.precision[1] ?? 0)} P@5 ${fmt(entry.precision[5])} R@5 ${fmt(entry.recall[5])} (most-frequent-word P@1 ${fmt(baseline)}) ${entry.imagesPerSecond.toFixed(1)} img/s\n`);
+      },
+    });
     await parallel?.close();
     const attentionRecord = attention ? { attention: { types: attention.types, unknown: args['unknown-types'], thesaurusTypes: attention.thesaurusTypes, heldOut: attention.heldOut } } : {};
-    const metadata: WeakModelMetadata = { kind: WEAK_MODEL_KIND, vocabulary, config, backend: choice.name, log: state.log, tower: towerRecord, ...attentionRecord };
+    const metadata: WeakModelMetadata = { kind: WEAK_MODEL_KIND, vocabulary, config, backend: choice.name, log: state.log as EpochLog[], tower: towerRecord, ...attentionRecord };
     await saveModel(model, args.out, { metadata: metadata as unknown as Record<string, unknown>, outputs: io.outputs });
-    await writeFileAtomic(`${args.out.replace(/\/+$/, '')}.log.json`, JSON.stringify(state.log, null, 2) + '\n', io.outputs);
-    if (epochsThisRun === 0 && state.epoch > 0) warn(io, 'train-weak', `nothing left to train (stopped after epoch ${state.epoch}); model written from the checkpoint`);
+    await writeFileAtomic(logPathOf(args.out), JSON.stringify(state.log, null, 2) + '\n', io.outputs);
     optimizer.dispose();
   },
 });
@@ -346,6 +296,5 @@ function mostFrequentWordPrecision(trainBags: Int32Array[], valBags: Int32Array[
 
 /** Every output path checked before any work: a wrong one costs no time and leaves nothing behind. */
 async function checkOutputs(args: Args): Promise<void> {
-  await checkModelOutput(args.out, '--out');
-  await checkModelOutput(checkpointDirFor(args.out, args.checkpoint), '--checkpoint');
+  await checkLoopOutputs(args);
 }

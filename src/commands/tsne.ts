@@ -1,12 +1,11 @@
 import { defineCommand, UsageError, type CommandIO } from '../lib/command.js';
 import { writeFileAtomic, checkFileOutput } from '../lib/io/atomic.js';
-import { idsPathFor } from '../lib/io/features.js';
 import { openNdjsonWriter, readNdjson, requireObject } from '../lib/io/ndjson.js';
 import { readNpy, writeNpy } from '../lib/io/npy.js';
 import { isStdio } from '../lib/io/paths.js';
 import { resolveImagePath } from '../lib/image/records.js';
 import { assertFiniteRows } from '../lib/knn/source.js';
-import { assertIdsMatchRows, readRowIds } from '../lib/knn/ids.js';
+import { assertIdsMatchRows, idsPathFor, readRowIds } from '../lib/io/features.js';
 import { svgToPng } from '../lib/plot/png.js';
 import { PLOT_EXTENSIONS } from '../lib/plot/index.js';
 import { createRandom } from '../lib/random.js';

@@ -18,7 +18,7 @@ export interface Random {
 }
 
 /** Mixes a seed (number or string) into four 32-bit words. */
-export function seedState(seed: number | string): RandomState {
+function seedState(seed: number | string): RandomState {
   let h = 1779033703 ^ String(seed).length;
   const text = String(seed);
   for (let i = 0; i < text.length; i++) {
@@ -72,7 +72,16 @@ export function stableHash(text: string): number {
   return h >>> 0;
 }
 
-/** True when `id` falls in the held-out fraction; all rows with one id land on one side. */
-export function isHeldOut(id: string, fraction: number): boolean {
-  return stableHash(id) / 4294967296 < fraction;
+export type SplitName = 'train' | 'val' | 'test';
+
+/**
+ * The split of a group from a hash of its key alone: adding, removing or relabelling other records
+ * never moves it (GILT: "images in either the test or the training set always remain there").
+ * The first `testFraction` of the hash range is test, the next `valFraction` validation.
+ */
+export function splitOf(key: string, testFraction: number, valFraction: number): SplitName {
+  const u = stableHash(key) / 4294967296;
+  if (u < testFraction) return 'test';
+  if (u < testFraction + valFraction) return 'val';
+  return 'train';
 }

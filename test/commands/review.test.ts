@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { request } from 'node:http';
 import Database from 'better-sqlite3';
 import { parseNdjson, runAtelier, scratchDir } from '../helpers.js';
-import { splitOf } from '../../src/lib/facets/labels.js';
+import { splitOf } from '../../src/lib/random.js';
 import { MIGRATIONS } from '../../src/lib/review/db.js';
 import { importFixture, makeReviewFixture, pageToken, postJson, startReviewServer } from './review-fixture.js';
 

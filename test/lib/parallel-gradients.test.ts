@@ -7,7 +7,8 @@ import { tf } from '../../src/lib/backend/tf.js';
 import { selectBackend } from '../../src/lib/backend/select.js';
 import { buildWeakModel } from '../../src/lib/models/weak-model.js';
 import { buildWordIndex } from '../../src/lib/train/word-sampler.js';
-import { openWeakParallel, trainStep, trainStepParallel, weakModels, type ImageStore, type StepOptions } from '../../src/lib/train/weak-trainer.js';
+import { openWeakParallel, trainStep, trainStepParallel, weakModels, type StepOptions } from '../../src/lib/train/weak-trainer.js';
+import type { ImageStore } from '../../src/lib/image/batch.js';
 import { createRandom } from '../../src/lib/random.js';
 import type { ParallelGradients } from '../../src/lib/train/parallel-gradients.js';
 

@@ -78,19 +78,6 @@ export async function saveTensors(dir: string, tensors: tf.NamedTensorMap, metad
   await writeCheckpointDirectory(dir, undefined, { extraTensors: tensors, metadata });
 }
 
-/**
- * An IOHandler that saves into `dir` the way `saveModel` does, for code that calls
- * `model.save(handler)` itself.
- */
-export function directorySaveHandler(dir: string, options: SaveModelOptions = {}): tf.io.IOHandler {
-  return {
-    async save(artifacts: tf.io.ModelArtifacts): Promise<tf.io.SaveResult> {
-      await writeCheckpointDirectory(dir, artifacts, options);
-      return { modelArtifactsInfo: tf.io.getModelArtifactsInfoForJSON(artifacts) };
-    },
-  };
-}
-
 async function writeCheckpointDirectory(dir: string, artifacts: tf.io.ModelArtifacts | undefined, options: SaveModelOptions): Promise<void> {
   const json: ModelDirectoryJson = {};
   const files: Array<[string, Uint8Array]> = [];

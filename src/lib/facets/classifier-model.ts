@@ -56,6 +56,13 @@ export function buildFeatureClassifier(inputDim: number, classes: number, head: 
   return tf.model({ inputs: input, outputs: probs, name: 'atelier_classifier' });
 }
 
+/** image -> features at `layer` of a saved atelier tower (`dir`), refusing a model that is not one or lacks the layer. */
+export function towerFeatures(tower: tf.LayersModel, layer: 'pooled' | 'projection' | 'embedding', dir: string): tf.LayersModel {
+  if (!hasLayer(tower, LAYER.pooled)) throw new UsageError('not an atelier image tower (no pooled layer)', { file: dir, field: '--tower' });
+  if (layer !== 'embedding' && !hasLayer(tower, layer)) throw new UsageError(`the tower has no '${layer}' layer`, { file: dir, field: '--tower-layer' });
+  return imageFeatureModel(tower, layer);
+}
+
 /**
  * image -> class probabilities, the head on the output of `features` (image -> features, e.g.
  * from imageFeatureModel). Its layers are shared, not copied: training the result trains them.

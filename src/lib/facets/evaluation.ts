@@ -115,6 +115,14 @@ export function reportJson(report: MultiClassReport): Record<string, unknown> {
 }
 
 /** Index of the largest value (the first on ties). */
+/** Probabilities of one row of logits (softmax, shifted by the row's maximum for range). */
+export function softmaxRow(row: Float32Array): Float32Array {
+  const max = Math.max(...row);
+  const e = Float32Array.from(row, (v) => Math.exp(v - max));
+  const sum = e.reduce((a, b) => a + b, 0);
+  return e.map((v) => v / sum);
+}
+
 export function argmax(values: ArrayLike<number>, start = 0, length = values.length - start): number {
   let best = 0;
   for (let j = 1; j < length; j++) if (values[start + j] > values[start + best]) best = j;

@@ -4,7 +4,7 @@
 import { resolveImagePath, decodeRecords, imageToBytes, type ImageRecord } from '../image/records.js';
 import type { SkipCounter } from '../image/skips.js';
 import { storedSizeFor } from '../models/image-features.js';
-import { inputSides, type ImageStore, type InputShape } from '../train/weak-trainer.js';
+import { inputSides, type ImageStore, type InputShape } from '../image/batch.js';
 import type { ImageFit } from '../image/decode.js';
 import { UsageError } from '../command.js';
 

@@ -5,7 +5,6 @@ import { UsageError } from '../command.js';
 import { readRecords } from '../io/csv.js';
 import { readTextLines } from '../io/ndjson.js';
 import { openInputStream, inputDisplayName } from '../io/paths.js';
-import { stableHash } from '../random.js';
 
 export interface LabelledRecord {
   id: string;
@@ -139,7 +138,23 @@ export async function readLabelsOrder(path: string, stdin?: NodeJS.ReadableStrea
   return entries.map((e) => e.label);
 }
 
-export type ClassWeightChoice = 'balanced' | 'none' | { file: string };
+/** Class weights by --class-weight: balanced (from the training counts), none (all 1), or a file of {label, weight}. */
+export async function classWeightsFor(choice: string, trainCounts: ArrayLike<number>, labels: string[]): Promise<Float32Array> {
+  if (choice === 'balanced') return balancedClassWeights(trainCounts);
+  if (choice === 'none') return new Float32Array(labels.length).fill(1);
+  return readClassWeights(choice, labels);
+}
+
+/** Per-record loss weights from `field` (e.g. teacher-score's w): finite and >= 0, else a usage error at the record. */
+export function readSampleWeights(records: readonly LabelledRecord[], field: string): Map<string, number> {
+  const weights = new Map<string, number>();
+  for (const r of records) {
+    const w = r.record[field];
+    if (typeof w !== 'number' || !Number.isFinite(w) || w < 0) throw new UsageError(`expected a finite weight >= 0, got ${w === undefined ? 'nothing (field missing)' : JSON.stringify(w)}`, { file: r.file, line: r.line, field });
+    weights.set(r.id, w);
+  }
+  return weights;
+}
 
 /** Balanced weights (inverse frequency): w_c = n / (K · n_c), so every class carries the same total weight; absent classes get 0. */
 export function balancedClassWeights(counts: ArrayLike<number>): Float32Array {
@@ -162,19 +177,6 @@ export async function readClassWeights(path: string, labels: string[]): Promise<
     weights[index.get(label)!] = weight;
   }
   return weights;
-}
-
-export type SplitName = 'train' | 'val' | 'test';
-
-/**
- * The split of a group from a hash of its key alone: adding, removing or relabelling other records
- * never moves it (GILT: "images in either the test or the training set always remain there").
- */
-export function splitOf(group: string, testFraction: number, valFraction: number): SplitName {
-  const u = stableHash(group) / 4294967296;
-  if (u < testFraction) return 'test';
-  if (u < testFraction + valFraction) return 'val';
-  return 'train';
 }
 
 /** Count of records per class, in label order. */

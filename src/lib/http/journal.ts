@@ -2,7 +2,9 @@
 // and rows done with everything taken from them). A run killed at any point leaves a journal whose
 // complete lines are all true; re-running the same command replays it and only does what is missing.
 // Each entry is one write(2) of one line, so a kill leaves at most a torn last line, which is dropped.
-import { closeSync, existsSync, ftruncateSync, openSync, readFileSync, readSync, unlinkSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, ftruncateSync, mkdtempSync, openSync, readFileSync, readSync, rmSync, unlinkSync, writeSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { UsageError } from '../command.js';
 
 export interface JournalHeader {
@@ -135,6 +137,28 @@ export function openJournal<E>(path: string, fingerprint: string, restart: boole
     remove() {
       closeAll();
       if (existsSync(path)) unlinkSync(path);
+    },
+  };
+}
+
+/**
+ * The journal of a run: the state file when there is one, else a private temporary file (deleted with
+ * the journal), so products can be read back after the crawl without being held in memory.
+ */
+export function openRunJournal<E>(statePath: string | null, fingerprint: string, restart: boolean): CrawlJournal<E> {
+  if (statePath !== null) return openJournal<E>(statePath, fingerprint, restart);
+  const dir = mkdtempSync(join(tmpdir(), 'atelier-crawl-'));
+  const journal = openJournal<E>(join(dir, 'journal.ndjson'), fingerprint, true);
+  const removeDir = () => rmSync(dir, { recursive: true, force: true });
+  return {
+    ...journal,
+    close() {
+      journal.close();
+      removeDir();
+    },
+    remove() {
+      journal.remove();
+      removeDir();
     },
   };
 }

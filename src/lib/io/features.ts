@@ -1,7 +1,7 @@
 // A feature matrix (.npy of row vectors) with its ids NDJSON (same row order), as written by embed.
 import { UsageError } from '../command.js';
 import { createHash } from 'node:crypto';
-import { readNdjson, requireObject } from './ndjson.js';
+import { describeJsonValue, readNdjson, requireId } from './ndjson.js';
 import { npyDataSha256, readNpy } from './npy.js';
 
 export interface FeatureMatrix {
@@ -30,7 +30,7 @@ export interface RowsDigest {
 }
 
 /** The rows digest a record carries, if any. */
-export function rowsDigestOf(record: Record<string, unknown>, file: string, line: number): RowsDigest | undefined {
+function rowsDigestOf(record: Record<string, unknown>, file: string, line: number): RowsDigest | undefined {
   const value = record[ROWS_DIGEST_FIELD];
   if (value === undefined) return undefined;
   if (typeof value !== 'string' || !/^[0-9a-f]{64}$/.test(value)) throw new UsageError('expected a hex SHA-256', { file, line, field: ROWS_DIGEST_FIELD });
@@ -59,18 +59,62 @@ export async function readRowsDigest(path: string): Promise<RowsDigest | undefin
   return digest;
 }
 
-/** Reads ids (the `id` field of each line) in order, and the rows digest if the file carries one. */
-export async function readIds(path: string, idField = 'id'): Promise<{ ids: string[]; digest?: RowsDigest }> {
+// The ids NDJSON beside a .npy (one line per row, same order), as embed writes it: {id, image?, row?};
+// a bare JSON string or number per line is accepted too (word lists).
+export interface RowIds {
+  /** The id of each row. */
+  ids: string[];
+  /** The image path of each row, where the records carry one (matched against In-Shop image names). */
+  images: Array<string | undefined>;
+  path: string;
+  /** The line of each row's id in `path`, for errors. */
+  lines: number[];
+  /** The digest of the rows the file was written for (embed writes one), if any. */
+  digest?: RowsDigest;
+}
+
+/** Reads the ids of every row, in order; `idField` names the id in object records. */
+export async function readRowIds(path: string, idField = 'id', stdin?: NodeJS.ReadableStream): Promise<RowIds> {
   const ids: string[] = [];
+  const images: Array<string | undefined> = [];
+  const lines: number[] = [];
   let digest: RowsDigest | undefined;
-  for await (const { value, file, line } of readNdjson(path)) {
-    const record = requireObject(value, { file, line });
-    const id = record[idField];
-    if (typeof id !== 'string' && typeof id !== 'number') throw new UsageError('expected a string or number id', { file, line, field: idField });
-    ids.push(String(id));
+  for await (const { value, file, line } of readNdjson(path, { stdin })) {
+    if (typeof value === 'string' || typeof value === 'number') {
+      ids.push(String(value));
+      images.push(undefined);
+      lines.push(line);
+      continue;
+    }
+    if (value === null || typeof value !== 'object' || Array.isArray(value)) throw new UsageError(`expected an object with '${idField}' or a string, got ${describeJsonValue(value)}`, { file, line });
+    const record = value as Record<string, unknown>;
+    ids.push(requireId(record, idField, { file, line }));
+    images.push(typeof record.image === 'string' ? record.image : undefined);
+    lines.push(line);
     digest = rowsDigestOf(record, file, line) ?? digest;
   }
-  return { ids, digest };
+  return { ids, images, path, lines, digest };
+}
+
+/** Refuses a repeated id (an answer naming it would not say which row), at the line of its second occurrence. */
+export function assertUniqueIds(ids: RowIds, idField = 'id'): void {
+  const firstLine = new Map<string, number>();
+  ids.ids.forEach((id, row) => {
+    const first = firstLine.get(id);
+    if (first !== undefined) throw new UsageError(`id ${JSON.stringify(id)} is already on line ${first}; every row needs its own id`, { file: ids.path, line: ids.lines[row], field: idField });
+    firstLine.set(id, ids.lines[row]!);
+  });
+}
+
+/** Checks that there is exactly one id per row of the vectors file, and that the ids were written for these rows. */
+export async function assertIdsMatchRows(ids: RowIds, rows: number, vectorsPath: string): Promise<void> {
+  if (ids.ids.length !== rows) {
+    throw new UsageError(`has ${ids.ids.length} ids but ${vectorsPath} has ${rows} rows; they must be line-for-row aligned`, {
+      file: ids.path,
+      ...(ids.ids.length > rows ? { line: rows + 1 } : {}),
+    });
+  }
+  await assertRowsDigest(ids.digest, vectorsPath);
 }
 
 /** Loads a 2-D float .npy and its ids, checking that they agree row for row and hold no NaN. */
@@ -84,7 +128,7 @@ export async function readFeatureMatrix(npyPath: string, idsPath: string = idsPa
       if (!Number.isFinite(rows[r * dim + j])) throw new UsageError(`row ${r} holds a non-finite value`, { file: npyPath, line: r + 1 });
     }
   }
-  const { ids, digest } = await readIds(idsPath);
+  const { ids, digest } = await readRowIds(idsPath);
   if (ids.length !== count) throw new UsageError(`${ids.length} ids for ${count} rows of ${npyPath}`, { file: idsPath });
   if (digest) {
     const bytes = new Uint8Array(array.data.buffer, array.data.byteOffset, array.data.byteLength);

@@ -237,6 +237,13 @@ export function requireString(record: unknown, field: string, place: RecordPlace
   return value;
 }
 
+/** `record[field]` as an id: a string, or a number read as its decimal text; else a UsageError at file:line:field. */
+export function requireId(record: unknown, field: string, place: RecordPlace): string {
+  const value = requireObject(record, place)[field];
+  if (typeof value !== 'string' && typeof value !== 'number') throw fieldError(field, 'a string or number id', value, place);
+  return String(value);
+}
+
 /** `record[field]` as a finite number, or a UsageError at file:line:field. */
 export function requireNumber(record: unknown, field: string, place: RecordPlace): number {
   const value = requireObject(record, place)[field];
@@ -244,50 +251,9 @@ export function requireNumber(record: unknown, field: string, place: RecordPlace
   return value;
 }
 
-/** `record[field]` as a safe integer of at least `min` (when given), or a UsageError at file:line:field. */
-export function requireInteger(record: unknown, field: string, place: RecordPlace, min?: number): number {
-  const value = requireObject(record, place)[field];
-  const expected = min === undefined ? 'an integer' : `an integer >= ${min}`;
-  if (typeof value !== 'number' || !Number.isSafeInteger(value) || (min !== undefined && value < min)) throw fieldError(field, expected, value, place);
-  return value;
-}
-
-/** `record[field]` as a boolean, or a UsageError at file:line:field. */
-export function requireBoolean(record: unknown, field: string, place: RecordPlace): boolean {
-  const value = requireObject(record, place)[field];
-  if (typeof value !== 'boolean') throw fieldError(field, 'true or false', value, place);
-  return value;
-}
-
 /** `record[field]` as an array, or a UsageError at file:line:field. */
 export function requireArray(record: unknown, field: string, place: RecordPlace): unknown[] {
   const value = requireObject(record, place)[field];
   if (!Array.isArray(value)) throw fieldError(field, 'an array', value, place);
-  return value;
-}
-
-/** `record[field]` as an array of finite numbers, or a UsageError naming the first bad element. */
-export function requireNumberArray(record: unknown, field: string, place: RecordPlace): number[] {
-  const value = requireArray(record, field, place);
-  for (let i = 0; i < value.length; i++) {
-    const element = value[i];
-    if (typeof element !== 'number' || !Number.isFinite(element)) throw fieldError(`${field}[${i}]`, 'a number', element, place);
-  }
-  return value as number[];
-}
-
-/** `record[field]` as a string, or undefined when absent or null. */
-export function optionalString(record: unknown, field: string, place: RecordPlace): string | undefined {
-  const value = requireObject(record, place)[field];
-  if (value === undefined || value === null) return undefined;
-  if (typeof value !== 'string') throw fieldError(field, 'a string', value, place);
-  return value;
-}
-
-/** `record[field]` as a finite number, or undefined when absent or null. */
-export function optionalNumber(record: unknown, field: string, place: RecordPlace): number | undefined {
-  const value = requireObject(record, place)[field];
-  if (value === undefined || value === null) return undefined;
-  if (typeof value !== 'number' || !Number.isFinite(value)) throw fieldError(field, 'a number', value, place);
   return value;
 }

@@ -58,11 +58,6 @@ export function isNpyDtype(name: string): name is NpyDtype {
   return Object.prototype.hasOwnProperty.call(DTYPES, name);
 }
 
-/** Bytes per element of `dtype`. */
-export function npyItemSize(dtype: NpyDtype): number {
-  return DTYPES[dtype].itemSize;
-}
-
 /** The dtype a typed array holds (a Uint8Array is uint8; bool must be asked for). */
 export function dtypeOfTypedArray(data: ArrayLike<number | bigint>): NpyDtype {
   if (data instanceof Float32Array) return 'float32';

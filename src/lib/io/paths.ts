@@ -17,11 +17,6 @@ export function inputDisplayName(path: string): string {
   return isStdio(path) ? 'stdin' : path;
 }
 
-/** The name error messages use for an output: the path as given, or 'stdout' for `-`. */
-export function outputDisplayName(path: string): string {
-  return isStdio(path) ? 'stdout' : path;
-}
-
 /** Lower-case extension without the dot ('' when none); a trailing `.gz` is not special. */
 export function extensionOf(path: string): string {
   return extname(path).slice(1).toLowerCase();

@@ -13,5 +13,5 @@ export type { LabelVote } from './vote.js';
 export { PartitionLookup, SPLITS, readRetrievalPartition } from './partition.js';
 export type { PartitionEntry, RetrievalPartition, RetrievalSplit } from './partition.js';
 export { formatByteSize, parseByteSize } from './budget.js';
-export { assertIdsMatchRows, assertUniqueIds, readRowIds } from './ids.js';
-export type { RowIds } from './ids.js';
+export { assertIdsMatchRows, assertUniqueIds, readRowIds } from '../io/features.js';
+export type { RowIds } from '../io/features.js';

@@ -5,7 +5,7 @@
 import { readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { UsageError } from '../command.js';
-import { readNdjson, readTextLines, requireObject } from '../io/ndjson.js';
+import { readNdjson, readTextLines, requireId, requireObject } from '../io/ndjson.js';
 import { openInputStream } from '../io/paths.js';
 
 export const SPLITS = ['query', 'gallery', 'train'] as const;
@@ -92,8 +92,8 @@ async function readPartitionNdjson(path: string): Promise<PartitionEntry[]> {
   const entries: PartitionEntry[] = [];
   for await (const { value, file, line } of readNdjson(path)) {
     const record = requireObject(value, { file, line });
-    const { id, item, split, image } = record;
-    if (typeof id !== 'string' && typeof id !== 'number') throw new UsageError('expected a string or number id', { file, line, field: 'id' });
+    const id = requireId(record, 'id', { file, line });
+    const { item, split, image } = record;
     if (typeof item !== 'string' && typeof item !== 'number') throw new UsageError('expected a string or number item', { file, line, field: 'item' });
     const entry: PartitionEntry = { key: String(id), item: String(item), split: split === undefined || split === null ? null : parseSplit(split, { file, line, field: 'split' }), file, line };
     if (typeof image === 'string' && image !== entry.key) entry.alias = image;

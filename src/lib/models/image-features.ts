@@ -8,7 +8,7 @@ import type { BackendChoice } from '../backend/select.js';
 import { batches } from '../image/prefetch.js';
 import { decodeRecords, imageToBytes, type DecodedRecord, type ImageRecord } from '../image/records.js';
 import type { SkipCounter } from '../image/skips.js';
-import { batchPixels, inputSides, type InputShape } from '../train/weak-trainer.js';
+import { batchPixels, inputSides, type InputShape } from '../image/batch.js';
 import type { ImageFit } from '../image/decode.js';
 
 export interface FeatureBatch {
@@ -21,16 +21,6 @@ export interface FeatureBatch {
 /** Training keeps images at 1.125 x each input side for random crops; inference takes the centre crop of the same. */
 export function storedSizeFor(inputSize: number): number {
   return Math.round(inputSize * 1.125);
-}
-
-/** Scales each row to unit L2 norm in place (zero rows stay zero). */
-export function normalizeRows(rows: Float32Array, dim: number): void {
-  for (let r = 0; r < rows.length / dim; r++) {
-    let sum = 0;
-    for (let j = 0; j < dim; j++) sum += rows[r * dim + j] ** 2;
-    const scale = sum > 0 ? 1 / Math.sqrt(sum) : 0;
-    for (let j = 0; j < dim; j++) rows[r * dim + j] *= scale;
-  }
 }
 
 /** Runs a model on batches of pixels; `inFlight` batches may be outstanding at once. */

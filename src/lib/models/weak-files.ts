@@ -1,7 +1,7 @@
 // What a weak model directory holds besides its weights: the vocabulary, the tower config and the
 // training log (metadata.json), and how an earlier model's weights seed a new one (--init).
 import { UsageError } from '../command.js';
-import { readNdjson, requireObject } from '../io/ndjson.js';
+import { readNdjson, requireString } from '../io/ndjson.js';
 import type { tf } from '../backend/tf.js';
 import type { WeakModelConfig } from './weak-model.js';
 import type { TowerRecord } from './backbone.js';
@@ -38,9 +38,8 @@ export async function readVocabulary(path: string, topK: number): Promise<string
   const words: string[] = [];
   const seen = new Set<string>();
   for await (const { value, file, line } of readNdjson(path)) {
-    const record = requireObject(value, { file, line });
-    const word = record.word;
-    if (typeof word !== 'string' || word === '') throw new UsageError('expected a non-empty string', { file, line, field: 'word' });
+    const word = requireString(value, 'word', { file, line });
+    if (word === '') throw new UsageError('expected a non-empty string', { file, line, field: 'word' });
     if (seen.has(word)) throw new UsageError(`word '${word}' appears twice`, { file, line, field: 'word' });
     seen.add(word);
     words.push(word);

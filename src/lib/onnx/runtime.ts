@@ -7,7 +7,7 @@ import { UsageError } from '../command.js';
 import type { BackendChoice } from '../backend/select.js';
 import { openPredictor, type BatchPredictor } from '../models/image-features.js';
 import { exportLayersModel } from './export.js';
-import { inputSides, type InputShape } from '../train/weak-trainer.js';
+import { inputSides, type InputShape } from '../image/batch.js';
 
 type Ort = typeof import('onnxruntime-node');
 

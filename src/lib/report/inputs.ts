@@ -3,7 +3,7 @@
 // the file, line and field of anything it cannot use.
 import { readFile } from 'node:fs/promises';
 import { UsageError } from '../command.js';
-import { describeJsonValue, readNdjson, requireObject } from '../io/ndjson.js';
+import { describeJsonValue, readNdjson, requireId, requireNumber, requireObject } from '../io/ndjson.js';
 import { resolveImagePath } from '../image/records.js';
 
 export interface ClassRow {
@@ -176,8 +176,7 @@ export async function readFalseNegatives(path: string, labels: string[] | null =
   const out: FalseNegativeRecord[] = [];
   for await (const { value, file, line } of readNdjson(path)) {
     const record = requireObject(value, { file, line });
-    const id = idOf(record.id);
-    if (id === null) throw new UsageError(`expected a string or number id, got ${describeJsonValue(record.id)}`, { file, line, field: 'id' });
+    const id = requireId(record, 'id', { file, line });
     const truth = idOf(record.truth ?? record.label);
     if (truth === null) throw new UsageError(`expected the true label, got ${describeJsonValue(record.truth ?? record.label)}`, { file, line, field: 'truth' });
     const predicted = idOf(record.predicted);
@@ -224,8 +223,7 @@ export async function readKnn(path: string, limit = Infinity): Promise<KnnRecord
   for await (const { value, file, line } of readNdjson(path)) {
     if (out.length >= limit) break;
     const record = requireObject(value, { file, line });
-    const id = idOf(record.id);
-    if (id === null) throw new UsageError(`expected a string or number id, got ${describeJsonValue(record.id)}`, { file, line, field: 'id' });
+    const id = requireId(record, 'id', { file, line });
     if (!Array.isArray(record.neighbors)) throw new UsageError(`expected an array of {id, score}, got ${describeJsonValue(record.neighbors)}`, { file, line, field: 'neighbors' });
     const neighbors = record.neighbors.map((n: unknown, i: number) => {
       const nid = idOf(isObject(n) ? n.id : n);
@@ -242,8 +240,7 @@ export async function readCatalogue(path: string, fields: { id: string; image: s
   const out = new Map<string, CatalogueEntry>();
   for await (const { value, file, line } of readNdjson(path)) {
     const record = requireObject(value, { file, line });
-    const id = idOf(record[fields.id]);
-    if (id === null) throw new UsageError(`expected a string or number id, got ${describeJsonValue(record[fields.id])}`, { file, line, field: fields.id });
+    const id = requireId(record, fields.id, { file, line });
     const image = typeof record[fields.image] === 'string' && record[fields.image] !== '' ? resolveImagePath(record[fields.image] as string, path) : null;
     out.set(id, { image, item: idOf(record[fields.item]), label: fields.label ? idOf(record[fields.label]) : null });
   }
@@ -255,10 +252,8 @@ export async function readRise(path: string): Promise<RiseRecord[]> {
   const out: RiseRecord[] = [];
   for await (const { value, file, line } of readNdjson(path)) {
     const record = requireObject(value, { file, line });
-    const id = idOf(record.id);
-    if (id === null) throw new UsageError(`expected a string or number id, got ${describeJsonValue(record.id)}`, { file, line, field: 'id' });
-    const score = finiteOrNull(record.score);
-    if (score === null) throw new UsageError(`expected a number, got ${describeJsonValue(record.score)}`, { file, line, field: 'score' });
+    const id = requireId(record, 'id', { file, line });
+    const score = requireNumber(record, 'score', { file, line });
     const image = typeof record.image === 'string' && record.image !== '' ? resolveImagePath(record.image, path) : null;
     const overlay = typeof record.overlay === 'string' && record.overlay !== '' ? resolveImagePath(record.overlay, path) : null;
     out.push({ id, image, overlay, className: idOf(record.class) ?? '0', score });
@@ -271,12 +266,9 @@ export async function readTsne(path: string): Promise<TsnePoint[]> {
   const out: TsnePoint[] = [];
   for await (const { value, file, line } of readNdjson(path)) {
     const record = requireObject(value, { file, line });
-    const id = idOf(record.id);
-    if (id === null) throw new UsageError(`expected a string or number id, got ${describeJsonValue(record.id)}`, { file, line, field: 'id' });
-    const x = finiteOrNull(record.x);
-    const y = finiteOrNull(record.y);
-    if (x === null) throw new UsageError(`expected a number, got ${describeJsonValue(record.x)}`, { file, line, field: 'x' });
-    if (y === null) throw new UsageError(`expected a number, got ${describeJsonValue(record.y)}`, { file, line, field: 'y' });
+    const id = requireId(record, 'id', { file, line });
+    const x = requireNumber(record, 'x', { file, line });
+    const y = requireNumber(record, 'y', { file, line });
     const image = typeof record.image === 'string' && record.image !== '' ? resolveImagePath(record.image, path) : null;
     out.push({ id, x, y, label: idOf(record.label), image });
   }

@@ -3,7 +3,8 @@
 // that train-classifier reads back, with the same group field so every image keeps its side.
 import { dirname, isAbsolute, relative, resolve } from 'node:path';
 import { UsageError } from '../command.js';
-import { readLabelledRecords, splitOf } from '../facets/labels.js';
+import { readLabelledRecords } from '../facets/labels.js';
+import { splitOf } from '../random.js';
 import { imageRecordOf } from '../facets/inputs.js';
 import { readNdjson, requireObject } from '../io/ndjson.js';
 import { isStdio } from '../io/paths.js';

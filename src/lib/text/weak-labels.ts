@@ -62,20 +62,38 @@ export function productBag(product: LabelledProduct, options: Pick<WeakLabelOpti
 
 /** Builds the samples of `products`, in the order given (images in product order). */
 export function buildWeakLabels(products: readonly LabelledProduct[], options: WeakLabelOptions): WeakLabelSet {
-  const bags = products.map((p) => productBag(p, options));
   const sites = new Map<string, SiteWordFrequencies>();
-  products.forEach((p, i) => addSiteProduct(sites, p.site, bags[i]!));
+  for (const p of products) addSiteProduct(sites, p.site, productBag(p, options));
+  const labelled = labelProducts(products, sites, options);
+  const records = [...labelled.samples];
+  return { records, siteWords: labelled.siteWords, productsWithoutImages: labelled.productsWithoutImages };
+}
+
+/** Samples drawn one product at a time, and what was dropped on the way (final once `samples` is spent). */
+export interface LabelledStream {
+  samples: Iterable<WeakLabelRecord>;
+  siteWords: Map<string, string[]>;
+  productsWithoutImages: number;
+}
+
+/**
+ * The samples of `products` (an iterable, so a crawl can read them back one by one instead of holding
+ * them), whose bags are already counted into `sites`: site-specific words are dropped from each bag.
+ */
+export function labelProducts(products: Iterable<LabelledProduct>, sites: ReadonlyMap<string, SiteWordFrequencies>, options: WeakLabelOptions): LabelledStream {
   const siteWords = siteSpecificWords(sites, options.siteWords);
   const siteWordSets = new Map([...siteWords].map(([site, words]) => [site, new Set(words)]));
-  const records: WeakLabelRecord[] = [];
-  let productsWithoutImages = 0;
-  products.forEach((p, i) => {
-    const drop = siteWordSets.get(p.site);
-    const samples = productSamples(p, drop ? bags[i]!.filter((w) => !drop.has(w)) : bags[i]!, options.textOnly);
-    if (samples.length === 0) productsWithoutImages += 1;
-    records.push(...samples);
-  });
-  return { records, siteWords, productsWithoutImages };
+  const stream: LabelledStream = { siteWords, productsWithoutImages: 0, samples: [] };
+  stream.samples = (function* () {
+    for (const p of products) {
+      const bag = productBag(p, options);
+      const drop = siteWordSets.get(p.site);
+      const samples = productSamples(p, drop ? bag.filter((w) => !drop.has(w)) : bag, options.textOnly);
+      if (samples.length === 0) stream.productsWithoutImages += 1;
+      yield* samples;
+    }
+  })();
+  return stream;
 }
 
 /**

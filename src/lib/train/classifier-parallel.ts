@@ -5,7 +5,8 @@
 import { tf } from '../backend/tf.js';
 import { logitsModel, weightedCrossEntropy } from '../facets/classifier-model.js';
 import { ParallelGradients, type Shard } from './parallel-gradients.js';
-import { cropPixels, inputSides, shareImageStore, type ImageStore, type InputShape } from './weak-trainer.js';
+import { shareImageStore } from './weak-trainer.js';
+import { cropPixels, inputSides, type ImageStore, type InputShape } from '../image/batch.js';
 import { shardBounds } from '../backend/pool.js';
 
 interface ClassifierShard {

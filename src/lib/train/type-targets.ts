@@ -2,7 +2,7 @@
 // of the typed words can be held out (their type hidden in training) to measure the type classifier.
 import type { Thesaurus } from '../text/thesaurus.js';
 import { wordTypeIndices } from '../text/thesaurus.js';
-import { isHeldOut } from '../random.js';
+import { splitOf } from '../random.js';
 import { typeTargets, type UnknownTypes } from '../models/type-attention.js';
 
 export interface AttentionSetup {
@@ -17,7 +17,7 @@ export interface AttentionSetup {
 
 export function attentionSetup(thesaurus: Thesaurus, vocabulary: readonly string[], heldOutShare: number, unknown: UnknownTypes): AttentionSetup {
   const known = wordTypeIndices(thesaurus, vocabulary);
-  const heldOut = vocabulary.filter((w, k) => known[k] >= 0 && isHeldOut(`type:${w}`, heldOutShare));
+  const heldOut = vocabulary.filter((w, k) => known[k] >= 0 && splitOf(`type:${w}`, heldOutShare, 0) === 'test');
   const hidden = new Set(heldOut);
   const training = Int32Array.from(known, (t, k) => (hidden.has(vocabulary[k]) ? -1 : t));
   return {
