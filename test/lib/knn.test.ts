@@ -184,6 +184,25 @@ test('ties are broken by gallery order, also when duplicates overflow a tile', a
   }
 });
 
+test('the GEMM kernel returns exactly what the typed-array kernel returns (neighbours, order, scores), ties and near-ties included', async () => {
+  const dim = 32;
+  const random = createRandom(21);
+  // Entries in {-2..2}/8 make many exact ties; a 1e-7 jitter on some rows makes near-ties a float32 GEMM would misorder.
+  const rows = (n: number) => Float32Array.from({ length: n * dim }, (_, i) => (Math.floor(random.next() * 5) - 2) / 8 + (i % 7 === 0 ? 1e-7 * random.next() : 0));
+  const g = rows(700);
+  const q = rows(45);
+  const plan = { queryBlockRows: 20, gallerySlabRows: 300, galleryResident: false, tileRows: 128 };
+  for (const metric of ['cosine', 'dot'] as const) {
+    const { kernel: gemm } = await chooseExactKernel('gemm', 'ip', 2);
+    const { kernel: js } = await chooseExactKernel('js', 'ip', 1);
+    for (const k of [1, 9, 40]) {
+      assert.deepEqual(await collect(searchWithKernel(arrayVectorSource(q, dim), arrayVectorSource(g, dim), { k, metric }, plan, gemm)), await collect(searchWithKernel(arrayVectorSource(q, dim), arrayVectorSource(g, dim), { k, metric }, plan, js)), `${metric} k=${k}`);
+      const self = { k, metric, excludeSelf: true };
+      assert.deepEqual(await collect(searchWithKernel(arrayVectorSource(g, dim), arrayVectorSource(g, dim), self, plan, gemm)), await collect(searchWithKernel(arrayVectorSource(g, dim), arrayVectorSource(g, dim), self, plan, js)), `${metric} k=${k} self`);
+    }
+  }
+});
+
 test('the usearch kernel rescans a tile when its candidate list ends in a tie (a library that breaks ties the other way)', async () => {
   // A stand-in for usearch's exactSearch that is exact but returns equal distances latest row first.
   const contrary = {

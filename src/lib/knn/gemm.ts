@@ -1,10 +1,11 @@
 // The GEMM kernel: a query block against a gallery tile as one matrix product, scores = Q·Gᵀ
 // (onnxruntime's Gemm, MLAS's packed SIMD SGEMM on `threads` cores), then TopK per query inside the
-// same graph, so only k+2 candidates a query cross into JavaScript. Inner product only (cosine and
-// dot); faiss's IndexFlatIP does the same, a BLAS sgemm and a heap.
+// same graph, so only 2k+2 candidates a query cross into JavaScript, where those that may enter the
+// top k are rescored exactly. Inner product only (cosine and dot); faiss's IndexFlatIP does the
+// same, a BLAS sgemm and a heap.
 import { encodeModel, DataType, type NodeInit } from '../onnx/proto.js';
 import { loadOrt } from '../onnx/runtime.js';
-import type { ExactKernel, TileSearch } from './kernel.js';
+import { dotRow, type ExactKernel, type TileSearch } from './kernel.js';
 
 type Ort = typeof import('onnxruntime-node');
 
@@ -55,47 +56,49 @@ function gemmKernel(ort: Ort, session: import('onnxruntime-node').InferenceSessi
     name: 'gemm',
     kind: 'ip',
     async searchTile(s: TileSearch) {
-      const { dim, heaps, tileRows, excludeSelf } = s;
+      const { dim, heaps, tileRows, excludeSelf, tile } = s;
       const k = heaps.k;
-      // k + 1 tells a tie at the k-th place; + 1 more when the query itself may be among them.
-      const count = Math.min(tileRows, k + (excludeSelf ? 2 : 1));
+      const count = Math.min(tileRows, 2 * k + 2);
+      // A float32 sum of dim products is off by at most ~dim·2⁻²⁴·|q||g| (any order); twice that, to be safe.
+      let tileNorm = 0;
+      for (let j = 0; j < tileRows; j++) tileNorm = Math.max(tileNorm, squaredNorm(tile, j * dim, dim));
+      const bound = (dim + 2) * 2 ** -23 * Math.sqrt(tileNorm);
       for (let q0 = 0; q0 < s.queryRows; q0 += queriesPerCall) {
         const rows = Math.min(queriesPerCall, s.queryRows - q0);
-        const { values, indices } = await run(s.queries.subarray(q0 * dim, (q0 + rows) * dim), rows, s.tile, tileRows, dim, count);
+        const block = await run(s.queries.subarray(q0 * dim, (q0 + rows) * dim), rows, tile, tileRows, dim, count);
         for (let r = 0; r < rows; r++) {
           const q = q0 + r;
           const self = excludeSelf ? s.queryStart + q - s.tileStart : -1;
-          const base = r * count;
-          if (count < tileRows) {
-            let kept = 0;
-            let kth = NaN;
-            for (let t = 0; t < count; t++) {
-              if (Number(indices[base + t]) === self) continue;
-              if (++kept === k) kth = values[base + t];
-            }
-            if (kept > k && values[base + count - 1] === kth) {
-              // The list ends in a tie: rows past it may tie too, so this query takes the whole tile.
-              const all = await run(s.queries.subarray(q * dim, (q + 1) * dim), 1, s.tile, tileRows, dim, tileRows);
-              for (let t = 0; t < tileRows; t++) {
-                const j = Number(all.indices[t]);
-                if (j !== self) heaps.push(q, -all.values[t], s.tileStart + j);
-              }
+          const margin = bound * Math.sqrt(squaredNorm(s.queries, q * dim, dim));
+          // Candidates come best first by their float32 score; each that may enter the heap is rescored
+          // exactly as the other kernels score (float64 sum, rounded to float32), so results do not depend on
+          // the GEMM's rounding.
+          let values = block.values.subarray(r * count, (r + 1) * count);
+          let indices = block.indices.subarray(r * count, (r + 1) * count);
+          let t = 0;
+          for (;;) {
+            if (t === values.length) {
+              if (values.length === tileRows) break;
+              // Every candidate may still enter: this query takes the whole tile, sorted.
+              const all = await run(s.queries.subarray(q * dim, (q + 1) * dim), 1, tile, tileRows, dim, tileRows);
+              values = all.values;
+              indices = all.indices;
               continue;
             }
-          }
-          let worst = heaps.worstDistance(q);
-          for (let t = 0; t < count; t++) {
-            // Smaller is closer: the score is negated. Candidates come best first, ties to the lower row.
-            const distance = -values[base + t];
-            if (distance > worst) break;
-            const j = Number(indices[base + t]);
+            if (values[t] + margin < -heaps.worstDistance(q)) break;
+            const j = Number(indices[t++]);
             if (j === self) continue;
-            heaps.push(q, distance, s.tileStart + j);
-            worst = heaps.worstDistance(q);
+            heaps.push(q, -Math.fround(dotRow(s.queries, q * dim, tile, j * dim, dim)), s.tileStart + j);
           }
         }
       }
     },
     toScore: (distance) => -distance,
   };
+}
+
+function squaredNorm(a: Float32Array, offset: number, dim: number): number {
+  let s = 0;
+  for (let d = 0; d < dim; d++) s += a[offset + d] * a[offset + d];
+  return s;
 }

@@ -77,7 +77,8 @@ export function dotTile(a: Float32Array, aRows: number, b: Float32Array, bRows: 
   for (let i = aFull; i < aRows; i++) for (let j = 0; j < bRows; j++) out[i * bRows + j] = dotRow(a, i * dim, b, j * dim, dim);
 }
 
-function dotRow(a: Float32Array, aOffset: number, b: Float32Array, bOffset: number, dim: number): number {
+/** a_i · b_j with float64 accumulation, in index order: the score every exact kernel agrees on. */
+export function dotRow(a: Float32Array, aOffset: number, b: Float32Array, bOffset: number, dim: number): number {
   let s = 0;
   for (let d = 0; d < dim; d++) s += a[aOffset + d] * b[bOffset + d];
   return s;
