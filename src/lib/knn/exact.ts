@@ -60,9 +60,14 @@ function queryRowBytes(dim: number, k: number, scratchBytesPerValue: number): nu
   return dim * (8 + scratchBytesPerValue) + TopKHeaps.bytesFor(1, k) + (k + 2) * 20 + k * 16 + 4;
 }
 
-/** Bytes the kernels hold whatever the block sizes: a dense tile copy, usearch's distance matrix (counted twice: malloc keeps a freed one), the GEMM kernel's score matrix (and onnxruntime's copy of it). */
+/**
+ * Bytes the kernels hold whatever the block sizes: a dense tile copy, and the larger of usearch's
+ * distance matrix (counted twice: malloc keeps a freed one) and the GEMM kernel's score matrix (and
+ * its TopK copy); one search uses one kernel.
+ */
 export function kernelScratchBytes(dim: number, tileRows: number): number {
-  return tileRows * dim * 4 + 2 * USEARCH_QUERIES_PER_CALL * (tileRows * 16 + dim * 4) + JS_QUERY_SUB_BLOCK * tileRows * 4 + GEMM_QUERIES_PER_CALL * tileRows * 8;
+  const native = Math.max(2 * USEARCH_QUERIES_PER_CALL * (tileRows * 16 + dim * 4), GEMM_QUERIES_PER_CALL * tileRows * 8);
+  return tileRows * dim * 4 + native + JS_QUERY_SUB_BLOCK * tileRows * 4;
 }
 
 /** Splits the budget between a query block and gallery slabs; throws a UsageError when not even one row of each fits. */

@@ -39,7 +39,8 @@ function scoreTopKModel(): Uint8Array {
 export async function openGemmKernel(threads: number, queriesPerCall = GEMM_QUERIES_PER_CALL): Promise<ExactKernel | Error> {
   const ort = await loadOrt();
   if (ort instanceof Error) return ort;
-  const session = await ort.InferenceSession.create(scoreTopKModel(), { intraOpNumThreads: threads, interOpNumThreads: 1, executionProviders: ['cpu'], graphOptimizationLevel: 'all' });
+  // No arena: its blocks outlive the call, and knn's memory budget counts what a call holds.
+  const session = await ort.InferenceSession.create(scoreTopKModel(), { intraOpNumThreads: threads, interOpNumThreads: 1, executionProviders: ['cpu'], graphOptimizationLevel: 'all', enableCpuMemArena: false });
   return gemmKernel(ort, session, queriesPerCall);
 }
 
