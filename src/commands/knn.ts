@@ -13,7 +13,7 @@ import {
   assertIdsMatchRows,
   assertUniqueIds,
   buildHnswIndex,
-  createExactKernel,
+  chooseExactKernel,
   distanceKindOf,
   exactNeighbors,
   formatByteSize,
@@ -185,7 +185,7 @@ export default defineCommand<Args>({
   summary: 'nearest neighbours of row vectors (exact or HNSW), with an optional label vote',
   description: `For every query row of a .npy (with its ids NDJSON, by default <name>.ids.ndjson), finds the k most similar gallery rows and writes one NDJSON line per query: {id, neighbors: [{id, score}]}, best first. Scores are higher-is-closer: the cosine similarity, the dot product, or minus the Euclidean distance. Without --gallery the query set is searched against itself and each query's own row is left out. Word vectors are just another .npy: knn on a word matrix gives nearest words.
 
-Exact search (the default) streams: the gallery is read in slabs and queries in blocks, with a top-k heap per query, so memory stays within --memory whatever the gallery size. Ties are broken by gallery order. The kernel is usearch's native SIMD exact search when it loads (measured ~10x the typed-array kernel and tfjs on this CPU), else a blocked typed-array kernel.
+Exact search (the default) streams: the gallery is read in slabs and queries in blocks, with a top-k heap per query, so memory stays within --memory whatever the gallery size. Ties are broken by gallery order. For cosine and dot the kernel scores a block of queries against a gallery tile as one matrix product with a top-k in onnxruntime (MLAS SGEMM, --threads cores), as faiss's IndexFlatIP does; for Euclidean, or without onnxruntime, usearch's native SIMD exact search when it loads, else a blocked typed-array kernel (bench/knn.ts).
 
 --index hnsw searches an HNSW graph (usearch) instead: much faster on big galleries, approximate; --recall measures recall@k against exact search on a sample of queries. 'knn index build' saves an index directory (index.usearch, ids.ndjson, meta.json) and 'knn index query' searches it, memory-mapped by default, with the metric it was built for.
 
@@ -207,7 +207,7 @@ Ids name rows, so each must be unique in its ids file: a repeated id is an error
     out: { alias: 'o', describe: 'output NDJSON (- for stdout)', type: 'string', default: '-' },
     memory: { describe: 'memory budget for the whole process (e.g. 512M, 2G); the gallery streams within it', type: 'string', default: '1G', check: byteSize },
     threads: { describe: 'threads of the native kernels', type: 'number', default: availableParallelism(), check: positiveInt },
-    kernel: { describe: 'exact-search kernel: auto, usearch or js', choices: [...KERNEL_NAMES], default: 'auto' },
+    kernel: { describe: 'exact-search kernel: auto, gemm (onnxruntime matrix product, cosine and dot), usearch or js', choices: [...KERNEL_NAMES], default: 'auto' },
     index: { describe: 'search method', choices: ['exact', 'hnsw'], default: 'exact' },
     'index-dir': { describe: "saved index directory (for 'knn index build|query')", type: 'string' },
     load: { describe: "'knn index query': load the index into memory instead of memory-mapping it", type: 'boolean', default: false },
@@ -287,6 +287,7 @@ Ids name rows, so each must be unique in its ids file: a repeated id is an error
       }
       // The budget is what is left once the ids, labels and the usearch addon are in memory.
       if (kernelName !== 'js' || args.index === 'hnsw' || mode === 'query') loadUsearch();
+      const exact = mode !== 'query' && args.index !== 'hnsw' ? await chooseExactKernel(kernelName, distanceKindOf(metric), threads).catch((err: Error) => { throw new UsageError(err.message, { field: '--kernel' }); }) : null;
       const memoryBytes = dataBudget(memory);
       const started = performance.now();
       let blocks: AsyncGenerator<NeighborBlock>;
@@ -319,12 +320,12 @@ Ids name rows, so each must be unique in its ids file: a repeated id is an error
         blocks = hnswNeighbors(index, query.source, { k, excludeSelf, threads });
         method = `HNSW (M=${args.connectivity}, ef=${args['expansion-search']}) built in ${((performance.now() - started) / 1000).toFixed(1)} s`;
       } else {
-        const { reason } = createExactKernel(kernelName, distanceKindOf(metric), threads);
+        const { kernel, reason } = exact!;
         const plan = planExactSearchFor(query.source, gallery.source, { k, metric, memoryBytes });
         const layout = plan.galleryResident
           ? 'gallery held in memory'
           : `gallery streamed in slabs of ${plan.gallerySlabRows} rows, queries in blocks of ${plan.queryBlockRows}`;
-        blocks = exactNeighbors(query.source, gallery.source, { k, metric, excludeSelf, memoryBytes, threads, kernel: kernelName });
+        blocks = exactNeighbors(query.source, gallery.source, { k, metric, excludeSelf, memoryBytes, threads, kernel });
         method = `exact search, ${reason}, ${layout}`;
       }
       if (args.recall && mode === 'search' && args.index === 'exact') warn(io, NAME, '--recall compares HNSW with exact search; an exact search has recall 1');

@@ -15,6 +15,7 @@ import { WEAK_MODEL_KIND } from '../../src/lib/models/weak-files.js';
 import { buildImageClassifier, CLASSIFIER_MODEL_KIND, imageFeatureModel } from '../../src/lib/facets/classifier-model.js';
 import { SIZENET_MODEL_KIND } from '../../src/lib/sizenet/evaluation.js';
 import { buildStudentModel, studentLayers } from '../../src/lib/sizenet/student.js';
+import { decodeModelSummary } from '../../src/lib/onnx/proto.js';
 
 const INPUT = 32;
 let dir: string;
@@ -38,6 +39,16 @@ before(async () => {
   const words = weak.getLayer('words');
   words.setWeights([tf.randomNormal(words.getWeights()[0].shape, 0, 2, 'float32', 3)]);
   await saveModel(weak, join(dir, 'weak.model'), { metadata: { kind: WEAK_MODEL_KIND, vocabulary, config, backend: 'cpu', log: [] } });
+
+  // A MobileNetV2 weak model at a non-square input, as train-weak --tower mobilenetv2:0.35 --input-size 48x32 saves it.
+  const tower = { family: 'mobilenetv2', input: { height: 48, width: 32 }, params: { alpha: 0.35 }, seed: 1, resize: 'contain' as const };
+  const mobileConfig = { ...config, inputSize: 48, projection: 0, tower };
+  const mobile = buildWeakModel(mobileConfig);
+  for (const layer of mobile.layers) {
+    // Moving statistics away from 0/1 so that batch normalisation is really exercised.
+    if (layer.getClassName() === 'BatchNormalization') layer.setWeights(layer.getWeights().map((w, i) => (i === 3 ? tf.randomUniform(w.shape, 0.5, 2, 'float32', 8 + i) : tf.randomNormal(w.shape, 0, 0.3, 'float32', 8 + i))));
+  }
+  await saveModel(mobile, join(dir, 'mobile.model'), { metadata: { kind: WEAK_MODEL_KIND, vocabulary, config: mobileConfig, tower, backend: 'cpu', log: [] } });
 
   const classifier = buildImageClassifier(imageFeatureModel(weak, 'embedding'), labels.length, { kind: 'mlp', hidden: 6, dropout: 0.1, seed: 4 });
   await saveModel(classifier, join(dir, 'classifier.model'), { metadata: { kind: CLASSIFIER_MODEL_KIND, labels, input: 'image', inputDim: INPUT, labelField: 'silhouette' } });
@@ -80,6 +91,26 @@ test('embed: onnxruntime and tfjs write the same rows; auto picks onnxruntime an
     return (await readNpy(out)).data as Float32Array;
   }));
   assertClose(pooled[1], pooled[0], 'embed --layer pooled');
+});
+
+test('embed on a non-square MobileNetV2 model: onnxruntime and tfjs write the same rows; export records the contain resize', async () => {
+  const rows: Record<string, Float32Array> = {};
+  for (const engine of ['ort', 'tfjs']) {
+    const out = join(dir, `mobile-${engine}.npy`);
+    const r = await runAtelier(['embed', '-m', join(dir, 'mobile.model'), '-i', images, '-o', out, '--batch', '10', '--engine', engine]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stderr, new RegExp(`engine ${engine} \\(forced`));
+    const npy = await readNpy(out);
+    assert.deepEqual(npy.header.shape, [24, 1280]);
+    rows[engine] = npy.data as Float32Array;
+  }
+  assertClose(rows.tfjs, rows.ort, 'mobilenetv2 embed ort vs tfjs');
+  const onnx = join(dir, 'mobile.onnx');
+  const r = await runAtelier(['export', '-m', join(dir, 'mobile.model'), '-o', onnx]);
+  assert.equal(r.code, 0, r.stderr);
+  const preprocessing = JSON.parse(decodeModelSummary(readFileSync(onnx)).metadata.preprocessing);
+  assert.deepEqual(preprocessing.inputSize, { height: 48, width: 32 });
+  assert.match(preprocessing.resize, /fit inside .* 54x36 /);
 });
 
 test('tag and classify: the same scores and probabilities on both engines', async () => {

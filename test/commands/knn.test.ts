@@ -117,18 +117,18 @@ async function runWithPeakRss(args: string[]): Promise<{ code: number | null; st
 }
 
 test('the peak RSS stays under --memory while a gallery bigger than the data budget streams', { skip: !existsSync('/proc/self/status') && 'needs /proc' }, async () => {
-  // 110 MiB of float32 rows against a 200 MiB budget, most of which the runtime and the ids already hold.
+  // 110 MiB of float32 rows against a 240 MiB budget, most of which the runtime, onnxruntime (the GEMM kernel, ~36 MiB) and the ids already hold.
   const rows = 112_640;
   const dim = 256;
   const big = randomMatrix(rows, dim, 9);
   const g = await writeVectors('rss', big, dim, Array.from({ length: rows }, (_, i) => `r${i}`));
   const q = await writeVectors('rssq', big.slice(0, 64 * dim), dim, Array.from({ length: 64 }, (_, i) => `q${i}`));
-  const budget = 200 * 1024 * 1024;
-  const run = await runWithPeakRss(['knn', '-q', q, '-g', g, '--k', '5', '--memory', '200M', '-o', join(dir, 'rss-knn.ndjson')]);
+  const budget = 240 * 1024 * 1024;
+  const run = await runWithPeakRss(['knn', '-q', q, '-g', g, '--k', '5', '--memory', '240M', '-o', join(dir, 'rss-knn.ndjson')]);
   assert.equal(run.code, 0, run.stderr);
   assert.match(run.stderr, /gallery streamed in slabs of \d+ rows/);
   assert.ok(run.peakBytes > 0, 'VmHWM was read');
-  assert.ok(run.peakBytes < budget, `peak RSS ${(run.peakBytes / 2 ** 20).toFixed(1)} MiB is under --memory 200M`);
+  assert.ok(run.peakBytes < budget, `peak RSS ${(run.peakBytes / 2 ** 20).toFixed(1)} MiB is under --memory 240M`);
 });
 
 test('label vote: {label, probs} from the neighbours, probs summing to 1, weighted on request', async () => {

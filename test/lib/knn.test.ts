@@ -9,7 +9,7 @@ import {
   TopKHeaps,
   arrayVectorSource,
   buildHnswIndex,
-  createExactKernel,
+  chooseExactKernel,
   distanceKindOf,
   dotTile,
   exactNeighbors,
@@ -37,7 +37,7 @@ import { createRandom } from '../../src/lib/random.js';
 import { scratchDir } from '../helpers.js';
 
 const usearchLoads = loadUsearch().usearch !== null;
-const KERNELS = usearchLoads ? (['usearch', 'js'] as const) : (['js'] as const);
+const KERNELS = usearchLoads ? (['gemm', 'usearch', 'js'] as const) : (['gemm', 'js'] as const);
 
 function randomMatrix(rows: number, dim: number, seed: number): Float32Array {
   const random = createRandom(seed);
@@ -109,8 +109,10 @@ test('exact search agrees with brute force: every metric, kernel, self-exclusion
   const k = 7;
   for (const metric of ['cosine', 'euclidean', 'dot'] as const) {
     for (const kernelName of KERNELS) {
-      const { kernel } = createExactKernel(kernelName, distanceKindOf(metric), 2);
-      const tol = kernelName === 'usearch' ? 2e-5 : 1e-6;
+      // The GEMM kernel scores inner products only.
+      if (kernelName === 'gemm' && metric === 'euclidean') continue;
+      const { kernel } = await chooseExactKernel(kernelName, distanceKindOf(metric), 2);
+      const tol = kernelName === 'js' ? 1e-6 : 2e-5;
       // Streamed: query blocks of 10, gallery slabs of 150 rows cut into tiles of 64 (none divides).
       const streamed = { queryBlockRows: 10, gallerySlabRows: 150, galleryResident: false, tileRows: 64 };
       const got = await collect(searchWithKernel(arrayVectorSource(q, dim), arrayVectorSource(g, dim), { k, metric }, streamed, kernel));
@@ -170,13 +172,33 @@ test('ties are broken by gallery order, also when duplicates overflow a tile', a
   for (const kernelName of KERNELS) {
     // (Not dot: there a longer vector may outscore the copies.)
     for (const metric of ['cosine', 'euclidean'] as const) {
-      const { kernel } = createExactKernel(kernelName, distanceKindOf(metric), 1);
+      if (kernelName === 'gemm' && metric === 'euclidean') continue;
+      const { kernel } = await chooseExactKernel(kernelName, distanceKindOf(metric), 1);
       const plan = { queryBlockRows: 4, gallerySlabRows: rows, galleryResident: true, tileRows: 64 };
       const got = await collect(searchWithKernel(arrayVectorSource(dup, dim), arrayVectorSource(g, dim), { k: 12, metric }, plan, kernel));
       assert.deepEqual(got[0].map((n) => n.index), [0, ...Array.from({ length: 11 }, (_, i) => 40 + i)], `${kernelName}/${metric}`);
       const self = await collect(searchWithKernel(arrayVectorSource(g, dim), arrayVectorSource(g, dim), { k: 5, metric, excludeSelf: true }, plan, kernel));
       assert.deepEqual(self[0].map((n) => n.index), [40, 41, 42, 43, 44], `${kernelName}/${metric} self row 0`);
       assert.deepEqual(self[41].map((n) => n.index), [0, 40, 42, 43, 44], `${kernelName}/${metric} self row 41`);
+    }
+  }
+});
+
+test('the GEMM kernel returns exactly what the typed-array kernel returns (neighbours, order, scores), ties and near-ties included', async () => {
+  const dim = 32;
+  const random = createRandom(21);
+  // Entries in {-2..2}/8 make many exact ties; a 1e-7 jitter on some rows makes near-ties a float32 GEMM would misorder.
+  const rows = (n: number) => Float32Array.from({ length: n * dim }, (_, i) => (Math.floor(random.next() * 5) - 2) / 8 + (i % 7 === 0 ? 1e-7 * random.next() : 0));
+  const g = rows(700);
+  const q = rows(45);
+  const plan = { queryBlockRows: 20, gallerySlabRows: 300, galleryResident: false, tileRows: 128 };
+  for (const metric of ['cosine', 'dot'] as const) {
+    const { kernel: gemm } = await chooseExactKernel('gemm', 'ip', 2);
+    const { kernel: js } = await chooseExactKernel('js', 'ip', 1);
+    for (const k of [1, 9, 40]) {
+      assert.deepEqual(await collect(searchWithKernel(arrayVectorSource(q, dim), arrayVectorSource(g, dim), { k, metric }, plan, gemm)), await collect(searchWithKernel(arrayVectorSource(q, dim), arrayVectorSource(g, dim), { k, metric }, plan, js)), `${metric} k=${k}`);
+      const self = { k, metric, excludeSelf: true };
+      assert.deepEqual(await collect(searchWithKernel(arrayVectorSource(g, dim), arrayVectorSource(g, dim), self, plan, gemm)), await collect(searchWithKernel(arrayVectorSource(g, dim), arrayVectorSource(g, dim), self, plan, js)), `${metric} k=${k} self`);
     }
   }
 });

@@ -2,7 +2,8 @@
 // disk (or kept resident when it fits), each slab cut into cache-sized tiles for the kernel, and a
 // per-query top-k heap, so memory is bounded by a budget and not by the gallery size.
 import { UsageError } from '../command.js';
-import { JS_QUERY_SUB_BLOCK, USEARCH_QUERIES_PER_CALL, createExactKernel, distanceKindOf, type ExactKernel, type KernelName } from './kernel.js';
+import { GEMM_QUERIES_PER_CALL } from './gemm.js';
+import { JS_QUERY_SUB_BLOCK, USEARCH_QUERIES_PER_CALL, chooseExactKernel, distanceKindOf, type ExactKernel, type KernelName } from './kernel.js';
 import { assertSameDimension, normalizeRows, type Metric, type VectorSource } from './source.js';
 import { TopKHeaps } from './topk.js';
 
@@ -15,7 +16,8 @@ export interface ExactSearchOptions {
   memoryBytes?: number;
   /** Threads for the native kernel (default 1). */
   threads?: number;
-  kernel?: KernelName;
+  /** A kernel by name (opened here) or one already opened (chooseExactKernel). */
+  kernel?: KernelName | ExactKernel;
   /** Gallery rows per kernel call (default DEFAULT_TILE_ROWS). */
   tileRows?: number;
 }
@@ -58,9 +60,14 @@ function queryRowBytes(dim: number, k: number, scratchBytesPerValue: number): nu
   return dim * (8 + scratchBytesPerValue) + TopKHeaps.bytesFor(1, k) + (k + 2) * 20 + k * 16 + 4;
 }
 
-/** Bytes the kernels hold whatever the block sizes: a dense tile copy and usearch's distance matrix (counted twice: malloc keeps a freed one). */
+/**
+ * Bytes the kernels hold whatever the block sizes: a dense tile copy, and the larger of usearch's
+ * distance matrix (counted twice: malloc keeps a freed one) and the GEMM kernel's score matrix (and
+ * its TopK copy); one search uses one kernel.
+ */
 export function kernelScratchBytes(dim: number, tileRows: number): number {
-  return tileRows * dim * 4 + 2 * USEARCH_QUERIES_PER_CALL * (tileRows * 16 + dim * 4) + JS_QUERY_SUB_BLOCK * tileRows * 4;
+  const native = Math.max(2 * USEARCH_QUERIES_PER_CALL * (tileRows * 16 + dim * 4), GEMM_QUERIES_PER_CALL * tileRows * 8);
+  return tileRows * dim * 4 + native + JS_QUERY_SUB_BLOCK * tileRows * 4;
 }
 
 /** Splits the budget between a query block and gallery slabs; throws a UsageError when not even one row of each fits. */
@@ -111,7 +118,7 @@ export async function* exactNeighbors(query: VectorSource, gallery: VectorSource
   const excludeSelf = opts.excludeSelf === true;
   if (excludeSelf && query.rows !== gallery.rows) throw new RangeError('excludeSelf needs the gallery to be the query set');
   const plan = planExactSearchFor(query, gallery, opts);
-  const { kernel } = createExactKernel(opts.kernel ?? 'auto', distanceKindOf(metric), opts.threads ?? 1);
+  const kernel = typeof opts.kernel === 'object' ? opts.kernel : (await chooseExactKernel(opts.kernel ?? 'auto', distanceKindOf(metric), opts.threads ?? 1)).kernel;
   yield* searchWithKernel(query, gallery, { ...opts, excludeSelf }, plan, kernel);
 }
 
@@ -146,7 +153,7 @@ export async function* searchWithKernel(
         const slab = resident ? resident.subarray(sStart * dim, sEnd * dim) : await readPrepared(gallery, sStart, sEnd, metric, galleryBuffer);
         for (let tStart = sStart; tStart < sEnd; tStart += plan.tileRows) {
           const tEnd = Math.min(sEnd, tStart + plan.tileRows);
-          kernel.searchTile({
+          await kernel.searchTile({
             queries,
             queryRows: qRows,
             queryStart: qStart,

@@ -2,7 +2,7 @@
 export { METRICS, arrayVectorSource, assertFiniteRows, assertSameDimension, gatherRows, isMetric, normalizeRows, openNpyVectorSource } from './source.js';
 export type { Metric, VectorSource } from './source.js';
 export { TopKHeaps } from './topk.js';
-export { KERNEL_NAMES, createExactKernel, distanceKindOf, dotTile, loadUsearch, scoreTile, squaredDistanceTile, typedArrayKernel, usearchKernel } from './kernel.js';
+export { KERNEL_NAMES, chooseExactKernel, createExactKernel, distanceKindOf, dotTile, loadUsearch, scoreTile, squaredDistanceTile, typedArrayKernel, usearchKernel } from './kernel.js';
 export type { DistanceKind, ExactKernel, KernelName } from './kernel.js';
 export { DEFAULT_MEMORY_BYTES, DEFAULT_TILE_ROWS, exactNeighbors, kernelScratchBytes, planExactSearch, planExactSearchFor, searchWithKernel } from './exact.js';
 export type { ExactPlanCosts, ExactSearchOptions, ExactSearchPlan, NeighborBlock } from './exact.js';

@@ -6,6 +6,7 @@
 import { createRequire } from 'node:module';
 import type { Metric } from './source.js';
 import type { TopKHeaps } from './topk.js';
+import { openGemmKernel } from './gemm.js';
 
 /** How a metric is computed once rows are prepared: cosine is a dot product of unit rows. */
 export type DistanceKind = 'ip' | 'l2sq';
@@ -14,7 +15,7 @@ export function distanceKindOf(metric: Metric): DistanceKind {
   return metric === 'euclidean' ? 'l2sq' : 'ip';
 }
 
-export const KERNEL_NAMES = ['auto', 'usearch', 'js'] as const;
+export const KERNEL_NAMES = ['auto', 'gemm', 'usearch', 'js'] as const;
 export type KernelName = (typeof KERNEL_NAMES)[number];
 
 /** One query block against one gallery tile. */
@@ -34,10 +35,10 @@ export interface TileSearch {
 }
 
 export interface ExactKernel {
-  name: 'usearch' | 'js';
+  name: 'gemm' | 'usearch' | 'js';
   kind: DistanceKind;
   /** Offers every tile row that may belong to a query's top k to its heap. */
-  searchTile(search: TileSearch): void;
+  searchTile(search: TileSearch): void | Promise<void>;
   /** The user-facing score (higher is closer) of a distance this kernel produced. */
   toScore(distance: number): number;
 }
@@ -76,7 +77,8 @@ export function dotTile(a: Float32Array, aRows: number, b: Float32Array, bRows: 
   for (let i = aFull; i < aRows; i++) for (let j = 0; j < bRows; j++) out[i * bRows + j] = dotRow(a, i * dim, b, j * dim, dim);
 }
 
-function dotRow(a: Float32Array, aOffset: number, b: Float32Array, bOffset: number, dim: number): number {
+/** a_i · b_j with float64 accumulation, in index order: the score every exact kernel agrees on. */
+export function dotRow(a: Float32Array, aOffset: number, b: Float32Array, bOffset: number, dim: number): number {
   let s = 0;
   for (let d = 0; d < dim; d++) s += a[aOffset + d] * b[bOffset + d];
   return s;
@@ -274,10 +276,26 @@ export function usearchKernel(usearch: UsearchModule, kind: DistanceKind, thread
 }
 
 /** The kernel asked for; 'auto' takes usearch when it loads, else the typed-array kernel. */
-export function createExactKernel(name: KernelName, kind: DistanceKind, threads: number): { kernel: ExactKernel; reason: string } {
+export function createExactKernel(name: Exclude<KernelName, 'gemm'>, kind: DistanceKind, threads: number): { kernel: ExactKernel; reason: string } {
   if (name === 'js') return { kernel: typedArrayKernel(kind), reason: 'typed-array kernel (asked for)' };
   const { usearch, reason } = loadUsearch();
   if (usearch) return { kernel: usearchKernel(usearch, kind, threads), reason: `usearch SIMD kernel, ${threads} thread${threads === 1 ? '' : 's'}` };
   if (name === 'usearch') throw new Error(`the usearch kernel cannot be loaded: ${reason}`);
   return { kernel: typedArrayKernel(kind), reason: `typed-array kernel (usearch did not load: ${reason})` };
+}
+
+/**
+ * The kernel asked for, opening onnxruntime when it may be needed. 'auto' takes the GEMM kernel for
+ * inner products (cosine, dot) when onnxruntime loads (bench/knn.ts: it beats usearch's pairwise
+ * kernel), usearch for Euclidean, else the typed-array kernel.
+ */
+export async function chooseExactKernel(name: KernelName, kind: DistanceKind, threads: number): Promise<{ kernel: ExactKernel; reason: string }> {
+  if (name === 'gemm' || (name === 'auto' && kind === 'ip')) {
+    if (name === 'gemm' && kind !== 'ip') throw new Error('the gemm kernel scores inner products only (metric cosine or dot)');
+    const gemm = await openGemmKernel(threads);
+    if (!(gemm instanceof Error)) return { kernel: gemm, reason: `GEMM kernel (onnxruntime Gemm + TopK), ${threads} thread${threads === 1 ? '' : 's'}` };
+    if (name === 'gemm') throw new Error(`the gemm kernel needs onnxruntime-node: ${gemm.message.split('\n')[0]}`);
+    return createExactKernel('auto', kind, threads);
+  }
+  return createExactKernel(name, kind, threads);
 }

@@ -4,7 +4,7 @@
 import { tf } from '../backend/tf.js';
 import { atelierVersion } from '../version.js';
 import { CLASSIFIER_LAYER, CLASSIFIER_MODEL_KIND, imageFeatureModel } from '../facets/classifier-model.js';
-import { storedSizeFor } from '../models/image-features.js';
+import { resizeModeOf, storedSizeFor } from '../models/image-features.js';
 import { hasLayer, LAYER } from '../models/weak-model.js';
 import { WEAK_MODEL_KIND } from '../models/weak-files.js';
 import { SIZENET_MODEL_KIND } from '../sizenet/evaluation.js';
@@ -26,16 +26,17 @@ export interface ExportedModel {
 }
 
 /** How atelier turns an image into the model's input, in words and numbers, for metadata_props. */
-export function imagePreprocessing(inputSize: number): Record<string, unknown> {
-  const stored = storedSizeFor(inputSize);
+export function imagePreprocessing(height: number, width: number, fit: 'cover' | 'contain' = 'cover'): Record<string, unknown> {
+  const stored = { height: storedSizeFor(height), width: storedSizeFor(width) };
+  const how = fit === 'contain' ? 'fit inside (padded with white, never cropped)' : 'cover';
   return {
     layout: 'NHWC',
     dtype: 'float32',
     channels: 'RGB',
     scale: '1/255 (pixel values in [0, 1])',
-    resize: `resize to cover ${stored}x${stored} (sharp, lanczos3), then take the centre ${inputSize}x${inputSize} crop`,
-    inputSize,
-    storedSize: stored,
+    resize: `resize to ${how} ${stored.height}x${stored.width} (height x width; sharp, lanczos3), then take the centre ${height}x${width} crop`,
+    inputSize: height === width ? height : { height, width },
+    storedSize: height === width ? stored.height : stored,
   };
 }
 
@@ -83,7 +84,7 @@ export function exportLayersModel(model: tf.LayersModel, metadata: Record<string
   const props: Record<string, string> = {
     'atelier.kind': kind,
     'atelier.version': atelierVersion,
-    preprocessing: JSON.stringify(image ? imagePreprocessing(inputTensor.shape[1] as number) : { layout: 'NC', dtype: 'float32', input: 'feature rows of the kind the model was trained on', dim: inputTensor.shape[1] }),
+    preprocessing: JSON.stringify(image ? imagePreprocessing(inputTensor.shape[1] as number, inputTensor.shape[2] as number, resizeModeOf(metadata)) : { layout: 'NC', dtype: 'float32', input: 'feature rows of the kind the model was trained on', dim: inputTensor.shape[1] }),
     outputs: JSON.stringify(Object.fromEntries(outputs.map((o) => [o.name, o.meaning]))),
   };
   if (labels) props.labels = JSON.stringify(labels);

@@ -124,6 +124,8 @@ export interface ValueInfo {
   /** A number is a fixed size, a string a named dynamic one (e.g. 'batch'). */
   shape: Array<number | string>;
   docString?: string;
+  /** DataType of the elements (default FLOAT). */
+  elemType?: number;
 }
 
 export interface ModelInit {
@@ -141,11 +143,11 @@ function valueInfo(v: ValueInfo): Record<string, unknown> {
   return {
     name: v.name,
     docString: v.docString ?? '',
-    type: { tensorType: { elemType: DataType.FLOAT, shape: { dim: v.shape.map((d) => (typeof d === 'number' ? { dimValue: d } : { dimParam: d })) } } },
+    type: { tensorType: { elemType: v.elemType ?? DataType.FLOAT, shape: { dim: v.shape.map((d) => (typeof d === 'number' ? { dimValue: d } : { dimParam: d })) } } },
   };
 }
 
-/** Serialises a model (float32 inputs and outputs) to the bytes of a .onnx file. */
+/** Serialises a model (float32 inputs and outputs unless a ValueInfo says otherwise) to the bytes of a .onnx file. */
 export function encodeModel(model: ModelInit): Uint8Array {
   const message = ModelProto.fromObject({
     irVersion: IR_VERSION,
