@@ -28,6 +28,8 @@ const table: Array<[string, () => Promise<CommandModule>]> = [
   ['export', () => import('./export.js')],
   ['train-attention', () => import('./train-attention.js')],
   ['review', () => import('./review.js')],
+  ['train-locate', () => import('./train-locate.js')],
+  ['locate', () => import('./locate.js')],
 ];
 
 /** Every command name, in help order. */
