@@ -100,8 +100,8 @@ demo: build fixtures
 	$(ATELIER) eval-retrieval -p $(FIXTURES)/list_eval_partition.txt -e $(DEMO)/triplet.npy --id-field image --name triplet \
 	  --compare $(DEMO)/retrieval.json --plot $(DEMO)/topk-triplet.png -o $(DEMO)/retrieval-triplet.json
 	@echo "== GILT/TiefVision: locate the garment (patch classifier + box regression), then retrieve on the located crops"
-	$(NODE) dist/fixtures/generate.js --scenes small --products 60 --out $(DEMO)/scenes
-	$(ATELIER) train-locate -i $(DEMO)/scenes/scenes.ndjson $(LOCATE_TOWER) --epochs 3 -o $(DEMO)/locate.model > $(DEMO)/locate.json
+	$(NODE) dist/fixtures/generate.js --scenes varied --products 100 --out $(DEMO)/scenes
+	$(ATELIER) train-locate -i $(DEMO)/scenes/scenes.ndjson $(LOCATE_TOWER) --epochs 5 -o $(DEMO)/locate.model > $(DEMO)/locate.json
 	$(ATELIER) locate -m $(DEMO)/locate.model -i $(DEMO)/scenes/scenes.ndjson > $(DEMO)/boxes.ndjson
 	$(ATELIER) embed -m pixels -i $(DEMO)/scenes/scenes.ndjson --crop $(DEMO)/boxes.ndjson -o $(DEMO)/crops.npy
 	$(ATELIER) embed -m pixels -i $(DEMO)/scenes/scenes.ndjson -o $(DEMO)/scenes-full.npy
