@@ -8,7 +8,7 @@ SEED ?= 1
 DEMO := out/demo
 SOURCES := $(shell find src test fixtures bench -name '*.ts' -not -path '*/out/*' 2>/dev/null) tsconfig.json
 
-.PHONY: all install build fixtures test test-lib test-commands demo report review-db review retrain bench man man-check gpu gpu-check clean
+.PHONY: all install build fixtures test test-lib test-commands demo report review-db review retrain real-locate bench man man-check gpu gpu-check clean
 
 all: build
 
@@ -70,6 +70,7 @@ gpu-check: build
 # crawl the fixture shop over HTTP -> weak features -> tags, embeddings -> retrieval; sales ->
 # teacher -> SizeNet student -> day-one advice -> RISE explanations.
 DEMO_TOWER := --input-size 32 --width 16
+LOCATE_TOWER := --image-size 64 --input-size 24 --stages 3 --width 8 --lr 0.005 --box-weight 4
 # A fixed port: crawled records are keyed by URL, so the same port gives the same split and model on every run.
 DEMO_PORT ?= 8765
 demo: build fixtures
@@ -107,6 +108,14 @@ demo: build fixtures
 	$(ATELIER) embed -m $(DEMO)/triplet.model -i $(FIXTURES)/images.ndjson --normalize -o $(DEMO)/triplet.npy
 	$(ATELIER) eval-retrieval -p $(FIXTURES)/list_eval_partition.txt -e $(DEMO)/triplet.npy --id-field image --name triplet \
 	  --compare $(DEMO)/retrieval.json --plot $(DEMO)/topk-triplet.png -o $(DEMO)/retrieval-triplet.json
+	@echo "== GILT/TiefVision: locate the garment (patch classifier + box regression), then retrieve on the located crops"
+	$(NODE) dist/fixtures/generate.js --scenes varied --products 100 --out $(DEMO)/scenes
+	$(ATELIER) train-locate -i $(DEMO)/scenes/scenes.ndjson $(LOCATE_TOWER) --epochs 5 -o $(DEMO)/locate.model > $(DEMO)/locate.json
+	$(ATELIER) locate -m $(DEMO)/locate.model -i $(DEMO)/scenes/scenes.ndjson > $(DEMO)/boxes.ndjson
+	$(ATELIER) embed -m pixels -i $(DEMO)/scenes/scenes.ndjson --crop $(DEMO)/boxes.ndjson -o $(DEMO)/crops.npy
+	$(ATELIER) embed -m pixels -i $(DEMO)/scenes/scenes.ndjson -o $(DEMO)/scenes-full.npy
+	$(ATELIER) eval-retrieval -p $(DEMO)/scenes/scenes.ndjson -e $(DEMO)/scenes-full.npy --name whole -o $(DEMO)/retrieval-whole.json
+	$(ATELIER) eval-retrieval -p $(DEMO)/scenes/scenes.ndjson -e $(DEMO)/crops.npy --name crops --compare $(DEMO)/retrieval-whole.json -o $(DEMO)/retrieval-crops.json
 	@echo "== Stitch Fix: global + attention branches (spatial transformer, texture encoding) on multi-label train items; kNN vote, In-Shop top-k"
 	$(ATELIER) train-attention -i $(DEMO)/train-images.ndjson -l silhouette,pattern,slim_cut,colour --input-shape 64x64 --scale 2 --width 8 \
 	  --texture-dim 16 --hidden 32 --glimpse 6 --epochs 6 --lr 0.003 --batch 32 -o $(DEMO)/attention.model --predictions $(DEMO)/attention.predictions.ndjson > $(DEMO)/attention.json
@@ -138,6 +147,12 @@ demo: build fixtures
 	@echo "open $(DEMO)/report/index.html; retrieval: $(DEMO)/retrieval.json, $(DEMO)/topk.png; size advice: $(DEMO)/size-advice-new.ndjson (images), $(DEMO)/advice.ndjson (feature student); RISE overlays: $(DEMO)/rise/"
 
 # The t-SNE map and the HTML report from the outputs of `make demo`; prints the page's path.
+# The locator of `make demo` on the Fashionpedia sample photos in ../shared/data (skipped when absent).
+FASHIONPEDIA ?= ../shared/data/fashionpedia-sample/images
+real-locate: build
+	@if [ ! -d "$(FASHIONPEDIA)" ] || [ ! -f $(DEMO)/locate.model/model.json ]; then echo "real-locate: skipped ($(FASHIONPEDIA) or $(DEMO)/locate.model missing)"; exit 0; fi; \
+	  $(ATELIER) locate -m $(DEMO)/locate.model $(FASHIONPEDIA)/*.jpg
+
 report: build
 	@test -f $(DEMO)/images.npy || { echo "make report: no $(DEMO)/images.npy: run make demo first"; exit 2; }
 	@echo "== a map of the weak features and one page that shows it all"

@@ -19,6 +19,7 @@ import { engineOption, openImagePredictor } from '../lib/onnx/runtime.js';
 import { startProgress } from '../lib/progress.js';
 import { checkFileOutput } from '../lib/io/atomic.js';
 import { imageSide, positiveInt } from '../lib/options.js';
+import { boxRegion, readBoxes, type PixelBox } from '../lib/image/boxes.js';
 
 interface Args {
   images: string[];
@@ -34,6 +35,7 @@ interface Args {
   'pixels-size': number;
   batch: number;
   skipped?: string;
+  crop?: string;
   backend: string;
   engine: string;
   workers: number;
@@ -62,6 +64,8 @@ export default defineCommand<Args>({
 
 --layer pooled takes the globally pooled tower features; projection the low-rank projection (when the model has one); embedding (the default) whatever feeds the word matrix. --normalize scales rows to unit length (cosine search). --model pixels is the raw-pixel baseline: the centre crop of --pixels-size pixels flattened.
 
+--crop BOXES (locate's output, or any NDJSON of {id, x, y, w, h} in pixels) cuts each image's box out before the resize, so the embedding describes the located garment rather than the whole photo (GILT's TiefVision); images without a box are embedded whole and counted on stderr.
+
 --words writes the model's word matrix instead (one row per vocabulary word, ids {id: word, row}) so that knn finds nearest words.`,
   positionals: [{ name: 'images', describe: 'image files (instead of --input)', type: 'string', variadic: true }],
   options: {
@@ -77,6 +81,7 @@ export default defineCommand<Args>({
     'pixels-size': { describe: 'side of the raw-pixel baseline (--model pixels)', type: 'number', default: 16, check: imageSide },
     batch: { describe: 'images per forward pass', type: 'number', default: 64, check: positiveInt },
     skipped: { describe: 'write the skipped images ({image, reason, message}) to this NDJSON', type: 'string' },
+    crop: { describe: 'NDJSON of boxes {id, x, y, w, h} in pixels (locate): embed each image\'s box, cut out before the resize', type: 'string' },
     ...workersOption,
     ...backendOption,
     ...engineOption,
@@ -95,6 +100,14 @@ export default defineCommand<Args>({
     // Inputs first: a mistake is reported before the backend loads.
     if (!pixelsBaseline) await loadMetadata(args.model);
     if (!args.words && !args.images.length) await checkInputFile(args.input ?? '-');
+    if (args.crop && args.words) throw new UsageError('the word matrix has no images to crop', { field: '--crop' });
+    const boxes: Map<string, PixelBox> | null = args.crop ? await readBoxes(args.crop) : null;
+    let uncropped = 0;
+    const regionOf = boxes ? (r: ImageRecord) => {
+      const box = boxes.get(r.id);
+      if (!box) uncropped++;
+      return box ? boxRegion(box) : undefined;
+    } : undefined;
     const backend = await selectBackend({ requested: args.backend, env: io.env, stderr: io.stderr });
     const loaded = pixelsBaseline ? null : await loadModel(args.model);
 
@@ -139,7 +152,7 @@ export default defineCommand<Args>({
     // The last record is held back to carry the digest of all rows.
     let pending: Record<string, unknown> | null = null;
     try {
-      for await (const batch of computeFeatures(inference?.predictor ?? null, records, inputSize, args.batch, skips, io, 'embed', loaded ? resizeModeOf(loaded.metadata) : 'cover')) {
+      for await (const batch of computeFeatures(inference?.predictor ?? null, records, inputSize, args.batch, skips, io, 'embed', loaded ? resizeModeOf(loaded.metadata) : 'cover', regionOf)) {
         if (args.normalize) normalizeRows(batch.rows, batch.dim);
         npy ??= await openNpyWriter(args.out, { dtype: 'float32', rowShape: [batch.dim], outputs: io.outputs });
         await npy.writeRows(batch.rows, batch.records.length);
@@ -168,6 +181,7 @@ export default defineCommand<Args>({
       await list.close();
     }
     writeSkipSummary(skips, io, 'embed');
+    if (boxes) io.stderr.write(`atelier embed: ${rowsWritten - uncropped} images cropped to their box${uncropped ? `, ${uncropped} without a box embedded whole` : ''}\n`);
     io.stderr.write(`atelier embed: ${rowsWritten} rows -> ${args.out}, ids -> ${idsPath}\n`);
   },
 });

@@ -30,6 +30,8 @@ const table: Array<[string, () => Promise<CommandModule>]> = [
   ['review', () => import('./review.js')],
   ['eval-words', () => import('./eval-words.js')],
   ['train-word2vec', () => import('./train-word2vec.js')],
+  ['train-locate', () => import('./train-locate.js')],
+  ['locate', () => import('./locate.js')],
 ];
 
 /** Every command name, in help order. */

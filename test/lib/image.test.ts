@@ -305,7 +305,10 @@ describe('decodeImage bad input', () => {
     const path = file('thirds.png');
     await assert.rejects(decodeImage(path, { width: 0, height: 8 }), RangeError);
     await assert.rejects(decodeImage(path, { width: 8.5, height: 8 }), RangeError);
-    await assert.rejects(decodeImage(path, { width: 8, height: 8, fit: 'fill' as 'cover' }), RangeError);
+    await assert.rejects(decodeImage(path, { width: 8, height: 8, fit: 'stretch' as 'cover' }), RangeError);
+    // A region wholly outside the image is a bad image for this record (skipped), not a programming error.
+    const outside = await decodeImage(path, { width: 8, height: 8, region: { left: 10_000, top: 0, width: 5, height: 5 } });
+    assert.equal(outside.ok, false);
     await assert.rejects(decodeImage(path, { width: 8, height: 8, cropOffset: { x: 1.5, y: 0 } }), RangeError);
     await assert.rejects(decodeImage(path, { width: 8, height: 8, zoom: 0.5 }), RangeError);
     await assert.rejects(decodeImage(path, { width: 8, height: 8, pixelLimit: 0 }), RangeError);

@@ -9,8 +9,8 @@ import { UsageError } from '../../src/lib/command.js';
 
 test('every kind atelier writes is registered once, with its output', () => {
   const ids = MODEL_KINDS.map((k) => k.id);
-  assert.deepEqual(ids, ['atelier-weak', 'atelier-classifier', 'atelier-similarity', 'atelier-sizenet']);
-  assert.deepEqual(Object.fromEntries(MODEL_KINDS.map((k) => [k.name, k.output])), { weak: 'logits', classifier: 'probabilities', similarity: 'embedding', sizenet: 'probabilities' });
+  assert.deepEqual(ids, ['atelier-weak', 'atelier-classifier', 'atelier-similarity', 'atelier-sizenet', 'atelier-locate']);
+  assert.deepEqual(Object.fromEntries(MODEL_KINDS.map((k) => [k.name, k.output])), { weak: 'logits', classifier: 'probabilities', similarity: 'embedding', sizenet: 'probabilities', locate: 'logits' });
 });
 
 test('a classifier is read as probabilities, from its kind or, without one, from its softmax layer', async () => {

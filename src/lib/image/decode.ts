@@ -12,14 +12,17 @@ export const DEFAULT_PIXEL_LIMIT = 50_000_000;
 export type ImageSkipReason = 'truncated' | 'not-an-image' | 'empty' | 'too-large' | 'unreadable' | 'corrupt';
 
 /** How a decoded image is fitted into width x height. */
-export type ImageFit = 'cover' | 'contain';
+export type ImageFit = 'cover' | 'contain' | 'fill';
+
+/** A rectangle of the source image in its own pixels. */
+export interface ImageRegion { left: number; top: number; width: number; height: number }
 
 export interface DecodeOptions {
   /** Output width in pixels. */
   width: number;
   /** Output height in pixels. */
   height: number;
-  /** 'cover' fills the frame and crops the overflow; 'contain' keeps it all and pads with white. Default 'cover'. */
+  /** 'cover' fills the frame and crops the overflow; 'contain' keeps it all and pads with white; 'fill' stretches it (box coordinates scale by side). Default 'cover'. */
   fit?: ImageFit;
   /** Cover only: where the crop sits, each axis in [-1, 1] (-1 left/top edge, 0 centre, 1 right/bottom edge). */
   cropOffset?: { x: number; y: number };
@@ -27,6 +30,8 @@ export interface DecodeOptions {
   zoom?: number;
   /** Mirror left-right (augmentation). */
   flipHorizontal?: boolean;
+  /** Cut this region out of the source before the resize (clamped to the image; e.g. a located garment). */
+  region?: ImageRegion;
   /** Images with more pixels than this are refused as 'too-large' before they are decoded. */
   pixelLimit?: number;
 }
@@ -74,7 +79,21 @@ export async function decodeImage(input: ImageInput, options: DecodeOptions): Pr
   // sharp writes sRGB by default, so greyscale, CMYK (through its ICC profile) and 16-bit inputs
   // all arrive as 8-bit RGB.
   const pipeline = sharp(input, { limitInputPixels: pixelLimit, autoOrient: true }).flatten({ background: WHITE });
-  if (fit === 'contain') {
+  if (options.region) {
+    let meta: sharp.Metadata;
+    try {
+      meta = await sharp(input, { limitInputPixels: pixelLimit, autoOrient: true }).metadata();
+    } catch (error) {
+      return classifyFailure(input, error);
+    }
+    const sides = meta.autoOrient ?? { width: meta.width ?? 0, height: meta.height ?? 0 };
+    const area = clampRegion(options.region, sides.width, sides.height);
+    if (!area) return failure('corrupt', `region ${JSON.stringify(options.region)} lies outside the ${sides.width}x${sides.height} image`);
+    pipeline.extract(area);
+  }
+  if (fit === 'fill') {
+    pipeline.resize(width, height, { fit: 'fill' });
+  } else if (fit === 'contain') {
     pipeline.resize(width, height, { fit: 'contain', background: WHITE });
   } else {
     // Scale so both sides reach the frame (times zoom); the crop itself happens in the copy loop.
@@ -98,6 +117,15 @@ export async function decodeImage(input: ImageInput, options: DecodeOptions): Pr
   const top = Math.round(((info.height - height) * (offset.y + 1)) / 2);
   const data = bytesToUnitFloats(pixels, info.width, left, top, width, height, options.flipHorizontal === true);
   return { ok: true, image: { data, width, height, channels: 3 } };
+}
+
+/** The region rounded to whole pixels and clipped to the image; null when nothing of it is left. */
+function clampRegion(region: ImageRegion, width: number, height: number): ImageRegion | null {
+  const left = Math.max(0, Math.floor(region.left));
+  const top = Math.max(0, Math.floor(region.top));
+  const right = Math.min(width, Math.ceil(region.left + region.width));
+  const bottom = Math.min(height, Math.ceil(region.top + region.height));
+  return right > left && bottom > top ? { left, top, width: right - left, height: bottom - top } : null;
 }
 
 /** Copies a width x height window of an RGB byte image into floats in [0, 1], optionally mirrored. */
@@ -150,7 +178,7 @@ function checkOptions(
   if (!Number.isInteger(width) || width < 1 || !Number.isInteger(height) || height < 1) {
     throw new RangeError(`decodeImage: width and height must be positive integers, got ${width}x${height}`);
   }
-  if (fit !== 'cover' && fit !== 'contain') throw new RangeError(`decodeImage: fit must be 'cover' or 'contain', got '${fit}'`);
+  if (fit !== 'cover' && fit !== 'contain' && fit !== 'fill') throw new RangeError(`decodeImage: fit must be 'cover', 'contain' or 'fill', got '${fit}'`);
   for (const v of [offset.x, offset.y]) {
     if (!(v >= -1 && v <= 1)) throw new RangeError(`decodeImage: cropOffset must be in [-1, 1], got ${v}`);
   }

@@ -5,7 +5,7 @@ import { dirname, isAbsolute, resolve } from 'node:path';
 import { UsageError } from '../command.js';
 import { readNdjson, requireObject } from '../io/ndjson.js';
 import { isStdio } from '../io/paths.js';
-import { decodeImage, type DecodeOptions, type DecodedImage } from './decode.js';
+import { decodeImage, type DecodeOptions, type DecodedImage, type ImageRegion } from './decode.js';
 import { prefetchImages } from './prefetch.js';
 import { skipImage, type SkipCounter } from './skips.js';
 
@@ -69,8 +69,9 @@ export async function* decodeRecords(
   skips: SkipCounter,
   io: { stderr: NodeJS.WritableStream },
   commandName: string,
+  regionOf?: (r: ImageRecord) => ImageRegion | undefined,
 ): AsyncGenerator<DecodedRecord> {
-  const decoded = prefetchImages(records, async (r) => ({ r, result: await decodeImage(r.path, options) }), { concurrency: 4, ahead: 64 });
+  const decoded = prefetchImages(records, async (r) => ({ r, result: await decodeImage(r.path, { ...options, region: regionOf?.(r) }) }), { concurrency: 4, ahead: 64 });
   for await (const { r, result } of decoded) {
     if (result.ok) yield { ...r, image: result.image };
     else skipImage(skips, io, commandName, r.path, result);

@@ -9,7 +9,7 @@ import { batches } from '../image/prefetch.js';
 import { decodeRecords, imageToBytes, type DecodedRecord, type ImageRecord } from '../image/records.js';
 import type { SkipCounter } from '../image/skips.js';
 import { batchPixels, inputSides, type InputShape } from '../image/batch.js';
-import type { ImageFit } from '../image/decode.js';
+import type { ImageFit, ImageRegion } from '../image/decode.js';
 
 export interface FeatureBatch {
   records: DecodedRecord[];
@@ -103,10 +103,11 @@ export async function* computeFeatures(
   io: { stderr: NodeJS.WritableStream },
   commandName: string,
   fit: ImageFit = 'cover',
+  regionOf?: (r: ImageRecord) => ImageRegion | undefined,
 ): AsyncGenerator<FeatureBatch> {
   const { height, width } = inputSides(inputSize);
   const stored = { height: storedSizeFor(height), width: storedSizeFor(width) };
-  const decoded = decodeRecords(records, { width: stored.width, height: stored.height, fit }, skips, io, commandName);
+  const decoded = decodeRecords(records, { width: stored.width, height: stored.height, fit }, skips, io, commandName, regionOf);
   const waiting: Array<Promise<FeatureBatch>> = [];
   try {
     for await (const group of batches(decoded, batchSize)) {

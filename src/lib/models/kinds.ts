@@ -9,6 +9,7 @@ import { SIMILARITY_MODEL_KIND } from '../similarity/triplet.js';
 import { SIZENET_MODEL_KIND } from '../sizenet/evaluation.js';
 import { WEAK_MODEL_KIND } from './weak-files.js';
 import { LAYER, featureModel, hasLayer } from './weak-model.js';
+import { LOCATE_MODEL_KIND } from './locate.js';
 
 /** What a model's output is: raw scores (softmax/sigmoid still to apply), probabilities, or an embedding. */
 export type ModelOutput = 'logits' | 'probabilities' | 'embedding';
@@ -95,8 +96,20 @@ const SIZENET: ModelKind = {
   },
 };
 
+const LOCATE: ModelKind = {
+  id: LOCATE_MODEL_KIND,
+  name: 'locate',
+  trainedBy: 'train-locate',
+  // One row per patch: the foreground logit, then four box edges (regression, not scores).
+  output: 'logits',
+  labelsField: null,
+  features(_model, layer) {
+    throw noLayer('locate', layer, 'it scores patches; embed with --crop of its boxes');
+  },
+};
+
 /** Every kind atelier writes. Adding a kind is one entry here. */
-export const MODEL_KINDS: readonly ModelKind[] = [WEAK, CLASSIFIER, SIMILARITY, SIZENET];
+export const MODEL_KINDS: readonly ModelKind[] = [WEAK, CLASSIFIER, SIMILARITY, SIZENET, LOCATE];
 
 /** A loaded model as the registry sees it. */
 export interface DescribedModel {

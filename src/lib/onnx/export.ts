@@ -5,6 +5,7 @@ import { tf } from '../backend/tf.js';
 import { atelierVersion } from '../version.js';
 import { CLASSIFIER_LAYER, CLASSIFIER_MODEL_KIND, imageFeatureModel } from '../facets/classifier-model.js';
 import { resizeModeOf, storedSizeFor } from '../models/image-features.js';
+import type { ImageFit } from '../image/decode.js';
 import { hasLayer, LAYER } from '../models/weak-model.js';
 import { WEAK_MODEL_KIND } from '../models/weak-files.js';
 import { SIZENET_MODEL_KIND } from '../sizenet/evaluation.js';
@@ -26,9 +27,9 @@ export interface ExportedModel {
 }
 
 /** How atelier turns an image into the model's input, in words and numbers, for metadata_props. */
-export function imagePreprocessing(height: number, width: number, fit: 'cover' | 'contain' = 'cover'): Record<string, unknown> {
+export function imagePreprocessing(height: number, width: number, fit: ImageFit = 'cover'): Record<string, unknown> {
   const stored = { height: storedSizeFor(height), width: storedSizeFor(width) };
-  const how = fit === 'contain' ? 'fit inside (padded with white, never cropped)' : 'cover';
+  const how = fit === 'contain' ? 'fit inside (padded with white, never cropped)' : fit === 'fill' ? 'fill (stretched to)' : 'cover';
   return {
     layout: 'NHWC',
     dtype: 'float32',

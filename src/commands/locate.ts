@@ -1,0 +1,98 @@
+import { defineCommand } from '../lib/command.js';
+import { backendOption, selectBackend } from '../lib/backend/select.js';
+import { tf } from '../lib/backend/tf.js';
+import { loadMetadata, loadModel } from '../lib/backend/model-io.js';
+import { checkInputFile } from '../lib/io/paths.js';
+import { openNdjsonWriter } from '../lib/io/ndjson.js';
+import { createSkipCounter, writeSkipSummary } from '../lib/image/skips.js';
+import { boxOfRecord, decodeSquareImages, type SquareImage } from '../lib/image/boxes.js';
+import { pathRecords, readImageRecords, type ImageRecord } from '../lib/image/records.js';
+import { batches } from '../lib/image/prefetch.js';
+import { describeModel, requireKind } from '../lib/models/kinds.js';
+import { iou, locateInImages, windowGrid, LOCATE_MODEL_KIND } from '../lib/models/locate.js';
+import { modelInputSize } from '../lib/models/towers/index.js';
+import { startProgress } from '../lib/progress.js';
+import { positiveInt } from '../lib/options.js';
+
+interface Args {
+  images: string[];
+  input?: string;
+  model: string;
+  out: string;
+  'image-field': string;
+  'id-field': string;
+  batch: number;
+  backend: string;
+}
+
+export default defineCommand<Args>({
+  name: 'locate',
+  summary: 'find the garment in each image with a train-locate model: boxes as NDJSON {id, image, x, y, w, h, score}',
+  description: `Locates the garment in each image as GILT's TiefVision does: a grid of square windows at several scales (the model's own) is cut from the photo, each scored foreground/background with a box predicted relative to it, and the boxes of the best windows are averaged (Overfeat). Writes one line per decoded image: {id, image, x, y, w, h, score}, the box in pixels of the source image (x, y its top-left corner) and score the best window's foreground probability. embed --crop takes this file.
+
+When every input record carries a box already (x, y, w, h: the fixtures' scenes), the mean IoU of the located boxes with them is printed on stderr.`,
+  positionals: [{ name: 'images', describe: 'image files (instead of --input)', type: 'string', variadic: true }],
+  options: {
+    input: { alias: 'i', describe: 'NDJSON with an image path per line (- for stdin); used when no image arguments are given', type: 'string' },
+    model: { alias: 'm', describe: 'model directory from train-locate', type: 'string', demandOption: true },
+    out: { alias: 'o', describe: 'output NDJSON (- for stdout)', type: 'string', default: '-' },
+    'image-field': { describe: 'NDJSON field with the image path', type: 'string', default: 'image' },
+    'id-field': { describe: 'NDJSON field with the id (default: the image path)', type: 'string', default: 'id' },
+    batch: { describe: 'images per forward pass (each gives one patch per window)', type: 'number', default: 16, check: positiveInt },
+    ...backendOption,
+  },
+  examples: [
+    ['atelier locate -m locate.model -i images.ndjson > boxes.ndjson', 'one box per image'],
+    ['atelier locate -m locate.model photo.jpg', 'one image'],
+  ],
+  async run(args, io) {
+    // Inputs first: a mistake is reported before the backend loads.
+    requireKind(describeModel(null, await loadMetadata(args.model), args.model), LOCATE_MODEL_KIND, args.model);
+    if (!args.images.length) await checkInputFile(args.input ?? '-');
+    await selectBackend({ requested: args.backend, env: io.env, stderr: io.stderr });
+    const { model, metadata } = await loadModel(args.model);
+    const side = Number(metadata.imageSize);
+    const scales = metadata.scales as number[];
+    const patch = modelInputSize(model, args.model);
+    const windows = windowGrid(scales);
+    const records: AsyncIterable<ImageRecord> | Iterable<ImageRecord> = args.images.length
+      ? pathRecords(args.images) : readImageRecords(args.input ?? '-', args['image-field'], args['id-field'], io.stdin);
+    const skips = createSkipCounter();
+    const out = await openNdjsonWriter(args.out, { stdout: io.stdout, outputs: io.outputs });
+    const progress = startProgress(io.stderr, { label: 'locating' });
+    const ious: number[] = [];
+    let withoutTruth = 0;
+    try {
+      for await (const group of batches(decodeSquareImages(records, side, skips, io, 'locate') as AsyncGenerator<SquareImage<ImageRecord>>, args.batch)) {
+        const data = new Float32Array(group.length * side * side * 3);
+        group.forEach((g, i) => { for (let k = 0; k < g.pixels.length; k++) data[i * g.pixels.length + k] = g.pixels[k] / 255; });
+        const images = tf.tensor4d(data, [group.length, side, side, 3]);
+        const boxes = locateInImages(model, images, windows, patch);
+        images.dispose();
+        for (const [i, g] of group.entries()) {
+          const b = boxes[i];
+          const px = { x: b.x * g.sourceWidth, y: b.y * g.sourceHeight, w: b.w * g.sourceWidth, h: b.h * g.sourceHeight };
+          const truth = boxOfRecord(g.item.record, g.item);
+          if (truth) ious.push(iou(px, truth));
+          else withoutTruth++;
+          const r1 = (v: number) => Number(v.toFixed(1));
+          await out.write({ id: g.item.id, image: g.item.path, x: r1(px.x), y: r1(px.y), w: r1(px.w), h: r1(px.h), score: Number(b.score.toFixed(4)) });
+        }
+        progress.tick(group.length);
+      }
+      progress.stop();
+      await out.close();
+    } catch (err) {
+      progress.stop();
+      await out.abort();
+      throw err;
+    }
+    writeSkipSummary(skips, io, 'locate');
+    if (ious.length > 0 && withoutTruth === 0) {
+      const mean = ious.reduce((a, v) => a + v, 0) / ious.length;
+      io.stderr.write(`atelier locate: ${ious.length} boxes, mean IoU ${mean.toFixed(3)} with the records' boxes, ${ious.filter((v) => v >= 0.5).length} at IoU >= 0.5\n`);
+    } else {
+      io.stderr.write(`atelier locate: ${ious.length + withoutTruth} boxes\n`);
+    }
+  },
+});

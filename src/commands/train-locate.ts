@@ -1,0 +1,203 @@
+import { defineCommand, UsageError } from '../lib/command.js';
+import { backendOption, selectBackend } from '../lib/backend/select.js';
+import { tf } from '../lib/backend/tf.js';
+import { loadMetadata, loadModel, saveModel } from '../lib/backend/model-io.js';
+import { checkpointDirFor, startOrResume } from '../lib/train/checkpoint.js';
+import { writeFileAtomic } from '../lib/io/atomic.js';
+import { createSkipCounter, writeSkipSummary } from '../lib/image/skips.js';
+import { boxOfRecord, decodeSquareImages, type SquareImage } from '../lib/image/boxes.js';
+import { readImageRecords, type ImageRecord } from '../lib/image/records.js';
+import { startProgress } from '../lib/progress.js';
+import { splitOf, type SplitName } from '../lib/random.js';
+import { imageFeatureModel } from '../lib/facets/classifier-model.js';
+import { initialTrainingState, shuffledBatches, trainLoop, type EpochLogEntry } from '../lib/train/loop.js';
+import { isTowerName, modelInputSize, parseInputSize } from '../lib/models/towers/index.js';
+import { DEFAULT_TOWER } from '../lib/models/weak-model.js';
+import { backboneSourceOptions, openTower, towerNamesText, type BackboneArgs } from '../lib/train/tower-options.js';
+import {
+  DEFAULT_WINDOW_SCALES, LOCATE_MODEL_KIND, buildLocateModel, cropPatches, iou, locateInImages, locateLoss, sampleTrainingPatches, windowGrid, type Box,
+} from '../lib/models/locate.js';
+import { inputSizeText, integerIn, positiveInt, positiveNumber, share } from '../lib/options.js';
+
+interface Args extends BackboneArgs {
+  input: string;
+  'id-field': string;
+  'image-field': string;
+  'group-field': string;
+  tower?: string;
+  'input-size': string;
+  width: number;
+  blocks: number;
+  stages: number;
+  'image-size': number;
+  patches: number;
+  'box-weight': number;
+  'test-fraction': number;
+  'val-fraction': number;
+  epochs: number;
+  patience: number;
+  batch: number;
+  lr: number;
+  seed: number;
+  out: string;
+  checkpoint?: string;
+  resume: boolean;
+  'stop-after'?: number;
+  report?: string;
+  backend: string;
+}
+
+interface Sample { id: string; split: SplitName; pixels: Uint8Array; box: Box }
+
+export default defineCommand<Args>({
+  name: 'train-locate',
+  summary: 'train the GILT/TiefVision garment locator: a background/foreground patch classifier and a box regressor on one tower',
+  description: `Trains the dress locator of GILT's TiefVision, after Overfeat (Sermanet et al. 2014), by transfer from a tower of the model library: the tower looks at square patches of the photo (--input-size pixels); one output says whether the patch shows the garment (foreground) or background, four more where the garment's box lies, as its edges in units of the patch. The loss is the binary cross-entropy of the first plus --box-weight times the smooth-L1 error of the box on foreground patches.
+
+Records carry an image and the garment's box in pixels of that image: x, y (top-left corner), w, h (the fixtures' --scenes records do). Each image is decoded stretched to --image-size square; each epoch draws --patches windows per training image, half around the garment and half anywhere, labelled foreground when they hold 70 % of the box or are half garment, background when they hold under 20 % of it and are under 20 % garment (others are drawn again).
+
+To locate (as locate does), a grid of square windows at ${DEFAULT_WINDOW_SCALES.join(', ')} of the side on a half-window stride is scored; the boxes of the windows within half the best probability (at most 8) are averaged, weighted by probability. Records are split into train, validation and test by a hash of --group-field; training stops after --patience epochs without a better validation mean IoU and keeps the best epoch's weights; each epoch writes a checkpoint for --resume. Prints a JSON report: mean IoU and the share of boxes with IoU >= 0.5 per split.`,
+  options: {
+    input: { alias: 'i', describe: 'image records with the garment box x, y, w, h in pixels (NDJSON, - for stdin)', type: 'string', default: '-' },
+    'id-field': { describe: 'field holding the record id', type: 'string', default: 'id' },
+    'image-field': { describe: 'field holding the image path (relative paths are taken beside the input file)', type: 'string', default: 'image' },
+    'group-field': { describe: 'field whose hash decides the split (records without it use their id)', type: 'string', default: 'product' },
+    tower: { alias: 't', describe: `image model directory to start from (its pooled features), or a family for a fresh tower (${towerNamesText()}[:ALPHA]; default small)`, type: 'string' },
+    'input-size': { describe: 'fresh tower or backbone: side of a patch in pixels', type: 'string', default: '32', check: inputSizeText },
+    width: { describe: 'fresh small tower: filters of the first stage', type: 'number', default: DEFAULT_TOWER.width, check: positiveInt },
+    blocks: { describe: 'fresh small tower: residual blocks per stage', type: 'number', default: DEFAULT_TOWER.blocksPerStage, check: positiveInt },
+    stages: { describe: 'fresh small tower: stages', type: 'number', default: DEFAULT_TOWER.stages, check: positiveInt },
+    ...backboneSourceOptions,
+    'image-size': { describe: 'side of the square each photo is stretched to before patches are cut', type: 'number', default: 96, check: integerIn(8, 1024) },
+    patches: { describe: 'training windows per image and epoch', type: 'number', default: 8, check: positiveInt },
+    'box-weight': { describe: 'weight of the box regression loss', type: 'number', default: 2, check: positiveNumber },
+    'test-fraction': { describe: 'share of groups held out for the test report', type: 'number', default: 0.2, check: share },
+    'val-fraction': { describe: 'share of groups held out for early stopping', type: 'number', default: 0.1, check: share },
+    epochs: { describe: 'maximum epochs', type: 'number', default: 20, check: positiveInt },
+    patience: { describe: 'epochs without a better validation mean IoU before stopping', type: 'number', default: 4, check: positiveInt },
+    batch: { describe: 'images per step (each gives --patches windows)', type: 'number', default: 16, check: positiveInt },
+    lr: { describe: 'Adam learning rate', type: 'number', default: 0.002, check: positiveNumber },
+    seed: { describe: 'random seed (initialisation, windows, shuffling)', type: 'number', default: 1, check: integerIn(0) },
+    out: { alias: 'o', describe: 'model directory to write', type: 'string', demandOption: true },
+    checkpoint: { describe: 'checkpoint directory (default: <out>.checkpoint)', type: 'string' },
+    resume: { describe: 'continue from the checkpoint', type: 'boolean', default: false },
+    'stop-after': { describe: 'end the run after this many epochs (the checkpoint stays)', type: 'number', check: positiveInt },
+    report: { describe: 'also write the JSON report to this file', type: 'string' },
+    ...backendOption,
+  },
+  examples: [
+    ['node dist/fixtures/generate.js --scenes varied --out scenes && atelier train-locate -i scenes/scenes.ndjson -o locate.model', 'garments at known boxes on varied backdrops'],
+    ['atelier locate -m locate.model -i images.ndjson > boxes.ndjson && atelier embed -m sim.model -i images.ndjson --crop boxes.ndjson -o crops.npy', 'locate, then embed the located garments'],
+    ['atelier train-locate -i boxes.ndjson --tower weak.model -o locate.model', 'transfer from a trained tower'],
+  ],
+  async run(args, io) {
+    // Inputs first: a mistake is reported before the backend loads.
+    const records: Array<ImageRecord & { box: Box; group: string }> = [];
+    for await (const r of readImageRecords(args.input, args['image-field'], args['id-field'], io.stdin)) {
+      const box = boxOfRecord(r.record, r);
+      if (!box) throw new UsageError('expected the garment box: x, y, w, h in pixels', { file: r.file, line: r.line, field: 'x' });
+      const group = r.record[args['group-field']];
+      records.push({ ...r, box, group: typeof group === 'string' || typeof group === 'number' ? String(group) : r.id });
+    }
+    if (records.length === 0) throw new UsageError('no record', { file: args.input });
+    if (args.tower && !isTowerName(args.tower)) await loadMetadata(args.tower);
+    await selectBackend({ requested: args.backend, env: io.env, stderr: io.stderr });
+
+    let tower: tf.LayersModel;
+    let patch: { height: number; width: number };
+    let towerRecord: unknown = args.tower ?? 'small';
+    if (args.tower && !isTowerName(args.tower) && !args.backbone) {
+      const loaded = await loadModel(args.tower);
+      patch = modelInputSize(loaded.model, args.tower);
+      tower = imageFeatureModel(loaded.model, 'pooled');
+    } else {
+      if (args.backbone && args.tower && !isTowerName(args.tower)) throw new UsageError('give either --tower (a model) or --backbone', { field: '--backbone' });
+      patch = parseInputSize(args['input-size']);
+      const opened = await openTower({ name: args.tower ?? 'small', input: patch, seed: args.seed, smallParams: { width: args.width, blocks: args.blocks, stages: args.stages }, args });
+      tower = opened.tower;
+      towerRecord = opened.record;
+    }
+    const model = buildLocateModel(tower, args.seed + 11);
+
+    const side = args['image-size'];
+    const skips = createSkipCounter();
+    const progress = startProgress(io.stderr, { label: 'decoding' });
+    const samples: Sample[] = [];
+    for await (const d of decodeSquareImages(records, side, skips, io, 'train-locate') as AsyncGenerator<SquareImage<(typeof records)[number]>>) {
+      const { box } = d.item;
+      samples.push({
+        id: d.item.id, split: splitOf(d.item.group, args['test-fraction'], args['val-fraction']), pixels: d.pixels,
+        box: { x: box.x / d.sourceWidth, y: box.y / d.sourceHeight, w: box.w / d.sourceWidth, h: box.h / d.sourceHeight },
+      });
+      progress.tick(1);
+    }
+    progress.stop();
+    writeSkipSummary(skips, io, 'train-locate');
+    const bySplit = { train: samples.filter((s) => s.split === 'train'), val: samples.filter((s) => s.split === 'val'), test: samples.filter((s) => s.split === 'test') };
+    if (bySplit.train.length === 0) throw new UsageError('no record falls in the training split', { file: args.input, field: '--test-fraction' });
+    io.stderr.write(`atelier train-locate: ${side}x${side} images, ${patch.height}x${patch.width} patches, ${bySplit.train.length} train, ${bySplit.val.length} validation, ${bySplit.test.length} test images\n`);
+
+    const imagesOf = (part: Sample[]) => {
+      const data = new Float32Array(part.length * side * side * 3);
+      part.forEach((s, i) => { for (let k = 0; k < s.pixels.length; k++) data[i * s.pixels.length + k] = s.pixels[k] / 255; });
+      return tf.tensor4d(data, [part.length, side, side, 3]);
+    };
+    const windows = windowGrid(DEFAULT_WINDOW_SCALES);
+    const evaluate = (part: Sample[]) => {
+      const ious: number[] = [];
+      for (let start = 0; start < part.length; start += 32) {
+        const chunk = part.slice(start, start + 32);
+        const images = imagesOf(chunk);
+        locateInImages(model, images, windows, patch).forEach((b, i) => ious.push(iou(b, chunk[i].box)));
+        images.dispose();
+      }
+      const mean = ious.reduce((a, b) => a + b, 0) / Math.max(ious.length, 1);
+      return { images: ious.length, meanIoU: Number(mean.toFixed(4)), iouAtLeastHalf: Number((ious.filter((v) => v >= 0.5).length / Math.max(ious.length, 1)).toFixed(4)) };
+    };
+
+    const optimizer: tf.Optimizer = tf.train.adam(args.lr);
+    const variables = model.trainableWeights.map((w) => w.read() as tf.Variable);
+    const fingerprint = JSON.stringify({ tower: towerRecord, side, patch, patches: args.patches, boxWeight: args['box-weight'], lr: args.lr, batch: args.batch, n: [bySplit.train.length, bySplit.val.length, bySplit.test.length] });
+    const checkpointDir = checkpointDirFor(args.out, args.checkpoint);
+    const optimizers: Array<[tf.Optimizer, string]> = [[optimizer, 'optimizer/']];
+    const { state, best } = await startOrResume({
+      resume: args.resume, dir: checkpointDir, fingerprint, model, optimizers, fresh: () => initialTrainingState(args.seed, fingerprint), io, command: 'train-locate',
+    });
+    await trainLoop({
+      model, state, best, maxEpochs: args.epochs, patience: args.patience, stopAfter: args['stop-after'], io, command: 'train-locate',
+      checkpoint: { dir: checkpointDir, kind: `${LOCATE_MODEL_KIND}-checkpoint`, optimizers },
+      batches: (random) => shuffledBatches(bySplit.train.length, args.batch, random).map((batch) => batch.map((i) => bySplit.train[i])),
+      step(part, random) {
+        const drawn = part.flatMap((s, i) => sampleTrainingPatches(s.box, args.patches, random).map((p) => ({ ...p, image: i })));
+        const images = imagesOf(part);
+        const x = cropPatches(images, drawn.map((p) => p.window), drawn.map((p) => p.image), patch.height, patch.width);
+        const labels = tf.tensor1d(drawn.map((p) => p.label));
+        const edges = tf.tensor2d(drawn.flatMap((p) => p.edges), [drawn.length, 4]);
+        const { value, grads } = tf.variableGrads(() => locateLoss(model.apply(x, { training: true }) as tf.Tensor2D, labels, edges, args['box-weight']), variables);
+        optimizer.applyGradients(grads);
+        const loss = value.dataSync()[0];
+        tf.dispose([images, x, labels, edges, value, ...Object.values(grads)]);
+        return loss;
+      },
+      validate() {
+        if (bySplit.val.length === 0) return null;
+        const { meanIoU } = evaluate(bySplit.val);
+        return { score: -meanIoU, metrics: { valMeanIoU: meanIoU } };
+      },
+      onEpoch(line, improved) {
+        const entry = line as EpochLogEntry & { valMeanIoU?: number };
+        io.stderr.write(`atelier train-locate: epoch ${entry.epoch} loss ${entry.loss.toFixed(4)}${entry.valMeanIoU !== undefined ? ` val mean IoU ${entry.valMeanIoU.toFixed(3)}` : ''}${improved ? ' *' : ''}\n`);
+      },
+    });
+
+    const reports = { train: evaluate(bySplit.train), val: evaluate(bySplit.val), test: evaluate(bySplit.test) };
+    await saveModel(model, args.out, {
+      metadata: { kind: LOCATE_MODEL_KIND, imageSize: side, patch, scales: DEFAULT_WINDOW_SCALES, tower: towerRecord as Record<string, unknown>, log: state.log, bestEpoch: state.bestEpoch },
+    });
+    await writeFileAtomic(`${args.out.replace(/\/+$/, '')}.log.json`, JSON.stringify(state.log, null, 2) + '\n');
+    const json = JSON.stringify({ imageSize: side, patch, epochs: state.epoch, bestEpoch: state.bestEpoch, corruptImages: skips.total, ...reports }, null, 2) + '\n';
+    if (args.report) await writeFileAtomic(args.report, json);
+    io.stdout.write(json);
+    optimizer.dispose();
+  },
+});
