@@ -4,6 +4,7 @@ import { tf } from '../lib/backend/tf.js';
 import { loadMetadata, loadModel } from '../lib/backend/model-io.js';
 import { checkInputFile } from '../lib/io/paths.js';
 import { openNdjsonWriter } from '../lib/io/ndjson.js';
+import { checkFileOutput } from '../lib/io/atomic.js';
 import { createSkipCounter, writeSkipSummary } from '../lib/image/skips.js';
 import { boxOfRecord, decodeSquareImages, type SquareImage } from '../lib/image/boxes.js';
 import { pathRecords, readImageRecords, type ImageRecord } from '../lib/image/records.js';
@@ -46,6 +47,7 @@ When every input record carries a box already (x, y, w, h: the fixtures' scenes)
     ['atelier locate -m locate.model photo.jpg', 'one image'],
   ],
   async run(args, io) {
+    await checkFileOutput(args.out, '--out');
     // Inputs first: a mistake is reported before the backend loads.
     requireKind(describeModel(null, await loadMetadata(args.model), args.model), LOCATE_MODEL_KIND, args.model);
     if (!args.images.length) await checkInputFile(args.input ?? '-');

@@ -2,8 +2,10 @@ import { defineCommand, UsageError } from '../lib/command.js';
 import { backendOption, selectBackend } from '../lib/backend/select.js';
 import { tf } from '../lib/backend/tf.js';
 import { saveModel } from '../lib/backend/model-io.js';
-import { checkpointDirFor, startOrResume } from '../lib/train/checkpoint.js';
-import { openAtomicWriteStream, writeFileAtomic } from '../lib/io/atomic.js';
+import { startOrResume } from '../lib/train/checkpoint.js';
+import { nonNegativeNumber, positiveInt, positiveNumber, share } from '../lib/options.js';
+import { checkLoopOutputs, checkpointDirOf, logPathOf, loopOptions, type LoopArgs } from '../lib/train/loop-options.js';
+import { checkFileOutput, openAtomicWriteStream, writeFileAtomic } from '../lib/io/atomic.js';
 import { createSkipCounter, writeSkipSummary } from '../lib/image/skips.js';
 import { decodeRectStore, rectBatchPixels } from '../lib/image/rect-store.js';
 import { startProgress } from '../lib/progress.js';
@@ -17,7 +19,7 @@ import {
   ATTENTION_MODEL_KIND, ATTENTION_LAYER, attentionLoss, buildAttentionModel, transformBox, type AttentionModelConfig, type LossWeights,
 } from '../lib/models/attention/model.js';
 
-interface Args {
+interface Args extends LoopArgs {
   input: string;
   'label-field': string;
   'id-field': string;
@@ -40,15 +42,8 @@ interface Args {
   beta: number;
   'test-fraction': number;
   'val-fraction': number;
-  epochs: number;
-  patience: number;
   batch: number;
   lr: number;
-  seed: number;
-  out: string;
-  checkpoint?: string;
-  resume: boolean;
-  'stop-after'?: number;
   predictions?: string;
   report?: string;
   backend: string;
@@ -79,31 +74,26 @@ Labels come from one or more --label-field fields (comma-separated) per record: 
     'image-field': { describe: 'field holding the image path (relative paths are taken beside the input file)', type: 'string', default: 'image' },
     'group-field': { describe: 'field whose hash decides the split (records without it use their id)', type: 'string', default: 'product' },
     'input-shape': { describe: 'input height x width before --scale (the deck: 384x256)', type: 'string', default: '384x256' },
-    scale: { describe: 'divide both input sides by this (CPU runs)', type: 'number', default: 1 },
-    width: { describe: 'filters of the first convolution pair (then 2x and 4x)', type: 'number', default: 64 },
-    dropout: { describe: 'dropout after each convolution pair while training', type: 'number', default: 0.25 },
-    steps: { describe: 'recurrent attention steps K', type: 'number', default: 3 },
-    glimpse: { describe: 'side of each sampled glimpse, in cells of the first stage map', type: 'number', default: 8 },
-    codewords: { describe: 'texture encoding codewords', type: 'number', default: 8 },
-    'texture-dim': { describe: 'channels of the glimpse features the codewords encode', type: 'number', default: 32 },
-    hidden: { describe: 'units of the recurrent attention state', type: 'number', default: 64 },
-    'diversity-weight': { describe: 'g1, weight of the diversity loss', type: 'number', default: 0.01 },
-    'localisation-weight': { describe: 'g2, weight of the localisation loss', type: 'number', default: 0.1 },
-    'anchor-weight': { describe: 'l1, weight of the anchor constraint inside L_loc', type: 'number', default: 0.01 },
-    'positive-weight': { describe: 'l2, weight of the positive constraint inside L_loc', type: 'number', default: 0.1 },
-    alpha: { describe: 'scale constraint: crop scales above this are penalised', type: 'number', default: 0.5 },
-    beta: { describe: 'positive constraint: crop scales below this are penalised', type: 'number', default: 0.1 },
-    'test-fraction': { describe: 'share of groups held out for the test report', type: 'number', default: 0.2 },
-    'val-fraction': { describe: 'share of groups held out for early stopping', type: 'number', default: 0.1 },
-    epochs: { describe: 'maximum epochs (the deck: 40)', type: 'number', default: 40 },
-    patience: { describe: 'epochs without a lower validation loss before stopping', type: 'number', default: 6 },
-    batch: { describe: 'images per step (the deck: 64)', type: 'number', default: 64 },
-    lr: { describe: 'Adam learning rate (the deck: 0.00001 over 40 epochs of 90,000 images)', type: 'number', default: 0.001 },
-    seed: { describe: 'random seed (initialisation, shuffling, augmentation)', type: 'number', default: 1 },
+    scale: { describe: 'divide both input sides by this (CPU runs)', type: 'number', default: 1, check: positiveInt },
+    width: { describe: 'filters of the first convolution pair (then 2x and 4x)', type: 'number', default: 64, check: positiveInt },
+    dropout: { describe: 'dropout after each convolution pair while training', type: 'number', default: 0.25, check: share },
+    steps: { describe: 'recurrent attention steps K', type: 'number', default: 3, check: positiveInt },
+    glimpse: { describe: 'side of each sampled glimpse, in cells of the first stage map', type: 'number', default: 8, check: positiveInt },
+    codewords: { describe: 'texture encoding codewords', type: 'number', default: 8, check: positiveInt },
+    'texture-dim': { describe: 'channels of the glimpse features the codewords encode', type: 'number', default: 32, check: positiveInt },
+    hidden: { describe: 'units of the recurrent attention state', type: 'number', default: 64, check: positiveInt },
+    'diversity-weight': { describe: 'g1, weight of the diversity loss', type: 'number', default: 0.01, check: nonNegativeNumber },
+    'localisation-weight': { describe: 'g2, weight of the localisation loss', type: 'number', default: 0.1, check: nonNegativeNumber },
+    'anchor-weight': { describe: 'l1, weight of the anchor constraint inside L_loc', type: 'number', default: 0.01, check: nonNegativeNumber },
+    'positive-weight': { describe: 'l2, weight of the positive constraint inside L_loc', type: 'number', default: 0.1, check: nonNegativeNumber },
+    alpha: { describe: 'scale constraint: crop scales above this are penalised', type: 'number', default: 0.5, check: positiveNumber },
+    beta: { describe: 'positive constraint: crop scales below this are penalised', type: 'number', default: 0.1, check: nonNegativeNumber },
+    'test-fraction': { describe: 'share of groups held out for the test report', type: 'number', default: 0.2, check: share },
+    'val-fraction': { describe: 'share of groups held out for early stopping', type: 'number', default: 0.1, check: share },
+    ...loopOptions({ epochs: 40, patience: 6, better: 'a lower validation loss', seeds: 'initialisation, shuffling, augmentation' }),
+    batch: { describe: 'images per step (the deck: 64)', type: 'number', default: 64, check: positiveInt },
+    lr: { describe: 'Adam learning rate (the deck: 0.00001 over 40 epochs of 90,000 images)', type: 'number', default: 0.001, check: positiveNumber },
     out: { alias: 'o', describe: 'model directory to write (image -> embedding)', type: 'string', demandOption: true },
-    checkpoint: { describe: 'checkpoint directory (default: <out>.checkpoint)', type: 'string' },
-    resume: { describe: 'continue from the checkpoint', type: 'boolean', default: false },
-    'stop-after': { describe: 'end the run after this many epochs (the checkpoint stays; for staged runs)', type: 'number' },
     predictions: { describe: 'write {id, split, labels, scores, boxes} per image to this NDJSON', type: 'string' },
     report: { describe: 'also write the JSON report to this file', type: 'string' },
     ...backendOption,
@@ -114,6 +104,10 @@ Labels come from one or more --label-field fields (comma-separated) per record: 
     ['atelier train-attention -i tags.ndjson -l tags --input-shape 64x64 --epochs 10 --predictions p.ndjson -o m', 'a list field of tags; boxes of the attention crops per image'],
   ],
   async run(args, io) {
+    // Every output path first: a wrong one costs no time and leaves nothing behind.
+    await checkLoopOutputs(args);
+    await checkFileOutput(args.predictions, '--predictions');
+    await checkFileOutput(args.report, '--report');
     const { height, width } = checkArgs(args);
     const labelFields = args['label-field'].split(',').map((f) => f.trim()).filter((f) => f !== '');
     const set = await readMultiLabelRecords(args.input, { labelFields, idField: args['id-field'], groupField: args['group-field'], stdin: io.stdin });
@@ -168,7 +162,7 @@ Labels come from one or more --label-field fields (comma-separated) per record: 
     const fingerprint = JSON.stringify({
       labels, labelFields, config, weights, lr: args.lr, batch: args.batch, split: [args['test-fraction'], args['val-fraction']], n: [bySplit.train.length, bySplit.val.length, bySplit.test.length],
     });
-    const checkpointDir = checkpointDirFor(args.out, args.checkpoint);
+    const checkpointDir = checkpointDirOf(args);
     const optimizers: Array<[tf.Optimizer, string]> = [[optimizer, 'optimizer/']];
     const { state, best } = await startOrResume({
       resume: args.resume, dir: checkpointDir, fingerprint, model: nets.training, optimizers, fresh: () => initialTrainingState(args.seed, fingerprint), io, command: 'train-attention',
@@ -213,7 +207,7 @@ Labels come from one or more --label-field fields (comma-separated) per record: 
     });
 
     const reports: Record<string, unknown> = {};
-    const predictionsOut = args.predictions ? await openAtomicWriteStream(args.predictions) : null;
+    const predictionsOut = args.predictions ? await openAtomicWriteStream(args.predictions, io.outputs) : null;
     try {
       for (const split of ['train', 'val', 'test'] as const) {
         const part = bySplit[split];
@@ -248,15 +242,16 @@ Labels come from one or more --label-field fields (comma-separated) per record: 
         kind: ATTENTION_MODEL_KIND, labels, labelFields, input: { height, width }, config: { ...config }, loss: { ...weights },
         embeddingDim: nets.embedding.outputs[0].shape[1], log: state.log, bestEpoch: state.bestEpoch,
       },
+      outputs: io.outputs,
     });
-    await writeFileAtomic(`${args.out.replace(/\/+$/, '')}.log.json`, JSON.stringify(state.log, null, 2) + '\n');
+    await writeFileAtomic(logPathOf(args.out), JSON.stringify(state.log, null, 2) + '\n', io.outputs);
     const summary = {
       labelFields, labels, input: { height, width }, embeddingDim: nets.embedding.outputs[0].shape[1],
       samples: { train: bySplit.train.length, val: bySplit.val.length, test: bySplit.test.length, corruptImages: skips.total },
       epochs: state.epoch, bestEpoch: state.bestEpoch, ...reports,
     };
     const json = JSON.stringify(summary, null, 2) + '\n';
-    if (args.report) await writeFileAtomic(args.report, json);
+    if (args.report) await writeFileAtomic(args.report, json, io.outputs);
     io.stdout.write(json);
     optimizer.dispose();
     (best as tf.Tensor[] | null)?.forEach((t) => t.dispose());

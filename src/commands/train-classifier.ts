@@ -191,7 +191,7 @@ Prints a JSON report: per-class precision, recall, F1 and support, macro and wei
     const towerOptimizer: tf.Optimizer | null = args.mode === 'finetune' && args['backbone-lr'] !== 1 ? tf.train.adam(lr * args['backbone-lr']!) : null;
     const weightsTensor = tf.tensor1d(classWeights);
     // Fine-tuning on images: the batch's gradient from the training workers (--workers).
-    const workers = store && args.mode === 'finetune' ? trainingWorkers(backend, args.workers) : 1;
+    const workers = store && args.mode === 'finetune' ? trainingWorkers(backend, args.workers, io.env) : 1;
     const parallel = workers > 1 ? await openClassifierParallel(model, store!, classWeights, workers) : null;
 
     const inputBatch = (part: Sample[], random?: Parameters<typeof batchPixels>[3]): tf.Tensor => {

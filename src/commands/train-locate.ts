@@ -2,8 +2,9 @@ import { defineCommand, UsageError } from '../lib/command.js';
 import { backendOption, selectBackend } from '../lib/backend/select.js';
 import { tf } from '../lib/backend/tf.js';
 import { loadMetadata, loadModel, saveModel } from '../lib/backend/model-io.js';
-import { checkpointDirFor, startOrResume } from '../lib/train/checkpoint.js';
-import { writeFileAtomic } from '../lib/io/atomic.js';
+import { startOrResume } from '../lib/train/checkpoint.js';
+import { checkLoopOutputs, checkpointDirOf, logPathOf, loopOptions, type LoopArgs } from '../lib/train/loop-options.js';
+import { checkFileOutput, writeFileAtomic } from '../lib/io/atomic.js';
 import { createSkipCounter, writeSkipSummary } from '../lib/image/skips.js';
 import { boxOfRecord, decodeSquareImages, type SquareImage } from '../lib/image/boxes.js';
 import { readImageRecords, type ImageRecord } from '../lib/image/records.js';
@@ -19,7 +20,7 @@ import {
 } from '../lib/models/locate.js';
 import { inputSizeText, integerIn, positiveInt, positiveNumber, share } from '../lib/options.js';
 
-interface Args extends BackboneArgs {
+interface Args extends BackboneArgs, LoopArgs {
   input: string;
   'id-field': string;
   'image-field': string;
@@ -34,15 +35,8 @@ interface Args extends BackboneArgs {
   'box-weight': number;
   'test-fraction': number;
   'val-fraction': number;
-  epochs: number;
-  patience: number;
   batch: number;
   lr: number;
-  seed: number;
-  out: string;
-  checkpoint?: string;
-  resume: boolean;
-  'stop-after'?: number;
   report?: string;
   backend: string;
 }
@@ -73,15 +67,10 @@ To locate (as locate does), a grid of square windows at ${DEFAULT_WINDOW_SCALES.
     'box-weight': { describe: 'weight of the box regression loss', type: 'number', default: 2, check: positiveNumber },
     'test-fraction': { describe: 'share of groups held out for the test report', type: 'number', default: 0.2, check: share },
     'val-fraction': { describe: 'share of groups held out for early stopping', type: 'number', default: 0.1, check: share },
-    epochs: { describe: 'maximum epochs', type: 'number', default: 20, check: positiveInt },
-    patience: { describe: 'epochs without a better validation mean IoU before stopping', type: 'number', default: 4, check: positiveInt },
+    ...loopOptions({ epochs: 20, patience: 4, better: 'a better validation mean IoU', seeds: 'initialisation, windows, shuffling' }),
     batch: { describe: 'images per step (each gives --patches windows)', type: 'number', default: 16, check: positiveInt },
     lr: { describe: 'Adam learning rate', type: 'number', default: 0.002, check: positiveNumber },
-    seed: { describe: 'random seed (initialisation, windows, shuffling)', type: 'number', default: 1, check: integerIn(0) },
     out: { alias: 'o', describe: 'model directory to write', type: 'string', demandOption: true },
-    checkpoint: { describe: 'checkpoint directory (default: <out>.checkpoint)', type: 'string' },
-    resume: { describe: 'continue from the checkpoint', type: 'boolean', default: false },
-    'stop-after': { describe: 'end the run after this many epochs (the checkpoint stays)', type: 'number', check: positiveInt },
     report: { describe: 'also write the JSON report to this file', type: 'string' },
     ...backendOption,
   },
@@ -91,6 +80,9 @@ To locate (as locate does), a grid of square windows at ${DEFAULT_WINDOW_SCALES.
     ['atelier train-locate -i boxes.ndjson --tower weak.model -o locate.model', 'transfer from a trained tower'],
   ],
   async run(args, io) {
+    // Every output path first: a wrong one costs no time and leaves nothing behind.
+    await checkLoopOutputs(args);
+    await checkFileOutput(args.report, '--report');
     // Inputs first: a mistake is reported before the backend loads.
     const records: Array<ImageRecord & { box: Box; group: string }> = [];
     for await (const r of readImageRecords(args.input, args['image-field'], args['id-field'], io.stdin)) {
@@ -158,7 +150,7 @@ To locate (as locate does), a grid of square windows at ${DEFAULT_WINDOW_SCALES.
     const optimizer: tf.Optimizer = tf.train.adam(args.lr);
     const variables = model.trainableWeights.map((w) => w.read() as tf.Variable);
     const fingerprint = JSON.stringify({ tower: towerRecord, side, patch, patches: args.patches, boxWeight: args['box-weight'], lr: args.lr, batch: args.batch, n: [bySplit.train.length, bySplit.val.length, bySplit.test.length] });
-    const checkpointDir = checkpointDirFor(args.out, args.checkpoint);
+    const checkpointDir = checkpointDirOf(args);
     const optimizers: Array<[tf.Optimizer, string]> = [[optimizer, 'optimizer/']];
     const { state, best } = await startOrResume({
       resume: args.resume, dir: checkpointDir, fingerprint, model, optimizers, fresh: () => initialTrainingState(args.seed, fingerprint), io, command: 'train-locate',
@@ -193,10 +185,11 @@ To locate (as locate does), a grid of square windows at ${DEFAULT_WINDOW_SCALES.
     const reports = { train: evaluate(bySplit.train), val: evaluate(bySplit.val), test: evaluate(bySplit.test) };
     await saveModel(model, args.out, {
       metadata: { kind: LOCATE_MODEL_KIND, imageSize: side, patch, scales: DEFAULT_WINDOW_SCALES, tower: towerRecord as Record<string, unknown>, log: state.log, bestEpoch: state.bestEpoch },
+      outputs: io.outputs,
     });
-    await writeFileAtomic(`${args.out.replace(/\/+$/, '')}.log.json`, JSON.stringify(state.log, null, 2) + '\n');
+    await writeFileAtomic(logPathOf(args.out), JSON.stringify(state.log, null, 2) + '\n', io.outputs);
     const json = JSON.stringify({ imageSize: side, patch, epochs: state.epoch, bestEpoch: state.bestEpoch, corruptImages: skips.total, ...reports }, null, 2) + '\n';
-    if (args.report) await writeFileAtomic(args.report, json);
+    if (args.report) await writeFileAtomic(args.report, json, io.outputs);
     io.stdout.write(json);
     optimizer.dispose();
   },

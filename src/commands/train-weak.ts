@@ -233,7 +233,7 @@ The output is a model directory (model.json, weights, metadata.json with vocabul
     const towerRecord = fresh?.record ?? (saved.tower as TowerRecord | undefined) ?? { ...smallTowerSpec(config, args.seed), resize };
     const models = weakModels(model);
     const closeWords = closeVectors ? nearestVocabularyWords(closeVectors, vocabulary, args['close-pool']) : undefined;
-    const workers = trainingWorkers(choice, args.workers);
+    const workers = trainingWorkers(choice, args.workers, io.env);
     // Type attention trains in this thread: its loss needs the thesaurus targets, which the workers do not hold.
     const parallel = workers > 1 && !attention ? await openWeakParallel(model, trainStore, workers) : null;
     const baseline = mostFrequentWordPrecision(train.bags, val.bags, vocabulary.length);

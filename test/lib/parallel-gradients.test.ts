@@ -10,7 +10,9 @@ import { buildWordIndex } from '../../src/lib/train/word-sampler.js';
 import { openWeakParallel, trainStep, trainStepParallel, weakModels, type StepOptions } from '../../src/lib/train/weak-trainer.js';
 import type { ImageStore } from '../../src/lib/image/batch.js';
 import { createRandom } from '../../src/lib/random.js';
-import type { ParallelGradients } from '../../src/lib/train/parallel-gradients.js';
+import { trainingWorkers, type ParallelGradients } from '../../src/lib/train/parallel-gradients.js';
+import type { BackendChoice } from '../../src/lib/backend/select.js';
+import { cpus } from 'node:os';
 
 await selectBackend({ requested: 'wasm', quiet: true });
 
@@ -119,4 +121,13 @@ test('a batch smaller than the worker count trains on the workers it fills', asy
   engines.push(engine);
   const loss = await trainStepParallel(engine, weakModels(m), tf.train.sgd(0.1), store, index, createRandom(1), { ...options(false), batchSize: 2 });
   assert.ok(Number.isFinite(loss) && loss > 0, `loss ${loss}`);
+});
+
+test('the worker count: --workers wins, then ATELIER_TRAIN_WORKERS, then one per core; native backends train in this thread', () => {
+  const wasm = { name: 'wasm' } as BackendChoice;
+  assert.equal(trainingWorkers(wasm, 3, { ATELIER_TRAIN_WORKERS: '1' }), 3);
+  assert.equal(trainingWorkers(wasm, 0, { ATELIER_TRAIN_WORKERS: '1' }), 1);
+  assert.equal(trainingWorkers(wasm, 0, { ATELIER_TRAIN_WORKERS: 'x' }), cpus().length);
+  assert.equal(trainingWorkers(wasm, 0, {}), cpus().length);
+  assert.equal(trainingWorkers({ name: 'tensorflow' } as BackendChoice, 4, {}), 1);
 });

@@ -38,7 +38,7 @@ export interface Shard {
 /** The yargs option of the trainers. */
 export const trainWorkersOption = {
   workers: {
-    describe: 'training threads, each with its own WASM backend, computing the gradient of a share of each batch (0: one per core on WASM; 1: this thread only, as before; native backends always use this thread). Results depend on the seed and this number',
+    describe: 'training threads, each with its own WASM backend, computing the gradient of a share of each batch (0: ATELIER_TRAIN_WORKERS if set, else one per core on WASM; 1: this thread only, as before; native backends always use this thread). Results depend on the seed and this number',
     type: 'number' as const,
     default: 0,
     check: nonNegativeInt,
@@ -46,9 +46,12 @@ export const trainWorkersOption = {
 };
 
 /** Worker threads a trainer uses: 1 (this thread) off WASM, else the asked number or one per core. */
-export function trainingWorkers(backend: BackendChoice, workers: number): number {
+export function trainingWorkers(backend: BackendChoice, workers: number, env: NodeJS.ProcessEnv = {}): number {
   if (backend.name !== 'wasm') return 1;
-  return workers > 0 ? workers : cpus().length;
+  if (workers > 0) return workers;
+  // A job scheduler (or the test suite, which runs two trainers at once) may share the cores out.
+  const fromEnv = Number(env.ATELIER_TRAIN_WORKERS);
+  return Number.isInteger(fromEnv) && fromEnv > 0 ? fromEnv : cpus().length;
 }
 
 interface Thread {
