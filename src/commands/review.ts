@@ -6,7 +6,7 @@ import { openAtomicWriteStream } from '../lib/io/atomic.js';
 import { isStdio } from '../lib/io/paths.js';
 import { waitForDrain } from '../lib/io/ndjson.js';
 import { openReviewDb } from '../lib/review/db.js';
-import { exportLines, importKnn, importLabels, importPredictions, importRise } from '../lib/review/transfer.js';
+import { exportLines, importKnn, importLabels, importPredictions, importRetrieval, importRise } from '../lib/review/transfer.js';
 import { createReviewServer } from '../lib/review/server.js';
 
 interface Args {
@@ -28,6 +28,9 @@ interface Args {
   name?: string;
   knn?: string;
   rise?: string;
+  partition?: string;
+  'per-query'?: string;
+  'retrieval-name'?: string;
   out: string;
 }
 
@@ -38,9 +41,9 @@ export default defineCommand<Args>({
   summary: 'a local web app over a labels database: F1 view, false negatives/positives, retag with undo and history',
   description: [
     'GILT\'s quality app ("analyze results, keep a persistent dataset, and change the tags of the samples if we detect they are wrong") over an SQLite database (WAL mode, every retag one transaction, committed to disk before it is acknowledged).',
-    'import: --labels loads labelled records (NDJSON or CSV, the fields train-classifier reads: --label-field, --id-field, --image-field, --group-field) and fixes each image\'s split by the same stable hash of its group as train-classifier (--test-fraction, --val-fraction); images already in the database keep their label and split. --predictions loads predictions {id, label, probs} (classify, train-classifier --predictions) as one model run named --name; --knn (knn output) and --rise (rise output) add nearest neighbours and saliency overlays to the images\' pages.',
+    'import: --labels loads labelled records (NDJSON or CSV, the fields train-classifier reads: --label-field, --id-field, --image-field, --group-field) and fixes each image\'s split by the same stable hash of its group as train-classifier (--test-fraction, --val-fraction); images already in the database keep their label and split. --predictions loads predictions {id, label, probs} (classify, train-classifier --predictions) as one model run named --name; --knn (knn output) and --rise (rise output) add nearest neighbours and saliency overlays to the images\' pages. With --partition (and --per-query from eval-retrieval) the knn lines of the retrieval queries are also stored as retrieval examples: each query with its gallery neighbours, their scores and whether each shows the query\'s item, ranked and scored as eval-retrieval does.',
     'export: writes the current labels as NDJSON (-o, - for stdout): each image\'s original record with its label now and its image path relative to the output, for train-classifier.',
-    'serve (the default): the web app on --host:--port (127.0.0.1 by default; another host needs --token). Views: per-class precision, recall and F1 (sortable) with the confusion matrix and F1 before/after against the previous model; per class the false negatives and false positives with their probabilities; the needs-review queue, ordered by how confidently the model disagrees with the label; an image page with its labels, predictions and history; the history with undo. Writes need the session token, which the pages carry in a header that other sites cannot send. Changes are logged with --user or the name typed in the page.',
+    'serve (the default): the web app on --host:--port (127.0.0.1 by default; another host needs --token). Views: per-class precision, recall and F1 (sortable) with the confusion matrix and F1 before/after against the previous model; per class the false negatives and false positives with their probabilities, to select and retag together (one batch, undone together); the needs-review queue, ordered by how confidently the model disagrees with the label; retrieval examples, the worst queries first; an image page with its labels, predictions, RISE overlays, nearest neighbours and history; the history with undo. Keys in a grid: j/k move, x selects, a selects all or none, u undoes the last batch. Writes need the session token, which the pages carry in a header that other sites cannot send. Changes are logged with --user or the name typed in the page.',
   ].join('\n\n'),
   positionals: [{ name: 'verb', describe: `what to do: ${VERBS.join(', ')}`, type: 'string', default: 'serve' }],
   options: {
@@ -60,17 +63,23 @@ export default defineCommand<Args>({
     predictions: { alias: 'p', describe: 'import: predictions NDJSON {id, label, probs} (repeatable, one run each)', type: 'array', string: true },
     name: { describe: 'import: name of the model run (default: the predictions file name)', type: 'string' },
     knn: { describe: 'import: knn output {id, neighbors}: nearest neighbours shown on each image\'s page', type: 'string' },
+    partition: { describe: 'import: with --knn, the partition eval-retrieval read (In-Shop list or NDJSON {id, item, split}): the knn lines of its queries become retrieval examples, each neighbour marked hit when it shows the query\'s item', type: 'string' },
+    'per-query': { describe: 'import: eval-retrieval --per-query output {id, item, rank, ap, relevant}: only these queries, with its rank and AP (needs --knn and --partition)', type: 'string' },
+    'retrieval-name': { describe: 'import: name of the retrieval run (default: the --per-query or --knn file name)', type: 'string' },
     rise: { describe: 'import: rise output {id, class, score, overlay}: saliency overlays shown on each image\'s page', type: 'string' },
     out: { alias: 'o', describe: 'export: where the NDJSON goes (- for stdout)', type: 'string', default: '-' },
   },
   examples: [
     ['atelier review import --db labels.sqlite --labels images.ndjson --label-field silhouette -p predictions.ndjson --name model-1', 'a database from the catalogue and a model\'s predictions'],
+    ['atelier review import --db labels.sqlite --knn knn.ndjson --partition list_eval_partition.txt --per-query per-query.ndjson', 'retrieval examples from eval-retrieval and knn'],
     ['atelier review --db labels.sqlite --user ana', 'the app on http://127.0.0.1:8080'],
     ['atelier review export --db labels.sqlite -o relabelled.ndjson && atelier train-classifier -i relabelled.ndjson -l silhouette ...', 'retrain on the reviewed labels'],
   ],
   async run(args, io) {
     if (!VERBS.includes(args.verb)) throw new UsageError(`unknown verb '${args.verb}' (expected ${VERBS.join(', ')})`, { field: 'verb' });
     if (args.verb === 'import') {
+      if (args['per-query'] && !args.partition) throw new UsageError('needs --partition (the queries\' and gallery\'s items) and --knn (their neighbours)', { field: '--per-query' });
+      if (args.partition && !args.knn) throw new UsageError('retrieval examples need --knn (the queries\' neighbours)', { field: '--partition' });
       if (!args.labels && !args.predictions?.length && !args.knn && !args.rise) throw new UsageError('nothing to import: give --labels, --predictions, --knn or --rise', { field: '--labels' });
       for (const key of ['test-fraction', 'val-fraction'] as const) if (!(args[key] >= 0 && args[key] < 1)) throw new UsageError(`must be in [0, 1), got ${args[key]}`, { field: `--${key}` });
       const db = openReviewDb(args.db, { create: true });
@@ -87,6 +96,10 @@ export default defineCommand<Args>({
         for (const file of args.predictions ?? []) runs.push({ file, ...(await importPredictions(db, file, args.name ?? file.replace(/^.*\//, ''))) });
         if (runs.length) summary.runs = runs;
         if (args.knn) summary.knn = await importKnn(db, args.knn);
+        if (args.partition) {
+          const name = args['retrieval-name'] ?? (args['per-query'] ?? args.knn!).replace(/^.*\//, '');
+          summary.retrieval = await importRetrieval(db, { knn: args.knn!, partition: args.partition, perQuery: args['per-query'], name });
+        }
         if (args.rise) summary.rise = await importRise(db, args.rise);
         io.stdout.write(JSON.stringify(summary) + '\n');
       } finally {

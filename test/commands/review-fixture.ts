@@ -97,3 +97,39 @@ export async function postJson(base: string, path: string, body: unknown, token?
   const res = await fetch(`${base}${path}`, { method: 'POST', headers: { 'Content-Type': 'application/json', ...(token ? { 'X-Atelier-Token': token } : {}) }, body: JSON.stringify(body) });
   return { status: res.status, body: (await res.json()) as Record<string, unknown> };
 }
+
+export interface RetrievalFiles {
+  partition: string;
+  knn: string;
+  /** Query id -> its gallery image (the other view of its product). */
+  queries: Map<string, string>;
+}
+
+/**
+ * An In-Shop style split of the fixture: the first view of each product is a query, the second the
+ * gallery. Each query's knn line lists gallery images with decreasing scores; where its own product's
+ * view lands varies (first, later, or not at all), and every line also names itself, another query
+ * and an image outside the partition, which retrieval leaves out.
+ */
+export function makeRetrievalFiles(f: ReviewFixture): RetrievalFiles {
+  const partition = join(f.dir, 'partition.ndjson');
+  const knn = join(f.dir, 'knn-queries.ndjson');
+  const split = (i: number) => (i % 2 === 0 ? 'query' : 'gallery');
+  writeFileSync(partition, f.records.map((r, i) => JSON.stringify({ id: r.id, item: r.product, split: split(i) })).join('\n') + '\n');
+  const gallery = f.records.filter((_, i) => split(i) === 'gallery').map((r) => r.id);
+  const queries = new Map<string, string>();
+  const lines: string[] = [];
+  f.records.forEach((r, i) => {
+    if (split(i) !== 'query') return;
+    const own = f.records[i + 1].id;
+    queries.set(r.id, own);
+    const others = gallery.filter((g) => g !== own);
+    const q = i / 2;
+    const list = [others[q % others.length], others[(q + 1) % others.length], others[(q + 2) % others.length], others[(q + 3) % others.length]];
+    if (q % 4 !== 3) list.splice(q % 4, 0, own); // at rank 1, 2 or 3; missing from every fourth list
+    const named = [r.id, ...list.slice(0, 2), f.records[(i + 2) % f.records.length].id, 'not-in-partition', ...list.slice(2)];
+    lines.push(JSON.stringify({ id: r.id, neighbors: named.map((id, k) => ({ id, score: Number((0.95 - 0.05 * k).toFixed(2)) })) }));
+  });
+  writeFileSync(knn, lines.join('\n') + '\n');
+  return { partition, knn, queries };
+}

@@ -2,14 +2,14 @@
 // HTTP, restart, export; the token on writes; images only by database id; kill -9 mid-burst.
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { symlinkSync, writeFileSync } from 'node:fs';
+import { readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { request } from 'node:http';
 import Database from 'better-sqlite3';
 import { parseNdjson, runAtelier, scratchDir } from '../helpers.js';
 import { splitOf } from '../../src/lib/random.js';
 import { MIGRATIONS } from '../../src/lib/review/db.js';
-import { importFixture, makeReviewFixture, pageToken, postJson, startReviewServer } from './review-fixture.js';
+import { importFixture, makeRetrievalFiles, makeReviewFixture, pageToken, postJson, startReviewServer } from './review-fixture.js';
 
 // Independent scratch databases: the three run side by side (most of their time is process start-up).
 describe('atelier review', { concurrency: true }, () => {
@@ -195,6 +195,124 @@ describe('atelier review', { concurrency: true }, () => {
       assert.equal(overlay.headers.get('content-type'), 'image/png');
       assert.equal((await fetch(`${server.base}/overlay/${a.id}/sheath`)).status, 404);
       assert.equal((await fetch(`${server.base}/overlay/${a.id}/..%2F..%2Fimages.ndjson`)).status, 404);
+    } finally {
+      await server.stop();
+    }
+  });
+
+  test('a version-2 database migrates to 3 keeping its rows; eval-retrieval outputs import as retrieval examples, worst first', { timeout: 90_000 }, async () => {
+    const f = await makeReviewFixture(scratchDir('atelier-review-retrieval-'), 24);
+    await importFixture(f);
+    // Turn the fresh database back into a version-2 one with a reviewed label, as the previous release left it.
+    const old = new Database(f.db);
+    old.exec('DROP TABLE retrieval_neighbors; DROP TABLE retrieval_queries; DROP TABLE retrieval_runs; UPDATE schema_version SET version = 2;');
+    old.prepare("UPDATE images SET label = 'shift' WHERE id = ?").run(f.records[0].id);
+    old.prepare("INSERT INTO history (batch, image_id, old_label, new_label, at, who) VALUES (1, ?, ?, 'shift', '2026-01-01T00:00:00Z', 'ana')").run(f.records[0].id, f.records[0].silhouette);
+    old.close();
+    assert.equal(MIGRATIONS.length, 3);
+
+    const r = makeRetrievalFiles(f);
+    // eval-retrieval itself scores the knn lines: its per-query ranks and AP are what the app shows.
+    const perQuery = join(f.dir, 'per-query.ndjson');
+    const evaluated = await runAtelier(['eval-retrieval', '-p', r.partition, '--knn', r.knn, '--per-query', perQuery, '-o', join(f.dir, 'retrieval.json')]);
+    assert.equal(evaluated.code, 0, evaluated.stderr);
+    const expected = parseNdjson(readFileSync(perQuery, 'utf8')) as Array<{ id: string; rank: number | null; ap: number }>;
+    assert.equal(expected.length, r.queries.size);
+
+    const imported = await runAtelier(['review', 'import', '--db', f.db, '--knn', r.knn, '--partition', r.partition, '--per-query', perQuery, '--retrieval-name', 'weak']);
+    assert.equal(imported.code, 0, imported.stderr);
+    const summary = JSON.parse(imported.stdout) as { retrieval: { run: number; queries: number; skipped: Record<string, number> } };
+    assert.equal(summary.retrieval.queries, r.queries.size);
+    // Per line: itself, another query and an image outside the partition are left out, as eval-retrieval does.
+    assert.equal(summary.retrieval.skipped.neighborsNotInGallery, 2 * r.queries.size);
+    // Without --per-query the ranks and AP come from the knn lists: the same numbers.
+    const again = await runAtelier(['review', 'import', '--db', f.db, '--knn', r.knn, '--partition', r.partition]);
+    assert.equal(again.code, 0, again.stderr);
+
+    const db = new Database(f.db, { readonly: true });
+    try {
+      assert.equal(db.prepare('SELECT version FROM schema_version').pluck().get(), 3);
+      assert.equal(db.prepare('SELECT label FROM images WHERE id = ?').pluck().get(f.records[0].id), 'shift', 'the reviewed label survives the migration');
+      assert.equal(db.prepare('SELECT COUNT(*) FROM history').pluck().get(), 1);
+      for (const run of [1, 2]) {
+        const stored = db.prepare('SELECT image_id, first_rank, ap FROM retrieval_queries WHERE run_id = ? ORDER BY image_id').all(run) as Array<{ image_id: string; first_rank: number | null; ap: number }>;
+        assert.deepEqual(stored.map((q) => [q.image_id, q.first_rank, Number(q.ap.toFixed(4))]), [...expected].sort((a, b) => a.id.localeCompare(b.id)).map((q) => [q.id, q.rank, Number(q.ap.toFixed(4))]), `run ${run}`);
+      }
+      // Hits: exactly the neighbour that is the query's own product's other view.
+      const hits = db.prepare('SELECT image_id, neighbor_id FROM retrieval_neighbors WHERE run_id = 1 AND hit = 1 ORDER BY image_id').all() as Array<{ image_id: string; neighbor_id: string }>;
+      assert.deepEqual(hits.map((h) => [h.image_id, h.neighbor_id]), [...r.queries].filter(([q]) => expected.find((e) => e.id === q)!.rank !== null).sort((a, b) => a[0].localeCompare(b[0])));
+      assert.equal(db.prepare('SELECT COUNT(*) FROM retrieval_neighbors WHERE hit IS NULL').pluck().get(), 0);
+    } finally {
+      db.close();
+    }
+
+    const server = await startReviewServer(f.db);
+    try {
+      const page = await (await fetch(`${server.base}/retrieval?run=1`)).text();
+      const order = [...page.matchAll(/<div class="retrieval-example" id="q-[^"]+" data-query="([^"]+)">/g)].map((m) => m[1]);
+      const noHitFirst = (a: { rank: number | null }, b: { rank: number | null }) => (a.rank === null) !== (b.rank === null) ? (a.rank === null ? -1 : 1) : (b.rank ?? 0) - (a.rank ?? 0);
+      const worst = [...expected].sort((a, b) => a.ap - b.ap || noHitFirst(a, b) || a.id.localeCompare(b.id)).map((q) => q.id);
+      assert.deepEqual(order, worst);
+      assert.equal(expected.find((q) => q.id === order[0])!.rank, null, 'a query with no hit comes first');
+      const hitMarks = (page.match(/class="card neighbor correct"/g) ?? []).length;
+      assert.equal(hitMarks, expected.filter((q) => q.rank !== null).length);
+      assert.equal((page.match(/✗<\/figcaption>/g) ?? []).length, (page.match(/class="card neighbor wrong"/g) ?? []).length);
+      assert.match(page, /<a href="\/retrieval\?run=2">knn-queries\.ndjson<\/a>/);
+      // The image page links to the query's examples.
+      const image = await (await fetch(`${server.base}/image/${order[0]}`)).text();
+      assert.match(image, new RegExp(`<a href="/retrieval\\?run=1#q-${order[0]}">weak</a>: first hit at none, AP 0\\.000`));
+    } finally {
+      await server.stop();
+    }
+    const wrong = await runAtelier(['review', 'import', '--db', f.db, '--per-query', perQuery]);
+    assert.equal(wrong.code, 2);
+    assert.match(wrong.stderr, /^atelier review: --per-query: needs --partition/);
+  });
+
+  test('batch retag and batch undo: one transaction, one batch id; an undo that would clobber a later change is refused', { timeout: 90_000 }, async () => {
+    const f = await makeReviewFixture(scratchDir('atelier-review-batch-'), 12);
+    await importFixture(f);
+    const server = await startReviewServer(f.db);
+    try {
+      const token = await pageToken(server.base);
+      const label = async (id: string) => {
+        const { label, split } = (await (await fetch(`${server.base}/api/image/${id}`)).json()) as { label: string; split: string };
+        return { label, split };
+      };
+      const [a, b, c] = f.records.filter((r) => r.silhouette !== 'shift');
+      const before = await Promise.all([a, b, c].map((r) => label(r.id)));
+      assert.equal((await postJson(server.base, '/api/retag', { ids: [a.id, b.id, c.id], label: 'shift' })).status, 403, 'no token');
+      // A failing item in the middle rolls back the ones before it.
+      const failed = await postJson(server.base, '/api/retag', { ids: [a.id, 'no-such-id', b.id], label: 'shift' }, token);
+      assert.equal(failed.status, 400);
+      assert.match(failed.body.error as string, /no-such-id/);
+      assert.deepEqual(await Promise.all([a, b, c].map((r) => label(r.id))), before);
+
+      const batch = await postJson(server.base, '/api/retag', { ids: [a.id, b.id, c.id], label: 'shift', who: 'ana' }, token);
+      assert.equal(batch.status, 200);
+      assert.equal((batch.body.changed as unknown[]).length, 3);
+      const db = new Database(f.db, { readonly: true });
+      const batchOf = (id: string) => db.prepare('SELECT batch FROM history WHERE image_id = ? ORDER BY seq DESC LIMIT 1').pluck().get(id);
+      assert.deepEqual([a, b, c].map((r) => batchOf(r.id)), [batch.body.batch, batch.body.batch, batch.body.batch]);
+
+      // b changes again: undoing the first batch would overwrite that, so nothing is undone.
+      const later = await postJson(server.base, '/api/retag', { ids: [b.id], label: 'a-line' }, token);
+      assert.equal(later.status, 200);
+      const refused = await postJson(server.base, '/api/undo', { batch: batch.body.batch }, token);
+      assert.equal(refused.status, 409);
+      assert.match(refused.body.error as string, new RegExp(`^batch ${batch.body.batch} not undone: 1 of its 3 images changed since: ${b.id} \\(batch ${later.body.batch}\\)$`));
+      assert.deepEqual((await Promise.all([a, b, c].map((r) => label(r.id)))).map((x) => x.label), ['shift', 'a-line', 'shift']);
+      assert.equal((await postJson(server.base, '/api/undo', { batch: batch.body.batch })).status, 403, 'undo needs the token too');
+
+      // Undo the later change, then the batch: all three back at once, as one new batch.
+      assert.equal((await postJson(server.base, '/api/undo', { batch: later.body.batch }, token)).status, 200);
+      const undone = await postJson(server.base, '/api/undo', { batch: batch.body.batch, who: 'ana' }, token);
+      assert.equal(undone.status, 200, JSON.stringify(undone.body));
+      assert.equal((undone.body.changed as unknown[]).length, 3);
+      assert.deepEqual(await Promise.all([a, b, c].map((r) => label(r.id))), before, 'labels and splits as before');
+      assert.deepEqual([a, b, c].map((r) => batchOf(r.id)), [undone.body.batch, undone.body.batch, undone.body.batch]);
+      assert.equal(db.prepare('SELECT COUNT(*) FROM history WHERE undoes = ?').pluck().get(batch.body.batch), 3);
+      db.close();
     } finally {
       await server.stop();
     }

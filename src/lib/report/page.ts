@@ -149,6 +149,26 @@ function topkChart(runs: RetrievalRun[]): string {
   return renderChartSvg({ title: 'Top-k retrieval accuracy', series, x: { label: 'k', min: 0, max: maxK }, y: { label: 'top-k accuracy', min: 0, max: 1 }, width: 720, height: 420 });
 }
 
+/**
+ * One retrieval example: the query, then its neighbours best first, each framed and marked ✓ (shows
+ * the query's item) or ✗. `link` makes images links (the review app's image pages); `note` adds to the query's caption.
+ */
+export function retrievalExampleHtml(example: RetrievalExample, src: ImageSource, opts: { link?: (id: string) => string | null; note?: string; id?: string } = {}): string {
+  const linked = (id: string, html: string) => {
+    const href = opts.link?.(id) ?? null;
+    return href === null ? html : `<a href="${escapeHtml(href)}">${html}</a>`;
+  };
+  const neighbors = example.neighbors
+    .map((n, rank) => {
+      const mark = n.correct === null ? '' : n.correct ? ' correct' : ' wrong';
+      const caption = `${rank + 1}. ${n.id}${n.score !== null ? ` (${n.score.toFixed(3)})` : ''}${n.correct === null ? '' : n.correct ? ' ✓' : ' ✗'}`;
+      return `<figure class="card neighbor${mark}" data-id="${escapeHtml(n.id)}">${linked(n.id, image(src, n.image, n.id))}<figcaption>${escapeHtml(caption)}</figcaption></figure>`;
+    })
+    .join('');
+  const id = opts.id ? ` id="${escapeHtml(opts.id)}"` : '';
+  return `<div class="retrieval-example"${id} data-query="${escapeHtml(example.query.id)}"><figure class="card query">${linked(example.query.id, image(src, example.query.image, example.query.id))}<figcaption>query ${escapeHtml(example.query.id)}${example.query.item ? `<br>${escapeHtml(example.query.item)}` : ''}${opts.note ? `<br>${escapeHtml(opts.note)}` : ''}</figcaption></figure><div class="neighbors">${neighbors}</div></div>`;
+}
+
 function retrievalSection(content: NonNullable<ReportContent['retrieval']>, src: ImageSource): string {
   const parts: string[] = [];
   if (content.runs.length) {
@@ -168,18 +188,7 @@ function retrievalSection(content: NonNullable<ReportContent['retrieval']>, src:
   }
   if (content.examples.length) {
     parts.push('<h3>Examples</h3><p class="note">Each row: the query, then its nearest gallery images, best first; a green frame marks an image of the same item.</p>');
-    for (const example of content.examples) {
-      const neighbors = example.neighbors
-        .map((n, rank) => {
-          const mark = n.correct === null ? '' : n.correct ? ' correct' : ' wrong';
-          const caption = `${rank + 1}. ${n.id}${n.score !== null ? ` (${n.score.toFixed(3)})` : ''}${n.correct ? ' ✓' : ''}`;
-          return `<figure class="card neighbor${mark}">${image(src, n.image, n.id)}<figcaption>${escapeHtml(caption)}</figcaption></figure>`;
-        })
-        .join('');
-      parts.push(
-        `<div class="retrieval-example"><figure class="card query">${image(src, example.query.image, example.query.id)}<figcaption>query ${escapeHtml(example.query.id)}${example.query.item ? `<br>${escapeHtml(example.query.item)}` : ''}</figcaption></figure><div class="neighbors">${neighbors}</div></div>`,
-      );
-    }
+    for (const example of content.examples) parts.push(retrievalExampleHtml(example, src));
   }
   return section('retrieval', parts.join('\n'));
 }

@@ -41,6 +41,28 @@ export const MIGRATIONS: string[] = [
   // 2: nearest neighbours (knn) and RISE overlays, shown on an image's page.
   `CREATE TABLE neighbors (image_id TEXT NOT NULL REFERENCES images(id), rank INTEGER NOT NULL, neighbor_id TEXT NOT NULL, score REAL, PRIMARY KEY (image_id, rank));
    CREATE TABLE overlays (image_id TEXT NOT NULL REFERENCES images(id), class TEXT NOT NULL, score REAL NOT NULL, path TEXT NOT NULL, PRIMARY KEY (image_id, class));`,
+  // 3: retrieval examples (eval-retrieval, knn): each query, its neighbours with scores and whether each shows the query's item.
+  `CREATE TABLE retrieval_runs (id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL, source TEXT NOT NULL, imported_at TEXT NOT NULL);
+   CREATE TABLE retrieval_queries (
+     run_id INTEGER NOT NULL REFERENCES retrieval_runs(id),
+     image_id TEXT NOT NULL REFERENCES images(id),
+     item TEXT NOT NULL,
+     first_rank INTEGER,
+     ap REAL NOT NULL,
+     relevant INTEGER NOT NULL,
+     PRIMARY KEY (run_id, image_id)
+   );
+   CREATE TABLE retrieval_neighbors (
+     run_id INTEGER NOT NULL,
+     image_id TEXT NOT NULL,
+     rank INTEGER NOT NULL,
+     neighbor_id TEXT NOT NULL,
+     score REAL,
+     hit INTEGER CHECK (hit IN (0, 1)),
+     PRIMARY KEY (run_id, image_id, rank),
+     FOREIGN KEY (run_id, image_id) REFERENCES retrieval_queries(run_id, image_id)
+   );
+   CREATE INDEX retrieval_queries_image ON retrieval_queries(image_id);`,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;
@@ -167,27 +189,35 @@ function nextBatch(db: ReviewDb): number {
   return ((db.prepare('SELECT MAX(batch) FROM history').pluck().get() as number | null) ?? 0) + 1;
 }
 
+/** An undo that would overwrite a later change: the server answers 409 with its message. */
+export class UndoConflict extends Error {}
+
 /**
- * Undoes a batch: each of its images goes back to its old label, logged as a new batch that names
- * the one it undoes. An image retagged again since keeps its newer label (undo never clobbers a later change).
+ * Undoes a batch at once: each of its images goes back to its old label, logged as one new batch that
+ * names the one it undoes. If any of its images was changed again since (by a change not itself undone),
+ * nothing is undone: undo never clobbers a later change, and a batch is never half undone.
  */
 export function undo(db: ReviewDb, batch: number, who: string): RetagResult {
   return db.transaction((): RetagResult => {
-    const rows = db.prepare('SELECT image_id, old_label, new_label FROM history WHERE batch = ? ORDER BY seq').all(batch) as Array<{ image_id: string; old_label: string; new_label: string }>;
+    const rows = db.prepare('SELECT seq, image_id, old_label, new_label FROM history WHERE batch = ? ORDER BY seq').all(batch) as Array<{ seq: number; image_id: string; old_label: string; new_label: string }>;
     if (rows.length === 0) throw new UsageError(`no change batch ${batch}`, { field: 'batch' });
     if (db.prepare('SELECT 1 FROM history WHERE undoes = ?').get(batch)) throw new UsageError(`batch ${batch} is already undone`, { field: 'batch' });
+    // A later change still in force: not an undo, and not undone since (an undone change restored this batch's label).
+    const later = db.prepare('SELECT batch FROM history h WHERE image_id = ? AND seq > ? AND undoes IS NULL AND NOT EXISTS (SELECT 1 FROM history u WHERE u.undoes = h.batch) ORDER BY seq LIMIT 1').pluck();
+    const changedSince = rows.map((r) => ({ id: r.image_id, by: later.get(r.image_id, r.seq) as number | undefined })).filter((r) => r.by !== undefined);
+    if (changedSince.length) {
+      const list = changedSince.slice(0, 5).map((r) => `${r.id} (batch ${r.by})`).join(', ');
+      throw new UndoConflict(`batch ${batch} not undone: ${changedSince.length} of its ${rows.length} images changed since: ${list}${changedSince.length > 5 ? ', ...' : ''}`);
+    }
     const next = nextBatch(db);
     const at = new Date().toISOString();
-    const changed: RetagResult['changed'] = [];
-    const current = db.prepare('SELECT label FROM images WHERE id = ?').pluck();
     const update = db.prepare('UPDATE images SET label = ? WHERE id = ?');
     const log = db.prepare('INSERT INTO history (batch, image_id, old_label, new_label, at, who, undoes) VALUES (?, ?, ?, ?, ?, ?, ?)');
-    for (const r of rows) {
-      if (current.get(r.image_id) !== r.new_label) continue;
+    const changed: RetagResult['changed'] = rows.map((r) => {
       update.run(r.old_label, r.image_id);
       log.run(next, r.image_id, r.new_label, r.old_label, at, who, batch);
-      changed.push({ id: r.image_id, old: r.new_label, new: r.old_label });
-    }
+      return { id: r.image_id, old: r.new_label, new: r.old_label };
+    });
     return { batch: next, changed };
   }).immediate();
 }
@@ -303,4 +333,70 @@ export function neighborsOf(db: ReviewDb, id: string): Array<{ rank: number; nei
 
 export function overlaysOf(db: ReviewDb, id: string): Array<{ class: string; score: number; path: string }> {
   return db.prepare('SELECT class, score, path FROM overlays WHERE image_id = ? ORDER BY class').all(id) as Array<{ class: string; score: number; path: string }>;
+}
+
+export interface RetrievalQueryIn {
+  imageId: string;
+  item: string;
+  firstRank: number | null;
+  ap: number;
+  relevant: number;
+  neighbors: Array<{ id: string; score: number | null; hit: boolean | null }>;
+}
+
+/** Stores one retrieval run's examples in one transaction. */
+export function insertRetrievalRun(db: ReviewDb, name: string, source: string, queries: RetrievalQueryIn[]): number {
+  return db.transaction((): number => {
+    const run = Number(db.prepare('INSERT INTO retrieval_runs (name, source, imported_at) VALUES (?, ?, ?)').run(name, source, new Date().toISOString()).lastInsertRowid);
+    const query = db.prepare('INSERT INTO retrieval_queries (run_id, image_id, item, first_rank, ap, relevant) VALUES (?, ?, ?, ?, ?, ?)');
+    const neighbor = db.prepare('INSERT INTO retrieval_neighbors (run_id, image_id, rank, neighbor_id, score, hit) VALUES (?, ?, ?, ?, ?, ?)');
+    for (const q of queries) {
+      query.run(run, q.imageId, q.item, q.firstRank, q.ap, q.relevant);
+      q.neighbors.forEach((n, i) => neighbor.run(run, q.imageId, i + 1, n.id, n.score, n.hit === null ? null : n.hit ? 1 : 0));
+    }
+    return run;
+  })();
+}
+
+export interface RetrievalRunRow {
+  id: number;
+  name: string;
+  source: string;
+  imported_at: string;
+  queries: number;
+  mean_ap: number | null;
+  with_hit: number;
+}
+
+export function retrievalRuns(db: ReviewDb): RetrievalRunRow[] {
+  return db.prepare(`SELECT r.*, COUNT(q.image_id) AS queries, AVG(q.ap) AS mean_ap, COALESCE(SUM(q.first_rank IS NOT NULL), 0) AS with_hit
+    FROM retrieval_runs r LEFT JOIN retrieval_queries q ON q.run_id = r.id GROUP BY r.id ORDER BY r.id`).all() as RetrievalRunRow[];
+}
+
+export interface RetrievalQueryRow {
+  image_id: string;
+  label: string;
+  split: string;
+  item: string;
+  first_rank: number | null;
+  ap: number;
+  relevant: number;
+  neighbors: Array<{ rank: number; neighbor_id: string; score: number | null; hit: boolean | null; known: boolean }>;
+}
+
+/** A run's queries, the worst first: lowest average precision, then the latest (or no) first hit. */
+export function retrievalQueries(db: ReviewDb, run: number, opts: { limit?: number; imageId?: string } = {}): RetrievalQueryRow[] {
+  const where = opts.imageId !== undefined ? 'AND q.image_id = @imageId' : '';
+  const rows = db.prepare(`SELECT q.image_id, i.label, i.split, q.item, q.first_rank, q.ap, q.relevant FROM retrieval_queries q JOIN images i ON i.id = q.image_id
+    WHERE q.run_id = @run ${where} ORDER BY q.ap ASC, q.first_rank IS NOT NULL, q.first_rank DESC, q.image_id LIMIT @limit`).all({ run, limit: opts.limit ?? -1, ...(opts.imageId !== undefined ? { imageId: opts.imageId } : {}) }) as Array<Omit<RetrievalQueryRow, 'neighbors'>>;
+  const neighbors = db.prepare('SELECT n.rank, n.neighbor_id, n.score, n.hit, i.id IS NOT NULL AS known FROM retrieval_neighbors n LEFT JOIN images i ON i.id = n.neighbor_id WHERE n.run_id = ? AND n.image_id = ? ORDER BY n.rank');
+  return rows.map((r) => ({
+    ...r,
+    neighbors: (neighbors.all(run, r.image_id) as Array<{ rank: number; neighbor_id: string; score: number | null; hit: number | null; known: number }>).map((n) => ({ ...n, hit: n.hit === null ? null : n.hit === 1, known: n.known === 1 })),
+  }));
+}
+
+/** The retrieval runs in which an image is a query, with its first-hit rank and AP there. */
+export function retrievalOf(db: ReviewDb, id: string): Array<{ run: number; name: string; first_rank: number | null; ap: number }> {
+  return db.prepare('SELECT r.id AS run, r.name, q.first_rank, q.ap FROM retrieval_queries q JOIN retrieval_runs r ON r.id = q.run_id WHERE q.image_id = ? ORDER BY r.id DESC').all(id) as Array<{ run: number; name: string; first_rank: number | null; ap: number }>;
 }

@@ -1,10 +1,10 @@
 // The review app's pages: the report's F1 table, confusion matrix, style and sortable tables
 // (src/lib/report/page.ts), plus what a reviewer acts on: false negatives and false positives per
 // class, the needs-review queue, an image's page and the history, each with retag and undo.
-import { classificationSection, escapeHtml, SCRIPT as SORTABLE_SCRIPT, STYLE as REPORT_STYLE } from '../report/page.js';
+import { classificationSection, escapeHtml, retrievalExampleHtml, SCRIPT as SORTABLE_SCRIPT, STYLE as REPORT_STYLE } from '../report/page.js';
 import type { ClassifierEvaluation } from '../report/inputs.js';
 import type { MultiClassReport } from '../metrics/classification.js';
-import type { HistoryRow, ImageRow, RunRow } from './db.js';
+import type { HistoryRow, ImageRow, RetrievalQueryRow, RetrievalRunRow, RunRow } from './db.js';
 import type { Mistake } from './analysis.js';
 
 export interface PageFrame {
@@ -19,10 +19,12 @@ const STYLE = `${REPORT_STYLE}
 .card.selected{border-color:#0072B2;background:#e8f0fa}.card:focus-within{outline:3px solid #E69F00}
 .card .prob,.card .label{display:block;color:#555}.status{margin-left:10px;color:#009E73}.status.error{color:#D55E00}
 .big{max-width:320px;max-height:320px;background:#f0f0f0}
+.neighbor.wrong{border-color:#D55E00}.retrieval-example:focus-within{outline:3px solid #E69F00}
 `;
 
 // Retag and undo through fetch with the session token in a header: another site's page cannot set
-// that header without a CORS preflight this server never grants. j/k move between cards, x selects.
+// that header without a CORS preflight this server never grants. j/k move between cards, x selects,
+// a selects all (or none), u undoes the last batch this tab made (kept in sessionStorage across the reload).
 const APP_SCRIPT = `
 (function(){
   var token=document.querySelector('meta[name=atelier-token]').content;
@@ -42,21 +44,32 @@ const APP_SCRIPT = `
       var fixed=form.getAttribute('data-ids');if(fixed)ids=JSON.parse(fixed);
       if(!ids.length){status('select images first',true);return;}
       post('/api/retag',{ids:ids,label:form.querySelector('select').value})
-        .then(function(j){status('changed '+j.changed.length+' (batch '+j.batch+')');setTimeout(function(){location.reload();},150);},function(err){status(err.message,true);});
+        .then(function(j){
+          try{if(j.changed.length)sessionStorage.setItem('atelier-last-batch',String(j.batch));}catch(e){}
+          status('changed '+j.changed.length+' (batch '+j.batch+')');setTimeout(function(){location.reload();},150);},function(err){status(err.message,true);});
     });
+    var last=null;try{last=sessionStorage.getItem('atelier-last-batch');}catch(e){}
+    if(last){var u=document.createElement('button');u.type='button';u.className='undo';u.id='undo-last';u.setAttribute('data-batch',last);
+      u.textContent='undo batch '+last+' (u)';form.insertBefore(u,document.getElementById('status'));}
   });
   document.querySelectorAll('button.undo').forEach(function(b){
-    b.addEventListener('click',function(){post('/api/undo',{batch:Number(b.getAttribute('data-batch'))})
-      .then(function(){location.reload();},function(err){status(err.message,true);});});
+    b.addEventListener('click',function(){var batch=b.getAttribute('data-batch');post('/api/undo',{batch:Number(batch)})
+      .then(function(){try{if(sessionStorage.getItem('atelier-last-batch')===batch)sessionStorage.removeItem('atelier-last-batch');}catch(e){}location.reload();},function(err){status(err.message,true);});});
   });
-  document.querySelectorAll('input.pick').forEach(function(c){c.addEventListener('change',function(){c.closest('.card').classList.toggle('selected',c.checked);});});
   var cards=Array.prototype.slice.call(document.querySelectorAll('.card input.pick'));
+  function count(){var n=cards.filter(function(c){return c.checked;}).length;var s=document.getElementById('selected-count');if(s)s.textContent=n?n+' selected':'';}
+  cards.forEach(function(c){c.addEventListener('change',function(){c.closest('.card').classList.toggle('selected',c.checked);count();});});
+  var rows=Array.prototype.slice.call(document.querySelectorAll('.retrieval-example .query a'));
   document.addEventListener('keydown',function(e){
-    if(e.target&&(e.target.tagName==='SELECT'||e.target.type==='text'))return;
-    var i=cards.indexOf(document.activeElement);
-    if(e.key==='j'&&cards.length){cards[Math.min(i+1,cards.length-1)].focus();e.preventDefault();}
-    else if(e.key==='k'&&cards.length){cards[Math.max(i-1,0)].focus();e.preventDefault();}
-    else if(e.key==='x'&&i>=0){cards[i].click();e.preventDefault();}
+    if(e.ctrlKey||e.metaKey||e.altKey||(e.target&&(e.target.tagName==='SELECT'||e.target.type==='text')))return;
+    var list=cards.length?cards:rows;
+    var i=list.indexOf(document.activeElement);
+    if(e.key==='j'&&list.length){list[Math.min(i+1,list.length-1)].focus();e.preventDefault();}
+    else if(e.key==='k'&&list.length){list[Math.max(i-1,0)].focus();e.preventDefault();}
+    else if(e.key==='x'&&i>=0&&cards.length){cards[i].click();e.preventDefault();}
+    else if(e.key==='a'&&cards.length){var all=cards.some(function(c){return !c.checked;});
+      cards.forEach(function(c){if(c.checked!==all)c.click();});e.preventDefault();}
+    else if(e.key==='u'){var u=document.getElementById('undo-last');if(u){u.click();e.preventDefault();}}
   });
 })();
 `;
@@ -76,7 +89,8 @@ function labelSelect(labels: string[], selected?: string): string {
 /** The retag bar: applies to the checked cards, or to `ids` when given (the image page). */
 function retagForm(frame: PageFrame, ids?: string[], selected?: string): string {
   const data = ids ? ` data-ids="${escapeHtml(JSON.stringify(ids))}"` : '';
-  return `<form class="retag" id="retag"${data}>${ids ? 'Retag as' : 'Retag the selected images as'} ${labelSelect(frame.labels, selected)} <button type="submit">retag</button><span id="status" class="status" role="status"></span></form>`;
+  const count = ids ? '' : ' <span id="selected-count" class="note" aria-live="polite"></span>';
+  return `<form class="retag" id="retag"${data}>${ids ? 'Retag as' : 'Retag the selected images as'} ${labelSelect(frame.labels, selected)} <button type="submit">retag</button>${count} <span id="status" class="status" role="status"></span></form>`;
 }
 
 export function layout(frame: PageFrame, body: string): string {
@@ -91,7 +105,7 @@ export function layout(frame: PageFrame, body: string): string {
 </head>
 <body>
 <header><h1>${escapeHtml(frame.title)}</h1>
-<nav class="top"><a href="/">F1 by class</a><a href="/queue">needs review</a><a href="/history">history</a>
+<nav class="top"><a href="/">F1 by class</a><a href="/queue">needs review</a><a href="/retrieval">retrieval</a><a href="/history">history</a>
 <label>you are <input id="who" type="text" size="12" value="${escapeHtml(frame.user)}"></label></nav>
 </header>
 <main>
@@ -156,7 +170,7 @@ export function classPage(frame: PageFrame, label: string, falseNegatives: Mista
 export function queuePage(frame: PageFrame, queue: Mistake[], limit: number): string {
   return layout(
     { ...frame, title: `${frame.title}: needs review` },
-    `${retagForm(frame)}<p class="summary">${queue.length} images whose label the model disagrees with, the most confident disagreement first (P(predicted) − P(label)). Keys: j/k move, x selects.</p>
+    `${retagForm(frame)}<p class="summary">${queue.length} images whose label the model disagrees with, the most confident disagreement first (P(predicted) − P(label)). Keys: j/k move, x selects, a selects all, u undoes the last batch.</p>
 <div class="grid" id="queue">${queue.slice(0, limit).map(card).join('\n')}</div>`,
   );
 }
@@ -180,6 +194,7 @@ export function imagePage(
   rows: HistoryRow[],
   neighbors: Array<{ rank: number; neighbor_id: string; score: number | null; label: string | null }> = [],
   overlays: Array<{ class: string; score: number }> = [],
+  retrieval: Array<{ run: number; name: string; first_rank: number | null; ap: number }> = [],
 ): string {
   const near = neighbors
     .map((n) => `<figure class="card neighbor">${n.label !== null ? `<a href="/image/${encodeURIComponent(n.neighbor_id)}"><img class="thumb" src="${imageUrl(n.neighbor_id)}" alt="${escapeHtml(n.neighbor_id)}" loading="lazy"></a>` : ''}<figcaption>${n.rank}. ${escapeHtml(n.neighbor_id)}${n.score !== null ? ` (${n.score.toFixed(3)})` : ''}${n.label !== null ? `<span class="label">${escapeHtml(n.label)}</span>` : ''}</figcaption></figure>`)
@@ -201,6 +216,27 @@ ${retagForm(frame, [image.id], image.label)}
 <h2>Predictions</h2>${preds ? `<table><thead><tr><th>model</th><th>predicted</th><th>top probabilities</th></tr></thead><tbody>${preds}</tbody></table>` : '<p>none</p>'}
 ${rise ? `<h2>RISE</h2><div class="grid" id="rise">${rise}</div>` : ''}
 ${near ? `<h2>Nearest neighbours</h2><div class="grid" id="neighbors">${near}</div>` : ''}
+${retrieval.length ? `<h2>As a retrieval query</h2><ul id="retrieval-links">${retrieval.map((r) => `<li><a href="/retrieval?run=${r.run}#q-${encodeURIComponent(image.id)}">${escapeHtml(r.name)}</a>: first hit at ${r.first_rank ?? 'none'}, AP ${r.ap.toFixed(3)}</li>`).join('')}</ul>` : ''}
 <h2>History</h2>${rows.length ? historyTable(rows) : '<p>No changes yet.</p>'}</div>`,
   );
+}
+
+/** Retrieval examples of one run, the worst queries first: each query with its neighbours marked hit ✓ or miss ✗. */
+export function retrievalPage(frame: PageFrame, runs: RetrievalRunRow[], run: RetrievalRunRow | null, queries: RetrievalQueryRow[]): string {
+  const title = `${frame.title}: retrieval`;
+  if (!run) return layout({ ...frame, title }, '<p>No retrieval examples imported yet: run <code>atelier review import --knn knn.ndjson --partition partition --per-query per-query.ndjson</code>.</p>');
+  const picker = runs.length > 1 ? `<p>Run: ${runs.map((r) => (r.id === run.id ? `<strong>${escapeHtml(r.name)}</strong>` : `<a href="/retrieval?run=${r.id}">${escapeHtml(r.name)}</a>`)).join(' · ')}</p>` : '';
+  const summary = `<p class="summary" id="retrieval-summary">${escapeHtml(run.name)}: ${run.queries} queries, mAP ${fixed(run.mean_ap)}, ${run.with_hit} with a hit. The worst queries first (lowest average precision, then the latest first hit); a green frame and ✓ mark a neighbour of the query's item, ✗ one of another item. Keys: j/k move between queries.</p>`;
+  const src = (path: string | null) => path;
+  const link = (id: string) => `/image/${encodeURIComponent(id)}`;
+  const rows = queries.map((q) => {
+    const example = {
+      query: { id: q.image_id, image: imageUrl(q.image_id), item: q.item },
+      neighbors: q.neighbors.map((n) => ({ id: n.neighbor_id, image: n.known ? imageUrl(n.neighbor_id) : null, score: n.score, correct: n.hit })),
+    };
+    const note = `label ${q.label} · first hit ${q.first_rank ?? 'none'} · AP ${q.ap.toFixed(3)}`;
+    return retrievalExampleHtml(example, src, { link: (id) => (id === q.image_id || q.neighbors.some((n) => n.neighbor_id === id && n.known) ? link(id) : null), note, id: `q-${q.image_id}` });
+  });
+  const shown = queries.length < run.queries ? `<p class="note">${queries.length} of ${run.queries} shown</p>` : '';
+  return layout({ ...frame, title }, `${picker}${summary}<div id="retrieval-examples">${rows.join('\n')}</div>${shown}`);
 }

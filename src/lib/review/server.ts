@@ -8,8 +8,8 @@ import { extname } from 'node:path';
 import { randomBytes, timingSafeEqual } from 'node:crypto';
 import { UsageError } from '../command.js';
 import { currentReport, falseNegatives, falsePositives, needsReview } from './analysis.js';
-import { getImage, getSetting, history, neighborsOf, overlaysOf, predictionsOf, retag, runs, scoredImages, undo, type ReviewDb } from './db.js';
-import { classPage, f1Page, historyPage, imagePage, queuePage, type PageFrame } from './pages.js';
+import { getImage, getSetting, history, neighborsOf, overlaysOf, predictionsOf, retag, retrievalOf, retrievalQueries, retrievalRuns, runs, scoredImages, undo, UndoConflict, type ReviewDb } from './db.js';
+import { classPage, f1Page, historyPage, imagePage, queuePage, retrievalPage, type PageFrame } from './pages.js';
 
 export interface ReviewServerOptions {
   db: ReviewDb;
@@ -130,7 +130,12 @@ export function createReviewServer(opts: ReviewServerOptions): { server: Server;
       }
       if (decoded.length === 2 && head === 'api' && arg === 'undo') {
         if (!Number.isInteger(body.batch)) throw new HttpError(400, 'batch: expected an integer');
-        return json(res, 200, undo(db, body.batch as number, whoOf(body)));
+        try {
+          return json(res, 200, undo(db, body.batch as number, whoOf(body)));
+        } catch (err) {
+          if (err instanceof UndoConflict) throw new HttpError(409, err.message);
+          throw err;
+        }
       }
       throw new HttpError(404, 'no such endpoint');
     }
@@ -151,11 +156,16 @@ export function createReviewServer(opts: ReviewServerOptions): { server: Server;
       const { run, scored } = pickRun(url);
       return html(queuePage(frame(), run ? needsReview(scored(run.id)) : [], limit));
     }
+    if (decoded.length === 1 && head === 'retrieval') {
+      const all = retrievalRuns(db);
+      const run = all.find((r) => r.id === Number(url.searchParams.get('run'))) ?? all[all.length - 1] ?? null;
+      return html(retrievalPage(frame(), all, run, run ? retrievalQueries(db, run.id, { limit }) : []));
+    }
     if (decoded.length === 1 && head === 'history') return html(historyPage(frame(), history(db)));
     if (decoded.length === 2 && head === 'image') {
       const image = getImage(db, arg);
       if (!image) throw new HttpError(404, 'no such image');
-      return html(imagePage(frame(), image, predictionsOf(db, arg), history(db, { imageId: arg }), neighborsOf(db, arg), overlaysOf(db, arg)));
+      return html(imagePage(frame(), image, predictionsOf(db, arg), history(db, { imageId: arg }), neighborsOf(db, arg), overlaysOf(db, arg), retrievalOf(db, arg)));
     }
     if (decoded.length === 3 && head === 'api' && arg === 'image') {
       const image = getImage(db, decoded[2]);
