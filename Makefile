@@ -171,7 +171,8 @@ review-db: build
 	@test -f $(DEMO)/silhouette.predictions.ndjson || { echo "make review-db: run make demo first"; exit 2; }
 	rm -f $(REVIEW_DB) $(REVIEW_DB)-wal $(REVIEW_DB)-shm
 	$(ATELIER) review import --db $(REVIEW_DB) --labels $(FIXTURES)/images.ndjson --label-field silhouette \
-	  -p $(DEMO)/silhouette.predictions.ndjson --name silhouette-1 --knn $(DEMO)/knn.ndjson
+	  -p $(DEMO)/silhouette.predictions.ndjson --name silhouette-1 --knn $(DEMO)/knn.ndjson \
+	  --partition $(FIXTURES)/list_eval_partition.ndjson --retrieval-name weak
 
 review: build
 	$(ATELIER) review --db $(REVIEW_DB)

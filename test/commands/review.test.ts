@@ -228,13 +228,19 @@ describe('atelier review', { concurrency: true }, () => {
     // Without --per-query the ranks and AP come from the knn lists: the same numbers.
     const again = await runAtelier(['review', 'import', '--db', f.db, '--knn', r.knn, '--partition', r.partition]);
     assert.equal(again.code, 0, again.stderr);
+    // The same split as an In-Shop list naming images by path: database images match it by their paths.
+    const list = join(f.dir, 'list_eval_partition.txt');
+    const rows = parseNdjson(readFileSync(r.partition, 'utf8')).map((p) => `${f.records.find((x) => x.id === p.id)!.image} ${p.item} ${p.split}`);
+    writeFileSync(list, `${rows.length}\nimage_name item_id evaluation_status\n${rows.join('\n')}\n`);
+    const byPath = await runAtelier(['review', 'import', '--db', f.db, '--knn', r.knn, '--partition', list]);
+    assert.equal(byPath.code, 0, byPath.stderr);
 
     const db = new Database(f.db, { readonly: true });
     try {
       assert.equal(db.prepare('SELECT version FROM schema_version').pluck().get(), 3);
       assert.equal(db.prepare('SELECT label FROM images WHERE id = ?').pluck().get(f.records[0].id), 'shift', 'the reviewed label survives the migration');
       assert.equal(db.prepare('SELECT COUNT(*) FROM history').pluck().get(), 1);
-      for (const run of [1, 2]) {
+      for (const run of [1, 2, 3]) {
         const stored = db.prepare('SELECT image_id, first_rank, ap FROM retrieval_queries WHERE run_id = ? ORDER BY image_id').all(run) as Array<{ image_id: string; first_rank: number | null; ap: number }>;
         assert.deepEqual(stored.map((q) => [q.image_id, q.first_rank, Number(q.ap.toFixed(4))]), [...expected].sort((a, b) => a.id.localeCompare(b.id)).map((q) => [q.id, q.rank, Number(q.ap.toFixed(4))]), `run ${run}`);
       }

@@ -120,19 +120,28 @@ export async function importRetrieval(db: ReviewDb, opts: RetrievalImportOptions
   entries.forEach((e, i) => isGallery(i) && galleryOfItem.set(e.item, (galleryOfItem.get(e.item) ?? 0) + 1));
   // A database image is a partition entry by its id or, as eval-retrieval matches embeddings, by its path.
   const imageOfEntry = new Map<number, string>();
+  const entryOfImage = new Map<string, number>();
   for (const image of allImages(db)) {
     let e = lookup.find(image.id);
     if (e < 0) e = lookup.find(image.path);
-    if (e >= 0 && !imageOfEntry.has(e)) imageOfEntry.set(e, image.id);
+    if (e >= 0 && !imageOfEntry.has(e)) {
+      imageOfEntry.set(e, image.id);
+      entryOfImage.set(image.id, e);
+    }
   }
   const imageOf = (id: string, e: number): string | null => imageOfEntry.get(e) ?? (getImage(db, id) ? id : null);
+  // knn ids are the partition's names or, when it names images by path, the database's ids.
+  const entryOf = (id: string): number => {
+    const e = lookup.find(id);
+    return e >= 0 ? e : (entryOfImage.get(id) ?? -1);
+  };
 
   const evaluated = new Map<number, { rank: number | null; ap: number; relevant: number }>();
   if (opts.perQuery) {
     for await (const { value, file, line } of readNdjson(opts.perQuery)) {
       const record = requireObject(value, { file, line });
       const id = requireId(record, 'id', { file, line });
-      const e = lookup.find(id);
+      const e = entryOf(id);
       if (e < 0) throw new UsageError(`query ${JSON.stringify(id)} is not in the partition ${opts.partition}`, { file, line, field: 'id' });
       const { rank, ap, relevant } = record;
       if (rank !== null && !(Number.isInteger(rank) && (rank as number) > 0)) throw new UsageError('expected a positive integer or null', { file, line, field: 'rank' });
@@ -149,7 +158,7 @@ export async function importRetrieval(db: ReviewDb, opts: RetrievalImportOptions
     const record = requireObject(value, { file, line });
     const id = requireId(record, 'id', { file, line });
     if (!Array.isArray(record.neighbors)) throw new UsageError('expected an array of {id, score}', { file, line, field: 'neighbors' });
-    const e = lookup.find(id);
+    const e = entryOf(id);
     if (e < 0 || !isQuery(e) || (opts.perQuery && !evaluated.has(e))) {
       skipped.notAQuery++;
       continue;
@@ -172,7 +181,7 @@ export async function importRetrieval(db: ReviewDb, opts: RetrievalImportOptions
       const raw = n !== null && typeof n === 'object' ? (n as Record<string, unknown>) : { id: n };
       if (typeof raw.id !== 'string' && typeof raw.id !== 'number') throw new UsageError('expected a string or number id', { file, line, field: `neighbors[${i}].id` });
       const nid = String(raw.id);
-      const g = lookup.find(nid);
+      const g = entryOf(nid);
       if (g === e) return;
       if (g < 0 || !isGallery(g)) {
         skipped.neighborsNotInGallery++;
