@@ -161,7 +161,7 @@ export function classPage(frame: PageFrame, label: string, falseNegatives: Mista
   const grid = (items: Mistake[]) => (items.length ? `<div class="grid">${items.slice(0, limit).map(card).join('\n')}</div>${items.length > limit ? `<p class="note">${limit} of ${items.length} shown</p>` : ''}` : '<p>none</p>');
   return layout(
     { ...frame, title: `${frame.title}: ${label}` },
-    `${retagForm(frame, undefined, label)}
+    `${retagForm(frame, undefined, label)}<p class="note">Select several images to retag them as one batch (undone as one). Keys: j/k move, x selects, a selects all, u undoes the last batch.</p>
 <section id="false-negatives"><h2>False negatives: labelled ${escapeHtml(label)}, predicted otherwise <span class="count">${falseNegatives.length}</span></h2>${grid(falseNegatives)}</section>
 <section id="false-positives"><h2>False positives: predicted ${escapeHtml(label)}, labelled otherwise <span class="count">${falsePositives.length}</span></h2>${grid(falsePositives)}</section>`,
   );
