@@ -351,6 +351,7 @@ export class RemoteRun {
     const chunks: Buffer[] = [];
     for await (const chunk of body) chunks.push(chunk as Buffer);
     const index = parseIndex(Buffer.concat(chunks).toString('utf8'), s3Url(indexLoc.bucket, indexLoc.key));
+    await mkdir(dirname(this.cache.paths(url).tree), { recursive: true });
     const out = await atomicDirectory(this.cache.paths(url).tree);
     try {
       for (const f of index.files) {
@@ -454,11 +455,11 @@ export class RemoteRun {
     // The commit point: until this object is replaced, readers see the previous version whole.
     await putBytes(this.env, indexLoc, Buffer.from(JSON.stringify(index, null, 1) + '\n'), 'application/json');
     this.log(`uploaded ${url} (${files.length} files, version ${generation})`);
-    // Keep the previous version for readers that just read the old index; older ones go.
+    // Keep the previous version for readers that just read the old index; older ones and killed uploads go.
     const versionsPrefix = `${loc.key}/${VERSIONS}/`;
     const stale = (await listKeys(this.env, loc.bucket, versionsPrefix)).filter((key) => {
       const gen = key.slice(versionsPrefix.length).split('/')[0]!;
-      return gen !== generation && gen !== previous?.generation && (previous === null || gen < previous.generation);
+      return gen !== generation && gen !== previous?.generation;
     });
     await deleteKeys(this.env, loc.bucket, stale);
   }
