@@ -7,6 +7,7 @@ import { OutputGroup } from './lib/io/atomic.js';
 import { checkOptionValues, yargsFailureLine } from './lib/options.js';
 import { releaseAll } from './lib/backend/release.js';
 import { stageRemoteArgs, type RemoteRun } from './lib/io/remote.js';
+import { closeS3 } from './lib/io/s3.js';
 
 const processIO: CommandIO = { stdin: process.stdin, stdout: process.stdout, stderr: process.stderr, env: process.env };
 
@@ -176,6 +177,8 @@ export async function main(argv: string[], io: CommandIO = processIO): Promise<n
     return reportFailure(command.name, remote ? remote.explain(err) : err, io);
   } finally {
     await remote?.close();
+    // Image paths inside records may have opened a client without any remote option.
+    await closeS3();
     // A live GPU device keeps Node running after the work is done.
     await releaseAll();
   }

@@ -11,6 +11,7 @@ import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import S3rver from 's3rver';
+import sharp from 'sharp';
 import { GetObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { atelierBin, runAtelier, scratchDir, type RunResult } from '../helpers.js';
 
@@ -147,6 +148,29 @@ test('a missing key, a missing bucket and wrong credentials are one-line usage e
   assert.equal(down.code, 1, down.stderr);
   assert.equal(errorLines(down).length, 1, down.stderr);
   assert.match(down.stderr, /object store unreachable or failing: .*ECONNREFUSED/);
+});
+
+test('image paths inside records may be s3:// URLs: the same embedding as the local files; a missing one is skipped', async () => {
+  const local: string[] = [];
+  const remote: string[] = [];
+  for (const [i, colour] of [[255, 0, 0], [0, 128, 255], [40, 200, 40]].entries()) {
+    const png = await sharp({ create: { width: 12, height: 8, channels: 3, background: { r: colour[0]!, g: colour[1]!, b: colour[2]! } } }).png().toBuffer();
+    const path = join(dir, `img${i}.png`);
+    writeFileSync(path, png);
+    await client.send(new PutObjectCommand({ Bucket: BUCKET, Key: `img/${i}.png`, Body: png }));
+    local.push(JSON.stringify({ id: `p${i}`, image: path }));
+    remote.push(JSON.stringify({ id: `p${i}`, image: `s3://${BUCKET}/img/${i}.png` }));
+  }
+  writeFileSync(join(dir, 'images-local.ndjson'), local.join('\n') + '\n');
+  writeFileSync(join(dir, 'images-s3.ndjson'), [...remote, JSON.stringify({ id: 'gone', image: `s3://${BUCKET}/img/gone.png` })].join('\n') + '\n');
+  const a = await runAtelier(['embed', '-m', 'pixels', '--pixels-size', '4', '-i', join(dir, 'images-local.ndjson'), '-o', join(dir, 'px-local.npy')]);
+  assert.equal(a.code, 0, a.stderr);
+  const b = await runAtelier(['embed', '-m', 'pixels', '--pixels-size', '4', '-i', join(dir, 'images-s3.ndjson'), '-o', join(dir, 'px-s3.npy')], { env: s3Env() });
+  assert.equal(b.code, 0, b.stderr);
+  assert.deepEqual(readFileSync(join(dir, 'px-s3.npy')), readFileSync(join(dir, 'px-local.npy')));
+  assert.match(b.stderr, /s3:\/\/atelier-test\/img\/gone\.png.*no such key/);
+  const ids = readFileSync(join(dir, 'px-s3.ids.ndjson'), 'utf8');
+  assert.match(ids, /"image":"s3:\/\/atelier-test\/img\/0\.png"/, 'records keep the URL');
 });
 
 /** A proxy to s3rver that holds (never answers) the first request `hold` picks, and says when it has one. */

@@ -16,13 +16,13 @@ import { createReadStream } from 'node:fs';
 import { copyFile, link, mkdir, readdir, readFile, rm, stat } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { dirname, join, relative, sep } from 'node:path';
-import { Transform } from 'node:stream';
+import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import type { Readable } from 'node:stream';
+import type { ReadableStream as WebReadableStream } from 'node:stream/web';
 import { UsageError, type Command } from '../command.js';
 import { atomicDirectory, openAtomicWriteStream, writeFileAtomic } from './atomic.js';
 import { staleSiblingPid } from './paths.js';
-import { checkBucket, closeS3, deleteKeys, getObject, headObject, listKeys, parseS3Url, putBytes, putFile, s3Url, type ObjectInfo, type S3Location } from './s3.js';
+import { checkBucket, closeS3, deleteKeys, getObject, getObjectUnlessMatch, headObject, listKeys, parseS3Url, putBytes, putFile, s3Url, type ObjectInfo, type S3Location } from './s3.js';
 
 /** The object that makes a directory version current; written last. */
 export const DIRECTORY_INDEX = 'atelier-directory.json';
@@ -374,34 +374,9 @@ export class RemoteRun {
 
   /** Downloads an https file, or revalidates the cached copy with If-None-Match. */
   private async stageHttps(url: string, local: string): Promise<void> {
-    const cached = await this.cache.file(url);
-    let response: Response;
-    try {
-      response = await fetch(url, { headers: cached ? { 'if-none-match': cached.etag } : {} });
-    } catch (err) {
-      const cause = (err as { cause?: { message?: string } }).cause?.message ?? (err as Error).message;
-      throw new Error(`${url}: cannot fetch: ${cause}`);
-    }
-    const data = this.cache.paths(url).data;
-    if (response.status === 304 && cached) {
-      await response.body?.cancel();
-      await place(data, local);
-      return;
-    }
-    if (response.status === 404 || response.status === 410) throw new UsageError(`no such file (HTTP ${response.status})`, { file: url });
-    if (response.status === 401 || response.status === 403) throw new UsageError(`access denied (HTTP ${response.status})`, { file: url });
-    if (response.status !== 200 || !response.body) throw (response.status >= 400 && response.status < 500 ? new UsageError(`HTTP ${response.status}`, { file: url }) : new Error(`${url}: HTTP ${response.status}`));
-    const { Readable } = await import('node:stream');
-    const got = await download(Readable.fromWeb(response.body as import('node:stream/web').ReadableStream), data).catch((err) => {
-      throw new Error(`${url}: download failed: ${(err as Error).message}`);
-    });
-    const length = response.headers.get('content-length');
-    if (length !== null && Number(length) !== got.size) throw new Error(`${url}: download stopped short: ${got.size} of ${length} bytes`);
-    const etag = response.headers.get('etag');
-    // Without an ETag there is nothing to revalidate with: the copy is used once.
-    if (etag) await this.cache.recordFile(url, etag);
-    await place(data, local);
-    this.log(`fetched ${url} (${got.size} bytes)`);
+    const fetched = await httpsToCache(this.cache, url);
+    await place(this.cache.paths(url).data, local);
+    if (fetched !== null) this.log(`fetched ${url} (${fetched} bytes)`);
   }
 
   /** Uploads every staged entry the run created or changed; call after the local outputs are committed. */
@@ -502,6 +477,56 @@ export class RemoteRun {
     await rm(this.root, { recursive: true, force: true }).catch(() => {});
     await closeS3();
   }
+}
+
+/** Brings the https file `url` into the cache (a conditional request when a copy is there); its size when downloaded, null when the copy still holds. */
+async function httpsToCache(cache: RemoteCache, url: string): Promise<number | null> {
+  const cached = await cache.file(url);
+  let response: Response;
+  try {
+    response = await fetch(url, { headers: cached ? { 'if-none-match': cached.etag } : {} });
+  } catch (err) {
+    const cause = (err as { cause?: { message?: string } }).cause?.message ?? (err as Error).message;
+    throw new Error(`${url}: cannot fetch: ${cause}`);
+  }
+  const data = cache.paths(url).data;
+  if (response.status === 304 && cached) {
+    await response.body?.cancel();
+    return null;
+  }
+  if (response.status === 404 || response.status === 410) throw new UsageError(`no such file (HTTP ${response.status})`, { file: url });
+  if (response.status === 401 || response.status === 403) throw new UsageError(`access denied (HTTP ${response.status})`, { file: url });
+  if (response.status !== 200 || !response.body) throw response.status >= 400 && response.status < 500 ? new UsageError(`HTTP ${response.status}`, { file: url }) : new Error(`${url}: HTTP ${response.status}`);
+  const got = await download(Readable.fromWeb(response.body as WebReadableStream), data).catch((err) => {
+    throw new Error(`${url}: download failed: ${(err as Error).message}`);
+  });
+  const length = response.headers.get('content-length');
+  if (length !== null && Number(length) !== got.size) throw new Error(`${url}: download stopped short: ${got.size} of ${length} bytes`);
+  const etag = response.headers.get('etag');
+  // Without an ETag there is nothing to revalidate with: the copy is used once.
+  if (etag) await cache.recordFile(url, etag);
+  return got.size;
+}
+
+/**
+ * A local file with the bytes of the remote file `url` (s3:// or https://), for paths named inside
+ * records (image paths): the cached copy, revalidated with one conditional request, else a download.
+ */
+export async function remoteFileInCache(url: string, env: NodeJS.ProcessEnv = process.env): Promise<string> {
+  const cache = new RemoteCache(cacheDir(env));
+  if (/^https:\/\//i.test(url)) {
+    await httpsToCache(cache, url);
+    return cache.paths(url).data;
+  }
+  const loc = parseS3Url(url);
+  const cached = await cache.file(url);
+  const got = await getObjectUnlessMatch(env, loc, cached?.etag);
+  if (got) {
+    const written = await download(got.body, cache.paths(url).data);
+    checkDownload(url, written, got.info);
+    await cache.recordFile(url, got.info.etag);
+  }
+  return cache.paths(url).data;
 }
 
 function checkDownload(url: string, got: { size: number; md5: string }, info: ObjectInfo): void {

@@ -136,12 +136,19 @@ export async function checkBucket(env: NodeJS.ProcessEnv, { bucket, key }: S3Loc
 
 /** The object's bytes as a stream, with its size and ETag. */
 export async function getObject(env: NodeJS.ProcessEnv, loc: S3Location): Promise<{ body: Readable; info: ObjectInfo }> {
+  const got = await getObjectUnlessMatch(env, loc);
+  return got!;
+}
+
+/** Like getObject, but null when the object still has the ETag `ifNoneMatch` (HTTP 304): one request revalidates a cached copy. */
+export async function getObjectUnlessMatch(env: NodeJS.ProcessEnv, loc: S3Location, ifNoneMatch?: string): Promise<{ body: Readable; info: ObjectInfo } | null> {
   const { GetObjectCommand } = await import('@aws-sdk/client-s3');
   const s3 = await s3Client(env);
   try {
-    const out = await s3.send(new GetObjectCommand({ Bucket: loc.bucket, Key: loc.key }));
+    const out = await s3.send(new GetObjectCommand({ Bucket: loc.bucket, Key: loc.key, ...(ifNoneMatch ? { IfNoneMatch: `"${ifNoneMatch}"` } : {}) }));
     return { body: out.Body as Readable, info: objectInfo(out.ETag, out.ContentLength, out.ServerSideEncryption, out.SSECustomerAlgorithm) };
   } catch (err) {
+    if (ifNoneMatch && (err as SdkError).$metadata?.httpStatusCode === 304) return null;
     throw s3Failure(err, s3Url(loc.bucket, loc.key));
   }
 }
