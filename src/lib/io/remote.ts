@@ -238,7 +238,9 @@ export class RemoteRun {
   /** Stages `values` (downloading inputs) and returns the run; `localPath` then maps each remote to its local stand-in. */
   static async open(values: RemoteValue[], env: NodeJS.ProcessEnv, log: (line: string) => void): Promise<RemoteRun> {
     const runs = join(cacheDir(env), 'runs');
-    await mkdir(runs, { recursive: true });
+    await mkdir(runs, { recursive: true }).catch((err: NodeJS.ErrnoException) => {
+      throw ['EACCES', 'EPERM', 'EROFS', 'ENOTDIR'].includes(err.code ?? '') ? new UsageError(`cannot use the cache directory for s3:// and https:// paths (${err.code}): set ATELIER_CACHE_DIR or XDG_CACHE_HOME to a writable directory`, { file: cacheDir(env) }) : err;
+    });
     for (const entry of await readdir(runs)) {
       const pid = Number(entry.split('-')[0]);
       if (Number.isInteger(pid) && pid !== process.pid && !processIsAlive(pid)) await rm(join(runs, entry), { recursive: true, force: true }).catch(() => {});
