@@ -14,6 +14,7 @@ import S3rver from 's3rver';
 import sharp from 'sharp';
 import { GetObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { atelierBin, runAtelier, scratchDir, type RunResult } from '../helpers.js';
+import { closeS3, putFile } from '../../src/lib/io/s3.js';
 
 const BUCKET = 'atelier-test';
 let dir: string;
@@ -173,12 +174,43 @@ test('image paths inside records may be s3:// URLs: the same embedding as the lo
   assert.match(ids, /"image":"s3:\/\/atelier-test\/img\/0\.png"/, 'records keep the URL');
 });
 
+test('a file above the part size is uploaded in parts, each checked, and read back whole', async () => {
+  // A float32 .npy of 2.8M values (11 MB): three parts of 5 MiB.
+  const count = 2_800_000;
+  let header = `{'descr': '<f4', 'fortran_order': False, 'shape': (${count},), }`;
+  header = header.padEnd(64 * Math.ceil((10 + header.length + 1) / 64) - 10 - 1) + '\n';
+  const prefix = Buffer.concat([Buffer.from([0x93]), Buffer.from('NUMPY'), Buffer.from([1, 0]), Buffer.from(new Uint16Array([header.length]).buffer), Buffer.from(header, 'latin1')]);
+  const values = Float32Array.from({ length: count }, (_, i) => (i % 1000) / 1000);
+  const path = join(dir, 'big.npy');
+  writeFileSync(path, Buffer.concat([prefix, Buffer.from(values.buffer)]));
+  const size = readFileSync(path).length;
+  // In this process the SDK reads its settings from process.env, as it does in the CLI; a proxy counts the parts.
+  const proxy = await holdingProxy(() => false);
+  Object.assign(process.env, s3Env({ ATELIER_S3_PART_MB: '5', AWS_ENDPOINT_URL: proxy.url }));
+  try {
+    await putFile(process.env, { bucket: BUCKET, key: 'big/big.npy' }, path, size);
+  } finally {
+    await closeS3();
+    process.env.AWS_ENDPOINT_URL = endpoint;
+    proxy.server.close();
+  }
+  assert.equal(proxy.seen.filter((r) => r.startsWith('PUT ') && /partNumber=\d/.test(r)).length, 3, 'three parts of 5 MiB');
+  assert.deepEqual(await getBytes('big/big.npy'), readFileSync(path));
+  const remote = await runAtelier(['npy', 'info', `s3://${BUCKET}/big/big.npy`], { env: s3Env() });
+  const local = await runAtelier(['npy', 'info', path]);
+  assert.equal(remote.code, 0, remote.stderr);
+  const strip = (text: string) => ({ ...(JSON.parse(text) as Record<string, unknown>), file: undefined });
+  assert.deepEqual(strip(remote.stdout), strip(local.stdout));
+});
+
 /** A proxy to s3rver that holds (never answers) the first request `hold` picks, and says when it has one. */
-async function holdingProxy(hold: (req: IncomingMessage) => boolean): Promise<{ url: string; held: Promise<void>; server: Server }> {
+async function holdingProxy(hold: (req: IncomingMessage) => boolean): Promise<{ url: string; held: Promise<void>; server: Server; seen: string[] }> {
   let heldOne: () => void;
   const held = new Promise<void>((resolve) => (heldOne = resolve));
   let holding = false;
+  const seen: string[] = [];
   const server = createServer((req, res) => {
+    seen.push(`${req.method} ${req.url}`);
     if (!holding && hold(req)) {
       holding = true;
       heldOne();
@@ -192,7 +224,7 @@ async function holdingProxy(hold: (req: IncomingMessage) => boolean): Promise<{ 
     req.pipe(upstream);
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, held, server };
+  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, held, server, seen };
 }
 
 test('an upload killed with SIGKILL half-way leaves the previous model readable; the next upload completes and prunes', async () => {

@@ -153,8 +153,17 @@ export async function getObjectUnlessMatch(env: NodeJS.ProcessEnv, loc: S3Locati
   }
 }
 
-/** Uploads the file at `path` whole under `loc`; returns the ETag the store gave it. */
+/** Part size of multipart uploads: ATELIER_S3_PART_MB (S3's minimum is 5), else 64 MiB; 10,000 parts at most. */
+function partSize(env: NodeJS.ProcessEnv, size: number): number {
+  const mb = Number(env.ATELIER_S3_PART_MB);
+  const chosen = (Number.isFinite(mb) && mb >= 5 ? mb : 64) * 1024 * 1024;
+  return Math.max(chosen, Math.ceil(size / 10_000));
+}
+
+/** Uploads the file at `path` whole under `loc` (in parts above the part size); returns the ETag the store gave it. */
 export async function putFile(env: NodeJS.ProcessEnv, loc: S3Location, path: string, size: number): Promise<ObjectInfo> {
+  const part = partSize(env, size);
+  if (size > part) return putFileInParts(env, loc, path, size, part);
   const { PutObjectCommand } = await import('@aws-sdk/client-s3');
   const s3 = await s3Client(env);
   try {
@@ -162,6 +171,44 @@ export async function putFile(env: NodeJS.ProcessEnv, loc: S3Location, path: str
     return objectInfo(out.ETag, size, out.ServerSideEncryption, out.SSECustomerAlgorithm);
   } catch (err) {
     throw s3Failure(err, s3Url(loc.bucket, loc.key));
+  }
+}
+
+/**
+ * A multipart upload: the object appears only when the last call completes it, so a killed run
+ * leaves the old object (and an incomplete upload, which the bucket's lifecycle rules reap).
+ * Each part is checked against the MD5 the store returns for it.
+ */
+async function putFileInParts(env: NodeJS.ProcessEnv, loc: S3Location, path: string, size: number, part: number): Promise<ObjectInfo> {
+  const { CreateMultipartUploadCommand, UploadPartCommand, CompleteMultipartUploadCommand, AbortMultipartUploadCommand } = await import('@aws-sdk/client-s3');
+  const { open } = await import('node:fs/promises');
+  const { createHash } = await import('node:crypto');
+  const s3 = await s3Client(env);
+  const url = s3Url(loc.bucket, loc.key);
+  let uploadId: string | undefined;
+  const handle = await open(path, 'r');
+  try {
+    uploadId = (await s3.send(new CreateMultipartUploadCommand({ Bucket: loc.bucket, Key: loc.key }))).UploadId;
+    const parts: Array<{ ETag: string; PartNumber: number }> = [];
+    const buffer = Buffer.allocUnsafe(part);
+    for (let offset = 0, number = 1; offset < size; offset += part, number++) {
+      const length = Math.min(part, size - offset);
+      const { bytesRead } = await handle.read(buffer, 0, length, offset);
+      if (bytesRead !== length) throw new Error(`${path}: changed while uploading`);
+      const body = buffer.subarray(0, length);
+      const out = await s3.send(new UploadPartCommand({ Bucket: loc.bucket, Key: loc.key, UploadId: uploadId, PartNumber: number, Body: body, ContentLength: length }));
+      const etag = (out.ETag ?? '').replace(/"/g, '');
+      const md5 = createHash('md5').update(body).digest('hex');
+      if (/^[0-9a-f]{32}$/i.test(etag) && etag !== md5) throw new Error(`${url}: upload damaged: part ${number} MD5 mismatch`);
+      parts.push({ ETag: out.ETag ?? '', PartNumber: number });
+    }
+    const done = await s3.send(new CompleteMultipartUploadCommand({ Bucket: loc.bucket, Key: loc.key, UploadId: uploadId, MultipartUpload: { Parts: parts } }));
+    return objectInfo(done.ETag, size, done.ServerSideEncryption, undefined);
+  } catch (err) {
+    if (uploadId) await s3.send(new AbortMultipartUploadCommand({ Bucket: loc.bucket, Key: loc.key, UploadId: uploadId })).catch(() => {});
+    throw (err as SdkError).$metadata ? s3Failure(err, url) : err;
+  } finally {
+    await handle.close();
   }
 }
 
