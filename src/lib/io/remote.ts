@@ -263,9 +263,16 @@ export class RemoteRun {
       const { bucket, key } = parseS3Url(remote);
       if (!key) throw new UsageError('expected s3://bucket/key (a key, not only the bucket)', { file: remote });
       const slash = key.lastIndexOf('/');
-      return { prefix: s3Url(bucket, key.slice(0, slash + 1)), name: key.slice(slash + 1) };
+      const name = key.slice(slash + 1);
+      if (name === '.' || name === '..') throw new UsageError('the key must end in a name, not . or ..', { file: remote });
+      return { prefix: s3Url(bucket, key.slice(0, slash + 1)), name };
     }
-    const url = new URL(remote);
+    let url: URL;
+    try {
+      url = new URL(remote);
+    } catch {
+      throw new UsageError('not a valid URL', { file: remote });
+    }
     const segments = url.pathname.split('/');
     const name = decodeURIComponent(segments.pop() ?? '') || 'index';
     if (name.includes('/') || name === '.' || name === '..') throw new UsageError('the URL must end in a file name', { file: remote });
@@ -296,6 +303,14 @@ export class RemoteRun {
     if (/^https:\/\//i.test(value.remote)) {
       if (value.output) throw new UsageError('https:// is read-only here; write to s3:// or a local path', { file: value.remote });
       await this.stageHttps(value.remote, local);
+      const ids = name.replace(/\.npy$/, '.ids.ndjson');
+      if (name.endsWith('.npy') && !folder.before.has(ids)) {
+        // As for s3 below; a 404 leaves the reader's own message ("no such file").
+        await this.stageHttps(prefix + encodeURIComponent(ids), join(folder.local, ids)).catch((err) => {
+          if (!(err instanceof UsageError)) throw err;
+        });
+        folder.before.set(ids, await snapshot(join(folder.local, ids)));
+      }
     } else {
       const loc = parseS3Url(value.remote);
       if (value.output) {
