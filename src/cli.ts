@@ -6,6 +6,8 @@ import { UsageError, formatPlace, type Command, type CommandIO } from './lib/com
 import { OutputGroup } from './lib/io/atomic.js';
 import { checkOptionValues, yargsFailureLine } from './lib/options.js';
 import { releaseAll } from './lib/backend/release.js';
+import { stageRemoteArgs, type RemoteRun } from './lib/io/remote.js';
+import { closeS3 } from './lib/io/s3.js';
 
 const processIO: CommandIO = { stdin: process.stdin, stdout: process.stdout, stderr: process.stderr, env: process.env };
 
@@ -22,7 +24,7 @@ export function commandParser(command: Command<unknown>, argv: string[], io: Com
     .wrap(null)
     .parserConfiguration({ 'duplicate-arguments-array': false });
   for (const p of command.positionals ?? []) {
-    const { name, variadic: _variadic, ...rest } = p;
+    const { name, variadic: _variadic, path: _path, ...rest } = p;
     parser = parser.positional(name, rest);
   }
   for (const [cmd, what] of command.examples) parser = parser.example(cmd, what);
@@ -160,16 +162,23 @@ export async function main(argv: string[], io: CommandIO = processIO): Promise<n
     return 2;
   }
   const outputs = new OutputGroup();
+  let remote: RemoteRun | null = null;
   try {
     const args = await parseArgs(command, rest, io);
     if (args === null) return 0;
-    await command.run(args, { ...io, outputs });
+    // s3:// and https:// paths become local files for the command; s3 outputs are uploaded after the local commit.
+    remote = await stageRemoteArgs(command, args, io.env, (line) => io.stderr.write(`atelier ${command.name}: ${line}\n`));
+    await command.run(args, { ...io, ...(remote ? { stderr: remote.translating(io.stderr) } : {}), outputs });
     await outputs.commitAll();
+    await remote?.publish();
     return 0;
   } catch (err) {
     await outputs.abortAll();
-    return reportFailure(command.name, err, io);
+    return reportFailure(command.name, remote ? remote.explain(err) : err, io);
   } finally {
+    await remote?.close();
+    // Image paths inside records may have opened a client without any remote option.
+    await closeS3();
     // A live GPU device keeps Node running after the work is done.
     await releaseAll();
   }

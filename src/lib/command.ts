@@ -22,7 +22,7 @@ export interface Command<A = Record<string, unknown>> {
   /** Paragraphs for `--help` and the man page DESCRIPTION. */
   description?: string;
   /** Positional arguments, in order, e.g. `{ name: 'files', variadic: true, ... }`. */
-  positionals?: Array<PositionalOptions & { name: string; variadic?: boolean }>;
+  positionals?: Array<PositionalOptions & { name: string; variadic?: boolean; path?: false }>;
   /** yargs options; every one has a `describe`, a `default` where one applies, and a typed `check` where its type allows nonsense. */
   options: Record<string, CheckedOption>;
   /** Example command lines with what they do. */

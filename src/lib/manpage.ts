@@ -71,6 +71,9 @@ export function renderManPage(command: Command<unknown>, version: string): strin
   lines.push('.TP');
   lines.push('\\fBATELIER_DEBUG\\fR');
   lines.push('Set to 1 to print stack traces of failures.');
+  lines.push('.TP');
+  lines.push('\\fBAWS_*\\fR, \\fBATELIER_S3_PATH_STYLE\\fR, \\fBATELIER_CACHE_DIR\\fR');
+  lines.push('Any path may be s3://bucket/key (credentials, region and AWS_ENDPOINT_URL as for the aws CLI) or, to read, https://; remote files are cached under ATELIER_CACHE_DIR, else $XDG_CACHE_HOME/atelier (README: Models and data on object storage).');
   lines.push('.SH EXIT STATUS');
   lines.push('0 on success (also when a downstream pipe closes early), 2 for a usage or input error (one line naming file, line and field), 1 for a runtime failure.');
   lines.push('.SH SEE ALSO');

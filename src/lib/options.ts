@@ -10,8 +10,12 @@ export interface OptionCheck {
   test(value: unknown): boolean;
 }
 
-/** A yargs option with the typed check the CLI applies after parsing. */
-export type CheckedOption = Options & { check?: OptionCheck };
+/**
+ * A yargs option with the typed check the CLI applies after parsing. A string option is a path
+ * (local, `s3://` or `https://`, staged by src/lib/io/remote.ts) unless it says `path: false`: a URL
+ * the command fetches itself, a pattern.
+ */
+export type CheckedOption = Options & { check?: OptionCheck; path?: false };
 
 const isNumber = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v);
 

@@ -3,6 +3,8 @@
 // tensor helpers at the end, which load it on first use.
 import { open } from 'node:fs/promises';
 import sharp from 'sharp';
+import { UsageError } from '../command.js';
+import { isRemotePath, remoteFileInCache } from '../io/remote.js';
 import type { tf as Tf } from '../backend/tf.js';
 
 /** Default cap on decoded pixels (width x height): 50 megapixels, enough for any shop photo. */
@@ -75,6 +77,15 @@ export async function decodeImage(input: ImageInput, options: DecodeOptions): Pr
   checkOptions(input, width, height, fit, offset, zoom, pixelLimit);
 
   if (typeof input !== 'string' && input.length === 0) return failure('empty', 'no bytes');
+  if (typeof input === 'string' && isRemotePath(input)) {
+    // An image named by URL inside a record: fetched into the cache; a missing or refused one is skipped like an unreadable file.
+    try {
+      input = await remoteFileInCache(input);
+    } catch (error) {
+      if (error instanceof UsageError) return failure('unreadable', error.message);
+      throw error;
+    }
+  }
 
   // sharp writes sRGB by default, so greyscale, CMYK (through its ICC profile) and 16-bit inputs
   // all arrive as 8-bit RGB.

@@ -5,6 +5,7 @@ import { dirname, isAbsolute, resolve } from 'node:path';
 import { UsageError } from '../command.js';
 import { readNdjson, requireObject } from '../io/ndjson.js';
 import { isStdio } from '../io/paths.js';
+import { isRemotePath } from '../io/remote.js';
 import { decodeImage, type DecodeOptions, type DecodedImage, type ImageRegion } from './decode.js';
 import { prefetchImages } from './prefetch.js';
 import { skipImage, type SkipCounter } from './skips.js';
@@ -25,7 +26,7 @@ export interface ImageRecord {
  * directory of the NDJSON that names it (so a catalogue directory can be moved as a whole).
  */
 export function resolveImagePath(imagePath: string, listFile: string): string {
-  if (isAbsolute(imagePath) || isStdio(listFile) || existsSync(imagePath)) return imagePath;
+  if (isRemotePath(imagePath) || isAbsolute(imagePath) || isStdio(listFile) || existsSync(imagePath)) return imagePath;
   const besideList = resolve(dirname(listFile), imagePath);
   return existsSync(besideList) ? besideList : imagePath;
 }
@@ -36,6 +37,7 @@ export function resolveImagePath(imagePath: string, listFile: string): string {
  * finds the same file.
  */
 export function recordedImagePath(imagePath: string, listFile: string): string {
+  if (isRemotePath(imagePath)) return imagePath;
   return resolve(resolveImagePath(imagePath, listFile));
 }
 
