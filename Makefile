@@ -61,12 +61,14 @@ gpu: install
 	ONNXRUNTIME_NODE_INSTALL=cuda12 $(NODE) node_modules/onnxruntime-node/script/install.js
 
 # On a GPU box: every backend's probe (atelier info), then ResNet-18 at 128 px training steps and an
-# embed of 1,000 images on each GPU backend, in img/s beside WASM (README "Running on a GPU").
+# embed of 1,000 images on each GPU backend, in img/s beside WASM (README "Running on a GPU"), then
+# train-classifier and embed as commands on WebGPU, embed checked against WASM (skipped without an adapter).
 # GPU_CHECK_FLAGS passes more, e.g. --family resnet50 --size 224 --batch 64.
 GPU_CHECK_FLAGS ?=
 gpu-check: build
 	ATELIER_BACKEND=auto $(ATELIER) info | $(NODE) -e 'const i=JSON.parse(require("fs").readFileSync(0,"utf8"));for(const b of i.backends)console.log(b.name.padEnd(15),b.status.padEnd(14),b.device??"",b.why);console.log(JSON.stringify(i.gpu))'
 	$(NODE) dist/bench/gpu-check.js --backends webgpu,gpu,wasm $(GPU_CHECK_FLAGS)
+	ATELIER_BACKEND= $(NODE) --test dist/test/commands/webgpu.test.js
 
 # The whole pipeline on the fixture catalogue, small settings so it runs in a few minutes on 2 cores:
 # crawl the fixture shop over HTTP -> weak features -> tags, embeddings -> retrieval; sales ->

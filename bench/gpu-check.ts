@@ -37,8 +37,7 @@ async function runOne(backend: string): Promise<void> {
   const images = Number(flag(wasm ? 'wasm-images' : 'images', wasm ? '64' : '1000'));
   const out: Result = { backend, ok: false };
   try {
-    // This check reads tensors only with await data(), so a backend without dataSync still counts here.
-    const choice = await selectBackend({ requested: backend, env: process.env, quiet: true, synchronousReads: false });
+    const choice = await selectBackend({ requested: backend, env: process.env, quiet: true });
     out.device = choice.device ?? null;
     out.probe = choice.attempts[0]?.probe ?? null;
     const tower = buildTower({ family, input: { height: size, width: size }, params: {}, seed: 1 });

@@ -13,7 +13,8 @@ const NOT_ON_WEBGPU = [
   join('lib', 'backend', 'kernels'), // our WASM kernels
   join('lib', 'backend', 'pool-worker.ts'), // the WASM worker pool
   join('lib', 'backend', 'pool-protocol.ts'),
-  join('lib', 'backend', 'select.ts'), // the probe's own check of dataSync
+  join('lib', 'train', 'parallel-gradients.ts'), // the training workers: WASM only (trainingWorkers)
+  join('lib', 'train', 'parallel-worker.ts'),
   join('lib', 'train', 'webgpu-coverage.ts'), // runs on the plain JS backend
 ];
 

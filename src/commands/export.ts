@@ -33,7 +33,7 @@ metadata_props record the preprocessing (resize to cover 1.125 x the input side,
     const { model, metadata } = await loadModel(args.model);
     let exported;
     try {
-      exported = exportLayersModel(model, metadata);
+      exported = await exportLayersModel(model, metadata);
     } catch (err) {
       if (err instanceof UnsupportedLayerError) throw new UsageError(`cannot export: ${err.message}`, { file: args.model });
       throw err;

@@ -69,7 +69,7 @@ When every input record carries a box already (x, y, w, h: the fixtures' scenes)
         const data = new Float32Array(group.length * side * side * 3);
         group.forEach((g, i) => { for (let k = 0; k < g.pixels.length; k++) data[i * g.pixels.length + k] = g.pixels[k] / 255; });
         const images = tf.tensor4d(data, [group.length, side, side, 3]);
-        const boxes = locateInImages(model, images, windows, patch);
+        const boxes = await locateInImages(model, images, windows, patch);
         images.dispose();
         for (const [i, g] of group.entries()) {
           const b = boxes[i];

@@ -86,7 +86,7 @@ For a model trained with --attention types (the report 4.3): --by-type writes {i
     const backend = await selectBackend({ requested: args.backend, env: io.env, stderr: io.stderr });
     const { model } = await loadModel(args.model);
     const layer = attention ? typeLayer(model) : null;
-    const predicted = layer ? predictedWordTypes(layer) : null;
+    const predicted = layer ? await predictedWordTypes(layer) : null;
     if (args['word-types'] && predicted) {
       const types = await openNdjsonWriter(args['word-types'], { outputs: io.outputs });
       const heldOut = new Set(attention!.heldOut);
@@ -100,7 +100,7 @@ For a model trained with --attention types (the report 4.3): --by-type writes {i
       await types.close();
       io.stderr.write(`atelier tag: ${disagree} of ${attention!.thesaurusTypes.filter((t) => t !== null).length} thesaurus words have another predicted type -> ${args['word-types']}\n`);
     }
-    const kernel = args['by-type'] ? (wordKernel(model).dataSync() as Float32Array) : null;
+    const kernel = args['by-type'] ? ((await wordKernel(model).data()) as Float32Array) : null;
     const records = args.images.length ? pathRecords(args.images) : readImageRecords(args.input ?? '-', args['image-field'], args['id-field'], io.stdin);
     const skips = createSkipCounter();
     const out = await openNdjsonWriter(args.out, { stdout: io.stdout, outputs: io.outputs });

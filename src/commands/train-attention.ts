@@ -1,6 +1,7 @@
 import { defineCommand, UsageError } from '../lib/command.js';
 import { backendOption, selectBackend } from '../lib/backend/select.js';
 import { tf } from '../lib/backend/tf.js';
+import { takeAll } from '../lib/backend/read.js';
 import { saveModel } from '../lib/backend/model-io.js';
 import { startOrResume } from '../lib/train/checkpoint.js';
 import { nonNegativeNumber, positiveInt, positiveNumber, share } from '../lib/options.js';
@@ -142,18 +143,19 @@ Labels come from one or more --label-field fields (comma-separated) per record: 
     const targets = (part: Sample[]) => tf.tensor2d(multiHotTargets(part.map((s) => s.record.labels), labels.length), [part.length, labels.length]);
 
     /** Sigmoid scores, transforms and the mean loss of a split, in inference mode. */
-    const evaluate = (part: Sample[]): { scores: Float32Array; transforms: Float32Array; loss: number } => {
+    const evaluate = async (part: Sample[]): Promise<{ scores: Float32Array; transforms: Float32Array; loss: number }> => {
       const scores = new Float32Array(part.length * labels.length);
       const transforms = new Float32Array(part.length * args.steps * 4);
       let lossSum = 0;
       for (let start = 0; start < part.length; start += 128) {
         const chunk = part.slice(start, start + 128);
-        tf.tidy(() => {
+        const [loss, sigmoid, theta] = await takeAll(tf.tidy(() => {
           const [logits, maps, theta] = nets.training.predict(pixels(chunk)) as tf.Tensor[];
-          lossSum += attentionLoss(logits as tf.Tensor2D, targets(chunk), maps as tf.Tensor3D, theta as tf.Tensor3D, weights).total.dataSync()[0] * chunk.length;
-          scores.set(tf.sigmoid(logits).dataSync() as Float32Array, start * labels.length);
-          transforms.set(theta.dataSync() as Float32Array, start * args.steps * 4);
-        });
+          return [attentionLoss(logits as tf.Tensor2D, targets(chunk), maps as tf.Tensor3D, theta as tf.Tensor3D, weights).total, tf.sigmoid(logits), theta];
+        }));
+        lossSum += loss[0] * chunk.length;
+        scores.set(sigmoid, start * labels.length);
+        transforms.set(theta, start * args.steps * 4);
       }
       return { scores, transforms, loss: lossSum / Math.max(part.length, 1) };
     };
@@ -176,7 +178,7 @@ Labels come from one or more --label-field fields (comma-separated) per record: 
         for (const key of Object.keys(sums) as Array<keyof typeof sums>) sums[key] = 0;
         return shuffledBatches(bySplit.train.length, args.batch, random).map((batch) => batch.map((i) => bySplit.train[i]));
       },
-      step(part, random) {
+      async step(part, random) {
         const x = pixels(part, random);
         const y = targets(part);
         let parts: Record<keyof typeof sums, tf.Scalar> | null = null;
@@ -187,14 +189,16 @@ Labels come from one or more --label-field fields (comma-separated) per record: 
           return loss.total;
         }, variables);
         optimizer.applyGradients(grads);
-        for (const key of Object.keys(sums) as Array<keyof typeof sums>) sums[key] += parts![key].dataSync()[0] * part.length;
-        const loss = value.dataSync()[0];
-        tf.dispose([x, y, value, ...Object.values(grads), ...Object.values(parts!)]);
-        return loss;
+        tf.dispose([x, y, ...Object.values(grads)]);
+        // The loss and its parts in one read per step.
+        const keys = Object.keys(sums) as Array<keyof typeof sums>;
+        const [loss, ...values] = await takeAll([value, ...keys.map((key) => parts![key])]);
+        keys.forEach((key, i) => (sums[key] += values[i][0] * part.length));
+        return loss[0];
       },
-      validate() {
+      async validate() {
         if (bySplit.val.length === 0) return null;
-        const { scores, loss } = evaluate(bySplit.val);
+        const { scores, loss } = await evaluate(bySplit.val);
         const report = multiLabelReport(scores, truthOf(bySplit.val), labels);
         return { score: loss, metrics: { valLoss: loss, valMacroAuc: report.macroAuc ?? NaN, valMicroF1: report.microF1 } };
       },
@@ -211,7 +215,7 @@ Labels come from one or more --label-field fields (comma-separated) per record: 
     try {
       for (const split of ['train', 'val', 'test'] as const) {
         const part = bySplit[split];
-        const { scores, transforms } = evaluate(part);
+        const { scores, transforms } = await evaluate(part);
         reports[split] = multiLabelReport(scores, truthOf(part), labels);
         if (!predictionsOut) continue;
         let text = '';

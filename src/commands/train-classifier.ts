@@ -4,6 +4,7 @@ import { backendOption, selectBackend } from '../lib/backend/select.js';
 import { splitOf, type SplitName } from '../lib/random.js';
 import { startOrResume } from '../lib/train/checkpoint.js';
 import { tf } from '../lib/backend/tf.js';
+import { takeScalar, takeValues } from '../lib/backend/read.js';
 import { saveModel, loadMetadata } from '../lib/backend/model-io.js';
 import { openAtomicWriteStream, writeFileAtomic, checkFileOutput } from '../lib/io/atomic.js';
 import { checkInputFile } from '../lib/io/paths.js';
@@ -200,14 +201,14 @@ Prints a JSON report: per-class precision, recall, F1 and support, macro and wei
       part.forEach((s, i) => x.set(featureRows!.subarray(s.slot * featureDim, (s.slot + 1) * featureDim), i * featureDim));
       return tf.tensor2d(x, [part.length, featureDim]);
     };
-    const logitsOf = (part: Sample[]): Float32Array => {
+    const logitsOf = async (part: Sample[]): Promise<Float32Array> => {
       const out = new Float32Array(part.length * labels.length);
       for (let start = 0; start < part.length; start += 128) {
         const chunk = part.slice(start, start + 128);
         const x = inputBatch(chunk);
         const y = logitsNet.predict(x) as tf.Tensor;
-        out.set(y.dataSync() as Float32Array, start * labels.length);
-        tf.dispose([x, y]);
+        x.dispose();
+        out.set(await takeValues(y), start * labels.length);
       }
       return out;
     };
@@ -249,14 +250,13 @@ Prints a JSON report: per-class precision, recall, F1 and support, macro and wei
           tf.dispose(Object.values(towerGrads));
         }
         optimizer.applyGradients(grads);
-        const loss = value.dataSync()[0];
-        tf.dispose([...(x ? [x] : []), y, value, ...Object.values(grads), ...(w ? [w] : [])]);
-        return loss;
+        tf.dispose([...(x ? [x] : []), y, ...Object.values(grads), ...(w ? [w] : [])]);
+        return value;
       },
-      validate() {
+      async validate() {
         if (bySplit.val.length === 0) return null;
-        const logits = logitsOf(bySplit.val);
-        const valLoss = tf.tidy(() => weightedCrossEntropy(tf.tensor2d(logits, [valTruth.length, labels.length]), tf.tensor1d(valTruth, 'int32'), weightsTensor, weightsOf(bySplit.val)).dataSync()[0]);
+        const logits = await logitsOf(bySplit.val);
+        const valLoss = await takeScalar(tf.tidy(() => weightedCrossEntropy(tf.tensor2d(logits, [valTruth.length, labels.length]), tf.tensor1d(valTruth, 'int32'), weightsTensor, weightsOf(bySplit.val))));
         const predicted = valTruth.map((_, i) => argmax(logits, i * labels.length, labels.length));
         const report = multiClassReport(valTruth, predicted, labels);
         return { score: valLoss, metrics: { valLoss, valAccuracy: report.accuracy, valMacroF1: report.macroF1 } };
@@ -275,7 +275,7 @@ Prints a JSON report: per-class precision, recall, F1 and support, macro and wei
     try {
       for (const split of ['train', 'val', 'test'] as const) {
         const part = bySplit[split];
-        const logits = logitsOf(part);
+        const logits = await logitsOf(part);
         const truth = part.map((s) => s.record.classIndex);
         const predicted = truth.map((_, i) => argmax(logits, i * labels.length, labels.length));
         reports[split] = reportJson(multiClassReport(truth, predicted, labels));

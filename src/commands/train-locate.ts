@@ -135,12 +135,12 @@ To locate (as locate does), a grid of square windows at ${DEFAULT_WINDOW_SCALES.
       return tf.tensor4d(data, [part.length, side, side, 3]);
     };
     const windows = windowGrid(DEFAULT_WINDOW_SCALES);
-    const evaluate = (part: Sample[]) => {
+    const evaluate = async (part: Sample[]) => {
       const ious: number[] = [];
       for (let start = 0; start < part.length; start += 32) {
         const chunk = part.slice(start, start + 32);
         const images = imagesOf(chunk);
-        locateInImages(model, images, windows, patch).forEach((b, i) => ious.push(iou(b, chunk[i].box)));
+        (await locateInImages(model, images, windows, patch)).forEach((b, i) => ious.push(iou(b, chunk[i].box)));
         images.dispose();
       }
       const mean = ious.reduce((a, b) => a + b, 0) / Math.max(ious.length, 1);
@@ -167,13 +167,12 @@ To locate (as locate does), a grid of square windows at ${DEFAULT_WINDOW_SCALES.
         const edges = tf.tensor2d(drawn.flatMap((p) => p.edges), [drawn.length, 4]);
         const { value, grads } = tf.variableGrads(() => locateLoss(model.apply(x, { training: true }) as tf.Tensor2D, labels, edges, args['box-weight']), variables);
         optimizer.applyGradients(grads);
-        const loss = value.dataSync()[0];
-        tf.dispose([images, x, labels, edges, value, ...Object.values(grads)]);
-        return loss;
+        tf.dispose([images, x, labels, edges, ...Object.values(grads)]);
+        return value;
       },
-      validate() {
+      async validate() {
         if (bySplit.val.length === 0) return null;
-        const { meanIoU } = evaluate(bySplit.val);
+        const { meanIoU } = await evaluate(bySplit.val);
         return { score: -meanIoU, metrics: { valMeanIoU: meanIoU } };
       },
       onEpoch(line, improved) {
@@ -182,7 +181,7 @@ To locate (as locate does), a grid of square windows at ${DEFAULT_WINDOW_SCALES.
       },
     });
 
-    const reports = { train: evaluate(bySplit.train), val: evaluate(bySplit.val), test: evaluate(bySplit.test) };
+    const reports = { train: await evaluate(bySplit.train), val: await evaluate(bySplit.val), test: await evaluate(bySplit.test) };
     await saveModel(model, args.out, {
       metadata: { kind: LOCATE_MODEL_KIND, imageSize: side, patch, scales: DEFAULT_WINDOW_SCALES, tower: towerRecord as Record<string, unknown>, log: state.log, bestEpoch: state.bestEpoch },
       outputs: io.outputs,

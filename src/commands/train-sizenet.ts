@@ -4,6 +4,7 @@ import { startOrResume } from '../lib/train/checkpoint.js';
 import { initialTrainingState, shuffledBatches, trainLoop } from '../lib/train/loop.js';
 import { checkLoopOutputs, loopOptions, checkpointDirOf, type LoopArgs } from '../lib/train/loop-options.js';
 import { tf } from '../lib/backend/tf.js';
+import { takeScalar, takeValues } from '../lib/backend/read.js';
 import { loadModel, saveModel, checkModelOutput, loadMetadata } from '../lib/backend/model-io.js';
 import { readNdjson, requireId, requireObject } from '../lib/io/ndjson.js';
 import { writeFileAtomic, checkFileOutput, checkDirOutput } from '../lib/io/atomic.js';
@@ -149,15 +150,12 @@ The evaluation on the test split (ROC AUC, accuracy, precision and recall at --t
       return { x, y: Float32Array.from(part, (s) => s.label), w: Float32Array.from(part, (s) => s.w) };
     };
     const val = tensorsOf(split.val);
-    const predict = (part: Sample[]): Float32Array => {
+    const predict = async (part: Sample[]): Promise<Float32Array> => {
       const { x } = tensorsOf(part);
-      const p = tf.tidy(() => model.predict(tf.tensor2d(x, [part.length, features.dim])) as tf.Tensor);
-      const out = p.dataSync() as Float32Array;
-      p.dispose();
-      return Float32Array.from(out);
+      return Float32Array.from(await takeValues(tf.tidy(() => model.predict(tf.tensor2d(x, [part.length, features.dim])) as tf.Tensor)));
     };
-    const validationLoss = (): number =>
-      tf.tidy(() => weightedBinaryCrossEntropy(studentLogits(layers, tf.tensor2d(val.x, [split.val.length, features.dim]), 0, null), tf.tensor1d(val.y), tf.tensor1d(val.w)).dataSync()[0]);
+    const validationLoss = (): Promise<number> =>
+      takeScalar(tf.tidy(() => weightedBinaryCrossEntropy(studentLogits(layers, tf.tensor2d(val.x, [split.val.length, features.dim]), 0, null), tf.tensor1d(val.y), tf.tensor1d(val.w))));
 
     await trainLoop({
       model, state, best, maxEpochs: args.epochs, patience: args.patience, stopAfter: args['stop-after'], minDelta: 1e-6, io, command: 'train-sizenet',
@@ -170,13 +168,12 @@ The evaluation on the test split (ROC AUC, accuracy, precision and recall at --t
         const wt = tf.tensor1d(w);
         const { value, grads } = tf.variableGrads(() => weightedBinaryCrossEntropy(studentLogits(layers, xt, args.dropout, random), yt, wt), variables());
         optimizer.applyGradients(grads);
-        const loss = value.dataSync()[0];
-        tf.dispose([xt, yt, wt, value, ...Object.values(grads)]);
-        return loss;
+        tf.dispose([xt, yt, wt, ...Object.values(grads)]);
+        return value;
       },
-      validate() {
-        const valLoss = validationLoss();
-        return { score: valLoss, metrics: { valLoss, valAuc: rocAuc(predict(split.val), val.y) } };
+      async validate() {
+        const valLoss = await validationLoss();
+        return { score: valLoss, metrics: { valLoss, valAuc: rocAuc(await predict(split.val), val.y) } };
       },
       logEntry: (epoch, validation) => ({ epoch: epoch.epoch, loss: epoch.loss, ...validation!.metrics }),
       onEpoch(line, improved) {
@@ -187,7 +184,7 @@ The evaluation on the test split (ROC AUC, accuracy, precision and recall at --t
       },
     });
 
-    const testScores = predict(split.test);
+    const testScores = await predict(split.test);
     const test = tensorsOf(split.test);
     const teacherWeights = split.test.map((s) => teacher.get(s.id)!.w);
     const evaluation = {

@@ -2,6 +2,7 @@ import { defineCommand, UsageError, warn } from '../lib/command.js';
 import { backendOption, selectBackend } from '../lib/backend/select.js';
 import { startOrResume } from '../lib/train/checkpoint.js';
 import { tf } from '../lib/backend/tf.js';
+import { takeValues } from '../lib/backend/read.js';
 import { loadModel, saveModel, loadMetadata } from '../lib/backend/model-io.js';
 import { writeFileAtomic } from '../lib/io/atomic.js';
 import { createSkipCounter, writeSkipSummary } from '../lib/image/skips.js';
@@ -132,15 +133,14 @@ The output is an image -> embedding model: 'atelier embed -m <out> --normalize' 
     io.stderr.write(`atelier train-triplet: ${train.length} training images in ${usable} groups with positives, ${val.length} validation images\n`);
 
     const optimizer: tf.Optimizer = tf.train.adam(args.lr);
-    const embedImages = (slots: number[]): Float32Array => {
+    const embedImages = async (slots: number[]): Promise<Float32Array> => {
       const out: Float32Array[] = [];
       let dim = 0;
       for (let start = 0; start < slots.length; start += 64) {
         const chunk = slots.slice(start, start + 64);
         const y = tf.tidy(() => model.predict(tf.tensor4d(batchPixels(store, chunk, inputSize), [chunk.length, inputSides(inputSize).height, inputSides(inputSize).width, 3])) as tf.Tensor2D);
         dim = y.shape[1];
-        out.push(Float32Array.from(y.dataSync() as Float32Array));
-        y.dispose();
+        out.push(Float32Array.from(await takeValues(y)));
       }
       const rows = new Float32Array(slots.length * dim);
       let offset = 0;
@@ -151,7 +151,7 @@ The output is an image -> embedding model: 'atelier embed -m <out> --normalize' 
       return rows;
     };
     const dim = model.outputs[0].shape[1] as number;
-    const valTop1 = (): number => (val.length ? leaveOneOutTop1(embedImages(val), dim, val.map((s) => groupOf[s])) : 0);
+    const valTop1 = async (): Promise<number> => (val.length ? leaveOneOutTop1(await embedImages(val), dim, val.map((s) => groupOf[s])) : 0);
 
     const fingerprint = JSON.stringify({ field: args['positive-field'], tower: args.tower ?? null, ...(args.backbone ? { backbone: towerRecord } : {}), layer: args['tower-layer'], inputSize, projection: args.projection, margin: args.margin, lr: args.lr, groups: args.groups, perGroup: args['per-group'], n: [train.length, val.length] });
     const optimizers: Array<[tf.Optimizer, string]> = [[optimizer, 'optimizer/']];
@@ -161,7 +161,7 @@ The output is an image -> embedding model: 'atelier embed -m <out> --normalize' 
     const { state } = run;
     let best = run.best;
     if (!args.resume) {
-      const start = valTop1();
+      const start = await valTop1();
       if (val.length) io.stderr.write(`atelier train-triplet: validation top-1 of the starting tower ${start.toFixed(3)}\n`);
       // The starting tower is the score to beat: an epoch that does not is not kept.
       if (val.length) state.bestScore = -start;
@@ -178,24 +178,26 @@ The output is an image -> embedding model: 'atelier embed -m <out> --normalize' 
         triplets = 0;
         return groupBatches(trainGroups, args.groups, args['per-group'], random);
       },
-      step(batch, random) {
+      async step(batch, random) {
         const x = tf.tensor4d(batchPixels(store, batch, inputSize, random), [batch.length, inputSides(inputSize).height, inputSides(inputSize).width, 3]);
         const groups = Int32Array.from(batch, (s) => groupOf[s]);
-        const { value, grads } = tf.variableGrads(() => {
-          const distances = pairwiseSquaredDistances(l2Normalize(model.apply(x, { training: true }) as tf.Tensor2D));
-          const mined = mineSemiHardTriplets(distances.dataSync(), groups, args.margin);
-          semiHard += mined.semiHard;
-          triplets += mined.anchors.length;
-          return tripletHingeLoss(distances, mined, args.margin);
-        }, model.trainableWeights.map((w) => w.read() as tf.Variable));
+        const distances = () => pairwiseSquaredDistances(l2Normalize(model.apply(x, { training: true }) as tf.Tensor2D));
+        // Mining needs the distances on the CPU, and no read can be awaited inside the gradient tape:
+        // a forward pass before it (its BatchNorm statistics put back) gives the same distances.
+        const statistics = model.nonTrainableWeights.map((w) => w.read().clone());
+        const mined = mineSemiHardTriplets(await takeValues(tf.tidy(distances)), groups, args.margin);
+        model.nonTrainableWeights.forEach((w, i) => w.write(statistics[i]));
+        tf.dispose(statistics);
+        semiHard += mined.semiHard;
+        triplets += mined.anchors.length;
+        const { value, grads } = tf.variableGrads(() => tripletHingeLoss(distances(), mined, args.margin), model.trainableWeights.map((w) => w.read() as tf.Variable));
         optimizer.applyGradients(grads);
-        const loss = value.dataSync()[0];
-        tf.dispose([x, value, ...Object.values(grads)]);
-        return loss;
+        tf.dispose([x, ...Object.values(grads)]);
+        return value;
       },
-      validate() {
+      async validate() {
         if (val.length === 0) return null;
-        const top1 = valTop1();
+        const top1 = await valTop1();
         return { score: -top1, metrics: { valTop1: top1 } };
       },
       onEpoch(line, improved) {

@@ -220,7 +220,7 @@ The output is a model directory (model.json, weights, metadata.json with vocabul
           if (r !== undefined) rows.set(initWords.rows.subarray(r * initWords.dim, (r + 1) * initWords.dim), k * initWords.dim);
           return r !== undefined;
         });
-        initWordMatrix(fresh.model, rows, present);
+        await initWordMatrix(fresh.model, rows, present);
         io.stderr.write(`atelier train-weak: word matrix started from ${present.filter(Boolean).length} of ${vocabulary.length} word vectors in ${args['init-words']}\n`);
       }
     }
@@ -255,8 +255,8 @@ The output is a model directory (model.json, weights, metadata.json with vocabul
       samplesIn: (batch) => batch,
       step: (_batch, random, epoch) =>
         parallel ? trainStepParallel(parallel, models, optimizer, trainStore, index, random, stepOptions(epoch)) : trainStep(models, optimizer, trainStore, index, random, stepOptions(epoch)),
-      validate() {
-        const metrics = val.pixels.length ? evaluateTagging(model, valStore, val.bags, input, KS) : { precision: {}, recall: {}, images: 0 };
+      async validate() {
+        const metrics = val.pixels.length ? await evaluateTagging(model, valStore, val.bags, input, KS) : { precision: {}, recall: {}, images: 0 };
         return { score: -((metrics.precision as Record<number, number>)[1] ?? 0), metrics };
       },
       logEntry(epoch, validation): EpochLog {

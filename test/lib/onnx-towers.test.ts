@@ -28,7 +28,7 @@ async function worstDifference(model: tf.LayersModel, count: number): Promise<nu
   const [, height, width] = model.inputs[0].shape as number[];
   const input = tf.randomUniform([count, height, width, 3], 0, 1, 'float32', 11);
   const expected = (model.predict(input) as tf.Tensor).dataSync();
-  const exported = exportLayersModel(model, { kind: 'tower' });
+  const exported = await exportLayersModel(model, { kind: 'tower' });
   const session = await ort.InferenceSession.create(exported.bytes, { intraOpNumThreads: 1 });
   const result = await session.run({ [exported.inputName]: new ort.Tensor('float32', input.dataSync() as Float32Array, input.shape) });
   const got = result[exported.outputs[0].name].data as Float32Array;

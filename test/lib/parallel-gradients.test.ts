@@ -5,6 +5,7 @@ import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { tf } from '../../src/lib/backend/tf.js';
 import { selectBackend } from '../../src/lib/backend/select.js';
+import { takeScalar } from '../../src/lib/backend/read.js';
 import { buildWeakModel } from '../../src/lib/models/weak-model.js';
 import { buildWordIndex } from '../../src/lib/train/word-sampler.js';
 import { openWeakParallel, trainStep, trainStepParallel, weakModels, type StepOptions } from '../../src/lib/train/weak-trainer.js';
@@ -63,18 +64,18 @@ async function parallelRun(steps: number, headOnly: boolean): Promise<{ model: t
   return { model: m, losses, engine };
 }
 
-function singleRun(steps: number, headOnly: boolean): { model: tf.LayersModel; losses: number[] } {
+async function singleRun(steps: number, headOnly: boolean): Promise<{ model: tf.LayersModel; losses: number[] }> {
   const m = model();
   const store = images();
   const optimizer = tf.train.momentum(0.1, 0.9);
   const random = createRandom(7);
   const losses: number[] = [];
-  for (let s = 0; s < steps; s++) losses.push(trainStep(weakModels(m), optimizer, store, index, random, options(headOnly)));
+  for (let s = 0; s < steps; s++) losses.push(await takeScalar(await trainStep(weakModels(m), optimizer, store, index, random, options(headOnly))));
   return { model: m, losses };
 }
 
 test('head phase (no batch statistics): two workers follow this thread to rounding', async () => {
-  const single = singleRun(3, true);
+  const single = await singleRun(3, true);
   const parallel = await parallelRun(3, true);
   parallel.losses.forEach((l, i) => assert.ok(Math.abs(l - single.losses[i]) < 1e-5, `step ${i}: loss ${l} vs ${single.losses[i]}`));
   const worst = worstDifference(weights(parallel.model), weights(single.model));
@@ -90,7 +91,7 @@ test('full phase: the same seed and worker count give the same bytes; BN moving 
   wa.forEach((w, i) => assert.ok(Buffer.from(w.buffer).equals(Buffer.from(wb[i].buffer)), `weight ${a.model.weights[i].name} differs`));
   // Each shard's moving mean moves toward its own mean; their average moves toward the batch mean.
   // Only the first BN sees the same inputs either way: later ones see shard-normalised activations.
-  const single = singleRun(1, false);
+  const single = await singleRun(1, false);
   const one = await parallelRun(1, false);
   const means = (m: tf.LayersModel) => m.weights.flatMap((w, i) => (/moving_mean/.test(w.name) ? [weights(m)[i]] : []));
   const [p, s] = [means(one.model).slice(0, 1), means(single.model).slice(0, 1)];

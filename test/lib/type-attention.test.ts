@@ -59,7 +59,7 @@ test('attention model: embedding is T x S, each word scored on its own type mix,
   assert.ok(typeLayer(loaded.model), 'the custom layer comes back');
   const again = (loaded.model.predict(x) as tf.Tensor).arraySync() as number[][];
   for (let n = 0; n < 2; n++) for (let k = 0; k < K; k++) assert.ok(Math.abs(again[n][k] - scores[n][k]) < 1e-6);
-  const predicted = predictedWordTypes(typeLayer(loaded.model)!);
+  const predicted = await predictedWordTypes(typeLayer(loaded.model)!);
   for (let k = 0; k < K; k++) {
     const p = typesOf(W, A, b, k);
     assert.equal(predicted.type[k], p.indexOf(Math.max(...p)));

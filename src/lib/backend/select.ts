@@ -76,7 +76,7 @@ export function normaliseBackendName(raw: string): BackendName {
 /**
  * ATELIER_PROBE_FAULT=webgpu:unavailable,wasm:mismatch — makes a backend fail as a broken one
  * would (tests): `unavailable` (no device), `throw` (a kernel fails), `mismatch` (wrong numbers),
- * `no-sync-read` (dataSync throws, as tfjs-backend-webgpu's does in Node).
+ * `no-sync-read` (dataSync throws, as tfjs-backend-webgpu's does in Node: the probe reads asynchronously, so it passes).
  */
 function probeFaults(env: NodeJS.ProcessEnv): Map<string, string> {
   const faults = new Map<string, string>();
@@ -213,29 +213,11 @@ async function convStep(): Promise<Float32Array[]> {
 }
 
 /**
- * atelier's loops read losses and predictions with dataSync; tfjs-backend-webgpu's synchronous
- * read needs OffscreenCanvas, which Node lacks (docs/webgpu-ops.md lists our synchronous reads).
+ * Runs the conv probe on `candidate` (already loaded) and on `reference`, and compares, reading
+ * with awaited reads only (atelier reads no tensor synchronously on the paths a GPU runs; WebGPU in
+ * Node cannot). Leaves `candidate` as the active backend. `fault` simulates a broken backend (tests).
  */
-function checkSynchronousRead(): void {
-  const backend = tf.backend() as { hasReadSyncWarned?: boolean };
-  if ('hasReadSyncWarned' in backend) backend.hasReadSyncWarned = true; // its warning is not ours to print
-  const t = tf.tidy(() => tf.add(tf.ones([4]), tf.ones([4])));
-  try {
-    const values = t.dataSync();
-    if (values[0] !== 2) throw new Error(`read ${values[0]} for 1 + 1`);
-  } catch (err) {
-    throw new Error(`synchronous read-back (dataSync) fails: ${shortReason(err)} (see docs/webgpu-ops.md)`);
-  } finally {
-    t.dispose();
-  }
-}
-
-/**
- * Runs the conv probe on `candidate` (already loaded) and on `reference`, and compares; then checks
- * that `candidate` can read a tensor back synchronously. Leaves `candidate` as the active backend.
- * `fault` simulates a broken backend (tests).
- */
-export async function probeBackend(candidate: string, reference: string, fault?: string, tolerance = 1e-3, synchronousReads = true): Promise<ProbeResult> {
+export async function probeBackend(candidate: string, reference: string, fault?: string, tolerance = 1e-3): Promise<ProbeResult> {
   const start = performance.now();
   if (!(await tf.setBackend(reference))) throw new Error(`reference backend ${reference} did not initialise`);
   // tfjs-backend-cpu greets Node users on its first write; checking against it is not using it.
@@ -244,7 +226,15 @@ export async function probeBackend(candidate: string, reference: string, fault?:
   const expected = await convStep();
   if (!(await tf.setBackend(candidate))) throw new Error(`${candidate} did not initialise`);
   if (fault === 'throw') throw new Error('conv kernel failed (simulated by ATELIER_PROBE_FAULT)');
-  const got = await convStep();
+  const engine = tf.engine() as unknown as { readSync: (dataId: object) => unknown };
+  // What tfjs-backend-webgpu does in Node (tests).
+  if (fault === 'no-sync-read') engine.readSync = () => { throw new ReferenceError('OffscreenCanvas is not defined'); };
+  let got: Float32Array[];
+  try {
+    got = await convStep();
+  } finally {
+    if (fault === 'no-sync-read') delete (engine as { readSync?: unknown }).readSync;
+  }
   if (fault === 'mismatch') got[2] = got[2].map((v) => v + 0.5);
   let maxError = 0;
   for (let t = 0; t < expected.length; t++) {
@@ -252,17 +242,6 @@ export async function probeBackend(candidate: string, reference: string, fault?:
     for (let i = 0; i < expected[t].length; i++) {
       const e = Math.abs(got[t][i] - expected[t][i]) / (1 + Math.abs(expected[t][i]));
       maxError = Number.isNaN(e) ? Infinity : Math.max(maxError, e);
-    }
-  }
-  if (maxError <= tolerance && synchronousReads) {
-    const backend = tf.backend() as { readSync: (dataId: object) => unknown };
-    const readSync = backend.readSync;
-    // What tfjs-backend-webgpu does in Node (tests).
-    if (fault === 'no-sync-read') backend.readSync = () => { throw new ReferenceError('OffscreenCanvas is not defined'); };
-    try {
-      checkSynchronousRead();
-    } finally {
-      backend.readSync = readSync;
     }
   }
   return { passed: maxError <= tolerance, maxError, tolerance, reference, ms: performance.now() - start };
@@ -287,13 +266,13 @@ function shortReason(err: unknown): string {
 }
 
 /** Loads `name` and probes it; throws Unavailable, or an Error saying why it cannot be used. */
-async function loadAndProbe(name: BackendName, env: NodeJS.ProcessEnv, probe: boolean, synchronousReads = true): Promise<{ loaded: Loaded; probe?: ProbeResult }> {
+async function loadAndProbe(name: BackendName, env: NodeJS.ProcessEnv, probe: boolean): Promise<{ loaded: Loaded; probe?: ProbeResult }> {
   const loaded = await loadBackend(name, env);
   const reference = probe ? await referenceFor(name) : null;
   if (!reference) return { loaded };
   let result: ProbeResult;
   try {
-    result = await probeBackend(loaded.backend, reference, probeFaults(env).get(name), 1e-3, synchronousReads);
+    result = await probeBackend(loaded.backend, reference, probeFaults(env).get(name));
   } catch (err) {
     throw new Error(`probe failed: ${shortReason(err)}`);
   }
@@ -312,8 +291,7 @@ async function loadAndProbe(name: BackendName, env: NodeJS.ProcessEnv, probe: bo
  * installed and finds a device but fails says why in one line on stderr (one that is not
  * installed or finds no device is only named in the reason). Says which was chosen once, unless
  * `quiet`. `probe: false` skips the probes (a pool worker whose parent already probed);
- * `survey: true` also loads and probes the backends after the chosen one (atelier info);
- * `synchronousReads: false` is for a caller that reads tensors only with `await data()`.
+ * `survey: true` also loads and probes the backends after the chosen one (atelier info).
  */
 export async function selectBackend(opts: {
   requested?: string;
@@ -322,7 +300,6 @@ export async function selectBackend(opts: {
   quiet?: boolean;
   probe?: boolean;
   survey?: boolean;
-  synchronousReads?: boolean;
 }): Promise<BackendChoice> {
   const env = opts.env ?? process.env;
   const probe = opts.probe ?? true;
@@ -337,7 +314,7 @@ export async function selectBackend(opts: {
     try {
       // Our CPU backends are what the probes check against, and the suite tests them: forcing one
       // skips the probe (it would cost every forced-WASM run ~0.1 s). GPU and native ones are probed.
-      const { loaded, probe: result } = await loadAndProbe(name, env, probe && name !== 'wasm' && name !== 'cpu', opts.synchronousReads);
+      const { loaded, probe: result } = await loadAndProbe(name, env, probe && name !== 'wasm' && name !== 'cpu');
       const reason = `forced by ${source}=${forcedRaw}`;
       choice = { backend: loaded.backend, name, reason, threads: backendThreads(name), device: loaded.device, attempts: [{ name, status: 'chosen', why: reason, device: loaded.device, probe: result }] };
     } catch (err) {
@@ -354,7 +331,7 @@ export async function selectBackend(opts: {
       }
       if (found) {
         try {
-          const { loaded, probe: result } = await loadAndProbe(name, env, probe, opts.synchronousReads);
+          const { loaded, probe: result } = await loadAndProbe(name, env, probe);
           attempts.push({ name, status: 'passed', why: `works, but ${found.name} comes first`, device: loaded.device, probe: result });
         } catch (err) {
           const unavailable = err instanceof Unavailable;
@@ -363,7 +340,7 @@ export async function selectBackend(opts: {
         continue;
       }
       try {
-        const { loaded, probe: result } = await loadAndProbe(name, env, probe, opts.synchronousReads);
+        const { loaded, probe: result } = await loadAndProbe(name, env, probe);
         const passedOver = attempts.map((a) => `${a.name}: ${a.why}`);
         const reason = passedOver.length ? `best available (${passedOver.join('; ')})` : 'best available';
         attempts.push({ name, status: 'chosen', why: result ? `probe passed against ${result.reference}` : 'loaded', device: loaded.device, probe: result });

@@ -4,6 +4,7 @@
 // windows at several scales is scored and the boxes of the foreground windows are merged.
 // Boxes here are fractions of the image: {x, y, w, h} with x, y the top-left corner.
 import { tf } from '../backend/tf.js';
+import { takeAll } from '../backend/read.js';
 import type { Random } from '../random.js';
 
 export const LOCATE_MODEL_KIND = 'atelier-locate';
@@ -142,7 +143,7 @@ export function mergeWindowBoxes(windows: Box[], probabilities: ArrayLike<number
 }
 
 /** Located boxes of images [n, H, W, 3]: every grid window through the model, merged per image. */
-export function locateInImages(model: tf.LayersModel, images: tf.Tensor4D, windows: Box[], patch: { height: number; width: number }, chunk = 256): Array<Box & { score: number }> {
+export async function locateInImages(model: tf.LayersModel, images: tf.Tensor4D, windows: Box[], patch: { height: number; width: number }, chunk = 256): Promise<Array<Box & { score: number }>> {
   const n = images.shape[0];
   const total = n * windows.length;
   const probabilities = new Float32Array(total);
@@ -151,11 +152,12 @@ export function locateInImages(model: tf.LayersModel, images: tf.Tensor4D, windo
     const count = Math.min(chunk, total - start);
     const index = Array.from({ length: count }, (_, k) => Math.floor((start + k) / windows.length));
     const which = Array.from({ length: count }, (_, k) => windows[(start + k) % windows.length]);
-    tf.tidy(() => {
+    const [p, e] = await takeAll(tf.tidy(() => {
       const output = model.predict(cropPatches(images, which, index, patch.height, patch.width)) as tf.Tensor2D;
-      probabilities.set(tf.sigmoid(output.slice([0, 0], [-1, 1])).dataSync() as Float32Array, start);
-      edges.set(output.slice([0, 1], [-1, 4]).dataSync() as Float32Array, start * 4);
-    });
+      return [tf.sigmoid(output.slice([0, 0], [-1, 1])), output.slice([0, 1], [-1, 4])];
+    }));
+    probabilities.set(p, start);
+    edges.set(e, start * 4);
   }
   return Array.from({ length: n }, (_, i) => mergeWindowBoxes(
     windows, probabilities.subarray(i * windows.length, (i + 1) * windows.length), edges.subarray(i * windows.length * 4, (i + 1) * windows.length * 4),

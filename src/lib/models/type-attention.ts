@@ -6,6 +6,7 @@
 // predicted type; training combines by the positive word's type, validation takes the best of the
 // five cases the report lists (each one-hot type and the uniform vector).
 import { tf } from '../backend/tf.js';
+import { takeValues } from '../backend/read.js';
 
 export interface WordTypeScoresConfig {
   units: number;
@@ -163,11 +164,10 @@ export function fiveCaseScores(z: tf.Tensor2D, kernel: tf.Tensor2D, types: numbe
 }
 
 /** Each word's predicted type and its probability, from the layer's weights. */
-export function predictedWordTypes(layer: WordTypeScores): { type: Int32Array; probability: Float32Array } {
+export async function predictedWordTypes(layer: WordTypeScores): Promise<{ type: Int32Array; probability: Float32Array }> {
   const p = tf.tidy(() => tf.softmax(wordTypeLogits(layer.weightsOf())));
   const [count, types] = p.shape as [number, number];
-  const values = p.dataSync() as Float32Array;
-  p.dispose();
+  const values = (await takeValues(p)) as Float32Array;
   const type = new Int32Array(count);
   const probability = new Float32Array(count);
   for (let k = 0; k < count; k++) {

@@ -112,10 +112,10 @@ function isHeadWeight(name: string): boolean {
  * random start). The vectors are scaled to the random start's RMS, so the first steps move the
  * scores as much as from a random start; only the directions are word2vec's.
  */
-export function initWordMatrix(model: tf.LayersModel, vectors: Float32Array, present: boolean[]): void {
+export async function initWordMatrix(model: tf.LayersModel, vectors: Float32Array, present: boolean[]): Promise<void> {
   const kernel = wordKernel(model);
   const [dim, count] = kernel.shape;
-  const start = kernel.dataSync() as Float32Array; // [dim, K]
+  const start = (await kernel.data()) as Float32Array; // [dim, K]
   let startSq = 0;
   let vecSq = 0;
   let n = 0;

@@ -86,8 +86,11 @@ function pair(value: unknown, what: string): [number, number] {
   throw new UnsupportedLayerError(`${what}: expected a number or a pair, got ${JSON.stringify(value)}`);
 }
 
-/** Converts the part of a LayersModel that computes `outputs` from its (single) input. */
-export function convertLayersGraph(input: { name: string; tensor: tf.SymbolicTensor }, outputs: GraphOutput[]): ConvertedGraph {
+/**
+ * Converts the part of a LayersModel that computes `outputs` from its (single) input; `values` holds
+ * every weight's values, read beforehand (a GPU backend cannot read them synchronously).
+ */
+export function convertLayersGraph(input: { name: string; tensor: tf.SymbolicTensor }, outputs: GraphOutput[], values: ReadonlyMap<object, Float32Array>): ConvertedGraph {
   const b = new GraphBuilder();
   b.unique(input.name);
   for (const output of outputs) b.unique(output.name);
@@ -161,9 +164,12 @@ export function convertLayersGraph(input: { name: string; tensor: tf.SymbolicTen
   }
 
   function weightsOf(layer: tf.layers.Layer): Map<string, { data: Float32Array; shape: number[] }> {
-    const values = layer.getWeights();
     const named = new Map<string, { data: Float32Array; shape: number[] }>();
-    layer.weights.forEach((w, i) => named.set(w.originalName.split('/').pop()!, { data: values[i].dataSync() as Float32Array, shape: values[i].shape }));
+    for (const w of layer.weights) {
+      const data = values.get(w);
+      if (!data) throw new Error(`weight ${w.name} was not read before conversion`);
+      named.set(w.originalName.split('/').pop()!, { data, shape: w.shape as number[] });
+    }
     return named;
   }
 

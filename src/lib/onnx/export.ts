@@ -74,13 +74,16 @@ function labelsOf(metadata: Record<string, unknown>): string[] | undefined {
  * in-memory inference), dynamic batch, opset 17. Throws UnsupportedLayerError for a layer with no
  * conversion.
  */
-export function exportLayersModel(model: tf.LayersModel, metadata: Record<string, unknown>, only?: { name: string; tensor: tf.SymbolicTensor }): ExportedModel {
+export async function exportLayersModel(model: tf.LayersModel, metadata: Record<string, unknown>, only?: { name: string; tensor: tf.SymbolicTensor }): Promise<ExportedModel> {
   const kind = typeof metadata.kind === 'string' ? metadata.kind : 'unknown';
   const outputs = only ? [{ ...only, meaning: 'requested output' }] : outputsFor(model, kind);
   const inputTensor = model.inputs[0];
   const image = inputTensor.shape.length === 4;
   const inputName = image ? 'image' : 'features';
-  const graph = convertLayersGraph({ name: inputName, tensor: inputTensor }, outputs);
+  // Every weight read at once, with awaited reads (WebGPU in Node cannot read synchronously).
+  const read = await Promise.all(model.weights.map((w) => w.read().data()));
+  const values = new Map<object, Float32Array>(model.weights.map((w, i) => [w, read[i] as Float32Array]));
+  const graph = convertLayersGraph({ name: inputName, tensor: inputTensor }, outputs, values);
   const labels = labelsOf(metadata);
   const props: Record<string, string> = {
     'atelier.kind': kind,

@@ -52,7 +52,7 @@ export interface OrtModel {
 
 /** Converts `model` (only the path to `output`, default its first output) and opens it in onnxruntime. */
 export async function openOrtModel(ort: Ort, model: tf.LayersModel, output: tf.SymbolicTensor = model.outputs[0]): Promise<OrtModel> {
-  const exported = exportLayersModel(model, {}, { name: 'output', tensor: output });
+  const exported = await exportLayersModel(model, {}, { name: 'output', tensor: output });
   const threads = ortThreads();
   const session = await ort.InferenceSession.create(exported.bytes, { intraOpNumThreads: threads, interOpNumThreads: 1, executionProviders: ['cpu'], graphOptimizationLevel: 'all' });
   return {

@@ -4,6 +4,7 @@
 // epoch, bit-exact --resume and --stop-after.
 import { tf } from '../backend/tf.js';
 import { optimizerStateTensors, saveModel } from '../backend/model-io.js';
+import { takeValues } from '../backend/read.js';
 import { warn, type CommandIO } from '../command.js';
 import { startProgress } from '../progress.js';
 import { createRandom, type Random, type RandomState } from '../random.js';
@@ -96,8 +97,11 @@ export interface TrainLoopOptions<Batch> {
   checkpoint: CheckpointSpec;
   /** The epoch's batches, drawn from `random` (the loop saves its state after each epoch). */
   batches(random: Random, epoch: number): Batch[];
-  /** One optimisation step on a batch; returns its loss. */
-  step(batch: Batch, random: Random, epoch: number): number | Promise<number>;
+  /**
+   * One optimisation step on a batch; returns its loss, as a number or as a scalar tensor that the
+   * loop reads (and disposes) a few steps later, so a GPU is not made to wait for the CPU every step.
+   */
+  step(batch: Batch, random: Random, epoch: number): number | tf.Scalar | Promise<number | tf.Scalar>;
   /** Samples in a batch, for samples/s (default: its length). */
   samplesIn?(batch: Batch): number;
   /** null when there is no validation set: every epoch then counts as the best. */
@@ -115,6 +119,9 @@ export function setLearningRate(optimizer: tf.Optimizer, lr: number): void {
   if (o.setLearningRate) o.setLearningRate(lr);
   else o.learningRate = lr;
 }
+
+/** Steps whose losses are read back together: one GPU->CPU read per so many steps. */
+const LOSS_READ_EVERY = 16;
 
 /**
  * Runs epochs until maxEpochs, patience or stopAfter, checkpointing each; ends with the best weights
@@ -136,13 +143,31 @@ export async function trainLoop<Batch>(options: TrainLoopOptions<Batch>): Promis
       const bar = startProgress(options.io.stderr, { total: batches.length, label: `epoch ${epoch}` });
       let lossSum = 0;
       let samples = 0;
+      // Losses still on the device, added in step order (the sum is the same as reading each at once).
+      let pending: tf.Scalar[] = [];
+      const readPending = async () => {
+        if (pending.length === 0) return;
+        const stacked = tf.stack(pending);
+        tf.dispose(pending);
+        pending = [];
+        for (const loss of await takeValues(stacked)) lossSum += loss;
+      };
       try {
         for (const batch of batches) {
-          lossSum += await options.step(batch, random, epoch);
+          const loss = await options.step(batch, random, epoch);
+          if (typeof loss === 'number') {
+            await readPending();
+            lossSum += loss;
+          } else {
+            pending.push(loss);
+            if (pending.length >= LOSS_READ_EVERY) await readPending();
+          }
           samples += options.samplesIn ? options.samplesIn(batch) : (batch as unknown as ArrayLike<unknown>).length;
           bar.tick(1);
         }
+        await readPending();
       } finally {
+        tf.dispose(pending);
         bar.stop();
       }
       const seconds = (Date.now() - started) / 1000;

@@ -8,6 +8,7 @@ import { precisionRecallAtK, type PrecisionRecall } from '../metrics/ranking.js'
 import { sampleBatch, type WordIndex, type WordSampling } from './word-sampler.js';
 import type { Random } from '../random.js';
 import { ParallelGradients, type Shard } from './parallel-gradients.js';
+import { takeValues } from '../backend/read.js';
 import { shardBounds } from '../backend/pool.js';
 import { batchPixels, cropPixels, drawCrops, inputSides, type ImageStore, type InputShape } from '../image/batch.js';
 
@@ -38,7 +39,7 @@ function trainableInOrder(model: tf.LayersModel, headOnly: boolean): tf.Variable
 }
 
 /** Nearest words of each requested word by cosine in the current word matrix (report §4.2). */
-function nearestWordsTable(model: tf.LayersModel, words: Int32Array, count: number): Map<number, Int32Array> {
+async function nearestWordsTable(model: tf.LayersModel, words: Int32Array, count: number): Promise<Map<number, Int32Array>> {
   const table = new Map<number, Int32Array>();
   const unique = Int32Array.from(new Set(words));
   const indices = tf.tidy(() => {
@@ -48,9 +49,8 @@ function nearestWordsTable(model: tf.LayersModel, words: Int32Array, count: numb
     const similarity = tf.matMul(queries, unit, false, true);
     return tf.topk(similarity, Math.min(count + 1, wt.shape[0])).indices;
   });
-  const flat = indices.dataSync() as Int32Array;
   const width = indices.shape[1] as number;
-  indices.dispose();
+  const flat = (await takeValues(indices)) as Int32Array;
   unique.forEach((word, i) => table.set(word, flat.subarray(i * width, (i + 1) * width).filter((w) => w !== word)));
   return table;
 }
@@ -74,10 +74,10 @@ interface WeakDraw {
   mask: Float32Array;
 }
 
-function drawWeakStep(models: WeakModels, store: ImageStore, index: WordIndex, random: Random, options: StepOptions): WeakDraw {
+async function drawWeakStep(models: WeakModels, store: ImageStore, index: WordIndex, random: Random, options: StepOptions): Promise<WeakDraw> {
   const batch = sampleBatch(index, random, { batchSize: options.batchSize, negatives: options.negatives, sampling: options.sampling });
   if (options.closeShare > 0 && options.loss === 'sampled') {
-    const table = options.closeWords ? null : nearestWordsTable(models.full, batch.positives, options.closeCount);
+    const table = options.closeWords ? null : await nearestWordsTable(models.full, batch.positives, options.closeCount);
     batch.candidates = resampleWithClose(index, random, batch, options, options.closeWords ?? ((w) => table!.get(w) ?? new Int32Array(0)));
   }
   const crops = drawCrops(store, batch.images.length, options.inputSize, random);
@@ -128,26 +128,24 @@ function applyWeakGradients(model: tf.LayersModel, optimizer: tf.Optimizer, grad
   tf.dispose(Object.values(grads));
 }
 
-/** One optimisation step in this thread; returns the batch loss. */
-export function trainStep(
+/** One optimisation step in this thread; returns the batch loss, still on the device (the loop reads it). */
+export async function trainStep(
   models: WeakModels,
   optimizer: tf.Optimizer,
   store: ImageStore,
   index: WordIndex,
   random: Random,
   options: StepOptions,
-): number {
-  const draw = drawWeakStep(models, store, index, random, options);
+): Promise<tf.Scalar> {
+  const draw = await drawWeakStep(models, store, index, random, options);
   const layer = options.types ? typeLayer(models.full) : null;
   const types = layer && options.types
     ? { layer, targets: tf.tensor2d(options.types.targets, [index.vocabularySize, layer.types]), entropy: tf.tensor1d(options.types.entropy), weight: options.types.weight }
     : null;
   const { value, grads } = tf.variableGrads(() => weakLoss(models, store, draw, options, types), trainableInOrder(models.full, options.headOnly));
   applyWeakGradients(models.full, optimizer, grads, options);
-  const loss = value.dataSync()[0];
-  value.dispose();
   if (types) tf.dispose([types.targets, types.entropy]);
-  return loss;
+  return value;
 }
 
 /** One step with the batch's gradient computed by the training workers (see parallel-gradients.ts). */
@@ -160,7 +158,7 @@ export async function trainStepParallel(
   random: Random,
   options: StepOptions,
 ): Promise<number> {
-  const draw = drawWeakStep(models, store, index, random, options);
+  const draw = await drawWeakStep(models, store, index, random, options);
   const width = 1 + options.negatives;
   const dim = draw.mask.length / options.batchSize;
   const shards: Shard[] = shardBounds(options.batchSize, parallel.size).map(([start, end]) => ({
@@ -240,7 +238,7 @@ function dropoutMask(random: Random, size: number, rate: number): Float32Array {
 }
 
 /** Word scores for images (centre crop), [n, K] row-major, computed in batches. */
-function scoreImages(model: tf.LayersModel, store: ImageStore, images: ArrayLike<number>, inputSize: InputShape, batchSize = 64): Float32Array {
+async function scoreImages(model: tf.LayersModel, store: ImageStore, images: ArrayLike<number>, inputSize: InputShape, batchSize = 64): Promise<Float32Array> {
   const { height, width } = inputSides(inputSize);
   const vocabularySize = model.getLayer(LAYER.words).outputShape[1] as number;
   const out = new Float32Array(images.length * vocabularySize);
@@ -248,22 +246,21 @@ function scoreImages(model: tf.LayersModel, store: ImageStore, images: ArrayLike
     const ids = Array.from({ length: Math.min(batchSize, images.length - start) }, (_, i) => images[start + i]);
     const pixels = batchPixels(store, ids, inputSize);
     const scores = tf.tidy(() => model.predict(tf.tensor4d(pixels, [ids.length, height, width, 3])) as tf.Tensor);
-    out.set(scores.dataSync() as Float32Array, start * vocabularySize);
-    scores.dispose();
+    out.set(await takeValues(scores), start * vocabularySize);
   }
   return out;
 }
 
 /** Validation precision@k and recall@k over the full vocabulary. */
-export function evaluateTagging(model: tf.LayersModel, store: ImageStore, bags: Int32Array[], inputSize: InputShape, ks: number[]): PrecisionRecall {
+export async function evaluateTagging(model: tf.LayersModel, store: ImageStore, bags: Int32Array[], inputSize: InputShape, ks: number[]): Promise<PrecisionRecall> {
   const images = bags.map((_, i) => i);
-  const scores = typeLayer(model) ? scoreImagesFiveCases(model, store, images, inputSize) : scoreImages(model, store, images, inputSize);
+  const scores = typeLayer(model) ? await scoreImagesFiveCases(model, store, images, inputSize) : await scoreImages(model, store, images, inputSize);
   const vocabularySize = model.getLayer(LAYER.words).outputShape[1] as number;
   return precisionRecallAtK(scores, vocabularySize, bags, ks);
 }
 
 /** The attention model's validation scores: each word's best over the five type vectors (report §4.3), [n, K]. */
-function scoreImagesFiveCases(model: tf.LayersModel, store: ImageStore, images: ArrayLike<number>, inputSize: InputShape, batchSize = 64): Float32Array {
+async function scoreImagesFiveCases(model: tf.LayersModel, store: ImageStore, images: ArrayLike<number>, inputSize: InputShape, batchSize = 64): Promise<Float32Array> {
   const { height, width } = inputSides(inputSize);
   const layer = typeLayer(model)!;
   const embedding = featureModel(model, 'embedding');
@@ -272,8 +269,7 @@ function scoreImagesFiveCases(model: tf.LayersModel, store: ImageStore, images: 
     const ids = Array.from({ length: Math.min(batchSize, images.length - start) }, (_, i) => images[start + i]);
     const pixels = batchPixels(store, ids, inputSize);
     const scores = tf.tidy(() => fiveCaseScores(embedding.predict(tf.tensor4d(pixels, [ids.length, height, width, 3])) as tf.Tensor2D, layer.weightsOf().kernel, layer.types));
-    out.set(scores.dataSync() as Float32Array, start * layer.units);
-    scores.dispose();
+    out.set(await takeValues(scores), start * layer.units);
   }
   return out;
 }
