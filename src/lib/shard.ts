@@ -283,3 +283,8 @@ export async function readShardSet(paths: string[]): Promise<LoadedManifest[]> {
   if (missing.length) throw new UsageError(`shard${missing.length > 1 ? 's' : ''} ${missing.slice(0, 10).join(', ')}${missing.length > 10 ? ', ...' : ''} of ${first.shard.count} missing`, { file: first.path });
   return [...byIndex.keys()].sort((a, b) => a - b).map((i) => byIndex.get(i)!);
 }
+
+/** A sharded run writes files for merge: stdout (`-`) has no shard copies. */
+export function requireShardFile(path: string | undefined, field: string, shard: Shard | null): void {
+  if (shard && path !== undefined && (path === '-' || path.trim() === '')) throw new UsageError('a sharded run writes files for atelier merge; give a file, not stdout', { field });
+}
