@@ -272,7 +272,7 @@ export async function readShardSet(paths: string[]): Promise<LoadedManifest[]> {
     if (m.settings.model_sha256 !== first.settings.model_sha256) throw new UsageError(`was made with another model than ${first.path} (${m.model ?? 'none'} vs ${first.model ?? 'none'})`, { file: m.path, field: 'model' });
     if (m.run !== first.run) {
       const key = Object.keys({ ...first.settings, ...m.settings }).find((k) => JSON.stringify(m.settings[k]) !== JSON.stringify(first.settings[k]));
-      throw new UsageError(`was made with other settings than ${first.path}${key ? ` (${key}: ${JSON.stringify(m.settings[key])} vs ${JSON.stringify(first.settings[key])})` : ''}`, { file: m.path, field: key });
+      throw new UsageError(`was made with other settings than ${first.path}${key ? ` (${JSON.stringify(m.settings[key])} vs ${JSON.stringify(first.settings[key])})` : ''}`, { file: m.path, field: key });
     }
     const twin = byIndex.get(m.shard.index);
     if (twin) throw new UsageError(`shard ${m.shard.index} of ${m.shard.count} is given twice (also ${twin.path})`, { file: m.path });
