@@ -163,7 +163,7 @@ interface Neighbor {
 }
 
 /** Partial top-k lists of every query (one line per query in every shard) joined into the global top-k. */
-async function mergeTopK(set: LoadedManifest[], role: string, outputs?: OutputGroup): Promise<string> {
+async function mergeTopK(set: LoadedManifest[], role: string, outputs?: OutputGroup): Promise<{ target: string; queries: number }> {
   const parts = outputOf(set, role);
   const k = set[0].k!;
   const target = set[0].resolve(parts[0].output.target);
@@ -190,7 +190,7 @@ async function mergeTopK(set: LoadedManifest[], role: string, outputs?: OutputGr
     await out.abort();
     throw err;
   }
-  return target;
+  return { target, queries: out.count };
 }
 
 /** A run-wide file every shard wrote the same: checked, then written once. */
@@ -225,15 +225,20 @@ async function mergeConcat(set: LoadedManifest[], role: string, outputs?: Output
 export async function mergeShardOutputs(set: LoadedManifest[], outputs?: OutputGroup): Promise<{ written: string[]; records: number }> {
   const order = mergedOrder(set);
   const written: string[] = [];
+  let records = order.length;
   const idsRoles = new Set(set[0].outputs.map((o) => o.ids).filter(Boolean));
   for (const output of set[0].outputs) {
     if (idsRoles.has(output.role)) continue;
     if (output.kind === 'lines') written.push(await mergeLines(set, output.role, order, outputs));
     else if (output.kind === 'rows') written.push(...(await mergeRows(set, output.role, order, outputs)));
-    else if (output.kind === 'topk') written.push(await mergeTopK(set, output.role, outputs));
+    else if (output.kind === 'topk') {
+      const merged = await mergeTopK(set, output.role, outputs);
+      written.push(merged.target);
+      records = merged.queries;
+    }
     else if (output.kind === 'concat') written.push(await mergeConcat(set, output.role, outputs));
     else if (output.kind === 'same') written.push(await mergeSame(set, output.role, outputs));
     else throw new UsageError(`unknown merge kind '${String(output.kind)}'`, { file: set[0].path });
   }
-  return { written, records: order.length };
+  return { written, records };
 }
