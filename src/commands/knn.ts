@@ -125,7 +125,9 @@ async function writeBlock(block: NeighborBlock, out: Output): Promise<void> {
     const base = q * block.k;
     for (let j = 0; j < block.counts[q]; j++) {
       const row = block.indices[base + j];
-      neighbors.push({ id: out.galleryIds[row], score: shortestFloat32(Math.fround(block.scores[base + j])), ...(out.withRows ? { row } : {}) });
+      // Partial lists keep the kernel's own score, so merge ranks exactly as the kernel does.
+      const score = block.scores[base + j];
+      neighbors.push(out.withRows ? { id: out.galleryIds[row], score, row } : { id: out.galleryIds[row], score: shortestFloat32(Math.fround(score)) });
     }
     const record: Record<string, unknown> = { id: out.queryIds[block.queryStart + q], neighbors };
     if (out.labels) {

@@ -6,7 +6,7 @@ import { createReadStream } from 'node:fs';
 import { UsageError } from './command.js';
 import { openAtomicWriteStream, writeFileAtomic, type OutputGroup } from './io/atomic.js';
 import { openNdjsonWriter, readTextLines, waitForDrain } from './io/ndjson.js';
-import { openNpyReader, openNpyWriter, type NpyReader } from './io/npy.js';
+import { openNpyReader, openNpyWriter, shortestFloat32, type NpyReader } from './io/npy.js';
 import { ROWS_DIGEST_FIELD } from './io/features.js';
 import type { LoadedManifest, ShardOutput } from './shard.js';
 
@@ -155,7 +155,7 @@ async function mergeRows(set: LoadedManifest[], role: string, order: Array<[numb
   return [idsTarget, target];
 }
 
-/** Row-order tie rule of the exact kernel: higher score first, then the earlier gallery row. */
+/** A partial list's entry: the kernel's score (full precision) and the global gallery row. */
 interface Neighbor {
   id: string;
   score: number;
@@ -182,8 +182,10 @@ async function mergeTopK(set: LoadedManifest[], role: string, outputs?: OutputGr
         if (r.id !== id) throw new UsageError(`line ${line} is query ${JSON.stringify(r.id)} but ${cursors[0].file} has ${JSON.stringify(id)}`, { file: cursors[s].file });
         neighbors.push(...r.neighbors);
       }
+      // The exact kernel's order: higher score first, ties to the earlier gallery row.
       neighbors.sort((a, b) => b.score - a.score || a.row - b.row);
-      await out.write({ id, neighbors: neighbors.slice(0, k).map((n) => ({ id: n.id, score: n.score })) });
+      // Scores as knn writes them: the float32 value, shortest form.
+      await out.write({ id, neighbors: neighbors.slice(0, k).map((n) => ({ id: n.id, score: shortestFloat32(Math.fround(n.score)) })) });
     }
     await out.close();
   } catch (err) {
