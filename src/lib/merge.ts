@@ -9,6 +9,8 @@ import { openNdjsonWriter, readTextLines, waitForDrain } from './io/ndjson.js';
 import { openNpyReader, openNpyWriter, shortestFloat32, type NpyReader } from './io/npy.js';
 import { ROWS_DIGEST_FIELD } from './io/features.js';
 import type { LoadedManifest, ShardOutput } from './shard.js';
+import { mergeRunStats, readSiteSidecar, siteSidecarPath, sumSites } from './catalogue/shard.js';
+import { createVocabularyCounter, siteSpecificWords } from './text/vocabulary.js';
 
 /** The output `role` of every shard, in shard order; refuses shards that disagree on its target. */
 function outputOf(set: LoadedManifest[], role: string): Array<{ manifest: LoadedManifest; output: ShardOutput; file: string }> {
@@ -223,6 +225,61 @@ async function mergeConcat(set: LoadedManifest[], role: string, outputs?: Output
   return target;
 }
 
+/**
+ * crawl-tokenize samples: site-specific words decided over the summed site frequencies and dropped
+ * from each sample's tokens, then the vocabulary counted and cut to --top-k as one run does.
+ */
+async function mergeWeakSamples(set: LoadedManifest[], role: string, order: Array<[number, number]>, outputs?: OutputGroup): Promise<string[]> {
+  const parts = outputOf(set, role);
+  const settings = set[0].settings;
+  const sidecars = [];
+  for (const p of parts) sidecars.push(await readSiteSidecar(siteSidecarPath(p.file)));
+  const siteWords = siteSpecificWords(sumSites(sidecars.map((s) => s.sites)), { maxDf: settings['max-df'] as number, minProducts: settings['min-site-products'] as number });
+  const drop = new Map([...siteWords].map(([site, words]) => [site, new Set(words)]));
+  const target = set[0].resolve(parts[0].output.target);
+  const cursors = parts.map((p) => new LineCursor(p.file, lines(p.file)));
+  const vocabulary = createVocabularyCounter();
+  const hashes = new Set<string>();
+  let duplicates = 0;
+  const written: string[] = [target];
+  const out = await openNdjsonWriter(target, { outputs });
+  try {
+    for (const [s, i] of order) {
+      const record = JSON.parse(await cursors[s].next()) as { source: string; sha256: string | null; tokens: string[] };
+      const words = drop.get(sidecars[s].samples[i]);
+      if (words) record.tokens = record.tokens.filter((w) => !words.has(w));
+      await out.write(record);
+      vocabulary.add(record.tokens, record.source);
+      if (record.sha256 !== null) {
+        if (hashes.has(record.sha256)) duplicates++;
+        hashes.add(record.sha256);
+      }
+    }
+    for (const c of cursors) await c.expectEnd();
+    await out.close();
+  } catch (err) {
+    await out.abort();
+    throw err;
+  }
+  const topK = settings['top-k'] as number;
+  const vocab = set[0].outputs.find((o) => o.role === 'vocab');
+  if (vocab) {
+    const path = set[0].resolve(vocab.target);
+    const vocabOut = await openNdjsonWriter(path, { outputs });
+    for (const entry of vocabulary.top(topK)) await vocabOut.write(entry);
+    await vocabOut.close();
+    written.push(path);
+  }
+  const statsOutput = set[0].outputs.find((o) => o.role === 'stats');
+  if (statsOutput) {
+    const stats = mergeRunStats(sidecars.map((s) => s.stats), { records: order.length, images: hashes.size, duplicates, vocabulary: { words: vocabulary.size, written: vocab ? Math.min(vocabulary.size, topK) : 0 }, siteWords });
+    const path = set[0].resolve(statsOutput.target);
+    await writeFileAtomic(path, JSON.stringify(stats, null, 2) + '\n', outputs);
+    written.push(path);
+  }
+  return written;
+}
+
 /** Merges every output of the shards; returns the paths written. */
 export async function mergeShardOutputs(set: LoadedManifest[], outputs?: OutputGroup): Promise<{ written: string[]; records: number }> {
   const order = mergedOrder(set);
@@ -238,6 +295,8 @@ export async function mergeShardOutputs(set: LoadedManifest[], outputs?: OutputG
       written.push(merged.target);
       records = merged.queries;
     }
+    else if (output.kind === 'weak-samples') written.push(...(await mergeWeakSamples(set, output.role, order, outputs)));
+    else if (output.kind === 'derived') continue;
     else if (output.kind === 'concat') written.push(await mergeConcat(set, output.role, outputs));
     else if (output.kind === 'same') written.push(await mergeSame(set, output.role, outputs));
     else throw new UsageError(`unknown merge kind '${String(output.kind)}'`, { file: set[0].path });

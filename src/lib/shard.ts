@@ -116,7 +116,11 @@ export type MergeKind =
   /** The same bytes in every shard (a run-wide file): written once. */
   | 'same'
   /** Lines joined in shard order (lists whose order is not the records', e.g. skipped images). */
-  | 'concat';
+  | 'concat'
+  /** crawl-tokenize samples with every word kept, and the sites' frequencies beside them: merge drops site words, then counts the vocabulary. */
+  | 'weak-samples'
+  /** Written by the merge of another output (crawl-tokenize's vocabulary and stats). */
+  | 'derived';
 
 export interface ShardOutput {
   role: string;
