@@ -7,7 +7,7 @@ import { basename, dirname, join, relative, resolve } from 'node:path';
 import { UsageError } from './command.js';
 import type { OutputGroup } from './io/atomic.js';
 import { writeFileAtomic } from './io/atomic.js';
-import type { CheckedOption, OptionCheck } from './options.js';
+import { shardText, type CheckedOption } from './options.js';
 
 /** Shard `index` (0-based) of `count`. */
 export interface Shard {
@@ -16,16 +16,6 @@ export interface Shard {
 }
 
 const SHARD_TEXT = /^\s*(\d+)\s*\/\s*(\d+)\s*$/;
-
-/** `i/n` with 0 <= i < n, or `auto`. */
-export const shardText: OptionCheck = {
-  what: "i/n (0-based shard i of n, 0 <= i < n) or auto",
-  test: (v) => {
-    if (v === 'auto') return true;
-    const m = SHARD_TEXT.exec(String(v));
-    return !!m && Number(m[2]) >= 1 && Number(m[1]) < Number(m[2]) && Number(m[2]) <= 1_000_000;
-  },
-};
 
 /** The one --shard option of every sharded command. */
 export const shardOption: Record<'shard', CheckedOption> = {
