@@ -17,6 +17,7 @@ import { argmax, predictionLine } from '../lib/facets/evaluation.js';
 import { describeModel, requireKind, rowsProbabilities } from '../lib/models/kinds.js';
 import { startProgress } from '../lib/progress.js';
 import { positiveInt } from '../lib/options.js';
+import { inShard, requireShardFile, resolveShard, shardOption, shardPath, shardRecords, writeShardManifest } from '../lib/shard.js';
 import { engineOption, openModelRunner, type ModelRunner } from '../lib/onnx/runtime.js';
 
 interface Args {
@@ -33,6 +34,7 @@ interface Args {
   top?: number;
   backend: string;
   engine: string;
+  shard?: string;
 }
 
 export default defineCommand<Args>({
@@ -53,6 +55,7 @@ A model trained on precomputed features (train-classifier --features) reads feat
     'image-field': { describe: 'NDJSON field with the image path', type: 'string', default: 'image' },
     'id-field': { describe: 'NDJSON field with the id (default: the image path)', type: 'string', default: 'id' },
     batch: { describe: 'images per forward pass', type: 'number', default: 64, check: positiveInt },
+    ...shardOption,
     rank: { describe: 'instead of input order, write the records by their probability of this label, highest first (unreadable images left out)', type: 'string' },
     top: { describe: 'with --rank, keep only the N most probable records', type: 'number', check: positiveInt },
     ...backendOption,
@@ -65,6 +68,12 @@ A model trained on precomputed features (train-classifier --features) reads feat
     ['atelier classify -m size.model -i new-articles.ndjson --rank "size issue" --top 8', 'the eight new articles most likely to have a size issue'],
   ],
   async run(args, io) {
+    const shard = resolveShard(args.shard, io.env);
+    if (shard && args.rank !== undefined) throw new UsageError('--rank orders all records at once; classify in shards, or rank in one run', { field: '--shard' });
+    requireShardFile(args.out, '--out', shard);
+    const target = args.out;
+    args = { ...args, out: shardPath(args.out, shard) };
+    const positions: number[] = [];
     await checkOutputs(args);
     // Inputs first: a mistake is reported before the backend loads.
     const meta = (await loadMetadata(args.model)) as Partial<ClassifierMetadata>;
@@ -97,10 +106,12 @@ A model trained on precomputed features (train-classifier --features) reads feat
       pending += line + '\n';
       if (pending.length > 65536) await flush();
     };
-    const writeRows = async (records: Array<{ id: string; image?: string }>, probs: Float32Array) => {
+    const writeRows = async (records: Array<{ id: string; image?: string; line: number }>, probs: Float32Array) => {
       for (let i = 0; i < records.length; i++) {
         const p = probs.subarray(i * labels.length, (i + 1) * labels.length);
-        const line = predictionLine({ ...records[i], label: labels[argmax(p)] }, labels, p);
+        const { line: at, ...record } = records[i];
+        positions.push(at);
+        const line = predictionLine({ ...record, label: labels[argmax(p)] }, labels, p);
         if (rankIndex < 0) await emit(line);
         else {
           ranked.push({ score: p[rankIndex], order: ranked.length, line });
@@ -122,11 +133,15 @@ A model trained on precomputed features (train-classifier --features) reads feat
         if (!args.features) throw new UsageError('this model reads feature rows: give --features (the same kind of features it was trained on)', { field: '--features' });
         const matrix = await readFeatureMatrix(args.features, args['feature-ids'] ?? idsPathFor(args.features));
         if (matrix.dim !== meta.inputDim) throw new UsageError(`rows have ${matrix.dim} values; the model was trained on ${meta.inputDim}`, { file: args.features });
-        for (let start = 0; start < matrix.ids.length; start += args.batch) {
-          const n = Math.min(args.batch, matrix.ids.length - start);
-          const probs = await predict(matrix.rows.slice(start * matrix.dim, (start + n) * matrix.dim), [n, matrix.dim]);
-          await writeRows(matrix.ids.slice(start, start + n).map((id) => ({ id })), probs);
-          written += n;
+        // A shard takes its rows (all of them without --shard), keeping their row numbers as positions.
+        const rows = matrix.ids.flatMap((id, row) => (inShard(id, shard) ? [row] : []));
+        for (let start = 0; start < rows.length; start += args.batch) {
+          const chosen = rows.slice(start, start + args.batch);
+          const data = new Float32Array(chosen.length * matrix.dim);
+          for (const [j, row] of chosen.entries()) data.set(matrix.rows.subarray(row * matrix.dim, (row + 1) * matrix.dim), j * matrix.dim);
+          const probs = await predict(data, [chosen.length, matrix.dim]);
+          await writeRows(chosen.map((row) => ({ id: matrix.ids[row], line: row })), probs);
+          written += chosen.length;
         }
       } else {
         if (args.features) throw new UsageError('this model reads images, not feature rows', { field: '--features' });
@@ -134,7 +149,7 @@ A model trained on precomputed features (train-classifier --features) reads feat
         const sides = meta.input === 'image' ? modelInputSize(model, args.model) : { height: meta.inputDim ?? 0, width: meta.inputDim ?? 0 };
         const fit = resizeModeOf(meta);
         const stored = { height: storedSizeFor(sides.height), width: storedSizeFor(sides.width) };
-        const records: Iterable<ImageRecord> | AsyncIterable<ImageRecord> = args.images.length ? pathRecords(args.images) : readImageRecords(args.input ?? '-', args['image-field'], args['id-field'], io.stdin);
+        const records: Iterable<ImageRecord> | AsyncIterable<ImageRecord> = shardRecords(args.images.length ? pathRecords(args.images) : readImageRecords(args.input ?? '-', args['image-field'], args['id-field'], io.stdin), shard);
         const skips = createSkipCounter();
         const progress = startProgress(io.stderr, { label: 'classifying' });
         let batch: Array<{ record: ImageRecord; bytes: Uint8Array }> = [];
@@ -142,7 +157,7 @@ A model trained on precomputed features (train-classifier --features) reads feat
           if (batch.length === 0) return;
           const pixels = batchPixels({ pixels: batch.map((b) => b.bytes), storedSize: stored.height, storedWidth: stored.width }, batch.map((_, i) => i), sides);
           const shape = meta.input === 'pixels' ? [batch.length, sides.height * sides.width * 3] : [batch.length, sides.height, sides.width, 3];
-          await writeRows(batch.map((b) => ({ id: b.record.id, image: b.record.path })), await predict(pixels, shape));
+          await writeRows(batch.map((b) => ({ id: b.record.id, image: b.record.path, line: b.record.line })), await predict(pixels, shape));
           written += batch.length;
           progress.tick(batch.length);
           batch = [];
@@ -157,7 +172,10 @@ A model trained on precomputed features (train-classifier --features) reads feat
           // Lines keep the input order: what is decoded before the bad image goes out first.
           await flushBatch();
           skipImage(skips, io, 'classify', record.path, result);
-          if (rankIndex < 0) await emit(JSON.stringify({ id: record.id, image: record.path, error: errorText(result) }));
+          if (rankIndex < 0) {
+            positions.push(record.line);
+            await emit(JSON.stringify({ id: record.id, image: record.path, error: errorText(result) }));
+          }
           failed++;
         }
         await flushBatch();
@@ -175,6 +193,16 @@ A model trained on precomputed features (train-classifier --features) reads feat
       throw err;
     } finally {
       await runner?.close();
+    }
+    if (shard) {
+      await writeShardManifest({
+        command: 'classify',
+        shard,
+        model: args.model,
+        settings: { input: args.input ?? null, features: args.features ?? null, images: args.images.length },
+        outputs: [{ role: 'out', kind: 'lines', target }],
+        positions,
+      }, io.outputs);
     }
     io.stderr.write(`atelier classify: ${written} images classified${failed ? `, ${failed} could not be read (lines with "error")` : ''}\n`);
   },

@@ -19,6 +19,8 @@ import { labelProducts, productBag, TEXT_FIELDS, type TextField } from '../lib/t
 import { addSiteProduct, removeSiteProduct, type SiteWordFrequencies } from '../lib/text/vocabulary.js';
 import { writeSamples, type WrittenSamples } from '../lib/catalogue/write.js';
 import { fraction, nonNegativeInt, positiveInt } from '../lib/options.js';
+import { inShard, requireShardFile, resolveShard, shardOption, shardPath, writeShardManifest } from '../lib/shard.js';
+import { siteSidecarPath, writeSiteSidecar } from '../lib/catalogue/shard.js';
 
 const NAME = 'crawl-tokenize';
 
@@ -65,6 +67,7 @@ interface Args {
   'max-body': number;
   'max-redirects': number;
   'user-agent': string;
+  shard?: string;
 }
 
 /** A --follow, --product-pattern or --site-pattern that is not a regular expression: a usage error now, before any request. */
@@ -137,6 +140,7 @@ export default defineCommand<Args>({
     'max-body': { type: 'number', default: 20971520, describe: 'largest body read, bytes (larger ones are cut and fail as too-large)', check: positiveInt },
     'max-redirects': { type: 'number', default: 5, describe: 'redirects followed per request', check: nonNegativeInt },
     'user-agent': { type: 'string', default: DEFAULT_FETCH_POLICY.userAgent, describe: 'User-Agent sent; robots.txt rules are matched on its name before the /' },
+    ...shardOption,
   },
   examples: [
     [
@@ -155,6 +159,12 @@ export default defineCommand<Args>({
   async run(args, io) {
     const started = Date.now();
     const mode: 'crawl' | 'import' = args.import !== undefined ? 'import' : 'crawl';
+    const shard = resolveShard(args.shard, io.env);
+    if (shard && mode === 'crawl') throw new UsageError('a crawl follows links across whole sites; shard an --import (rows) instead', { field: '--shard' });
+    requireShardFile(args.output, '--output', shard);
+    requireShardFile(args.vocab, '--vocab', shard);
+    const targets = { output: args.output, vocab: args.vocab, stats: args.stats };
+    args = { ...args, output: shardPath(args.output, shard), vocab: args.vocab === undefined ? undefined : shardPath(args.vocab, shard), stats: args.stats === undefined ? undefined : shardPath(args.stats, shard) };
 
     // Flags first: every mistake a user can fix is reported before any request is sent.
     const fields = splitNames(args.fields);
@@ -300,6 +310,7 @@ export default defineCommand<Args>({
           countBag,
           warn: (message) => warn(io, NAME, message),
           onJournal: (j) => (journal = j),
+          keepRow: shard ? (id) => inShard(id, shard) : undefined,
         }));
       }
     } catch (err) {
@@ -314,13 +325,31 @@ export default defineCommand<Args>({
     await fetcher.close();
 
     const textOnly = mode === 'import' && args['image-field'] === undefined;
+    // A shard keeps every word: site-specific words need all sites' frequencies, so merge drops them.
+    let current: ProductSource | null = null;
     const products = (function* () {
-      for (const at of order) yield readProduct(at);
+      for (const at of order) yield (current = readProduct(at));
     })();
-    const labelled = labelProducts(products, sites, { ...bagOptions, siteWords: { maxDf: args['max-df'], minProducts: args['min-site-products'] }, textOnly });
+    const labelled = labelProducts(products, sites, { ...bagOptions, siteWords: { maxDf: shard ? 1 : args['max-df'], minProducts: args['min-site-products'] }, textOnly });
+    const sampleSites: string[] = [];
+    const positions: number[] = [];
+    let lastSource: string | null = null;
+    let nth = 0;
+    const samples = shard
+      ? (function* () {
+          for (const sample of labelled.samples) {
+            // A sample's position: its row's line, then its image's place among the row's samples.
+            nth = sample.source === lastSource ? nth + 1 : 0;
+            lastSource = sample.source;
+            positions.push(Number(sample.source.slice(sample.source.lastIndexOf(':') + 1)) * 65536 + nth);
+            sampleSites.push(current!.site);
+            yield sample;
+          }
+        })()
+      : labelled.samples;
     let written: WrittenSamples;
     try {
-      written = await writeSamples(labelled.samples, output, vocabWriter, args['top-k']);
+      written = await writeSamples(samples, output, vocabWriter, args['top-k']);
     } catch (err) {
       (journal as CrawlJournal<unknown> | null)?.close();
       await output.abort();
@@ -341,6 +370,21 @@ export default defineCommand<Args>({
       resumed: stats.run.resumed,
     };
     if (args.stats !== undefined) await writeFileAtomic(args.stats, JSON.stringify(stats, null, 2) + '\n', io.outputs);
+    if (shard) {
+      await writeSiteSidecar(siteSidecarPath(args.output), { sites, samples: sampleSites, stats }, io.outputs);
+      await writeShardManifest({
+        command: NAME,
+        shard,
+        model: null,
+        settings: { import: args.import, fields: args.fields, lang: args.lang, stopwords: args.stopwords ?? null, 'min-length': args['min-length'], 'max-df': args['max-df'], 'min-site-products': args['min-site-products'], 'fold-accents': foldAccents, 'top-k': args['top-k'], 'id-field': args['id-field'] ?? null, 'site-field': args['site-field'] ?? null, 'image-field': args['image-field'] ?? null, textOnly },
+        outputs: [
+          { role: 'output', kind: 'weak-samples', target: targets.output },
+          ...(targets.vocab !== undefined ? [{ role: 'vocab', kind: 'derived' as const, target: targets.vocab }] : []),
+          ...(targets.stats !== undefined ? [{ role: 'stats', kind: 'derived' as const, target: targets.stats }] : []),
+        ],
+        positions,
+      }, io.outputs);
+    }
     await io.outputs?.commitAll(); // the journal may go only once the outputs are in place
     (journal as CrawlJournal<unknown> | null)?.remove();
     for (const line of summaryLines(stats)) io.stderr.write(`atelier ${NAME}: ${line}\n`);

@@ -1,4 +1,4 @@
-import { defineCommand, UsageError } from '../lib/command.js';
+import { defineCommand, UsageError, type CommandIO } from '../lib/command.js';
 import { backendOption, selectBackend } from '../lib/backend/select.js';
 import { tf } from '../lib/backend/tf.js';
 import { loadMetadata, loadModel } from '../lib/backend/model-io.js';
@@ -20,6 +20,8 @@ import { startProgress } from '../lib/progress.js';
 import { checkFileOutput } from '../lib/io/atomic.js';
 import { imageSide, positiveInt } from '../lib/options.js';
 import { boxRegion, readBoxes, type PixelBox } from '../lib/image/boxes.js';
+import { resolveShard, shardOption, shardPath, shardRecords, writeShardManifest, type Shard } from '../lib/shard.js';
+import { isStdio } from '../lib/io/paths.js';
 
 interface Args {
   images: string[];
@@ -39,6 +41,7 @@ interface Args {
   backend: string;
   engine: string;
   workers: number;
+  shard?: string;
 }
 
 /** `x.npy` -> `x.ids.ndjson`: the ids file sits beside the tensor file by default. */
@@ -82,17 +85,24 @@ export default defineCommand<Args>({
     batch: { describe: 'images per forward pass', type: 'number', default: 64, check: positiveInt },
     skipped: { describe: 'write the skipped images ({image, reason, message}) to this NDJSON', type: 'string' },
     crop: { describe: 'NDJSON of boxes {id, x, y, w, h} in pixels (locate): embed each image\'s box, cut out before the resize', type: 'string' },
+    ...shardOption,
     ...workersOption,
     ...backendOption,
     ...engineOption,
   },
   examples: [
     ['atelier embed -m weak.model -i products.ndjson -o emb.npy', 'embed every image of a crawl'],
+    ['atelier embed -m weak.model -i products.ndjson -o emb.npy --shard 3/16', 'shard 3 of 16 (emb.shard-03-of-16.npy); atelier merge emb.npy joins them'],
     ['atelier embed -m weak.model --normalize -o q.npy photos/*.jpg', 'embed files given as arguments'],
     ['atelier embed -m pixels -i products.ndjson -o pixels.npy', 'the raw-pixel baseline'],
     ['atelier embed -m weak.model --words -o words.npy', 'the word matrix, for nearest words with knn'],
   ],
   async run(args, io) {
+    const shard = resolveShard(args.shard, io.env);
+    if (shard && args.words) throw new UsageError('the word matrix is one output of the whole model; leave out --shard', { field: '--shard' });
+    if (shard && args.ids !== undefined && isStdio(args.ids)) throw new UsageError('a sharded run writes files for atelier merge, not stdout', { field: '--ids' });
+    const targets = { out: args.out, ids: args.ids ?? defaultIdsPath(args.out), skipped: args.skipped };
+    args = { ...args, out: shardPath(args.out, shard), ids: shardPath(targets.ids, shard), skipped: args.skipped === undefined ? undefined : shardPath(args.skipped, shard) };
     await checkOutputs(args);
     const idsPath = args.ids ?? defaultIdsPath(args.out);
     const pixelsBaseline = args.model === 'pixels';
@@ -142,7 +152,8 @@ export default defineCommand<Args>({
       inputSize = modelInputSize(loaded.model, args.model);
       network = imageFeatures(describeModel(loaded.model, loaded.metadata, args.model), loaded.model, args.layer);
     }
-    const records = uniqueIds(args.images.length ? pathRecords(args.images) : readImageRecords(args.input ?? '-', args['image-field'], args['id-field'], io.stdin), args['id-field']);
+    const records = shardRecords(uniqueIds(args.images.length ? pathRecords(args.images) : readImageRecords(args.input ?? '-', args['image-field'], args['id-field'], io.stdin), args['id-field']), shard);
+    const positions: number[] = [];
     const skips = createSkipCounter();
     let npy: Awaited<ReturnType<typeof openNpyWriter>> | null = null;
     const ids = await openNdjsonWriter(idsPath, { stdout: io.stdout, outputs: io.outputs });
@@ -159,12 +170,15 @@ export default defineCommand<Args>({
         for (const r of batch.records) {
           if (pending) await ids.write(pending);
           pending = { id: r.id, image: r.path, row: rowsWritten++ };
+          positions.push(r.line);
         }
         progress.tick(batch.records.length);
       }
       progress.stop();
+      // A shard may hold no record at all: it writes empty outputs for merge to count.
+      if (!npy && shard) npy = await openNpyWriter(args.out, { dtype: 'float32', rowShape: [0], outputs: io.outputs });
       if (!npy) throw new UsageError(`no image could be embedded (${skips.total} skipped)`, { file: args.images.length ? 'arguments' : args.input ?? 'stdin' });
-      await ids.write({ ...pending, [ROWS_DIGEST_FIELD]: await npy.dataSha256() });
+      if (pending) await ids.write({ ...pending, [ROWS_DIGEST_FIELD]: await npy.dataSha256() });
       // ids first: a kill between the renames leaves new ids whose digest the old .npy fails.
       await ids.close();
       await npy.close();
@@ -180,11 +194,28 @@ export default defineCommand<Args>({
       for (const s of skips.skipped) await list.write({ image: s.source, reason: s.reason, message: s.message });
       await list.close();
     }
+    if (shard) await writeEmbedManifest(args, shard, targets, positions, io.outputs);
     writeSkipSummary(skips, io, 'embed');
     if (boxes) io.stderr.write(`atelier embed: ${rowsWritten - uncropped} images cropped to their box${uncropped ? `, ${uncropped} without a box embedded whole` : ''}\n`);
     io.stderr.write(`atelier embed: ${rowsWritten} rows -> ${args.out}, ids -> ${idsPath}\n`);
   },
 });
+
+/** The shard's manifest: what merge needs to put its rows back in input order. */
+async function writeEmbedManifest(args: Args, shard: Shard, targets: { out: string; ids: string; skipped?: string }, positions: number[], outputs: CommandIO['outputs']): Promise<void> {
+  await writeShardManifest({
+    command: 'embed',
+    shard,
+    model: args.model === 'pixels' ? null : args.model,
+    settings: { model: args.model === 'pixels' ? `pixels ${args['pixels-size']}` : null, layer: args.layer, normalize: args.normalize, crop: args.crop ?? null, input: args.input ?? null, images: args.images.length },
+    outputs: [
+      { role: 'out', kind: 'rows', target: targets.out, ids: 'ids' },
+      { role: 'ids', kind: 'lines', target: targets.ids },
+      ...(targets.skipped !== undefined ? [{ role: 'skipped', kind: 'concat' as const, target: targets.skipped }] : []),
+    ],
+    positions,
+  }, outputs);
+}
 
 /** Every output path checked before any work: a wrong one costs no time and leaves nothing behind. */
 async function checkOutputs(args: Args): Promise<void> {

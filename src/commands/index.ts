@@ -32,6 +32,7 @@ const table: Array<[string, () => Promise<CommandModule>]> = [
   ['train-word2vec', () => import('./train-word2vec.js')],
   ['train-locate', () => import('./train-locate.js')],
   ['locate', () => import('./locate.js')],
+  ['merge', () => import('./merge.js')],
 ];
 
 /** Every command name, in help order. */

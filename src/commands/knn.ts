@@ -21,6 +21,10 @@ import {
   arrayVectorSource,
   hnswNeighbors,
   labelVote,
+  emptyBlocks,
+  remapBlocks,
+  shardRows,
+  subsetSource,
   openHnswIndex,
   openNpyVectorSource,
   parseByteSize,
@@ -37,6 +41,7 @@ import {
 } from '../lib/knn/index.js';
 import { startProgress } from '../lib/progress.js';
 import { byteSize, positiveInt } from '../lib/options.js';
+import { requireShardFile, resolveShard, shardOption, shardPath, writeShardManifest, type Shard } from '../lib/shard.js';
 
 interface Args {
   action?: string;
@@ -63,6 +68,8 @@ interface Args {
   labels?: string;
   'label-field'?: string;
   weighted: boolean;
+  shard?: string;
+  'shard-by': string;
 }
 
 const NAME = 'knn';
@@ -108,14 +115,19 @@ interface Output {
   metric: Metric;
   labels: Map<string, string> | null;
   weighted: boolean;
+  /** Gallery shards: each neighbour carries its global gallery row, merge's tie-break. */
+  withRows?: boolean;
 }
 
 async function writeBlock(block: NeighborBlock, out: Output): Promise<void> {
   for (let q = 0; q < block.queryEnd - block.queryStart; q++) {
-    const neighbors: Array<{ id: string; score: number }> = [];
+    const neighbors: Array<{ id: string; score: number; row?: number }> = [];
     const base = q * block.k;
     for (let j = 0; j < block.counts[q]; j++) {
-      neighbors.push({ id: out.galleryIds[block.indices[base + j]], score: shortestFloat32(Math.fround(block.scores[base + j])) });
+      const row = block.indices[base + j];
+      // Partial lists keep the kernel's own score, so merge ranks exactly as the kernel does.
+      const score = block.scores[base + j];
+      neighbors.push(out.withRows ? { id: out.galleryIds[row], score, row } : { id: out.galleryIds[row], score: shortestFloat32(Math.fround(score)) });
     }
     const record: Record<string, unknown> = { id: out.queryIds[block.queryStart + q], neighbors };
     if (out.labels) {
@@ -219,6 +231,8 @@ Ids name rows, so each must be unique in its ids file: a repeated id is an error
     labels: { describe: 'NDJSON of gallery labels {id, <label-field>} for the label vote', type: 'string' },
     'label-field': { describe: 'field of --labels holding the label', type: 'string' },
     weighted: { describe: 'weight label votes by similarity', type: 'boolean', default: false },
+    ...shardOption,
+    'shard-by': { describe: 'with --shard (exact search): split the queries, or the gallery (partial top-k lists that atelier merge joins)', choices: ['query', 'gallery'], default: 'query' },
   },
   examples: [
     ['atelier knn -q emb.npy --k 10 > neighbours.ndjson', 'the 10 most similar images of every image'],
@@ -229,6 +243,14 @@ Ids name rows, so each must be unique in its ids file: a repeated id is an error
     ['atelier knn index query --index-dir gallery.hnsw -q query.npy --recall', 'search it, memory-mapped, and check recall'],
   ],
   async run(args, io) {
+    const shard = resolveShard(args.shard, io.env);
+    if (shard) {
+      if (args.action !== undefined || args.index !== 'exact') throw new UsageError('sharded runs search exactly (no --index hnsw, no saved index)', { field: '--shard' });
+      if (args['shard-by'] === 'gallery' && args.labels) throw new UsageError('the label vote needs the whole gallery: shard by query', { field: '--labels' });
+      requireShardFile(args.out, '--out', shard);
+    }
+    const target = args.out;
+    args = { ...args, out: shardPath(args.out, shard) };
     await checkOutputs(args);
     const k = args.k;
     const metric = args.metric as Metric;
@@ -296,6 +318,8 @@ Ids name rows, so each must be unique in its ids file: a repeated id is an error
       let approximate: Map<number, Float64Array> | null = null;
       let searchMetric = metric;
       let galleryForRecall: VectorSource | null = gallery.source;
+      let queryIds = query.ids;
+      let positions: number[] = [];
       if (mode === 'query') {
         if (!args['index-dir']) throw new UsageError("'knn index query' needs --index-dir", { field: '--index-dir' });
         const { index, meta } = await openHnswIndex(args['index-dir'], { memoryMap: !args.load, expansionSearch: args['expansion-search'] === DEFAULT_HNSW.expansionSearch ? undefined : args['expansion-search'] });
@@ -319,6 +343,9 @@ Ids name rows, so each must be unique in its ids file: a repeated id is an error
         progress.stop();
         blocks = hnswNeighbors(index, query.source, { k, excludeSelf, threads });
         method = `HNSW (M=${args.connectivity}, ef=${args['expansion-search']}) built in ${((performance.now() - started) / 1000).toFixed(1)} s`;
+      } else if (shard) {
+        ({ blocks, queryIds, positions } = await shardedSearch(shard, args['shard-by'] as 'query' | 'gallery', query, gallery, excludeSelf, { k, metric, memoryBytes, threads, kernel: exact!.kernel }));
+        method = `exact search, ${exact!.reason}, shard ${shard.index} of ${shard.count} by ${args['shard-by']}`;
       } else {
         const { kernel, reason } = exact!;
         const plan = planExactSearchFor(query.source, gallery.source, { k, metric, memoryBytes });
@@ -333,7 +360,7 @@ Ids name rows, so each must be unique in its ids file: a repeated id is an error
       const recallEvery = approximate ? Math.max(1, Math.ceil(query.source.rows / args['recall-queries'])) : 0;
 
       writer = await openNdjsonWriter(args.out, { stdout: io.stdout, outputs: io.outputs });
-      const output: Output = { writer, queryIds: query.ids, galleryIds, metric: searchMetric, labels, weighted: args.weighted };
+      const output: Output = { writer, queryIds, galleryIds, metric: searchMetric, labels, weighted: args.weighted, withRows: shard !== null && args['shard-by'] === 'gallery' };
       const progress = startProgress(io.stderr, { total: query.source.rows, label: 'knn' });
       for await (const block of blocks) {
         await writeBlock(block, output);
@@ -347,6 +374,18 @@ Ids name rows, so each must be unique in its ids file: a repeated id is an error
       }
       progress.stop();
       await writer.close();
+      if (shard) {
+        const byGallery = args['shard-by'] === 'gallery';
+        await writeShardManifest({
+          command: 'knn',
+          shard,
+          model: null,
+          settings: { k, metric, 'shard-by': args['shard-by'], query: args.query, gallery: args.gallery ?? null, labels: args.labels ?? null, 'label-field': args['label-field'] ?? null, weighted: args.weighted },
+          outputs: [{ role: 'out', kind: byGallery ? 'topk' : 'lines', target }],
+          positions: byGallery ? [] : positions,
+          ...(byGallery ? { k } : {}),
+        }, io.outputs);
+      }
       const seconds = (performance.now() - started) / 1000;
       io.stderr.write(
         `atelier knn: ${query.source.rows} queries x ${mode === 'query' ? galleryIds.length : gallery.source.rows} gallery rows (${query.source.dim}-d, ${searchMetric}), ${method}: ${seconds.toFixed(2)} s (${Math.round(query.source.rows / Math.max(seconds, 1e-9))} queries/s)\n`,
@@ -363,6 +402,31 @@ Ids name rows, so each must be unique in its ids file: a repeated id is an error
     }
   },
 });
+
+/**
+ * The search of one shard: its queries against the whole gallery, or every query against its
+ * gallery rows. Self-exclusion is by row once the sets are subsets, so the search asks for k + 1.
+ */
+async function shardedSearch(
+  shard: Shard,
+  by: 'query' | 'gallery',
+  query: { source: VectorSource; ids: string[] },
+  gallery: { source: VectorSource; ids: string[] },
+  excludeSelf: boolean,
+  opts: { k: number; metric: Metric; memoryBytes: number; threads: number; kernel: Awaited<ReturnType<typeof chooseExactKernel>>['kernel'] },
+): Promise<{ blocks: AsyncGenerator<NeighborBlock>; queryIds: string[]; positions: number[] }> {
+  const search = { ...opts, k: excludeSelf ? opts.k + 1 : opts.k, excludeSelf: false };
+  if (by === 'query') {
+    const rows = shardRows(query.ids, shard);
+    const queries = await subsetSource(query.source, rows);
+    const blocks = rows.length ? remapBlocks(exactNeighbors(queries, gallery.source, search), { k: opts.k, selfRow: excludeSelf ? (q) => rows[q] : undefined }) : emptyBlocks(0, opts.k);
+    return { blocks, queryIds: rows.map((r) => query.ids[r]), positions: rows };
+  }
+  const rows = shardRows(gallery.ids, shard);
+  const part = await subsetSource(gallery.source, rows);
+  const blocks = rows.length ? remapBlocks(exactNeighbors(query.source, part, search), { k: opts.k, galleryRows: rows, selfRow: excludeSelf ? (q) => q : undefined }) : emptyBlocks(query.source.rows, opts.k);
+  return { blocks, queryIds: query.ids, positions: [] };
+}
 
 /** Every output path checked before any work: a wrong one costs no time and leaves nothing behind. */
 async function checkOutputs(args: Args): Promise<void> {

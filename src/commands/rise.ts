@@ -18,6 +18,7 @@ import { createRandom } from '../lib/random.js';
 import { describeModel } from '../lib/models/kinds.js';
 import { anyInt, fraction, integerIn, positiveInt } from '../lib/options.js';
 import { engineOption, openModelRunner } from '../lib/onnx/runtime.js';
+import { requireShardFile, resolveShard, shardOption, shardPath, shardRecords, writeShardManifest } from '../lib/shard.js';
 
 interface Args {
   images: string[];
@@ -39,6 +40,7 @@ interface Args {
   'id-field': string;
   backend: string;
   engine: string;
+  shard?: string;
 }
 
 /** A file name from an id: safe characters only, unique enough for one run. */
@@ -73,6 +75,7 @@ Per image it writes one NDJSON line {id, image, class, score, peak: {x, y}, topS
     out: { alias: 'o', describe: 'summary NDJSON (- for stdout)', type: 'string', default: '-' },
     'image-field': { describe: 'NDJSON field with the image path', type: 'string', default: 'image' },
     'id-field': { describe: 'NDJSON field with the id (default: the image path)', type: 'string', default: 'id' },
+    ...shardOption,
     ...backendOption,
     ...engineOption,
   },
@@ -81,6 +84,10 @@ Per image it writes one NDJSON line {id, image, class, score, peak: {x, y}, topS
     ['atelier rise -m weak.model --class stripes --metrics --masks masks.npy -i top.ndjson', 'where the weak model sees stripes, with deletion/insertion scores'],
   ],
   async run(args, io) {
+    const shard = resolveShard(args.shard, io.env);
+    requireShardFile(args.out, '--out', shard);
+    const targets = { out: args.out, masks: args.masks };
+    args = { ...args, out: shardPath(args.out, shard) };
     await checkOutputs(args);
     // Inputs first: a mistake is reported before the backend loads.
     await loadMetadata(args.model);
@@ -117,11 +124,14 @@ Per image it writes one NDJSON line {id, image, class, score, peak: {x, y}, topS
       spec.count = n;
     } else {
       masks = generateMasks(spec, createRandom(args.seed));
-      if (args.masks) await writeNpy(args.masks, masks, [spec.count, height, width], { outputs: io.outputs });
+      // Shards save their (identical) masks beside the target; merge keeps one copy.
+      if (args.masks) await writeNpy(shardPath(args.masks, shard), masks, [spec.count, height, width], { outputs: io.outputs });
     }
+    const masksWritten = !!args.masks && !existsSync(args.masks);
 
     for (const dir of [args['maps-dir'], args.overlay]) if (dir) await mkdir(dir, { recursive: true });
-    const records = args.images.length ? pathRecords(args.images) : readImageRecords(args.input ?? '-', args['image-field'], args['id-field'], io.stdin);
+    const records = shardRecords(args.images.length ? pathRecords(args.images) : readImageRecords(args.input ?? '-', args['image-field'], args['id-field'], io.stdin), shard);
+    const positions: number[] = [];
     const skips = createSkipCounter();
     const out = await openNdjsonWriter(args.out, { stdout: io.stdout, outputs: io.outputs });
     const runner = await openModelRunner(model, { engine: args.engine, env: io.env, stderr: io.stderr, backend, commandName: 'rise' });
@@ -134,7 +144,10 @@ Per image it writes one NDJSON line {id, image, class, score, peak: {x, y}, topS
         const photoScore = (await score(photo, 1))[0];
         const map = await riseSaliency(score, photo, height, width, masks, spec.count, args.p1, args.batch);
         const summary = saliencySummary(map, width);
-        const stem = fileStem(record.id, index++);
+        // A shard numbers its files by input position, as a run without skipped images does.
+        const stem = fileStem(record.id, shard ? record.line - 1 : index);
+        index++;
+        positions.push(record.line);
         const line: Record<string, unknown> = { id: record.id, image: record.path, class: className, score: round(photoScore), peak: summary.peak, topShare: round(summary.topShare) };
         if (args['maps-dir']) {
           line.saliency = join(args['maps-dir'], `${stem}.npy`);
@@ -159,6 +172,16 @@ Per image it writes one NDJSON line {id, image, class, score, peak: {x, y}, topS
       throw err;
     } finally {
       await runner.close();
+    }
+    if (shard) {
+      await writeShardManifest({
+        command: 'rise',
+        shard,
+        model: args.model,
+        settings: { class: className, n: spec.count, s: args.s, p1: args.p1, seed: args.seed, metrics: args.metrics, steps: args.steps, 'maps-dir': args['maps-dir'] ?? null, overlay: args.overlay ?? null, input: args.input ?? null, images: args.images.length },
+        outputs: [{ role: 'out', kind: 'lines', target: targets.out }, ...(masksWritten ? [{ role: 'masks', kind: 'same' as const, target: targets.masks! }] : [])],
+        positions,
+      }, io.outputs);
     }
     writeSkipSummary(skips, io, 'rise');
   },

@@ -17,6 +17,7 @@ import { positiveInt } from '../lib/options.js';
 import { featureModel, wordKernel } from '../lib/models/weak-model.js';
 import { predictedWordTypes, topWordsByType, typeLayer } from '../lib/models/type-attention.js';
 import type { WeakModelMetadata } from '../lib/models/weak-files.js';
+import { requireShardFile, resolveShard, shardOption, shardPath, shardRecords, writeShardManifest } from '../lib/shard.js';
 
 interface Args {
   images: string[];
@@ -34,6 +35,7 @@ interface Args {
   workers: number;
   'by-type': boolean;
   'word-types'?: string;
+  shard?: string;
 }
 
 function round(x: number): number {
@@ -61,6 +63,7 @@ For a model trained with --attention types (the report 4.3): --by-type writes {i
     batch: { describe: 'images per forward pass', type: 'number', default: 64, check: positiveInt },
     'by-type': { describe: 'attention models: the best words of each fashion type per image', type: 'boolean', default: false },
     'word-types': { describe: 'attention models: write every word\'s predicted fashion type to this NDJSON', type: 'string' },
+    ...shardOption,
     ...workersOption,
     ...backendOption,
     ...engineOption,
@@ -72,6 +75,11 @@ For a model trained with --attention types (the report 4.3): --by-type writes {i
     ['atelier tag -m types.model -i products.ndjson --by-type --k 3 --word-types types.ndjson', 'three words per fashion type, and the types the model gives the words'],
   ],
   async run(args, io) {
+    const shard = resolveShard(args.shard, io.env);
+    if (shard && args.word !== undefined) throw new UsageError('--word ranks all images at once; tag in shards, or rank in one run', { field: '--shard' });
+    requireShardFile(args.out, '--out', shard);
+    const targets = { out: args.out, wordTypes: args['word-types'] };
+    args = { ...args, out: shardPath(args.out, shard), 'word-types': args['word-types'] === undefined ? undefined : shardPath(args['word-types'], shard) };
     await checkOutputs(args);
     // Inputs first: a mistake is reported before the backend loads.
     const metadata = await loadMetadata(args.model);
@@ -101,7 +109,8 @@ For a model trained with --attention types (the report 4.3): --by-type writes {i
       io.stderr.write(`atelier tag: ${disagree} of ${attention!.thesaurusTypes.filter((t) => t !== null).length} thesaurus words have another predicted type -> ${args['word-types']}\n`);
     }
     const kernel = args['by-type'] ? ((await wordKernel(model).data()) as Float32Array) : null;
-    const records = args.images.length ? pathRecords(args.images) : readImageRecords(args.input ?? '-', args['image-field'], args['id-field'], io.stdin);
+    const records = shardRecords(args.images.length ? pathRecords(args.images) : readImageRecords(args.input ?? '-', args['image-field'], args['id-field'], io.stdin), shard);
+    const positions: number[] = [];
     const skips = createSkipCounter();
     const out = await openNdjsonWriter(args.out, { stdout: io.stdout, outputs: io.outputs });
     const ranked: Array<{ id: string; image: string; score: number; order: number }> = [];
@@ -114,6 +123,7 @@ For a model trained with --attention types (the report 4.3): --by-type writes {i
           if (kernel && predicted && layer) {
             const z = batch.rows.subarray(i * batch.dim, (i + 1) * batch.dim);
             const byType = topWordsByType(z, kernel, batch.dim / layer.types, predicted.type, layer.types, args.k);
+            positions.push(r.line);
             await out.write({ id: r.id, image: r.path, types: Object.fromEntries(byType.map((list, t) => [attention!.types[t], list.map((w) => ({ word: vocabulary[w.word], score: round(w.score) }))])) });
             continue;
           }
@@ -122,6 +132,7 @@ For a model trained with --attention types (the report 4.3): --by-type writes {i
             ranked.push({ id: r.id, image: r.path, score: probabilities[wordIndex], order: ranked.length });
           } else {
             const top = topKIndices(probabilities, args.k);
+            positions.push(r.line);
             await out.write({ id: r.id, image: r.path, words: Array.from(top, (w) => ({ word: vocabulary[w], score: round(probabilities[w]) })) });
           }
         }
@@ -139,6 +150,16 @@ For a model trained with --attention types (the report 4.3): --by-type writes {i
       throw err;
     } finally {
       await inference.close();
+    }
+    if (shard) {
+      await writeShardManifest({
+        command: 'tag',
+        shard,
+        model: args.model,
+        settings: { k: args.k, 'by-type': args['by-type'], input: args.input ?? null, images: args.images.length },
+        outputs: [{ role: 'out', kind: 'lines', target: targets.out }, ...(targets.wordTypes !== undefined ? [{ role: 'word-types', kind: 'same' as const, target: targets.wordTypes }] : [])],
+        positions,
+      }, io.outputs);
     }
     writeSkipSummary(skips, io, 'tag');
   },

@@ -59,6 +59,15 @@ export const inputSizeText: OptionCheck = {
 };
 /** A byte size like 200M, 2G or 4096. */
 export const byteSize: OptionCheck = { what: 'a size like 512M or 2G', test: (v) => typeof v === 'string' && (parseByteSize(v) ?? 0) > 0 };
+/** --shard: `i/n` with 0 <= i < n (0-based), or `auto` (the scheduler's environment, see shard.ts). */
+export const shardText: OptionCheck = {
+  what: 'i/n (0-based shard i of n, 0 <= i < n) or auto',
+  test: (v) => {
+    if (v === 'auto') return true;
+    const m = /^\s*(\d+)\s*\/\s*(\d+)\s*$/.exec(String(v));
+    return !!m && Number(m[2]) >= 1 && Number(m[1]) < Number(m[2]) && Number(m[2]) <= 1_000_000;
+  },
+};
 /** Comma-separated positive integers, e.g. 256,128,64. */
 export const positiveIntList: OptionCheck = {
   what: 'a comma-separated list of positive integers',

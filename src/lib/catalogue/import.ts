@@ -31,6 +31,8 @@ type ImportEntry = RowEntry;
 
 /** What an import needs, as plain values: which fields say what, where images go, how to fetch. */
 export interface CatalogueImportSettings {
+  /** Rows to import by their id (--id-field, else `<input>:<line>`); all when left out (a shard takes its own). */
+  keepRow?: (id: string) => boolean;
   /** NDJSON or CSV file, or '-' for `stdin`. */
   input: string;
   stdin?: NodeJS.ReadableStream;
@@ -217,6 +219,7 @@ export async function importCatalogue(ctx: CatalogueImportSettings): Promise<Cat
         checkFields(value, file, line);
       }
       if (isStdio(inputPath)) checkUniqueId(value, file, line);
+      if (ctx.keepRow && !ctx.keepRow((idField === undefined ? undefined : textOf(fieldValue(value, idField), ' ')) ?? `${name}:${line}`)) continue;
       const task = handleRow(value, line).then(() => {
         inFlight.delete(task);
         ctx.onRow();

@@ -15,3 +15,4 @@ export type { PartitionEntry, RetrievalPartition, RetrievalSplit } from './parti
 export { formatByteSize, parseByteSize } from './budget.js';
 export { assertIdsMatchRows, assertUniqueIds, readRowIds } from '../io/features.js';
 export type { RowIds } from '../io/features.js';
+export { emptyBlocks, remapBlocks, shardRows, subsetSource } from './shard.js';
