@@ -1,7 +1,7 @@
 // The review app in a real browser (Debian's chromium, headless, driven by playwright-core): open
 // the F1 view, go to a class's false negatives, pick one with the keyboard, retag it, reload: the
 // label persisted and the history shows it. No request leaves the server. Skips without chromium.
-import { test } from 'node:test';
+import { test } from 'vitest';
 import assert from 'node:assert/strict';
 import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
@@ -11,7 +11,8 @@ import { importFixture, makeReviewFixture, startReviewServer } from './review-fi
 const CHROMIUM = '/usr/bin/chromium';
 const missing = existsSync(CHROMIUM) ? false : `${CHROMIUM} is not installed (apt-get install chromium); the browser test of review is skipped`;
 
-test('review in headless chromium: F1 view -> false negative -> retag by keyboard -> reload shows it', { skip: missing, timeout: 60_000 }, async () => {
+test('review in headless chromium: F1 view -> false negative -> retag by keyboard -> reload shows it', { timeout: 60_000 }, async (ctx) => {
+  if (missing) ctx.skip(String(missing));
   const dir = scratchDir('atelier-review-browser-');
   const f = await makeReviewFixture(dir, 30);
   await importFixture(f);

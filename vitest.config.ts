@@ -1,0 +1,31 @@
+// The test suite: vitest runs test/**/*.test.ts from source; spawned CLI processes and worker threads
+// run the JavaScript tsc writes to dist/ (see README "Tests").
+import { defineConfig } from 'vitest/config';
+
+// End-to-end files that train models or crawl for minutes; `vitest --project fast` leaves them out.
+const heavy = [
+  'test/commands/attention.test.ts',
+];
+
+export default defineConfig({
+  test: {
+    // Two files at a time in their own processes (the machine has 2 cores); tests within a file in order.
+    pool: 'forks',
+    maxWorkers: 2,
+    // Each file trains in one thread unless a test asks for --workers (the data-parallel tests do).
+    env: { ATELIER_TRAIN_WORKERS: process.env.ATELIER_TRAIN_WORKERS ?? '1' },
+    // node:test had no default limit; a test or hook that hangs fails after 10 minutes instead.
+    testTimeout: 600_000,
+    hookTimeout: 600_000,
+    coverage: {
+      provider: 'v8',
+      include: ['src/**/*.ts'],
+      reportsDirectory: 'coverage',
+      reporter: ['text-summary', 'json-summary', 'html'],
+    },
+    projects: [
+      { extends: true, test: { name: 'fast', include: ['test/**/*.test.ts'], exclude: heavy } },
+      { extends: true, test: { name: 'e2e', include: heavy } },
+    ],
+  },
+});
