@@ -17,6 +17,8 @@ export default defineConfig({
     // node:test had no default limit; a test or hook that hangs fails after 10 minutes instead.
     testTimeout: 600_000,
     hookTimeout: 600_000,
+    // Every test on its own line, skips with their reason, annotations (screenshots) under their test.
+    reporters: ['verbose'],
     coverage: {
       provider: 'v8',
       include: ['src/**/*.ts'],
