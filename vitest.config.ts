@@ -14,9 +14,10 @@ export default defineConfig({
     maxWorkers: 2,
     // Each file trains in one thread unless a test asks for --workers (the data-parallel tests do).
     env: { ATELIER_TRAIN_WORKERS: process.env.ATELIER_TRAIN_WORKERS ?? '1' },
-    // node:test had no default limit; a test or hook that hangs fails after 10 minutes instead.
-    testTimeout: 600_000,
-    hookTimeout: 600_000,
+    // As under node:test: no limit unless a test sets its own `timeout` (a trainer's before-hook can take
+    // many minutes on a loaded machine).
+    testTimeout: 0,
+    hookTimeout: 0,
     // Every test on its own line, skips with their reason, annotations (screenshots) under their test.
     reporters: ['verbose'],
     coverage: {
