@@ -2,9 +2,13 @@
 // run the JavaScript tsc writes to dist/ (see README "Tests").
 import { defineConfig } from 'vitest/config';
 
-// End-to-end files that train models or crawl for minutes; `vitest --project fast` leaves them out.
+// End-to-end files (they train models, run a command dozens of times, read the real data sets or
+// drive chromium): `vitest --project fast` (make test-fast) leaves them out.
 const heavy = [
-  'test/commands/attention.test.ts',
+  'test/commands/{attention,weak-pipeline,weak-words,eval-words,towers-trainers,train-*,sizenet,locate,rise,classify}.test.ts',
+  'test/commands/{engine,export,import-backbone,model-files,duplicate-ids,knn,outputs,crawl-tokenize,cli}.test.ts',
+  'test/commands/{real-data,real-hires-crawl,report-browser,review-browser}.test.ts',
+  'test/lib/{webgpu-coverage,knn,fixtures,tsne}.test.ts',
 ];
 
 export default defineConfig({
