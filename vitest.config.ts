@@ -6,7 +6,7 @@ import { defineConfig } from 'vitest/config';
 // drive chromium): `vitest --project fast` (make test-fast) leaves them out.
 const heavy = [
   'test/commands/{attention,weak-pipeline,weak-words,eval-words,towers-trainers,train-*,sizenet,locate,rise,classify}.test.ts',
-  'test/commands/{engine,export,import-backbone,model-files,duplicate-ids,knn,outputs,crawl-tokenize,cli}.test.ts',
+  'test/commands/{engine,export,import-backbone,model-files,duplicate-ids,knn,outputs,crawl-tokenize,cli,usage-errors}.test.ts',
   'test/commands/{real-data,real-hires-crawl,report-browser,review-browser}.test.ts',
   'test/lib/{webgpu-coverage,knn,fixtures,tsne}.test.ts',
 ];
@@ -29,6 +29,8 @@ export default defineConfig({
       include: ['src/**/*.ts'],
       reportsDirectory: 'coverage',
       reporter: ['text-summary', 'json-summary', 'html'],
+      // A report also when a test failed: the numbers still say what ran.
+      reportOnFailure: true,
     },
     projects: [
       { extends: true, test: { name: 'fast', include: ['test/**/*.test.ts'], exclude: heavy } },
