@@ -8,7 +8,7 @@ SEED ?= 1
 DEMO := out/demo
 SOURCES := $(shell find src test fixtures bench -name '*.ts' -not -path '*/out/*' 2>/dev/null) tsconfig.json
 
-.PHONY: all install build fixtures test test-lib test-commands demo report review-db review retrain real-locate bench man man-check gpu gpu-check clean
+.PHONY: all install build fixtures test test-fast coverage demo report review-db review retrain real-locate bench man man-check gpu gpu-check clean
 
 all: build
 
@@ -36,11 +36,19 @@ $(FIXTURES)/.done: dist/.built
 
 fixtures: $(FIXTURES)/.done
 
-# The suite: every test file under dist/test, two at a time (the machine has 2 cores).
-# Two test files run at once on the two cores, so each trainer trains in its own thread unless a test
-# asks for --workers (the data-parallel tests do).
+# The suite: `build` is the type check (tsc, which also writes dist/: the CLI the tests spawn and the
+# worker threads run the compiled files), then vitest runs test/**/*.test.ts from source, two files at
+# a time (the machine has 2 cores), so each trainer trains in one thread unless a test asks for --workers.
+# test-fast leaves out the end-to-end files that train for minutes (vitest.config.ts); coverage writes coverage/.
+VITEST := ATELIER_TRAIN_WORKERS=1 $(NODE) node_modules/vitest/vitest.mjs run
 test: build fixtures
-	ATELIER_TRAIN_WORKERS=1 $(NODE) --test --test-concurrency=2 $$(find dist/test -name '*.test.js' | sort)
+	$(VITEST)
+
+test-fast: build fixtures
+	$(VITEST) --project fast
+
+coverage: build fixtures
+	$(VITEST) --coverage
 
 man: build
 	$(NODE) dist/src/gen-man.js
@@ -190,4 +198,4 @@ retrain: build
 include bench/real.mk
 
 clean:
-	rm -rf dist out $(FIXTURES)
+	rm -rf dist out coverage $(FIXTURES)

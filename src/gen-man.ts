@@ -4,6 +4,7 @@ import { mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadCommands } from './commands/index.js';
 import { renderIndexPage, renderManPage } from './lib/manpage.js';
+import { packageRoot } from './lib/io/paths.js';
 import { atelierVersion } from './lib/version.js';
 
 const commands = await loadCommands();
@@ -22,7 +23,7 @@ export function expectedBinEntries(): Record<string, string> {
 }
 
 function main(): void {
-  const root = new URL('../../', import.meta.url).pathname;
+  const root = packageRoot(import.meta.url);
   const check = process.argv.includes('--check');
   const manDir = join(root, 'man');
   const stale: string[] = [];

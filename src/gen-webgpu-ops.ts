@@ -2,10 +2,11 @@
 // `--check` only says whether the file is stale (exit 1).
 import { mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
+import { packageRoot } from './lib/io/paths.js';
 import { tf } from './lib/backend/tf.js';
 import { renderCoverage, trainerKernels, webgpuCoverage } from './lib/train/webgpu-coverage.js';
 
-const root = new URL('../../', import.meta.url).pathname;
+const root = packageRoot(import.meta.url);
 export const webgpuOpsFile = join(root, 'docs', 'webgpu-ops.md');
 
 /** Files whose synchronous reads never run on WebGPU. */

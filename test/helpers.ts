@@ -2,11 +2,11 @@
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
+import { packageRoot } from '../src/lib/io/paths.js';
 
-/** Repository root (tests run from dist/test/..., so go up to the package.json). */
-export const repoRoot = resolve(fileURLToPath(new URL('.', import.meta.url)), '..', '..');
+/** Repository root: the directory of package.json. */
+export const repoRoot = packageRoot(import.meta.url);
 export const atelierBin = join(repoRoot, 'bin', 'atelier');
 /** Fixture catalogue made by `make fixtures`; tests that need it call `fixturesDir()`. */
 export const defaultFixtures = join(repoRoot, 'fixtures', 'out');

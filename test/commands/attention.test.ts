@@ -1,7 +1,7 @@
 // train-weak --attention types and tag --by-type / --word-types on the fixture catalogue (report 4.3).
 // A tiny tower on a slice of the catalogue keeps this file fast: these tests check what the commands
 // write and promise; the accuracy targets of the issue are the `todo` test at the end.
-import { before, test } from 'node:test';
+import { beforeAll, test } from 'vitest';
 import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -23,7 +23,7 @@ type WordType = { word: string; type: string; p: number; thesaurus: string | nul
 let wordTypes: WordType[];
 let tags: Array<{ id: string; types: Record<string, Array<{ word: string; score: number }>> }>;
 
-before(async () => {
+beforeAll(async () => {
   dir = scratchDir();
   const catalogue = await fixtureCatalogue();
   const all = join(dir, 'all.ndjson');
@@ -92,7 +92,8 @@ test('attention mistakes: one line, exit 2', async () => {
 // noise words. The bound is W itself: on a plain weak model's W (6 epochs of 2,048, triplet accuracy
 // 0.85), a linear type probe fits the 76 trained words and gets 0.30 of the 33 held-out ones, the
 // nearest trained word's type 0.64: same-group words are close, but types are not linearly apart.
-test('type classifier >= 0.9 on held-out colour, pattern and garment words', { todo: 'not reached yet (0.30-0.42 measured)' }, () => {
+// Expected to fail (a TODO): not reached yet (0.30-0.42 measured)
+test.fails('type classifier >= 0.9 on held-out colour, pattern and garment words', () => {
   const heldOut = wordTypes.filter((w) => w.heldOut && visualWords.has(w.word));
   const accuracy = heldOut.filter((w) => w.type === w.thesaurus).length / heldOut.length;
   assert.ok(accuracy >= 0.9, `held-out ${accuracy}`);

@@ -1,6 +1,6 @@
 // `atelier info` per backend, forced and failing backends seen from outside, and every run exiting
 // on its own once the work is done (the GPU device released), with a timeout guard.
-import { test } from 'node:test';
+import { test } from 'vitest';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { readFileSync, symlinkSync, writeFileSync } from 'node:fs';

@@ -1,6 +1,6 @@
 // classify on images: a fine-tuned model and a raw-pixel head; corrupt images are warned about,
 // counted and answered with an error line in place, never fatal, in training or in inference.
-import { before, test } from 'node:test';
+import { beforeAll, test } from 'vitest';
 import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -13,7 +13,7 @@ let good: Array<Record<string, unknown>>;
 let corrupt: string[];
 let mixed: string;
 
-before(async () => {
+beforeAll(async () => {
   dir = scratchDir();
   catalogue = await fixtureCatalogue();
   good = parseNdjson(readFileSync(join(catalogue, 'images.ndjson'), 'utf8')).slice(0, 400);

@@ -1,5 +1,5 @@
 // The CLI as a user meets it: top-level help, per-command help, man pages, bin links, exit codes.
-import { test } from 'node:test';
+import { test } from 'vitest';
 import assert from 'node:assert/strict';
 import { readFileSync, symlinkSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';

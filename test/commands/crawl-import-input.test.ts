@@ -1,6 +1,6 @@
 // crawl-tokenize --import with a bad row: one line naming file:line, exit 2, before any work starts
 // (no image fetched, no state file), also when the bad row comes from stdin behind rows whose images are in flight.
-import { test, after } from 'node:test';
+import { test, afterAll } from 'vitest';
 import assert from 'node:assert/strict';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -23,7 +23,7 @@ const server = createServer((req, res) => {
 });
 await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
 const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-after(() => server.close());
+afterAll(() => server.close());
 
 const FAST = ['--host-delay', '0', '--per-host', '8', '--retries', '0', '--timeout', '5000'];
 

@@ -1,7 +1,7 @@
 // crawl-tokenize as a user runs it, against the generated fixture shop served on 127.0.0.1: the three
 // templates, robots.txt, broken pages and images, timeouts and body caps, resume after SIGKILL,
 // import from NDJSON and CSV, and bad input.
-import { test, before, after } from 'node:test';
+import { test, beforeAll, afterAll } from 'vitest';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -13,7 +13,7 @@ import { startFixtureServer, type FixtureServer } from '../../fixtures/lib/serve
 let fixture = '';
 let products: Array<{ id: string; title: string; shop: string; images: string[] }> = [];
 
-before(() => {
+beforeAll(() => {
   fixture = join(scratchDir('atelier-crawl-fixture-'), 'cat');
   const r = spawnSync(process.execPath, [join(repoRoot, 'dist', 'fixtures', 'generate.js'), '--seed', '1', '--out', fixture, '--products', '40'], { encoding: 'utf8' });
   assert.equal(r.status, 0, r.stderr);
@@ -21,7 +21,7 @@ before(() => {
 });
 
 const servers: FixtureServer[] = [];
-after(async () => {
+afterAll(async () => {
   for (const s of servers) await s.close();
 });
 

@@ -1,7 +1,7 @@
 // What each command does with a repeated id (run as processes): an error at the second line naming
 // the first where two rows would be counted twice or contradict each other, or a counted warning
 // where the repeat says the same thing (labelled training records).
-import { test } from 'node:test';
+import { test } from 'vitest';
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';

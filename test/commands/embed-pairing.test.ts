@@ -1,6 +1,6 @@
 // embed's .npy and ids file are renamed one after the other; a run killed in between leaves the new
 // ids beside the old .npy (same row count). The ids carry a digest of their rows, so readers refuse the pair.
-import { test } from 'node:test';
+import { test } from 'vitest';
 import assert from 'node:assert/strict';
 import { copyFileSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';

@@ -1,7 +1,7 @@
 // --engine ort|tfjs|auto: embed, tag, classify and predict-sizenet give the same outputs (1e-4) on
 // onnxruntime and on tfjs, run as processes; auto takes onnxruntime and says so; a model that does
 // not convert falls back to tfjs under auto and is an error under --engine ort.
-import { before, test } from 'node:test';
+import { beforeAll, test } from 'vitest';
 import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -23,7 +23,7 @@ let images: string;
 let imagePaths: string[];
 const labels = ['dress', 'shoe', 'bag'];
 
-before(async () => {
+beforeAll(async () => {
   await tf.setBackend('cpu');
   dir = scratchDir();
   const catalogue = await fixtureCatalogue();

@@ -1,5 +1,5 @@
 // eval-classifier against a confusion matrix made by hand.
-import { before, test } from 'node:test';
+import { beforeAll, test } from 'vitest';
 import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -16,7 +16,7 @@ let truth: string;
 const confusion = [[3, 1, 0], [2, 2, 0], [0, 1, 1]];
 const labels = ['cat', 'dog', 'bird'];
 
-before(() => {
+beforeAll(() => {
   dir = scratchDir();
   const preds: string[] = [];
   const truthRows: string[] = ['id,animal'];

@@ -1,4 +1,4 @@
-import { test } from 'node:test';
+import { test } from 'vitest';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
@@ -70,7 +70,8 @@ test('a hand-made case: top-k accuracy, mAP and first-correct ranks computed by 
 
 const generator = join(repoRoot, 'dist', 'fixtures', 'generate.js');
 
-test('fixture In-Shop split: planted item vectors give top-1 = 1 and mAP = 1; every other query shuffled to a decoy gives top-1 = 0.5', { skip: !existsSync(generator) && 'fixture generator not built' }, async () => {
+test('fixture In-Shop split: planted item vectors give top-1 = 1 and mAP = 1; every other query shuffled to a decoy gives top-1 = 0.5', async (ctx) => {
+  if (!existsSync(generator)) ctx.skip('fixture generator not built');
   const fx = join(dir, 'fx');
   execFileSync(process.execPath, [generator, '--seed', '1', '--out', fx, '--products', '60'], { stdio: 'pipe' });
   const lines = readFileSync(join(fx, 'list_eval_partition.txt'), 'utf8').trim().split('\n').slice(2).map((l) => l.trim().split(/\s+/));
@@ -135,7 +136,8 @@ test('--compare with --plot alone overlays saved runs', async () => {
 
 const OFFICIAL = join(repoRoot, '..', 'shared', 'data', 'deepfashion-inshop-lists');
 
-test('the official In-Shop lists: the random baseline over 14,218 queries matches its expectation', { skip: !existsSync(join(OFFICIAL, 'query.txt')) && 'official lists absent' }, async () => {
+test('the official In-Shop lists: the random baseline over 14,218 queries matches its expectation', async (ctx) => {
+  if (!existsSync(join(OFFICIAL, 'query.txt'))) ctx.skip('official lists absent');
   const r = await runAtelier(['eval-retrieval', '-p', OFFICIAL, '--baseline', 'random']);
   assert.equal(r.code, 0, r.stderr);
   const out = JSON.parse(r.stdout);

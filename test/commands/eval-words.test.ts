@@ -1,5 +1,5 @@
 // eval-words and train-word2vec on the fixture catalogue, run as a user runs them.
-import { before, test } from 'node:test';
+import { beforeAll, test } from 'vitest';
 import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -13,7 +13,7 @@ let items: string;
 let vocab: string;
 let words: string[];
 
-before(async () => {
+beforeAll(async () => {
   dir = scratchDir();
   const catalogue = await fixtureCatalogue();
   items = join(dir, 'items.ndjson');

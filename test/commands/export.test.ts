@@ -1,7 +1,7 @@
 // atelier export: every model kind, saved as training saves it, exported by the command and run
 // in onnxruntime-node on fixture images, equals the tfjs model within 1e-4, at any batch size;
 // Python's onnx checker (Debian python3-onnx) validates the files when it is installed.
-import { before, test } from 'node:test';
+import { beforeAll, test } from 'vitest';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -74,7 +74,7 @@ interface Case {
 
 const cases: Case[] = [];
 
-before(async () => {
+beforeAll(async () => {
   await tf.setBackend('cpu');
   dir = scratchDir();
   const catalogue = await fixtureCatalogue();
@@ -170,7 +170,8 @@ test('every model kind exports, and onnxruntime gives the tfjs outputs within 1e
   }
 });
 
-test('the exported files pass the ONNX checker with full shape inference (Python onnx, Debian python3-onnx)', { skip: pythonOnnx ? false : 'python3-onnx is not installed (apt-get install python3-onnx)' }, () => {
+test('the exported files pass the ONNX checker with full shape inference (Python onnx, Debian python3-onnx)', (ctx) => {
+  if (!pythonOnnx) ctx.skip('python3-onnx is not installed (apt-get install python3-onnx)');
   const script = 'import sys, onnx\nfor p in sys.argv[1:]:\n    onnx.checker.check_model(onnx.load(p), full_check=True)\nprint(len(sys.argv) - 1)';
   const r = spawnSync('/usr/bin/python3', ['-c', script, ...cases.map((c) => join(dir, `${c.name}.onnx`))], { encoding: 'utf8' });
   assert.equal(r.status, 0, r.stderr);

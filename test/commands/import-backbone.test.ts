@@ -1,6 +1,6 @@
 // import-backbone and the backbone cut: the nsfwjs MobileNetV2 imported offline keeps the package's
 // weights bit for bit, and its features match nsfwjs's own model; preprocessing is exact.
-import { before, test } from 'node:test';
+import { beforeAll, test } from 'vitest';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import * as nsfwjs from 'nsfwjs';
@@ -14,7 +14,7 @@ import { runAtelier, scratchDir } from '../helpers.js';
 let dir: string;
 let imported: string;
 
-before(async () => {
+beforeAll(async () => {
   await selectBackend({ requested: 'wasm', env: {}, stderr: { write: () => true } as unknown as NodeJS.WritableStream });
   dir = scratchDir();
   imported = join(dir, 'mobilenetv2');

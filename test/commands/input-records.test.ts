@@ -1,6 +1,6 @@
 // Bad values in input records, each a one-line exit 2 at file:line:field: eval-classifier probs,
 // predict-sizenet given the wrong model, a partition listing an image twice.
-import { test } from 'node:test';
+import { test } from 'vitest';
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';

@@ -1,4 +1,4 @@
-import { test } from 'node:test';
+import { test } from 'vitest';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
@@ -116,7 +116,8 @@ async function runWithPeakRss(args: string[]): Promise<{ code: number | null; st
   return { code, stderr, peakBytes };
 }
 
-test('the peak RSS stays under --memory while a gallery bigger than the data budget streams', { skip: !existsSync('/proc/self/status') && 'needs /proc' }, async () => {
+test('the peak RSS stays under --memory while a gallery bigger than the data budget streams', async (ctx) => {
+  if (!existsSync('/proc/self/status')) ctx.skip('needs /proc');
   // 110 MiB of float32 rows against a 240 MiB budget, most of which the runtime, onnxruntime (the GEMM kernel, ~36 MiB) and the ids already hold.
   const rows = 112_640;
   const dim = 256;
@@ -203,7 +204,8 @@ test('bad input exits 2 with one line naming the file and row', async () => {
   }
 });
 
-test('HNSW: --index hnsw with --recall, and knn index build then query (memory-mapped and loaded)', { skip: !usearchLoads && 'usearch does not load here' }, async () => {
+test('HNSW: --index hnsw with --recall, and knn index build then query (memory-mapped and loaded)', async (ctx) => {
+  if (!usearchLoads) ctx.skip('usearch does not load here');
   const g = await writeVectors('hg', gallery, dim, galleryIds);
   const q = await writeVectors('hq', queries, dim, queryIds);
   const exact = parseNdjson((await runAtelier(['knn', '-q', q, '-g', g, '--k', '5'])).stdout);

@@ -2,7 +2,7 @@
 // backdrops), run as a user would: the located boxes overlap the true ones on held-out images, and
 // retrieval on garment crops beats retrieval on the whole photos when garments are small and
 // off-centre; bad boxes are one-line exit-2 errors.
-import { before, test } from 'node:test';
+import { beforeAll, test } from 'vitest';
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -14,7 +14,7 @@ let training: string;
 let unseen: string;
 let small: string;
 
-before(async () => {
+beforeAll(async () => {
   dir = scratchDir();
   await generateScenes({ out: join(dir, 'train'), seed: 3, products: 120, variant: 'varied' });
   await generateScenes({ out: join(dir, 'unseen'), seed: 4, products: 30, variant: 'varied' });

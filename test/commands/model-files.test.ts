@@ -1,7 +1,7 @@
 // A model directory whose weights file has the right size but the wrong content (NaN, random
 // bytes) must not load: tag and embed refuse it with exit 2 naming the file, instead of printing
 // null scores and NaN rows.
-import { before, test } from 'node:test';
+import { beforeAll, test } from 'vitest';
 import assert from 'node:assert/strict';
 import { cpSync, existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
@@ -17,7 +17,7 @@ let dir: string;
 let good: string;
 let image: string;
 
-before(async () => {
+beforeAll(async () => {
   dir = scratchDir();
   await tf.setBackend('cpu');
   const config = { inputSize: 32, width: 4, blocksPerStage: 1, stages: 2, projection: 0, vocabularySize: 3, seed: 1 };

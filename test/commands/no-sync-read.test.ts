@@ -2,7 +2,7 @@
 // runs may: each trainer trains a few steps (validation, checkpoints and reports included) and each
 // inference command runs, as processes on WASM whose synchronous reads throw (a preload hook), and
 // must succeed. The hook is first shown to bite.
-import { before, test } from 'node:test';
+import { beforeAll, test } from 'vitest';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
@@ -27,7 +27,7 @@ async function runWithoutSyncReads(args: string[]): Promise<string> {
   return r.stdout;
 }
 
-before(async () => {
+beforeAll(async () => {
   dir = scratchDir();
   catalogue = await fixtureCatalogue();
   const records = parseNdjson(readFileSync(join(catalogue, 'images.ndjson'), 'utf8')).slice(0, 48);

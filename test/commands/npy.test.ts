@@ -1,6 +1,6 @@
 // `atelier npy` as a user runs it: NDJSON -> .npy -> info / NDJSON round trips, row ranges, NumPy
 // agreeing on what was written, and bad input stopping with exit 2 and one line naming file:line.
-import { test } from 'node:test';
+import { test } from 'vitest';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, readdirSync, writeFileSync } from 'node:fs';
@@ -110,7 +110,8 @@ test('info --columns summarises each column; --no-stats reads only the header', 
   assert.equal(headerOnly.descr, '<f8');
 });
 
-test('NumPy reads what from-ndjson wrote, and to-ndjson prints NumPy\'s values as NumPy does', { skip: numpyAvailable ? false : 'Debian python3-numpy not installed' }, async () => {
+test('NumPy reads what from-ndjson wrote, and to-ndjson prints NumPy\'s values as NumPy does', async (ctx) => {
+  if (!numpyAvailable) ctx.skip('Debian python3-numpy not installed');
   const dir = scratchDir();
   const fromNumpy = join(dir, 'np.npy');
   const expected = spawnSync(

@@ -1,6 +1,6 @@
 // Output paths, for every command: devices and FIFOs are written in place, files are never replaced by
 // model directories, and a wrong output path is refused before any work.
-import { before, test } from 'node:test';
+import { beforeAll, test } from 'vitest';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { createReadStream, existsSync, mkdirSync, openSync, closeSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
@@ -16,7 +16,7 @@ let features: string;
 let teacher: string;
 const notes = 'my notes, not a model\n';
 
-before(async () => {
+beforeAll(async () => {
   // Features whose first column decides the label: enough for a one-epoch student.
   const random = createRandom(5);
   const data = Float32Array.from({ length: rows * dim }, () => random.next() * 2 - 1);
@@ -93,7 +93,8 @@ function readFifo(path: string): Promise<Buffer> {
   });
 }
 
-test('a FIFO given as -o receives every row, and stays a FIFO', { skip: spawnSync('mkfifo', ['--version']).status !== 0 ? 'no mkfifo' : false }, async () => {
+test('a FIFO given as -o receives every row, and stays a FIFO', async (ctx) => {
+  if (spawnSync('mkfifo', ['--version']).status !== 0) ctx.skip('no mkfifo');
   const fifo = join(dir, 'rows.fifo');
   assert.equal(spawnSync('mkfifo', [fifo]).status, 0);
   const received = readFifo(fifo);
@@ -225,7 +226,8 @@ function runToFullDisk(args: string[]): Promise<{ code: number | null; stderr: s
   });
 }
 
-test('a full stdout is one line on stderr and exit 1', { skip: !existsSync('/dev/full') && 'no /dev/full' }, async () => {
+test('a full stdout is one line on stderr and exit 1', async (ctx) => {
+  if (!existsSync('/dev/full')) ctx.skip('no /dev/full');
   for (const args of [['npy', 'info', features], ['knn', '-q', features, '--k', '2'], ['npy', 'to-ndjson', features]]) {
     const run = await runToFullDisk(args);
     assert.equal(run.code, 1, run.stderr);

@@ -1,7 +1,7 @@
 // Real fashion data (../shared/data beside the repository, or ATELIER_REAL_DATA): the Myntra catalogue
 // through crawl-tokenize's import and the RentTheRunway rentals through teacher-score. Every test
 // skips with a line saying so when the data is absent; together they take well under a minute.
-import { test } from 'node:test';
+import { test } from 'vitest';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
@@ -22,7 +22,9 @@ function absent(path: string): string | false {
 
 const TITLE_ONLY = ['--id-field', 'id', '--title-field', 'productDisplayName', '--category-field', '', '--description-field', '', '--fields', 'title'];
 
-test('crawl-tokenize imports the titles of all 44,446 Myntra products and reports the vocabulary it writes', { skip: absent(STYLES_FULL) }, async () => {
+test('crawl-tokenize imports the titles of all 44,446 Myntra products and reports the vocabulary it writes', async (ctx) => {
+  const skipReason = absent(STYLES_FULL);
+  if (skipReason) ctx.skip(String(skipReason));
   const out = join(dir, 'full.ndjson');
   const vocab = join(dir, 'full-vocab.ndjson');
   const result = await runAtelier(['crawl-tokenize', '--import', STYLES_FULL, ...TITLE_ONLY, '-o', out, '--vocab', vocab]);
@@ -49,7 +51,9 @@ test('crawl-tokenize imports the titles of all 44,446 Myntra products and report
   assert.ok(!words.some((w) => /\d/.test(w.word as string)));
 });
 
-test('crawl-tokenize imports Myntra rows with their JPEGs: each image stored once under its SHA-256', { skip: absent(STYLES) }, async () => {
+test('crawl-tokenize imports Myntra rows with their JPEGs: each image stored once under its SHA-256', async (ctx) => {
+  const skipReason = absent(STYLES);
+  if (skipReason) ctx.skip(String(skipReason));
   const lines = readFileSync(STYLES, 'utf8').split('\n');
   const subset = join(dir, 'styles-100.csv');
   writeFileSync(subset, lines.slice(0, 101).join('\n') + '\n');
@@ -72,7 +76,9 @@ test('crawl-tokenize imports Myntra rows with their JPEGs: each image stored onc
   assert.match(result.stderr, new RegExp(`images: 100 referenced, ${unique} saved, ${100 - unique} duplicates`));
 });
 
-test('teacher-score on all RentTheRunway rentals by season: counts, label shares, and --tau keeps exactly the confident ones', { skip: absent(FIT) }, async () => {
+test('teacher-score on all RentTheRunway rentals by season: counts, label shares, and --tau keeps exactly the confident ones', async (ctx) => {
+  const skipReason = absent(FIT);
+  if (skipReason) ctx.skip(String(skipReason));
   const args = ['teacher-score', '--id-col', 'item_id', '--date-col', 'review_date', '--returned-col', 'fit', '--returned-values', 'small,large', '--kept-values', 'fit', '--bucket', 'season', FIT];
   const [all, confident] = await Promise.all([runAtelier(args), runAtelier([...args, '--tau', '1.5'])]);
   assert.equal(all.code, 0, all.stderr);

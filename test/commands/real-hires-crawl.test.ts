@@ -2,7 +2,7 @@
 // served on 127.0.0.1 as product pages built from their JSON (JSON-LD with the HTML description,
 // the description again as HTML in the body, the full-resolution photo), crawled through the
 // sitemap, and their titles and descriptions must come back. Skips when the data is absent.
-import { after, before, test } from 'node:test';
+import { afterAll, beforeAll, test } from 'vitest';
 import assert from 'node:assert/strict';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
@@ -36,7 +36,7 @@ function page(p: Product): string {
 <body><h1>${escapeHtml(p.title)}</h1><div class="description">${p.descriptionHtml}</div><img src="/img/${p.id}.jpg"></body></html>`;
 }
 
-before(() => {
+beforeAll(() => {
   if (skip) return;
   for (const file of readdirSync(join(HIRES, 'styles')).filter((f) => f.endsWith('.json')).sort()) {
     const json = JSON.parse(readFileSync(join(HIRES, 'styles', file), 'utf8'));
@@ -61,11 +61,12 @@ before(() => {
   }));
 });
 
-after(() => {
+afterAll(() => {
   server?.close();
 });
 
-test('the 100 Myntra hi-res products crawled from real product JSON: titles and HTML descriptions round-trip, photos stored', { skip }, async () => {
+test('the 100 Myntra hi-res products crawled from real product JSON: titles and HTML descriptions round-trip, photos stored', async (ctx) => {
+  if (skip) ctx.skip(String(skip));
   const dir = scratchDir('atelier-hires-');
   const out = join(dir, 'samples.ndjson');
   const r = await runAtelier(['crawl-tokenize', '--sitemap', `${origin}/sitemap.xml`, '--host-delay', '0', '--images', join(dir, 'images'), '-o', out, '--vocab', join(dir, 'vocab.ndjson')], { timeoutMs: 300_000 });

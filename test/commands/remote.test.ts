@@ -1,7 +1,7 @@
 // Models and data on object storage, run as a user would: an S3-protocol server (s3rver) on
 // 127.0.0.1, a proxy in front of it that can hold an upload so the writer is killed mid-way, and an
 // https server with a self-signed certificate for the ETag cache.
-import { after, before, test } from 'node:test';
+import { afterAll, beforeAll, test } from 'vitest';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { readFileSync, writeFileSync, existsSync } from 'node:fs';
@@ -31,7 +31,7 @@ function s3Env(overrides: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
   return { ...env, ...overrides };
 }
 
-before(async () => {
+beforeAll(async () => {
   dir = scratchDir('atelier-remote-');
   s3rver = new S3rver({ port: 0, address: '127.0.0.1', silent: true, directory: join(dir, 's3'), configureBuckets: [{ name: BUCKET }] });
   const { port } = await s3rver.run();
@@ -68,7 +68,7 @@ before(async () => {
   writeFileSync(join(dir, 'f.ids.ndjson'), labelled.map((_, i) => JSON.stringify({ id: `r${i}`, row: i })).join('\n') + '\n');
 });
 
-after(async () => {
+afterAll(async () => {
   client?.destroy();
   await s3rver?.close();
 });
@@ -285,7 +285,7 @@ test('https:// inputs are cached by ETag: the second read is a conditional reque
     else res.writeHead(200, { etag, 'content-length': body.length }).end(body);
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  t.after(() => server.close());
+  t.onTestFinished(() => { server.close(); });
   const url = `https://127.0.0.1:${(server.address() as AddressInfo).port}/data/f.npy`;
   const httpsEnv = s3Env({ NODE_EXTRA_CA_CERTS: certPath });
   const local = await runAtelier(['npy', 'to-ndjson', features]);

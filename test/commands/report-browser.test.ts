@@ -1,7 +1,7 @@
 // Opens a report built from fixture outputs in a real browser (Debian's chromium, headless, driven
 // by playwright-core): the sections and images are there, the tables sort, and no request leaves
 // the report directory. Skips, saying why, where /usr/bin/chromium is not installed.
-import { test } from 'node:test';
+import { test } from 'vitest';
 import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -14,7 +14,8 @@ import { makeReportInputs } from './report-fixture.js';
 const CHROMIUM = '/usr/bin/chromium';
 const missing = existsSync(CHROMIUM) ? false : `${CHROMIUM} is not installed (apt-get install chromium); the browser test of the report is skipped`;
 
-test('the report works in headless chromium: sections, images, sorting, no outside requests', { skip: missing, timeout: 120_000 }, async (t) => {
+test('the report works in headless chromium: sections, images, sorting, no outside requests', { timeout: 120_000 }, async (t) => {
+  if (missing) t.skip(String(missing));
   const dir = scratchDir('atelier-report-browser-');
   const inputs = await makeReportInputs(dir, 240);
   const out = join(dir, 'report');
@@ -107,7 +108,7 @@ test('the report works in headless chromium: sections, images, sorting, no outsi
     await page.evaluate(() => window.scrollTo(0, 0));
     await page.screenshot({ path: screenshot, fullPage: true });
     assert.ok(existsSync(screenshot));
-    t.diagnostic(`screenshot: ${screenshot}`);
+    await t.annotate(`screenshot: ${screenshot}`);
   } finally {
     await browser.close();
   }
@@ -148,7 +149,7 @@ test('a demo-like report shows every false-negative picture: a catalogue of rela
   await run(['report', '-o', olderOut, '--classifier', join(demo, 'eval.json'), '--false-negatives', older, '--images', list, '--per-class', '100']);
   assert.equal((readFileSync(join(olderOut, 'index.html'), 'utf8').match(/class="thumb missing"/g) ?? []).length, 0, 'no placeholder with --images');
   if (missing) {
-    t.diagnostic(missing);
+    await t.annotate(missing);
     return;
   }
   const { chromium } = await import('playwright-core');

@@ -3,7 +3,7 @@
 // label persisted and the history shows it; the retrieval view, worst query first, and back from an
 // image page; a batch retag of false positives picked by keyboard, then its undo, checked through
 // reload, history, export and the splits. No request leaves the server. Skips without chromium.
-import { test } from 'node:test';
+import { test } from 'vitest';
 import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -13,7 +13,8 @@ import { makeRetrievalFiles, makeReviewFixture, startReviewServer } from './revi
 const CHROMIUM = '/usr/bin/chromium';
 const missing = existsSync(CHROMIUM) ? false : `${CHROMIUM} is not installed (apt-get install chromium); the browser test of review is skipped`;
 
-test('review in headless chromium: F1 view -> false negative -> retag by keyboard -> reload shows it', { skip: missing, timeout: 90_000 }, async () => {
+test('review in headless chromium: F1 view -> false negative -> retag by keyboard -> reload shows it', { timeout: 90_000 }, async (ctx) => {
+  if (missing) ctx.skip(String(missing));
   const dir = scratchDir('atelier-review-browser-');
   const f = await makeReviewFixture(dir, 30);
   const r = makeRetrievalFiles(f);

@@ -1,6 +1,6 @@
 // `atelier review` as a user runs it: import, the real server on 127.0.0.1, retag and undo over
 // HTTP, restart, export; the token on writes; images only by database id; kill -9 mid-burst.
-import { describe, test } from 'node:test';
+import { describe, test } from 'vitest';
 import assert from 'node:assert/strict';
 import { readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -12,7 +12,7 @@ import { MIGRATIONS } from '../../src/lib/review/db.js';
 import { importFixture, makeRetrievalFiles, makeReviewFixture, pageToken, postJson, startReviewServer } from './review-fixture.js';
 
 // Independent scratch databases: the three run side by side (most of their time is process start-up).
-describe('atelier review', { concurrency: true }, () => {
+describe.concurrent('atelier review', () => {
   test('import, retag, undo, restart, export: labels persist, splits never move', { timeout: 90_000 }, async () => {
     const f = await makeReviewFixture(scratchDir('atelier-review-'));
     await importFixture(f);

@@ -1,5 +1,5 @@
 // rise on a model built in the test where one patch alone decides the output: the map must find it.
-import { before, test } from 'node:test';
+import { beforeAll, test } from 'vitest';
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -19,7 +19,7 @@ let dir: string;
 let modelDir: string;
 let image: string;
 
-before(async () => {
+beforeAll(async () => {
   dir = scratchDir();
   await tf.setBackend('cpu');
   const input = tf.input({ shape: [SIZE, SIZE, 3] });

@@ -1,7 +1,7 @@
 // crawl-tokenize --import --shard (row partition): merged samples and vocabulary equal one run byte
 // for byte for n = 1, 3 and 4 shard processes, the site-specific words decided over all shards'
 // frequencies; the stats equal one run's but for the wall time.
-import { before, test } from 'node:test';
+import { beforeAll, test } from 'vitest';
 import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -11,7 +11,7 @@ import { shardImages } from '../shard-runs.js';
 const dir = scratchDir();
 let catalogue: string;
 
-before(async () => {
+beforeAll(async () => {
   const list = await shardImages(dir, 12);
   const images = readFileSync(list, 'utf8').trim().split('\n').map((l) => (JSON.parse(l) as { image: string }).image);
   const shops = ['maison', 'bellamoda', 'urbanwear'];

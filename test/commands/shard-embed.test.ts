@@ -1,6 +1,6 @@
 // Sharded embed (raw pixels) and knn by query merged with `atelier merge`
 // equal the single-process outputs byte for byte, for n = 1, 3 and 4 shards run as processes.
-import { before, test } from 'node:test';
+import { beforeAll, test } from 'vitest';
 import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -11,7 +11,7 @@ const dir = scratchDir();
 let list: string;
 let emb: string;
 
-before(async () => {
+beforeAll(async () => {
   list = await shardImages(dir);
   emb = join(dir, 'emb.npy');
   const r = await runAtelier(['embed', '-m', 'pixels', '--pixels-size', '6', '-i', list, '-o', emb]);

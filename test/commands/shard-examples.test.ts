@@ -2,7 +2,7 @@
 // every task, then the merge it was queued after), the GNU parallel script run for real when
 // `parallel` is installed, and the Kubernetes manifest checked structurally (and by kubectl when
 // one is installed and can validate offline). Each merged output must equal one embed run.
-import { before, test } from 'node:test';
+import { beforeAll, test } from 'vitest';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { chmodSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
@@ -16,7 +16,7 @@ const examples = join(repoRoot, 'examples');
 let list: string;
 let single: string;
 
-before(async () => {
+beforeAll(async () => {
   list = await shardImages(dir, 20);
   single = join(dir, 'single.npy');
   const r = await runAtelier(['embed', '-m', 'pixels', '-i', list, '-o', single]);

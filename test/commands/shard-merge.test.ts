@@ -1,7 +1,7 @@
 // classify --shard merged equal to one run; --shard's one-line errors and `auto` environments;
 // merge's refusals (another n, a missing or repeated shard, another model); a rerun of one shard
 // redoes only that shard.
-import { before, test } from 'node:test';
+import { beforeAll, test } from 'vitest';
 import assert from 'node:assert/strict';
 import { copyFileSync, readFileSync, renameSync, statSync } from 'node:fs';
 import { join } from 'node:path';
@@ -13,7 +13,7 @@ let list: string;
 let features: string;
 const classifiers: string[] = [];
 
-before(async () => {
+beforeAll(async () => {
   list = await shardImages(dir, 10);
   features = join(dir, 'features.npy');
   const embedded = await runAtelier(['embed', '-m', 'pixels', '--pixels-size', '4', '-i', list, '-o', features]);

@@ -1,6 +1,6 @@
 // Sharded tag, embed (trained tower) and rise merged with `atelier merge` equal the
 // single-process outputs byte for byte, for n = 1, 3 and 4 shard processes.
-import { before, test } from 'node:test';
+import { beforeAll, test } from 'vitest';
 import assert from 'node:assert/strict';
 import { readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -11,7 +11,7 @@ const dir = scratchDir();
 let list: string;
 let model: string;
 
-before(async () => {
+beforeAll(async () => {
   list = await shardImages(dir);
   const vocab = join(dir, 'vocab.ndjson');
   writeFileSync(vocab, ['red', 'green', 'blue', 'stripes', 'dots'].map((word) => JSON.stringify({ word, count: 5, df: 5 })).join('\n') + '\n');

@@ -1,5 +1,5 @@
 // teacher-score -> train-sizenet -> predict-sizenet -> rise on the fixture catalogue.
-import { before, test } from 'node:test';
+import { beforeAll, test } from 'vitest';
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -32,7 +32,7 @@ async function writeAttributes(path: string, withFit: boolean, ids: string[]): P
   writeFileSync(path.replace(/\.npy$/, '.ids.ndjson'), ids.map((id) => JSON.stringify({ id })).join('\n') + '\n');
 }
 
-before(async () => {
+beforeAll(async () => {
   dir = scratchDir();
   catalogue = await fixtureCatalogue();
   for (const t of parseNdjson(readFileSync(join(catalogue, 'truth.ndjson'), 'utf8'))) truth.set(String(t.id), t);

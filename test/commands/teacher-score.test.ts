@@ -1,6 +1,6 @@
 // atelier teacher-score run as a user would: spawned, on real files, stdin, gzip, the generated
 // fixture catalogue and (when present) the RentTheRunway fit data.
-import { test } from 'node:test';
+import { test } from 'vitest';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
@@ -205,7 +205,8 @@ test('fixture catalogue: slim-cut articles get higher mean w and mostly the size
 
 const FIT_DATA = process.env.ATELIER_FIT_DATA ?? join(repoRoot, '..', 'shared', 'data', 'fit', 'renttherunway_fit.csv.gz');
 
-test('RentTheRunway fit data: every rental counted, a size issue label for roughly half the items', { skip: existsSync(FIT_DATA) ? false : `no ${FIT_DATA}` }, async () => {
+test('RentTheRunway fit data: every rental counted, a size issue label for roughly half the items', async (ctx) => {
+  if (!existsSync(FIT_DATA)) ctx.skip(`no ${FIT_DATA}`);
   const result = await runAtelier([
     'teacher-score',
     '--id-col', 'item_id',

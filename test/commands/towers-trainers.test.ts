@@ -2,7 +2,7 @@
 // pretrained backbone (nsfwjs's MobileNetV2) fine-tuned head-then-all beats the same tower from
 // scratch with the same steps; head-then-fine-tune with its own tower learning rate resumes
 // bit-exactly; a non-square MobileNetV2 weak model trains, records its tower and tags.
-import { before, test } from 'node:test';
+import { beforeAll, test } from 'vitest';
 import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -14,7 +14,7 @@ let catalogue: string;
 let images: string;
 let backbone: string;
 
-before(async () => {
+beforeAll(async () => {
   dir = scratchDir();
   catalogue = await fixtureCatalogue();
   // 200 images of the catalogue with absolute paths: 6 silhouettes.

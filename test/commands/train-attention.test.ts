@@ -1,7 +1,7 @@
 // train-attention on the fixture catalogue, run as a user would: multi-label training beats chance,
 // the saved network runs in embed (with its custom attention layer) and its embeddings give a kNN
 // label vote well above the majority class; bad input gives one-line exit-2 errors.
-import { before, test } from 'node:test';
+import { beforeAll, test } from 'vitest';
 import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -12,7 +12,7 @@ let dir: string;
 let records: string;
 let rows: Array<Record<string, unknown>>;
 
-before(async () => {
+beforeAll(async () => {
   dir = scratchDir();
   const catalogue = await fixtureCatalogue();
   // The first view of each product: 800 images, each with a silhouette, a pattern and maybe the slim-cut mark.

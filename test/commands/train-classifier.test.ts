@@ -1,6 +1,6 @@
 // train-classifier on the fixture catalogue, run as a user would: class weights, label order,
 // the stable split, resume, and one-line errors for bad labels.
-import { before, test } from 'node:test';
+import { beforeAll, test } from 'vitest';
 import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -15,7 +15,7 @@ let all: Array<Record<string, unknown>>;
 interface ClassReport { label: string; f1: number; support: number }
 interface Report { labels: string[]; epochs: number; test: { labels: string[]; perClass: ClassReport[]; confusion: number[][]; macroF1: number } }
 
-before(async () => {
+beforeAll(async () => {
   dir = scratchDir();
   const catalogue = await fixtureCatalogue();
   all = parseNdjson(readFileSync(join(catalogue, 'images.ndjson'), 'utf8'));

@@ -1,6 +1,6 @@
 // train-weak --workers 2 as a user runs it: the same seed and worker count give byte-identical
 // models, and a run stopped after an epoch and resumed equals an uninterrupted one.
-import { before, test } from 'node:test';
+import { beforeAll, test } from 'vitest';
 import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -10,7 +10,7 @@ import { fixtureCatalogue } from '../fixture-catalogue.js';
 let dir: string;
 let flags: string[];
 
-before(async () => {
+beforeAll(async () => {
   dir = scratchDir();
   const catalogue = await fixtureCatalogue();
   const items = join(dir, 'items.ndjson');

@@ -1,6 +1,6 @@
 // train-triplet improves same-item retrieval over the tower it starts from, measured as a user
 // would: embed -> eval-retrieval on the In-Shop style query/gallery split of the fixtures.
-import { before, test } from 'node:test';
+import { beforeAll, test } from 'vitest';
 import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -12,7 +12,7 @@ let catalogue: string;
 let trainList: string;
 let tower: string;
 
-before(async () => {
+beforeAll(async () => {
   dir = scratchDir();
   catalogue = await fixtureCatalogue();
   // Triplets only from the 'train' items: query and gallery items stay unseen.

@@ -1,6 +1,6 @@
 // A user's mistake, in any command, costs no time and prints one line: `atelier <cmd>: ...`, exit 2,
 // before a backend is loaded or a progress line is drawn.
-import { test } from 'node:test';
+import { test } from 'vitest';
 import assert from 'node:assert/strict';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';

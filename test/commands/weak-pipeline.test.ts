@@ -1,5 +1,5 @@
 // crawl-tokenize (import) -> train-weak -> tag / embed on the fixture catalogue, run as a user would.
-import { before, test } from 'node:test';
+import { beforeAll, test } from 'vitest';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
@@ -25,7 +25,7 @@ for (const colour of COLOURS) for (const words of Object.values(COLOUR_WORDS[col
 const EPOCHS = 10;
 const TRAIN_FLAGS = ['--input-size', '32', '--width', '16', '--negatives', '20', '--epoch-size', '2048', '--batch', '32', '--seed', '3', '--loss', 'full', '--lr', '0.05'];
 
-before(async () => {
+beforeAll(async () => {
   dir = scratchDir();
   catalogue = await fixtureCatalogue();
   items = join(dir, 'items.ndjson');

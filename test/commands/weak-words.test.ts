@@ -1,6 +1,6 @@
 // train-weak with word vectors: --init-words (report 4.1) and --close-words (report 4.2), on a slice
 // of the fixture catalogue so each run takes seconds.
-import { before, test } from 'node:test';
+import { beforeAll, test } from 'vitest';
 import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -14,7 +14,7 @@ let vocab: string;
 let w2v: string;
 const TINY = ['--input-size', '16', '--width', '4', '--stages', '2', '--batch', '8', '--epoch-size', '16', '--epochs', '1', '--negatives', '5'];
 
-before(async () => {
+beforeAll(async () => {
   dir = scratchDir();
   const catalogue = await fixtureCatalogue();
   const all = join(dir, 'all.ndjson');

@@ -1,7 +1,7 @@
 // On a machine with a WebGPU adapter (a GPU's Vulkan driver, or a software one such as Mesa 25's
 // lavapipe named by VK_ICD_FILENAMES), a trainer and embed run on WebGPU as processes, and embed
 // agrees with WASM. Without an adapter (CI, this project's usual machine) the test skips.
-import { before, test } from 'node:test';
+import { beforeAll, test } from 'vitest';
 import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -12,7 +12,7 @@ import { readNpy } from '../../src/lib/io/npy.js';
 let dir: string;
 let images: string;
 
-before(async () => {
+beforeAll(async () => {
   dir = scratchDir();
   const catalogue = await fixtureCatalogue();
   const records = parseNdjson(readFileSync(join(catalogue, 'images.ndjson'), 'utf8')).slice(0, 32);

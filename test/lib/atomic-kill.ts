@@ -2,8 +2,10 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { compiledSibling } from '../../src/lib/io/paths.js';
 
-const childScript = fileURLToPath(new URL('./atomic-writer-child.js', import.meta.url));
+// A plain `node` child runs JavaScript only: the copy tsc wrote to dist/.
+const childScript = fileURLToPath(compiledSibling(import.meta.url, './atomic-writer-child.js'));
 
 /** Starts the child writer in `mode`, waits until it says bytes are on disk, waits `afterMs`, then SIGKILLs it; returns its pid. */
 export async function killWriterMidWrite(mode: string, dest: string, afterMs = 0): Promise<number> {

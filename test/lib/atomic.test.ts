@@ -1,6 +1,6 @@
 // Atomic outputs: nothing at the destination until commit, no leftovers after commit or abort, and a
 // writer killed with SIGKILL mid-write leaves the old output (or none), never a truncated one.
-import { test } from 'node:test';
+import { test } from 'vitest';
 import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';

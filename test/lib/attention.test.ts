@@ -1,7 +1,7 @@
 // The attention branch's maths: the bilinear sampler and the Deep TEN encoding against plain loops
 // and their gradients against central differences, on the CPU backend and on WASM with our kernels;
 // the deck's loss terms against hand-computed values.
-import { test } from 'node:test';
+import { test } from 'vitest';
 import assert from 'node:assert/strict';
 import { tf } from '../../src/lib/backend/tf.js';
 import { registerWasmKernels } from '../../src/lib/backend/wasm-kernels.js';

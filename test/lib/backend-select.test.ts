@@ -1,7 +1,7 @@
 // Backend selection with forced and failing backends: ATELIER_PROBE_FAULT breaks a backend the way
 // a real one breaks (no device, a kernel that throws, wrong numbers), and the real probe and
 // selection code must notice, say why in one line, and fall through to the next.
-import { test } from 'node:test';
+import { test } from 'vitest';
 import assert from 'node:assert/strict';
 import { mkdtempSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';

@@ -1,6 +1,6 @@
 // What lets crawl-tokenize keep memory flat: the journal gives entries back by location (so products
 // need not stay in memory), images already stored are not decoded again, and the per-run caches are bounded.
-import { test } from 'node:test';
+import { test } from 'vitest';
 import assert from 'node:assert/strict';
 import { appendFileSync, existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';

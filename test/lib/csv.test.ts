@@ -1,6 +1,6 @@
 // CSV input: header columns, records with the line they start on (quoted newlines, CRLF, blank lines),
 // errors at file:line, and the NDJSON-or-CSV reader choosing by extension or by sniffing stdin.
-import { test } from 'node:test';
+import { test } from 'vitest';
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';

@@ -1,6 +1,6 @@
 // Product extraction (JSON-LD incl. @graph and arrays, OpenGraph, microdata, fallbacks), robots
 // directives, sitemaps and robots.txt parsing.
-import { test } from 'node:test';
+import { test } from 'vitest';
 import assert from 'node:assert/strict';
 import { gzipSync } from 'node:zlib';
 import { decodeHtml, extractPage, parseRobotsDirectives, xRobotsDirectives } from '../../src/lib/http/extract.js';

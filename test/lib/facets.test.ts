@@ -1,5 +1,5 @@
 // The facet and similarity library pinned against values worked out by hand.
-import { test } from 'node:test';
+import { test } from 'vitest';
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';

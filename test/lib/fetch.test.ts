@@ -1,6 +1,6 @@
 // The crawler's HTTP client against small node:http servers on 127.0.0.1: retries, Retry-After,
 // timeouts, body cap, redirects, content types, politeness (per-host concurrency and delay), robots.
-import { test } from 'node:test';
+import { test } from 'vitest';
 import assert from 'node:assert/strict';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';

@@ -1,6 +1,6 @@
 // The fixture catalogue generator: byte-identical output per seed, the factors it promises, and the
 // fixture server's broken cases.
-import { before, test } from 'node:test';
+import { beforeAll, test } from 'vitest';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -91,7 +91,7 @@ function cyanPixels(rgb: Buffer): number {
 
 let truth: Truth[] = [];
 
-before(async () => {
+beforeAll(async () => {
   const cli = await runNode(['dist/fixtures/generate.js', '--seed', '11', '--products', String(PRODUCTS), '--out', dirA]);
   assert.equal(cli.code, 0, cli.stderr);
   assert.match(cli.stderr, /^generate: 60 products, \d+ views/);

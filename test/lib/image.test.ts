@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { before, describe, it } from 'node:test';
+import { beforeAll, describe, it } from 'vitest';
 import { Writable } from 'node:stream';
 import sharp from 'sharp';
 import {
@@ -84,7 +84,7 @@ const thirds = (x: number): RGB => (x < 20 ? RED : x < 40 ? GREEN : BLUE);
 const quadrants = (x: number, y: number, w: number, h: number): RGB =>
   y < h / 2 ? (x < w / 2 ? RED : GREEN) : x < w / 2 ? BLUE : WHITE;
 
-before(async () => {
+beforeAll(async () => {
   await rawImage(60, 20, thirds).png().toFile(file('thirds.png'));
   await rawImage(40, 20, () => RED).png().toFile(file('red-40x20.png'));
   await rawImage(20, 20, (x, y) => quadrants(x, y, 20, 20)).png().toFile(file('quadrants-20.png'));

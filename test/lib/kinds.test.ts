@@ -1,6 +1,6 @@
 // The registry of model kinds: each kind atelier writes declares its output, and a model of no
 // kind has it derived from its last layer, a softmax layer included (the guess RISE once got wrong).
-import { test } from 'node:test';
+import { test } from 'vitest';
 import assert from 'node:assert/strict';
 import { tf } from '../../src/lib/backend/tf.js';
 import { MODEL_KINDS, describeModel, outputProbabilities, requireKind, rowProbabilities } from '../../src/lib/models/kinds.js';

@@ -1,4 +1,4 @@
-import { test } from 'node:test';
+import { test } from 'vitest';
 import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -336,7 +336,8 @@ test('TopKHeaps keeps the k smallest distances, ties to the lower index, like a 
   }
 });
 
-test('HNSW: recall@10 >= 0.95 on 20k random vectors, and a saved index answers the same memory-mapped and loaded', { skip: !usearchLoads && 'usearch does not load here' }, async () => {
+test('HNSW: recall@10 >= 0.95 on 20k random vectors, and a saved index answers the same memory-mapped and loaded', async (ctx) => {
+  if (!usearchLoads) ctx.skip('usearch does not load here');
   const dim = 32;
   const rows = 20_000;
   const gallery = arrayVectorSource(randomMatrix(rows, dim, 13), dim, 'g');
@@ -370,7 +371,8 @@ test('HNSW: recall@10 >= 0.95 on 20k random vectors, and a saved index answers t
   }
 });
 
-test('HNSW leaves a query out of its own neighbours when searching the indexed set', { skip: !usearchLoads && 'usearch does not load here' }, async () => {
+test('HNSW leaves a query out of its own neighbours when searching the indexed set', async (ctx) => {
+  if (!usearchLoads) ctx.skip('usearch does not load here');
   const dim = 8;
   const g = arrayVectorSource(randomMatrix(200, dim, 15), dim);
   const index = await buildHnswIndex(g, { metric: 'euclidean', connectivity: 16, expansionAdd: 64, expansionSearch: 64 });
@@ -441,7 +443,8 @@ test('partitions: In-Shop list, NDJSON, lookup by trailing path, and errors at t
 
 const OFFICIAL = join(process.cwd(), '..', 'shared', 'data', 'deepfashion-inshop-lists');
 
-test('the official In-Shop lists: 14,218 queries and 12,612 gallery images of 3,985 items', { skip: !existsSync(join(OFFICIAL, 'query.txt')) && 'official lists absent' }, async () => {
+test('the official In-Shop lists: 14,218 queries and 12,612 gallery images of 3,985 items', async (ctx) => {
+  if (!existsSync(join(OFFICIAL, 'query.txt'))) ctx.skip('official lists absent');
   const p = await readRetrievalPartition(OFFICIAL);
   assert.equal(p.format, 'inshop-files');
   const queries = p.entries.filter((e) => e.split === 'query');

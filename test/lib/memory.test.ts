@@ -2,7 +2,7 @@
 // add, stride-2 conv, max-pool, depthwise conv, global average pool, dense softmax head and a
 // negative-sampling loss over an embedding table) leave the same number of tensors and backend
 // buffers after step 2,000 as after step 100.
-import { test } from 'node:test';
+import { test } from 'vitest';
 import assert from 'node:assert/strict';
 import { tf } from '../../src/lib/backend/tf.js';
 import { registerWasmKernels } from '../../src/lib/backend/wasm-kernels.js';

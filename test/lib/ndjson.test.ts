@@ -1,7 +1,7 @@
 // NDJSON reader and writer: line numbers through CRLF/BOM/blank lines and chunk boundaries, errors at
 // file:line, bounded memory on a runaway line, streaming (records arrive before the input ends),
 // backpressure, atomic file output, and the field helpers' errors.
-import { test } from 'node:test';
+import { test } from 'vitest';
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';

@@ -1,7 +1,7 @@
 // .npy: our files load in NumPy and NumPy's (v1/v2/v3 headers, every dtype, 1-d to 3-d, empty) load
 // in ours, byte for byte; row ranges read only their bytes (a 4 GiB sparse file); the streaming writer
 // fixes the shape on close and leaves nothing when aborted or killed; stats match NumPy's.
-import { test } from 'node:test';
+import { test } from 'vitest';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { closeSync, existsSync, ftruncateSync, openSync, readFileSync, readdirSync, statSync, writeFileSync, writeSync } from 'node:fs';
@@ -147,7 +147,8 @@ test('encode/decode round-trips every dtype and shape exactly, bit patterns incl
   }
 });
 
-test('NumPy loads what we write: every dtype, 1-d to 3-d, empty, v1 and v2, streamed', { skip: numpyAvailable ? false : NO_NUMPY }, async () => {
+test('NumPy loads what we write: every dtype, 1-d to 3-d, empty, v1 and v2, streamed', async (ctx) => {
+  if (!numpyAvailable) ctx.skip(String(NO_NUMPY));
   const dir = scratchDir();
   const expected: Record<string, { descr: string; shape: number[]; hex: string; version: number }> = {};
   let index = 0;
@@ -199,7 +200,8 @@ print(json.dumps(out))
   }
 });
 
-test('we load what NumPy writes: every dtype, 1-d to 3-d, empty, v1/v2/v3 headers', { skip: numpyAvailable ? false : NO_NUMPY }, async () => {
+test('we load what NumPy writes: every dtype, 1-d to 3-d, empty, v1/v2/v3 headers', async (ctx) => {
+  if (!numpyAvailable) ctx.skip(String(NO_NUMPY));
   const dir = scratchDir();
   const manifest = python(
     `
@@ -390,7 +392,8 @@ test('values that do not fit a dtype are named', () => {
   assert.equal(valueProblemForDtype(2, 'bool'), '2 is out of bool range [0, 1]');
 });
 
-test('shortestFloat32 reads back to the same float32 and matches NumPy\'s shortest repr', { skip: numpyAvailable ? false : NO_NUMPY }, () => {
+test('shortestFloat32 reads back to the same float32 and matches NumPy\'s shortest repr', (ctx) => {
+  if (!numpyAvailable) ctx.skip(String(NO_NUMPY));
   const bits = new Uint32Array(3000);
   let state = 12345;
   for (let i = 0; i < bits.length; i++) {

@@ -2,7 +2,7 @@
 // 1e-4: ResNet-18/34 (basic blocks), ResNet-50 (bottlenecks), MobileNetV2 (depthwise, ReLU6, Keras'
 // asymmetric zero padding, at odd sides too), non-square inputs, and a pretrained-style backbone
 // behind its frozen preprocessing conv. Widths are cut by alpha so the file stays fast.
-import { before, test } from 'node:test';
+import { beforeAll, test } from 'vitest';
 import assert from 'node:assert/strict';
 import ort from 'onnxruntime-node';
 import { tf } from '../../src/lib/backend/tf.js';
@@ -10,7 +10,7 @@ import { buildTower, type TowerSpec } from '../../src/lib/models/towers/index.js
 import { cutBackbone, PREPROCESSING } from '../../src/lib/models/backbone.js';
 import { exportLayersModel } from '../../src/lib/onnx/export.js';
 
-before(async () => {
+beforeAll(async () => {
   await tf.setBackend('cpu');
 });
 

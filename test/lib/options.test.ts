@@ -1,5 +1,5 @@
 // The typed option checks: what each accepts, and the one wording of a refusal.
-import { test } from 'node:test';
+import { test } from 'vitest';
 import assert from 'node:assert/strict';
 import { byteSize, checkOptionValues, fraction, imageSide, nonNegativeInt, positiveInt, positiveIntList, probability, share, yargsFailureLine, type CheckedOption } from '../../src/lib/options.js';
 

@@ -1,7 +1,7 @@
 // Data-parallel training of the weak model (src/lib/train/parallel-gradients.ts): two workers give
 // the gradient this thread gives on the whole batch, the same run twice gives the same bytes, BN
 // moving means are the batch's, and no tensors pile up in the workers or here.
-import { test, after } from 'node:test';
+import { test, afterAll } from 'vitest';
 import assert from 'node:assert/strict';
 import { tf } from '../../src/lib/backend/tf.js';
 import { selectBackend } from '../../src/lib/backend/select.js';
@@ -50,7 +50,7 @@ function worstDifference(a: Float32Array[], b: Float32Array[]): number {
 }
 
 const engines: ParallelGradients[] = [];
-after(() => Promise.all(engines.map((e) => e.close())));
+afterAll(() => Promise.all(engines.map((e) => e.close())));
 
 async function parallelRun(steps: number, headOnly: boolean): Promise<{ model: tf.LayersModel; losses: number[]; engine: ParallelGradients }> {
   const m = model();

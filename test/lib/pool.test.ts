@@ -1,4 +1,4 @@
-import { test, after } from 'node:test';
+import { test, afterAll } from 'vitest';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { writeFile } from 'node:fs/promises';
@@ -36,7 +36,7 @@ function assertClose(actual: ArrayLike<number>, expected: ArrayLike<number>, tol
 }
 
 const pool = await createWorkerPool({ workers: 2, backend: 'wasm' });
-after(() => pool.close());
+afterAll(() => pool.close());
 
 test('worker threads get this process\'s Node flags without an inline main script', () => {
   assert.deepEqual(threadExecArgv(['--max-old-space-size=4096', '--input-type=module', '-e', 'code', '--enable-source-maps']), ['--max-old-space-size=4096', '--enable-source-maps']);

@@ -2,7 +2,7 @@
 // (decodes in flight, results waiting), the source read lazily, errors at their place, and a
 // clean stop when the consumer breaks out.
 import assert from 'node:assert/strict';
-import { describe, it } from 'node:test';
+import { describe, it } from 'vitest';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { batches, prefetchImages } from '../../src/lib/image/prefetch.js';
 

@@ -1,6 +1,6 @@
 // The localisation scenes: deterministic, every box inside the frame, small garments off-centre and
 // smaller than the varied ones; an In-Shop partition beside them.
-import { test } from 'node:test';
+import { test } from 'vitest';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';

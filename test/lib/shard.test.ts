@@ -1,6 +1,6 @@
 // The shard of a record id is the same on every machine: pinned against Python's hashlib
 // (int.from_bytes(sha256(id.encode()).digest()[:6], 'big') % n); paths and auto environments.
-import { test } from 'node:test';
+import { test } from 'vitest';
 import assert from 'node:assert/strict';
 import { resolveShard, shardOfId, shardPath } from '../../src/lib/shard.js';
 

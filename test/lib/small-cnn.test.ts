@@ -1,4 +1,4 @@
-import { test } from 'node:test';
+import { test } from 'vitest';
 import assert from 'node:assert/strict';
 import { tf } from '../../src/lib/backend/tf.js';
 import { buildSmallCnn, SMALL_CNN_FILTERS } from '../../src/lib/models/small-cnn.js';

@@ -1,6 +1,6 @@
 // Log-gamma and the binomial log-likelihood against values computed independently: exact BigInt
 // rational arithmetic, closed forms, and arbitrary-precision (mpmath, 40 digits) reference values.
-import { test } from 'node:test';
+import { test } from 'vitest';
 import assert from 'node:assert/strict';
 import { binomialDeviance, binomialLogLikelihood, logFactorial, logGamma, stirlingCorrection } from '../../src/lib/metrics/special.js';
 

@@ -1,5 +1,5 @@
 // SizeNet student maths and the classification metrics, against hand computations.
-import { test } from 'node:test';
+import { test } from 'vitest';
 import assert from 'node:assert/strict';
 import { tf } from '../../src/lib/backend/tf.js';
 import { weightedBinaryCrossEntropy } from '../../src/lib/sizenet/student.js';

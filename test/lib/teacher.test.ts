@@ -1,6 +1,6 @@
 // The SizeNet teacher: scores, the leave-one-out bucket-weighted expected rate on a hand-made table,
 // per-article aggregation, and the calendar buckets it rests on.
-import { test } from 'node:test';
+import { test } from 'vitest';
 import assert from 'node:assert/strict';
 import { bucketOfDay, formatDay, parseDay, spreadOverBuckets } from '../../src/lib/sizenet/dates.js';
 import {

@@ -1,5 +1,5 @@
 // The report's preprocessing (§2.6) on EN/FR/IT text, the vocabulary counter and the site-specific words.
-import { test } from 'node:test';
+import { test } from 'vitest';
 import assert from 'node:assert/strict';
 import { bagOfWords, htmlToText, normalizeStopwords, productText, splitWords, tokenize } from '../../src/lib/text/tokenize.js';
 import { parseStopwordList, stopwordSet, stopwordsOf } from '../../src/lib/text/stopwords.js';

@@ -1,6 +1,6 @@
 // The tower library: every family builds at square and non-square inputs with the published
 // parameter counts, learns on a toy task, and a new family is one object plus one registry line.
-import { test } from 'node:test';
+import { test } from 'vitest';
 import assert from 'node:assert/strict';
 import { tf } from '../../src/lib/backend/tf.js';
 import { selectBackend } from '../../src/lib/backend/select.js';

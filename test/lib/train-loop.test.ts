@@ -1,6 +1,6 @@
 // The one training loop: plateau schedule, early stop with the best weights, --stop-after then a
 // resume that ends bit-identical to an uninterrupted run, and loop states of earlier versions.
-import { test } from 'node:test';
+import { test } from 'vitest';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';

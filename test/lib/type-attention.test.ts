@@ -1,5 +1,5 @@
 // The fashion-type attention model (report §4.3) against hand computations, and its save/load.
-import { test } from 'node:test';
+import { test } from 'vitest';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { tf } from '../../src/lib/backend/tf.js';

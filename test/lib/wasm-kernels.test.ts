@@ -1,6 +1,6 @@
 // The project's WASM kernels against the plain CPU backend (an independent implementation) and
 // against central differences of the forward ops.
-import { before, test } from 'node:test';
+import { beforeAll, test } from 'vitest';
 import assert from 'node:assert/strict';
 import { tf } from '../../src/lib/backend/tf.js';
 import { builtinKernelName, registerWasmKernels, WASM_KERNEL_NAMES } from '../../src/lib/backend/wasm-kernels.js';
@@ -12,7 +12,7 @@ interface Operand {
 }
 type Pad = 'same' | 'valid' | number[][];
 
-before(async () => {
+beforeAll(async () => {
   registerWasmKernels();
   assert.equal(await tf.setBackend('wasm'), true);
 });

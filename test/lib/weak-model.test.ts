@@ -1,6 +1,6 @@
 // The weak model's shape contract (what tag, embed, rise and the classifiers rely on) and the resume
 // path shared by the training commands.
-import { test } from 'node:test';
+import { test } from 'vitest';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { tf } from '../../src/lib/backend/tf.js';

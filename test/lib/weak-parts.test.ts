@@ -1,6 +1,6 @@
 // The pieces of the weak-supervision trainer checked against hand computations: P@k and R@k, word
 // sampling (uniform vs frequency), the sampled and full softmax losses, dropout, feature matrices.
-import { test } from 'node:test';
+import { test } from 'vitest';
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';

@@ -1,7 +1,7 @@
 // The op coverage list: the kernels our trainers really run (recorded from training steps of every
 // tower family and loss) against tfjs-backend-webgpu's registry, read without a GPU. The file in
 // docs/ must match what the code finds today (regenerate with node dist/src/gen-webgpu-ops.js).
-import { test } from 'node:test';
+import { test } from 'vitest';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { expectedWebgpuOps, webgpuOpsFile } from '../../src/gen-webgpu-ops.js';

@@ -1,6 +1,6 @@
 // The thesaurus triplets, the triplet accuracy and word2vec, checked against hand counts and a
 // corpus whose structure is known.
-import { test } from 'node:test';
+import { test } from 'vitest';
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';

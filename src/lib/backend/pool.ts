@@ -7,6 +7,7 @@ import { Worker } from 'node:worker_threads';
 import { cpus } from 'node:os';
 import { tf } from './tf.js';
 import { UsageError } from '../command.js';
+import { compiledSibling } from '../io/paths.js';
 import type { OptimizerSpec, PoolMessage, PoolReply, TensorData } from './pool-protocol.js';
 
 export type { OptimizerSpec, TensorData, LossFunction } from './pool-protocol.js';
@@ -132,7 +133,7 @@ export class WorkerPool {
   }
 
   private startThread(index: number): PoolThread {
-    const worker = new Worker(new URL('./pool-worker.js', import.meta.url), { execArgv: threadExecArgv(process.execArgv) });
+    const worker = new Worker(compiledSibling(import.meta.url, './pool-worker.js'), { execArgv: threadExecArgv(process.execArgv) });
     // An idle pool must not keep the process alive; a thread is referenced only while it has work.
     worker.unref();
     const thread: PoolThread = { worker, pending: new Map() };

@@ -2,7 +2,9 @@
 import { randomBytes } from 'node:crypto';
 import { open } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
-import { basename, dirname, extname, join } from 'node:path';
+import { existsSync } from 'node:fs';
+import { basename, dirname, extname, join, relative } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { UsageError } from '../command.js';
 
 /** The path a user types for stdin (when reading) or stdout (when writing). */
@@ -71,4 +73,26 @@ export async function openInputStream(path: string, stdin: NodeJS.ReadableStream
     throw inputOpenError(err, path);
   }
   return handle.createReadStream({ highWaterMark: 256 * 1024 });
+}
+
+/** The directory of atelier's package.json, found upward from a module, so the same code runs from dist/src and from src. */
+export function packageRoot(moduleUrl: string): string {
+  let dir = dirname(fileURLToPath(moduleUrl));
+  while (!existsSync(join(dir, 'package.json'))) {
+    const up = dirname(dir);
+    if (up === dir) throw new Error(`no package.json above ${fileURLToPath(moduleUrl)}`);
+    dir = up;
+  }
+  return dir;
+}
+
+/**
+ * A compiled script beside a module (a worker thread's entry): Node runs JavaScript only, so a module
+ * run from its .ts source (the test runner transforms sources in memory) starts the copy tsc wrote to dist/.
+ */
+export function compiledSibling(moduleUrl: string, file: string): URL {
+  const url = new URL(file, moduleUrl);
+  if (!moduleUrl.endsWith('.ts')) return url;
+  const root = packageRoot(moduleUrl);
+  return pathToFileURL(join(root, 'dist', relative(root, fileURLToPath(url))));
 }

@@ -3,12 +3,13 @@
 // groups hold words. It gives word triplets (the report §3.6: a word, a closer word, a farther one)
 // and the type of a word.
 import { readFile } from 'node:fs/promises';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { UsageError } from '../command.js';
+import { packageRoot } from '../io/paths.js';
 import { stableHash } from '../random.js';
 
 /** The thesaurus shipped with atelier. */
-export const DEFAULT_THESAURUS = fileURLToPath(new URL('../../../../data/fashion-thesaurus.json', import.meta.url));
+export const DEFAULT_THESAURUS = join(packageRoot(import.meta.url), 'data', 'fashion-thesaurus.json');
 
 export interface Thesaurus {
   /** Fashion types, in the order of the type vector. */

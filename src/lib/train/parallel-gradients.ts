@@ -14,6 +14,7 @@ import { Worker } from 'node:worker_threads';
 import { cpus } from 'node:os';
 import { tf } from '../backend/tf.js';
 import { threadExecArgv } from '../backend/pool.js';
+import { compiledSibling } from '../io/paths.js';
 import type { BackendChoice } from '../backend/select.js';
 import { nonNegativeInt } from '../options.js';
 
@@ -107,7 +108,7 @@ export class ParallelGradients {
   }
 
   private startThread(index: number, out: Float32Array): Thread {
-    const worker = new Worker(new URL('./parallel-worker.js', import.meta.url), { execArgv: threadExecArgv(process.execArgv) });
+    const worker = new Worker(compiledSibling(import.meta.url, './parallel-worker.js'), { execArgv: threadExecArgv(process.execArgv) });
     worker.unref();
     const thread: Thread = { worker, out };
     worker.on('message', (reply: ParallelReply) => {
