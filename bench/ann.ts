@@ -5,7 +5,10 @@
 //
 //   node dist/bench/ann.js [--rows 1000000] [--dim 256] [--queries 10000] [--exact-queries 1000]
 //     [--k 10] [--threads 2] [--connectivity 16] [--expansion-add 128] [--ef 64,128]
-//     [--faiss-hnsw] [--skip-faiss] [--keep] [--out bench/out/ann.json]
+//     [--faiss-hnsw] [--skip-faiss] [--reuse] [--keep] [--out bench/out/ann.json]
+//
+// Order: data, index build, index queries, then the exact search and the peers (the long build
+// first, and the results file rewritten after each step). --reuse keeps data files of the right size.
 //
 // Data: 1,000 Gaussian cluster centres N(0, I) plus a within-cluster offset drawn from a shared
 // 32-d subspace (U z, z ~ N(0, I_32), U fixed) and small isotropic noise (0.1): clustered with a
@@ -152,80 +155,83 @@ function reportedRate(stderr: string): number | null {
   return m ? Number(m[1]) : null;
 }
 
-async function main(): Promise<void> {
-  const loadBefore = loadAverage();
-  const startedAt = new Date().toISOString();
-  mkdirSync(workDir, { recursive: true });
-  const t0 = performance.now();
-  const galleryPath = await writeVectors('gallery', clusteredRows(rows, 'ann-bench-gallery'), 'r');
-  const queries = clusteredRows(queryCount, 'ann-bench-queries');
-  const queryPath = await writeVectors('queries', queries, 'q');
-  const exactQueryPath = await writeVectors('queries-exact', queries.subarray(0, exactQueries * dim), 'q');
-  const generateSeconds = (performance.now() - t0) / 1000;
-  console.error(`ann bench: data written in ${generateSeconds.toFixed(1)} s`);
-
-  const exactOut = join(workDir, 'exact.ndjson');
-  const exact = await atelier(['knn', '-q', exactQueryPath, '-g', galleryPath, '--k', String(k), '--kernel', 'gemm', '--threads', String(threads), '--memory', '2G', '-o', exactOut]);
-  if (exact.exitCode !== 0) throw new Error(`exact knn failed: ${exact.stderr}`);
-  const exactRows = neighbourRows(exactOut, exactQueries);
-  const exactNpy = join(workDir, 'exact.npy');
-  await writeNpy(exactNpy, Float32Array.from(exactRows), [exactQueries, k]);
-  console.error(`ann bench: exact ${exact.seconds.toFixed(1)} s`);
-
-  let faissFlat: Record<string, unknown> | null = null;
-  if (!hasFlag('skip-faiss')) {
-    const out = join(workDir, 'faiss-flat.npy');
-    const r = await runProcess(PYTHON, [join(repoRoot, 'bench', 'knn_faiss.py'), galleryPath, exactQueryPath, out, '--k', String(k), '--threads', String(threads), '--repeats', '1']);
-    faissFlat = { ...peerJson(r.stdout), recall: r.exitCode === 0 ? recall(faissRows(out), exactRows, exactQueries) : null, run: { ...r, stderr: undefined, stdout: undefined } };
-    console.error(`ann bench: faiss flat ${r.seconds.toFixed(1)} s`);
+function sizeIs(path: string, bytes: number): boolean {
+  try {
+    return statSync(path).size === bytes;
+  } catch {
+    return false;
   }
+}
+
+async function main(): Promise<void> {
+  const results: Record<string, unknown> = { startedAt: new Date().toISOString(), machine: machineInfo(), loadBefore: loadAverage() };
+  // Written after every step: a run cut short by the clock still leaves what it measured.
+  const save = (key: string, value: unknown) => {
+    results[key] = value;
+    writeResults(outFile, { ...results, loadNow: loadAverage() });
+  };
+  mkdirSync(workDir, { recursive: true });
+  const galleryPath = join(workDir, 'gallery.npy');
+  const queryPath = join(workDir, 'queries.npy');
+  const exactQueryPath = join(workDir, 'queries-exact.npy');
+  const npyBytes = (n: number) => 128 + n * dim * 4;
+  const t0 = performance.now();
+  if (!(hasFlag('reuse') && sizeIs(galleryPath, npyBytes(rows)) && sizeIs(queryPath, npyBytes(queryCount)) && sizeIs(exactQueryPath, npyBytes(exactQueries)))) {
+    await writeVectors('gallery', clusteredRows(rows, 'ann-bench-gallery'), 'r');
+    const queries = clusteredRows(queryCount, 'ann-bench-queries');
+    await writeVectors('queries', queries, 'q');
+    await writeVectors('queries-exact', queries.subarray(0, exactQueries * dim), 'q');
+    rmSync(join(workDir, 'exact.ndjson'), { force: true });
+  }
+  save('data', { rows, dim, queries: queryCount, exactQueries, k, threads, centres: CENTRES, subspace: SUBSPACE, generateSeconds: (performance.now() - t0) / 1000 });
+  console.error(`ann bench: data ready in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
 
   const indexDir = join(workDir, 'gallery.hnsw');
   rmSync(indexDir, { recursive: true, force: true });
   const build = await atelier(['knn', 'index', 'build', '-g', galleryPath, '--index-dir', indexDir, '--threads', String(threads), '--connectivity', String(connectivity), '--expansion-add', String(expansionAdd)]);
   if (build.exitCode !== 0) throw new Error(`index build failed: ${build.stderr}`);
-  const indexBytes = statSync(join(indexDir, 'index.usearch')).size;
+  save('build', { ...build, stderr: undefined, stdout: undefined, connectivity, expansionAdd, indexMiB: MiB(statSync(join(indexDir, 'index.usearch')).size) });
   console.error(`ann bench: build ${build.seconds.toFixed(1)} s`);
 
   const queryRuns: Array<Record<string, unknown>> = [];
   for (const ef of efs) {
-    for (const [label, path, count] of [['all', queryPath, queryCount], ['exact-set', exactQueryPath, exactQueries]] as const) {
+    // Recall is scored on the first --exact-queries of them, the ones the exact search answers.
+    for (const [label, path, count] of [['all', queryPath, queryCount]] as const) {
       const out = join(workDir, `ann-ef${ef}-${label}.ndjson`);
       const r = await atelier(['knn', 'index', 'query', '--index-dir', indexDir, '-q', path, '--k', String(k), '--threads', String(threads), '--expansion-search', String(ef), '-o', out]);
       if (r.exitCode !== 0) throw new Error(`index query failed: ${r.stderr}`);
-      queryRuns.push({
-        ef,
-        queries: count,
-        recall: recall(neighbourRows(out, exactQueries), exactRows, exactQueries),
-        reportedQueriesPerSecond: reportedRate(r.stderr),
-        processQueriesPerSecond: count / r.seconds,
-        ...r,
-        stderr: undefined,
-        stdout: undefined,
-      });
+      queryRuns.push({ ef, queries: count, out, reportedQueriesPerSecond: reportedRate(r.stderr), processQueriesPerSecond: count / r.seconds, ...r, stderr: undefined, stdout: undefined });
+      save('queryRuns', queryRuns);
       console.error(`ann bench: query ef=${ef} ${label} ${r.seconds.toFixed(1)} s`);
     }
   }
 
-  let faissHnsw: Record<string, unknown> | null = null;
+  const exactOut = join(workDir, 'exact.ndjson');
+  const exact = await atelier(['knn', '-q', exactQueryPath, '-g', galleryPath, '--k', String(k), '--kernel', 'gemm', '--threads', String(threads), '--memory', '2G', '-o', exactOut]);
+  if (exact.exitCode !== 0) throw new Error(`exact knn failed: ${exact.stderr}`);
+  const exactRate = reportedRate(exact.stderr);
+  const exactRows = neighbourRows(exactOut, exactQueries);
+  const exactNpy = join(workDir, 'exact.npy');
+  await writeNpy(exactNpy, Float32Array.from(exactRows), [exactQueries, k]);
+  save('exact', { ...exact, stderr: undefined, stdout: undefined, reportedQueriesPerSecond: exactRate, processQueriesPerSecond: exactQueries / exact.seconds });
+  save('queryRuns', queryRuns.map((q) => ({
+    ...q,
+    recall: recall(neighbourRows(q.out as string, exactQueries), exactRows, exactQueries),
+    speedupReported: exactRate && q.reportedQueriesPerSecond ? (q.reportedQueriesPerSecond as number) / exactRate : null,
+  })));
+  console.error(`ann bench: exact ${exact.seconds.toFixed(1)} s`);
+
+  if (!hasFlag('skip-faiss')) {
+    const out = join(workDir, 'faiss-flat.npy');
+    const r = await runProcess(PYTHON, [join(repoRoot, 'bench', 'knn_faiss.py'), galleryPath, exactQueryPath, out, '--k', String(k), '--threads', String(threads), '--repeats', '1']);
+    save('faissFlat', { ...peerJson(r.stdout), recall: r.exitCode === 0 ? recall(faissRows(out), exactRows, exactQueries) : null, run: { ...r, stderr: undefined, stdout: undefined } });
+    console.error(`ann bench: faiss flat ${r.seconds.toFixed(1)} s`);
+  }
   if (hasFlag('faiss-hnsw')) {
     const r = await runProcess(PYTHON, [join(repoRoot, 'bench', 'ann_faiss.py'), galleryPath, queryPath, exactNpy, '--k', String(k), '--threads', String(threads), '--m', String(connectivity), '--ef-construction', String(expansionAdd), '--ef', efs.join(',')]);
-    faissHnsw = { ...peerJson(r.stdout), run: { ...r, stderr: undefined, stdout: undefined } };
+    save('faissHnsw', { ...peerJson(r.stdout), run: { ...r, stderr: undefined, stdout: undefined } });
   }
-
-  const exactRate = reportedRate(exact.stderr);
-  writeResults(outFile, {
-    startedAt,
-    machine: machineInfo(),
-    loadBefore,
-    loadAfter: loadAverage(),
-    data: { rows, dim, queries: queryCount, exactQueries, k, threads, centres: CENTRES, subspace: SUBSPACE, generateSeconds },
-    exact: { ...exact, stderr: undefined, stdout: undefined, reportedQueriesPerSecond: exactRate, processQueriesPerSecond: exactQueries / exact.seconds },
-    faissFlat,
-    build: { ...build, stderr: undefined, stdout: undefined, connectivity, expansionAdd, indexMiB: MiB(indexBytes) },
-    queryRuns: queryRuns.map((q) => ({ ...q, speedupReported: exactRate && q.reportedQueriesPerSecond ? (q.reportedQueriesPerSecond as number) / exactRate : null })),
-    faissHnsw,
-  });
+  save('loadAfter', loadAverage());
   if (!hasFlag('keep')) rmSync(galleryPath, { force: true });
   console.error(`ann bench: results in ${relative(repoRoot, outFile)}`);
 }

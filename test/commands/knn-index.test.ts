@@ -3,12 +3,13 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { cpSync, readFileSync, truncateSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdirSync, readdirSync, readFileSync, symlinkSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { npyDataSha256, writeNpy } from '../../src/lib/io/npy.js';
 import { loadUsearch } from '../../src/lib/knn/kernel.js';
 import { createRandom } from '../../src/lib/random.js';
-import { parseNdjson, runAtelier, scratchDir } from '../helpers.js';
+import { spawnSync } from 'node:child_process';
+import { parseNdjson, repoRoot, runAtelier, scratchDir } from '../helpers.js';
 
 const dir = scratchDir();
 const usearchLoads = loadUsearch().usearch !== null;
@@ -171,4 +172,26 @@ test('a damaged index directory is exit 2, one line, before the native search ca
   ];
   const runs = await Promise.all(cases.map(([index, extra]) => runAtelier(['knn', 'index', 'query', '--index-dir', index, '-q', q, ...extra])));
   runs.forEach((r, i) => oneLineExit2(r, new RegExp(`^atelier knn: .*${cases[i][2].source}`)));
+});
+
+test('without the optional usearch package, HNSW is one line (exit 1) and exact search still runs', { skip }, async () => {
+  // A copy of the install whose node_modules holds every package but usearch, as when its native part failed.
+  const root = join(dir, 'no-usearch');
+  mkdirSync(join(root, 'node_modules'), { recursive: true });
+  for (const part of ['bin', 'dist', 'package.json']) cpSync(join(repoRoot, part), join(root, part), { recursive: true });
+  for (const name of readdirSync(join(repoRoot, 'node_modules'))) {
+    if (name !== 'usearch') symlinkSync(join(repoRoot, 'node_modules', name), join(root, 'node_modules', name));
+  }
+  const g = await writeVectors('nu', clustered(50, dim, 10), dim, 'nu');
+  const index = join(dir, 'nu.hnsw');
+  assert.equal((await runAtelier(['knn', 'index', 'build', '-g', g, '--index-dir', index])).code, 0);
+  const run = (args: string[]) => spawnSync(process.execPath, [join(root, 'bin', 'atelier'), 'knn', ...args], { encoding: 'utf8' });
+  for (const args of [['index', 'query', '--index-dir', index, '-q', g], ['-q', g, '--index', 'hnsw']]) {
+    const r = run(args);
+    assert.equal(r.status, 1, r.stderr);
+    assert.equal(r.stderr, "atelier knn: HNSW search needs usearch, an optional dependency that did not load (Cannot find module 'usearch'); exact search works without it\n");
+  }
+  const exact = run(['-q', g, '--k', '3']);
+  assert.equal(exact.status, 0, exact.stderr);
+  assert.equal(parseNdjson(exact.stdout).length, 50);
 });

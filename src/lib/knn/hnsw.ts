@@ -35,7 +35,7 @@ const METRIC_KINDS: Record<Metric, string> = { cosine: 'cos', dot: 'ip', euclide
 
 function requireUsearch(): UsearchModule {
   const { usearch, reason } = loadUsearch();
-  if (!usearch) throw new Error(`HNSW search needs the usearch addon, which did not load: ${reason}`);
+  if (!usearch) throw new Error(`HNSW search needs usearch, an optional dependency that did not load (${reason}); exact search works without it`);
   return usearch;
 }
 
