@@ -33,6 +33,7 @@ import {
   rowsSha256Of,
   voteWeight,
   type HnswParameters,
+  type IdList,
   type KernelName,
   type Metric,
   type NeighborBlock,
@@ -109,7 +110,7 @@ async function readLabels(path: string, field: string, idField: string, stdin: N
 interface Output {
   writer: NdjsonWriter;
   queryIds: string[];
-  galleryIds: string[];
+  galleryIds: IdList;
   metric: Metric;
   labels: Map<string, string> | null;
   weighted: boolean;
@@ -120,7 +121,7 @@ async function writeBlock(block: NeighborBlock, out: Output): Promise<void> {
     const neighbors: Array<{ id: string; score: number }> = [];
     const base = q * block.k;
     for (let j = 0; j < block.counts[q]; j++) {
-      neighbors.push({ id: out.galleryIds[block.indices[base + j]], score: shortestFloat32(Math.fround(block.scores[base + j])) });
+      neighbors.push({ id: out.galleryIds.at(block.indices[base + j])!, score: shortestFloat32(Math.fround(block.scores[base + j])) });
     }
     const record: Record<string, unknown> = { id: out.queryIds[block.queryStart + q], neighbors };
     if (out.labels) {
@@ -293,7 +294,7 @@ Ids name rows, so each must be unique in its ids file: a repeated id is an error
       const memoryBytes = dataBudget(memory);
       let started = performance.now();
       let blocks: AsyncGenerator<NeighborBlock>;
-      let galleryIds = gallery.ids;
+      let galleryIds: IdList = gallery.ids;
       let method: string;
       let approximate: Map<number, Float64Array> | null = null;
       let searchMetric = metric;
@@ -304,7 +305,7 @@ Ids name rows, so each must be unique in its ids file: a repeated id is an error
         const { index, meta, ids: saved } = await openSavedIndex(dir, { memoryMap: !args.load, verify: args.verify, expansionSearch: args['expansion-search'] === DEFAULT_HNSW.expansionSearch ? undefined : args['expansion-search'] });
         assertIndexMetric(meta, dir, args.metric as Metric | undefined);
         assertIndexDimension(meta, dir, query.source);
-        galleryIds = saved.ids;
+        galleryIds = saved;
         searchMetric = meta.metric;
         blocks = hnswNeighbors(index, query.source, { k, threads });
         galleryForRecall = null;

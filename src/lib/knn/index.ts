@@ -9,7 +9,7 @@ export type { ExactPlanCosts, ExactSearchOptions, ExactSearchPlan, NeighborBlock
 export { DEFAULT_HNSW, buildHnswIndex, createHnswIndex, hnswNeighbors, openUsearchFile } from './hnsw.js';
 export type { HnswIndex, HnswParameters } from './hnsw.js';
 export { HNSW_FILES, assertIndexDimension, assertIndexMetric, assertIndexedGallery, buildSavedIndex, fileSha256, openSavedIndex, readHnswMeta, rowsSha256Of } from './saved-index.js';
-export type { HnswMeta, SavedIndex } from './saved-index.js';
+export type { HnswMeta, IdList, SavedIndex } from './saved-index.js';
 export { labelVote, voteWeight } from './vote.js';
 export type { LabelVote } from './vote.js';
 export { PartitionLookup, SPLITS, readRetrievalPartition } from './partition.js';

@@ -8,7 +8,7 @@ import { createReadStream } from 'node:fs';
 import { readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { UsageError } from '../command.js';
-import { ROWS_DIGEST_FIELD, readRowIds, type RowIds } from '../io/features.js';
+import { ROWS_DIGEST_FIELD, type RowIds } from '../io/features.js';
 import { openNdjsonWriter } from '../io/ndjson.js';
 import { npyDataSha256 } from '../io/npy.js';
 import { buildHnswIndex, openUsearchFile, type HnswIndex, type HnswParameters } from './hnsw.js';
@@ -111,10 +111,49 @@ export async function readHnswMeta(dir: string): Promise<HnswMeta> {
   return meta as unknown as HnswMeta;
 }
 
+/** Row ids, read on demand (`string[]` is one too). */
+export interface IdList {
+  readonly length: number;
+  at(row: number): string | undefined;
+}
+
+/**
+ * The saved ids as the file's bytes and one offset per line, decoded only for the neighbours a query
+ * reports: 10M ids as JavaScript strings would take ~1 GB and minutes to parse, this ~14 bytes each.
+ * The file's SHA-256 was checked against meta.json, so its lines are the ones the build wrote.
+ */
+class SavedIds implements IdList {
+  constructor(
+    private readonly bytes: Buffer,
+    private readonly starts: Float64Array,
+    private readonly file: string,
+  ) {}
+
+  get length(): number {
+    return this.starts.length - 1;
+  }
+
+  at(row: number): string | undefined {
+    if (row < 0 || row >= this.length) return undefined;
+    const id = (JSON.parse(this.bytes.toString('utf8', this.starts[row], this.starts[row + 1])) as { id?: unknown }).id;
+    if (typeof id !== 'string') throw new UsageError('expected a string id', { file: this.file, line: row + 1, field: 'id' });
+    return id;
+  }
+}
+
+function savedIds(bytes: Buffer, file: string): SavedIds {
+  let lines = 0;
+  for (let at = bytes.indexOf(10); at >= 0; at = bytes.indexOf(10, at + 1)) lines++;
+  const starts = new Float64Array(lines + 1);
+  let line = 0;
+  for (let at = bytes.indexOf(10); at >= 0; at = bytes.indexOf(10, at + 1)) starts[++line] = at + 1;
+  return new SavedIds(bytes, starts, file);
+}
+
 export interface SavedIndex {
   index: HnswIndex;
   meta: HnswMeta;
-  ids: RowIds;
+  ids: IdList;
 }
 
 /**
@@ -133,11 +172,11 @@ export async function openSavedIndex(dir: string, opts: { memoryMap: boolean; ve
   if (opts.verify && (await fileSha256(indexPath)) !== meta.index_sha256) {
     throw new UsageError(`differs from the index_sha256 in ${metaPath}: the file is damaged or comes from another build; rebuild the index`, { file: indexPath, field: 'index_sha256' });
   }
-  const idsDigest = await fileSha256(idsPath).catch(() => null);
-  if (idsDigest === null) throw new UsageError('missing from the index directory', { file: idsPath });
-  if (idsDigest !== meta.ids_sha256) throw new UsageError(`differs from the ids_sha256 in ${metaPath}: the ids were edited or come from another index`, { file: idsPath, field: 'ids_sha256' });
-  const ids = await readRowIds(idsPath);
-  if (ids.ids.length !== meta.count) throw new UsageError(`has ${ids.ids.length} ids for an index of ${meta.count} rows`, { file: idsPath });
+  const idsBytes = await readFile(idsPath).catch(() => null);
+  if (idsBytes === null) throw new UsageError('missing from the index directory', { file: idsPath });
+  if (createHash('sha256').update(idsBytes).digest('hex') !== meta.ids_sha256) throw new UsageError(`differs from the ids_sha256 in ${metaPath}: the ids were edited or come from another index`, { file: idsPath, field: 'ids_sha256' });
+  const ids = savedIds(idsBytes, idsPath);
+  if (ids.length !== meta.count) throw new UsageError(`has ${ids.length} ids for an index of ${meta.count} rows`, { file: idsPath });
   const params: HnswParameters = { metric: meta.metric, connectivity: meta.connectivity, expansionAdd: meta.expansionAdd, expansionSearch: opts.expansionSearch ?? meta.expansionSearch };
   const index = openUsearchFile(indexPath, meta.dim, params, opts.memoryMap);
   if (index.size() !== meta.count || index.dim !== meta.dim) {
@@ -161,10 +200,10 @@ export function assertIndexDimension(meta: HnswMeta, dir: string, query: VectorS
 }
 
 /** Refuses a gallery (--recall's reference) other than the rows and ids the index was built from. */
-export function assertIndexedGallery(meta: HnswMeta, dir: string, indexIds: RowIds, galleryIds: RowIds, galleryRowsSha256: string): void {
+export function assertIndexedGallery(meta: HnswMeta, dir: string, indexIds: IdList, galleryIds: RowIds, galleryRowsSha256: string): void {
   const metaPath = join(dir, HNSW_FILES.meta);
-  if (galleryIds.ids.length !== indexIds.ids.length) throw new UsageError(`has ${galleryIds.ids.length} ids but the index holds ${indexIds.ids.length} rows`, { file: galleryIds.path });
-  const row = galleryIds.ids.findIndex((id, r) => id !== indexIds.ids[r]);
-  if (row >= 0) throw new UsageError(`id ${JSON.stringify(galleryIds.ids[row])} differs from the index's ${JSON.stringify(indexIds.ids[row])} at this row: not the ids the index was built from`, { file: galleryIds.path, line: galleryIds.lines[row], field: 'id' });
+  if (galleryIds.ids.length !== indexIds.length) throw new UsageError(`has ${galleryIds.ids.length} ids but the index holds ${indexIds.length} rows`, { file: galleryIds.path });
+  const row = galleryIds.ids.findIndex((id, r) => id !== indexIds.at(r));
+  if (row >= 0) throw new UsageError(`id ${JSON.stringify(galleryIds.ids[row])} differs from the index's ${JSON.stringify(indexIds.at(row))} at this row: not the ids the index was built from`, { file: galleryIds.path, line: galleryIds.lines[row], field: 'id' });
   if (galleryRowsSha256 !== meta.rows_sha256) throw new UsageError(`the gallery's rows differ from the ones the index was built from (rows_sha256 in ${metaPath})`, { file: galleryIds.path, field: ROWS_DIGEST_FIELD });
 }
