@@ -73,15 +73,20 @@ interface Run {
   peakRssMiB: number;
   peakAnonMiB: number;
   peakFileMiB: number;
+  /** user + system CPU seconds of all its threads, as last sampled before it exited. */
+  cpuSeconds: number;
   stderrTail: string[];
 }
 
 /** VmHWM, and the peaks of anonymous and file-backed resident memory (mapped index pages are file-backed). */
-function memoryOf(pid: number): { hwm: number; anon: number; file: number } | null {
+function memoryOf(pid: number): { hwm: number; anon: number; file: number; cpu: number } | null {
   try {
     const status = readFileSync(`/proc/${pid}/status`, 'utf8');
     const kb = (field: string) => Number(new RegExp(`^${field}:\\s*(\\d+) kB`, 'm').exec(status)?.[1] ?? 0) * 1024;
-    return { hwm: kb('VmHWM'), anon: kb('RssAnon'), file: kb('RssFile') };
+    const statLine = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const stat = statLine.slice(statLine.lastIndexOf(')') + 2).split(' ');
+    // Fields 14 and 15 of /proc/<pid>/stat (utime, stime) in clock ticks of 1/100 s; `stat` starts at field 3.
+    return { hwm: kb('VmHWM'), anon: kb('RssAnon'), file: kb('RssFile'), cpu: (Number(stat[11]) + Number(stat[12])) / 100 };
   } catch {
     return null;
   }
@@ -94,20 +99,21 @@ async function runProcess(file: string, args: string[]): Promise<Run & { stderr:
   let stdout = '';
   child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
   child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-  let hwm = 0, anon = 0, fileRss = 0;
+  let hwm = 0, anon = 0, fileRss = 0, cpu = 0;
   const take = () => {
     const m = memoryOf(child.pid!);
     if (!m) return;
     hwm = Math.max(hwm, m.hwm);
     anon = Math.max(anon, m.anon);
     fileRss = Math.max(fileRss, m.file);
+    cpu = Math.max(cpu, m.cpu);
   };
   const timer = setInterval(take, 100);
   const code = await new Promise<number | null>((done) => child.on('close', done));
   clearInterval(timer);
   const seconds = (performance.now() - started) / 1000;
   const shown = [file === process.execPath ? 'node' : file, ...args].map((a) => (a.startsWith(repoRoot) ? relative(repoRoot, a) : a)).join(' ');
-  return { command: shown, exitCode: code, seconds, peakRssMiB: MiB(hwm), peakAnonMiB: MiB(anon), peakFileMiB: MiB(fileRss), stderr, stdout, stderrTail: stderr.trim().split('\n').slice(-3) };
+  return { command: shown, exitCode: code, seconds, peakRssMiB: MiB(hwm), peakAnonMiB: MiB(anon), peakFileMiB: MiB(fileRss), cpuSeconds: cpu, stderr, stdout, stderrTail: stderr.trim().split('\n').slice(-3) };
 }
 
 const atelier = (args: string[]) => runProcess(process.execPath, [join(repoRoot, 'bin', 'atelier'), ...args]);
