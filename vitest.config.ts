@@ -8,7 +8,7 @@ const heavy = [
   'test/commands/{attention,weak-pipeline,weak-words,eval-words,towers-trainers,train-*,sizenet,locate,rise,classify}.test.ts',
   'test/commands/{engine,export,import-backbone,model-files,duplicate-ids,knn,outputs,crawl-tokenize,cli,usage-errors}.test.ts',
   'test/commands/{real-data,real-hires-crawl,report-browser,review-browser}.test.ts',
-  'test/commands/{shard-*,remote,no-sync-read,review}.test.ts',
+  'test/commands/{shard-*,remote,no-sync-read,review,knn-index}.test.ts',
   'test/lib/{webgpu-coverage,knn,fixtures,tsne}.test.ts',
 ];
 

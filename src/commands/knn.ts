@@ -1,5 +1,4 @@
 import { availableParallelism } from 'node:os';
-import { join } from 'node:path';
 import { defineCommand, UsageError, warn, type CommandIO } from '../lib/command.js';
 import { atomicDirectory, checkFileOutput, checkReplaceableDirOutput } from '../lib/io/atomic.js';
 import { idsPathFor } from '../lib/io/features.js';
@@ -16,6 +15,10 @@ import {
   chooseExactKernel,
   distanceKindOf,
   exactNeighbors,
+  assertIndexDimension,
+  assertIndexMetric,
+  assertIndexedGallery,
+  buildSavedIndex,
   formatByteSize,
   gatherRows,
   arrayVectorSource,
@@ -25,18 +28,20 @@ import {
   remapBlocks,
   shardRows,
   subsetSource,
-  openHnswIndex,
+  openSavedIndex,
   openNpyVectorSource,
   parseByteSize,
   planExactSearchFor,
   loadUsearch,
   readRowIds,
-  saveHnswIndex,
+  rowsSha256Of,
   voteWeight,
   type HnswParameters,
+  type IdList,
   type KernelName,
   type Metric,
   type NeighborBlock,
+  type RowIds,
   type VectorSource,
 } from '../lib/knn/index.js';
 import { startProgress } from '../lib/progress.js';
@@ -52,7 +57,7 @@ interface Args {
   'gallery-ids'?: string;
   'id-field': string;
   k: number;
-  metric: string;
+  metric?: string;
   out: string;
   memory: string;
   threads: number;
@@ -60,6 +65,7 @@ interface Args {
   index: string;
   'index-dir'?: string;
   load: boolean;
+  verify: boolean;
   connectivity: number;
   'expansion-add': number;
   'expansion-search': number;
@@ -111,7 +117,7 @@ async function readLabels(path: string, field: string, idField: string, stdin: N
 interface Output {
   writer: NdjsonWriter;
   queryIds: string[];
-  galleryIds: string[];
+  galleryIds: IdList;
   metric: Metric;
   labels: Map<string, string> | null;
   weighted: boolean;
@@ -127,7 +133,8 @@ async function writeBlock(block: NeighborBlock, out: Output): Promise<void> {
       const row = block.indices[base + j];
       // Partial lists keep the kernel's own score, so merge ranks exactly as the kernel does.
       const score = block.scores[base + j];
-      neighbors.push(out.withRows ? { id: out.galleryIds[row], score, row } : { id: out.galleryIds[row], score: shortestFloat32(Math.fround(score)) });
+      const id = out.galleryIds.at(row)!;
+      neighbors.push(out.withRows ? { id, score, row } : { id, score: shortestFloat32(Math.fround(score)) });
     }
     const record: Record<string, unknown> = { id: out.queryIds[block.queryStart + q], neighbors };
     if (out.labels) {
@@ -142,13 +149,13 @@ async function writeBlock(block: NeighborBlock, out: Output): Promise<void> {
 }
 
 /** Opens a .npy of vectors and its ids, checking one id per row. */
-async function openVectors(npyPath: string, idsPath: string | undefined, idField: string, io: CommandIO): Promise<{ source: VectorSource; ids: string[] }> {
+async function openVectors(npyPath: string, idsPath: string | undefined, idField: string, io: CommandIO): Promise<{ source: VectorSource; ids: string[]; rowIds: RowIds }> {
   const source = await openNpyVectorSource(npyPath);
   try {
     const ids = await readRowIds(idsPath ?? idsPathFor(npyPath), idField, io.stdin);
     await assertIdsMatchRows(ids, source.rows, npyPath);
     assertUniqueIds(ids, idField);
-    return { source, ids: ids.ids };
+    return { source, ids: ids.ids, rowIds: ids };
   } catch (err) {
     await source.close();
     throw err;
@@ -199,7 +206,7 @@ export default defineCommand<Args>({
 
 Exact search (the default) streams: the gallery is read in slabs and queries in blocks, with a top-k heap per query, so memory stays within --memory whatever the gallery size. Ties are broken by gallery order. For cosine and dot the kernel scores a block of queries against a gallery tile as one matrix product with a top-k in onnxruntime (MLAS SGEMM, --threads cores), as faiss's IndexFlatIP does; for Euclidean, or without onnxruntime, usearch's native SIMD exact search when it loads, else a blocked typed-array kernel (bench/knn.ts).
 
---index hnsw searches an HNSW graph (usearch) instead: much faster on big galleries, approximate; --recall measures recall@k against exact search on a sample of queries. 'knn index build' saves an index directory (index.usearch, ids.ndjson, meta.json) and 'knn index query' searches it, memory-mapped by default, with the metric it was built for.
+--index hnsw searches an HNSW graph (usearch) instead: much faster on big galleries, approximate; --recall measures recall@k against exact search on a sample of queries. 'knn index build' saves an index directory (index.usearch, ids.ndjson, meta.json) and 'knn index query' searches it, memory-mapped by default, with the metric it was built for. meta.json records the metric, dimension and the SHA-256 of the indexed rows, the ids and the index file: a query of another dimension or --metric, a --recall gallery other than the indexed one, and an edited, truncated or damaged index are refused (exit 2) before usearch reads it.
 
 --labels with --label-field adds the kNN label vote of the Stitch Fix deck, P(y=j|x) = 1/K Σ I(y_i = j) over the K neighbours that have a label, as {label, probs}; --weighted weights each vote by similarity (cosine/dot floored at 0, inverse Euclidean distance).
 
@@ -215,7 +222,7 @@ Ids name rows, so each must be unique in its ids file: a repeated id is an error
     'gallery-ids': { describe: 'ids of the gallery rows (default: <gallery>.ids.ndjson)', type: 'string' },
     'id-field': { describe: 'field of the ids NDJSON records that holds the id', type: 'string', default: 'id' },
     k: { describe: 'neighbours per query', type: 'number', default: 10, check: positiveInt },
-    metric: { describe: 'similarity', choices: [...METRICS], default: 'cosine' },
+    metric: { describe: "similarity (default: cosine; 'knn index query': the index's own, which a different --metric is refused for)", choices: [...METRICS] },
     out: { alias: 'o', describe: 'output NDJSON (- for stdout)', type: 'string', default: '-' },
     memory: { describe: 'memory budget for the whole process (e.g. 512M, 2G); the gallery streams within it', type: 'string', default: '1G', check: byteSize },
     threads: { describe: 'threads of the native kernels', type: 'number', default: availableParallelism(), check: positiveInt },
@@ -223,6 +230,7 @@ Ids name rows, so each must be unique in its ids file: a repeated id is an error
     index: { describe: 'search method', choices: ['exact', 'hnsw'], default: 'exact' },
     'index-dir': { describe: "saved index directory (for 'knn index build|query')", type: 'string' },
     load: { describe: "'knn index query': load the index into memory instead of memory-mapping it", type: 'boolean', default: false },
+    verify: { describe: "'knn index query': check index.usearch against the SHA-256 in meta.json first (one read of the file; a damaged file would crash the native search); --no-verify skips it", type: 'boolean', default: true },
     connectivity: { describe: 'HNSW edges per node (M)', type: 'number', default: DEFAULT_HNSW.connectivity, check: positiveInt },
     'expansion-add': { describe: 'HNSW candidate list while building (efConstruction)', type: 'number', default: DEFAULT_HNSW.expansionAdd, check: positiveInt },
     'expansion-search': { describe: 'HNSW candidate list while searching (ef); higher = better recall, slower', type: 'number', default: DEFAULT_HNSW.expansionSearch, check: positiveInt },
@@ -253,7 +261,7 @@ Ids name rows, so each must be unique in its ids file: a repeated id is an error
     args = { ...args, out: shardPath(args.out, shard) };
     await checkOutputs(args);
     const k = args.k;
-    const metric = args.metric as Metric;
+    const metric = (args.metric ?? 'cosine') as Metric;
     const threads = args.threads;
     const kernelName = args.kernel as KernelName;
     if (args['label-field'] && !args.labels) throw new UsageError('needs --labels', { field: '--label-field' });
@@ -270,17 +278,13 @@ Ids name rows, so each must be unique in its ids file: a repeated id is an error
     if (mode === 'build') {
       if (!args.gallery) throw new UsageError("'knn index build' needs --gallery (the vectors to index)", { field: '--gallery' });
       if (!args['index-dir']) throw new UsageError("'knn index build' needs --index-dir (where to save the index)", { field: '--index-dir' });
-      const { source, ids } = await openVectors(args.gallery, args['gallery-ids'], args['id-field'], io);
+      const { source, ids, rowIds } = await openVectors(args.gallery, args['gallery-ids'], args['id-field'], io);
       const started = performance.now();
       const dir = await atomicDirectory(args['index-dir'], io.outputs);
       try {
         const progress = startProgress(io.stderr, { total: source.rows, label: 'indexing' });
-        const index = await buildHnswIndex(source, hnswParameters(args, metric), { threads, onRows: (n) => progress.update(n) });
+        await buildSavedIndex(dir.tmpDir, source, ids, await rowsSha256Of(args.gallery, rowIds), hnswParameters(args, metric), { threads, onRows: (n) => progress.update(n) });
         progress.stop();
-        await saveHnswIndex(index, dir.tmpDir);
-        const idsOut = await openNdjsonWriter(join(dir.tmpDir, HNSW_FILES.ids));
-        for (const id of ids) await idsOut.write({ id });
-        await idsOut.close();
         await dir.commit();
       } catch (err) {
         await dir.abort();
@@ -311,9 +315,9 @@ Ids name rows, so each must be unique in its ids file: a repeated id is an error
       if (kernelName !== 'js' || args.index === 'hnsw' || mode === 'query') loadUsearch();
       const exact = mode !== 'query' && args.index !== 'hnsw' ? await chooseExactKernel(kernelName, distanceKindOf(metric), threads).catch((err: Error) => { throw new UsageError(err.message, { field: '--kernel' }); }) : null;
       const memoryBytes = dataBudget(memory);
-      const started = performance.now();
+      let started = performance.now();
       let blocks: AsyncGenerator<NeighborBlock>;
-      let galleryIds = gallery.ids;
+      let galleryIds: IdList = gallery.ids;
       let method: string;
       let approximate: Map<number, Float64Array> | null = null;
       let searchMetric = metric;
@@ -322,21 +326,24 @@ Ids name rows, so each must be unique in its ids file: a repeated id is an error
       let positions: number[] = [];
       if (mode === 'query') {
         if (!args['index-dir']) throw new UsageError("'knn index query' needs --index-dir", { field: '--index-dir' });
-        const { index, meta } = await openHnswIndex(args['index-dir'], { memoryMap: !args.load, expansionSearch: args['expansion-search'] === DEFAULT_HNSW.expansionSearch ? undefined : args['expansion-search'] });
-        const saved = await readRowIds(join(args['index-dir'], HNSW_FILES.ids));
-        if (saved.ids.length !== index.size()) throw new UsageError(`has ${saved.ids.length} ids for an index of ${index.size()} rows`, { file: join(args['index-dir'], HNSW_FILES.ids) });
-        galleryIds = saved.ids;
+        const dir = args['index-dir'];
+        const { index, meta, ids: saved } = await openSavedIndex(dir, { memoryMap: !args.load, verify: args.verify, expansionSearch: args['expansion-search'] === DEFAULT_HNSW.expansionSearch ? undefined : args['expansion-search'] });
+        assertIndexMetric(meta, dir, args.metric as Metric | undefined);
+        assertIndexDimension(meta, dir, query.source);
+        galleryIds = saved;
         searchMetric = meta.metric;
         blocks = hnswNeighbors(index, query.source, { k, threads });
-        method = `HNSW index ${args['index-dir']} (${args.load ? 'loaded' : 'memory-mapped'}, ${meta.metric}, ef=${index.params.expansionSearch})`;
         galleryForRecall = null;
         if (args.recall && !args.gallery) warn(io, NAME, '--recall needs the indexed vectors as --gallery (an index does not keep them in a readable form); skipped');
         if (args.recall && args.gallery) {
           const indexed = await openVectors(args.gallery, args['gallery-ids'], args['id-field'], io);
           closers.push(indexed.source);
-          if (indexed.source.rows !== index.size()) throw new UsageError(`has ${indexed.source.rows} rows but the index holds ${index.size()}`, { file: args.gallery });
+          assertIndexedGallery(meta, dir, saved, indexed.rowIds, await rowsSha256Of(args.gallery, indexed.rowIds));
           galleryForRecall = indexed.source;
         }
+        const opened = (performance.now() - started) / 1000;
+        started = performance.now(); // queries/s counts the search, as for exact search once its ids are read
+        method = `HNSW index ${dir} (${args.load ? 'loaded' : 'memory-mapped'}, ${meta.metric}, ef=${index.params.expansionSearch}; ${args.verify ? 'verified and ' : ''}opened in ${opened.toFixed(2)} s)`;
       } else if (args.index === 'hnsw') {
         const progress = startProgress(io.stderr, { total: gallery.source.rows, label: 'indexing' });
         const index = await buildHnswIndex(gallery.source, hnswParameters(args, metric), { threads, onRows: (n) => progress.update(n) });

@@ -17,14 +17,13 @@ import {
   hnswNeighbors,
   labelVote,
   loadUsearch,
-  openHnswIndex,
+  openUsearchFile,
   openNpyVectorSource,
   parseByteSize,
   DEFAULT_TILE_ROWS,
   kernelScratchBytes,
   planExactSearch,
   readRetrievalPartition,
-  saveHnswIndex,
   scoreTile,
   searchWithKernel,
   squaredDistanceTile,
@@ -361,11 +360,11 @@ test('HNSW: recall@10 >= 0.95 on 20k random vectors, and a saved index answers t
 
   const dir = join(scratchDir(), 'idx');
   mkdirSync(dir);
-  await saveHnswIndex(index, dir);
+  index.save(join(dir, 'index.usearch'));
   for (const memoryMap of [true, false]) {
-    const { index: reopened, meta } = await openHnswIndex(dir, { memoryMap });
-    assert.equal(meta.count, rows);
-    assert.equal(meta.metric, 'cosine');
+    const reopened = openUsearchFile(join(dir, 'index.usearch'), dim, params, memoryMap);
+    assert.equal(reopened.size(), rows);
+    assert.equal(reopened.dim, dim);
     const again = await collect(hnswNeighbors(reopened, queries, { k: 10 }));
     assert.deepEqual(again.map((r) => r.map((n) => n.index)), approximate.map((r) => r.map((n) => n.index)));
   }

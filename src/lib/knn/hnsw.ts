@@ -1,11 +1,9 @@
 // Approximate search for big galleries: an HNSW graph (Malkov & Yashunin 2016) through usearch,
-// built from streamed gallery rows, saved to one file, and loaded or memory-mapped back.
-import { writeFile, readFile } from 'node:fs/promises';
-import { join } from 'node:path';
+// built from streamed gallery rows, saved to one file, and loaded or memory-mapped back (saved-index.ts).
 import { UsageError } from '../command.js';
 import type { NeighborBlock } from './exact.js';
 import { loadUsearch } from './kernel.js';
-import { isMetric, type Metric, type VectorSource } from './source.js';
+import type { Metric, VectorSource } from './source.js';
 
 type UsearchModule = typeof import('usearch');
 type UsearchIndex = InstanceType<UsearchModule['Index']>;
@@ -22,14 +20,6 @@ export interface HnswParameters {
 
 export const DEFAULT_HNSW: Omit<HnswParameters, 'metric'> = { connectivity: 16, expansionAdd: 128, expansionSearch: 64 };
 
-/** What a saved index directory records beside the usearch file. */
-export interface HnswMeta extends HnswParameters {
-  format: 'atelier-hnsw';
-  version: 1;
-  dim: number;
-  count: number;
-}
-
 export interface HnswIndex {
   dim: number;
   params: HnswParameters;
@@ -45,7 +35,7 @@ const METRIC_KINDS: Record<Metric, string> = { cosine: 'cos', dot: 'ip', euclide
 
 function requireUsearch(): UsearchModule {
   const { usearch, reason } = loadUsearch();
-  if (!usearch) throw new Error(`HNSW search needs the usearch addon, which did not load: ${reason}`);
+  if (!usearch) throw new Error(`HNSW search needs usearch, an optional dependency that did not load (${reason}); exact search works without it`);
   return usearch;
 }
 
@@ -154,57 +144,17 @@ export async function* hnswNeighbors(
   }
 }
 
-/** Names of the files in a saved index directory. */
-export const HNSW_FILES = { index: 'index.usearch', meta: 'meta.json', ids: 'ids.ndjson' } as const;
-
-/** Writes the usearch file and meta.json into `dir` (the caller makes `dir` atomic and adds the ids). */
-export async function saveHnswIndex(index: HnswIndex, dir: string): Promise<HnswMeta> {
-  const meta: HnswMeta = { format: 'atelier-hnsw', version: 1, dim: index.dim, count: index.size(), ...index.params };
-  index.save(join(dir, HNSW_FILES.index));
-  await writeFile(join(dir, HNSW_FILES.meta), JSON.stringify(meta, null, 2) + '\n');
-  return meta;
-}
-
-/** Reads and checks meta.json of a saved index directory. */
-export async function readHnswMeta(dir: string): Promise<HnswMeta> {
-  const path = join(dir, HNSW_FILES.meta);
-  let text: string;
-  try {
-    text = await readFile(path, 'utf8');
-  } catch {
-    throw new UsageError('not an index directory made by `atelier knn index build` (no meta.json)', { file: dir });
-  }
-  let meta: HnswMeta;
-  try {
-    meta = JSON.parse(text) as HnswMeta;
-  } catch (err) {
-    throw new UsageError(`invalid JSON: ${(err as Error).message}`, { file: path });
-  }
-  if (meta.format !== 'atelier-hnsw' || !isMetric(String(meta.metric)) || !Number.isInteger(meta.dim) || meta.dim <= 0) {
-    throw new UsageError('not an atelier HNSW index description', { file: path });
-  }
-  return meta;
-}
-
 /**
- * Opens a saved index: memory-mapped (the OS pages it in on demand; nothing is copied) or loaded
- * into memory. `expansionSearch` overrides the saved search width.
+ * Opens a usearch file as an index: memory-mapped (`memoryMap`: usearch's view, nothing copied) or
+ * loaded. The dimension is the file's own, whatever `dim` says; the caller compares the two.
  */
-export async function openHnswIndex(dir: string, opts: { memoryMap: boolean; expansionSearch?: number }): Promise<{ index: HnswIndex; meta: HnswMeta }> {
-  const meta = await readHnswMeta(dir);
-  const params: HnswParameters = {
-    metric: meta.metric,
-    connectivity: meta.connectivity,
-    expansionAdd: meta.expansionAdd,
-    expansionSearch: opts.expansionSearch ?? meta.expansionSearch,
-  };
-  const raw = newUsearchIndex(requireUsearch(), meta.dim, params);
-  const file = join(dir, HNSW_FILES.index);
+export function openUsearchFile(path: string, dim: number, params: HnswParameters, memoryMap: boolean): HnswIndex {
+  const raw = newUsearchIndex(requireUsearch(), dim, params);
   try {
-    if (opts.memoryMap) raw.view(file);
-    else raw.load(file);
+    if (memoryMap) raw.view(path);
+    else raw.load(path);
   } catch (err) {
-    throw new UsageError(`cannot read the index: ${(err as Error).message}`, { file });
+    throw new UsageError(`not a readable usearch index: ${(err as Error).message}`, { file: path });
   }
-  return { index: wrap(raw, meta.dim, params), meta };
+  return wrap(raw, raw.dimensions(), params);
 }

@@ -1,0 +1,209 @@
+// A saved HNSW index: a directory of index.usearch (usearch's own file), ids.ndjson (one id per row,
+// in key order) and meta.json, written last, which records what the other two must be: metric,
+// dimension, row count, the SHA-256 of the indexed rows, of the ids file and of the index file.
+// usearch trusts its file: a damaged graph crashes the native search (measured: a segfault or an
+// abort on random bytes in the graph), so a query checks the file against meta.json first.
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { readFile, stat, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { UsageError } from '../command.js';
+import { ROWS_DIGEST_FIELD, type RowIds } from '../io/features.js';
+import { openNdjsonWriter } from '../io/ndjson.js';
+import { npyDataSha256 } from '../io/npy.js';
+import { buildHnswIndex, openUsearchFile, type HnswIndex, type HnswParameters } from './hnsw.js';
+import { isMetric, type Metric, type VectorSource } from './source.js';
+
+/** Names of the files in a saved index directory. */
+export const HNSW_FILES = { index: 'index.usearch', meta: 'meta.json', ids: 'ids.ndjson' } as const;
+
+export const HNSW_FORMAT = 'atelier-hnsw';
+export const HNSW_VERSION = 2;
+
+/** What meta.json records. */
+export interface HnswMeta extends HnswParameters {
+  format: typeof HNSW_FORMAT;
+  version: typeof HNSW_VERSION;
+  dim: number;
+  count: number;
+  /** SHA-256 of the indexed .npy's data bytes (the rows_sha256 that embed writes beside it). */
+  rows_sha256: string;
+  /** SHA-256 of ids.ndjson as saved. */
+  ids_sha256: string;
+  index_bytes: number;
+  /** SHA-256 of index.usearch. */
+  index_sha256: string;
+}
+
+/** SHA-256 of a file, streamed (a 10 GB index never sits in memory). */
+export async function fileSha256(path: string): Promise<string> {
+  const hash = createHash('sha256');
+  for await (const chunk of createReadStream(path, { highWaterMark: 4 * 1024 * 1024 })) hash.update(chunk as Buffer);
+  return hash.digest('hex');
+}
+
+/** The SHA-256 of a .npy's data: the one its ids file carries (already checked against the file), else computed. */
+export async function rowsSha256Of(npyPath: string, ids: RowIds): Promise<string> {
+  return ids.digest?.sha256 ?? (await npyDataSha256(npyPath));
+}
+
+/**
+ * Builds an index of `gallery` and saves it into `dir` (an empty directory the caller commits
+ * atomically); meta.json goes last, so a directory without it was never finished.
+ */
+export async function buildSavedIndex(
+  dir: string,
+  gallery: VectorSource,
+  ids: string[],
+  rowsSha256: string,
+  params: HnswParameters,
+  opts: { threads: number; onRows?: (done: number) => void },
+): Promise<HnswMeta> {
+  const index = await buildHnswIndex(gallery, params, opts);
+  const indexPath = join(dir, HNSW_FILES.index);
+  index.save(indexPath);
+  const idsPath = join(dir, HNSW_FILES.ids);
+  const writer = await openNdjsonWriter(idsPath);
+  for (let row = 0; row < ids.length; row++) await writer.write(row === ids.length - 1 ? { id: ids[row], [ROWS_DIGEST_FIELD]: rowsSha256 } : { id: ids[row] });
+  await writer.close();
+  const meta: HnswMeta = {
+    format: HNSW_FORMAT,
+    version: HNSW_VERSION,
+    dim: index.dim,
+    count: index.size(),
+    ...params,
+    rows_sha256: rowsSha256,
+    ids_sha256: await fileSha256(idsPath),
+    index_bytes: (await stat(indexPath)).size,
+    index_sha256: await fileSha256(indexPath),
+  };
+  await writeFile(join(dir, HNSW_FILES.meta), JSON.stringify(meta, null, 2) + '\n');
+  return meta;
+}
+
+/** Reads meta.json and checks every field it promises, naming the field that is wrong. */
+export async function readHnswMeta(dir: string): Promise<HnswMeta> {
+  const path = join(dir, HNSW_FILES.meta);
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch {
+    throw new UsageError("not an index directory made by 'atelier knn index build' (no meta.json)", { file: dir });
+  }
+  let meta: Record<string, unknown>;
+  try {
+    meta = JSON.parse(text) as Record<string, unknown>;
+  } catch (err) {
+    throw new UsageError(`invalid JSON: ${(err as Error).message}`, { file: path });
+  }
+  if (meta === null || typeof meta !== 'object' || meta.format !== HNSW_FORMAT) throw new UsageError(`expected '${HNSW_FORMAT}'`, { file: path, field: 'format' });
+  if (meta.version !== HNSW_VERSION) throw new UsageError(`version ${JSON.stringify(meta.version)} is not ${HNSW_VERSION} (made by another atelier, without the checksums a query needs); rebuild with 'knn index build'`, { file: path, field: 'version' });
+  if (!isMetric(String(meta.metric))) throw new UsageError(`unknown metric ${JSON.stringify(meta.metric)}`, { file: path, field: 'metric' });
+  for (const field of ['dim', 'connectivity', 'expansionAdd', 'expansionSearch']) {
+    if (!Number.isInteger(meta[field]) || (meta[field] as number) <= 0) throw new UsageError('expected a positive integer', { file: path, field });
+  }
+  for (const field of ['count', 'index_bytes']) {
+    if (!Number.isInteger(meta[field]) || (meta[field] as number) < 0) throw new UsageError('expected a whole number', { file: path, field });
+  }
+  for (const field of ['rows_sha256', 'ids_sha256', 'index_sha256']) {
+    if (typeof meta[field] !== 'string' || !/^[0-9a-f]{64}$/.test(meta[field] as string)) throw new UsageError('expected a hex SHA-256', { file: path, field });
+  }
+  return meta as unknown as HnswMeta;
+}
+
+/** Row ids, read on demand (`string[]` is one too). */
+export interface IdList {
+  readonly length: number;
+  at(row: number): string | undefined;
+}
+
+/**
+ * The saved ids as the file's bytes and one offset per line, decoded only for the neighbours a query
+ * reports: 10M ids as JavaScript strings would take ~1 GB and minutes to parse, this ~14 bytes each.
+ * The file's SHA-256 was checked against meta.json, so its lines are the ones the build wrote.
+ */
+class SavedIds implements IdList {
+  constructor(
+    private readonly bytes: Buffer,
+    private readonly starts: Float64Array,
+    private readonly file: string,
+  ) {}
+
+  get length(): number {
+    return this.starts.length - 1;
+  }
+
+  at(row: number): string | undefined {
+    if (row < 0 || row >= this.length) return undefined;
+    const id = (JSON.parse(this.bytes.toString('utf8', this.starts[row], this.starts[row + 1])) as { id?: unknown }).id;
+    if (typeof id !== 'string') throw new UsageError('expected a string id', { file: this.file, line: row + 1, field: 'id' });
+    return id;
+  }
+}
+
+function savedIds(bytes: Buffer, file: string): SavedIds {
+  let lines = 0;
+  for (let at = bytes.indexOf(10); at >= 0; at = bytes.indexOf(10, at + 1)) lines++;
+  const starts = new Float64Array(lines + 1);
+  let line = 0;
+  for (let at = bytes.indexOf(10); at >= 0; at = bytes.indexOf(10, at + 1)) starts[++line] = at + 1;
+  return new SavedIds(bytes, starts, file);
+}
+
+export interface SavedIndex {
+  index: HnswIndex;
+  meta: HnswMeta;
+  ids: IdList;
+}
+
+/**
+ * Opens a saved index after checking its files against meta.json: the index file's size always, its
+ * SHA-256 unless `verify` is false (one streamed read of the file), and the ids file's SHA-256.
+ * Memory-mapped (`memoryMap`: the OS pages the file in on demand) or loaded into memory.
+ */
+export async function openSavedIndex(dir: string, opts: { memoryMap: boolean; verify: boolean; expansionSearch?: number }): Promise<SavedIndex> {
+  const meta = await readHnswMeta(dir);
+  const metaPath = join(dir, HNSW_FILES.meta);
+  const indexPath = join(dir, HNSW_FILES.index);
+  const idsPath = join(dir, HNSW_FILES.ids);
+  const size = await stat(indexPath).then((s) => s.size, () => null);
+  if (size === null) throw new UsageError('missing from the index directory', { file: indexPath });
+  if (size !== meta.index_bytes) throw new UsageError(`${size} bytes, but ${metaPath} records ${meta.index_bytes}: the file was truncated or replaced; rebuild the index`, { file: indexPath, field: 'index_bytes' });
+  if (opts.verify && (await fileSha256(indexPath)) !== meta.index_sha256) {
+    throw new UsageError(`differs from the index_sha256 in ${metaPath}: the file is damaged or comes from another build; rebuild the index`, { file: indexPath, field: 'index_sha256' });
+  }
+  const idsBytes = await readFile(idsPath).catch(() => null);
+  if (idsBytes === null) throw new UsageError('missing from the index directory', { file: idsPath });
+  if (createHash('sha256').update(idsBytes).digest('hex') !== meta.ids_sha256) throw new UsageError(`differs from the ids_sha256 in ${metaPath}: the ids were edited or come from another index`, { file: idsPath, field: 'ids_sha256' });
+  const ids = savedIds(idsBytes, idsPath);
+  if (ids.length !== meta.count) throw new UsageError(`has ${ids.length} ids for an index of ${meta.count} rows`, { file: idsPath });
+  const params: HnswParameters = { metric: meta.metric, connectivity: meta.connectivity, expansionAdd: meta.expansionAdd, expansionSearch: opts.expansionSearch ?? meta.expansionSearch };
+  const index = openUsearchFile(indexPath, meta.dim, params, opts.memoryMap);
+  if (index.size() !== meta.count || index.dim !== meta.dim) {
+    throw new UsageError(`holds ${index.size()} ${index.dim}-d rows, but ${metaPath} records ${meta.count} ${meta.dim}-d rows`, { file: indexPath });
+  }
+  return { index, meta, ids };
+}
+
+/** Refuses a --metric other than the one the index was built for (the index cannot answer for it). */
+export function assertIndexMetric(meta: HnswMeta, dir: string, metric: Metric | undefined): void {
+  if (metric !== undefined && metric !== meta.metric) {
+    throw new UsageError(`the index was built for ${meta.metric}, not ${metric} (--metric); leave --metric out, or build an index for ${metric}`, { file: join(dir, HNSW_FILES.meta), field: 'metric' });
+  }
+}
+
+/** Refuses query rows of another width than the index's. */
+export function assertIndexDimension(meta: HnswMeta, dir: string, query: VectorSource): void {
+  if (query.dim !== meta.dim) {
+    throw new UsageError(`${query.name} has ${query.dim}-d rows but the index holds ${meta.dim}-d vectors: the query must come from the embedding the index was built on`, { file: join(dir, HNSW_FILES.meta), field: 'dim' });
+  }
+}
+
+/** Refuses a gallery (--recall's reference) other than the rows and ids the index was built from. */
+export function assertIndexedGallery(meta: HnswMeta, dir: string, indexIds: IdList, galleryIds: RowIds, galleryRowsSha256: string): void {
+  const metaPath = join(dir, HNSW_FILES.meta);
+  if (galleryIds.ids.length !== indexIds.length) throw new UsageError(`has ${galleryIds.ids.length} ids but the index holds ${indexIds.length} rows`, { file: galleryIds.path });
+  const row = galleryIds.ids.findIndex((id, r) => id !== indexIds.at(r));
+  if (row >= 0) throw new UsageError(`id ${JSON.stringify(galleryIds.ids[row])} differs from the index's ${JSON.stringify(indexIds.at(row))} at this row: not the ids the index was built from`, { file: galleryIds.path, line: galleryIds.lines[row], field: 'id' });
+  if (galleryRowsSha256 !== meta.rows_sha256) throw new UsageError(`the gallery's rows differ from the ones the index was built from (rows_sha256 in ${metaPath})`, { file: galleryIds.path, field: ROWS_DIGEST_FIELD });
+}
