@@ -273,7 +273,12 @@ function summarizeWeakRun(): void {
   const dir = option('dir');
   const pixelsDir = option('pixels-dir');
   const set = option('set');
-  const features = option('features').split(/\s+/).filter(Boolean);
+  const trained = option('features').split(/\s+/).filter(Boolean);
+  // --reference DIR: the untrained and backbone rows of another run of the same tower (their features do not
+  // depend on the training set), for runs that do not recompute them.
+  const reference = option('reference', '');
+  const borrowed = reference ? ['random', 'backbone'].filter((m) => !trained.includes(m) && existsSync(resolve(reference, `${m}.npy`))) : [];
+  const features = [...trained.filter((m) => m !== 'pixels'), ...borrowed, ...trained.filter((m) => m === 'pixels')];
   const log = readJson<EpochLog[]>(resolve(dir, 'weak.model.log.json'));
   const metadata = readJson<{ atelier: { metadata: { config: Record<string, unknown>; vocabulary: unknown[] } } }>(resolve(dir, 'weak.model', 'model.json')).atelier.metadata;
   const best = log.reduce((a, b) => ((b.precision['1'] ?? 0) > (a.precision['1'] ?? 0) ? b : a));
@@ -281,7 +286,7 @@ function summarizeWeakRun(): void {
   const trainSeconds = log.reduce((a, e) => a + e.seconds, 0);
   const trainImages = log.reduce((a, e) => a + e.imagesPerSecond * e.seconds, 0);
   const wall = timedSeconds(resolve(dir, 'weak.time'));
-  const featureDir = (m: string) => (m === 'pixels' ? pixelsDir : dir);
+  const featureDir = (m: string) => (m === 'pixels' ? pixelsDir : borrowed.includes(m) ? reference : dir);
   const probes: Record<string, Record<string, ReturnType<typeof testScores>>> = {};
   const dims: Record<string, number | null> = {};
   for (const m of features) {
@@ -317,6 +322,7 @@ function summarizeWeakRun(): void {
     probe: option('probe', 'default settings'),
     probeSet: `myntra-44k products of ${pixelsDir} (test split: lowest 20% of id hashes, also train-weak's held-out products)`,
     dims,
+    borrowedFrom: borrowed.length ? { dir: reference, features: borrowed } : null,
     probes,
     targets,
     marginOverBackbone: margins,
@@ -343,7 +349,7 @@ function summarizeWeakRun(): void {
     '',
     `| features | dim | ${RUN_FACETS.join(' | ')} |`,
     `|---|---|${RUN_FACETS.map(() => '---|').join('')}`,
-    ...features.map((m) => `| ${FEATURE_NAMES[m] ?? m} | ${dims[m] ?? '?'} | ${RUN_FACETS.map((f) => cell(probes[m]![f])).join(' | ')} |`),
+    ...features.map((m) => `| ${FEATURE_NAMES[m] ?? m}${borrowed.includes(m) ? ` (from ${reference})` : ''} | ${dims[m] ?? '?'} | ${RUN_FACETS.map((f) => cell(probes[m]![f])).join(' | ')} |`),
     '',
     `Test split: ${weak.articleType?.test ?? '?'} products; classes: ${RUN_FACETS.map((f) => `${f} ${weak[f]?.classes ?? '?'}`).join(', ')}.`,
     `Targets (weak features): articleType accuracy ${targets.articleTypeAccuracy.value} (target >= 0.85), macro-F1 ${targets.articleTypeMacroF1.value} (>= 0.60), baseColour accuracy ${targets.baseColourAccuracy.value} (>= 0.70).` +

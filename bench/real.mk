@@ -179,6 +179,10 @@ else
 REAL_RUN_START = --tower $(REAL_RUN_TOWER) --lr 0.05
 REAL_RUN_FEATURES := weak random pixels
 endif
+# REAL_RUN_FEATURES='weak pixels' REAL_REFERENCE=<run dir of the same tower on myntra-44k> skips recomputing the
+# untrained and backbone features (they do not depend on the training set) and reports that run's rows.
+REAL_REFERENCE ?=
+REAL_RUN_UNTRAINED := --head-epochs 1 --epochs 1 --epoch-size 32 --lr 0.01
 REAL_RUN_FACETS := articleType baseColour gender usage
 # One folder per training set and limit (its samples and vocabulary), one per run inside it.
 REAL_SET_DIR = $(REAL_OUT)/$(1)-$(REAL_LIMIT)
@@ -236,15 +240,16 @@ $(REAL_RUN_DIR)/weak.model/model.json: $(call REAL_SET_DIR,$(REAL_SET))/samples.
 	grep 'epoch [0-9]* loss' $(REAL_ERR)
 
 # Untrained: the same tower and seed from scratch; backbone: the pretrained start, never trained (its
-# pooled features are what embed writes). --stop-after 0 writes the initial weights.
+# pooled features are what embed writes). One head-only epoch of 32 samples trains the word matrix alone,
+# so the tower keeps its initial weights (--stop-after takes no 0).
 $(REAL_RUN_DIR)/random.model/model.json: $(call REAL_SET_DIR,$(REAL_SET))/samples.ndjson
 	mkdir -p $(REAL_RUN_DIR)
-	$(ATELIER) train-weak $(REAL_RUN_TRAIN) --tower $(REAL_RUN_TOWER) --stop-after 0 -o $(REAL_RUN_DIR)/random.model \
+	$(ATELIER) train-weak $(REAL_RUN_TRAIN) --tower $(REAL_RUN_TOWER) $(REAL_RUN_UNTRAINED) -o $(REAL_RUN_DIR)/random.model \
 	  --checkpoint $(REAL_RUN_DIR)/random.model.checkpoint $(REAL_LOG)
 
 $(REAL_RUN_DIR)/backbone.model/model.json: $(call REAL_SET_DIR,$(REAL_SET))/samples.ndjson $(REAL_BACKBONE)/model.json
 	mkdir -p $(REAL_RUN_DIR)
-	$(ATELIER) train-weak $(REAL_RUN_TRAIN) $(REAL_RUN_START) --stop-after 0 -o $(REAL_RUN_DIR)/backbone.model \
+	$(ATELIER) train-weak $(REAL_RUN_TRAIN) --tower mobilenetv2 --backbone $(REAL_BACKBONE) $(REAL_RUN_UNTRAINED) -o $(REAL_RUN_DIR)/backbone.model \
 	  --checkpoint $(REAL_RUN_DIR)/backbone.model.checkpoint $(REAL_LOG)
 
 $(REAL_RUN_DIR)/%.npy: $(REAL_RUN_DIR)/%.model/model.json $(REAL_PROBE_DIR)/samples.ndjson
@@ -266,6 +271,7 @@ REAL_RUN_PROBES := $(foreach m,$(REAL_RUN_FEATURES),$(foreach f,$(REAL_RUN_FACET
 
 real-weak-run: build $(REAL_RUN_DIR)/weak.model/model.json $(REAL_RUN_PROBES)
 	$(NODE) dist/bench/real-summary.js weak-run --dir $(REAL_RUN_DIR) --pixels-dir $(REAL_PROBE_DIR) --set $(REAL_SET) --features '$(REAL_RUN_FEATURES)' \
+	  $(if $(REAL_REFERENCE),--reference $(REAL_REFERENCE)) \
 	  --probe '$(REAL_PROBE)' --command 'make real-weak-run REAL_SET=$(REAL_SET) REAL_RUN_TOWER=$(REAL_RUN_TOWER) REAL_SIZE=$(REAL_SIZE) REAL_LIMIT=$(REAL_LIMIT) REAL_EPOCHS=$(REAL_EPOCHS) REAL_EPOCH_SIZE=$(REAL_EPOCH_SIZE) REAL_HEAD_EPOCHS=$(REAL_HEAD_EPOCHS) REAL_WORKERS=$(REAL_WORKERS)' \
 	  --settings '$(REAL_RUN_START) $(REAL_RUN_WORDS) --input-size $(REAL_SIZE) --epochs $(REAL_EPOCHS) --epoch-size $(REAL_EPOCH_SIZE) --workers $(REAL_WORKERS)'
 	@echo "results: $(REAL_RUN_DIR)/weak-results.json and $(REAL_RUN_DIR)/weak-results.md"
