@@ -4,8 +4,10 @@
 //   join-labels --dir D --styles S samples.ndjson + styles.csv -> D/labelled.ndjson (absolute image paths, facets)
 //   facets --dir D                 real-facets: (a) pixels head, (b) weak head, (c) fine-tuned -> D/facets-results.{json,md}
 //   teacher --dir D --input F      real-teacher: rows, articles, label shares, wall time -> D/teacher-results.{json,md}
+//   weak-run --dir D ...           real-weak-44k/-amazon/-both: P@k/R@k, probes on 4 facets per feature -> D/weak-results.{json,md}
+//   merge-vocab -o F V...          one vocabulary from several crawl-tokenize vocabularies (counts and df summed)
 import { spawnSync } from 'node:child_process';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, openSync, readSync, closeSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { resolve } from 'node:path';
 import { gunzipSync } from 'node:zlib';
@@ -244,13 +246,154 @@ function summarizeTeacher(): void {
   writeResults(dir, 'teacher', json, md);
 }
 
+const RUN_FACETS = ['articleType', 'baseColour', 'gender', 'usage'] as const;
+const FEATURE_NAMES: Record<string, string> = {
+  weak: 'weak tower (trained)',
+  random: 'same tower, untrained',
+  backbone: 'pretrained backbone, frozen',
+  pixels: 'raw pixels 16x16',
+};
+
+// The row width of a .npy file, from its header's shape.
+function npyWidth(path: string): number | null {
+  if (!existsSync(path)) return null;
+  const fd = openSync(path, 'r');
+  const head = Buffer.alloc(512);
+  readSync(fd, head, 0, 512, 0);
+  closeSync(fd);
+  const shape = /'shape':\s*\((\d+),\s*(\d+)\)/.exec(head.toString('latin1'));
+  return shape ? Number(shape[2]) : null;
+}
+
+function readText(path: string): string | null {
+  return existsSync(path) ? readFileSync(path, 'utf8').trim() : null;
+}
+
+function summarizeWeakRun(): void {
+  const dir = option('dir');
+  const pixelsDir = option('pixels-dir');
+  const set = option('set');
+  const trained = option('features').split(/\s+/).filter(Boolean);
+  // --reference DIR: the untrained and backbone rows of another run of the same tower (their features do not
+  // depend on the training set), for runs that do not recompute them.
+  const reference = option('reference', '');
+  const borrowed = reference ? ['random', 'backbone'].filter((m) => !trained.includes(m) && existsSync(resolve(reference, `${m}.npy`))) : [];
+  const features = [...trained.filter((m) => m !== 'pixels'), ...borrowed, ...trained.filter((m) => m === 'pixels')];
+  const log = readJson<EpochLog[]>(resolve(dir, 'weak.model.log.json'));
+  const metadata = readJson<{ atelier: { metadata: { config: Record<string, unknown>; vocabulary: unknown[] } } }>(resolve(dir, 'weak.model', 'model.json')).atelier.metadata;
+  const best = log.reduce((a, b) => ((b.precision['1'] ?? 0) > (a.precision['1'] ?? 0) ? b : a));
+  const last = log[log.length - 1]!;
+  const trainSeconds = log.reduce((a, e) => a + e.seconds, 0);
+  const trainImages = log.reduce((a, e) => a + e.imagesPerSecond * e.seconds, 0);
+  const wall = timedSeconds(resolve(dir, 'weak.time'));
+  const featureDir = (m: string) => (m === 'pixels' ? pixelsDir : borrowed.includes(m) ? reference : dir);
+  const probes: Record<string, Record<string, ReturnType<typeof testScores>>> = {};
+  const dims: Record<string, number | null> = {};
+  for (const m of features) {
+    probes[m] = {};
+    dims[m] = npyWidth(resolve(featureDir(m), `${m}.npy`));
+    for (const f of RUN_FACETS) probes[m]![f] = testScores(resolve(featureDir(m), `probe-${m}-${f}.json`));
+  }
+  const at = (e: EpochLog, field: 'precision' | 'recall') => Object.fromEntries(['1', '5', '10', '15'].map((k) => [k, round(e[field][k])]));
+  // The issue's targets and margins, checked on the weak features; the margin is weak minus the frozen backbone.
+  const weak = probes.weak ?? {};
+  const targets = {
+    articleTypeAccuracy: { target: 0.85, value: weak.articleType?.accuracy ?? null },
+    articleTypeMacroF1: { target: 0.6, value: weak.articleType?.macroF1 ?? null },
+    baseColourAccuracy: { target: 0.7, value: weak.baseColour?.accuracy ?? null },
+  };
+  const margins = probes.backbone
+    ? Object.fromEntries(RUN_FACETS.map((f) => [f, { accuracy: round((weak[f]?.accuracy ?? NaN) - (probes.backbone![f]?.accuracy ?? NaN)), macroF1: round((weak[f]?.macroF1 ?? NaN) - (probes.backbone![f]?.macroF1 ?? NaN)) }]))
+    : null;
+  const load = { before: readText(resolve(dir, 'weak.load-before')), after: readText(resolve(dir, 'weak.load-after')) };
+  const json = {
+    set,
+    trainImages: log.length ? Math.round(trainImages) : 0,
+    vocabulary: metadata.vocabulary.length,
+    tower: metadata.config,
+    settings: option('settings', ''),
+    command: option('command', ''),
+    epochs: log.length,
+    trainSeconds: round(trainSeconds, 1),
+    trainWallSeconds: round(wall, 1),
+    trainImagesPerSecond: round(trainImages / trainSeconds, 1),
+    precisionAtK: { best: { epoch: best.epoch, precision: at(best, 'precision'), recall: at(best, 'recall') }, last: { epoch: last.epoch, precision: at(last, 'precision'), recall: at(last, 'recall') } },
+    mostFrequentWordPrecision1: round(last.baselinePrecision1),
+    probe: option('probe', 'default settings'),
+    probeSet: `myntra-44k products of ${pixelsDir} (test split: lowest 20% of id hashes, also train-weak's held-out products)`,
+    dims,
+    borrowedFrom: borrowed.length ? { dir: reference, features: borrowed } : null,
+    probes,
+    targets,
+    marginOverBackbone: margins,
+    loadAverageDuringTraining: load,
+    date: new Date().toISOString(),
+    machine: machine(),
+  };
+  const cell = (s: ReturnType<typeof testScores> | undefined) => (s ? `${s.accuracy} / ${s.macroF1}` : '-');
+  const md = [
+    `### real-weak-run: train-weak on ${set} (title words only), probes on myntra-44k held-out products`,
+    '',
+    `Command: \`${json.command}\`; ${json.date.slice(0, 16)} UTC; ${json.machine.cpu} x ${json.machine.cores} cores, Node ${json.machine.node}; load average (1/5/15 min) before training ${load.before ?? '?'}, after ${load.after ?? '?'}.`,
+    '',
+    `Settings: \`${json.settings}\`. Vocabulary ${metadata.vocabulary.length} words. ${log.length} epochs, ${Math.round(trainImages)} training samples in ${trainSeconds.toFixed(0)} s of epochs (${wall === null ? '?' : wall.toFixed(0)} s wall with start-up) = **${(trainImages / trainSeconds).toFixed(1)} training images/s**; CPU budget: that wall time on the workers named in the settings (2-core machine shared with other jobs).`,
+    '',
+    '| epoch | loss | P@1 | P@5 | P@10 | P@15 | R@1 | R@5 | R@10 | R@15 |',
+    '|---|---|---|---|---|---|---|---|---|---|',
+    ...[best, last]
+      .filter((e, i, a) => a.indexOf(e) === i)
+      .map((e) => `| ${e.epoch}${e === best ? ' (best P@1)' : ' (last)'} | ${e.loss.toFixed(3)} | ${['1', '5', '10', '15'].map((k) => round(e.precision[k])).join(' | ')} | ${['1', '5', '10', '15'].map((k) => round(e.recall[k])).join(' | ')} |`),
+    `| most-frequent word | | ${round(last.baselinePrecision1)} | | | | | | | |`,
+    '',
+    `Linear probes (train-classifier head on frozen features, balanced class weights, ${json.probe}): test accuracy / macro-F1.`,
+    '',
+    `| features | dim | ${RUN_FACETS.join(' | ')} |`,
+    `|---|---|${RUN_FACETS.map(() => '---|').join('')}`,
+    ...features.map((m) => `| ${FEATURE_NAMES[m] ?? m}${borrowed.includes(m) ? ` (from ${reference})` : ''} | ${dims[m] ?? '?'} | ${RUN_FACETS.map((f) => cell(probes[m]![f])).join(' | ')} |`),
+    '',
+    `Test split: ${weak.articleType?.test ?? '?'} products; classes: ${RUN_FACETS.map((f) => `${f} ${weak[f]?.classes ?? '?'}`).join(', ')}.`,
+    `Targets (weak features): articleType accuracy ${targets.articleTypeAccuracy.value} (target >= 0.85), macro-F1 ${targets.articleTypeMacroF1.value} (>= 0.60), baseColour accuracy ${targets.baseColourAccuracy.value} (>= 0.70).` +
+      (margins ? ` Weak minus frozen backbone (accuracy / macro-F1): ${RUN_FACETS.map((f) => `${f} ${margins[f]!.accuracy} / ${margins[f]!.macroF1}`).join('; ')}.` : ''),
+  ];
+  writeResults(dir, 'weak', json, md);
+}
+
+interface VocabEntry {
+  word: string;
+  count: number;
+  df: number;
+}
+
+function mergeVocab(): void {
+  const o = process.argv.indexOf('-o');
+  const out = process.argv[o + 1];
+  const files = process.argv.slice(o + 2);
+  if (o < 0 || !out || files.length === 0) throw new Error('usage: real-summary merge-vocab -o FILE VOCAB...');
+  const merged = new Map<string, VocabEntry>();
+  for (const file of files) {
+    for (const line of readFileSync(file, 'utf8').split('\n')) {
+      if (!line.trim()) continue;
+      const e = JSON.parse(line) as VocabEntry;
+      const m = merged.get(e.word) ?? { word: e.word, count: 0, df: 0 };
+      m.count += e.count;
+      m.df += e.df;
+      merged.set(e.word, m);
+    }
+  }
+  // crawl-tokenize's order: by count, then by word.
+  const entries = [...merged.values()].sort((a, b) => b.count - a.count || (a.word < b.word ? -1 : a.word > b.word ? 1 : 0));
+  writeFileSync(out, entries.map((e) => JSON.stringify(e)).join('\n') + '\n');
+}
+
 const sub = process.argv[2];
 if (sub === 'time') runTimed();
 else if (sub === 'weak') summarizeWeak();
 else if (sub === 'join-labels') joinLabels();
 else if (sub === 'facets') summarizeFacets();
 else if (sub === 'teacher') summarizeTeacher();
+else if (sub === 'weak-run') summarizeWeakRun();
+else if (sub === 'merge-vocab') mergeVocab();
 else {
-  process.stderr.write('usage: real-summary time|weak|join-labels|facets|teacher [--dir D] ...\n');
+  process.stderr.write('usage: real-summary time|weak|join-labels|facets|teacher|weak-run|merge-vocab [--dir D] ...\n');
   process.exit(2);
 }

@@ -41,10 +41,11 @@ $(REAL_OUT)/weak.model/model.json: $(REAL_OUT)/samples.ndjson | build
 	$(ATELIER) train-weak -i $< --vocab $(REAL_OUT)/vocab.ndjson -o $(REAL_OUT)/weak.model $(REAL_TOWER) $(REAL_WEAK_TRAIN) $(REAL_LOG)
 	grep 'epoch [0-9]* loss' $(REAL_ERR)
 
-# The same tower and seed, never trained: --stop-after 0 writes the initial weights.
+# The same tower and seed, (almost) never trained: --stop-after takes no 0, so one 32-image step at
+# lr 1e-9 (the later options win; BatchNorm's moving statistics see that one batch).
 $(REAL_OUT)/random.model/model.json: $(REAL_OUT)/samples.ndjson | build
 	$(ATELIER) train-weak -i $< --vocab $(REAL_OUT)/vocab.ndjson -o $(REAL_OUT)/random.model $(REAL_TOWER) $(REAL_WEAK_TRAIN) \
-	  --stop-after 0 --checkpoint $(REAL_OUT)/random.model.checkpoint $(REAL_LOG)
+	  --epochs 1 --epoch-size 32 --lr 1e-9 --checkpoint $(REAL_OUT)/random.model.checkpoint $(REAL_LOG)
 
 $(REAL_OUT)/%.npy: $(REAL_OUT)/%.model/model.json
 	$(NODE) dist/bench/real-summary.js time $@.time -- $(ATELIER) embed -m $(REAL_OUT)/$*.model -i $(REAL_OUT)/samples.ndjson -o $@ $(REAL_LOG)
@@ -135,3 +136,143 @@ real-fashion-mnist: build real-check-fashion-mnist $(REAL_FASHION)/finetune-eval
 	$(NODE) dist/bench/fashion-mnist.js summary --dir $(REAL_FASHION) \
 	  --settings 'fine-tune $(REAL_FASHION_TOWER) $(REAL_FASHION_TRAINING); baseline --tower pixels $(REAL_FASHION_PIXELS); both --class-weight none'
 	@echo "real-fashion-mnist results: $(REAL_OUT)/fashion-mnist-results.json and $(REAL_OUT)/fashion-mnist-results.md (confusion $(REAL_FASHION)/finetune-confusion.png)"
+
+# real-weak-44k, real-weak-amazon, real-weak-both (issue 17): weak towers at 64-96 px on myntra-44k (titles
+# only: articleType, baseColour, gender and usage stay out of the bags), on amazon-tops-16k (crawled-style
+# titles), or on both (one vocabulary over both sources). The validation split of train-weak is the 20% of
+# products whose id hashes lowest, the same products train-classifier holds out as its test split, so the
+# probes score products the tower never trained on. Probes always run on the myntra-44k images (the
+# amazon tower is then scored on another shop's photos), for: the weak tower, the same tower untrained,
+# the pretrained backbone frozen (mobilenetv2 runs), raw pixels.
+#   REAL_RUN_TOWER  mobilenetv2: the nsfwjs MobileNetV2 (import-backbone --from nsfwjs), REAL_HEAD_EPOCHS
+#                   epochs of the word matrix alone, then all fine-tuned; resnet18: ResNet-18 from scratch
+#   REAL_SIZE       input side in pixels (64-96)
+#   REAL_LIMIT      first N products of each set (0: all; myntra-44k has 44,072, amazon-tops-16k 16,018)
+#   REAL_EPOCHS x REAL_EPOCH_SIZE samples of training; REAL_WORKERS training threads
+# The default budget (12,000 products, 64 px, 4 x 2,048 samples, one of them head-only) is about 15 minutes of 2 cores for
+# mobilenetv2. OVERNIGHT=1: all products, 96 px, 30 x 16,384 samples (hours on 2 cores; a few on 16).
+# e.g. make real-weak-44k; make real-weak-44k REAL_RUN_TOWER=resnet18; make real-weak-amazon OVERNIGHT=1
+ifeq ($(OVERNIGHT),1)
+REAL_SIZE ?= 96
+REAL_LIMIT ?= 0
+REAL_EPOCHS ?= 30
+REAL_EPOCH_SIZE ?= 16384
+REAL_HEAD_EPOCHS ?= 2
+endif
+REAL_SIZE ?= 64
+REAL_LIMIT ?= 12000
+REAL_EPOCHS ?= 4
+REAL_EPOCH_SIZE ?= 2048
+REAL_HEAD_EPOCHS ?= 1
+REAL_WORKERS ?= 2
+REAL_RUN_TOWER ?= mobilenetv2
+REAL_SET ?= myntra-44k
+REAL_44K := $(REAL_DATA)/myntra-44k
+REAL_AMAZON := $(REAL_DATA)/amazon-tops-16k
+REAL_BACKBONE ?= $(REAL_OUT)/nsfwjs-mobilenetv2
+REAL_RUN_WORDS ?= --top-k 1000 --loss full --batch 32 --patience 2 --seed 1 --group-field id --val-fraction 0.2
+# No --freeze-bn: with the ImageNet BatchNorm statistics frozen, 64 px thumbnails gave P@1 0.000 after one
+# fine-tune epoch (lr 0.02, --backbone-lr 0.5); in training mode BatchNorm adapts to them (P@1 0.15 after 512 samples).
+ifeq ($(REAL_RUN_TOWER),mobilenetv2)
+REAL_RUN_START = --tower mobilenetv2 --backbone $(REAL_BACKBONE) --head-epochs $(REAL_HEAD_EPOCHS) --lr 0.01
+REAL_RUN_FEATURES := weak random backbone pixels
+else
+REAL_RUN_START = --tower $(REAL_RUN_TOWER) --lr 0.05
+REAL_RUN_FEATURES := weak random pixels
+endif
+# REAL_RUN_FEATURES='weak pixels' REAL_REFERENCE=<run dir of the same tower on myntra-44k> skips recomputing the
+# untrained and backbone features (they do not depend on the training set) and reports that run's rows.
+REAL_REFERENCE ?=
+REAL_RUN_UNTRAINED := --head-epochs 1 --epochs 1 --epoch-size 32 --lr 0.01
+REAL_RUN_FACETS := articleType baseColour gender usage
+# One folder per training set and limit (its samples and vocabulary), one per run inside it.
+REAL_SET_DIR = $(REAL_OUT)/$(1)-$(REAL_LIMIT)
+REAL_PROBE_DIR := $(call REAL_SET_DIR,myntra-44k)
+REAL_RUN_DIR := $(call REAL_SET_DIR,$(REAL_SET))/$(REAL_RUN_TOWER)-$(REAL_SIZE)px-$(REAL_EPOCHS)x$(REAL_EPOCH_SIZE)
+REAL_RUN_TRAIN = -i $(call REAL_SET_DIR,$(REAL_SET))/samples.ndjson --vocab $(call REAL_SET_DIR,$(REAL_SET))/vocab.ndjson $(REAL_RUN_WORDS) --input-size $(REAL_SIZE)
+REAL_HEAD = $(if $(filter 0,$(REAL_LIMIT)),cat,head -n $$(($(REAL_LIMIT) + 1)))
+
+.PHONY: real-weak-44k real-weak-amazon real-weak-both real-weak-run real-check-44k real-check-amazon
+
+real-check-44k:
+	@test -f $(REAL_44K)/products.csv || { echo "real data absent: no $(REAL_44K)/products.csv (set REAL_DATA)"; exit 1; }
+
+real-check-amazon:
+	@test -f $(REAL_AMAZON)/products.csv || { echo "real data absent: no $(REAL_AMAZON)/products.csv (set REAL_DATA)"; exit 1; }
+
+real-weak-44k: real-check-44k
+	$(MAKE) real-weak-run REAL_SET=myntra-44k
+real-weak-amazon: real-check-44k real-check-amazon
+	$(MAKE) real-weak-run REAL_SET=amazon-tops-16k
+real-weak-both: real-check-44k real-check-amazon
+	$(MAKE) real-weak-run REAL_SET=both
+
+# The first REAL_LIMIT rows of each products.csv (a copy of the table under REAL_OUT, never the images).
+$(call REAL_SET_DIR,myntra-44k)/samples.ndjson: | build
+	mkdir -p $(@D)
+	$(REAL_HEAD) $(REAL_44K)/products.csv > $(@D)/products.csv
+	$(ATELIER) crawl-tokenize --import $(@D)/products.csv --id-field id --title-field productDisplayName --category-field '' --description-field '' \
+	  --fields title --image-field image --image-base $(REAL_44K) --images $(REAL_IMAGES) --restart \
+	  -o $@ --vocab $(@D)/vocab.ndjson --stats $(@D)/crawl-stats.json 2> $(@D)/crawl.stderr
+
+$(call REAL_SET_DIR,amazon-tops-16k)/samples.ndjson: | build
+	mkdir -p $(@D)
+	$(REAL_HEAD) $(REAL_AMAZON)/products.csv > $(@D)/products.csv
+	$(ATELIER) crawl-tokenize --import $(@D)/products.csv --id-field asin --title-field title --category-field '' --description-field '' \
+	  --fields title --image-field image --image-base $(REAL_AMAZON) --images $(REAL_IMAGES) --restart \
+	  -o $@ --vocab $(@D)/vocab.ndjson --stats $(@D)/crawl-stats.json 2> $(@D)/crawl.stderr
+
+# Both sources: the records side by side, one vocabulary (counts and document frequencies summed).
+$(call REAL_SET_DIR,both)/samples.ndjson: $(call REAL_SET_DIR,myntra-44k)/samples.ndjson $(call REAL_SET_DIR,amazon-tops-16k)/samples.ndjson
+	mkdir -p $(@D)
+	cat $^ > $@
+	$(NODE) dist/bench/real-summary.js merge-vocab -o $(@D)/vocab.ndjson $(patsubst %/samples.ndjson,%/vocab.ndjson,$^)
+
+$(REAL_BACKBONE)/model.json: | build
+	$(ATELIER) import-backbone --from nsfwjs -o $(REAL_BACKBONE)
+
+$(REAL_RUN_DIR)/weak.model/model.json: $(call REAL_SET_DIR,$(REAL_SET))/samples.ndjson $(if $(filter mobilenetv2,$(REAL_RUN_TOWER)),$(REAL_BACKBONE)/model.json)
+	mkdir -p $(REAL_RUN_DIR)
+	@echo "== train-weak on $(REAL_SET) ($$(wc -l < $<) images), $(REAL_RUN_START) $(REAL_RUN_TRAIN) --epochs $(REAL_EPOCHS) --epoch-size $(REAL_EPOCH_SIZE) --workers $(REAL_WORKERS)"
+	cut -d' ' -f1-3 /proc/loadavg > $(REAL_RUN_DIR)/weak.load-before
+	$(NODE) dist/bench/real-summary.js time $(REAL_RUN_DIR)/weak.time -- $(ATELIER) train-weak $(REAL_RUN_TRAIN) $(REAL_RUN_START) --epochs $(REAL_EPOCHS) --epoch-size $(REAL_EPOCH_SIZE) \
+	  --workers $(REAL_WORKERS) -o $(REAL_RUN_DIR)/weak.model $(REAL_LOG)
+	cut -d' ' -f1-3 /proc/loadavg > $(REAL_RUN_DIR)/weak.load-after
+	grep 'epoch [0-9]* loss' $(REAL_ERR)
+
+# Untrained: the same tower and seed from scratch; backbone: the pretrained start, never trained (its
+# pooled features are what embed writes). One head-only epoch of 32 samples trains the word matrix alone,
+# so the tower keeps its initial weights (--stop-after takes no 0).
+$(REAL_RUN_DIR)/random.model/model.json: $(call REAL_SET_DIR,$(REAL_SET))/samples.ndjson
+	mkdir -p $(REAL_RUN_DIR)
+	$(ATELIER) train-weak $(REAL_RUN_TRAIN) --tower $(REAL_RUN_TOWER) $(REAL_RUN_UNTRAINED) -o $(REAL_RUN_DIR)/random.model \
+	  --checkpoint $(REAL_RUN_DIR)/random.model.checkpoint $(REAL_LOG)
+
+$(REAL_RUN_DIR)/backbone.model/model.json: $(call REAL_SET_DIR,$(REAL_SET))/samples.ndjson $(REAL_BACKBONE)/model.json
+	mkdir -p $(REAL_RUN_DIR)
+	$(ATELIER) train-weak $(REAL_RUN_TRAIN) --tower mobilenetv2 --backbone $(REAL_BACKBONE) $(REAL_RUN_UNTRAINED) -o $(REAL_RUN_DIR)/backbone.model \
+	  --checkpoint $(REAL_RUN_DIR)/backbone.model.checkpoint $(REAL_LOG)
+
+$(REAL_RUN_DIR)/%.npy: $(REAL_RUN_DIR)/%.model/model.json $(REAL_PROBE_DIR)/samples.ndjson
+	$(NODE) dist/bench/real-summary.js time $@.time -- $(ATELIER) embed -m $(REAL_RUN_DIR)/$*.model -i $(REAL_PROBE_DIR)/samples.ndjson -o $@ $(REAL_LOG)
+
+$(REAL_PROBE_DIR)/pixels.npy: $(REAL_PROBE_DIR)/samples.ndjson
+	$(NODE) dist/bench/real-summary.js time $@.time -- $(ATELIER) embed -m pixels -i $< -o $@ $(REAL_LOG)
+
+# Linear probes on the myntra-44k products (test split: the lowest 20% of id hashes, held out of train-weak too).
+define REAL_RUN_PROBE_RULE
+$(1)/probe-$(2)-$(3).json: $(1)/$(2).npy
+	$$(ATELIER) train-classifier -i $$(REAL_PROBE_DIR)/products.csv --id-field id -l $(3) -f $$< $$(REAL_PROBE) \
+	  -o $(1)/probe-$(2)-$(3).model --report $$@ > /dev/null $$(REAL_LOG)
+endef
+$(foreach m,$(filter-out pixels,$(REAL_RUN_FEATURES)),$(foreach f,$(REAL_RUN_FACETS),$(eval $(call REAL_RUN_PROBE_RULE,$(REAL_RUN_DIR),$(m),$(f)))))
+$(foreach f,$(REAL_RUN_FACETS),$(eval $(call REAL_RUN_PROBE_RULE,$(REAL_PROBE_DIR),pixels,$(f))))
+
+REAL_RUN_PROBES := $(foreach m,$(REAL_RUN_FEATURES),$(foreach f,$(REAL_RUN_FACETS),$(if $(filter pixels,$(m)),$(REAL_PROBE_DIR),$(REAL_RUN_DIR))/probe-$(m)-$(f).json))
+
+real-weak-run: build $(REAL_RUN_DIR)/weak.model/model.json $(REAL_RUN_PROBES)
+	$(NODE) dist/bench/real-summary.js weak-run --dir $(REAL_RUN_DIR) --pixels-dir $(REAL_PROBE_DIR) --set $(REAL_SET) --features '$(REAL_RUN_FEATURES)' \
+	  $(if $(REAL_REFERENCE),--reference $(REAL_REFERENCE)) \
+	  --probe '$(REAL_PROBE)' --command 'make real-weak-run REAL_SET=$(REAL_SET) REAL_RUN_TOWER=$(REAL_RUN_TOWER) REAL_SIZE=$(REAL_SIZE) REAL_LIMIT=$(REAL_LIMIT) REAL_EPOCHS=$(REAL_EPOCHS) REAL_EPOCH_SIZE=$(REAL_EPOCH_SIZE) REAL_HEAD_EPOCHS=$(REAL_HEAD_EPOCHS) REAL_WORKERS=$(REAL_WORKERS)' \
+	  --settings '$(REAL_RUN_START) $(REAL_RUN_WORDS) --input-size $(REAL_SIZE) --epochs $(REAL_EPOCHS) --epoch-size $(REAL_EPOCH_SIZE) --workers $(REAL_WORKERS)'
+	@echo "results: $(REAL_RUN_DIR)/weak-results.json and $(REAL_RUN_DIR)/weak-results.md"
