@@ -28,6 +28,15 @@ export async function shardImages(dir: string, count = 14): Promise<string> {
   return list;
 }
 
+/** The shard images and their raw-pixel embedding (6x6), the gallery of the knn shard tests. */
+export async function shardImagesWithEmbedding(dir: string): Promise<{ list: string; emb: string }> {
+  const list = await shardImages(dir);
+  const emb = join(dir, 'emb.npy');
+  const r = await runAtelier(['embed', '-m', 'pixels', '--pixels-size', '6', '-i', list, '-o', emb]);
+  assert.equal(r.code, 0, r.stderr);
+  return { list, emb };
+}
+
 /**
  * `args(out)` run once single-process writing `single`, then for n in `counts` as n concurrent
  * shard processes writing `out`, merged with `atelier merge out`; every file `outputs(path)` names

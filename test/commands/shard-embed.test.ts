@@ -1,21 +1,17 @@
 // Sharded embed (raw pixels) and knn by query merged with `atelier merge`
 // equal the single-process outputs byte for byte, for n = 1, 3 and 4 shards run as processes.
 import { beforeAll, test } from 'vitest';
-import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { runAtelier, scratchDir } from '../helpers.js';
-import { assertShardedEqualsSingle, shardImages } from '../shard-runs.js';
+import { scratchDir } from '../helpers.js';
+import { assertShardedEqualsSingle, shardImagesWithEmbedding } from '../shard-runs.js';
 
 const dir = scratchDir();
 let list: string;
 let emb: string;
 
 beforeAll(async () => {
-  list = await shardImages(dir);
-  emb = join(dir, 'emb.npy');
-  const r = await runAtelier(['embed', '-m', 'pixels', '--pixels-size', '6', '-i', list, '-o', emb]);
-  assert.equal(r.code, 0, r.stderr);
+  ({ list, emb } = await shardImagesWithEmbedding(dir));
 });
 
 const idsOf = (npy: string) => npy.replace(/\.npy$/, '.ids.ndjson');

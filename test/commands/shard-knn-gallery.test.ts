@@ -4,18 +4,14 @@ import { beforeAll, test } from 'vitest';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { runAtelier, scratchDir } from '../helpers.js';
-import { assertShardedEqualsSingle, shardImages } from '../shard-runs.js';
+import { scratchDir } from '../helpers.js';
+import { assertShardedEqualsSingle, shardImagesWithEmbedding } from '../shard-runs.js';
 
 const dir = scratchDir();
-let list: string;
 let emb: string;
 
 beforeAll(async () => {
-  list = await shardImages(dir);
-  emb = join(dir, 'emb.npy');
-  const r = await runAtelier(['embed', '-m', 'pixels', '--pixels-size', '6', '-i', list, '-o', emb]);
-  assert.equal(r.code, 0, r.stderr);
+  ({ emb } = await shardImagesWithEmbedding(dir));
 });
 
 test('knn --shard-by gallery: partial top-k lists merge into the global top-k, ties to the earlier row', async () => {

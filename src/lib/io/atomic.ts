@@ -98,7 +98,8 @@ async function writeFully(handle: FileHandle, bytes: Uint8Array, position: numbe
   }
 }
 
-function processIsAlive(pid: number): boolean {
+/** Whether a process with this pid exists (signal 0; EPERM means it exists under another user). */
+export function processIsAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;

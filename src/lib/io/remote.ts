@@ -20,7 +20,7 @@ import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { ReadableStream as WebReadableStream } from 'node:stream/web';
 import { UsageError, type Command } from '../command.js';
-import { atomicDirectory, openAtomicWriteStream, writeFileAtomic } from './atomic.js';
+import { atomicDirectory, openAtomicWriteStream, processIsAlive, writeFileAtomic } from './atomic.js';
 import { staleSiblingPid } from './paths.js';
 import { checkBucket, closeS3, deleteKeys, getObject, getObjectUnlessMatch, headObject, listKeys, parseS3Url, putBytes, putFile, s3Url, type ObjectInfo, type S3Location } from './s3.js';
 
@@ -209,15 +209,6 @@ interface Folder {
 export interface RemoteValue {
   remote: string;
   output: boolean;
-}
-
-function processIsAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code !== 'ESRCH';
-  }
 }
 
 /** The staged remote paths of one run. */
