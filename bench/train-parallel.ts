@@ -106,7 +106,11 @@ async function measureWasm(setting: Setting, workers: number): Promise<Row> {
     batchSize, inputSize: setting.inputSize, negatives: NEGATIVES, loss: 'sampled', sampling: 'uniform', dropout: 0.2, headOnly: false, closeShare: 0, closeCount: 20,
   };
   const parallel = workers > 1 ? await openWeakParallel(model, store, workers) : null;
-  const step = async () => (parallel ? trainStepParallel(parallel, models, optimizer, store, index, random, options) : trainStep(models, optimizer, store, index, random, options));
+  // trainStep hands back its loss as a tensor (the loop reads losses in batches); the bench drops it.
+  const step = async () => {
+    if (parallel) await trainStepParallel(parallel, models, optimizer, store, index, random, options);
+    else (await trainStep(models, optimizer, store, index, random, options)).dispose();
+  };
   const tensors = async () => [tf.memory().numTensors, ...(parallel ? await parallel.memory() : [])];
   for (let i = 0; i < WARMUP_STEPS; i++) await step();
   const before = await tensors();

@@ -128,7 +128,7 @@ async function measureWasm(setting: Setting): Promise<Row> {
     dropout: 0.2, headOnly: false, closeShare: 0, closeCount: 20,
   };
   const row: Row = { setting: setting.name, engine: 'wasm (1 thread)' };
-  row.train = await timeSteps(() => trainStep(models, optimizer, store, index, random, options), { warmup: WARMUP_STEPS, minSteps: MIN_TIMED_STEPS, seconds: minSeconds, images: batchSize });
+  row.train = await timeSteps(async () => (await trainStep(models, optimizer, store, index, random, options)).dispose(), { warmup: WARMUP_STEPS, minSteps: MIN_TIMED_STEPS, seconds: minSeconds, images: batchSize });
   const x = tf.randomUniform([EMBED_BATCH, setting.inputSize, setting.inputSize, 3], 0, 1, 'float32', 3);
   row.embed = await timeSteps(
     () => {
