@@ -47,14 +47,9 @@ test: build fixtures
 test-fast: build fixtures
 	$(VITEST) --project fast
 
-# vitest's v8 provider sees only its own processes; the CLI processes and worker threads the tests start
-# write V8 coverage through NODE_V8_COVERAGE, which c8 maps back to src/ with tsc's source maps.
+# vitest's v8 provider counts the test processes only, not the CLI processes the tests start (README: Tests).
 coverage: build fixtures
-	rm -rf coverage out/coverage-v8
-	NODE_V8_COVERAGE=$(CURDIR)/out/coverage-v8 $(VITEST) --coverage
-	$(NODE) node_modules/c8/bin/c8.js report --temp-directory out/coverage-v8 --reports-dir coverage/processes \
-	  --reporter text-summary --reporter json-summary --reporter html --all --src dist/src --include 'dist/src/**' --include 'src/**'
-	@echo "coverage: in the test processes coverage/index.html; in the processes they start coverage/processes/index.html"
+	$(VITEST) --coverage
 
 man: build
 	$(NODE) dist/src/gen-man.js
