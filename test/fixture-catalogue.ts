@@ -3,7 +3,8 @@
 import { existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { defaultFixtures } from './helpers.js';
+import assert from 'node:assert/strict';
+import { defaultFixtures, runAtelier } from './helpers.js';
 import { generateFixtures } from '../fixtures/lib/catalogue.js';
 
 export async function fixtureCatalogue(): Promise<string> {
@@ -18,4 +19,19 @@ export async function fixtureCatalogue(): Promise<string> {
     }
   }
   return cached;
+}
+
+/**
+ * The fixture catalogue imported by crawl-tokenize into dir: items.ndjson (a bag of words and an
+ * image per view) and vocab.ndjson. Run from the catalogue with a relative path: records name their
+ * source ('products.ndjson:N'), which keys the validation split, so the split is the same wherever
+ * the repository lives.
+ */
+export async function crawlFixtureCatalogue(dir: string): Promise<{ items: string; vocab: string }> {
+  const catalogue = await fixtureCatalogue();
+  const items = join(dir, 'items.ndjson');
+  const vocab = join(dir, 'vocab.ndjson');
+  const crawl = await runAtelier(['crawl-tokenize', '--import', 'products.ndjson', '--image-field', 'images', '--id-field', 'id', '--site-field', 'shop', '--images', join(dir, 'images'), '-o', items, '--vocab', vocab], { cwd: catalogue });
+  assert.equal(crawl.code, 0, crawl.stderr);
+  return { items, vocab };
 }

@@ -6,10 +6,11 @@ import { openNpyWriter } from '../lib/io/npy.js';
 import { idsPathFor, ROWS_DIGEST_FIELD } from '../lib/io/features.js';
 import { readVocabulary } from '../lib/models/weak-files.js';
 import { readWordSentences } from '../lib/text/bags.js';
-import { trainWord2Vec } from '../lib/text/word2vec.js';
+import { trainWord2Vec, type Word2VecOptions } from '../lib/text/word2vec.js';
 import { anyInt, nonNegativeInt, nonNegativeNumber, positiveInt, positiveNumber } from '../lib/options.js';
 
-interface Args {
+/** The training settings are word2vec's own options, under the same names. */
+interface Args extends Word2VecOptions {
   input: string;
   vocab: string;
   out: string;
@@ -17,13 +18,6 @@ interface Args {
   'top-k': number;
   'tokens-field': string;
   'group-field': string;
-  dim: number;
-  window: number;
-  negatives: number;
-  epochs: number;
-  lr: number;
-  sample: number;
-  seed: number;
 }
 
 export default defineCommand<Args>({
@@ -61,7 +55,7 @@ Writes the vectors of the vocabulary (the first --top-k words of --vocab, in its
     const { sentences, records } = await readWordSentences(args.input, vocabulary, { tokens: args['tokens-field'], group: args['group-field'] }, io.stdin);
     if (sentences.length === 0) throw new UsageError(`no bag holds a vocabulary word (${records} records)`, { file: args.input === '-' ? 'stdin' : args.input });
     const started = Date.now();
-    const rows = trainWord2Vec(sentences, vocabulary.length, { dim: args.dim, window: args.window, negatives: args.negatives, epochs: args.epochs, lr: args.lr, sample: args.sample, seed: args.seed });
+    const rows = trainWord2Vec(sentences, vocabulary.length, args);
     // ids opened first: a run's outputs are renamed in the order opened, as embed does.
     const ids = await openNdjsonWriter(idsPath, { stdout: io.stdout, outputs: io.outputs });
     const npy = await openNpyWriter(args.out, { dtype: 'float32', rowShape: [args.dim], outputs: io.outputs });

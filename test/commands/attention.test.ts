@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseNdjson, runAtelier, scratchDir } from '../helpers.js';
-import { fixtureCatalogue } from '../fixture-catalogue.js';
+import { crawlFixtureCatalogue } from '../fixture-catalogue.js';
 import { COLOUR_WORDS, PATTERN_WORDS, SILHOUETTE_WORDS } from '../../fixtures/lib/factors.js';
 
 let dir: string;
@@ -25,12 +25,10 @@ let tags: Array<{ id: string; types: Record<string, Array<{ word: string; score:
 
 beforeAll(async () => {
   dir = scratchDir();
-  const catalogue = await fixtureCatalogue();
-  const all = join(dir, 'all.ndjson');
-  vocab = join(dir, 'vocab.ndjson');
-  const crawl = await runAtelier(['crawl-tokenize', '--import', 'products.ndjson', '--image-field', 'images', '--id-field', 'id', '--site-field', 'shop', '--images', join(dir, 'images'), '-o', all, '--vocab', vocab], { cwd: catalogue });
-  assert.equal(crawl.code, 0, crawl.stderr);
-  items = join(dir, 'items.ndjson');
+  const crawled = await crawlFixtureCatalogue(dir);
+  const all = crawled.items;
+  vocab = crawled.vocab;
+  items = join(dir, 'head.ndjson');
   writeFileSync(items, readFileSync(all, 'utf8').split('\n').slice(0, 240).join('\n') + '\n');
   model = join(dir, 'types.model');
   const train = await runAtelier(['train-weak', '-i', items, '--vocab', vocab, '-o', model, ...TINY, '--attention', 'types', '--held-out-types', '0.3', '--unknown-types', 'entropy'], { timeoutMs: 300_000 });

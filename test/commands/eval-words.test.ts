@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseNdjson, runAtelier, scratchDir } from '../helpers.js';
-import { fixtureCatalogue } from '../fixture-catalogue.js';
+import { crawlFixtureCatalogue, fixtureCatalogue } from '../fixture-catalogue.js';
 import { COLOURS, PATTERNS, SILHOUETTES } from '../../fixtures/lib/factors.js';
 import { readNpy, writeNpy } from '../../src/lib/io/npy.js';
 
@@ -15,11 +15,7 @@ let words: string[];
 
 beforeAll(async () => {
   dir = scratchDir();
-  const catalogue = await fixtureCatalogue();
-  items = join(dir, 'items.ndjson');
-  vocab = join(dir, 'vocab.ndjson');
-  const crawl = await runAtelier(['crawl-tokenize', '--import', 'products.ndjson', '--image-field', 'images', '--id-field', 'id', '--site-field', 'shop', '--images', join(dir, 'images'), '-o', items, '--vocab', vocab], { cwd: catalogue });
-  assert.equal(crawl.code, 0, crawl.stderr);
+  ({ items, vocab } = await crawlFixtureCatalogue(dir));
   words = parseNdjson(readFileSync(vocab, 'utf8')).map((r) => String(r.word));
 });
 

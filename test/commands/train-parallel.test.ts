@@ -5,18 +5,14 @@ import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { runAtelier, scratchDir } from '../helpers.js';
-import { fixtureCatalogue } from '../fixture-catalogue.js';
+import { crawlFixtureCatalogue, fixtureCatalogue } from '../fixture-catalogue.js';
 
 let dir: string;
 let flags: string[];
 
 beforeAll(async () => {
   dir = scratchDir();
-  const catalogue = await fixtureCatalogue();
-  const items = join(dir, 'items.ndjson');
-  const vocab = join(dir, 'vocab.ndjson');
-  const crawl = await runAtelier(['crawl-tokenize', '--import', 'products.ndjson', '--image-field', 'images', '--id-field', 'id', '--site-field', 'shop', '--images', join(dir, 'images'), '-o', items, '--vocab', vocab], { cwd: catalogue });
-  assert.equal(crawl.code, 0, crawl.stderr);
+  const { items, vocab } = await crawlFixtureCatalogue(dir);
   const small = join(dir, 'small.ndjson');
   writeFileSync(small, readFileSync(items, 'utf8').split('\n').slice(0, 300).join('\n') + '\n');
   flags = ['-i', small, '--vocab', vocab, '--input-size', '16', '--stages', '2', '--width', '4', '--negatives', '5', '--epoch-size', '192', '--epochs', '2', '--seed', '5', '--workers', '2', '--backend', 'wasm'];

@@ -5,7 +5,7 @@ import { spawn } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { atelierBin, parseNdjson, runAtelier, scratchDir } from '../helpers.js';
-import { fixtureCatalogue } from '../fixture-catalogue.js';
+import { crawlFixtureCatalogue, fixtureCatalogue } from '../fixture-catalogue.js';
 import { COLOUR_WORDS, COLOURS } from '../../fixtures/lib/factors.js';
 import { readNpy } from '../../src/lib/io/npy.js';
 
@@ -28,12 +28,7 @@ const TRAIN_FLAGS = ['--input-size', '32', '--width', '16', '--negatives', '20',
 beforeAll(async () => {
   dir = scratchDir();
   catalogue = await fixtureCatalogue();
-  items = join(dir, 'items.ndjson');
-  vocab = join(dir, 'vocab.ndjson');
-  // Run from the catalogue with a relative path: records name their source ('products.ndjson:N'),
-  // which keys the validation split, so the split is the same wherever the repository lives.
-  const crawl = await runAtelier(['crawl-tokenize', '--import', 'products.ndjson', '--image-field', 'images', '--id-field', 'id', '--site-field', 'shop', '--images', join(dir, 'images'), '-o', items, '--vocab', vocab], { cwd: catalogue });
-  assert.equal(crawl.code, 0, crawl.stderr);
+  ({ items, vocab } = await crawlFixtureCatalogue(dir));
   for (const line of parseNdjson(readFileSync(join(catalogue, 'truth.ndjson'), 'utf8'))) truthColour.set(String(line.id), String(line.colour));
   model = join(dir, 'weak.model');
   const train = await runAtelier(['train-weak', '-i', items, '--vocab', vocab, '-o', model, ...TRAIN_FLAGS, '--epochs', String(EPOCHS)], { timeoutMs: 600_000 });

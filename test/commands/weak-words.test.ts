@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseNdjson, runAtelier, scratchDir } from '../helpers.js';
-import { fixtureCatalogue } from '../fixture-catalogue.js';
+import { crawlFixtureCatalogue } from '../fixture-catalogue.js';
 import { readNpy } from '../../src/lib/io/npy.js';
 
 let dir: string;
@@ -16,12 +16,10 @@ const TINY = ['--input-size', '16', '--width', '4', '--stages', '2', '--batch', 
 
 beforeAll(async () => {
   dir = scratchDir();
-  const catalogue = await fixtureCatalogue();
-  const all = join(dir, 'all.ndjson');
-  vocab = join(dir, 'vocab.ndjson');
-  const crawl = await runAtelier(['crawl-tokenize', '--import', 'products.ndjson', '--image-field', 'images', '--id-field', 'id', '--site-field', 'shop', '--images', join(dir, 'images'), '-o', all, '--vocab', vocab], { cwd: catalogue });
-  assert.equal(crawl.code, 0, crawl.stderr);
-  items = join(dir, 'items.ndjson');
+  const crawled = await crawlFixtureCatalogue(dir);
+  const all = crawled.items;
+  vocab = crawled.vocab;
+  items = join(dir, 'head.ndjson');
   writeFileSync(items, readFileSync(all, 'utf8').split('\n').slice(0, 240).join('\n') + '\n');
   w2v = join(dir, 'w2v.npy');
   const r = await runAtelier(['train-word2vec', '-i', all, '--vocab', vocab, '-o', w2v, '--dim', '24', '--epochs', '5']);
