@@ -70,6 +70,15 @@ export function writeResults(file: string, data: unknown): void {
 }
 
 /** `--name value` from argv, else the fallback. */
+/** The named settings of a comma-separated --settings list, in its order; an unknown name throws. */
+export function pickSettings<T>(list: string, known: Record<string, T>): T[] {
+  return list.split(',').map((name) => {
+    const setting = known[name.trim()];
+    if (!setting) throw new Error(`unknown setting ${name} (known: ${Object.keys(known).join(', ')})`);
+    return setting;
+  });
+}
+
 export function flag(name: string, fallback: string): string {
   const i = process.argv.indexOf(`--${name}`);
   return i >= 0 && process.argv[i + 1] !== undefined ? process.argv[i + 1] : fallback;

@@ -20,7 +20,7 @@ import type { ImageStore } from '../src/lib/image/batch.js';
 import { buildWordIndex } from '../src/lib/train/word-sampler.js';
 import { createRandom } from '../src/lib/random.js';
 import { writeFileAtomic } from '../src/lib/io/atomic.js';
-import { PYTHON, loadAverage, machineInfo, processMemory, repoRoot } from './common.js';
+import { PYTHON, loadAverage, machineInfo, pickSettings, processMemory, repoRoot } from './common.js';
 
 const WARMUP_STEPS = 2;
 const MIN_TIMED_STEPS = 3;
@@ -53,11 +53,7 @@ const { values: flags } = parseArgs({
 });
 const minSeconds = Number(flags.seconds);
 const batchSize = Number(flags.batch);
-const settings = flags.settings.split(',').map((name) => {
-  const s = SETTINGS[name.trim()];
-  if (!s) throw new Error(`unknown setting ${name} (known: ${Object.keys(SETTINGS).join(', ')})`);
-  return s;
-});
+const settings = pickSettings(flags.settings, SETTINGS);
 
 interface Row {
   setting: string;

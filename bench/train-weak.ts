@@ -23,7 +23,7 @@ import type { ImageStore } from '../src/lib/image/batch.js';
 import { buildWordIndex } from '../src/lib/train/word-sampler.js';
 import { createRandom } from '../src/lib/random.js';
 import { writeFileAtomic } from '../src/lib/io/atomic.js';
-import { PYTHON, loadAverage, machineInfo, repoRoot } from './common.js';
+import { PYTHON, loadAverage, machineInfo, pickSettings, repoRoot } from './common.js';
 
 const WARMUP_STEPS = 2;
 const MIN_TIMED_STEPS = 3;
@@ -59,11 +59,7 @@ const { values: flags } = parseArgs({
 const minSeconds = Number(flags.seconds);
 const words = Number(flags.words);
 const batchSize = Number(flags.batch);
-const settings = flags.settings.split(',').map((name) => {
-  const s = SETTINGS[name.trim()];
-  if (!s) throw new Error(`unknown setting ${name} (known: ${Object.keys(SETTINGS).join(', ')})`);
-  return s;
-});
+const settings = pickSettings(flags.settings, SETTINGS);
 
 interface Throughput {
   steps: number;
@@ -84,11 +80,12 @@ function log(message: string): void {
 }
 
 async function timeSteps(step: () => unknown, options: { warmup: number; minSteps: number; seconds: number; images: number }): Promise<Throughput> {
-  for (let i = 0; i < options.warmup; i++) step();
+  // Awaited: a training step is async (it draws its batch from the image store first).
+  for (let i = 0; i < options.warmup; i++) await step();
   let steps = 0;
   const started = performance.now();
   while (steps < options.minSteps || (performance.now() - started) / 1000 < options.seconds) {
-    step();
+    await step();
     steps++;
   }
   const seconds = (performance.now() - started) / 1000;
