@@ -16,6 +16,8 @@ export default defineConfig({
   test: {
     // Two files at a time in their own processes (the machine has 2 cores); tests within a file in order.
     pool: 'forks',
+    // Removes each file's scratch directories when the file ends (vitest skips 'exit' handlers).
+    setupFiles: ['test/setup.ts'],
     maxWorkers: 2,
     // Each file trains in one thread unless a test asks for --workers (the data-parallel tests do).
     env: { ATELIER_TRAIN_WORKERS: process.env.ATELIER_TRAIN_WORKERS ?? '1' },

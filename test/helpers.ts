@@ -45,11 +45,19 @@ export function runAtelier(
   });
 }
 
-/** A scratch directory removed when the process exits. */
+const scratchDirs: string[] = [];
+
+/** A scratch directory, removed after the test file (test/setup.ts) or when the process exits. */
 export function scratchDir(prefix = 'atelier-test-'): string {
   const dir = mkdtempSync(join(tmpdir(), prefix));
-  process.on('exit', () => rmSync(dir, { recursive: true, force: true }));
+  if (scratchDirs.push(dir) === 1) process.on('exit', removeScratchDirs);
   return dir;
+}
+
+/** Removes every scratch directory made so far. vitest ends its worker processes without their
+ * 'exit' handlers, so the setup file calls this after each test file. */
+export function removeScratchDirs(): void {
+  for (const dir of scratchDirs.splice(0)) rmSync(dir, { recursive: true, force: true });
 }
 
 /** Parses NDJSON text into objects (blank lines ignored). */

@@ -3,12 +3,12 @@
 // selection code must notice, say why in one line, and fall through to the next.
 import { test } from 'vitest';
 import assert from 'node:assert/strict';
-import { mkdtempSync, symlinkSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { selectBackend } from '../../src/lib/backend/select.js';
 import { findLibraries, loaderLibraries } from '../../src/lib/backend/gpu-libs.js';
 import { UsageError } from '../../src/lib/command.js';
+import { scratchDir } from '../helpers.js';
 
 /** Collects what selectBackend says on stderr. */
 function collector(): { stream: NodeJS.WritableStream; lines(): string[] } {
@@ -94,7 +94,7 @@ test('webgpu on a machine without a Vulkan adapter is unavailable (no device), n
 });
 
 test('library versions are read from the file a soname resolves to, in LD_LIBRARY_PATH too', () => {
-  const dir = mkdtempSync(join(tmpdir(), 'atelier-libs-'));
+  const dir = scratchDir('atelier-libs-');
   writeFileSync(join(dir, 'libcudnn.so.8.1.0'), '');
   symlinkSync('libcudnn.so.8.1.0', join(dir, 'libcudnn.so.8'));
   writeFileSync(join(dir, 'libcudart.so.11.2.152'), '');

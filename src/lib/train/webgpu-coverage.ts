@@ -61,7 +61,7 @@ export async function trainerKernels(): Promise<KernelUse[]> {
   for (const family of towerFamilyNames()) {
     const tower = buildTower({ family, input: { height: 32, width: 32 }, params: PARAMS[family] ?? {}, seed: 1 });
     const dim = tower.outputs[0].shape.at(-1) as number;
-    const kernel = tf.variable(tf.randomNormal([dim, 6], 0, 0.1, 'float32', 2)) as tf.Variable<tf.Rank.R2>;
+    const kernel = tf.variable(tf.randomNormal([dim, 6], 0, 0.1, 'float32', 2)) as tf.Variable<typeof tf.Rank.R2>;
     const vars = [...tower.trainableWeights.map((w) => (w as unknown as { val: tf.Variable }).val), kernel];
     const features = () => tower.apply(images, { training: true }) as tf.Tensor2D;
     const losses: Record<string, () => tf.Scalar> = {
