@@ -103,7 +103,7 @@ async function imageList(count: number, file: string): Promise<{ source: string;
     source = dir;
   } else {
     const fixtures = join(workDir, 'fixtures');
-    await generateFixtures({ seed: 1, out: fixtures, products: Math.ceil(count / 3) });
+    await generateFixtures({ seed: 1, out: fixtures, products: Math.max(20, Math.ceil(count / 3)) });
     records = readFileSync(join(fixtures, 'images.ndjson'), 'utf8').trim().split('\n').slice(0, count).map((l) => JSON.parse(l) as { id: string; image: string }).map((r) => ({ id: r.id, image: join(fixtures, r.image) }));
     source = 'generated fixture images';
   }
