@@ -1,14 +1,18 @@
-// RISE benchmark (issue 8): seconds per image of `atelier rise` at N masks on a 64x64 image model,
-// against the time of N plain forward passes of the same model in the same batches (the floor RISE
-// cannot beat), and the command's RSS per image over a longer run (it should stay flat).
+// RISE benchmark (issues 8, 16): seconds per image of `atelier rise` at N masks on a 64x64 image
+// model, against the time of N plain forward passes of the same model in the same batches (the
+// floor RISE cannot beat) on tfjs, on onnxruntime-node and in PyTorch CPU (bench/infer_torch.py,
+// the same architecture, threads = cores), and the command's RSS per image over a longer run (it
+// should stay flat).
 //
 //   node dist/bench/rise.js [--n 4000] [--batch 100] [--timing-images 4] [--memory-images 50]
-//     [--memory-n 500] [--width 16] [--backend auto] [--out bench/out/rise.json]
+//     [--memory-n 500] [--width 16] [--backend auto] [--engine auto|ort|tfjs] [--skip-torch]
+//     [--out bench/out/rise.json]
 //
 // The model is buildWeakModel (src/lib/models/weak-model.ts) at 64x64 input, width 16, 4 stages,
 // 20 words, untrained (speed does not depend on the weights), saved with saveModel. Images are the
 // first JPEGs of ../shared/data/fashion-product-images-small/images when present, else generated.
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
+import { cpus } from 'node:os';
 import { existsSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import sharp from 'sharp';
@@ -17,7 +21,8 @@ import { selectBackend } from '../src/lib/backend/select.js';
 import { loadModel, saveModel } from '../src/lib/backend/model-io.js';
 import { buildWeakModel } from '../src/lib/models/weak-model.js';
 import { createRandom } from '../src/lib/random.js';
-import { MiB, flag, loadAverage, machineInfo, outDir, processMemory, repoRoot, writeResults } from './common.js';
+import { loadOrt, openOrtModel } from '../src/lib/onnx/runtime.js';
+import { MiB, PYTHON, flag, hasFlag, loadAverage, machineInfo, outDir, processMemory, repoRoot, writeResults } from './common.js';
 
 const n = Number(flag('n', '4000'));
 const batch = Number(flag('batch', '100'));
@@ -26,6 +31,8 @@ const memoryImages = Number(flag('memory-images', '50'));
 const memoryN = Number(flag('memory-n', '500'));
 const width = Number(flag('width', '16'));
 const backend = flag('backend', 'auto');
+const engine = flag('engine', 'auto');
+const skipTorch = hasFlag('skip-torch');
 const outFile = flag('out', join(outDir, 'rise.json'));
 const workDir = join(outDir, 'rise');
 const SIZE = 64;
@@ -59,15 +66,18 @@ interface CommandRun {
   peakRss: number;
   exitCode: number | null;
   stderrTail: string[];
+  /** The command's line saying which engine it ran on. */
+  engineLine: string | null;
 }
 
 /**
- * Runs `atelier rise` with --maps-dir and polls that directory: a map file appears as each image is
- * done (stdout is buffered until the end), so its arrival time and the process's RSS then are taken.
+ * Runs `atelier rise` with --maps-dir and polls that directory: a map file (under its temp name
+ * until the run ends) appears as each image is done (stdout is buffered until the end), so its
+ * arrival time and the process's RSS then are taken.
  */
 async function runRise(modelDir: string, images: string[], masks: number, mapsDir: string): Promise<CommandRun> {
   rmSync(mapsDir, { recursive: true, force: true });
-  const args = [join(repoRoot, 'bin', 'atelier'), 'rise', '-m', modelDir, '--n', String(masks), '--batch', String(batch), '--backend', backend, '--maps-dir', mapsDir, '-o', `${mapsDir}-summary.ndjson`, ...images];
+  const args = [join(repoRoot, 'bin', 'atelier'), 'rise', '-m', modelDir, '--n', String(masks), '--batch', String(batch), '--backend', backend, '--engine', engine, '--maps-dir', mapsDir, '-o', `${mapsDir}-summary.ndjson`, ...images];
   const started = performance.now();
   const child = spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
@@ -80,7 +90,8 @@ async function runRise(modelDir: string, images: string[], masks: number, mapsDi
     if (memory) peakRss = Math.max(peakRss, memory.peak);
     let done = 0;
     try {
-      done = readdirSync(mapsDir).filter((f) => f.endsWith('.npy')).length;
+      // A map is written under a hidden temp name (renamed when the run ends): count either.
+      done = readdirSync(mapsDir).filter((f) => f.endsWith('.npy') || f.includes('.npy.tmp-')).length;
     } catch {
       // Not created yet.
     }
@@ -93,7 +104,7 @@ async function runRise(modelDir: string, images: string[], masks: number, mapsDi
   const exitCode = await new Promise<number | null>((done) => child.on('close', done));
   clearInterval(timer);
   poll();
-  return { seconds: (performance.now() - started) / 1000, lineTimes, rssAtLine, peakRss, exitCode, stderrTail: stderr.trim().split('\n').slice(-3) };
+  return { seconds: (performance.now() - started) / 1000, lineTimes, rssAtLine, peakRss, exitCode, stderrTail: stderr.trim().split('\n').slice(-3), engineLine: stderr.split('\n').find((l) => l.includes(': engine ')) ?? null };
 }
 
 function median(values: number[]): number {
@@ -128,9 +139,35 @@ async function main(): Promise<void> {
     tf.tidy(() => (model.predict(size === batch ? input : input.slice(0, size)) as tf.Tensor).dataSync());
   }
   const forwardSeconds = (performance.now() - started) / 1000;
+  console.log(`backend ${choice.name}; ${n} forward passes (batches of ${batch}): ${forwardSeconds.toFixed(2)} s (${Math.round(n / forwardSeconds)} images/s)`);
+
+  // The same floor on onnxruntime (the model converted in memory, as rise --engine ort runs it).
+  let ortForwardSeconds: number | null = null;
+  const ort = await loadOrt();
+  if (!(ort instanceof Error)) {
+    const session = await openOrtModel(ort, model);
+    const data = (await input.data()) as Float32Array;
+    await session.run(data, input.shape);
+    started = performance.now();
+    for (let done = 0; done < n; done += batch) {
+      const size = Math.min(batch, n - done);
+      await session.run(size === batch ? data : data.subarray(0, size * SIZE * SIZE * 3), [size, SIZE, SIZE, 3]);
+    }
+    ortForwardSeconds = (performance.now() - started) / 1000;
+    await session.release();
+    console.log(`onnxruntime-node ${ort.env.versions.node} (${cpus().length} threads); ${n} forward passes: ${ortForwardSeconds.toFixed(2)} s (${Math.round(n / ortForwardSeconds)} images/s)`);
+  }
   input.dispose();
   model.dispose();
-  console.log(`backend ${choice.name}; ${n} forward passes (batches of ${batch}): ${forwardSeconds.toFixed(2)} s (${Math.round(n / forwardSeconds)} images/s)`);
+
+  // The same floor in PyTorch: the architecture of train_weak_torch.py with its 20-word matrix.
+  let torchForward: Record<string, unknown> | null = null;
+  if (!skipTorch) {
+    const run = spawnSync(PYTHON, [join(repoRoot, 'bench', 'infer_torch.py'), '--tower', 'small', '--input-size', String(SIZE), '--width', String(width), '--words', String(vocabulary.length), '--output', 'scores', '--batch', String(batch), '--passes', String(n), '--threads', String(cpus().length)], { encoding: 'utf8' });
+    torchForward = run.status === 0 ? (JSON.parse(run.stdout) as Record<string, unknown>) : { error: (run.stdout || run.stderr).trim().split('\n').pop() };
+    if (typeof torchForward.seconds === 'number') console.log(`pytorch ${String(torchForward.torch)} (${String(torchForward.threads)} threads); ${n} forward passes: ${torchForward.seconds.toFixed(2)} s (${Math.round(n / torchForward.seconds)} images/s)`);
+    else console.log(`pytorch: ${String(torchForward.error)}`);
+  }
 
   const { paths, source } = await imagePaths(Math.max(timingImages, memoryImages));
   started = performance.now();
@@ -138,8 +175,11 @@ async function main(): Promise<void> {
   const intervals = perImage(timing);
   const riseSeconds = median(intervals);
   const ratio = riseSeconds / forwardSeconds;
-  console.log(`atelier rise, N=${n}, ${timingImages} images (${source}): ${riseSeconds.toFixed(2)} s/image (median of ${intervals.length}; each ${intervals.map((s) => s.toFixed(2)).join(', ')}), exit ${String(timing.exitCode)}`);
+  console.log(`atelier rise, N=${n}, ${timingImages} images (${source}): ${riseSeconds.toFixed(2)} s/image (median of ${intervals.length}; each ${intervals.map((s) => s.toFixed(2)).join(', ')}), exit ${String(timing.exitCode)}; ${timing.engineLine ?? 'no engine line'}`);
   console.log(`rise / forward passes: ${ratio.toFixed(2)}x (target <= 2x)`);
+  const torchSeconds = typeof torchForward?.seconds === 'number' ? torchForward.seconds : null;
+  if (torchSeconds) console.log(`rise / PyTorch forward passes: ${(riseSeconds / torchSeconds).toFixed(2)}x (issue 16 target <= 1x)`);
+  if (ortForwardSeconds) console.log(`rise / onnxruntime forward passes: ${(riseSeconds / ortForwardSeconds).toFixed(2)}x`);
 
   const memory = memoryImages > 0 ? await runRise(modelDir, paths.slice(0, memoryImages), memoryN, join(workDir, 'maps-memory')) : null;
   let memoryResult: Record<string, unknown> | null = null;
@@ -167,9 +207,12 @@ async function main(): Promise<void> {
   writeResults(outFile, {
     machine: { ...machineInfo(), tfjs: tf.version.tfjs, backend: choice.name, loadAverageBefore: loadBefore, loadAverageAfter: loadAfter },
     command: `node dist/bench/rise.js ${process.argv.slice(2).join(' ')}`.trim(),
-    settings: { n, batch, size: SIZE, width, model: 'buildWeakModel 64x64, width 16, 4 stages, 20 words', images: source },
+    settings: { n, batch, engine, size: SIZE, width, model: 'buildWeakModel 64x64, width 16, 4 stages, 20 words', images: source },
     forward: { passes: n, batch, seconds: forwardSeconds, imagesPerSecond: n / forwardSeconds },
-    rise: { images: timingImages, secondsPerImage: riseSeconds, intervals, exitCode: timing.exitCode, totalSeconds: timing.seconds, peakRssMiB: MiB(timing.peakRss), stderrTail: timing.stderrTail },
+    ortForward: ortForwardSeconds === null ? null : { passes: n, batch, seconds: ortForwardSeconds, imagesPerSecond: n / ortForwardSeconds },
+    torchForward,
+    ratioToTorch: torchSeconds ? riseSeconds / torchSeconds : null,
+    rise: { images: timingImages, secondsPerImage: riseSeconds, intervals, exitCode: timing.exitCode, totalSeconds: timing.seconds, peakRssMiB: MiB(timing.peakRss), stderrTail: timing.stderrTail, engineLine: timing.engineLine },
     ratio,
     memory: memoryResult,
   });

@@ -17,6 +17,8 @@ except ImportError as err:  # the caller skips PyTorch when this exits 3
     print(json.dumps({"error": f"cannot import torch: {err}"}))
     sys.exit(3)
 
+from train_towers_torch import ResNet18
+
 
 class ConvBn(nn.Module):
     def __init__(self, cin: int, cout: int, stride: int, kernel: int = 3):
@@ -62,25 +64,16 @@ class WeakModel(nn.Module):
 
 
 class ResNet18Weak(nn.Module):
-    """The resnet18 tower of src/lib/models/towers/resnet.ts (7x7/2 stem, 3x3/2 max-pool, basic
-    blocks 2-2-2-2 of 64..512 filters, projection shortcuts) with the same word matrix."""
+    """The resnet18 tower of train_towers_torch.py (as src/lib/models/towers/resnet.ts builds it)
+    with the same word matrix."""
 
     def __init__(self, words: int):
         super().__init__()
-        self.stem = ConvBn(3, 64, 2, kernel=7)
-        layers = []
-        cin = 64
-        for stage in range(4):
-            filters = 64 * 2**stage
-            for block in range(2):
-                layers.append(Block(cin, filters, 2 if stage > 0 and block == 0 else 1))
-                cin = filters
-        self.blocks = nn.Sequential(*layers)
-        self.words = nn.Parameter(torch.randn(words, cin) * 0.01)
+        self.tower = ResNet18()
+        self.words = nn.Parameter(torch.randn(words, self.tower.features) * 0.01)
 
     def embed(self, x):
-        x = F.max_pool2d(F.relu(self.stem(x)), 3, stride=2, padding=1)
-        return self.blocks(x).mean(dim=(2, 3))
+        return self.tower(x).mean(dim=(2, 3))
 
 
 def images_per_second(step, batch: int, warmup: int, min_steps: int, min_seconds: float):
@@ -113,7 +106,6 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--min-steps", type=int, default=3)
     parser.add_argument("--min-seconds", type=float, default=5.0)
-    parser.add_argument("--infer-only", action="store_true", help="measure only the embedding forward pass (bench/onnx)")
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
@@ -144,7 +136,7 @@ def main() -> None:
             model.embed(x)
 
     model.train()
-    train = None if args.infer_only else images_per_second(train_step, args.batch, args.warmup, args.min_steps, args.min_seconds)
+    train = images_per_second(train_step, args.batch, args.warmup, args.min_steps, args.min_seconds)
     model.eval()
     infer = images_per_second(embed_step, args.batch, args.warmup, args.min_steps, args.min_seconds)
     print(json.dumps({"torch": torch.__version__, "threads": torch.get_num_threads(), "train": train, "infer": infer}))
