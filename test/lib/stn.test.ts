@@ -27,7 +27,7 @@ function batchOf(images: PatchImage[]): { x: tf.Tensor4D; y: tf.Tensor1D } {
  * the transformer's class evidence when there is one; returns held-out accuracy of the tower's head.
  */
 async function train(model: tf.LayersModel, trainSet: PatchImage[], testSet: PatchImage[], epochs: number, lr: number): Promise<number> {
-  const optimizer = tf.train.adam(lr);
+  const optimizer: tf.Optimizer = tf.train.adam(lr);
   const random = createRandom(7);
   const evidence = model.layers.some((l) => l.name === 'stn_crop') ? stnParts(model).evidence : null;
   const net = tf.model({ inputs: model.inputs, outputs: [model.outputs[0], ...(evidence ? [evidence] : [])] });
