@@ -125,7 +125,9 @@ export function withSpatialTransformer(tower: tf.LayersModel, image: InputSize, 
   const input = tf.input({ shape: [image.height, image.width, 3], name: 'image' });
   const { crop } = spatialTransformer(input, { ...options, output });
   const nested = tf.model({ inputs: tower.inputs, outputs: tower.outputs, name: STN_LAYER.tower });
-  return tf.model({ inputs: input, outputs: nested.apply(crop) as tf.SymbolicTensor, name: `stn_${tower.name}` });
+  // The tower's output under its own name again (pooled, projection), where embed looks for it.
+  const features = tf.layers.activation({ activation: 'linear', name: tower.outputLayers[0].name }).apply(nested.apply(crop)) as tf.SymbolicTensor;
+  return tf.model({ inputs: input, outputs: features, name: `stn_${tower.name}` });
 }
 
 /** True when `model` has the transformer in front. */
