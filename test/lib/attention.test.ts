@@ -168,7 +168,7 @@ test('texture encoding separates the fixture patterns (stripes, dots, checks) be
   const random = createRandom(5);
   const k = 8;
   const codewords = tf.variable(tf.tensor2d(Float32Array.from({ length: k * 9 }, () => random.next()), [k, 9]));
-  const smoothing = tf.variable(tf.fill([k], 1));
+  const smoothing = tf.variable(tf.ones([k]) as tf.Tensor1D);
   const encoded = (x: tf.Tensor3D) => {
     const e = tf.reshape(textureEncoding(x, codewords, smoothing), [x.shape[0], k * 9]);
     return tf.div(e, tf.add(tf.norm(e, 'euclidean', 1, true), 1e-6)) as tf.Tensor2D;
