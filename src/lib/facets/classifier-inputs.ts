@@ -158,6 +158,7 @@ export async function openClassifierInputs(
       towerNet = await openFresh();
     }
     if (stn) {
+      // A small localisation net (8 then 16 filters): it only has to find where to look.
       towerNet = withSpatialTransformer(towerNet, stn.image, { minScale: stn.minScale, maxScale: stn.maxScale, filters: 8, seed: args.seed + 900, classes: stn.classes });
       inputSize = compactInput(stn.image);
     }

@@ -130,11 +130,6 @@ export function withSpatialTransformer(tower: tf.LayersModel, image: InputSize, 
   return tf.model({ inputs: input, outputs: features, name: `stn_${tower.name}` });
 }
 
-/** True when `model` has the transformer in front. */
-export function hasSpatialTransformer(model: tf.LayersModel): boolean {
-  return model.layers.some((l) => l.name === STN_LAYER.crop);
-}
-
 /** The transform (sx, sy, tx, ty) [N, 4] and, when built with classes, the class evidence [N, classes] of a model's transformer. */
 export function stnParts(model: tf.LayersModel): { transform: tf.SymbolicTensor; evidence: tf.SymbolicTensor | null } {
   const outputs = model.getLayer(STN_LAYER.crop).output as tf.SymbolicTensor[];
