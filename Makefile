@@ -170,7 +170,7 @@ report: build
 	@test -f $(DEMO)/images.npy || { echo "make report: no $(DEMO)/images.npy: run make demo first"; exit 2; }
 	@echo "== a map of the weak features and one page that shows it all"
 	$(ATELIER) tsne $(DEMO)/images.npy --sample 1000 --labels $(FIXTURES)/images.ndjson --label-field colour --png $(DEMO)/tsne.png -o $(DEMO)/tsne.ndjson
-	$(ATELIER) report -o $(DEMO)/report --classifier $(DEMO)/silhouette.eval.json --false-negatives $(DEMO)/silhouette.false-negatives.ndjson \
+	$(ATELIER) report -o $(DEMO)/report --attention $(DEMO)/attention.predictions.ndjson --classifier $(DEMO)/silhouette.eval.json --false-negatives $(DEMO)/silhouette.false-negatives.ndjson \
 	  --retrieval $(DEMO)/retrieval.json $(DEMO)/retrieval-triplet.json --knn $(DEMO)/knn.ndjson --images $(FIXTURES)/images.ndjson \
 	  --tsne $(DEMO)/tsne.ndjson --rise $(DEMO)/rise.ndjson --train-log $(DEMO)/weak.model.log.json $(DEMO)/triplet.model.log.json $(DEMO)/size-images.model.log.json 
 

@@ -9,6 +9,7 @@ import {
   readKnn,
   readRetrievalRun,
   readRise,
+  readAttention,
   readTrainingLog,
   readTsne,
   retrievalExamples,
@@ -37,6 +38,8 @@ interface Args {
   'per-class': number;
   rise?: string;
   'rise-max': number;
+  attention?: string;
+  'attention-max': number;
   tsne?: string;
   'tsne-max': number;
   'train-log': string[];
@@ -52,6 +55,7 @@ function checkPaths(args: Args): void {
     ['--knn', args.knn],
     ['--images', args.images],
     ['--rise', args.rise],
+    ['--attention', args.attention],
     ['--tsne', args.tsne],
     ...args.retrieval.map((p): [string, string] => ['--retrieval', p]),
     ...args['train-log'].map((p): [string, string] => ['--train-log', p]),
@@ -59,7 +63,7 @@ function checkPaths(args: Args): void {
   for (const [flag, path] of inputs) if (path !== undefined && isStdio(path)) throw new UsageError('the report reads files, not stdin', { field: flag });
   if (isStdio(args.out)) throw new UsageError('the report is a directory, not a stream', { field: '--out' });
   if (!inputs.some(([, path]) => path !== undefined)) {
-    throw new UsageError('nothing to report: give at least one of --classifier, --false-negatives, --retrieval, --knn, --rise, --tsne, --train-log');
+    throw new UsageError('nothing to report: give at least one of --classifier, --false-negatives, --retrieval, --knn, --rise, --attention, --tsne, --train-log');
   }
 }
 
@@ -73,6 +77,7 @@ export default defineCommand<Args>({
 - retrieval: the top-k accuracy curve of one or more eval-retrieval results (--retrieval, with the random baseline when it was computed) and examples from knn output (--knn): each query and its nearest gallery images, those of the query's item framed green (items and image paths from --images);
 - training curves: loss and validation metrics per epoch from training logs (--train-log: <model>.log.json of train-weak or train-sizenet, or a JSON object with a "log" array);
 - RISE: each photo beside its saliency overlay and the model's score (P(size issue) for a sizenet model) from rise's NDJSON run with --overlay;
+- attention crops: each photo with the crops a spatial transformer chose drawn on it, numbered by step, and the predicted labels (--attention: the --predictions of train-attention or of train-classifier --stn);
 - t-SNE map: thumbnails at their tsne coordinates (--tsne), framed by label colour.
 
 Image paths in any input are taken from the current directory when the file is there, else from the directory of the file that names them. Unreadable images are shown as grey boxes and counted on stderr. The directory is written under a temporary name and renamed into place; an existing --out is replaced only when it is an earlier report. Prints the path of index.html on stdout.`,
@@ -92,6 +97,8 @@ Image paths in any input are taken from the current directory when the file is t
     'per-class': { describe: 'false negatives shown per class', type: 'number', default: 24, check: positiveInt },
     rise: { describe: 'rise output NDJSON {id, image, class, score, overlay}', type: 'string' },
     'rise-max': { describe: 'RISE pairs shown', type: 'number', default: 24, check: positiveInt },
+    attention: { describe: 'predictions NDJSON with attention crops: train-attention {id, image, boxes} or train-classifier --stn {id, image, box}', type: 'string' },
+    'attention-max': { describe: 'images with attention crops shown (the first ones of the test split when there is one)', type: 'number', default: 24, check: positiveInt },
     tsne: { describe: 'tsne output NDJSON {id, x, y, label?, image?}', type: 'string' },
     'tsne-max': { describe: 'points drawn on the t-SNE map (spread over the file)', type: 'number', default: 1000, check: positiveInt },
     'train-log': { describe: 'training logs (<model>.log.json) to plot', type: 'array', string: true, default: [] },
@@ -154,6 +161,13 @@ Image paths in any input are taken from the current directory when the file is t
       if (missingOverlay) warn(io, NAME, `${missingOverlay} RISE lines have no overlay (run rise with --overlay DIR)`);
       content.rise = { records: records.slice(0, args['rise-max']) };
       noted('RISE explanations', args.rise);
+    }
+    if (args.attention) {
+      const records = (await readAttention(args.attention)).map((r) => ({ ...r, image: imageOf(r.id, r.image) }));
+      // Held-out images show what the model learnt, not what it memorised.
+      const test = records.filter((r) => r.split === 'test');
+      content.attention = { records: (test.length ? test : records).slice(0, args['attention-max']) };
+      noted('attention crops', args.attention);
     }
     if (args.tsne) {
       const points = (await readTsne(args.tsne)).map((p) => ({ ...p, image: imageOf(p.id, p.image) }));

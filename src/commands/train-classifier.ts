@@ -11,7 +11,9 @@ import { checkInputFile } from '../lib/io/paths.js';
 import { createSkipCounter, writeSkipSummary } from '../lib/image/skips.js';
 import { recordedImagePath } from '../lib/image/records.js';
 import { DEFAULT_TOWER } from '../lib/models/weak-model.js';
-import { isTowerName } from '../lib/models/towers/index.js';
+import { isTowerName, parseInputSize } from '../lib/models/towers/index.js';
+import { stnParts, transformModel } from '../lib/models/attention/stn.js';
+import { transformBox } from '../lib/models/attention/model.js';
 import { backboneOptions, towerNamesText, type BackboneArgs } from '../lib/train/tower-options.js';
 import { copyMatchingWeights } from '../lib/models/weak-files.js';
 import { batchPixels, drawCrops, inputSides } from '../lib/image/batch.js';
@@ -26,10 +28,10 @@ import {
   type ClassifierMetadata, type HeadConfig,
 } from '../lib/facets/classifier-model.js';
 import { argmax, predictionLine, reportJson, softmaxRow } from '../lib/facets/evaluation.js';
-import { openClassifierInputs } from '../lib/facets/classifier-inputs.js';
+import { openClassifierInputs, type StnSettings } from '../lib/facets/classifier-inputs.js';
 import { initialTrainingState, shuffledBatches, trainLoop, type EpochLogEntry } from '../lib/train/loop.js';
 import { checkLoopOutputs, checkpointDirOf, logPathOf, loopOptions, type LoopArgs } from '../lib/train/loop-options.js';
-import { imageSide, inputSizeText, nonNegativeInt, positiveInt, positiveNumber, share } from '../lib/options.js';
+import { fraction, imageSide, inputSizeText, nonNegativeInt, positiveInt, positiveNumber, share } from '../lib/options.js';
 
 /** Prefix of the tower's own optimizer state in checkpoints (--backbone-lr other than 1). */
 const TOWER_OPTIMIZER = 'tower-optimizer/';
@@ -55,6 +57,9 @@ interface ClassifierArgs extends LoopArgs {
   'pixels-size': number;
   'input-size': string;
   'head-epochs': number;
+  stn?: string;
+  'stn-min-scale': number;
+  'stn-max-scale': number;
   width: number;
   blocks: number;
   stages: number;
@@ -85,7 +90,7 @@ export default defineCommand<Args>({
   summary: 'train a facet classifier (head on features, or a fine-tuned tower) with class weights and per-class F1',
   description: `Trains a classifier for one facet of a catalogue (--label-field: silhouette, articleType, pattern, ...), the faceting tool of "Deep Learning at GILT". The input is NDJSON or CSV with an id, the label field and, unless --features is given, an image path per record. An id repeated with the same label is used once (a warning counts them); with another label it is an error (exit 2) naming both lines, as is an id repeated in --join.
 
---mode head trains a linear or MLP head on frozen features: precomputed ones (--features x.npy with its ids NDJSON, e.g. from embed), or computed here from the images by --tower (a train-weak, train-triplet or train-classifier model), or the raw pixels of a --pixels-size crop with --tower pixels. --mode finetune trains the tower end to end with the head, from --tower (a model directory, or a family name for a fresh tower: small with --width, --blocks, --stages; resnet18, resnet34, resnet50, mobilenetv2[:ALPHA]) at --input-size (N or HxW; non-square inputs are padded, not cropped), or from a pretrained --backbone, with random crops and flips. --head-epochs N first trains the head alone with the tower frozen (in inference mode), then everything, the tower at --lr x --backbone-lr (the report's section 2.5). A family name or --backbone in --mode head gives the features of that tower untrained or pretrained (a linear probe).
+--mode head trains a linear or MLP head on frozen features: precomputed ones (--features x.npy with its ids NDJSON, e.g. from embed), or computed here from the images by --tower (a train-weak, train-triplet or train-classifier model), or the raw pixels of a --pixels-size crop with --tower pixels. --mode finetune trains the tower end to end with the head, from --tower (a model directory, or a family name for a fresh tower: small with --width, --blocks, --stages; resnet18, resnet34, resnet50, mobilenetv2[:ALPHA]) at --input-size (N or HxW; non-square inputs are padded, not cropped), or from a pretrained --backbone, with random crops and flips. --head-epochs N first trains the head alone with the tower frozen (in inference mode), then everything, the tower at --lr x --backbone-lr (the report's section 2.5). --stn SIZE puts a spatial transformer in front of the tower (GILT's "spatial transformer attachment"): the model reads images of SIZE, a small localisation net picks a box (its side between --stn-min-scale and --stn-max-scale of the image) and the tower reads that box resampled to --input-size; the transformer learns where to look from the labels (its own class evidence, pooled by its score map, is a second cross-entropy term), is saved in the model, and --predictions gives each image's box {x, y, w, h} as fractions of the image. A family name or --backbone in --mode head gives the features of that tower untrained or pretrained (a linear probe).
 
 The loss is a class-weighted cross-entropy: --class-weight balanced weighs each class by the inverse of its training frequency (n / (K n_c)), none weighs all alike, and a file of {label, weight} records (NDJSON or CSV) sets them by hand. --labels-order names the classes, one per line, in the order every output uses (probabilities, reports, confusion matrices); a label outside it is an error. Without it, classes sort by name.
 
@@ -116,6 +121,9 @@ Prints a JSON report: per-class precision, recall, F1 and support, macro and wei
     blocks: { describe: 'fresh small tower: residual blocks per stage', type: 'number', default: DEFAULT_TOWER.blocksPerStage, check: positiveInt },
     stages: { describe: 'fresh small tower: stages of the tower', type: 'number', default: DEFAULT_TOWER.stages, check: positiveInt },
     'head-epochs': { describe: 'finetune: epochs that train only the head, the tower frozen, before fine-tuning all', type: 'number', default: 0, check: nonNegativeInt },
+    stn: { describe: 'finetune: a spatial transformer in front of the tower reads images of this size (N or HxW) and crops the region it chooses to --input-size', type: 'string', check: inputSizeText },
+    'stn-min-scale': { describe: '--stn: smallest crop side, as a share of the image side', type: 'number', default: 0.2, check: fraction },
+    'stn-max-scale': { describe: '--stn: largest crop side, as a share of the image side', type: 'number', default: 1, check: fraction },
     ...backboneOptions,
     'class-weight': { describe: 'balanced (inverse frequency), none, or a file of {label, weight} records', type: 'string', default: 'balanced' },
     'labels-order': { describe: 'file with one label per line: the classes and their order in every output', type: 'string' },
@@ -160,7 +168,8 @@ Prints a JSON report: per-class precision, recall, F1 and support, macro and wei
     const head: HeadConfig = { kind: args.head, hidden: args.hidden, dropout: args.dropout, seed: args.seed };
 
     // Inputs: feature rows (given or computed by a frozen tower) or decoded images for fine-tuning.
-    const { input, featureRows, featureDim, store, inputSize, towerNet, towerRecord, fresh, missing, ...opened } = await openClassifierInputs(args, set.records, skips, io, 'train-classifier');
+    const stn: StnSettings | undefined = args.stn ? { image: parseInputSize(args.stn, '--stn'), minScale: args['stn-min-scale'], maxScale: args['stn-max-scale'], classes: labels.length } : undefined;
+    const { input, featureRows, featureDim, store, inputSize, towerNet, towerRecord, fresh, missing, ...opened } = await openClassifierInputs(args, set.records, skips, io, 'train-classifier', stn);
     const samples: Sample[] = opened.samples.map((s) => ({ ...s, split: 'train' }));
     writeSkipSummary(skips, io, 'train-classifier');
     if (samples.length === 0) throw new UsageError(`no usable record (${set.records.length} labelled, ${skips.total} corrupt images)`, { file: args.input });
@@ -181,6 +190,10 @@ Prints a JSON report: per-class precision, recall, F1 and support, macro and wei
       ? buildImageClassifier(towerNet!, labels.length, head)
       : buildFeatureClassifier(featureDim, labels.length, head);
     const logitsNet = logitsModel(model);
+    // With --stn the loss adds the same cross-entropy on the transformer's class evidence, which trains where it looks.
+    const evidence = stn ? stnParts(model).evidence : null;
+    const trainingNet = evidence ? tf.model({ inputs: model.inputs, outputs: [logitsNet.outputs[0], evidence] }) : logitsNet;
+    const boxesNet = stn ? transformModel(model) : null;
     // Head-then-fine-tune (report 2.5): the head alone for --head-epochs, then all; the tower may
     // have its own Adam at lr x --backbone-lr (Adam ignores a gradient's scale, so it needs its own).
     const headVars = headVariables(model);
@@ -192,7 +205,8 @@ Prints a JSON report: per-class precision, recall, F1 and support, macro and wei
     const towerOptimizer: tf.Optimizer | null = args.mode === 'finetune' && args['backbone-lr'] !== 1 ? tf.train.adam(lr * args['backbone-lr']!) : null;
     const weightsTensor = tf.tensor1d(classWeights);
     // Fine-tuning on images: the batch's gradient from the training workers (--workers).
-    const workers = store && args.mode === 'finetune' ? trainingWorkers(backend, args.workers, io.env) : 1;
+    // The workers' step knows the class loss only: --stn trains in this thread.
+    const workers = store && args.mode === 'finetune' && !stn ? trainingWorkers(backend, args.workers, io.env) : 1;
     const parallel = workers > 1 ? await openClassifierParallel(model, store!, classWeights, workers) : null;
 
     const inputBatch = (part: Sample[], random?: Parameters<typeof batchPixels>[3]): tf.Tensor => {
@@ -213,12 +227,33 @@ Prints a JSON report: per-class precision, recall, F1 and support, macro and wei
       return out;
     };
 
+    /**
+     * The transformer's crop of each image as fractions {x, y, w, h} of the stored image (the photo
+     * itself when its aspect is the input's): the model sees the centre crop of the stored image.
+     */
+    const boxesOf = async (part: Sample[]): Promise<Array<Record<string, number>>> => {
+      const boxes: Array<Record<string, number>> = [];
+      const { height, width } = inputSides(inputSize);
+      const storedH = store!.storedSize;
+      const storedW = store!.storedWidth ?? store!.storedSize;
+      const [x0, y0] = [(storedW - width) >> 1, (storedH - height) >> 1];
+      const stored = (b: { x: number; y: number; w: number; h: number }) => ({ x: (b.x * width + x0) / storedW, y: (b.y * height + y0) / storedH, w: (b.w * width) / storedW, h: (b.h * height) / storedH });
+      for (let start = 0; start < part.length; start += 128) {
+        const x = inputBatch(part.slice(start, start + 128));
+        const t = await takeValues(boxesNet!.predict(x) as tf.Tensor);
+        x.dispose();
+        for (let i = 0; i < t.length; i += 4) boxes.push(Object.fromEntries(Object.entries(stored(transformBox(t[i], t[i + 1], t[i + 2], t[i + 3]))).map(([k, v]) => [k, Number(v.toFixed(4))])));
+      }
+      return boxes;
+    };
+
     const fingerprint = JSON.stringify({
       labels, field: args['label-field'], weightField: weightField ?? null, mode: args.mode, input, head, featureDim, inputSize, tower: args.tower ?? null, layer: args['tower-layer'],
       weights: Array.from(classWeights), lr, batch: args.batch, split: [args['test-fraction'], args['val-fraction']], n: [bySplit.train.length, bySplit.val.length, bySplit.test.length],
       // Only when set, so round-1 checkpoints keep their fingerprint.
       ...(fresh && args.tower !== 'small' ? { towerRecord } : {}),
       ...(args['head-epochs'] || args['backbone-lr'] !== 1 || args['freeze-bn'] ? { schedule: [args['head-epochs'], args['backbone-lr'], args['freeze-bn']] } : {}),
+      ...(stn ? { stn } : {}),
     });
     const optimizers: Array<[tf.Optimizer, string]> = [[optimizer, 'optimizer/'], ...(towerOptimizer ? [[towerOptimizer, TOWER_OPTIMIZER] as [tf.Optimizer, string]] : [])];
     const { state, best } = await startOrResume({
@@ -238,7 +273,7 @@ Prints a JSON report: per-class precision, recall, F1 and support, macro and wei
         const w = weightsOf(part);
         const { value, grads } = parallel
           ? await classifierGradients(parallel, onlyHead ? headVars : allVars, { slots: part.map((s) => s.slot), crops: drawCrops(store!, part.length, inputSize, random), labels: part.map((s) => s.record.classIndex), sampleWeights: weightField ? part.map((p) => sampleWeight.get(p.record.id)!) : undefined, classWeights }, { inputSize, training })
-          : tf.variableGrads(() => weightedCrossEntropy(logitsNet.apply(x!, { training }) as tf.Tensor2D, y, weightsTensor, w), onlyHead ? headVars : allVars);
+          : tf.variableGrads(() => tf.addN([trainingNet.apply(x!, { training })].flat().map((logits) => weightedCrossEntropy(logits as tf.Tensor2D, y, weightsTensor, w))) as tf.Scalar, onlyHead ? headVars : allVars);
         if (towerOptimizer && !onlyHead) {
           const towerGrads: tf.NamedTensorMap = {};
           for (const name of Object.keys(grads)) {
@@ -276,6 +311,7 @@ Prints a JSON report: per-class precision, recall, F1 and support, macro and wei
       for (const split of ['train', 'val', 'test'] as const) {
         const part = bySplit[split];
         const logits = await logitsOf(part);
+        const boxes = boxesNet ? await boxesOf(part) : null;
         const truth = part.map((s) => s.record.classIndex);
         const predicted = truth.map((_, i) => argmax(logits, i * labels.length, labels.length));
         reports[split] = reportJson(multiClassReport(truth, predicted, labels));
@@ -284,7 +320,8 @@ Prints a JSON report: per-class precision, recall, F1 and support, macro and wei
           part.forEach((s, i) => {
             const image = s.record.record[args['image-field']];
             const recorded = typeof image === 'string' && image !== '' ? { image: recordedImagePath(image, s.record.file) } : {};
-            text += predictionLine({ id: s.record.id, ...recorded, split, truth: s.record.label, label: labels[predicted[i]] }, labels, softmaxRow(logits.subarray(i * labels.length, (i + 1) * labels.length))) + '\n';
+            const box = boxes ? { box: boxes[i] } : {};
+            text += predictionLine({ id: s.record.id, ...recorded, split, truth: s.record.label, label: labels[predicted[i]], ...box }, labels, softmaxRow(logits.subarray(i * labels.length, (i + 1) * labels.length))) + '\n';
           });
           if (!predictionsOut.stream.write(text)) await new Promise((r) => predictionsOut.stream.once('drain', r));
         }
@@ -299,6 +336,7 @@ Prints a JSON report: per-class precision, recall, F1 and support, macro and wei
       kind: CLASSIFIER_MODEL_KIND, labels, labelField: args['label-field'], input, mode: args.mode, head,
       inputDim: input === 'features' ? featureDim : inputSides(inputSize).height, classWeights: Array.from(classWeights),
       ...(towerRecord ? { tower: towerRecord, towerLayer: args['tower-layer'] } : {}),
+      ...(stn ? { stn: { input: stn.image, minScale: stn.minScale, maxScale: stn.maxScale } } : {}),
       log: state.log, bestEpoch: state.bestEpoch,
     };
     // A head trained on features from a tower is saved with the tower in front: classify then reads images.
@@ -326,6 +364,8 @@ Prints a JSON report: per-class precision, recall, F1 and support, macro and wei
 });
 
 function checkArgs(args: Args): void {
+  if (args.stn !== undefined && args.mode !== 'finetune') throw new UsageError('the transformer trains with the tower: use --mode finetune', { field: '--stn' });
+  if (args['stn-min-scale'] > args['stn-max-scale']) throw new UsageError(`${args['stn-min-scale']} is above --stn-max-scale ${args['stn-max-scale']}`, { field: '--stn-min-scale' });
   if (args['test-fraction'] + args['val-fraction'] >= 1) throw new UsageError('test and validation fractions leave nothing to train on', { field: '--test-fraction' });
   if (args['class-weight'] !== 'balanced' && args['class-weight'] !== 'none' && !existsSync(args['class-weight'])) {
     throw new UsageError(`expected balanced, none or a file of {label, weight} records; '${args['class-weight']}' is neither`, { field: '--class-weight' });

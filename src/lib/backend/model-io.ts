@@ -9,6 +9,7 @@ import { UsageError } from '../command.js';
 import { atomicDirectory, checkReplaceableDirOutput, type OutputGroup } from '../io/atomic.js';
 // Registers the custom layers a saved model may name, in every thread that loads models.
 import '../models/attention/branch.js';
+import '../models/attention/stn.js';
 import '../models/type-attention.js';
 
 export const MODEL_JSON = 'model.json';

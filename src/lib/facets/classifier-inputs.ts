@@ -11,6 +11,8 @@ import { computeFeatures, modelPredictor, resizeModeOf } from '../models/image-f
 import { isTowerName, modelInputSize, parseInputSize } from '../models/towers/index.js';
 import { openTower, towerSpecFor, type BackboneArgs, type TowerRecord } from '../train/tower-options.js';
 import { startProgress } from '../progress.js';
+import { withSpatialTransformer } from '../models/attention/stn.js';
+import type { InputSize } from '../models/towers/spec.js';
 import { towerFeatures, type ClassifierMetadata } from './classifier-model.js';
 import { decodeImageStore, imageRecordOf } from './inputs.js';
 import type { LabelledRecord } from './labels.js';
@@ -31,6 +33,15 @@ export interface ClassifierInputArgs extends BackboneArgs {
   blocks: number;
   stages: number;
   seed: number;
+}
+
+/** A spatial transformer in front of the fine-tuned tower: it reads images of `image` and crops them to the tower's input. */
+export interface StnSettings {
+  image: InputSize;
+  minScale: number;
+  maxScale: number;
+  /** Classes of the localisation net's class evidence. */
+  classes: number;
 }
 
 /** A labelled record and where its input is: its feature row, or its index in the image store. */
@@ -63,6 +74,7 @@ export async function openClassifierInputs(
   skips: SkipCounter,
   io: { stderr: NodeJS.WritableStream },
   command: string,
+  stn?: StnSettings,
 ): Promise<ClassifierInputs> {
   let featureRows: Float32Array | null = null;
   let featureDim = 0;
@@ -144,6 +156,11 @@ export async function openClassifierInputs(
     } else {
       if (args['tower-layer'] !== 'pooled') throw new UsageError('a fresh tower or backbone has only pooled features', { field: '--tower-layer' });
       towerNet = await openFresh();
+    }
+    if (stn) {
+      // A small localisation net (8 then 16 filters): it only has to find where to look.
+      towerNet = withSpatialTransformer(towerNet, stn.image, { minScale: stn.minScale, maxScale: stn.maxScale, filters: 8, seed: args.seed + 900, classes: stn.classes });
+      inputSize = compactInput(stn.image);
     }
     input = 'image';
     const progress = startProgress(io.stderr, { label: 'decoding' });

@@ -16,5 +16,6 @@ export type { CatalogueEntry, ClassRow, ClassifierEvaluation, FalseNegativeRecor
 export { SECTION_IDS, buildReportPage, escapeHtml } from './page.js';
 export type { ImageSource, ReportContent, RetrievalExample } from './page.js';
 export { retrievalExamples, spreadSample } from './select.js';
+export { readAttention, type AttentionRecord, type CropBox } from './attention.js';
 export { IMAGE_DIR, REPORT_MANIFEST, imagesOf, writeReport } from './write.js';
 export type { ReportSummary, ReportWriteOptions } from './write.js';

@@ -4,6 +4,7 @@
 // Everything that comes from input files is escaped; a section with no input is left out.
 import { PALETTE, renderChartSvg, type Series } from '../plot/chart.js';
 import type { ClassifierEvaluation, FalseNegativeRecord, RetrievalRun, RiseRecord, TrainingLog, TsnePoint } from './inputs.js';
+import { ATTENTION_STYLE, attentionFigures, type AttentionRecord } from './attention.js';
 
 /** A retrieval example: the query and its top neighbours, each marked correct when it shows the query's item. */
 export interface RetrievalExample {
@@ -21,13 +22,14 @@ export interface ReportContent {
   retrieval?: { runs: RetrievalRun[]; examples: RetrievalExample[] };
   training?: TrainingLog[];
   rise?: { records: RiseRecord[] };
+  attention?: { records: AttentionRecord[] };
   tsne?: { points: TsnePoint[]; total: number };
 }
 
 /** Maps a source image path to its src in the report directory (null: not available). */
 export type ImageSource = (path: string | null) => string | null;
 
-export const SECTION_IDS = ['classification', 'false-negatives', 'retrieval', 'training', 'rise', 'tsne'] as const;
+export const SECTION_IDS = ['classification', 'false-negatives', 'retrieval', 'training', 'rise', 'attention', 'tsne'] as const;
 
 const SECTION_TITLES: Record<(typeof SECTION_IDS)[number], string> = {
   classification: 'Per-class F1 and confusion matrix',
@@ -35,6 +37,7 @@ const SECTION_TITLES: Record<(typeof SECTION_IDS)[number], string> = {
   retrieval: 'Retrieval',
   training: 'Training curves',
   rise: 'RISE explanations',
+  attention: 'Attention crops',
   tsne: 't-SNE map',
 };
 
@@ -257,6 +260,11 @@ function riseSection(content: NonNullable<ReportContent['rise']>, src: ImageSour
   return section('rise', `<p class="summary">Each photo beside its RISE saliency map (red: the pixels that most raise the score when kept).</p><div class="grid rise">\n${pairs}\n</div>`);
 }
 
+function attentionSection(content: NonNullable<ReportContent['attention']>, src: ImageSource): string {
+  const figures = attentionFigures(content.records, (path, alt) => image(src, path, alt), escapeHtml);
+  return section('attention', `<p class="summary">Each photo with the crops the spatial transformer chose (numbered by attention step), and what the model predicted.</p><div class="grid attention">\n${figures}\n</div>`);
+}
+
 function tsneSection(content: NonNullable<ReportContent['tsne']>, src: ImageSource): string {
   const { points } = content;
   let minX = Infinity, maxX = -Infinity, minY = Infinity, maxY = -Infinity;
@@ -345,6 +353,7 @@ export function buildReportPage(content: ReportContent, src: ImageSource): strin
   if (content.retrieval && (content.retrieval.runs.length || content.retrieval.examples.length)) sections.push(['retrieval', retrievalSection(content.retrieval, src)]);
   if (content.training && content.training.some((l) => l.epochs.length)) sections.push(['training', trainingSection(content.training.filter((l) => l.epochs.length))]);
   if (content.rise && content.rise.records.length) sections.push(['rise', riseSection(content.rise, src)]);
+  if (content.attention && content.attention.records.length) sections.push(['attention', attentionSection(content.attention, src)]);
   if (content.tsne && content.tsne.points.length) sections.push(['tsne', tsneSection(content.tsne, src)]);
   const nav = sections.map(([id]) => `<li><a href="#${id}">${escapeHtml(SECTION_TITLES[id])}</a></li>`).join('');
   const inputs = content.inputs.map((i) => `<li>${escapeHtml(i.what)}: <code>${escapeHtml(i.path)}</code></li>`).join('');
@@ -355,7 +364,7 @@ export function buildReportPage(content: ReportContent, src: ImageSource): strin
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <meta http-equiv="Content-Security-Policy" content="default-src 'none'; img-src 'self' data:; style-src 'unsafe-inline'; script-src 'unsafe-inline'">
 <title>${escapeHtml(content.title)}</title>
-<style>${STYLE}</style>
+<style>${STYLE}${ATTENTION_STYLE}</style>
 </head>
 <body>
 <header><h1>${escapeHtml(content.title)}</h1>
