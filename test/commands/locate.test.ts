@@ -32,13 +32,13 @@ test('located boxes overlap the true ones on held-out scenes; locate writes one 
   const model = join(dir, 'locate.model');
   const trained = await runAtelier([
     'train-locate', '-i', training, '--image-size', '64', '--input-size', '24', '--stages', '3', '--width', '8',
-    '--lr', '0.005', '--box-weight', '4', '--epochs', '6', '--patience', '6', '--val-fraction', '0', '-o', model,
+    '--lr', '0.01', '--batch', '4', '--box-weight', '4', '--epochs', '10', '--patience', '10', '--val-fraction', '0', '-o', model,
   ], { timeoutMs: 220_000 });
   assert.equal(trained.code, 0, trained.stderr);
   const report = JSON.parse(trained.stdout) as { test: { images: number; meanIoU: number } };
   assert.ok(report.test.images >= 30, `test images ${report.test.images}`);
   // A fixed box at the centre covering a quarter of the frame scores mean IoU ~0.1 on these scenes.
-  assert.ok(report.test.meanIoU >= 0.4, `held-out mean IoU ${report.test.meanIoU}`);
+  assert.ok(report.test.meanIoU >= 0.45, `held-out mean IoU ${report.test.meanIoU}`);
 
   const located = await runAtelier(['locate', '-m', model, '-i', unseen]);
   assert.equal(located.code, 0, located.stderr);

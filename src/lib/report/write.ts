@@ -33,6 +33,7 @@ export function imagesOf(content: ReportContent): string[] {
     e.neighbors.forEach((n) => paths.push(n.image));
   });
   content.rise?.records.forEach((r) => paths.push(r.image, r.overlay));
+  content.boxes?.records.forEach((r) => paths.push(r.image));
   content.tsne?.points.forEach((p) => paths.push(p.image));
   return paths.filter((p): p is string => p !== null);
 }
