@@ -1,11 +1,11 @@
 // bench/train-locate: seconds per training step of the GILT/TiefVision locator (src/lib/models/locate.ts)
 // as train-locate runs it (draw labelled windows, crop and resize them from the photos, tower + head,
 // the cross-entropy + smooth-L1 loss, backward, Adam) on WASM in one thread, against the same
-// architecture in PyTorch (bench/train_locate_torch.py: the weak bench's small tower, windows cut
+// architecture in PyTorch with 2 and 1 threads (bench/train_locate_torch.py: the weak bench's small tower, windows cut
 // with affine_grid/grid_sample) in the same run. Random photos and boxes; warm-up steps are not timed.
 // Settings: test (the test's and the demo's: 64-px photos, 24-px patches, width 8, 3 stages, 4 photos
 // x 8 windows) and large (96-px photos, 48-px patches, width 16, 4 stages, 16 x 8).
-// Usage: node dist/bench/train-locate.js [--settings test,large] [--seconds 5] [--skip-torch] [--out bench/out/train-locate.json]
+// Usage: node dist/bench/train-locate.js [--settings test,large] [--seconds 5] [--torch-threads 2,1] [--skip-torch] [--out bench/out/train-locate.json]
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { tf } from '../src/lib/backend/tf.js';
@@ -22,6 +22,8 @@ const SETTINGS: Record<string, Setting> = {
 };
 const settings = pickSettings(flag('settings', 'test,large'), SETTINGS);
 const seconds = Number(flag('seconds', '5'));
+// On a busy 2-core machine PyTorch's 2 threads wait on each other: it runs with each count listed.
+const torchThreads = flag('torch-threads', '2,1').split(',').map(Number);
 const out = flag('out', join(outDir, 'train-locate.json'));
 
 interface Row { setting: string; engine: string; secondsPerStep?: number; steps?: number; note?: string }
@@ -57,8 +59,8 @@ async function tfjsStep(s: Setting): Promise<Row> {
   return { setting: s.name, engine: 'tfjs wasm (1 thread)', secondsPerStep: elapsed / steps, steps };
 }
 
-function torchStep(s: Setting): Row {
-  const args = ['--image', s.image, '--patch', s.patch, '--width', s.width, '--stages', s.stages, '--photos', s.photos, '--windows', s.windows, '--seconds', seconds].map(String);
+function torchStep(s: Setting, threads: number): Row {
+  const args = ['--threads', threads, '--image', s.image, '--patch', s.patch, '--width', s.width, '--stages', s.stages, '--photos', s.photos, '--windows', s.windows, '--seconds', seconds].map(String);
   const run = spawnSync(PYTHON, [join(repoRoot, 'bench', 'train_locate_torch.py'), ...args], { encoding: 'utf8' });
   if (run.error || run.status !== 0) return { setting: s.name, engine: 'pytorch', note: `skipped: ${(run.stderr || run.stdout || String(run.error)).trim().split('\n').pop()}` };
   const result = JSON.parse(run.stdout) as { secondsPerStep: number; steps: number; torch: string; threads: number };
@@ -70,7 +72,7 @@ const before = loadAverage();
 const rows: Row[] = [];
 for (const s of settings) {
   rows.push(await tfjsStep(s));
-  if (!hasFlag('skip-torch')) rows.push(torchStep(s));
+  if (!hasFlag('skip-torch')) for (const threads of torchThreads) rows.push(torchStep(s, threads));
   const windows = s.photos * s.windows;
   for (const r of rows.filter((row) => row.setting === s.name)) {
     process.stdout.write(`${s.name}\t${s.image}px photos, ${s.patch}px patches, width ${s.width}, ${s.stages} stages, ${windows} windows\t${r.engine}\t${r.secondsPerStep === undefined ? r.note : `${(1000 * r.secondsPerStep).toFixed(1)} ms/step, ${(windows / r.secondsPerStep).toFixed(0)} windows/s (${r.steps} steps)`}\n`);
