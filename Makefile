@@ -83,7 +83,7 @@ gpu-check: build
 # crawl the fixture shop over HTTP -> weak features -> tags, embeddings -> retrieval; sales ->
 # teacher -> SizeNet student -> day-one advice -> RISE explanations.
 DEMO_TOWER := --input-size 32 --width 16
-LOCATE_TOWER := --image-size 64 --input-size 24 --stages 3 --width 8 --lr 0.005 --box-weight 4
+LOCATE_TOWER := --image-size 64 --input-size 24 --stages 3 --width 8 --lr 0.01 --batch 4 --box-weight 4
 # A fixed port: crawled records are keyed by URL, so the same port gives the same split and model on every run.
 DEMO_PORT ?= 8765
 demo: build fixtures
@@ -123,7 +123,7 @@ demo: build fixtures
 	  --compare $(DEMO)/retrieval.json --plot $(DEMO)/topk-triplet.png -o $(DEMO)/retrieval-triplet.json
 	@echo "== GILT/TiefVision: locate the garment (patch classifier + box regression), then retrieve on the located crops"
 	$(NODE) dist/fixtures/generate.js --scenes varied --products 100 --out $(DEMO)/scenes
-	$(ATELIER) train-locate -i $(DEMO)/scenes/scenes.ndjson $(LOCATE_TOWER) --epochs 5 -o $(DEMO)/locate.model > $(DEMO)/locate.json
+	$(ATELIER) train-locate -i $(DEMO)/scenes/scenes.ndjson $(LOCATE_TOWER) --epochs 10 -o $(DEMO)/locate.model > $(DEMO)/locate.json
 	$(ATELIER) locate -m $(DEMO)/locate.model -i $(DEMO)/scenes/scenes.ndjson > $(DEMO)/boxes.ndjson
 	$(ATELIER) embed -m pixels -i $(DEMO)/scenes/scenes.ndjson --crop $(DEMO)/boxes.ndjson -o $(DEMO)/crops.npy
 	$(ATELIER) embed -m pixels -i $(DEMO)/scenes/scenes.ndjson -o $(DEMO)/scenes-full.npy
@@ -172,7 +172,7 @@ report: build
 	$(ATELIER) tsne $(DEMO)/images.npy --sample 1000 --labels $(FIXTURES)/images.ndjson --label-field colour --png $(DEMO)/tsne.png -o $(DEMO)/tsne.ndjson
 	$(ATELIER) report -o $(DEMO)/report --attention $(DEMO)/attention.predictions.ndjson --classifier $(DEMO)/silhouette.eval.json --false-negatives $(DEMO)/silhouette.false-negatives.ndjson \
 	  --retrieval $(DEMO)/retrieval.json $(DEMO)/retrieval-triplet.json --knn $(DEMO)/knn.ndjson --images $(FIXTURES)/images.ndjson \
-	  --tsne $(DEMO)/tsne.ndjson --rise $(DEMO)/rise.ndjson --train-log $(DEMO)/weak.model.log.json $(DEMO)/triplet.model.log.json $(DEMO)/size-images.model.log.json 
+	  --tsne $(DEMO)/tsne.ndjson --rise $(DEMO)/rise.ndjson --boxes $(DEMO)/boxes.ndjson --train-log $(DEMO)/weak.model.log.json $(DEMO)/triplet.model.log.json $(DEMO)/size-images.model.log.json 
 
 # GILT's loop on the demo's silhouette model: a labels database from its outputs (make review-db),
 # the app to fix wrong tags (make review), then export, retrain, evaluate, import (make retrain ROUND=2).

@@ -6,7 +6,9 @@ import {
   readCatalogue,
   readClassifierEvaluation,
   readFalseNegatives,
+  imageSize,
   readKnn,
+  readLocatedBoxes,
   readRetrievalRun,
   readRise,
   readAttention,
@@ -40,6 +42,8 @@ interface Args {
   'rise-max': number;
   attention?: string;
   'attention-max': number;
+  boxes?: string;
+  'boxes-max': number;
   tsne?: string;
   'tsne-max': number;
   'train-log': string[];
@@ -56,6 +60,7 @@ function checkPaths(args: Args): void {
     ['--images', args.images],
     ['--rise', args.rise],
     ['--attention', args.attention],
+    ['--boxes', args.boxes],
     ['--tsne', args.tsne],
     ...args.retrieval.map((p): [string, string] => ['--retrieval', p]),
     ...args['train-log'].map((p): [string, string] => ['--train-log', p]),
@@ -63,7 +68,7 @@ function checkPaths(args: Args): void {
   for (const [flag, path] of inputs) if (path !== undefined && isStdio(path)) throw new UsageError('the report reads files, not stdin', { field: flag });
   if (isStdio(args.out)) throw new UsageError('the report is a directory, not a stream', { field: '--out' });
   if (!inputs.some(([, path]) => path !== undefined)) {
-    throw new UsageError('nothing to report: give at least one of --classifier, --false-negatives, --retrieval, --knn, --rise, --attention, --tsne, --train-log');
+    throw new UsageError('nothing to report: give at least one of --classifier, --false-negatives, --retrieval, --knn, --rise, --attention, --boxes, --tsne, --train-log');
   }
 }
 
@@ -78,6 +83,7 @@ export default defineCommand<Args>({
 - training curves: loss and validation metrics per epoch from training logs (--train-log: <model>.log.json of train-weak or train-sizenet, or a JSON object with a "log" array);
 - RISE: each photo beside its saliency overlay and the model's score (P(size issue) for a sizenet model) from rise's NDJSON run with --overlay;
 - attention crops: each photo with the crops a spatial transformer chose drawn on it, numbered by step, and the predicted labels (--attention: the --predictions of train-attention or of train-classifier --stn);
+- located garments: each photo with the box locate found drawn over it, and its score (--boxes, locate's NDJSON);
 - t-SNE map: thumbnails at their tsne coordinates (--tsne), framed by label colour.
 
 Image paths in any input are taken from the current directory when the file is there, else from the directory of the file that names them. Unreadable images are shown as grey boxes and counted on stderr. The directory is written under a temporary name and renamed into place; an existing --out is replaced only when it is an earlier report. Prints the path of index.html on stdout.`,
@@ -99,6 +105,8 @@ Image paths in any input are taken from the current directory when the file is t
     'rise-max': { describe: 'RISE pairs shown', type: 'number', default: 24, check: positiveInt },
     attention: { describe: 'predictions NDJSON with attention crops: train-attention {id, image, boxes} or train-classifier --stn {id, image, box}', type: 'string' },
     'attention-max': { describe: 'images with attention crops shown (the first ones of the test split when there is one)', type: 'number', default: 24, check: positiveInt },
+    boxes: { describe: 'locate output NDJSON {id, image, x, y, w, h, score}: boxes drawn on their images', type: 'string' },
+    'boxes-max': { describe: 'located boxes shown (spread over the file)', type: 'number', default: 24, check: positiveInt },
     tsne: { describe: 'tsne output NDJSON {id, x, y, label?, image?}', type: 'string' },
     'tsne-max': { describe: 'points drawn on the t-SNE map (spread over the file)', type: 'number', default: 1000, check: positiveInt },
     'train-log': { describe: 'training logs (<model>.log.json) to plot', type: 'array', string: true, default: [] },
@@ -107,6 +115,7 @@ Image paths in any input are taken from the current directory when the file is t
   examples: [
     ['atelier report -o out/report --classifier eval.json --false-negatives fn.ndjson', 'the F1 view and the false negatives view of a facet model'],
     ['atelier report -o out/report --retrieval trained.json pixels.json --knn knn.ndjson --images fixtures/out/images.ndjson', 'retrieval curves and examples'],
+    ['atelier locate -m locate.model -i scenes.ndjson > boxes.ndjson && atelier report -o out/report --boxes boxes.ndjson', 'located garment boxes drawn on the photos'],
     ['atelier report -o out/report --tsne map.ndjson --rise rise.ndjson --train-log weak.model.log.json', 't-SNE map, RISE overlays and training curves'],
   ],
   async run(args, io) {
@@ -168,6 +177,16 @@ Image paths in any input are taken from the current directory when the file is t
       const test = records.filter((r) => r.split === 'test');
       content.attention = { records: (test.length ? test : records).slice(0, args['attention-max']) };
       noted('attention crops', args.attention);
+    }
+    if (args.boxes) {
+      const all = await readLocatedBoxes(args.boxes);
+      const records = [];
+      for (const r of spreadSample(all, args['boxes-max'])) {
+        const image = imageOf(r.id, r.image);
+        records.push({ ...r, image, size: await imageSize(image) });
+      }
+      content.boxes = { records, total: all.length };
+      noted('located boxes', args.boxes);
     }
     if (args.tsne) {
       const points = (await readTsne(args.tsne)).map((p) => ({ ...p, image: imageOf(p.id, p.image) }));

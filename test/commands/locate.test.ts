@@ -13,32 +13,39 @@ let dir: string;
 let training: string;
 let unseen: string;
 let small: string;
+let smallTraining: string;
 
 beforeAll(async () => {
   dir = scratchDir();
   await generateScenes({ out: join(dir, 'train'), seed: 3, products: 120, variant: 'varied' });
   await generateScenes({ out: join(dir, 'unseen'), seed: 4, products: 30, variant: 'varied' });
   await generateScenes({ out: join(dir, 'small'), seed: 5, products: 100, variant: 'small' });
+  await generateScenes({ out: join(dir, 'small-train'), seed: 6, products: 120, variant: 'small' });
   training = join(dir, 'train', 'scenes.ndjson');
   unseen = join(dir, 'unseen', 'scenes.ndjson');
   small = join(dir, 'small', 'scenes.ndjson');
+  smallTraining = join(dir, 'small-train', 'scenes.ndjson');
 });
 
 function topOne(stdout: string): number {
-  return (JSON.parse(stdout) as { topk: Record<string, number> }).topk['1'];
+  return topK(stdout, 1);
+}
+
+function topK(stdout: string, k: number): number {
+  return (JSON.parse(stdout) as { topk: Record<string, number> }).topk[String(k)];
 }
 
 test('located boxes overlap the true ones on held-out scenes; locate writes one box per image in pixels', { timeout: 240_000 }, async () => {
   const model = join(dir, 'locate.model');
   const trained = await runAtelier([
     'train-locate', '-i', training, '--image-size', '64', '--input-size', '24', '--stages', '3', '--width', '8',
-    '--lr', '0.005', '--box-weight', '4', '--epochs', '6', '--patience', '6', '--val-fraction', '0', '-o', model,
+    '--lr', '0.01', '--batch', '4', '--box-weight', '4', '--epochs', '10', '--patience', '10', '--val-fraction', '0', '-o', model,
   ], { timeoutMs: 220_000 });
   assert.equal(trained.code, 0, trained.stderr);
   const report = JSON.parse(trained.stdout) as { test: { images: number; meanIoU: number } };
   assert.ok(report.test.images >= 30, `test images ${report.test.images}`);
   // A fixed box at the centre covering a quarter of the frame scores mean IoU ~0.1 on these scenes.
-  assert.ok(report.test.meanIoU >= 0.4, `held-out mean IoU ${report.test.meanIoU}`);
+  assert.ok(report.test.meanIoU >= 0.45, `held-out mean IoU ${report.test.meanIoU}`);
 
   const located = await runAtelier(['locate', '-m', model, '-i', unseen]);
   assert.equal(located.code, 0, located.stderr);
@@ -70,6 +77,31 @@ test('small off-centre garments: retrieval on the garment crops beats the whole 
   // 100 items: chance top-1 is 0.01; whole photos are ranked by their backdrops.
   assert.ok(b >= a + 0.3, `top-1 on garment crops ${b} vs whole photos ${a}: at least 0.3 better`);
 });
+test('small off-centre garments: retrieval on the crops locate finds beats the whole photos by 0.1 top-5', { timeout: 240_000 }, async () => {
+  // A locator trained on small scenes of other products (seed 6) finds the garments of the retrieval set (seed 5);
+  // windows are cut from the 96-px photos themselves: at 64 px a small garment's window is 12-17 px.
+  const model = join(dir, 'locate-small.model');
+  const trained = await runAtelier([
+    'train-locate', '-i', smallTraining, '--image-size', '96', '--input-size', '24', '--stages', '3', '--width', '8',
+    '--lr', '0.01', '--batch', '4', '--box-weight', '4', '--epochs', '10', '--patience', '10', '--val-fraction', '0', '-o', model,
+  ], { timeoutMs: 220_000 });
+  assert.equal(trained.code, 0, trained.stderr);
+  const boxes = join(dir, 'small-boxes.ndjson');
+  const located = await runAtelier(['locate', '-m', model, '-i', small, '-o', boxes]);
+  assert.equal(located.code, 0, located.stderr);
+  const crops = await runAtelier(['embed', '-m', 'pixels', '-i', small, '--crop', boxes, '-o', join(dir, 'located-crops.npy')]);
+  assert.equal(crops.code, 0, crops.stderr);
+  const full = await runAtelier(['embed', '-m', 'pixels', '-i', small, '-o', join(dir, 'whole.npy')]);
+  assert.equal(full.code, 0, full.stderr);
+  const onFull = await runAtelier(['eval-retrieval', '-p', small, '-e', join(dir, 'whole.npy')]);
+  const onCrops = await runAtelier(['eval-retrieval', '-p', small, '-e', join(dir, 'located-crops.npy')]);
+  assert.equal(onCrops.code, 0, onCrops.stderr);
+  for (const k of [1, 10, 20]) assert.ok(topK(onCrops.stdout, k) >= topK(onFull.stdout, k), `top-${k} on located crops ${topK(onCrops.stdout, k)} vs whole photos ${topK(onFull.stdout, k)}`);
+  // 100 items: chance top-5 is 0.05; measured 0.22 on located crops vs 0.02 on the whole photos.
+  const [a, b] = [topK(onFull.stdout, 5), topK(onCrops.stdout, 5)];
+  assert.ok(b >= a + 0.1, `top-5 on located crops ${b} vs whole photos ${a}: at least 0.1 better (${located.stderr.trim().split('\n').pop()})`);
+});
+
 test('boxes: a missing or non-positive side is a one-line exit-2 error naming the line and field', async () => {
   const bad = join(dir, 'bad-boxes.ndjson');
   writeFileSync(bad, '{"id":"p0001-1","x":1,"y":2,"w":3,"h":4}\n{"id":"p0001-2","x":1,"y":2,"w":0,"h":4}\n');

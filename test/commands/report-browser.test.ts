@@ -7,6 +7,7 @@ import { existsSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
+import sharp from 'sharp';
 import { parseNdjson, runAtelier, scratchDir } from '../helpers.js';
 import { fixtureCatalogue } from '../fixture-catalogue.js';
 import { makeReportInputs } from './report-fixture.js';
@@ -167,6 +168,60 @@ test('a demo-like report shows every false-negative picture: a catalogue of rela
     assert.equal(shown.length, missed.length);
     assert.ok(shown.every((w) => w > 0), 'every false-negative picture loads');
     assert.equal(await page.locator('.missing').count(), 0, 'no placeholder on the page');
+  } finally {
+    await browser.close();
+  }
+});
+
+test('located boxes are drawn over their photos at the place and size locate gave, square or not', { timeout: 120_000 }, async (t) => {
+  const dir = scratchDir('atelier-report-boxes-');
+  // A wide photo with a grey square at a known place, and a tall one: a box drawn in the wrong axis or scale shows here.
+  const wide = join(dir, 'wide.png');
+  const tall = join(dir, 'tall.png');
+  await sharp({ create: { width: 200, height: 100, channels: 3, background: '#fff' } }).composite([{ input: { create: { width: 50, height: 50, channels: 3, background: '#888' } }, left: 120, top: 30 }]).png().toFile(wide);
+  await sharp({ create: { width: 60, height: 180, channels: 3, background: '#fff' } }).png().toFile(tall);
+  const truth = [
+    { id: 'wide', image: wide, x: 120, y: 30, w: 50, h: 50, score: 0.93 },
+    { id: 'tall', image: tall, x: 6, y: 90, w: 30, h: 72, score: 0.5 },
+  ];
+  const boxes = join(dir, 'boxes.ndjson');
+  writeFileSync(boxes, truth.map((b) => JSON.stringify(b)).join('\n') + '\n');
+  const out = join(dir, 'report');
+  const built = await runAtelier(['report', '-o', out, '--boxes', boxes]);
+  assert.equal(built.code, 0, built.stderr);
+  assert.match(built.stderr, /1 sections \(boxes\), 2 images/);
+  const html = readFileSync(join(out, 'index.html'), 'utf8');
+  assert.match(html, /left:60\.00%;top:30\.00%;width:25\.00%;height:50\.00%/);
+  if (missing) {
+    await t.annotate(missing);
+    return;
+  }
+  const { chromium } = await import('playwright-core');
+  const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true });
+  try {
+    const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+    await page.goto(pathToFileURL(join(out, 'index.html')).href, { waitUntil: 'load' });
+    await page.waitForFunction(() => Array.from(document.images).every((img) => img.complete && img.naturalWidth > 0), undefined, { timeout: 20_000 });
+    const drawn = await page.$$eval('#boxes figure.located', (figures) => figures.map((f) => {
+      const img = f.querySelector('img')!.getBoundingClientRect();
+      const box = f.querySelector('.located-box')!.getBoundingClientRect();
+      return { id: f.querySelector('img')!.alt, img: [img.left, img.top, img.width, img.height], box: [box.left - img.left, box.top - img.top, box.width, box.height] };
+    }));
+    assert.equal(drawn.length, 2);
+    const sizes: Record<string, [number, number]> = { wide: [200, 100], tall: [60, 180] };
+    for (const d of drawn) {
+      const b = truth.find((r) => r.id === d.id)!;
+      const [width, height] = sizes[d.id];
+      const scale = d.img[2] / width;
+      assert.ok(Math.abs(d.img[3] / d.img[2] - height / width) < 0.02, `${d.id}: the photo keeps its aspect ratio (${d.img})`);
+      const expected = [b.x * scale, b.y * scale, b.w * scale, b.h * scale];
+      d.box.forEach((v, k) => assert.ok(Math.abs(v - expected[k]) <= 1.5, `${d.id}: box ${d.box} on the page, expected ${expected}`));
+    }
+    // The wide photo's grey square lies under its box: sample the screenshot inside the box and just outside it.
+    const shot = await page.locator('#boxes figure.located').first().locator('img').screenshot();
+    const { data, info } = await sharp(shot).raw().toBuffer({ resolveWithObject: true });
+    const at = (fx: number, fy: number) => data[(Math.floor(fy * info.height) * info.width + Math.floor(fx * info.width)) * info.channels];
+    assert.ok(at(0.725, 0.55) < 160 && at(0.5, 0.55) > 220, 'the grey square is inside the drawn box, white outside');
   } finally {
     await browser.close();
   }

@@ -28,19 +28,22 @@ export function iou(a: Box, b: Box): number {
   return inter / (a.w * a.h + b.w * b.h - inter);
 }
 
-/** Share of the window the box covers, and share of the box inside the window. */
-function overlap(window: Box, box: Box): { ofWindow: number; ofBox: number } {
+/** Share of the box inside the window. */
+function shareOfBoxInside(window: Box, box: Box): number {
   const w = Math.min(window.x + window.w, box.x + box.w) - Math.max(window.x, box.x);
   const h = Math.min(window.y + window.h, box.y + box.h) - Math.max(window.y, box.y);
-  const inter = w > 0 && h > 0 ? w * h : 0;
-  return { ofWindow: inter / (window.w * window.h), ofBox: inter / (box.w * box.h) };
+  return w > 0 && h > 0 ? (w * h) / (box.w * box.h) : 0;
 }
 
-/** A patch is foreground when it holds most of the garment or is mostly garment; background when it holds little of it. */
+/**
+ * A patch is foreground when it holds most of the garment (its box can be read from the patch),
+ * background when it holds under 30 % of it, even when it lies inside the garment: a window within
+ * the dress shows none of its edges, so its box guess would only blur the merge.
+ */
 export function patchLabel(window: Box, box: Box): 1 | 0 | null {
-  const { ofWindow, ofBox } = overlap(window, box);
-  if (ofBox >= 0.7 || ofWindow >= 0.5) return 1;
-  if (ofBox < 0.2 && ofWindow < 0.2) return 0;
+  const ofBox = shareOfBoxInside(window, box);
+  if (ofBox >= 0.7) return 1;
+  if (ofBox < 0.3) return 0;
   return null;
 }
 
@@ -60,26 +63,33 @@ export function windowToImage(window: Box, edges: ArrayLike<number>): Box {
 
 export interface TrainingPatch { window: Box; label: 1 | 0; edges: [number, number, number, number] }
 
+/** A square window near the garment (centre inside its box, side 0.6-2x its larger side) or anywhere (side 0.2-1). */
+function drawWindow(box: Box, random: Random, nearGarment: boolean): Box {
+  if (nearGarment) {
+    const side = Math.min(1, Math.max(box.w, box.h) * (0.6 + 1.4 * random.next()));
+    const cx = box.x + box.w * random.next();
+    const cy = box.y + box.h * random.next();
+    return { x: clamp(cx - side / 2, 0, 1 - side), y: clamp(cy - side / 2, 0, 1 - side), w: side, h: side };
+  }
+  const side = 0.2 + 0.8 * random.next();
+  return { x: (1 - side) * random.next(), y: (1 - side) * random.next(), w: side, h: side };
+}
+
 /**
- * `count` labelled windows of one image: half drawn around the garment (centre inside its box,
- * side 0.6-2x its size), half anywhere at the inference scales; ambiguous windows are drawn again.
+ * `count` labelled windows of one image, half foreground and half background: drawn at random,
+ * large garments gave nine foreground windows in ten and the classifier learnt to say foreground
+ * everywhere. Background windows come half from near the garment (the hard ones), half from anywhere.
  */
 export function sampleTrainingPatches(box: Box, count: number, random: Random): TrainingPatch[] {
   const out: TrainingPatch[] = [];
-  for (let tries = 0; out.length < count && tries < count * 20; tries++) {
-    let window: Box;
-    if (out.length % 2 === 0) {
-      const side = Math.min(1, Math.max(box.w, box.h) * (0.6 + 1.4 * random.next()));
-      const cx = box.x + box.w * random.next();
-      const cy = box.y + box.h * random.next();
-      window = { x: clamp(cx - side / 2, 0, 1 - side), y: clamp(cy - side / 2, 0, 1 - side), w: side, h: side };
-    } else {
-      const side = 0.2 + 0.8 * random.next();
-      window = { x: (1 - side) * random.next(), y: (1 - side) * random.next(), w: side, h: side };
+  for (let k = 0; k < count; k++) {
+    const wanted = k % 2 === 0 ? 1 : 0;
+    for (let tries = 0; tries < 50; tries++) {
+      const window = drawWindow(box, random, wanted === 1 || random.next() < 0.5);
+      if (patchLabel(window, box) !== wanted) continue;
+      out.push({ window, label: wanted, edges: boxInWindow(window, box) });
+      break;
     }
-    const label = patchLabel(window, box);
-    if (label === null) continue;
-    out.push({ window, label, edges: boxInWindow(window, box) });
   }
   return out;
 }

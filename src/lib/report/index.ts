@@ -6,13 +6,15 @@ export {
   readCatalogue,
   readClassifierEvaluation,
   readFalseNegatives,
+  imageSize,
   readKnn,
+  readLocatedBoxes,
   readRetrievalRun,
   readRise,
   readTrainingLog,
   readTsne,
 } from './inputs.js';
-export type { CatalogueEntry, ClassRow, ClassifierEvaluation, FalseNegativeRecord, KnnRecord, RetrievalRun, RiseRecord, TrainingLog, TsnePoint } from './inputs.js';
+export type { CatalogueEntry, ClassRow, ClassifierEvaluation, FalseNegativeRecord, KnnRecord, LocatedBox, RetrievalRun, RiseRecord, TrainingLog, TsnePoint } from './inputs.js';
 export { SECTION_IDS, buildReportPage, escapeHtml } from './page.js';
 export type { ImageSource, ReportContent, RetrievalExample } from './page.js';
 export { retrievalExamples, spreadSample } from './select.js';

@@ -5,6 +5,8 @@ import { readFile } from 'node:fs/promises';
 import { UsageError } from '../command.js';
 import { describeJsonValue, readNdjson, requireId, requireNumber, requireObject } from '../io/ndjson.js';
 import { resolveImagePath } from '../image/records.js';
+import { boxOfRecord } from '../image/boxes.js';
+import sharp from 'sharp';
 
 export interface ClassRow {
   label: string;
@@ -62,6 +64,16 @@ export interface RiseRecord {
   overlay: string | null;
   className: string;
   score: number;
+}
+
+/** A located garment (locate's output line): the box in pixels of the source image, whose size is read from the file. */
+export interface LocatedBox {
+  id: string;
+  image: string | null;
+  box: { x: number; y: number; w: number; h: number };
+  score: number | null;
+  /** Upright size of the image in pixels; null when it cannot be read. */
+  size: { width: number; height: number } | null;
 }
 
 export interface TsnePoint {
@@ -259,6 +271,33 @@ export async function readRise(path: string): Promise<RiseRecord[]> {
     out.push({ id, image, overlay, className: idOf(record.class) ?? '0', score });
   }
   return out;
+}
+
+/** locate output lines {id, image, x, y, w, h, score?}, each with the size of its image (boxes are in its pixels). */
+export async function readLocatedBoxes(path: string): Promise<LocatedBox[]> {
+  const out: LocatedBox[] = [];
+  for await (const { value, file, line } of readNdjson(path)) {
+    const record = requireObject(value, { file, line });
+    const id = requireId(record, 'id', { file, line });
+    const box = boxOfRecord(record, { file, line });
+    if (!box) throw new UsageError('expected a box: x, y, w, h in pixels', { file, line, field: 'x' });
+    const image = typeof record.image === 'string' && record.image !== '' ? resolveImagePath(record.image, path) : null;
+    const score = typeof record.score === 'number' && Number.isFinite(record.score) ? record.score : null;
+    out.push({ id, image, box, score, size: null });
+  }
+  return out;
+}
+
+/** The upright size of an image file, or null when it cannot be read. */
+export async function imageSize(path: string | null): Promise<{ width: number; height: number } | null> {
+  if (path === null) return null;
+  try {
+    const meta = await sharp(path, { autoOrient: true }).metadata();
+    const size = meta.autoOrient ?? { width: meta.width, height: meta.height };
+    return size.width && size.height ? { width: size.width, height: size.height } : null;
+  } catch {
+    return null;
+  }
 }
 
 /** tsne output lines {id, x, y, label?, image?}. */

@@ -3,7 +3,7 @@
 // showed (F1 view, false negatives view) and the report's t-SNE map, from atelier outputs.
 // Everything that comes from input files is escaped; a section with no input is left out.
 import { PALETTE, renderChartSvg, type Series } from '../plot/chart.js';
-import type { ClassifierEvaluation, FalseNegativeRecord, RetrievalRun, RiseRecord, TrainingLog, TsnePoint } from './inputs.js';
+import type { ClassifierEvaluation, FalseNegativeRecord, LocatedBox, RetrievalRun, RiseRecord, TrainingLog, TsnePoint } from './inputs.js';
 import { ATTENTION_STYLE, attentionFigures, type AttentionRecord } from './attention.js';
 
 /** A retrieval example: the query and its top neighbours, each marked correct when it shows the query's item. */
@@ -23,13 +23,14 @@ export interface ReportContent {
   training?: TrainingLog[];
   rise?: { records: RiseRecord[] };
   attention?: { records: AttentionRecord[] };
+  boxes?: { records: LocatedBox[]; total: number };
   tsne?: { points: TsnePoint[]; total: number };
 }
 
 /** Maps a source image path to its src in the report directory (null: not available). */
 export type ImageSource = (path: string | null) => string | null;
 
-export const SECTION_IDS = ['classification', 'false-negatives', 'retrieval', 'training', 'rise', 'attention', 'tsne'] as const;
+export const SECTION_IDS = ['classification', 'false-negatives', 'retrieval', 'training', 'rise', 'attention', 'boxes', 'tsne'] as const;
 
 const SECTION_TITLES: Record<(typeof SECTION_IDS)[number], string> = {
   classification: 'Per-class F1 and confusion matrix',
@@ -38,6 +39,7 @@ const SECTION_TITLES: Record<(typeof SECTION_IDS)[number], string> = {
   training: 'Training curves',
   rise: 'RISE explanations',
   attention: 'Attention crops',
+  boxes: 'Located garments',
   tsne: 't-SNE map',
 };
 
@@ -265,6 +267,24 @@ function attentionSection(content: NonNullable<ReportContent['attention']>, src:
   return section('attention', `<p class="summary">Each photo with the crops the spatial transformer chose (numbered by attention step), and what the model predicted.</p><div class="grid attention">\n${figures}\n</div>`);
 }
 
+/** Each photo with its located box drawn over it, placed in percent of the image so it scales with the thumbnail. */
+function boxesSection(content: NonNullable<ReportContent['boxes']>, src: ImageSource): string {
+  const pct = (v: number, side: number) => ((100 * v) / side).toFixed(2);
+  const cards = content.records
+    .map((r) => {
+      const caption = `<figcaption>${escapeHtml(r.id)}${r.score !== null ? ` <span class="score">${r.score.toFixed(2)}</span>` : ''}</figcaption>`;
+      const href = src(r.image);
+      if (!r.size || href === null) return `<figure class="card">${image(src, null, r.id)}${caption}</figure>`;
+      const { x, y, w, h } = r.box;
+      const { width, height } = r.size;
+      const style = `left:${pct(x, width)}%;top:${pct(y, height)}%;width:${pct(w, width)}%;height:${pct(h, height)}%`;
+      return `<figure class="card located"><div class="boxed" style="aspect-ratio:${width}/${height}"><img src="${escapeHtml(href)}" alt="${escapeHtml(r.id)}" loading="lazy"><span class="located-box" title="x ${x}, y ${y}, w ${w}, h ${h}" style="${style}"></span></div>${caption}</figure>`;
+    })
+    .join('\n');
+  const shownNote = content.total > content.records.length ? `${content.records.length} of ${content.total} images` : `${content.records.length} images`;
+  return section('boxes', `<p class="summary">${shownNote} with the garment box locate found (red) and its foreground score.</p><div class="grid">\n${cards}\n</div>`);
+}
+
 function tsneSection(content: NonNullable<ReportContent['tsne']>, src: ImageSource): string {
   const { points } = content;
   let minX = Infinity, maxX = -Infinity, minY = Infinity, maxY = -Infinity;
@@ -317,6 +337,8 @@ table.confusion td{min-width:2.5em;text-align:center}table.confusion td.diagonal
 .neighbors .card{width:104px}.neighbors .thumb{width:96px;height:96px}
 .neighbor.correct{border-color:#009E73;background:#e8f6f0}.neighbor.wrong{border-color:#eee}
 .rise-pair{display:flex;gap:4px;padding:4px;background:#fff;border:1px solid #e5e5e5}.score{font-weight:bold}
+.boxed{position:relative;width:128px;margin:auto}.boxed img{display:block;width:100%;height:100%}
+.located-box{position:absolute;box-sizing:border-box;border:2px solid #D55E00}
 .charts{display:flex;flex-wrap:wrap;gap:12px}.chart svg{max-width:100%;height:auto}
 .tsne-map{position:relative;width:100%;max-width:1000px;aspect-ratio:1/1;background:#fff;border:1px solid #ccc}
 .tsne-point{position:absolute;width:4%;height:4%;object-fit:cover;border:1px solid;box-sizing:border-box}
@@ -354,6 +376,7 @@ export function buildReportPage(content: ReportContent, src: ImageSource): strin
   if (content.training && content.training.some((l) => l.epochs.length)) sections.push(['training', trainingSection(content.training.filter((l) => l.epochs.length))]);
   if (content.rise && content.rise.records.length) sections.push(['rise', riseSection(content.rise, src)]);
   if (content.attention && content.attention.records.length) sections.push(['attention', attentionSection(content.attention, src)]);
+  if (content.boxes && content.boxes.records.length) sections.push(['boxes', boxesSection(content.boxes, src)]);
   if (content.tsne && content.tsne.points.length) sections.push(['tsne', tsneSection(content.tsne, src)]);
   const nav = sections.map(([id]) => `<li><a href="#${id}">${escapeHtml(SECTION_TITLES[id])}</a></li>`).join('');
   const inputs = content.inputs.map((i) => `<li>${escapeHtml(i.what)}: <code>${escapeHtml(i.path)}</code></li>`).join('');

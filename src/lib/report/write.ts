@@ -34,6 +34,7 @@ export function imagesOf(content: ReportContent): string[] {
   });
   content.rise?.records.forEach((r) => paths.push(r.image, r.overlay));
   content.attention?.records.forEach((r) => paths.push(r.image));
+  content.boxes?.records.forEach((r) => paths.push(r.image));
   content.tsne?.points.forEach((p) => paths.push(p.image));
   return paths.filter((p): p is string => p !== null);
 }
