@@ -57,10 +57,17 @@ test('train-weak: validation precision@1 is at least 3x a random word, loss fall
   assert.ok(existsSync(join(model, 'model.json')));
 });
 
+// Two small towers (16 px, width 8, 2 stages, 6 epochs: a tenth of the CPU of the model above) that
+// differ only in --sampling. Measured: rare-word recall@10 uniform 0.106 / 0.135 vs frequency 0.000 /
+// 0.003 (seeds 3 / 4); at width 16, 0.132 vs 0.018.
 test('uniform word sampling beats frequency sampling on rare words', async () => {
-  const frequencyModel = join(dir, 'frequency.model');
-  const train = await runAtelier(['train-weak', '-i', items, '--vocab', vocab, '-o', frequencyModel, ...TRAIN_FLAGS, '--epochs', String(EPOCHS), '--sampling', 'frequency'], { timeoutMs: 600_000 });
-  assert.equal(train.code, 0, train.stderr);
+  const smallModel = async (sampling: string): Promise<string> => {
+    const out = join(dir, `${sampling}-small.model`);
+    const flags = ['--input-size', '16', '--width', '8', '--stages', '2', '--negatives', '20', '--epoch-size', '2048', '--batch', '32', '--seed', '3', '--loss', 'full', '--lr', '0.05'];
+    const train = await runAtelier(['train-weak', '-i', items, '--vocab', vocab, '-o', out, ...flags, '--epochs', '6', '--sampling', sampling], { timeoutMs: 600_000 });
+    assert.equal(train.code, 0, train.stderr);
+    return out;
+  };
   const vocabulary = parseNdjson(readFileSync(vocab, 'utf8'));
   const sortedDf = vocabulary.map((v) => v.df as number).sort((a, b) => a - b);
   const rareDf = sortedDf[Math.floor(sortedDf.length / 2)];
@@ -82,9 +89,9 @@ test('uniform word sampling beats frequency sampling on rare words', async () =>
     }
     return found / total;
   };
-  const uniform = await rareRecall(model);
-  const frequency = await rareRecall(frequencyModel);
-  assert.ok(uniform > frequency, `rare-word recall@10: uniform ${uniform.toFixed(3)} > frequency ${frequency.toFixed(3)}`);
+  const uniform = await rareRecall(await smallModel('uniform'));
+  const frequency = await rareRecall(await smallModel('frequency'));
+  assert.ok(uniform > frequency + 0.05, `rare-word recall@10: uniform ${uniform.toFixed(3)} > frequency ${frequency.toFixed(3)} + 0.05`);
 });
 
 test('tag: the top-5 words of most images include their true colour (any language)', async () => {
