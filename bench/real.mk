@@ -292,8 +292,11 @@ REAL_RUN_PROBES := $(foreach m,$(REAL_RUN_FEATURES),$(foreach f,$(REAL_RUN_FACET
 # REAL_TSNE held-out images on the weak features (points by articleType, and thumbnails).
 REAL_WORDS ?= black blue red white pink green navy grey shirt tshirt jeans dress kurta shoes watch handbag socks striped printed casual
 REAL_TSNE ?= 1000
-$(REAL_PROBE_DIR)/heldout.ndjson: $(REAL_PROBE_DIR)/samples.ndjson | build
-	$(NODE) dist/bench/real-summary.js heldout --dir $(REAL_PROBE_DIR) --tsne $(REAL_TSNE)
+# The map's images: held-out products of this folder's myntra-44k rows (a REAL_LIMIT of 4,000 holds out only
+# 797; any limit's held-out products are held out of every run, the split being by id hash).
+REAL_TSNE_DIR ?= $(REAL_PROBE_DIR)
+$(REAL_OUT)/%/heldout.ndjson: $(REAL_OUT)/%/samples.ndjson | build
+	$(NODE) dist/bench/real-summary.js heldout --dir $(@D) --tsne $(REAL_TSNE)
 
 define REAL_RUN_RETRIEVAL_RULE
 $(1)/retrieval-$(2).json: $(1)/$(2).npy $$(REAL_PROBE_DIR)/heldout.ndjson
@@ -311,12 +314,12 @@ $(REAL_RUN_DIR)/word-neighbours.ndjson: $(REAL_RUN_DIR)/words.npy
 	$(ATELIER) knn -q $< -k 8 > $@.tmp $(REAL_LOG)
 	mv $@.tmp $@
 
-$(REAL_RUN_DIR)/tsne-weak.npy: $(REAL_RUN_DIR)/weak.model/model.json $(REAL_PROBE_DIR)/heldout.ndjson
-	$(ATELIER) embed -m $(REAL_RUN_DIR)/weak.model -i $(REAL_PROBE_DIR)/heldout-tsne.ndjson -o $@ $(REAL_LOG)
+$(REAL_RUN_DIR)/tsne-weak.npy: $(REAL_RUN_DIR)/weak.model/model.json $(REAL_TSNE_DIR)/heldout.ndjson
+	$(ATELIER) embed -m $(REAL_RUN_DIR)/weak.model -i $(REAL_TSNE_DIR)/heldout-tsne.ndjson -o $@ $(REAL_LOG)
 
 $(REAL_RUN_DIR)/tsne-weak.ndjson: $(REAL_RUN_DIR)/tsne-weak.npy
-	$(ATELIER) tsne $< --labels $(REAL_PROBE_DIR)/heldout-tsne.ndjson --label-field articleType --style points --size 1200 \
-	  --title 'weak features, $(REAL_TSNE) held-out myntra-44k images, by articleType' --png $(REAL_RUN_DIR)/tsne-weak-articleType.png -o $@.tmp $(REAL_LOG)
+	$(ATELIER) tsne $< --labels $(REAL_TSNE_DIR)/heldout-tsne.ndjson --label-field articleType --style points --size 1200 \
+	  --title "weak features, $$(wc -l < $(REAL_TSNE_DIR)/heldout-tsne.ndjson) held-out myntra-44k images, by articleType" --png $(REAL_RUN_DIR)/tsne-weak-articleType.png -o $@.tmp $(REAL_LOG)
 	$(ATELIER) tsne $< --style thumbnails --size 2000 --png $(REAL_RUN_DIR)/tsne-weak-thumbnails.png -o $(REAL_RUN_DIR)/tsne-weak-thumbnails.ndjson 2>> $(REAL_ERR)
 	mv $@.tmp $@
 
