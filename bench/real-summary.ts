@@ -57,6 +57,10 @@ interface Timed {
   seconds: number;
 }
 
+function timedCpuSeconds(path: string): number | null {
+  return existsSync(path) ? (readJson<{ cpuSeconds?: number | null }>(path).cpuSeconds ?? null) : null;
+}
+
 function timedSeconds(path: string): number | null {
   return existsSync(path) ? readJson<Timed>(path).seconds : null;
 }
@@ -83,15 +87,26 @@ function testScores(path: string): { accuracy: number | null; macroF1: number | 
   return { accuracy: round(r.test.accuracy), macroF1: round(r.test.macroF1), classes: r.labels.length, test: r.test.support, epochs: r.epochs };
 }
 
+// CPU seconds (user + system) of this process's waited-for children, from /proc/self/stat (cutime, cstime
+// in clock ticks of 1/100 s on Linux): the CPU budget of a step, whatever else loads the machine.
+function childrenCpuSeconds(): number | null {
+  if (!existsSync('/proc/self/stat')) return null;
+  const fields = readFileSync('/proc/self/stat', 'utf8').replace(/^.*\) /, '').split(' ');
+  return (Number(fields[13]) + Number(fields[14])) / 100;
+}
+
 function runTimed(): void {
   const out = process.argv[3];
   const dash = process.argv.indexOf('--');
   const command = process.argv.slice(dash + 1);
   if (!out || dash < 0 || command.length === 0) throw new Error('usage: real-summary time FILE -- CMD...');
   const started = process.hrtime.bigint();
+  const cpuBefore = childrenCpuSeconds();
   const child = spawnSync(command[0]!, command.slice(1), { stdio: 'inherit' });
   const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-  writeFileSync(out, JSON.stringify({ seconds, command: command.join(' '), code: child.status }) + '\n');
+  const cpu = childrenCpuSeconds();
+  const cpuSeconds = cpu === null || cpuBefore === null ? null : round(cpu - cpuBefore, 1);
+  writeFileSync(out, JSON.stringify({ seconds, cpuSeconds, command: command.join(' '), code: child.status }) + '\n');
   process.exit(child.status ?? 1);
 }
 
@@ -293,6 +308,7 @@ function summarizeWeakRun(): void {
   const trainSeconds = log.reduce((a, e) => a + e.seconds, 0);
   const trainImages = log.reduce((a, e) => a + e.imagesPerSecond * e.seconds, 0);
   const wall = timedSeconds(resolve(dir, 'weak.time'));
+  const trainCpu = timedCpuSeconds(resolve(dir, 'weak.time'));
   const featureDir = (m: string) => (m === 'pixels' ? pixelsDir : borrowed.includes(m) ? reference : dir);
   const probes: Record<string, Record<string, ReturnType<typeof testScores>>> = {};
   const dims: Record<string, number | null> = {};
@@ -328,6 +344,7 @@ function summarizeWeakRun(): void {
     epochs: log.length,
     trainSeconds: round(trainSeconds, 1),
     trainWallSeconds: round(wall, 1),
+    trainCpuSeconds: trainCpu,
     trainImagesPerSecond: round(trainImages / trainSeconds, 1),
     precisionAtK: { best: { epoch: best.epoch, precision: at(best, 'precision'), recall: at(best, 'recall') }, last: { epoch: last.epoch, precision: at(last, 'precision'), recall: at(last, 'recall') } },
     mostFrequentWordPrecision1: round(last.baselinePrecision1),
@@ -352,7 +369,7 @@ function summarizeWeakRun(): void {
     '',
     `Command: \`${json.command}\`; ${json.date.slice(0, 16)} UTC; ${json.machine.cpu} x ${json.machine.cores} cores, Node ${json.machine.node}; load average (1/5/15 min) before training ${load.before ?? '?'}, after ${load.after ?? '?'}.`,
     '',
-    `Settings: \`${json.settings}\`. Vocabulary ${metadata.vocabulary.length} words. ${log.length} epochs, ${Math.round(trainImages)} training samples in ${trainSeconds.toFixed(0)} s of epochs (${wall === null ? '?' : wall.toFixed(0)} s wall with start-up) = **${(trainImages / trainSeconds).toFixed(1)} training images/s**; CPU budget: that wall time on the workers named in the settings (2-core machine shared with other jobs).`,
+    `Settings: \`${json.settings}\`. Vocabulary ${metadata.vocabulary.length} words. ${log.length} epochs, ${Math.round(trainImages)} training samples in ${trainSeconds.toFixed(0)} s of epochs (${wall === null ? '?' : wall.toFixed(0)} s wall with start-up) = **${(trainImages / trainSeconds).toFixed(1)} training images/s**; CPU budget: ${trainCpu === null ? 'that wall time on the workers named in the settings (CPU time not recorded)' : `${trainCpu.toFixed(0)} CPU-s`} (2-core machine shared with other jobs).`,
     '',
     '| epoch | loss | P@1 | P@5 | P@10 | P@15 | R@1 | R@5 | R@10 | R@15 |',
     '|---|---|---|---|---|---|---|---|---|---|',
@@ -377,7 +394,7 @@ function summarizeWeakRun(): void {
     const cpu = t.reduce((a, e) => a + e.cpuSeconds, 0);
     const samples = t.reduce((a, e) => a + e.imagesPerSecond * e.seconds, 0);
     const ours = log.reduce((a, e) => a + e.seconds, 0);
-    md.push('', `PyTorch reference (bench/train_weak_torch.py --samples, ${torchLog.threads} threads, the same records, split, sampling, augmentation, loss, schedule and ${Math.round(samples)} samples): ${seconds.toFixed(0)} s of epochs (${cpu.toFixed(0)} CPU-s; ${torchWall === null ? '?' : torchWall.toFixed(0)} s wall with decoding and embedding) = ${(samples / seconds).toFixed(1)} training images/s against atelier's ${(trainImages / ours).toFixed(1)}.`, '',
+    md.push('', `PyTorch reference (bench/train_weak_torch.py --samples, ${torchLog.threads} threads, the same records, split, sampling, augmentation, loss, schedule and ${Math.round(samples)} samples): ${seconds.toFixed(0)} s of epochs (${cpu.toFixed(0)} CPU-s; ${torchWall === null ? '?' : torchWall.toFixed(0)} s wall and ${timedCpuSeconds(resolve(dir, 'torch.npy.time')) ?? '?'} CPU-s with decoding and embedding) = ${(samples / seconds).toFixed(1)} training images/s against atelier's ${(trainImages / ours).toFixed(1)}.`, '',
       '| run | epoch | loss | P@1 | P@5 | P@10 | P@15 | R@5 | R@15 |', '|---|---|---|---|---|---|---|---|---|',
       ...[['atelier', last] as const, ['PyTorch', t[t.length - 1]!] as const].map(([name, e]) => `| ${name} | ${e.epoch} (last) | ${e.loss.toFixed(3)} | ${['1', '5', '10', '15'].map((k) => round(e.precision[k])).join(' | ')} | ${round(e.recall['5'])} | ${round(e.recall['15'])} |`));
   }
