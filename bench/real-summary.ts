@@ -6,12 +6,18 @@
 //   teacher --dir D --input F      real-teacher: rows, articles, label shares, wall time -> D/teacher-results.{json,md}
 //   weak-run --dir D ...           real-weak-44k/-amazon/-both: P@k/R@k, probes on 4 facets per feature -> D/weak-results.{json,md}
 //   merge-vocab -o F V...          one vocabulary from several crawl-tokenize vocabularies (counts and df summed)
+//   heldout --dir D --tsne N       D's held-out products (train-classifier's test split) -> D/heldout.ndjson {id, item:
+//                                  articleType|baseColour} for eval-retrieval, D/heldout-tsne.ndjson (N of them, labelled)
+//   retrieval-precision --features F --partition P -o J   P@1/5/10 of F's rows among P's products sharing the item
 import { spawnSync } from 'node:child_process';
 import { existsSync, openSync, readSync, closeSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { resolve } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { parse } from 'csv-parse/sync';
+import { readNpy } from '../src/lib/io/npy.js';
+import { splitOf } from '../src/lib/random.js';
+import { topKIndices } from '../src/lib/metrics/ranking.js';
 
 const FACETS = ['articleType', 'baseColour'] as const;
 const FEATURES = ['weak', 'random', 'pixels'] as const;
@@ -51,6 +57,10 @@ interface Timed {
   seconds: number;
 }
 
+function timedCpuSeconds(path: string): number | null {
+  return existsSync(path) ? (readJson<{ cpuSeconds?: number | null }>(path).cpuSeconds ?? null) : null;
+}
+
 function timedSeconds(path: string): number | null {
   return existsSync(path) ? readJson<Timed>(path).seconds : null;
 }
@@ -77,15 +87,26 @@ function testScores(path: string): { accuracy: number | null; macroF1: number | 
   return { accuracy: round(r.test.accuracy), macroF1: round(r.test.macroF1), classes: r.labels.length, test: r.test.support, epochs: r.epochs };
 }
 
+// CPU seconds (user + system) of this process's waited-for children, from /proc/self/stat (cutime, cstime
+// in clock ticks of 1/100 s on Linux): the CPU budget of a step, whatever else loads the machine.
+function childrenCpuSeconds(): number | null {
+  if (!existsSync('/proc/self/stat')) return null;
+  const fields = readFileSync('/proc/self/stat', 'utf8').replace(/^.*\) /, '').split(' ');
+  return (Number(fields[13]) + Number(fields[14])) / 100;
+}
+
 function runTimed(): void {
   const out = process.argv[3];
   const dash = process.argv.indexOf('--');
   const command = process.argv.slice(dash + 1);
   if (!out || dash < 0 || command.length === 0) throw new Error('usage: real-summary time FILE -- CMD...');
   const started = process.hrtime.bigint();
+  const cpuBefore = childrenCpuSeconds();
   const child = spawnSync(command[0]!, command.slice(1), { stdio: 'inherit' });
   const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-  writeFileSync(out, JSON.stringify({ seconds, command: command.join(' '), code: child.status }) + '\n');
+  const cpu = childrenCpuSeconds();
+  const cpuSeconds = cpu === null || cpuBefore === null ? null : round(cpu - cpuBefore, 1);
+  writeFileSync(out, JSON.stringify({ seconds, cpuSeconds, command: command.join(' '), code: child.status }) + '\n');
   process.exit(child.status ?? 1);
 }
 
@@ -252,6 +273,7 @@ const FEATURE_NAMES: Record<string, string> = {
   random: 'same tower, untrained',
   backbone: 'pretrained backbone, frozen',
   pixels: 'raw pixels 16x16',
+  torch: 'PyTorch reference (same tower, recipe, budget)',
 };
 
 // The row width of a .npy file, from its header's shape.
@@ -286,6 +308,7 @@ function summarizeWeakRun(): void {
   const trainSeconds = log.reduce((a, e) => a + e.seconds, 0);
   const trainImages = log.reduce((a, e) => a + e.imagesPerSecond * e.seconds, 0);
   const wall = timedSeconds(resolve(dir, 'weak.time'));
+  const trainCpu = timedCpuSeconds(resolve(dir, 'weak.time'));
   const featureDir = (m: string) => (m === 'pixels' ? pixelsDir : borrowed.includes(m) ? reference : dir);
   const probes: Record<string, Record<string, ReturnType<typeof testScores>>> = {};
   const dims: Record<string, number | null> = {};
@@ -306,6 +329,11 @@ function summarizeWeakRun(): void {
     ? Object.fromEntries(RUN_FACETS.map((f) => [f, { accuracy: round((weak[f]?.accuracy ?? NaN) - (probes.backbone![f]?.accuracy ?? NaN)), macroF1: round((weak[f]?.macroF1 ?? NaN) - (probes.backbone![f]?.macroF1 ?? NaN)) }]))
     : null;
   const load = { before: readText(resolve(dir, 'weak.load-before')), after: readText(resolve(dir, 'weak.load-after')) };
+  const retrieval = Object.fromEntries(features.map((m) => [m, retrievalScores(featureDir(m), m)]));
+  const neighbours = wordNeighbours(resolve(dir, 'word-neighbours.ndjson'), option('words', '').split(/\s+/).filter(Boolean));
+  const tsne = tsneAgreement(resolve(dir, 'tsne-weak.ndjson'));
+  const torchLog = existsSync(resolve(dir, 'torch.log.json')) ? readJson<{ threads: number; log: Array<EpochLog & { cpuSeconds: number }> }>(resolve(dir, 'torch.log.json')) : null;
+  const torchWall = timedSeconds(resolve(dir, 'torch.npy.time'));
   const json = {
     set,
     trainImages: log.length ? Math.round(trainImages) : 0,
@@ -316,6 +344,7 @@ function summarizeWeakRun(): void {
     epochs: log.length,
     trainSeconds: round(trainSeconds, 1),
     trainWallSeconds: round(wall, 1),
+    trainCpuSeconds: trainCpu,
     trainImagesPerSecond: round(trainImages / trainSeconds, 1),
     precisionAtK: { best: { epoch: best.epoch, precision: at(best, 'precision'), recall: at(best, 'recall') }, last: { epoch: last.epoch, precision: at(last, 'precision'), recall: at(last, 'recall') } },
     mostFrequentWordPrecision1: round(last.baselinePrecision1),
@@ -326,6 +355,10 @@ function summarizeWeakRun(): void {
     probes,
     targets,
     marginOverBackbone: margins,
+    retrieval,
+    wordNeighbours: neighbours,
+    tsne,
+    torch: torchLog ? { threads: torchLog.threads, wallSeconds: round(torchWall, 1), log: torchLog.log } : null,
     loadAverageDuringTraining: load,
     date: new Date().toISOString(),
     machine: machine(),
@@ -336,7 +369,7 @@ function summarizeWeakRun(): void {
     '',
     `Command: \`${json.command}\`; ${json.date.slice(0, 16)} UTC; ${json.machine.cpu} x ${json.machine.cores} cores, Node ${json.machine.node}; load average (1/5/15 min) before training ${load.before ?? '?'}, after ${load.after ?? '?'}.`,
     '',
-    `Settings: \`${json.settings}\`. Vocabulary ${metadata.vocabulary.length} words. ${log.length} epochs, ${Math.round(trainImages)} training samples in ${trainSeconds.toFixed(0)} s of epochs (${wall === null ? '?' : wall.toFixed(0)} s wall with start-up) = **${(trainImages / trainSeconds).toFixed(1)} training images/s**; CPU budget: that wall time on the workers named in the settings (2-core machine shared with other jobs).`,
+    `Settings: \`${json.settings}\`. Vocabulary ${metadata.vocabulary.length} words. ${log.length} epochs, ${Math.round(trainImages)} training samples in ${trainSeconds.toFixed(0)} s of epochs (${wall === null ? '?' : wall.toFixed(0)} s wall with start-up) = **${(trainImages / trainSeconds).toFixed(1)} training images/s**; CPU budget: ${trainCpu === null ? 'that wall time on the workers named in the settings (CPU time not recorded)' : `${trainCpu.toFixed(0)} CPU-s`} (2-core machine shared with other jobs).`,
     '',
     '| epoch | loss | P@1 | P@5 | P@10 | P@15 | R@1 | R@5 | R@10 | R@15 |',
     '|---|---|---|---|---|---|---|---|---|---|',
@@ -355,7 +388,79 @@ function summarizeWeakRun(): void {
     `Targets (weak features): articleType accuracy ${targets.articleTypeAccuracy.value} (target >= 0.85), macro-F1 ${targets.articleTypeMacroF1.value} (>= 0.60), baseColour accuracy ${targets.baseColourAccuracy.value} (>= 0.70).` +
       (margins ? ` Weak minus frozen backbone (accuracy / macro-F1): ${RUN_FACETS.map((f) => `${f} ${margins[f]!.accuracy} / ${margins[f]!.macroF1}`).join('; ')}.` : ''),
   ];
+  if (torchLog) {
+    const t = torchLog.log;
+    const seconds = t.reduce((a, e) => a + e.seconds, 0);
+    const cpu = t.reduce((a, e) => a + e.cpuSeconds, 0);
+    const samples = t.reduce((a, e) => a + e.imagesPerSecond * e.seconds, 0);
+    const ours = log.reduce((a, e) => a + e.seconds, 0);
+    md.push('', `PyTorch reference (bench/train_weak_torch.py --samples, ${torchLog.threads} threads, the same records, split, sampling, augmentation, loss, schedule and ${Math.round(samples)} samples): ${seconds.toFixed(0)} s of epochs (${cpu.toFixed(0)} CPU-s; ${torchWall === null ? '?' : torchWall.toFixed(0)} s wall and ${timedCpuSeconds(resolve(dir, 'torch.npy.time')) ?? '?'} CPU-s with decoding and embedding) = ${(samples / seconds).toFixed(1)} training images/s against atelier's ${(trainImages / ours).toFixed(1)}.`, '',
+      '| run | epoch | loss | P@1 | P@5 | P@10 | P@15 | R@5 | R@15 |', '|---|---|---|---|---|---|---|---|---|',
+      ...[['atelier', last] as const, ['PyTorch', t[t.length - 1]!] as const].map(([name, e]) => `| ${name} | ${e.epoch} (last) | ${e.loss.toFixed(3)} | ${['1', '5', '10', '15'].map((k) => round(e.precision[k])).join(' | ')} | ${round(e.recall['5'])} | ${round(e.recall['15'])} |`));
+  }
+  if (Object.values(retrieval).some(Boolean)) {
+    md.push('', 'Retrieval of held-out myntra-44k products sharing articleType and baseColour (cosine on the features; every held-out product queries the others): P@k (share of the k nearest that share both), top-k accuracy (any of the k) and mAP from eval-retrieval.', '',
+      '| features | P@1 | P@5 | P@10 | top-1 | top-10 | mAP |', '|---|---|---|---|---|---|---|',
+      ...features.filter((m) => retrieval[m]).map((m) => { const r = retrieval[m]!; return `| ${FEATURE_NAMES[m] ?? m} | ${r.precision['1']} | ${r.precision['5']} | ${r.precision['10']} | ${r.topk['1']} | ${r.topk['10']} | ${r.map} |`; }));
+    const any = Object.values(retrieval).find(Boolean)!;
+    md.push(`| chance (random order) | ${any.chancePrecision} | ${any.chancePrecision} | ${any.chancePrecision} | ${any.randomTopk['1'] ?? '?'} | ${any.randomTopk['10'] ?? '?'} | ${any.randomMap ?? '?'} |`, '', `${any.queries} queries among ${any.products} held-out products, ${any.items} articleType+baseColour items.`);
+  }
+  if (neighbours) {
+    md.push('', `Word neighbours (cosine in the weak model's word matrix, \`embed --words\` then \`knn -k 8\`), ${neighbours.filter((n) => n.neighbours).length} of ${neighbours.length} chosen words in the vocabulary:`, '',
+      '| word | nearest words |', '|---|---|', ...neighbours.map((n) => `| ${n.word} | ${n.neighbours ? n.neighbours.join(', ') : '(not in the vocabulary)'} |`));
+  }
+  if (tsne) md.push('', `t-SNE map of ${tsne.points} held-out images (weak features, \`atelier tsne\`): tsne-weak-articleType.png (points by articleType), tsne-weak-thumbnails.png. In the 2-D map, ${tsne.agreement} of each image's 10 nearest images share its articleType (chance ${tsne.chance}).`);
   writeResults(dir, 'weak', json, md);
+}
+
+interface RetrievalJson {
+  queries: number;
+  items: number;
+  topk: Record<string, number>;
+  map: number;
+  baselines?: { random: { topk: Record<string, number>; map: number } };
+}
+
+function retrievalScores(dir: string, m: string) {
+  const path = resolve(dir, `retrieval-${m}.json`);
+  const pathP = resolve(dir, `retrieval-${m}.precision.json`);
+  if (!existsSync(path) || !existsSync(pathP)) return null;
+  const r = readJson<RetrievalJson>(path);
+  const p = readJson<{ products: number; queries: number; items: number; precision: Record<string, number>; chancePrecision: number }>(pathP);
+  return {
+    products: p.products, queries: p.queries, items: p.items, precision: p.precision, chancePrecision: p.chancePrecision,
+    topk: Object.fromEntries(['1', '5', '10'].map((k) => [k, round(r.topk[k])])), map: round(r.map),
+    randomTopk: Object.fromEntries(['1', '5', '10'].map((k) => [k, round(r.baselines?.random.topk[k])])), randomMap: round(r.baselines?.random.map),
+  };
+}
+
+function wordNeighbours(path: string, words: string[]): Array<{ word: string; neighbours: string[] | null }> | null {
+  if (!existsSync(path) || words.length === 0) return null;
+  const lists = new Map<string, string[]>();
+  for (const line of readFileSync(path, 'utf8').split('\n')) {
+    if (!line.trim()) continue;
+    const r = JSON.parse(line) as { id: string; neighbors: Array<{ id: string }> };
+    lists.set(r.id, r.neighbors.map((n) => n.id));
+  }
+  return words.map((word) => ({ word, neighbours: lists.get(word) ?? null }));
+}
+
+// How well the 2-D map keeps articleTypes together: the share of each point's 10 nearest map points with its label.
+function tsneAgreement(path: string): { points: number; agreement: number | null; chance: number | null } | null {
+  if (!existsSync(path)) return null;
+  const points = readFileSync(path, 'utf8').split('\n').filter((l) => l.trim()).map((l) => JSON.parse(l) as { x: number; y: number; label?: string });
+  const counts = new Map<string, number>();
+  for (const p of points) counts.set(String(p.label), (counts.get(String(p.label)) ?? 0) + 1);
+  let agree = 0;
+  const distance = new Float64Array(points.length);
+  points.forEach((p, i) => {
+    points.forEach((o, j) => (distance[j] = j === i ? Infinity : (p.x - o.x) ** 2 + (p.y - o.y) ** 2));
+    const near = topKIndices(distance.map((d) => -d), 10);
+    agree += Array.from(near).filter((j) => points[j]!.label === p.label).length / 10;
+  });
+  const n = points.length;
+  const chance = [...counts.values()].reduce((a, c) => a + (c * (c - 1)) / (n - 1), 0) / n;
+  return { points: n, agreement: round(agree / n), chance: round(chance) };
 }
 
 interface VocabEntry {
@@ -385,6 +490,69 @@ function mergeVocab(): void {
   writeFileSync(out, entries.map((e) => JSON.stringify(e)).join('\n') + '\n');
 }
 
+// Held-out products: train-classifier's test split of products.csv (group = id, test 0.2, validation 0.1),
+// which is also the 20% of ids train-weak holds out (--val-fraction 0.2 hashes the same id).
+function heldOut(): void {
+  const dir = option('dir');
+  const tsneCount = Number(option('tsne', '1000'));
+  const products = parse(readFileSync(resolve(dir, 'products.csv'), 'utf8'), { columns: true, skip_empty_lines: true }) as Record<string, string>[];
+  const byId = new Map(products.map((r) => [r.id, r]));
+  const partition: string[] = [];
+  const tsne: string[] = [];
+  for (const line of readFileSync(resolve(dir, 'samples.ndjson'), 'utf8').split('\n')) {
+    if (!line.trim()) continue;
+    const r = JSON.parse(line) as { id: string; image: string };
+    const p = byId.get(r.id);
+    if (!p || splitOf(r.id, 0.2, 0.1) !== 'test') continue;
+    partition.push(JSON.stringify({ id: r.id, item: `${p.articleType}|${p.baseColour}` }));
+    if (tsne.length < tsneCount) tsne.push(JSON.stringify({ id: r.id, image: r.image, articleType: p.articleType, baseColour: p.baseColour, gender: p.gender }));
+  }
+  writeFileSync(resolve(dir, 'heldout.ndjson'), partition.join('\n') + '\n');
+  writeFileSync(resolve(dir, 'heldout-tsne.ndjson'), tsne.join('\n') + '\n');
+}
+
+// P@k of retrieval: the share of a held-out product's k nearest held-out products (cosine) that share its
+// item (articleType|baseColour); queries whose item has no other product are left out.
+async function retrievalPrecision(): Promise<void> {
+  const features = option('features');
+  const ks = [1, 5, 10];
+  const item = new Map<string, string>();
+  for (const line of readFileSync(option('partition'), 'utf8').split('\n')) if (line.trim()) { const r = JSON.parse(line) as { id: string; item: string }; item.set(r.id, r.item); }
+  const ids = readFileSync(features.replace(/\.npy$/, '.ids.ndjson'), 'utf8').split('\n').filter((l) => l.trim()).map((l) => (JSON.parse(l) as { id?: string }).id);
+  const { header, data } = await readNpy(features);
+  const dim = header.shape[1]!;
+  const rows = ids.flatMap((id, row) => (id !== undefined && item.has(id) ? [row] : []));
+  const n = rows.length;
+  const unit = new Float32Array(n * dim);
+  rows.forEach((row, i) => {
+    let norm = 0;
+    for (let j = 0; j < dim; j++) norm += Number(data[row * dim + j]) ** 2;
+    const scale = 1 / (Math.sqrt(norm) || 1);
+    for (let j = 0; j < dim; j++) unit[i * dim + j] = Number(data[row * dim + j]) * scale;
+  });
+  const labels = rows.map((row) => item.get(ids[row]!)!);
+  const counts = new Map<string, number>();
+  for (const l of labels) counts.set(l, (counts.get(l) ?? 0) + 1);
+  const sum = Object.fromEntries(ks.map((k) => [k, 0]));
+  let queries = 0;
+  let chance = 0;
+  const sims = new Float32Array(n);
+  for (let q = 0; q < n; q++) {
+    if (counts.get(labels[q]!)! < 2) continue;
+    queries++;
+    chance += (counts.get(labels[q]!)! - 1) / (n - 1);
+    for (let g = 0; g < n; g++) {
+      let dot = 0;
+      for (let j = 0; j < dim; j++) dot += unit[q * dim + j]! * unit[g * dim + j]!;
+      sims[g] = g === q ? -Infinity : dot;
+    }
+    const top = topKIndices(sims, Math.max(...ks));
+    for (const k of ks) sum[k]! += Array.from(top.subarray(0, k)).filter((g) => labels[g] === labels[q]).length / k;
+  }
+  const out = { features, products: n, queries, items: counts.size, precision: Object.fromEntries(ks.map((k) => [k, round(sum[k]! / queries)])), chancePrecision: round(chance / queries) };
+  writeFileSync(option('out'), JSON.stringify(out, null, 2) + '\n');
+}
+
 const sub = process.argv[2];
 if (sub === 'time') runTimed();
 else if (sub === 'weak') summarizeWeak();
@@ -393,7 +561,9 @@ else if (sub === 'facets') summarizeFacets();
 else if (sub === 'teacher') summarizeTeacher();
 else if (sub === 'weak-run') summarizeWeakRun();
 else if (sub === 'merge-vocab') mergeVocab();
+else if (sub === 'heldout') heldOut();
+else if (sub === 'retrieval-precision') void retrievalPrecision();
 else {
-  process.stderr.write('usage: real-summary time|weak|join-labels|facets|teacher|weak-run|merge-vocab [--dir D] ...\n');
+  process.stderr.write('usage: real-summary time|weak|join-labels|facets|teacher|weak-run|merge-vocab|heldout|retrieval-precision [--dir D] ...\n');
   process.exit(2);
 }

@@ -183,6 +183,10 @@ endif
 # REAL_RUN_FEATURES='weak pixels' REAL_REFERENCE=<run dir of the same tower on myntra-44k> skips recomputing the
 # untrained and backbone features (they do not depend on the training set) and reports that run's rows.
 REAL_REFERENCE ?=
+# REAL_TORCH=1 (resnet18 only; real-weak-torch sets it): also the PyTorch reference of the same run, scored as 'torch'.
+ifeq ($(REAL_TORCH),1)
+REAL_RUN_FEATURES += torch
+endif
 REAL_RUN_UNTRAINED := --head-epochs 1 --epochs 1 --epoch-size 32 --lr 0.01
 REAL_RUN_FACETS := articleType baseColour gender usage
 # One folder per training set and limit (its samples and vocabulary), one per run inside it.
@@ -192,7 +196,7 @@ REAL_RUN_DIR := $(call REAL_SET_DIR,$(REAL_SET))/$(REAL_RUN_TOWER)-$(REAL_SIZE)p
 REAL_RUN_TRAIN = -i $(call REAL_SET_DIR,$(REAL_SET))/samples.ndjson --vocab $(call REAL_SET_DIR,$(REAL_SET))/vocab.ndjson $(REAL_RUN_WORDS) --input-size $(REAL_SIZE)
 REAL_HEAD = $(if $(filter 0,$(REAL_LIMIT)),cat,head -n $$(($(REAL_LIMIT) + 1)))
 
-.PHONY: real-weak-44k real-weak-amazon real-weak-both real-weak-run real-check-44k real-check-amazon
+.PHONY: real-weak-44k real-weak-amazon real-weak-both real-weak-torch real-weak-run real-check-44k real-check-amazon
 
 real-check-44k:
 	@test -f $(REAL_44K)/products.csv || { echo "real data absent: no $(REAL_44K)/products.csv (set REAL_DATA)"; exit 1; }
@@ -206,6 +210,9 @@ real-weak-amazon: real-check-44k real-check-amazon
 	$(MAKE) real-weak-run REAL_SET=amazon-tops-16k
 real-weak-both: real-check-44k real-check-amazon
 	$(MAKE) real-weak-run REAL_SET=both
+# The from-scratch ResNet-18 run on myntra-44k with its PyTorch reference beside it (same budget variables).
+real-weak-torch: real-check-44k
+	$(MAKE) real-weak-run REAL_SET=myntra-44k REAL_RUN_TOWER=resnet18 REAL_TORCH=1
 
 # The first REAL_LIMIT rows of each products.csv (a copy of the table under REAL_OUT, never the images).
 $(call REAL_SET_DIR,myntra-44k)/samples.ndjson: | build
@@ -256,6 +263,16 @@ $(REAL_RUN_DIR)/backbone.model/model.json: $(call REAL_SET_DIR,$(REAL_SET))/samp
 $(REAL_RUN_DIR)/%.npy: $(REAL_RUN_DIR)/%.model/model.json $(REAL_PROBE_DIR)/samples.ndjson
 	$(NODE) dist/bench/real-summary.js time $@.time -- $(ATELIER) embed -m $(REAL_RUN_DIR)/$*.model -i $(REAL_PROBE_DIR)/samples.ndjson -o $@ $(REAL_LOG)
 
+# The PyTorch reference: the same records, vocabulary, held-out split, word sampling, crops, loss, optimiser,
+# schedule and sample budget on REAL_WORKERS threads; it embeds the myntra-44k records as embed does.
+REAL_TORCH_PYTHON ?= /usr/bin/python3
+$(REAL_RUN_DIR)/torch.npy: $(call REAL_SET_DIR,$(REAL_SET))/samples.ndjson $(REAL_PROBE_DIR)/samples.ndjson
+	mkdir -p $(REAL_RUN_DIR)
+	$(NODE) dist/bench/real-summary.js time $@.time -- $(REAL_TORCH_PYTHON) bench/train_weak_torch.py --samples $< --vocab $(call REAL_SET_DIR,$(REAL_SET))/vocab.ndjson \
+	  $(REAL_RUN_WORDS) $(REAL_RUN_START) --input-size $(REAL_SIZE) --epochs $(REAL_EPOCHS) --epoch-size $(REAL_EPOCH_SIZE) --threads $(REAL_WORKERS) \
+	  --embed $(REAL_PROBE_DIR)/samples.ndjson --out $@ > $@.json 2> $@.stderr || { tail -5 $@.stderr >&2; exit 1; }
+	grep 'epoch [0-9]* loss' $@.stderr
+
 $(REAL_PROBE_DIR)/pixels.npy: $(REAL_PROBE_DIR)/samples.ndjson
 	$(NODE) dist/bench/real-summary.js time $@.time -- $(ATELIER) embed -m pixels -i $< -o $@ $(REAL_LOG)
 
@@ -270,9 +287,47 @@ $(foreach f,$(REAL_RUN_FACETS),$(eval $(call REAL_RUN_PROBE_RULE,$(REAL_PROBE_DI
 
 REAL_RUN_PROBES := $(foreach m,$(REAL_RUN_FEATURES),$(foreach f,$(REAL_RUN_FACETS),$(if $(filter pixels,$(m)),$(REAL_PROBE_DIR),$(REAL_RUN_DIR))/probe-$(m)-$(f).json))
 
-real-weak-run: build $(REAL_RUN_DIR)/weak.model/model.json $(REAL_RUN_PROBES)
-	$(NODE) dist/bench/real-summary.js weak-run --dir $(REAL_RUN_DIR) --pixels-dir $(REAL_PROBE_DIR) --set $(REAL_SET) --features '$(REAL_RUN_FEATURES)' \
+# Retrieval of held-out myntra-44k products sharing articleType and baseColour (eval-retrieval: top-k accuracy
+# and mAP; real-summary: P@k), the word neighbours of REAL_WORDS in the word matrix, and a t-SNE map of
+# REAL_TSNE held-out images on the weak features (points by articleType, and thumbnails).
+REAL_WORDS ?= black blue red white pink green navy grey shirt tshirt jeans dress kurta shoes watch handbag socks striped printed casual
+REAL_TSNE ?= 1000
+# The map's images: held-out products of this folder's myntra-44k rows (a REAL_LIMIT of 4,000 holds out only
+# 797; any limit's held-out products are held out of every run, the split being by id hash).
+REAL_TSNE_DIR ?= $(REAL_PROBE_DIR)
+$(REAL_OUT)/%/heldout.ndjson: $(REAL_OUT)/%/samples.ndjson | build
+	$(NODE) dist/bench/real-summary.js heldout --dir $(@D) --tsne $(REAL_TSNE)
+
+define REAL_RUN_RETRIEVAL_RULE
+$(1)/retrieval-$(2).json: $(1)/$(2).npy $$(REAL_PROBE_DIR)/heldout.ndjson
+	$$(ATELIER) eval-retrieval -p $$(REAL_PROBE_DIR)/heldout.ndjson -e $$< -k 1,5,10 --baseline random --name $(2) -o $$@ $$(REAL_LOG)
+	$$(NODE) dist/bench/real-summary.js retrieval-precision --features $$< --partition $$(REAL_PROBE_DIR)/heldout.ndjson --out $(1)/retrieval-$(2).precision.json
+endef
+$(foreach m,$(filter-out pixels,$(REAL_RUN_FEATURES)),$(eval $(call REAL_RUN_RETRIEVAL_RULE,$(REAL_RUN_DIR),$(m))))
+$(eval $(call REAL_RUN_RETRIEVAL_RULE,$(REAL_PROBE_DIR),pixels))
+REAL_RUN_RETRIEVAL := $(foreach m,$(REAL_RUN_FEATURES),$(if $(filter pixels,$(m)),$(REAL_PROBE_DIR),$(REAL_RUN_DIR))/retrieval-$(m).json)
+
+$(REAL_RUN_DIR)/words.npy: $(REAL_RUN_DIR)/weak.model/model.json
+	$(ATELIER) embed -m $(REAL_RUN_DIR)/weak.model --words -o $@ $(REAL_LOG)
+
+$(REAL_RUN_DIR)/word-neighbours.ndjson: $(REAL_RUN_DIR)/words.npy
+	$(ATELIER) knn -q $< -k 8 > $@.tmp $(REAL_LOG)
+	mv $@.tmp $@
+
+$(REAL_RUN_DIR)/tsne-weak.npy: $(REAL_RUN_DIR)/weak.model/model.json $(REAL_TSNE_DIR)/heldout.ndjson
+	$(ATELIER) embed -m $(REAL_RUN_DIR)/weak.model -i $(REAL_TSNE_DIR)/heldout-tsne.ndjson -o $@ $(REAL_LOG)
+
+$(REAL_RUN_DIR)/tsne-weak.ndjson: $(REAL_RUN_DIR)/tsne-weak.npy
+	$(ATELIER) tsne $< --labels $(REAL_TSNE_DIR)/heldout-tsne.ndjson --label-field articleType --style points --size 1200 \
+	  --title "weak features, $$(wc -l < $(REAL_TSNE_DIR)/heldout-tsne.ndjson) held-out myntra-44k images, by articleType" --png $(REAL_RUN_DIR)/tsne-weak-articleType.png -o $@.tmp $(REAL_LOG)
+	$(ATELIER) tsne $< --style thumbnails --size 2000 --png $(REAL_RUN_DIR)/tsne-weak-thumbnails.png -o $(REAL_RUN_DIR)/tsne-weak-thumbnails.ndjson 2>> $(REAL_ERR)
+	mv $@.tmp $@
+
+REAL_RUN_EXTRAS := $(REAL_RUN_RETRIEVAL) $(REAL_RUN_DIR)/word-neighbours.ndjson $(REAL_RUN_DIR)/tsne-weak.ndjson
+
+real-weak-run: build $(REAL_RUN_DIR)/weak.model/model.json $(REAL_RUN_PROBES) $(REAL_RUN_EXTRAS)
+	$(NODE) dist/bench/real-summary.js weak-run --dir $(REAL_RUN_DIR) --pixels-dir $(REAL_PROBE_DIR) --set $(REAL_SET) --features '$(REAL_RUN_FEATURES)' --words '$(REAL_WORDS)' \
 	  $(if $(REAL_REFERENCE),--reference $(REAL_REFERENCE)) \
-	  --probe '$(REAL_PROBE)' --command 'make real-weak-run REAL_SET=$(REAL_SET) REAL_RUN_TOWER=$(REAL_RUN_TOWER) REAL_SIZE=$(REAL_SIZE) REAL_LIMIT=$(REAL_LIMIT) REAL_EPOCHS=$(REAL_EPOCHS) REAL_EPOCH_SIZE=$(REAL_EPOCH_SIZE) REAL_HEAD_EPOCHS=$(REAL_HEAD_EPOCHS) REAL_WORKERS=$(REAL_WORKERS)' \
+	  --probe '$(REAL_PROBE)' --command 'make real-weak-run REAL_SET=$(REAL_SET) REAL_RUN_TOWER=$(REAL_RUN_TOWER)$(if $(REAL_TORCH), REAL_TORCH=$(REAL_TORCH)) REAL_SIZE=$(REAL_SIZE) REAL_LIMIT=$(REAL_LIMIT) REAL_EPOCHS=$(REAL_EPOCHS) REAL_EPOCH_SIZE=$(REAL_EPOCH_SIZE) REAL_HEAD_EPOCHS=$(REAL_HEAD_EPOCHS) REAL_WORKERS=$(REAL_WORKERS)' \
 	  --settings '$(REAL_RUN_START) $(REAL_RUN_WORDS) --input-size $(REAL_SIZE) --epochs $(REAL_EPOCHS) --epoch-size $(REAL_EPOCH_SIZE) --workers $(REAL_WORKERS)'
 	@echo "results: $(REAL_RUN_DIR)/weak-results.json and $(REAL_RUN_DIR)/weak-results.md"

@@ -2,6 +2,10 @@
 one basic residual block per stage, batch norm, global average pooling, dropout, word matrix without bias),
 trained with SGD + momentum on a full or sampled softmax over the words. Prints one JSON object on stdout.
 
+With --samples it is the PyTorch reference of a real train-weak run (bench/real.mk, real-weak-torch): the same
+records, vocabulary, held-out split, word sampling, augmentation, loss, optimiser, schedule and sample budget;
+it writes the pooled features of --embed's records (.npy + ids NDJSON) for the same probes.
+
 Run with Debian's /usr/bin/python3 (python3-torch).
 """
 import argparse
@@ -89,6 +93,120 @@ def images_per_second(step, batch: int, warmup: int, min_steps: int, min_seconds
     return {"steps": steps, "seconds": elapsed, "images_per_s": steps * batch / elapsed, "cpu_s_per_image": (time.process_time() - cpu) / (steps * batch)}
 
 
+def stable_hash(text: str) -> int:
+    """src/lib/random.ts stableHash: FNV-1a over UTF-16 code units, then a murmur3 finish."""
+    h = 0x811C9DC5
+    units = text.encode("utf-16-le")
+    for i in range(0, len(units), 2):
+        h ^= units[i] | units[i + 1] << 8
+        h = (h * 0x01000193) & 0xFFFFFFFF
+    h ^= h >> 16
+    h = (h * 0x85EBCA6B) & 0xFFFFFFFF
+    h ^= h >> 13
+    h = (h * 0xC2B2AE35) & 0xFFFFFFFF
+    h ^= h >> 16
+    return h
+
+
+def load_images(paths, stored: int):
+    """sharp's 'cover' resize to stored x stored (scale the short side, centre crop), as uint8 NHWC."""
+    import numpy as np
+    from PIL import Image, ImageOps
+
+    out = np.zeros((len(paths), stored, stored, 3), dtype=np.uint8)
+    for i, path in enumerate(paths):
+        with Image.open(path) as im:
+            out[i] = np.asarray(ImageOps.fit(im.convert("RGB"), (stored, stored), Image.BILINEAR))
+    return out
+
+
+def real_main(args) -> None:
+    """train-weak's recipe on real records (see train-weak.ts and weak-trainer.ts): uniform word sampling,
+    random crop + flip of the 1.125x stored image, /255, full softmax, dropout, SGD + momentum, lr / 10
+    after --patience epochs without a better validation P@1, the last epoch's weights kept."""
+    import numpy as np
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    rng = np.random.default_rng(args.seed)
+    vocab = [json.loads(l)["word"] for l in open(args.vocab) if l.strip()][: args.top_k]
+    word_id = {w: i for i, w in enumerate(vocab)}
+    records = [json.loads(l) for l in open(args.samples) if l.strip()]
+    train, val = [], []
+    for r in records:
+        bag = sorted({word_id[t] for t in r.get("tokens", []) if t in word_id})
+        if not bag:
+            continue
+        group = str(r.get(args.group_field, r["id"]))
+        (val if stable_hash(group) / 4294967296 < args.val_fraction else train).append((r["image"], bag))
+    stored = round(args.input_size * 1.125)
+    started = time.perf_counter()
+    train_x = load_images([p for p, _ in train], stored)
+    val_x = load_images([p for p, _ in val], stored)
+    decode_s = time.perf_counter() - started
+    images_of = [[] for _ in vocab]
+    for i, (_, bag) in enumerate(train):
+        for w in bag:
+            images_of[w].append(i)
+    with_images = [w for w in range(len(vocab)) if images_of[w]]
+    model = ResNet18Weak(len(vocab)) if args.tower == "resnet18" else WeakModel(args.width, args.stages, args.blocks, len(vocab))
+    optimizer = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=0.9)
+    size, off = args.input_size, (stored - args.input_size) // 2
+
+    def to_tensor(batch):
+        return torch.from_numpy(batch).permute(0, 3, 1, 2).float().div_(255)
+
+    def pooled(x_all, idx):
+        model.eval()
+        with torch.no_grad():
+            return torch.cat([model.embed(to_tensor(x_all[idx[s : s + 128], off : off + size, off : off + size])) for s in range(0, len(idx), 128)])
+
+    ks = [1, 5, 10, 15]
+    log, best, since, lr = [], -1.0, 0, args.lr
+    steps = -(-args.epoch_size // args.batch)
+    for epoch in range(1, args.epochs + 1):
+        model.train()
+        t0, c0, total = time.perf_counter(), time.process_time(), 0.0
+        for _ in range(steps):
+            words = rng.choice(with_images, args.batch)
+            idx = np.array([images_of[w][rng.integers(len(images_of[w]))] for w in words])
+            xs, ys, flips = rng.integers(0, stored - size + 1, args.batch), rng.integers(0, stored - size + 1, args.batch), rng.random(args.batch) < 0.5
+            crops = np.stack([train_x[i, y : y + size, x : x + size] for i, x, y in zip(idx, xs, ys)])
+            crops[flips] = crops[flips, :, ::-1]
+            optimizer.zero_grad()
+            z = F.dropout(model.embed(to_tensor(np.ascontiguousarray(crops))), p=args.dropout, training=True)
+            loss = F.cross_entropy(z @ model.words.t(), torch.from_numpy(words))
+            loss.backward()
+            optimizer.step()
+            total += loss.item()
+        seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
+        scores = pooled(val_x, np.arange(len(val))) @ model.words.t().detach()
+        top = scores.topk(max(ks), dim=1).indices.numpy()
+        precision = {k: float(np.mean([len(set(top[i, :k]) & set(b)) / k for i, (_, b) in enumerate(val)])) for k in ks}
+        recall = {k: float(np.mean([len(set(top[i, :k]) & set(b)) / len(b) for i, (_, b) in enumerate(val)])) for k in ks}
+        log.append({"epoch": epoch, "lr": lr, "loss": total / steps, "seconds": seconds, "cpuSeconds": cpu, "imagesPerSecond": steps * args.batch / seconds, "precision": precision, "recall": recall})
+        print(f"train_weak_torch: epoch {epoch} loss {total / steps:.4f} lr {lr} P@1 {precision[1]:.3f} P@5 {precision[5]:.3f} {steps * args.batch / seconds:.1f} img/s", file=sys.stderr)
+        if precision[1] > best:
+            best, since = precision[1], 0
+        else:
+            since += 1
+            if since >= args.patience:
+                lr /= 10
+                since = 0
+                for g in optimizer.param_groups:
+                    g["lr"] = lr
+    embed_records = [json.loads(l) for l in open(args.embed) if l.strip()]
+    embed_x = load_images([r["image"] for r in embed_records], stored)
+    features = pooled(embed_x, np.arange(len(embed_records))).numpy().astype(np.float32)
+    np.save(args.out, features)
+    with open(args.out[: -len(".npy")] + ".ids.ndjson", "w") as f:
+        for i, r in enumerate(embed_records):
+            f.write(json.dumps({"id": r["id"], "image": r["image"], "row": i}) + "\n")
+    json.dump({"torch": torch.__version__, "threads": torch.get_num_threads(), "train": len(train), "val": len(val), "words": len(vocab),
+               "decodeSeconds": decode_s, "log": log}, open(args.out[: -len(".npy")] + ".log.json", "w"), indent=2)
+    print(json.dumps({"train": len(train), "val": len(val), "last": log[-1]}))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--input-size", type=int, default=64)
@@ -106,7 +224,21 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--min-steps", type=int, default=3)
     parser.add_argument("--min-seconds", type=float, default=5.0)
+    parser.add_argument("--samples", help="real run: crawl-tokenize records {id, image, tokens} to train on")
+    parser.add_argument("--vocab", help="real run: crawl-tokenize vocabulary NDJSON")
+    parser.add_argument("--top-k", type=int, default=1000)
+    parser.add_argument("--group-field", default="id")
+    parser.add_argument("--val-fraction", type=float, default=0.2)
+    parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--epoch-size", type=int, default=2048)
+    parser.add_argument("--patience", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--embed", help="real run: records whose pooled features are written to --out")
+    parser.add_argument("--out", help="real run: features .npy (ids and log beside it)")
     args = parser.parse_args()
+    if args.samples:
+        real_main(args)
+        return
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
