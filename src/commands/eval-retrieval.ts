@@ -1,36 +1,21 @@
 import { readFile } from 'node:fs/promises';
 import { basename } from 'node:path';
-import { defineCommand, UsageError, warn, type CommandIO } from '../lib/command.js';
+import { defineCommand, UsageError, warn } from '../lib/command.js';
 import { writeFileAtomic, checkFileOutput } from '../lib/io/atomic.js';
-import { idsPathFor } from '../lib/io/features.js';
-import { describeJsonValue, openNdjsonWriter, readNdjson, requireId, requireObject, type NdjsonWriter } from '../lib/io/ndjson.js';
+import { openNdjsonWriter, type NdjsonWriter } from '../lib/io/ndjson.js';
 import { isStdio } from '../lib/io/paths.js';
+import { METRICS, PartitionLookup, readRetrievalPartition, type Metric } from '../lib/knn/index.js';
 import {
-  METRICS,
-  PartitionLookup,
-  assertIdsMatchRows,
-  distanceKindOf,
-  gatherRows,
-  normalizeRows,
-  openNpyVectorSource,
-  readRetrievalPartition,
-  readRowIds,
-  scoreTile,
-  type Metric,
-  type PartitionEntry,
-} from '../lib/knn/index.js';
-import {
-  averagePrecision,
-  correctRanks,
-  expectedRandomTopK,
-  relevantRanks,
-  sampleRandomRanks,
-  summarizeRetrieval,
-  type RetrievalSummary,
-} from '../lib/metrics/retrieval.js';
+  evaluateEmbeddings,
+  evaluateKnn,
+  evaluateRandom,
+  partitionQueries,
+  retrievalRunReport,
+  rounded,
+  type QueryResult,
+  type RetrievalRunReport,
+} from '../lib/retrieval/evaluation.js';
 import { PLOT_EXTENSIONS, writeChart, type Series } from '../lib/plot/index.js';
-import { startProgress } from '../lib/progress.js';
-import { createRandom } from '../lib/random.js';
 import { anyInt, positiveIntList } from '../lib/options.js';
 
 interface Args {
@@ -53,242 +38,11 @@ interface Args {
 
 const NAME = 'eval-retrieval';
 const DEFAULT_KS = '1,5,10,20,30,40,50';
-/** Scores held per block of queries when ranking against the whole gallery. */
-const SCORE_BLOCK_BYTES = 64 * 1024 * 1024;
-
-/** One evaluated query: its first correct rank (null = none in the known ranking) and average precision. */
-interface QueryResult {
-  id: string;
-  item: string;
-  rank: number | null;
-  ap: number;
-  relevant: number;
-}
-
-/** What the JSON output says about one run. */
-interface RunReport extends RetrievalSummary {
-  name: string;
-  method: 'embeddings' | 'knn' | 'random';
-  /** Ranking depth the metrics are cut at (knn lists), null when the whole gallery is ranked. */
-  mapCutoff: number | null;
-  topkExpected?: Record<string, number>;
-}
 
 function parseKs(text: string): number[] {
   const ks = text.split(',').map((t) => t.trim()).filter(Boolean).map(Number);
   if (ks.length === 0 || ks.some((k) => !Number.isInteger(k) || k <= 0)) throw new UsageError(`expected positive integers separated by commas, got '${text}'`, { field: '--k' });
   return [...new Set(ks)].sort((a, b) => a - b);
-}
-
-/** The evaluation set: queries and gallery as partition entries, with the protocol they follow. */
-interface Protocol {
-  entries: PartitionEntry[];
-  /** Entry indices of the queries and of the gallery, in partition order. */
-  queries: number[];
-  gallery: number[];
-  /** No split in the partition: every image is a query against all the others. */
-  leaveOneOut: boolean;
-}
-
-function protocolOf(entries: PartitionEntry[], usable: (entry: number) => boolean): Protocol {
-  const leaveOneOut = entries.length > 0 && entries.every((e) => e.split === null);
-  const queries: number[] = [];
-  const gallery: number[] = [];
-  entries.forEach((e, i) => {
-    if (!usable(i)) return;
-    if (leaveOneOut || e.split === 'query') queries.push(i);
-    if (leaveOneOut || e.split === 'gallery') gallery.push(i);
-  });
-  return { entries, queries, gallery, leaveOneOut };
-}
-
-/** Gallery positions of each item. */
-function galleryByItem(protocol: Protocol): Map<string, number[]> {
-  const byItem = new Map<string, number[]>();
-  protocol.gallery.forEach((entry, position) => {
-    const item = protocol.entries[entry].item;
-    const list = byItem.get(item);
-    if (list) list.push(position);
-    else byItem.set(item, [position]);
-  });
-  return byItem;
-}
-
-interface Evaluated {
-  results: QueryResult[];
-  skipped: Record<string, number>;
-  galleryCount: number;
-  items: number;
-  depth: number | null;
-  leaveOneOut: boolean;
-}
-
-/** Ranks every query against the whole gallery by the embeddings: exact ranks, full-depth AP. */
-async function evaluateEmbeddings(args: Args, lookup: PartitionLookup, metric: Metric, io: CommandIO): Promise<Evaluated> {
-  const npyPath = args.embeddings!;
-  const source = await openNpyVectorSource(npyPath);
-  try {
-    const ids = await readRowIds(args.ids ?? idsPathFor(npyPath), args['id-field'], io.stdin);
-    await assertIdsMatchRows(ids, source.rows, npyPath);
-    const entries = lookup.partition.entries;
-    const rowOfEntry = new Int32Array(entries.length).fill(-1);
-    let unmatched = 0;
-    let duplicates = 0;
-    ids.ids.forEach((id, row) => {
-      let entry = lookup.find(id);
-      if (entry < 0 && ids.images[row] !== undefined) entry = lookup.find(ids.images[row]!);
-      if (entry < 0) unmatched++;
-      else if (rowOfEntry[entry] >= 0) duplicates++;
-      else rowOfEntry[entry] = row;
-    });
-    if (unmatched === ids.ids.length) {
-      throw new UsageError(`none of the ${ids.ids.length} ids (e.g. ${JSON.stringify(ids.ids[0])}) is in the partition ${lookup.partition.path}`, { file: ids.path });
-    }
-    if (duplicates > 0) warn(io, NAME, `${duplicates} rows repeat an image already seen; the first row of each is used`);
-    const protocol = protocolOf(entries, (e) => rowOfEntry[e] >= 0);
-    const all = protocolOf(entries, () => true);
-    const byItem = galleryByItem(protocol);
-    const skipped = { noEmbedding: all.queries.length - protocol.queries.length, noGalleryMatch: 0 };
-    const position = new Map(protocol.gallery.map((entry, i) => [entry, i]));
-
-    const galleryRows = await gatherRows(source, protocol.gallery.map((e) => rowOfEntry[e]));
-    const dim = source.dim;
-    if (metric === 'cosine') normalizeRows(galleryRows, dim);
-    const evaluated = protocol.queries.filter((q) => {
-      const relevant = byItem.get(entries[q].item)?.length ?? 0;
-      const self = protocol.leaveOneOut ? 1 : 0;
-      if (relevant - self > 0) return true;
-      skipped.noGalleryMatch++;
-      return false;
-    });
-    const G = protocol.gallery.length;
-    const blockRows = Math.max(1, Math.floor(SCORE_BLOCK_BYTES / Math.max(1, G * 4)));
-    const scores = new Float32Array(Math.min(blockRows, Math.max(1, evaluated.length)) * G);
-    const results: QueryResult[] = [];
-    const progress = startProgress(io.stderr, { total: evaluated.length, label: 'ranking' });
-    for (let start = 0; start < evaluated.length; start += blockRows) {
-      const block = evaluated.slice(start, start + blockRows);
-      const queryRows = await gatherRows(source, block.map((e) => rowOfEntry[e]));
-      if (metric === 'cosine') normalizeRows(queryRows, dim);
-      scoreTile(distanceKindOf(metric), queryRows, block.length, galleryRows, G, dim, scores);
-      block.forEach((entry, q) => {
-        const item = entries[entry].item;
-        const relevant = byItem.get(item) ?? [];
-        const self = protocol.leaveOneOut ? position.get(entry) ?? -1 : -1;
-        const ranks = relevantRanks(scores.subarray(q * G, (q + 1) * G), relevant, self);
-        results.push({ id: entries[entry].key, item, rank: ranks.length ? ranks[0] : null, ap: averagePrecision(ranks, ranks.length), relevant: ranks.length });
-      });
-      progress.update(Math.min(evaluated.length, start + blockRows));
-    }
-    progress.stop();
-    return { results, skipped, galleryCount: G, items: byItem.size, depth: null, leaveOneOut: protocol.leaveOneOut };
-  } finally {
-    await source.close();
-  }
-}
-
-/** Scores queries from knn output: ranks known to the depth of the neighbour lists. */
-async function evaluateKnn(args: Args, lookup: PartitionLookup, io: CommandIO): Promise<Evaluated> {
-  const entries = lookup.partition.entries;
-  const protocol = protocolOf(entries, () => true);
-  const byItem = galleryByItem(protocol);
-  const isQuery = new Uint8Array(entries.length);
-  for (const q of protocol.queries) isQuery[q] = 1;
-  const isGallery = new Uint8Array(entries.length);
-  for (const g of protocol.gallery) isGallery[g] = 1;
-  const seen = new Uint8Array(entries.length);
-  const skipped = { notInKnn: 0, notAQuery: 0, noGalleryMatch: 0, neighborsNotInGallery: 0 };
-  const results: QueryResult[] = [];
-  let depth = 0;
-  let shortest = Infinity;
-  for await (const { value, file, line } of readNdjson(args.knn!, { stdin: io.stdin })) {
-    const record = requireObject(value, { file, line });
-    requireId(record, 'id', { file, line });
-    if (!Array.isArray(record.neighbors)) throw new UsageError(`expected an array of {id, score}, got ${describeJsonValue(record.neighbors)}`, { file, line, field: 'neighbors' });
-    const entry = lookup.find(String(record.id));
-    if (entry < 0 || !isQuery[entry]) {
-      skipped.notAQuery++;
-      continue;
-    }
-    if (seen[entry]) throw new UsageError(`query ${JSON.stringify(record.id)} appears twice`, { file, line, field: 'id' });
-    seen[entry] = 1;
-    const item = entries[entry].item;
-    const relevant = (byItem.get(item)?.length ?? 0) - (protocol.leaveOneOut ? 1 : 0);
-    if (relevant <= 0) {
-      skipped.noGalleryMatch++;
-      continue;
-    }
-    const items: Array<string | null> = [];
-    record.neighbors.forEach((n: unknown, i: number) => {
-      const id = n !== null && typeof n === 'object' ? (n as Record<string, unknown>).id : n;
-      if (typeof id !== 'string' && typeof id !== 'number') throw new UsageError(`expected a string or number id, got ${describeJsonValue(id)}`, { file, line, field: `neighbors[${i}].id` });
-      const g = lookup.find(String(id));
-      if (g === entry) return;
-      if (g < 0 || !isGallery[g]) {
-        skipped.neighborsNotInGallery++;
-        return;
-      }
-      items.push(entries[g].item);
-    });
-    depth = Math.max(depth, items.length);
-    shortest = Math.min(shortest, items.length);
-    const ranks = correctRanks(items, item);
-    results.push({ id: entries[entry].key, item, rank: ranks.length ? ranks[0] : null, ap: averagePrecision(ranks, relevant, items.length), relevant });
-  }
-  for (const q of protocol.queries) if (!seen[q]) skipped.notInKnn++;
-  // Lists that hold the whole gallery are complete rankings: nothing is cut.
-  const candidates = protocol.gallery.length - (protocol.leaveOneOut ? 1 : 0);
-  const complete = shortest >= candidates;
-  if (skipped.notInKnn > 0) warn(io, NAME, `${skipped.notInKnn} queries of the partition have no line in ${args.knn}; they are left out`);
-  if (skipped.neighborsNotInGallery > 0) warn(io, NAME, `${skipped.neighborsNotInGallery} neighbours are not gallery images of the partition and were ignored (was knn run against the gallery split?)`);
-  return { results, skipped, galleryCount: protocol.gallery.length, items: byItem.size, depth: complete ? null : depth, leaveOneOut: protocol.leaveOneOut };
-}
-
-/** A random ordering of the gallery for every query: the chance level every model must beat. */
-function evaluateRandom(queries: Array<{ id: string; item: string; relevant: number }>, galleryCount: number, leaveOneOut: boolean, seed: number, ks: number[]) {
-  const random = createRandom(`eval-retrieval-random-${seed}`);
-  const candidates = galleryCount - (leaveOneOut ? 1 : 0);
-  const results: QueryResult[] = queries.map((q) => {
-    const ranks = sampleRandomRanks(candidates, q.relevant, random.next);
-    return { id: q.id, item: q.item, rank: ranks.length ? ranks[0] : null, ap: averagePrecision(ranks, q.relevant), relevant: q.relevant };
-  });
-  const expected: Record<string, number> = {};
-  for (const k of ks) {
-    let sum = 0;
-    for (const q of queries) sum += expectedRandomTopK(candidates, q.relevant, k);
-    expected[k] = queries.length ? sum / queries.length : 0;
-  }
-  return { results, expected };
-}
-
-/** The partition's queries with their relevant counts, for a random baseline without a model. */
-function partitionQueries(lookup: PartitionLookup): { queries: Array<{ id: string; item: string; relevant: number }>; galleryCount: number; items: number; leaveOneOut: boolean; noGalleryMatch: number } {
-  const protocol = protocolOf(lookup.partition.entries, () => true);
-  const byItem = galleryByItem(protocol);
-  const queries: Array<{ id: string; item: string; relevant: number }> = [];
-  let noGalleryMatch = 0;
-  for (const q of protocol.queries) {
-    const e = protocol.entries[q];
-    const relevant = (byItem.get(e.item)?.length ?? 0) - (protocol.leaveOneOut ? 1 : 0);
-    if (relevant > 0) queries.push({ id: e.key, item: e.item, relevant });
-    else noGalleryMatch++;
-  }
-  return { queries, galleryCount: protocol.gallery.length, items: byItem.size, leaveOneOut: protocol.leaveOneOut, noGalleryMatch };
-}
-
-function report(name: string, method: RunReport['method'], results: QueryResult[], ks: number[], depth: number | null): RunReport {
-  const summary = summarizeRetrieval(
-    results.map((r) => r.rank),
-    results.map((r) => r.ap),
-    ks,
-    depth ?? undefined,
-  );
-  return { name, method, ...summary, mapCutoff: depth };
-}
-
-/** Rounds metrics to 6 decimals for a readable JSON. */
-function rounded<T>(value: T): T {
-  return JSON.parse(JSON.stringify(value, (_key, v) => (typeof v === 'number' && !Number.isInteger(v) ? Number(v.toFixed(6)) : v))) as T;
 }
 
 interface PlottedRun {
@@ -306,7 +60,7 @@ async function readRun(path: string): Promise<PlottedRun> {
     const code = (err as NodeJS.ErrnoException).code;
     throw new UsageError(code === 'ENOENT' ? 'no such file' : `not JSON: ${(err as Error).message}`, { file: path });
   }
-  const run = parsed as Partial<RunReport>;
+  const run = parsed as Partial<RetrievalRunReport>;
   if (!run || typeof run !== 'object' || !run.topk || typeof run.topk !== 'object') throw new UsageError('not an eval-retrieval result (no "topk" object)', { file: path });
   return { name: typeof run.name === 'string' ? run.name : basename(path).replace(/\.json$/, ''), topk: run.topk, dashed: run.method === 'random' };
 }
@@ -376,28 +130,31 @@ The ranking comes from --embeddings (exact: every query is ranked against the wh
     const partition = await readRetrievalPartition(args.partition);
     if (partition.entries.length === 0) throw new UsageError('lists no images', { file: partition.path });
     const lookup = new PartitionLookup(partition);
+    const onWarning = (message: string) => warn(io, NAME, message);
 
-    let main: RunReport | null = null;
+    let main: RetrievalRunReport | null = null;
     let results: QueryResult[] = [];
     let context: { galleryCount: number; items: number; leaveOneOut: boolean; skipped: Record<string, number> };
-    let baseline: (RunReport & { topkExpected: Record<string, number> }) | null = null;
+    let baseline: (RetrievalRunReport & { topkExpected: Record<string, number> }) | null = null;
     if (args.embeddings || args.knn) {
-      const evaluated = args.embeddings ? await evaluateEmbeddings(args, lookup, metric, io) : await evaluateKnn(args, lookup, io);
+      const evaluated = args.embeddings
+        ? await evaluateEmbeddings({ embeddings: args.embeddings, ids: args.ids, idField: args['id-field'] }, lookup, metric, io, onWarning)
+        : await evaluateKnn(args.knn!, lookup, io.stdin, onWarning);
       results = evaluated.results;
       if (results.length === 0) throw new UsageError('no query could be evaluated (check that ids match the partition and that queries have gallery images of their item)', { file: args.embeddings ?? args.knn });
       const name = args.name ?? basename(args.embeddings ?? (isStdio(args.knn!) ? 'knn' : args.knn!)).replace(/\.(npy|ndjson|jsonl)$/, '');
-      main = report(name, args.embeddings ? 'embeddings' : 'knn', results, ks, evaluated.depth);
+      main = retrievalRunReport(name, args.embeddings ? 'embeddings' : 'knn', results, ks, evaluated.depth);
       context = { galleryCount: evaluated.galleryCount, items: evaluated.items, leaveOneOut: evaluated.leaveOneOut, skipped: evaluated.skipped };
       if (args.baseline === 'random') {
         const random = evaluateRandom(results.map((r) => ({ id: r.id, item: r.item, relevant: r.relevant })), evaluated.galleryCount, evaluated.leaveOneOut, args.seed, ks);
-        baseline = { ...report('random', 'random', random.results, ks, null), topkExpected: random.expected };
+        baseline = { ...retrievalRunReport('random', 'random', random.results, ks, null), topkExpected: random.expected };
       }
     } else {
       const fromPartition = partitionQueries(lookup);
       if (fromPartition.queries.length === 0) throw new UsageError('no query has a gallery image of its item', { file: partition.path });
       const random = evaluateRandom(fromPartition.queries, fromPartition.galleryCount, fromPartition.leaveOneOut, args.seed, ks);
       results = random.results;
-      main = { ...report(args.name ?? 'random', 'random', results, ks, null), topkExpected: random.expected };
+      main = { ...retrievalRunReport(args.name ?? 'random', 'random', results, ks, null), topkExpected: random.expected };
       context = { galleryCount: fromPartition.galleryCount, items: fromPartition.items, leaveOneOut: fromPartition.leaveOneOut, skipped: { noGalleryMatch: fromPartition.noGalleryMatch } };
     }
 

@@ -1,10 +1,10 @@
-import { createGunzip } from 'node:zlib';
-import { defineCommand, UsageError, warn, type CommandIO, type ErrorPlace } from '../lib/command.js';
-import { readCsvStream, readRecords, recordFormatFromPath, type RecordFormat } from '../lib/io/csv.js';
-import { describeJsonValue, openNdjsonWriter, readNdjsonStream, requireObject, type NdjsonRecord } from '../lib/io/ndjson.js';
-import { inputDisplayName, openInputStream } from '../lib/io/paths.js';
-import { BUCKET_KINDS, bucketOfDay, parseDay, spreadOverBuckets, type BucketKind } from '../lib/sizenet/dates.js';
-import { ArticleTallies, scoreArticles, summarizeScores, type TeacherScore, type TeacherSummary } from '../lib/sizenet/teacher.js';
+import { defineCommand, warn } from '../lib/command.js';
+import type { RecordFormat } from '../lib/io/csv.js';
+import { openNdjsonWriter } from '../lib/io/ndjson.js';
+import { BUCKET_KINDS, type BucketKind } from '../lib/sizenet/dates.js';
+import { scoreArticles, summarizeScores } from '../lib/sizenet/teacher.js';
+import { tallyTeacherInput, type TeacherColumns, type TeacherInputShape } from '../lib/sizenet/teacher-input.js';
+import { teacherScoreRecord, teacherSummaryLines } from '../lib/sizenet/teacher-report.js';
 import { checkFileOutput } from '../lib/io/atomic.js';
 import { nonNegativeNumber, positiveNumber } from '../lib/options.js';
 
@@ -29,214 +29,7 @@ interface TeacherScoreArgs {
   quiet: boolean;
 }
 
-type Shape = 'article' | 'event';
-type InputRecord = NdjsonRecord<Record<string, unknown>>;
-
-/** The columns each shape reads, by role, as the user named them. */
-interface Columns {
-  id: string;
-  category: string;
-  n: string;
-  k: string;
-  start: string;
-  end: string;
-  date: string;
-  returned: string;
-}
-
 const NAME = 'teacher-score';
-/** Distinct date texts remembered with their bucket; timestamps could make every row distinct, so it is bounded. */
-const BUCKET_CACHE_LIMIT = 100_000;
-
-/** NDJSON, CSV or TSV records from `path`; a `.gz` file is decompressed on the way (its format from the name inside). */
-async function* readInputRecords(path: string, format: string, stdin: NodeJS.ReadableStream): AsyncGenerator<InputRecord> {
-  if (!path.toLowerCase().endsWith('.gz')) {
-    yield* readRecords(path, { format: format as RecordFormat | 'auto', stdin });
-    return;
-  }
-  const name = inputDisplayName(path);
-  const chosen = format !== 'auto' ? (format as RecordFormat) : recordFormatFromPath(path.slice(0, -3));
-  if (chosen === null) throw new UsageError('cannot tell from its name whether this compressed file holds NDJSON or CSV; say which with --format', { file: name });
-  const compressed = await openInputStream(path, stdin);
-  const stream = compressed.pipe(createGunzip());
-  compressed.on('error', (err: Error) => stream.destroy(err));
-  try {
-    if (chosen === 'ndjson') {
-      for await (const record of readNdjsonStream(stream, name)) yield { value: requireObject(record.value, record), line: record.line, file: name };
-    } else {
-      yield* readCsvStream(stream, name, { delimiter: chosen === 'tsv' ? '\t' : ',' });
-    }
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (typeof code === 'string' && code.startsWith('Z_')) throw new UsageError(`not a valid gzip file (${(err as Error).message})`, { file: name });
-    throw err;
-  }
-}
-
-function place(record: InputRecord, field?: string): ErrorPlace {
-  return { file: record.file, line: record.line, field };
-}
-
-function has(record: InputRecord, column: string): boolean {
-  return Object.prototype.hasOwnProperty.call(record.value, column);
-}
-
-/** The columns the first record must have for `shape`, and a UsageError naming the first one missing. */
-function requireColumns(record: InputRecord, shape: Shape, columns: Columns): void {
-  const roles: Array<[keyof Columns, string]> =
-    shape === 'article'
-      ? [['id', '--id-col'], ['category', '--category-col'], ['n', '--n-col'], ['k', '--k-col'], ['start', '--start-col'], ['end', '--end-col']]
-      : [['id', '--id-col'], ['category', '--category-col'], ['date', '--date-col'], ['returned', '--returned-col']];
-  for (const [role, flag] of roles) {
-    const column = columns[role];
-    if (!has(record, column)) {
-      const found = Object.keys(record.value).join(', ') || 'none';
-      throw new UsageError(`no column '${column}' for ${shape === 'article' ? 'per-article' : 'per-sale'} input (columns here: ${found}); name it with ${flag}`, place(record, column));
-    }
-  }
-}
-
-/** Per-article rows when the first record has the n and k columns, per-sale rows when it has date and returned. */
-function detectShape(record: InputRecord, columns: Columns): Shape {
-  if (has(record, columns.n) && has(record, columns.k)) return 'article';
-  if (has(record, columns.date) && has(record, columns.returned)) return 'event';
-  const found = Object.keys(record.value).join(', ') || 'none';
-  throw new UsageError(
-    `cannot tell the input's shape from its columns (${found}): per-article rows need '${columns.n}' and '${columns.k}' (plus '${columns.start}', '${columns.end}'), ` +
-      `per-sale rows need '${columns.date}' and '${columns.returned}'; rename with --n-col/--k-col/--date-col/--returned-col or set --shape`,
-    place(record),
-  );
-}
-
-/** A non-empty text key from a string or number cell. */
-function keyText(record: InputRecord, column: string): string {
-  const value = record.value[column];
-  if (typeof value === 'number' && Number.isFinite(value)) return String(value);
-  if (typeof value === 'string' && value.trim() !== '') return value.trim();
-  throw new UsageError(`expected a non-empty name, got ${describeJsonValue(value)}`, place(record, column));
-}
-
-/** A whole number of sales or returns, from a JSON number or a CSV cell. */
-function countValue(record: InputRecord, column: string): number {
-  const value = record.value[column];
-  let count: number | null = null;
-  if (typeof value === 'number') count = value;
-  else if (typeof value === 'string' && /^\s*[+-]?\d+(\.\d*)?([eE][+-]?\d+)?\s*$/.test(value)) count = Number(value);
-  if (count === null || !Number.isFinite(count)) throw new UsageError(`expected a count (a whole number >= 0), got ${describeJsonValue(value)}`, place(record, column));
-  if (count < 0) throw new UsageError(`negative count ${count}`, place(record, column));
-  if (!Number.isSafeInteger(count)) throw new UsageError(`expected a whole number, got ${count}`, place(record, column));
-  return count;
-}
-
-/** A UTC day number from a date cell. */
-function dayValue(record: InputRecord, column: string): number {
-  const value = record.value[column];
-  const day = typeof value === 'string' ? parseDay(value) : null;
-  if (day === null) throw new UsageError(`unparsable date ${describeJsonValue(value)} (expected YYYY-MM-DD or an ISO 8601 timestamp)`, place(record, column));
-  return day;
-}
-
-function valueList(text: string): Set<string> {
-  return new Set(
-    text
-      .split(',')
-      .map((v) => v.trim().toLowerCase())
-      .filter((v) => v !== ''),
-  );
-}
-
-/** Reads every record into per-article tallies, validating each; nothing is written until this returns. */
-async function tallyInput(args: TeacherScoreArgs, io: CommandIO, columns: Columns, bucketKind: BucketKind): Promise<{ tallies: ArticleTallies; shape: Shape; rows: number; ids: Map<string, number> }> {
-  const tallies = new ArticleTallies();
-  const numericIds = new Map<string, number>();
-  const returnedValues = valueList(args.returnedValues);
-  const keptValues = valueList(args.keptValues);
-  for (const value of returnedValues) {
-    if (keptValues.has(value)) throw new UsageError(`'${value}' is in both --returned-values and --kept-values`, { field: '--kept-values' });
-  }
-  const bucketCache = new Map<string, string>();
-  const bucketOfDateText = (record: InputRecord, column: string): string => {
-    const text = record.value[column];
-    const cached = typeof text === 'string' ? bucketCache.get(text) : undefined;
-    if (cached !== undefined) return cached;
-    const bucket = bucketOfDay(dayValue(record, column), bucketKind);
-    if (bucketCache.size >= BUCKET_CACHE_LIMIT) bucketCache.clear();
-    bucketCache.set(text as string, bucket);
-    return bucket;
-  };
-  let shape: Shape | null = args.shape === 'auto' ? null : (args.shape as Shape);
-  let rows = 0;
-  // Per-article rows: one per article; a second one would be summed into it silently.
-  const articleLine = new Map<string, number>();
-  for await (const record of readInputRecords(args.input, args.format, io.stdin)) {
-    if (rows === 0) {
-      shape ??= detectShape(record, columns);
-      requireColumns(record, shape, columns);
-    }
-    rows += 1;
-    const id = keyText(record, columns.id);
-    const rawId = record.value[columns.id];
-    if (typeof rawId === 'number' && !numericIds.has(id)) numericIds.set(id, rawId);
-    const category = keyText(record, columns.category);
-    if (shape === 'article') {
-      const firstLine = articleLine.get(id);
-      if (firstLine !== undefined) throw new UsageError(`article ${JSON.stringify(id)} already has a row on line ${firstLine}; give one row per article (or per-sale rows)`, place(record, columns.id));
-      articleLine.set(id, record.line);
-      const n = countValue(record, columns.n);
-      const k = countValue(record, columns.k);
-      if (k > n) throw new UsageError(`size returns (${k}) exceed sales (${n})`, place(record, columns.k));
-      const first = dayValue(record, columns.start);
-      const last = dayValue(record, columns.end);
-      if (last < first) throw new UsageError(`sales period ends before it starts (${columns.start} ${String(record.value[columns.start])})`, place(record, columns.end));
-      tallies.addArticle(id, category, n, k, spreadOverBuckets(first, last, bucketKind));
-    } else {
-      const bucket = bucketOfDateText(record, columns.date);
-      tallies.addSales(id, category, bucket, 1, returnedFlag(record, columns.returned, returnedValues, keptValues));
-    }
-  }
-  if (rows === 0) throw new UsageError('no rows to score', { file: inputDisplayName(args.input) });
-  return { tallies, shape: shape!, rows, ids: numericIds };
-}
-
-/** 1 when the sale came back for a size reason, 0 when it was kept; anything else is an error. */
-function returnedFlag(record: InputRecord, column: string, returnedValues: Set<string>, keptValues: Set<string>): number {
-  const value = record.value[column];
-  if (value === true) return 1;
-  if (value === false) return 0;
-  const text = typeof value === 'string' ? value.trim().toLowerCase() : typeof value === 'number' ? String(value) : null;
-  if (text !== null && returnedValues.has(text)) return 1;
-  if (text !== null && keptValues.has(text)) return 0;
-  throw new UsageError(
-    `${describeJsonValue(value)} is neither a size return (${[...returnedValues].join(', ')}) nor a kept sale (${[...keptValues].join(', ')}); see --returned-values and --kept-values`,
-    place(record, column),
-  );
-}
-
-function fixed(value: number, digits: number): string {
-  return Number.isFinite(value) ? value.toFixed(digits) : String(value);
-}
-
-function percent(part: number, whole: number): string {
-  return whole > 0 ? `${((100 * part) / whole).toFixed(1)}%` : '-';
-}
-
-/** The end-of-run summary, one line per fact, then one line per category. */
-function summaryLines(summary: TeacherSummary, context: { rows: number; shape: Shape; bucket: string; priorStrength: number; tau: number; kept: number }): string[] {
-  if (summary.articles === 0) return [`no article in ${context.rows} rows has sales: nothing to score`];
-  const lines = [
-    `${summary.articles} articles from ${context.rows} ${context.shape === 'article' ? 'article rows' : 'sales rows'}: ${summary.sales} sales, ${summary.sizeReturns} size returns (rate ${fixed(summary.sizeReturns / summary.sales, 4)}); buckets by ${context.bucket}, prior strength ${context.priorStrength}`,
-    `labels: size issue ${summary.sizeIssues} (${percent(summary.sizeIssues, summary.articles)}), no size issue ${summary.articles - summary.sizeIssues} (${percent(summary.articles - summary.sizeIssues, summary.articles)}); written ${context.kept} with w >= ${context.tau}`,
-    `w quantiles: ${summary.wQuantiles.map(({ q, w }) => `${q === 0 ? 'min' : q === 1 ? 'max' : `p${Math.round(q * 100)}`} ${fixed(w, 3)}`).join(', ')}`,
-    'per category: articles, sales, observed size-return rate, mean p, size-issue share',
-  ];
-  const width = Math.max(...summary.categories.map((c) => c.category.length));
-  for (const c of summary.categories) {
-    lines.push(
-      `  ${c.category.padEnd(width)} ${String(c.articles).padStart(6)} ${String(c.sales).padStart(8)}  rate ${fixed(c.sizeReturns / c.sales, 4)}  p ${fixed(c.meanP, 4)}  size issue ${percent(c.sizeIssues, c.articles)}`,
-    );
-  }
-  return lines;
-}
 
 export default defineCommand<TeacherScoreArgs>({
   name: NAME,
@@ -277,7 +70,7 @@ export default defineCommand<TeacherScoreArgs>({
   ],
   async run(args, io) {
     await checkOutputs(args);
-    const columns: Columns = {
+    const columns: TeacherColumns = {
       id: args.idCol,
       category: args.categoryCol,
       n: args.nCol,
@@ -288,7 +81,15 @@ export default defineCommand<TeacherScoreArgs>({
       returned: args.returnedCol,
     };
     const bucketKind = args.bucket as BucketKind;
-    const { tallies, shape, rows, ids } = await tallyInput(args, io, columns, bucketKind);
+    const source = {
+      input: args.input,
+      format: args.format as 'auto' | RecordFormat,
+      stdin: io.stdin,
+      shape: args.shape as 'auto' | TeacherInputShape,
+      returnedValues: args.returnedValues,
+      keptValues: args.keptValues,
+    };
+    const { tallies, shape, rows, ids } = await tallyTeacherInput(source, columns, bucketKind);
     const { articles, mixedCategoryArticles } = tallies.finish();
     if (mixedCategoryArticles > 0) warn(io, NAME, `${mixedCategoryArticles} article(s) appear under more than one category; each was scored in the one most of its rows name`);
     const scores = scoreArticles(articles, args.priorStrength);
@@ -298,7 +99,7 @@ export default defineCommand<TeacherScoreArgs>({
 
     const writer = await openNdjsonWriter(args.output, { stdout: io.stdout, outputs: io.outputs });
     try {
-      for (const score of kept) await writer.write(outputRecord(score, ids));
+      for (const score of kept) await writer.write(teacherScoreRecord(score, ids));
       await writer.close();
     } catch (err) {
       await writer.abort();
@@ -306,26 +107,11 @@ export default defineCommand<TeacherScoreArgs>({
     }
     if (!args.quiet) {
       const summary = summarizeScores(scores);
-      const lines = summaryLines(summary, { rows, shape, bucket: args.bucket, priorStrength: args.priorStrength, tau: args.tau, kept: kept.length });
+      const lines = teacherSummaryLines(summary, { rows, shape, bucket: args.bucket, priorStrength: args.priorStrength, tau: args.tau, kept: kept.length });
       io.stderr.write(lines.map((line) => `atelier ${NAME}: ${line}\n`).join(''));
     }
   },
 });
-
-/** The output line; an id that came in as a JSON number goes out as one. */
-function outputRecord(score: TeacherScore, numericIds: Map<string, number>): Record<string, unknown> {
-  return {
-    id: numericIds.get(score.id) ?? score.id,
-    category: score.category,
-    n: score.n,
-    k: score.k,
-    rate: score.rate,
-    p: score.p,
-    s: score.s,
-    w: score.w,
-    label: score.label,
-  };
-}
 
 /** Every output path checked before any work: a wrong one costs no time and leaves nothing behind. */
 async function checkOutputs(args: TeacherScoreArgs): Promise<void> {
