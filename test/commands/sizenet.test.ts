@@ -112,7 +112,7 @@ test('SizeNet end to end from photos: a 64-px tower fine-tuned on teacher labels
   const predictions = join(dir, 'size-images.predictions.ndjson');
   const r = await runAtelier([
     'train-classifier', '-i', join(catalogue, 'images.ndjson'), '--join', teacher, '-l', 'label', '--weight-field', 'w', '--class-weight', 'none',
-    '--mode', 'finetune', '--input-size', '64', '--width', '8', '--epochs', '8', '--patience', '3', '--lr', '0.002', '-o', model, '--predictions', predictions,
+    '--mode', 'finetune', '--input-size', '64', '--width', '8', '--epochs', '5', '--patience', '3', '--lr', '0.002', '-o', model, '--predictions', predictions,
   ], { timeoutMs: 900_000 });
   assert.equal(r.code, 0, r.stderr);
   assert.match(r.stderr, /records without a match in .*teacher\.ndjson by product left out/, 'the new articles have no teacher score');
@@ -121,7 +121,8 @@ test('SizeNet end to end from photos: a 64-px tower fine-tuned on teacher labels
   const score = test.map((p) => (p.probs as Record<string, number>)['size issue']);
   const teacherAuc = rocAuc(score, test.map((p) => Number(p.truth === 'size issue')));
   const slimAuc = rocAuc(score, test.map((p) => Number(truth.get(String(p.id).replace(/-\d+$/, ''))!.slim_cut)));
-  // Measured on seed-1 fixtures: 0.875 against the teacher, 0.996 against the hidden slim-cut truth.
+  // Measured on seed-1 fixtures, 5 epochs: 0.861 against the teacher, 0.977 against the hidden slim-cut
+  // truth (8 epochs: 0.875 and 0.996 for 60% more CPU; 4 epochs: 0.798 and 0.875).
   assert.ok(teacherAuc > 0.7, `test AUC against the teacher labels ${teacherAuc.toFixed(3)} > 0.7`);
   assert.ok(slimAuc > 0.75, `test AUC against the slim-cut truth ${slimAuc.toFixed(3)} > 0.75`);
 });
