@@ -5,6 +5,7 @@
 //
 //   node dist/bench/ann.js [--rows 1000000] [--dim 256] [--queries 10000] [--exact-queries 1000]
 //     [--k 10] [--threads 2] [--connectivity 16] [--expansion-add 128] [--ef 64,128]
+//     [--quantization f32|f16|i8] [--rescore <candidates>]
 //     [--faiss-hnsw] [--skip-faiss] [--reuse] [--keep] [--out bench/out/ann.json]
 //
 // Order: data, index build, index queries, then the exact search and the peers (the long build
@@ -29,6 +30,8 @@ const threads = Number(flag('threads', '2'));
 const connectivity = Number(flag('connectivity', '16'));
 const expansionAdd = Number(flag('expansion-add', '128'));
 const efs = flag('ef', '64,128').split(',').map(Number);
+const quantization = flag('quantization', 'f32');
+const rescore = flag('rescore', '');
 const outFile = flag('out', join(outDir, 'ann.json'));
 const workDir = join(outDir, 'ann');
 const CENTRES = 1000;
@@ -194,9 +197,9 @@ async function main(): Promise<void> {
 
   const indexDir = join(workDir, 'gallery.hnsw');
   rmSync(indexDir, { recursive: true, force: true });
-  const build = await atelier(['knn', 'index', 'build', '-g', galleryPath, '--index-dir', indexDir, '--threads', String(threads), '--connectivity', String(connectivity), '--expansion-add', String(expansionAdd)]);
+  const build = await atelier(['knn', 'index', 'build', '-g', galleryPath, '--index-dir', indexDir, '--threads', String(threads), '--connectivity', String(connectivity), '--expansion-add', String(expansionAdd), '--quantization', quantization]);
   if (build.exitCode !== 0) throw new Error(`index build failed: ${build.stderr}`);
-  save('build', { ...build, stderr: undefined, stdout: undefined, connectivity, expansionAdd, indexMiB: MiB(statSync(join(indexDir, 'index.usearch')).size) });
+  save('build', { ...build, stderr: undefined, stdout: undefined, connectivity, expansionAdd, quantization, indexMiB: MiB(statSync(join(indexDir, 'index.usearch')).size) });
   console.error(`ann bench: build ${build.seconds.toFixed(1)} s`);
 
   const queryRuns: Array<Record<string, unknown>> = [];
@@ -204,9 +207,9 @@ async function main(): Promise<void> {
     // Recall is scored on the first --exact-queries of them, the ones the exact search answers.
     for (const [label, path, count] of [['all', queryPath, queryCount]] as const) {
       const out = join(workDir, `ann-ef${ef}-${label}.ndjson`);
-      const r = await atelier(['knn', 'index', 'query', '--index-dir', indexDir, '-q', path, '--k', String(k), '--threads', String(threads), '--expansion-search', String(ef), '-o', out]);
+      const r = await atelier(['knn', 'index', 'query', '--index-dir', indexDir, '-q', path, '--k', String(k), '--threads', String(threads), '--expansion-search', String(ef), ...(rescore ? ['--rescore', rescore] : []), '-o', out]);
       if (r.exitCode !== 0) throw new Error(`index query failed: ${r.stderr}`);
-      queryRuns.push({ ef, queries: count, out, reportedQueriesPerSecond: reportedRate(r.stderr), processQueriesPerSecond: count / r.seconds, ...r, stderr: undefined, stdout: undefined });
+      queryRuns.push({ ef, rescore: rescore || null, queries: count, out, reportedQueriesPerSecond: reportedRate(r.stderr), processQueriesPerSecond: count / r.seconds, ...r, stderr: undefined, stdout: undefined });
       save('queryRuns', queryRuns);
       console.error(`ann bench: query ef=${ef} ${label} ${r.seconds.toFixed(1)} s`);
     }

@@ -7,6 +7,9 @@ import { shortestFloat32 } from '../lib/io/npy.js';
 import {
   DEFAULT_HNSW,
   HNSW_FILES,
+  QUANTIZATIONS,
+  RESCORE_FACTOR,
+  checkQuantization,
   KERNEL_NAMES,
   METRICS,
   assertIdsMatchRows,
@@ -41,6 +44,7 @@ import {
   type KernelName,
   type Metric,
   type NeighborBlock,
+  type Quantization,
   type RowIds,
   type VectorSource,
 } from '../lib/knn/index.js';
@@ -66,9 +70,11 @@ interface Args {
   'index-dir'?: string;
   load: boolean;
   verify: boolean;
+  quantization: string;
   connectivity: number;
   'expansion-add': number;
   'expansion-search': number;
+  rescore?: number;
   recall: boolean;
   'recall-queries': number;
   labels?: string;
@@ -163,8 +169,10 @@ async function openVectors(npyPath: string, idsPath: string | undefined, idField
 }
 
 function hnswParameters(args: Args, metric: Metric): HnswParameters {
+  checkQuantization(metric, args.quantization as Quantization);
   return {
     metric,
+    quantization: args.quantization as Quantization,
     connectivity: args.connectivity,
     expansionAdd: args['expansion-add'],
     expansionSearch: args['expansion-search'],
@@ -206,7 +214,7 @@ export default defineCommand<Args>({
 
 Exact search (the default) streams: the gallery is read in slabs and queries in blocks, with a top-k heap per query, so memory stays within --memory whatever the gallery size. Ties are broken by gallery order. For cosine and dot the kernel scores a block of queries against a gallery tile as one matrix product with a top-k in onnxruntime (MLAS SGEMM, --threads cores), as faiss's IndexFlatIP does; for Euclidean, or without onnxruntime, usearch's native SIMD exact search when it loads, else a blocked typed-array kernel (bench/knn.ts).
 
---index hnsw searches an HNSW graph (usearch) instead: much faster on big galleries, approximate; --recall measures recall@k against exact search on a sample of queries. 'knn index build' saves an index directory (index.usearch, ids.ndjson, meta.json) and 'knn index query' searches it, memory-mapped by default, with the metric it was built for. meta.json records the metric, dimension and the SHA-256 of the indexed rows, the ids and the index file: a query of another dimension or --metric, a --recall gallery other than the indexed one, and an edited, truncated or damaged index are refused (exit 2) before usearch reads it.
+--index hnsw searches an HNSW graph (usearch) instead: much faster on big galleries, approximate; --recall measures recall@k against exact search on a sample of queries. 'knn index build' saves an index directory (index.usearch, ids.ndjson, meta.json) and 'knn index query' searches it, memory-mapped by default, with the metric it was built for. meta.json records the metric, dimension and the SHA-256 of the indexed rows, the ids and the index file: a query of another dimension or --metric, a --recall gallery other than the indexed one, and an edited, truncated or damaged index are refused (exit 2) before usearch reads it. --quantization i8 (cosine only) or f16 stores the graph's rows in a quarter or half of the bytes: a smaller file to map, and at 100k rows a build and a search about 2x cheaper (at 1M rows, where no rows fit the cache, the build cost the same; bench/RESULTS.md); such an index also keeps the exact float32 rows (rows.npy, checked like the rest) and re-ranks --rescore candidates per query (default 4 x k) on them, so the scores it reports are exact.
 
 --labels with --label-field adds the kNN label vote of the Stitch Fix deck, P(y=j|x) = 1/K Σ I(y_i = j) over the K neighbours that have a label, as {label, probs}; --weighted weights each vote by similarity (cosine/dot floored at 0, inverse Euclidean distance).
 
@@ -231,9 +239,11 @@ Ids name rows, so each must be unique in its ids file: a repeated id is an error
     'index-dir': { describe: "saved index directory (for 'knn index build|query')", type: 'string' },
     load: { describe: "'knn index query': load the index into memory instead of memory-mapping it", type: 'boolean', default: false },
     verify: { describe: "'knn index query': check index.usearch against the SHA-256 in meta.json first (one read of the file; a damaged file would crash the native search); --no-verify skips it", type: 'boolean', default: true },
+    quantization: { describe: "how the HNSW graph stores rows: f32, f16 (half the memory) or i8 (a quarter; cosine only)", choices: [...QUANTIZATIONS], default: DEFAULT_HNSW.quantization },
     connectivity: { describe: 'HNSW edges per node (M)', type: 'number', default: DEFAULT_HNSW.connectivity, check: positiveInt },
     'expansion-add': { describe: 'HNSW candidate list while building (efConstruction)', type: 'number', default: DEFAULT_HNSW.expansionAdd, check: positiveInt },
     'expansion-search': { describe: 'HNSW candidate list while searching (ef); higher = better recall, slower', type: 'number', default: DEFAULT_HNSW.expansionSearch, check: positiveInt },
+    rescore: { describe: "'knn index query' of an f16 or i8 index: graph candidates per query re-ranked on the exact rows (default 4 x k)", type: 'number', check: positiveInt },
     recall: { describe: 'with --index hnsw or index query: report recall@k against exact search on stderr', type: 'boolean', default: false },
     'recall-queries': { describe: 'queries sampled for --recall', type: 'number', default: 1000, check: positiveInt },
     labels: { describe: 'NDJSON of gallery labels {id, <label-field>} for the label vote', type: 'string' },
@@ -278,12 +288,13 @@ Ids name rows, so each must be unique in its ids file: a repeated id is an error
     if (mode === 'build') {
       if (!args.gallery) throw new UsageError("'knn index build' needs --gallery (the vectors to index)", { field: '--gallery' });
       if (!args['index-dir']) throw new UsageError("'knn index build' needs --index-dir (where to save the index)", { field: '--index-dir' });
+      const params = hnswParameters(args, metric);
       const { source, ids, rowIds } = await openVectors(args.gallery, args['gallery-ids'], args['id-field'], io);
       const started = performance.now();
       const dir = await atomicDirectory(args['index-dir'], io.outputs);
       try {
         const progress = startProgress(io.stderr, { total: source.rows, label: 'indexing' });
-        await buildSavedIndex(dir.tmpDir, source, ids, await rowsSha256Of(args.gallery, rowIds), hnswParameters(args, metric), { threads, onRows: (n) => progress.update(n) });
+        await buildSavedIndex(dir.tmpDir, source, ids, await rowsSha256Of(args.gallery, rowIds), params, { threads, onRows: (n) => progress.update(n) });
         progress.stop();
         await dir.commit();
       } catch (err) {
@@ -293,13 +304,13 @@ Ids name rows, so each must be unique in its ids file: a repeated id is an error
         await source.close();
       }
       const seconds = (performance.now() - started) / 1000;
-      io.stderr.write(`atelier knn: indexed ${source.rows} ${source.dim}-d rows (${metric}, M=${args.connectivity}) in ${seconds.toFixed(1)} s -> ${args['index-dir']}\n`);
+      io.stderr.write(`atelier knn: indexed ${source.rows} ${source.dim}-d rows (${metric}, ${params.quantization}, M=${args.connectivity}) in ${seconds.toFixed(1)} s -> ${args['index-dir']}\n`);
       return;
     }
 
     if (!args.query) throw new UsageError('needs --query (the vectors to find neighbours for)', { field: '--query' });
     const query = await openVectors(args.query, args['query-ids'], args['id-field'], io);
-    const closers: VectorSource[] = [query.source];
+    const closers: Array<{ close(): Promise<void> }> = [query.source];
     let writer: NdjsonWriter | null = null;
     try {
       let gallery = query;
@@ -327,12 +338,15 @@ Ids name rows, so each must be unique in its ids file: a repeated id is an error
       if (mode === 'query') {
         if (!args['index-dir']) throw new UsageError("'knn index query' needs --index-dir", { field: '--index-dir' });
         const dir = args['index-dir'];
-        const { index, meta, ids: saved } = await openSavedIndex(dir, { memoryMap: !args.load, verify: args.verify, expansionSearch: args['expansion-search'] === DEFAULT_HNSW.expansionSearch ? undefined : args['expansion-search'] });
+        const { index, meta, ids: saved, exactRows } = await openSavedIndex(dir, { memoryMap: !args.load, verify: args.verify, expansionSearch: args['expansion-search'] === DEFAULT_HNSW.expansionSearch ? undefined : args['expansion-search'] });
+        if (exactRows) closers.push({ close: async () => exactRows.close() });
         assertIndexMetric(meta, dir, args.metric as Metric | undefined);
         assertIndexDimension(meta, dir, query.source);
+        if (args.rescore !== undefined && !exactRows) throw new UsageError('an f32 index scores its candidates exactly already; --rescore is for f16 and i8 indexes', { field: '--rescore' });
         galleryIds = saved;
         searchMetric = meta.metric;
-        blocks = hnswNeighbors(index, query.source, { k, threads });
+        const rescoreCount = exactRows ? (args.rescore ?? RESCORE_FACTOR * k) : 0;
+        blocks = hnswNeighbors(index, query.source, { k, threads, rescore: exactRows ? { rows: exactRows, candidates: rescoreCount } : undefined });
         galleryForRecall = null;
         if (args.recall && !args.gallery) warn(io, NAME, '--recall needs the indexed vectors as --gallery (an index does not keep them in a readable form); skipped');
         if (args.recall && args.gallery) {
@@ -343,8 +357,9 @@ Ids name rows, so each must be unique in its ids file: a repeated id is an error
         }
         const opened = (performance.now() - started) / 1000;
         started = performance.now(); // queries/s counts the search, as for exact search once its ids are read
-        method = `HNSW index ${dir} (${args.load ? 'loaded' : 'memory-mapped'}, ${meta.metric}, ef=${index.params.expansionSearch}; ${args.verify ? 'verified and ' : ''}opened in ${opened.toFixed(2)} s)`;
+        method = `HNSW index ${dir} (${args.load ? 'loaded' : 'memory-mapped'}, ${meta.metric}, ${meta.quantization}, ef=${index.params.expansionSearch}${rescoreCount ? `, ${rescoreCount} candidates re-ranked on exact rows` : ''}; ${args.verify ? 'verified and ' : ''}opened in ${opened.toFixed(2)} s)`;
       } else if (args.index === 'hnsw') {
+        if (args.quantization !== 'f32') throw new UsageError("is for 'knn index build' (a saved index keeps the exact rows to re-rank on); --index hnsw holds f32 rows", { field: '--quantization' });
         const progress = startProgress(io.stderr, { total: gallery.source.rows, label: 'indexing' });
         const index = await buildHnswIndex(gallery.source, hnswParameters(args, metric), { threads, onRows: (n) => progress.update(n) });
         progress.stop();

@@ -341,7 +341,7 @@ test('HNSW: recall@10 >= 0.95 on 20k random vectors, and a saved index answers t
   const rows = 20_000;
   const gallery = arrayVectorSource(randomMatrix(rows, dim, 13), dim, 'g');
   const queries = arrayVectorSource(randomMatrix(300, dim, 14), dim, 'q');
-  const params = { metric: 'cosine' as const, connectivity: 16, expansionAdd: 64, expansionSearch: 128 };
+  const params = { metric: 'cosine' as const, quantization: 'f32' as const, connectivity: 16, expansionAdd: 64, expansionSearch: 128 };
   const index = await buildHnswIndex(gallery, params, { threads: 2 });
   assert.equal(index.size(), rows);
   const approximate = await collect(hnswNeighbors(index, queries, { k: 10, threads: 2 }));
@@ -374,7 +374,7 @@ test('HNSW leaves a query out of its own neighbours when searching the indexed s
   if (!usearchLoads) ctx.skip('usearch does not load here');
   const dim = 8;
   const g = arrayVectorSource(randomMatrix(200, dim, 15), dim);
-  const index = await buildHnswIndex(g, { metric: 'euclidean', connectivity: 16, expansionAdd: 64, expansionSearch: 64 });
+  const index = await buildHnswIndex(g, { metric: 'euclidean', quantization: 'f32', connectivity: 16, expansionAdd: 64, expansionSearch: 64 });
   const got = await collect(hnswNeighbors(index, g, { k: 5, excludeSelf: true }));
   const want = bruteForce(await g.read(0, 200), await g.read(0, 200), dim, 'euclidean', 5, true);
   assertSameNeighbours(got, want, 1e-4, 'hnsw self');

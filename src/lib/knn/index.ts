@@ -6,8 +6,8 @@ export { KERNEL_NAMES, chooseExactKernel, createExactKernel, distanceKindOf, dot
 export type { DistanceKind, ExactKernel, KernelName } from './kernel.js';
 export { DEFAULT_MEMORY_BYTES, DEFAULT_TILE_ROWS, exactNeighbors, kernelScratchBytes, planExactSearch, planExactSearchFor, searchWithKernel } from './exact.js';
 export type { ExactPlanCosts, ExactSearchOptions, ExactSearchPlan, NeighborBlock } from './exact.js';
-export { DEFAULT_HNSW, buildHnswIndex, createHnswIndex, hnswNeighbors, openUsearchFile } from './hnsw.js';
-export type { HnswIndex, HnswParameters } from './hnsw.js';
+export { DEFAULT_HNSW, QUANTIZATIONS, RESCORE_FACTOR, buildHnswIndex, checkQuantization, createHnswIndex, hnswNeighbors, openUsearchFile } from './hnsw.js';
+export type { HnswIndex, HnswParameters, Quantization, RowLookup } from './hnsw.js';
 export { HNSW_FILES, assertIndexDimension, assertIndexMetric, assertIndexedGallery, buildSavedIndex, fileSha256, openSavedIndex, readHnswMeta, rowsSha256Of } from './saved-index.js';
 export type { HnswMeta, IdList, SavedIndex } from './saved-index.js';
 export { labelVote, voteWeight } from './vote.js';

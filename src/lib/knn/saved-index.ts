@@ -1,21 +1,22 @@
 // A saved HNSW index: a directory of index.usearch (usearch's own file), ids.ndjson (one id per row,
 // in key order) and meta.json, written last, which records what the other two must be: metric,
 // dimension, row count, the SHA-256 of the indexed rows, of the ids file and of the index file.
+// An f16 or i8 index also keeps the exact rows as float32 (rows.npy), to re-rank its candidates.
 // usearch trusts its file: a damaged graph crashes the native search (measured: a segfault or an
 // abort on random bytes in the graph), so a query checks the file against meta.json first.
 import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
+import { closeSync, createReadStream, openSync, readSync } from 'node:fs';
 import { readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { UsageError } from '../command.js';
 import { ROWS_DIGEST_FIELD, type RowIds } from '../io/features.js';
 import { openNdjsonWriter } from '../io/ndjson.js';
-import { npyDataSha256 } from '../io/npy.js';
-import { buildHnswIndex, openUsearchFile, type HnswIndex, type HnswParameters } from './hnsw.js';
+import { npyDataSha256, openNpyWriter, readNpyHeader } from '../io/npy.js';
+import { QUANTIZATIONS, buildHnswIndex, openUsearchFile, type HnswIndex, type HnswParameters, type Quantization, type RowLookup } from './hnsw.js';
 import { isMetric, type Metric, type VectorSource } from './source.js';
 
 /** Names of the files in a saved index directory. */
-export const HNSW_FILES = { index: 'index.usearch', meta: 'meta.json', ids: 'ids.ndjson' } as const;
+export const HNSW_FILES = { index: 'index.usearch', meta: 'meta.json', ids: 'ids.ndjson', rows: 'rows.npy' } as const;
 
 export const HNSW_FORMAT = 'atelier-hnsw';
 export const HNSW_VERSION = 2;
@@ -33,6 +34,8 @@ export interface HnswMeta extends HnswParameters {
   index_bytes: number;
   /** SHA-256 of index.usearch. */
   index_sha256: string;
+  /** SHA-256 of rows.npy's data (the exact float32 rows an f16 or i8 index re-ranks on); null for f32. */
+  exact_rows_sha256: string | null;
 }
 
 /** SHA-256 of a file, streamed (a 10 GB index never sits in memory). */
@@ -59,7 +62,16 @@ export async function buildSavedIndex(
   params: HnswParameters,
   opts: { threads: number; onRows?: (done: number) => void },
 ): Promise<HnswMeta> {
-  const index = await buildHnswIndex(gallery, params, opts);
+  const exactRows = params.quantization === 'f32' ? null : await openNpyWriter(join(dir, HNSW_FILES.rows), { dtype: 'float32', rowShape: [gallery.dim], bufferBytes: 4 * 1024 * 1024 });
+  let index: HnswIndex;
+  try {
+    index = await buildHnswIndex(gallery, params, { ...opts, onChunk: exactRows ? (rows) => exactRows.writeRows(rows) : undefined });
+  } catch (err) {
+    await exactRows?.abort();
+    throw err;
+  }
+  const exactRowsSha256 = exactRows ? await exactRows.dataSha256() : null;
+  await exactRows?.close();
   const indexPath = join(dir, HNSW_FILES.index);
   index.save(indexPath);
   const idsPath = join(dir, HNSW_FILES.ids);
@@ -76,6 +88,7 @@ export async function buildSavedIndex(
     ids_sha256: await fileSha256(idsPath),
     index_bytes: (await stat(indexPath)).size,
     index_sha256: await fileSha256(indexPath),
+    exact_rows_sha256: exactRowsSha256,
   };
   await writeFile(join(dir, HNSW_FILES.meta), JSON.stringify(meta, null, 2) + '\n');
   return meta;
@@ -99,13 +112,17 @@ export async function readHnswMeta(dir: string): Promise<HnswMeta> {
   if (meta === null || typeof meta !== 'object' || meta.format !== HNSW_FORMAT) throw new UsageError(`expected '${HNSW_FORMAT}'`, { file: path, field: 'format' });
   if (meta.version !== HNSW_VERSION) throw new UsageError(`version ${JSON.stringify(meta.version)} is not ${HNSW_VERSION} (made by another atelier, without the checksums a query needs); rebuild with 'knn index build'`, { file: path, field: 'version' });
   if (!isMetric(String(meta.metric))) throw new UsageError(`unknown metric ${JSON.stringify(meta.metric)}`, { file: path, field: 'metric' });
+  // Indexes saved before --quantization existed hold float32 rows.
+  meta.quantization ??= 'f32';
+  if (!QUANTIZATIONS.includes(meta.quantization as Quantization)) throw new UsageError(`unknown quantization ${JSON.stringify(meta.quantization)} (expected ${QUANTIZATIONS.join(', ')})`, { file: path, field: 'quantization' });
   for (const field of ['dim', 'connectivity', 'expansionAdd', 'expansionSearch']) {
     if (!Number.isInteger(meta[field]) || (meta[field] as number) <= 0) throw new UsageError('expected a positive integer', { file: path, field });
   }
   for (const field of ['count', 'index_bytes']) {
     if (!Number.isInteger(meta[field]) || (meta[field] as number) < 0) throw new UsageError('expected a whole number', { file: path, field });
   }
-  for (const field of ['rows_sha256', 'ids_sha256', 'index_sha256']) {
+  meta.exact_rows_sha256 ??= null;
+  for (const field of ['rows_sha256', 'ids_sha256', 'index_sha256', ...(meta.quantization === 'f32' ? [] : ['exact_rows_sha256'])]) {
     if (typeof meta[field] !== 'string' || !/^[0-9a-f]{64}$/.test(meta[field] as string)) throw new UsageError('expected a hex SHA-256', { file: path, field });
   }
   return meta as unknown as HnswMeta;
@@ -154,6 +171,34 @@ export interface SavedIndex {
   index: HnswIndex;
   meta: HnswMeta;
   ids: IdList;
+  /** The exact rows of an f16 or i8 index (null for f32); close() releases them. */
+  exactRows: (RowLookup & { close(): void }) | null;
+}
+
+/**
+ * rows.npy read one row at a time with positional reads: a query touches ~4 x k rows of it, so the
+ * file stays on disk (and in the page cache) instead of in memory.
+ */
+async function openExactRows(path: string, meta: HnswMeta, metaPath: string, verify: boolean): Promise<RowLookup & { close(): void }> {
+  // readNpyHeader also refuses a file shorter than its shape.
+  const header = await readNpyHeader(path).catch((err: Error) => {
+    throw err instanceof UsageError ? err : new UsageError(`missing or unreadable (${err.message}); an ${meta.quantization} index re-ranks on it: rebuild the index`, { file: path });
+  });
+  if (header.dtype !== 'float32' || header.shape.length !== 2 || header.shape[0] !== meta.count || header.shape[1] !== meta.dim) {
+    throw new UsageError(`holds a ${header.dtype} array of shape (${header.shape.join(', ')}), but ${metaPath} records ${meta.count} float32 rows of ${meta.dim}: rebuild the index`, { file: path });
+  }
+  if (verify && (await npyDataSha256(path)) !== meta.exact_rows_sha256) {
+    throw new UsageError(`differs from the exact_rows_sha256 in ${metaPath}: the file is damaged or comes from another build; rebuild the index`, { file: path, field: 'exact_rows_sha256' });
+  }
+  const fd = openSync(path, 'r');
+  const rowBytes = meta.dim * 4;
+  return {
+    dim: meta.dim,
+    readRow(row, target) {
+      readSync(fd, new Uint8Array(target.buffer, target.byteOffset, rowBytes), 0, rowBytes, header.dataOffset + row * rowBytes);
+    },
+    close: () => closeSync(fd),
+  };
 }
 
 /**
@@ -177,12 +222,13 @@ export async function openSavedIndex(dir: string, opts: { memoryMap: boolean; ve
   if (createHash('sha256').update(idsBytes).digest('hex') !== meta.ids_sha256) throw new UsageError(`differs from the ids_sha256 in ${metaPath}: the ids were edited or come from another index`, { file: idsPath, field: 'ids_sha256' });
   const ids = savedIds(idsBytes, idsPath);
   if (ids.length !== meta.count) throw new UsageError(`has ${ids.length} ids for an index of ${meta.count} rows`, { file: idsPath });
-  const params: HnswParameters = { metric: meta.metric, connectivity: meta.connectivity, expansionAdd: meta.expansionAdd, expansionSearch: opts.expansionSearch ?? meta.expansionSearch };
+  const params: HnswParameters = { metric: meta.metric, quantization: meta.quantization, connectivity: meta.connectivity, expansionAdd: meta.expansionAdd, expansionSearch: opts.expansionSearch ?? meta.expansionSearch };
   const index = openUsearchFile(indexPath, meta.dim, params, opts.memoryMap);
   if (index.size() !== meta.count || index.dim !== meta.dim) {
     throw new UsageError(`holds ${index.size()} ${index.dim}-d rows, but ${metaPath} records ${meta.count} ${meta.dim}-d rows`, { file: indexPath });
   }
-  return { index, meta, ids };
+  const exactRows = meta.quantization === 'f32' ? null : await openExactRows(join(dir, HNSW_FILES.rows), meta, metaPath, opts.verify);
+  return { index, meta, ids, exactRows };
 }
 
 /** Refuses a --metric other than the one the index was built for (the index cannot answer for it). */
