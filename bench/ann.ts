@@ -6,7 +6,7 @@
 //   node dist/bench/ann.js [--rows 1000000] [--dim 256] [--queries 10000] [--exact-queries 1000]
 //     [--k 10] [--threads 2] [--connectivity 16] [--expansion-add 128] [--ef 64,128]
 //     [--quantization f32|f16|i8] [--rescore <candidates>]
-//     [--faiss-hnsw] [--skip-faiss] [--reuse] [--keep] [--out bench/out/ann.json]
+//     [--faiss-hnsw] [--skip-faiss] [--reuse] [--keep] [--out bench/out/ann.json] [--data-dir bench/out/ann]
 //
 // Order: data, index build, index queries, then the exact search and the peers (the long build
 // first, and the results file rewritten after each step). --reuse keeps data files of the right size.
@@ -33,7 +33,8 @@ const efs = flag('ef', '64,128').split(',').map(Number);
 const quantization = flag('quantization', 'f32');
 const rescore = flag('rescore', '');
 const outFile = flag('out', join(outDir, 'ann.json'));
-const workDir = join(outDir, 'ann');
+// Data, index and ids: a small run given its own --data-dir leaves a big run's files alone.
+const workDir = flag('data-dir', join(outDir, 'ann'));
 const CENTRES = 1000;
 const SUBSPACE = 32;
 
