@@ -35,11 +35,13 @@ function topK(stdout: string, k: number): number {
   return (JSON.parse(stdout) as { topk: Record<string, number> }).topk[String(k)];
 }
 
+// The locator of both tests, as make demo trains it: small batches at lr 0.01 (held-out IoU 0.53, bench/RESULTS.md).
+const LOCATOR_FLAGS = ['--input-size', '24', '--stages', '3', '--width', '8', '--lr', '0.01', '--batch', '4', '--box-weight', '4', '--epochs', '10', '--patience', '10', '--val-fraction', '0'];
+
 test('located boxes overlap the true ones on held-out scenes; locate writes one box per image in pixels', { timeout: 240_000 }, async () => {
   const model = join(dir, 'locate.model');
   const trained = await runAtelier([
-    'train-locate', '-i', training, '--image-size', '64', '--input-size', '24', '--stages', '3', '--width', '8',
-    '--lr', '0.01', '--batch', '4', '--box-weight', '4', '--epochs', '10', '--patience', '10', '--val-fraction', '0', '-o', model,
+    'train-locate', '-i', training, '--image-size', '64', ...LOCATOR_FLAGS, '-o', model,
   ], { timeoutMs: 220_000 });
   assert.equal(trained.code, 0, trained.stderr);
   const report = JSON.parse(trained.stdout) as { test: { images: number; meanIoU: number } };
@@ -82,8 +84,7 @@ test('small off-centre garments: retrieval on the crops locate finds beats the w
   // windows are cut from the 96-px photos themselves: at 64 px a small garment's window is 12-17 px.
   const model = join(dir, 'locate-small.model');
   const trained = await runAtelier([
-    'train-locate', '-i', smallTraining, '--image-size', '96', '--input-size', '24', '--stages', '3', '--width', '8',
-    '--lr', '0.01', '--batch', '4', '--box-weight', '4', '--epochs', '10', '--patience', '10', '--val-fraction', '0', '-o', model,
+    'train-locate', '-i', smallTraining, '--image-size', '96', ...LOCATOR_FLAGS, '-o', model,
   ], { timeoutMs: 220_000 });
   assert.equal(trained.code, 0, trained.stderr);
   const boxes = join(dir, 'small-boxes.ndjson');

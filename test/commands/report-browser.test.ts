@@ -15,6 +15,19 @@ import { makeReportInputs } from './report-fixture.js';
 const CHROMIUM = '/usr/bin/chromium';
 const missing = existsSync(CHROMIUM) ? false : `${CHROMIUM} is not installed (apt-get install chromium); the browser test of the report is skipped`;
 
+/** Opens a built report's index.html in headless chromium, runs `check` on the loaded page, closes the browser. */
+async function withReportPage(reportDir: string, check: (page: import('playwright-core').Page) => Promise<void>): Promise<void> {
+  const { chromium } = await import('playwright-core');
+  const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true });
+  try {
+    const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+    await page.goto(pathToFileURL(join(reportDir, 'index.html')).href, { waitUntil: 'load' });
+    await check(page);
+  } finally {
+    await browser.close();
+  }
+}
+
 test('the report works in headless chromium: sections, images, sorting, no outside requests', { timeout: 120_000 }, async (t) => {
   if (missing) t.skip(String(missing));
   const dir = scratchDir('atelier-report-browser-');
@@ -153,11 +166,7 @@ test('a demo-like report shows every false-negative picture: a catalogue of rela
     await t.annotate(missing);
     return;
   }
-  const { chromium } = await import('playwright-core');
-  const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true });
-  try {
-    const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
-    await page.goto(pathToFileURL(join(out, 'index.html')).href, { waitUntil: 'load' });
+  await withReportPage(out, async (page) => {
     const height = await page.evaluate(() => document.body.scrollHeight);
     for (let y = 0; y <= height; y += 700) {
       await page.evaluate((top) => window.scrollTo(0, top), y);
@@ -168,9 +177,7 @@ test('a demo-like report shows every false-negative picture: a catalogue of rela
     assert.equal(shown.length, missed.length);
     assert.ok(shown.every((w) => w > 0), 'every false-negative picture loads');
     assert.equal(await page.locator('.missing').count(), 0, 'no placeholder on the page');
-  } finally {
-    await browser.close();
-  }
+  });
 });
 
 test('located boxes are drawn over their photos at the place and size locate gave, square or not', { timeout: 120_000 }, async (t) => {
@@ -196,11 +203,7 @@ test('located boxes are drawn over their photos at the place and size locate gav
     await t.annotate(missing);
     return;
   }
-  const { chromium } = await import('playwright-core');
-  const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true });
-  try {
-    const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
-    await page.goto(pathToFileURL(join(out, 'index.html')).href, { waitUntil: 'load' });
+  await withReportPage(out, async (page) => {
     await page.waitForFunction(() => Array.from(document.images).every((img) => img.complete && img.naturalWidth > 0), undefined, { timeout: 20_000 });
     const drawn = await page.$$eval('#boxes figure.located', (figures) => figures.map((f) => {
       const img = f.querySelector('img')!.getBoundingClientRect();
@@ -222,7 +225,5 @@ test('located boxes are drawn over their photos at the place and size locate gav
     const { data, info } = await sharp(shot).raw().toBuffer({ resolveWithObject: true });
     const at = (fx: number, fy: number) => data[(Math.floor(fy * info.height) * info.width + Math.floor(fx * info.width)) * info.channels];
     assert.ok(at(0.725, 0.55) < 160 && at(0.5, 0.55) > 220, 'the grey square is inside the drawn box, white outside');
-  } finally {
-    await browser.close();
-  }
+  });
 });
