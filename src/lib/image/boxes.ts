@@ -43,6 +43,13 @@ export function boxRegion(box: PixelBox): ImageRegion {
   return { left: box.x, top: box.y, width: box.w, height: box.h };
 }
 
+/** The upright size (EXIF orientation applied) of an image file; null when its header gives none. */
+export async function uprightImageSize(path: string): Promise<{ width: number; height: number } | null> {
+  const meta = await sharp(path, { autoOrient: true }).metadata();
+  const size = meta.autoOrient ?? { width: meta.width, height: meta.height };
+  return size.width && size.height ? { width: size.width, height: size.height } : null;
+}
+
 export interface SquareImage<R> { item: R; pixels: Uint8Array; sourceWidth: number; sourceHeight: number }
 
 /** Decodes each image stretched to side x side, with its upright source size; corrupt ones skipped with a warning. */
@@ -52,8 +59,7 @@ export async function* decodeSquareImages<R extends ImageRecord>(
   const decoded = prefetchImages(records, async (r) => {
     const result = await decodeImage(r.path, { width: side, height: side, fit: 'fill' });
     if (!result.ok) return { r, result, size: null };
-    const meta = await sharp(r.path, { autoOrient: true }).metadata();
-    return { r, result, size: meta.autoOrient ?? { width: meta.width ?? side, height: meta.height ?? side } };
+    return { r, result, size: (await uprightImageSize(r.path)) ?? { width: side, height: side } };
   }, { concurrency: 4, ahead: 64 });
   for await (const { r, result, size } of decoded) {
     if (result.ok && size) yield { item: r, pixels: imageToBytes(result.image), sourceWidth: size.width, sourceHeight: size.height };

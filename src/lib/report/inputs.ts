@@ -5,8 +5,7 @@ import { readFile } from 'node:fs/promises';
 import { UsageError } from '../command.js';
 import { describeJsonValue, readNdjson, requireId, requireNumber, requireObject } from '../io/ndjson.js';
 import { resolveImagePath } from '../image/records.js';
-import { boxOfRecord } from '../image/boxes.js';
-import sharp from 'sharp';
+import { boxOfRecord, uprightImageSize } from '../image/boxes.js';
 
 export interface ClassRow {
   label: string;
@@ -273,7 +272,7 @@ export async function readRise(path: string): Promise<RiseRecord[]> {
   return out;
 }
 
-/** locate output lines {id, image, x, y, w, h, score?}, each with the size of its image (boxes are in its pixels). */
+/** locate output lines {id, image, x, y, w, h, score?}; size stays null: the report reads it (imageSize) only for the boxes it shows. */
 export async function readLocatedBoxes(path: string): Promise<LocatedBox[]> {
   const out: LocatedBox[] = [];
   for await (const { value, file, line } of readNdjson(path)) {
@@ -288,16 +287,9 @@ export async function readLocatedBoxes(path: string): Promise<LocatedBox[]> {
   return out;
 }
 
-/** The upright size of an image file, or null when it cannot be read. */
+/** The upright size of an image file, or null when it cannot be read (the report then shows a grey box). */
 export async function imageSize(path: string | null): Promise<{ width: number; height: number } | null> {
-  if (path === null) return null;
-  try {
-    const meta = await sharp(path, { autoOrient: true }).metadata();
-    const size = meta.autoOrient ?? { width: meta.width, height: meta.height };
-    return size.width && size.height ? { width: size.width, height: size.height } : null;
-  } catch {
-    return null;
-  }
+  return path === null ? null : uprightImageSize(path).catch(() => null);
 }
 
 /** tsne output lines {id, x, y, label?, image?}. */

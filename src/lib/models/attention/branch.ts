@@ -3,7 +3,7 @@
 // discovering attentional regions"): K recurrent steps, each predicting a scale-and-translate
 // transform that crops a glimpse out of a feature map, whose texture is encoded Deep TEN style.
 import { tf } from '../../backend/tf.js';
-import { bilinearSample, cellCentres, scaleTranslateTheta } from './sampler.js';
+import { bilinearSample, cellCentreGrid, scaleTranslateTheta } from './sampler.js';
 import { textureEncoding } from './encoding.js';
 
 export interface AttentionBranchOptions {
@@ -88,13 +88,7 @@ export class AttentionBranch extends tf.layers.Layer {
       const [mh, mw] = this.mapShape;
       const keys = tf.reshape(tf.matMul(tf.reshape(features, [n * cells, cl]), v('key_kernel')), [n, cells, hidden]);
       const context = tf.matMul(tf.mean(features, [1, 2]) as tf.Tensor2D, v('context_kernel'));
-      const cx = new Float32Array(cells);
-      const cy = new Float32Array(cells);
-      const xs = cellCentres(mw);
-      const ys = cellCentres(mh);
-      for (let i = 0; i < mh; i++) for (let j = 0; j < mw; j++) [cx[i * mw + j], cy[i * mw + j]] = [xs[j], ys[i]];
-      const centresX = tf.tensor2d(cx, [1, cells]);
-      const centresY = tf.tensor2d(cy, [1, cells]);
+      const { x: centresX, y: centresY } = cellCentreGrid(mh, mw);
       let state: tf.Tensor2D = tf.zeros([n, hidden]);
       let previous: tf.Tensor2D = tf.zeros([n, textureDim]);
       const textures: tf.Tensor[] = [];

@@ -29,6 +29,19 @@ export function cellCentres(n: number): Float32Array {
 }
 
 /**
+ * The cell centres of an h x w map flattened in row order, as [1, h * w] tensors of x and y: a
+ * softmax over the cells times these, summed, is the expected centre (a soft argmax).
+ */
+export function cellCentreGrid(h: number, w: number): { x: tf.Tensor2D; y: tf.Tensor2D } {
+  const xs = cellCentres(w);
+  const ys = cellCentres(h);
+  const x = new Float32Array(h * w);
+  const y = new Float32Array(h * w);
+  for (let i = 0; i < h; i++) for (let j = 0; j < w; j++) [x[i * w + j], y[i * w + j]] = [xs[j], ys[i]];
+  return { x: tf.tensor2d(x, [1, h * w]), y: tf.tensor2d(y, [1, h * w]) };
+}
+
+/**
  * Samples `input` [N, H, W, C] at the affine grid of `theta` [N, 2, 3] (target (x, y, 1) -> source
  * (x, y), normalised coordinates) into [N, outH, outW, C]. Points outside the input read zeros.
  */

@@ -3,7 +3,7 @@
 // scale-and-translate transform, and the bilinear sampler crops the image to the tower's input
 // size, so the tower sees the chosen region at full resolution instead of the downscaled whole.
 import { tf } from '../../backend/tf.js';
-import { bilinearSample, cellCentres, scaleTranslateTheta } from './sampler.js';
+import { bilinearSample, cellCentreGrid, scaleTranslateTheta } from './sampler.js';
 import type { InputSize } from '../towers/spec.js';
 
 /** Layer names: the crop layer's second output is the transform (sx, sy, tx, ty) per image. */
@@ -68,13 +68,9 @@ export class SpatialCrop extends tf.layers.Layer {
       const flat = tf.reshape(score, [n, h * w]);
       const map = tf.softmax(flat) as tf.Tensor2D;
       const peak = tf.softmax(tf.mul(flat, CENTRE_SHARPNESS)) as tf.Tensor2D;
-      const xs = cellCentres(w);
-      const ys = cellCentres(h);
-      const cx = new Float32Array(h * w);
-      const cy = new Float32Array(h * w);
-      for (let i = 0; i < h; i++) for (let j = 0; j < w; j++) [cx[i * w + j], cy[i * w + j]] = [xs[j], ys[i]];
-      const tx = tf.sum(tf.mul(peak, tf.tensor2d(cx, [1, h * w])), 1) as tf.Tensor1D;
-      const ty = tf.sum(tf.mul(peak, tf.tensor2d(cy, [1, h * w])), 1) as tf.Tensor1D;
+      const centres = cellCentreGrid(h, w);
+      const tx = tf.sum(tf.mul(peak, centres.x), 1) as tf.Tensor1D;
+      const ty = tf.sum(tf.mul(peak, centres.y), 1) as tf.Tensor1D;
       const { minScale, maxScale, outHeight, outWidth } = this.crop;
       const scale = tf.add(minScale, tf.mul(maxScale - minScale, tf.sigmoid(scaleLogits)));
       const [sx, sy] = tf.unstack(scale, 1) as tf.Tensor1D[];
