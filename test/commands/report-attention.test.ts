@@ -1,6 +1,6 @@
 // report --attention: the crops of train-attention (several steps) and train-classifier --stn (one)
 // drawn over the copied photos, in percent of the image, held-out images first; a line without
-// boxes is a one-line exit-2 error.
+// boxes is a one-line exit-2 error, as is a --boxes line without a whole box.
 import { test } from 'vitest';
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
@@ -46,4 +46,19 @@ test('report --attention draws each crop over its photo, numbered by step, test 
   const refused = await runAtelier(['report', '-o', join(dir, 'report3'), '--attention', bad]);
   assert.equal(refused.code, 2);
   assert.equal(refused.stderr.trim(), `atelier report: ${bad}:1: boxes: expected boxes (train-attention --predictions) or box (train-classifier --stn --predictions), got nothing (field missing)`);
+});
+
+test('report --boxes: a line without a box or with a partial one is a one-line exit-2 error naming the line and field', async () => {
+  const dir = scratchDir();
+  const noBox = join(dir, 'no-box.ndjson');
+  writeFileSync(noBox, JSON.stringify({ id: 'a', image: 'a.png', x: 1, y: 2, w: 3, h: 4 }) + '\n' + JSON.stringify({ id: 'b', image: 'b.png', score: 0.5 }) + '\n');
+  const missing = await runAtelier(['report', '-o', join(dir, 'r1'), '--boxes', noBox]);
+  assert.equal(missing.code, 2);
+  assert.equal(missing.stderr.trim(), `atelier report: ${noBox}:2: x: expected a box: x, y, w, h in pixels`);
+  const partial = join(dir, 'partial.ndjson');
+  writeFileSync(partial, JSON.stringify({ id: 'a', image: 'a.png', x: 1, y: 2, w: 0, h: 4 }) + '\n');
+  const zero = await runAtelier(['report', '-o', join(dir, 'r2'), '--boxes', partial]);
+  assert.equal(zero.code, 2);
+  assert.equal(zero.stderr.trim(), `atelier report: ${partial}:1: w: box side must be positive, got 0`);
+  assert.ok(!existsSync(join(dir, 'r1')) && !existsSync(join(dir, 'r2')), 'no report is written');
 });
