@@ -69,7 +69,6 @@ export function writeResults(file: string, data: unknown): void {
   writeFileSync(file, JSON.stringify(data, null, 2) + '\n');
 }
 
-/** `--name value` from argv, else the fallback. */
 /** The named settings of a comma-separated --settings list, in its order; an unknown name throws. */
 export function pickSettings<T>(list: string, known: Record<string, T>): T[] {
   return list.split(',').map((name) => {
@@ -79,6 +78,7 @@ export function pickSettings<T>(list: string, known: Record<string, T>): T[] {
   });
 }
 
+/** `--name value` from argv, else the fallback. */
 export function flag(name: string, fallback: string): string {
   const i = process.argv.indexOf(`--${name}`);
   return i >= 0 && process.argv[i + 1] !== undefined ? process.argv[i + 1] : fallback;
