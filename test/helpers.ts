@@ -46,11 +46,13 @@ export function runAtelier(
 }
 
 const scratchDirs: string[] = [];
+// One 'exit' handler for the process: the list empties after each file, so its length cannot say.
+process.once('exit', () => removeScratchDirs());
 
 /** A scratch directory, removed after the test file (test/setup.ts) or when the process exits. */
 export function scratchDir(prefix = 'atelier-test-'): string {
   const dir = mkdtempSync(join(tmpdir(), prefix));
-  if (scratchDirs.push(dir) === 1) process.on('exit', removeScratchDirs);
+  scratchDirs.push(dir);
   return dir;
 }
 
