@@ -1,4 +1,5 @@
-// Memory budgets as a person types them ("512M", "2G", "1.5GiB", "100000000").
+// Memory budgets as a person types them ("512M", "2G", "1.5GiB", "100000000"), and what of one is left for data.
+import { UsageError } from '../command.js';
 
 const UNITS: Record<string, number> = { '': 1, b: 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4 };
 
@@ -20,4 +21,20 @@ export function formatByteSize(bytes: number): string {
     unit++;
   }
   return `${unit === 0 ? value : value.toFixed(value >= 100 ? 0 : 1)} ${units[unit]}`;
+}
+
+/** Room left after the data budget for the V8 heap to grow and for buffers V8 has not collected yet. */
+const RUNTIME_HEADROOM_BYTES = 24 * 1024 * 1024;
+
+/**
+ * The data budget: `total` (--memory) minus what the process holds now (the runtime, the addons, the
+ * ids already read) and a headroom for garbage; so call it once everything but the vectors is loaded.
+ */
+export function dataBudget(total: number): number {
+  const held = process.memoryUsage().rss;
+  const budget = total - held - RUNTIME_HEADROOM_BYTES;
+  if (budget < 8 * 1024 * 1024) {
+    throw new UsageError(`${formatByteSize(total)} leaves no room for data: the process already holds ${formatByteSize(held)}`, { field: '--memory' });
+  }
+  return budget;
 }

@@ -9,9 +9,11 @@ import { closeSync, createReadStream, openSync, readSync } from 'node:fs';
 import { readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { UsageError } from '../command.js';
+import { atomicDirectory, type OutputGroup } from '../io/atomic.js';
 import { ROWS_DIGEST_FIELD, type RowIds } from '../io/features.js';
 import { openNdjsonWriter } from '../io/ndjson.js';
 import { npyDataSha256, openNpyWriter, readNpyHeader } from '../io/npy.js';
+import { startProgress } from '../progress.js';
 import { QUANTIZATIONS, buildHnswIndex, openUsearchFile, type HnswIndex, type HnswParameters, type Quantization, type RowLookup } from './hnsw.js';
 import { isMetric, type Metric, type VectorSource } from './source.js';
 
@@ -92,6 +94,30 @@ export async function buildSavedIndex(
   };
   await writeFile(join(dir, HNSW_FILES.meta), JSON.stringify(meta, null, 2) + '\n');
   return meta;
+}
+
+/**
+ * 'knn index build': indexes the gallery into `indexDir`, replaced atomically (with the run's other
+ * outputs when `outputs` is given); closes the gallery's source.
+ */
+export async function saveIndexDirectory(
+  indexDir: string,
+  gallery: { path: string; source: VectorSource; ids: string[]; rowIds: RowIds },
+  params: HnswParameters,
+  opts: { threads: number; stderr: NodeJS.WritableStream; outputs?: OutputGroup },
+): Promise<void> {
+  const dir = await atomicDirectory(indexDir, opts.outputs);
+  try {
+    const progress = startProgress(opts.stderr, { total: gallery.source.rows, label: 'indexing' });
+    await buildSavedIndex(dir.tmpDir, gallery.source, gallery.ids, await rowsSha256Of(gallery.path, gallery.rowIds), params, { threads: opts.threads, onRows: (n) => progress.update(n) });
+    progress.stop();
+    await dir.commit();
+  } catch (err) {
+    await dir.abort();
+    throw err;
+  } finally {
+    await gallery.source.close();
+  }
 }
 
 /** Reads meta.json and checks every field it promises, naming the field that is wrong. */
