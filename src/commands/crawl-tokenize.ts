@@ -1,26 +1,22 @@
-import { access, mkdir, readFile } from 'node:fs/promises';
-import { constants as fsConstants } from 'node:fs';
 import { defineCommand, UsageError, warn } from '../lib/command.js';
-import { openNdjsonWriter, type NdjsonWriter } from '../lib/io/ndjson.js';
-import { checkFileOutput, isSpecialFile, writeFileAtomic } from '../lib/io/atomic.js';
-import { isStdio } from '../lib/io/paths.js';
+import { writeFileAtomic } from '../lib/io/atomic.js';
 import { startProgress } from '../lib/progress.js';
-import { createFetcher, DEFAULT_FETCH_POLICY, type FetchPolicy } from '../lib/http/fetch.js';
+import { createFetcher, DEFAULT_FETCH_POLICY } from '../lib/http/fetch.js';
 import { createRobotsPolicy } from '../lib/http/robots.js';
 import type { ProductSource } from '../lib/http/crawl.js';
-import type { CrawlJournal, EntryLocation } from '../lib/http/journal.js';
-import { isHttpUrl, normalizeUrl, readStartUrls } from '../lib/http/urls.js';
-import { crawlCatalogue } from '../lib/catalogue/crawl.js';
-import { importCatalogue } from '../lib/catalogue/import.js';
-import { summaryLines, type RunStats } from '../lib/catalogue/stats.js';
-import { isStopwordLanguage, parseStopwordList, stopwordSet, type StopwordLanguage } from '../lib/text/stopwords.js';
+import { collectProducts, type ProductCollection } from '../lib/catalogue/collect.js';
+import { labelCatalogue } from '../lib/catalogue/label.js';
+import { openCatalogueOutputs } from '../lib/catalogue/outputs.js';
+import { checkRegex, crawlStarts, readStopwordFile, splitNames, stopwordLanguagesOf, textFieldsOf } from '../lib/catalogue/settings.js';
+import { completeRunStats, summaryLines } from '../lib/catalogue/stats.js';
+import { stopwordSet } from '../lib/text/stopwords.js';
 import { normalizeStopwords } from '../lib/text/tokenize.js';
-import { labelProducts, productBag, TEXT_FIELDS, type TextField } from '../lib/text/weak-labels.js';
+import { productBag } from '../lib/text/weak-labels.js';
 import { addSiteProduct, removeSiteProduct, type SiteWordFrequencies } from '../lib/text/vocabulary.js';
 import { writeSamples, type WrittenSamples } from '../lib/catalogue/write.js';
 import { fraction, nonNegativeInt, positiveInt } from '../lib/options.js';
-import { inShard, requireShardFile, resolveShard, shardOption, shardPath, writeShardManifest } from '../lib/shard.js';
-import { siteSidecarPath, writeSiteSidecar } from '../lib/catalogue/shard.js';
+import { inShard, requireShardFile, resolveShard, shardOption, shardPath } from '../lib/shard.js';
+import { writeCatalogueShard } from '../lib/catalogue/shard.js';
 
 const NAME = 'crawl-tokenize';
 
@@ -68,23 +64,6 @@ interface Args {
   'max-redirects': number;
   'user-agent': string;
   shard?: string;
-}
-
-/** A --follow, --product-pattern or --site-pattern that is not a regular expression: a usage error now, before any request. */
-function checkRegex(pattern: string | undefined, option: string): void {
-  if (pattern === undefined) return;
-  try {
-    new RegExp(pattern, 'u');
-  } catch (err) {
-    throw new UsageError(`not a valid regular expression: ${(err as Error).message}`, { field: `--${option}` });
-  }
-}
-
-function splitNames(value: string | undefined): string[] {
-  return (value ?? '')
-    .split(',')
-    .map((s) => s.trim())
-    .filter((s) => s !== '');
 }
 
 export default defineCommand<Args>({
@@ -167,226 +146,61 @@ export default defineCommand<Args>({
     args = { ...args, output: shardPath(args.output, shard), vocab: args.vocab === undefined ? undefined : shardPath(args.vocab, shard), stats: args.stats === undefined ? undefined : shardPath(args.stats, shard) };
 
     // Flags first: every mistake a user can fix is reported before any request is sent.
-    const fields = splitNames(args.fields);
-    for (const f of fields) if (!(TEXT_FIELDS as readonly string[]).includes(f)) throw new UsageError(`unknown field '${f}' (title, category, description)`, { field: '--fields' });
-    const languages: StopwordLanguage[] = [];
-    for (const code of splitNames(args.lang.toLowerCase())) {
-      if (code === 'none') continue;
-      if (!isStopwordLanguage(code)) throw new UsageError(`no stopword list for '${code}' (en, fr, it)`, { field: '--lang' });
-      languages.push(code);
-    }
+    const fields = textFieldsOf(args.fields);
+    const languages = stopwordLanguagesOf(args.lang);
     checkRegex(args.follow, 'follow');
     checkRegex(args['product-pattern'], 'product-pattern');
     checkRegex(args['site-pattern'], 'site-pattern');
-
-    let extraStopwords: string[] = [];
-    if (args.stopwords !== undefined) {
-      try {
-        extraStopwords = parseStopwordList(await readFile(args.stopwords, 'utf8'));
-      } catch (err) {
-        throw new UsageError(`cannot read the stopword file (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`, { file: args.stopwords });
-      }
-    }
     const foldAccents = args['fold-accents'];
-    const stopwords = normalizeStopwords([...stopwordSet(languages), ...extraStopwords], foldAccents);
+    const stopwords = normalizeStopwords([...stopwordSet(languages), ...(await readStopwordFile(args.stopwords))], foldAccents);
+    const sources = { urls: args.urls ?? [], urlFile: args['url-file'], sitemaps: args.sitemap, import: args.import, imageField: args['image-field'], imagesDir: args.images };
+    const { startUrls, sitemapUrls } = await crawlStarts(sources, io.stdin);
+    const outputs = await openCatalogueOutputs({ output: args.output, vocab: args.vocab, stats: args.stats, state: args.state, imagesDir: args.images }, io);
 
-    const startUrls: string[] = [];
-    const sitemapUrls: string[] = [];
-    if (mode === 'crawl') {
-      for (const url of args.urls ?? []) {
-        if (!isHttpUrl(url)) throw new UsageError(`not an absolute http(s) URL: ${JSON.stringify(url.slice(0, 80))}`, { field: 'urls' });
-        startUrls.push(normalizeUrl(url));
-      }
-      if (args['url-file'] !== undefined) startUrls.push(...(await readStartUrls(args['url-file'], io.stdin)));
-      for (const url of args.sitemap ?? []) {
-        if (!isHttpUrl(url)) throw new UsageError(`not an absolute http(s) URL: ${JSON.stringify(url.slice(0, 80))}`, { field: '--sitemap' });
-        sitemapUrls.push(normalizeUrl(url));
-      }
-      if (startUrls.length === 0 && sitemapUrls.length === 0) throw new UsageError('nothing to crawl: give start URLs, --url-file, --sitemap, or --import FILE');
-      if (args.images === undefined) throw new UsageError('required when crawling (where the images are saved)', { field: '--images' });
-    } else {
-      if ((args.urls ?? []).length > 0 || args['url-file'] !== undefined || args.sitemap !== undefined) {
-        throw new UsageError('--import reads product records instead of crawling; leave out start URLs, --url-file and --sitemap');
-      }
-      if (args['image-field'] !== undefined && args.images === undefined) throw new UsageError('required with --image-field (where the images are saved)', { field: '--images' });
-    }
-
-    // Outputs: open (or check) them now so a bad path fails before the crawl, not after it.
-    // A journal is read back and deleted at the end: never a device (-o /dev/null has none by default).
-    const statePath = args.state ?? (isStdio(args.output) || (await isSpecialFile(args.output)) ? null : `${args.output}.state`);
-    await checkFileOutput(args.output, '--output');
-    await checkFileOutput(args.vocab, '--vocab');
-    await checkFileOutput(args.stats, '--stats');
-    if (statePath !== null) await checkFileOutput(statePath, '--state', { regular: true });
-    const imagesDir = args.images;
-    if (imagesDir !== undefined) {
-      try {
-        await mkdir(imagesDir, { recursive: true });
-        await access(imagesDir, fsConstants.W_OK);
-      } catch (err) {
-        throw new UsageError(`cannot create or write the image directory (${(err as NodeJS.ErrnoException).code ?? 'error'})`, { file: imagesDir, field: '--images' });
-      }
-    }
-    const output: NdjsonWriter = await openNdjsonWriter(args.output, { stdout: io.stdout, outputs: io.outputs });
-    let vocabWriter: NdjsonWriter | null = null;
-    try {
-      vocabWriter = args.vocab !== undefined ? await openNdjsonWriter(args.vocab, { stdout: io.stdout, outputs: io.outputs }) : null;
-    } catch (err) {
-      await output.abort();
-      throw err;
-    }
-
-    const policy: FetchPolicy = {
-      ...DEFAULT_FETCH_POLICY,
-      userAgent: args['user-agent'],
-      globalConcurrency: args.concurrency,
-      perHostConcurrency: args['per-host'],
-      perHostDelayMs: args['host-delay'],
-      connectTimeoutMs: args['connect-timeout'],
-      timeoutMs: args.timeout,
-      retries: args.retries,
-      backoffBaseMs: args.backoff,
-      maxRetryAfterMs: args['max-retry-after'],
-      maxBodyBytes: args['max-body'],
-      maxRedirects: args['max-redirects'],
-    };
-    const robotsToken = args['user-agent'].split('/')[0]!.trim().toLowerCase();
-    const fetcher = createFetcher(policy);
+    const fetcher = createFetcher({
+      ...DEFAULT_FETCH_POLICY, userAgent: args['user-agent'], globalConcurrency: args.concurrency, perHostConcurrency: args['per-host'], perHostDelayMs: args['host-delay'],
+      connectTimeoutMs: args['connect-timeout'], timeoutMs: args.timeout, retries: args.retries, backoffBaseMs: args.backoff, maxRetryAfterMs: args['max-retry-after'], maxBodyBytes: args['max-body'], maxRedirects: args['max-redirects'],
+    });
     const robots = createRobotsPolicy({ fetcher, userAgent: args['user-agent'], maxCrawlDelayMs: args['max-crawl-delay'], warn: (message) => warn(io, NAME, message) });
     const progress = startProgress(io.stderr, { label: mode === 'crawl' ? 'crawl' : 'import' });
 
     // Products are not kept in memory: each is journalled as it completes, its bag counted into its
     // site's document frequencies, and only where it lies (and what orders it) is remembered. The
     // output is written after the crawl by reading them back in output order.
-    const bagOptions = { tokenize: { stopwords, minLength: args['min-length'], foldAccents }, fields: fields as TextField[] };
+    const bagOptions = { tokenize: { stopwords, minLength: args['min-length'], foldAccents }, fields };
     const sites = new Map<string, SiteWordFrequencies>();
     const countBag = (product: ProductSource, sign: 1 | -1) => (sign > 0 ? addSiteProduct : removeSiteProduct)(sites, product.site, productBag(product, bagOptions));
-    let order: EntryLocation[];
-    let stats: RunStats;
-    let journal: CrawlJournal<unknown> | null = null;
-    let readProduct: (at: EntryLocation) => ProductSource;
-    try {
-      if (mode === 'crawl') {
-        ({ order, stats, readProduct } = await crawlCatalogue({
-          startUrls,
-          sitemapUrls,
-          follow: args.follow,
-          productPattern: args['product-pattern'],
-          sitePattern: args['site-pattern'],
-          maxPages: args['max-pages'],
-          maxSitemaps: args['max-sitemaps'],
-          imagesDir: imagesDir!,
-          statePath,
-          restart: args.restart,
-          concurrency: args.concurrency,
-          userAgent: args['user-agent'],
-          fetcher,
-          robots,
-          robotsToken,
-          onPage: (done) => progress.update(done),
-          countBag,
-          warn: (message) => warn(io, NAME, message),
-          onJournal: (j) => (journal = j),
-        }));
-      } else {
-        ({ order, stats, readProduct } = await importCatalogue({
-          input: args.import!,
-          stdin: io.stdin,
-          titleFields: splitNames(args['title-field']),
-          categoryFields: splitNames(args['category-field']),
-          descriptionFields: splitNames(args['description-field']),
-          imageField: args['image-field'],
-          idField: args['id-field'],
-          siteField: args['site-field'],
-          imageBase: args['image-base'],
-          imagesDir: imagesDir ?? null,
-          statePath,
-          restart: args.restart,
-          concurrency: args.concurrency,
-          fetcher,
-          robots,
-          robotsToken,
-          onRow: () => progress.tick(),
-          countBag,
-          warn: (message) => warn(io, NAME, message),
-          onJournal: (j) => (journal = j),
-          keepRow: shard ? (id) => inShard(id, shard) : undefined,
-        }));
-      }
-    } catch (err) {
-      progress.stop();
-      (journal as CrawlJournal<unknown> | null)?.close();
-      await fetcher.close().catch(() => {});
-      await output.abort();
-      await vocabWriter?.abort();
-      throw err;
-    }
-    progress.stop();
-    await fetcher.close();
+    const robotsToken = args['user-agent'].split('/')[0]!.trim().toLowerCase();
+    const common = { statePath: outputs.statePath, restart: args.restart, concurrency: args.concurrency, robots, robotsToken, countBag, warn: (message: string) => warn(io, NAME, message) };
+    const collection: ProductCollection = mode === 'crawl'
+      ? { crawl: { ...common, startUrls, sitemapUrls, follow: args.follow, productPattern: args['product-pattern'], sitePattern: args['site-pattern'], maxPages: args['max-pages'], maxSitemaps: args['max-sitemaps'], imagesDir: args.images!, userAgent: args['user-agent'] } }
+      : {
+          import: {
+            ...common, input: args.import!, stdin: io.stdin, titleFields: splitNames(args['title-field']), categoryFields: splitNames(args['category-field']), descriptionFields: splitNames(args['description-field']),
+            imageField: args['image-field'], idField: args['id-field'], siteField: args['site-field'], imageBase: args['image-base'], imagesDir: args.images ?? null, keepRow: shard ? (id) => inShard(id, shard) : undefined,
+          },
+        };
+    const { order, stats, readProduct, journal } = await collectProducts(collection, fetcher, progress, outputs.abort);
 
     const textOnly = mode === 'import' && args['image-field'] === undefined;
     // A shard keeps every word: site-specific words need all sites' frequencies, so merge drops them.
-    let current: ProductSource | null = null;
-    const products = (function* () {
-      for (const at of order) yield (current = readProduct(at));
-    })();
-    const labelled = labelProducts(products, sites, { ...bagOptions, siteWords: { maxDf: shard ? 1 : args['max-df'], minProducts: args['min-site-products'] }, textOnly });
-    const sampleSites: string[] = [];
-    const positions: number[] = [];
-    let lastSource: string | null = null;
-    let nth = 0;
-    const samples = shard
-      ? (function* () {
-          for (const sample of labelled.samples) {
-            // A sample's position: its row's line, then its image's place among the row's samples.
-            nth = sample.source === lastSource ? nth + 1 : 0;
-            lastSource = sample.source;
-            positions.push(Number(sample.source.slice(sample.source.lastIndexOf(':') + 1)) * 65536 + nth);
-            sampleSites.push(current!.site);
-            yield sample;
-          }
-        })()
-      : labelled.samples;
+    const { labelled, samples, positions, sampleSites } = labelCatalogue(order, readProduct, sites, { ...bagOptions, siteWords: { maxDf: shard ? 1 : args['max-df'], minProducts: args['min-site-products'] }, textOnly }, shard !== null);
     let written: WrittenSamples;
     try {
-      written = await writeSamples(samples, output, vocabWriter, args['top-k']);
+      written = await writeSamples(samples, outputs.samples, outputs.vocab, args['top-k']);
     } catch (err) {
-      (journal as CrawlJournal<unknown> | null)?.close();
-      await output.abort();
-      await vocabWriter?.abort();
+      journal?.close();
+      await outputs.abort();
       throw err;
     }
-    stats.records = written.records;
-    stats.products.withoutImages = labelled.productsWithoutImages;
-    stats.images.saved = written.images;
-    stats.images.duplicates = written.duplicates;
-    stats.vocabulary = written.vocabulary;
-    stats.siteWords = Object.fromEntries(labelled.siteWords);
-    stats.run = {
-      seconds: Math.round((Date.now() - started) / 100) / 10,
-      requests: fetcher.counters.requests,
-      retries: fetcher.counters.retries,
-      bytes: fetcher.counters.bytes,
-      resumed: stats.run.resumed,
-    };
+    completeRunStats(stats, written, labelled, { seconds: Math.round((Date.now() - started) / 100) / 10, ...fetcher.counters });
     if (args.stats !== undefined) await writeFileAtomic(args.stats, JSON.stringify(stats, null, 2) + '\n', io.outputs);
     if (shard) {
-      await writeSiteSidecar(siteSidecarPath(args.output), { sites, samples: sampleSites, stats }, io.outputs);
-      await writeShardManifest({
-        command: NAME,
-        shard,
-        model: null,
-        settings: { import: args.import, fields: args.fields, lang: args.lang, stopwords: args.stopwords ?? null, 'min-length': args['min-length'], 'max-df': args['max-df'], 'min-site-products': args['min-site-products'], 'fold-accents': foldAccents, 'top-k': args['top-k'], 'id-field': args['id-field'] ?? null, 'site-field': args['site-field'] ?? null, 'image-field': args['image-field'] ?? null, textOnly },
-        outputs: [
-          { role: 'output', kind: 'weak-samples', target: targets.output },
-          ...(targets.vocab !== undefined ? [{ role: 'vocab', kind: 'derived' as const, target: targets.vocab }] : []),
-          ...(targets.stats !== undefined ? [{ role: 'stats', kind: 'derived' as const, target: targets.stats }] : []),
-        ],
-        positions,
-      }, io.outputs);
+      const settings = { import: args.import, fields: args.fields, lang: args.lang, stopwords: args.stopwords ?? null, 'min-length': args['min-length'], 'max-df': args['max-df'], 'min-site-products': args['min-site-products'], 'fold-accents': foldAccents, 'top-k': args['top-k'], 'id-field': args['id-field'] ?? null, 'site-field': args['site-field'] ?? null, 'image-field': args['image-field'] ?? null, textOnly };
+      await writeCatalogueShard(shard, { samplesFile: args.output, sidecar: { sites, samples: sampleSites, stats }, settings, targets, positions }, io.outputs);
     }
     await io.outputs?.commitAll(); // the journal may go only once the outputs are in place
-    (journal as CrawlJournal<unknown> | null)?.remove();
+    journal?.remove();
     for (const line of summaryLines(stats)) io.stderr.write(`atelier ${NAME}: ${line}\n`);
   },
 });

@@ -3,6 +3,7 @@
 import { readFile } from 'node:fs/promises';
 import { UsageError } from '../command.js';
 import { writeFileAtomic, type OutputGroup } from '../io/atomic.js';
+import { writeShardManifest, type Shard } from '../shard.js';
 import type { SiteWordFrequencies } from '../text/vocabulary.js';
 import type { RunStats } from './stats.js';
 
@@ -21,6 +22,31 @@ export function siteSidecarPath(samplesFile: string): string {
 export async function writeSiteSidecar(path: string, sidecar: SiteSidecar, outputs?: OutputGroup): Promise<void> {
   const sites = Object.fromEntries([...sidecar.sites].map(([site, f]) => [site, { products: f.products, df: [...f.df] }]));
   await writeFileAtomic(path, JSON.stringify({ sites, samples: sidecar.samples, stats: sidecar.stats }) + '\n', outputs);
+}
+
+/**
+ * A finished crawl-tokenize shard: its site sidecar beside `samplesFile`, then its manifest (last: its
+ * presence says the shard is complete). `targets` are the single-process outputs the shard stands for.
+ */
+export async function writeCatalogueShard(
+  shard: Shard,
+  run: { samplesFile: string; sidecar: SiteSidecar; settings: Record<string, unknown>; targets: { output: string; vocab?: string; stats?: string }; positions: number[] },
+  outputs?: OutputGroup,
+): Promise<void> {
+  const { targets } = run;
+  await writeSiteSidecar(siteSidecarPath(run.samplesFile), run.sidecar, outputs);
+  await writeShardManifest({
+    command: 'crawl-tokenize',
+    shard,
+    model: null,
+    settings: run.settings,
+    outputs: [
+      { role: 'output', kind: 'weak-samples', target: targets.output },
+      ...(targets.vocab !== undefined ? [{ role: 'vocab', kind: 'derived' as const, target: targets.vocab }] : []),
+      ...(targets.stats !== undefined ? [{ role: 'stats', kind: 'derived' as const, target: targets.stats }] : []),
+    ],
+    positions: run.positions,
+  }, outputs);
 }
 
 export async function readSiteSidecar(path: string): Promise<SiteSidecar> {

@@ -94,3 +94,19 @@ export function summaryLines(stats: RunStats): string[] {
   );
   return lines;
 }
+
+/** The stats once the samples are written: records, images, vocabulary, site words and the run's cost. */
+export function completeRunStats(
+  stats: RunStats,
+  written: { records: number; images: number; duplicates: number; vocabulary: RunStats['vocabulary'] },
+  labelled: { productsWithoutImages: number; siteWords: Map<string, string[]> },
+  run: { seconds: number; requests: number; retries: number; bytes: number },
+): void {
+  stats.records = written.records;
+  stats.products.withoutImages = labelled.productsWithoutImages;
+  stats.images.saved = written.images;
+  stats.images.duplicates = written.duplicates;
+  stats.vocabulary = written.vocabulary;
+  stats.siteWords = Object.fromEntries(labelled.siteWords);
+  stats.run = { seconds: run.seconds, requests: run.requests, retries: run.retries, bytes: run.bytes, resumed: stats.run.resumed };
+}
