@@ -1,40 +1,23 @@
 import { existsSync } from 'node:fs';
 import { defineCommand, UsageError, warn } from '../lib/command.js';
 import { backendOption, selectBackend } from '../lib/backend/select.js';
-import { splitOf, type SplitName } from '../lib/random.js';
-import { startOrResume } from '../lib/train/checkpoint.js';
-import { tf } from '../lib/backend/tf.js';
-import { takeScalar, takeValues } from '../lib/backend/read.js';
 import { saveModel, loadMetadata } from '../lib/backend/model-io.js';
-import { openAtomicWriteStream, writeFileAtomic, checkFileOutput } from '../lib/io/atomic.js';
+import { writeFileAtomic, checkFileOutput } from '../lib/io/atomic.js';
 import { checkInputFile } from '../lib/io/paths.js';
 import { createSkipCounter, writeSkipSummary } from '../lib/image/skips.js';
-import { recordedImagePath } from '../lib/image/records.js';
+import { inputSides } from '../lib/image/batch.js';
 import { DEFAULT_TOWER } from '../lib/models/weak-model.js';
 import { isTowerName, parseInputSize } from '../lib/models/towers/index.js';
-import { stnParts, transformModel } from '../lib/models/attention/stn.js';
-import { transformBox } from '../lib/models/attention/model.js';
 import { backboneOptions, towerNamesText, type BackboneArgs } from '../lib/train/tower-options.js';
-import { copyMatchingWeights } from '../lib/models/weak-files.js';
-import { batchPixels, drawCrops, inputSides } from '../lib/image/batch.js';
 import { trainingWorkers, trainWorkersOption } from '../lib/train/parallel-gradients.js';
-import { classifierGradients, openClassifierParallel } from '../lib/train/classifier-parallel.js';
-import { multiClassReport } from '../lib/metrics/classification.js';
-import {
-  classCounts, classWeightsFor, readJoinRecords, readLabelledRecords, readLabelsOrder, readSampleWeights, type LabelledRecord,
-} from '../lib/facets/labels.js';
-import {
-  CLASSIFIER_MODEL_KIND, buildFeatureClassifier, buildImageClassifier, headVariables, logitsModel, weightedCrossEntropy,
-  type ClassifierMetadata, type HeadConfig,
-} from '../lib/facets/classifier-model.js';
-import { argmax, predictionLine, reportJson, softmaxRow } from '../lib/facets/evaluation.js';
+import { classifierNets, trainClassifier } from '../lib/train/classifier-trainer.js';
+import { classWeightsFor, readJoinRecords, readLabelledRecords, readLabelsOrder, readSampleWeights } from '../lib/facets/labels.js';
+import { CLASSIFIER_MODEL_KIND, buildFeatureClassifier, buildImageClassifier, classifierForSaving, type ClassifierMetadata, type HeadConfig } from '../lib/facets/classifier-model.js';
 import { openClassifierInputs, type StnSettings } from '../lib/facets/classifier-inputs.js';
-import { initialTrainingState, shuffledBatches, trainLoop, type EpochLogEntry } from '../lib/train/loop.js';
+import { splitSamples, trainingClassCounts } from '../lib/facets/classifier-data.js';
+import { splitReports } from '../lib/facets/classifier-predict.js';
 import { checkLoopOutputs, checkpointDirOf, logPathOf, loopOptions, type LoopArgs } from '../lib/train/loop-options.js';
 import { fraction, imageSide, inputSizeText, nonNegativeInt, positiveInt, positiveNumber, share } from '../lib/options.js';
-
-/** Prefix of the tower's own optimizer state in checkpoints (--backbone-lr other than 1). */
-const TOWER_OPTIMIZER = 'tower-optimizer/';
 
 interface ClassifierArgs extends LoopArgs {
   input: string;
@@ -76,14 +59,6 @@ interface ClassifierArgs extends LoopArgs {
 }
 
 type Args = ClassifierArgs & BackboneArgs;
-
-/** One training example: its labelled record and where its input is (feature row or stored image). */
-interface Sample {
-  record: LabelledRecord;
-  split: SplitName;
-  /** Row in the feature matrix, or index in the image store. */
-  slot: number;
-}
 
 export default defineCommand<Args>({
   name: 'train-classifier',
@@ -157,8 +132,7 @@ Prints a JSON report: per-class precision, recall, F1 and support, macro and wei
     if (set.unjoined > 0) io.stderr.write(`atelier train-classifier: ${set.unjoined} records without a match in ${args.join} by ${args['join-key']} left out\n`);
     const { labels } = set;
     const weightField = args['weight-field'];
-    const sampleWeight = weightField ? readSampleWeights(set.records, weightField) : new Map<string, number>();
-    const weightsOf = (part: Sample[]): tf.Tensor1D | undefined => (weightField ? tf.tensor1d(part.map((p) => sampleWeight.get(p.record.id)!)) : undefined);
+    const sampleWeights = weightField ? readSampleWeights(set.records, weightField) : null;
     // Inputs first: a mistake is reported before the backend loads.
     if (args.features) await checkInputFile(args.features);
     if (args.tower && args.tower !== 'pixels' && !isTowerName(args.tower)) await loadMetadata(args.tower);
@@ -169,84 +143,21 @@ Prints a JSON report: per-class precision, recall, F1 and support, macro and wei
 
     // Inputs: feature rows (given or computed by a frozen tower) or decoded images for fine-tuning.
     const stn: StnSettings | undefined = args.stn ? { image: parseInputSize(args.stn, '--stn'), minScale: args['stn-min-scale'], maxScale: args['stn-max-scale'], classes: labels.length } : undefined;
-    const { input, featureRows, featureDim, store, inputSize, towerNet, towerRecord, fresh, missing, ...opened } = await openClassifierInputs(args, set.records, skips, io, 'train-classifier', stn);
-    const samples: Sample[] = opened.samples.map((s) => ({ ...s, split: 'train' }));
+    const { input, featureRows, featureDim, store, inputSize, towerNet, towerRecord, fresh, missing, samples } = await openClassifierInputs(args, set.records, skips, io, 'train-classifier', stn);
     writeSkipSummary(skips, io, 'train-classifier');
     if (samples.length === 0) throw new UsageError(`no usable record (${set.records.length} labelled, ${skips.total} corrupt images)`, { file: args.input });
-
-    for (const s of samples) s.split = splitOf(s.record.group, args['test-fraction'], args['val-fraction']);
-    const bySplit = { train: samples.filter((s) => s.split === 'train'), val: samples.filter((s) => s.split === 'val'), test: samples.filter((s) => s.split === 'test') };
-    const trainCounts = classCounts(bySplit.train.map((s) => s.record.classIndex), labels.length);
-    if (trainCounts.filter((c) => c > 0).length < 2) {
-      throw new UsageError(`the training split holds ${trainCounts.filter((c) => c > 0).length} class(es); a classifier needs at least two`, { file: args.input, field: args['label-field'] });
-    }
-    const absent = labels.filter((_, c) => trainCounts[c] === 0);
+    const bySplit = splitSamples(samples, args['test-fraction'], args['val-fraction']);
+    const { counts: trainCounts, absent } = trainingClassCounts(bySplit.train, labels, { file: args.input, field: args['label-field'] });
     if (absent.length) warn(io, 'train-classifier', `no training example of ${absent.map((l) => `'${l}'`).join(', ')}: the model cannot learn them`);
     const classWeights = await classWeightsFor(args['class-weight'], trainCounts, labels);
     io.stderr.write(`atelier train-classifier: ${labels.length} classes, ${bySplit.train.length} train, ${bySplit.val.length} validation, ${bySplit.test.length} test records\n`);
 
     // The model: a head on feature rows, or an image model (tower + head) trained whole.
-    const model = input === 'image' && args.mode === 'finetune'
-      ? buildImageClassifier(towerNet!, labels.length, head)
-      : buildFeatureClassifier(featureDim, labels.length, head);
-    const logitsNet = logitsModel(model);
-    // With --stn the loss adds the same cross-entropy on the transformer's class evidence, which trains where it looks.
-    const evidence = stn ? stnParts(model).evidence : null;
-    const trainingNet = evidence ? tf.model({ inputs: model.inputs, outputs: [logitsNet.outputs[0], evidence] }) : logitsNet;
-    const boxesNet = stn ? transformModel(model) : null;
-    // Head-then-fine-tune (report 2.5): the head alone for --head-epochs, then all; the tower may
-    // have its own Adam at lr x --backbone-lr (Adam ignores a gradient's scale, so it needs its own).
-    const headVars = headVariables(model);
-    const headNames = new Set(headVars.map((v) => v.name));
-    // Head first: tfjs's Adam keeps its moments by position, so the order must hold across phases.
-    const allVars = [...headVars, ...model.trainableWeights.map((w) => w.read() as tf.Variable).filter((v) => !headNames.has(v.name))];
-    const headPhase = (epoch: number) => args.mode === 'head' || epoch <= args['head-epochs'];
-    const optimizer: tf.Optimizer = tf.train.adam(lr);
-    const towerOptimizer: tf.Optimizer | null = args.mode === 'finetune' && args['backbone-lr'] !== 1 ? tf.train.adam(lr * args['backbone-lr']!) : null;
-    const weightsTensor = tf.tensor1d(classWeights);
+    const model = input === 'image' && args.mode === 'finetune' ? buildImageClassifier(towerNet!, labels.length, head) : buildFeatureClassifier(featureDim, labels.length, head);
+    const nets = classifierNets(model, stn !== undefined);
+    const feed = { store, featureRows, featureDim, inputSize };
     // Fine-tuning on images: the batch's gradient from the training workers (--workers).
-    // The workers' step knows the class loss only: --stn trains in this thread.
     const workers = store && args.mode === 'finetune' && !stn ? trainingWorkers(backend, args.workers, io.env) : 1;
-    const parallel = workers > 1 ? await openClassifierParallel(model, store!, classWeights, workers) : null;
-
-    const inputBatch = (part: Sample[], random?: Parameters<typeof batchPixels>[3]): tf.Tensor => {
-      if (store) return tf.tensor4d(batchPixels(store, part.map((s) => s.slot), inputSize, random), [part.length, inputSides(inputSize).height, inputSides(inputSize).width, 3]);
-      const x = new Float32Array(part.length * featureDim);
-      part.forEach((s, i) => x.set(featureRows!.subarray(s.slot * featureDim, (s.slot + 1) * featureDim), i * featureDim));
-      return tf.tensor2d(x, [part.length, featureDim]);
-    };
-    const logitsOf = async (part: Sample[]): Promise<Float32Array> => {
-      const out = new Float32Array(part.length * labels.length);
-      for (let start = 0; start < part.length; start += 128) {
-        const chunk = part.slice(start, start + 128);
-        const x = inputBatch(chunk);
-        const y = logitsNet.predict(x) as tf.Tensor;
-        x.dispose();
-        out.set(await takeValues(y), start * labels.length);
-      }
-      return out;
-    };
-
-    /**
-     * The transformer's crop of each image as fractions {x, y, w, h} of the stored image (the photo
-     * itself when its aspect is the input's): the model sees the centre crop of the stored image.
-     */
-    const boxesOf = async (part: Sample[]): Promise<Array<Record<string, number>>> => {
-      const boxes: Array<Record<string, number>> = [];
-      const { height, width } = inputSides(inputSize);
-      const storedH = store!.storedSize;
-      const storedW = store!.storedWidth ?? store!.storedSize;
-      const [x0, y0] = [(storedW - width) >> 1, (storedH - height) >> 1];
-      const stored = (b: { x: number; y: number; w: number; h: number }) => ({ x: (b.x * width + x0) / storedW, y: (b.y * height + y0) / storedH, w: (b.w * width) / storedW, h: (b.h * height) / storedH });
-      for (let start = 0; start < part.length; start += 128) {
-        const x = inputBatch(part.slice(start, start + 128));
-        const t = await takeValues(boxesNet!.predict(x) as tf.Tensor);
-        x.dispose();
-        for (let i = 0; i < t.length; i += 4) boxes.push(Object.fromEntries(Object.entries(stored(transformBox(t[i], t[i + 1], t[i + 2], t[i + 3]))).map(([k, v]) => [k, Number(v.toFixed(4))])));
-      }
-      return boxes;
-    };
-
     const fingerprint = JSON.stringify({
       labels, field: args['label-field'], weightField: weightField ?? null, mode: args.mode, input, head, featureDim, inputSize, tower: args.tower ?? null, layer: args['tower-layer'],
       weights: Array.from(classWeights), lr, batch: args.batch, split: [args['test-fraction'], args['val-fraction']], n: [bySplit.train.length, bySplit.val.length, bySplit.test.length],
@@ -255,83 +166,13 @@ Prints a JSON report: per-class precision, recall, F1 and support, macro and wei
       ...(args['head-epochs'] || args['backbone-lr'] !== 1 || args['freeze-bn'] ? { schedule: [args['head-epochs'], args['backbone-lr'], args['freeze-bn']] } : {}),
       ...(stn ? { stn } : {}),
     });
-    const optimizers: Array<[tf.Optimizer, string]> = [[optimizer, 'optimizer/'], ...(towerOptimizer ? [[towerOptimizer, TOWER_OPTIMIZER] as [tf.Optimizer, string]] : [])];
-    const { state, best } = await startOrResume({
-      resume: args.resume, dir: checkpointDirOf(args), fingerprint, model, optimizers, fresh: () => initialTrainingState(args.seed, fingerprint), io, command: 'train-classifier',
-    });
-    const valTruth = bySplit.val.map((s) => s.record.classIndex);
-    await trainLoop({
-      model, state, best, maxEpochs: args.epochs, patience: args.patience, stopAfter: args['stop-after'], io, command: 'train-classifier',
-      checkpoint: { dir: checkpointDirOf(args), kind: `${CLASSIFIER_MODEL_KIND}-checkpoint`, optimizers },
-      batches: (random) => shuffledBatches(bySplit.train.length, args.batch, random).map((batch) => batch.map((i) => bySplit.train[i])),
-      async step(part, random, epoch) {
-        const onlyHead = headPhase(epoch);
-        // A frozen tower (head phase) or frozen BatchNorm statistics: the model runs in inference mode.
-        const training = args.mode === 'head' || !(onlyHead || args['freeze-bn']);
-        const x = parallel ? null : inputBatch(part, store ? random : undefined);
-        const y = tf.tensor1d(part.map((s) => s.record.classIndex), 'int32');
-        const w = weightsOf(part);
-        const { value, grads } = parallel
-          ? await classifierGradients(parallel, onlyHead ? headVars : allVars, { slots: part.map((s) => s.slot), crops: drawCrops(store!, part.length, inputSize, random), labels: part.map((s) => s.record.classIndex), sampleWeights: weightField ? part.map((p) => sampleWeight.get(p.record.id)!) : undefined, classWeights }, { inputSize, training })
-          : tf.variableGrads(() => tf.addN([trainingNet.apply(x!, { training })].flat().map((logits) => weightedCrossEntropy(logits as tf.Tensor2D, y, weightsTensor, w))) as tf.Scalar, onlyHead ? headVars : allVars);
-        if (towerOptimizer && !onlyHead) {
-          const towerGrads: tf.NamedTensorMap = {};
-          for (const name of Object.keys(grads)) {
-            if (headNames.has(name)) continue;
-            towerGrads[name] = grads[name];
-            delete grads[name];
-          }
-          towerOptimizer.applyGradients(towerGrads);
-          tf.dispose(Object.values(towerGrads));
-        }
-        optimizer.applyGradients(grads);
-        tf.dispose([...(x ? [x] : []), y, ...Object.values(grads), ...(w ? [w] : [])]);
-        return value;
-      },
-      async validate() {
-        if (bySplit.val.length === 0) return null;
-        const logits = await logitsOf(bySplit.val);
-        const valLoss = await takeScalar(tf.tidy(() => weightedCrossEntropy(tf.tensor2d(logits, [valTruth.length, labels.length]), tf.tensor1d(valTruth, 'int32'), weightsTensor, weightsOf(bySplit.val))));
-        const predicted = valTruth.map((_, i) => argmax(logits, i * labels.length, labels.length));
-        const report = multiClassReport(valTruth, predicted, labels);
-        return { score: valLoss, metrics: { valLoss, valAccuracy: report.accuracy, valMacroF1: report.macroF1 } };
-      },
-      onEpoch(line, improved) {
-        const entry = line as EpochLogEntry;
-        const val = entry.valLoss === undefined ? '' : ` val loss ${entry.valLoss.toFixed(4)} val acc ${entry.valAccuracy!.toFixed(3)} val macro-F1 ${entry.valMacroF1!.toFixed(3)}`;
-        io.stderr.write(`atelier train-classifier: epoch ${entry.epoch} loss ${entry.loss.toFixed(4)}${val}${improved ? ' *' : ''}\n`);
-      },
-    });
-    await parallel?.close();
+    const state = await trainClassifier(model, nets, feed, bySplit, labels, {
+      mode: args.mode, headEpochs: args['head-epochs'], backboneLr: args['backbone-lr']!, freezeBn: args['freeze-bn'], lr, batch: args.batch, classWeights, sampleWeights, workers,
+      epochs: args.epochs, patience: args.patience, stopAfter: args['stop-after'], seed: args.seed, resume: args.resume, checkpointDir: checkpointDirOf(args), fingerprint,
+    }, io, 'train-classifier');
 
     // Reports per split, predictions, the model.
-    const reports: Record<string, unknown> = {};
-    const predictionsOut = args.predictions ? await openAtomicWriteStream(args.predictions, io.outputs) : null;
-    try {
-      for (const split of ['train', 'val', 'test'] as const) {
-        const part = bySplit[split];
-        const logits = await logitsOf(part);
-        const boxes = boxesNet ? await boxesOf(part) : null;
-        const truth = part.map((s) => s.record.classIndex);
-        const predicted = truth.map((_, i) => argmax(logits, i * labels.length, labels.length));
-        reports[split] = reportJson(multiClassReport(truth, predicted, labels));
-        if (predictionsOut) {
-          let text = '';
-          part.forEach((s, i) => {
-            const image = s.record.record[args['image-field']];
-            const recorded = typeof image === 'string' && image !== '' ? { image: recordedImagePath(image, s.record.file) } : {};
-            const box = boxes ? { box: boxes[i] } : {};
-            text += predictionLine({ id: s.record.id, ...recorded, split, truth: s.record.label, label: labels[predicted[i]], ...box }, labels, softmaxRow(logits.subarray(i * labels.length, (i + 1) * labels.length))) + '\n';
-          });
-          if (!predictionsOut.stream.write(text)) await new Promise((r) => predictionsOut.stream.once('drain', r));
-        }
-      }
-      await predictionsOut?.commit();
-    } catch (err) {
-      await predictionsOut?.abort();
-      throw err;
-    }
-
+    const reports = await splitReports(nets, feed, bySplit, labels, { predictions: args.predictions, imageField: args['image-field'], outputs: io.outputs });
     const metadata: ClassifierMetadata = {
       kind: CLASSIFIER_MODEL_KIND, labels, labelField: args['label-field'], input, mode: args.mode, head,
       inputDim: input === 'features' ? featureDim : inputSides(inputSize).height, classWeights: Array.from(classWeights),
@@ -339,13 +180,7 @@ Prints a JSON report: per-class precision, recall, F1 and support, macro and wei
       ...(stn ? { stn: { input: stn.image, minScale: stn.minScale, maxScale: stn.maxScale } } : {}),
       log: state.log, bestEpoch: state.bestEpoch,
     };
-    // A head trained on features from a tower is saved with the tower in front: classify then reads images.
-    let saved = model;
-    if (input === 'image' && args.mode === 'head') {
-      saved = buildImageClassifier(towerNet!, labels.length, head);
-      copyMatchingWeights(model, saved);
-    }
-    await saveModel(saved, args.out, { metadata });
+    await saveModel(classifierForSaving(model, towerNet, input, args.mode, labels.length, head), args.out, { metadata });
     await writeFileAtomic(logPathOf(args.out), JSON.stringify(state.log, null, 2) + '\n', io.outputs);
     const summary = {
       labelField: args['label-field'], labels, mode: args.mode, input, head: head.kind,
@@ -357,9 +192,6 @@ Prints a JSON report: per-class precision, recall, F1 and support, macro and wei
     const json = JSON.stringify(summary, null, 2) + '\n';
     if (args.report) await writeFileAtomic(args.report, json, io.outputs);
     io.stdout.write(json);
-    weightsTensor.dispose();
-    optimizer.dispose();
-    towerOptimizer?.dispose();
   },
 });
 

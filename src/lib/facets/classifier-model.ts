@@ -4,6 +4,7 @@ import { tf } from '../backend/tf.js';
 import { UsageError } from '../command.js';
 import type { TowerRecord } from '../models/backbone.js';
 import { LAYER, featureModel, hasLayer } from '../models/weak-model.js';
+import { copyMatchingWeights } from '../models/weak-files.js';
 
 export const CLASSIFIER_MODEL_KIND = 'atelier-classifier';
 
@@ -35,6 +36,17 @@ export interface ClassifierMetadata {
   tower?: string | (TowerRecord & { source?: string });
   towerLayer?: string;
   [key: string]: unknown;
+}
+
+/**
+ * The model to save: a head trained on features from a tower (input 'image', mode 'head') is saved
+ * with the tower in front, so classify then reads images; any other model as trained.
+ */
+export function classifierForSaving(model: tf.LayersModel, towerNet: tf.LayersModel | null, input: ClassifierMetadata['input'], mode: ClassifierMetadata['mode'], classes: number, head: HeadConfig): tf.LayersModel {
+  if (input !== 'image' || mode !== 'head') return model;
+  const saved = buildImageClassifier(towerNet!, classes, head);
+  copyMatchingWeights(model, saved);
+  return saved;
 }
 
 /** Applies the head to `x`: [dense → relu] → dropout → class logits → softmax. */

@@ -1,0 +1,143 @@
+// The training of a facet classifier: a class-weighted cross-entropy (with --stn, the same loss on the
+// transformer's class evidence too), Adam, the head alone first when asked (report 2.5), gradients from
+// training workers when fine-tuning on images, early stopping on the validation loss.
+import { tf } from '../backend/tf.js';
+import { takeScalar } from '../backend/read.js';
+import type { CommandIO } from '../command.js';
+import { drawCrops } from '../image/batch.js';
+import { multiClassReport } from '../metrics/classification.js';
+import { stnParts, transformModel } from '../models/attention/stn.js';
+import { CLASSIFIER_MODEL_KIND, headVariables, logitsModel, weightedCrossEntropy } from '../facets/classifier-model.js';
+import type { SplitSample, SplitSamples } from '../facets/classifier-data.js';
+import { classifierInputBatch, classifierLogits, type ClassifierFeed } from '../facets/classifier-predict.js';
+import { argmax } from '../facets/evaluation.js';
+import { startOrResume } from './checkpoint.js';
+import { classifierGradients, openClassifierParallel } from './classifier-parallel.js';
+import { initialTrainingState, shuffledBatches, trainLoop, type EpochLogEntry, type TrainingState } from './loop.js';
+
+/** Prefix of the tower's own optimizer state in checkpoints (--backbone-lr other than 1). */
+const TOWER_OPTIMIZER = 'tower-optimizer/';
+
+/** The views of a classifier model that training and prediction run. */
+export interface ClassifierNets {
+  logitsNet: tf.LayersModel;
+  /** The logits, and with a transformer also its class evidence: the outputs the loss is taken on. */
+  trainingNet: tf.LayersModel;
+  /** The transformer's box per image, or null without one. */
+  boxesNet: tf.LayersModel | null;
+}
+
+export function classifierNets(model: tf.LayersModel, withStn: boolean): ClassifierNets {
+  const logitsNet = logitsModel(model);
+  // With --stn the loss adds the same cross-entropy on the transformer's class evidence, which trains where it looks.
+  const evidence = withStn ? stnParts(model).evidence : null;
+  const trainingNet = evidence ? tf.model({ inputs: model.inputs, outputs: [logitsNet.outputs[0], evidence] }) : logitsNet;
+  const boxesNet = withStn ? transformModel(model) : null;
+  return { logitsNet, trainingNet, boxesNet };
+}
+
+export interface ClassifierTrainingSettings {
+  mode: 'head' | 'finetune';
+  /** Finetune: epochs that train the head alone, the tower frozen. */
+  headEpochs: number;
+  /** Finetune: the tower's learning rate as a multiple of `lr`; other than 1, the tower has its own Adam. */
+  backboneLr: number;
+  /** Finetune: keep the tower's BatchNorm statistics (inference mode). */
+  freezeBn?: boolean;
+  lr: number;
+  batch: number;
+  classWeights: Float32Array;
+  /** Per-record loss weights by id, or null for none. */
+  sampleWeights: Map<string, number> | null;
+  /** Training workers for the gradient (1: this thread). */
+  workers: number;
+  epochs: number;
+  patience: number;
+  stopAfter?: number;
+  seed: number;
+  resume: boolean;
+  checkpointDir: string;
+  /** What a checkpoint must have been written for to be resumed. */
+  fingerprint: string;
+}
+
+/** Trains `model` on the train split, stopping early on the validation loss; returns the run's state (log, best epoch). */
+export async function trainClassifier(
+  model: tf.LayersModel,
+  nets: ClassifierNets,
+  feed: ClassifierFeed,
+  bySplit: SplitSamples,
+  labels: string[],
+  s: ClassifierTrainingSettings,
+  io: Pick<CommandIO, 'stderr'>,
+  command: string,
+): Promise<TrainingState> {
+  const { store, inputSize } = feed;
+  const { classWeights, sampleWeights } = s;
+  const weightsOf = (part: SplitSample[]): tf.Tensor1D | undefined => (sampleWeights ? tf.tensor1d(part.map((p) => sampleWeights.get(p.record.id)!)) : undefined);
+  // Head-then-fine-tune (report 2.5): the head alone for --head-epochs, then all; the tower may
+  // have its own Adam at lr x --backbone-lr (Adam ignores a gradient's scale, so it needs its own).
+  const headVars = headVariables(model);
+  const headNames = new Set(headVars.map((v) => v.name));
+  // Head first: tfjs's Adam keeps its moments by position, so the order must hold across phases.
+  const allVars = [...headVars, ...model.trainableWeights.map((w) => w.read() as tf.Variable).filter((v) => !headNames.has(v.name))];
+  const headPhase = (epoch: number) => s.mode === 'head' || epoch <= s.headEpochs;
+  const optimizer: tf.Optimizer = tf.train.adam(s.lr);
+  const towerOptimizer: tf.Optimizer | null = s.mode === 'finetune' && s.backboneLr !== 1 ? tf.train.adam(s.lr * s.backboneLr) : null;
+  const weightsTensor = tf.tensor1d(classWeights);
+  // The workers' step knows the class loss only: --stn trains in this thread.
+  const parallel = s.workers > 1 ? await openClassifierParallel(model, store!, classWeights, s.workers) : null;
+
+  const optimizers: Array<[tf.Optimizer, string]> = [[optimizer, 'optimizer/'], ...(towerOptimizer ? [[towerOptimizer, TOWER_OPTIMIZER] as [tf.Optimizer, string]] : [])];
+  const { state, best } = await startOrResume({
+    resume: s.resume, dir: s.checkpointDir, fingerprint: s.fingerprint, model, optimizers, fresh: () => initialTrainingState(s.seed, s.fingerprint), io, command,
+  });
+  const valTruth = bySplit.val.map((v) => v.record.classIndex);
+  await trainLoop({
+    model, state, best, maxEpochs: s.epochs, patience: s.patience, stopAfter: s.stopAfter, io, command,
+    checkpoint: { dir: s.checkpointDir, kind: `${CLASSIFIER_MODEL_KIND}-checkpoint`, optimizers },
+    batches: (random) => shuffledBatches(bySplit.train.length, s.batch, random).map((batch) => batch.map((i) => bySplit.train[i])),
+    async step(part, random, epoch) {
+      const onlyHead = headPhase(epoch);
+      // A frozen tower (head phase) or frozen BatchNorm statistics: the model runs in inference mode.
+      const training = s.mode === 'head' || !(onlyHead || s.freezeBn);
+      const x = parallel ? null : classifierInputBatch(feed, part, store ? random : undefined);
+      const y = tf.tensor1d(part.map((p) => p.record.classIndex), 'int32');
+      const w = weightsOf(part);
+      const { value, grads } = parallel
+        ? await classifierGradients(parallel, onlyHead ? headVars : allVars, { slots: part.map((p) => p.slot), crops: drawCrops(store!, part.length, inputSize, random), labels: part.map((p) => p.record.classIndex), sampleWeights: sampleWeights ? part.map((p) => sampleWeights.get(p.record.id)!) : undefined, classWeights }, { inputSize, training })
+        : tf.variableGrads(() => tf.addN([nets.trainingNet.apply(x!, { training })].flat().map((logits) => weightedCrossEntropy(logits as tf.Tensor2D, y, weightsTensor, w))) as tf.Scalar, onlyHead ? headVars : allVars);
+      if (towerOptimizer && !onlyHead) {
+        const towerGrads: tf.NamedTensorMap = {};
+        for (const name of Object.keys(grads)) {
+          if (headNames.has(name)) continue;
+          towerGrads[name] = grads[name];
+          delete grads[name];
+        }
+        towerOptimizer.applyGradients(towerGrads);
+        tf.dispose(Object.values(towerGrads));
+      }
+      optimizer.applyGradients(grads);
+      tf.dispose([...(x ? [x] : []), y, ...Object.values(grads), ...(w ? [w] : [])]);
+      return value;
+    },
+    async validate() {
+      if (bySplit.val.length === 0) return null;
+      const logits = await classifierLogits(nets.logitsNet, feed, bySplit.val, labels.length);
+      const valLoss = await takeScalar(tf.tidy(() => weightedCrossEntropy(tf.tensor2d(logits, [valTruth.length, labels.length]), tf.tensor1d(valTruth, 'int32'), weightsTensor, weightsOf(bySplit.val))));
+      const predicted = valTruth.map((_, i) => argmax(logits, i * labels.length, labels.length));
+      const report = multiClassReport(valTruth, predicted, labels);
+      return { score: valLoss, metrics: { valLoss, valAccuracy: report.accuracy, valMacroF1: report.macroF1 } };
+    },
+    onEpoch(line, improved) {
+      const entry = line as EpochLogEntry;
+      const val = entry.valLoss === undefined ? '' : ` val loss ${entry.valLoss.toFixed(4)} val acc ${entry.valAccuracy!.toFixed(3)} val macro-F1 ${entry.valMacroF1!.toFixed(3)}`;
+      io.stderr.write(`atelier ${command}: epoch ${entry.epoch} loss ${entry.loss.toFixed(4)}${val}${improved ? ' *' : ''}\n`);
+    },
+  });
+  await parallel?.close();
+  weightsTensor.dispose();
+  optimizer.dispose();
+  towerOptimizer?.dispose();
+  return state;
+}
