@@ -1,6 +1,9 @@
 // Progress on stderr: a cli-progress bar when the stream is a terminal, nothing otherwise (so logs
 // and pipes stay clean), or, when asked, an occasional plain line for logs of long runs.
-import cliProgress from 'cli-progress';
+import type cliProgressModule from 'cli-progress';
+import { lazyModule } from './lazy-module.js';
+
+const cliProgress = lazyModule<typeof cliProgressModule>('cli-progress');
 
 export interface ProgressOptions {
   /** Expected number of steps; omitted or 0 when unknown (then only the count is shown). */

@@ -5,10 +5,40 @@
 // It is loaded with require, not `import * as tf`: for an ES import Node lexes every CommonJS file
 // of tfjs for its export names, which cost each process about 0.4 s of CPU at start-up. The
 // namespace below gives back the type names that `import * as` gave (`tf.Tensor` as a type).
-import { createRequire } from 'node:module';
+import { lazyModule } from '../lazy-module.js';
 import type * as TF from '@tensorflow/tfjs';
 
-export const tf = createRequire(import.meta.url)('@tensorflow/tfjs') as typeof TF;
+// Loaded on first use (lazy-module.ts): a command that stops at a usage error, or never touches a
+// tensor (knn, npy, merge, crawl-tokenize), does not pay tfjs's start-up (0.1-0.3 s of CPU).
+let loaded = false;
+const onLoad: Array<() => void> = [];
+export const tf = lazyModule<typeof TF>('@tensorflow/tfjs', (module) => {
+  loaded = true;
+  Object.setPrototypeOf(LayerBase, module.layers.Layer);
+  Object.setPrototypeOf(LayerBase.prototype, module.layers.Layer.prototype);
+  for (const run of onLoad.splice(0)) run();
+});
+
+/**
+ * The base of our custom layers (`class X extends LayerBase`) in place of tf.layers.Layer, which
+ * does not exist before tfjs loads: constructing one loads tfjs, and loading tfjs puts
+ * tf.layers.Layer under this base, so instances, statics and instanceof are Layer's.
+ */
+export const LayerBase = function LayerBase(this: unknown, ...args: unknown[]) {
+  return Reflect.construct(tf.layers.Layer, args, new.target);
+} as unknown as typeof TF.layers.Layer;
+
+/** A function built with tfjs (a tf.customGrad op), built on its first call rather than at import. */
+export function lazyOp<F extends (...args: never[]) => unknown>(build: () => F): F {
+  let op: F | undefined;
+  return ((...args: Parameters<F>) => (op ??= build())(...args)) as F;
+}
+
+/** Runs `register` once tfjs is loaded (now, if it is): for serialization.registerClass and kernels. */
+export function whenTfjsLoads(register: () => void): void {
+  if (loaded) register();
+  else onLoad.push(register);
+}
 
 // eslint-disable-next-line @typescript-eslint/no-namespace
 export declare namespace tf {

@@ -2,7 +2,7 @@
 // source that has it, in this order: schema.org Product in JSON-LD (also inside @graph, arrays and
 // nested entities), OpenGraph tags, microdata itemprops, then plain fallbacks (h1 or <title>, meta
 // description, images outside links and navigation). Descriptions are returned as text.
-import { load, type CheerioAPI } from 'cheerio';
+import { load, type CheerioAPI } from 'cheerio/slim';
 import type { Element } from 'domhandler';
 import { htmlToText } from '../text/tokenize.js';
 

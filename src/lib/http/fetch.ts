@@ -2,8 +2,11 @@
 // request starts), a global concurrency cap, connect and total timeouts, retries with exponential
 // backoff and jitter, 429/503 Retry-After honoured, a body size cap, redirects followed by hand
 // (limit and loop detection, each hop checked by the caller, e.g. against robots.txt), content-type checks.
-import { Agent, request } from 'undici';
+import type * as undiciModule from 'undici';
+import { lazyModule } from '../lazy-module.js';
 import { brotliDecompressSync, gunzipSync, inflateSync } from 'node:zlib';
+
+const undici = lazyModule<typeof undiciModule>('undici');
 
 export interface FetchPolicy {
   /** Sent as User-Agent; robots.txt groups are matched on its product token (before the first '/'). */
@@ -218,7 +221,7 @@ function decodeBody(body: Buffer, encoding: string | undefined, maxBytes: number
 /** Creates a fetcher; its pool lives until close(). No state is shared between fetchers. */
 export function createFetcher(policy: FetchPolicy): Fetcher {
   const random = policy.random ?? Math.random;
-  const agent = new Agent({
+  const agent = new undici.Agent({
     connect: { timeout: policy.connectTimeoutMs },
     headersTimeout: policy.timeoutMs,
     bodyTimeout: policy.timeoutMs,
@@ -293,9 +296,9 @@ export function createFetcher(policy: FetchPolicy): Fetcher {
     const href = url.href;
     try {
       counters.requests += 1;
-      let res: Awaited<ReturnType<typeof request>>;
+      let res: Awaited<ReturnType<typeof undiciModule.request>>;
       try {
-        res = await request(href, {
+        res = await undici.request(href, {
           method: 'GET',
           dispatcher: agent,
           signal: controller.signal,

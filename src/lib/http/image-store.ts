@@ -4,9 +4,12 @@
 import { createHash } from 'node:crypto';
 import { access, mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import sharp from 'sharp';
+import type sharpModule from 'sharp';
+import { lazyModule } from '../lazy-module.js';
 import { decodeImage, DEFAULT_PIXEL_LIMIT, type ImageSkipReason } from '../image/decode.js';
 import { writeFileAtomic } from '../io/atomic.js';
+
+const sharp = lazyModule<typeof sharpModule>('sharp');
 
 export type StoredImage = { ok: true; sha256: string; path: string; bytes: number; alreadyStored: boolean };
 export type RejectedImage = { ok: false; reason: ImageSkipReason; message: string };

@@ -1,6 +1,6 @@
 // sitemap.xml (sitemaps.org protocol): a <urlset> of page URLs or a <sitemapindex> of further
 // sitemaps; gzipped sitemaps are recognised by their magic bytes.
-import { load } from 'cheerio';
+import { load } from 'cheerio/slim';
 import { gunzipSync } from 'node:zlib';
 import { resolveHttpUrl } from './extract.js';
 

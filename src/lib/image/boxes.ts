@@ -7,7 +7,10 @@ import { decodeImage, type ImageRegion } from './decode.js';
 import { imageToBytes, type ImageRecord } from './records.js';
 import { prefetchImages } from './prefetch.js';
 import { skipImage, type SkipCounter } from './skips.js';
-import sharp from 'sharp';
+import type sharpModule from 'sharp';
+import { lazyModule } from '../lazy-module.js';
+
+const sharp = lazyModule<typeof sharpModule>('sharp');
 
 export interface PixelBox { x: number; y: number; w: number; h: number }
 

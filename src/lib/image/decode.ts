@@ -2,10 +2,13 @@
 // sRGB, alpha flattened onto white, resized, as HWC float32 in [0, 1]. No tfjs here except the two
 // tensor helpers at the end, which load it on first use.
 import { open } from 'node:fs/promises';
-import sharp from 'sharp';
+import type sharpModule from 'sharp';
+import { lazyModule } from '../lazy-module.js';
 import { UsageError } from '../command.js';
 import { isRemotePath, remoteFileInCache } from '../io/remote.js';
 import type { tf as Tf } from '../backend/tf.js';
+
+const sharp = lazyModule<typeof sharpModule>('sharp');
 
 /** Default cap on decoded pixels (width x height): 50 megapixels, enough for any shop photo. */
 export const DEFAULT_PIXEL_LIMIT = 50_000_000;
@@ -91,7 +94,7 @@ export async function decodeImage(input: ImageInput, options: DecodeOptions): Pr
   // all arrive as 8-bit RGB.
   const pipeline = sharp(input, { limitInputPixels: pixelLimit, autoOrient: true }).flatten({ background: WHITE });
   if (options.region) {
-    let meta: sharp.Metadata;
+    let meta: sharpModule.Metadata;
     try {
       meta = await sharp(input, { limitInputPixels: pixelLimit, autoOrient: true }).metadata();
     } catch (error) {
@@ -113,7 +116,7 @@ export async function decodeImage(input: ImageInput, options: DecodeOptions): Pr
   pipeline.removeAlpha().raw({ depth: 'uchar' });
 
   let pixels: Buffer;
-  let info: sharp.OutputInfo;
+  let info: sharpModule.OutputInfo;
   try {
     ({ data: pixels, info } = await pipeline.toBuffer({ resolveWithObject: true }));
   } catch (error) {

@@ -1,5 +1,8 @@
 // A saliency map drawn over its photo as a PNG a person can look at.
-import sharp from 'sharp';
+import type sharpModule from 'sharp';
+import { lazyModule } from '../lazy-module.js';
+
+const sharp = lazyModule<typeof sharpModule>('sharp');
 
 /** Blue -> cyan -> green -> yellow -> red for t in [0, 1]. */
 export function heatColour(t: number): [number, number, number] {

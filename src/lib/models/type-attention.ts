@@ -5,7 +5,7 @@
 // word matrix is where every command looks for it), A and b, and scores each word with its own
 // predicted type; training combines by the positive word's type, validation takes the best of the
 // five cases the report lists (each one-hot type and the uniform vector).
-import { tf } from '../backend/tf.js';
+import { LayerBase, lazyOp, tf, whenTfjsLoads } from '../backend/tf.js';
 import { takeValues } from '../backend/read.js';
 
 export interface WordTypeScoresConfig {
@@ -15,7 +15,7 @@ export interface WordTypeScoresConfig {
   name?: string;
 }
 
-export class WordTypeScores extends tf.layers.Layer {
+export class WordTypeScores extends LayerBase {
   static className = 'AtelierWordTypeScores';
   readonly units: number;
   readonly types: number;
@@ -63,7 +63,7 @@ export class WordTypeScores extends tf.layers.Layer {
     return { ...super.getConfig(), units: this.units, types: this.types, seed: this.seed };
   }
 }
-tf.serialization.registerClass(WordTypeScores);
+whenTfjsLoads(() => tf.serialization.registerClass(WordTypeScores));
 
 export interface TypeWeights {
   /** W, [S, K]. */
@@ -194,4 +194,4 @@ export function topWordsByType(z: Float32Array, kernel: Float32Array, dim: numbe
 }
 
 /** x with no gradient flowing back through it (tfjs has no stopGradient op). */
-const detach = tf.customGrad(((x: tf.Tensor) => ({ value: tf.clone(x), gradFunc: (dy: tf.Tensor) => tf.zerosLike(dy) })) as unknown as Parameters<typeof tf.customGrad>[0]) as (x: tf.Tensor) => tf.Tensor;
+const detach = lazyOp(() => tf.customGrad(((x: tf.Tensor) => ({ value: tf.clone(x), gradFunc: (dy: tf.Tensor) => tf.zerosLike(dy) })) as unknown as Parameters<typeof tf.customGrad>[0]) as (x: tf.Tensor) => tf.Tensor);

@@ -1,7 +1,10 @@
 // The ONNX file format (onnx/onnx.proto, IR version 8) as protobufjs reflection, limited to the
 // messages an inference graph needs. protobufjs does the wire encoding and decoding; this file
 // only states the messages and their field numbers, which are the format's contract.
-import protobuf from 'protobufjs';
+import type protobufModule from 'protobufjs';
+import { lazyModule } from '../lazy-module.js';
+
+const protobuf = lazyModule<typeof protobufModule>('protobufjs');
 
 /** ONNX IR version 8 (ONNX 1.10+) reads opset 17 and is read by every onnxruntime since 1.10. */
 export const IR_VERSION = 8;
@@ -91,8 +94,11 @@ const schema = {
   },
 };
 
-const root = protobuf.Root.fromJSON(schema);
-const ModelProto = root.lookupType('onnx.ModelProto');
+let modelProto: protobufModule.Type | undefined;
+/** The ModelProto message type, built from the schema on first use (not at import). */
+function ModelProtoType(): protobufModule.Type {
+  return (modelProto ??= protobuf.Root.fromJSON(schema).lookupType('onnx.ModelProto'));
+}
 
 export interface TensorInit {
   name: string;
@@ -149,7 +155,7 @@ function valueInfo(v: ValueInfo): Record<string, unknown> {
 
 /** Serialises a model (float32 inputs and outputs unless a ValueInfo says otherwise) to the bytes of a .onnx file. */
 export function encodeModel(model: ModelInit): Uint8Array {
-  const message = ModelProto.fromObject({
+  const message = ModelProtoType().fromObject({
     irVersion: IR_VERSION,
     producerName: 'atelier',
     producerVersion: model.producerVersion,
@@ -164,12 +170,12 @@ export function encodeModel(model: ModelInit): Uint8Array {
       output: model.outputs.map(valueInfo),
     },
   });
-  return ModelProto.encode(message).finish();
+  return ModelProtoType().encode(message).finish();
 }
 
 /** Reads back a .onnx file's metadata_props and graph input/output names (for tests and `info`). */
 export function decodeModelSummary(bytes: Uint8Array): { metadata: Record<string, string>; inputs: string[]; outputs: string[]; opset: number; nodes: string[] } {
-  const decoded = ModelProto.toObject(ModelProto.decode(bytes), { longs: Number }) as {
+  const decoded = ModelProtoType().toObject(ModelProtoType().decode(bytes), { longs: Number }) as {
     metadataProps?: Array<{ key: string; value: string }>;
     opsetImport?: Array<{ version: number }>;
     graph?: { input?: Array<{ name: string }>; output?: Array<{ name: string }>; node?: Array<{ opType: string }> };

@@ -1,7 +1,10 @@
 // Charts as PNG files: the SVG of ./chart.ts rasterised by sharp (librsvg), written atomically.
-import sharp from 'sharp';
+import type sharpModule from 'sharp';
+import { lazyModule } from '../lazy-module.js';
 import { writeFileAtomic, type OutputGroup } from '../io/atomic.js';
 import { renderChartSvg, type ChartSpec } from './chart.js';
+
+const sharp = lazyModule<typeof sharpModule>('sharp');
 
 /** PNG bytes of a rendered SVG; `scale` 2 gives a sharper image for slides (density 144 dpi). */
 export async function svgToPng(svg: string, scale = 1): Promise<Buffer> {

@@ -4,10 +4,13 @@
 import { existsSync, readdirSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
-import sharp from 'sharp';
+import type sharpModule from 'sharp';
+import { lazyModule } from '../lazy-module.js';
 import { UsageError } from '../command.js';
 import { atomicDirectory } from '../io/atomic.js';
 import { buildReportPage, type ReportContent } from './page.js';
+
+const sharp = lazyModule<typeof sharpModule>('sharp');
 
 export const REPORT_MANIFEST = 'report.json';
 export const IMAGE_DIR = 'img';

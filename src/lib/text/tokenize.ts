@@ -1,7 +1,7 @@
 // The report's text preprocessing (§2.6): concatenate the chosen fields, lowercase, strip punctuation,
 // regexp word tokenizer, drop stopwords, non-alphabetic words and words with digits; the bag of words
 // of a product is the set of what is left. Pure functions: same input, same output.
-import { load } from 'cheerio';
+import { load } from 'cheerio/slim';
 import type { AnyNode } from 'domhandler';
 
 export interface TokenizeOptions {

@@ -1,7 +1,10 @@
 // Pictures of a 2-D embedding: thumbnails drawn at their coordinates (the report's Figure 3.4), or
 // points coloured by a label through the project's chart renderer.
-import sharp from 'sharp';
+import type sharpModule from 'sharp';
+import { lazyModule } from '../lazy-module.js';
 import { renderChartSvg, type Series } from '../plot/chart.js';
+
+const sharp = lazyModule<typeof sharpModule>('sharp');
 
 export interface ThumbnailMapOptions {
   /** Side of the square canvas in pixels. */
@@ -42,7 +45,7 @@ export function canvasPlacements(coordinates: ArrayLike<number>, n: number, size
 export async function renderThumbnailMap(coordinates: ArrayLike<number>, images: Array<string | null>, opts: ThumbnailMapOptions): Promise<{ png: Buffer; drawn: number; missing: number }> {
   const n = images.length;
   const placements = canvasPlacements(coordinates, n, opts.size, opts.thumbnail);
-  const layers: sharp.OverlayOptions[] = [];
+  const layers: sharpModule.OverlayOptions[] = [];
   let missing = 0;
   for (let i = 0; i < n; i++) {
     const path = images[i];

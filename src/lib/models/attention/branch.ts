@@ -2,7 +2,7 @@
 // texture encoding layer), after Wang et al. 2017 ("Multi-label image recognition by recurrently
 // discovering attentional regions"): K recurrent steps, each predicting a scale-and-translate
 // transform that crops a glimpse out of a feature map, whose texture is encoded Deep TEN style.
-import { tf } from '../../backend/tf.js';
+import { LayerBase, tf, whenTfjsLoads } from '../../backend/tf.js';
 import { bilinearSample, cellCentreGrid, scaleTranslateTheta } from './sampler.js';
 import { textureEncoding } from './encoding.js';
 
@@ -32,7 +32,7 @@ type LayerArgs = ConstructorParameters<typeof tf.layers.Layer>[0];
  * glimpse's mean feature) queries the localisation map: l_k = softmax_i(key(F_i) . query(h_k));
  * the translation is l_k's expected cell centre (a soft argmax) and the scale comes from h_k.
  */
-export class AttentionBranch extends tf.layers.Layer {
+export class AttentionBranch extends LayerBase {
   static className = 'AtelierAttentionBranch';
   readonly options: AttentionBranchOptions;
   private weightsOf: Record<string, tf.LayerVariable> = {};
@@ -121,4 +121,4 @@ export class AttentionBranch extends tf.layers.Layer {
   }
 }
 
-tf.serialization.registerClass(AttentionBranch);
+whenTfjsLoads(() => tf.serialization.registerClass(AttentionBranch));

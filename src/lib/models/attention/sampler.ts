@@ -1,16 +1,16 @@
 // The spatial transformer's sampler (Jaderberg et al. 2015, "Spatial transformer networks" §3.2-3.3):
 // an affine grid over the output, then bilinear interpolation of the input at those points. Built
 // from differentiable tfjs ops (gather, multiply), so gradients reach both the input and theta.
-import { tf } from '../../backend/tf.js';
+import { lazyOp, tf } from '../../backend/tf.js';
 
 /** Identity in value, zero gradient: the integer corners index the input, they do not move it. */
-const detached = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => ({ value: (args[0] as tf.Tensor).clone(), gradFunc: (dy: tf.Tensor) => tf.zerosLike(dy) }));
+const detached = lazyOp(() => tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => ({ value: (args[0] as tf.Tensor).clone(), gradFunc: (dy: tf.Tensor) => tf.zerosLike(dy) })));
 
 /**
  * Rows of `table` [R, C] at float row numbers `rows` [P] (whole numbers): tf.gather whose index
  * input gets a zero gradient, since tfjs refuses the integer gradient tf.gather gives its indices.
  */
-const gatherRows = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
+const gatherRows = lazyOp(() => tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
   const [table, rows, save] = args as [tf.Tensor2D, tf.Tensor1D, tf.GradSaveFunc];
   const index = tf.cast(rows, 'int32');
   save([index]);
@@ -18,7 +18,7 @@ const gatherRows = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) =
     value: tf.gather(table, index),
     gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => [tf.unsortedSegmentSum(dy, saved[0] as tf.Tensor1D, table.shape[0]), tf.zerosLike(rows)],
   };
-});
+}));
 
 /**
  * Normalised coordinates of the centres of an n-cell axis: -1 and 1 are the outer edges of the

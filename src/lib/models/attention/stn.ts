@@ -2,7 +2,7 @@
 // attachment in existing networks"): a small localisation net reads the whole image, predicts a
 // scale-and-translate transform, and the bilinear sampler crops the image to the tower's input
 // size, so the tower sees the chosen region at full resolution instead of the downscaled whole.
-import { tf } from '../../backend/tf.js';
+import { LayerBase, tf, whenTfjsLoads } from '../../backend/tf.js';
 import { bilinearSample, cellCentreGrid, scaleTranslateTheta } from './sampler.js';
 import type { InputSize } from '../towers/spec.js';
 
@@ -44,7 +44,7 @@ interface CropOptions { outHeight: number; outWidth: number; minScale: number; m
  * entropy on the evidence trains the score map from the label, as attention pooling does: only
  * the cells that show the label's evidence can raise it, so the map, and the crop, go there.
  */
-export class SpatialCrop extends tf.layers.Layer {
+export class SpatialCrop extends LayerBase {
   static className = 'AtelierSpatialCrop';
   readonly crop: CropOptions;
 
@@ -86,7 +86,7 @@ export class SpatialCrop extends tf.layers.Layer {
   }
 }
 
-tf.serialization.registerClass(SpatialCrop);
+whenTfjsLoads(() => tf.serialization.registerClass(SpatialCrop));
 
 /** The transformer on a symbolic image: its crop (the tower's input), the transform (sx, sy, tx, ty) and with `classes` the class evidence. */
 export function spatialTransformer(image: tf.SymbolicTensor, options: SpatialTransformerOptions & { classes?: number }): { crop: tf.SymbolicTensor; transform: tf.SymbolicTensor; evidence?: tf.SymbolicTensor } {
