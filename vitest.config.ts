@@ -18,6 +18,8 @@ export default defineConfig({
     pool: 'forks',
     // Removes each file's scratch directories when the file ends (vitest skips 'exit' handlers).
     setupFiles: ['test/setup.ts'],
+    // One directory per run for inputs several files share (helpers.ts sharedOnce).
+    globalSetup: ['test/global-setup.ts'],
     maxWorkers: 2,
     // Each file trains in one thread unless a test asks for --workers (the data-parallel tests do).
     env: { ATELIER_TRAIN_WORKERS: process.env.ATELIER_TRAIN_WORKERS ?? '1' },

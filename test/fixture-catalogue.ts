@@ -4,7 +4,7 @@ import { existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import assert from 'node:assert/strict';
-import { defaultFixtures, runAtelier } from './helpers.js';
+import { defaultFixtures, runAtelier, sharedOnce } from './helpers.js';
 import { generateFixtures } from '../fixtures/lib/catalogue.js';
 
 export async function fixtureCatalogue(): Promise<string> {
@@ -22,16 +22,17 @@ export async function fixtureCatalogue(): Promise<string> {
 }
 
 /**
- * The fixture catalogue imported by crawl-tokenize into dir: items.ndjson (a bag of words and an
+ * The fixture catalogue imported by crawl-tokenize: items.ndjson (a bag of words and an
  * image per view) and vocab.ndjson. Run from the catalogue with a relative path: records name their
  * source ('products.ndjson:N'), which keys the validation split, so the split is the same wherever
  * the repository lives.
  */
-export async function crawlFixtureCatalogue(dir: string): Promise<{ items: string; vocab: string }> {
+export async function crawlFixtureCatalogue(): Promise<{ items: string; vocab: string }> {
   const catalogue = await fixtureCatalogue();
-  const items = join(dir, 'items.ndjson');
-  const vocab = join(dir, 'vocab.ndjson');
-  const crawl = await runAtelier(['crawl-tokenize', '--import', 'products.ndjson', '--image-field', 'images', '--id-field', 'id', '--site-field', 'shop', '--images', join(dir, 'images'), '-o', items, '--vocab', vocab], { cwd: catalogue });
-  assert.equal(crawl.code, 0, crawl.stderr);
-  return { items, vocab };
+  // Five test files train on it; it is built once per run (crawl-tokenize's own tests crawl anew).
+  const dir = await sharedOnce('crawled-fixture-catalogue', async (out) => {
+    const crawl = await runAtelier(['crawl-tokenize', '--import', 'products.ndjson', '--image-field', 'images', '--id-field', 'id', '--site-field', 'shop', '--images', join(out, 'images'), '-o', join(out, 'items.ndjson'), '--vocab', join(out, 'vocab.ndjson')], { cwd: catalogue });
+    assert.equal(crawl.code, 0, crawl.stderr);
+  });
+  return { items: join(dir, 'items.ndjson'), vocab: join(dir, 'vocab.ndjson') };
 }

@@ -1,6 +1,7 @@
 // Helpers for tests that run atelier as a user would: a spawned process, real files.
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { inject } from 'vitest';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { packageRoot } from '../src/lib/io/paths.js';
@@ -60,6 +61,44 @@ export function scratchDir(prefix = 'atelier-test-'): string {
  * 'exit' handlers, so the setup file calls this after each test file. */
 export function removeScratchDirs(): void {
   for (const dir of scratchDirs.splice(0)) rmSync(dir, { recursive: true, force: true });
+}
+
+/**
+ * The directory `build` fills, built once per vitest run however many test files ask for `key`:
+ * the first caller builds it (holding a lock directory), the others wait for its `.done` mark. For
+ * inputs that are not under test in the files that share them (e.g. the crawled fixture catalogue).
+ */
+export async function sharedOnce(key: string, build: (dir: string) => Promise<void>): Promise<string> {
+  const root = inject('sharedInputsDir');
+  const dir = join(root, key);
+  const done = join(dir, '.done');
+  const lock = join(root, `${key}.lock`);
+  const deadline = Date.now() + 30 * 60_000;
+  while (!existsSync(done)) {
+    let mine = false;
+    try {
+      mkdirSync(lock);
+      mine = true;
+    } catch {
+      // Another file is building it.
+    }
+    if (mine) {
+      try {
+        if (!existsSync(done)) {
+          rmSync(dir, { recursive: true, force: true });
+          mkdirSync(dir);
+          await build(dir);
+          writeFileSync(done, '');
+        }
+      } finally {
+        rmSync(lock, { recursive: true, force: true });
+      }
+    } else {
+      if (Date.now() > deadline) throw new Error(`shared input '${key}' was not built within 30 minutes`);
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+  }
+  return dir;
 }
 
 /** Parses NDJSON text into objects (blank lines ignored). */

@@ -25,7 +25,7 @@ let tags: Array<{ id: string; types: Record<string, Array<{ word: string; score:
 
 beforeAll(async () => {
   dir = scratchDir();
-  const crawled = await crawlFixtureCatalogue(dir);
+  const crawled = await crawlFixtureCatalogue();
   const all = crawled.items;
   vocab = crawled.vocab;
   items = join(dir, 'head.ndjson');

@@ -15,7 +15,7 @@ let words: string[];
 
 beforeAll(async () => {
   dir = scratchDir();
-  ({ items, vocab } = await crawlFixtureCatalogue(dir));
+  ({ items, vocab } = await crawlFixtureCatalogue());
   words = parseNdjson(readFileSync(vocab, 'utf8')).map((r) => String(r.word));
 });
 

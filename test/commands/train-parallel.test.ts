@@ -12,7 +12,7 @@ let flags: string[];
 
 beforeAll(async () => {
   dir = scratchDir();
-  const { items, vocab } = await crawlFixtureCatalogue(dir);
+  const { items, vocab } = await crawlFixtureCatalogue();
   const small = join(dir, 'small.ndjson');
   writeFileSync(small, readFileSync(items, 'utf8').split('\n').slice(0, 300).join('\n') + '\n');
   flags = ['-i', small, '--vocab', vocab, '--input-size', '16', '--stages', '2', '--width', '4', '--negatives', '5', '--epoch-size', '192', '--epochs', '2', '--seed', '5', '--workers', '2', '--backend', 'wasm'];

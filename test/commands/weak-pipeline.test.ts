@@ -28,7 +28,7 @@ const TRAIN_FLAGS = ['--input-size', '32', '--width', '16', '--negatives', '20',
 beforeAll(async () => {
   dir = scratchDir();
   catalogue = await fixtureCatalogue();
-  ({ items, vocab } = await crawlFixtureCatalogue(dir));
+  ({ items, vocab } = await crawlFixtureCatalogue());
   for (const line of parseNdjson(readFileSync(join(catalogue, 'truth.ndjson'), 'utf8'))) truthColour.set(String(line.id), String(line.colour));
   model = join(dir, 'weak.model');
   const train = await runAtelier(['train-weak', '-i', items, '--vocab', vocab, '-o', model, ...TRAIN_FLAGS, '--epochs', String(EPOCHS)], { timeoutMs: 600_000 });

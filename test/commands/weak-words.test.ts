@@ -16,7 +16,7 @@ const TINY = ['--input-size', '16', '--width', '4', '--stages', '2', '--batch', 
 
 beforeAll(async () => {
   dir = scratchDir();
-  const crawled = await crawlFixtureCatalogue(dir);
+  const crawled = await crawlFixtureCatalogue();
   const all = crawled.items;
   vocab = crawled.vocab;
   items = join(dir, 'head.ndjson');
