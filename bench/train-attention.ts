@@ -17,7 +17,7 @@ const batch = Number(flag('batch', '8'));
 const seconds = Number(flag('seconds', '5'));
 const out = flag('out', join(outDir, 'train-attention.json'));
 const CLASSES = 59; // the deck's Fashion144k item labels
-const weights = { diversity: 0.01, localisation: 0.1, anchor: 0.01, positive: 0.1, alpha: 0.5, beta: 0.1 };
+const weights = { diversity: 0.01, localisation: 0.1, anchor: 0.01, positive: 0.1, alpha: 0.5, beta: 0.1, evidence: 1 };
 
 interface Row { scale: number; input: string; engine: string; secondsPerStep?: number; steps?: number; note?: string }
 
@@ -31,8 +31,8 @@ async function tfjsStep(scale: number): Promise<Row> {
   const y = tf.cast(tf.greater(tf.randomUniform([batch, CLASSES]), 0.9), 'float32') as tf.Tensor2D;
   const step = () => {
     const { value, grads } = tf.variableGrads(() => {
-      const [logits, maps, theta] = nets.training.apply(x, { training: true }) as tf.Tensor[];
-      return attentionLoss(logits as tf.Tensor2D, y, maps as tf.Tensor3D, theta as tf.Tensor3D, weights).total;
+      const [logits, maps, theta, evidence] = nets.training.apply(x, { training: true }) as tf.Tensor[];
+      return attentionLoss(logits as tf.Tensor2D, y, maps as tf.Tensor3D, theta as tf.Tensor3D, evidence as tf.Tensor2D, weights).total;
     }, variables);
     (optimizer as tf.Optimizer).applyGradients(grads);
     value.dataSync();

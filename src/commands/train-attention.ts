@@ -41,6 +41,7 @@ interface Args extends LoopArgs {
   'positive-weight': number;
   alpha: number;
   beta: number;
+  'evidence-weight': number;
   'test-fraction': number;
   'val-fraction': number;
   batch: number;
@@ -63,9 +64,9 @@ export default defineCommand<Args>({
 
 The global branch is the deck's table: pairs of 3x3 convolutions (padding 1, stride 1, ReLU), 25% dropout, 4x4 max pooling and batch normalisation, widths --width, 2x and 4x it (the deck: 64-128-256) at an input of --input-shape divided by --scale (the deck: 384x256; both sides must end up multiples of 16). Its last map is average-pooled.
 
-The attention branch is a spatial transformer run for --steps recurrent steps: at each, a recurrent state queries the global branch's last map, a softmax over its cells gives the attention map l_k, its expected position the crop's centre and the state the crop's scale; a differentiable bilinear sampler cuts a --glimpse x --glimpse glimpse out of the first stage's map (1/4 of the input). A texture encoding layer (Deep TEN: --codewords learnable codewords with smoothing factors, soft-assigned residuals) turns each glimpse into an orderless vector. The embedding is the pooled global features followed by the K texture vectors; a linear layer maps it to the labels.
+The attention branch is a spatial transformer run for --steps recurrent steps: at each, a recurrent state queries a map of cells at 1/4 of the input (one more convolution on the first stage's map, beside the last map upsampled), a softmax over its cells gives the attention map l_k, the soft argmax of the sharpened scores the crop's centre (as train-classifier --stn) and the state the crop's scale; a differentiable bilinear sampler cuts a --glimpse x --glimpse glimpse out of the first stage's map. A texture encoding layer (Deep TEN: --codewords learnable codewords with smoothing factors, soft-assigned residuals) turns each glimpse into an orderless vector. The embedding is the pooled global features followed by the K texture vectors; a linear layer maps it to the labels.
 
-The loss is the deck's L = L_cls + g1 L_div + g2 L_loc: L_cls the squared error of the sigmoid label scores against the 0/1 labels, summed over labels; L_div the overlap of consecutive attention maps; L_loc = L_S + l1 L_A + l2 L_P, which keep each crop's scale in [--beta, --alpha] and its centre near a per-step anchor (on a circle of radius 0.5). g1 = --diversity-weight (0.01), g2 = --localisation-weight (0.1), l1 = --anchor-weight, l2 = --positive-weight.
+The loss is the deck's L = L_cls + g1 L_div + g2 L_loc: L_cls the squared error of the sigmoid label scores against the 0/1 labels, summed over labels; L_div the overlap of consecutive attention maps; L_loc = L_S + l1 L_A + l2 L_P, which keep each crop's scale in [--beta, --alpha] and its centre near a per-step anchor (on a circle of radius 0.5). g1 = --diversity-weight (0.01), g2 = --localisation-weight (0.1), l1 = --anchor-weight, l2 = --positive-weight. Added to it, as train-classifier --stn does, --evidence-weight times the same squared error on the branch's class evidence: per-cell label scores of that map (each cell sees ~20 px), pooled by l_k; only cells on the evidence can raise it, so it trains where the branch looks (without it the crop does not find a small patch).
 
 Labels come from one or more --label-field fields (comma-separated) per record: a list of strings, a string, or a boolean (true adds the field's name). Records are split into train, validation and test by a hash of --group-field, as train-classifier does; training stops after --patience epochs without a lower validation loss and keeps the best epoch's weights; each epoch writes a checkpoint (default <out>.checkpoint) that --resume continues from. Prints a JSON report per split: macro ROC AUC over labels (chance 0.5), micro F1 at 0.5, and per-label AUC. --predictions writes {id, split, labels, scores, boxes} per image, boxes being the attention crops as image fractions {x, y, w, h}.`,
   options: {
@@ -89,6 +90,7 @@ Labels come from one or more --label-field fields (comma-separated) per record: 
     'positive-weight': { describe: 'l2, weight of the positive constraint inside L_loc', type: 'number', default: 0.1, check: nonNegativeNumber },
     alpha: { describe: 'scale constraint: crop scales above this are penalised', type: 'number', default: 0.5, check: positiveNumber },
     beta: { describe: 'positive constraint: crop scales below this are penalised', type: 'number', default: 0.1, check: nonNegativeNumber },
+    'evidence-weight': { describe: 'weight of the class-evidence term that trains where the branch looks (0: the deck\'s loss alone)', type: 'number', default: 1, check: nonNegativeNumber },
     'test-fraction': { describe: 'share of groups held out for the test report', type: 'number', default: 0.2, check: share },
     'val-fraction': { describe: 'share of groups held out for early stopping', type: 'number', default: 0.1, check: share },
     ...loopOptions({ epochs: 40, patience: 6, better: 'a lower validation loss', seeds: 'initialisation, shuffling, augmentation' }),
@@ -135,6 +137,7 @@ Labels come from one or more --label-field fields (comma-separated) per record: 
     };
     const weights: LossWeights = {
       diversity: args['diversity-weight'], localisation: args['localisation-weight'], anchor: args['anchor-weight'], positive: args['positive-weight'], alpha: args.alpha, beta: args.beta,
+      evidence: args['evidence-weight'],
     };
     const nets = buildAttentionModel(config);
     const variables = nets.training.trainableWeights.map((w) => w.read() as tf.Variable);
@@ -150,8 +153,8 @@ Labels come from one or more --label-field fields (comma-separated) per record: 
       for (let start = 0; start < part.length; start += 128) {
         const chunk = part.slice(start, start + 128);
         const [loss, sigmoid, theta] = await takeAll(tf.tidy(() => {
-          const [logits, maps, theta] = nets.training.predict(pixels(chunk)) as tf.Tensor[];
-          return [attentionLoss(logits as tf.Tensor2D, targets(chunk), maps as tf.Tensor3D, theta as tf.Tensor3D, weights).total, tf.sigmoid(logits), theta];
+          const [logits, maps, theta, evidence] = nets.training.predict(pixels(chunk)) as tf.Tensor[];
+          return [attentionLoss(logits as tf.Tensor2D, targets(chunk), maps as tf.Tensor3D, theta as tf.Tensor3D, evidence as tf.Tensor2D, weights).total, tf.sigmoid(logits), theta];
         }));
         lossSum += loss[0] * chunk.length;
         scores.set(sigmoid, start * labels.length);
@@ -170,7 +173,7 @@ Labels come from one or more --label-field fields (comma-separated) per record: 
       resume: args.resume, dir: checkpointDir, fingerprint, model: nets.training, optimizers, fresh: () => initialTrainingState(args.seed, fingerprint), io, command: 'train-attention',
     });
     // The loss parts of the current epoch, for its stderr line.
-    const sums = { total: 0, classification: 0, diversity: 0, localisation: 0 };
+    const sums = { total: 0, classification: 0, diversity: 0, localisation: 0, evidence: 0 };
     await trainLoop({
       model: nets.training, state, best, maxEpochs: args.epochs, patience: args.patience, stopAfter: args['stop-after'], io, command: 'train-attention',
       checkpoint: { dir: checkpointDir, kind: `${ATTENTION_MODEL_KIND}-checkpoint`, optimizers },
@@ -183,9 +186,9 @@ Labels come from one or more --label-field fields (comma-separated) per record: 
         const y = targets(part);
         let parts: Record<keyof typeof sums, tf.Scalar> | null = null;
         const { value, grads } = tf.variableGrads(() => {
-          const [logits, maps, theta] = nets.training.apply(x, { training: true }) as tf.Tensor[];
-          const loss = attentionLoss(logits as tf.Tensor2D, y, maps as tf.Tensor3D, theta as tf.Tensor3D, weights);
-          parts = { total: tf.keep(loss.total.clone()), classification: tf.keep(loss.classification), diversity: tf.keep(loss.diversity), localisation: tf.keep(loss.localisation) };
+          const [logits, maps, theta, evidence] = nets.training.apply(x, { training: true }) as tf.Tensor[];
+          const loss = attentionLoss(logits as tf.Tensor2D, y, maps as tf.Tensor3D, theta as tf.Tensor3D, evidence as tf.Tensor2D, weights);
+          parts = { total: tf.keep(loss.total.clone()), classification: tf.keep(loss.classification), diversity: tf.keep(loss.diversity), localisation: tf.keep(loss.localisation), evidence: tf.keep(loss.evidence) };
           return loss.total;
         }, variables);
         optimizer.applyGradients(grads);
@@ -205,7 +208,7 @@ Labels come from one or more --label-field fields (comma-separated) per record: 
       onEpoch(line, improved) {
         const entry = line as EpochLogEntry & { valMacroAuc?: number; valMicroF1?: number };
         const n = bySplit.train.length;
-        io.stderr.write(`atelier train-attention: epoch ${entry.epoch} L ${(sums.total / n).toFixed(4)} (L_cls ${(sums.classification / n).toFixed(4)}, L_div ${(sums.diversity / n).toFixed(4)}, L_loc ${(sums.localisation / n).toFixed(4)})\n`);
+        io.stderr.write(`atelier train-attention: epoch ${entry.epoch} L ${(sums.total / n).toFixed(4)} (L_cls ${(sums.classification / n).toFixed(4)}, L_div ${(sums.diversity / n).toFixed(4)}, L_loc ${(sums.localisation / n).toFixed(4)}, L_ev ${(sums.evidence / n).toFixed(4)})\n`);
         if (entry.valLoss !== undefined) io.stderr.write(`atelier train-attention: epoch ${entry.epoch} val loss ${entry.valLoss.toFixed(4)} val macro AUC ${entry.valMacroAuc!.toFixed(3)} val micro-F1 ${entry.valMicroF1!.toFixed(3)}${improved ? ' *' : ''}\n`);
       },
     });

@@ -136,15 +136,17 @@ test('the deck\'s loss terms on a hand-computed case', async () => {
   const [a0, a1] = anchorPoints(2);
   // Step 1: scales 0.7 (over alpha 0.5 by 0.2) and 0.05 (under beta 0.1 by 0.05), at its anchor; step 2: scales 0.3, 0.3, 0.1 off its anchor in x.
   const transforms = tf.tensor3d([[[0.7, 0.05, a0[0], a0[1]], [0.3, 0.3, a1[0] + 0.1, a1[1]]]]);
-  const w = { diversity: 0.01, localisation: 0.1, anchor: 0.5, positive: 2, alpha: 0.5, beta: 0.1 };
-  const loss = attentionLoss(logits, targets, maps, transforms, w);
+  const w = { diversity: 0.01, localisation: 0.1, anchor: 0.5, positive: 2, alpha: 0.5, beta: 0.1, evidence: 0.5 };
+  // Class evidence logits (0, 0): p = (0.5, 0.5) against (1, 0).
+  const loss = attentionLoss(logits, targets, maps, transforms, tf.tensor2d([[0, 0]]), w);
   const cls = 0.25 + 0.5625;
   const div = 0.25 * 0.5 + 0.75 * 0.5;
   const loc = 0.2 ** 2 + w.anchor * 0.5 * 0.1 ** 2 + w.positive * 0.05;
   assert.ok(Math.abs(loss.classification.dataSync()[0] - cls) < 1e-6, 'L_cls');
   assert.ok(Math.abs(loss.diversity.dataSync()[0] - div) < 1e-6, 'L_div');
   assert.ok(Math.abs(loss.localisation.dataSync()[0] - loc) < 1e-6, `L_loc ${loss.localisation.dataSync()[0]} vs ${loc}`);
-  assert.ok(Math.abs(loss.total.dataSync()[0] - (cls + 0.01 * div + 0.1 * loc)) < 1e-6, 'L');
+  assert.ok(Math.abs(loss.evidence.dataSync()[0] - 0.5) < 1e-6, 'L_ev');
+  assert.ok(Math.abs(loss.total.dataSync()[0] - (cls + 0.01 * div + 0.1 * loc + 0.5 * 0.5)) < 1e-6, 'L');
   assert.deepEqual(transformBox(0.5, 0.25, 0, 0.5), { x: 0.25, y: 0.625, w: 0.5, h: 0.25 });
 });
 

@@ -3,8 +3,10 @@
 // discovering attentional regions"): K recurrent steps, each predicting a scale-and-translate
 // transform that crops a glimpse out of a feature map, whose texture is encoded Deep TEN style.
 import { LayerBase, tf, whenTfjsLoads } from '../../backend/tf.js';
-import { bilinearSample, cellCentreGrid, scaleTranslateTheta } from './sampler.js';
+import { bilinearSample, scaleTranslateTheta } from './sampler.js';
 import { textureEncoding } from './encoding.js';
+import { pooledEvidence, sharpenedCentre } from './stn.js';
+export { CENTRE_SHARPNESS } from './stn.js';
 
 export interface AttentionBranchOptions {
   /** Recurrent attention steps K. */
@@ -17,20 +19,25 @@ export interface AttentionBranchOptions {
   textureDim: number;
   /** Units of the recurrent state. */
   hidden: number;
+  /** The centre is the soft argmax of the scores times this (models saved before it: 1, the plain expected centre). */
+  sharpness?: number;
   seed: number;
 }
 
 type LayerArgs = ConstructorParameters<typeof tf.layers.Layer>[0];
 
 /**
- * Inputs: [localisation map [N, h, w, Cl], sampled map [N, H, W, D]]. Outputs: the texture
- * vectors of the K glimpses [N, K * codewords * textureDim] (each L2-normalised, Deep TEN), the
- * softmax attention maps [N, K, h * w] (the deck's l_k, for L_div), and the transforms
- * [N, K, 4] as (sx, sy, tx, ty) (for L_loc and to draw the crops).
+ * Inputs: [localisation map [N, h, w, Cl], sampled map [N, H, W, D], optional cell class logits
+ * [N, h, w, C]]. Outputs: the texture vectors of the K glimpses [N, K * codewords * textureDim]
+ * (each L2-normalised, Deep TEN), the softmax attention maps [N, K, h * w] (the deck's l_k, for
+ * L_div), the transforms [N, K, 4] as (sx, sy, tx, ty) (for L_loc and to draw the crops), and with
+ * cell logits the class evidence [N, C]: per label, the most of the K steps' cell logits pooled by l_k.
  *
  * At step k the recurrent state h_k = tanh(W0 gap(F) + Wh h_(k-1) + Wg g_(k-1)) (g: the previous
  * glimpse's mean feature) queries the localisation map: l_k = softmax_i(key(F_i) . query(h_k));
- * the translation is l_k's expected cell centre (a soft argmax) and the scale comes from h_k.
+ * the translation is the soft argmax of the sharpened scores (stn.ts: it follows the strongest
+ * cells) and the scale comes from h_k. Why the evidence: as in stn.ts, the sampler's own gradient
+ * does not lead a crop onto a texture; a loss on the evidence trains l_k from the labels.
  */
 export class AttentionBranch extends LayerBase {
   static className = 'AtelierAttentionBranch';
@@ -41,7 +48,7 @@ export class AttentionBranch extends LayerBase {
 
   constructor(args: AttentionBranchOptions & LayerArgs) {
     super(args);
-    this.options = { steps: args.steps, glimpse: args.glimpse, codewords: args.codewords, textureDim: args.textureDim, hidden: args.hidden, seed: args.seed };
+    this.options = { steps: args.steps, glimpse: args.glimpse, codewords: args.codewords, textureDim: args.textureDim, hidden: args.hidden, sharpness: args.sharpness ?? 1, seed: args.seed };
   }
 
   build(inputShape: tf.Shape | tf.Shape[]): void {
@@ -71,14 +78,16 @@ export class AttentionBranch extends LayerBase {
   }
 
   computeOutputShape(inputShape: tf.Shape | tf.Shape[]): tf.Shape[] {
-    const locShape = (inputShape as tf.Shape[])[0];
+    const [locShape, , cellShape] = inputShape as tf.Shape[];
     const { steps, codewords, textureDim } = this.options;
-    return [[locShape[0], steps * codewords * textureDim], [locShape[0], steps, (locShape[1] as number) * (locShape[2] as number)], [locShape[0], steps, 4]];
+    const shapes: tf.Shape[] = [[locShape[0], steps * codewords * textureDim], [locShape[0], steps, (locShape[1] as number) * (locShape[2] as number)], [locShape[0], steps, 4]];
+    if (cellShape) shapes.push([locShape[0], cellShape[3]]);
+    return shapes;
   }
 
   call(inputs: tf.Tensor | tf.Tensor[]): tf.Tensor[] {
     return tf.tidy(() => {
-      const [features, sampled] = inputs as [tf.Tensor4D, tf.Tensor4D];
+      const [features, sampled, cellLogits] = inputs as [tf.Tensor4D, tf.Tensor4D, tf.Tensor4D | undefined];
       const v = (name: string) => this.weightsOf[name].read();
       const { steps, glimpse, hidden, textureDim } = this.options;
       const n = features.shape[0];
@@ -88,19 +97,19 @@ export class AttentionBranch extends LayerBase {
       const [mh, mw] = this.mapShape;
       const keys = tf.reshape(tf.matMul(tf.reshape(features, [n * cells, cl]), v('key_kernel')), [n, cells, hidden]);
       const context = tf.matMul(tf.mean(features, [1, 2]) as tf.Tensor2D, v('context_kernel'));
-      const { x: centresX, y: centresY } = cellCentreGrid(mh, mw);
       let state: tf.Tensor2D = tf.zeros([n, hidden]);
       let previous: tf.Tensor2D = tf.zeros([n, textureDim]);
       const textures: tf.Tensor[] = [];
       const maps: tf.Tensor[] = [];
       const transforms: tf.Tensor[] = [];
+      const evidence: tf.Tensor[] = [];
       for (let k = 0; k < steps; k++) {
         state = tf.tanh(tf.add(tf.addN([context, tf.matMul(state, v('recurrent_kernel')), tf.matMul(previous, v('glimpse_kernel'))]), v('state_bias'))) as tf.Tensor2D;
         const query = tf.matMul(state, v('query_kernel')); // [N, A]
         const scores = tf.div(tf.sum(tf.mul(keys, tf.reshape(query, [n, 1, hidden])), 2), Math.sqrt(hidden));
         const map = tf.softmax(scores) as tf.Tensor2D; // l_k over the h x w cells
-        const tx = tf.sum(tf.mul(map, centresX), 1) as tf.Tensor1D;
-        const ty = tf.sum(tf.mul(map, centresY), 1) as tf.Tensor1D;
+        const { tx, ty } = sharpenedCentre(scores as tf.Tensor2D, mh, mw, this.options.sharpness);
+        if (cellLogits) evidence.push(pooledEvidence(cellLogits, map));
         const scale = tf.add(tf.matMul(state, v('scale_kernel')), v('scale_bias'));
         const [sx, sy] = tf.unstack(scale, 1) as tf.Tensor1D[];
         const crop = bilinearSample(sampled, scaleTranslateTheta(sx, sy, tx, ty), glimpse, glimpse);
@@ -112,7 +121,9 @@ export class AttentionBranch extends LayerBase {
         maps.push(map);
         transforms.push(tf.stack([sx, sy, tx, ty], 1));
       }
-      return [tf.concat(textures, 1), tf.stack(maps, 1), tf.stack(transforms, 1)];
+      const out = [tf.concat(textures, 1), tf.stack(maps, 1), tf.stack(transforms, 1)];
+      if (cellLogits) out.push(tf.max(tf.stack(evidence, 1), 1));
+      return out;
     });
   }
 
