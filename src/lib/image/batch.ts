@@ -69,6 +69,25 @@ export function cropPixels(store: ImageStore, images: ArrayLike<number>, input: 
   return out;
 }
 
+/**
+ * The centre crops of decoded images (HWC floats, all the same size) as one [n, h, w, 3] batch:
+ * what batchPixels gives for their bytes, without the round trip through bytes.
+ */
+export function centreCropImages(images: ReadonlyArray<{ data: Float32Array; width: number; height: number }>, input: InputShape): Float32Array {
+  const { height, width } = inputSides(input);
+  const out = new Float32Array(images.length * height * width * 3);
+  const rowLength = width * 3;
+  images.forEach((image, n) => {
+    const x0 = (image.width - width) >> 1;
+    const y0 = (image.height - height) >> 1;
+    for (let y = 0; y < height; y++) {
+      const from = ((y + y0) * image.width + x0) * 3;
+      out.set(image.data.subarray(from, from + rowLength), (n * height + y) * rowLength);
+    }
+  });
+  return out;
+}
+
 /** A square input stays a number (round-1 fingerprints and metadata keep their form); others H x W. */
 export function compactInput(input: InputSize): InputShape {
   return input.height === input.width ? input.height : input;

@@ -6,9 +6,9 @@ import { cpus } from 'node:os';
 import { WorkerPool } from '../backend/pool.js';
 import type { BackendChoice } from '../backend/select.js';
 import { batches } from '../image/prefetch.js';
-import { decodeRecords, imageToBytes, type DecodedRecord, type ImageRecord } from '../image/records.js';
+import { decodeRecords, type DecodedRecord, type ImageRecord } from '../image/records.js';
 import type { SkipCounter } from '../image/skips.js';
-import { batchPixels, inputSides, type InputShape } from '../image/batch.js';
+import { centreCropImages, inputSides, type InputShape } from '../image/batch.js';
 import type { ImageFit, ImageRegion } from '../image/decode.js';
 
 export interface FeatureBatch {
@@ -19,8 +19,10 @@ export interface FeatureBatch {
 }
 
 /** Training keeps images at 1.125 x each input side for random crops; inference takes the centre crop of the same. */
+export const STORED_MARGIN = 1.125;
+
 export function storedSizeFor(inputSize: number): number {
-  return Math.round(inputSize * 1.125);
+  return Math.round(inputSize * STORED_MARGIN);
 }
 
 /** Runs a model on batches of pixels; `inFlight` batches may be outstanding at once. */
@@ -107,12 +109,17 @@ export async function* computeFeatures(
 ): AsyncGenerator<FeatureBatch> {
   const { height, width } = inputSides(inputSize);
   const stored = { height: storedSizeFor(height), width: storedSizeFor(width) };
-  const decoded = decodeRecords(records, { width: stored.width, height: stored.height, fit }, skips, io, commandName, regionOf);
+  // Cover with even margins: decoding at the input size zoomed by the margin is the centre crop of
+  // the stored image pixel for pixel (the same resize targets, the crop offsets shifted by whole
+  // pixels; an odd margin would round its half pixel the other way), and the fast JPEG path then
+  // resamples only the crop.
+  const evenMargins = (stored.width - width) % 2 === 0 && (stored.height - height) % 2 === 0;
+  const decodeAs = fit === 'cover' && evenMargins ? { width, height, zoom: STORED_MARGIN, fit } : { width: stored.width, height: stored.height, fit };
+  const decoded = decodeRecords(records, decodeAs, skips, io, commandName, regionOf);
   const waiting: Array<Promise<FeatureBatch>> = [];
   try {
     for await (const group of batches(decoded, batchSize)) {
-      const store = { pixels: group.map((r) => imageToBytes(r.image)), storedSize: stored.height, storedWidth: stored.width };
-      const pixels = batchPixels(store, group.map((_, i) => i), inputSize);
+      const pixels = centreCropImages(group.map((r) => r.image), inputSize);
       if (!predictor) {
         yield { records: group, rows: pixels, dim: height * width * 3 };
         continue;

@@ -54,7 +54,16 @@ export interface OrtModel {
 export async function openOrtModel(ort: Ort, model: tf.LayersModel, output: tf.SymbolicTensor = model.outputs[0]): Promise<OrtModel> {
   const exported = await exportLayersModel(model, {}, { name: 'output', tensor: output });
   const threads = ortThreads();
-  const session = await ort.InferenceSession.create(exported.bytes, { intraOpNumThreads: threads, interOpNumThreads: 1, executionProviders: ['cpu'], graphOptimizationLevel: 'all' });
+  // No spinning: onnxruntime's idle intra-op threads otherwise busy-wait between operators, CPU
+  // that the image decoding beside them (and anything else on the machine) needs; measured on
+  // ResNet-18 at 96 px, 2 threads, a shared machine: 106-118 images per CPU second against 93-98.
+  const session = await ort.InferenceSession.create(exported.bytes, {
+    intraOpNumThreads: threads,
+    interOpNumThreads: 1,
+    executionProviders: ['cpu'],
+    graphOptimizationLevel: 'all',
+    extra: { session: { intra_op: { allow_spinning: '0' }, inter_op: { allow_spinning: '0' } } },
+  });
   return {
     async run(data, shape) {
       const result = await session.run({ [exported.inputName]: new ort.Tensor('float32', data, shape) });
