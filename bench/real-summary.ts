@@ -378,7 +378,7 @@ function summarizeWeakRun(): void {
       .map((e) => `| ${e.epoch}${e === best ? ' (best P@1)' : ' (last)'} | ${e.loss.toFixed(3)} | ${['1', '5', '10', '15'].map((k) => round(e.precision[k])).join(' | ')} | ${['1', '5', '10', '15'].map((k) => round(e.recall[k])).join(' | ')} |`),
     `| most-frequent word | | ${round(last.baselinePrecision1)} | | | | | | | |`,
     '',
-    `Linear probes (train-classifier head on frozen features, balanced class weights, ${json.probe}): test accuracy / macro-F1.`,
+    `Linear probes on frozen features (${json.probe}): test accuracy / macro-F1.`,
     '',
     `| features | dim | ${RUN_FACETS.join(' | ')} |`,
     `|---|---|${RUN_FACETS.map(() => '---|').join('')}`,
