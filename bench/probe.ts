@@ -51,10 +51,11 @@ const dataOf = (indices: number[]): ProbeData => {
 };
 const data = { train: dataOf(parts.train), val: dataOf(parts.val), test: dataOf(parts.test) };
 const classWeights = await classWeightsFor(a['class-weight'], classCounts(data.train.labels, set.labels.length), set.labels);
-const { fit, sweep } = chooseLinearProbe(data.train, data.val, {
+const { fit, sweep } = await chooseLinearProbe(data.train, data.val, {
   classes: set.labels.length, classWeights, l2s: a.l2.split(',').map(Number), maxIterations: Number(a['max-iterations']),
 });
-const reports = Object.fromEntries((['train', 'val', 'test'] as const).map((split) => [split, reportJson(multiClassReport(Array.from(data[split].labels), Array.from(probePredict(fit, data[split].x)), set.labels))]));
+const reports: Record<string, unknown> = {};
+for (const split of ['train', 'val', 'test'] as const) reports[split] = reportJson(multiClassReport(Array.from(data[split].labels), Array.from(await probePredict(fit, data[split].x)), set.labels));
 const report = {
   labelField: a['label-field'], labels: set.labels, mode: 'head', input: 'features', head: 'linear',
   probe: { solver: 'lbfgs', standardised: true, classWeight: a['class-weight'], l2: fit.l2, sweep, iterations: fit.iterations, gradientMax: fit.gradientMax, seconds: Math.round((performance.now() - started) / 100) / 10, load: loadAverage() },

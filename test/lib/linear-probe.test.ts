@@ -50,30 +50,30 @@ function generateMeans(): number[][] {
 
 const accuracy = (predicted: ArrayLike<number>, truth: ArrayLike<number>) => Array.from(predicted).filter((p, i) => p === truth[i]).length / predicted.length;
 
-test('the probe converges and comes within 0.03 of the Bayes classifier on badly scaled features', () => {
+test('the probe converges and comes within 0.03 of the Bayes classifier on badly scaled features', async () => {
   const train = generate(1500, 1).data;
   const { data: testSet, bayes } = generate(1000, 2);
-  const fit = fitLinearProbe(train, { classes: K, l2: 1e-3 });
+  const fit = await fitLinearProbe(train, { classes: K, l2: 1e-3 });
   assert.ok(fit.gradientMax < 1e-3, `gradient ${fit.gradientMax} after ${fit.iterations} iterations`);
-  const ours = accuracy(probePredict(fit, testSet.x), testSet.labels);
+  const ours = accuracy(await probePredict(fit, testSet.x), testSet.labels);
   const best = accuracy(bayes, testSet.labels);
   assert.ok(best > 0.5 && best < 0.95, `the problem should be hard but learnable (Bayes ${best})`);
   assert.ok(ours >= best - 0.03, `probe ${ours} vs Bayes ${best}`);
 });
 
-test('the penalty sweep keeps the best validation accuracy and warm starts converge to the same fit', () => {
+test('the penalty sweep keeps the best validation accuracy and warm starts converge to the same fit', async () => {
   const train = generate(600, 3).data;
   const val = generate(400, 4).data;
-  const { fit, sweep } = chooseLinearProbe(train, val, { classes: K, l2s: [1, 1e-2, 1e-4] });
+  const { fit, sweep } = await chooseLinearProbe(train, val, { classes: K, l2s: [1, 1e-2, 1e-4] });
   assert.deepEqual(sweep.map((s) => s.l2), [1, 1e-2, 1e-4]);
   assert.equal(Math.max(...sweep.map((s) => s.valAccuracy)), sweep.find((s) => s.l2 === fit.l2)!.valAccuracy);
-  const cold = fitLinearProbe(train, { classes: K, l2: 1e-2 });
-  const warm = fitLinearProbe(train, { classes: K, l2: 1e-2, start: fitLinearProbe(train, { classes: K, l2: 1 }) });
+  const cold = await fitLinearProbe(train, { classes: K, l2: 1e-2 });
+  const warm = await fitLinearProbe(train, { classes: K, l2: 1e-2, start: await fitLinearProbe(train, { classes: K, l2: 1 }) });
   assert.ok(Math.abs(cold.loss - warm.loss) < 1e-4 * Math.max(1, cold.loss), `${cold.loss} vs ${warm.loss}`);
 });
 
 // scikit-learn minimises C·Σ w_i CE_i + ½‖W‖²; ours is Σ w_i CE_i / Σ w_i + (λ/2)‖W‖², so λ = 1 / (C Σ w_i).
-test('the probe matches scikit-learn LogisticRegression (balanced weights, same C) within 0.01 accuracy', (ctx) => {
+test('the probe matches scikit-learn LogisticRegression (balanced weights, same C) within 0.01 accuracy', async (ctx) => {
   const python = '/usr/bin/python3';
   const has = spawnSync(python, ['-c', 'import sklearn'], { encoding: 'utf8' });
   if (has.status !== 0) ctx.skip();
@@ -83,8 +83,8 @@ test('the probe matches scikit-learn LogisticRegression (balanced weights, same 
   const classWeights = balancedClassWeights(counts);
   const totalWeight = Array.from(train.labels).reduce((s, l) => s + classWeights[l], 0);
   const C = 0.05;
-  const fit = fitLinearProbe(train, { classes: K, classWeights, l2: 1 / (C * totalWeight) });
-  const ours = probePredict(fit, testSet.x);
+  const fit = await fitLinearProbe(train, { classes: K, classWeights, l2: 1 / (C * totalWeight) });
+  const ours = await probePredict(fit, testSet.x);
   const dir = scratchDir();
   const file = join(dir, 'problem.json');
   writeFileSync(file, JSON.stringify({ dim: DIM, train: [Array.from(train.x), Array.from(train.labels)], test: [Array.from(testSet.x), Array.from(testSet.labels)] }));

@@ -3,6 +3,7 @@
 // penalty chosen on a validation split. Adam at one learning rate with early stopping (train-classifier's
 // head) stops after an epoch or two on 1280-d features and under-fits; this does not depend on a rate.
 import { tf } from '../backend/tf.js';
+import { takeAll, takeValues } from '../backend/read.js';
 
 /** Rows of a feature matrix with their class indices; `x` is row-major [n, dim]. */
 export interface ProbeData {
@@ -64,7 +65,7 @@ function standardised(data: ProbeData, scaling: { mean: Float64Array; std: Float
  * folded back onto raw features). L-BFGS (10 pairs) with a backtracking Armijo line search: the
  * objective is convex, so it converges to the one optimum whatever the start.
  */
-export function fitLinearProbe(train: ProbeData, options: ProbeOptions): ProbeFit {
+export async function fitLinearProbe(train: ProbeData, options: ProbeOptions): Promise<ProbeFit> {
   const scaling = featureScaling(train);
   const { dim } = train;
   const k = options.classes;
@@ -83,7 +84,7 @@ export function fitLinearProbe(train: ProbeData, options: ProbeOptions): ProbeFi
   const size = dim * k + k;
 
   // Objective and gradient at theta = [W (dim x k), b (k)] on the standardised features.
-  const evaluate = (theta: Float64Array): { f: number; g: Float64Array } => {
+  const evaluate = async (theta: Float64Array): Promise<{ f: number; g: Float64Array }> => {
     const [f, gw, gb] = tf.tidy(() => {
       const weights = tf.tensor2d(Float32Array.from(theta.subarray(0, dim * k)), [dim, k]);
       const bias = tf.tensor1d(Float32Array.from(theta.subarray(dim * k)));
@@ -95,12 +96,11 @@ export function fitLinearProbe(train: ProbeData, options: ProbeOptions): ProbeFi
     });
     let penalty = 0;
     for (let i = 0; i < dim * k; i++) penalty += theta[i] * theta[i];
+    const [fValue, gwValues, gbValues] = await takeAll([f, gw, gb]);
     const g = new Float64Array(size);
-    g.set(gw.dataSync(), 0);
-    g.set(gb.dataSync(), dim * k);
-    const value = f.dataSync()[0] + (lambda / 2) * penalty;
-    tf.dispose([f, gw, gb]);
-    return { f: value, g };
+    g.set(gwValues, 0);
+    g.set(gbValues, dim * k);
+    return { f: fValue[0] + (lambda / 2) * penalty, g };
   };
 
   const theta = new Float64Array(size);
@@ -114,7 +114,7 @@ export function fitLinearProbe(train: ProbeData, options: ProbeOptions): ProbeFi
       theta[dim * k + c] = b;
     }
   }
-  let { f, g } = evaluate(theta);
+  let { f, g } = await evaluate(theta);
   const pairs: Array<{ s: Float64Array; y: Float64Array; rho: number }> = [];
   let iterations = 0;
   const maxAbs = (v: Float64Array) => v.reduce((m, a) => Math.max(m, Math.abs(a)), 0);
@@ -143,7 +143,7 @@ export function fitLinearProbe(train: ProbeData, options: ProbeOptions): ProbeFi
     let trial = { f, g };
     for (let tries = 0; tries < 30; tries++) {
       for (let i = 0; i < size; i++) next[i] = theta[i] + step * d[i];
-      trial = evaluate(next);
+      trial = await evaluate(next);
       if (trial.f <= f + 1e-4 * step * slope) break;
       step /= 2;
     }
@@ -183,14 +183,14 @@ export function fitLinearProbe(train: ProbeData, options: ProbeOptions): ProbeFi
 }
 
 /** Logits [n, classes] of raw feature rows under a fit. */
-export function probeLogits(fit: ProbeFit, x: Float32Array): Float32Array {
+export async function probeLogits(fit: ProbeFit, x: Float32Array): Promise<Float32Array> {
   const n = x.length / fit.dim;
-  return tf.tidy(() => tf.add(tf.matMul(tf.tensor2d(x, [n, fit.dim]), tf.tensor2d(fit.weights, [fit.dim, fit.classes])), tf.tensor1d(fit.bias)).dataSync() as Float32Array);
+  return (await takeValues(tf.tidy(() => tf.add(tf.matMul(tf.tensor2d(x, [n, fit.dim]), tf.tensor2d(fit.weights, [fit.dim, fit.classes])), tf.tensor1d(fit.bias))))) as Float32Array;
 }
 
 /** Predicted class of each row. */
-export function probePredict(fit: ProbeFit, x: Float32Array): Int32Array {
-  const logits = probeLogits(fit, x);
+export async function probePredict(fit: ProbeFit, x: Float32Array): Promise<Int32Array> {
+  const logits = await probeLogits(fit, x);
   const n = x.length / fit.dim;
   const out = new Int32Array(n);
   for (let i = 0; i < n; i++) {
@@ -205,15 +205,15 @@ export function probePredict(fit: ProbeFit, x: Float32Array): Int32Array {
  * Fits one probe per λ in `l2s` (strongest penalty first, each starting from the last) and keeps the
  * one with the best validation accuracy (ties: the stronger penalty). Returns every λ's score too.
  */
-export function chooseLinearProbe(train: ProbeData, val: ProbeData, options: Omit<ProbeOptions, 'l2' | 'start'> & { l2s: number[] }): { fit: ProbeFit; sweep: Array<{ l2: number; valAccuracy: number; iterations: number }> } {
+export async function chooseLinearProbe(train: ProbeData, val: ProbeData, options: Omit<ProbeOptions, 'l2' | 'start'> & { l2s: number[] }): Promise<{ fit: ProbeFit; sweep: Array<{ l2: number; valAccuracy: number; iterations: number }> }> {
   const l2s = [...options.l2s].sort((a, b) => b - a);
   const sweep: Array<{ l2: number; valAccuracy: number; iterations: number }> = [];
   let best: { fit: ProbeFit; accuracy: number } | null = null;
   let previous: ProbeFit | undefined;
   for (const l2 of l2s) {
-    const fit = fitLinearProbe(train, { ...options, l2, start: previous });
+    const fit = await fitLinearProbe(train, { ...options, l2, start: previous });
     previous = fit;
-    const predicted = probePredict(fit, val.x);
+    const predicted = await probePredict(fit, val.x);
     let correct = 0;
     for (let i = 0; i < predicted.length; i++) if (predicted[i] === val.labels[i]) correct++;
     const accuracy = predicted.length ? correct / predicted.length : 0;
