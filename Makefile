@@ -37,8 +37,8 @@ $(FIXTURES)/.done: dist/.built
 fixtures: $(FIXTURES)/.done
 
 # The suite: `build` is the type check (tsc, which also writes dist/: the CLI the tests spawn and the
-# worker threads run the compiled files), then vitest runs test/**/*.test.ts from source, two files at
-# a time (the machine has 2 cores), so each trainer trains in one thread unless a test asks for --workers.
+# worker threads run the compiled files), then vitest runs test/**/*.test.ts from source, three files at
+# a time (on 2 cores: it fills the idle gaps of two), so each trainer trains in one thread unless a test asks for --workers.
 # test-fast leaves out the end-to-end files that train for minutes (vitest.config.ts); coverage writes coverage/.
 VITEST := ATELIER_TRAIN_WORKERS=1 $(NODE) node_modules/vitest/vitest.mjs run
 test: build fixtures
