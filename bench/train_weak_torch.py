@@ -22,6 +22,7 @@ except ImportError as err:  # the caller skips PyTorch when this exits 3
     sys.exit(3)
 
 from train_towers_torch import ResNet18
+from stable_hash import stable_hash
 
 
 class ConvBn(nn.Module):
@@ -91,21 +92,6 @@ def images_per_second(step, batch: int, warmup: int, min_steps: int, min_seconds
         steps += 1
     elapsed = time.perf_counter() - start
     return {"steps": steps, "seconds": elapsed, "images_per_s": steps * batch / elapsed, "cpu_s_per_image": (time.process_time() - cpu) / (steps * batch)}
-
-
-def stable_hash(text: str) -> int:
-    """src/lib/random.ts stableHash: FNV-1a over UTF-16 code units, then a murmur3 finish."""
-    h = 0x811C9DC5
-    units = text.encode("utf-16-le")
-    for i in range(0, len(units), 2):
-        h ^= units[i] | units[i + 1] << 8
-        h = (h * 0x01000193) & 0xFFFFFFFF
-    h ^= h >> 16
-    h = (h * 0x85EBCA6B) & 0xFFFFFFFF
-    h ^= h >> 13
-    h = (h * 0xC2B2AE35) & 0xFFFFFFFF
-    h ^= h >> 16
-    return h
 
 
 def load_images(paths, stored: int):
