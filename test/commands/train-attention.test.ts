@@ -70,13 +70,16 @@ test('multi-label training beats chance, embed runs the saved model, the kNN lab
   assert.match(header, /'shape': \(800, 32\)/, 'the global branch alone');
 });
 
-test('bad input shapes and label fields are one-line exit-2 errors', async () => {
+test('bad input shapes, label fields and a negative --evidence-weight are one-line exit-2 errors', async () => {
   const shape = await runAtelier(['train-attention', '-i', records, '-l', 'pattern', '--input-shape', '64x64', '--scale', '3', '-o', join(dir, 'x')]);
   assert.equal(shape.code, 2);
   assert.equal(shape.stderr.trim(), 'atelier train-attention: --scale: 64x64 / 3 gives 21.33x21.33; both sides must be whole multiples of 16 (two 4x4 poolings)');
   const field = await runAtelier(['train-attention', '-i', records, '-l', 'pattern,colr', '-o', join(dir, 'y')]);
   assert.equal(field.code, 2);
   assert.equal(field.stderr.trim(), `atelier train-attention: ${records}:1: colr: expected a label, a list of labels or a boolean, got nothing (field missing)`);
+  const evidence = await runAtelier(['train-attention', '-i', records, '-l', 'pattern', '--evidence-weight', '-1', '-o', join(dir, 'z')]);
+  assert.equal(evidence.code, 2);
+  assert.equal(evidence.stderr.trim(), "atelier train-attention: --evidence-weight: '-1' is not a number >= 0");
 });
 
 test('the deck\'s 384x256 input scaled by 8 trains, and embed runs the rectangular model in this thread and in the worker pool alike', { timeout: 120_000 }, async () => {
