@@ -1,10 +1,11 @@
 // bench/train-parallel: training images/s of the weak model with the step train-weak runs, in this
 // thread (--workers 1) and data-parallel on N WASM workers (src/lib/train/parallel-gradients.ts),
 // beside the same architecture in PyTorch CPU with all cores and with 1 thread, in one run.
-// Settings: the small tower at 64 px width 16, and ResNet-18 at 64 px; batch 32, 50 sampled negatives.
+// Settings: the small tower at 64 px width 16, ResNet-18 at 64 and 96 px, MobileNetV2 at 96 px; batch 32,
+// 50 sampled negatives.
 // Also: CPU seconds per image (the whole process, workers included), peak RSS, and the tensors alive
 // in this thread and in every worker before and after the timed steps (memory must stay flat).
-// Usage: node dist/bench/train-parallel.js [--seconds 10] [--settings small64,resnet18-64] [--workers 1,2]
+// Usage: node dist/bench/train-parallel.js [--seconds 10] [--settings small64,resnet18-64,resnet18-96,mobilenetv2-96] [--workers 1,2]
 //        [--torch-threads 2,1] [--skip-torch] [--out bench/out/train-parallel.json]
 import { spawnSync } from 'node:child_process';
 import { cpus } from 'node:os';
@@ -31,13 +32,15 @@ const NEGATIVES = 50;
 interface Setting {
   name: string;
   inputSize: number;
-  tower: 'small' | 'resnet18';
+  tower: 'small' | 'resnet18' | 'mobilenetv2';
   width: number;
 }
 
 const SETTINGS: Record<string, Setting> = {
   small64: { name: 'small64', inputSize: 64, tower: 'small', width: 16 },
   'resnet18-64': { name: 'resnet18-64', inputSize: 64, tower: 'resnet18', width: 64 },
+  'resnet18-96': { name: 'resnet18-96', inputSize: 96, tower: 'resnet18', width: 64 },
+  'mobilenetv2-96': { name: 'mobilenetv2-96', inputSize: 96, tower: 'mobilenetv2', width: 32 },
 };
 
 const { values: flags } = parseArgs({
@@ -71,7 +74,7 @@ function log(message: string): void {
 
 function modelConfig(setting: Setting): WeakModelConfig {
   const config: WeakModelConfig = { inputSize: setting.inputSize, width: setting.width, blocksPerStage: 1, stages: 4, projection: 0, vocabularySize: WORDS, seed: 1 };
-  if (setting.tower === 'resnet18') config.tower = { family: 'resnet18', input: { height: setting.inputSize, width: setting.inputSize }, params: {}, seed: 1 };
+  if (setting.tower !== 'small') config.tower = { family: setting.tower, input: { height: setting.inputSize, width: setting.inputSize }, params: {}, seed: 1 };
   return config;
 }
 

@@ -21,7 +21,7 @@ except ImportError as err:  # the caller skips PyTorch when this exits 3
     print(json.dumps({"error": f"cannot import torch: {err}"}))
     sys.exit(3)
 
-from train_towers_torch import ResNet18
+from train_towers_torch import MobileNetV2, ResNet18
 from stable_hash import stable_hash
 
 
@@ -68,13 +68,13 @@ class WeakModel(nn.Module):
         return self.blocks(F.relu(self.stem(x))).mean(dim=(2, 3))
 
 
-class ResNet18Weak(nn.Module):
-    """The resnet18 tower of train_towers_torch.py (as src/lib/models/towers/resnet.ts builds it)
-    with the same word matrix."""
+class TowerWeak(nn.Module):
+    """A tower of train_towers_torch.py (ResNet18 or MobileNetV2, as src/lib/models/towers/ builds
+    them) with the same word matrix."""
 
-    def __init__(self, words: int):
+    def __init__(self, words: int, tower: str = "resnet18"):
         super().__init__()
-        self.tower = ResNet18()
+        self.tower = MobileNetV2() if tower == "mobilenetv2" else ResNet18()
         self.words = nn.Parameter(torch.randn(words, self.tower.features) * 0.01)
 
     def embed(self, x):
@@ -135,7 +135,7 @@ def real_main(args) -> None:
         for w in bag:
             images_of[w].append(i)
     with_images = [w for w in range(len(vocab)) if images_of[w]]
-    model = ResNet18Weak(len(vocab)) if args.tower == "resnet18" else WeakModel(args.width, args.stages, args.blocks, len(vocab))
+    model = TowerWeak(len(vocab), args.tower) if args.tower in ("resnet18", "mobilenetv2") else WeakModel(args.width, args.stages, args.blocks, len(vocab))
     optimizer = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=0.9)
     size, off = args.input_size, (stored - args.input_size) // 2
 
@@ -196,7 +196,7 @@ def real_main(args) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--input-size", type=int, default=64)
-    parser.add_argument("--tower", choices=["small", "resnet18"], default="small")
+    parser.add_argument("--tower", choices=["small", "resnet18", "mobilenetv2"], default="small")
     parser.add_argument("--width", type=int, default=16)
     parser.add_argument("--stages", type=int, default=4)
     parser.add_argument("--blocks", type=int, default=1)
@@ -228,7 +228,7 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    model = ResNet18Weak(args.words) if args.tower == "resnet18" else WeakModel(args.width, args.stages, args.blocks, args.words)
+    model = TowerWeak(args.words, args.tower) if args.tower in ("resnet18", "mobilenetv2") else WeakModel(args.width, args.stages, args.blocks, args.words)
     optimizer = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=0.9)
     x = torch.rand(args.batch, 3, args.input_size, args.input_size)
     positives = torch.randint(0, args.words, (args.batch,))
