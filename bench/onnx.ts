@@ -6,7 +6,7 @@
 // alone (embed's own pipeline without a model) to show how much of the time is not the model.
 //
 //   node dist/bench/onnx.js [--tower small|resnet18|mobilenetv2] [--input-size 64] [--width 16] [--batch 64]
-//     [--seconds 8] [--forward-engines tfjs,ort,pytorch] [--images 1000] [--image-dir DIR]
+//     [--seconds 8] [--forward-engines tfjs,ort,ort-int8,pytorch] [--embed-engines tfjs,ort,ort-int8,pytorch] [--images 1000] [--image-dir DIR]
 //     [--embed-engines ort,tfjs,pytorch] [--tfjs-images N] [--out bench/out/onnx.json]
 //
 // The model is buildWeakModel (the small tower: 4 stages, one residual block each; or a registered
@@ -20,6 +20,7 @@ import { join, resolve } from 'node:path';
 import { tf } from '../src/lib/backend/tf.js';
 import { selectBackend } from '../src/lib/backend/select.js';
 import { saveModel } from '../src/lib/backend/model-io.js';
+import { readNpy } from '../src/lib/io/npy.js';
 import { buildWeakModel, featureModel, type WeakModelConfig } from '../src/lib/models/weak-model.js';
 import { WEAK_MODEL_KIND } from '../src/lib/models/weak-files.js';
 import { computeFeatures, openPredictor } from '../src/lib/models/image-features.js';
@@ -78,13 +79,53 @@ function timedEmbed(model: string, images: string, engine: string): Promise<{ se
   return new Promise((resolve, reject) => {
     const start = performance.now();
     const cpu = childrenCpuSeconds();
-    const child = spawn(process.execPath, [join(repoRoot, 'bin', 'atelier'), 'embed', '-m', model, '-i', images, '-o', join(workDir, `embed-${engine}.npy`), '--engine', engine, '--batch', String(batch)], { stdio: ['ignore', 'ignore', 'pipe'] });
+    const engineArgs = engine === 'ort-int8' ? ['--engine', 'ort', '--precision', 'int8'] : ['--engine', engine];
+    const child = spawn(process.execPath, [join(repoRoot, 'bin', 'atelier'), 'embed', '-m', model, '-i', images, '-o', join(workDir, `embed-${engine}.npy`), ...engineArgs, '--batch', String(batch)], { stdio: ['ignore', 'ignore', 'pipe'] });
     let stderr = '';
     child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
     child.on('error', reject);
     child.on('close', (code) => resolve({ seconds: round2((performance.now() - start) / 1000), cpuSeconds: round2(childrenCpuSeconds() - cpu), stderr, code }));
   });
 }
+
+/** Cosine of each int8 row with its fp32 row (mean, min), and how often a row's nearest other row is the same (first 1,000 rows). */
+async function rowAgreement(fp32Path: string, int8Path: string): Promise<Record<string, number>> {
+  const [a, b] = await Promise.all([readNpy(fp32Path), readNpy(int8Path)]);
+  const [rows, dim] = a.header.shape;
+  const unit = (x: Float32Array) => {
+    const out = new Float32Array(x.length);
+    for (let i = 0; i < rows; i++) {
+      let norm = 0;
+      for (let k = 0; k < dim; k++) norm += x[i * dim + k] ** 2;
+      const scale = 1 / (Math.sqrt(norm) || 1);
+      for (let k = 0; k < dim; k++) out[i * dim + k] = x[i * dim + k] * scale;
+    }
+    return out;
+  };
+  const ua = unit(a.data as Float32Array);
+  const ub = unit(b.data as Float32Array);
+  const dot = (x: Float32Array, i: number, y: Float32Array, j: number) => {
+    let s = 0;
+    for (let k = 0; k < dim; k++) s += x[i * dim + k] * y[j * dim + k];
+    return s;
+  };
+  const cosines = Array.from({ length: rows }, (_, i) => dot(ua, i, ub, i));
+  const n = Math.min(rows, 1000);
+  const nearest = (u: Float32Array, i: number) => {
+    let best = -1;
+    let bestScore = -Infinity;
+    for (let j = 0; j < n; j++) {
+      if (j === i) continue;
+      const s = dot(u, i, u, j);
+      if (s > bestScore) [best, bestScore] = [j, s];
+    }
+    return best;
+  };
+  let same = 0;
+  for (let i = 0; i < n; i++) if (nearest(ua, i) === nearest(ub, i)) same++;
+  return { rows, meanCosine: round4(cosines.reduce((s, c) => s + c, 0) / rows), minCosine: round4(Math.min(...cosines)), nearestNeighbourSame: round4(same / n) };
+}
+const round4 = (x: number) => Math.round(x * 1e4) / 1e4;
 
 /** infer_torch.py with `args`; its JSON, or the error line. */
 function pytorch(args: string[]): Record<string, unknown> {
@@ -146,6 +187,12 @@ if (forwardEngines.includes('ort')) {
     await session.release();
   }
 }
+if (forwardEngines.includes('ort-int8') && !(ort instanceof Error)) {
+  // Calibrated on the timed batch itself: only the speed is read here; embed's rows below say how far int8 moves the output.
+  const session = await openOrtModel(ort, embedding, undefined, [{ data: pixels, shape: [batch, inputSize, inputSize, 3] }]);
+  forward[`onnxruntime-node ${ort.env.versions.node} int8 (${cores} threads)`] = await throughput('onnxruntime int8', async () => void (await session.run(pixels, [batch, inputSize, inputSize, 3])), batch);
+  await session.release();
+}
 if (forwardEngines.includes('pytorch')) {
   process.stderr.write('bench/onnx: pytorch\n');
   const parsed = pytorch(['--passes', String(3 * batch), '--min-seconds', String(seconds)]);
@@ -173,8 +220,10 @@ for (const engine of embedEngines) {
   }
   const count = engine === 'tfjs' ? Math.min(tfjsImages, images.count) : images.count;
   const run = await timedEmbed(modelDir, engine === 'tfjs' ? tfjsList : listFile, engine);
-  endToEnd[`atelier embed --engine ${engine}`] = run.code === 0 ? { images: count, seconds: run.seconds, imagesPerSecond: Math.round(count / run.seconds), cpuSeconds: run.cpuSeconds } : { error: run.stderr.trim().split('\n').pop() };
+  const label = engine === 'ort-int8' ? 'atelier embed --engine ort --precision int8' : `atelier embed --engine ${engine}`;
+  endToEnd[label] = run.code === 0 ? { images: count, seconds: run.seconds, imagesPerSecond: Math.round(count / run.seconds), cpuSeconds: run.cpuSeconds } : { error: run.stderr.trim().split('\n').pop() };
 }
+if (embedEngines.includes('ort') && embedEngines.includes('ort-int8')) endToEnd['int8 rows against fp32 rows'] = await rowAgreement(join(workDir, 'embed-ort.npy'), join(workDir, 'embed-ort-int8.npy'));
 
 const report = {
   benchmark: 'onnx',

@@ -22,6 +22,7 @@ import { imageSide, positiveInt } from '../lib/options.js';
 import { boxRegion, readBoxes, type PixelBox } from '../lib/image/boxes.js';
 import { resolveShard, shardOption, shardPath, shardRecords, writeShardManifest, type Shard } from '../lib/shard.js';
 import { isStdio } from '../lib/io/paths.js';
+import { calibrationBatches, checkPrecision, precisionOptions } from '../lib/onnx/precision.js';
 
 interface Args {
   images: string[];
@@ -42,6 +43,9 @@ interface Args {
   engine: string;
   workers: number;
   shard?: string;
+  precision: string;
+  calibration?: string;
+  'calibration-images': number;
 }
 
 /** `x.npy` -> `x.ids.ndjson`: the ids file sits beside the tensor file by default. */
@@ -89,9 +93,11 @@ export default defineCommand<Args>({
     ...workersOption,
     ...backendOption,
     ...engineOption,
+    ...precisionOptions,
   },
   examples: [
     ['atelier embed -m weak.model -i products.ndjson -o emb.npy', 'embed every image of a crawl'],
+    ['atelier embed -m weak.model -i products.ndjson -o emb.npy --precision int8', 'int8 on onnxruntime, calibrated on the first 256 images of products.ndjson'],
     ['atelier embed -m weak.model -i products.ndjson -o emb.npy --shard 3/16', 'shard 3 of 16 (emb.shard-03-of-16.npy); atelier merge emb.npy joins them'],
     ['atelier embed -m weak.model --normalize -o q.npy photos/*.jpg', 'embed files given as arguments'],
     ['atelier embed -m pixels -i products.ndjson -o pixels.npy', 'the raw-pixel baseline'],
@@ -111,6 +117,8 @@ export default defineCommand<Args>({
     if (!pixelsBaseline) await loadMetadata(args.model);
     if (!args.words && !args.images.length) await checkInputFile(args.input ?? '-');
     if (args.crop && args.words) throw new UsageError('the word matrix has no images to crop', { field: '--crop' });
+    if (args.precision !== 'fp32' && (args.words || pixelsBaseline)) throw new UsageError(`${args.words ? 'the word matrix' : 'the pixels baseline'} runs no model; leave out --precision`, { field: '--precision' });
+    const calibrationPlan = await checkPrecision(args);
     const boxes: Map<string, PixelBox> | null = args.crop ? await readBoxes(args.crop) : null;
     let uncropped = 0;
     const regionOf = boxes ? (r: ImageRecord) => {
@@ -157,13 +165,15 @@ export default defineCommand<Args>({
     const skips = createSkipCounter();
     let npy: Awaited<ReturnType<typeof openNpyWriter>> | null = null;
     const ids = await openNdjsonWriter(idsPath, { stdout: io.stdout, outputs: io.outputs });
-    const inference = network ? await openImagePredictor(network, inputSize, { engine: args.engine, env: io.env, stderr: io.stderr, backend, workers: args.workers, commandName: 'embed' }) : null;
+    const fit = loaded ? resizeModeOf(loaded.metadata) : 'cover';
+    const calibration = calibrationPlan ? await calibrationBatches(calibrationPlan, inputSize, args.batch, fit, 'embed') : undefined;
+    const inference = network ? await openImagePredictor(network, inputSize, { engine: args.engine, env: io.env, stderr: io.stderr, backend, workers: args.workers, commandName: 'embed', calibration }) : null;
     const progress = startProgress(io.stderr, { label: 'embedding' });
     let rowsWritten = 0;
     // The last record is held back to carry the digest of all rows.
     let pending: Record<string, unknown> | null = null;
     try {
-      for await (const batch of computeFeatures(inference?.predictor ?? null, records, inputSize, args.batch, skips, io, 'embed', loaded ? resizeModeOf(loaded.metadata) : 'cover', regionOf)) {
+      for await (const batch of computeFeatures(inference?.predictor ?? null, records, inputSize, args.batch, skips, io, 'embed', fit, regionOf)) {
         if (args.normalize) normalizeRows(batch.rows, batch.dim);
         npy ??= await openNpyWriter(args.out, { dtype: 'float32', rowShape: [batch.dim], outputs: io.outputs });
         await npy.writeRows(batch.rows, batch.records.length);

@@ -10,7 +10,7 @@ import { hasLayer, LAYER } from '../models/weak-model.js';
 import { WEAK_MODEL_KIND } from '../models/weak-files.js';
 import { SIZENET_MODEL_KIND } from '../sizenet/evaluation.js';
 import { SIMILARITY_MODEL_KIND } from '../similarity/triplet.js';
-import { convertLayersGraph, type GraphOutput } from './convert.js';
+import { convertLayersGraph, type ConvertedGraph, type GraphOutput } from './convert.js';
 import { encodeModel, OPSET } from './proto.js';
 
 export interface OnnxOutputInfo {
@@ -69,12 +69,21 @@ function labelsOf(metadata: Record<string, unknown>): string[] | undefined {
   return undefined;
 }
 
+/** A model converted to an ONNX graph, not yet encoded (so that a pass such as quantization can rewrite the graph). */
+export interface ConvertedModel {
+  graph: ConvertedGraph;
+  graphName: string;
+  inputName: string;
+  outputs: Array<{ name: string; meaning: string }>;
+  metadata: Record<string, string>;
+  kind: string;
+}
+
 /**
- * Exports a loaded model with the outputs its kind is used for (or `only`, a single output for
- * in-memory inference), dynamic batch, opset 17. Throws UnsupportedLayerError for a layer with no
- * conversion.
+ * Converts a loaded model with the outputs its kind is used for (or `only`, a single output for
+ * in-memory inference), dynamic batch. Throws UnsupportedLayerError for a layer with no conversion.
  */
-export async function exportLayersModel(model: tf.LayersModel, metadata: Record<string, unknown>, only?: { name: string; tensor: tf.SymbolicTensor }): Promise<ExportedModel> {
+export async function convertLayersModel(model: tf.LayersModel, metadata: Record<string, unknown>, only?: { name: string; tensor: tf.SymbolicTensor }): Promise<ConvertedModel> {
   const kind = typeof metadata.kind === 'string' ? metadata.kind : 'unknown';
   const outputs = only ? [{ ...only, meaning: 'requested output' }] : outputsFor(model, kind);
   const inputTensor = model.inputs[0];
@@ -93,12 +102,22 @@ export async function exportLayersModel(model: tf.LayersModel, metadata: Record<
   };
   if (labels) props.labels = JSON.stringify(labels);
   if (!only) props['atelier.metadata'] = JSON.stringify(metadata);
-  const bytes = encodeModel({
-    graphName: model.name,
+  return { graph, graphName: model.name, inputName, outputs: outputs.map((o) => ({ name: o.name, meaning: o.meaning })), metadata: props, kind };
+}
+
+/** The .onnx bytes of a converted model, with `graph` in place of its own when given (opset 17). */
+export function encodeConverted(converted: ConvertedModel, graph: ConvertedGraph = converted.graph, extraMetadata: Record<string, string> = {}): Uint8Array {
+  return encodeModel({
+    graphName: converted.graphName,
     ...graph,
-    metadata: props,
+    metadata: { ...converted.metadata, ...extraMetadata },
     producerVersion: atelierVersion,
-    docString: `atelier ${kind} model, opset ${OPSET}`,
+    docString: `atelier ${converted.kind} model, opset ${OPSET}`,
   });
-  return { bytes, inputName, outputs: outputs.map((o) => ({ name: o.name, meaning: o.meaning })), metadata: props };
+}
+
+/** convertLayersModel, encoded: the model's .onnx bytes and what they hold. */
+export async function exportLayersModel(model: tf.LayersModel, metadata: Record<string, unknown>, only?: { name: string; tensor: tf.SymbolicTensor }): Promise<ExportedModel> {
+  const converted = await convertLayersModel(model, metadata, only);
+  return { bytes: encodeConverted(converted), inputName: converted.inputName, outputs: converted.outputs, metadata: converted.metadata };
 }

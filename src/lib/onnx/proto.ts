@@ -11,7 +11,7 @@ export const IR_VERSION = 8;
 export const OPSET = 17;
 
 /** TensorProto.DataType values used here. */
-export const DataType = { FLOAT: 1, INT32: 6, INT64: 7 } as const;
+export const DataType = { FLOAT: 1, UINT8: 2, INT8: 3, INT32: 6, INT64: 7 } as const;
 
 /** AttributeProto.AttributeType values used here. */
 export const AttributeType = { FLOAT: 1, INT: 2, STRING: 3, TENSOR: 4, FLOATS: 6, INTS: 7 } as const;
@@ -127,8 +127,8 @@ export interface NodeInit {
 
 export interface ValueInfo {
   name: string;
-  /** A number is a fixed size, a string a named dynamic one (e.g. 'batch'). */
-  shape: Array<number | string>;
+  /** A number is a fixed size, a string a named dynamic one (e.g. 'batch'); absent: not stated. */
+  shape?: Array<number | string>;
   docString?: string;
   /** DataType of the elements (default FLOAT). */
   elemType?: number;
@@ -149,7 +149,7 @@ function valueInfo(v: ValueInfo): Record<string, unknown> {
   return {
     name: v.name,
     docString: v.docString ?? '',
-    type: { tensorType: { elemType: v.elemType ?? DataType.FLOAT, shape: { dim: v.shape.map((d) => (typeof d === 'number' ? { dimValue: d } : { dimParam: d })) } } },
+    type: { tensorType: { elemType: v.elemType ?? DataType.FLOAT, ...(v.shape ? { shape: { dim: v.shape.map((d) => (typeof d === 'number' ? { dimValue: d } : { dimParam: d })) } } : {}) } },
   };
 }
 

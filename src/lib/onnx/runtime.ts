@@ -6,7 +6,9 @@ import { tf } from '../backend/tf.js';
 import { UsageError } from '../command.js';
 import type { BackendChoice } from '../backend/select.js';
 import { openPredictor, type BatchPredictor } from '../models/image-features.js';
-import { exportLayersModel } from './export.js';
+import { convertLayersModel, encodeConverted, type ConvertedModel } from './export.js';
+import { calibrationGraph, foldBatchNorm, quantizedTensors, quantizeGraph, type TensorRange } from './quantize.js';
+import type { CalibrationBatch } from './precision.js';
 import { inputSides, type InputShape } from '../image/batch.js';
 
 type Ort = typeof import('onnxruntime-node');
@@ -48,22 +50,122 @@ export function ortThreads(): number {
 export interface OrtModel {
   run(data: Float32Array, shape: number[]): Promise<{ data: Float32Array; shape: number[] }>;
   release(): Promise<void>;
+  /** An int8 model's agreement with float on its calibration images. */
+  agreement?: Int8Agreement;
 }
 
-/** Converts `model` (only the path to `output`, default its first output) and opens it in onnxruntime. */
-export async function openOrtModel(ort: Ort, model: tf.LayersModel, output: tf.SymbolicTensor = model.outputs[0]): Promise<OrtModel> {
-  const exported = await exportLayersModel(model, {}, { name: 'output', tensor: output });
-  const threads = ortThreads();
+function sessionOptions(): import('onnxruntime-node').InferenceSession.SessionOptions {
   // No spinning: onnxruntime's idle intra-op threads otherwise busy-wait between operators, CPU
   // that the image decoding beside them (and anything else on the machine) needs; measured on
   // ResNet-18 at 96 px, 2 threads, a shared machine: 106-118 images per CPU second against 93-98.
-  const session = await ort.InferenceSession.create(exported.bytes, {
-    intraOpNumThreads: threads,
+  return {
+    intraOpNumThreads: ortThreads(),
     interOpNumThreads: 1,
     executionProviders: ['cpu'],
     graphOptimizationLevel: 'all',
     extra: { session: { intra_op: { allow_spinning: '0' }, inter_op: { allow_spinning: '0' } } },
+  };
+}
+
+/**
+ * Min and max of every tensor of `tensors` over the calibration batches, run through `bytes` (a
+ * graph that outputs them). Quantiles (dropping the 0.01% tails) were tried and fitted worse on
+ * every tower of test/lib/quantize.test.ts: the tails carry the activations that matter.
+ */
+async function measureRanges(ort: Ort, bytes: Uint8Array, inputName: string, tensors: string[], batches: CalibrationBatch[]): Promise<Map<string, TensorRange>> {
+  const session = await ort.InferenceSession.create(bytes, sessionOptions());
+  const ranges = new Map(tensors.map((t) => [t, { min: Infinity, max: -Infinity }]));
+  try {
+    for (const batch of batches) {
+      const result = await session.run({ [inputName]: new ort.Tensor('float32', batch.data, batch.shape) }, tensors);
+      for (const t of tensors) {
+        const values = result[t].data as Float32Array;
+        const range = ranges.get(t)!;
+        for (let i = 0; i < values.length; i++) {
+          if (values[i] < range.min) range.min = values[i];
+          if (values[i] > range.max) range.max = values[i];
+        }
+      }
+    }
+  } finally {
+    await session.release();
+  }
+  return ranges;
+}
+
+/** How closely the int8 model follows the float one on the calibration images: cosine of each image's output rows. */
+export interface Int8Agreement {
+  images: number;
+  meanCosine: number;
+  minCosine: number;
+}
+
+async function outputs(ort: Ort, bytes: Uint8Array, inputName: string, batches: CalibrationBatch[]): Promise<Array<Record<string, Float32Array>>> {
+  const session = await ort.InferenceSession.create(bytes, sessionOptions());
+  try {
+    const results: Array<Record<string, Float32Array>> = [];
+    for (const batch of batches) {
+      const result = await session.run({ [inputName]: new ort.Tensor('float32', batch.data, batch.shape) });
+      results.push(Object.fromEntries(Object.entries(result).map(([name, t]) => [name, t.data as Float32Array])));
+    }
+    return results;
+  } finally {
+    await session.release();
+  }
+}
+
+/** Per image, the cosine of the int8 model's output row with the float one's, over every output. */
+async function agreement(ort: Ort, floatBytes: Uint8Array, int8Bytes: Uint8Array, inputName: string, batches: CalibrationBatch[]): Promise<Int8Agreement> {
+  const [a, b] = await Promise.all([outputs(ort, floatBytes, inputName, batches), outputs(ort, int8Bytes, inputName, batches)]);
+  const cosines: number[] = [];
+  batches.forEach((batch, k) => {
+    const count = batch.shape[0];
+    for (const name of Object.keys(a[k])) {
+      const x = a[k][name];
+      const y = b[k][name];
+      const dim = x.length / count;
+      for (let i = 0; i < count; i++) {
+        let dot = 0;
+        let nx = 0;
+        let ny = 0;
+        for (let j = i * dim; j < (i + 1) * dim; j++) {
+          dot += x[j] * y[j];
+          nx += x[j] * x[j];
+          ny += y[j] * y[j];
+        }
+        cosines.push(nx === 0 && ny === 0 ? 1 : dot / Math.sqrt(nx * ny || 1));
+      }
+    }
   });
+  const round = (v: number) => Math.round(v * 1e4) / 1e4;
+  return { images: batches.reduce((n, batch) => n + batch.shape[0], 0), meanCosine: round(cosines.reduce((s, c) => s + c, 0) / cosines.length), minCosine: round(Math.min(...cosines)) };
+}
+
+/**
+ * The .onnx bytes of `model` (only the path to `output`): float32, or with `calibration` int8 in
+ * QDQ form, its activation ranges measured on those batches, and how closely it follows float there.
+ */
+export async function modelBytes(ort: Ort, model: tf.LayersModel, output: tf.SymbolicTensor, calibration?: CalibrationBatch[]): Promise<{ bytes: Uint8Array; inputName: string; agreement?: Int8Agreement }> {
+  const converted = await convertLayersModel(model, {}, { name: 'output', tensor: output });
+  if (!calibration) return { bytes: encodeConverted(converted), inputName: converted.inputName };
+  return { ...(await quantizedBytes(ort, converted, calibration)), inputName: converted.inputName };
+}
+
+/** A converted model as int8 QDQ bytes calibrated on `calibration`, its agreement with float there in the metadata too. */
+export async function quantizedBytes(ort: Ort, converted: ConvertedModel, calibration: CalibrationBatch[]): Promise<{ bytes: Uint8Array; agreement: Int8Agreement }> {
+  const folded = foldBatchNorm(converted.graph);
+  const tensors = quantizedTensors(folded);
+  const ranges = await measureRanges(ort, encodeConverted(converted, calibrationGraph(folded, tensors)), converted.inputName, tensors, calibration);
+  const quantized = quantizeGraph(folded, ranges);
+  const measured = await agreement(ort, encodeConverted(converted), encodeConverted(converted, quantized), converted.inputName, calibration);
+  const precision = { precision: 'int8', calibrationImages: measured.images, weights: 'int8 symmetric per output channel', activations: 'uint8 per tensor, calibration min/max', agreement: measured };
+  return { bytes: encodeConverted(converted, quantized, { 'atelier.precision': JSON.stringify(precision) }), agreement: measured };
+}
+
+/** Converts `model` (only the path to `output`, default its first output) and opens it in onnxruntime; int8 when `calibration` is given. */
+export async function openOrtModel(ort: Ort, model: tf.LayersModel, output: tf.SymbolicTensor = model.outputs[0], calibration?: CalibrationBatch[]): Promise<OrtModel> {
+  const exported = await modelBytes(ort, model, output, calibration);
+  const session = await ort.InferenceSession.create(exported.bytes, sessionOptions());
   return {
     async run(data, shape) {
       const result = await session.run({ [exported.inputName]: new ort.Tensor('float32', data, shape) });
@@ -71,6 +173,7 @@ export async function openOrtModel(ort: Ort, model: tf.LayersModel, output: tf.S
       return { data: out.data as Float32Array, shape: out.dims.map(Number) };
     },
     release: () => session.release(),
+    agreement: exported.agreement,
   };
 }
 
@@ -108,18 +211,21 @@ export async function chooseEngine(opts: { requested?: string; env: NodeJS.Proce
  * Opens `model` on the chosen engine; when auto chose onnxruntime and the model does not convert,
  * falls back to tfjs. Returns null for tfjs (the caller keeps its tfjs path). Says which on stderr.
  */
-export async function openEngineModel(choice: EngineChoice, model: tf.LayersModel, io: { stderr: NodeJS.WritableStream }, commandName: string, output?: tf.SymbolicTensor): Promise<OrtModel | null> {
+export async function openEngineModel(choice: EngineChoice, model: tf.LayersModel, io: { stderr: NodeJS.WritableStream }, commandName: string, output?: tf.SymbolicTensor, calibration?: CalibrationBatch[]): Promise<OrtModel | null> {
+  if (calibration && (choice.engine === 'tfjs' || !choice.ort)) throw new UsageError(`int8 runs on onnxruntime only, and the engine is tfjs (${choice.reason})`, { field: '--precision' });
   if (choice.engine === 'tfjs' || !choice.ort) {
     io.stderr.write(`atelier ${commandName}: engine tfjs (${choice.reason})\n`);
     return null;
   }
   try {
-    const opened = await openOrtModel(choice.ort, model, output);
-    io.stderr.write(`atelier ${commandName}: engine ort (${choice.reason}, onnxruntime-node ${choice.ort.env.versions.node ?? '?'}, ${ortThreads()} threads)\n`);
+    const opened = await openOrtModel(choice.ort, model, output, calibration);
+    const agreed = opened.agreement;
+    const precision = agreed ? `, int8 calibrated on ${agreed.images} images, cosine with float there ${agreed.meanCosine} mean, ${agreed.minCosine} worst` : '';
+    io.stderr.write(`atelier ${commandName}: engine ort (${choice.reason}, onnxruntime-node ${choice.ort.env.versions.node ?? '?'}, ${ortThreads()} threads${precision})\n`);
     return opened;
   } catch (err) {
     const why = (err instanceof Error ? err.message : String(err)).split('\n')[0].slice(0, 200);
-    if (choice.forced) throw new UsageError(`engine 'ort' cannot run this model: ${why}`, { field: '--engine' });
+    if (choice.forced || calibration) throw new UsageError(`engine 'ort' cannot run this model${calibration ? ' in int8' : ''}: ${why}`, { field: calibration ? '--precision' : '--engine' });
     io.stderr.write(`atelier ${commandName}: engine tfjs (the model does not run in onnxruntime: ${why})\n`);
     return null;
   }
@@ -179,10 +285,10 @@ export async function openModelRunner(
 export async function openImagePredictor(
   model: tf.LayersModel,
   inputSize: InputShape,
-  opts: { engine?: string; env: NodeJS.ProcessEnv; stderr: NodeJS.WritableStream; backend: BackendChoice; workers: number; commandName: string },
+  opts: { engine?: string; env: NodeJS.ProcessEnv; stderr: NodeJS.WritableStream; backend: BackendChoice; workers: number; commandName: string; calibration?: CalibrationBatch[] },
 ): Promise<{ predictor: BatchPredictor; engine: 'ort' | 'tfjs'; close(): Promise<void> }> {
   const choice = await chooseEngine({ requested: opts.engine, env: opts.env, backend: opts.backend });
-  const opened = await openEngineModel(choice, model, { stderr: opts.stderr }, opts.commandName);
+  const opened = await openEngineModel(choice, model, { stderr: opts.stderr }, opts.commandName, undefined, opts.calibration);
   if (opened) return { predictor: ortPredictor(opened, inputSize), engine: 'ort', close: () => opened.release() };
   const tfjs = await openPredictor(model, inputSize, opts.backend, opts.workers);
   return { predictor: tfjs.predictor, engine: 'tfjs', close: tfjs.close };

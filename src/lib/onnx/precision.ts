@@ -1,0 +1,103 @@
+// --precision int8: which images calibrate the quantized model, checked before any work starts,
+// and the calibration batches themselves, preprocessed exactly as the command feeds the model.
+// Calibrating on a fixed list (by default the first images of the input file, read before any
+// --shard selection) gives every shard of a run the same quantized model, so their rows agree.
+import { Writable } from 'node:stream';
+import { UsageError } from '../command.js';
+import { checkInputFile } from '../io/paths.js';
+import { pathRecords, readImageRecords, type ImageRecord } from '../image/records.js';
+import { createSkipCounter } from '../image/skips.js';
+import { inputSides, type InputShape } from '../image/batch.js';
+import type { ImageFit } from '../image/decode.js';
+import { computeFeatures } from '../models/image-features.js';
+import { positiveInt } from '../options.js';
+
+export const PRECISIONS = ['fp32', 'int8'] as const;
+export type Precision = (typeof PRECISIONS)[number];
+
+/** Input batches a calibration run measures activation ranges on. */
+export interface CalibrationBatch {
+  data: Float32Array;
+  shape: number[];
+}
+
+/** The yargs options of the commands that can run an int8 model. */
+export const precisionOptions = {
+  precision: {
+    describe: 'arithmetic on onnxruntime: fp32 (agrees with tfjs within 1e-4) or int8 (static quantization calibrated on --calibration; several times faster on CPUs with int8 dot products, outputs change by the rounding)',
+    choices: [...PRECISIONS],
+    default: 'fp32',
+  },
+  calibration: { describe: 'with --precision int8: NDJSON of images ({image} per line) to calibrate on (default: the input file, or the image arguments)', type: 'string' },
+  'calibration-images': { describe: 'with --precision int8: how many of the calibration images to measure', type: 'number', default: 256, check: positiveInt },
+} as const;
+
+export interface PrecisionArgs {
+  precision: string;
+  calibration?: string;
+  'calibration-images': number;
+  engine?: string;
+  images?: string[];
+  input?: string;
+  'image-field': string;
+  'id-field': string;
+}
+
+/** Where the calibration images come from; null for fp32. Throws UsageError for a setting that cannot calibrate. */
+export interface CalibrationPlan {
+  records: () => AsyncIterable<ImageRecord> | Iterable<ImageRecord>;
+  count: number;
+  source: string;
+}
+
+/** Checks the precision options (files included) before any work starts. */
+export async function checkPrecision(args: PrecisionArgs): Promise<CalibrationPlan | null> {
+  if (args.precision !== 'int8') {
+    if (args.calibration !== undefined) throw new UsageError('--calibration is only read with --precision int8', { field: '--calibration' });
+    return null;
+  }
+  if (args.engine === 'tfjs') throw new UsageError('int8 runs on onnxruntime only; leave out --engine tfjs', { field: '--precision' });
+  const count = args['calibration-images'];
+  const fields = [args['image-field'], args['id-field']] as const;
+  if (args.calibration !== undefined) {
+    if (args.calibration === '-') throw new UsageError('the calibration images must be a file, not stdin', { field: '--calibration' });
+    await checkInputFile(args.calibration);
+    const file = args.calibration;
+    return { records: () => readImageRecords(file, ...fields), count, source: file };
+  }
+  if (args.images?.length) {
+    const paths = args.images;
+    return { records: () => pathRecords(paths), count, source: 'the image arguments' };
+  }
+  if (args.input !== undefined && args.input !== '-') {
+    const file = args.input;
+    return { records: () => readImageRecords(file, ...fields), count, source: file };
+  }
+  const why = args.input === '-' || (args.input === undefined && args.images !== undefined) ? 'images read from stdin cannot also calibrate' : 'int8 needs images to measure activation ranges on';
+  throw new UsageError(`${why}; give --calibration FILE`, { field: '--calibration' });
+}
+
+/**
+ * The first `plan.count` decodable calibration images, cut and scaled as computeFeatures feeds
+ * the model, in batches of `batchSize`. Their warnings are not repeated: the run reports its own.
+ */
+export async function calibrationBatches(plan: CalibrationPlan, inputSize: InputShape, batchSize: number, fit: ImageFit, commandName: string): Promise<CalibrationBatch[]> {
+  const { height, width } = inputSides(inputSize);
+  const quiet = { stderr: new Writable({ write: (_chunk, _encoding, done) => done() }) };
+  const batches: CalibrationBatch[] = [];
+  let images = 0;
+  const capture = {
+    inFlight: 1,
+    async predict(pixels: Float32Array, count: number) {
+      batches.push({ data: pixels.slice(0, count * height * width * 3), shape: [count, height, width, 3] });
+      return { rows: new Float32Array(count), dim: 1 };
+    },
+  };
+  const size = Math.min(batchSize, plan.count);
+  for await (const batch of computeFeatures(capture, plan.records(), inputSize, size, createSkipCounter(), quiet, commandName, fit)) {
+    images += batch.records.length;
+    if (images >= plan.count) break;
+  }
+  if (images === 0) throw new UsageError(`no calibration image could be decoded in ${plan.source}`, { field: '--calibration' });
+  return batches;
+}
