@@ -12,7 +12,8 @@ import { tf } from '../../src/lib/backend/tf.js';
 import { buildWeakModel, featureModel } from '../../src/lib/models/weak-model.js';
 import { convertLayersModel, encodeConverted, type ConvertedModel } from '../../src/lib/onnx/export.js';
 import { activationScale, calibrationGraph, foldBatchNorm, quantizedTensors, quantizeGraph } from '../../src/lib/onnx/quantize.js';
-import { loadOrt, quantizedBytes } from '../../src/lib/onnx/runtime.js';
+import { loadOrt } from '../../src/lib/onnx/session.js';
+import { quantizedBytes } from '../../src/lib/onnx/int8.js';
 import { decodeModelSummary } from '../../src/lib/onnx/proto.js';
 
 type Ort = typeof import('onnxruntime-node');

@@ -1,17 +1,18 @@
 // The inference engine: onnxruntime-node (the tfjs model converted in memory, run on every core)
 // when it loads and the model converts, else tfjs. `auto` picks onnxruntime except when tfjs has
 // its CUDA backend, which outruns onnxruntime's CPU provider.
-import { availableParallelism, cpus } from 'node:os';
 import { tf } from '../backend/tf.js';
 import { UsageError } from '../command.js';
 import type { BackendChoice } from '../backend/select.js';
 import { openPredictor, type BatchPredictor } from '../models/image-features.js';
-import { convertLayersModel, encodeConverted, type ConvertedModel } from './export.js';
-import { calibrationGraph, foldBatchNorm, quantizedTensors, quantizeGraph, type TensorRange } from './quantize.js';
+import { convertLayersModel, encodeConverted } from './export.js';
+import { calibrateInt8, measureAgreement, type Int8Agreement } from './int8.js';
 import type { CalibrationBatch } from './precision.js';
+import { loadOrt, ortThreads, sessionOptions, type Ort } from './session.js';
+
+export { loadOrt, ortThreads, type Ort };
 import { inputSides, type InputShape } from '../image/batch.js';
 
-type Ort = typeof import('onnxruntime-node');
 
 export const ENGINE_NAMES = ['auto', 'ort', 'tfjs'] as const;
 export type EngineName = (typeof ENGINE_NAMES)[number];
@@ -25,27 +26,6 @@ export const engineOption = {
   },
 };
 
-let ortModule: Promise<Ort | Error> | undefined;
-
-/** onnxruntime-node, or the error that kept it from loading. */
-export function loadOrt(): Promise<Ort | Error> {
-  ortModule ??= import('onnxruntime-node').then(
-    (m) => ((m as { default?: Ort }).default ?? m) as Ort,
-    (err: unknown) => (err instanceof Error ? err : new Error(String(err))),
-  );
-  return ortModule;
-}
-
-/** The version of onnxruntime-node when it loads, else null. */
-export async function ortVersion(): Promise<string | null> {
-  const ort = await loadOrt();
-  return ort instanceof Error ? null : ort.env.versions.node ?? null;
-}
-
-export function ortThreads(): number {
-  return availableParallelism?.() ?? cpus().length;
-}
-
 /** A model running in onnxruntime: float32 in, one float32 output out, batch first. */
 export interface OrtModel {
   run(data: Float32Array, shape: number[]): Promise<{ data: Float32Array; shape: number[] }>;
@@ -54,126 +34,24 @@ export interface OrtModel {
   agreement?: Int8Agreement;
 }
 
-function sessionOptions(): import('onnxruntime-node').InferenceSession.SessionOptions {
-  // No spinning: onnxruntime's idle intra-op threads otherwise busy-wait between operators, CPU
-  // that the image decoding beside them (and anything else on the machine) needs; measured on
-  // ResNet-18 at 96 px, 2 threads, a shared machine: 106-118 images per CPU second against 93-98.
-  return {
-    intraOpNumThreads: ortThreads(),
-    interOpNumThreads: 1,
-    executionProviders: ['cpu'],
-    graphOptimizationLevel: 'all',
-    extra: { session: { intra_op: { allow_spinning: '0' }, inter_op: { allow_spinning: '0' } } },
-  };
-}
-
 /**
- * Min and max of every tensor of `tensors` over the calibration batches, run through `bytes` (a
- * graph that outputs them). Quantiles (dropping the 0.01% tails) were tried and fitted worse on
- * every tower of test/lib/quantize.test.ts: the tails carry the activations that matter.
+ * Converts `model` (only the path to `output`, default its first output) and opens it in
+ * onnxruntime; with `calibration`, as int8 calibrated on those batches, its agreement with float
+ * there measured on the session itself.
  */
-async function measureRanges(ort: Ort, bytes: Uint8Array, inputName: string, tensors: string[], batches: CalibrationBatch[]): Promise<Map<string, TensorRange>> {
-  const session = await ort.InferenceSession.create(bytes, sessionOptions());
-  const ranges = new Map(tensors.map((t) => [t, { min: Infinity, max: -Infinity }]));
-  try {
-    for (const batch of batches) {
-      const result = await session.run({ [inputName]: new ort.Tensor('float32', batch.data, batch.shape) }, tensors);
-      for (const t of tensors) {
-        const values = result[t].data as Float32Array;
-        const range = ranges.get(t)!;
-        for (let i = 0; i < values.length; i++) {
-          if (values[i] < range.min) range.min = values[i];
-          if (values[i] > range.max) range.max = values[i];
-        }
-      }
-    }
-  } finally {
-    await session.release();
-  }
-  return ranges;
-}
-
-/** How closely the int8 model follows the float one on the calibration images: cosine of each image's output rows. */
-export interface Int8Agreement {
-  images: number;
-  meanCosine: number;
-  minCosine: number;
-}
-
-async function outputs(ort: Ort, bytes: Uint8Array, inputName: string, batches: CalibrationBatch[]): Promise<Array<Record<string, Float32Array>>> {
-  const session = await ort.InferenceSession.create(bytes, sessionOptions());
-  try {
-    const results: Array<Record<string, Float32Array>> = [];
-    for (const batch of batches) {
-      const result = await session.run({ [inputName]: new ort.Tensor('float32', batch.data, batch.shape) });
-      results.push(Object.fromEntries(Object.entries(result).map(([name, t]) => [name, t.data as Float32Array])));
-    }
-    return results;
-  } finally {
-    await session.release();
-  }
-}
-
-/** Per image, the cosine of the int8 model's output row with the float one's, over every output. */
-async function agreement(ort: Ort, floatBytes: Uint8Array, int8Bytes: Uint8Array, inputName: string, batches: CalibrationBatch[]): Promise<Int8Agreement> {
-  const [a, b] = await Promise.all([outputs(ort, floatBytes, inputName, batches), outputs(ort, int8Bytes, inputName, batches)]);
-  const cosines: number[] = [];
-  batches.forEach((batch, k) => {
-    const count = batch.shape[0];
-    for (const name of Object.keys(a[k])) {
-      const x = a[k][name];
-      const y = b[k][name];
-      const dim = x.length / count;
-      for (let i = 0; i < count; i++) {
-        let dot = 0;
-        let nx = 0;
-        let ny = 0;
-        for (let j = i * dim; j < (i + 1) * dim; j++) {
-          dot += x[j] * y[j];
-          nx += x[j] * x[j];
-          ny += y[j] * y[j];
-        }
-        cosines.push(nx === 0 && ny === 0 ? 1 : dot / Math.sqrt(nx * ny || 1));
-      }
-    }
-  });
-  const round = (v: number) => Math.round(v * 1e4) / 1e4;
-  return { images: batches.reduce((n, batch) => n + batch.shape[0], 0), meanCosine: round(cosines.reduce((s, c) => s + c, 0) / cosines.length), minCosine: round(Math.min(...cosines)) };
-}
-
-/**
- * The .onnx bytes of `model` (only the path to `output`): float32, or with `calibration` int8 in
- * QDQ form, its activation ranges measured on those batches, and how closely it follows float there.
- */
-export async function modelBytes(ort: Ort, model: tf.LayersModel, output: tf.SymbolicTensor, calibration?: CalibrationBatch[]): Promise<{ bytes: Uint8Array; inputName: string; agreement?: Int8Agreement }> {
-  const converted = await convertLayersModel(model, {}, { name: 'output', tensor: output });
-  if (!calibration) return { bytes: encodeConverted(converted), inputName: converted.inputName };
-  return { ...(await quantizedBytes(ort, converted, calibration)), inputName: converted.inputName };
-}
-
-/** A converted model as int8 QDQ bytes calibrated on `calibration`, its agreement with float there in the metadata too. */
-export async function quantizedBytes(ort: Ort, converted: ConvertedModel, calibration: CalibrationBatch[]): Promise<{ bytes: Uint8Array; agreement: Int8Agreement }> {
-  const folded = foldBatchNorm(converted.graph);
-  const tensors = quantizedTensors(folded);
-  const ranges = await measureRanges(ort, encodeConverted(converted, calibrationGraph(folded, tensors)), converted.inputName, tensors, calibration);
-  const quantized = quantizeGraph(folded, ranges);
-  const measured = await agreement(ort, encodeConverted(converted), encodeConverted(converted, quantized), converted.inputName, calibration);
-  const precision = { precision: 'int8', calibrationImages: measured.images, weights: 'int8 symmetric per output channel', activations: 'uint8 per tensor, calibration min/max', agreement: measured };
-  return { bytes: encodeConverted(converted, quantized, { 'atelier.precision': JSON.stringify(precision) }), agreement: measured };
-}
-
-/** Converts `model` (only the path to `output`, default its first output) and opens it in onnxruntime; int8 when `calibration` is given. */
 export async function openOrtModel(ort: Ort, model: tf.LayersModel, output: tf.SymbolicTensor = model.outputs[0], calibration?: CalibrationBatch[]): Promise<OrtModel> {
-  const exported = await modelBytes(ort, model, output, calibration);
-  const session = await ort.InferenceSession.create(exported.bytes, sessionOptions());
+  const converted = await convertLayersModel(model, {}, { name: 'output', tensor: output });
+  const int8 = calibration ? await calibrateInt8(ort, converted, calibration) : null;
+  const session = await ort.InferenceSession.create(int8 ? int8.bytes : encodeConverted(converted), sessionOptions());
+  const agreement = int8 ? await measureAgreement(ort, session, converted.inputName, calibration!, int8.float) : undefined;
   return {
     async run(data, shape) {
-      const result = await session.run({ [exported.inputName]: new ort.Tensor('float32', data, shape) });
+      const result = await session.run({ [converted.inputName]: new ort.Tensor('float32', data, shape) });
       const out = result.output;
       return { data: out.data as Float32Array, shape: out.dims.map(Number) };
     },
     release: () => session.release(),
-    agreement: exported.agreement,
+    agreement,
   };
 }
 

@@ -1,0 +1,99 @@
+// int8 models on onnxruntime: the activation ranges measured on calibration images (a calibration
+// run of the folded float graph, which also keeps the float outputs), the QDQ graph built from
+// them, and how closely the int8 session follows float on those same images.
+import type { ConvertedGraph } from './convert.js';
+import { encodeConverted, type ConvertedModel } from './export.js';
+import { calibrationGraph, foldBatchNorm, quantizedTensors, quantizeGraph, type TensorRange } from './quantize.js';
+import type { CalibrationBatch } from './precision.js';
+import { sessionOptions, type Ort } from './session.js';
+
+/** How closely the int8 model follows the float one on the calibration images: cosine of each image's output rows. */
+export interface Int8Agreement {
+  images: number;
+  meanCosine: number;
+  minCosine: number;
+}
+
+type Outputs = Array<Record<string, Float32Array>>;
+
+/**
+ * Min and max of every tensor of `tensors` over the calibration batches, run through `bytes` (a
+ * graph that outputs them besides its own outputs), and those own outputs. Quantiles (dropping the
+ * 0.01% tails) were tried and fitted worse on every tower of test/lib/quantize.test.ts.
+ */
+async function measureRanges(ort: Ort, bytes: Uint8Array, inputName: string, outputNames: string[], tensors: string[], batches: CalibrationBatch[]): Promise<{ ranges: Map<string, TensorRange>; float: Outputs }> {
+  const session = await ort.InferenceSession.create(bytes, sessionOptions());
+  const ranges = new Map(tensors.map((t) => [t, { min: Infinity, max: -Infinity }]));
+  const float: Outputs = [];
+  try {
+    for (const batch of batches) {
+      const result = await session.run({ [inputName]: new ort.Tensor('float32', batch.data, batch.shape) });
+      for (const t of tensors) {
+        const values = result[t].data as Float32Array;
+        const range = ranges.get(t)!;
+        for (let i = 0; i < values.length; i++) {
+          if (values[i] < range.min) range.min = values[i];
+          if (values[i] > range.max) range.max = values[i];
+        }
+      }
+      float.push(Object.fromEntries(outputNames.map((name) => [name, result[name].data as Float32Array])));
+    }
+  } finally {
+    await session.release();
+  }
+  return { ranges, float };
+}
+
+/** An int8 graph of `converted`, calibrated on `calibration`, and the float outputs there (to measure agreement against). */
+export async function calibrateInt8(ort: Ort, converted: ConvertedModel, calibration: CalibrationBatch[]): Promise<{ graph: ConvertedGraph; bytes: Uint8Array; float: Outputs; images: number }> {
+  const folded = foldBatchNorm(converted.graph);
+  const tensors = quantizedTensors(folded);
+  const outputNames = converted.graph.outputs.map((o) => o.name);
+  const { ranges, float } = await measureRanges(ort, encodeConverted(converted, calibrationGraph(folded, tensors)), converted.inputName, outputNames, tensors, calibration);
+  const images = calibration.reduce((n, batch) => n + batch.shape[0], 0);
+  const graph = quantizeGraph(folded, ranges);
+  return { graph, bytes: encodeConverted(converted, graph, { 'atelier.precision': JSON.stringify(precisionRecord(images)) }), float, images };
+}
+
+function precisionRecord(images: number, agreement?: Int8Agreement): Record<string, unknown> {
+  return { precision: 'int8', calibrationImages: images, weights: 'int8 symmetric per output channel', activations: 'uint8 per tensor, calibration min/max', ...(agreement ? { agreement } : {}) };
+}
+
+/** Per image, the cosine of `session`'s output rows with the float ones, over every output. */
+export async function measureAgreement(ort: Ort, session: import('onnxruntime-node').InferenceSession, inputName: string, calibration: CalibrationBatch[], float: Outputs): Promise<Int8Agreement> {
+  const cosines: number[] = [];
+  for (const [k, batch] of calibration.entries()) {
+    const result = await session.run({ [inputName]: new ort.Tensor('float32', batch.data, batch.shape) });
+    const count = batch.shape[0];
+    for (const [name, x] of Object.entries(float[k])) {
+      const y = result[name].data as Float32Array;
+      const dim = x.length / count;
+      for (let i = 0; i < count; i++) {
+        let dot = 0;
+        let nx = 0;
+        let ny = 0;
+        for (let j = i * dim; j < (i + 1) * dim; j++) {
+          dot += x[j] * y[j];
+          nx += x[j] * x[j];
+          ny += y[j] * y[j];
+        }
+        cosines.push(nx === 0 && ny === 0 ? 1 : dot / Math.sqrt(nx * ny || 1));
+      }
+    }
+  }
+  const round = (v: number) => Math.round(v * 1e4) / 1e4;
+  return { images: calibration.reduce((n, batch) => n + batch.shape[0], 0), meanCosine: round(cosines.reduce((s, c) => s + c, 0) / cosines.length), minCosine: round(Math.min(...cosines)) };
+}
+
+/** A converted model as int8 QDQ bytes (for a file): calibrated, checked against float, the agreement in its metadata. */
+export async function quantizedBytes(ort: Ort, converted: ConvertedModel, calibration: CalibrationBatch[]): Promise<{ bytes: Uint8Array; agreement: Int8Agreement }> {
+  const { graph, bytes, float, images } = await calibrateInt8(ort, converted, calibration);
+  const session = await ort.InferenceSession.create(bytes, sessionOptions());
+  let agreement: Int8Agreement;
+  try {
+    agreement = await measureAgreement(ort, session, converted.inputName, calibration, float);
+  } finally {
+    await session.release();
+  }
+  return { bytes: encodeConverted(converted, graph, { 'atelier.precision': JSON.stringify(precisionRecord(images, agreement)) }), agreement };
+}
