@@ -100,6 +100,7 @@ demo: build fixtures
 	  $(DEMO_TOWER) --loss full --epochs 10 --lr 0.05 --epoch-size 2048 --negatives 20 --seed 3
 	$(ATELIER) tag -m $(DEMO)/weak.model -i $(DEMO)/samples.ndjson --k 5 > $(DEMO)/tags.ndjson
 	$(ATELIER) embed -m $(DEMO)/weak.model -i $(FIXTURES)/images.ndjson -o $(DEMO)/images.npy --skipped $(DEMO)/skipped.ndjson
+	$(ATELIER) embed -m $(DEMO)/weak.model -i $(FIXTURES)/images.ndjson -o $(DEMO)/images-int8.npy --precision int8
 	$(ATELIER) embed -m $(DEMO)/weak.model --words -o $(DEMO)/words.npy
 	@echo "== retrieval: In-Shop protocol on the query/gallery split"
 	$(ATELIER) eval-retrieval -p $(FIXTURES)/list_eval_partition.txt -e $(DEMO)/images.npy --id-field image \
