@@ -177,6 +177,10 @@ test('--solver lbfgs: the scikit-learn-style probe scores at least the adam head
   assert.equal(log.length, 1);
   assert.equal(log[0].solver, 'lbfgs');
   assert.ok([0.1, 0.01, 0.001, 0.0001].includes(log[0].l2), `l2 ${log[0].l2} from the sweep`);
+  // Without a validation split there is nothing to choose the penalty on: scikit-learn's default C = 1, λ = 1/n.
+  const noVal = (await train([...common, '--val-fraction', '0', '--solver', 'lbfgs', '-o', join(dir, 'lbfgs-noval.model')])) as Report & { samples: { train: number } };
+  const noValLog = JSON.parse(readFileSync(join(dir, 'lbfgs-noval.model.log.json'), 'utf8')) as Array<{ l2: number }>;
+  assert.ok(Math.abs(noValLog[0].l2 - 1 / noVal.samples.train) < 1e-12, `l2 ${noValLog[0].l2}`);
   // The saved model is the usual dense softmax head: classify gives the probabilities training wrote.
   const classified = await runAtelier(['classify', '-m', model, '-f', features]);
   assert.equal(classified.code, 0, classified.stderr);
