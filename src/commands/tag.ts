@@ -16,6 +16,7 @@ import { checkFileOutput } from '../lib/io/atomic.js';
 import { positiveInt } from '../lib/options.js';
 import { featureModel, wordKernel } from '../lib/models/weak-model.js';
 import { predictedWordTypes, topWordsByType, typeLayer } from '../lib/models/type-attention.js';
+import { mergedWordTypes } from '../lib/models/visual-word-types.js';
 import type { WeakModelMetadata } from '../lib/models/weak-files.js';
 import { requireShardFile, resolveShard, shardOption, shardPath, shardRecords, writeShardManifest } from '../lib/shard.js';
 
@@ -49,7 +50,7 @@ export default defineCommand<Args>({
 
 --word W ranks the images by that word instead (the report's "most confident images for woolen"): the output is {id, image, word, score} per image, most confident first (--top N keeps the first N). Ranking needs one number per image in memory; tagging streams.
 
-For a model trained with --attention types (the report 4.3): --by-type writes {id, image, types: {TYPE: [{word, score}]}} with the --k best words of each fashion type, each word scored on its own predicted type's sub-vector of the image embedding (z_t . w); --word-types FILE writes each vocabulary word's predicted type {word, type, p, thesaurus, heldOut, disagrees}: the words whose type disagrees with the thesaurus, or that it lacks, are candidates to enrich it.`,
+For a model trained with --attention types (the report 4.3): --by-type writes {id, image, types: {TYPE: [{word, score}]}} with the --k best words of each fashion type, each word scored on its own predicted type's sub-vector of the image embedding (z_t . w); --word-types FILE writes each vocabulary word's predicted type {word, type, p, evidence, images, thesaurus, heldOut, disagrees}. The type comes from the images train-weak saw with the word (evidence "images", when at least 2): the type of the word whose type training knew and whose images sit closest to them in the embedding (cosine of the mean standardised rows; p is the softmax of each type's best cosine at temperature 0.1); else from the word's vector (evidence "vector", the classifier training combines the sub-vectors by). The words whose type disagrees with the thesaurus, or that it lacks, are candidates to enrich it.`,
   positionals: [{ name: 'images', describe: 'image files (instead of --input)', type: 'string', variadic: true }],
   options: {
     input: { alias: 'i', describe: 'NDJSON with an image path per line (- for stdin); used when no image arguments are given', type: 'string' },
@@ -94,7 +95,8 @@ For a model trained with --attention types (the report 4.3): --by-type writes {i
     const backend = await selectBackend({ requested: args.backend, env: io.env, stderr: io.stderr });
     const { model } = await loadModel(args.model);
     const layer = attention ? typeLayer(model) : null;
-    const predicted = layer ? await predictedWordTypes(layer) : null;
+    // A word's type: from its images where training saw enough of them, else from its vector.
+    const predicted = layer ? mergedWordTypes(attention!.visualTypes, await predictedWordTypes(layer), attention!.types) : null;
     if (args['word-types'] && predicted) {
       const types = await openNdjsonWriter(args['word-types'], { outputs: io.outputs });
       const heldOut = new Set(attention!.heldOut);
@@ -103,7 +105,7 @@ For a model trained with --attention types (the report 4.3): --by-type writes {i
         const type = attention!.types[predicted.type[k]];
         const thesaurus = attention!.thesaurusTypes[k];
         if (thesaurus !== null && thesaurus !== type) disagree++;
-        await types.write({ word, type, p: round(predicted.probability[k]), thesaurus, heldOut: heldOut.has(word), disagrees: thesaurus !== null && thesaurus !== type });
+        await types.write({ word, type, p: round(predicted.probability[k]), evidence: predicted.evidence[k], images: attention!.visualTypes?.images[k] ?? null, thesaurus, heldOut: heldOut.has(word), disagrees: thesaurus !== null && thesaurus !== type });
       }
       await types.close();
       io.stderr.write(`atelier tag: ${disagree} of ${attention!.thesaurusTypes.filter((t) => t !== null).length} thesaurus words have another predicted type -> ${args['word-types']}\n`);

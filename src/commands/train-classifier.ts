@@ -10,7 +10,7 @@ import { DEFAULT_TOWER } from '../lib/models/weak-model.js';
 import { isTowerName, parseInputSize } from '../lib/models/towers/index.js';
 import { backboneOptions, towerNamesText, type BackboneArgs } from '../lib/train/tower-options.js';
 import { trainingWorkers, trainWorkersOption } from '../lib/train/parallel-gradients.js';
-import { classifierNets, trainClassifier } from '../lib/train/classifier-trainer.js';
+import { classifierNets, fitClassifierLbfgs, trainClassifier } from '../lib/train/classifier-trainer.js';
 import { classWeightsFor, readJoinRecords, readLabelledRecords, readLabelsOrder, readSampleWeights } from '../lib/facets/labels.js';
 import { CLASSIFIER_MODEL_KIND, buildFeatureClassifier, buildImageClassifier, classifierForSaving, type ClassifierMetadata, type HeadConfig } from '../lib/facets/classifier-model.js';
 import { openClassifierInputs, type StnSettings } from '../lib/facets/classifier-inputs.js';
@@ -32,6 +32,7 @@ interface ClassifierArgs extends LoopArgs {
   features?: string;
   'feature-ids'?: string;
   mode: 'head' | 'finetune';
+  solver: 'adam' | 'lbfgs';
   head: 'linear' | 'mlp';
   hidden: number;
   dropout: number;
@@ -69,6 +70,8 @@ export default defineCommand<Args>({
 
 The loss is a class-weighted cross-entropy: --class-weight balanced weighs each class by the inverse of its training frequency (n / (K n_c)), none weighs all alike, and a file of {label, weight} records (NDJSON or CSV) sets them by hand. --labels-order names the classes, one per line, in the order every output uses (probabilities, reports, confusion matrices); a label outside it is an error. Without it, classes sort by name.
 
+The head is trained by Adam (--solver adam, the default: epochs of mini-batches, early stopping, checkpoints) or, for a linear head on frozen features, fitted by L-BFGS (--solver lbfgs): the multinomial logistic regression scikit-learn's LogisticRegression fits, on standardised features, to convergence, with the L2 penalty (0.1, 0.01, 0.001, 0.0001) that scores best on the validation split (1/n without one), and the same class and record weights. It needs no learning rate or epochs and is what a linear probe is usually measured with; the model saved is the same softmax head.
+
 Records are split into train, validation and test by a hash of --group-field (the product, so all its views stay together; the id when the field is missing): an image never changes sides when labels are added or corrected and the command is run again. Training stops after --patience epochs without a lower validation loss and keeps the best epoch's weights; each epoch writes a checkpoint (default <out>.checkpoint) that --resume continues from, and the epoch log goes to <out>.log.json.
 
 Prints a JSON report: per-class precision, recall, F1 and support, macro and weighted F1, accuracy and the confusion matrix, for the train, validation and test splits (GILT: train and test F1 per class). --predictions writes every record's prediction {id, split, truth, label, probs} for eval-classifier. Corrupt images are skipped with a warning and counted.`,
@@ -85,6 +88,7 @@ Prints a JSON report: per-class precision, recall, F1 and support, macro and wei
     features: { alias: 'f', describe: 'precomputed features .npy (rows matched to records by id); instead of images', type: 'string' },
     'feature-ids': { describe: 'ids NDJSON of --features (default: <features>.ids.ndjson)', type: 'string' },
     mode: { describe: 'head: train a head on frozen features; finetune: train the tower end to end', choices: ['head', 'finetune'], default: 'head' },
+    solver: { describe: 'adam: epochs of mini-batches at --lr with early stopping; lbfgs (--mode head, linear head): fitted to convergence as scikit-learn\'s LogisticRegression, the L2 penalty chosen on the validation split (no --lr, --epochs, --resume)', choices: ['adam', 'lbfgs'], default: 'adam' },
     head: { describe: 'head: a linear layer or a one-hidden-layer MLP', choices: ['linear', 'mlp'], default: 'linear' },
     hidden: { describe: 'hidden units of the MLP head', type: 'number', default: 256, check: positiveInt },
     dropout: { describe: 'dropout before the class layer while training', type: 'number', default: 0, check: share },
@@ -166,7 +170,7 @@ Prints a JSON report: per-class precision, recall, F1 and support, macro and wei
       ...(args['head-epochs'] || args['backbone-lr'] !== 1 || args['freeze-bn'] ? { schedule: [args['head-epochs'], args['backbone-lr'], args['freeze-bn']] } : {}),
       ...(stn ? { stn } : {}),
     });
-    const state = await trainClassifier(model, nets, feed, bySplit, labels, {
+    const state = args.solver === 'lbfgs' ? await fitClassifierLbfgs(model, nets, feed, bySplit, labels, { classWeights, sampleWeights }, io, 'train-classifier') : await trainClassifier(model, nets, feed, bySplit, labels, {
       mode: args.mode, headEpochs: args['head-epochs'], backboneLr: args['backbone-lr']!, freezeBn: args['freeze-bn'], lr, batch: args.batch, classWeights, sampleWeights, workers,
       epochs: args.epochs, patience: args.patience, stopAfter: args['stop-after'], seed: args.seed, resume: args.resume, checkpointDir: checkpointDirOf(args), fingerprint,
     }, io, 'train-classifier');
@@ -196,6 +200,13 @@ Prints a JSON report: per-class precision, recall, F1 and support, macro and wei
 });
 
 function checkArgs(args: Args): void {
+  if (args.solver === 'lbfgs') {
+    // L-BFGS fits a convex problem on fixed rows: a linear head on frozen features, in one go.
+    if (args.mode !== 'head') throw new UsageError('lbfgs fits a linear head on frozen features (--mode head); fine-tuning on images trains with --solver adam', { field: '--solver' });
+    if (args.head !== 'linear') throw new UsageError('lbfgs fits a linear head; the MLP head trains with --solver adam', { field: '--solver' });
+    if (args.dropout > 0) throw new UsageError('lbfgs fits without dropout (its L2 penalty is chosen on the validation split)', { field: '--dropout' });
+    if (args.resume) throw new UsageError('lbfgs fits in one pass, with nothing to resume', { field: '--resume' });
+  }
   if (args.stn !== undefined && args.mode !== 'finetune') throw new UsageError('the transformer trains with the tower: use --mode finetune', { field: '--stn' });
   if (args['stn-min-scale'] > args['stn-max-scale']) throw new UsageError(`${args['stn-min-scale']} is above --stn-max-scale ${args['stn-max-scale']}`, { field: '--stn-min-scale' });
   if (args['test-fraction'] + args['val-fraction'] >= 1) throw new UsageError('test and validation fractions leave nothing to train on', { field: '--test-fraction' });

@@ -15,7 +15,8 @@ import type { UnknownTypes } from '../lib/models/type-attention.js';
 import { parseInputSize } from '../lib/models/towers/index.js';
 import { backboneOptions, openTower, resizeModeFor, towerNamesText, towerSpecFor, type BackboneArgs, type TowerRecord } from '../lib/train/tower-options.js';
 import { buildWordIndex } from '../lib/train/word-sampler.js';
-import { evaluateTagging, openWeakParallel, trainStep, trainStepParallel, weakModels, type StepOptions } from '../lib/train/weak-trainer.js';
+import { embedStore, evaluateTagging, openWeakParallel, trainStep, trainStepParallel, weakModels, type StepOptions } from '../lib/train/weak-trainer.js';
+import { imageSignatures, nearestTypedWord, visualTypesRecord, type VisualTypesRecord } from '../lib/models/visual-word-types.js';
 import { trainingWorkers, trainWorkersOption } from '../lib/train/parallel-gradients.js';
 import type { ImageStore } from '../lib/image/batch.js';
 import { copyMatchingWeights, readVocabulary, WEAK_MODEL_KIND, type WeakModelMetadata, type EpochLog } from '../lib/models/weak-files.js';
@@ -272,7 +273,16 @@ The output is a model directory (model.json, weights, metadata.json with vocabul
       },
     });
     await parallel?.close();
-    const attentionRecord = attention ? { attention: { types: attention.types, unknown: args['unknown-types'], thesaurusTypes: attention.thesaurusTypes, heldOut: attention.heldOut } } : {};
+    let visualTypes: VisualTypesRecord | undefined;
+    if (attention) {
+      // Each word's type from the images that carry it, training and validation alike (no type is read from them).
+      const all: ImageStore = { pixels: [...train.pixels, ...val.pixels], storedSize: stored.height, storedWidth: stored.width };
+      const { rows, dim } = await embedStore(model, all, input);
+      const typed = nearestTypedWord(imageSignatures(rows, dim, [...train.bags, ...val.bags], vocabulary.length), attention.trainingTypes, attention.types.length);
+      visualTypes = visualTypesRecord(typed, attention.types);
+      io.stderr.write(`atelier train-weak: ${visualTypes.type.filter((t) => t !== null).length} of ${vocabulary.length} words typed by their images (the others have fewer than 2)\n`);
+    }
+    const attentionRecord = attention ? { attention: { types: attention.types, unknown: args['unknown-types'], thesaurusTypes: attention.thesaurusTypes, heldOut: attention.heldOut, visualTypes } } : {};
     const metadata: WeakModelMetadata = { kind: WEAK_MODEL_KIND, vocabulary, config, backend: choice.name, log: state.log as EpochLog[], tower: towerRecord, ...attentionRecord };
     await saveModel(model, args.out, { metadata: metadata as unknown as Record<string, unknown>, outputs: io.outputs });
     await writeFileAtomic(logPathOf(args.out), JSON.stringify(state.log, null, 2) + '\n', io.outputs);

@@ -19,7 +19,7 @@ const TINY = ['--input-size', '16', '--width', '4', '--stages', '2', '--batch', 
 const visualWords = new Set<string>();
 for (const table of [COLOUR_WORDS, PATTERN_WORDS, SILHOUETTE_WORDS]) for (const byLang of Object.values(table)) for (const list of Object.values(byLang)) for (const w of list) for (const part of w.split(' ')) visualWords.add(part);
 
-type WordType = { word: string; type: string; p: number; thesaurus: string | null; heldOut: boolean; disagrees: boolean };
+type WordType = { word: string; type: string; p: number; evidence: 'images' | 'vector'; images: number | null; thesaurus: string | null; heldOut: boolean; disagrees: boolean };
 let wordTypes: WordType[];
 let tags: Array<{ id: string; types: Record<string, Array<{ word: string; score: number }>> }>;
 
@@ -31,7 +31,9 @@ beforeAll(async () => {
   items = join(dir, 'head.ndjson');
   writeFileSync(items, readFileSync(all, 'utf8').split('\n').slice(0, 240).join('\n') + '\n');
   model = join(dir, 'types.model');
-  const train = await runAtelier(['train-weak', '-i', items, '--vocab', vocab, '-o', model, ...TINY, '--attention', 'types', '--held-out-types', '0.3', '--unknown-types', 'entropy'], { timeoutMs: 300_000 });
+  // Trained on the whole catalogue (2,407 views) at the same tiny budget: the word types come from the images
+  // that carry each word, and the head alone has none of some held-out words (ivory, tote).
+  const train = await runAtelier(['train-weak', '-i', all, '--vocab', vocab, '-o', model, ...TINY, '--attention', 'types', '--held-out-types', '0.3', '--unknown-types', 'entropy'], { timeoutMs: 300_000 });
   assert.equal(train.code, 0, train.stderr);
   const typesFile = join(dir, 'types.ndjson');
   const out = join(dir, 'by-type.ndjson');
@@ -84,20 +86,27 @@ test('attention mistakes: one line, exit 2', async () => {
   assert.match(byType.stderr, /^atelier tag: .*plain\.model: --by-type: the model was not trained with --attention types\n$/);
 });
 
-// The issue's target, not met, and not for want of budget. Measured 2026-12-03 on the fixture catalogue
-// (2,407 views; --held-out-types 0.3 hides 33 colour/pattern/garment words, 76 typed visual words train):
-// - as built (the type loss trains A and b on a detached W, --unknown-types entropy): 0.27 held-out / 0.30
-//   trained-word accuracy at this file's setting; 0.36 / 0.34 at 32 px, width 8, 4 x 512 samples.
-// - the type loss also moving W: the trained words reach 1.0, the held-out ones 0.30 (entropy); 0.33 when a
-//   word with no type is combined by its best of the five validation cases in training, 0.30 with 6 x 2,048
-//   samples at 32 px, width 16; 0.15 when it is combined by the uniform vector.
-// - word2vec on the same bags (100-d): a linear type probe on the 76 typed words gets 0.33 of the held-out
-//   words, the nearest typed word's type 0.52.
-// Why: a held-out word's vector is shaped by how it is scored, and with its type hidden it is scored on
-// another sub-vector than its typed synonyms (its own predicted type, best case or mean), so it settles
-// away from them (cosine blue/bleu -0.26, dress/robe -0.06, stripes/striped -0.32; red/rouge 0.73 is the
-// exception) and no classifier on W can carry the thesaurus type over. The bound is the design (the word
-// vector is the classifier's only input), not the training budget.
+test('tag --word-types: a held-out visual word takes its type from its images, at least 0.25 above chance (0.25)', () => {
+  const heldOut = wordTypes.filter((w) => w.heldOut && visualWords.has(w.word));
+  assert.ok(heldOut.every((w) => w.evidence === 'images' && (w.images ?? 0) >= 2), 'every held-out visual word has images');
+  const accuracy = heldOut.filter((w) => w.type === w.thesaurus).length / heldOut.length;
+  // Measured 0.64 (21 of 33); the word-vector classifier before it: 0.27.
+  assert.ok(accuracy >= 0.5, `held-out ${accuracy.toFixed(3)}`);
+});
+
+// The issue's target, not met. Measured 2026-12-03 on the fixture catalogue (2,407 views; --held-out-types 0.3
+// hides 33 colour/pattern/garment words, 76 typed visual words train), accuracy on held-out visual words:
+// - the type classifier on the word vector W (the report's layer; kept for words with fewer than 2 images and to
+//   combine the sub-vectors in training): 0.27 at this file's setting, 0.30-0.36 however trained (bench/RESULTS.md):
+//   a held-out word's vector settles away from its typed synonyms (cosine blue/bleu -0.26).
+// - from the images (what tag --word-types reports now): the type of the typed word whose images sit nearest in
+//   the embedding: 0.64 here (all 9 colour words, 10 of 15 garment words, 2 of 9 pattern words), 0.70 at
+//   32 px, width 8, 4 x 512 samples. Pattern words are the bound: at 16-32 px with a tower that saw 128-2,048
+//   samples, striped, dotted and plain images do not separate in the embedding, so rayé's images look like
+//   any colour word's. Scoring how a word's images agree per dimension (variance ratio) against the typed
+//   words' type centroids: 0.30; per sub-vector (no classifier): 0.21-0.36, the sub-vectors do not specialise.
+// - not from the images: the type whose typed words a word never shares a bag with (one colour per product)
+//   reaches 0.88 on all 2,407 bags, 0.42 on 240; a fixture regularity, not kept.
 test.fails('type classifier >= 0.9 on held-out colour, pattern and garment words', () => {
   const heldOut = wordTypes.filter((w) => w.heldOut && visualWords.has(w.word));
   const accuracy = heldOut.filter((w) => w.type === w.thesaurus).length / heldOut.length;

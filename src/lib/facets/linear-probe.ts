@@ -29,6 +29,8 @@ export interface ProbeOptions {
   classes: number;
   /** Per-class loss weight (balanced: n / (K n_c)); all 1 when absent. */
   classWeights?: ArrayLike<number>;
+  /** Per-row loss weight of the training rows, multiplied with the class weight; all 1 when absent. */
+  sampleWeights?: ArrayLike<number>;
   /** λ of the penalty (λ/2)·‖W‖² added to the weighted mean cross-entropy; the bias is not penalised. */
   l2: number;
   maxIterations?: number;
@@ -75,7 +77,7 @@ export async function fitLinearProbe(train: ProbeData, options: ProbeOptions): P
   const lambda = options.l2;
   const cw = options.classWeights;
   const sampleWeight = new Float32Array(n);
-  for (let i = 0; i < n; i++) sampleWeight[i] = cw ? cw[train.labels[i]] : 1;
+  for (let i = 0; i < n; i++) sampleWeight[i] = (cw ? cw[train.labels[i]] : 1) * (options.sampleWeights ? options.sampleWeights[i] : 1);
   const totalWeight = sampleWeight.reduce((a, b) => a + b, 0) || 1;
 
   const x = tf.tensor2d(standardised(train, scaling), [n, dim]);

@@ -5,6 +5,7 @@ import { readNdjson, requireString } from '../io/ndjson.js';
 import type { tf } from '../backend/tf.js';
 import type { WeakModelConfig } from './weak-model.js';
 import type { TowerRecord } from './backbone.js';
+import type { VisualTypesRecord } from './visual-word-types.js';
 
 export const WEAK_MODEL_KIND = 'atelier-weak';
 
@@ -29,8 +30,8 @@ export interface WeakModelMetadata {
   log: EpochLog[];
   /** The tower (family, input, resize mode, backbone); absent in round-1 models (small, square, cover). */
   tower?: TowerRecord;
-  /** Fashion-type attention (report §4.3): type names, the unknown-type option, each word's thesaurus type, the words held out. */
-  attention?: { types: string[]; unknown: string; thesaurusTypes: Array<string | null>; heldOut: string[] };
+  /** Fashion-type attention (report §4.3): type names, the unknown-type option, each word's thesaurus type, the words held out, each word's type from its images. */
+  attention?: { types: string[]; unknown: string; thesaurusTypes: Array<string | null>; heldOut: string[]; visualTypes?: VisualTypesRecord };
 }
 
 /** Reads the first `topK` words (0: all) of a crawl-tokenize vocabulary NDJSON ({word, count, df}). */

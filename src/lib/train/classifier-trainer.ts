@@ -7,7 +7,8 @@ import type { CommandIO } from '../command.js';
 import { drawCrops } from '../image/batch.js';
 import { multiClassReport } from '../metrics/classification.js';
 import { stnParts, transformModel } from '../models/attention/stn.js';
-import { CLASSIFIER_MODEL_KIND, headVariables, logitsModel, weightedCrossEntropy } from '../facets/classifier-model.js';
+import { CLASSIFIER_LAYER, CLASSIFIER_MODEL_KIND, headVariables, logitsModel, weightedCrossEntropy } from '../facets/classifier-model.js';
+import { chooseLinearProbe, fitLinearProbe, type ProbeData } from '../facets/linear-probe.js';
 import type { SplitSample, SplitSamples } from '../facets/classifier-data.js';
 import { classifierInputBatch, classifierLogits, type ClassifierFeed } from '../facets/classifier-predict.js';
 import { argmax } from '../facets/evaluation.js';
@@ -140,4 +141,49 @@ export async function trainClassifier(
   optimizer.dispose();
   towerOptimizer?.dispose();
   return state;
+}
+
+/** The L2 penalties --solver lbfgs tries, strongest first; the validation split picks one (bench/probe.ts's sweep). */
+export const LBFGS_L2S = [1e-1, 1e-2, 1e-3, 1e-4];
+
+/**
+ * --solver lbfgs: the linear head fitted to convergence as scikit-learn's LogisticRegression (src/lib/facets/
+ * linear-probe.ts: standardised features, L2 chosen by validation accuracy; without a validation split
+ * sklearn's default C = 1, λ = 1/n) instead of Adam epochs. The fit lands in the model's class layer, so
+ * the model saved is the same dense softmax head. One log entry, as one epoch.
+ */
+export async function fitClassifierLbfgs(
+  model: tf.LayersModel, nets: ClassifierNets, feed: ClassifierFeed, bySplit: SplitSamples, labels: string[],
+  s: Pick<ClassifierTrainingSettings, 'classWeights' | 'sampleWeights'>, io: Pick<CommandIO, 'stderr'>, command: string,
+): Promise<Pick<TrainingState, 'epoch' | 'bestEpoch' | 'log'>> {
+  const { featureRows, featureDim } = feed;
+  const rowsOf = (part: SplitSample[]): ProbeData => {
+    const x = new Float32Array(part.length * featureDim);
+    part.forEach((p, i) => x.set(featureRows!.subarray(p.slot * featureDim, (p.slot + 1) * featureDim), i * featureDim));
+    return { x, labels: part.map((p) => p.record.classIndex), dim: featureDim };
+  };
+  const started = performance.now();
+  const train = rowsOf(bySplit.train);
+  const options = { classes: labels.length, classWeights: s.classWeights, sampleWeights: s.sampleWeights ? bySplit.train.map((p) => s.sampleWeights!.get(p.record.id)!) : undefined };
+  const chosen = bySplit.val.length
+    ? await chooseLinearProbe(train, rowsOf(bySplit.val), { ...options, l2s: LBFGS_L2S })
+    : { fit: await fitLinearProbe(train, { ...options, l2: 1 / Math.max(1, bySplit.train.length) }), sweep: [] };
+  const { fit } = chosen;
+  const fitted = [tf.tensor2d(fit.weights, [featureDim, labels.length]), tf.tensor1d(fit.bias)];
+  model.getLayer(CLASSIFIER_LAYER.logits).setWeights(fitted);
+  tf.dispose(fitted);
+  const entry: Record<string, unknown> = { epoch: 1, loss: fit.loss, solver: 'lbfgs', l2: fit.l2, iterations: fit.iterations, gradientMax: fit.gradientMax, sweep: chosen.sweep };
+  if (bySplit.val.length) {
+    const valTruth = bySplit.val.map((v) => v.record.classIndex);
+    const logits = await classifierLogits(nets.logitsNet, feed, bySplit.val, labels.length);
+    const weights = s.sampleWeights ? tf.tensor1d(bySplit.val.map((p) => s.sampleWeights!.get(p.record.id)!)) : undefined;
+    const valLoss = await takeScalar(tf.tidy(() => weightedCrossEntropy(tf.tensor2d(logits, [valTruth.length, labels.length]), tf.tensor1d(valTruth, 'int32'), tf.tensor1d(s.classWeights), weights)));
+    weights?.dispose();
+    const report = multiClassReport(valTruth, valTruth.map((_, i) => argmax(logits, i * labels.length, labels.length)), labels);
+    Object.assign(entry, { valLoss, valAccuracy: report.accuracy, valMacroF1: report.macroF1 });
+  }
+  entry.seconds = (performance.now() - started) / 1000;
+  const sweep = chosen.sweep.map((p) => `${p.l2}: val acc ${p.valAccuracy.toFixed(3)} in ${p.iterations} it`).join(', ');
+  io.stderr.write(`atelier ${command}: lbfgs l2 ${fit.l2} in ${fit.iterations} iterations (largest gradient ${fit.gradientMax.toExponential(1)})${sweep ? ` (${sweep})` : ''}\n`);
+  return { epoch: 1, bestEpoch: 1, log: [entry] };
 }

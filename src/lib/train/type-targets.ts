@@ -11,6 +11,8 @@ export interface AttentionSetup {
   thesaurusTypes: Array<string | null>;
   /** Typed words whose type training did not see. */
   heldOut: string[];
+  /** The type index training sees for each word (-1: none or held out). */
+  trainingTypes: Int32Array;
   targets: Float32Array;
   entropy: Float32Array;
 }
@@ -24,6 +26,7 @@ export function attentionSetup(thesaurus: Thesaurus, vocabulary: readonly string
     types: thesaurus.types,
     thesaurusTypes: Array.from(known, (t) => (t >= 0 ? thesaurus.types[t] : null)),
     heldOut,
+    trainingTypes: training,
     ...typeTargets(training, thesaurus.types.length, unknown),
   };
 }
