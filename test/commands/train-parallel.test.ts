@@ -1,5 +1,7 @@
-// train-weak --workers 2 as a user runs it: the same seed and worker count give byte-identical
-// models, and a run stopped after an epoch and resumed equals an uninterrupted one.
+// The trainers with --workers 2 as a user runs them: the same seed and worker count give
+// byte-identical models, and a run stopped after an epoch and resumed equals an uninterrupted one.
+// Whether the parallel runs learn is asserted in each trainer's own test file, which trains with
+// --workers 2 (train-triplet, train-locate's locate.test.ts, train-attention).
 import { beforeAll, test } from 'vitest';
 import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
@@ -60,4 +62,28 @@ test('train-classifier --mode finetune --workers 2: the same seed gives the same
   assert.equal(rest.code, 0, rest.stderr);
   assert.match(rest.stderr, /resuming after epoch 1/);
   assert.ok(weightsOf(staged).equals(weightsOf(join(dir, 'ca.model'))), 'stopped and resumed equals uninterrupted');
+});
+
+/** Two runs of `command` with `common` flags at once, then one stopped after epoch 1 and resumed: all three write the same weights. */
+async function sameAndResumed(command: string, common: string[], name: string): Promise<void> {
+  const [a, b] = await Promise.all(['a', 'b'].map((run) => runAtelier([command, ...common, '-o', join(dir, `${name}-${run}.model`)], { timeoutMs: 300_000 })));
+  assert.equal(a.code, 0, a.stderr);
+  assert.equal(b.code, 0, b.stderr);
+  assert.ok(weightsOf(join(dir, `${name}-a.model`)).equals(weightsOf(join(dir, `${name}-b.model`))), 'two runs give byte-identical weights');
+  const staged = join(dir, `${name}-staged.model`);
+  const first = await runAtelier([command, ...common, '--stop-after', '1', '-o', staged], { timeoutMs: 300_000 });
+  assert.equal(first.code, 0, first.stderr);
+  const rest = await runAtelier([command, ...common, '--resume', '-o', staged], { timeoutMs: 300_000 });
+  assert.equal(rest.code, 0, rest.stderr);
+  assert.match(rest.stderr, /resuming after epoch 1/);
+  assert.ok(weightsOf(staged).equals(weightsOf(join(dir, `${name}-a.model`))), 'stopped and resumed equals uninterrupted');
+}
+
+test('train-triplet --workers 2: the same seed gives the same model; --resume is bit-exact', async () => {
+  const catalogue = await fixtureCatalogue();
+  const train = join(dir, 'triplet-train.ndjson');
+  const rows = readFileSync(join(catalogue, 'images.ndjson'), 'utf8').split('\n').filter((l) => l.includes('"split":"train"')).slice(0, 64);
+  writeFileSync(train, rows.map((l) => l.replace('"image":"site', `"image":"${catalogue}/site`)).join('\n') + '\n');
+  // No validation split: every epoch is kept, so the weights written are the trained ones.
+  await sameAndResumed('train-triplet', ['-i', train, '--input-size', '16', '--width', '4', '--stages', '2', '--groups', '4', '--per-group', '2', '--val-fraction', '0', '--epochs', '2', '--seed', '3', '--workers', '2', '--backend', 'wasm'], 'triplet');
 });

@@ -4,9 +4,8 @@
 // so the average is the whole batch's Σ w·CE / Σ w.
 import { tf } from '../backend/tf.js';
 import { logitsModel, weightedCrossEntropy } from '../facets/classifier-model.js';
-import { ParallelGradients, type Shard } from './parallel-gradients.js';
-import { shareImageStore } from './weak-trainer.js';
-import { cropPixels, inputSides, type ImageStore, type InputShape } from '../image/batch.js';
+import { ParallelGradients, type ParallelTask, type Shard } from './parallel-gradients.js';
+import { cropPixels, inputSides, shareImageStore, sharedImageStore, type ImageStore, type InputShape, type SharedImages } from '../image/batch.js';
 import { shardBounds } from '../backend/pool.js';
 
 interface ClassifierShard {
@@ -21,7 +20,7 @@ interface ClassifierOptions {
   training: boolean;
 }
 
-type SharedClassifier = ReturnType<typeof shareImageStore> & { classWeights: Float32Array };
+type SharedClassifier = SharedImages & { classWeights: Float32Array };
 
 /** Starts the training workers of an image classifier on `store`'s images (shared, not copied). */
 export function openClassifierParallel(model: tf.LayersModel, store: ImageStore, classWeights: Float32Array, workers: number): Promise<ParallelGradients> {
@@ -49,10 +48,9 @@ export async function classifierGradients(
 }
 
 /** The classifier's loss in a training worker. */
-export function classifierParallelTask(model: tf.LayersModel, shared: unknown): { loss(shard: unknown, options: unknown): tf.Scalar } {
+export function classifierParallelTask(model: tf.LayersModel, shared: unknown): ParallelTask {
   const s = shared as SharedClassifier;
-  const size = s.count ? s.pixels.byteLength / s.count : 0;
-  const store: ImageStore = { pixels: Array.from({ length: s.count }, (_, i) => new Uint8Array(s.pixels, i * size, size)), storedSize: s.storedSize, storedWidth: s.storedWidth };
+  const store = sharedImageStore(s);
   const logits = logitsModel(model);
   const classWeights = tf.keep(tf.tensor1d(s.classWeights));
   return {

@@ -10,7 +10,7 @@ import type { Random } from '../random.js';
 import { ParallelGradients, type Shard } from './parallel-gradients.js';
 import { takeValues } from '../backend/read.js';
 import { shardBounds } from '../backend/pool.js';
-import { batchPixels, cropPixels, drawCrops, inputSides, type ImageStore, type InputShape } from '../image/batch.js';
+import { batchPixels, cropPixels, drawCrops, inputSides, shareImageStore, sharedImageStore, type ImageStore, type InputShape, type SharedImages } from '../image/batch.js';
 
 export interface StepOptions {
   batchSize: number;
@@ -174,19 +174,6 @@ export async function trainStepParallel(
   return loss;
 }
 
-/** The training images in one SharedArrayBuffer: the store's arrays become views of it, so the workers share them without a copy. */
-export function shareImageStore(store: ImageStore): { pixels: SharedArrayBuffer; count: number; storedSize: number; storedWidth?: number } {
-  const size = store.pixels[0]?.length ?? 0;
-  if (store.pixels.some((p) => p.length !== size)) throw new Error('shared images must all have one size');
-  const buffer = new SharedArrayBuffer(size * store.pixels.length);
-  store.pixels.forEach((p, i) => {
-    const view = new Uint8Array(buffer, i * size, size);
-    view.set(p);
-    store.pixels[i] = view;
-  });
-  return { pixels: buffer, count: store.pixels.length, storedSize: store.storedSize, storedWidth: store.storedWidth };
-}
-
 /** Starts the training workers of the weak model on `store`'s images (shared, see shareImageStore). */
 export function openWeakParallel(model: tf.LayersModel, store: ImageStore, workers: number): Promise<ParallelGradients> {
   return ParallelGradients.open({ model, workers, task: 'weak', shared: shareImageStore(store) });
@@ -194,9 +181,7 @@ export function openWeakParallel(model: tf.LayersModel, store: ImageStore, worke
 
 /** The weak model's loss in a training worker. */
 export function weakParallelTask(model: tf.LayersModel, shared: unknown): { loss(shard: unknown, options: unknown): tf.Scalar } {
-  const s = shared as ReturnType<typeof shareImageStore>;
-  const size = s.count ? s.pixels.byteLength / s.count : 0;
-  const store: ImageStore = { pixels: Array.from({ length: s.count }, (_, i) => new Uint8Array(s.pixels, i * size, size)), storedSize: s.storedSize, storedWidth: s.storedWidth };
+  const store = sharedImageStore(shared as SharedImages);
   const models = weakModels(model);
   return { loss: (shard, options) => weakLoss(models, store, shard as WeakDraw, options as LossOptions) };
 }
