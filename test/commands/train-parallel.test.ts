@@ -8,6 +8,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { runAtelier, scratchDir } from '../helpers.js';
 import { crawlFixtureCatalogue, fixtureCatalogue } from '../fixture-catalogue.js';
+import { generateScenes } from '../../fixtures/lib/scenes.js';
 
 let dir: string;
 let flags: string[];
@@ -86,4 +87,12 @@ test('train-triplet --workers 2: the same seed gives the same model; --resume is
   writeFileSync(train, rows.map((l) => l.replace('"image":"site', `"image":"${catalogue}/site`)).join('\n') + '\n');
   // No validation split: every epoch is kept, so the weights written are the trained ones.
   await sameAndResumed('train-triplet', ['-i', train, '--input-size', '16', '--width', '4', '--stages', '2', '--groups', '4', '--per-group', '2', '--val-fraction', '0', '--epochs', '2', '--seed', '3', '--workers', '2', '--backend', 'wasm'], 'triplet');
+});
+
+test('train-locate --workers 2: the same seed gives the same model; --resume is bit-exact', async () => {
+  await generateScenes({ out: join(dir, 'scenes'), seed: 7, products: 24, variant: 'varied' });
+  await sameAndResumed('train-locate', [
+    '-i', join(dir, 'scenes', 'scenes.ndjson'), '--image-size', '32', '--input-size', '16', '--width', '4', '--stages', '2', '--batch', '4', '--patches', '4',
+    '--val-fraction', '0', '--epochs', '2', '--seed', '3', '--workers', '2', '--backend', 'wasm',
+  ], 'locate');
 });

@@ -13,6 +13,8 @@ import { openWeakParallel, trainStep, trainStepParallel, weakModels, type StepOp
 import { batchPixels, type ImageStore } from '../../src/lib/image/batch.js';
 import { l2Normalize, mineSemiHardTriplets, pairwiseSquaredDistances, tripletHingeLoss } from '../../src/lib/similarity/triplet.js';
 import { openTripletParallel, tripletGradients } from '../../src/lib/train/triplet-parallel.js';
+import { cropPatches, locateLoss, sampleTrainingPatches } from '../../src/lib/models/locate.js';
+import { locateGradients, openLocateParallel } from '../../src/lib/train/locate-parallel.js';
 import { createRandom } from '../../src/lib/random.js';
 import { trainingWorkers, type ParallelGradients } from '../../src/lib/train/parallel-gradients.js';
 import type { BackendChoice } from '../../src/lib/backend/select.js';
@@ -177,4 +179,26 @@ test('triplets mined over the whole batch: two workers give this thread\'s loss 
   const worst = gradientDifference(parallel.grads, single.grads);
   assert.ok(worst < 5e-3, `largest gradient difference ${worst} of the largest entry`);
   tf.dispose([x, ...Object.values(single.grads), ...Object.values(parallel.grads)]);
+});
+
+test('locate: the workers\' loss parts add up to this thread\'s loss and gradient', async () => {
+  const m = plainTower(5);
+  const side = STORED;
+  const pixels = images().pixels;
+  const random = createRandom(8);
+  const slots = [3, 7, 1, 12, 30];
+  const box = { x: 0.2, y: 0.25, w: 0.5, h: 0.6 };
+  const patches = slots.flatMap((_, i) => sampleTrainingPatches(box, 3 + (i % 2), random).map((p) => ({ ...p, image: i })));
+  const variables = m.trainableWeights.map((w) => w.read() as tf.Variable);
+  const imageData = Float32Array.from(slots.flatMap((s) => Array.from(pixels[s], (v) => v / 255)));
+  const batch = tf.tensor4d(imageData, [slots.length, side, side, 3]);
+  const crops = cropPatches(batch, patches.map((p) => p.window), patches.map((p) => p.image), INPUT, INPUT);
+  const single = tf.variableGrads(() => locateLoss(m.apply(crops) as tf.Tensor2D, tf.tensor1d(patches.map((p) => p.label)), tf.tensor2d(patches.flatMap((p) => p.edges), [patches.length, 4]), 2), variables);
+  const engine = await openLocateParallel(m, pixels, side, 2);
+  engines.push(engine);
+  const parallel = await locateGradients(engine, variables, { slots, patches }, { patch: { height: INPUT, width: INPUT }, boxWeight: 2 });
+  assert.ok(Math.abs(parallel.loss - (await takeScalar(single.value))) < 1e-5, `loss ${parallel.loss}`);
+  const worst = gradientDifference(parallel.grads, single.grads);
+  assert.ok(worst < 1e-4, `largest gradient difference ${worst} of the largest entry`);
+  tf.dispose([batch, crops, ...Object.values(single.grads), ...Object.values(parallel.grads)]);
 });
