@@ -8,13 +8,14 @@ import { weakParallelTask } from './weak-trainer.js';
 import { classifierParallelTask } from './classifier-parallel.js';
 import { tripletParallelTask } from './triplet-parallel.js';
 import { locateParallelTask } from './locate-parallel.js';
+import { attentionParallelTask } from './attention-parallel.js';
 import type { ParallelReply, ParallelRequest, ParallelTask, StepResult } from './parallel-gradients.js';
 
 /** Builds a task for one replica; `shared` is what the main thread gave once at start. */
 export type ParallelTaskFactory = (model: tf.LayersModel, shared: unknown) => ParallelTask;
 
 const TASKS: Record<string, ParallelTaskFactory> = {
-  weak: weakParallelTask, classifier: classifierParallelTask, triplet: tripletParallelTask, locate: locateParallelTask,
+  weak: weakParallelTask, classifier: classifierParallelTask, triplet: tripletParallelTask, locate: locateParallelTask, attention: attentionParallelTask,
 };
 
 interface Replica {
