@@ -151,8 +151,8 @@ function plainTower(outputs: number): tf.LayersModel {
 function gradientDifference(a: tf.NamedTensorMap, b: tf.NamedTensorMap): number {
   let worst = 0;
   for (const name of Object.keys(b)) {
-    const x = a[name].dataSync();
-    const y = b[name].dataSync();
+    const x = a[name].dataSync() as Float32Array;
+    const y = b[name].dataSync() as Float32Array;
     const scale = y.reduce((m, v) => Math.max(m, Math.abs(v)), 1e-12);
     x.forEach((v, i) => (worst = Math.max(worst, Math.abs(v - y[i]) / scale)));
   }
