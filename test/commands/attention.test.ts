@@ -31,7 +31,8 @@ beforeAll(async () => {
   items = join(dir, 'head.ndjson');
   writeFileSync(items, readFileSync(all, 'utf8').split('\n').slice(0, 240).join('\n') + '\n');
   model = join(dir, 'types.model');
-  const train = await runAtelier(['train-weak', '-i', items, '--vocab', vocab, '-o', model, ...TINY, '--attention', 'types', '--held-out-types', '0.3', '--unknown-types', 'entropy'], { timeoutMs: 300_000 });
+  // On two training workers, as a user's default run on a multi-core machine (train-parallel.test.ts pins their determinism).
+  const train = await runAtelier(['train-weak', '-i', items, '--vocab', vocab, '-o', model, ...TINY, '--attention', 'types', '--held-out-types', '0.3', '--unknown-types', 'entropy', '--workers', '2'], { timeoutMs: 300_000 });
   assert.equal(train.code, 0, train.stderr);
   const typesFile = join(dir, 'types.ndjson');
   const out = join(dir, 'by-type.ndjson');

@@ -46,11 +46,17 @@ test('train-weak --workers 2: the same seed gives the same model; --resume is bi
   assert.ok(Math.abs(loss(a.stderr) - loss(single.stderr)) < 0.05, `epoch 1 loss ${loss(a.stderr)} with 2 workers, ${loss(single.stderr)} with 1`);
 });
 
-test('train-classifier --mode finetune --workers 2: the same seed gives the same model; --resume is bit-exact', async () => {
+/** The first `count` images of the fixture catalogue, with absolute image paths. */
+async function firstImages(count: number): Promise<string> {
   const catalogue = await fixtureCatalogue();
-  const images = join(dir, 'images200.ndjson');
-  const lines = readFileSync(join(catalogue, 'images.ndjson'), 'utf8').split('\n').slice(0, 200);
+  const images = join(dir, `images${count}.ndjson`);
+  const lines = readFileSync(join(catalogue, 'images.ndjson'), 'utf8').split('\n').slice(0, count);
   writeFileSync(images, lines.map((l) => l.replace('"image":"site', `"image":"${catalogue}/site`)).join('\n') + '\n');
+  return images;
+}
+
+test('train-classifier --mode finetune --workers 2: the same seed gives the same model; --resume is bit-exact', async () => {
+  const images = await firstImages(200);
   const common = ['-i', images, '-l', 'colour', '--mode', 'finetune', '--tower', 'small', '--input-size', '32x24', '--width', '4', '--stages', '3', '--epochs', '2', '--head-epochs', '1', '--seed', '2', '--workers', '2', '--backend', 'wasm'];
   const [a, b] = await Promise.all(['ca', 'cb'].map((name) => runAtelier(['train-classifier', ...common, '-o', join(dir, `${name}.model`)], { timeoutMs: 300_000 })));
   assert.equal(a.code, 0, a.stderr);
@@ -95,4 +101,20 @@ test('train-locate --workers 2: the same seed gives the same model; --resume is 
     '-i', join(dir, 'scenes', 'scenes.ndjson'), '--image-size', '32', '--input-size', '16', '--width', '4', '--stages', '2', '--batch', '4', '--patches', '4',
     '--val-fraction', '0', '--epochs', '2', '--seed', '3', '--workers', '2', '--backend', 'wasm',
   ], 'locate');
+});
+
+test('train-weak --attention types --workers 2: the workers hold the type targets; same seed, same model; --resume is bit-exact', async () => {
+  const small = flags[flags.indexOf('-i') + 1];
+  const vocab = flags[flags.indexOf('--vocab') + 1];
+  await sameAndResumed('train-weak', [
+    '-i', small, '--vocab', vocab, '--input-size', '16', '--stages', '2', '--width', '4', '--negatives', '5', '--epoch-size', '64', '--epochs', '2', '--seed', '5',
+    '--attention', 'types', '--projection', '8', '--workers', '2', '--backend', 'wasm',
+  ], 'weak-types');
+});
+
+test('train-classifier --stn --workers 2: the transformer trains on the workers; same seed, same model; --resume is bit-exact', async () => {
+  await sameAndResumed('train-classifier', [
+    '-i', await firstImages(100), '-l', 'colour', '--mode', 'finetune', '--tower', 'small', '--input-size', '16', '--stn', '32', '--width', '4', '--stages', '2',
+    '--epochs', '2', '--seed', '2', '--workers', '2', '--backend', 'wasm',
+  ], 'stn');
 });
