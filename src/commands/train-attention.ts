@@ -15,6 +15,8 @@ import { splitOf, type SplitName } from '../lib/random.js';
 import { imageRecordOf } from '../lib/facets/inputs.js';
 import { multiHotTargets, readMultiLabelRecords, type MultiLabelRecord } from '../lib/facets/multilabel.js';
 import { multiLabelReport } from '../lib/metrics/multilabel.js';
+import { trainingWorkers, trainWorkersOption } from '../lib/train/parallel-gradients.js';
+import { ATTENTION_LOSS_PARTS, attentionGradients, openAttentionParallel } from '../lib/train/attention-parallel.js';
 import { initialTrainingState, shuffledBatches, trainLoop, type EpochLogEntry } from '../lib/train/loop.js';
 import {
   ATTENTION_MODEL_KIND, ATTENTION_LAYER, attentionLoss, buildAttentionModel, transformBox, type AttentionModelConfig, type LossWeights,
@@ -49,6 +51,7 @@ interface Args extends LoopArgs {
   predictions?: string;
   report?: string;
   backend: string;
+  workers: number;
 }
 
 interface Sample {
@@ -100,6 +103,7 @@ Labels come from one or more --label-field fields (comma-separated) per record: 
     predictions: { describe: 'write {id, split, labels, scores, boxes} per image to this NDJSON', type: 'string' },
     report: { describe: 'also write the JSON report to this file', type: 'string' },
     ...backendOption,
+    ...trainWorkersOption,
   },
   examples: [
     ['atelier train-attention -i images.ndjson -l silhouette,pattern,slim_cut --scale 4 --width 16 -o attention.model', 'multi-label training at 96x64 on a CPU'],
@@ -115,7 +119,7 @@ Labels come from one or more --label-field fields (comma-separated) per record: 
     const labelFields = args['label-field'].split(',').map((f) => f.trim()).filter((f) => f !== '');
     const set = await readMultiLabelRecords(args.input, { labelFields, idField: args['id-field'], groupField: args['group-field'], stdin: io.stdin });
     const { labels } = set;
-    await selectBackend({ requested: args.backend, env: io.env, stderr: io.stderr });
+    const backend = await selectBackend({ requested: args.backend, env: io.env, stderr: io.stderr });
     const skips = createSkipCounter();
     const progress = startProgress(io.stderr, { label: 'decoding' });
     const decoded = await decodeRectStore(set.records.map((r) => imageRecordOf(r, args['image-field'])), storedSizeFor(height), storedSizeFor(width), skips, io, 'train-attention', () => progress.tick(1));
@@ -167,6 +171,8 @@ Labels come from one or more --label-field fields (comma-separated) per record: 
     const fingerprint = JSON.stringify({
       labels, labelFields, config, weights, lr: args.lr, batch: args.batch, split: [args['test-fraction'], args['val-fraction']], n: [bySplit.train.length, bySplit.val.length, bySplit.test.length],
     });
+    const workers = trainingWorkers(backend, args.workers, io.env);
+    const parallel = workers > 1 ? await openAttentionParallel(nets.training, store, workers) : null;
     const checkpointDir = checkpointDirOf(args);
     const optimizers: Array<[tf.Optimizer, string]> = [[optimizer, 'optimizer/']];
     const { state, best } = await startOrResume({
@@ -182,6 +188,16 @@ Labels come from one or more --label-field fields (comma-separated) per record: 
         return shuffledBatches(bySplit.train.length, args.batch, random).map((batch) => batch.map((i) => bySplit.train[i]));
       },
       async step(part, random) {
+        if (parallel) {
+          const { loss, parts, grads } = await attentionGradients(parallel, variables, store, {
+            slots: part.map((s) => s.slot), targets: multiHotTargets(part.map((s) => s.record.labels), labels.length),
+          }, { height, width, classes: labels.length, weights }, random);
+          optimizer.applyGradients(grads);
+          tf.dispose(Object.values(grads));
+          sums.total += loss * part.length;
+          ATTENTION_LOSS_PARTS.forEach((key, i) => (sums[key] += parts[i] * part.length));
+          return loss;
+        }
         const x = pixels(part, random);
         const y = targets(part);
         let parts: Record<keyof typeof sums, tf.Scalar> | null = null;
@@ -213,6 +229,7 @@ Labels come from one or more --label-field fields (comma-separated) per record: 
       },
     });
 
+    await parallel?.close();
     const reports: Record<string, unknown> = {};
     const predictionsOut = args.predictions ? await openAtomicWriteStream(args.predictions, io.outputs) : null;
     try {

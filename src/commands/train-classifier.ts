@@ -10,9 +10,9 @@ import { DEFAULT_TOWER } from '../lib/models/weak-model.js';
 import { isTowerName, parseInputSize } from '../lib/models/towers/index.js';
 import { backboneOptions, towerNamesText, type BackboneArgs } from '../lib/train/tower-options.js';
 import { trainingWorkers, trainWorkersOption } from '../lib/train/parallel-gradients.js';
-import { classifierNets, fitClassifierLbfgs, trainClassifier } from '../lib/train/classifier-trainer.js';
+import { fitClassifierLbfgs, trainClassifier } from '../lib/train/classifier-trainer.js';
 import { classWeightsFor, readJoinRecords, readLabelledRecords, readLabelsOrder, readSampleWeights } from '../lib/facets/labels.js';
-import { CLASSIFIER_MODEL_KIND, buildFeatureClassifier, buildImageClassifier, classifierForSaving, type ClassifierMetadata, type HeadConfig } from '../lib/facets/classifier-model.js';
+import { CLASSIFIER_MODEL_KIND, buildFeatureClassifier, buildImageClassifier, classifierForSaving, classifierNets, type ClassifierMetadata, type HeadConfig } from '../lib/facets/classifier-model.js';
 import { openClassifierInputs, type StnSettings } from '../lib/facets/classifier-inputs.js';
 import { splitSamples, trainingClassCounts } from '../lib/facets/classifier-data.js';
 import { splitReports } from '../lib/facets/classifier-predict.js';
@@ -161,7 +161,7 @@ Prints a JSON report: per-class precision, recall, F1 and support, macro and wei
     const nets = classifierNets(model, stn !== undefined);
     const feed = { store, featureRows, featureDim, inputSize };
     // Fine-tuning on images: the batch's gradient from the training workers (--workers).
-    const workers = store && args.mode === 'finetune' && !stn ? trainingWorkers(backend, args.workers, io.env) : 1;
+    const workers = store && args.mode === 'finetune' ? trainingWorkers(backend, args.workers, io.env) : 1;
     const fingerprint = JSON.stringify({
       labels, field: args['label-field'], weightField: weightField ?? null, mode: args.mode, input, head, featureDim, inputSize, tower: args.tower ?? null, layer: args['tower-layer'],
       weights: Array.from(classWeights), lr, batch: args.batch, split: [args['test-fraction'], args['val-fraction']], n: [bySplit.train.length, bySplit.val.length, bySplit.test.length],

@@ -18,6 +18,8 @@ import { backboneSourceOptions, openTower, towerNamesText, type BackboneArgs } f
 import {
   DEFAULT_WINDOW_SCALES, LOCATE_MODEL_KIND, buildLocateModel, cropPatches, iou, locateInImages, locateLoss, sampleTrainingPatches, windowGrid, type Box,
 } from '../lib/models/locate.js';
+import { trainingWorkers, trainWorkersOption } from '../lib/train/parallel-gradients.js';
+import { locateGradients, openLocateParallel } from '../lib/train/locate-parallel.js';
 import { inputSizeText, integerIn, positiveInt, positiveNumber, share } from '../lib/options.js';
 
 interface Args extends BackboneArgs, LoopArgs {
@@ -39,6 +41,7 @@ interface Args extends BackboneArgs, LoopArgs {
   lr: number;
   report?: string;
   backend: string;
+  workers: number;
 }
 
 interface Sample { id: string; split: SplitName; pixels: Uint8Array; box: Box }
@@ -73,6 +76,7 @@ To locate (as locate does), a grid of square windows at ${DEFAULT_WINDOW_SCALES.
     out: { alias: 'o', describe: 'model directory to write', type: 'string', demandOption: true },
     report: { describe: 'also write the JSON report to this file', type: 'string' },
     ...backendOption,
+    ...trainWorkersOption,
   },
   examples: [
     ['node dist/fixtures/generate.js --scenes varied --out scenes && atelier train-locate -i scenes/scenes.ndjson -o locate.model', 'garments at known boxes on varied backdrops'],
@@ -93,7 +97,7 @@ To locate (as locate does), a grid of square windows at ${DEFAULT_WINDOW_SCALES.
     }
     if (records.length === 0) throw new UsageError('no record', { file: args.input });
     if (args.tower && !isTowerName(args.tower)) await loadMetadata(args.tower);
-    await selectBackend({ requested: args.backend, env: io.env, stderr: io.stderr });
+    const backend = await selectBackend({ requested: args.backend, env: io.env, stderr: io.stderr });
 
     let tower: tf.LayersModel;
     let patch: { height: number; width: number };
@@ -150,6 +154,11 @@ To locate (as locate does), a grid of square windows at ${DEFAULT_WINDOW_SCALES.
     const optimizer: tf.Optimizer = tf.train.adam(args.lr);
     const variables = model.trainableWeights.map((w) => w.read() as tf.Variable);
     const fingerprint = JSON.stringify({ tower: towerRecord, side, patch, patches: args.patches, boxWeight: args['box-weight'], lr: args.lr, batch: args.batch, n: [bySplit.train.length, bySplit.val.length, bySplit.test.length] });
+    const workers = trainingWorkers(backend, args.workers, io.env);
+    const trainPixels = bySplit.train.map((s) => s.pixels);
+    const parallel = workers > 1 ? await openLocateParallel(model, trainPixels, side, workers) : null;
+    // The training images now live in memory the workers share: keep that one copy.
+    trainPixels.forEach((p, i) => (bySplit.train[i].pixels = p));
     const checkpointDir = checkpointDirOf(args);
     const optimizers: Array<[tf.Optimizer, string]> = [[optimizer, 'optimizer/']];
     const { state, best } = await startOrResume({
@@ -158,9 +167,16 @@ To locate (as locate does), a grid of square windows at ${DEFAULT_WINDOW_SCALES.
     await trainLoop({
       model, state, best, maxEpochs: args.epochs, patience: args.patience, stopAfter: args['stop-after'], io, command: 'train-locate',
       checkpoint: { dir: checkpointDir, kind: `${LOCATE_MODEL_KIND}-checkpoint`, optimizers },
-      batches: (random) => shuffledBatches(bySplit.train.length, args.batch, random).map((batch) => batch.map((i) => bySplit.train[i])),
-      step(part, random) {
+      batches: (random) => shuffledBatches(bySplit.train.length, args.batch, random),
+      async step(slots, random) {
+        const part = slots.map((i) => bySplit.train[i]);
         const drawn = part.flatMap((s, i) => sampleTrainingPatches(s.box, args.patches, random).map((p) => ({ ...p, image: i })));
+        if (parallel) {
+          const { loss, grads } = await locateGradients(parallel, variables, { slots, patches: drawn }, { patch, boxWeight: args['box-weight'] });
+          optimizer.applyGradients(grads);
+          tf.dispose(Object.values(grads));
+          return loss;
+        }
         const images = imagesOf(part);
         const x = cropPatches(images, drawn.map((p) => p.window), drawn.map((p) => p.image), patch.height, patch.width);
         const labels = tf.tensor1d(drawn.map((p) => p.label));
@@ -181,6 +197,7 @@ To locate (as locate does), a grid of square windows at ${DEFAULT_WINDOW_SCALES.
       },
     });
 
+    await parallel?.close();
     const reports = { train: await evaluate(bySplit.train), val: await evaluate(bySplit.val), test: await evaluate(bySplit.test) };
     await saveModel(model, args.out, {
       metadata: { kind: LOCATE_MODEL_KIND, imageSize: side, patch, scales: DEFAULT_WINDOW_SCALES, tower: towerRecord as Record<string, unknown>, log: state.log, bestEpoch: state.bestEpoch },

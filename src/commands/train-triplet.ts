@@ -17,6 +17,8 @@ import { readLabelledRecords } from '../lib/facets/labels.js';
 import { splitOf } from '../lib/random.js';
 import { imageFeatureModel, towerFeatures } from '../lib/facets/classifier-model.js';
 import { decodeImageStore } from '../lib/facets/inputs.js';
+import { trainingWorkers, trainWorkersOption } from '../lib/train/parallel-gradients.js';
+import { openTripletParallel, tripletGradients } from '../lib/train/triplet-parallel.js';
 import { initialTrainingState, trainLoop, type EpochLogEntry } from '../lib/train/loop.js';
 import { checkLoopOutputs, checkpointDirOf, logPathOf, loopOptions, type LoopArgs } from '../lib/train/loop-options.js';
 import { SIMILARITY_MODEL_KIND, groupBatches, l2Normalize, leaveOneOutTop1, mineSemiHardTriplets, pairwiseSquaredDistances, tripletHingeLoss } from '../lib/similarity/triplet.js';
@@ -40,6 +42,7 @@ interface Args extends BackboneArgs, LoopArgs {
   'val-fraction': number;
   lr: number;
   backend: string;
+  workers: number;
 }
 
 export default defineCommand<Args>({
@@ -73,6 +76,7 @@ The output is an image -> embedding model: 'atelier embed -m <out> --normalize' 
     lr: { describe: 'Adam learning rate', type: 'number', default: 0.0003, check: positiveNumber },
     out: { alias: 'o', describe: 'model directory to write', type: 'string', demandOption: true },
     ...backendOption,
+    ...trainWorkersOption,
   },
   examples: [
     ["jq -c 'select(.split == \"train\")' images.ndjson > train.ndjson && atelier train-triplet -i train.ndjson -t weak.model -o sim.model", 'fine-tune the weak tower for same-item retrieval'],
@@ -86,7 +90,7 @@ The output is an image -> embedding model: 'atelier embed -m <out> --normalize' 
     if (set.repeated > 0) warn(io, 'train-triplet', `${set.repeated} records repeat an earlier id with the same ${args['positive-field']}; each id is used once`);
     // Inputs first: a mistake is reported before the backend loads.
     if (args.tower && !isTowerName(args.tower)) await loadMetadata(args.tower);
-    await selectBackend({ requested: args.backend, env: io.env, stderr: io.stderr });
+    const backend = await selectBackend({ requested: args.backend, env: io.env, stderr: io.stderr });
 
     let features: tf.LayersModel;
     let inputSize: InputShape;
@@ -133,6 +137,9 @@ The output is an image -> embedding model: 'atelier embed -m <out> --normalize' 
     io.stderr.write(`atelier train-triplet: ${train.length} training images in ${usable} groups with positives, ${val.length} validation images\n`);
 
     const optimizer: tf.Optimizer = tf.train.adam(args.lr);
+    const variables = model.trainableWeights.map((w) => w.read() as tf.Variable);
+    const workers = trainingWorkers(backend, args.workers, io.env);
+    const parallel = workers > 1 ? await openTripletParallel(model, store, workers) : null;
     const embedImages = async (slots: number[]): Promise<Float32Array> => {
       const out: Float32Array[] = [];
       let dim = 0;
@@ -179,8 +186,16 @@ The output is an image -> embedding model: 'atelier embed -m <out> --normalize' 
         return groupBatches(trainGroups, args.groups, args['per-group'], random);
       },
       async step(batch, random) {
-        const x = tf.tensor4d(batchPixels(store, batch, inputSize, random), [batch.length, inputSides(inputSize).height, inputSides(inputSize).width, 3]);
         const groups = Int32Array.from(batch, (s) => groupOf[s]);
+        if (parallel) {
+          const { value, grads, mined } = await tripletGradients(parallel, variables, store, { slots: batch, groups }, { inputSize, margin: args.margin }, random);
+          semiHard += mined.semiHard;
+          triplets += mined.anchors.length;
+          optimizer.applyGradients(grads);
+          tf.dispose(Object.values(grads));
+          return value;
+        }
+        const x = tf.tensor4d(batchPixels(store, batch, inputSize, random), [batch.length, inputSides(inputSize).height, inputSides(inputSize).width, 3]);
         const distances = () => pairwiseSquaredDistances(l2Normalize(model.apply(x, { training: true }) as tf.Tensor2D));
         // Mining needs the distances on the CPU, and no read can be awaited inside the gradient tape:
         // a forward pass before it (its BatchNorm statistics put back) gives the same distances.
@@ -190,7 +205,7 @@ The output is an image -> embedding model: 'atelier embed -m <out> --normalize' 
         tf.dispose(statistics);
         semiHard += mined.semiHard;
         triplets += mined.anchors.length;
-        const { value, grads } = tf.variableGrads(() => tripletHingeLoss(distances(), mined, args.margin), model.trainableWeights.map((w) => w.read() as tf.Variable));
+        const { value, grads } = tf.variableGrads(() => tripletHingeLoss(distances(), mined, args.margin), variables);
         optimizer.applyGradients(grads);
         tf.dispose([x, ...Object.values(grads)]);
         return value;
@@ -207,6 +222,7 @@ The output is an image -> embedding model: 'atelier embed -m <out> --normalize' 
         io.stderr.write(`atelier train-triplet: epoch ${entry.epoch} loss ${entry.loss.toFixed(4)}${v}${improved ? ' *' : ''}\n`);
       },
     });
+    await parallel?.close();
     if (state.bestEpoch === 0 && val.length) warn(io, 'train-triplet', 'no epoch beat the starting tower on validation top-1: the model written is the starting tower');
     const metadata = {
       kind: SIMILARITY_MODEL_KIND, positiveField: args['positive-field'], inputSize, projection: args.projection, margin: args.margin,

@@ -235,14 +235,14 @@ The output is a model directory (model.json, weights, metadata.json with vocabul
     const models = weakModels(model);
     const closeWords = closeVectors ? nearestVocabularyWords(closeVectors, vocabulary, args['close-pool']) : undefined;
     const workers = trainingWorkers(choice, args.workers, io.env);
-    // Type attention trains in this thread: its loss needs the thesaurus targets, which the workers do not hold.
-    const parallel = workers > 1 && !attention ? await openWeakParallel(model, trainStore, workers) : null;
+    const types = attention ? { targets: attention.targets, entropy: attention.entropy, weight: args['type-weight'] } : undefined;
+    const parallel = workers > 1 ? await openWeakParallel(model, trainStore, workers, types) : null;
     const baseline = mostFrequentWordPrecision(train.bags, val.bags, vocabulary.length);
     const stepOptions = (epoch: number): StepOptions => ({
       batchSize: args.batch, inputSize: input, towerLrScale: args['backbone-lr'], freezeBn: args['freeze-bn'], negatives: Math.min(args.negatives, vocabulary.length - 1), loss: args.loss,
       sampling: args.sampling, dropout: args.dropout, headOnly: epoch <= args['head-epochs'],
       closeShare: args['close-negatives'], closeCount: args['close-pool'], closeWords,
-      types: attention ? { targets: attention.targets, entropy: attention.entropy, weight: args['type-weight'] } : undefined,
+      types,
     });
     const steps = Math.max(1, Math.ceil(args['epoch-size'] / args.batch));
 

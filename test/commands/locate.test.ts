@@ -41,7 +41,8 @@ const LOCATOR_FLAGS = ['--input-size', '24', '--stages', '3', '--width', '8', '-
 test('located boxes overlap the true ones on held-out scenes; locate writes one box per image in pixels', { timeout: 240_000 }, async () => {
   const model = join(dir, 'locate.model');
   const trained = await runAtelier([
-    'train-locate', '-i', training, '--image-size', '64', ...LOCATOR_FLAGS, '-o', model,
+    // On two training workers, as a user's default run on a multi-core machine (train-parallel.test.ts pins their determinism).
+    'train-locate', '-i', training, '--image-size', '64', ...LOCATOR_FLAGS, '--workers', '2', '-o', model,
   ], { timeoutMs: 220_000 });
   assert.equal(trained.code, 0, trained.stderr);
   const report = JSON.parse(trained.stdout) as { test: { images: number; meanIoU: number } };

@@ -31,6 +31,8 @@ test('multi-label training beats chance, embed runs the saved model, the kNN lab
   const trained = await runAtelier([
     'train-attention', '-i', records, '-l', 'silhouette,pattern,slim_cut', '--input-shape', '64x64', '--scale', '2', '--width', '8',
     '--texture-dim', '16', '--hidden', '32', '--glimpse', '6', '--epochs', '6', '--lr', '0.003', '--batch', '32', '-o', model, '--predictions', predictions,
+    // On two training workers, as a user's default run on a multi-core machine.
+    '--workers', '2',
   ], { timeoutMs: 280_000 });
   assert.equal(trained.code, 0, trained.stderr);
   const report = JSON.parse(trained.stdout) as { labels: string[]; embeddingDim: number; test: SplitReport };
@@ -101,12 +103,14 @@ test('the deck\'s 384x256 input scaled by 8 trains, and embed runs the rectangul
   assert.ok(a.equals(b), 'the same rows from the pool');
 });
 
-test('a run stopped after one epoch and resumed writes the same model as an uninterrupted run', { timeout: 180_000 }, async () => {
+test('--workers 2: two runs give the same model, and a run stopped after one epoch and resumed writes it too', { timeout: 180_000 }, async () => {
   const few = join(dir, 'resume.ndjson');
   writeFileSync(few, rows.slice(0, 96).map((r) => JSON.stringify(r)).join('\n') + '\n');
-  const common = ['train-attention', '-i', few, '-l', 'pattern,slim_cut', '--input-shape', '32x32', '--width', '4', '--texture-dim', '8', '--hidden', '16', '--glimpse', '4', '--epochs', '2', '--patience', '5'];
-  const whole = await runAtelier([...common, '-o', join(dir, 'whole.model')]);
+  const common = ['train-attention', '-i', few, '-l', 'pattern,slim_cut', '--input-shape', '32x32', '--width', '4', '--texture-dim', '8', '--hidden', '16', '--glimpse', '4', '--epochs', '2', '--patience', '5', '--workers', '2'];
+  const [whole, again] = await Promise.all(['whole', 'again'].map((name) => runAtelier([...common, '-o', join(dir, `${name}.model`)])));
   assert.equal(whole.code, 0, whole.stderr);
+  assert.equal(again.code, 0, again.stderr);
+  assert.ok(readFileSync(join(dir, 'whole.model', 'weights.bin')).equals(readFileSync(join(dir, 'again.model', 'weights.bin'))), 'two runs give byte-identical weights');
   const first = await runAtelier([...common, '-o', join(dir, 'staged.model'), '--stop-after', '1']);
   assert.equal(first.code, 0, first.stderr);
   const rest = await runAtelier([...common, '-o', join(dir, 'staged.model'), '--resume']);

@@ -36,7 +36,8 @@ async function top1(model: string, name: string): Promise<number> {
 
 test('triplet training raises eval-retrieval top-1 over its starting tower by at least 0.03', async () => {
   const model = join(dir, 'similarity.model');
-  const r = await runAtelier(['train-triplet', '-i', trainList, '-t', tower, '-o', model, '--epochs', '3']);
+  // On two training workers, as a user's default run on a multi-core machine (train-parallel.test.ts pins their determinism).
+  const r = await runAtelier(['train-triplet', '-i', trainList, '-t', tower, '-o', model, '--epochs', '3', '--workers', '2']);
   assert.equal(r.code, 0, r.stderr);
   const summary = JSON.parse(r.stdout);
   assert.ok(summary.bestEpoch >= 1, 'an epoch beat the starting tower on validation');

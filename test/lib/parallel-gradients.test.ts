@@ -1,15 +1,20 @@
-// Data-parallel training of the weak model (src/lib/train/parallel-gradients.ts): two workers give
-// the gradient this thread gives on the whole batch, the same run twice gives the same bytes, BN
-// moving means are the batch's, and no tensors pile up in the workers or here.
+// Data-parallel training (src/lib/train/parallel-gradients.ts): two workers give the gradient this
+// thread gives on the whole batch (the weak model; triplets mined over the batch; locate's loss
+// parts), the same run twice gives the same bytes, BN moving means are the batch's, and no tensors
+// pile up in the workers or here.
 import { test, afterAll } from 'vitest';
 import assert from 'node:assert/strict';
 import { tf } from '../../src/lib/backend/tf.js';
 import { selectBackend } from '../../src/lib/backend/select.js';
-import { takeScalar } from '../../src/lib/backend/read.js';
+import { takeScalar, takeValues } from '../../src/lib/backend/read.js';
 import { buildWeakModel } from '../../src/lib/models/weak-model.js';
 import { buildWordIndex } from '../../src/lib/train/word-sampler.js';
 import { openWeakParallel, trainStep, trainStepParallel, weakModels, type StepOptions } from '../../src/lib/train/weak-trainer.js';
-import type { ImageStore } from '../../src/lib/image/batch.js';
+import { batchPixels, type ImageStore } from '../../src/lib/image/batch.js';
+import { l2Normalize, mineSemiHardTriplets, pairwiseSquaredDistances, tripletHingeLoss } from '../../src/lib/similarity/triplet.js';
+import { openTripletParallel, tripletGradients } from '../../src/lib/train/triplet-parallel.js';
+import { cropPatches, locateLoss, sampleTrainingPatches } from '../../src/lib/models/locate.js';
+import { locateGradients, openLocateParallel } from '../../src/lib/train/locate-parallel.js';
 import { createRandom } from '../../src/lib/random.js';
 import { trainingWorkers, type ParallelGradients } from '../../src/lib/train/parallel-gradients.js';
 import type { BackendChoice } from '../../src/lib/backend/select.js';
@@ -131,4 +136,69 @@ test('the worker count: --workers wins, then ATELIER_TRAIN_WORKERS, then one per
   assert.equal(trainingWorkers(wasm, 0, { ATELIER_TRAIN_WORKERS: 'x' }), cpus().length);
   assert.equal(trainingWorkers(wasm, 0, {}), cpus().length);
   assert.equal(trainingWorkers({ name: 'tensorflow' } as BackendChoice, 4, {}), 1);
+});
+
+// A tower without BatchNorm computes each row alone, so the workers' batch gradient must be this
+// thread's to rounding also where the loss couples the rows (triplets) or divides by batch counts (locate).
+function plainTower(outputs: number): tf.LayersModel {
+  const input = tf.input({ shape: [INPUT, INPUT, 3] });
+  const conv = tf.layers.conv2d({ filters: 4, kernelSize: 3, activation: 'relu', kernelInitializer: tf.initializers.glorotUniform({ seed: 2 }) }).apply(input) as tf.SymbolicTensor;
+  const pooled = tf.layers.globalAveragePooling2d({}).apply(conv) as tf.SymbolicTensor;
+  return tf.model({ inputs: input, outputs: tf.layers.dense({ units: outputs, kernelInitializer: tf.initializers.glorotUniform({ seed: 3 }) }).apply(pooled) as tf.SymbolicTensor });
+}
+
+/** The largest difference between two gradients, relative to the largest entry of its variable's gradient. */
+function gradientDifference(a: tf.NamedTensorMap, b: tf.NamedTensorMap): number {
+  let worst = 0;
+  for (const name of Object.keys(b)) {
+    const x = a[name].dataSync() as Float32Array;
+    const y = b[name].dataSync() as Float32Array;
+    const scale = y.reduce((m, v) => Math.max(m, Math.abs(v)), 1e-12);
+    x.forEach((v, i) => (worst = Math.max(worst, Math.abs(v - y[i]) / scale)));
+  }
+  return worst;
+}
+
+test('triplets mined over the whole batch: two workers give this thread\'s loss and gradient', async () => {
+  const m = plainTower(6);
+  const store = images();
+  const slots = Array.from({ length: 12 }, (_, i) => i);
+  const groups = Int32Array.from(slots, (i) => i % 4);
+  const variables = m.trainableWeights.map((w) => w.read() as tf.Variable);
+  const x = tf.tensor4d(batchPixels(store, slots, INPUT, createRandom(5)), [slots.length, INPUT, INPUT, 3]);
+  const distances = () => pairwiseSquaredDistances(l2Normalize(m.apply(x) as tf.Tensor2D));
+  const mined = mineSemiHardTriplets(await takeValues(tf.tidy(distances)), groups, 0.1);
+  const single = tf.variableGrads(() => tripletHingeLoss(distances(), mined, 0.1), variables);
+  const engine = await openTripletParallel(m, store, 2);
+  engines.push(engine);
+  const parallel = await tripletGradients(engine, variables, store, { slots, groups }, { inputSize: INPUT, margin: 0.1 }, createRandom(5));
+  assert.deepEqual(Array.from(parallel.mined.negatives), Array.from(mined.negatives));
+  assert.ok(Math.abs((await takeScalar(parallel.value)) - (await takeScalar(single.value))) < 1e-5);
+  // The triplets' gradients largely cancel (entries ~1e-4 from terms ~1e-2): float32 sums in another
+  // order differ by ~4e-4 of the largest entry; a shard lost or counted twice would by ~0.5.
+  const worst = gradientDifference(parallel.grads, single.grads);
+  assert.ok(worst < 5e-3, `largest gradient difference ${worst} of the largest entry`);
+  tf.dispose([x, ...Object.values(single.grads), ...Object.values(parallel.grads)]);
+});
+
+test('locate: the workers\' loss parts add up to this thread\'s loss and gradient', async () => {
+  const m = plainTower(5);
+  const side = STORED;
+  const pixels = images().pixels;
+  const random = createRandom(8);
+  const slots = [3, 7, 1, 12, 30];
+  const box = { x: 0.2, y: 0.25, w: 0.5, h: 0.6 };
+  const patches = slots.flatMap((_, i) => sampleTrainingPatches(box, 3 + (i % 2), random).map((p) => ({ ...p, image: i })));
+  const variables = m.trainableWeights.map((w) => w.read() as tf.Variable);
+  const imageData = Float32Array.from(slots.flatMap((s) => Array.from(pixels[s], (v) => v / 255)));
+  const batch = tf.tensor4d(imageData, [slots.length, side, side, 3]);
+  const crops = cropPatches(batch, patches.map((p) => p.window), patches.map((p) => p.image), INPUT, INPUT);
+  const single = tf.variableGrads(() => locateLoss(m.apply(crops) as tf.Tensor2D, tf.tensor1d(patches.map((p) => p.label)), tf.tensor2d(patches.flatMap((p) => p.edges), [patches.length, 4]), 2), variables);
+  const engine = await openLocateParallel(m, pixels, side, 2);
+  engines.push(engine);
+  const parallel = await locateGradients(engine, variables, { slots, patches }, { patch: { height: INPUT, width: INPUT }, boxWeight: 2 });
+  assert.ok(Math.abs(parallel.loss - (await takeScalar(single.value))) < 1e-5, `loss ${parallel.loss}`);
+  const worst = gradientDifference(parallel.grads, single.grads);
+  assert.ok(worst < 1e-4, `largest gradient difference ${worst} of the largest entry`);
+  tf.dispose([batch, crops, ...Object.values(single.grads), ...Object.values(parallel.grads)]);
 });

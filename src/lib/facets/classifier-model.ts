@@ -5,6 +5,7 @@ import { UsageError } from '../command.js';
 import type { TowerRecord } from '../models/backbone.js';
 import { LAYER, featureModel, hasLayer } from '../models/weak-model.js';
 import { copyMatchingWeights } from '../models/weak-files.js';
+import { stnParts, transformModel } from '../models/attention/stn.js';
 
 export const CLASSIFIER_MODEL_KIND = 'atelier-classifier';
 
@@ -123,4 +124,22 @@ export function imageFeatureModel(model: tf.LayersModel, layer: 'pooled' | 'proj
     return tf.model({ inputs: model.inputs, outputs: model.getLayer(layer).output as tf.SymbolicTensor });
   }
   return model;
+}
+
+/** The views of a classifier model that training and prediction run. */
+export interface ClassifierNets {
+  logitsNet: tf.LayersModel;
+  /** The logits, and with a transformer also its class evidence: the outputs the loss is taken on. */
+  trainingNet: tf.LayersModel;
+  /** The transformer's box per image, or null without one. */
+  boxesNet: tf.LayersModel | null;
+}
+
+export function classifierNets(model: tf.LayersModel, withStn: boolean): ClassifierNets {
+  const logitsNet = logitsModel(model);
+  // With --stn the loss adds the same cross-entropy on the transformer's class evidence, which trains where it looks.
+  const evidence = withStn ? stnParts(model).evidence : null;
+  const trainingNet = evidence ? tf.model({ inputs: model.inputs, outputs: [logitsNet.outputs[0], evidence] }) : logitsNet;
+  const boxesNet = withStn ? transformModel(model) : null;
+  return { logitsNet, trainingNet, boxesNet };
 }

@@ -92,3 +92,30 @@ export function centreCropImages(images: ReadonlyArray<{ data: Float32Array; wid
 export function compactInput(input: InputSize): InputShape {
   return input.height === input.width ? input.height : input;
 }
+
+/** An image store in one SharedArrayBuffer, as training workers receive it. */
+export interface SharedImages {
+  pixels: SharedArrayBuffer;
+  count: number;
+  storedSize: number;
+  storedWidth?: number;
+}
+
+/** The images in one SharedArrayBuffer: the store's arrays become views of it, so worker threads share them without a copy. */
+export function shareImageStore(store: ImageStore): SharedImages {
+  const size = store.pixels[0]?.length ?? 0;
+  if (store.pixels.some((p) => p.length !== size)) throw new Error('shared images must all have one size');
+  const buffer = new SharedArrayBuffer(size * store.pixels.length);
+  store.pixels.forEach((p, i) => {
+    const view = new Uint8Array(buffer, i * size, size);
+    view.set(p);
+    store.pixels[i] = view;
+  });
+  return { pixels: buffer, count: store.pixels.length, storedSize: store.storedSize, storedWidth: store.storedWidth };
+}
+
+/** The store a worker thread reads: views of the shared buffer. */
+export function sharedImageStore(s: SharedImages): ImageStore {
+  const size = s.count ? s.pixels.byteLength / s.count : 0;
+  return { pixels: Array.from({ length: s.count }, (_, i) => new Uint8Array(s.pixels, i * size, size)), storedSize: s.storedSize, storedWidth: s.storedWidth };
+}

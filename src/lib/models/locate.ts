@@ -121,15 +121,33 @@ export function cropPatches(images: tf.Tensor4D, windows: Box[], imageIndex: num
 export function locateLoss(output: tf.Tensor2D, labels: tf.Tensor1D, edges: tf.Tensor2D, boxWeight: number): tf.Scalar {
   return tf.tidy(() => {
     const logit = output.slice([0, 0], [-1, 1]).reshape([-1]);
-    const predicted = output.slice([0, 1], [-1, 4]);
     const classification = tf.losses.sigmoidCrossEntropy(labels, logit);
-    const diff = tf.abs(tf.sub(predicted, edges));
-    // Smooth L1 (Fast R-CNN): 0.5 d^2 below 1, d - 0.5 above, written with min so it has a gradient.
-    const small = tf.minimum(diff, 1);
-    const smoothL1 = tf.add(tf.mul(0.5, tf.square(small)), tf.sub(diff, small)).sum(1);
-    const regression = tf.div(tf.sum(tf.mul(smoothL1, labels)), tf.maximum(tf.sum(labels), 1));
+    const regression = tf.div(foregroundBoxError(output, labels, edges), tf.maximum(tf.sum(labels), 1));
     return tf.add(classification, tf.mul(boxWeight, regression)) as tf.Scalar;
   });
+}
+
+/**
+ * A shard's part of a batch's locateLoss, for training workers: its cross-entropy summed over the
+ * batch's patch count and its box error over the batch's foreground count, so the parts add up.
+ */
+export function locateLossPart(output: tf.Tensor2D, labels: tf.Tensor1D, edges: tf.Tensor2D, boxWeight: number, batch: { patches: number; foreground: number }): tf.Scalar {
+  return tf.tidy(() => {
+    const logit = output.slice([0, 0], [-1, 1]).reshape([-1]);
+    const classification = tf.div(tf.losses.sigmoidCrossEntropy(labels, logit, undefined, undefined, tf.Reduction.SUM), batch.patches);
+    const regression = tf.div(foregroundBoxError(output, labels, edges), Math.max(batch.foreground, 1));
+    return tf.add(classification, tf.mul(boxWeight, regression)) as tf.Scalar;
+  });
+}
+
+/** Smooth-L1 (Fast R-CNN) error of the predicted box edges, summed over the foreground patches. */
+function foregroundBoxError(output: tf.Tensor2D, labels: tf.Tensor1D, edges: tf.Tensor2D): tf.Scalar {
+  const predicted = output.slice([0, 1], [-1, 4]);
+  const diff = tf.abs(tf.sub(predicted, edges));
+  // 0.5 d^2 below 1, d - 0.5 above, written with min so it has a gradient.
+  const small = tf.minimum(diff, 1);
+  const smoothL1 = tf.add(tf.mul(0.5, tf.square(small)), tf.sub(diff, small)).sum(1);
+  return tf.sum(tf.mul(smoothL1, labels));
 }
 
 /**

@@ -1,12 +1,12 @@
 // train-classifier's image fine-tuning on the training workers (parallel-gradients.ts): the main
 // thread draws the crops, each worker cuts its shard's pixels from the shared images and returns
-// the gradient of its weighted cross-entropy; shards are weighted by their examples' total weight,
-// so the average is the whole batch's Σ w·CE / Σ w.
+// the gradient of its weighted cross-entropy (with --stn, plus the same on the transformer's class
+// evidence); shards are weighted by their examples' total weight, so the average is the whole
+// batch's Σ w·CE / Σ w.
 import { tf } from '../backend/tf.js';
-import { logitsModel, weightedCrossEntropy } from '../facets/classifier-model.js';
-import { ParallelGradients, type Shard } from './parallel-gradients.js';
-import { shareImageStore } from './weak-trainer.js';
-import { cropPixels, inputSides, type ImageStore, type InputShape } from '../image/batch.js';
+import { classifierNets, weightedCrossEntropy } from '../facets/classifier-model.js';
+import { ParallelGradients, type ParallelTask, type Shard } from './parallel-gradients.js';
+import { cropPixels, inputSides, shareImageStore, sharedImageStore, type ImageStore, type InputShape, type SharedImages } from '../image/batch.js';
 import { shardBounds } from '../backend/pool.js';
 
 interface ClassifierShard {
@@ -21,11 +21,11 @@ interface ClassifierOptions {
   training: boolean;
 }
 
-type SharedClassifier = ReturnType<typeof shareImageStore> & { classWeights: Float32Array };
+type SharedClassifier = SharedImages & { classWeights: Float32Array; stn: boolean };
 
-/** Starts the training workers of an image classifier on `store`'s images (shared, not copied). */
-export function openClassifierParallel(model: tf.LayersModel, store: ImageStore, classWeights: Float32Array, workers: number): Promise<ParallelGradients> {
-  const shared: SharedClassifier = { ...shareImageStore(store), classWeights };
+/** Starts the training workers of an image classifier on `store`'s images (shared, not copied); `stn`: it has a spatial transformer. */
+export function openClassifierParallel(model: tf.LayersModel, store: ImageStore, classWeights: Float32Array, workers: number, stn = false): Promise<ParallelGradients> {
+  const shared: SharedClassifier = { ...shareImageStore(store), classWeights, stn };
   return ParallelGradients.open({ model, workers, task: 'classifier', shared });
 }
 
@@ -49,11 +49,11 @@ export async function classifierGradients(
 }
 
 /** The classifier's loss in a training worker. */
-export function classifierParallelTask(model: tf.LayersModel, shared: unknown): { loss(shard: unknown, options: unknown): tf.Scalar } {
+export function classifierParallelTask(model: tf.LayersModel, shared: unknown): ParallelTask {
   const s = shared as SharedClassifier;
-  const size = s.count ? s.pixels.byteLength / s.count : 0;
-  const store: ImageStore = { pixels: Array.from({ length: s.count }, (_, i) => new Uint8Array(s.pixels, i * size, size)), storedSize: s.storedSize, storedWidth: s.storedWidth };
-  const logits = logitsModel(model);
+  const store = sharedImageStore(s);
+  // With a transformer, the loss adds the same term on its class evidence (classifier-trainer.ts).
+  const net = classifierNets(model, s.stn).trainingNet;
   const classWeights = tf.keep(tf.tensor1d(s.classWeights));
   return {
     loss(shardData, optionData) {
@@ -63,7 +63,9 @@ export function classifierParallelTask(model: tf.LayersModel, shared: unknown): 
       const x = tf.tensor4d(cropPixels(store, shard.slots, options.inputSize, shard.crops), [shard.slots.length, height, width, 3]);
       const y = tf.tensor1d(shard.labels, 'int32');
       const w = shard.sampleWeights ? tf.tensor1d(shard.sampleWeights) : undefined;
-      return weightedCrossEntropy(logits.apply(x, { training: options.training }) as tf.Tensor2D, y, classWeights, w);
+      const outputs = [net.apply(x, { training: options.training })].flat() as tf.Tensor2D[];
+      if (outputs.length === 1) return weightedCrossEntropy(outputs[0], y, classWeights, w);
+      return tf.addN(outputs.map((logits) => weightedCrossEntropy(logits, y, classWeights, w))) as tf.Scalar;
     },
   };
 }

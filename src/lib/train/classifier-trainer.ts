@@ -6,8 +6,7 @@ import { takeScalar } from '../backend/read.js';
 import type { CommandIO } from '../command.js';
 import { drawCrops } from '../image/batch.js';
 import { multiClassReport } from '../metrics/classification.js';
-import { stnParts, transformModel } from '../models/attention/stn.js';
-import { CLASSIFIER_LAYER, CLASSIFIER_MODEL_KIND, headVariables, logitsModel, weightedCrossEntropy } from '../facets/classifier-model.js';
+import { CLASSIFIER_LAYER, CLASSIFIER_MODEL_KIND, headVariables, weightedCrossEntropy, type ClassifierNets } from '../facets/classifier-model.js';
 import { chooseLinearProbe, fitLinearProbe, type ProbeData } from '../facets/linear-probe.js';
 import type { SplitSample, SplitSamples } from '../facets/classifier-data.js';
 import { classifierInputBatch, classifierLogits, type ClassifierFeed } from '../facets/classifier-predict.js';
@@ -18,24 +17,6 @@ import { initialTrainingState, shuffledBatches, trainLoop, type EpochLogEntry, t
 
 /** Prefix of the tower's own optimizer state in checkpoints (--backbone-lr other than 1). */
 const TOWER_OPTIMIZER = 'tower-optimizer/';
-
-/** The views of a classifier model that training and prediction run. */
-export interface ClassifierNets {
-  logitsNet: tf.LayersModel;
-  /** The logits, and with a transformer also its class evidence: the outputs the loss is taken on. */
-  trainingNet: tf.LayersModel;
-  /** The transformer's box per image, or null without one. */
-  boxesNet: tf.LayersModel | null;
-}
-
-export function classifierNets(model: tf.LayersModel, withStn: boolean): ClassifierNets {
-  const logitsNet = logitsModel(model);
-  // With --stn the loss adds the same cross-entropy on the transformer's class evidence, which trains where it looks.
-  const evidence = withStn ? stnParts(model).evidence : null;
-  const trainingNet = evidence ? tf.model({ inputs: model.inputs, outputs: [logitsNet.outputs[0], evidence] }) : logitsNet;
-  const boxesNet = withStn ? transformModel(model) : null;
-  return { logitsNet, trainingNet, boxesNet };
-}
 
 export interface ClassifierTrainingSettings {
   mode: 'head' | 'finetune';
@@ -86,8 +67,7 @@ export async function trainClassifier(
   const optimizer: tf.Optimizer = tf.train.adam(s.lr);
   const towerOptimizer: tf.Optimizer | null = s.mode === 'finetune' && s.backboneLr !== 1 ? tf.train.adam(s.lr * s.backboneLr) : null;
   const weightsTensor = tf.tensor1d(classWeights);
-  // The workers' step knows the class loss only: --stn trains in this thread.
-  const parallel = s.workers > 1 ? await openClassifierParallel(model, store!, classWeights, s.workers) : null;
+  const parallel = s.workers > 1 ? await openClassifierParallel(model, store!, classWeights, s.workers, nets.boxesNet !== null) : null;
 
   const optimizers: Array<[tf.Optimizer, string]> = [[optimizer, 'optimizer/'], ...(towerOptimizer ? [[towerOptimizer, TOWER_OPTIMIZER] as [tf.Optimizer, string]] : [])];
   const { state, best } = await startOrResume({

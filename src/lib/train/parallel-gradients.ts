@@ -2,9 +2,10 @@
 // a replica of the model, compute the gradient of their shard of a batch. The main thread keeps
 // the one true model and optimizer: before a step it writes every weight into shared memory, the
 // workers read it, and their gradients come back through shared memory too. Gradients are averaged
-// weighted by shard size in worker order, so a run depends only on its seed and worker count; the
-// update is applied once, here, so the optimizer state, checkpoints and --resume stay as they are
-// (sending weights costs what sending gradients would, and keeps the replicas stateless).
+// weighted by shard size (or added, see Combine) in worker order, so a run depends only on its seed
+// and worker count; the update is applied once, here, so the optimizer state, checkpoints and
+// --resume stay as they are (sending weights costs what sending gradients would, and keeps the
+// replicas stateless).
 //
 // BatchNorm: each worker normalises with its own shard's statistics (as PyTorch DDP without
 // SyncBatchNorm does); the moving mean/variance the workers' steps produce are averaged the same
@@ -22,6 +23,7 @@ import { nonNegativeInt } from '../options.js';
 export type ParallelRequest =
   | { op: 'init'; artifacts: tf.io.ModelArtifacts; task: string; shared: unknown; weights: SharedArrayBuffer; out: SharedArrayBuffer; shapes: number[][] }
   | { op: 'step'; version: number; variables: number[]; changed: number[]; shard: unknown; options: unknown }
+  | { op: 'outputs'; version: number; changed: number[]; shard: unknown; options: unknown }
   | { op: 'memory' };
 
 export interface ParallelReply {
@@ -35,6 +37,28 @@ export interface Shard {
   weight: number;
   data: unknown;
 }
+
+/** A task's loss of a shard: a scalar, or its total and named parts (combined like the loss, for a trainer's log). */
+export type TaskLoss = tf.Scalar | { total: tf.Scalar; parts: tf.Scalar[] };
+
+/** What a task (parallel-worker.ts's table) does in one replica: its loss of a shard and, for outputs(), the model's outputs on it. */
+export interface ParallelTask {
+  loss(shard: unknown, options: unknown): TaskLoss;
+  outputs?(shard: unknown, options: unknown): tf.Tensor;
+}
+
+/** A worker's answer to a step: its shard's loss and the named parts of it a task reports (e.g. train-attention's terms). */
+export interface StepResult {
+  loss: number;
+  parts: number[];
+}
+
+/**
+ * How the workers' gradients make the batch's: 'mean' weighs each by its shard's share of the
+ * weights (each worker's loss is its shard's mean); 'sum' adds them (each worker's loss is already
+ * its part of the batch's, e.g. divided by the batch's count, or a vector-Jacobian product).
+ */
+export type Combine = 'mean' | 'sum';
 
 /** The yargs option of the trainers. */
 export const trainWorkersOption = {
@@ -66,6 +90,8 @@ export class ParallelGradients {
   private readonly offsets: number[] = [];
   private weights!: Float32Array;
   private version = 0;
+  /** outputs() published this step's weights; the gradients() that follows reuses them. */
+  private published = false;
   private nextId = 1;
   private failure: Error | undefined;
   private closed = false;
@@ -149,32 +175,64 @@ export class ParallelGradients {
     });
   }
 
+  /** Writes every weight into shared memory for the workers' next request. */
+  private publish(): void {
+    this.model.weights.forEach((w, i) => this.weights.set(w.read().dataSync() as Float32Array, this.offsets[i]));
+    this.version++;
+  }
+
+  /** Weights the optimizer does not train (BatchNorm moving statistics): the workers send them back when a step moves them. */
+  private untrained(): number[] {
+    const trainable = new Set(this.model.trainableWeights.map((w) => w.read()));
+    return this.model.weights.flatMap((w, i) => (trainable.has(w.read()) ? [] : [i]));
+  }
+
   /**
-   * Mean loss of the whole batch and its gradient for `variables` (tensors keyed by variable name;
-   * the caller disposes them), from one shard per worker (at most `size`). Moving statistics the
-   * workers' forward passes updated (BatchNorm) are averaged into the main model.
+   * The model's outputs on each shard (row-major, in shard order), as its task's `outputs` computes
+   * them, for a loss that couples the rows of a batch (train-triplet mines its triplets over the
+   * whole batch): the caller takes the loss and its gradient by the outputs here, and hands each
+   * worker its rows' part of that gradient for gradients(..., 'sum'). The workers' moving statistics
+   * are left as they were. The weights must not change before that gradients() call: it reuses them.
    */
-  async gradients(variables: tf.Variable[], shards: Shard[], options: unknown): Promise<{ loss: number; grads: tf.NamedTensorMap }> {
+  async outputs(shards: Shard[], options: unknown): Promise<Float32Array[]> {
+    if (shards.length > this.threads.length) throw new Error(`${shards.length} shards for ${this.threads.length} workers`);
+    this.publish();
+    this.published = true;
+    const changed = this.untrained();
+    return Promise.all(shards.map((shard, i) => this.call<Float32Array>(i, { op: 'outputs', version: this.version, changed, shard: shard.data, options })));
+  }
+
+  /**
+   * Loss of the whole batch and its gradient for `variables` (tensors keyed by variable name; the
+   * caller disposes them), from one shard per worker (at most `size`), combined as `combine` says;
+   * `parts` are the task's named terms, combined alike. Moving statistics the workers' forward
+   * passes updated (BatchNorm) are averaged into the main model, weighted by the shards' weights.
+   */
+  async gradients(variables: tf.Variable[], shards: Shard[], options: unknown, combine: Combine = 'mean'): Promise<{ loss: number; grads: tf.NamedTensorMap; parts: number[] }> {
     if (shards.length > this.threads.length) throw new Error(`${shards.length} shards for ${this.threads.length} workers`);
     const weights = this.model.weights;
-    weights.forEach((w, i) => this.weights.set(w.read().dataSync() as Float32Array, this.offsets[i]));
-    this.version++;
+    if (!this.published) this.publish();
+    this.published = false;
     const byVariable = new Map(weights.map((w, i) => [w.read() as tf.Variable, i]));
     const indices = variables.map((v) => {
       const i = byVariable.get(v);
       if (i === undefined) throw new Error(`variable ${v.name} is not a weight of the model`);
       return i;
     });
-    const trainable = new Set(this.model.trainableWeights.map((w) => w.read()));
-    const changed = weights.flatMap((w, i) => (trainable.has(w.read()) ? [] : [i]));
-    const losses = await Promise.all(shards.map((shard, i) => this.call<number>(i, { op: 'step', version: this.version, variables: indices, changed, shard: shard.data, options })));
+    const changed = this.untrained();
+    const results = await Promise.all(shards.map((shard, i) => this.call<StepResult>(i, { op: 'step', version: this.version, variables: indices, changed, shard: shard.data, options })));
     const total = shards.reduce((n, s) => n + s.weight, 0);
     const share = shards.map((s) => (total > 0 ? s.weight / total : 1 / shards.length));
+    const gradShare = combine === 'sum' ? shards.map(() => 1) : share;
     let loss = 0;
-    losses.forEach((l, i) => (loss += share[i] * l));
+    const parts = (results[0]?.parts ?? []).map(() => 0);
+    results.forEach((r, i) => {
+      loss += gradShare[i] * r.loss;
+      r.parts.forEach((p, k) => (parts[k] += gradShare[i] * p));
+    });
     const grads: tf.NamedTensorMap = {};
     indices.forEach((wi, k) => {
-      grads[variables[k].name] = tf.tensor(this.average(wi, shards.length, share), variables[k].shape, 'float32');
+      grads[variables[k].name] = tf.tensor(this.average(wi, shards.length, gradShare), variables[k].shape, 'float32');
     });
     for (const wi of changed) {
       const start = this.offsets[wi];
@@ -189,10 +247,10 @@ export class ParallelGradients {
       weights[wi].write(value);
       value.dispose();
     }
-    return { loss, grads };
+    return { loss, grads, parts };
   }
 
-  /** Weighted mean over the first `count` workers of weight `wi`'s slot in their output, in worker order. */
+  /** Weighted sum over the first `count` workers of weight `wi`'s slot in their output, in worker order. */
   private average(wi: number, count: number, share: number[]): Float32Array {
     const start = this.offsets[wi];
     const end = this.offsets[wi + 1];

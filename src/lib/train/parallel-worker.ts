@@ -6,16 +6,21 @@ import { tf } from '../backend/tf.js';
 import { selectBackend } from '../backend/select.js';
 import { weakParallelTask } from './weak-trainer.js';
 import { classifierParallelTask } from './classifier-parallel.js';
-import type { ParallelReply, ParallelRequest } from './parallel-gradients.js';
+import { tripletParallelTask } from './triplet-parallel.js';
+import { locateParallelTask } from './locate-parallel.js';
+import { attentionParallelTask } from './attention-parallel.js';
+import type { ParallelReply, ParallelRequest, ParallelTask, StepResult } from './parallel-gradients.js';
 
-/** Builds a task's loss for one replica; `shared` is what the main thread gave once at start. */
-export type ParallelTaskFactory = (model: tf.LayersModel, shared: unknown) => { loss(shard: unknown, options: unknown): tf.Scalar };
+/** Builds a task for one replica; `shared` is what the main thread gave once at start. */
+export type ParallelTaskFactory = (model: tf.LayersModel, shared: unknown) => ParallelTask;
 
-const TASKS: Record<string, ParallelTaskFactory> = { weak: weakParallelTask, classifier: classifierParallelTask };
+const TASKS: Record<string, ParallelTaskFactory> = {
+  weak: weakParallelTask, classifier: classifierParallelTask, triplet: tripletParallelTask, locate: locateParallelTask, attention: attentionParallelTask,
+};
 
 interface Replica {
   model: tf.LayersModel;
-  task: ReturnType<ParallelTaskFactory>;
+  task: ParallelTask;
   weights: Float32Array;
   out: Float32Array;
   offsets: number[];
@@ -42,26 +47,50 @@ async function handle(request: ParallelRequest): Promise<unknown> {
     }
     case 'step': {
       if (!replica) throw new Error('the worker was not started');
-      const { model, weights, out, offsets } = replica;
-      if (request.version !== replica.version) {
-        model.weights.forEach((w, i) => {
-          const value = tf.tensor(weights.slice(offsets[i], offsets[i + 1]), w.shape as number[], 'float32');
-          w.write(value);
-          value.dispose();
-        });
-        replica.version = request.version;
-      }
+      const { model, out, offsets } = replica;
+      syncWeights(replica, request.version);
       const variables = request.variables.map((i) => model.weights[i].read() as tf.Variable);
-      const { value, grads } = tf.variableGrads(() => replica!.task.loss(request.shard, request.options), variables);
+      let parts: tf.Scalar[] = [];
+      const { value, grads } = tf.variableGrads(() => {
+        const loss = replica!.task.loss(request.shard, request.options);
+        if (!('total' in loss)) return loss;
+        parts = loss.parts.map((p) => tf.keep(p));
+        return loss.total;
+      }, variables);
       variables.forEach((v, k) => out.set(grads[v.name].dataSync() as Float32Array, offsets[request.variables[k]]));
       for (const i of request.changed) out.set(model.weights[i].read().dataSync() as Float32Array, offsets[i]);
-      const loss = value.dataSync()[0];
-      tf.dispose([value, ...Object.values(grads)]);
-      return loss;
+      const result: StepResult = { loss: value.dataSync()[0], parts: parts.map((p) => p.dataSync()[0]) };
+      tf.dispose([value, ...parts, ...Object.values(grads)]);
+      return result;
+    }
+    case 'outputs': {
+      if (!replica) throw new Error('the worker was not started');
+      const { model, task } = replica;
+      if (!task.outputs) throw new Error('this training task has no outputs');
+      syncWeights(replica, request.version);
+      // A training-mode forward pass moves the BatchNorm statistics: put them back, as the step moves them once.
+      const statistics = request.changed.map((i) => model.weights[i].read().clone());
+      const y = tf.tidy(() => task.outputs!(request.shard, request.options));
+      request.changed.forEach((i, k) => model.weights[i].write(statistics[k]));
+      tf.dispose(statistics);
+      const rows = y.dataSync() as Float32Array;
+      y.dispose();
+      return rows;
     }
     case 'memory':
       return tf.memory().numTensors;
   }
+}
+
+/** Reads the weights from shared memory when the main thread has published new ones. */
+function syncWeights(r: Replica, version: number): void {
+  if (version === r.version) return;
+  r.model.weights.forEach((w, i) => {
+    const value = tf.tensor(r.weights.slice(r.offsets[i], r.offsets[i + 1]), w.shape as number[], 'float32');
+    w.write(value);
+    value.dispose();
+  });
+  r.version = version;
 }
 
 // One request at a time: the main thread waits for every worker's answer before the next step.

@@ -7,10 +7,10 @@ import { attentionLoss, fiveCaseScores, typeLayer } from '../models/type-attenti
 import { precisionRecallAtK, type PrecisionRecall } from '../metrics/ranking.js';
 import { sampleBatch, type WordIndex, type WordSampling } from './word-sampler.js';
 import type { Random } from '../random.js';
-import { ParallelGradients, type Shard } from './parallel-gradients.js';
+import { ParallelGradients, type ParallelTask, type Shard } from './parallel-gradients.js';
 import { takeValues } from '../backend/read.js';
 import { shardBounds } from '../backend/pool.js';
-import { batchPixels, cropPixels, drawCrops, inputSides, type ImageStore, type InputShape } from '../image/batch.js';
+import { batchPixels, cropPixels, drawCrops, inputSides, shareImageStore, sharedImageStore, type ImageStore, type InputShape, type SharedImages } from '../image/batch.js';
 
 export interface StepOptions {
   batchSize: number;
@@ -174,31 +174,27 @@ export async function trainStepParallel(
   return loss;
 }
 
-/** The training images in one SharedArrayBuffer: the store's arrays become views of it, so the workers share them without a copy. */
-export function shareImageStore(store: ImageStore): { pixels: SharedArrayBuffer; count: number; storedSize: number; storedWidth?: number } {
-  const size = store.pixels[0]?.length ?? 0;
-  if (store.pixels.some((p) => p.length !== size)) throw new Error('shared images must all have one size');
-  const buffer = new SharedArrayBuffer(size * store.pixels.length);
-  store.pixels.forEach((p, i) => {
-    const view = new Uint8Array(buffer, i * size, size);
-    view.set(p);
-    store.pixels[i] = view;
-  });
-  return { pixels: buffer, count: store.pixels.length, storedSize: store.storedSize, storedWidth: store.storedWidth };
-}
+type SharedWeak = SharedImages & { types?: StepOptions['types'] };
 
-/** Starts the training workers of the weak model on `store`'s images (shared, see shareImageStore). */
-export function openWeakParallel(model: tf.LayersModel, store: ImageStore, workers: number): Promise<ParallelGradients> {
-  return ParallelGradients.open({ model, workers, task: 'weak', shared: shareImageStore(store) });
+/**
+ * Starts the training workers of the weak model on `store`'s images (shared, see shareImageStore);
+ * with type attention, each worker holds the per-word type targets too (its loss is a mean over rows).
+ */
+export function openWeakParallel(model: tf.LayersModel, store: ImageStore, workers: number, types?: StepOptions['types']): Promise<ParallelGradients> {
+  const shared: SharedWeak = { ...shareImageStore(store), ...(types ? { types } : {}) };
+  return ParallelGradients.open({ model, workers, task: 'weak', shared });
 }
 
 /** The weak model's loss in a training worker. */
-export function weakParallelTask(model: tf.LayersModel, shared: unknown): { loss(shard: unknown, options: unknown): tf.Scalar } {
-  const s = shared as ReturnType<typeof shareImageStore>;
-  const size = s.count ? s.pixels.byteLength / s.count : 0;
-  const store: ImageStore = { pixels: Array.from({ length: s.count }, (_, i) => new Uint8Array(s.pixels, i * size, size)), storedSize: s.storedSize, storedWidth: s.storedWidth };
+export function weakParallelTask(model: tf.LayersModel, shared: unknown): ParallelTask {
+  const s = shared as SharedWeak;
+  const store = sharedImageStore(s);
   const models = weakModels(model);
-  return { loss: (shard, options) => weakLoss(models, store, shard as WeakDraw, options as LossOptions) };
+  const layer = s.types ? typeLayer(model) : null;
+  const types = layer && s.types
+    ? { layer, targets: tf.keep(tf.tensor2d(s.types.targets, [s.types.targets.length / layer.types, layer.types])), entropy: tf.keep(tf.tensor1d(s.types.entropy)), weight: s.types.weight }
+    : null;
+  return { loss: (shard, options) => weakLoss(models, store, shard as WeakDraw, options as LossOptions, types) };
 }
 
 /**
