@@ -96,7 +96,7 @@ test('train-triplet --workers 2: the same seed gives the same model; --resume is
 });
 
 test('train-locate --workers 2: the same seed gives the same model; --resume is bit-exact', async () => {
-  await generateScenes({ out: join(dir, 'scenes'), seed: 7, products: 24, variant: 'varied' });
+  await generateScenes({ out: join(dir, 'scenes'), seed: 7, products: 20, variant: 'varied' });
   await sameAndResumed('train-locate', [
     '-i', join(dir, 'scenes', 'scenes.ndjson'), '--image-size', '32', '--input-size', '16', '--width', '4', '--stages', '2', '--batch', '4', '--patches', '4',
     '--val-fraction', '0', '--epochs', '2', '--seed', '3', '--workers', '2', '--backend', 'wasm',
@@ -114,7 +114,7 @@ test('train-weak --attention types --workers 2: the workers hold the type target
 
 test('train-classifier --stn --workers 2: the transformer trains on the workers; same seed, same model; --resume is bit-exact', async () => {
   await sameAndResumed('train-classifier', [
-    '-i', await firstImages(100), '-l', 'colour', '--mode', 'finetune', '--tower', 'small', '--input-size', '16', '--stn', '32', '--width', '4', '--stages', '2',
+    '-i', await firstImages(60), '-l', 'colour', '--mode', 'finetune', '--tower', 'small', '--input-size', '16', '--stn', '32', '--width', '4', '--stages', '2',
     '--epochs', '2', '--seed', '2', '--workers', '2', '--backend', 'wasm',
   ], 'stn');
 });
