@@ -78,7 +78,9 @@ Each training example picks a word uniformly from the vocabulary, then an image 
 
 SGD with momentum; the learning rate is divided by 10 after --patience epochs without a better validation precision@1, and training stops after --stop-patience such epochs or --epochs. An epoch is --epoch-size samples. --head-epochs trains W (and the projection) first with the tower frozen. The validation split is held out by a stable hash of the product (--group-field), so all images of a product are on one side. Each epoch logs loss and validation precision@k / recall@k (k = 1, 5, 10, 15) on stderr and in the model's log.json, and writes a checkpoint; --resume continues from it exactly.
 
-The output is a model directory (model.json, weights, metadata.json with vocabulary, config and log) for tag, embed and rise. Decoded images are kept in memory as bytes (about 3 x (1.125 x input size)^2 bytes each).`,
+The output is a model directory (model.json, weights, metadata.json with vocabulary, config and log) for tag, embed and rise. Decoded images are kept in memory as bytes (about 3 x (1.125 x input size)^2 bytes each).
+
+With --attention types, training ends by embedding every image and giving each word seen on 2 images or more the type of the typed word whose images sit nearest (cosine of their mean standardised embeddings): a type from visual evidence, which a word whose thesaurus type is hidden or missing can get (its vector cannot: bench/RESULTS.md). It is kept in the model for tag --word-types and --by-type.`,
   options: {
     input: { alias: 'i', describe: 'crawl-tokenize NDJSON (image path + tokens per line); - for stdin', type: 'string', default: '-' },
     vocab: { describe: 'vocabulary NDJSON ({word, count, df} by frequency) from crawl-tokenize --vocab', type: 'string', demandOption: true },
