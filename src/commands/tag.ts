@@ -10,6 +10,7 @@ import { describeModel, requireKind, rowProbabilities } from '../lib/models/kind
 import { computeFeatures, resizeModeOf, workersOption } from '../lib/models/image-features.js';
 import { modelInputSize } from '../lib/models/towers/index.js';
 import { engineOption, openImagePredictor } from '../lib/onnx/runtime.js';
+import { calibrationBatches, checkPrecision, precisionOptions } from '../lib/onnx/precision.js';
 import { topKIndices } from '../lib/metrics/ranking.js';
 import { startProgress } from '../lib/progress.js';
 import { checkFileOutput } from '../lib/io/atomic.js';
@@ -37,6 +38,9 @@ interface Args {
   'by-type': boolean;
   'word-types'?: string;
   shard?: string;
+  precision: string;
+  calibration?: string;
+  'calibration-images': number;
 }
 
 function round(x: number): number {
@@ -68,6 +72,7 @@ For a model trained with --attention types (the report 4.3): --by-type writes {i
     ...workersOption,
     ...backendOption,
     ...engineOption,
+    ...precisionOptions,
   },
   examples: [
     ['atelier tag -m weak.model photo1.jpg photo2.jpg', 'the five best words of two photos'],
@@ -92,6 +97,7 @@ For a model trained with --attention types (the report 4.3): --by-type writes {i
     if ((args['by-type'] || args['word-types']) && !attention) throw new UsageError('the model was not trained with --attention types', { field: args['by-type'] ? '--by-type' : '--word-types', file: args.model });
     if (args['by-type'] && args.word !== undefined) throw new UsageError('--word ranks images by one word; leave out --by-type', { field: '--by-type' });
     if (!args.images.length) await checkInputFile(args.input ?? '-');
+    const calibrationPlan = await checkPrecision(args);
     const backend = await selectBackend({ requested: args.backend, env: io.env, stderr: io.stderr });
     const { model } = await loadModel(args.model);
     const layer = attention ? typeLayer(model) : null;
@@ -117,7 +123,8 @@ For a model trained with --attention types (the report 4.3): --by-type writes {i
     const out = await openNdjsonWriter(args.out, { stdout: io.stdout, outputs: io.outputs });
     const ranked: Array<{ id: string; image: string; score: number; order: number }> = [];
     const inputSize = modelInputSize(model, args.model);
-    const inference = await openImagePredictor(args['by-type'] ? featureModel(model, 'embedding') : model, inputSize, { engine: args.engine, env: io.env, stderr: io.stderr, backend, workers: args.workers, commandName: 'tag' });
+    const calibration = calibrationPlan ? await calibrationBatches(calibrationPlan, inputSize, args.batch, resizeModeOf(metadata), 'tag') : undefined;
+    const inference = await openImagePredictor(args['by-type'] ? featureModel(model, 'embedding') : model, inputSize, { engine: args.engine, env: io.env, stderr: io.stderr, backend, workers: args.workers, commandName: 'tag', calibration });
     const progress = startProgress(io.stderr, { label: 'tagging' });
     try {
       for await (const batch of computeFeatures(inference.predictor, records, inputSize, args.batch, skips, io, 'tag', resizeModeOf(metadata))) {

@@ -56,6 +56,9 @@ beforeAll(async () => {
   const pixels = tf.tensor4d(Float32Array.from(decoded.flatMap((d) => (d.ok ? Array.from(d.image.data) : []))), [16, INPUT, INPUT, 3]);
   initBatchNormFromData(weak, pixels);
   pixels.dispose();
+  // Larger word weights than the initialiser's, so that tag's ranking means something.
+  const words = weak.getLayer('words');
+  words.setWeights([tf.randomNormal(words.getWeights()[0].shape, 0, 2, 'float32', 3)]);
   model = join(dir, 'weak.model');
   await saveModel(weak, model, { metadata: { kind: WEAK_MODEL_KIND, vocabulary, config, tower, backend: 'cpu', log: [] } });
 });
@@ -95,6 +98,20 @@ test('embed --precision int8: each row nearest its own float row; shards agree w
   const m = await rows(join(dir, 'sharded.npy'));
   const worst = Math.max(...Array.from(m.data, (v, k) => Math.abs(v - b.data[k])));
   assert.ok(worst <= 1e-5, `merged shards against the whole int8 run: max |diff| ${worst}`);
+});
+
+test('tag --precision int8: the top word of each image is mostly the float model\'s', { timeout: 120_000 }, async () => {
+  const top = async (extra: string[]) => {
+    const run = await runAtelier(['tag', '-m', model, '-i', images, '-k', '1', '--batch', '16', ...extra]);
+    assert.equal(run.code, 0, run.stderr);
+    return parseNdjson(run.stdout).map((r) => (r.words as Array<{ word: string }>)[0].word);
+  };
+  const float = await top(['--engine', 'ort']);
+  const int8 = await top(['--precision', 'int8', '--calibration-images', '32']);
+  const same = float.filter((w, i) => w === int8[i]).length;
+  console.log('DEBUG tag', same, float.length, new Set(float).size);
+  // Chance agreement with 10 words would be about 1 in 10.
+  assert.ok(same >= 0.9 * float.length, `${same} of ${float.length} top words agree`);
 });
 
 test('export --precision int8 writes a QDQ model and records its agreement with float', { timeout: 120_000 }, async () => {
