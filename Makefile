@@ -83,7 +83,7 @@ gpu-check: build
 # crawl the fixture shop over HTTP -> weak features -> tags, embeddings -> retrieval; sales ->
 # teacher -> SizeNet student -> day-one advice -> RISE explanations.
 DEMO_TOWER := --input-size 32 --width 16
-LOCATE_TOWER := --image-size 64 --input-size 24 --stages 3 --width 8 --lr 0.01 --batch 4 --box-weight 4
+LOCATE_TOWER := --image-size 96 --input-size 24 --stages 3 --width 8 --lr 0.01 --batch 4
 # A fixed port: crawled records are keyed by URL, so the same port gives the same split and model on every run.
 DEMO_PORT ?= 8765
 demo: build fixtures
@@ -122,7 +122,7 @@ demo: build fixtures
 	$(ATELIER) embed -m $(DEMO)/triplet.model -i $(FIXTURES)/images.ndjson --normalize -o $(DEMO)/triplet.npy
 	$(ATELIER) eval-retrieval -p $(FIXTURES)/list_eval_partition.txt -e $(DEMO)/triplet.npy --id-field image --name triplet \
 	  --compare $(DEMO)/retrieval.json --plot $(DEMO)/topk-triplet.png -o $(DEMO)/retrieval-triplet.json
-	@echo "== GILT/TiefVision: locate the garment (patch classifier + box regression), then retrieve on the located crops"
+	@echo "== GILT/TiefVision: locate the garment (patch classifier slid over the photo, box fitted to its map), then retrieve on the located crops"
 	$(NODE) dist/fixtures/generate.js --scenes varied --products 100 --out $(DEMO)/scenes
 	$(ATELIER) train-locate -i $(DEMO)/scenes/scenes.ndjson $(LOCATE_TOWER) --epochs 10 -o $(DEMO)/locate.model > $(DEMO)/locate.json
 	$(ATELIER) locate -m $(DEMO)/locate.model -i $(DEMO)/scenes/scenes.ndjson > $(DEMO)/boxes.ndjson

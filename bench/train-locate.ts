@@ -1,9 +1,9 @@
 // bench/train-locate: seconds per training step of the GILT/TiefVision locator (src/lib/models/locate.ts)
-// as train-locate runs it (draw labelled windows, crop and resize them from the photos, tower + head,
-// the cross-entropy + smooth-L1 loss, backward, Adam) on WASM in one thread, against the same
+// as train-locate runs it (draw patches labelled with their share inside the box, crop and resize them from
+// the photos, tower + head, the cross-entropy, backward, Adam; the default --box-weight 0) on WASM in one thread, against the same
 // architecture in PyTorch with 2 and 1 threads (bench/train_locate_torch.py: the weak bench's small tower, windows cut
 // with affine_grid/grid_sample) in the same run. Random photos and boxes; warm-up steps are not timed.
-// Settings: test (the test's and the demo's: 64-px photos, 24-px patches, width 8, 3 stages, 4 photos
+// Settings: test (the test's and the demo's: 96-px photos, 24-px patches, width 8, 3 stages, 4 photos
 // x 8 windows) and large (96-px photos, 48-px patches, width 16, 4 stages, 16 x 8).
 // Usage: node dist/bench/train-locate.js [--settings test,large] [--seconds 5] [--torch-threads 2,1] [--skip-torch] [--out bench/out/train-locate.json]
 import { spawnSync } from 'node:child_process';
@@ -11,13 +11,13 @@ import { join } from 'node:path';
 import { tf } from '../src/lib/backend/tf.js';
 import { selectBackend } from '../src/lib/backend/select.js';
 import { buildTower } from '../src/lib/models/towers/index.js';
-import { buildLocateModel, cropPatches, locateLoss, sampleTrainingPatches, type Box } from '../src/lib/models/locate.js';
+import { buildLocateModel, cropPatches, locateLoss, mapPatchSide, sampleMapPatches, type Box } from '../src/lib/models/locate.js';
 import { createRandom } from '../src/lib/random.js';
 import { PYTHON, flag, hasFlag, loadAverage, machineInfo, outDir, pickSettings, repoRoot, writeResults } from './common.js';
 
 interface Setting { name: string; image: number; patch: number; width: number; stages: number; photos: number; windows: number }
 const SETTINGS: Record<string, Setting> = {
-  test: { name: 'test', image: 64, patch: 24, width: 8, stages: 3, photos: 4, windows: 8 },
+  test: { name: 'test', image: 96, patch: 24, width: 8, stages: 3, photos: 4, windows: 8 },
   large: { name: 'large', image: 96, patch: 48, width: 16, stages: 4, photos: 16, windows: 8 },
 };
 const settings = pickSettings(flag('settings', 'test,large'), SETTINGS);
@@ -36,14 +36,17 @@ async function tfjsStep(s: Setting): Promise<Row> {
   const random = createRandom(1);
   const boxes: Box[] = Array.from({ length: s.photos }, () => ({ x: 0.1 + 0.3 * random.next(), y: 0.1 + 0.3 * random.next(), w: 0.5, h: 0.5 }));
   const step = async () => {
-    const drawn = boxes.flatMap((box, i) => sampleTrainingPatches(box, s.windows, random).map((p) => ({ ...p, image: i })));
+    const side = mapPatchSide(s.patch, s.image);
+    const drawn = boxes.flatMap((box, i) => sampleMapPatches(box, s.windows, side, random).map((p) => ({ ...p, image: i })));
     const x = cropPatches(images, drawn.map((p) => p.window), drawn.map((p) => p.image), s.patch, s.patch);
-    const labels = tf.tensor1d(drawn.map((p) => p.label));
-    const edges = tf.tensor2d(drawn.flatMap((p) => p.edges), [drawn.length, 4]);
-    const { value, grads } = tf.variableGrads(() => locateLoss(model.apply(x, { training: true }) as tf.Tensor2D, labels, edges, 4), variables);
+    const shares = tf.tensor1d(drawn.map((p) => p.share));
+    const ones = tf.onesLike(shares);
+    const zeros = tf.zerosLike(shares);
+    const edges = tf.zeros([drawn.length, 4]) as tf.Tensor2D;
+    const { value, grads } = tf.variableGrads(() => locateLoss(model.apply(x, { training: true }) as tf.Tensor2D, shares, ones, zeros, edges, 0), variables);
     optimizer.applyGradients(grads);
     await value.data();
-    tf.dispose([x, labels, edges, value, ...Object.values(grads)]);
+    tf.dispose([x, shares, ones, zeros, edges, value, ...Object.values(grads)]);
   };
   await step();
   await step();

@@ -10,7 +10,7 @@ import { boxOfRecord, decodeSquareImages, type SquareImage } from '../lib/image/
 import { pathRecords, readImageRecords, type ImageRecord } from '../lib/image/records.js';
 import { batches } from '../lib/image/prefetch.js';
 import { describeModel, requireKind } from '../lib/models/kinds.js';
-import { iou, locateInImages, windowGrid, LOCATE_MODEL_KIND } from '../lib/models/locate.js';
+import { iou, locateInImages, windowGrid, LOCATE_MODEL_KIND, type LocatePlan } from '../lib/models/locate.js';
 import { modelInputSize } from '../lib/models/towers/index.js';
 import { startProgress } from '../lib/progress.js';
 import { positiveInt } from '../lib/options.js';
@@ -29,7 +29,7 @@ interface Args {
 export default defineCommand<Args>({
   name: 'locate',
   summary: 'find the garment in each image with a train-locate model: boxes as NDJSON {id, image, x, y, w, h, score}',
-  description: `Locates the garment in each image as GILT's TiefVision does: a grid of square windows at several scales (the model's own) is cut from the photo, each scored foreground/background with a box predicted relative to it, and the boxes of the best windows are averaged (Overfeat). Writes one line per decoded image: {id, image, x, y, w, h, score}, the box in pixels of the source image (x, y its top-left corner) and score the best window's foreground probability. embed --crop takes this file.
+  description: `Locates the garment in each image as GILT's TiefVision does: the model's patch classifier is slid over the photo (Overfeat's dense evaluation), each patch scored with the share of it that lies on the garment's box, and the box whose blur by the patch best fits that map is taken (refined by the model's box regressor when it has one; models from before the map merge the regressed boxes of the best windows at several scales). Writes one line per decoded image: {id, image, x, y, w, h, score}, the box in pixels of the source image (x, y its top-left corner) and score the map's peak. embed --crop takes this file.
 
 When every input record carries a box already (x, y, w, h: the fixtures' scenes), the mean IoU of the located boxes with them is printed on stderr.`,
   positionals: [{ name: 'images', describe: 'image files (instead of --input)', type: 'string', variadic: true }],
@@ -54,9 +54,10 @@ When every input record carries a box already (x, y, w, h: the fixtures' scenes)
     await selectBackend({ requested: args.backend, env: io.env, stderr: io.stderr });
     const { model, metadata } = await loadModel(args.model);
     const side = Number(metadata.imageSize);
-    const scales = metadata.scales as number[];
     const patch = modelInputSize(model, args.model);
-    const windows = windowGrid(scales);
+    // Models before the dense map kept window scales and merged the windows' regressed boxes.
+    const map = metadata.map as { side: number; offsets: number[]; refine?: number } | undefined;
+    const plan: LocatePlan = map ? { kind: 'map', side: map.side, offsets: map.offsets, refine: map.refine ?? 0 } : { kind: 'windows', windows: windowGrid(metadata.scales as number[]) };
     const records: AsyncIterable<ImageRecord> | Iterable<ImageRecord> = args.images.length
       ? pathRecords(args.images) : readImageRecords(args.input ?? '-', args['image-field'], args['id-field'], io.stdin);
     const skips = createSkipCounter();
@@ -69,7 +70,7 @@ When every input record carries a box already (x, y, w, h: the fixtures' scenes)
         const data = new Float32Array(group.length * side * side * 3);
         group.forEach((g, i) => { for (let k = 0; k < g.pixels.length; k++) data[i * g.pixels.length + k] = g.pixels[k] / 255; });
         const images = tf.tensor4d(data, [group.length, side, side, 3]);
-        const boxes = await locateInImages(model, images, windows, patch);
+        const boxes = await locateInImages(model, images, plan, patch);
         images.dispose();
         for (const [i, g] of group.entries()) {
           const b = boxes[i];

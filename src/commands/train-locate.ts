@@ -9,18 +9,19 @@ import { createSkipCounter, writeSkipSummary } from '../lib/image/skips.js';
 import { boxOfRecord, decodeSquareImages, type SquareImage } from '../lib/image/boxes.js';
 import { readImageRecords, type ImageRecord } from '../lib/image/records.js';
 import { startProgress } from '../lib/progress.js';
-import { splitOf, type SplitName } from '../lib/random.js';
+import { splitOf, type Random, type SplitName } from '../lib/random.js';
 import { imageFeatureModel } from '../lib/facets/classifier-model.js';
 import { initialTrainingState, shuffledBatches, trainLoop, type EpochLogEntry } from '../lib/train/loop.js';
 import { isTowerName, modelInputSize, parseInputSize } from '../lib/models/towers/index.js';
 import { DEFAULT_TOWER } from '../lib/models/weak-model.js';
 import { backboneSourceOptions, openTower, towerNamesText, type BackboneArgs } from '../lib/train/tower-options.js';
 import {
-  DEFAULT_WINDOW_SCALES, LOCATE_MODEL_KIND, buildLocateModel, cropPatches, iou, locateInImages, locateLoss, sampleTrainingPatches, windowGrid, type Box,
+  LOCATE_MODEL_KIND, boxInWindow, buildLocateModel, cropPatches, iou, locateInImages, locateLoss, mapOffsets, mapPatchSide, sampleMapPatches, sampleTrainingPatches,
+  type Box, type LocatePatch, type LocatePlan,
 } from '../lib/models/locate.js';
 import { trainingWorkers, trainWorkersOption } from '../lib/train/parallel-gradients.js';
 import { locateGradients, openLocateParallel } from '../lib/train/locate-parallel.js';
-import { inputSizeText, integerIn, positiveInt, positiveNumber, share } from '../lib/options.js';
+import { inputSizeText, integerIn, nonNegativeNumber, positiveInt, positiveNumber, share } from '../lib/options.js';
 
 interface Args extends BackboneArgs, LoopArgs {
   input: string;
@@ -45,15 +46,15 @@ interface Args extends BackboneArgs, LoopArgs {
 }
 
 interface Sample { id: string; split: SplitName; pixels: Uint8Array; box: Box }
-
+/** A training patch: its classifier target and whether it trains the classifier, the regressor or both. */
 export default defineCommand<Args>({
   name: 'train-locate',
-  summary: 'train the GILT/TiefVision garment locator: a background/foreground patch classifier and a box regressor on one tower',
-  description: `Trains the dress locator of GILT's TiefVision, after Overfeat (Sermanet et al. 2014), by transfer from a tower of the model library: the tower looks at square patches of the photo (--input-size pixels); one output says whether the patch shows the garment (foreground) or background, four more where the garment's box lies, as its edges in units of the patch. The loss is the binary cross-entropy of the first plus --box-weight times the smooth-L1 error of the box on foreground patches.
+  summary: 'train the GILT/TiefVision garment locator: a background/foreground patch classifier slid over the photo, the box fitted to its map',
+  description: `Trains the dress locator of GILT's TiefVision, after Overfeat (Sermanet et al. 2014), by transfer from a tower of the model library: the tower looks at square patches of the photo (--input-size pixels, cut at --input-size / --image-size of the side, at most half) and one output says how much of the patch is foreground: its target is the share of the patch inside the garment's box, learnt with the binary cross-entropy. Each epoch draws --patches patches per training image, half anywhere and half centred near an edge of the box.
 
-Records carry an image and the garment's box in pixels of that image: x, y (top-left corner), w, h (the fixtures' --scenes records do). Each image is decoded stretched to --image-size square; each epoch draws --patches windows per training image, half foreground (holding 70 % of the box or more) and half background (holding under 30 % of it, even inside the garment, where no edge shows); background windows come half from near the garment, half from anywhere.
+To locate (as locate does), the classifier is slid over the photo on a quarter-patch stride (Overfeat's dense evaluation); over that grid the share is the box blurred by the patch, so the box is the one whose blur fits the map best (least squares, started from the rectangle of patch centres above half the map's peak). With --box-weight above 0, four more outputs regress the box's edges in units of a window on foreground windows (holding 70 % of the box or more; half as many as --patches, weighted by --box-weight in the loss), and locate moves the fitted box half way to the box they regress from three windows around it. On the fixture scenes that shared regressor costs accuracy (bench/RESULTS.md), so it is off by default.
 
-To locate (as locate does), a grid of square windows at ${DEFAULT_WINDOW_SCALES.join(', ')} of the side on a half-window stride is scored; the boxes of the windows within half the best probability (at most 8) are averaged, weighted by probability. Records are split into train, validation and test by a hash of --group-field; training stops after --patience epochs without a better validation mean IoU and keeps the best epoch's weights; each epoch writes a checkpoint for --resume. Prints a JSON report: mean IoU and the share of boxes with IoU >= 0.5 per split.`,
+Records carry an image and the garment's box in pixels of that image: x, y (top-left corner), w, h (the fixtures' --scenes records do). Each image is decoded stretched to --image-size square. Records are split into train, validation and test by a hash of --group-field; training stops after --patience epochs without a better validation mean IoU and keeps the best epoch's weights; each epoch writes a checkpoint for --resume. Prints a JSON report: mean IoU and the share of boxes with IoU >= 0.5 per split.`,
   options: {
     input: { alias: 'i', describe: 'image records with the garment box x, y, w, h in pixels (NDJSON, - for stdin)', type: 'string', default: '-' },
     'id-field': { describe: 'field holding the record id', type: 'string', default: 'id' },
@@ -67,7 +68,7 @@ To locate (as locate does), a grid of square windows at ${DEFAULT_WINDOW_SCALES.
     ...backboneSourceOptions,
     'image-size': { describe: 'side of the square each photo is stretched to before patches are cut', type: 'number', default: 96, check: integerIn(8, 1024) },
     patches: { describe: 'training windows per image and epoch', type: 'number', default: 8, check: positiveInt },
-    'box-weight': { describe: 'weight of the box regression loss', type: 'number', default: 2, check: positiveNumber },
+    'box-weight': { describe: 'weight of the box regression loss (0: no regressor; the box is fitted to the classifier\'s map alone)', type: 'number', default: 0, check: nonNegativeNumber },
     'test-fraction': { describe: 'share of groups held out for the test report', type: 'number', default: 0.2, check: share },
     'val-fraction': { describe: 'share of groups held out for early stopping', type: 'number', default: 0.1, check: share },
     ...loopOptions({ epochs: 20, patience: 4, better: 'a better validation mean IoU', seeds: 'initialisation, windows, shuffling' }),
@@ -138,19 +139,29 @@ To locate (as locate does), a grid of square windows at ${DEFAULT_WINDOW_SCALES.
       part.forEach((s, i) => { for (let k = 0; k < s.pixels.length; k++) data[i * s.pixels.length + k] = s.pixels[k] / 255; });
       return tf.tensor4d(data, [part.length, side, side, 3]);
     };
-    const windows = windowGrid(DEFAULT_WINDOW_SCALES);
+    const mapSide = mapPatchSide(patch.width, side);
+    // The regressor, when trained, moves the fitted box half way to its own.
+    const plan: LocatePlan = { kind: 'map', side: mapSide, offsets: mapOffsets(mapSide), refine: args['box-weight'] > 0 ? 0.5 : 0 };
     const evaluate = async (part: Sample[]) => {
       const ious: number[] = [];
       for (let start = 0; start < part.length; start += 32) {
         const chunk = part.slice(start, start + 32);
         const images = imagesOf(chunk);
-        (await locateInImages(model, images, windows, patch)).forEach((b, i) => ious.push(iou(b, chunk[i].box)));
+        (await locateInImages(model, images, plan, patch)).forEach((b, i) => ious.push(iou(b, chunk[i].box)));
         images.dispose();
       }
       const mean = ious.reduce((a, b) => a + b, 0) / Math.max(ious.length, 1);
       return { images: ious.length, meanIoU: Number(mean.toFixed(4)), iouAtLeastHalf: Number((ious.filter((v) => v >= 0.5).length / Math.max(ious.length, 1)).toFixed(4)) };
     };
 
+    // Map patches train the classifier; with --box-weight, half as many foreground windows (holding most of the box) the regressor.
+    const drawPatches = (box: Box, random: Random): LocatePatch[] => {
+      const map = sampleMapPatches(box, args.patches, mapSide, random).map((p) => ({ window: p.window, target: p.share, classified: 1, regressed: 0, edges: boxInWindow(p.window, box) }));
+      if (!(args['box-weight'] > 0)) return map;
+      const windows = sampleTrainingPatches(box, 2 * Math.ceil(args.patches / 2), random).filter((p) => p.label === 1)
+        .map((p) => ({ window: p.window, target: 0, classified: 0, regressed: 1, edges: p.edges }));
+      return [...map, ...windows];
+    };
     const optimizer: tf.Optimizer = tf.train.adam(args.lr);
     const variables = model.trainableWeights.map((w) => w.read() as tf.Variable);
     const fingerprint = JSON.stringify({ tower: towerRecord, side, patch, patches: args.patches, boxWeight: args['box-weight'], lr: args.lr, batch: args.batch, n: [bySplit.train.length, bySplit.val.length, bySplit.test.length] });
@@ -170,7 +181,7 @@ To locate (as locate does), a grid of square windows at ${DEFAULT_WINDOW_SCALES.
       batches: (random) => shuffledBatches(bySplit.train.length, args.batch, random),
       async step(slots, random) {
         const part = slots.map((i) => bySplit.train[i]);
-        const drawn = part.flatMap((s, i) => sampleTrainingPatches(s.box, args.patches, random).map((p) => ({ ...p, image: i })));
+        const drawn = part.flatMap((s, i) => drawPatches(s.box, random).map((p) => ({ ...p, image: i })));
         if (parallel) {
           const { loss, grads } = await locateGradients(parallel, variables, { slots, patches: drawn }, { patch, boxWeight: args['box-weight'] });
           optimizer.applyGradients(grads);
@@ -179,11 +190,13 @@ To locate (as locate does), a grid of square windows at ${DEFAULT_WINDOW_SCALES.
         }
         const images = imagesOf(part);
         const x = cropPatches(images, drawn.map((p) => p.window), drawn.map((p) => p.image), patch.height, patch.width);
-        const labels = tf.tensor1d(drawn.map((p) => p.label));
+        const targets = tf.tensor1d(drawn.map((p) => p.target));
+        const classified = tf.tensor1d(drawn.map((p) => p.classified));
+        const regressed = tf.tensor1d(drawn.map((p) => p.regressed));
         const edges = tf.tensor2d(drawn.flatMap((p) => p.edges), [drawn.length, 4]);
-        const { value, grads } = tf.variableGrads(() => locateLoss(model.apply(x, { training: true }) as tf.Tensor2D, labels, edges, args['box-weight']), variables);
+        const { value, grads } = tf.variableGrads(() => locateLoss(model.apply(x, { training: true }) as tf.Tensor2D, targets, classified, regressed, edges, args['box-weight']), variables);
         optimizer.applyGradients(grads);
-        tf.dispose([images, x, labels, edges, ...Object.values(grads)]);
+        tf.dispose([images, x, targets, classified, regressed, edges, ...Object.values(grads)]);
         return value;
       },
       async validate() {
@@ -200,7 +213,7 @@ To locate (as locate does), a grid of square windows at ${DEFAULT_WINDOW_SCALES.
     await parallel?.close();
     const reports = { train: await evaluate(bySplit.train), val: await evaluate(bySplit.val), test: await evaluate(bySplit.test) };
     await saveModel(model, args.out, {
-      metadata: { kind: LOCATE_MODEL_KIND, imageSize: side, patch, scales: DEFAULT_WINDOW_SCALES, tower: towerRecord as Record<string, unknown>, log: state.log, bestEpoch: state.bestEpoch },
+      metadata: { kind: LOCATE_MODEL_KIND, imageSize: side, patch, map: { side: plan.side, offsets: plan.offsets, refine: plan.refine }, tower: towerRecord as Record<string, unknown>, log: state.log, bestEpoch: state.bestEpoch },
       outputs: io.outputs,
     });
     await writeFileAtomic(logPathOf(args.out), JSON.stringify(state.log, null, 2) + '\n', io.outputs);

@@ -22,7 +22,8 @@ import { openTripletParallel, tripletGradients } from '../lib/train/triplet-para
 import { initialTrainingState, trainLoop, type EpochLogEntry } from '../lib/train/loop.js';
 import { checkLoopOutputs, checkpointDirOf, logPathOf, loopOptions, type LoopArgs } from '../lib/train/loop-options.js';
 import { SIMILARITY_MODEL_KIND, groupBatches, l2Normalize, leaveOneOutTop1, mineSemiHardTriplets, pairwiseSquaredDistances, tripletHingeLoss } from '../lib/similarity/triplet.js';
-import { inputSizeText, integerIn, nonNegativeInt, positiveInt, positiveNumber, share } from '../lib/options.js';
+import { fraction, inputSizeText, integerIn, nonNegativeInt, positiveInt, positiveNumber, share } from '../lib/options.js';
+import { withSpatialTransformer } from '../lib/models/attention/stn.js';
 
 interface Args extends BackboneArgs, LoopArgs {
   input: string;
@@ -41,6 +42,9 @@ interface Args extends BackboneArgs, LoopArgs {
   'per-group': number;
   'val-fraction': number;
   lr: number;
+  stn?: string;
+  'stn-min-scale': number;
+  'stn-max-scale': number;
   backend: string;
   workers: number;
 }
@@ -52,7 +56,7 @@ export default defineCommand<Args>({
 
 Positives share the value of --positive-field (the item: other photos of the same product, or a facet label for coarser similarity). Each batch holds --groups groups of up to --per-group images; every (anchor, positive) pair in it takes the closest negative that is still farther than the positive (semi-hard, FaceNet), or the farthest negative when all are closer. Images get random crops and flips.
 
-Starts from --tower (a train-weak, train-classifier or train-triplet model; its --tower-layer features) or from a fresh tower (--input-size, --width, --blocks, --stages); --projection D adds a learned D-dimensional embedding on top. A --val-fraction of the groups (by a stable hash) is held out: training stops after --patience epochs without a better validation top-1 retrieval (leave-one-out, cosine) and keeps the best weights. Each epoch writes a checkpoint (default <out>.checkpoint) for --resume; the log goes to <out>.log.json.
+Starts from --tower (a train-weak, train-classifier or train-triplet model; its --tower-layer features) or from a fresh tower (--input-size, --width, --blocks, --stages); --projection D adds a learned D-dimensional embedding on top. --stn SIZE puts a spatial transformer in front of the tower (GILT's "spatial transformer attachment", as train-classifier --stn): the model reads images of SIZE, a small localisation net picks a box (its side between --stn-min-scale and --stn-max-scale of the image) and the tower reads that box resampled to its input; here the transformer learns from the triplet loss alone (there are no classes for its own evidence term) and is saved in the model. A --val-fraction of the groups (by a stable hash) is held out: training stops after --patience epochs without a better validation top-1 retrieval (leave-one-out, cosine) and keeps the best weights. Each epoch writes a checkpoint (default <out>.checkpoint) for --resume; the log goes to <out>.log.json.
 
 The output is an image -> embedding model: 'atelier embed -m <out> --normalize' computes embeddings that knn and eval-retrieval measure directly. Train on the train split only (e.g. the In-Shop 'train' images) to keep the retrieval evaluation honest.`,
   options: {
@@ -74,6 +78,9 @@ The output is an image -> embedding model: 'atelier embed -m <out> --normalize' 
     'val-fraction': { describe: 'share of groups held out for early stopping', type: 'number', default: 0.1, check: share },
     ...loopOptions({ epochs: 20, patience: 4, better: 'a better validation top-1', seeds: 'initialisation, batches, augmentation' }),
     lr: { describe: 'Adam learning rate', type: 'number', default: 0.0003, check: positiveNumber },
+    stn: { describe: 'a spatial transformer in front of the tower reads images of this size (N or HxW) and crops the region it chooses to the tower\'s input', type: 'string', check: inputSizeText },
+    'stn-min-scale': { describe: '--stn: smallest crop side, as a share of the image side', type: 'number', default: 0.2, check: fraction },
+    'stn-max-scale': { describe: '--stn: largest crop side, as a share of the image side', type: 'number', default: 1, check: fraction },
     out: { alias: 'o', describe: 'model directory to write', type: 'string', demandOption: true },
     ...backendOption,
     ...trainWorkersOption,
@@ -110,6 +117,12 @@ The output is an image -> embedding model: 'atelier embed -m <out> --normalize' 
       inputSize = compactInput(input);
       fit = opened.record.resize;
       if (args.tower !== undefined || args.backbone) towerRecord = opened.record;
+    }
+    const stnImage = args.stn ? parseInputSize(args.stn, '--stn') : undefined;
+    if (stnImage) {
+      // GILT's spatial transformer attachment, as train-classifier --stn: it learns where to crop from the triplet loss alone.
+      features = withSpatialTransformer(features, stnImage, { minScale: args['stn-min-scale'], maxScale: args['stn-max-scale'], filters: 8, seed: args.seed + 900 });
+      inputSize = compactInput(stnImage);
     }
     const embedding = args.projection > 0
       ? (tf.layers.dense({ units: args.projection, useBias: false, kernelInitializer: tf.initializers.glorotUniform({ seed: args.seed + 5 }), name: 'similarity' }).apply(features.outputs[0]) as tf.SymbolicTensor)
@@ -160,7 +173,7 @@ The output is an image -> embedding model: 'atelier embed -m <out> --normalize' 
     const dim = model.outputs[0].shape[1] as number;
     const valTop1 = async (): Promise<number> => (val.length ? leaveOneOutTop1(await embedImages(val), dim, val.map((s) => groupOf[s])) : 0);
 
-    const fingerprint = JSON.stringify({ field: args['positive-field'], tower: args.tower ?? null, ...(args.backbone ? { backbone: towerRecord } : {}), layer: args['tower-layer'], inputSize, projection: args.projection, margin: args.margin, lr: args.lr, groups: args.groups, perGroup: args['per-group'], n: [train.length, val.length] });
+    const fingerprint = JSON.stringify({ field: args['positive-field'], tower: args.tower ?? null, ...(stnImage ? { stn: [stnImage, args['stn-min-scale'], args['stn-max-scale']] } : {}), ...(args.backbone ? { backbone: towerRecord } : {}), layer: args['tower-layer'], inputSize, projection: args.projection, margin: args.margin, lr: args.lr, groups: args.groups, perGroup: args['per-group'], n: [train.length, val.length] });
     const optimizers: Array<[tf.Optimizer, string]> = [[optimizer, 'optimizer/']];
     const run = await startOrResume({
       resume: args.resume, dir: checkpointDirOf(args), fingerprint, model, optimizers, fresh: () => initialTrainingState(args.seed, fingerprint), io, command: 'train-triplet',
@@ -227,6 +240,7 @@ The output is an image -> embedding model: 'atelier embed -m <out> --normalize' 
     const metadata = {
       kind: SIMILARITY_MODEL_KIND, positiveField: args['positive-field'], inputSize, projection: args.projection, margin: args.margin,
       tower: towerRecord, towerLayer: args['tower-layer'], bestEpoch: state.bestEpoch, log: state.log,
+      ...(stnImage ? { stn: { input: stnImage, minScale: args['stn-min-scale'], maxScale: args['stn-max-scale'] } } : {}),
     };
     await saveModel(model, args.out, { metadata, outputs: io.outputs });
     await writeFileAtomic(logPathOf(args.out), JSON.stringify(state.log, null, 2) + '\n', io.outputs);
@@ -238,4 +252,5 @@ The output is an image -> embedding model: 'atelier embed -m <out> --normalize' 
 /** Every output path checked before any work: a wrong one costs no time and leaves nothing behind. */
 async function checkOutputs(args: Args): Promise<void> {
   await checkLoopOutputs(args);
+  if (args['stn-min-scale'] > args['stn-max-scale']) throw new UsageError(`${args['stn-min-scale']} is above --stn-max-scale ${args['stn-max-scale']}`, { field: '--stn-min-scale' });
 }

@@ -35,20 +35,22 @@ function topK(stdout: string, k: number): number {
   return (JSON.parse(stdout) as { topk: Record<string, number> }).topk[String(k)];
 }
 
-// The locator of both tests, as make demo trains it: small batches at lr 0.01 (held-out IoU 0.53, bench/RESULTS.md).
-const LOCATOR_FLAGS = ['--input-size', '24', '--stages', '3', '--width', '8', '--lr', '0.01', '--batch', '4', '--box-weight', '4', '--epochs', '10', '--patience', '10', '--val-fraction', '0'];
+// The locator of both tests, as make demo trains it: 24-px patches of 96-px photos, the box fitted to the
+// classifier's map (held-out IoU 0.64, bench/RESULTS.md).
+const LOCATOR_FLAGS = ['--image-size', '96', '--input-size', '24', '--stages', '3', '--width', '8', '--lr', '0.01', '--batch', '4', '--epochs', '10', '--patience', '10', '--val-fraction', '0'];
 
 test('located boxes overlap the true ones on held-out scenes; locate writes one box per image in pixels', { timeout: 240_000 }, async () => {
   const model = join(dir, 'locate.model');
   const trained = await runAtelier([
     // On two training workers, as a user's default run on a multi-core machine (train-parallel.test.ts pins their determinism).
-    'train-locate', '-i', training, '--image-size', '64', ...LOCATOR_FLAGS, '--workers', '2', '-o', model,
+    'train-locate', '-i', training, ...LOCATOR_FLAGS, '--workers', '2', '-o', model,
   ], { timeoutMs: 220_000 });
   assert.equal(trained.code, 0, trained.stderr);
   const report = JSON.parse(trained.stdout) as { test: { images: number; meanIoU: number } };
   assert.ok(report.test.images >= 30, `test images ${report.test.images}`);
-  // A fixed box at the centre covering a quarter of the frame scores mean IoU ~0.1 on these scenes.
-  assert.ok(report.test.meanIoU >= 0.45, `held-out mean IoU ${report.test.meanIoU}`);
+  // A fixed box at the centre covering a quarter of the frame scores mean IoU ~0.1 on these scenes;
+  // measured 0.64 (the windows' merged regressed boxes gave 0.53).
+  assert.ok(report.test.meanIoU >= 0.58, `held-out mean IoU ${report.test.meanIoU}`);
 
   const located = await runAtelier(['locate', '-m', model, '-i', unseen]);
   assert.equal(located.code, 0, located.stderr);
@@ -59,7 +61,8 @@ test('located boxes overlap the true ones on held-out scenes; locate writes one 
     assert.ok((b.x as number) >= 0 && (b.x as number) + (b.w as number) <= 96.05, `box inside the 96-px image: ${JSON.stringify(b)}`);
   }
   const iou = Number(/mean IoU ([\d.]+) with the records' boxes/.exec(located.stderr)?.[1]);
-  assert.ok(iou >= 0.3, `mean IoU ${iou} on scenes of another seed`);
+  // Measured 0.68.
+  assert.ok(iou >= 0.6, `mean IoU ${iou} on scenes of another seed`);
   writeFileSync(join(dir, 'boxes.ndjson'), located.stdout);
   const crops = await runAtelier(['embed', '-m', 'pixels', '-i', unseen, '--crop', join(dir, 'boxes.ndjson'), '-o', join(dir, 'located.npy')]);
   assert.equal(crops.code, 0, crops.stderr);
@@ -85,7 +88,7 @@ test('small off-centre garments: retrieval on the crops locate finds beats the w
   // windows are cut from the 96-px photos themselves: at 64 px a small garment's window is 12-17 px.
   const model = join(dir, 'locate-small.model');
   const trained = await runAtelier([
-    'train-locate', '-i', smallTraining, '--image-size', '96', ...LOCATOR_FLAGS, '-o', model,
+    'train-locate', '-i', smallTraining, ...LOCATOR_FLAGS, '-o', model,
   ], { timeoutMs: 220_000 });
   assert.equal(trained.code, 0, trained.stderr);
   const boxes = join(dir, 'small-boxes.ndjson');

@@ -188,12 +188,16 @@ test('locate: the workers\' loss parts add up to this thread\'s loss and gradien
   const random = createRandom(8);
   const slots = [3, 7, 1, 12, 30];
   const box = { x: 0.2, y: 0.25, w: 0.5, h: 0.6 };
-  const patches = slots.flatMap((_, i) => sampleTrainingPatches(box, 3 + (i % 2), random).map((p) => ({ ...p, image: i })));
+  // Soft classifier targets on some patches, box regression on the foreground ones, as train-locate draws them.
+  const patches = slots.flatMap((_, i) => sampleTrainingPatches(box, 3 + (i % 2), random).map((p, k) => ({
+    window: p.window, edges: p.edges, target: p.label === 1 ? 0.7 : 0.1, classified: (i + k) % 3 === 0 ? 0 : 1, regressed: p.label, image: i,
+  })));
   const variables = m.trainableWeights.map((w) => w.read() as tf.Variable);
   const imageData = Float32Array.from(slots.flatMap((s) => Array.from(pixels[s], (v) => v / 255)));
   const batch = tf.tensor4d(imageData, [slots.length, side, side, 3]);
   const crops = cropPatches(batch, patches.map((p) => p.window), patches.map((p) => p.image), INPUT, INPUT);
-  const single = tf.variableGrads(() => locateLoss(m.apply(crops) as tf.Tensor2D, tf.tensor1d(patches.map((p) => p.label)), tf.tensor2d(patches.flatMap((p) => p.edges), [patches.length, 4]), 2), variables);
+  const column = (key: 'target' | 'classified' | 'regressed') => tf.tensor1d(patches.map((p) => p[key]));
+  const single = tf.variableGrads(() => locateLoss(m.apply(crops) as tf.Tensor2D, column('target'), column('classified'), column('regressed'), tf.tensor2d(patches.flatMap((p) => p.edges), [patches.length, 4]), 2), variables);
   const engine = await openLocateParallel(m, pixels, side, 2);
   engines.push(engine);
   const parallel = await locateGradients(engine, variables, { slots, patches }, { patch: { height: INPUT, width: INPUT }, boxWeight: 2 });

@@ -1,7 +1,8 @@
 // Garment localisation as TiefVision does it after Overfeat (Sermanet et al. 2014): one tower looks
-// at patches of the photo; a background/foreground head says whether a patch shows the garment and
-// a regression head says where the garment's box lies relative to the patch. At inference a grid of
-// windows at several scales is scored and the boxes of the foreground windows are merged.
+// at patches of the photo; a background/foreground head says how much of a patch shows the garment
+// (its box) and a regression head where the box lies relative to the patch. At inference the
+// classifier is slid over the photo and the box fitted to its map (models before it: windows at
+// several scales scored and the boxes of the foreground windows merged).
 // Boxes here are fractions of the image: {x, y, w, h} with x, y the top-left corner.
 import { tf } from '../backend/tf.js';
 import { takeAll } from '../backend/read.js';
@@ -61,6 +62,9 @@ export function windowToImage(window: Box, edges: ArrayLike<number>): Box {
   return { x: x0, y: y0, w: Math.max(1e-3, x1 - x0), h: Math.max(1e-3, y1 - y0) };
 }
 
+/** A patch drawn for a training step: its classifier target (the share of it inside the box) and box edges, and which losses it takes part in (1 or 0). */
+export interface LocatePatch { window: Box; target: number; classified: number; regressed: number; edges: number[] }
+
 export interface TrainingPatch { window: Box; label: 1 | 0; edges: [number, number, number, number] }
 
 /** A square window near the garment (centre inside its box, side 0.6-2x its larger side) or anywhere (side 0.2-1). */
@@ -117,37 +121,41 @@ export function cropPatches(images: tf.Tensor4D, windows: Box[], imageIndex: num
   });
 }
 
-/** Binary cross-entropy on the foreground logit plus, on foreground patches only, the smooth-L1 box loss. */
-export function locateLoss(output: tf.Tensor2D, labels: tf.Tensor1D, edges: tf.Tensor2D, boxWeight: number): tf.Scalar {
+/**
+ * Binary cross-entropy on the foreground logit (soft targets: a map patch's share inside the box) over
+ * the patches with `classified` 1, plus, on those with `regressed` 1, the smooth-L1 box loss.
+ */
+export function locateLoss(output: tf.Tensor2D, targets: tf.Tensor1D, classified: tf.Tensor1D, regressed: tf.Tensor1D, edges: tf.Tensor2D, boxWeight: number): tf.Scalar {
   return tf.tidy(() => {
     const logit = output.slice([0, 0], [-1, 1]).reshape([-1]);
-    const classification = tf.losses.sigmoidCrossEntropy(labels, logit);
-    const regression = tf.div(foregroundBoxError(output, labels, edges), tf.maximum(tf.sum(labels), 1));
+    const classification = tf.losses.sigmoidCrossEntropy(targets, logit, classified);
+    const regression = tf.div(regressedBoxError(output, regressed, edges), tf.maximum(tf.sum(regressed), 1));
     return tf.add(classification, tf.mul(boxWeight, regression)) as tf.Scalar;
   });
 }
 
 /**
  * A shard's part of a batch's locateLoss, for training workers: its cross-entropy summed over the
- * batch's patch count and its box error over the batch's foreground count, so the parts add up.
+ * batch's count of classified patches and its box error over the batch's count of regressed ones,
+ * so the parts add up.
  */
-export function locateLossPart(output: tf.Tensor2D, labels: tf.Tensor1D, edges: tf.Tensor2D, boxWeight: number, batch: { patches: number; foreground: number }): tf.Scalar {
+export function locateLossPart(output: tf.Tensor2D, targets: tf.Tensor1D, classified: tf.Tensor1D, regressed: tf.Tensor1D, edges: tf.Tensor2D, boxWeight: number, batch: { classified: number; regressed: number }): tf.Scalar {
   return tf.tidy(() => {
     const logit = output.slice([0, 0], [-1, 1]).reshape([-1]);
-    const classification = tf.div(tf.losses.sigmoidCrossEntropy(labels, logit, undefined, undefined, tf.Reduction.SUM), batch.patches);
-    const regression = tf.div(foregroundBoxError(output, labels, edges), Math.max(batch.foreground, 1));
+    const classification = tf.div(tf.losses.sigmoidCrossEntropy(targets, logit, classified, undefined, tf.Reduction.SUM), Math.max(batch.classified, 1));
+    const regression = tf.div(regressedBoxError(output, regressed, edges), Math.max(batch.regressed, 1));
     return tf.add(classification, tf.mul(boxWeight, regression)) as tf.Scalar;
   });
 }
 
-/** Smooth-L1 (Fast R-CNN) error of the predicted box edges, summed over the foreground patches. */
-function foregroundBoxError(output: tf.Tensor2D, labels: tf.Tensor1D, edges: tf.Tensor2D): tf.Scalar {
+/** Smooth-L1 (Fast R-CNN) error of the predicted box edges, summed over the patches with `regressed` 1. */
+function regressedBoxError(output: tf.Tensor2D, regressed: tf.Tensor1D, edges: tf.Tensor2D): tf.Scalar {
   const predicted = output.slice([0, 1], [-1, 4]);
   const diff = tf.abs(tf.sub(predicted, edges));
   // 0.5 d^2 below 1, d - 0.5 above, written with min so it has a gradient.
   const small = tf.minimum(diff, 1);
   const smoothL1 = tf.add(tf.mul(0.5, tf.square(small)), tf.sub(diff, small)).sum(1);
-  return tf.sum(tf.mul(smoothL1, labels));
+  return tf.sum(tf.mul(smoothL1, regressed));
 }
 
 /**
@@ -170,10 +178,141 @@ export function mergeWindowBoxes(windows: Box[], probabilities: ArrayLike<number
   return { x: x0, y: y0, w: Math.max(0, x1 - x0), h: Math.max(0, y1 - y0), score: best };
 }
 
-/** Located boxes of images [n, H, W, 3]: every grid window through the model, merged per image. */
-export async function locateInImages(model: tf.LayersModel, images: tf.Tensor4D, windows: Box[], patch: { height: number; width: number }, chunk = 256): Promise<Array<Box & { score: number }>> {
-  const n = images.shape[0];
-  const total = n * windows.length;
+// The dense map (Overfeat's sliding-window classifier read as a map). The classifier is trained on
+// small patches to say what share of the patch lies inside the garment's box: an area, which the
+// tower's global average pool can measure, where a position (a box edge) it cannot. Over a grid of
+// patches that share is the box blurred by the patch, and the box is the one whose blur fits the map.
+
+/** Share of the window's area inside the box. */
+export function shareOfWindowInBox(window: Box, box: Box): number {
+  const w = Math.min(window.x + window.w, box.x + box.w) - Math.max(window.x, box.x);
+  const h = Math.min(window.y + window.h, box.y + box.h) - Math.max(window.y, box.y);
+  return w > 0 && h > 0 ? (w * h) / (window.w * window.h) : 0;
+}
+
+/** Side of the map's patches (a fraction of the image): the tower's input at the photo's resolution, at most half the image. */
+export function mapPatchSide(patchPixels: number, imagePixels: number): number {
+  return Math.min(0.5, patchPixels / imagePixels);
+}
+
+/** Top-left offsets along one side of the map's square patches: inside the image, `perPatch` steps per patch side. */
+export function mapOffsets(side: number, perPatch = 4): number[] {
+  const steps = side >= 1 ? 1 : Math.ceil((1 - side) / (side / perPatch)) + 1;
+  return Array.from({ length: steps }, (_, i) => (steps === 1 ? 0 : ((1 - side) * i) / (steps - 1)));
+}
+
+/** The map's windows, row by row (y, then x). */
+export function mapWindows(side: number, offsets: readonly number[]): Box[] {
+  return offsets.flatMap((y) => offsets.map((x) => ({ x, y, w: side, h: side })));
+}
+
+export interface MapPatch { window: Box; share: number }
+
+/**
+ * `count` patches of side `side` for the map, each with its share inside the box: half anywhere
+ * (as the grid sees them), half centred near an edge of the box, where the map decides the box.
+ */
+export function sampleMapPatches(box: Box, count: number, side: number, random: Random): MapPatch[] {
+  const out: MapPatch[] = [];
+  for (let k = 0; k < count; k++) {
+    let x: number;
+    let y: number;
+    if (random.next() < 0.5) {
+      const edge = Math.floor(random.next() * 4);
+      const across = (random.next() * 2 - 1) * side / 2;
+      const along = random.next();
+      const cx = edge === 0 ? box.x + across : edge === 1 ? box.x + box.w + across : box.x + along * box.w;
+      const cy = edge === 2 ? box.y + across : edge === 3 ? box.y + box.h + across : box.y + along * box.h;
+      x = clamp(cx - side / 2, 0, 1 - side);
+      y = clamp(cy - side / 2, 0, 1 - side);
+    } else {
+      x = (1 - side) * random.next();
+      y = (1 - side) * random.next();
+    }
+    const window = { x, y, w: side, h: side };
+    out.push({ window, share: shareOfWindowInBox(window, box) });
+  }
+  return out;
+}
+
+/** Overlap of [a, a + side] with [lo, hi], as a share of side. */
+function overlapShare(a: number, side: number, lo: number, hi: number): number {
+  const o = Math.min(a + side, hi) - Math.max(a, lo);
+  return o > 0 ? o / side : 0;
+}
+
+/** Squared error between the map and the shares a box [x0, y0, x1, y1] would give the grid's patches. */
+function mapError(map: ArrayLike<number>, offsets: readonly number[], side: number, b: readonly number[]): number {
+  const n = offsets.length;
+  const ox = offsets.map((a) => overlapShare(a, side, b[0], b[2]));
+  const oy = offsets.map((a) => overlapShare(a, side, b[1], b[3]));
+  let e = 0;
+  for (let i = 0; i < n; i++) for (let j = 0; j < n; j++) { const d = map[i * n + j] - oy[i] * ox[j]; e += d * d; }
+  return e;
+}
+
+/** The grid rectangle [r0, c0, r1, c1] (inclusive) with the largest sum of `values` (Kadane over row pairs). */
+export function maxSumRectangle(values: ArrayLike<number>, n: number): [number, number, number, number] {
+  let best = -Infinity;
+  let rect: [number, number, number, number] = [0, 0, 0, 0];
+  const column = new Float64Array(n);
+  for (let r0 = 0; r0 < n; r0++) {
+    column.fill(0);
+    for (let r1 = r0; r1 < n; r1++) {
+      for (let c = 0; c < n; c++) column[c] += values[r1 * n + c];
+      let run = 0;
+      let start = 0;
+      for (let c = 0; c < n; c++) {
+        if (run <= 0) { run = column[c]; start = c; } else run += column[c];
+        if (run > best) { best = run; rect = [r0, start, r1, c]; }
+      }
+    }
+  }
+  return rect;
+}
+
+/**
+ * The box whose blur by the patch best fits the map (least squares, coordinate descent), started from
+ * the rectangle of patch centres that maximises sum(p - t), t half the map's peak: a patch centred on
+ * the edge of a box wider than it is half inside it; a box smaller than the patch never fills one.
+ */
+export function fitBoxToMap(map: ArrayLike<number>, offsets: readonly number[], side: number): Box & { score: number } {
+  const n = offsets.length;
+  let peak = 0;
+  for (let i = 0; i < map.length; i++) peak = Math.max(peak, map[i]);
+  const [r0, c0, r1, c1] = maxSumRectangle(Array.from(map, (p) => p - peak / 2), n);
+  // At least half a patch wide and high, so that each edge moves the fit.
+  const grow = (lo: number, hi: number) => { const pad = Math.max(0, side / 2 - (hi - lo)) / 2; return [clamp(lo - pad, 0, 1), clamp(hi + pad, 0, 1)]; };
+  const [x0, x1] = grow(offsets[c0] + side / 2, offsets[c1] + side / 2);
+  const [y0, y1] = grow(offsets[r0] + side / 2, offsets[r1] + side / 2);
+  const b = [x0, y0, x1, y1];
+  let error = mapError(map, offsets, side, b);
+  for (let step = side / 4; step > 0.002; step /= 2) {
+    for (let improved = true, rounds = 0; improved && rounds < 50; rounds++) {
+      improved = false;
+      for (let k = 0; k < 4; k++) {
+        for (const sign of [-1, 1]) {
+          const trial = b.slice();
+          trial[k] = clamp(trial[k] + sign * step, 0, 1);
+          if (trial[2] - trial[0] < 0.01 || trial[3] - trial[1] < 0.01) continue;
+          const e = mapError(map, offsets, side, trial);
+          if (e < error) { error = e; b.splice(0, 4, ...trial); improved = true; }
+        }
+      }
+    }
+  }
+  return { x: b[0], y: b[1], w: b[2] - b[0], h: b[3] - b[1], score: peak };
+}
+
+/**
+ * How `locate` reads a model: the map's patches (side and offsets; `refine` > 0 blends that share of
+ * the regressor's box from windows around the fitted one), or for older models the window grid.
+ */
+export type LocatePlan = { kind: 'map'; side: number; offsets: number[]; refine: number } | { kind: 'windows'; windows: Box[] };
+
+/** Outputs of `model` on every window of every image, chunked: sigmoid probabilities and edges. */
+async function scoreWindows(model: tf.LayersModel, images: tf.Tensor4D, windows: Box[], patch: { height: number; width: number }, chunk: number): Promise<{ probabilities: Float32Array; edges: Float32Array }> {
+  const total = images.shape[0] * windows.length;
   const probabilities = new Float32Array(total);
   const edges = new Float32Array(total * 4);
   for (let start = 0; start < total; start += chunk) {
@@ -187,9 +326,41 @@ export async function locateInImages(model: tf.LayersModel, images: tf.Tensor4D,
     probabilities.set(p, start);
     edges.set(e, start * 4);
   }
-  return Array.from({ length: n }, (_, i) => mergeWindowBoxes(
-    windows, probabilities.subarray(i * windows.length, (i + 1) * windows.length), edges.subarray(i * windows.length * 4, (i + 1) * windows.length * 4),
-  ));
+  return { probabilities, edges };
+}
+
+/** Located boxes of images [n, H, W, 3]: the map fitted per image, or (older models) every grid window's box merged. */
+export async function locateInImages(model: tf.LayersModel, images: tf.Tensor4D, plan: LocatePlan, patch: { height: number; width: number }, chunk = 256): Promise<Array<Box & { score: number }>> {
+  const n = images.shape[0];
+  const windows = plan.kind === 'map' ? mapWindows(plan.side, plan.offsets) : plan.windows;
+  const { probabilities, edges } = await scoreWindows(model, images, windows, patch, chunk);
+  const m = windows.length;
+  const boxes = Array.from({ length: n }, (_, i) => plan.kind === 'map'
+    ? fitBoxToMap(probabilities.subarray(i * m, (i + 1) * m), plan.offsets, plan.side)
+    : mergeWindowBoxes(windows, probabilities.subarray(i * m, (i + 1) * m), edges.subarray(i * m * 4, (i + 1) * m * 4)));
+  if (plan.kind !== 'map' || !(plan.refine > 0)) return boxes;
+  const refine = plan.refine;
+  // Regress again from windows around the fitted box (the regressor's training windows hold most of the box).
+  const scales = [1.1, 1.3, 1.6];
+  const around = boxes.flatMap((b) => scales.map((f) => {
+    const side = Math.min(1, Math.max(b.w, b.h) * f);
+    return { x: clamp(b.x + b.w / 2 - side / 2, 0, 1 - side), y: clamp(b.y + b.h / 2 - side / 2, 0, 1 - side), w: side, h: side };
+  }));
+  const k = scales.length;
+  const index = around.map((_, j) => Math.floor(j / k));
+  const [e] = await takeAll(tf.tidy(() => [(model.predict(cropPatches(images, around, index, patch.height, patch.width)) as tf.Tensor2D).slice([0, 1], [-1, 4])]));
+  return boxes.map((b, i) => {
+    const sum = [0, 0, 0, 0];
+    for (let j = i * k; j < (i + 1) * k; j++) {
+      const r = windowToImage(around[j], e.subarray(4 * j, 4 * j + 4));
+      sum[0] += r.x / k; sum[1] += r.y / k; sum[2] += (r.x + r.w) / k; sum[3] += (r.y + r.h) / k;
+    }
+    const x0 = clamp(refine * sum[0] + (1 - refine) * b.x, 0, 1);
+    const y0 = clamp(refine * sum[1] + (1 - refine) * b.y, 0, 1);
+    const x1 = clamp(refine * sum[2] + (1 - refine) * (b.x + b.w), 0, 1);
+    const y1 = clamp(refine * sum[3] + (1 - refine) * (b.y + b.h), 0, 1);
+    return { x: x0, y: y0, w: Math.max(0, x1 - x0), h: Math.max(0, y1 - y0), score: b.score };
+  });
 }
 
 /** The window scales `locate` scores by default (fractions of the image side). */

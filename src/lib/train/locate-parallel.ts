@@ -1,11 +1,11 @@
-// train-locate on the training workers (parallel-gradients.ts): the main thread draws the windows,
-// each worker takes a share of the batch's images with their windows, cuts the patches from the
-// shared images and returns the gradient of its part of the loss (locateLossPart: its sums over the
-// batch's patch and foreground counts), so the parts add up to the batch's locateLoss.
+// train-locate on the training workers (parallel-gradients.ts): the main thread draws the patches,
+// each worker takes a share of the batch's images with their patches, cuts them from the shared
+// images and returns the gradient of its part of the loss (locateLossPart: its sums over the batch's
+// counts of classified and regressed patches), so the parts add up to the batch's locateLoss.
 import { tf } from '../backend/tf.js';
 import { shardBounds } from '../backend/pool.js';
 import { shareImageStore, sharedImageStore, type ImageStore, type SharedImages } from '../image/batch.js';
-import { cropPatches, locateLossPart, type Box, type TrainingPatch } from '../models/locate.js';
+import { cropPatches, locateLossPart, type Box, type LocatePatch } from '../models/locate.js';
 import { ParallelGradients, type ParallelTask, type Shard } from './parallel-gradients.js';
 
 interface LocateShard {
@@ -14,14 +14,16 @@ interface LocateShard {
   imageIndex: Int32Array;
   /** [x, y, w, h] per window, as image fractions. */
   windows: Float64Array;
-  labels: Float32Array;
+  targets: Float32Array;
+  classified: Float32Array;
+  regressed: Float32Array;
   edges: Float32Array;
 }
 
 interface LocateOptions {
   patch: { height: number; width: number };
   boxWeight: number;
-  batch: { patches: number; foreground: number };
+  batch: { classified: number; regressed: number };
 }
 
 /** Starts the training workers of a locator on square images (`side` pixels, bytes); `images` become views of the shared copy. */
@@ -36,23 +38,25 @@ export function openLocateParallel(model: tf.LayersModel, images: Uint8Array[], 
 export async function locateGradients(
   parallel: ParallelGradients,
   variables: tf.Variable[],
-  batch: { slots: number[]; patches: Array<TrainingPatch & { image: number }> },
+  batch: { slots: number[]; patches: Array<LocatePatch & { image: number }> },
   options: { patch: { height: number; width: number }; boxWeight: number },
 ): Promise<{ loss: number; grads: tf.NamedTensorMap }> {
   const { patches } = batch;
-  const foreground = patches.reduce((n, p) => n + p.label, 0);
+  const counts = { classified: patches.reduce((n, p) => n + p.classified, 0), regressed: patches.reduce((n, p) => n + p.regressed, 0) };
   const shards: Shard[] = shardBounds(batch.slots.length, parallel.size).map(([start, end]) => {
     const mine = patches.filter((p) => p.image >= start && p.image < end);
     const data: LocateShard = {
       slots: Int32Array.from(batch.slots.slice(start, end)),
       imageIndex: Int32Array.from(mine, (p) => p.image - start),
       windows: Float64Array.from(mine.flatMap((p) => [p.window.x, p.window.y, p.window.w, p.window.h])),
-      labels: Float32Array.from(mine, (p) => p.label),
+      targets: Float32Array.from(mine, (p) => p.target),
+      classified: Float32Array.from(mine, (p) => p.classified),
+      regressed: Float32Array.from(mine, (p) => p.regressed),
       edges: Float32Array.from(mine.flatMap((p) => p.edges)),
     };
     return { weight: mine.length, data };
   }).filter((s) => s.weight > 0);
-  const taskOptions: LocateOptions = { ...options, batch: { patches: patches.length, foreground } };
+  const taskOptions: LocateOptions = { ...options, batch: counts };
   const { loss, grads } = await parallel.gradients(variables, shards, taskOptions, 'sum');
   return { loss, grads };
 }
@@ -72,10 +76,11 @@ export function locateParallelTask(model: tf.LayersModel, shared: unknown): Para
         for (let k = 0; k < pixels.length; k++) data[i * pixels.length + k] = pixels[k] / 255;
       });
       const images = tf.tensor4d(data, [shard.slots.length, side, side, 3]);
-      const windows: Box[] = Array.from({ length: shard.labels.length }, (_, i) => ({ x: shard.windows[4 * i], y: shard.windows[4 * i + 1], w: shard.windows[4 * i + 2], h: shard.windows[4 * i + 3] }));
+      const count = shard.targets.length;
+      const windows: Box[] = Array.from({ length: count }, (_, i) => ({ x: shard.windows[4 * i], y: shard.windows[4 * i + 1], w: shard.windows[4 * i + 2], h: shard.windows[4 * i + 3] }));
       const x = cropPatches(images, windows, Array.from(shard.imageIndex), options.patch.height, options.patch.width);
       const output = model.apply(x, { training: true }) as tf.Tensor2D;
-      return locateLossPart(output, tf.tensor1d(shard.labels), tf.tensor2d(shard.edges, [shard.labels.length, 4]), options.boxWeight, options.batch);
+      return locateLossPart(output, tf.tensor1d(shard.targets), tf.tensor1d(shard.classified), tf.tensor1d(shard.regressed), tf.tensor2d(shard.edges, [count, 4]), options.boxWeight, options.batch);
     },
   };
 }

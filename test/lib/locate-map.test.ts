@@ -1,0 +1,43 @@
+// The locator's box from its patch map (src/lib/models/locate.ts): the map a box would give, fitted
+// back, returns the box; the max-sum rectangle against a brute-force search.
+import { test } from 'vitest';
+import assert from 'node:assert/strict';
+import { fitBoxToMap, iou, mapOffsets, mapWindows, maxSumRectangle, shareOfWindowInBox } from '../../src/lib/models/locate.js';
+import { createRandom } from '../../src/lib/random.js';
+
+test('the box fitted to the map a box would give is that box, also when it is smaller than a patch', () => {
+  const random = createRandom(7);
+  for (const side of [0.25, 0.375]) {
+    const offsets = mapOffsets(side);
+    const windows = mapWindows(side, offsets);
+    let total = 0;
+    for (let k = 0; k < 40; k++) {
+      const w = 0.1 + 0.7 * random.next();
+      const h = 0.1 + 0.7 * random.next();
+      const box = { x: (1 - w) * random.next(), y: (1 - h) * random.next(), w, h };
+      const fitted = fitBoxToMap(windows.map((win) => shareOfWindowInBox(win, box)), offsets, side);
+      // Coordinate descent can stall on a box a third of a patch wide, where the map is faint.
+      assert.ok(iou(fitted, box) > 0.8, `side ${side}: ${JSON.stringify(box)} fitted as ${JSON.stringify(fitted)}`);
+      total += iou(fitted, box);
+    }
+    assert.ok(total / 40 > 0.95, `side ${side}: mean IoU ${total / 40}`);
+  }
+});
+
+test('maxSumRectangle finds the rectangle a brute-force search finds', () => {
+  const random = createRandom(3);
+  const n = 6;
+  for (let trial = 0; trial < 20; trial++) {
+    const values = Array.from({ length: n * n }, () => random.next() - 0.6);
+    let best = -Infinity;
+    for (let r0 = 0; r0 < n; r0++) for (let r1 = r0; r1 < n; r1++) for (let c0 = 0; c0 < n; c0++) for (let c1 = c0; c1 < n; c1++) {
+      let sum = 0;
+      for (let r = r0; r <= r1; r++) for (let c = c0; c <= c1; c++) sum += values[r * n + c];
+      best = Math.max(best, sum);
+    }
+    const [r0, c0, r1, c1] = maxSumRectangle(values, n);
+    let found = 0;
+    for (let r = r0; r <= r1; r++) for (let c = c0; c <= c1; c++) found += values[r * n + c];
+    assert.ok(Math.abs(found - best) < 1e-9, `found ${found}, best ${best}`);
+  }
+});
