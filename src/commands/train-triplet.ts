@@ -244,7 +244,7 @@ The output is an image -> embedding model: 'atelier embed -m <out> --normalize' 
     };
     await saveModel(model, args.out, { metadata, outputs: io.outputs });
     await writeFileAtomic(logPathOf(args.out), JSON.stringify(state.log, null, 2) + '\n', io.outputs);
-    io.stdout.write(JSON.stringify({ positiveField: args['positive-field'], train: train.length, val: val.length, epochs: state.epoch, bestEpoch: state.bestEpoch, valTop1: state.bestScore === Infinity ? null : -state.bestScore, corruptImages: skips.total }) + '\n');
+    io.stdout.write(JSON.stringify({ positiveField: args['positive-field'], train: train.length, val: val.length, epochs: state.epoch, bestEpoch: state.bestEpoch, valTop1: val.length === 0 || state.bestScore === Infinity ? null : -state.bestScore, corruptImages: skips.total }) + '\n');
     optimizer.dispose();
   },
 });

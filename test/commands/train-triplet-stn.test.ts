@@ -38,6 +38,8 @@ test('--stn: the transformer trains with the triplet loss, is saved, and embed r
     '--input-size', '16', '--stages', '2', '--width', '8', '--epochs', '2', '--val-fraction', '0', '--lr', '0.003', '-o', model,
   ], { timeoutMs: 100_000 });
   assert.equal(trained.code, 0, trained.stderr);
+  // No validation split: no validation score to report (it once printed the epoch count).
+  assert.equal(JSON.parse(trained.stdout).valTop1, null);
   const meta = JSON.parse(readFileSync(join(model, 'model.json'), 'utf8')).atelier.metadata;
   assert.deepEqual(meta.stn, { input: { height: 64, width: 64 }, minScale: 0.25, maxScale: 0.5 });
   // Zero at initialisation (a centred crop at the middle scale): moved by the triplet gradient.
