@@ -3,7 +3,7 @@
 // them, and how closely the int8 session follows float on those same images.
 import type { ConvertedGraph } from './convert.js';
 import { encodeConverted, type ConvertedModel } from './export.js';
-import { calibrationGraph, foldBatchNorm, quantizedTensors, quantizeGraph, type TensorRange } from './quantize.js';
+import { calibrationGraph, foldBatchNorm, quantizedTensors, quantizeGraph, rangeOutputs, type TensorRange } from './quantize.js';
 import type { CalibrationBatch } from './precision.js';
 import { sessionOptions, type Ort } from './session.js';
 
@@ -18,7 +18,8 @@ type Outputs = Array<Record<string, Float32Array>>;
 
 /**
  * Min and max of every tensor of `tensors` over the calibration batches, run through `bytes` (a
- * graph that outputs them besides its own outputs), and those own outputs. Quantiles (dropping the
+ * calibrationGraph: each batch's min and max of each tensor come out as scalars), and the graph's
+ * own outputs. Quantiles (dropping the
  * 0.01% tails) were tried and fitted worse on every tower of test/lib/quantize.test.ts.
  */
 async function measureRanges(ort: Ort, bytes: Uint8Array, inputName: string, outputNames: string[], tensors: string[], batches: CalibrationBatch[]): Promise<{ ranges: Map<string, TensorRange>; float: Outputs }> {
@@ -29,12 +30,10 @@ async function measureRanges(ort: Ort, bytes: Uint8Array, inputName: string, out
     for (const batch of batches) {
       const result = await session.run({ [inputName]: new ort.Tensor('float32', batch.data, batch.shape) });
       for (const t of tensors) {
-        const values = result[t].data as Float32Array;
+        const names = rangeOutputs(t);
         const range = ranges.get(t)!;
-        for (let i = 0; i < values.length; i++) {
-          if (values[i] < range.min) range.min = values[i];
-          if (values[i] > range.max) range.max = values[i];
-        }
+        range.min = Math.min(range.min, (result[names.min].data as Float32Array)[0]);
+        range.max = Math.max(range.max, (result[names.max].data as Float32Array)[0]);
       }
       float.push(Object.fromEntries(outputNames.map((name) => [name, result[name].data as Float32Array])));
     }

@@ -101,10 +101,26 @@ export function quantizedTensors(graph: ConvertedGraph): string[] {
   return [...chosen];
 }
 
-/** The graph with `tensors` added as outputs, for measuring their ranges in a calibration run. */
+/** The names of the scalar outputs calibrationGraph adds for `tensor`. */
+export function rangeOutputs(tensor: string): { min: string; max: string } {
+  return { min: `${tensor}/calibration_min`, max: `${tensor}/calibration_max` };
+}
+
+/**
+ * The graph with each of `tensors` reduced to its min and max as extra scalar outputs (rangeOutputs),
+ * for measuring their ranges in a calibration run: onnxruntime reduces them where they are, instead
+ * of handing every activation of every calibration image back to JS.
+ */
 export function calibrationGraph(graph: ConvertedGraph, tensors: string[]): ConvertedGraph {
-  const present = new Set(graph.outputs.map((o) => o.name));
-  return { ...graph, outputs: [...graph.outputs, ...tensors.filter((t) => !present.has(t)).map((name) => ({ name }))] };
+  const keepdims = [{ name: 'keepdims', type: AttributeType.INT, i: 0 }];
+  const nodes = [...graph.nodes];
+  const outputs = [...graph.outputs];
+  for (const t of tensors) {
+    const { min, max } = rangeOutputs(t);
+    nodes.push({ opType: 'ReduceMin', name: min, input: [t], output: [min], attribute: keepdims }, { opType: 'ReduceMax', name: max, input: [t], output: [max], attribute: keepdims });
+    outputs.push({ name: min, shape: [] }, { name: max, shape: [] });
+  }
+  return { ...graph, nodes, outputs };
 }
 
 /** uint8 scale and zero point covering [min, max] and 0 (so a ReLU's 0 is exact). */
