@@ -103,15 +103,16 @@ test('the deck\'s 384x256 input scaled by 8 trains, and embed runs the rectangul
   assert.ok(a.equals(b), 'the same rows from the pool');
 });
 
-test('--workers 2: two runs give the same model, and a run stopped after one epoch and resumed writes it too', { timeout: 180_000 }, async () => {
+test('--workers 2: a run stopped after one epoch and resumed writes the uninterrupted run\'s model, byte for byte', { timeout: 180_000 }, async () => {
   const few = join(dir, 'resume.ndjson');
   writeFileSync(few, rows.slice(0, 96).map((r) => JSON.stringify(r)).join('\n') + '\n');
   const common = ['train-attention', '-i', few, '-l', 'pattern,slim_cut', '--input-shape', '32x32', '--width', '4', '--texture-dim', '8', '--hidden', '16', '--glimpse', '4', '--epochs', '2', '--patience', '5', '--workers', '2'];
-  const [whole, again] = await Promise.all(['whole', 'again'].map((name) => runAtelier([...common, '-o', join(dir, `${name}.model`)])));
+  // Two separate executions: equal weights show that the seed fixes the run and that --resume is bit-exact.
+  const [whole, first] = await Promise.all([
+    runAtelier([...common, '-o', join(dir, 'whole.model')]),
+    runAtelier([...common, '-o', join(dir, 'staged.model'), '--stop-after', '1']),
+  ]);
   assert.equal(whole.code, 0, whole.stderr);
-  assert.equal(again.code, 0, again.stderr);
-  assert.ok(readFileSync(join(dir, 'whole.model', 'weights.bin')).equals(readFileSync(join(dir, 'again.model', 'weights.bin'))), 'two runs give byte-identical weights');
-  const first = await runAtelier([...common, '-o', join(dir, 'staged.model'), '--stop-after', '1']);
   assert.equal(first.code, 0, first.stderr);
   const rest = await runAtelier([...common, '-o', join(dir, 'staged.model'), '--resume']);
   assert.equal(rest.code, 0, rest.stderr);

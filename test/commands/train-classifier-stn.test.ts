@@ -28,8 +28,8 @@ test('--stn trains on the patch fixture, its crops find the patches, it beats th
     'train-classifier', '-i', records, '-l', 'pattern', '--mode', 'finetune', '--tower', 'small', '--width', '8', '--stages', '2', '--input-size', '16',
     '--stn', '64', '--stn-min-scale', '0.22', '--stn-max-scale', '0.3', '--epochs', '9', '--patience', '9', '--lr', '0.005', '--class-weight', 'none',
     '-o', model, '--predictions', predictions,
-    // On two training workers, as a user's default run on a multi-core machine (train-parallel.test.ts pins their determinism).
-    '--workers', '2',
+    // One training thread (the suite's setting): the file runs beside two others on two cores, where
+    // workers would only add their overhead; train-parallel.test.ts trains --stn on two workers.
   ], { timeoutMs: 280_000 });
   assert.equal(trained.code, 0, trained.stderr);
   const report = JSON.parse(trained.stdout) as { test: { accuracy: number; support?: number } };
