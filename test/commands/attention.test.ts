@@ -31,10 +31,9 @@ beforeAll(async () => {
   items = join(dir, 'head.ndjson');
   writeFileSync(items, readFileSync(all, 'utf8').split('\n').slice(0, 240).join('\n') + '\n');
   model = join(dir, 'types.model');
-  // On two training workers, as a user's default run on a multi-core machine (train-parallel.test.ts pins their determinism).
   // Trained on the whole catalogue (2,407 views) at the same tiny budget: the word types come from the images
   // that carry each word, and the head alone has none of some held-out words (ivory, tote).
-  const train = await runAtelier(['train-weak', '-i', all, '--vocab', vocab, '-o', model, ...TINY, '--attention', 'types', '--held-out-types', '0.3', '--unknown-types', 'entropy', '--workers', '2'], { timeoutMs: 300_000 });
+  const train = await runAtelier(['train-weak', '-i', all, '--vocab', vocab, '-o', model, ...TINY, '--attention', 'types', '--held-out-types', '0.3', '--unknown-types', 'entropy'], { timeoutMs: 300_000 });
   assert.equal(train.code, 0, train.stderr);
   const typesFile = join(dir, 'types.ndjson');
   const out = join(dir, 'by-type.ndjson');

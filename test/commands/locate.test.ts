@@ -42,8 +42,7 @@ const LOCATOR_FLAGS = ['--image-size', '96', '--input-size', '24', '--stages', '
 test('located boxes overlap the true ones on held-out scenes; locate writes one box per image in pixels', { timeout: 240_000 }, async () => {
   const model = join(dir, 'locate.model');
   const trained = await runAtelier([
-    // On two training workers, as a user's default run on a multi-core machine (train-parallel.test.ts pins their determinism).
-    'train-locate', '-i', training, ...LOCATOR_FLAGS, '--workers', '2', '-o', model,
+    'train-locate', '-i', training, ...LOCATOR_FLAGS, '-o', model,
   ], { timeoutMs: 220_000 });
   assert.equal(trained.code, 0, trained.stderr);
   const report = JSON.parse(trained.stdout) as { test: { images: number; meanIoU: number } };

@@ -31,8 +31,6 @@ test('multi-label training beats chance, embed runs the saved model, the kNN lab
   const trained = await runAtelier([
     'train-attention', '-i', records, '-l', 'silhouette,pattern,slim_cut', '--input-shape', '64x64', '--scale', '2', '--width', '8',
     '--texture-dim', '16', '--hidden', '32', '--glimpse', '6', '--epochs', '6', '--lr', '0.003', '--batch', '32', '-o', model, '--predictions', predictions,
-    // On two training workers, as a user's default run on a multi-core machine.
-    '--workers', '2',
   ], { timeoutMs: 280_000 });
   assert.equal(trained.code, 0, trained.stderr);
   const report = JSON.parse(trained.stdout) as { labels: string[]; embeddingDim: number; test: SplitReport };
