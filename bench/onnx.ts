@@ -26,7 +26,8 @@ import { WEAK_MODEL_KIND } from '../src/lib/models/weak-files.js';
 import { computeFeatures, openPredictor } from '../src/lib/models/image-features.js';
 import { createSkipCounter } from '../src/lib/image/skips.js';
 import { readImageRecords } from '../src/lib/image/records.js';
-import { loadOrt, openOrtModel } from '../src/lib/onnx/runtime.js';
+import { openOrtModel } from '../src/lib/onnx/runtime.js';
+import { loadOrt } from '../src/lib/onnx/session.js';
 import { generateFixtures } from '../fixtures/lib/catalogue.js';
 import { PYTHON, flag, loadAverage, machineInfo, outDir, repoRoot, writeResults } from './common.js';
 

@@ -21,7 +21,8 @@ import { selectBackend } from '../src/lib/backend/select.js';
 import { loadModel, saveModel } from '../src/lib/backend/model-io.js';
 import { buildWeakModel } from '../src/lib/models/weak-model.js';
 import { createRandom } from '../src/lib/random.js';
-import { loadOrt, openOrtModel } from '../src/lib/onnx/runtime.js';
+import { openOrtModel } from '../src/lib/onnx/runtime.js';
+import { loadOrt } from '../src/lib/onnx/session.js';
 import { MiB, PYTHON, flag, hasFlag, loadAverage, machineInfo, outDir, processMemory, repoRoot, writeResults } from './common.js';
 
 const n = Number(flag('n', '4000'));

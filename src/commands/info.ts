@@ -5,7 +5,8 @@ import { BACKEND_NAMES, backendOption, selectBackend, type BackendName } from '.
 import { scanGpuSystem } from '../lib/backend/gpu-libs.js';
 import { tf } from '../lib/backend/tf.js';
 import { atelierVersion } from '../lib/version.js';
-import { chooseEngine, engineOption, ortThreads } from '../lib/onnx/runtime.js';
+import { chooseEngine, engineOption } from '../lib/onnx/runtime.js';
+import { ortThreads } from '../lib/onnx/session.js';
 
 const require = createRequire(import.meta.url);
 

@@ -14,7 +14,7 @@ import { readNpy } from '../../src/lib/io/npy.js';
 import { buildWeakModel } from '../../src/lib/models/weak-model.js';
 import { WEAK_MODEL_KIND } from '../../src/lib/models/weak-files.js';
 import { decodeModelSummary } from '../../src/lib/onnx/proto.js';
-import { loadOrt } from '../../src/lib/onnx/runtime.js';
+import { loadOrt } from '../../src/lib/onnx/session.js';
 import { decodeImage } from '../../src/lib/image/decode.js';
 import { initBatchNormFromData } from '../data-init.js';
 

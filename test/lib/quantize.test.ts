@@ -12,11 +12,10 @@ import { tf } from '../../src/lib/backend/tf.js';
 import { buildWeakModel, featureModel } from '../../src/lib/models/weak-model.js';
 import { convertLayersModel, encodeConverted, type ConvertedModel } from '../../src/lib/onnx/export.js';
 import { activationScale, calibrationGraph, foldBatchNorm, quantizedTensors, quantizeGraph, rangeOutputs } from '../../src/lib/onnx/quantize.js';
-import { loadOrt } from '../../src/lib/onnx/session.js';
+import { loadOrt, type Ort } from '../../src/lib/onnx/session.js';
 import { quantizedBytes } from '../../src/lib/onnx/int8.js';
 import { decodeModelSummary } from '../../src/lib/onnx/proto.js';
 
-type Ort = typeof import('onnxruntime-node');
 const SIZE = 32;
 const BATCH = 16;
 let ort: Ort;

@@ -4,10 +4,9 @@
 // top k are rescored exactly. Inner product only (cosine and dot); faiss's IndexFlatIP does the
 // same, a BLAS sgemm and a heap.
 import { encodeModel, DataType, type NodeInit } from '../onnx/proto.js';
-import { loadOrt } from '../onnx/runtime.js';
+import { loadOrt, type Ort } from '../onnx/session.js';
 import { dotRow, type ExactKernel, type TileSearch } from './kernel.js';
 
-type Ort = typeof import('onnxruntime-node');
 
 /** Queries per Gemm call: a 256 x 4096 score matrix (4 MiB) plus MLAS's packed panels stay small. */
 export const GEMM_QUERIES_PER_CALL = 256;

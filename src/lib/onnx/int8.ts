@@ -16,11 +16,13 @@ export interface Int8Agreement {
 
 type Outputs = Array<Record<string, Float32Array>>;
 
+const imageCount = (batches: CalibrationBatch[]) => batches.reduce((n, batch) => n + batch.shape[0], 0);
+
 /**
  * Min and max of every tensor of `tensors` over the calibration batches, run through `bytes` (a
  * calibrationGraph: each batch's min and max of each tensor come out as scalars), and the graph's
- * own outputs. Quantiles (dropping the
- * 0.01% tails) were tried and fitted worse on every tower of test/lib/quantize.test.ts.
+ * own outputs. Quantiles (dropping the 0.01% tails) were tried and fitted worse on every tower of
+ * test/lib/quantize.test.ts.
  */
 async function measureRanges(ort: Ort, bytes: Uint8Array, inputName: string, outputNames: string[], tensors: string[], batches: CalibrationBatch[]): Promise<{ ranges: Map<string, TensorRange>; float: Outputs }> {
   const session = await ort.InferenceSession.create(bytes, sessionOptions());
@@ -49,7 +51,7 @@ export async function calibrateInt8(ort: Ort, converted: ConvertedModel, calibra
   const tensors = quantizedTensors(folded);
   const outputNames = converted.graph.outputs.map((o) => o.name);
   const { ranges, float } = await measureRanges(ort, encodeConverted(converted, calibrationGraph(folded, tensors)), converted.inputName, outputNames, tensors, calibration);
-  const images = calibration.reduce((n, batch) => n + batch.shape[0], 0);
+  const images = imageCount(calibration);
   const graph = quantizeGraph(folded, ranges);
   return { graph, bytes: encodeConverted(converted, graph, { 'atelier.precision': JSON.stringify(precisionRecord(images)) }), float, images };
 }
@@ -81,7 +83,7 @@ export async function measureAgreement(ort: Ort, session: import('onnxruntime-no
     }
   }
   const round = (v: number) => Math.round(v * 1e4) / 1e4;
-  return { images: calibration.reduce((n, batch) => n + batch.shape[0], 0), meanCosine: round(cosines.reduce((s, c) => s + c, 0) / cosines.length), minCosine: round(Math.min(...cosines)) };
+  return { images: imageCount(calibration), meanCosine: round(cosines.reduce((s, c) => s + c, 0) / cosines.length), minCosine: round(Math.min(...cosines)) };
 }
 
 /** A converted model as int8 QDQ bytes (for a file): calibrated, checked against float, the agreement in its metadata. */

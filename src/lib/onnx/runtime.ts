@@ -9,10 +9,7 @@ import { convertLayersModel, encodeConverted } from './export.js';
 import { calibrateInt8, measureAgreement, type Int8Agreement } from './int8.js';
 import type { CalibrationBatch } from './precision.js';
 import { loadOrt, ortThreads, sessionOptions, type Ort } from './session.js';
-
-export { loadOrt, ortThreads, type Ort };
 import { inputSides, type InputShape } from '../image/batch.js';
-
 
 export const ENGINE_NAMES = ['auto', 'ort', 'tfjs'] as const;
 export type EngineName = (typeof ENGINE_NAMES)[number];

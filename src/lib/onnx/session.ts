@@ -15,12 +15,6 @@ export function loadOrt(): Promise<Ort | Error> {
   return ortModule;
 }
 
-/** The version of onnxruntime-node when it loads, else null. */
-export async function ortVersion(): Promise<string | null> {
-  const ort = await loadOrt();
-  return ort instanceof Error ? null : ort.env.versions.node ?? null;
-}
-
 export function ortThreads(): number {
   return availableParallelism?.() ?? cpus().length;
 }
