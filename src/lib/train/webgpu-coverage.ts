@@ -57,15 +57,20 @@ export async function trainerKernels(): Promise<KernelUse[]> {
       uses.set(kernel, use);
     }
   };
+  // Four images where the triplet loss needs two pairs (the small tower); two elsewhere: the kernels
+  // do not depend on the batch, and the plain JS backend's convolution gradients cost a second a step.
   const images = tf.randomUniform([4, 32, 32, 3], 0, 1, 'float32', 1);
+  const pair = images.slice([0, 0, 0, 0], [2, 32, 32, 3]);
   for (const family of towerFamilyNames()) {
+    const batch = family === 'small' ? images : pair;
+    const size = batch.shape[0];
     const tower = buildTower({ family, input: { height: 32, width: 32 }, params: PARAMS[family] ?? {}, seed: 1 });
     const dim = tower.outputs[0].shape.at(-1) as number;
     const kernel = tf.variable(tf.randomNormal([dim, 6], 0, 0.1, 'float32', 2)) as tf.Variable<typeof tf.Rank.R2>;
     const vars = [...tower.trainableWeights.map((w) => (w as unknown as { val: tf.Variable }).val), kernel];
-    const features = () => tower.apply(images, { training: true }) as tf.Tensor2D;
+    const features = () => tower.apply(batch, { training: true }) as tf.Tensor2D;
     const losses: Record<string, () => tf.Scalar> = {
-      'classifier (weighted cross-entropy)': () => weightedCrossEntropy(tf.matMul(features(), kernel), tf.tensor1d([0, 1, 2, 1], 'int32'), tf.ones([6]), tf.tensor1d([1, 0.5, 2, 1])),
+      'classifier (weighted cross-entropy)': () => weightedCrossEntropy(tf.matMul(features(), kernel), tf.tensor1d([0, 1, 2, 1].slice(0, size), 'int32'), tf.ones([6]), tf.tensor1d([1, 0.5, 2, 1].slice(0, size))),
     };
     if (family === 'small') {
       losses['weak (full softmax)'] = () => fullSoftmaxLoss(features(), kernel, tf.tensor1d([0, 1, 2, 3], 'int32'));
@@ -85,6 +90,7 @@ export async function trainerKernels(): Promise<KernelUse[]> {
     kernel.dispose();
     tower.dispose();
   }
+  pair.dispose();
   images.dispose();
   for (const use of uses.values()) if (customGradOps.has(CUSTOM_GRADIENT_OPS[use.kernel] ?? '')) use.customGradient = true;
   return [...uses.values()].sort((a, b) => a.kernel.localeCompare(b.kernel));
