@@ -26,7 +26,7 @@ test('--stn trains on the patch fixture, its crops find the patches, it beats th
   const predictions = join(dir, 'predictions.ndjson');
   const trained = await runAtelier([
     'train-classifier', '-i', records, '-l', 'pattern', '--mode', 'finetune', '--tower', 'small', '--width', '8', '--stages', '2', '--input-size', '16',
-    '--stn', '64', '--stn-min-scale', '0.22', '--stn-max-scale', '0.3', '--epochs', '9', '--patience', '9', '--lr', '0.005', '--class-weight', 'none',
+    '--stn', '64', '--stn-min-scale', '0.22', '--stn-max-scale', '0.3', '--epochs', '6', '--patience', '6', '--lr', '0.005', '--class-weight', 'none',
     '-o', model, '--predictions', predictions,
     // One training thread (the suite's setting): the file runs beside two others on two cores, where
     // workers would only add their overhead; train-parallel.test.ts trains --stn on two workers.
@@ -58,7 +58,8 @@ test('--stn trains on the patch fixture, its crops find the patches, it beats th
   assert.equal(plain.code, 0, plain.stderr);
   const plainAccuracy = (JSON.parse(plain.stdout) as { test: { accuracy: number } }).test.accuracy;
   console.log(`without the transformer: test accuracy ${plainAccuracy}`);
-  // Measured: 1.00 with it, 0.61 without (seed 3); asserted: a margin of 0.25.
+  // Measured: 1.00 with it (6 epochs; IoU 0.648, 0.642 at 9), 0.61 without (9 epochs, 0.59 at 6) (seed 3);
+  // asserted: a margin of 0.25.
   assert.ok(report.test.accuracy >= plainAccuracy + 0.25, `test accuracy with the transformer ${report.test.accuracy} vs ${plainAccuracy} without`);
 
   const exported = await runAtelier(['export', '-m', model, '-o', join(dir, 'stn.onnx')]);
