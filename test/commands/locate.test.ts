@@ -70,8 +70,9 @@ function trainedLocator() {
 test('located boxes overlap the true ones on held-out scenes; locate writes one box per image in pixels', { timeout: 240_000 }, async () => {
   const { model, report } = await trainedLocator();
   assert.ok(report.test.images >= 30, `test images ${report.test.images}`);
-  // Measured 0.69 (0.64 before the map's gain and offset were fitted; the best centred square scores 0.35 on these scenes).
-  assert.ok(report.test.meanIoU >= 0.63, `held-out mean IoU ${report.test.meanIoU}`);
+  // Measured 0.69 (0.65 with --seed 2; 0.64 before the map's gain and offset were fitted; the best centred
+  // square scores 0.35 on these scenes).
+  assert.ok(report.test.meanIoU >= 0.62, `held-out mean IoU ${report.test.meanIoU}`);
 
   const located = await runAtelier(['locate', '-m', model, '-i', unseen]);
   assert.equal(located.code, 0, located.stderr);
@@ -81,10 +82,10 @@ test('located boxes overlap the true ones on held-out scenes; locate writes one 
     for (const k of ['x', 'y', 'w', 'h', 'score']) assert.equal(typeof b[k], 'number', `${k} in ${JSON.stringify(b)}`);
     assert.ok((b.x as number) >= 0 && (b.x as number) + (b.w as number) <= 96.05, `box inside the 96-px image: ${JSON.stringify(b)}`);
   }
-  // Measured 0.68, against 0.34 for the best centred square.
+  // Measured 0.68 (0.63 with --seed 2), against 0.34 for the best centred square.
   const iou = locatedIoU(located.stderr);
   const baseline = centredBoxBaseline(unseen);
-  assert.ok(iou >= 0.62, `mean IoU ${iou} on scenes of another seed`);
+  assert.ok(iou >= 0.6, `mean IoU ${iou} on scenes of another seed`);
   assert.ok(iou >= baseline + 0.25, `mean IoU ${iou} vs ${baseline.toFixed(3)} for the best centred square: at least 0.25 better`);
   writeFileSync(join(dir, 'boxes.ndjson'), located.stdout);
   const crops = await runAtelier(['embed', '-m', 'pixels', '-i', unseen, '--crop', join(dir, 'boxes.ndjson'), '-o', join(dir, 'located.npy')]);
