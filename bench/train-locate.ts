@@ -3,7 +3,7 @@
 // the photos, tower + head, the cross-entropy, backward, Adam; the default --box-weight 0) on WASM in one thread, against the same
 // architecture in PyTorch with 2 and 1 threads (bench/train_locate_torch.py: the weak bench's small tower, windows cut
 // with affine_grid/grid_sample) in the same run. Random photos and boxes; warm-up steps are not timed.
-// Settings: test (the test's and the demo's: 96-px photos, 24-px patches, width 8, 3 stages, 4 photos
+// Settings: test (the test's and the demo's before they went to 2 stages: 96-px photos, 24-px patches, width 8, 3 stages, 4 photos
 // x 8 windows) and large (96-px photos, 48-px patches, width 16, 4 stages, 16 x 8).
 // Usage: node dist/bench/train-locate.js [--settings test,large] [--seconds 5] [--torch-threads 2,1] [--skip-torch] [--out bench/out/train-locate.json]
 import { spawnSync } from 'node:child_process';

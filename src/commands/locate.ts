@@ -29,7 +29,7 @@ interface Args {
 export default defineCommand<Args>({
   name: 'locate',
   summary: 'find the garment in each image with a train-locate model: boxes as NDJSON {id, image, x, y, w, h, score}',
-  description: `Locates the garment in each image as GILT's TiefVision does: the model's patch classifier is slid over the photo (Overfeat's dense evaluation), each patch scored with the share of it that lies on the garment's box, and the box whose blur by the patch best fits that map is taken (refined by the model's box regressor when it has one; models from before the map merge the regressed boxes of the best windows at several scales). Writes one line per decoded image: {id, image, x, y, w, h, score}, the box in pixels of the source image (x, y its top-left corner) and score the map's peak. embed --crop takes this file.
+  description: `Locates the garment in each image as GILT's TiefVision does: the model's patch classifier is slid over the photo (Overfeat's dense evaluation), each patch scored with the share of it that lies on the garment's box, and the box whose blur by the patch best fits that map, after a gain and offset, is taken (refined by the model's box regressor when it has one; models from before the map merge the regressed boxes of the best windows at several scales). Writes one line per decoded image: {id, image, x, y, w, h, score}, the box in pixels of the source image (x, y its top-left corner) and score the map's peak. embed --crop takes this file.
 
 When every input record carries a box already (x, y, w, h: the fixtures' scenes), the mean IoU of the located boxes with them is printed on stderr.`,
   positionals: [{ name: 'images', describe: 'image files (instead of --input)', type: 'string', variadic: true }],
