@@ -8,7 +8,8 @@ import { openPredictor, type BatchPredictor } from '../models/image-features.js'
 import { convertLayersModel, encodeConverted } from './export.js';
 import { calibrateInt8, measureAgreement, type Int8Agreement } from './int8.js';
 import type { CalibrationBatch } from './precision.js';
-import { loadOrt, ortThreads, sessionOptions, type Ort } from './session.js';
+import { loadOrt, ortThreads, type Ort } from './session.js';
+import { openSessionThread } from './session-thread.js';
 import { inputSides, type InputShape } from '../image/batch.js';
 
 export const ENGINE_NAMES = ['auto', 'ort', 'tfjs'] as const;
@@ -29,6 +30,15 @@ export interface OrtModel {
   release(): Promise<void>;
   /** An int8 model's agreement with float on its calibration images. */
   agreement?: Int8Agreement;
+  /** An int8 model's output rows on its calibration batches, beside the float ones (for a command's own comparison). */
+  calibrationRows?: CalibrationRows[];
+}
+
+/** One calibration batch's output rows in float and in int8. */
+export interface CalibrationRows {
+  count: number;
+  float: Float32Array;
+  int8: Float32Array;
 }
 
 /**
@@ -39,16 +49,26 @@ export interface OrtModel {
 export async function openOrtModel(ort: Ort, model: tf.LayersModel, output: tf.SymbolicTensor = model.outputs[0], calibration?: CalibrationBatch[]): Promise<OrtModel> {
   const converted = await convertLayersModel(model, {}, { name: 'output', tensor: output });
   const int8 = calibration ? await calibrateInt8(ort, converted, calibration) : null;
-  const session = await ort.InferenceSession.create(int8 ? int8.bytes : encodeConverted(converted), sessionOptions());
-  const agreement = int8 ? await measureAgreement(ort, session, converted.inputName, calibration!, int8.float) : undefined;
+  const session = await openSessionThread(int8 ? int8.bytes : encodeConverted(converted));
+  const run = async (data: Float32Array, shape: number[]) => (await session.run({ [converted.inputName]: { data, dims: shape } })).output;
+  const calibrationRows: CalibrationRows[] = [];
+  const measured = async (batch: CalibrationBatch) => {
+    const out = (await run(batch.data, batch.shape)).data;
+    calibrationRows.push({ count: batch.shape[0], float: int8!.float[calibrationRows.length].output, int8: out });
+    return { output: out };
+  };
+  const agreement = int8 ? await measureAgreement(measured, calibration!, int8.float).catch(async (err) => {
+    await session.release();
+    throw err;
+  }) : undefined;
   return {
     async run(data, shape) {
-      const result = await session.run({ [converted.inputName]: new ort.Tensor('float32', data, shape) });
-      const out = result.output;
-      return { data: out.data as Float32Array, shape: out.dims.map(Number) };
+      const out = await run(data, shape);
+      return { data: out.data, shape: out.dims };
     },
     release: () => session.release(),
     agreement,
+    calibrationRows: int8 ? calibrationRows : undefined,
   };
 }
 
@@ -122,6 +142,8 @@ export function ortPredictor(model: OrtModel, inputSize: InputShape): BatchPredi
 /** A model run batch by batch on one engine; `run` copies nothing the caller must dispose. */
 export interface ModelRunner {
   engine: 'ort' | 'tfjs';
+  /** int8 only: output rows on the calibration batches, float beside int8. */
+  calibrationRows?: CalibrationRows[];
   run(data: Float32Array, shape: number[]): Promise<{ data: Float32Array; shape: number[] }>;
   close(): Promise<void>;
 }
@@ -145,12 +167,12 @@ export function tfjsRunner(model: tf.LayersModel, output?: tf.SymbolicTensor): M
 /** Chooses the engine (flag, ATELIER_ENGINE, auto), says which on stderr and opens `model` on it. */
 export async function openModelRunner(
   model: tf.LayersModel,
-  opts: { engine?: string; env: NodeJS.ProcessEnv; stderr: NodeJS.WritableStream; backend?: BackendChoice; commandName: string; output?: tf.SymbolicTensor },
+  opts: { engine?: string; env: NodeJS.ProcessEnv; stderr: NodeJS.WritableStream; backend?: BackendChoice; commandName: string; output?: tf.SymbolicTensor; calibration?: CalibrationBatch[] },
 ): Promise<ModelRunner> {
   const choice = await chooseEngine({ requested: opts.engine, env: opts.env, backend: opts.backend });
-  const opened = await openEngineModel(choice, model, { stderr: opts.stderr }, opts.commandName, opts.output);
+  const opened = await openEngineModel(choice, model, { stderr: opts.stderr }, opts.commandName, opts.output, opts.calibration);
   if (!opened) return tfjsRunner(model, opts.output);
-  return { engine: 'ort', run: (data, shape) => opened.run(data, shape), close: () => opened.release() };
+  return { engine: 'ort', run: (data, shape) => opened.run(data, shape), close: () => opened.release(), calibrationRows: opened.calibrationRows };
 }
 
 /**
