@@ -46,10 +46,10 @@ export interface CalibrationRows {
  * onnxruntime; with `calibration`, as int8 calibrated on those batches, its agreement with float
  * there measured on the session itself.
  */
-export async function openOrtModel(ort: Ort, model: tf.LayersModel, output: tf.SymbolicTensor = model.outputs[0], calibration?: CalibrationBatch[]): Promise<OrtModel> {
+export async function openOrtModel(ort: Ort, model: tf.LayersModel, output: tf.SymbolicTensor = model.outputs[0], calibration?: CalibrationBatch[], threads = ortThreads()): Promise<OrtModel> {
   const converted = await convertLayersModel(model, {}, { name: 'output', tensor: output });
   const int8 = calibration ? await calibrateInt8(ort, converted, calibration) : null;
-  const session = await openSessionThread(int8 ? int8.bytes : encodeConverted(converted));
+  const session = await openSessionThread(int8 ? int8.bytes : encodeConverted(converted), threads);
   const run = async (data: Float32Array, shape: number[]) => (await session.run({ [converted.inputName]: { data, dims: shape } })).output;
   const calibrationRows: CalibrationRows[] = [];
   const measured = async (batch: CalibrationBatch) => {
@@ -106,17 +106,17 @@ export async function chooseEngine(opts: { requested?: string; env: NodeJS.Proce
  * Opens `model` on the chosen engine; when auto chose onnxruntime and the model does not convert,
  * falls back to tfjs. Returns null for tfjs (the caller keeps its tfjs path). Says which on stderr.
  */
-export async function openEngineModel(choice: EngineChoice, model: tf.LayersModel, io: { stderr: NodeJS.WritableStream }, commandName: string, output?: tf.SymbolicTensor, calibration?: CalibrationBatch[]): Promise<OrtModel | null> {
+export async function openEngineModel(choice: EngineChoice, model: tf.LayersModel, io: { stderr: NodeJS.WritableStream }, commandName: string, output?: tf.SymbolicTensor, calibration?: CalibrationBatch[], threads = ortThreads()): Promise<OrtModel | null> {
   if (calibration && (choice.engine === 'tfjs' || !choice.ort)) throw new UsageError(`int8 runs on onnxruntime only, and the engine is tfjs (${choice.reason})`, { field: '--precision' });
   if (choice.engine === 'tfjs' || !choice.ort) {
     io.stderr.write(`atelier ${commandName}: engine tfjs (${choice.reason})\n`);
     return null;
   }
   try {
-    const opened = await openOrtModel(choice.ort, model, output, calibration);
+    const opened = await openOrtModel(choice.ort, model, output, calibration, threads);
     const agreed = opened.agreement;
     const precision = agreed ? `, int8 calibrated on ${agreed.images} images, cosine with float there ${agreed.meanCosine} mean, ${agreed.minCosine} worst` : '';
-    io.stderr.write(`atelier ${commandName}: engine ort (${choice.reason}, onnxruntime-node ${choice.ort.env.versions.node ?? '?'}, ${ortThreads()} threads${precision})\n`);
+    io.stderr.write(`atelier ${commandName}: engine ort (${choice.reason}, onnxruntime-node ${choice.ort.env.versions.node ?? '?'}, ${threads} thread${threads === 1 ? '' : 's'}${precision})\n`);
     return opened;
   } catch (err) {
     const why = (err instanceof Error ? err.message : String(err)).split('\n')[0].slice(0, 200);
@@ -185,7 +185,11 @@ export async function openImagePredictor(
   opts: { engine?: string; env: NodeJS.ProcessEnv; stderr: NodeJS.WritableStream; backend: BackendChoice; workers: number; commandName: string; calibration?: CalibrationBatch[] },
 ): Promise<{ predictor: BatchPredictor; engine: 'ort' | 'tfjs'; close(): Promise<void> }> {
   const choice = await chooseEngine({ requested: opts.engine, env: opts.env, backend: opts.backend });
-  const opened = await openEngineModel(choice, model, { stderr: opts.stderr }, opts.commandName, undefined, opts.calibration);
+  // The main thread decodes images all along (the fast JPEG path runs on it): onnxruntime leaves
+  // it a core rather than three threads sharing two cores. ResNet-18 int8 embed of 5,000 images,
+  // 2 cores: 22.9-24.9 CPU s with one onnxruntime thread, 24.0-26.3 with two (bench/RESULTS.md).
+  const threads = Math.max(1, ortThreads() - 1);
+  const opened = await openEngineModel(choice, model, { stderr: opts.stderr }, opts.commandName, undefined, opts.calibration, threads);
   if (opened) return { predictor: ortPredictor(opened, inputSize), engine: 'ort', close: () => opened.release() };
   const tfjs = await openPredictor(model, inputSize, opts.backend, opts.workers);
   return { predictor: tfjs.predictor, engine: 'tfjs', close: tfjs.close };
