@@ -186,8 +186,8 @@ export async function openImagePredictor(
 ): Promise<{ predictor: BatchPredictor; engine: 'ort' | 'tfjs'; close(): Promise<void> }> {
   const choice = await chooseEngine({ requested: opts.engine, env: opts.env, backend: opts.backend });
   // The main thread decodes images all along (the fast JPEG path runs on it): onnxruntime leaves
-  // it a core rather than three threads sharing two cores. ResNet-18 int8 embed of 5,000 images,
-  // 2 cores: 22.9-24.9 CPU s with one onnxruntime thread, 24.0-26.3 with two (bench/RESULTS.md).
+  // it a core rather than three busy threads sharing two (on a loaded 2-core machine one thread and
+  // two measured the same within noise, bench/RESULTS.md).
   const threads = Math.max(1, ortThreads() - 1);
   const opened = await openEngineModel(choice, model, { stderr: opts.stderr }, opts.commandName, undefined, opts.calibration, threads);
   if (opened) return { predictor: ortPredictor(opened, inputSize), engine: 'ort', close: () => opened.release() };
