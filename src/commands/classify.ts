@@ -89,9 +89,9 @@ A model trained on precomputed features (train-classifier --features) reads feat
     const rankIndex = args.rank === undefined ? -1 : labels.indexOf(args.rank);
     if (args.rank !== undefined && rankIndex < 0) throw new UsageError(`'${args.rank}' is not one of the model's labels (${labels.join(', ')})`, { field: '--rank' });
     if (args.top !== undefined && args.rank === undefined) throw new UsageError('needs --rank', { field: '--top' });
+    if (args.precision === 'int8' && meta.input !== 'image') throw new UsageError(`a model on ${meta.input === 'features' ? 'feature rows' : 'raw pixels'} has no convolution to run in int8`, { field: '--precision', file: args.model });
     if (args.features) await checkInputFile(args.features);
     else if (!args.images.length) await checkInputFile(args.input ?? '-');
-    if (args.precision === 'int8' && meta.input !== 'image') throw new UsageError(`a model on ${meta.input === 'features' ? 'feature rows' : 'raw pixels'} has no convolution to run in int8`, { field: '--precision', file: args.model });
     const calibrationPlan = await checkPrecision(args);
     const backend = await selectBackend({ requested: args.backend, env: io.env, stderr: io.stderr });
     const loaded = await loadModel(args.model);
@@ -131,8 +131,8 @@ A model trained on precomputed features (train-classifier --features) reads feat
     };
     let runner: ModelRunner | undefined;
     const openRunner = async (): Promise<ModelRunner> => {
-      const sides = modelInputSize(model, args.model);
-      const calibration = calibrationPlan ? await calibrationBatches(calibrationPlan, sides, args.batch, resizeModeOf(meta), 'classify') : undefined;
+      // (int8 is refused above for models without an image input)
+      const calibration = calibrationPlan ? await calibrationBatches(calibrationPlan, modelInputSize(model, args.model), args.batch, resizeModeOf(meta), 'classify') : undefined;
       const opened = await openModelRunner(model, { engine: args.engine, env: io.env, stderr: io.stderr, backend, commandName: 'classify', calibration });
       if (opened.calibrationRows) {
         const agreed = labelAgreement(opened.calibrationRows, (out, count) => rowsProbabilities(described.output, out, count));

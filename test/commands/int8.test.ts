@@ -17,7 +17,7 @@ import { decodeModelSummary } from '../../src/lib/onnx/proto.js';
 import { loadOrt } from '../../src/lib/onnx/session.js';
 import { decodeImage } from '../../src/lib/image/decode.js';
 import { initBatchNormFromData } from '../data-init.js';
-import { buildImageClassifier, CLASSIFIER_MODEL_KIND, imageFeatureModel } from '../../src/lib/facets/classifier-model.js';
+import { buildFeatureClassifier, buildImageClassifier, CLASSIFIER_MODEL_KIND, imageFeatureModel } from '../../src/lib/facets/classifier-model.js';
 
 const INPUT = 32;
 let dir: string;
@@ -81,6 +81,7 @@ beforeAll(async () => {
   tf.dispose([features, moments.mean, moments.variance, kernel, bias]);
   classifier = join(dir, 'classifier.model');
   await saveModel(head, classifier, { metadata: { kind: CLASSIFIER_MODEL_KIND, labels, input: 'image', inputDim: INPUT, labelField: 'silhouette' } });
+  await saveModel(buildFeatureClassifier(6, labels.length, { kind: 'linear', hidden: 0, dropout: 0, seed: 6 }), join(dir, 'features.model'), { metadata: { kind: CLASSIFIER_MODEL_KIND, labels, input: 'features', inputDim: 6, labelField: 'silhouette' } });
 });
 
 test('embed --precision int8: each row nearest its own float row; shards agree with the whole run', { timeout: 120_000 }, async () => {
@@ -219,6 +220,7 @@ test('int8 settings that cannot work are one line, exit 2, before any work', asy
     [['export', '-m', model, '-o', join(dir, 'x.onnx'), '--precision', 'int8'], /--calibration: int8 needs images to measure activation ranges on; give --calibration FILE/],
     [['classify', '-m', classifier, '-i', images, '--precision', 'int8', '--engine', 'tfjs'], /--precision: int8 runs on onnxruntime only/],
     [['classify', '-m', classifier, '-i', images, '--calibration', images], /--calibration: --calibration is only read with --precision int8/],
+    [['classify', '-m', join(dir, 'features.model'), '-f', join(dir, 'missing.npy'), '--precision', 'int8'], /--precision: a model on feature rows has no convolution to run in int8/],
     [['rise', '-m', classifier, '-i', '-', '--precision', 'int8'], /--calibration: images read from stdin cannot also calibrate; give --calibration FILE/],
     [['rise', '-m', classifier, '-i', images, '--precision', 'int8', '--calibration', join(dir, 'missing.ndjson')], /missing\.ndjson/],
   ];
