@@ -185,11 +185,9 @@ export async function openImagePredictor(
   opts: { engine?: string; env: NodeJS.ProcessEnv; stderr: NodeJS.WritableStream; backend: BackendChoice; workers: number; commandName: string; calibration?: CalibrationBatch[] },
 ): Promise<{ predictor: BatchPredictor; engine: 'ort' | 'tfjs'; close(): Promise<void> }> {
   const choice = await chooseEngine({ requested: opts.engine, env: opts.env, backend: opts.backend });
-  // The main thread decodes images all along (the fast JPEG path runs on it): onnxruntime leaves
-  // it a core rather than three busy threads sharing two (on a loaded 2-core machine one thread and
-  // two measured the same within noise, bench/RESULTS.md).
-  const threads = Math.max(1, ortThreads() - 1);
-  const opened = await openEngineModel(choice, model, { stderr: opts.stderr }, opts.commandName, undefined, opts.calibration, threads);
+  // onnxruntime on every core although the main thread decodes beside it: measured on 2 cores
+  // (ResNet-18 int8 embed, 5,000 images, bench/RESULTS.md), two threads 13.4-14.6 s, one 14.7-15.9 s.
+  const opened = await openEngineModel(choice, model, { stderr: opts.stderr }, opts.commandName, undefined, opts.calibration);
   if (opened) return { predictor: ortPredictor(opened, inputSize), engine: 'ort', close: () => opened.release() };
   const tfjs = await openPredictor(model, inputSize, opts.backend, opts.workers);
   return { predictor: tfjs.predictor, engine: 'tfjs', close: tfjs.close };
