@@ -18,6 +18,7 @@ import { createRandom } from '../lib/random.js';
 import { describeModel } from '../lib/models/kinds.js';
 import { anyInt, fraction, integerIn, positiveInt } from '../lib/options.js';
 import { engineOption, openModelRunner } from '../lib/onnx/runtime.js';
+import { calibrationBatches, checkPrecision, precisionOptions } from '../lib/onnx/precision.js';
 import { requireShardFile, resolveShard, shardOption, shardPath, shardRecords, writeShardManifest } from '../lib/shard.js';
 
 interface Args {
@@ -41,6 +42,9 @@ interface Args {
   backend: string;
   engine: string;
   shard?: string;
+  precision: string;
+  calibration?: string;
+  'calibration-images': number;
 }
 
 /** A file name from an id: safe characters only, unique enough for one run. */
@@ -78,10 +82,12 @@ Per image it writes one NDJSON line {id, image, class, score, peak: {x, y}, topS
     ...shardOption,
     ...backendOption,
     ...engineOption,
+    ...precisionOptions,
   },
   examples: [
     ['atelier rise -m sizenet-image.model --overlay overlays/ photo.jpg', 'why the student thinks this article has a size issue'],
     ['atelier rise -m weak.model --class stripes --metrics --masks masks.npy -i top.ndjson', 'where the weak model sees stripes, with deletion/insertion scores'],
+    ['atelier rise -m sizenet-image.model --precision int8 --calibration catalogue.ndjson -i top.ndjson', 'the N forward passes in int8, calibrated on the first 256 images of the catalogue'],
   ],
   async run(args, io) {
     const shard = resolveShard(args.shard, io.env);
@@ -92,6 +98,7 @@ Per image it writes one NDJSON line {id, image, class, score, peak: {x, y}, topS
     // Inputs first: a mistake is reported before the backend loads.
     await loadMetadata(args.model);
     if (!args.images.length) await checkInputFile(args.input ?? '-');
+    const calibrationPlan = await checkPrecision(args);
     const backend = await selectBackend({ requested: args.backend, env: io.env, stderr: io.stderr });
     const { model, metadata } = await loadModel(args.model);
     const shape = model.inputs[0].shape;
@@ -134,7 +141,8 @@ Per image it writes one NDJSON line {id, image, class, score, peak: {x, y}, topS
     const positions: number[] = [];
     const skips = createSkipCounter();
     const out = await openNdjsonWriter(args.out, { stdout: io.stdout, outputs: io.outputs });
-    const runner = await openModelRunner(model, { engine: args.engine, env: io.env, stderr: io.stderr, backend, commandName: 'rise' });
+    const calibration = calibrationPlan ? await calibrationBatches(calibrationPlan, { height, width }, args.batch, fit, 'rise') : undefined;
+    const runner = await openModelRunner(model, { engine: args.engine, env: io.env, stderr: io.stderr, backend, commandName: 'rise', calibration });
     const score = classScorer(runner.run, described.output, classIndex, height, width);
     let index = 0;
     try {

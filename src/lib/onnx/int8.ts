@@ -1,6 +1,7 @@
 // int8 models on onnxruntime: the activation ranges measured on calibration images (a calibration
 // run of the folded float graph, which also keeps the float outputs), the QDQ graph built from
 // them, and how closely the int8 session follows float on those same images.
+import { UsageError } from '../command.js';
 import type { ConvertedGraph } from './convert.js';
 import { encodeConverted, type ConvertedModel } from './export.js';
 import { calibrationGraph, foldBatchNorm, quantizedTensors, quantizeGraph, rangeOutputs, type TensorRange } from './quantize.js';
@@ -49,6 +50,7 @@ async function measureRanges(ort: Ort, bytes: Uint8Array, inputName: string, out
 export async function calibrateInt8(ort: Ort, converted: ConvertedModel, calibration: CalibrationBatch[]): Promise<{ graph: ConvertedGraph; bytes: Uint8Array; float: Outputs; images: number }> {
   const folded = foldBatchNorm(converted.graph);
   const tensors = quantizedTensors(folded);
+  if (tensors.length === 0) throw new UsageError('the model has no convolution, and int8 quantizes convolutions only', { field: '--precision' });
   const outputNames = converted.graph.outputs.map((o) => o.name);
   const { ranges, float } = await measureRanges(ort, encodeConverted(converted, calibrationGraph(folded, tensors)), converted.inputName, outputNames, tensors, calibration);
   const images = imageCount(calibration);
@@ -60,14 +62,25 @@ function precisionRecord(images: number, agreement?: Int8Agreement): Record<stri
   return { precision: 'int8', calibrationImages: images, weights: 'int8 symmetric per output channel', activations: 'uint8 per tensor, calibration min/max', ...(agreement ? { agreement } : {}) };
 }
 
-/** Per image, the cosine of `session`'s output rows with the float ones, over every output. */
-export async function measureAgreement(ort: Ort, session: import('onnxruntime-node').InferenceSession, inputName: string, calibration: CalibrationBatch[], float: Outputs): Promise<Int8Agreement> {
+/** Outputs of one batch by name, from whichever session runs the model. */
+export type BatchRun = (batch: CalibrationBatch) => Promise<Record<string, Float32Array>>;
+
+/** A main-thread session as a BatchRun. */
+export function sessionRun(ort: Ort, session: import('onnxruntime-node').InferenceSession, inputName: string): BatchRun {
+  return async (batch) => {
+    const result = await session.run({ [inputName]: new ort.Tensor('float32', batch.data, batch.shape) });
+    return Object.fromEntries(Object.entries(result).map(([name, t]) => [name, t.data as Float32Array]));
+  };
+}
+
+/** Per image, the cosine of `run`'s output rows with the float ones, over every output. */
+export async function measureAgreement(run: BatchRun, calibration: CalibrationBatch[], float: Outputs): Promise<Int8Agreement> {
   const cosines: number[] = [];
   for (const [k, batch] of calibration.entries()) {
-    const result = await session.run({ [inputName]: new ort.Tensor('float32', batch.data, batch.shape) });
+    const result = await run(batch);
     const count = batch.shape[0];
     for (const [name, x] of Object.entries(float[k])) {
-      const y = result[name].data as Float32Array;
+      const y = result[name];
       const dim = x.length / count;
       for (let i = 0; i < count; i++) {
         let dot = 0;
@@ -92,9 +105,48 @@ export async function quantizedBytes(ort: Ort, converted: ConvertedModel, calibr
   const session = await ort.InferenceSession.create(bytes, sessionOptions());
   let agreement: Int8Agreement;
   try {
-    agreement = await measureAgreement(ort, session, converted.inputName, calibration, float);
+    agreement = await measureAgreement(sessionRun(ort, session, converted.inputName), calibration, float);
   } finally {
     await session.release();
   }
   return { bytes: encodeConverted(converted, graph, { 'atelier.precision': JSON.stringify(precisionRecord(images, agreement)) }), agreement };
+}
+
+/** How often an int8 classifier picks the float model's label, and how far its probabilities move. */
+export interface LabelAgreement {
+  images: number;
+  sameLabel: number;
+  /** Per image, the largest |p_int8 - p_float| over the classes: its mean and worst. */
+  meanDifference: number;
+  maxDifference: number;
+}
+
+/** Label agreement of int8 rows with float rows; `probabilities` turns a batch's output rows into class probabilities. */
+export function labelAgreement(rows: ReadonlyArray<{ count: number; float: Float32Array; int8: Float32Array }>, probabilities: (out: Float32Array, count: number) => Float32Array): LabelAgreement {
+  let images = 0;
+  let sameLabel = 0;
+  let sum = 0;
+  let worst = 0;
+  for (const batch of rows) {
+    const pf = probabilities(batch.float, batch.count);
+    const pi = probabilities(batch.int8, batch.count);
+    const classes = pf.length / batch.count;
+    for (let i = 0; i < batch.count; i++) {
+      let bestF = 0;
+      let bestI = 0;
+      let diff = 0;
+      for (let c = 0; c < classes; c++) {
+        const k = i * classes + c;
+        if (pf[k] > pf[i * classes + bestF]) bestF = c;
+        if (pi[k] > pi[i * classes + bestI]) bestI = c;
+        diff = Math.max(diff, Math.abs(pf[k] - pi[k]));
+      }
+      if (bestF === bestI) sameLabel++;
+      sum += diff;
+      worst = Math.max(worst, diff);
+      images++;
+    }
+  }
+  const round = (v: number) => Math.round(v * 1e4) / 1e4;
+  return { images, sameLabel, meanDifference: round(images ? sum / images : 0), maxDifference: round(worst) };
 }

@@ -8,7 +8,8 @@ import { openPredictor, type BatchPredictor } from '../models/image-features.js'
 import { convertLayersModel, encodeConverted } from './export.js';
 import { calibrateInt8, measureAgreement, type Int8Agreement } from './int8.js';
 import type { CalibrationBatch } from './precision.js';
-import { loadOrt, ortThreads, sessionOptions, type Ort } from './session.js';
+import { loadOrt, ortThreads, type Ort } from './session.js';
+import { openSessionThread } from './session-thread.js';
 import { inputSides, type InputShape } from '../image/batch.js';
 
 export const ENGINE_NAMES = ['auto', 'ort', 'tfjs'] as const;
@@ -29,6 +30,15 @@ export interface OrtModel {
   release(): Promise<void>;
   /** An int8 model's agreement with float on its calibration images. */
   agreement?: Int8Agreement;
+  /** An int8 model's output rows on its calibration batches, beside the float ones (for a command's own comparison). */
+  calibrationRows?: CalibrationRows[];
+}
+
+/** One calibration batch's output rows in float and in int8. */
+export interface CalibrationRows {
+  count: number;
+  float: Float32Array;
+  int8: Float32Array;
 }
 
 /**
@@ -36,19 +46,29 @@ export interface OrtModel {
  * onnxruntime; with `calibration`, as int8 calibrated on those batches, its agreement with float
  * there measured on the session itself.
  */
-export async function openOrtModel(ort: Ort, model: tf.LayersModel, output: tf.SymbolicTensor = model.outputs[0], calibration?: CalibrationBatch[]): Promise<OrtModel> {
+export async function openOrtModel(ort: Ort, model: tf.LayersModel, output: tf.SymbolicTensor = model.outputs[0], calibration?: CalibrationBatch[], threads = ortThreads()): Promise<OrtModel> {
   const converted = await convertLayersModel(model, {}, { name: 'output', tensor: output });
   const int8 = calibration ? await calibrateInt8(ort, converted, calibration) : null;
-  const session = await ort.InferenceSession.create(int8 ? int8.bytes : encodeConverted(converted), sessionOptions());
-  const agreement = int8 ? await measureAgreement(ort, session, converted.inputName, calibration!, int8.float) : undefined;
+  const session = await openSessionThread(int8 ? int8.bytes : encodeConverted(converted), threads);
+  const run = async (data: Float32Array, shape: number[]) => (await session.run({ [converted.inputName]: { data, dims: shape } })).output;
+  const calibrationRows: CalibrationRows[] = [];
+  const measured = async (batch: CalibrationBatch) => {
+    const out = (await run(batch.data, batch.shape)).data;
+    calibrationRows.push({ count: batch.shape[0], float: int8!.float[calibrationRows.length].output, int8: out });
+    return { output: out };
+  };
+  const agreement = int8 ? await measureAgreement(measured, calibration!, int8.float).catch(async (err) => {
+    await session.release();
+    throw err;
+  }) : undefined;
   return {
     async run(data, shape) {
-      const result = await session.run({ [converted.inputName]: new ort.Tensor('float32', data, shape) });
-      const out = result.output;
-      return { data: out.data as Float32Array, shape: out.dims.map(Number) };
+      const out = await run(data, shape);
+      return { data: out.data, shape: out.dims };
     },
     release: () => session.release(),
     agreement,
+    calibrationRows: int8 ? calibrationRows : undefined,
   };
 }
 
@@ -86,17 +106,17 @@ export async function chooseEngine(opts: { requested?: string; env: NodeJS.Proce
  * Opens `model` on the chosen engine; when auto chose onnxruntime and the model does not convert,
  * falls back to tfjs. Returns null for tfjs (the caller keeps its tfjs path). Says which on stderr.
  */
-export async function openEngineModel(choice: EngineChoice, model: tf.LayersModel, io: { stderr: NodeJS.WritableStream }, commandName: string, output?: tf.SymbolicTensor, calibration?: CalibrationBatch[]): Promise<OrtModel | null> {
+export async function openEngineModel(choice: EngineChoice, model: tf.LayersModel, io: { stderr: NodeJS.WritableStream }, commandName: string, output?: tf.SymbolicTensor, calibration?: CalibrationBatch[], threads = ortThreads()): Promise<OrtModel | null> {
   if (calibration && (choice.engine === 'tfjs' || !choice.ort)) throw new UsageError(`int8 runs on onnxruntime only, and the engine is tfjs (${choice.reason})`, { field: '--precision' });
   if (choice.engine === 'tfjs' || !choice.ort) {
     io.stderr.write(`atelier ${commandName}: engine tfjs (${choice.reason})\n`);
     return null;
   }
   try {
-    const opened = await openOrtModel(choice.ort, model, output, calibration);
+    const opened = await openOrtModel(choice.ort, model, output, calibration, threads);
     const agreed = opened.agreement;
     const precision = agreed ? `, int8 calibrated on ${agreed.images} images, cosine with float there ${agreed.meanCosine} mean, ${agreed.minCosine} worst` : '';
-    io.stderr.write(`atelier ${commandName}: engine ort (${choice.reason}, onnxruntime-node ${choice.ort.env.versions.node ?? '?'}, ${ortThreads()} threads${precision})\n`);
+    io.stderr.write(`atelier ${commandName}: engine ort (${choice.reason}, onnxruntime-node ${choice.ort.env.versions.node ?? '?'}, ${threads} thread${threads === 1 ? '' : 's'}${precision})\n`);
     return opened;
   } catch (err) {
     const why = (err instanceof Error ? err.message : String(err)).split('\n')[0].slice(0, 200);
@@ -122,6 +142,8 @@ export function ortPredictor(model: OrtModel, inputSize: InputShape): BatchPredi
 /** A model run batch by batch on one engine; `run` copies nothing the caller must dispose. */
 export interface ModelRunner {
   engine: 'ort' | 'tfjs';
+  /** int8 only: output rows on the calibration batches, float beside int8. */
+  calibrationRows?: CalibrationRows[];
   run(data: Float32Array, shape: number[]): Promise<{ data: Float32Array; shape: number[] }>;
   close(): Promise<void>;
 }
@@ -145,12 +167,12 @@ export function tfjsRunner(model: tf.LayersModel, output?: tf.SymbolicTensor): M
 /** Chooses the engine (flag, ATELIER_ENGINE, auto), says which on stderr and opens `model` on it. */
 export async function openModelRunner(
   model: tf.LayersModel,
-  opts: { engine?: string; env: NodeJS.ProcessEnv; stderr: NodeJS.WritableStream; backend?: BackendChoice; commandName: string; output?: tf.SymbolicTensor },
+  opts: { engine?: string; env: NodeJS.ProcessEnv; stderr: NodeJS.WritableStream; backend?: BackendChoice; commandName: string; output?: tf.SymbolicTensor; calibration?: CalibrationBatch[] },
 ): Promise<ModelRunner> {
   const choice = await chooseEngine({ requested: opts.engine, env: opts.env, backend: opts.backend });
-  const opened = await openEngineModel(choice, model, { stderr: opts.stderr }, opts.commandName, opts.output);
+  const opened = await openEngineModel(choice, model, { stderr: opts.stderr }, opts.commandName, opts.output, opts.calibration);
   if (!opened) return tfjsRunner(model, opts.output);
-  return { engine: 'ort', run: (data, shape) => opened.run(data, shape), close: () => opened.release() };
+  return { engine: 'ort', run: (data, shape) => opened.run(data, shape), close: () => opened.release(), calibrationRows: opened.calibrationRows };
 }
 
 /**
@@ -163,6 +185,8 @@ export async function openImagePredictor(
   opts: { engine?: string; env: NodeJS.ProcessEnv; stderr: NodeJS.WritableStream; backend: BackendChoice; workers: number; commandName: string; calibration?: CalibrationBatch[] },
 ): Promise<{ predictor: BatchPredictor; engine: 'ort' | 'tfjs'; close(): Promise<void> }> {
   const choice = await chooseEngine({ requested: opts.engine, env: opts.env, backend: opts.backend });
+  // onnxruntime on every core although the main thread decodes beside it: measured on 2 cores
+  // (ResNet-18 int8 embed, 5,000 images, bench/RESULTS.md), two threads 13.4-14.6 s, one 14.7-15.9 s.
   const opened = await openEngineModel(choice, model, { stderr: opts.stderr }, opts.commandName, undefined, opts.calibration);
   if (opened) return { predictor: ortPredictor(opened, inputSize), engine: 'ort', close: () => opened.release() };
   const tfjs = await openPredictor(model, inputSize, opts.backend, opts.workers);

@@ -19,12 +19,12 @@ export function ortThreads(): number {
   return availableParallelism?.() ?? cpus().length;
 }
 
-export function sessionOptions(): import('onnxruntime-node').InferenceSession.SessionOptions {
+export function sessionOptions(threads = ortThreads()): import('onnxruntime-node').InferenceSession.SessionOptions {
   // No spinning: onnxruntime's idle intra-op threads otherwise busy-wait between operators, CPU
   // that the image decoding beside them (and anything else on the machine) needs; measured on
   // ResNet-18 at 96 px, 2 threads, a shared machine: 106-118 images per CPU second against 93-98.
   return {
-    intraOpNumThreads: ortThreads(),
+    intraOpNumThreads: threads,
     interOpNumThreads: 1,
     executionProviders: ['cpu'],
     graphOptimizationLevel: 'all',
