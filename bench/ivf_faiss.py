@@ -43,7 +43,7 @@ def main():
     index.train(sample)
     trained = time.perf_counter() - started
     for start in range(0, gallery.shape[0], 65536):
-        block = np.ascontiguousarray(gallery[start:start + 65536], dtype=np.float32)
+        block = np.array(gallery[start:start + 65536], dtype=np.float32)  # a copy: the memory map is read-only
         faiss.normalize_L2(block)
         index.add(block)
     build = time.perf_counter() - started

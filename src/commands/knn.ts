@@ -3,7 +3,7 @@ import { defineCommand, UsageError, warn } from '../lib/command.js';
 import { checkFileOutput, checkReplaceableDirOutput } from '../lib/io/atomic.js';
 import { openNdjsonWriter, type NdjsonWriter } from '../lib/io/ndjson.js';
 import {
-  DEFAULT_HNSW, DEFAULT_ITERATIONS, DEFAULT_NPROBE, HNSW_FILES, IVF_FORMAT, TRAIN_ROWS_PER_LIST, openScoreTopK, rowsSha256Of, saveIvfDirectory, savedIndexFormat, QUANTIZATIONS, KERNEL_NAMES, METRICS,
+  DEFAULT_HNSW, DEFAULT_ITERATIONS, DEFAULT_NPROBE_SHARE, HNSW_FILES, IVF_FORMAT, TRAIN_ROWS_PER_LIST, openScoreTopK, rowsSha256Of, saveIvfDirectory, savedIndexFormat, QUANTIZATIONS, KERNEL_NAMES, METRICS,
   assertSameDimension, checkQuantization, chooseExactKernel, dataBudget, distanceKindOf, exactSearch, freshHnswSearch, knnModeOf, loadUsearch, openIdentifiedVectors,
   parseByteSize, readGalleryLabels, recallAgainstExact, recallSample, saveIndexDirectory, savedIndexSearch, searchSummaryLine, shardedExactSearch, writeNeighborLists,
   type HnswParameters, type KernelName, type Metric, type NeighborSearch, type Quantization,
@@ -92,7 +92,7 @@ Ids name rows, so each must be unique in its ids file: a repeated id is an error
     'expansion-search': { describe: 'HNSW candidate list while searching (ef); higher = better recall, slower', type: 'number', default: DEFAULT_HNSW.expansionSearch, check: positiveInt },
     rescore: { describe: "'knn index query' of an f16 or i8 index: graph candidates per query re-ranked on the exact rows (default 4 x k)", type: 'number', check: positiveInt },
     lists: { describe: "'knn index build --index ivf': k-means lists (default about 4 x sqrt(rows))", type: 'number', check: positiveInt },
-    nprobe: { describe: `'knn index query' of an IVF index: lists searched per query (default ${DEFAULT_NPROBE}); higher = better recall, slower`, type: 'number', check: positiveInt },
+    nprobe: { describe: `'knn index query' of an IVF index: lists searched per query (default 1/${DEFAULT_NPROBE_SHARE} of the lists); higher = better recall, slower`, type: 'number', check: positiveInt },
     'train-rows': { describe: `'knn index build --index ivf': rows sampled for k-means (default ${TRAIN_ROWS_PER_LIST} a list, within half of --memory)`, type: 'number', check: positiveInt },
     iterations: { describe: "'knn index build --index ivf': k-means iterations", type: 'number', default: DEFAULT_ITERATIONS, check: positiveInt },
     seed: { describe: "'knn index build --index ivf': seed of the k-means sample and starting centroids", type: 'number', default: 1, check: anyInt },

@@ -12,7 +12,7 @@ export { HNSW_FILES, assertIndexDimension, assertIndexMetric, assertIndexedGalle
 export type { HnswMeta, IdList, SavedIndex } from './saved-index.js';
 export { DEFAULT_ITERATIONS, TRAIN_ROWS_PER_LIST, defaultListCount, ivfNeighbors, openScoreTopK, trainCentroids } from './ivf.js';
 export type { IvfLists } from './ivf.js';
-export { DEFAULT_NPROBE, IVF_FILES, IVF_FORMAT, ivfBuildPlan, openIvfIndex, readIvfMeta, saveIvfDirectory, savedIndexFormat } from './ivf-index.js';
+export { DEFAULT_NPROBE_SHARE, IVF_FILES, defaultNprobe, IVF_FORMAT, ivfBuildPlan, openIvfIndex, readIvfMeta, saveIvfDirectory, savedIndexFormat } from './ivf-index.js';
 export type { IvfBuildSettings, IvfMeta } from './ivf-index.js';
 export { labelVote, voteWeight } from './vote.js';
 export type { LabelVote } from './vote.js';

@@ -7,7 +7,7 @@ import type { Shard } from '../shard.js';
 import { exactNeighbors, planExactSearchFor, type NeighborBlock } from './exact.js';
 import { RESCORE_FACTOR, buildHnswIndex, hnswNeighbors, type HnswParameters } from './hnsw.js';
 import { openScoreTopK, ivfNeighbors } from './ivf.js';
-import { DEFAULT_NPROBE, IVF_FORMAT, openIvfIndex, savedIndexFormat } from './ivf-index.js';
+import { IVF_FORMAT, defaultNprobe, openIvfIndex, savedIndexFormat } from './ivf-index.js';
 import { chooseExactKernel, distanceKindOf, type ExactKernel, type KernelName } from './kernel.js';
 import { assertIndexDimension, assertIndexMetric, assertIndexedGallery, openSavedIndex, rowsSha256Of, type IdList } from './saved-index.js';
 import { emptyBlocks, remapBlocks, shardRows, subsetSource } from './shard.js';
@@ -135,7 +135,7 @@ export interface SavedIndexQuery {
   /** --metric as given, which must be the index's. */
   metric: Metric | undefined;
   rescore: number | undefined;
-  /** IVF lists probed per query; undefined: DEFAULT_NPROBE. */
+  /** IVF lists probed per query; undefined: defaultNprobe(lists). */
   nprobe: number | undefined;
   /** Exact kernel an IVF index scores its lists with. */
   kernel: KernelName;
@@ -211,7 +211,7 @@ async function ivfIndexSearch(
   const { meta } = index;
   assertIndexMetric(meta, dir, settings.metric);
   assertIndexDimension(meta, dir, query.source);
-  const nprobe = Math.min(settings.nprobe ?? DEFAULT_NPROBE, meta.lists);
+  const nprobe = Math.min(settings.nprobe ?? defaultNprobe(meta.lists), meta.lists);
   const exact = await chooseExactKernel(settings.kernel, distanceKindOf(meta.metric), settings.threads).catch((err: Error) => {
     throw new UsageError(err.message, { field: '--kernel' });
   });
