@@ -137,6 +137,9 @@ Ids name rows, so each must be unique in its ids file: a repeated id is an error
     if (mode === 'build') {
       if (!args.gallery) throw new UsageError("'knn index build' needs --gallery (the vectors to index)", { field: '--gallery' });
       if (!args['index-dir']) throw new UsageError("'knn index build' needs --index-dir (where to save the index)", { field: '--index-dir' });
+      for (const field of ['lists', 'train-rows'] as const) {
+        if (args.index !== 'ivf' && args[field] !== undefined) throw new UsageError('is for an IVF index (--index ivf)', { field: `--${field}` });
+      }
       if (args.index === 'ivf') {
         if (hnsw.quantization !== DEFAULT_HNSW.quantization) throw new UsageError('is for an HNSW index; an IVF index keeps float32 rows', { field: '--quantization' });
         const gallery = await openIdentifiedVectors(args.gallery, args['gallery-ids'], idField, io.stdin);
