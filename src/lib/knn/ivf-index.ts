@@ -134,7 +134,8 @@ export async function buildIvfIndex(
   // Pass 2..: the rows in list order, a range of positions a pass, each range filled from one read of the gallery.
   let maxList = 0;
   for (let l = 0; l < lists; l++) maxList = Math.max(maxList, offsets[l + 1] - offsets[l]);
-  const held = sample.byteLength + slab.byteLength + rows * 12 + lists * dim * 8;
+  // The sample stays referenced until the end; the vectors writer stages 4 MiB.
+  const held = sample.byteLength + slab.byteLength + rows * 12 + lists * dim * 8 + 4 * 1024 * 1024;
   const rangeRows = Math.max(maxList, Math.min(rows, Math.floor(Math.max(0, opts.memoryBytes - held) / (dim * 4))));
   const vectors = await openNpyWriter(join(dir, IVF_FILES.vectors), { dtype: 'float32', rowShape: [dim], bufferBytes: 4 * 1024 * 1024 });
   try {
