@@ -93,7 +93,7 @@ Ids name rows, so each must be unique in its ids file: a repeated id is an error
     rescore: { describe: "'knn index query' of an f16 or i8 index: graph candidates per query re-ranked on the exact rows (default 4 x k)", type: 'number', check: positiveInt },
     lists: { describe: "'knn index build --index ivf': k-means lists (default about 4 x sqrt(rows))", type: 'number', check: positiveInt },
     nprobe: { describe: `'knn index query' of an IVF index: lists searched per query (default 1/${DEFAULT_NPROBE_SHARE} of the lists); higher = better recall, slower`, type: 'number', check: positiveInt },
-    'train-rows': { describe: `'knn index build --index ivf': rows sampled for k-means (default ${TRAIN_ROWS_PER_LIST} a list, within half of --memory)`, type: 'number', check: positiveInt },
+    'train-rows': { describe: `'knn index build --index ivf': rows sampled for k-means (default ${TRAIN_ROWS_PER_LIST} a list; held in half of --memory)`, type: 'number', check: positiveInt },
     iterations: { describe: "'knn index build --index ivf': k-means iterations", type: 'number', default: DEFAULT_ITERATIONS, check: positiveInt },
     seed: { describe: "'knn index build --index ivf': seed of the k-means sample and starting centroids", type: 'number', default: 1, check: anyInt },
     recall: { describe: 'with --index hnsw or index query: report recall@k against exact search on stderr', type: 'boolean', default: false },

@@ -155,6 +155,7 @@ test('an IVF index refuses a query, metric, gallery or file it was not built wit
     [[...query, '--nprobe', '0'], /^atelier knn: --nprobe: .*0/],
     [[...query, '--rescore', '20'], /^atelier knn: --rescore: is for an f16 or i8 HNSW index; an IVF index scores its candidates exactly$/],
     [['knn', 'index', 'build', '-g', g, '--index', 'ivf', '--index-dir', join(dir, 'many.ivf'), '--lists', '601'], /^atelier knn: --lists: 601 lists for 600 rows: at most one list a row$/],
+    [['knn', 'index', 'build', '-g', g, '--index', 'ivf', '--index-dir', join(dir, 'few.ivf'), '--lists', '100', '--train-rows', '50'], /^atelier knn: --train-rows: 50 k-means rows for 100 lists: needs at least one a list$/],
     [['knn', 'index', 'build', '-g', g, '--index-dir', join(dir, 'hnsw-lists'), '--lists', '8'], /^atelier knn: --lists: is for an IVF index \(--index ivf\)$/],
     [['knn', '-q', q, '-g', g, '--index', 'ivf'], /^atelier knn: --index: an IVF index is built once and saved: 'knn index build --index ivf', then 'knn index query'$/],
   ];
