@@ -7,6 +7,10 @@
 //     [--k 10] [--threads 2] [--connectivity 16] [--expansion-add 128] [--ef 64,128]
 //     [--quantization f32|f16|i8] [--rescore <candidates>]
 //     [--faiss-hnsw] [--skip-faiss] [--reuse] [--keep] [--out bench/out/ann.json] [--data-dir bench/out/ann]
+//     [--data-only] [--index ivf --nprobe 16,32,64 [--lists N] [--train-rows N] [--iterations 10] [--memory 2G]]
+//
+// --index ivf builds and queries an IVF-flat index (`knn index build --index ivf`) instead, once per
+// --nprobe value; the peer is then faiss IndexIVFFlat with the same lists, sample and iterations.
 //
 // Order: data, index build, index queries, then the exact search and the peers (the long build
 // first, and the results file rewritten after each step). --reuse keeps data files of the right size.
@@ -32,7 +36,13 @@ const expansionAdd = Number(flag('expansion-add', '128'));
 const efs = flag('ef', '64,128').split(',').map(Number);
 const quantization = flag('quantization', 'f32');
 const rescore = flag('rescore', '');
-const outFile = flag('out', join(outDir, 'ann.json'));
+const indexKind = flag('index', 'hnsw');
+const nprobes = flag('nprobe', '16,32,64').split(',').map(Number);
+const lists = flag('lists', '');
+const trainRows = flag('train-rows', '');
+const iterations = flag('iterations', '10');
+const memory = flag('memory', '2G');
+const outFile = flag('out', join(outDir, indexKind === 'ivf' ? 'ann-ivf.json' : 'ann.json'));
 // Data, index and ids: a small run given its own --data-dir leaves a big run's files alone.
 const workDir = flag('data-dir', join(outDir, 'ann'));
 const CENTRES = 1000;
@@ -195,16 +205,31 @@ async function main(): Promise<void> {
   }
   save('data', { rows, dim, queries: queryCount, exactQueries, k, threads, centres: CENTRES, subspace: SUBSPACE, generateSeconds: (performance.now() - t0) / 1000 });
   console.error(`ann bench: data ready in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+  if (hasFlag('data-only')) return;
 
-  const indexDir = join(workDir, 'gallery.hnsw');
+  const ivf = indexKind === 'ivf';
+  const indexDir = join(workDir, ivf ? 'gallery.ivf' : 'gallery.hnsw');
   rmSync(indexDir, { recursive: true, force: true });
-  const build = await atelier(['knn', 'index', 'build', '-g', galleryPath, '--index-dir', indexDir, '--threads', String(threads), '--connectivity', String(connectivity), '--expansion-add', String(expansionAdd), '--quantization', quantization]);
+  const buildArgs = ivf
+    ? ['--index', 'ivf', '--iterations', iterations, '--memory', memory, ...(lists ? ['--lists', lists] : []), ...(trainRows ? ['--train-rows', trainRows] : [])]
+    : ['--connectivity', String(connectivity), '--expansion-add', String(expansionAdd), '--quantization', quantization];
+  const build = await atelier(['knn', 'index', 'build', '-g', galleryPath, '--index-dir', indexDir, '--threads', String(threads), ...buildArgs]);
   if (build.exitCode !== 0) throw new Error(`index build failed: ${build.stderr}`);
-  save('build', { ...build, stderr: undefined, stdout: undefined, connectivity, expansionAdd, quantization, indexMiB: MiB(statSync(join(indexDir, 'index.usearch')).size) });
+  const indexFile = join(indexDir, ivf ? 'vectors.npy' : 'index.usearch');
+  const ivfMeta = ivf ? (JSON.parse(readFileSync(join(indexDir, 'meta.json'), 'utf8')) as { lists: number; train_rows: number; iterations: number }) : null;
+  save('build', { ...build, stderr: undefined, stdout: undefined, ...(ivf ? { index: 'ivf', ...ivfMeta } : { connectivity, expansionAdd, quantization }), indexMiB: MiB(statSync(indexFile).size) });
   console.error(`ann bench: build ${build.seconds.toFixed(1)} s`);
 
   const queryRuns: Array<Record<string, unknown>> = [];
-  for (const ef of efs) {
+  for (const nprobe of ivf ? nprobes : []) {
+    const out = join(workDir, `ivf-nprobe${nprobe}.ndjson`);
+    const r = await atelier(['knn', 'index', 'query', '--index-dir', indexDir, '-q', queryPath, '--k', String(k), '--threads', String(threads), '--nprobe', String(nprobe), '--memory', memory, '-o', out]);
+    if (r.exitCode !== 0) throw new Error(`index query failed: ${r.stderr}`);
+    queryRuns.push({ nprobe, queries: queryCount, out, reportedQueriesPerSecond: reportedRate(r.stderr), processQueriesPerSecond: queryCount / r.seconds, ...r, stderr: undefined, stdout: undefined });
+    save('queryRuns', queryRuns);
+    console.error(`ann bench: query nprobe=${nprobe} ${r.seconds.toFixed(1)} s`);
+  }
+  for (const ef of ivf ? [] : efs) {
     // Recall is scored on the first --exact-queries of them, the ones the exact search answers.
     for (const [label, path, count] of [['all', queryPath, queryCount]] as const) {
       const out = join(workDir, `ann-ef${ef}-${label}.ndjson`);
@@ -231,7 +256,12 @@ async function main(): Promise<void> {
   })));
   console.error(`ann bench: exact ${exact.seconds.toFixed(1)} s`);
 
-  if (!hasFlag('skip-faiss')) {
+  if (ivf && ivfMeta && !hasFlag('skip-faiss')) {
+    const r = await runProcess(PYTHON, [join(repoRoot, 'bench', 'ivf_faiss.py'), galleryPath, queryPath, exactNpy, '--k', String(k), '--threads', String(threads), '--lists', String(ivfMeta.lists), '--train-rows', String(ivfMeta.train_rows), '--iterations', String(ivfMeta.iterations), '--nprobe', nprobes.join(',')]);
+    save('faissIvf', { ...peerJson(r.stdout), run: { ...r, stderr: undefined, stdout: undefined } });
+    console.error(`ann bench: faiss IVF ${r.seconds.toFixed(1)} s`);
+  }
+  if (!hasFlag('skip-faiss') && !hasFlag('skip-faiss-flat')) {
     const out = join(workDir, 'faiss-flat.npy');
     const r = await runProcess(PYTHON, [join(repoRoot, 'bench', 'knn_faiss.py'), galleryPath, exactQueryPath, out, '--k', String(k), '--threads', String(threads), '--repeats', '1']);
     save('faissFlat', { ...peerJson(r.stdout), recall: r.exitCode === 0 ? recall(faissRows(out), exactRows, exactQueries) : null, run: { ...r, stderr: undefined, stdout: undefined } });

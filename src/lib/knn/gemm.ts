@@ -102,3 +102,57 @@ function squaredNorm(a: Float32Array, offset: number, dim: number): number {
   for (let d = 0; d < dim; d++) s += a[offset + d] * a[offset + d];
   return s;
 }
+
+/** Row-wise top `count` of A·Bᵀ + bias: the nearest centroids of each row (IVF's coarse step). */
+export interface ScoreTopK {
+  /** For each row of `a`, the `count` rows of `b` with the highest a·b + bias[j], best first, ties to the lower row. */
+  top(a: Float32Array, aRows: number, b: Float32Array, bRows: number, dim: number, bias: Float32Array, count: number): Promise<{ values: Float32Array; indices: Int32Array }>;
+}
+
+/** scores [q, n] = A [q, d] · B [n, d]ᵀ + bias [n]; values, indices = TopK(scores, K). */
+function biasedTopKModel(): Uint8Array {
+  const nodes: NodeInit[] = [
+    { opType: 'Gemm', name: 'scores', input: ['a', 'b', 'bias'], output: ['scores'], attribute: [{ name: 'transB', type: 2, i: 1 }] },
+    {
+      opType: 'TopK',
+      name: 'topk',
+      input: ['scores', 'k'],
+      output: ['values', 'indices'],
+      attribute: [{ name: 'largest', type: 2, i: 1 }, { name: 'sorted', type: 2, i: 1 }, { name: 'axis', type: 2, i: 1 }],
+    },
+  ];
+  return encodeModel({
+    graphName: 'knn_biased_topk',
+    nodes,
+    initializers: [],
+    inputs: [{ name: 'a', shape: ['q', 'd'] }, { name: 'b', shape: ['n', 'd'] }, { name: 'bias', shape: ['n'] }, { name: 'k', shape: [1], elemType: DataType.INT64 }],
+    outputs: [{ name: 'values', shape: ['q', 'kk'] }, { name: 'indices', shape: ['q', 'kk'], elemType: DataType.INT64 }],
+    metadata: {},
+    producerVersion: 'atelier',
+  });
+}
+
+/** ScoreTopK on onnxruntime (MLAS SGEMM on `threads` cores), `GEMM_QUERIES_PER_CALL` rows of A a call; or the error that kept onnxruntime from loading. */
+export async function openGemmScoreTopK(threads: number): Promise<ScoreTopK | Error> {
+  const ort = await loadOrt();
+  if (ort instanceof Error) return ort;
+  const session = await ort.InferenceSession.create(biasedTopKModel(), { intraOpNumThreads: threads, interOpNumThreads: 1, executionProviders: ['cpu'], graphOptimizationLevel: 'all', enableCpuMemArena: false });
+  return {
+    async top(a, aRows, b, bRows, dim, bias, count) {
+      const values = new Float32Array(aRows * count);
+      const indices = new Int32Array(aRows * count);
+      const tile = new ort.Tensor('float32', b.subarray(0, bRows * dim), [bRows, dim]);
+      const biasTensor = new ort.Tensor('float32', bias.subarray(0, bRows), [bRows]);
+      const k = new ort.Tensor('int64', BigInt64Array.of(BigInt(count)), [1]);
+      for (let r0 = 0; r0 < aRows; r0 += GEMM_QUERIES_PER_CALL) {
+        const rows = Math.min(GEMM_QUERIES_PER_CALL, aRows - r0);
+        const result = await session.run({ a: new ort.Tensor('float32', a.subarray(r0 * dim, (r0 + rows) * dim), [rows, dim]), b: tile, bias: biasTensor, k });
+        values.set(result.values.data as Float32Array, r0 * count);
+        const found = result.indices.data as BigInt64Array;
+        for (let i = 0; i < found.length; i++) indices[r0 * count + i] = Number(found[i]);
+      }
+      return { values, indices };
+    },
+  };
+}
+

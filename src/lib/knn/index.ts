@@ -10,6 +10,10 @@ export { DEFAULT_HNSW, QUANTIZATIONS, RESCORE_FACTOR, buildHnswIndex, checkQuant
 export type { HnswIndex, HnswParameters, Quantization, RowLookup } from './hnsw.js';
 export { HNSW_FILES, assertIndexDimension, assertIndexMetric, assertIndexedGallery, buildSavedIndex, fileSha256, openSavedIndex, readHnswMeta, rowsSha256Of, saveIndexDirectory } from './saved-index.js';
 export type { HnswMeta, IdList, SavedIndex } from './saved-index.js';
+export { DEFAULT_ITERATIONS, TRAIN_ROWS_PER_LIST, defaultListCount, ivfNeighbors, openScoreTopK, trainCentroids } from './ivf.js';
+export type { IvfLists } from './ivf.js';
+export { DEFAULT_NPROBE_SHARE, IVF_FILES, defaultNprobe, IVF_FORMAT, ivfBuildPlan, openIvfIndex, readIvfMeta, saveIvfDirectory, savedIndexFormat } from './ivf-index.js';
+export type { IvfBuildSettings, IvfMeta } from './ivf-index.js';
 export { labelVote, voteWeight } from './vote.js';
 export type { LabelVote } from './vote.js';
 export { PartitionLookup, SPLITS, readRetrievalPartition } from './partition.js';

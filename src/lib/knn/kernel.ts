@@ -31,7 +31,8 @@ export interface TileSearch {
   dim: number;
   /** Gallery and query are the same rows: skip gallery row == query row. */
   excludeSelf: boolean;
-  heaps: TopKHeaps;
+  /** Per-query top-k heaps (or a view that maps the block's queries and rows onto bigger ones). */
+  heaps: Pick<TopKHeaps, 'k' | 'worstDistance' | 'push'>;
 }
 
 export interface ExactKernel {

@@ -184,7 +184,7 @@ class SavedIds implements IdList {
   }
 }
 
-function savedIds(bytes: Buffer, file: string): SavedIds {
+export function savedIds(bytes: Buffer, file: string): IdList {
   let lines = 0;
   for (let at = bytes.indexOf(10); at >= 0; at = bytes.indexOf(10, at + 1)) lines++;
   const starts = new Float64Array(lines + 1);
@@ -258,21 +258,21 @@ export async function openSavedIndex(dir: string, opts: { memoryMap: boolean; ve
 }
 
 /** Refuses a --metric other than the one the index was built for (the index cannot answer for it). */
-export function assertIndexMetric(meta: HnswMeta, dir: string, metric: Metric | undefined): void {
+export function assertIndexMetric(meta: Pick<HnswMeta, 'metric'>, dir: string, metric: Metric | undefined): void {
   if (metric !== undefined && metric !== meta.metric) {
     throw new UsageError(`the index was built for ${meta.metric}, not ${metric} (--metric); leave --metric out, or build an index for ${metric}`, { file: join(dir, HNSW_FILES.meta), field: 'metric' });
   }
 }
 
 /** Refuses query rows of another width than the index's. */
-export function assertIndexDimension(meta: HnswMeta, dir: string, query: VectorSource): void {
+export function assertIndexDimension(meta: Pick<HnswMeta, 'dim'>, dir: string, query: VectorSource): void {
   if (query.dim !== meta.dim) {
     throw new UsageError(`${query.name} has ${query.dim}-d rows but the index holds ${meta.dim}-d vectors: the query must come from the embedding the index was built on`, { file: join(dir, HNSW_FILES.meta), field: 'dim' });
   }
 }
 
 /** Refuses a gallery (--recall's reference) other than the rows and ids the index was built from. */
-export function assertIndexedGallery(meta: HnswMeta, dir: string, indexIds: IdList, galleryIds: RowIds, galleryRowsSha256: string): void {
+export function assertIndexedGallery(meta: Pick<HnswMeta, 'rows_sha256'>, dir: string, indexIds: IdList, galleryIds: RowIds, galleryRowsSha256: string): void {
   const metaPath = join(dir, HNSW_FILES.meta);
   if (galleryIds.ids.length !== indexIds.length) throw new UsageError(`has ${galleryIds.ids.length} ids but the index holds ${indexIds.length} rows`, { file: galleryIds.path });
   const row = galleryIds.ids.findIndex((id, r) => id !== indexIds.at(r));

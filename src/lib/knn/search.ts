@@ -6,7 +6,9 @@ import { startProgress } from '../progress.js';
 import type { Shard } from '../shard.js';
 import { exactNeighbors, planExactSearchFor, type NeighborBlock } from './exact.js';
 import { RESCORE_FACTOR, buildHnswIndex, hnswNeighbors, type HnswParameters } from './hnsw.js';
-import type { ExactKernel } from './kernel.js';
+import { openScoreTopK, ivfNeighbors } from './ivf.js';
+import { IVF_FORMAT, defaultNprobe, openIvfIndex, savedIndexFormat } from './ivf-index.js';
+import { chooseExactKernel, distanceKindOf, type ExactKernel, type KernelName } from './kernel.js';
 import { assertIndexDimension, assertIndexMetric, assertIndexedGallery, openSavedIndex, rowsSha256Of, type IdList } from './saved-index.js';
 import { emptyBlocks, remapBlocks, shardRows, subsetSource } from './shard.js';
 import { openNpyVectorSource, type Metric, type VectorSource } from './source.js';
@@ -133,6 +135,12 @@ export interface SavedIndexQuery {
   /** --metric as given, which must be the index's. */
   metric: Metric | undefined;
   rescore: number | undefined;
+  /** IVF lists probed per query; undefined: defaultNprobe(lists). */
+  nprobe: number | undefined;
+  /** Exact kernel an IVF index scores its lists with. */
+  kernel: KernelName;
+  /** Data budget of an IVF search. */
+  memoryBytes: number;
   k: number;
   threads: number;
   /** --recall: check the lists against exact search on the indexed vectors, which must be given as `gallery`. */
@@ -153,6 +161,8 @@ export async function savedIndexSearch(
   const opening = performance.now();
   if (!settings.indexDir) throw new UsageError("'knn index query' needs --index-dir", { field: '--index-dir' });
   const dir = settings.indexDir;
+  if ((await savedIndexFormat(dir)) === IVF_FORMAT) return ivfIndexSearch(dir, query, settings, closers, io, opening);
+  if (settings.nprobe !== undefined) throw new UsageError('is for an IVF index (knn index build --index ivf); this one is HNSW', { field: '--nprobe' });
   const { index, meta, ids: saved, exactRows } = await openSavedIndex(dir, { memoryMap: !settings.load, verify: settings.verify, expansionSearch: settings.expansionSearch });
   if (exactRows) closers.push({ close: async () => exactRows.close() });
   assertIndexMetric(meta, dir, settings.metric);
@@ -160,19 +170,57 @@ export async function savedIndexSearch(
   if (settings.rescore !== undefined && !exactRows) throw new UsageError('an f32 index scores its candidates exactly already; --rescore is for f16 and i8 indexes', { field: '--rescore' });
   const rescoreCount = exactRows ? (settings.rescore ?? RESCORE_FACTOR * settings.k) : 0;
   const blocks = hnswNeighbors(index, query.source, { k: settings.k, threads: settings.threads, rescore: exactRows ? { rows: exactRows, candidates: rescoreCount } : undefined });
-  let recallGallery: VectorSource | null = null;
-  if (settings.recall && !settings.gallery) io.warn('--recall needs the indexed vectors as --gallery (an index does not keep them in a readable form); skipped');
-  if (settings.recall && settings.gallery) {
-    const { path, idsPath, idField } = settings.gallery;
-    const indexed = await openIdentifiedVectors(path, idsPath, idField, io.stdin);
-    closers.push(indexed.source);
-    assertIndexedGallery(meta, dir, saved, indexed.rowIds, await rowsSha256Of(path, indexed.rowIds));
-    recallGallery = indexed.source;
-  }
+  const recallGallery = await recallGalleryOf(settings, meta, dir, saved, closers, io);
   const opened = (performance.now() - opening) / 1000;
   const method = `HNSW index ${dir} (${settings.load ? 'loaded' : 'memory-mapped'}, ${meta.metric}, ${meta.quantization}, ef=${index.params.expansionSearch}${rescoreCount ? `, ${rescoreCount} candidates re-ranked on exact rows` : ''}; ${settings.verify ? 'verified and ' : ''}opened in ${opened.toFixed(2)} s)`;
   // queries/s counts the search, as for exact search once its ids are read.
   return { blocks, method, started: performance.now(), queryIds: query.ids, galleryIds: saved, metric: meta.metric, positions: [], recallGallery };
+}
+
+/** Opens the gallery given for --recall, checked to be the one the index was built from. */
+async function recallGalleryOf(
+  settings: SavedIndexQuery,
+  meta: { rows_sha256: string },
+  dir: string,
+  saved: IdList,
+  closers: Array<{ close(): Promise<void> }>,
+  io: { stdin: NodeJS.ReadableStream; warn: (message: string) => void },
+): Promise<VectorSource | null> {
+  if (settings.recall && !settings.gallery) io.warn('--recall needs the indexed vectors as --gallery (an index does not keep them in a readable form); skipped');
+  if (!settings.recall || !settings.gallery) return null;
+  const { path, idsPath, idField } = settings.gallery;
+  const indexed = await openIdentifiedVectors(path, idsPath, idField, io.stdin);
+  closers.push(indexed.source);
+  assertIndexedGallery(meta, dir, saved, indexed.rowIds, await rowsSha256Of(path, indexed.rowIds));
+  return indexed.source;
+}
+
+/** A saved IVF index: the probed lists of each query block scored by the exact kernel. */
+async function ivfIndexSearch(
+  dir: string,
+  query: IdentifiedVectors,
+  settings: SavedIndexQuery,
+  closers: Array<{ close(): Promise<void> }>,
+  io: { stdin: NodeJS.ReadableStream; warn: (message: string) => void },
+  opening: number,
+): Promise<NeighborSearch> {
+  if (settings.rescore !== undefined) throw new UsageError('is for an f16 or i8 HNSW index; an IVF index scores its candidates exactly', { field: '--rescore' });
+  if (settings.expansionSearch !== undefined) throw new UsageError('is for an HNSW index; an IVF index takes --nprobe', { field: '--expansion-search' });
+  const index = await openIvfIndex(dir, { verify: settings.verify });
+  closers.push({ close: async () => index.close() });
+  const { meta } = index;
+  assertIndexMetric(meta, dir, settings.metric);
+  assertIndexDimension(meta, dir, query.source);
+  const nprobe = Math.min(settings.nprobe ?? defaultNprobe(meta.lists), meta.lists);
+  const exact = await chooseExactKernel(settings.kernel, distanceKindOf(meta.metric), settings.threads).catch((err: Error) => {
+    throw new UsageError(err.message, { field: '--kernel' });
+  });
+  const { scorer } = await openScoreTopK(settings.threads);
+  const blocks = ivfNeighbors(index.lists, query.source, { k: settings.k, nprobe, memoryBytes: settings.memoryBytes, kernel: exact.kernel, scorer });
+  const recallGallery = await recallGalleryOf(settings, meta, dir, index.ids, closers, io);
+  const opened = (performance.now() - opening) / 1000;
+  const method = `IVF index ${dir} (${meta.metric}, ${meta.lists} lists, nprobe=${nprobe}, ${exact.reason}; ${settings.verify ? 'verified and ' : ''}opened in ${opened.toFixed(2)} s)`;
+  return { blocks, method, started: performance.now(), queryIds: query.ids, galleryIds: index.ids, metric: meta.metric, positions: [], recallGallery };
 }
 
 /** The run's summary line: sizes, method, time and throughput. */

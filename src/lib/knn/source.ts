@@ -167,11 +167,13 @@ export function normalizeRows(data: Float32Array, dim: number): void {
 export async function gatherRows(source: VectorSource, indices: ArrayLike<number>, chunkRows = 4096): Promise<Float32Array> {
   const out = new Float32Array(indices.length * source.dim);
   const order = Array.from({ length: indices.length }, (_, i) => i).sort((a, b) => indices[a] - indices[b]);
+  // One chunk buffer for every read: a sample spread over a big gallery would otherwise leave a chunk of garbage per read.
+  const chunk = new Float32Array(Math.min(chunkRows, source.rows) * source.dim);
   let cursor = 0;
   while (cursor < order.length) {
     const start = indices[order[cursor]];
     const end = Math.min(source.rows, start + chunkRows);
-    const block = await source.read(start, end);
+    const block = await source.readInto(start, end, chunk);
     while (cursor < order.length && indices[order[cursor]] < end) {
       const row = indices[order[cursor]];
       out.set(block.subarray((row - start) * source.dim, (row - start + 1) * source.dim), order[cursor] * source.dim);
