@@ -5,37 +5,16 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { cpSync, mkdirSync, readdirSync, readFileSync, statSync, symlinkSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { npyDataSha256, writeNpy } from '../../src/lib/io/npy.js';
+import { npyDataSha256 } from '../../src/lib/io/npy.js';
 import { loadUsearch } from '../../src/lib/knn/kernel.js';
 import { createRandom } from '../../src/lib/random.js';
 import { spawnSync } from 'node:child_process';
 import { parseNdjson, repoRoot, runAtelier, scratchDir } from '../helpers.js';
+import { clustered, writeVectors } from '../knn-vectors.js';
 
 const dir = scratchDir();
 const usearchLoads = loadUsearch().usearch !== null;
 const skip = !usearchLoads && 'usearch does not load here';
-
-/** Rows around 40 Gaussian centres: clustered, as embeddings are. */
-function clustered(rows: number, dim: number, seed: number): Float32Array {
-  const random = createRandom(seed);
-  const centres = createRandom(99);
-  const gauss = (r: { next(): number }) => Math.sqrt(-2 * Math.log(r.next() + 1e-300)) * Math.cos(2 * Math.PI * r.next());
-  const c = Float32Array.from({ length: 40 * dim }, () => gauss(centres));
-  const out = new Float32Array(rows * dim);
-  for (let r = 0; r < rows; r++) {
-    const base = Math.floor(random.next() * 40) * dim;
-    for (let d = 0; d < dim; d++) out[r * dim + d] = c[base + d] + 0.6 * gauss(random);
-  }
-  return out;
-}
-
-async function writeVectors(name: string, data: Float32Array, dim: number, prefix: string): Promise<string> {
-  const path = join(dir, `${name}.npy`);
-  await writeNpy(path, data, [data.length / dim, dim]);
-  const rows = data.length / dim;
-  writeFileSync(join(dir, `${name}.ids.ndjson`), Array.from({ length: rows }, (_, i) => JSON.stringify({ id: `${prefix}${i}` }) + '\n').join(''));
-  return path;
-}
 
 function oneLineExit2(r: { code: number | null; stderr: string }, message: RegExp): void {
   assert.equal(r.code, 2, r.stderr);
@@ -51,8 +30,8 @@ const k = 10;
 
 test('knn index build, then query memory-mapped: the exact top-k up to a stated recall, in the exact output format', async (ctx) => {
   if (skip) ctx.skip(String(skip));
-  const g = await writeVectors('g', clustered(rows, dim, 1), dim, 'g');
-  const q = await writeVectors('q', clustered(queryRows, dim, 2), dim, 'q');
+  const g = await writeVectors(dir, 'g', clustered(rows, dim, 1), dim, 'g');
+  const q = await writeVectors(dir, 'q', clustered(queryRows, dim, 2), dim, 'q');
   const index = join(dir, 'g.hnsw');
   const built = await runAtelier(['knn', 'index', 'build', '-g', g, '--index-dir', index]);
   assert.equal(built.code, 0, built.stderr);
@@ -108,13 +87,13 @@ test('knn index build, then query memory-mapped: the exact top-k up to a stated 
 
 test('knn index query refuses a query, metric or gallery the index was not built for: exit 2, one line', async (ctx) => {
   if (skip) ctx.skip(String(skip));
-  const g = await writeVectors('m', clustered(500, dim, 3), dim, 'm');
+  const g = await writeVectors(dir, 'm', clustered(500, dim, 3), dim, 'm');
   const index = join(dir, 'm.hnsw');
   assert.equal((await runAtelier(['knn', 'index', 'build', '-g', g, '--index-dir', index])).code, 0);
-  const narrow = await writeVectors('narrow', clustered(5, 8, 4), 8, 'n');
-  const q = await writeVectors('mq', clustered(5, dim, 5), dim, 'mq');
+  const narrow = await writeVectors(dir, 'narrow', clustered(5, 8, 4), 8, 'n');
+  const q = await writeVectors(dir, 'mq', clustered(5, dim, 5), dim, 'mq');
   // Same shape and ids, other rows; and the same rows with one id changed.
-  const otherRows = await writeVectors('other', clustered(500, dim, 6), dim, 'm');
+  const otherRows = await writeVectors(dir, 'other', clustered(500, dim, 6), dim, 'm');
   cpSync(g, join(dir, 'renamed.npy'));
   const ids = readFileSync(join(dir, 'm.ids.ndjson'), 'utf8').split('\n');
   ids[41] = JSON.stringify({ id: 'someone-else' });
@@ -135,8 +114,8 @@ test('knn index query refuses a query, metric or gallery the index was not built
 
 test('a damaged index directory is exit 2, one line, before the native search can crash on it', async (ctx) => {
   if (skip) ctx.skip(String(skip));
-  const g = await writeVectors('d', clustered(400, dim, 7), dim, 'd');
-  const q = await writeVectors('dq', clustered(5, dim, 8), dim, 'dq');
+  const g = await writeVectors(dir, 'd', clustered(400, dim, 7), dim, 'd');
+  const q = await writeVectors(dir, 'dq', clustered(5, dim, 8), dim, 'dq');
   const good = join(dir, 'd.hnsw');
   assert.equal((await runAtelier(['knn', 'index', 'build', '-g', g, '--index-dir', good])).code, 0);
   const copy = (name: string) => {
@@ -180,8 +159,8 @@ test('a damaged index directory is exit 2, one line, before the native search ca
 
 test('an i8 index keeps the exact rows and re-ranks its candidates on them: exact scores, stated recall, its refusals', async (ctx) => {
   if (skip) ctx.skip(String(skip));
-  const g = await writeVectors('i8', clustered(rows, dim, 11), dim, 'g');
-  const q = await writeVectors('i8q', clustered(queryRows, dim, 12), dim, 'q');
+  const g = await writeVectors(dir, 'i8', clustered(rows, dim, 11), dim, 'g');
+  const q = await writeVectors(dir, 'i8q', clustered(queryRows, dim, 12), dim, 'q');
   const index = join(dir, 'i8.hnsw');
   const built = await runAtelier(['knn', 'index', 'build', '-g', g, '--index-dir', index, '--quantization', 'i8', '--threads', '2']);
   assert.equal(built.code, 0, built.stderr);
@@ -251,7 +230,7 @@ test('without the optional usearch package, HNSW is one line (exit 1) and exact 
   for (const name of readdirSync(join(repoRoot, 'node_modules'))) {
     if (name !== 'usearch') symlinkSync(join(repoRoot, 'node_modules', name), join(root, 'node_modules', name));
   }
-  const g = await writeVectors('nu', clustered(50, dim, 10), dim, 'nu');
+  const g = await writeVectors(dir, 'nu', clustered(50, dim, 10), dim, 'nu');
   const index = join(dir, 'nu.hnsw');
   assert.equal((await runAtelier(['knn', 'index', 'build', '-g', g, '--index-dir', index])).code, 0);
   const run = (args: string[]) => spawnSync(process.execPath, [join(root, 'bin', 'atelier'), 'knn', ...args], { encoding: 'utf8' });

@@ -5,32 +5,11 @@ import { test } from 'vitest';
 import assert from 'node:assert/strict';
 import { cpSync, readFileSync, readdirSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { npyDataSha256, writeNpy } from '../../src/lib/io/npy.js';
-import { createRandom } from '../../src/lib/random.js';
+import { npyDataSha256 } from '../../src/lib/io/npy.js';
 import { parseNdjson, runAtelier, scratchDir } from '../helpers.js';
+import { clustered, writeVectors } from '../knn-vectors.js';
 
 const dir = scratchDir();
-
-/** Rows around 40 Gaussian centres: clustered, as embeddings are. */
-function clustered(rows: number, dim: number, seed: number): Float32Array {
-  const random = createRandom(seed);
-  const centres = createRandom(99);
-  const gauss = (r: { next(): number }) => Math.sqrt(-2 * Math.log(r.next() + 1e-300)) * Math.cos(2 * Math.PI * r.next());
-  const c = Float32Array.from({ length: 40 * dim }, () => gauss(centres));
-  const out = new Float32Array(rows * dim);
-  for (let r = 0; r < rows; r++) {
-    const base = Math.floor(random.next() * 40) * dim;
-    for (let d = 0; d < dim; d++) out[r * dim + d] = c[base + d] + 0.6 * gauss(random);
-  }
-  return out;
-}
-
-async function writeVectors(name: string, data: Float32Array, dim: number, prefix: string): Promise<string> {
-  const path = join(dir, `${name}.npy`);
-  await writeNpy(path, data, [data.length / dim, dim]);
-  writeFileSync(join(dir, `${name}.ids.ndjson`), Array.from({ length: data.length / dim }, (_, i) => JSON.stringify({ id: `${prefix}${i}` }) + '\n').join(''));
-  return path;
-}
 
 function oneLineExit2(r: { code: number | null; stderr: string }, message: RegExp): void {
   assert.equal(r.code, 2, r.stderr);
@@ -45,8 +24,8 @@ const queryRows = 200;
 const k = 10;
 
 test('knn index build --index ivf, then query: exact search byte for byte with every list probed, a stated recall at the default nprobe', async () => {
-  const g = await writeVectors('g', clustered(rows, dim, 1), dim, 'g');
-  const q = await writeVectors('q', clustered(queryRows, dim, 2), dim, 'q');
+  const g = await writeVectors(dir, 'g', clustered(rows, dim, 1), dim, 'g');
+  const q = await writeVectors(dir, 'q', clustered(queryRows, dim, 2), dim, 'q');
   const index = join(dir, 'g.ivf');
   const built = await runAtelier(['knn', 'index', 'build', '-g', g, '--index', 'ivf', '--index-dir', index, '--threads', '2']);
   assert.equal(built.code, 0, built.stderr);
@@ -90,8 +69,8 @@ test('knn index build --index ivf, then query: exact search byte for byte with e
 });
 
 test('the same gallery and seed give the same index, byte for byte, and the same neighbours; another seed other centroids', async () => {
-  const g = await writeVectors('det', clustered(2000, dim, 3), dim, 'd');
-  const q = await writeVectors('detq', clustered(50, dim, 4), dim, 'dq');
+  const g = await writeVectors(dir, 'det', clustered(2000, dim, 3), dim, 'd');
+  const q = await writeVectors(dir, 'detq', clustered(50, dim, 4), dim, 'dq');
   const build = (name: string, extra: string[]) => runAtelier(['knn', 'index', 'build', '-g', g, '--index', 'ivf', '--index-dir', join(dir, name), '--lists', '40', ...extra]);
   const runs = await Promise.all([build('a.ivf', []), build('b.ivf', ['--threads', '1']), build('c.ivf', ['--seed', '7'])]);
   for (const run of runs) assert.equal(run.code, 0, run.stderr);
@@ -106,8 +85,8 @@ test('the same gallery and seed give the same index, byte for byte, and the same
 });
 
 test('euclidean: every list probed gives exact search lists', async () => {
-  const g = await writeVectors('l2', clustered(1500, dim, 5), dim, 'e');
-  const q = await writeVectors('l2q', clustered(60, dim, 6), dim, 'eq');
+  const g = await writeVectors(dir, 'l2', clustered(1500, dim, 5), dim, 'e');
+  const q = await writeVectors(dir, 'l2q', clustered(60, dim, 6), dim, 'eq');
   const index = join(dir, 'l2.ivf');
   const built = await runAtelier(['knn', 'index', 'build', '-g', g, '--index', 'ivf', '--metric', 'euclidean', '--index-dir', index, '--lists', '30']);
   assert.equal(built.code, 0, built.stderr);
@@ -123,12 +102,12 @@ test('euclidean: every list probed gives exact search lists', async () => {
 });
 
 test('an IVF index refuses a query, metric, gallery or file it was not built with, and bad options: exit 2, one line', async () => {
-  const g = await writeVectors('m', clustered(600, dim, 7), dim, 'm');
+  const g = await writeVectors(dir, 'm', clustered(600, dim, 7), dim, 'm');
   const index = join(dir, 'm.ivf');
   assert.equal((await runAtelier(['knn', 'index', 'build', '-g', g, '--index', 'ivf', '--index-dir', index])).code, 0);
-  const narrow = await writeVectors('narrow', clustered(5, 8, 8), 8, 'n');
-  const q = await writeVectors('mq', clustered(5, dim, 9), dim, 'mq');
-  const otherRows = await writeVectors('other', clustered(600, dim, 10), dim, 'm');
+  const narrow = await writeVectors(dir, 'narrow', clustered(5, 8, 8), 8, 'n');
+  const q = await writeVectors(dir, 'mq', clustered(5, dim, 9), dim, 'mq');
+  const otherRows = await writeVectors(dir, 'other', clustered(600, dim, 10), dim, 'm');
   const copy = (name: string, edit: (to: string) => void) => {
     const to = join(dir, name);
     cpSync(index, to, { recursive: true });

@@ -11,10 +11,13 @@ import { dotRow, type ExactKernel, type TileSearch } from './kernel.js';
 /** Queries per Gemm call: a 256 x 4096 score matrix (4 MiB) plus MLAS's packed panels stay small. */
 export const GEMM_QUERIES_PER_CALL = 256;
 
-/** scores [q, n] = Q [q, d] · G [n, d]ᵀ; values, indices = TopK(scores, K), largest first, ties to the lower index. */
-function scoreTopKModel(): Uint8Array {
+/**
+ * scores [q, n] = Q [q, d] · G [n, d]ᵀ (+ bias [n] when `biased`); values, indices = TopK(scores, K),
+ * largest first, ties to the lower index. Inputs: queries, tile (, bias), k.
+ */
+function gemmTopKModel(biased: boolean): Uint8Array {
   const nodes: NodeInit[] = [
-    { opType: 'Gemm', name: 'scores', input: ['queries', 'tile'], output: ['scores'], attribute: [{ name: 'transB', type: 2, i: 1 }] },
+    { opType: 'Gemm', name: 'scores', input: ['queries', 'tile', ...(biased ? ['bias'] : [])], output: ['scores'], attribute: [{ name: 'transB', type: 2, i: 1 }] },
     {
       opType: 'TopK',
       name: 'topk',
@@ -24,10 +27,15 @@ function scoreTopKModel(): Uint8Array {
     },
   ];
   return encodeModel({
-    graphName: 'knn_gemm_topk',
+    graphName: biased ? 'knn_biased_topk' : 'knn_gemm_topk',
     nodes,
     initializers: [],
-    inputs: [{ name: 'queries', shape: ['q', 'd'] }, { name: 'tile', shape: ['n', 'd'] }, { name: 'k', shape: [1], elemType: DataType.INT64 }],
+    inputs: [
+      { name: 'queries', shape: ['q', 'd'] },
+      { name: 'tile', shape: ['n', 'd'] },
+      ...(biased ? [{ name: 'bias', shape: ['n'] }] : []),
+      { name: 'k', shape: [1], elemType: DataType.INT64 },
+    ],
     outputs: [{ name: 'values', shape: ['q', 'kk'] }, { name: 'indices', shape: ['q', 'kk'], elemType: DataType.INT64 }],
     metadata: {},
     producerVersion: 'atelier',
@@ -39,7 +47,7 @@ export async function openGemmKernel(threads: number, queriesPerCall = GEMM_QUER
   const ort = await loadOrt();
   if (ort instanceof Error) return ort;
   // No arena: its blocks outlive the call, and knn's memory budget counts what a call holds.
-  const session = await ort.InferenceSession.create(scoreTopKModel(), { intraOpNumThreads: threads, interOpNumThreads: 1, executionProviders: ['cpu'], graphOptimizationLevel: 'all', enableCpuMemArena: false });
+  const session = await ort.InferenceSession.create(gemmTopKModel(false), { intraOpNumThreads: threads, interOpNumThreads: 1, executionProviders: ['cpu'], graphOptimizationLevel: 'all', enableCpuMemArena: false });
   return gemmKernel(ort, session, queriesPerCall);
 }
 
@@ -109,34 +117,11 @@ export interface ScoreTopK {
   top(a: Float32Array, aRows: number, b: Float32Array, bRows: number, dim: number, bias: Float32Array, count: number): Promise<{ values: Float32Array; indices: Int32Array }>;
 }
 
-/** scores [q, n] = A [q, d] · B [n, d]ᵀ + bias [n]; values, indices = TopK(scores, K). */
-function biasedTopKModel(): Uint8Array {
-  const nodes: NodeInit[] = [
-    { opType: 'Gemm', name: 'scores', input: ['a', 'b', 'bias'], output: ['scores'], attribute: [{ name: 'transB', type: 2, i: 1 }] },
-    {
-      opType: 'TopK',
-      name: 'topk',
-      input: ['scores', 'k'],
-      output: ['values', 'indices'],
-      attribute: [{ name: 'largest', type: 2, i: 1 }, { name: 'sorted', type: 2, i: 1 }, { name: 'axis', type: 2, i: 1 }],
-    },
-  ];
-  return encodeModel({
-    graphName: 'knn_biased_topk',
-    nodes,
-    initializers: [],
-    inputs: [{ name: 'a', shape: ['q', 'd'] }, { name: 'b', shape: ['n', 'd'] }, { name: 'bias', shape: ['n'] }, { name: 'k', shape: [1], elemType: DataType.INT64 }],
-    outputs: [{ name: 'values', shape: ['q', 'kk'] }, { name: 'indices', shape: ['q', 'kk'], elemType: DataType.INT64 }],
-    metadata: {},
-    producerVersion: 'atelier',
-  });
-}
-
 /** ScoreTopK on onnxruntime (MLAS SGEMM on `threads` cores), `GEMM_QUERIES_PER_CALL` rows of A a call; or the error that kept onnxruntime from loading. */
 export async function openGemmScoreTopK(threads: number): Promise<ScoreTopK | Error> {
   const ort = await loadOrt();
   if (ort instanceof Error) return ort;
-  const session = await ort.InferenceSession.create(biasedTopKModel(), { intraOpNumThreads: threads, interOpNumThreads: 1, executionProviders: ['cpu'], graphOptimizationLevel: 'all', enableCpuMemArena: false });
+  const session = await ort.InferenceSession.create(gemmTopKModel(true), { intraOpNumThreads: threads, interOpNumThreads: 1, executionProviders: ['cpu'], graphOptimizationLevel: 'all', enableCpuMemArena: false });
   return {
     async top(a, aRows, b, bRows, dim, bias, count) {
       const values = new Float32Array(aRows * count);
@@ -146,7 +131,7 @@ export async function openGemmScoreTopK(threads: number): Promise<ScoreTopK | Er
       const k = new ort.Tensor('int64', BigInt64Array.of(BigInt(count)), [1]);
       for (let r0 = 0; r0 < aRows; r0 += GEMM_QUERIES_PER_CALL) {
         const rows = Math.min(GEMM_QUERIES_PER_CALL, aRows - r0);
-        const result = await session.run({ a: new ort.Tensor('float32', a.subarray(r0 * dim, (r0 + rows) * dim), [rows, dim]), b: tile, bias: biasTensor, k });
+        const result = await session.run({ queries: new ort.Tensor('float32', a.subarray(r0 * dim, (r0 + rows) * dim), [rows, dim]), tile, bias: biasTensor, k });
         values.set(result.values.data as Float32Array, r0 * count);
         const found = result.indices.data as BigInt64Array;
         for (let i = 0; i < found.length; i++) indices[r0 * count + i] = Number(found[i]);
