@@ -46,10 +46,10 @@ export interface CalibrationRows {
  * onnxruntime; with `calibration`, as int8 calibrated on those batches, its agreement with float
  * there measured on the session itself.
  */
-export async function openOrtModel(ort: Ort, model: tf.LayersModel, output: tf.SymbolicTensor = model.outputs[0], calibration?: CalibrationBatch[], threads = ortThreads()): Promise<OrtModel> {
+export async function openOrtModel(ort: Ort, model: tf.LayersModel, output: tf.SymbolicTensor = model.outputs[0], calibration?: CalibrationBatch[]): Promise<OrtModel> {
   const converted = await convertLayersModel(model, {}, { name: 'output', tensor: output });
   const int8 = calibration ? await calibrateInt8(ort, converted, calibration) : null;
-  const session = await openSessionThread(int8 ? int8.bytes : encodeConverted(converted), threads);
+  const session = await openSessionThread(int8 ? int8.bytes : encodeConverted(converted), ortThreads());
   const run = async (data: Float32Array, shape: number[]) => (await session.run({ [converted.inputName]: { data, dims: shape } })).output;
   const calibrationRows: CalibrationRows[] = [];
   const measured = async (batch: CalibrationBatch) => {
@@ -106,14 +106,15 @@ export async function chooseEngine(opts: { requested?: string; env: NodeJS.Proce
  * Opens `model` on the chosen engine; when auto chose onnxruntime and the model does not convert,
  * falls back to tfjs. Returns null for tfjs (the caller keeps its tfjs path). Says which on stderr.
  */
-export async function openEngineModel(choice: EngineChoice, model: tf.LayersModel, io: { stderr: NodeJS.WritableStream }, commandName: string, output?: tf.SymbolicTensor, calibration?: CalibrationBatch[], threads = ortThreads()): Promise<OrtModel | null> {
+export async function openEngineModel(choice: EngineChoice, model: tf.LayersModel, io: { stderr: NodeJS.WritableStream }, commandName: string, output?: tf.SymbolicTensor, calibration?: CalibrationBatch[]): Promise<OrtModel | null> {
   if (calibration && (choice.engine === 'tfjs' || !choice.ort)) throw new UsageError(`int8 runs on onnxruntime only, and the engine is tfjs (${choice.reason})`, { field: '--precision' });
   if (choice.engine === 'tfjs' || !choice.ort) {
     io.stderr.write(`atelier ${commandName}: engine tfjs (${choice.reason})\n`);
     return null;
   }
   try {
-    const opened = await openOrtModel(choice.ort, model, output, calibration, threads);
+    const opened = await openOrtModel(choice.ort, model, output, calibration);
+    const threads = ortThreads();
     const agreed = opened.agreement;
     const precision = agreed ? `, int8 calibrated on ${agreed.images} images, cosine with float there ${agreed.meanCosine} mean, ${agreed.minCosine} worst` : '';
     io.stderr.write(`atelier ${commandName}: engine ort (${choice.reason}, onnxruntime-node ${choice.ort.env.versions.node ?? '?'}, ${threads} thread${threads === 1 ? '' : 's'}${precision})\n`);
