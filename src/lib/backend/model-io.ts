@@ -6,7 +6,7 @@ import { open, readFile, readdir, mkdir, stat } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { tf } from './tf.js';
 import { UsageError } from '../command.js';
-import { atomicDirectory, checkReplaceableDirOutput, type OutputGroup } from '../io/atomic.js';
+import { checkReplaceableDirOutput, writeAtomicDirectory, type OutputGroup } from '../io/atomic.js';
 // Registers the custom layers a saved model may name, in every thread that loads models.
 import '../models/attention/branch.js';
 import '../models/attention/stn.js';
@@ -114,14 +114,9 @@ async function writeCheckpointDirectory(dir: string, artifacts: tf.io.ModelArtif
   files.unshift([MODEL_JSON, Buffer.from(JSON.stringify(json))]);
 
   await mkdir(dirname(dir), { recursive: true });
-  const output = await atomicDirectory(dir, options.outputs);
-  try {
-    for (const [name, bytes] of files) await writeDurably(join(output.tmpDir, name), bytes);
-  } catch (err) {
-    await output.abort();
-    throw err;
-  }
-  await output.commit();
+  await writeAtomicDirectory(dir, async (tmpDir) => {
+    for (const [name, bytes] of files) await writeDurably(join(tmpDir, name), bytes);
+  }, options.outputs);
 }
 
 function sha256(bytes: Uint8Array): string {

@@ -431,6 +431,22 @@ export async function atomicDirectory(finalDir: string, outputs?: OutputGroup): 
   return outputs ? outputs.adopt(directory) : directory;
 }
 
+/**
+ * A directory written through atomicDirectory: `write` fills the temp directory, which then takes
+ * `finalDir`'s place; on any failure the temp directory goes and `finalDir` stays as it was.
+ */
+export async function writeAtomicDirectory<T>(finalDir: string, write: (tmpDir: string) => Promise<T>, outputs?: OutputGroup): Promise<T> {
+  const dir = await atomicDirectory(finalDir, outputs);
+  try {
+    const result = await write(dir.tmpDir);
+    await dir.commit();
+    return result;
+  } catch (err) {
+    await dir.abort();
+    throw err;
+  }
+}
+
 // ---- checks run before any work, so a wrong output path costs no time ----------------------------
 
 async function statOrNull(path: string) {

@@ -20,7 +20,7 @@ import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { ReadableStream as WebReadableStream } from 'node:stream/web';
 import { UsageError, type Command } from '../command.js';
-import { atomicDirectory, openAtomicWriteStream, processIsAlive, writeFileAtomic } from './atomic.js';
+import { openAtomicWriteStream, processIsAlive, writeAtomicDirectory, writeFileAtomic } from './atomic.js';
 import { staleSiblingPid } from './paths.js';
 import { checkBucket, closeS3, deleteKeys, getObject, getObjectUnlessMatch, headObject, listKeys, parseS3Url, putBytes, putFile, s3Url, type ObjectInfo, type S3Location } from './s3.js';
 
@@ -360,21 +360,16 @@ export class RemoteRun {
     for await (const chunk of body) chunks.push(chunk as Buffer);
     const index = parseIndex(Buffer.concat(chunks).toString('utf8'), s3Url(indexLoc.bucket, indexLoc.key));
     await mkdir(dirname(this.cache.paths(url).tree), { recursive: true });
-    const out = await atomicDirectory(this.cache.paths(url).tree);
-    try {
+    await writeAtomicDirectory(this.cache.paths(url).tree, async (tmpDir) => {
       for (const f of index.files) {
         const fileLoc = { bucket: loc.bucket, key: `${loc.key}/${VERSIONS}/${index.generation}/${f.path}` };
         const fileUrl = s3Url(fileLoc.bucket, fileLoc.key);
         const { body: fileBody, info } = await getObject(this.env, fileLoc);
-        const got = await download(fileBody, join(out.tmpDir, f.path));
+        const got = await download(fileBody, join(tmpDir, f.path));
         checkDownload(fileUrl, got, info);
         if (got.size !== f.size || got.sha256 !== f.sha256) throw new UsageError(`does not match the size and sha256 in ${DIRECTORY_INDEX} (damaged or replaced)`, { file: fileUrl });
       }
-    } catch (err) {
-      await out.abort();
-      throw err;
-    }
-    await out.commit();
+    });
     await this.cache.recordTree(url, indexInfo.etag, index.generation, index.files.map((f) => f.path));
     this.log(`fetched ${url} (${index.files.length} files, version ${index.generation})`);
     return (await this.cache.tree(url, indexInfo.etag))!;

@@ -8,7 +8,7 @@ import { closeSync, openSync, readSync } from 'node:fs';
 import { readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { UsageError } from '../command.js';
-import { atomicDirectory, type OutputGroup } from '../io/atomic.js';
+import { writeAtomicDirectory, type OutputGroup } from '../io/atomic.js';
 import { ROWS_DIGEST_FIELD, type RowIds } from '../io/features.js';
 import { openNdjsonWriter } from '../io/ndjson.js';
 import { openNpyWriter, readNpy, readNpyHeader, writeNpy, type NpyHeader } from '../io/npy.js';
@@ -211,14 +211,8 @@ export async function saveIvfDirectory(
   settings: IvfBuildSettings,
   opts: { scorer: ScoreTopK; memoryBytes: number; stderr: NodeJS.WritableStream; outputs?: OutputGroup; rowsSha256: string },
 ): Promise<IvfMeta> {
-  const dir = await atomicDirectory(indexDir, opts.outputs);
   try {
-    const meta = await buildIvfIndex(dir.tmpDir, gallery.source, gallery.ids, opts.rowsSha256, settings, opts);
-    await dir.commit();
-    return meta;
-  } catch (err) {
-    await dir.abort();
-    throw err;
+    return await writeAtomicDirectory(indexDir, (tmpDir) => buildIvfIndex(tmpDir, gallery.source, gallery.ids, opts.rowsSha256, settings, opts), opts.outputs);
   } finally {
     await gallery.source.close();
   }

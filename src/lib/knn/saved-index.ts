@@ -9,7 +9,7 @@ import { closeSync, createReadStream, openSync, readSync } from 'node:fs';
 import { readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { UsageError } from '../command.js';
-import { atomicDirectory, type OutputGroup } from '../io/atomic.js';
+import { writeAtomicDirectory, type OutputGroup } from '../io/atomic.js';
 import { ROWS_DIGEST_FIELD, type RowIds } from '../io/features.js';
 import { openNdjsonWriter } from '../io/ndjson.js';
 import { npyDataSha256, openNpyWriter, readNpyHeader } from '../io/npy.js';
@@ -106,15 +106,12 @@ export async function saveIndexDirectory(
   params: HnswParameters,
   opts: { threads: number; stderr: NodeJS.WritableStream; outputs?: OutputGroup },
 ): Promise<void> {
-  const dir = await atomicDirectory(indexDir, opts.outputs);
   try {
-    const progress = startProgress(opts.stderr, { total: gallery.source.rows, label: 'indexing' });
-    await buildSavedIndex(dir.tmpDir, gallery.source, gallery.ids, await rowsSha256Of(gallery.path, gallery.rowIds), params, { threads: opts.threads, onRows: (n) => progress.update(n) });
-    progress.stop();
-    await dir.commit();
-  } catch (err) {
-    await dir.abort();
-    throw err;
+    await writeAtomicDirectory(indexDir, async (tmpDir) => {
+      const progress = startProgress(opts.stderr, { total: gallery.source.rows, label: 'indexing' });
+      await buildSavedIndex(tmpDir, gallery.source, gallery.ids, await rowsSha256Of(gallery.path, gallery.rowIds), params, { threads: opts.threads, onRows: (n) => progress.update(n) });
+      progress.stop();
+    }, opts.outputs);
   } finally {
     await gallery.source.close();
   }

@@ -7,7 +7,7 @@ import { basename, join } from 'node:path';
 import type sharpModule from 'sharp';
 import { lazyModule } from '../lazy-module.js';
 import { UsageError } from '../command.js';
-import { atomicDirectory } from '../io/atomic.js';
+import { writeAtomicDirectory } from '../io/atomic.js';
 import { buildReportPage, type ReportContent } from './page.js';
 
 const sharp = lazyModule<typeof sharpModule>('sharp');
@@ -65,9 +65,8 @@ function checkTarget(outDir: string): void {
 /** Builds the page, copies its images and puts the directory in place of `outDir` in one rename. */
 export async function writeReport(outDir: string, content: ReportContent, opts: ReportWriteOptions): Promise<ReportSummary> {
   checkTarget(outDir);
-  const target = await atomicDirectory(outDir.replace(/\/+$/, '') || outDir);
-  try {
-    await mkdir(join(target.tmpDir, IMAGE_DIR));
+  return writeAtomicDirectory(outDir.replace(/\/+$/, '') || outDir, async (tmpDir) => {
+    await mkdir(join(tmpDir, IMAGE_DIR));
     const copies = new Map<string, string | null>();
     const missing: string[] = [];
     for (const path of imagesOf(content)) {
@@ -80,7 +79,7 @@ export async function writeReport(outDir: string, content: ReportContent, opts: 
           .flatten({ background: { r: 255, g: 255, b: 255 } })
           .jpeg({ quality: 85 })
           .toBuffer();
-        await writeFile(join(target.tmpDir, IMAGE_DIR, name), bytes);
+        await writeFile(join(tmpDir, IMAGE_DIR, name), bytes);
         copies.set(path, `${IMAGE_DIR}/${name}`);
       } catch {
         copies.set(path, null);
@@ -89,14 +88,10 @@ export async function writeReport(outDir: string, content: ReportContent, opts: 
     }
     const html = buildReportPage(content, (path) => (path === null ? null : copies.get(path) ?? null));
     const sections = [...html.matchAll(/<section id="([^"]+)" class="report-section">/g)].map((m) => m[1]);
-    await writeFile(join(target.tmpDir, 'index.html'), html);
+    await writeFile(join(tmpDir, 'index.html'), html);
     const images = [...copies.values()].filter((v) => v !== null).length;
     const manifest = { title: content.title, inputs: content.inputs, sections, images, missingImages: missing };
-    await writeFile(join(target.tmpDir, REPORT_MANIFEST), JSON.stringify(manifest, null, 2) + '\n');
-    await target.commit();
+    await writeFile(join(tmpDir, REPORT_MANIFEST), JSON.stringify(manifest, null, 2) + '\n');
     return { index: join(outDir, 'index.html'), sections, images, missingImages: missing };
-  } catch (err) {
-    await target.abort();
-    throw err;
-  }
+  });
 }
