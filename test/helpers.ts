@@ -1,4 +1,5 @@
 // Helpers for tests that run atelier as a user would: a spawned process, real files.
+import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { inject } from 'vitest';
@@ -107,4 +108,12 @@ export function parseNdjson(text: string): Array<Record<string, unknown>> {
     .split('\n')
     .filter((l) => l.trim() !== '')
     .map((l) => JSON.parse(l) as Record<string, unknown>);
+}
+
+/** A usage error as the project promises it: exit 2 and one line on stderr matching `message`. */
+export function oneLineExit2(r: { code: number | null; stderr: string }, message: RegExp): void {
+  assert.equal(r.code, 2, r.stderr);
+  const lines = r.stderr.trim().split('\n');
+  assert.equal(lines.length, 1, r.stderr);
+  assert.match(lines[0], message);
 }

@@ -9,19 +9,12 @@ import { npyDataSha256 } from '../../src/lib/io/npy.js';
 import { loadUsearch } from '../../src/lib/knn/kernel.js';
 import { createRandom } from '../../src/lib/random.js';
 import { spawnSync } from 'node:child_process';
-import { parseNdjson, repoRoot, runAtelier, scratchDir } from '../helpers.js';
+import { oneLineExit2, parseNdjson, repoRoot, runAtelier, scratchDir } from '../helpers.js';
 import { clustered, writeVectors } from '../knn-vectors.js';
 
 const dir = scratchDir();
 const usearchLoads = loadUsearch().usearch !== null;
 const skip = !usearchLoads && 'usearch does not load here';
-
-function oneLineExit2(r: { code: number | null; stderr: string }, message: RegExp): void {
-  assert.equal(r.code, 2, r.stderr);
-  const lines = r.stderr.trim().split('\n');
-  assert.equal(lines.length, 1, r.stderr);
-  assert.match(lines[0], message);
-}
 
 const dim = 16;
 const rows = 3000;

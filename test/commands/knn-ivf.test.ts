@@ -6,17 +6,10 @@ import assert from 'node:assert/strict';
 import { cpSync, readFileSync, readdirSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { npyDataSha256 } from '../../src/lib/io/npy.js';
-import { parseNdjson, runAtelier, scratchDir } from '../helpers.js';
+import { oneLineExit2, parseNdjson, runAtelier, scratchDir } from '../helpers.js';
 import { clustered, writeVectors } from '../knn-vectors.js';
 
 const dir = scratchDir();
-
-function oneLineExit2(r: { code: number | null; stderr: string }, message: RegExp): void {
-  assert.equal(r.code, 2, r.stderr);
-  const lines = r.stderr.trim().split('\n');
-  assert.equal(lines.length, 1, r.stderr);
-  assert.match(lines[0], message);
-}
 
 const dim = 16;
 const rows = 3000;
