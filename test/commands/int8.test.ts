@@ -223,7 +223,8 @@ test('export --precision int8 writes a QDQ model and records its agreement with 
   assert.equal(JSON.parse(summary.metadata['atelier.precision']).calibrationImages, 32);
   const agreement = JSON.parse(exported.stdout).int8Agreement;
   assert.deepEqual(JSON.parse(summary.metadata['atelier.precision']).agreement, agreement);
-  // Measured 0.989 mean, 0.926 worst on this untrained tower.
+  // Measured 0.9855 mean, 0.917 worst on this untrained tower with its word matrix in int8 (0.989,
+  // 0.926 when only the convolutions were).
   assert.ok(agreement.images === 32 && agreement.meanCosine >= 0.97, JSON.stringify(agreement));
   assert.match(exported.stderr, /int8 calibrated on 32 images, cosine with float there [\d.]+ mean, [\d.]+ worst, outputs move by [\d.]+ at most/);
   const ort = await loadOrt();
@@ -300,7 +301,6 @@ test('int8 settings that cannot work are one line, exit 2, before any work', asy
     [['classify', '-m', join(dir, 'features.model'), '-f', join(dir, 'missing.npy'), '--precision', 'int8'], /missing\.npy/],
     [['classify', '-m', join(dir, 'features.model'), '-f', join(dir, 'rows.npy'), '--precision', 'int8', '--calibration', join(dir, 'narrow.npy')], /narrow\.npy: --calibration: calibration needs rows of the model's 64 features, got shape \(8, 6\)/],
     [['predict-sizenet', '-m', join(dir, 'sizenet.model'), '-f', join(dir, 'rows.npy'), '--precision', 'int8', '--engine', 'tfjs'], /--precision: int8 runs on onnxruntime only/],
-    [['predict-sizenet', '-m', join(dir, 'sizenet.model'), '-f', join(dir, 'rows.npy'), '--precision', 'int8', '--calibration', images], /images\.ndjson: /],
     [['export', '-m', join(dir, 'sizenet.model'), '-o', join(dir, 'x.onnx'), '--precision', 'int8'], /--calibration: int8 needs feature rows to measure activation ranges on; give --calibration FILE\.npy/],
     [['rise', '-m', classifier, '-i', '-', '--precision', 'int8'], /--calibration: images read from stdin cannot also calibrate; give --calibration FILE/],
     [['rise', '-m', classifier, '-i', images, '--precision', 'int8', '--calibration', join(dir, 'missing.ndjson')], /missing\.ndjson/],

@@ -12,7 +12,10 @@
 import type { ConvertedGraph } from './convert.js';
 import { AttributeType, DataType, type NodeInit, type TensorInit } from './proto.js';
 
-/** Ops whose activation inputs are quantized; their outputs are too (past a sole ReLU or ReLU6). */
+/**
+ * Ops whose activation inputs are quantized; their outputs are too (past a sole ReLU or ReLU6),
+ * except a dense layer's, which is quantized only where a quantized op reads it.
+ */
 const QUANTIZED_OPS = new Set(['Conv', 'Add', 'MaxPool', 'Gemm', 'MatMul']);
 const DENSE_OPS = new Set(['Gemm', 'MatMul']);
 const ACTIVATIONS = new Set(['Relu', 'Clip']);
