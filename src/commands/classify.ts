@@ -19,7 +19,7 @@ import { startProgress } from '../lib/progress.js';
 import { positiveInt } from '../lib/options.js';
 import { inShard, requireShardFile, resolveShard, shardOption, shardPath, shardRecords, writeShardManifest } from '../lib/shard.js';
 import { engineOption, openModelRunner, type ModelRunner } from '../lib/onnx/runtime.js';
-import { calibrationBatches, checkPrecision, precisionOptions } from '../lib/onnx/precision.js';
+import { calibrationBatches, calibrationRowBatches, checkPrecision, precisionOptions } from '../lib/onnx/precision.js';
 import { labelAgreement } from '../lib/onnx/int8.js';
 
 interface Args {
@@ -73,6 +73,7 @@ A model trained on precomputed features (train-classifier --features) reads feat
     ['atelier classify -m head.model -f feat.npy | jq -c "{id, label}"', 'a head trained on precomputed features'],
     ['atelier classify -m size.model -i new-articles.ndjson --rank "size issue" --top 8', 'the eight new articles most likely to have a size issue'],
     ['atelier classify -m silhouette.model -i images.ndjson --precision int8', 'int8 on onnxruntime, calibrated on the first 256 images; stderr says how often its label is the float one\'s'],
+    ['atelier classify -m head.model -f feat.npy --precision int8', 'a head on feature rows in int8, calibrated on the first 256 rows'],
   ],
   async run(args, io) {
     const shard = resolveShard(args.shard, io.env);
@@ -89,10 +90,12 @@ A model trained on precomputed features (train-classifier --features) reads feat
     const rankIndex = args.rank === undefined ? -1 : labels.indexOf(args.rank);
     if (args.rank !== undefined && rankIndex < 0) throw new UsageError(`'${args.rank}' is not one of the model's labels (${labels.join(', ')})`, { field: '--rank' });
     if (args.top !== undefined && args.rank === undefined) throw new UsageError('needs --rank', { field: '--top' });
-    if (args.precision === 'int8' && meta.input !== 'image') throw new UsageError(`a model on ${meta.input === 'features' ? 'feature rows' : 'raw pixels'} has no convolution to run in int8`, { field: '--precision', file: args.model });
+    if (args.precision === 'int8' && meta.input === 'pixels') throw new UsageError('int8 runs models on images or feature rows; this one reads raw pixels (a baseline)', { field: '--precision', file: args.model });
+    if (meta.input === 'features' && !args.features) throw new UsageError('this model reads feature rows: give --features (the same kind of features it was trained on)', { field: '--features' });
     if (args.features) await checkInputFile(args.features);
     else if (!args.images.length) await checkInputFile(args.input ?? '-');
-    const calibrationPlan = await checkPrecision(args);
+    // A model on feature rows calibrates on the first rows of --features (before any --shard), as an image model on the first images.
+    const calibrationPlan = await checkPrecision(meta.input === 'features' ? { ...args, rows: { features: args.features, dim: meta.inputDim ?? 0 } } : { ...args, rows: undefined });
     const backend = await selectBackend({ requested: args.backend, env: io.env, stderr: io.stderr });
     const loaded = await loadModel(args.model);
     const model = loaded.model;
@@ -131,12 +134,11 @@ A model trained on precomputed features (train-classifier --features) reads feat
     };
     let runner: ModelRunner | undefined;
     const openRunner = async (): Promise<ModelRunner> => {
-      // (int8 is refused above for models without an image input)
-      const calibration = calibrationPlan ? await calibrationBatches(calibrationPlan, modelInputSize(model, args.model), args.batch, resizeModeOf(meta), 'classify') : undefined;
+      const calibration = !calibrationPlan ? undefined : calibrationPlan.kind === 'rows' ? await calibrationRowBatches(calibrationPlan, args.batch) : await calibrationBatches(calibrationPlan, modelInputSize(model, args.model), args.batch, resizeModeOf(meta), 'classify');
       const opened = await openModelRunner(model, { engine: args.engine, env: io.env, stderr: io.stderr, backend, commandName: 'classify', calibration });
       if (opened.calibrationRows) {
         const agreed = labelAgreement(opened.calibrationRows, (out, count) => rowsProbabilities(described.output, out, count));
-        io.stderr.write(`atelier classify: int8 against float on ${agreed.images} calibration images: the same label for ${agreed.sameLabel}, probabilities differ by ${agreed.meanDifference} mean, ${agreed.maxDifference} worst\n`);
+        io.stderr.write(`atelier classify: int8 against float on ${agreed.count} calibration ${calibrationPlan?.kind}: the same label for ${agreed.sameLabel}, probabilities differ by ${agreed.meanDifference} mean, ${agreed.maxDifference} worst\n`);
       }
       return opened;
     };
@@ -148,8 +150,7 @@ A model trained on precomputed features (train-classifier --features) reads feat
     let written = 0;
     let failed = 0;
     try {
-      if (meta.input === 'features') {
-        if (!args.features) throw new UsageError('this model reads feature rows: give --features (the same kind of features it was trained on)', { field: '--features' });
+      if (meta.input === 'features' && args.features) {
         const matrix = await readFeatureMatrix(args.features, args['feature-ids'] ?? idsPathFor(args.features));
         if (matrix.dim !== meta.inputDim) throw new UsageError(`rows have ${matrix.dim} values; the model was trained on ${meta.inputDim}`, { file: args.features });
         // A shard takes its rows (all of them without --shard), keeping their row numbers as positions.

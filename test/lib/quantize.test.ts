@@ -11,7 +11,8 @@ import { initBatchNormFromData } from '../data-init.js';
 import { tf } from '../../src/lib/backend/tf.js';
 import { buildWeakModel, featureModel } from '../../src/lib/models/weak-model.js';
 import { convertLayersModel, encodeConverted, type ConvertedModel } from '../../src/lib/onnx/export.js';
-import { activationScale, calibrationGraph, foldBatchNorm, quantizedTensors, quantizeGraph, rangeOutputs } from '../../src/lib/onnx/quantize.js';
+import { activationScale, calibrationGraph, foldBatchNorm, perChannelInt8, quantizedTensors, quantizeGraph, rangeOutputs } from '../../src/lib/onnx/quantize.js';
+import { buildStudentModel, studentLayers } from '../../src/lib/sizenet/student.js';
 import { loadOrt, type Ort } from '../../src/lib/onnx/session.js';
 import { quantizedBytes } from '../../src/lib/onnx/int8.js';
 import { decodeModelSummary } from '../../src/lib/onnx/proto.js';
@@ -141,4 +142,25 @@ test('activation scales cover zero exactly: a ReLU output starts at zero point 0
   // A range that excludes 0 is widened to include it, so 0 stays exact.
   assert.equal(activationScale({ min: 0.5, max: 1 }).zeroPoint, 0);
   assert.deepEqual(activationScale({ min: 0, max: 0 }), { scale: 1, zeroPoint: 0 });
+});
+
+test('dense layers: the input and each hidden ReLU output are quantized, the logit before the sigmoid stays float; weights get one scale per output column', async () => {
+  const config = { inputDim: 6, hidden: [5, 4, 3], dropout: 0, seed: 1 };
+  const student = buildStudentModel(config, studentLayers(config));
+  const { graph } = await convertLayersModel(student, {}, { name: 'output', tensor: student.outputs[0] });
+  const producers = new Map(graph.nodes.map((n) => [n.output[0], n.opType]));
+  const chosen = quantizedTensors(graph);
+  assert.deepEqual(chosen.map((t) => producers.get(t) ?? 'input'), ['input', 'Relu', 'Relu', 'Relu']);
+  const ranges = new Map(chosen.map((t) => [t, { min: 0, max: 4 }]));
+  const quantized = quantizeGraph(graph, ranges);
+  // Every Gemm reads int8 weights and an int32 bias through DequantizeLinear; the sigmoid reads the last Gemm directly.
+  const gemms = quantized.nodes.filter((n) => n.opType === 'Gemm');
+  assert.equal(gemms.length, 4);
+  for (const g of gemms) assert.ok(g.input[1].endsWith('/int8/dq') && g.input[2].endsWith('/int32/dq'), g.input.join(','));
+  const sigmoid = quantized.nodes.find((n) => n.opType === 'Sigmoid')!;
+  assert.equal(quantized.nodes.find((n) => n.output[0] === sigmoid.input[0])?.opType, 'Gemm');
+  // [in = 2, out = 3], row-major: column c's peak sets its scale.
+  const { q, scale } = perChannelInt8(Float32Array.of(1, -0.5, 0, -2, 0.25, 0), [2, 3], 1);
+  assert.deepEqual(Array.from(scale), [2 / 127, 0.5 / 127, 1].map((v) => Math.fround(v)));
+  assert.deepEqual(Array.from(q), [64, -127, 0, -127, 64, 0]);
 });

@@ -176,6 +176,23 @@ export async function loadMetadata(dir: string): Promise<CheckpointMetadata> {
 }
 
 /**
+ * The batch shape of the model's first input as model.json states it (cheap: no weights are read
+ * and no backend starts), e.g. [null, 512] for a model on feature rows; null when it states none.
+ */
+export async function loadInputShape(dir: string): Promise<Array<number | null> | null> {
+  const topology = (await readCheckpointDirectory(dir)).json.modelTopology as ({ model_config?: KerasModelConfig } & KerasModelConfig) | undefined;
+  const config = (topology?.model_config ?? topology)?.config;
+  const name = config?.input_layers?.[0]?.[0];
+  const layer = config?.layers?.find((l) => name === undefined || l.config?.name === name);
+  const shape = layer?.config?.batch_input_shape;
+  return Array.isArray(shape) ? shape : null;
+}
+
+interface KerasModelConfig {
+  config?: { input_layers?: Array<[string, number, number]>; layers?: Array<{ config?: { name?: string; batch_input_shape?: Array<number | null> } }> };
+}
+
+/**
  * Running products tfjs's Adam keeps outside getWeights(); setWeights recomputes them as
  * beta^(t+1), which differs from the product in the last bit, so they are saved to resume exactly.
  */

@@ -4,12 +4,20 @@
 // from the min/max a calibration run measured. onnxruntime turns each DequantizeLinear -> Conv ->
 // QuantizeLinear group into one QLinearConv (Add into QLinearAdd; a ReLU or ReLU6 before a
 // QuantizeLinear whose range starts at 0 is dropped), which runs on int8 dot products (VNNI where
-// the CPU has it). Outputs change by the rounding: callers state the agreement they measured.
+// the CPU has it). Dense layers (Gemm, or MatMul with a constant [in, out] weight) read uint8
+// activations and int8 weights, one scale per output column, with an int32 bias: onnxruntime runs
+// them as QGemm or QLinearMatMul, or, where the output stays float (the logits before a softmax or
+// sigmoid), as QGemm with a float output or MatMulIntegerToFloat. Outputs change by the rounding:
+// callers state the agreement they measured.
 import type { ConvertedGraph } from './convert.js';
 import { AttributeType, DataType, type NodeInit, type TensorInit } from './proto.js';
 
-/** Ops whose activation inputs are quantized; their outputs are too (past a sole ReLU or ReLU6). */
-const QUANTIZED_OPS = new Set(['Conv', 'Add', 'MaxPool']);
+/**
+ * Ops whose activation inputs are quantized; their outputs are too (past a sole ReLU or ReLU6),
+ * except a dense layer's, which is quantized only where a quantized op reads it.
+ */
+const QUANTIZED_OPS = new Set(['Conv', 'Add', 'MaxPool', 'Gemm', 'MatMul']);
+const DENSE_OPS = new Set(['Gemm', 'MatMul']);
 const ACTIVATIONS = new Set(['Relu', 'Clip']);
 
 export interface TensorRange {
@@ -82,13 +90,32 @@ export function foldBatchNorm(graph: ConvertedGraph): ConvertedGraph {
   return withoutUnused({ ...graph, nodes, initializers });
 }
 
+/**
+ * A dense layer as the converter writes it: a float activation times a constant 2-D float weight
+ * [in, out] (MatMul, or Gemm with its default alpha, beta and no transposes, and a bias of [out]).
+ */
+function isQuantizableDense(node: NodeInit, weights: ReadonlyMap<string, TensorInit>): boolean {
+  const w = weights.get(node.input[1]);
+  if (weights.has(node.input[0]) || !w || w.dims.length !== 2 || w.dataType !== DataType.FLOAT) return false;
+  if (node.opType === 'MatMul') return true;
+  const plain = node.attribute.every((a) => (a.name === 'alpha' || a.name === 'beta' ? a.f === 1 : a.name === 'transA' || a.name === 'transB' ? !a.i : false));
+  const bias = node.input[2] ? weights.get(node.input[2]) : undefined;
+  return plain && (!node.input[2] || (bias !== undefined && bias.dims.length === 1 && bias.dims[0] === w.dims[1]));
+}
+
 /** The activation tensors quantizeGraph will quantize (and so the ones calibration must measure). */
 export function quantizedTensors(graph: ConvertedGraph): string[] {
   const constants = new Set(graph.initializers.map((t) => t.name));
   const readers = consumersOf(graph.nodes);
   const chosen = new Set<string>();
+  const weights = new Map(graph.initializers.map((t) => [t.name, t]));
   for (const node of graph.nodes) {
     if (!QUANTIZED_OPS.has(node.opType)) continue;
+    if (DENSE_OPS.has(node.opType)) {
+      // Its input in uint8; its output only where a quantized op reads it (and picks it up there).
+      if (isQuantizableDense(node, weights)) chosen.add(node.input[0]);
+      continue;
+    }
     const activations = node.input.filter((name) => name !== '' && !constants.has(name));
     // An Add with a constant operand (a bias) is left in float.
     if (node.opType === 'Add' && activations.length !== 2) continue;
@@ -123,6 +150,18 @@ export function calibrationGraph(graph: ConvertedGraph, tensors: string[]): Conv
   return { ...graph, nodes, outputs };
 }
 
+/** Symmetric int8 values of a float weight, one scale (peak / 127) per index of `axis`. */
+export function perChannelInt8(w: Float32Array, dims: number[], axis: number): { q: Int8Array; scale: Float32Array } {
+  const channels = dims[axis];
+  const inner = dims.slice(axis + 1).reduce((n, d) => n * d, 1);
+  const channelOf = (k: number) => Math.floor(k / inner) % channels;
+  const scale = new Float32Array(channels);
+  for (let k = 0; k < w.length; k++) scale[channelOf(k)] = Math.max(scale[channelOf(k)], Math.abs(w[k]));
+  for (let c = 0; c < channels; c++) scale[c] = scale[c] > 0 ? scale[c] / 127 : 1;
+  const q = Int8Array.from(w, (v, k) => Math.max(-127, Math.min(127, Math.round(v / scale[channelOf(k)]))));
+  return { q, scale };
+}
+
 /** uint8 scale and zero point covering [min, max] and 0 (so a ReLU's 0 is exact). */
 export function activationScale(range: TensorRange): { scale: number; zeroPoint: number } {
   const lo = Math.min(0, range.min);
@@ -133,9 +172,9 @@ export function activationScale(range: TensorRange): { scale: number; zeroPoint:
 
 /**
  * The QDQ graph: every tensor of quantizedTensors(graph) passes through QuantizeLinear ->
- * DequantizeLinear before its readers; every Conv reads int8 per-channel weights and an int32 bias
- * through DequantizeLinear. `graph` should be foldBatchNorm's output; `ranges` must cover
- * quantizedTensors(graph).
+ * DequantizeLinear before its readers; every Conv and dense layer with a quantized input reads
+ * int8 per-channel weights and an int32 bias through DequantizeLinear. `graph` should be
+ * foldBatchNorm's output; `ranges` must cover quantizedTensors(graph).
  */
 export function quantizeGraph(graph: ConvertedGraph, ranges: ReadonlyMap<string, TensorRange>): ConvertedGraph {
   const weights = new Map(graph.initializers.map((t) => [t.name, t]));
@@ -156,39 +195,35 @@ export function quantizeGraph(graph: ConvertedGraph, ranges: ReadonlyMap<string,
     nodes.push({ opType: 'DequantizeLinear', name: `${name}/dq`, input: [`${name}/q`, s, z], output: [`${name}/dq`], attribute: [] });
     dequantized.set(name, `${name}/dq`);
   };
+  /** The node's weight in int8 (one scale per index of `axis`) and its bias in int32, through DequantizeLinear, as its inputs 1 and 2. */
+  const quantizeWeights = (node: NodeInit, input: string[], axis: number) => {
+    const kernel = weights.get(node.input[1])!;
+    const { q, scale: wScale } = perChannelInt8(floatsOf(kernel), kernel.dims, axis);
+    const channels = kernel.dims[axis];
+    const wq = `${node.input[1]}/int8`;
+    initializers.push(tensor(wq, kernel.dims, DataType.INT8, q), tensor(`${wq}/scale`, [channels], DataType.FLOAT, wScale), tensor(`${wq}/zero_point`, [channels], DataType.INT8, new Int8Array(channels)));
+    nodes.push({ opType: 'DequantizeLinear', name: `${wq}/dq`, input: [wq, `${wq}/scale`, `${wq}/zero_point`], output: [`${wq}/dq`], attribute: [{ name: 'axis', type: AttributeType.INT, i: axis }] });
+    input[1] = `${wq}/dq`;
+    const bias = node.input[2] ? weights.get(node.input[2]) : undefined;
+    if (bias) {
+      // The bias in the int32 units of the product: scale x_scale · w_scale[c], zero point 0.
+      const b = floatsOf(bias);
+      const xScale = scales.get(node.input[0])!;
+      const bScale = wScale.map((s) => s * xScale);
+      const bq = Int32Array.from(b, (v, c) => Math.max(-(2 ** 31), Math.min(2 ** 31 - 1, Math.round(v / bScale[c]))));
+      const name = `${node.input[2]}/int32`;
+      initializers.push(tensor(name, [channels], DataType.INT32, bq), tensor(`${name}/scale`, [channels], DataType.FLOAT, bScale), tensor(`${name}/zero_point`, [channels], DataType.INT32, new Int32Array(channels)));
+      nodes.push({ opType: 'DequantizeLinear', name: `${name}/dq`, input: [name, `${name}/scale`, `${name}/zero_point`], output: [`${name}/dq`], attribute: axis0 });
+      input[2] = `${name}/dq`;
+    }
+  };
   const chosen = new Set(quantizedTensors(graph));
   for (const input of graph.inputs) if (chosen.has(input.name)) quantize(input.name);
   for (const node of graph.nodes) {
     const input = node.input.map((name) => dequantized.get(name) ?? name);
-    if (node.opType === 'Conv' && scales.has(node.input[0]) && weights.has(node.input[1])) {
-      const kernel = weights.get(node.input[1])!;
-      const w = floatsOf(kernel);
-      const channels = kernel.dims[0];
-      const perChannel = w.length / channels;
-      const q = new Int8Array(w.length);
-      const wScale = new Float32Array(channels);
-      for (let c = 0; c < channels; c++) {
-        let peak = 0;
-        for (let k = 0; k < perChannel; k++) peak = Math.max(peak, Math.abs(w[c * perChannel + k]));
-        wScale[c] = peak > 0 ? peak / 127 : 1;
-        for (let k = 0; k < perChannel; k++) q[c * perChannel + k] = Math.max(-127, Math.min(127, Math.round(w[c * perChannel + k] / wScale[c])));
-      }
-      const wq = `${node.input[1]}/int8`;
-      initializers.push(tensor(wq, kernel.dims, DataType.INT8, q), tensor(`${wq}/scale`, [channels], DataType.FLOAT, wScale), tensor(`${wq}/zero_point`, [channels], DataType.INT8, new Int8Array(channels)));
-      nodes.push({ opType: 'DequantizeLinear', name: `${wq}/dq`, input: [wq, `${wq}/scale`, `${wq}/zero_point`], output: [`${wq}/dq`], attribute: axis0 });
-      input[1] = `${wq}/dq`;
-      const bias = node.input[2] ? weights.get(node.input[2]) : undefined;
-      if (bias) {
-        const b = floatsOf(bias);
-        const xScale = scales.get(node.input[0])!;
-        const bScale = wScale.map((s) => s * xScale);
-        const bq = Int32Array.from(b, (v, c) => Math.round(v / bScale[c]));
-        const name = `${node.input[2]}/int32`;
-        initializers.push(tensor(name, [channels], DataType.INT32, bq), tensor(`${name}/scale`, [channels], DataType.FLOAT, bScale), tensor(`${name}/zero_point`, [channels], DataType.INT32, new Int32Array(channels)));
-        nodes.push({ opType: 'DequantizeLinear', name: `${name}/dq`, input: [name, `${name}/scale`, `${name}/zero_point`], output: [`${name}/dq`], attribute: axis0 });
-        input[2] = `${name}/dq`;
-      }
-    }
+    if (node.opType === 'Conv' && scales.has(node.input[0]) && weights.has(node.input[1])) quantizeWeights(node, input, 0);
+    // Dense weights are [in, out]: one scale per output column.
+    if (DENSE_OPS.has(node.opType) && scales.has(node.input[0]) && isQuantizableDense(node, weights)) quantizeWeights(node, input, 1);
     nodes.push({ ...node, input });
     for (const out of node.output) if (chosen.has(out)) quantize(out);
   }

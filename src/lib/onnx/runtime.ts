@@ -6,7 +6,7 @@ import { UsageError } from '../command.js';
 import type { BackendChoice } from '../backend/select.js';
 import { openPredictor, type BatchPredictor } from '../models/image-features.js';
 import { convertLayersModel, encodeConverted } from './export.js';
-import { calibrateInt8, measureAgreement, type Int8Agreement } from './int8.js';
+import { agreementText, calibrateInt8, measureAgreement, type Int8Agreement } from './int8.js';
 import type { CalibrationBatch } from './precision.js';
 import { loadOrt, ortThreads, type Ort } from './session.js';
 import { openSessionThread } from './session-thread.js';
@@ -28,7 +28,7 @@ export const engineOption = {
 export interface OrtModel {
   run(data: Float32Array, shape: number[]): Promise<{ data: Float32Array; shape: number[] }>;
   release(): Promise<void>;
-  /** An int8 model's agreement with float on its calibration images. */
+  /** An int8 model's agreement with float on its calibration images or rows. */
   agreement?: Int8Agreement;
   /** An int8 model's output rows on its calibration batches, beside the float ones (for a command's own comparison). */
   calibrationRows?: CalibrationRows[];
@@ -116,7 +116,7 @@ export async function openEngineModel(choice: EngineChoice, model: tf.LayersMode
     const opened = await openOrtModel(choice.ort, model, output, calibration);
     const threads = ortThreads();
     const agreed = opened.agreement;
-    const precision = agreed ? `, int8 calibrated on ${agreed.images} images, cosine with float there ${agreed.meanCosine} mean, ${agreed.minCosine} worst` : '';
+    const precision = agreed ? `, int8 calibrated on ${agreementText(agreed)}` : '';
     io.stderr.write(`atelier ${commandName}: engine ort (${choice.reason}, onnxruntime-node ${choice.ort.env.versions.node ?? '?'}, ${threads} thread${threads === 1 ? '' : 's'}${precision})\n`);
     return opened;
   } catch (err) {
