@@ -19,9 +19,9 @@
 // 32-d subspace (U z, z ~ N(0, I_32), U fixed) and small isotropic noise (0.1): clustered with a
 // low intrinsic dimension, as image embeddings are, not uniform noise.
 import { spawn } from 'node:child_process';
-import { mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readFileSync, rmSync, statSync, writeSync } from 'node:fs';
 import { join, relative } from 'node:path';
-import { writeNpy } from '../src/lib/io/npy.js';
+import { openNpyWriter, writeNpy } from '../src/lib/io/npy.js';
 import { createRandom } from '../src/lib/random.js';
 import { MiB, PYTHON, flag, hasFlag, loadAverage, machineInfo, outDir, repoRoot, writeResults } from './common.js';
 
@@ -48,36 +48,58 @@ const workDir = flag('data-dir', join(outDir, 'ann'));
 const CENTRES = 1000;
 const SUBSPACE = 32;
 
-/** Rows of the clustered data; one seed per set, so gallery and queries are independent draws. */
-function clusteredRows(count: number, seed: string): Float32Array {
+/**
+ * Rows of the clustered data, `chunkRows` at a time into one reused buffer (await the use of a chunk
+ * before asking for the next); one seed per set, so gallery and queries are independent draws. The
+ * values depend on the seed and the row's index only, not on the chunk size: a 10M-row gallery is
+ * written without holding it (5.1 GB at 128-d), and a 1M one is the same bytes as when it was
+ * generated whole.
+ */
+function* clusteredChunks(count: number, seed: string, chunkRows = 65536): Generator<Float32Array> {
   const shared = createRandom('ann-bench-structure');
   const gauss = (random: { next(): number }) => Math.sqrt(-2 * Math.log(random.next() + 1e-300)) * Math.cos(2 * Math.PI * random.next());
   const centres = Float32Array.from({ length: CENTRES * dim }, () => gauss(shared));
   const basis = Float32Array.from({ length: SUBSPACE * dim }, () => gauss(shared) / Math.sqrt(SUBSPACE) * 3);
   const random = createRandom(seed);
-  const out = new Float32Array(count * dim);
+  const buffer = new Float32Array(Math.min(chunkRows, count) * dim);
   const z = new Float32Array(SUBSPACE);
-  for (let r = 0; r < count; r++) {
-    const c = Math.floor(random.next() * CENTRES) * dim;
-    for (let s = 0; s < SUBSPACE; s++) z[s] = gauss(random);
-    const row = out.subarray(r * dim, (r + 1) * dim);
-    for (let d = 0; d < dim; d++) row[d] = centres[c + d] + 0.1 * gauss(random);
-    for (let s = 0; s < SUBSPACE; s++) {
-      const b = basis.subarray(s * dim, (s + 1) * dim);
-      for (let d = 0; d < dim; d++) row[d] += z[s] * b[d];
+  for (let start = 0; start < count; start += chunkRows) {
+    const n = Math.min(chunkRows, count - start);
+    const out = buffer.subarray(0, n * dim);
+    for (let r = 0; r < n; r++) {
+      const c = Math.floor(random.next() * CENTRES) * dim;
+      for (let s = 0; s < SUBSPACE; s++) z[s] = gauss(random);
+      const row = out.subarray(r * dim, (r + 1) * dim);
+      for (let d = 0; d < dim; d++) row[d] = centres[c + d] + 0.1 * gauss(random);
+      for (let s = 0; s < SUBSPACE; s++) {
+        const b = basis.subarray(s * dim, (s + 1) * dim);
+        for (let d = 0; d < dim; d++) row[d] += z[s] * b[d];
+      }
     }
+    yield out;
   }
-  return out;
 }
 
-async function writeVectors(name: string, data: Float32Array, prefix: string): Promise<string> {
-  const path = join(workDir, `${name}.npy`);
-  const count = data.length / dim;
-  await writeNpy(path, data, [count, dim]);
-  const lines: string[] = [];
-  for (let i = 0; i < count; i++) lines.push(`{"id":"${prefix}${i}"}`);
-  writeFileSync(join(workDir, `${name}.ids.ndjson`), lines.join('\n') + '\n');
-  return path;
+/** Writes `name`.npy and its ids (`prefix`0, `prefix`1, ...) chunk by chunk; returns the rows written. */
+async function writeVectors(name: string, chunks: Iterable<Float32Array>, prefix: string): Promise<number> {
+  const writer = await openNpyWriter(join(workDir, `${name}.npy`), { dtype: 'float32', rowShape: [dim], bufferBytes: 8 * 1024 * 1024 });
+  const ids = openSync(join(workDir, `${name}.ids.ndjson`), 'w');
+  try {
+    for (const chunk of chunks) {
+      const first = writer.rowCount;
+      await writer.writeRows(chunk);
+      const lines: string[] = [];
+      for (let i = first; i < writer.rowCount; i++) lines.push(`{"id":"${prefix}${i}"}\n`);
+      writeSync(ids, lines.join(''));
+    }
+    await writer.close();
+    return writer.rowCount;
+  } catch (err) {
+    await writer.abort();
+    throw err;
+  } finally {
+    closeSync(ids);
+  }
 }
 
 interface Run {
@@ -197,10 +219,10 @@ async function main(): Promise<void> {
   const npyBytes = (n: number) => 128 + n * dim * 4;
   const t0 = performance.now();
   if (!(hasFlag('reuse') && sizeIs(galleryPath, npyBytes(rows)) && sizeIs(queryPath, npyBytes(queryCount)) && sizeIs(exactQueryPath, npyBytes(exactQueries)))) {
-    await writeVectors('gallery', clusteredRows(rows, 'ann-bench-gallery'), 'r');
-    const queries = clusteredRows(queryCount, 'ann-bench-queries');
-    await writeVectors('queries', queries, 'q');
-    await writeVectors('queries-exact', queries.subarray(0, exactQueries * dim), 'q');
+    await writeVectors('gallery', clusteredChunks(rows, 'ann-bench-gallery'), 'r');
+    await writeVectors('queries', clusteredChunks(queryCount, 'ann-bench-queries'), 'q');
+    // The first --exact-queries of the same queries (chunks stop early; the values do not depend on the count).
+    await writeVectors('queries-exact', clusteredChunks(exactQueries, 'ann-bench-queries'), 'q');
     rmSync(join(workDir, 'exact.ndjson'), { force: true });
   }
   save('data', { rows, dim, queries: queryCount, exactQueries, k, threads, centres: CENTRES, subspace: SUBSPACE, generateSeconds: (performance.now() - t0) / 1000 });
