@@ -77,7 +77,7 @@ GPU_CHECK_FLAGS ?=
 gpu-check: build
 	ATELIER_BACKEND=auto $(ATELIER) info | $(NODE) -e 'const i=JSON.parse(require("fs").readFileSync(0,"utf8"));for(const b of i.backends)console.log(b.name.padEnd(15),b.status.padEnd(14),b.device??"",b.why);console.log(JSON.stringify(i.gpu))'
 	$(NODE) dist/bench/gpu-check.js --backends webgpu,gpu,wasm $(GPU_CHECK_FLAGS)
-	ATELIER_BACKEND= $(NODE) --test dist/test/commands/webgpu.test.js
+	ATELIER_BACKEND= $(VITEST) test/commands/webgpu.test.ts
 
 # The whole pipeline on the fixture catalogue, small settings so it runs in a few minutes on 2 cores:
 # crawl the fixture shop over HTTP -> weak features -> tags, embeddings -> retrieval; sales ->
