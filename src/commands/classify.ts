@@ -37,7 +37,7 @@ interface Args {
   backend: string;
   engine: string;
   shard?: string;
-  precision: string;
+  precision?: string;
   calibration?: string;
   'calibration-images': number;
 }

@@ -19,7 +19,7 @@ interface Args {
   out: string;
   backend: string;
   engine: string;
-  precision: string;
+  precision?: string;
   calibration?: string;
   'calibration-images': number;
 }

@@ -42,7 +42,7 @@ interface Args {
   backend: string;
   engine: string;
   shard?: string;
-  precision: string;
+  precision?: string;
   calibration?: string;
   'calibration-images': number;
 }

@@ -38,7 +38,7 @@ interface Args {
   'by-type': boolean;
   'word-types'?: string;
   shard?: string;
-  precision: string;
+  precision?: string;
   calibration?: string;
   'calibration-images': number;
 }
