@@ -251,7 +251,7 @@ test('export --precision int8 writes a QDQ model and records its agreement with 
   assert.ok(bytes(fromFile.data).equals(bytes(fromDir.data)), `int8 .onnx against embed --precision int8: max |diff| ${worst}`);
 });
 
-test('embed from an exported fp32 .onnx gives the model directory\'s rows on onnxruntime', { timeout: 120_000 }, async () => {
+test('embed and tag from an exported fp32 .onnx give the model directory\'s rows and words on onnxruntime', { timeout: 120_000 }, async () => {
   const out = join(dir, 'weak.onnx');
   const exported = await runAtelier(['export', '-m', model, '-o', out]);
   assert.equal(exported.code, 0, exported.stderr);
@@ -264,6 +264,29 @@ test('embed from an exported fp32 .onnx gives the model directory\'s rows on onn
   const worst = Math.max(...Array.from(fromFile.data, (v, k) => Math.abs(v - fromDir.data[k])));
   // Measured 0 (the same onnxruntime graph; the file's extra outputs do not change the embedding's).
   assert.ok(worst <= 1e-5, `fp32 .onnx against embed --engine ort: max |diff| ${worst}`);
+  // tag reads the file's 'scores': the same words and scores as from the model directory.
+  const tag = async (m: string, extra: string[]) => {
+    const run = await runAtelier(['tag', '-m', m, '-i', images, '-k', '3', '--batch', '16', ...extra]);
+    assert.equal(run.code, 0, run.stderr);
+    return run.stdout;
+  };
+  const tagged = await tag(out, []);
+  assert.equal(parseNdjson(tagged).length, 48);
+  assert.equal(tagged, await tag(model, ['--engine', 'ort']));
+});
+
+test('classify from an exported .onnx gives the model directory\'s labels and probabilities', { timeout: 120_000 }, async () => {
+  const out = join(dir, 'classifier.onnx');
+  const exported = await runAtelier(['export', '-m', classifier, '-o', out]);
+  assert.equal(exported.code, 0, exported.stderr);
+  const classify = async (m: string, extra: string[]) => {
+    const run = await runAtelier(['classify', '-m', m, '-i', images, '--batch', '16', ...extra]);
+    assert.equal(run.code, 0, run.stderr);
+    return run.stdout;
+  };
+  const fromFile = await classify(out, []);
+  assert.equal(parseNdjson(fromFile).length, 48);
+  assert.equal(fromFile, await classify(classifier, ['--engine', 'ort']));
 });
 
 test('dense int8 on feature rows: predict-sizenet and classify keep the float decisions; the exported student runs as QGemm', { timeout: 120_000 }, async () => {
@@ -343,6 +366,9 @@ test('int8 settings that cannot work are one line, exit 2, before any work', asy
     [['embed', '-m', join(dir, 'plain.onnx'), '-i', images, '-o', join(dir, 'x.npy')], /plain\.onnx: not a model written by atelier export/],
     [['embed', '-m', join(dir, 'text.onnx'), '-i', images, '-o', join(dir, 'x.npy')], /text\.onnx: not (an ONNX model|a model written by atelier export)/],
     [['embed', '-m', join(dir, 'missing.onnx'), '-i', images, '-o', join(dir, 'x.npy')], /missing\.onnx/],
+    [['tag', '-m', join(dir, 'weak.int8.onnx'), '-i', images, '--precision', 'int8'], /weak\.int8\.onnx: --precision: the \.onnx file is already int8/],
+    [['classify', '-m', join(dir, 'weak.onnx'), '-i', images], /weak\.onnx: not a train-classifier model/],
+    [['classify', '-m', join(dir, 'classifier.onnx'), '-i', images, '--engine', 'tfjs'], /--engine: an \.onnx model runs on onnxruntime only/],
   ];
   // An ONNX model of another producer (no atelier metadata), and a file that is no ONNX at all.
   writeFileSync(join(dir, 'plain.onnx'), encodeModel({ graphName: 'plain', inputs: [{ name: 'x', shape: ['batch', 4] }], outputs: [{ name: 'y', shape: ['batch', 4] }], nodes: [{ opType: 'Relu', name: 'relu', input: ['x'], output: ['y'], attribute: [] }], initializers: [], metadata: {}, producerVersion: '0' }));
@@ -351,7 +377,7 @@ test('int8 settings that cannot work are one line, exit 2, before any work', asy
     const result = await runAtelier(args, { input: '' });
     assert.equal(result.code, 2, `${args.join(' ')}: ${result.stderr}`);
     assert.equal(result.stderr.trim().split('\n').length, 1, result.stderr);
-    assert.match(result.stderr, /^atelier (embed|export|classify|rise|predict-sizenet): /);
+    assert.match(result.stderr, /^atelier (embed|export|classify|rise|predict-sizenet|tag): /);
     assert.match(result.stderr, message);
   }
 });
