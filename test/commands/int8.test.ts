@@ -275,7 +275,7 @@ test('embed and tag from an exported fp32 .onnx give the model directory\'s rows
   assert.equal(tagged, await tag(model, ['--engine', 'ort']));
 });
 
-test('classify from an exported .onnx gives the model directory\'s labels and probabilities', { timeout: 120_000 }, async () => {
+test('classify and predict-sizenet from an exported .onnx give the model directory\'s lines', { timeout: 120_000 }, async () => {
   const out = join(dir, 'classifier.onnx');
   const exported = await runAtelier(['export', '-m', classifier, '-o', out]);
   assert.equal(exported.code, 0, exported.stderr);
@@ -287,6 +287,17 @@ test('classify from an exported .onnx gives the model directory\'s labels and pr
   const fromFile = await classify(out, []);
   assert.equal(parseNdjson(fromFile).length, 48);
   assert.equal(fromFile, await classify(classifier, ['--engine', 'ort']));
+  // A model on feature rows: the SizeNet student's p_size_issue from its file, as from its directory.
+  const studentFile = join(dir, 'sizenet.onnx');
+  assert.equal((await runAtelier(['export', '-m', student, '-o', studentFile])).code, 0);
+  const predict = async (m: string, extra: string[]) => {
+    const run = await runAtelier(['predict-sizenet', '-m', m, '-f', rowsPath, ...extra]);
+    assert.equal(run.code, 0, run.stderr);
+    return run.stdout;
+  };
+  const predicted = await predict(studentFile, []);
+  assert.equal(parseNdjson(predicted).length, ROWS);
+  assert.equal(predicted, await predict(student, ['--engine', 'ort']));
 });
 
 test('dense int8 on feature rows: predict-sizenet and classify keep the float decisions; the exported student runs as QGemm', { timeout: 120_000 }, async () => {

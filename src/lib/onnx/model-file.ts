@@ -29,6 +29,8 @@ export interface OnnxModelFile {
   outputs: string[];
   /** Image models: the input side or H x W; null for a model on feature rows. */
   inputSize: InputShape | null;
+  /** A model on feature rows: their width. */
+  inputDim?: number;
   fit: ImageFit;
 }
 
@@ -58,7 +60,7 @@ export async function readOnnxModel(path: string): Promise<OnnxModelFile> {
   }
   const props = summary.metadata;
   const metadata = parseJson(props['atelier.metadata']);
-  const preprocessing = parseJson(props.preprocessing) as { inputSize?: unknown; layout?: unknown } | undefined;
+  const preprocessing = parseJson(props.preprocessing) as { inputSize?: unknown; layout?: unknown; dim?: unknown } | undefined;
   if (props['atelier.kind'] === undefined || !metadata || typeof metadata !== 'object' || !preprocessing || summary.inputs.length !== 1) {
     throw new UsageError('not a model written by atelier export (no atelier metadata in its metadata_props); export the model directory with atelier export', { file: path });
   }
@@ -75,6 +77,7 @@ export async function readOnnxModel(path: string): Promise<OnnxModelFile> {
     inputName: summary.inputs[0],
     outputs: summary.outputs,
     inputSize,
+    inputDim: inputSize === null && typeof preprocessing.dim === 'number' ? preprocessing.dim : undefined,
     fit: resizeModeOf(metadata as Record<string, unknown>),
   };
 }
