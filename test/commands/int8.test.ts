@@ -275,7 +275,7 @@ test('embed and tag from an exported fp32 .onnx give the model directory\'s rows
   assert.equal(tagged, await tag(model, ['--engine', 'ort']));
 });
 
-test('classify and predict-sizenet from an exported .onnx give the model directory\'s lines', { timeout: 120_000 }, async () => {
+test('classify, predict-sizenet and rise from an exported .onnx give the model directory\'s outputs', { timeout: 120_000 }, async () => {
   const out = join(dir, 'classifier.onnx');
   const exported = await runAtelier(['export', '-m', classifier, '-o', out]);
   assert.equal(exported.code, 0, exported.stderr);
@@ -298,6 +298,14 @@ test('classify and predict-sizenet from an exported .onnx give the model directo
   const predicted = await predict(studentFile, []);
   assert.equal(parseNdjson(predicted).length, ROWS);
   assert.equal(predicted, await predict(student, ['--engine', 'ort']));
+  // rise explains the file's first output (probs) with the same masks: the same saliency map.
+  const saliency = async (m: string, name: string, extra: string[]) => {
+    const run = await runAtelier(['rise', '-m', m, '--class', 'shoe', '--n', '100', '--s', '4', '--batch', '100', '--maps-dir', join(dir, name), ...extra, JSON.parse(readFileSync(images, 'utf8').split('\n')[0]).image]);
+    assert.equal(run.code, 0, run.stderr);
+    return (await readNpy(String(parseNdjson(run.stdout)[0].saliency))).data as Float32Array;
+  };
+  const [a, b] = [await saliency(out, 'rise-onnx', []), await saliency(classifier, 'rise-dir', ['--engine', 'ort'])];
+  assert.ok(a.length > 0 && a.every((v, i) => Math.abs(v - b[i]) <= 1e-6), 'rise maps from the .onnx and the directory differ');
 });
 
 test('dense int8 on feature rows: predict-sizenet and classify keep the float decisions; the exported student runs as QGemm', { timeout: 120_000 }, async () => {
@@ -380,6 +388,7 @@ test('int8 settings that cannot work are one line, exit 2, before any work', asy
     [['tag', '-m', join(dir, 'weak.int8.onnx'), '-i', images, '--precision', 'int8'], /weak\.int8\.onnx: --precision: the \.onnx file is already int8/],
     [['classify', '-m', join(dir, 'weak.onnx'), '-i', images], /weak\.onnx: not a train-classifier model/],
     [['classify', '-m', join(dir, 'classifier.onnx'), '-i', images, '--engine', 'tfjs'], /--engine: an \.onnx model runs on onnxruntime only/],
+    [['rise', '-m', join(dir, 'sizenet.onnx'), '-i', images], /sizenet\.onnx: the model has no RGB image input \(it reads feature rows of 64 values\)/],
   ];
   // An ONNX model of another producer (no atelier metadata), and a file that is no ONNX at all.
   writeFileSync(join(dir, 'plain.onnx'), encodeModel({ graphName: 'plain', inputs: [{ name: 'x', shape: ['batch', 4] }], outputs: [{ name: 'y', shape: ['batch', 4] }], nodes: [{ opType: 'Relu', name: 'relu', input: ['x'], output: ['y'], attribute: [] }], initializers: [], metadata: {}, producerVersion: '0' }));
