@@ -1,5 +1,3 @@
-import { checkOnnxSettings, isOnnxModelPath, openOnnxRunner, readOnnxModel, requireOnnxOutput } from '../lib/onnx/model-file.js';
-import { inputSides } from '../lib/image/batch.js';
 import { defineCommand, UsageError } from '../lib/command.js';
 import { backendOption, selectBackend } from '../lib/backend/select.js';
 import { loadMetadata, loadModel } from '../lib/backend/model-io.js';
@@ -13,6 +11,8 @@ import { checkFileOutput } from '../lib/io/atomic.js';
 import { describeModel, requireKind, rowsProbabilities } from '../lib/models/kinds.js';
 import { calibrationRowBatches, checkPrecision, precisionOptions } from '../lib/onnx/precision.js';
 import { labelAgreement } from '../lib/onnx/int8.js';
+import { checkOnnxSettings, isOnnxModelPath, openOnnxRunner, readOnnxModel, requireOnnxOutput } from '../lib/onnx/model-file.js';
+import { inputSides } from '../lib/image/batch.js';
 
 interface Args {
   model: string;
