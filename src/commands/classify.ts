@@ -11,7 +11,7 @@ import { imageToBytes, pathRecords, readImageRecords, type ImageRecord } from '.
 import { createSkipCounter, SKIP_REASON_WORDS, skipImage, writeSkipSummary } from '../lib/image/skips.js';
 import { resizeModeOf, storedSizeFor } from '../lib/models/image-features.js';
 import { modelInputSize } from '../lib/models/towers/index.js';
-import { batchPixels } from '../lib/image/batch.js';
+import { batchPixels, inputSides } from '../lib/image/batch.js';
 import { CLASSIFIER_MODEL_KIND, type ClassifierMetadata } from '../lib/facets/classifier-model.js';
 import { argmax, predictionLine } from '../lib/facets/evaluation.js';
 import { describeModel, requireKind, rowsProbabilities } from '../lib/models/kinds.js';
@@ -19,6 +19,7 @@ import { startProgress } from '../lib/progress.js';
 import { positiveInt } from '../lib/options.js';
 import { inShard, requireShardFile, resolveShard, shardOption, shardPath, shardRecords, writeShardManifest } from '../lib/shard.js';
 import { engineOption, openModelRunner, type ModelRunner } from '../lib/onnx/runtime.js';
+import { checkOnnxSettings, isOnnxModelPath, openOnnxRunner, readOnnxModel, requireOnnxOutput } from '../lib/onnx/model-file.js';
 import { calibrationBatches, calibrationRowBatches, checkPrecision, precisionOptions } from '../lib/onnx/precision.js';
 import { labelAgreement } from '../lib/onnx/int8.js';
 
@@ -37,7 +38,7 @@ interface Args {
   backend: string;
   engine: string;
   shard?: string;
-  precision: string;
+  precision?: string;
   calibration?: string;
   'calibration-images': number;
 }
@@ -53,7 +54,7 @@ A model trained on precomputed features (train-classifier --features) reads feat
   positionals: [{ name: 'images', describe: 'image files (instead of --input)', type: 'string', variadic: true }],
   options: {
     input: { alias: 'i', describe: 'NDJSON with an image path per line (- for stdin); used when no image arguments are given', type: 'string' },
-    model: { alias: 'm', describe: 'model directory from train-classifier', type: 'string', demandOption: true },
+    model: { alias: 'm', describe: 'model directory from train-classifier, or its .onnx file from atelier export (run on onnxruntime at its exported precision)', type: 'string', demandOption: true },
     features: { alias: 'f', describe: 'feature rows .npy, for a model trained on precomputed features', type: 'string' },
     'feature-ids': { describe: 'ids NDJSON of --features (default: <features>.ids.ndjson)', type: 'string' },
     out: { alias: 'o', describe: 'output NDJSON (- for stdout)', type: 'string', default: '-' },
@@ -84,22 +85,28 @@ A model trained on precomputed features (train-classifier --features) reads feat
     const positions: number[] = [];
     await checkOutputs(args);
     // Inputs first: a mistake is reported before the backend loads.
-    const meta = (await loadMetadata(args.model)) as Partial<ClassifierMetadata>;
+    const onnx = isOnnxModelPath(args.model) ? await readOnnxModel(args.model) : null;
+    if (onnx) checkOnnxSettings(onnx, args);
+    const meta = (onnx ? onnx.metadata : await loadMetadata(args.model)) as Partial<ClassifierMetadata>;
     if (meta.kind !== CLASSIFIER_MODEL_KIND || !Array.isArray(meta.labels)) throw new UsageError(`not a train-classifier model (kind ${JSON.stringify(meta.kind ?? null)})`, { file: args.model });
     const labels = meta.labels;
     const rankIndex = args.rank === undefined ? -1 : labels.indexOf(args.rank);
     if (args.rank !== undefined && rankIndex < 0) throw new UsageError(`'${args.rank}' is not one of the model's labels (${labels.join(', ')})`, { field: '--rank' });
     if (args.top !== undefined && args.rank === undefined) throw new UsageError('needs --rank', { field: '--top' });
     if (args.precision === 'int8' && meta.input === 'pixels') throw new UsageError('int8 runs models on images or feature rows; this one reads raw pixels (a baseline)', { field: '--precision', file: args.model });
+    if (onnx && meta.input === 'pixels') throw new UsageError('a classifier on raw pixels (a baseline) runs from its model directory, not an .onnx file', { file: args.model });
+    if (onnx) requireOnnxOutput(onnx, 'probs');
     if (meta.input === 'features' && !args.features) throw new UsageError('this model reads feature rows: give --features (the same kind of features it was trained on)', { field: '--features' });
     if (args.features) await checkInputFile(args.features);
     else if (!args.images.length) await checkInputFile(args.input ?? '-');
     // A model on feature rows calibrates on the first rows of --features (before any --shard), as an image model on the first images.
-    const calibrationPlan = await checkPrecision(meta.input === 'features' ? { ...args, rows: { features: args.features, dim: meta.inputDim ?? 0 } } : { ...args, rows: undefined });
-    const backend = await selectBackend({ requested: args.backend, env: io.env, stderr: io.stderr });
-    const loaded = await loadModel(args.model);
-    const model = loaded.model;
-    const described = requireKind(describeModel(model, loaded.metadata, args.model), CLASSIFIER_MODEL_KIND, args.model);
+    const calibrationPlan = onnx ? null : await checkPrecision(meta.input === 'features' ? { ...args, rows: { features: args.features, dim: meta.inputDim ?? 0 } } : { ...args, rows: undefined });
+    // An .onnx model needs no tfjs backend and no model directory: onnxruntime runs the file.
+    const backend = onnx ? null : await selectBackend({ requested: args.backend, env: io.env, stderr: io.stderr });
+    const loaded = onnx ? null : await loadModel(args.model);
+    const model = loaded?.model ?? null;
+    const described = requireKind(describeModel(model, loaded?.metadata ?? meta, args.model), CLASSIFIER_MODEL_KIND, args.model);
+    const inputSize = () => (onnx ? onnx.inputSize! : modelInputSize(model!, args.model));
     const ranked: Array<{ score: number; order: number; line: string }> = [];
     const keepRanked = () => {
       ranked.sort((a, b) => b.score - a.score || a.order - b.order);
@@ -134,8 +141,9 @@ A model trained on precomputed features (train-classifier --features) reads feat
     };
     let runner: ModelRunner | undefined;
     const openRunner = async (): Promise<ModelRunner> => {
-      const calibration = !calibrationPlan ? undefined : calibrationPlan.kind === 'rows' ? await calibrationRowBatches(calibrationPlan, args.batch) : await calibrationBatches(calibrationPlan, modelInputSize(model, args.model), args.batch, resizeModeOf(meta), 'classify');
-      const opened = await openModelRunner(model, { engine: args.engine, env: io.env, stderr: io.stderr, backend, commandName: 'classify', calibration });
+      if (onnx) return openOnnxRunner(onnx, 'probs', { engine: args.engine, env: io.env, stderr: io.stderr, commandName: 'classify' });
+      const calibration = !calibrationPlan ? undefined : calibrationPlan.kind === 'rows' ? await calibrationRowBatches(calibrationPlan, args.batch) : await calibrationBatches(calibrationPlan, inputSize(), args.batch, resizeModeOf(meta), 'classify');
+      const opened = await openModelRunner(model!, { engine: args.engine, env: io.env, stderr: io.stderr, backend: backend!, commandName: 'classify', calibration });
       if (opened.calibrationRows) {
         const agreed = labelAgreement(opened.calibrationRows, (out, count) => rowsProbabilities(described.output, out, count));
         io.stderr.write(`atelier classify: int8 against float on ${agreed.count} calibration ${calibrationPlan?.kind}: the same label for ${agreed.sameLabel}, probabilities differ by ${agreed.meanDifference} mean, ${agreed.maxDifference} worst\n`);
@@ -166,7 +174,7 @@ A model trained on precomputed features (train-classifier --features) reads feat
       } else {
         if (args.features) throw new UsageError('this model reads images, not feature rows', { field: '--features' });
         // Images: the model's own input H x W and resize mode; raw pixels: a square crop of inputDim.
-        const sides = meta.input === 'image' ? modelInputSize(model, args.model) : { height: meta.inputDim ?? 0, width: meta.inputDim ?? 0 };
+        const sides = meta.input === 'image' ? inputSides(inputSize()) : { height: meta.inputDim ?? 0, width: meta.inputDim ?? 0 };
         const fit = resizeModeOf(meta);
         const stored = { height: storedSizeFor(sides.height), width: storedSizeFor(sides.width) };
         const records: Iterable<ImageRecord> | AsyncIterable<ImageRecord> = shardRecords(args.images.length ? pathRecords(args.images) : readImageRecords(args.input ?? '-', args['image-field'], args['id-field'], io.stdin), shard);

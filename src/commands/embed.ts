@@ -23,6 +23,7 @@ import { boxRegion, readBoxes, type PixelBox } from '../lib/image/boxes.js';
 import { resolveShard, shardOption, shardPath, shardRecords, writeShardManifest, type Shard } from '../lib/shard.js';
 import { isStdio } from '../lib/io/paths.js';
 import { calibrationBatches, checkPrecision, precisionOptions } from '../lib/onnx/precision.js';
+import { checkOnnxSettings, isOnnxModelPath, onnxFeatureOutput, openOnnxPredictor, readOnnxModel } from '../lib/onnx/model-file.js';
 
 interface Args {
   images: string[];
@@ -43,7 +44,7 @@ interface Args {
   engine: string;
   workers: number;
   shard?: string;
-  precision: string;
+  precision?: string;
   calibration?: string;
   'calibration-images': number;
 }
@@ -73,11 +74,13 @@ export default defineCommand<Args>({
 
 --crop BOXES (locate's output, or any NDJSON of {id, x, y, w, h} in pixels) cuts each image's box out before the resize, so the embedding describes the located garment rather than the whole photo (GILT's TiefVision); images without a box are embedded whole and counted on stderr.
 
+-m model.onnx runs a file written by atelier export on onnxruntime at the precision it was exported in (an int8 file is not quantized or calibrated again): its kind, input size, resize mode and labels come from its metadata_props; --layer embedding (and pooled where the file has that output); --precision, --calibration and --engine tfjs are refused.
+
 --words writes the model's word matrix instead (one row per vocabulary word, ids {id: word, row}) so that knn finds nearest words.`,
   positionals: [{ name: 'images', describe: 'image files (instead of --input)', type: 'string', variadic: true }],
   options: {
     input: { alias: 'i', describe: 'NDJSON with an image path per line (- for stdin); used when no image arguments are given', type: 'string' },
-    model: { alias: 'm', describe: 'model directory from train-weak (or any atelier image model), or "pixels"', type: 'string', demandOption: true },
+    model: { alias: 'm', describe: 'model directory from train-weak (or any atelier image model), an .onnx file from atelier export (run on onnxruntime at its exported precision), or "pixels"', type: 'string', demandOption: true },
     out: { alias: 'o', describe: 'output .npy', type: 'string', demandOption: true },
     ids: { describe: 'output ids NDJSON (default: <out>.ids.ndjson)', type: 'string' },
     layer: { describe: 'which features to write', choices: ['pooled', 'projection', 'embedding'], default: 'embedding' },
@@ -114,11 +117,15 @@ export default defineCommand<Args>({
     const pixelsBaseline = args.model === 'pixels';
     if (pixelsBaseline && args.words) throw new UsageError('the pixels baseline has no word matrix', { field: '--words' });
     // Inputs first: a mistake is reported before the backend loads.
-    if (!pixelsBaseline) await loadMetadata(args.model);
+    const onnx = !pixelsBaseline && isOnnxModelPath(args.model) ? await readOnnxModel(args.model) : null;
+    if (onnx && args.words) throw new UsageError('the word matrix is read from the model directory, not its .onnx file', { field: '--words' });
+    if (onnx) checkOnnxSettings(onnx, args);
+    const onnxOutput = onnx ? onnxFeatureOutput(onnx, args.layer) : null;
+    if (!pixelsBaseline && !onnx) await loadMetadata(args.model);
     if (!args.words && !args.images.length) await checkInputFile(args.input ?? '-');
     if (args.crop && args.words) throw new UsageError('the word matrix has no images to crop', { field: '--crop' });
-    if (args.precision !== 'fp32' && (args.words || pixelsBaseline)) throw new UsageError(`${args.words ? 'the word matrix' : 'the pixels baseline'} runs no model; leave out --precision`, { field: '--precision' });
-    const calibrationPlan = await checkPrecision(args);
+    if (args.precision !== undefined && (args.words || pixelsBaseline)) throw new UsageError(`${args.words ? 'the word matrix' : 'the pixels baseline'} runs no model; leave out --precision`, { field: '--precision' });
+    const calibrationPlan = onnx ? null : await checkPrecision(args);
     const boxes: Map<string, PixelBox> | null = args.crop ? await readBoxes(args.crop) : null;
     let uncropped = 0;
     const regionOf = boxes ? (r: ImageRecord) => {
@@ -126,8 +133,9 @@ export default defineCommand<Args>({
       if (!box) uncropped++;
       return box ? boxRegion(box) : undefined;
     } : undefined;
-    const backend = await selectBackend({ requested: args.backend, env: io.env, stderr: io.stderr });
-    const loaded = pixelsBaseline ? null : await loadModel(args.model);
+    // An .onnx model needs no tfjs backend and no model directory: onnxruntime runs the file.
+    const backend = onnx ? null : await selectBackend({ requested: args.backend, env: io.env, stderr: io.stderr });
+    const loaded = pixelsBaseline || onnx ? null : await loadModel(args.model);
 
     if (args.words) {
       const meta = requireKind(describeModel(loaded!.model, loaded!.metadata, args.model), WEAK_MODEL_KIND, args.model);
@@ -155,7 +163,7 @@ export default defineCommand<Args>({
     }
 
     let network: tf.LayersModel | null = null;
-    let inputSize: InputShape = args['pixels-size'];
+    let inputSize: InputShape = onnx?.inputSize ?? args['pixels-size'];
     if (loaded) {
       inputSize = modelInputSize(loaded.model, args.model);
       network = imageFeatures(describeModel(loaded.model, loaded.metadata, args.model), loaded.model, args.layer);
@@ -165,9 +173,11 @@ export default defineCommand<Args>({
     const skips = createSkipCounter();
     let npy: Awaited<ReturnType<typeof openNpyWriter>> | null = null;
     const ids = await openNdjsonWriter(idsPath, { stdout: io.stdout, outputs: io.outputs });
-    const fit = loaded ? resizeModeOf(loaded.metadata) : 'cover';
+    const fit = onnx ? onnx.fit : loaded ? resizeModeOf(loaded.metadata) : 'cover';
     const calibration = calibrationPlan ? await calibrationBatches(calibrationPlan, inputSize, args.batch, fit, 'embed') : undefined;
-    const inference = network ? await openImagePredictor(network, inputSize, { engine: args.engine, env: io.env, stderr: io.stderr, backend, workers: args.workers, commandName: 'embed', calibration }) : null;
+    const inference = onnx
+      ? await openOnnxPredictor(onnx, onnxOutput!, { engine: args.engine, env: io.env, stderr: io.stderr, commandName: 'embed' })
+      : network ? await openImagePredictor(network, inputSize, { engine: args.engine, env: io.env, stderr: io.stderr, backend: backend!, workers: args.workers, commandName: 'embed', calibration }) : null;
     const progress = startProgress(io.stderr, { label: 'embedding' });
     let rowsWritten = 0;
     // The last record is held back to carry the digest of all rows.

@@ -14,7 +14,7 @@ import { OPSET } from '../lib/onnx/proto.js';
 interface Args {
   model: string;
   out: string;
-  precision: string;
+  precision?: string;
   calibration?: string;
   'calibration-images': number;
 }
@@ -67,7 +67,7 @@ metadata_props record the preprocessing (resize to cover 1.125 x the input side,
       model: args.model,
       out: args.out,
       bytes: bytes.byteLength,
-      precision: args.precision,
+      precision: args.precision ?? 'fp32',
       ...(agreement ? { int8Agreement: agreement } : {}),
       opset: OPSET,
       kind: exported.metadata['atelier.kind'],

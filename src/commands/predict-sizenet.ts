@@ -11,6 +11,8 @@ import { checkFileOutput } from '../lib/io/atomic.js';
 import { describeModel, requireKind, rowsProbabilities } from '../lib/models/kinds.js';
 import { calibrationRowBatches, checkPrecision, precisionOptions } from '../lib/onnx/precision.js';
 import { labelAgreement } from '../lib/onnx/int8.js';
+import { checkOnnxSettings, isOnnxModelPath, openOnnxRunner, readOnnxModel, requireOnnxOutput } from '../lib/onnx/model-file.js';
+import { inputSides } from '../lib/image/batch.js';
 
 interface Args {
   model: string;
@@ -19,7 +21,7 @@ interface Args {
   out: string;
   backend: string;
   engine: string;
-  precision: string;
+  precision?: string;
   calibration?: string;
   'calibration-images': number;
 }
@@ -31,7 +33,7 @@ export default defineCommand<Args>({
 
 --precision int8 runs the student's dense layers on int8 arithmetic in onnxruntime (int8 weights per output column, uint8 activations whose ranges are measured on the first --calibration-images rows of the features, or of --calibration); stderr says how often its p_size_issue falls on the same side of 0.5 as float's on those rows, and how far it moves.`,
   options: {
-    model: { alias: 'm', describe: 'student model directory from train-sizenet', type: 'string', demandOption: true },
+    model: { alias: 'm', describe: 'student model directory from train-sizenet, or its .onnx file from atelier export (run on onnxruntime at its exported precision)', type: 'string', demandOption: true },
     features: { alias: 'f', describe: 'feature matrix .npy of the new articles', type: 'string', demandOption: true },
     ids: { describe: 'ids NDJSON of the features (default: <features>.ids.ndjson)', type: 'string' },
     out: { alias: 'o', describe: 'output NDJSON (- for stdout)', type: 'string', default: '-' },
@@ -47,18 +49,21 @@ export default defineCommand<Args>({
   async run(args, io) {
     await checkOutputs(args);
     // Inputs first: a mistake is reported before the backend loads.
-    const metadata = await loadMetadata(args.model);
+    const onnx = isOnnxModelPath(args.model) ? await readOnnxModel(args.model) : null;
+    if (onnx) checkOnnxSettings(onnx, args);
+    const metadata = onnx ? onnx.metadata : await loadMetadata(args.model);
     if (metadata.kind !== SIZENET_MODEL_KIND) throw new UsageError(`not a train-sizenet model (kind ${JSON.stringify(metadata.kind ?? null)})`, { file: args.model });
     const header = await readNpyHeader(args.features);
     if (header.shape.length !== 2) throw new UsageError(`expected a 2-D matrix of feature rows, got shape (${header.shape.join(', ')})`, { file: args.features });
     await checkInputFile(args.ids ?? idsPathFor(args.features));
     // int8 calibrates on the first rows of the features (or of --calibration, rows as wide).
-    const calibrationPlan = await checkPrecision({ ...args, rows: { features: args.features, dim: header.shape[1] } });
-    const backend = await selectBackend({ requested: args.backend, env: io.env, stderr: io.stderr });
-    const { model } = await loadModel(args.model);
+    const calibrationPlan = onnx ? null : await checkPrecision({ ...args, rows: { features: args.features, dim: header.shape[1] } });
+    // An .onnx model needs no tfjs backend and no model directory: onnxruntime runs the file.
+    const backend = onnx ? null : await selectBackend({ requested: args.backend, env: io.env, stderr: io.stderr });
+    const model = onnx ? null : (await loadModel(args.model)).model;
     const described = requireKind(describeModel(model, metadata, args.model), SIZENET_MODEL_KIND, args.model);
     // train-sizenet --image-model writes the same kind with an image input.
-    const inputShape = model.inputs[0].shape;
+    const inputShape = onnx ? (onnx.inputSize === null ? [null, onnx.inputDim ?? null] : [null, inputSides(onnx.inputSize).height, inputSides(onnx.inputSize).width, 3]) : model!.inputs[0].shape;
     if (inputShape.length !== 2 || typeof inputShape[1] !== 'number') {
       throw new UsageError(`takes input of shape (${inputShape.slice(1).join(', ')}), not feature rows: it is the image model of train-sizenet --image-model (use it with classify or rise); give the student (train-sizenet -o)`, { file: args.model });
     }
@@ -73,7 +78,9 @@ export default defineCommand<Args>({
     const calibration = calibrationPlan ? await calibrationRowBatches(calibrationPlan, 1024) : undefined;
     const ids = readNdjson(idsPath)[Symbol.asyncIterator]();
     const out = await openNdjsonWriter(args.out, { stdout: io.stdout, outputs: io.outputs });
-    const runner = await openModelRunner(model, { engine: args.engine, env: io.env, stderr: io.stderr, backend, commandName: 'predict-sizenet', calibration });
+    const runner = onnx
+      ? await openOnnxRunner(onnx, requireOnnxOutput(onnx, 'p_size_issue'), { engine: args.engine, env: io.env, stderr: io.stderr, commandName: 'predict-sizenet' })
+      : await openModelRunner(model!, { engine: args.engine, env: io.env, stderr: io.stderr, backend: backend!, commandName: 'predict-sizenet', calibration });
     if (runner.calibrationRows) {
       // One probability per row: the two-class view [1 - p, p] makes the "label" the side of 0.5.
       const agreed = labelAgreement(runner.calibrationRows, (out, count) => {

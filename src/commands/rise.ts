@@ -19,6 +19,9 @@ import { describeModel } from '../lib/models/kinds.js';
 import { anyInt, fraction, integerIn, positiveInt } from '../lib/options.js';
 import { engineOption, openModelRunner } from '../lib/onnx/runtime.js';
 import { calibrationBatches, checkPrecision, precisionOptions } from '../lib/onnx/precision.js';
+import { checkOnnxSettings, isOnnxModelPath, openOnnxRunner, readOnnxModel } from '../lib/onnx/model-file.js';
+import { inputSides } from '../lib/image/batch.js';
+import { SIZENET_MODEL_KIND } from '../lib/sizenet/evaluation.js';
 import { requireShardFile, resolveShard, shardOption, shardPath, shardRecords, writeShardManifest } from '../lib/shard.js';
 
 interface Args {
@@ -42,7 +45,7 @@ interface Args {
   backend: string;
   engine: string;
   shard?: string;
-  precision: string;
+  precision?: string;
   calibration?: string;
   'calibration-images': number;
 }
@@ -64,7 +67,7 @@ Per image it writes one NDJSON line {id, image, class, score, peak: {x, y}, topS
   positionals: [{ name: 'images', describe: 'image files (instead of --input)', type: 'string', variadic: true }],
   options: {
     input: { alias: 'i', describe: 'NDJSON with an image path per line (- for stdin); used when no image arguments are given', type: 'string' },
-    model: { alias: 'm', describe: 'model directory with an image input', type: 'string', demandOption: true },
+    model: { alias: 'm', describe: 'model directory with an image input, or its .onnx file from atelier export (run on onnxruntime at its exported precision)', type: 'string', demandOption: true },
     class: { describe: 'output to explain: an index, or a word of a train-weak model (default 0, the scalar of a sizenet model)', type: 'string' },
     masks: { describe: '.npy of masks to reuse, or to create when missing', type: 'string' },
     n: { describe: 'number of masks N', type: 'number', default: 4000, check: positiveInt },
@@ -96,21 +99,27 @@ Per image it writes one NDJSON line {id, image, class, score, peak: {x, y}, topS
     args = { ...args, out: shardPath(args.out, shard) };
     await checkOutputs(args);
     // Inputs first: a mistake is reported before the backend loads.
-    await loadMetadata(args.model);
+    const onnx = isOnnxModelPath(args.model) ? await readOnnxModel(args.model) : null;
+    if (onnx) checkOnnxSettings(onnx, args);
+    else await loadMetadata(args.model);
+    if (onnx && onnx.inputSize === null) throw new UsageError(`the model has no RGB image input (it reads feature rows of ${onnx.inputDim ?? '?'} values)`, { file: args.model });
     if (!args.images.length) await checkInputFile(args.input ?? '-');
-    const calibrationPlan = await checkPrecision(args);
-    const backend = await selectBackend({ requested: args.backend, env: io.env, stderr: io.stderr });
-    const { model, metadata } = await loadModel(args.model);
-    const shape = model.inputs[0].shape;
-    if (model.inputs.length !== 1 || shape.length !== 4 || shape[3] !== 3) {
+    const calibrationPlan = onnx ? null : await checkPrecision(args);
+    // An .onnx model needs no tfjs backend and no model directory: onnxruntime runs the file.
+    const backend = onnx ? null : await selectBackend({ requested: args.backend, env: io.env, stderr: io.stderr });
+    const { model, metadata } = onnx ? { model: null, metadata: onnx.metadata } : await loadModel(args.model);
+    const shape = model?.inputs[0].shape;
+    if (model && (model.inputs.length !== 1 || shape!.length !== 4 || shape![3] !== 3)) {
       throw new UsageError(`the model has no RGB image input (inputs ${JSON.stringify(model.inputs.map((i) => i.shape))})`, { file: args.model });
     }
     // The model's own input H x W (non-square towers too) and resize mode.
-    const { height, width } = modelInputSize(model, args.model);
+    const { height, width } = onnx ? inputSides(onnx.inputSize!) : modelInputSize(model!, args.model);
     const fit = resizeModeOf(metadata);
     if (!(Number.isInteger(args.s) && args.s >= 1 && args.s <= Math.min(height, width))) throw new UsageError(`grid of ${args.s} cells is larger than the ${formatInputSize({ height, width })}-pixel image`, { field: '--s' });
-    const outputs = (model.outputs[0].shape.slice(1) as number[]).reduce((a, b) => a * b, 1);
     const described = describeModel(model, metadata, args.model);
+    // An exported file's first output is its kind's main one (scores, probs, p_size_issue), as wide as its labels (SizeNet: one).
+    if (onnx && !described.labels && described.kind?.id !== SIZENET_MODEL_KIND) throw new UsageError(`rise explains an exported weak, classifier or SizeNet image model; this file holds a ${described.kind?.name ?? onnx.kind} model`, { file: args.model });
+    const outputs = model ? (model.outputs[0].shape.slice(1) as number[]).reduce((a, b) => a * b, 1) : described.labels?.length ?? 1;
     if (described.output === 'embedding') throw new UsageError(`a ${described.kind?.name ?? 'embedding'} model outputs an embedding, not a score to explain`, { file: args.model });
     const vocabulary = described.labels;
     let classIndex = 0;
@@ -142,7 +151,9 @@ Per image it writes one NDJSON line {id, image, class, score, peak: {x, y}, topS
     const skips = createSkipCounter();
     const out = await openNdjsonWriter(args.out, { stdout: io.stdout, outputs: io.outputs });
     const calibration = calibrationPlan ? await calibrationBatches(calibrationPlan, { height, width }, args.batch, fit, 'rise') : undefined;
-    const runner = await openModelRunner(model, { engine: args.engine, env: io.env, stderr: io.stderr, backend, commandName: 'rise', calibration });
+    const runner = onnx
+      ? await openOnnxRunner(onnx, onnx.outputs[0], { engine: args.engine, env: io.env, stderr: io.stderr, commandName: 'rise' })
+      : await openModelRunner(model!, { engine: args.engine, env: io.env, stderr: io.stderr, backend: backend!, commandName: 'rise', calibration });
     const score = classScorer(runner.run, described.output, classIndex, height, width);
     let index = 0;
     try {

@@ -11,6 +11,7 @@ import { computeFeatures, resizeModeOf, workersOption } from '../lib/models/imag
 import { modelInputSize } from '../lib/models/towers/index.js';
 import { engineOption, openImagePredictor } from '../lib/onnx/runtime.js';
 import { calibrationBatches, checkPrecision, precisionOptions } from '../lib/onnx/precision.js';
+import { checkOnnxSettings, isOnnxModelPath, openOnnxPredictor, readOnnxModel, requireOnnxOutput } from '../lib/onnx/model-file.js';
 import { topKIndices } from '../lib/metrics/ranking.js';
 import { startProgress } from '../lib/progress.js';
 import { checkFileOutput } from '../lib/io/atomic.js';
@@ -38,7 +39,7 @@ interface Args {
   'by-type': boolean;
   'word-types'?: string;
   shard?: string;
-  precision: string;
+  precision?: string;
   calibration?: string;
   'calibration-images': number;
 }
@@ -58,7 +59,7 @@ For a model trained with --attention types (the report 4.3): --by-type writes {i
   positionals: [{ name: 'images', describe: 'image files (instead of --input)', type: 'string', variadic: true }],
   options: {
     input: { alias: 'i', describe: 'NDJSON with an image path per line (- for stdin); used when no image arguments are given', type: 'string' },
-    model: { alias: 'm', describe: 'model directory from train-weak', type: 'string', demandOption: true },
+    model: { alias: 'm', describe: 'model directory from train-weak, or its .onnx file from atelier export (run on onnxruntime at its exported precision)', type: 'string', demandOption: true },
     k: { describe: 'words per image', type: 'number', default: 5, check: positiveInt },
     word: { describe: 'rank images by this word instead of tagging them', type: 'string' },
     top: { describe: 'with --word, keep only the N most confident images', type: 'number', check: positiveInt },
@@ -88,19 +89,24 @@ For a model trained with --attention types (the report 4.3): --by-type writes {i
     args = { ...args, out: shardPath(args.out, shard), 'word-types': args['word-types'] === undefined ? undefined : shardPath(args['word-types'], shard) };
     await checkOutputs(args);
     // Inputs first: a mistake is reported before the backend loads.
-    const metadata = await loadMetadata(args.model);
+    const onnx = isOnnxModelPath(args.model) ? await readOnnxModel(args.model) : null;
+    if (onnx) checkOnnxSettings(onnx, args);
+    const metadata = onnx ? onnx.metadata : await loadMetadata(args.model);
     const described = requireKind(describeModel(null, metadata, args.model), WEAK_MODEL_KIND, args.model);
     const vocabulary = described.labels!;
     const wordIndex = args.word === undefined ? -1 : vocabulary.indexOf(args.word);
     if (args.word !== undefined && wordIndex < 0) throw new UsageError(`'${args.word}' is not in the model's vocabulary of ${vocabulary.length} words`, { field: '--word' });
     const attention = (metadata as unknown as WeakModelMetadata).attention;
     if ((args['by-type'] || args['word-types']) && !attention) throw new UsageError('the model was not trained with --attention types', { field: args['by-type'] ? '--by-type' : '--word-types', file: args.model });
+    if (onnx && (args['by-type'] || args['word-types'])) throw new UsageError('the fashion types of the words are read from the model directory, not its .onnx file', { field: args['by-type'] ? '--by-type' : '--word-types', file: args.model });
+    if (onnx) requireOnnxOutput(onnx, 'scores');
     if (args['by-type'] && args.word !== undefined) throw new UsageError('--word ranks images by one word; leave out --by-type', { field: '--by-type' });
     if (!args.images.length) await checkInputFile(args.input ?? '-');
-    const calibrationPlan = await checkPrecision(args);
-    const backend = await selectBackend({ requested: args.backend, env: io.env, stderr: io.stderr });
-    const { model } = await loadModel(args.model);
-    const layer = attention ? typeLayer(model) : null;
+    const calibrationPlan = onnx ? null : await checkPrecision(args);
+    // An .onnx model needs no tfjs backend and no model directory: onnxruntime runs the file.
+    const backend = onnx ? null : await selectBackend({ requested: args.backend, env: io.env, stderr: io.stderr });
+    const model = onnx ? null : (await loadModel(args.model)).model;
+    const layer = attention && model ? typeLayer(model) : null;
     // A word's type: from its images where training saw enough of them, else from its vector.
     const predicted = layer ? mergedWordTypes(attention!.visualTypes, await predictedWordTypes(layer), attention!.types) : null;
     if (args['word-types'] && predicted) {
@@ -116,15 +122,17 @@ For a model trained with --attention types (the report 4.3): --by-type writes {i
       await types.close();
       io.stderr.write(`atelier tag: ${disagree} of ${attention!.thesaurusTypes.filter((t) => t !== null).length} thesaurus words have another predicted type -> ${args['word-types']}\n`);
     }
-    const kernel = args['by-type'] ? ((await wordKernel(model).data()) as Float32Array) : null;
+    const kernel = args['by-type'] && model ? ((await wordKernel(model).data()) as Float32Array) : null;
     const records = shardRecords(args.images.length ? pathRecords(args.images) : readImageRecords(args.input ?? '-', args['image-field'], args['id-field'], io.stdin), shard);
     const positions: number[] = [];
     const skips = createSkipCounter();
     const out = await openNdjsonWriter(args.out, { stdout: io.stdout, outputs: io.outputs });
     const ranked: Array<{ id: string; image: string; score: number; order: number }> = [];
-    const inputSize = modelInputSize(model, args.model);
+    const inputSize = onnx ? onnx.inputSize! : modelInputSize(model!, args.model);
     const calibration = calibrationPlan ? await calibrationBatches(calibrationPlan, inputSize, args.batch, resizeModeOf(metadata), 'tag') : undefined;
-    const inference = await openImagePredictor(args['by-type'] ? featureModel(model, 'embedding') : model, inputSize, { engine: args.engine, env: io.env, stderr: io.stderr, backend, workers: args.workers, commandName: 'tag', calibration });
+    const inference = onnx
+      ? await openOnnxPredictor(onnx, 'scores', { engine: args.engine, env: io.env, stderr: io.stderr, commandName: 'tag' })
+      : await openImagePredictor(args['by-type'] ? featureModel(model!, 'embedding') : model!, inputSize, { engine: args.engine, env: io.env, stderr: io.stderr, backend: backend!, workers: args.workers, commandName: 'tag', calibration });
     const progress = startProgress(io.stderr, { label: 'tagging' });
     try {
       for await (const batch of computeFeatures(inference.predictor, records, inputSize, args.batch, skips, io, 'tag', resizeModeOf(metadata))) {

@@ -3,7 +3,8 @@
 // on the same images and so agree with the whole run; the exported int8 model gives embed's rows;
 // dense models on feature rows (a SizeNet student, a classifier head) run int8 dense layers,
 // calibrated on the first rows, with the float model's decisions; the settings that cannot
-// calibrate or run int8 are one line, exit 2, before any work.
+// calibrate or run int8 are one line, exit 2, before any work. An exported .onnx serves embed at
+// its own precision: the int8 file gives embed --precision int8's rows byte for byte.
 import { beforeAll, test } from 'vitest';
 import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
@@ -15,7 +16,7 @@ import { saveModel } from '../../src/lib/backend/model-io.js';
 import { readNpy } from '../../src/lib/io/npy.js';
 import { buildWeakModel } from '../../src/lib/models/weak-model.js';
 import { WEAK_MODEL_KIND } from '../../src/lib/models/weak-files.js';
-import { decodeModelSummary } from '../../src/lib/onnx/proto.js';
+import { decodeModelSummary, encodeModel } from '../../src/lib/onnx/proto.js';
 import { loadOrt } from '../../src/lib/onnx/session.js';
 import { decodeImage } from '../../src/lib/image/decode.js';
 import { initBatchNormFromData } from '../data-init.js';
@@ -234,6 +235,77 @@ test('export --precision int8 writes a QDQ model and records its agreement with 
   const result = await session.run({ image: new ort.Tensor('float32', input, [2, INPUT, INPUT, 3]) });
   assert.deepEqual(Object.keys(result).sort(), ['embedding', 'scores']);
   await session.release();
+
+  // Quantized once, served many: embed from the int8 file gives `embed --precision int8`'s rows
+  // (same 32 calibration images, same ranges), with no calibration at start-up.
+  const served = await runAtelier(['embed', '-m', out, '-i', images, '-o', join(dir, 'served.npy'), '--batch', '16']);
+  assert.equal(served.code, 0, served.stderr);
+  assert.match(served.stderr, /engine ort \(.*weak\.int8\.onnx: int8 as exported, calibrated on 32 images, output 'embedding'/);
+  const fromFile = await rows(join(dir, 'served.npy'));
+  const fromDir = await rows(join(dir, 'int8.npy'));
+  assert.equal(fromFile.count, 48);
+  const worst = Math.max(...Array.from(fromFile.data, (v, k) => Math.abs(v - fromDir.data[k])));
+  // Byte for byte: the same calibration ranges give the same quantized embedding path (the file's
+  // word matrix, quantized too, is beside it, not on it).
+  const bytes = (x: Float32Array) => Buffer.from(x.buffer, x.byteOffset, x.byteLength);
+  assert.ok(bytes(fromFile.data).equals(bytes(fromDir.data)), `int8 .onnx against embed --precision int8: max |diff| ${worst}`);
+});
+
+test('embed and tag from an exported fp32 .onnx give the model directory\'s rows and words on onnxruntime', { timeout: 120_000 }, async () => {
+  const out = join(dir, 'weak.onnx');
+  const exported = await runAtelier(['export', '-m', model, '-o', out]);
+  assert.equal(exported.code, 0, exported.stderr);
+  const served = await runAtelier(['embed', '-m', out, '-i', images, '-o', join(dir, 'served-fp32.npy'), '--batch', '16']);
+  assert.equal(served.code, 0, served.stderr);
+  assert.match(served.stderr, /weak\.onnx: fp32, output 'embedding'/);
+  const fromFile = await rows(join(dir, 'served-fp32.npy'));
+  const fromDir = await rows(join(dir, 'float.npy'));
+  assert.equal(fromFile.count, 48);
+  const worst = Math.max(...Array.from(fromFile.data, (v, k) => Math.abs(v - fromDir.data[k])));
+  // Measured 0 (the same onnxruntime graph; the file's extra outputs do not change the embedding's).
+  assert.ok(worst <= 1e-5, `fp32 .onnx against embed --engine ort: max |diff| ${worst}`);
+  // tag reads the file's 'scores': the same words and scores as from the model directory.
+  const tag = async (m: string, extra: string[]) => {
+    const run = await runAtelier(['tag', '-m', m, '-i', images, '-k', '3', '--batch', '16', ...extra]);
+    assert.equal(run.code, 0, run.stderr);
+    return run.stdout;
+  };
+  const tagged = await tag(out, []);
+  assert.equal(parseNdjson(tagged).length, 48);
+  assert.equal(tagged, await tag(model, ['--engine', 'ort']));
+});
+
+test('classify, predict-sizenet and rise from an exported .onnx give the model directory\'s outputs', { timeout: 120_000 }, async () => {
+  const out = join(dir, 'classifier.onnx');
+  const exported = await runAtelier(['export', '-m', classifier, '-o', out]);
+  assert.equal(exported.code, 0, exported.stderr);
+  const classify = async (m: string, extra: string[]) => {
+    const run = await runAtelier(['classify', '-m', m, '-i', images, '--batch', '16', ...extra]);
+    assert.equal(run.code, 0, run.stderr);
+    return run.stdout;
+  };
+  const fromFile = await classify(out, []);
+  assert.equal(parseNdjson(fromFile).length, 48);
+  assert.equal(fromFile, await classify(classifier, ['--engine', 'ort']));
+  // A model on feature rows: the SizeNet student's p_size_issue from its file, as from its directory.
+  const studentFile = join(dir, 'sizenet.onnx');
+  assert.equal((await runAtelier(['export', '-m', student, '-o', studentFile])).code, 0);
+  const predict = async (m: string, extra: string[]) => {
+    const run = await runAtelier(['predict-sizenet', '-m', m, '-f', rowsPath, ...extra]);
+    assert.equal(run.code, 0, run.stderr);
+    return run.stdout;
+  };
+  const predicted = await predict(studentFile, []);
+  assert.equal(parseNdjson(predicted).length, ROWS);
+  assert.equal(predicted, await predict(student, ['--engine', 'ort']));
+  // rise explains the file's first output (probs) with the same masks: the same saliency map.
+  const saliency = async (m: string, name: string, extra: string[]) => {
+    const run = await runAtelier(['rise', '-m', m, '--class', 'shoe', '--n', '100', '--s', '4', '--batch', '100', '--maps-dir', join(dir, name), ...extra, JSON.parse(readFileSync(images, 'utf8').split('\n')[0]).image]);
+    assert.equal(run.code, 0, run.stderr);
+    return (await readNpy(String(parseNdjson(run.stdout)[0].saliency))).data as Float32Array;
+  };
+  const [a, b] = [await saliency(out, 'rise-onnx', []), await saliency(classifier, 'rise-dir', ['--engine', 'ort'])];
+  assert.ok(a.length > 0 && a.every((v, i) => Math.abs(v - b[i]) <= 1e-6), 'rise maps from the .onnx and the directory differ');
 });
 
 test('dense int8 on feature rows: predict-sizenet and classify keep the float decisions; the exported student runs as QGemm', { timeout: 120_000 }, async () => {
@@ -304,12 +376,28 @@ test('int8 settings that cannot work are one line, exit 2, before any work', asy
     [['export', '-m', join(dir, 'sizenet.model'), '-o', join(dir, 'x.onnx'), '--precision', 'int8'], /--calibration: int8 needs feature rows to measure activation ranges on; give --calibration FILE\.npy/],
     [['rise', '-m', classifier, '-i', '-', '--precision', 'int8'], /--calibration: images read from stdin cannot also calibrate; give --calibration FILE/],
     [['rise', '-m', classifier, '-i', images, '--precision', 'int8', '--calibration', join(dir, 'missing.ndjson')], /missing\.ndjson/],
+    // An .onnx model (the export tests above wrote them) fixes its precision and engine.
+    [['embed', '-m', join(dir, 'weak.int8.onnx'), '-i', images, '-o', join(dir, 'x.npy'), '--precision', 'fp32'], /weak\.int8\.onnx: --precision: the \.onnx file is already int8, calibrated when it was exported; leave out --precision/],
+    [['embed', '-m', join(dir, 'weak.onnx'), '-i', images, '-o', join(dir, 'x.npy'), '--precision', 'int8', '--calibration', images], /weak\.onnx: --precision: the \.onnx file is already fp32/],
+    [['embed', '-m', join(dir, 'weak.onnx'), '-i', images, '-o', join(dir, 'x.npy'), '--engine', 'tfjs'], /--engine: an \.onnx model runs on onnxruntime only/],
+    [['embed', '-m', join(dir, 'weak.onnx'), '-i', images, '-o', join(dir, 'x.npy'), '--layer', 'projection'], /--layer: the \.onnx file has no 'projection' image features/],
+    [['embed', '-m', join(dir, 'weak.onnx'), '-o', join(dir, 'x.npy'), '--words'], /--words: the word matrix is read from the model directory/],
+    [['embed', '-m', join(dir, 'plain.onnx'), '-i', images, '-o', join(dir, 'x.npy')], /plain\.onnx: not a model written by atelier export/],
+    [['embed', '-m', join(dir, 'text.onnx'), '-i', images, '-o', join(dir, 'x.npy')], /text\.onnx: not (an ONNX model|a model written by atelier export)/],
+    [['embed', '-m', join(dir, 'missing.onnx'), '-i', images, '-o', join(dir, 'x.npy')], /missing\.onnx/],
+    [['tag', '-m', join(dir, 'weak.int8.onnx'), '-i', images, '--precision', 'int8'], /weak\.int8\.onnx: --precision: the \.onnx file is already int8/],
+    [['classify', '-m', join(dir, 'weak.onnx'), '-i', images], /weak\.onnx: not a train-classifier model/],
+    [['classify', '-m', join(dir, 'classifier.onnx'), '-i', images, '--engine', 'tfjs'], /--engine: an \.onnx model runs on onnxruntime only/],
+    [['rise', '-m', join(dir, 'sizenet.onnx'), '-i', images], /sizenet\.onnx: the model has no RGB image input \(it reads feature rows of 64 values\)/],
   ];
+  // An ONNX model of another producer (no atelier metadata), and a file that is no ONNX at all.
+  writeFileSync(join(dir, 'plain.onnx'), encodeModel({ graphName: 'plain', inputs: [{ name: 'x', shape: ['batch', 4] }], outputs: [{ name: 'y', shape: ['batch', 4] }], nodes: [{ opType: 'Relu', name: 'relu', input: ['x'], output: ['y'], attribute: [] }], initializers: [], metadata: {}, producerVersion: '0' }));
+  writeFileSync(join(dir, 'text.onnx'), 'this is not a model\n');
   for (const [args, message] of cases) {
     const result = await runAtelier(args, { input: '' });
     assert.equal(result.code, 2, `${args.join(' ')}: ${result.stderr}`);
     assert.equal(result.stderr.trim().split('\n').length, 1, result.stderr);
-    assert.match(result.stderr, /^atelier (embed|export|classify|rise|predict-sizenet): /);
+    assert.match(result.stderr, /^atelier (embed|export|classify|rise|predict-sizenet|tag): /);
     assert.match(result.stderr, message);
   }
 });

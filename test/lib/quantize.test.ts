@@ -164,3 +164,15 @@ test('dense layers: the input and each hidden ReLU output are quantized, the log
   assert.deepEqual(Array.from(scale), [2 / 127, 0.5 / 127, 1].map((v) => Math.fround(v)));
   assert.deepEqual(Array.from(q), [64, -127, 0, -127, 64, 0]);
 });
+
+test('an exported weak model\'s embedding output stays float where the quantized word matrix reads it', async () => {
+  const weak = buildWeakModel({ inputSize: 16, width: 4, blocksPerStage: 1, stages: 1, projection: 0, vocabularySize: 5, seed: 1 });
+  const { graph } = await convertLayersModel(weak, { kind: 'atelier-weak' });
+  const chosen = quantizedTensors(graph);
+  const quantized = quantizeGraph(graph, new Map(chosen.map((t) => [t, { min: 0, max: 4 }])));
+  const identity = quantized.nodes.find((n) => n.output[0] === 'embedding')!;
+  // The word matrix reads the pooled features through QDQ; the output reads them as they are.
+  assert.ok(chosen.includes(identity.input[0]), `the word matrix's input ${identity.input[0]} is quantized`);
+  assert.ok(!identity.input[0].endsWith('/dq'), identity.input[0]);
+  weak.dispose();
+});

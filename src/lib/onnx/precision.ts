@@ -26,16 +26,17 @@ export interface CalibrationBatch {
 /** The yargs options of the commands that can run an int8 model. */
 export const precisionOptions = {
   precision: {
-    describe: 'arithmetic on onnxruntime: fp32 (agrees with tfjs within 1e-4) or int8 (static quantization calibrated on --calibration; several times faster on CPUs with int8 dot products, outputs change by the rounding)',
+    // No yargs default: a model given as an .onnx file has its precision already, and asking for one is an error.
+    describe: 'arithmetic on onnxruntime: fp32 (the default; agrees with tfjs within 1e-4) or int8 (static quantization calibrated on --calibration; several times faster on CPUs with int8 dot products, outputs change by the rounding); not with an .onnx model, whose precision was fixed by atelier export',
     choices: [...PRECISIONS],
-    default: 'fp32',
   },
   calibration: { describe: 'with --precision int8: NDJSON of images ({image} per line) to calibrate on, or for a model on feature rows a .npy of rows (default: the input file, the image arguments or --features)', type: 'string' },
   'calibration-images': { describe: 'with --precision int8: how many of the calibration images (or feature rows) to measure', type: 'number', default: 256, check: positiveInt },
 } as const;
 
 export interface PrecisionArgs {
-  precision: string;
+  /** fp32 when absent. */
+  precision?: string;
   calibration?: string;
   'calibration-images': number;
   engine?: string;

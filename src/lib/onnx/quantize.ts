@@ -219,8 +219,13 @@ export function quantizeGraph(graph: ConvertedGraph, ranges: ReadonlyMap<string,
   };
   const chosen = new Set(quantizedTensors(graph));
   for (const input of graph.inputs) if (chosen.has(input.name)) quantize(input.name);
+  const graphOutputs = new Set(graph.outputs.map((o) => o.name));
   for (const node of graph.nodes) {
-    const input = node.input.map((name) => dequantized.get(name) ?? name);
+    // A graph output named by an Identity (convert.ts) stays float: read through the QDQ pair a
+    // quantized reader put on its tensor (the word matrix on a weak model's embedding), it came out
+    // rounded to that tensor's uint8 steps (0.025 on ResNet-18's pooled features, bench/RESULTS.md).
+    const keepsFloat = node.opType === 'Identity' && graphOutputs.has(node.output[0]);
+    const input = keepsFloat ? node.input : node.input.map((name) => dequantized.get(name) ?? name);
     if (node.opType === 'Conv' && scales.has(node.input[0]) && weights.has(node.input[1])) quantizeWeights(node, input, 0);
     // Dense weights are [in, out]: one scale per output column.
     if (DENSE_OPS.has(node.opType) && scales.has(node.input[0]) && isQuantizableDense(node, weights)) quantizeWeights(node, input, 1);
