@@ -8,7 +8,7 @@ SEED ?= 1
 DEMO := out/demo
 SOURCES := $(shell find src test fixtures bench -name '*.ts' -not -path '*/out/*' 2>/dev/null) tsconfig.json
 
-.PHONY: all install build fixtures test test-fast coverage demo report review-db review retrain real-locate locate-quality bench man man-check gpu gpu-check clean
+.PHONY: all install build fixtures test test-fast test-quality coverage demo report review-db review retrain real-locate locate-quality bench man man-check gpu gpu-check clean
 
 all: build
 
@@ -46,6 +46,13 @@ test: build fixtures
 
 test-fast: build fixtures
 	$(VITEST) --project fast
+
+# The model-quality tier: the tests that train for a minute or more to show a model learns what it
+# must by a stated margin (`describe.runIf(MODEL_QUALITY)('model quality', ...)` in these files;
+# `make test` lists them as skipped). CI runs `make test` and then this (.ci/run).
+QUALITY_FILES := $(addprefix test/commands/,weak-pipeline.test.ts train-triplet.test.ts sizenet.test.ts train-attention.test.ts train-attention-patch.test.ts train-classifier-stn.test.ts locate.test.ts)
+test-quality: build fixtures
+	ATELIER_TEST_QUALITY=1 $(VITEST) -t 'model quality' $(QUALITY_FILES)
 
 # vitest's v8 provider counts the test processes only, not the CLI processes the tests start (README: Tests).
 coverage: build fixtures

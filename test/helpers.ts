@@ -13,6 +13,14 @@ export const atelierBin = join(repoRoot, 'bin', 'atelier');
 /** Fixture catalogue made by `make fixtures`; tests that need it call `fixturesDir()`. */
 export const defaultFixtures = join(repoRoot, 'fixtures', 'out');
 
+/**
+ * The model-quality tier: the few tests that train for a minute or more to show a model learns what
+ * it must, by a stated margin (`describe.runIf(MODEL_QUALITY)('model quality', ...)`). `make test`
+ * lists them as skipped; `make test-quality` (ATELIER_TEST_QUALITY=1, `-t 'model quality'`) runs them,
+ * and CI runs both.
+ */
+export const MODEL_QUALITY = process.env.ATELIER_TEST_QUALITY === '1';
+
 export interface RunResult {
   code: number | null;
   signal: NodeJS.Signals | null;

@@ -1,11 +1,11 @@
 // train-attention on the fixture catalogue, run as a user would: multi-label training beats chance,
 // the saved network runs in embed (with its custom attention layer) and its embeddings give a kNN
 // label vote well above the majority class; bad input gives one-line exit-2 errors.
-import { beforeAll, test } from 'vitest';
+import { beforeAll, describe, test } from 'vitest';
 import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { parseNdjson, runAtelier, scratchDir } from '../helpers.js';
+import { MODEL_QUALITY, parseNdjson, runAtelier, scratchDir } from '../helpers.js';
 import { fixtureCatalogue } from '../fixture-catalogue.js';
 
 let dir: string;
@@ -25,49 +25,52 @@ beforeAll(async () => {
 
 interface SplitReport { images: number; macroAuc: number; microF1: number; perLabel: Array<{ label: string; auc: number | null }> }
 
-test('multi-label training beats chance, embed runs the saved model, the kNN label vote beats the majority class', { timeout: 300_000 }, async () => {
-  const model = join(dir, 'attention.model');
-  const predictions = join(dir, 'predictions.ndjson');
-  const trained = await runAtelier([
-    'train-attention', '-i', records, '-l', 'silhouette,pattern,slim_cut', '--input-shape', '64x64', '--scale', '2', '--width', '8',
-    '--texture-dim', '16', '--hidden', '32', '--glimpse', '6', '--epochs', '6', '--lr', '0.003', '--batch', '32', '-o', model, '--predictions', predictions,
-  ], { timeoutMs: 280_000 });
-  assert.equal(trained.code, 0, trained.stderr);
-  const report = JSON.parse(trained.stdout) as { labels: string[]; embeddingDim: number; test: SplitReport };
-  assert.equal(report.labels.length, 6 + 4 + 1, 'silhouettes, patterns and slim_cut');
-  // Chance is a macro AUC of 0.5 over the 11 labels.
-  assert.ok(report.test.images >= 100, `test images ${report.test.images}`);
-  assert.ok(report.test.macroAuc >= 0.7, `test macro AUC ${report.test.macroAuc} at least 0.2 above chance`);
-  // Global pooled (4 x 8) ++ 3 steps x 8 codewords x 16 texture channels.
-  assert.equal(report.embeddingDim, 32 + 3 * 8 * 16);
-  assert.match(trained.stderr, /L_cls [\d.]+, L_div [\d.]+, L_loc [\d.]+/);
+// The model-quality tier (make test-quality; README "Tests"): minutes of training to show what the model learns.
+describe.runIf(MODEL_QUALITY)('model quality', () => {
+  test('multi-label training beats chance, embed runs the saved model, the kNN label vote beats the majority class', { timeout: 300_000 }, async () => {
+    const model = join(dir, 'attention.model');
+    const predictions = join(dir, 'predictions.ndjson');
+    const trained = await runAtelier([
+      'train-attention', '-i', records, '-l', 'silhouette,pattern,slim_cut', '--input-shape', '64x64', '--scale', '2', '--width', '8',
+      '--texture-dim', '16', '--hidden', '32', '--glimpse', '6', '--epochs', '6', '--lr', '0.003', '--batch', '32', '-o', model, '--predictions', predictions,
+    ], { timeoutMs: 280_000 });
+    assert.equal(trained.code, 0, trained.stderr);
+    const report = JSON.parse(trained.stdout) as { labels: string[]; embeddingDim: number; test: SplitReport };
+    assert.equal(report.labels.length, 6 + 4 + 1, 'silhouettes, patterns and slim_cut');
+    // Chance is a macro AUC of 0.5 over the 11 labels.
+    assert.ok(report.test.images >= 100, `test images ${report.test.images}`);
+    assert.ok(report.test.macroAuc >= 0.7, `test macro AUC ${report.test.macroAuc} at least 0.2 above chance`);
+    // Global pooled (4 x 8) ++ 3 steps x 8 codewords x 16 texture channels.
+    assert.equal(report.embeddingDim, 32 + 3 * 8 * 16);
+    assert.match(trained.stderr, /L_cls [\d.]+, L_div [\d.]+, L_loc [\d.]+/);
 
-  const predicted = parseNdjson(readFileSync(predictions, 'utf8'));
-  assert.equal(predicted.length, rows.length);
-  for (const p of predicted.slice(0, 50)) {
-    const boxes = p.boxes as Array<{ x: number; y: number; w: number; h: number }>;
-    assert.equal(boxes.length, 3, 'one crop per attention step');
-    for (const b of boxes) assert.ok(b.w > 0 && b.h > 0 && b.x + b.w / 2 > 0 && b.x + b.w / 2 < 1, `crop ${JSON.stringify(b)} centred inside the image`);
-  }
+    const predicted = parseNdjson(readFileSync(predictions, 'utf8'));
+    assert.equal(predicted.length, rows.length);
+    for (const p of predicted.slice(0, 50)) {
+      const boxes = p.boxes as Array<{ x: number; y: number; w: number; h: number }>;
+      assert.equal(boxes.length, 3, 'one crop per attention step');
+      for (const b of boxes) assert.ok(b.w > 0 && b.h > 0 && b.x + b.w / 2 > 0 && b.x + b.w / 2 < 1, `crop ${JSON.stringify(b)} centred inside the image`);
+    }
 
-  const embedded = join(dir, 'attention.npy');
-  const embed = await runAtelier(['embed', '-m', model, '-i', records, '-o', embedded]);
-  assert.equal(embed.code, 0, embed.stderr);
-  const knn = await runAtelier(['knn', '-q', embedded, '-k', '10', '--metric', 'euclidean', '--labels', records, '--label-field', 'silhouette']);
-  assert.equal(knn.code, 0, knn.stderr);
-  const truth = new Map(rows.map((r) => [r.id, r.silhouette]));
-  const votes = parseNdjson(knn.stdout);
-  assert.equal(votes.length, rows.length);
-  const accuracy = votes.filter((v) => v.label === truth.get(v.id)).length / votes.length;
-  // The commonest silhouette (dress) is 23% of the catalogue.
-  assert.ok(accuracy >= 0.6, `kNN vote accuracy ${accuracy.toFixed(3)} vs 0.23 for the majority class`);
+    const embedded = join(dir, 'attention.npy');
+    const embed = await runAtelier(['embed', '-m', model, '-i', records, '-o', embedded]);
+    assert.equal(embed.code, 0, embed.stderr);
+    const knn = await runAtelier(['knn', '-q', embedded, '-k', '10', '--metric', 'euclidean', '--labels', records, '--label-field', 'silhouette']);
+    assert.equal(knn.code, 0, knn.stderr);
+    const truth = new Map(rows.map((r) => [r.id, r.silhouette]));
+    const votes = parseNdjson(knn.stdout);
+    assert.equal(votes.length, rows.length);
+    const accuracy = votes.filter((v) => v.label === truth.get(v.id)).length / votes.length;
+    // The commonest silhouette (dress) is 23% of the catalogue.
+    assert.ok(accuracy >= 0.6, `kNN vote accuracy ${accuracy.toFixed(3)} vs 0.23 for the majority class`);
 
-  const pooled = join(dir, 'pooled.npy');
-  const global = await runAtelier(['embed', '-m', model, '-i', records, '--layer', 'pooled', '-o', pooled, '--workers', '1']);
-  assert.equal(global.code, 0, global.stderr);
-  assert.match(global.stderr, /800 rows/);
-  const header = readFileSync(pooled).subarray(0, 128).toString('latin1');
-  assert.match(header, /'shape': \(800, 32\)/, 'the global branch alone');
+    const pooled = join(dir, 'pooled.npy');
+    const global = await runAtelier(['embed', '-m', model, '-i', records, '--layer', 'pooled', '-o', pooled, '--workers', '1']);
+    assert.equal(global.code, 0, global.stderr);
+    assert.match(global.stderr, /800 rows/);
+    const header = readFileSync(pooled).subarray(0, 128).toString('latin1');
+    assert.match(header, /'shape': \(800, 32\)/, 'the global branch alone');
+  });
 });
 
 test('bad input shapes, label fields and a negative --evidence-weight are one-line exit-2 errors', async () => {

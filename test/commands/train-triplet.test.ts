@@ -1,10 +1,10 @@
 // train-triplet improves same-item retrieval over the tower it starts from, measured as a user
 // would: embed -> eval-retrieval on the In-Shop style query/gallery split of the fixtures.
-import { beforeAll, test } from 'vitest';
+import { beforeAll, describe, test } from 'vitest';
 import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { parseNdjson, runAtelier, scratchDir } from '../helpers.js';
+import { MODEL_QUALITY, parseNdjson, runAtelier, scratchDir } from '../helpers.js';
 import { fixtureCatalogue } from '../fixture-catalogue.js';
 
 let dir: string;
@@ -19,10 +19,6 @@ beforeAll(async () => {
   const images = parseNdjson(readFileSync(join(catalogue, 'images.ndjson'), 'utf8'));
   trainList = join(dir, 'train.ndjson');
   writeFileSync(trainList, images.filter((r) => r.split === 'train').map((r) => JSON.stringify({ ...r, image: join(catalogue, String(r.image)) })).join('\n') + '\n');
-  // The starting tower: a silhouette classifier fine-tuned briefly from scratch (32 px, width 8).
-  tower = join(dir, 'silhouette.model');
-  const r = await runAtelier(['train-classifier', '-i', join(catalogue, 'images.ndjson'), '-l', 'silhouette', '--mode', 'finetune', '--input-size', '32', '--width', '8', '--epochs', '2', '-o', tower]);
-  assert.equal(r.code, 0, r.stderr);
 });
 
 async function top1(model: string, name: string): Promise<number> {
@@ -34,20 +30,30 @@ async function top1(model: string, name: string): Promise<number> {
   return JSON.parse(r.stdout).topk['1'] as number;
 }
 
-test('triplet training raises eval-retrieval top-1 over its starting tower by at least 0.03', async () => {
-  const model = join(dir, 'similarity.model');
-  // On two training workers, as a user's default run on a multi-core machine (train-parallel.test.ts pins their determinism).
-  const r = await runAtelier(['train-triplet', '-i', trainList, '-t', tower, '-o', model, '--epochs', '3', '--workers', '2']);
-  assert.equal(r.code, 0, r.stderr);
-  const summary = JSON.parse(r.stdout);
-  assert.ok(summary.bestEpoch >= 1, 'an epoch beat the starting tower on validation');
-  assert.match(r.stderr, /semi-hard/);
-  const log = JSON.parse(readFileSync(`${model}.log.json`, 'utf8')) as Array<{ epoch: number; loss: number; valTop1: number }>;
-  assert.equal(log.length, 3);
-  assert.ok(log[2].loss < log[0].loss, `hinge loss falls (${log[0].loss} -> ${log[2].loss})`);
-  const before = await top1(tower, 'tower');
-  const after = await top1(model, 'similarity');
-  assert.ok(after >= before + 0.03, `top-1 ${before.toFixed(3)} -> ${after.toFixed(3)}`);
+// The model-quality tier (make test-quality; README "Tests"): minutes of training to show what the model learns.
+describe.runIf(MODEL_QUALITY)('model quality', () => {
+  beforeAll(async () => {
+    // The starting tower: a silhouette classifier fine-tuned briefly from scratch (32 px, width 8).
+    tower = join(dir, 'silhouette.model');
+    const r = await runAtelier(['train-classifier', '-i', join(catalogue, 'images.ndjson'), '-l', 'silhouette', '--mode', 'finetune', '--input-size', '32', '--width', '8', '--epochs', '2', '-o', tower]);
+    assert.equal(r.code, 0, r.stderr);
+  });
+
+  test('triplet training raises eval-retrieval top-1 over its starting tower by at least 0.03', async () => {
+    const model = join(dir, 'similarity.model');
+    // On two training workers, as a user's default run on a multi-core machine (train-parallel.test.ts pins their determinism).
+    const r = await runAtelier(['train-triplet', '-i', trainList, '-t', tower, '-o', model, '--epochs', '3', '--workers', '2']);
+    assert.equal(r.code, 0, r.stderr);
+    const summary = JSON.parse(r.stdout);
+    assert.ok(summary.bestEpoch >= 1, 'an epoch beat the starting tower on validation');
+    assert.match(r.stderr, /semi-hard/);
+    const log = JSON.parse(readFileSync(`${model}.log.json`, 'utf8')) as Array<{ epoch: number; loss: number; valTop1: number }>;
+    assert.equal(log.length, 3);
+    assert.ok(log[2].loss < log[0].loss, `hinge loss falls (${log[0].loss} -> ${log[2].loss})`);
+    const before = await top1(tower, 'tower');
+    const after = await top1(model, 'similarity');
+    assert.ok(after >= before + 0.03, `top-1 ${before.toFixed(3)} -> ${after.toFixed(3)}`);
+  });
 });
 
 test('train-triplet needs groups with positives: one image per item exits 2', async () => {
