@@ -11,8 +11,7 @@ import { resizeModeOf } from '../models/image-features.js';
 import { findKind, type FeatureLayer } from '../models/kinds.js';
 import type { BatchPredictor } from '../models/image-features.js';
 import { decodeModelSummary } from './proto.js';
-import { chooseEngine, ortPredictor, type ModelRunner } from './runtime.js';
-import { openSessionThread } from './session-thread.js';
+import { chooseEngine, openOrtSession, ortPredictor, type ModelRunner, type OrtModel } from './runtime.js';
 import { ortThreads } from './session.js';
 
 export interface OnnxModelFile {
@@ -117,30 +116,29 @@ export function requireOnnxOutput(file: OnnxModelFile, name: string): string {
 }
 
 /** `file`'s `output` on onnxruntime (every core, its own thread), batch by batch; says so on stderr. */
-export async function openOnnxRunner(file: OnnxModelFile, output: string, opts: { engine?: string; env: NodeJS.ProcessEnv; stderr: NodeJS.WritableStream; commandName: string }): Promise<ModelRunner> {
+async function openOnnxModel(file: OnnxModelFile, output: string, opts: { engine?: string; env: NodeJS.ProcessEnv; stderr: NodeJS.WritableStream; commandName: string }): Promise<OrtModel> {
   const choice = await chooseEngine({ requested: opts.engine, env: opts.env });
   if (choice.engine !== 'ort' || !choice.ort) throw new UsageError(`an .onnx model runs on onnxruntime only, and the engine is tfjs (${choice.reason})`, { file: file.path, field: '--engine' });
+  const model = await openOrtSession(file.bytes, file.inputName, output);
   const threads = ortThreads();
-  const session = await openSessionThread(file.bytes, threads);
   const calibrated = file.precisionRecord?.calibrationImages ?? file.precisionRecord?.calibrationRows;
   const precision = file.precision === 'int8' ? `int8 as exported${calibrated !== undefined ? `, calibrated on ${calibrated} ${file.precisionRecord?.calibrationRows !== undefined ? 'rows' : 'images'}` : ''}` : 'fp32';
   opts.stderr.write(`atelier ${opts.commandName}: engine ort (${file.path}: ${precision}, output '${output}'; onnxruntime-node ${choice.ort.env.versions.node ?? '?'}, ${threads} thread${threads === 1 ? '' : 's'})\n`);
-  return {
-    engine: 'ort',
-    async run(data, shape) {
-      const out = (await session.run({ [file.inputName]: { data, dims: shape } }))[output];
-      return { data: out.data, shape: out.dims };
-    },
-    close: () => session.release(),
-  };
+  return model;
 }
 
-/** `file`'s `output` as a BatchPredictor of image batches on onnxruntime (openOnnxRunner). */
+/** `file`'s `output` as a ModelRunner on onnxruntime (openOnnxModel). */
+export async function openOnnxRunner(file: OnnxModelFile, output: string, opts: { engine?: string; env: NodeJS.ProcessEnv; stderr: NodeJS.WritableStream; commandName: string }): Promise<ModelRunner> {
+  const model = await openOnnxModel(file, output, opts);
+  return { engine: 'ort', run: model.run, close: model.release };
+}
+
+/** `file`'s `output` as a BatchPredictor of image batches on onnxruntime (openOnnxModel). */
 export async function openOnnxPredictor(
   file: OnnxModelFile,
   output: string,
   opts: { engine?: string; env: NodeJS.ProcessEnv; stderr: NodeJS.WritableStream; commandName: string },
 ): Promise<{ predictor: BatchPredictor; engine: 'ort'; close(): Promise<void> }> {
-  const runner = await openOnnxRunner(file, output, opts);
-  return { predictor: ortPredictor({ run: runner.run, release: runner.close }, file.inputSize ?? 1), engine: 'ort', close: runner.close };
+  const model = await openOnnxModel(file, output, opts);
+  return { predictor: ortPredictor(model, file.inputSize ?? 1), engine: 'ort', close: model.release };
 }

@@ -49,11 +49,10 @@ export interface CalibrationRows {
 export async function openOrtModel(ort: Ort, model: tf.LayersModel, output: tf.SymbolicTensor = model.outputs[0], calibration?: CalibrationBatch[]): Promise<OrtModel> {
   const converted = await convertLayersModel(model, {}, { name: 'output', tensor: output });
   const int8 = calibration ? await calibrateInt8(ort, converted, calibration) : null;
-  const session = await openSessionThread(int8 ? int8.bytes : encodeConverted(converted), ortThreads());
-  const run = async (data: Float32Array, shape: number[]) => (await session.run({ [converted.inputName]: { data, dims: shape } })).output;
+  const session = await openOrtSession(int8 ? int8.bytes : encodeConverted(converted), converted.inputName, 'output');
   const calibrationRows: CalibrationRows[] = [];
   const measured = async (batch: CalibrationBatch) => {
-    const out = (await run(batch.data, batch.shape)).data;
+    const out = (await session.run(batch.data, batch.shape)).data;
     calibrationRows.push({ count: batch.shape[0], float: int8!.float[calibrationRows.length].output, int8: out });
     return { output: out };
   };
@@ -61,14 +60,18 @@ export async function openOrtModel(ort: Ort, model: tf.LayersModel, output: tf.S
     await session.release();
     throw err;
   }) : undefined;
+  return { ...session, agreement, calibrationRows: int8 ? calibrationRows : undefined };
+}
+
+/** ONNX `bytes` on onnxruntime in its own thread (every core): its output `output`, batch by batch. */
+export async function openOrtSession(bytes: Uint8Array, inputName: string, output: string): Promise<OrtModel> {
+  const session = await openSessionThread(bytes, ortThreads());
   return {
     async run(data, shape) {
-      const out = await run(data, shape);
+      const out = (await session.run({ [inputName]: { data, dims: shape } }))[output];
       return { data: out.data, shape: out.dims };
     },
     release: () => session.release(),
-    agreement,
-    calibrationRows: int8 ? calibrationRows : undefined,
   };
 }
 
