@@ -12,6 +12,20 @@ import time
 import numpy as np
 
 
+def timed_searches(index, queries, exact, k, name, settings, apply):
+    """Per setting: apply(setting), search every query for k neighbours, and time it; recall@k on the
+    first len(exact) queries against their exact top-k rows. One {name: setting, seconds, queriesPerSecond, recall} each."""
+    runs = []
+    for setting in settings:
+        apply(setting)
+        started = time.perf_counter()
+        _, found = index.search(queries, k)
+        seconds = time.perf_counter() - started
+        hits = sum(len(set(found[q]) & set(exact[q])) for q in range(exact.shape[0]))
+        runs.append({name: setting, "seconds": seconds, "queriesPerSecond": queries.shape[0] / seconds, "recall": hits / (exact.shape[0] * k)})
+    return runs
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("gallery")
@@ -35,14 +49,7 @@ def main():
     index.hnsw.efConstruction = args.ef_construction
     index.add(gallery)
     build = time.perf_counter() - started
-    runs = []
-    for ef in [int(e) for e in args.ef.split(",")]:
-        index.hnsw.efSearch = ef
-        started = time.perf_counter()
-        _, found = index.search(queries, args.k)
-        seconds = time.perf_counter() - started
-        hits = sum(len(set(found[q]) & set(exact[q])) for q in range(exact.shape[0]))
-        runs.append({"ef": ef, "seconds": seconds, "queriesPerSecond": queries.shape[0] / seconds, "recall": hits / (exact.shape[0] * args.k)})
+    runs = timed_searches(index, queries, exact, args.k, "ef", [int(e) for e in args.ef.split(",")], lambda ef: setattr(index.hnsw, "efSearch", ef))
     print(json.dumps({
         "faiss": faiss.__version__,
         "threads": faiss.omp_get_max_threads(),

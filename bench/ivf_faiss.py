@@ -12,6 +12,8 @@ import time
 
 import numpy as np
 
+from ann_faiss import timed_searches
+
 
 def main():
     parser = argparse.ArgumentParser()
@@ -47,14 +49,7 @@ def main():
         faiss.normalize_L2(block)
         index.add(block)
     build = time.perf_counter() - started
-    runs = []
-    for nprobe in [int(p) for p in args.nprobe.split(",")]:
-        index.nprobe = nprobe
-        started = time.perf_counter()
-        _, found = index.search(queries, args.k)
-        seconds = time.perf_counter() - started
-        hits = sum(len(set(found[q]) & set(exact[q])) for q in range(exact.shape[0]))
-        runs.append({"nprobe": nprobe, "seconds": seconds, "queriesPerSecond": queries.shape[0] / seconds, "recall": hits / (exact.shape[0] * args.k)})
+    runs = timed_searches(index, queries, exact, args.k, "nprobe", [int(p) for p in args.nprobe.split(",")], lambda nprobe: setattr(index, "nprobe", nprobe))
     print(json.dumps({
         "faiss": faiss.__version__,
         "threads": faiss.omp_get_max_threads(),
