@@ -332,6 +332,7 @@ function summarizeWeakRun(): void {
   const retrieval = Object.fromEntries(features.map((m) => [m, retrievalScores(featureDir(m), m)]));
   const neighbours = wordNeighbours(resolve(dir, 'word-neighbours.ndjson'), option('words', '').split(/\s+/).filter(Boolean));
   const tsne = tsneAgreement(resolve(dir, 'tsne-weak.ndjson'));
+  const wordTriplets = { weak: wordTripletScores(resolve(dir, 'words-weak.json')), word2vec: wordTripletScores(resolve(dir, 'words-word2vec.json')) };
   const torchLog = existsSync(resolve(dir, 'torch.log.json')) ? readJson<{ threads: number; log: Array<EpochLog & { cpuSeconds: number }> }>(resolve(dir, 'torch.log.json')) : null;
   const torchWall = timedSeconds(resolve(dir, 'torch.npy.time'));
   const json = {
@@ -357,6 +358,8 @@ function summarizeWeakRun(): void {
     marginOverBackbone: margins,
     retrieval,
     wordNeighbours: neighbours,
+    wordTriplets,
+    word2vecSettings: option('w2v', ''),
     tsne,
     torch: torchLog ? { threads: torchLog.threads, wallSeconds: round(torchWall, 1), log: torchLog.log } : null,
     loadAverageDuringTraining: load,
@@ -409,6 +412,14 @@ function summarizeWeakRun(): void {
     md.push('', `Word neighbours (cosine in the weak model's word matrix, \`embed --words\` then \`knn -k 8\`), ${neighbours.filter((n) => n.neighbours).length} of ${neighbours.length} chosen words in the vocabulary:`, '',
       '| word | nearest words |', '|---|---|', ...neighbours.map((n) => `| ${n.word} | ${n.neighbours ? n.neighbours.join(', ') : '(not in the vocabulary)'} |`));
   }
+  if (wordTriplets.weak || wordTriplets.word2vec) {
+    const types = ['colour', 'clothing', 'texture', 'style'];
+    const any = (wordTriplets.weak ?? wordTriplets.word2vec)!;
+    md.push('', `Word-triplet accuracy (report 3.6; \`atelier eval-words\` on data/fashion-thesaurus.json: the word's cosine to a word of its own thesaurus group against one to a farther word; the report measured weak 68.98%, word2vec 71.01%, random 50.44%). word2vec: \`train-word2vec ${json.word2vecSettings}\` on the same bags (train-weak's training products only).`, '',
+      `| word vectors | dim | triplets | accuracy | ${types.join(' | ')} |`, `|---|---|---|---|${types.map(() => '---|').join('')}`,
+      ...(['weak', 'word2vec'] as const).filter((m) => wordTriplets[m]).map((m) => { const w = wordTriplets[m]!; return `| ${m === 'weak' ? "weak model's word matrix" : 'word2vec, skip-gram'} | ${w.dim} | ${w.triplets} | ${w.accuracy} | ${types.map((t) => w.byType[t] ? `${w.byType[t]!.accuracy} (${w.byType[t]!.triplets})` : '-').join(' | ')} |`; }),
+      `| random vectors (measured on the same triplets) | | | ${any.random} | ${types.map(() => '').join(' | ')} |`);
+  }
   if (tsne) md.push('', `t-SNE map of ${tsne.points} held-out images (weak features, \`atelier tsne\`): tsne-weak-articleType.png (points by articleType), tsne-weak-thumbnails.png. In the 2-D map, ${tsne.agreement} of each image's 10 nearest images share its articleType (chance ${tsne.chance}).`);
   writeResults(dir, 'weak', json, md);
 }
@@ -431,6 +442,16 @@ function retrievalScores(dir: string, m: string) {
     products: p.products, queries: p.queries, items: p.items, precision: p.precision, chancePrecision: p.chancePrecision,
     topk: Object.fromEntries(['1', '5', '10'].map((k) => [k, round(r.topk[k])])), map: round(r.map),
     randomTopk: Object.fromEntries(['1', '5', '10'].map((k) => [k, round(r.baselines?.random.topk[k])])), randomMap: round(r.baselines?.random.map),
+  };
+}
+
+/** eval-words' JSON, rounded: accuracy overall and by fashion type, and the random vectors' measured accuracy. */
+function wordTripletScores(path: string): { dim: number; triplets: number; accuracy: number | null; random: number | null; byType: Record<string, { triplets: number; accuracy: number | null }> } | null {
+  if (!existsSync(path)) return null;
+  const r = readJson<{ dim: number; triplets: number; accuracy: number; random: { measured: number }; byType: Record<string, { triplets: number; accuracy: number }> }>(path);
+  return {
+    dim: r.dim, triplets: r.triplets, accuracy: round(r.accuracy), random: round(r.random.measured),
+    byType: Object.fromEntries(Object.entries(r.byType).map(([t, v]) => [t, { triplets: v.triplets, accuracy: round(v.accuracy) }])),
   };
 }
 

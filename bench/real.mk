@@ -171,7 +171,9 @@ REAL_SET ?= myntra-44k
 REAL_44K := $(REAL_DATA)/myntra-44k
 REAL_AMAZON := $(REAL_DATA)/amazon-tops-16k
 REAL_BACKBONE ?= $(REAL_OUT)/nsfwjs-mobilenetv2
-REAL_RUN_WORDS ?= --top-k 1000 --loss full --batch 32 --patience 2 --seed 1 --group-field id --val-fraction 0.2
+# The vocabulary and held-out split train-weak and the word2vec baseline share.
+REAL_RUN_SPLIT ?= --top-k 1000 --group-field id --val-fraction 0.2
+REAL_RUN_WORDS ?= $(REAL_RUN_SPLIT) --loss full --batch 32 --patience 2 --seed 1
 # No --freeze-bn: with the ImageNet BatchNorm statistics frozen, 64 px thumbnails gave P@1 0.000 after one
 # fine-tune epoch (lr 0.02, --backbone-lr 0.5); in training mode BatchNorm adapts to them (P@1 0.15 after 512 samples).
 ifeq ($(REAL_RUN_TOWER),mobilenetv2)
@@ -336,11 +338,26 @@ $(REAL_RUN_DIR)/tsne-weak.ndjson: $(REAL_RUN_DIR)/tsne-weak.npy
 	$(ATELIER) tsne $< --style thumbnails --size 2000 --png $(REAL_RUN_DIR)/tsne-weak-thumbnails.png -o $(REAL_RUN_DIR)/tsne-weak-thumbnails.ndjson 2>> $(REAL_ERR)
 	mv $@.tmp $@
 
-REAL_RUN_EXTRAS := $(REAL_RUN_RETRIEVAL) $(REAL_RUN_DIR)/word-neighbours.ndjson $(REAL_RUN_DIR)/tsne-weak.ndjson
+# Word semantics (report 3.6): word-triplet accuracy (eval-words, data/fashion-thesaurus.json) of the weak model's
+# word matrix against word2vec trained on the same bags (train-weak's training products only: the same split).
+REAL_W2V ?= --dim 100 --epochs 5 --seed 1
+$(REAL_RUN_DIR)/word2vec.npy: $(call REAL_SET_DIR,$(REAL_SET))/samples.ndjson
+	mkdir -p $(REAL_RUN_DIR)
+	$(ATELIER) train-word2vec -i $< --vocab $(call REAL_SET_DIR,$(REAL_SET))/vocab.ndjson $(REAL_RUN_SPLIT) $(REAL_W2V) -o $@ $(REAL_LOG)
+
+$(REAL_RUN_DIR)/words-weak.json: $(REAL_RUN_DIR)/weak.model/model.json
+	$(ATELIER) eval-words -m $(REAL_RUN_DIR)/weak.model > $@.tmp $(REAL_LOG)
+	mv $@.tmp $@
+
+$(REAL_RUN_DIR)/words-word2vec.json: $(REAL_RUN_DIR)/word2vec.npy
+	$(ATELIER) eval-words --words $< > $@.tmp $(REAL_LOG)
+	mv $@.tmp $@
+
+REAL_RUN_EXTRAS := $(REAL_RUN_RETRIEVAL) $(REAL_RUN_DIR)/word-neighbours.ndjson $(REAL_RUN_DIR)/tsne-weak.ndjson $(REAL_RUN_DIR)/words-weak.json $(REAL_RUN_DIR)/words-word2vec.json
 
 real-weak-run: build $(REAL_RUN_DIR)/weak.model/model.json $(REAL_RUN_PROBES) $(REAL_RUN_EXTRAS)
 	$(NODE) dist/bench/real-summary.js weak-run --dir $(REAL_RUN_DIR) --pixels-dir $(REAL_PROBE_DIR) --set $(REAL_SET) --features '$(REAL_RUN_FEATURES)' --words '$(REAL_WORDS)' \
 	  $(if $(REAL_REFERENCE),--reference $(REAL_REFERENCE)) \
 	  --probe '$(REAL_RUN_PROBE_TEXT)' --command 'make real-weak-run REAL_SET=$(REAL_SET) REAL_RUN_TOWER=$(REAL_RUN_TOWER)$(if $(REAL_TORCH), REAL_TORCH=$(REAL_TORCH)) REAL_SIZE=$(REAL_SIZE) REAL_LIMIT=$(REAL_LIMIT) REAL_EPOCHS=$(REAL_EPOCHS) REAL_EPOCH_SIZE=$(REAL_EPOCH_SIZE) REAL_HEAD_EPOCHS=$(REAL_HEAD_EPOCHS) REAL_WORKERS=$(REAL_WORKERS) REAL_RUN_PROBE_SOLVER=$(REAL_RUN_PROBE_SOLVER)' \
-	  --settings '$(REAL_RUN_START) $(REAL_RUN_WORDS) --input-size $(REAL_SIZE) --epochs $(REAL_EPOCHS) --epoch-size $(REAL_EPOCH_SIZE) --workers $(REAL_WORKERS)'
+	  --w2v '$(REAL_RUN_SPLIT) $(REAL_W2V)' --settings '$(REAL_RUN_START) $(REAL_RUN_WORDS) --input-size $(REAL_SIZE) --epochs $(REAL_EPOCHS) --epoch-size $(REAL_EPOCH_SIZE) --workers $(REAL_WORKERS)'
 	@echo "results: $(REAL_RUN_DIR)/weak-results.json and $(REAL_RUN_DIR)/weak-results.md"

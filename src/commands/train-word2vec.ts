@@ -7,7 +7,8 @@ import { idsPathFor, ROWS_DIGEST_FIELD } from '../lib/io/features.js';
 import { readVocabulary } from '../lib/models/weak-files.js';
 import { readWordSentences } from '../lib/text/bags.js';
 import { trainWord2Vec, type Word2VecOptions } from '../lib/text/word2vec.js';
-import { anyInt, nonNegativeInt, nonNegativeNumber, positiveInt, positiveNumber } from '../lib/options.js';
+import { anyInt, nonNegativeInt, nonNegativeNumber, positiveInt, positiveNumber, share } from '../lib/options.js';
+import { splitOf } from '../lib/random.js';
 
 /** The training settings are word2vec's own options, under the same names. */
 interface Args extends Word2VecOptions {
@@ -18,6 +19,7 @@ interface Args extends Word2VecOptions {
   'top-k': number;
   'tokens-field': string;
   'group-field': string;
+  'val-fraction': number;
 }
 
 export default defineCommand<Args>({
@@ -34,6 +36,7 @@ Writes the vectors of the vocabulary (the first --top-k words of --vocab, in its
     'top-k': { describe: 'use the first K words of the vocabulary (0: all; as train-weak)', type: 'number', default: 0, check: nonNegativeInt },
     'tokens-field': { describe: 'record field holding the bag of words', type: 'string', default: 'tokens' },
     'group-field': { describe: 'record field naming the product (one bag per product); falls back to id', type: 'string', default: 'source' },
+    'val-fraction': { describe: "leave out the products train-weak holds out for validation with this --val-fraction (and the same --group-field), so the baseline learns from the same bags; 0: every bag", type: 'number', default: 0, check: share },
     dim: { describe: 'vector dimension (the report: 400)', type: 'number', default: 100, check: positiveInt },
     window: { describe: 'context words on each side (0: the whole bag)', type: 'number', default: 5, check: nonNegativeInt },
     negatives: { describe: 'negative samples per context word', type: 'number', default: 5, check: positiveInt },
@@ -52,7 +55,9 @@ Writes the vectors of the vocabulary (the first --top-k words of --vocab, in its
     await checkFileOutput(idsPath, '--ids');
     const vocabulary = await readVocabulary(args.vocab, args['top-k']);
     await checkInputFile(args.input);
-    const { sentences, records } = await readWordSentences(args.input, vocabulary, { tokens: args['tokens-field'], group: args['group-field'] }, io.stdin);
+    const valFraction = args['val-fraction'];
+    const heldOut = valFraction > 0 ? (group: string) => splitOf(group, 0, valFraction) === 'val' : undefined;
+    const { sentences, records, heldOutProducts } = await readWordSentences(args.input, vocabulary, { tokens: args['tokens-field'], group: args['group-field'] }, io.stdin, heldOut);
     if (sentences.length === 0) throw new UsageError(`no bag holds a vocabulary word (${records} records)`, { file: args.input === '-' ? 'stdin' : args.input });
     const started = Date.now();
     const rows = trainWord2Vec(sentences, vocabulary.length, args);
@@ -69,6 +74,7 @@ Writes the vectors of the vocabulary (the first --top-k words of --vocab, in its
       await Promise.all([npy.abort(), ids.abort()]);
       throw err;
     }
-    io.stderr.write(`atelier train-word2vec: ${sentences.length} bags (${records} records), ${vocabulary.length} words x ${args.dim} in ${((Date.now() - started) / 1000).toFixed(1)} s -> ${args.out}, ids -> ${idsPath}\n`);
+    const leftOut = heldOut ? `, ${heldOutProducts} held-out products left out` : '';
+    io.stderr.write(`atelier train-word2vec: ${sentences.length} bags (${records} records${leftOut}), ${vocabulary.length} words x ${args.dim} in ${((Date.now() - started) / 1000).toFixed(1)} s -> ${args.out}, ids -> ${idsPath}\n`);
   },
 });

@@ -7,6 +7,7 @@ import { parseNdjson, runAtelier, scratchDir } from '../helpers.js';
 import { crawlFixtureCatalogue, fixtureCatalogue } from '../fixture-catalogue.js';
 import { COLOURS, PATTERNS, SILHOUETTES } from '../../fixtures/lib/factors.js';
 import { readNpy, writeNpy } from '../../src/lib/io/npy.js';
+import { splitOf } from '../../src/lib/random.js';
 
 let dir: string;
 let items: string;
@@ -120,4 +121,21 @@ test('train-word2vec: phrase partners are nearest words, languages cluster, same
   const twice = join(dir, 'w2v-again.npy');
   assert.equal((await runAtelier(['train-word2vec', '-i', items, '--vocab', vocab, '-o', twice, '--epochs', '20', '--dim', '64'])).code, 0);
   assert.ok(readFileSync(twice).equals(readFileSync(out)), 'same seed, same bytes');
+});
+
+test('train-word2vec --val-fraction: leaves out exactly the products train-weak holds out with the same share', async () => {
+  const records = parseNdjson(readFileSync(items, 'utf8'));
+  const products = [...new Set(records.map((r) => String(r.source ?? r.id)))];
+  const expected = products.filter((p) => splitOf(p, 0, 0.3) === 'val').length;
+  assert.ok(expected > 0 && expected < products.length, `${expected} of ${products.length}`);
+  const out = join(dir, 'w2v-train-only.npy');
+  const r = await runAtelier(['train-word2vec', '-i', items, '--vocab', vocab, '-o', out, '--epochs', '1', '--dim', '8', '--val-fraction', '0.3']);
+  assert.equal(r.code, 0, r.stderr);
+  const counted = /: (\d+) bags \((\d+) records, (\d+) held-out products left out\)/.exec(r.stderr);
+  assert.ok(counted, r.stderr);
+  assert.equal(Number(counted[3]), expected);
+  assert.equal(Number(counted[1]) + expected, products.length, 'every product is either a bag or held out (each fixture bag has a vocabulary word)');
+  const bad = await runAtelier(['train-word2vec', '-i', items, '--vocab', vocab, '-o', join(dir, 'x.npy'), '--val-fraction', '1']);
+  assert.equal(bad.code, 2);
+  assert.match(bad.stderr, /^atelier train-word2vec: --val-fraction: .*\n$/);
 });
