@@ -130,6 +130,10 @@ def real_main(args) -> None:
     train_x = load_images([p for p, _ in train], stored)
     val_x = load_images([p for p, _ in val], stored)
     decode_s = time.perf_counter() - started
+    # train-weak --val-images: the epochs score held-out image floor(i n / N), i < N (all when N is 0 or >= n).
+    scored = np.arange(len(val))
+    if 0 < args.val_images < len(val):
+        scored = (np.arange(args.val_images) * len(val)) // args.val_images
     images_of = [[] for _ in vocab]
     for i, (_, bag) in enumerate(train):
         for w in bag:
@@ -166,10 +170,11 @@ def real_main(args) -> None:
             optimizer.step()
             total += loss.item()
         seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
-        scores = pooled(val_x, np.arange(len(val))) @ model.words.t().detach()
+        scores = pooled(val_x, scored) @ model.words.t().detach()
         top = scores.topk(max(ks), dim=1).indices.numpy()
-        precision = {k: float(np.mean([len(set(top[i, :k]) & set(b)) / k for i, (_, b) in enumerate(val)])) for k in ks}
-        recall = {k: float(np.mean([len(set(top[i, :k]) & set(b)) / len(b) for i, (_, b) in enumerate(val)])) for k in ks}
+        bags = [val[i][1] for i in scored]
+        precision = {k: float(np.mean([len(set(top[i, :k]) & set(b)) / k for i, b in enumerate(bags)])) for k in ks}
+        recall = {k: float(np.mean([len(set(top[i, :k]) & set(b)) / len(b) for i, b in enumerate(bags)])) for k in ks}
         log.append({"epoch": epoch, "lr": lr, "loss": total / steps, "seconds": seconds, "cpuSeconds": cpu, "imagesPerSecond": steps * args.batch / seconds, "precision": precision, "recall": recall})
         print(f"train_weak_torch: epoch {epoch} loss {total / steps:.4f} lr {lr} P@1 {precision[1]:.3f} P@5 {precision[5]:.3f} {steps * args.batch / seconds:.1f} img/s", file=sys.stderr)
         if precision[1] > best:
@@ -215,6 +220,7 @@ def main() -> None:
     parser.add_argument("--top-k", type=int, default=1000)
     parser.add_argument("--group-field", default="id")
     parser.add_argument("--val-fraction", type=float, default=0.2)
+    parser.add_argument("--val-images", type=int, default=0, help="score each epoch on this many held-out images, spread evenly (0: all), as train-weak")
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--epoch-size", type=int, default=2048)
     parser.add_argument("--patience", type=int, default=2)

@@ -79,8 +79,11 @@ test('attention mistakes: one line, exit 2', async () => {
   assert.equal(noProjection.code, 2);
   assert.equal(noProjection.stderr, "atelier train-weak: --projection: --attention types needs the size of each type's sub-vector (the report: 400)\n");
   const plain = join(dir, 'plain.model');
-  const trained = await runAtelier(['train-weak', '-i', items, '--vocab', vocab, '-o', plain, '--input-size', '16', '--width', '4', '--stages', '2', '--epochs', '1', '--epoch-size', '8', '--batch', '8']);
+  const trained = await runAtelier(['train-weak', '-i', items, '--vocab', vocab, '-o', plain, '--input-size', '16', '--width', '4', '--stages', '2', '--epochs', '1', '--epoch-size', '8', '--batch', '8', '--val-images', '7']);
   assert.equal(trained.code, 0, trained.stderr);
+  // The cheap validation of big runs: 7 of the held-out images are scored (the log says how many).
+  assert.match(trained.stderr, / validation images \(7 of them scored each epoch\)/);
+  assert.equal(JSON.parse(readFileSync(join(dir, 'plain.model.log.json'), 'utf8'))[0].validationImages, 7);
   const byType = await runAtelier(['tag', '-m', plain, '-i', items, '--by-type']);
   assert.equal(byType.code, 2);
   assert.match(byType.stderr, /^atelier tag: .*plain\.model: --by-type: the model was not trained with --attention types\n$/);

@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { tf } from '../../src/lib/backend/tf.js';
 import { precisionRecallAtK, topKIndices } from '../../src/lib/metrics/ranking.js';
 import { buildWordIndex, sampleBatch } from '../../src/lib/train/word-sampler.js';
+import { validationSubset } from '../../src/lib/train/weak-trainer.js';
 import { applyDropout, fullSoftmaxLoss, sampledSoftmaxLoss } from '../../src/lib/models/word-losses.js';
 import { readFeatureMatrix } from '../../src/lib/io/features.js';
 import { writeNpy } from '../../src/lib/io/npy.js';
@@ -97,4 +98,15 @@ test('readFeatureMatrix: rows with ids; a count mismatch or a NaN is an input er
   await writeNpy(npy, Float32Array.from([1, NaN, 3, 4]), [2, 2]);
   writeFileSync(join(dir, 'f.ids.ndjson'), '{"id":"a"}\n{"id":"b"}\n');
   await assert.rejects(readFeatureMatrix(npy), (e: unknown) => e instanceof UsageError && /non-finite/.test(e.message));
+});
+
+test('validationSubset: all held-out images for 0 or a cap at or over their count; else evenly spread, first included, in order', () => {
+  const held = { pixels: Array.from({ length: 10 }, (_, i) => `img${i}`), bags: Array.from({ length: 10 }, (_, i) => Int32Array.of(i)) };
+  assert.equal(validationSubset(held, 0), held);
+  assert.equal(validationSubset(held, 10), held);
+  assert.equal(validationSubset(held, 25), held);
+  const four = validationSubset(held, 4);
+  assert.deepEqual(four.pixels, ['img0', 'img2', 'img5', 'img7']);
+  assert.deepEqual(four.bags.map((b) => b[0]), [0, 2, 5, 7]);
+  assert.deepEqual(validationSubset(held, 1).pixels, ['img0']);
 });

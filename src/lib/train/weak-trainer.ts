@@ -247,6 +247,18 @@ async function scoreImages(model: tf.LayersModel, store: ImageStore, images: Arr
   return out;
 }
 
+/**
+ * The held-out images an epoch scores: all of them, or `count` spread evenly through them (image
+ * floor(i n / count) for i < count), so a capped validation still samples the whole input and is the
+ * same set every epoch and on --resume.
+ */
+export function validationSubset<T>(held: { pixels: T[]; bags: Int32Array[] }, count: number): { pixels: T[]; bags: Int32Array[] } {
+  const n = held.bags.length;
+  if (count <= 0 || count >= n) return held;
+  const picks = Array.from({ length: count }, (_, i) => Math.floor((i * n) / count));
+  return { pixels: picks.map((i) => held.pixels[i]), bags: picks.map((i) => held.bags[i]) };
+}
+
 /** Validation precision@k and recall@k over the full vocabulary. */
 export async function evaluateTagging(model: tf.LayersModel, store: ImageStore, bags: Int32Array[], inputSize: InputShape, ks: number[]): Promise<PrecisionRecall> {
   const images = bags.map((_, i) => i);
