@@ -2,7 +2,9 @@
 // against int8 (src/lib/onnx/quantize.ts: QDQ dense layers that onnxruntime fuses into QGemm), the
 // same sessions and threads, alternating in the same run; which kernels onnxruntime really runs (its
 // optimised graph); how far int8 moves the outputs and decisions on all rows, past the calibration
-// rows; then, with --e2e-rows, `atelier predict-sizenet` end to end, fp32 against int8.
+// rows; then, with --e2e-rows, `atelier predict-sizenet` end to end, fp32 against int8. The peer,
+// in each round after ours: PyTorch's float and dynamic-int8 Linear layers on the same shapes, rows,
+// batch and threads (bench/dense_torch.py under Debian's /usr/bin/python3; skipped without torch).
 //
 //   node dist/bench/int8-dense.js [--dims 512,1280] [--models student,mlp] [--rows 8192] [--batch 4096]
 //     [--seconds 3] [--rounds 3] [--e2e-rows 0] [--out bench/out/int8-dense.json]
@@ -23,7 +25,7 @@ import { convertLayersModel, encodeConverted } from '../src/lib/onnx/export.js';
 import { quantizedBytes } from '../src/lib/onnx/int8.js';
 import { decodeModelSummary } from '../src/lib/onnx/proto.js';
 import { loadOrt, ortThreads, sessionOptions } from '../src/lib/onnx/session.js';
-import { flag, loadAverage, machineInfo, outDir, repoRoot, writeResults } from './common.js';
+import { flag, loadAverage, machineInfo, outDir, PYTHON, repoRoot, writeResults } from './common.js';
 
 const dims = flag('dims', '512,1280').split(',').map(Number);
 const models = flag('models', 'student,mlp').split(',');
@@ -64,6 +66,15 @@ async function rate(session: import('onnxruntime-node').InferenceSession, data: 
   return Math.round(done / ((performance.now() - start) / 1000));
 }
 
+/** PyTorch's rows per second on the same model shape, float and int8 (null without torch). */
+function torchRate(kind: string, dim: number): { float: number; int8: number } | null {
+  const run = spawnSync(PYTHON, [join(repoRoot, 'bench', 'dense_torch.py'), '--model', kind, '--dim', String(dim), '--rows', String(rows), '--batch', String(batch), '--seconds', String(seconds), '--threads', String(threads)], { encoding: 'utf8' });
+  if (run.status === 3) return null;
+  if (run.status !== 0) throw new Error(`dense_torch.py: ${run.stderr}`);
+  const r = JSON.parse(run.stdout) as { float: number; int8: number };
+  return { float: r.float, int8: r.int8 };
+}
+
 async function outputs(session: import('onnxruntime-node').InferenceSession, data: Float32Array, dim: number): Promise<Float32Array> {
   const result = await session.run({ features: new ort.Tensor('float32', data, [rows, dim]) });
   return result.output.data as Float32Array;
@@ -102,10 +113,10 @@ for (const dim of dims) {
       worst = Math.max(worst, moved);
       sum += moved;
     }
-    const timings: Array<{ float: number; int8: number; load: number[] }> = [];
+    const timings: Array<{ float: number; int8: number; torch: { float: number; int8: number } | null; load: number[] }> = [];
     await rate(float, data, dim);
     await rate(int8, data, dim);
-    for (let r = 0; r < rounds; r++) timings.push({ load: loadAverage(), float: await rate(float, data, dim), int8: await rate(int8, data, dim) });
+    for (let r = 0; r < rounds; r++) timings.push({ load: loadAverage(), float: await rate(float, data, dim), int8: await rate(int8, data, dim), torch: torchRate(kind, dim) });
     await float.release();
     await int8.release();
     model.dispose();
@@ -121,6 +132,8 @@ for (const dim of dims) {
       allRows: { sameDecision: same, meanMove: Math.round((sum / rows) * 1e5) / 1e5, worstMove: Math.round(worst * 1e5) / 1e5 },
       rowsPerSecond: timings,
       speedup: timings.map((t) => Math.round((t.int8 / t.float) * 100) / 100),
+      // Ours over PyTorch's, precision for precision (null without torch).
+      overTorch: timings.map((t) => (t.torch ? { float: Math.round((t.float / t.torch.float) * 100) / 100, int8: Math.round((t.int8 / t.torch.int8) * 100) / 100 } : null)),
     };
     console.log(JSON.stringify(row));
     results.push(row);
