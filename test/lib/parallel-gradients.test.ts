@@ -9,7 +9,7 @@ import { selectBackend } from '../../src/lib/backend/select.js';
 import { takeScalar, takeValues } from '../../src/lib/backend/read.js';
 import { buildWeakModel } from '../../src/lib/models/weak-model.js';
 import { buildWordIndex } from '../../src/lib/train/word-sampler.js';
-import { openWeakParallel, trainStep, trainStepParallel, weakModels, type StepOptions } from '../../src/lib/train/weak-trainer.js';
+import { openWeakParallel, trainStep, trainStepParallel, validationScores, weakModels, type StepOptions } from '../../src/lib/train/weak-trainer.js';
 import { batchPixels, type ImageStore } from '../../src/lib/image/batch.js';
 import { l2Normalize, mineSemiHardTriplets, pairwiseSquaredDistances, tripletHingeLoss } from '../../src/lib/similarity/triplet.js';
 import { openTripletParallel, tripletGradients } from '../../src/lib/train/triplet-parallel.js';
@@ -205,4 +205,36 @@ test('locate: the workers\' loss parts add up to this thread\'s loss and gradien
   const worst = gradientDifference(parallel.grads, single.grads);
   assert.ok(worst < 1e-4, `largest gradient difference ${worst} of the largest entry`);
   tf.dispose([batch, crops, ...Object.values(single.grads), ...Object.values(parallel.grads)]);
+});
+
+test('validation on the workers: after training steps, the workers score the held-out images as this thread does, rows in order', async () => {
+  const m = model();
+  const store = images();
+  // 150 distinct held-out images: two chunks of 64 per worker and a last, smaller one.
+  const other = createRandom(11);
+  const held: ImageStore = { pixels: Array.from({ length: 150 }, () => Uint8Array.from({ length: STORED * STORED * 3 }, () => other.int(256))), storedSize: STORED };
+  const engine = await openWeakParallel(m, store, 2, undefined, held);
+  engines.push(engine);
+  const optimizer = tf.train.momentum(0.1, 0.9);
+  const random = createRandom(7);
+  for (let s = 0; s < 3; s++) await trainStepParallel(engine, weakModels(m), optimizer, store, index, random, options(false));
+  const ids = Array.from({ length: 150 }, (_, i) => (i * 7) % 150);
+  const here = await validationScores(m, held, ids, INPUT);
+  const there = await validationScores(m, held, ids, INPUT, engine);
+  assert.equal(there.length, 150 * WORDS);
+  let worst = 0;
+  for (let i = 0; i < here.length; i++) worst = Math.max(worst, Math.abs(here[i] - there[i]));
+  assert.ok(worst <= 1e-5, `worst difference ${worst}`);
+  // A step after validation trains on the weights validation saw, and the next validation sees the step.
+  await trainStepParallel(engine, weakModels(m), optimizer, store, index, random, options(false));
+  const after = await validationScores(m, held, ids, INPUT, engine);
+  const hereAfter = await validationScores(m, held, ids, INPUT);
+  let moved = 0;
+  worst = 0;
+  for (let i = 0; i < here.length; i++) {
+    moved = Math.max(moved, Math.abs(after[i] - there[i]));
+    worst = Math.max(worst, Math.abs(after[i] - hereAfter[i]));
+  }
+  assert.ok(moved > 1e-4, 'the scores moved with the step');
+  assert.ok(worst <= 1e-5, `worst difference after a step ${worst}`);
 });

@@ -203,6 +203,19 @@ export class ParallelGradients {
   }
 
   /**
+   * The model's current outputs on each shard, as its task's `outputs` computes them, for work
+   * between steps (train-weak's validation scores): unlike outputs(), the next gradients() publishes
+   * the weights again, so nothing is assumed about what happens in between.
+   */
+  async infer(shards: Shard[], options: unknown): Promise<Float32Array[]> {
+    if (shards.length > this.threads.length) throw new Error(`${shards.length} shards for ${this.threads.length} workers`);
+    this.publish();
+    this.published = false;
+    const changed = this.untrained();
+    return Promise.all(shards.map((shard, i) => this.call<Float32Array>(i, { op: 'outputs', version: this.version, changed, shard: shard.data, options })));
+  }
+
+  /**
    * Loss of the whole batch and its gradient for `variables` (tensors keyed by variable name; the
    * caller disposes them), from one shard per worker (at most `size`), combined as `combine` says;
    * `parts` are the task's named terms, combined alike. Moving statistics the workers' forward

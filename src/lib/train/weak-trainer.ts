@@ -174,14 +174,15 @@ export async function trainStepParallel(
   return loss;
 }
 
-type SharedWeak = SharedImages & { types?: StepOptions['types'] };
+type SharedWeak = SharedImages & { types?: StepOptions['types']; validation?: SharedImages };
 
 /**
  * Starts the training workers of the weak model on `store`'s images (shared, see shareImageStore);
- * with type attention, each worker holds the per-word type targets too (its loss is a mean over rows).
+ * with type attention, each worker holds the per-word type targets too (its loss is a mean over rows);
+ * with `validation`, they hold those images too and score them for evaluateTagging.
  */
-export function openWeakParallel(model: tf.LayersModel, store: ImageStore, workers: number, types?: StepOptions['types']): Promise<ParallelGradients> {
-  const shared: SharedWeak = { ...shareImageStore(store), ...(types ? { types } : {}) };
+export function openWeakParallel(model: tf.LayersModel, store: ImageStore, workers: number, types?: StepOptions['types'], validation?: ImageStore): Promise<ParallelGradients> {
+  const shared: SharedWeak = { ...shareImageStore(store), ...(types ? { types } : {}), ...(validation?.pixels.length ? { validation: shareImageStore(validation) } : {}) };
   return ParallelGradients.open({ model, workers, task: 'weak', shared });
 }
 
@@ -194,7 +195,19 @@ export function weakParallelTask(model: tf.LayersModel, shared: unknown): Parall
   const types = layer && s.types
     ? { layer, targets: tf.keep(tf.tensor2d(s.types.targets, [s.types.targets.length / layer.types, layer.types])), entropy: tf.keep(tf.tensor1d(s.types.entropy)), weight: s.types.weight }
     : null;
-  return { loss: (shard, options) => weakLoss(models, store, shard as WeakDraw, options as LossOptions, types) };
+  const validation = s.validation ? sharedImageStore(s.validation) : null;
+  const scorer = tagScorer(model);
+  return {
+    loss: (shard, options) => weakLoss(models, store, shard as WeakDraw, options as LossOptions, types),
+    // Validation scores of a share of the held-out images (inference mode: no statistics move).
+    outputs(shard, options) {
+      if (!validation) throw new Error('the workers were opened without validation images');
+      const { images } = shard as { images: Int32Array };
+      const { inputSize } = options as { inputSize: InputShape };
+      const { height, width } = inputSides(inputSize);
+      return scorer.score(tf.tensor4d(batchPixels(validation, images, inputSize), [images.length, height, width, 3]));
+    },
+  };
 }
 
 /**
@@ -233,20 +246,6 @@ function dropoutMask(random: Random, size: number, rate: number): Float32Array {
   return mask;
 }
 
-/** Word scores for images (centre crop), [n, K] row-major, computed in batches. */
-async function scoreImages(model: tf.LayersModel, store: ImageStore, images: ArrayLike<number>, inputSize: InputShape, batchSize = 64): Promise<Float32Array> {
-  const { height, width } = inputSides(inputSize);
-  const vocabularySize = model.getLayer(LAYER.words).outputShape[1] as number;
-  const out = new Float32Array(images.length * vocabularySize);
-  for (let start = 0; start < images.length; start += batchSize) {
-    const ids = Array.from({ length: Math.min(batchSize, images.length - start) }, (_, i) => images[start + i]);
-    const pixels = batchPixels(store, ids, inputSize);
-    const scores = tf.tidy(() => model.predict(tf.tensor4d(pixels, [ids.length, height, width, 3])) as tf.Tensor);
-    out.set(await takeValues(scores), start * vocabularySize);
-  }
-  return out;
-}
-
 /**
  * The held-out images an epoch scores: all of them, or `count` spread evenly through them (image
  * floor(i n / count) for i < count), so a capped validation still samples the whole input and is the
@@ -259,25 +258,62 @@ export function validationSubset<T>(held: { pixels: T[]; bags: Int32Array[] }, c
   return { pixels: picks.map((i) => held.pixels[i]), bags: picks.map((i) => held.bags[i]) };
 }
 
-/** Validation precision@k and recall@k over the full vocabulary. */
-export async function evaluateTagging(model: tf.LayersModel, store: ImageStore, bags: Int32Array[], inputSize: InputShape, ks: number[]): Promise<PrecisionRecall> {
-  const images = bags.map((_, i) => i);
-  const scores = typeLayer(model) ? await scoreImagesFiveCases(model, store, images, inputSize) : await scoreImages(model, store, images, inputSize);
+/**
+ * Validation precision@k and recall@k over the full vocabulary. With `parallel` (train-weak's workers,
+ * opened with this store as their validation images), the workers score shares of each chunk of
+ * images and this thread only ranks; the scores are the ones this thread computes, on the same kernels.
+ */
+export async function evaluateTagging(model: tf.LayersModel, store: ImageStore, bags: Int32Array[], inputSize: InputShape, ks: number[], parallel: ParallelGradients | null = null): Promise<PrecisionRecall> {
+  const scores = await validationScores(model, store, bags.map((_, i) => i), inputSize, parallel);
   const vocabularySize = model.getLayer(LAYER.words).outputShape[1] as number;
   return precisionRecallAtK(scores, vocabularySize, bags, ks);
 }
 
-/** The attention model's validation scores: each word's best over the five type vectors (report §4.3), [n, K]. */
-async function scoreImagesFiveCases(model: tf.LayersModel, store: ImageStore, images: ArrayLike<number>, inputSize: InputShape, batchSize = 64): Promise<Float32Array> {
-  const { height, width } = inputSides(inputSize);
-  const layer = typeLayer(model)!;
+/** Validation scores of `images` of the store (centre crops), [n, width] row-major: on this thread, or on the workers. */
+export function validationScores(model: tf.LayersModel, store: ImageStore, images: ArrayLike<number>, inputSize: InputShape, parallel: ParallelGradients | null = null): Promise<Float32Array> {
+  return parallel ? scoreImagesParallel(parallel, tagScorer(model).width, images, inputSize) : scoreImages(model, store, images, inputSize);
+}
+
+/** How validation scores a batch of centre crops: word scores, or with type attention each word's best over the five type vectors (report §4.3). */
+interface TagScorer {
+  width: number;
+  score(x: tf.Tensor4D): tf.Tensor2D;
+}
+
+function tagScorer(model: tf.LayersModel): TagScorer {
+  const layer = typeLayer(model);
+  if (!layer) return { width: model.getLayer(LAYER.words).outputShape[1] as number, score: (x) => model.predict(x) as tf.Tensor2D };
   const embedding = featureModel(model, 'embedding');
-  const out = new Float32Array(images.length * layer.units);
+  return { width: layer.units, score: (x) => fiveCaseScores(embedding.predict(x) as tf.Tensor2D, layer.weightsOf().kernel, layer.types) };
+}
+
+/** Validation scores of `images` of the store, [n, width] row-major, in batches on this thread. */
+async function scoreImages(model: tf.LayersModel, store: ImageStore, images: ArrayLike<number>, inputSize: InputShape, batchSize = 64): Promise<Float32Array> {
+  const { height, width } = inputSides(inputSize);
+  const scorer = tagScorer(model);
+  const out = new Float32Array(images.length * scorer.width);
   for (let start = 0; start < images.length; start += batchSize) {
     const ids = Array.from({ length: Math.min(batchSize, images.length - start) }, (_, i) => images[start + i]);
     const pixels = batchPixels(store, ids, inputSize);
-    const scores = tf.tidy(() => fiveCaseScores(embedding.predict(tf.tensor4d(pixels, [ids.length, height, width, 3])) as tf.Tensor2D, layer.weightsOf().kernel, layer.types));
-    out.set(await takeValues(scores), start * layer.units);
+    const scores = tf.tidy(() => scorer.score(tf.tensor4d(pixels, [ids.length, height, width, 3])));
+    out.set(await takeValues(scores), start * scorer.width);
+  }
+  return out;
+}
+
+/** The same scores from the workers: each chunk of `batchSize` images per worker is split between them, rows back in order. */
+async function scoreImagesParallel(parallel: ParallelGradients, width: number, images: ArrayLike<number>, inputSize: InputShape, batchSize = 64): Promise<Float32Array> {
+  const out = new Float32Array(images.length * width);
+  const chunk = batchSize * parallel.size;
+  for (let start = 0; start < images.length; start += chunk) {
+    const count = Math.min(chunk, images.length - start);
+    const shards: Shard[] = shardBounds(count, parallel.size).map(([a, b]) => ({ weight: b - a, data: { images: Int32Array.from({ length: b - a }, (_, i) => images[start + a + i]) } }));
+    const rows = await parallel.infer(shards, { inputSize });
+    let offset = start * width;
+    for (const r of rows) {
+      out.set(r, offset);
+      offset += r.length;
+    }
   }
   return out;
 }
