@@ -263,14 +263,16 @@ With --attention types, training ends by embedding every image and giving each w
       step: (_batch, random, epoch) =>
         parallel ? trainStepParallel(parallel, models, optimizer, trainStore, index, random, stepOptions(epoch)) : trainStep(models, optimizer, trainStore, index, random, stepOptions(epoch)),
       async validate() {
-        const metrics = scored.pixels.length ? await evaluateTagging(model, valStore, scored.bags, input, KS, parallel) : { precision: {}, recall: {}, images: 0 };
+        const started = Date.now();
+        const scores = scored.pixels.length ? await evaluateTagging(model, valStore, scored.bags, input, KS, parallel) : { precision: {}, recall: {}, images: 0 };
+        const metrics = { ...scores, seconds: (Date.now() - started) / 1000 };
         return { score: -((metrics.precision as Record<number, number>)[1] ?? 0), metrics };
       },
       logEntry(epoch, validation): EpochLog {
-        const metrics = validation!.metrics as { precision: Record<number, number>; recall: Record<number, number>; images: number };
+        const metrics = validation!.metrics as { precision: Record<number, number>; recall: Record<number, number>; images: number; seconds: number };
         return {
           epoch: epoch.epoch, lr: epoch.lr!, loss: epoch.loss, phase: stepOptions(epoch.epoch).headOnly ? 'head' : 'full', seconds: epoch.seconds, imagesPerSecond: epoch.samples / epoch.seconds,
-          precision: metrics.precision, recall: metrics.recall, validationImages: metrics.images, baselinePrecision1: baseline,
+          precision: metrics.precision, recall: metrics.recall, validationImages: metrics.images, validationSeconds: metrics.seconds, baselinePrecision1: baseline,
         };
       },
       onEpoch(line) {

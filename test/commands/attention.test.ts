@@ -83,7 +83,9 @@ test('attention mistakes: one line, exit 2', async () => {
   assert.equal(trained.code, 0, trained.stderr);
   // The cheap validation of big runs: 7 of the held-out images are scored (the log says how many).
   assert.match(trained.stderr, / validation images \(7 of them scored each epoch\)/);
-  assert.equal(JSON.parse(readFileSync(join(dir, 'plain.model.log.json'), 'utf8'))[0].validationImages, 7);
+  const logged = JSON.parse(readFileSync(join(dir, 'plain.model.log.json'), 'utf8'))[0];
+  assert.equal(logged.validationImages, 7);
+  assert.ok(logged.validationSeconds > 0 && logged.validationSeconds < 60, `validation took ${logged.validationSeconds} s`);
   const byType = await runAtelier(['tag', '-m', plain, '-i', items, '--by-type']);
   assert.equal(byType.code, 2);
   assert.match(byType.stderr, /^atelier tag: .*plain\.model: --by-type: the model was not trained with --attention types\n$/);

@@ -19,6 +19,8 @@ export interface EpochLog {
   precision: Record<number, number>;
   recall: Record<number, number>;
   validationImages: number;
+  /** Wall seconds of scoring the validation images (absent in logs written before 2026-12-04). */
+  validationSeconds?: number;
   baselinePrecision1: number;
 }
 

@@ -199,7 +199,7 @@ function retrievalSection(content: NonNullable<ReportContent['retrieval']>, src:
 }
 
 /** Fields of an epoch record that are bookkeeping, not curves. */
-const NOT_CURVES = new Set(['epoch', 'lr', 'seconds', 'validationImages', 'baselinePrecision1', 'step']);
+const NOT_CURVES = new Set(['epoch', 'lr', 'seconds', 'validationImages', 'validationSeconds', 'baselinePrecision1', 'step']);
 /** Throughput fields (samples/s, images/s): hundreds, so on the metrics' 0..1 axis they would flatten every curve. */
 const THROUGHPUT = /PerSecond$|throughput/i;
 
