@@ -342,7 +342,8 @@ $(REAL_RUN_DIR)/tsne-weak.ndjson: $(REAL_RUN_DIR)/tsne-weak.npy
 
 # Word semantics (report 3.6): word-triplet accuracy (eval-words, data/fashion-thesaurus.json) of the weak model's
 # word matrix against word2vec trained on the same bags (train-weak's training products only: the same split).
-REAL_W2V ?= --dim 100 --epochs 5 --seed 1
+# 20 epochs: on myntra-44k titles 5 epochs scored 0.732 and 20 scored 0.787 (400-d: 0.730, 0.785), so the baseline is the stronger one.
+REAL_W2V ?= --dim 100 --epochs 20 --seed 1
 $(REAL_RUN_DIR)/word2vec.npy: $(call REAL_SET_DIR,$(REAL_SET))/samples.ndjson
 	mkdir -p $(REAL_RUN_DIR)
 	$(ATELIER) train-word2vec -i $< --vocab $(call REAL_SET_DIR,$(REAL_SET))/vocab.ndjson $(REAL_RUN_SPLIT) $(REAL_W2V) -o $@ $(REAL_LOG)
