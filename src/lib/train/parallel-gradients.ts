@@ -194,12 +194,8 @@ export class ParallelGradients {
    * worker its rows' part of that gradient for gradients(..., 'sum'). The workers' moving statistics
    * are left as they were. The weights must not change before that gradients() call: it reuses them.
    */
-  async outputs(shards: Shard[], options: unknown): Promise<Float32Array[]> {
-    if (shards.length > this.threads.length) throw new Error(`${shards.length} shards for ${this.threads.length} workers`);
-    this.publish();
-    this.published = true;
-    const changed = this.untrained();
-    return Promise.all(shards.map((shard, i) => this.call<Float32Array>(i, { op: 'outputs', version: this.version, changed, shard: shard.data, options })));
+  outputs(shards: Shard[], options: unknown): Promise<Float32Array[]> {
+    return this.taskOutputs(shards, options, true);
   }
 
   /**
@@ -207,10 +203,15 @@ export class ParallelGradients {
    * between steps (train-weak's validation scores): unlike outputs(), the next gradients() publishes
    * the weights again, so nothing is assumed about what happens in between.
    */
-  async infer(shards: Shard[], options: unknown): Promise<Float32Array[]> {
+  infer(shards: Shard[], options: unknown): Promise<Float32Array[]> {
+    return this.taskOutputs(shards, options, false);
+  }
+
+  /** Publishes the weights and asks each worker for its task's outputs on its shard; `reuse`: the next gradients() keeps these weights. */
+  private taskOutputs(shards: Shard[], options: unknown, reuse: boolean): Promise<Float32Array[]> {
     if (shards.length > this.threads.length) throw new Error(`${shards.length} shards for ${this.threads.length} workers`);
     this.publish();
-    this.published = false;
+    this.published = reuse;
     const changed = this.untrained();
     return Promise.all(shards.map((shard, i) => this.call<Float32Array>(i, { op: 'outputs', version: this.version, changed, shard: shard.data, options })));
   }
