@@ -78,6 +78,9 @@ test('attention mistakes: one line, exit 2', async () => {
   const noProjection = await runAtelier(['train-weak', '-i', items, '--vocab', vocab, '-o', join(dir, 'x.model'), '--attention', 'types']);
   assert.equal(noProjection.code, 2);
   assert.equal(noProjection.stderr, "atelier train-weak: --projection: --attention types needs the size of each type's sub-vector (the report: 400)\n");
+  const badCap = await runAtelier(['train-weak', '-i', items, '--vocab', vocab, '-o', join(dir, 'y.model'), '--val-images', '-1']);
+  assert.equal(badCap.code, 2);
+  assert.match(badCap.stderr, /^atelier train-weak: --val-images: .*\n$/);
   const plain = join(dir, 'plain.model');
   const trained = await runAtelier(['train-weak', '-i', items, '--vocab', vocab, '-o', plain, '--input-size', '16', '--width', '4', '--stages', '2', '--epochs', '1', '--epoch-size', '8', '--batch', '8', '--val-images', '7']);
   assert.equal(trained.code, 0, trained.stderr);
