@@ -271,7 +271,12 @@ export async function evaluateTagging(model: tf.LayersModel, store: ImageStore, 
 
 /** Validation scores of `images` of the store (centre crops), [n, width] row-major: on this thread, or on the workers. */
 export function validationScores(model: tf.LayersModel, store: ImageStore, images: ArrayLike<number>, inputSize: InputShape, parallel: ParallelGradients | null = null): Promise<Float32Array> {
-  return parallel ? scoreImagesParallel(parallel, tagScorer(model).width, images, inputSize) : scoreImages(model, store, images, inputSize);
+  return parallel ? scoreImagesParallel(parallel, scoreWidth(model), images, inputSize) : scoreImages(model, store, images, inputSize);
+}
+
+/** Columns of a validation score row: one per word (with type attention too: each word's best case). */
+function scoreWidth(model: tf.LayersModel): number {
+  return typeLayer(model)?.units ?? (model.getLayer(LAYER.words).outputShape[1] as number);
 }
 
 /** How validation scores a batch of centre crops: word scores, or with type attention each word's best over the five type vectors (report §4.3). */
@@ -282,9 +287,9 @@ interface TagScorer {
 
 function tagScorer(model: tf.LayersModel): TagScorer {
   const layer = typeLayer(model);
-  if (!layer) return { width: model.getLayer(LAYER.words).outputShape[1] as number, score: (x) => model.predict(x) as tf.Tensor2D };
+  if (!layer) return { width: scoreWidth(model), score: (x) => model.predict(x) as tf.Tensor2D };
   const embedding = featureModel(model, 'embedding');
-  return { width: layer.units, score: (x) => fiveCaseScores(embedding.predict(x) as tf.Tensor2D, layer.weightsOf().kernel, layer.types) };
+  return { width: scoreWidth(model), score: (x) => fiveCaseScores(embedding.predict(x) as tf.Tensor2D, layer.weightsOf().kernel, layer.types) };
 }
 
 /** Validation scores of `images` of the store, [n, width] row-major, in batches on this thread. */
