@@ -9,8 +9,9 @@
 //   heldout --dir D --tsne N       D's held-out products (train-classifier's test split) -> D/heldout.ndjson {id, item:
 //                                  articleType|baseColour} for eval-retrieval, D/heldout-tsne.ndjson (N of them, labelled)
 //   retrieval-precision --features F --partition P -o J   P@1/5/10 of F's rows among P's products sharing the item
+//   runs --root R                  every weak-run under R (R/<set>-<limit>/<run>/weak-results.json), one row each -> R/weak-runs.{json,md}
 import { spawnSync } from 'node:child_process';
-import { existsSync, openSync, readSync, closeSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, openSync, readSync, closeSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { resolve } from 'node:path';
 import { gunzipSync } from 'node:zlib';
@@ -574,6 +575,66 @@ async function retrievalPrecision(): Promise<void> {
   writeFileSync(option('out'), JSON.stringify(out, null, 2) + '\n');
 }
 
+/** One row per weak-run found under --root, sorted by set then date: the budget, the weak probes against the backbone, retrieval and word triplets. */
+function summarizeRuns(): void {
+  const root = option('root');
+  const found: Array<{ dir: string; r: WeakRunResults }> = [];
+  for (const setDir of readdirSync(root, { withFileTypes: true })) {
+    if (!setDir.isDirectory()) continue;
+    for (const runDir of readdirSync(resolve(root, setDir.name), { withFileTypes: true })) {
+      const path = resolve(root, setDir.name, runDir.name, 'weak-results.json');
+      if (runDir.isDirectory() && existsSync(path)) found.push({ dir: `${setDir.name}/${runDir.name}`, r: readJson<WeakRunResults>(path) });
+    }
+  }
+  found.sort((a, b) => a.dir.localeCompare(b.dir));
+  const cell = (p: { accuracy: number | null; macroF1: number | null } | null | undefined) => (p ? `${p.accuracy ?? '-'} / ${p.macroF1 ?? '-'}` : '-');
+  const signed = (x: number | null | undefined) => (x === null || x === undefined ? '-' : `${x >= 0 ? '+' : ''}${x.toFixed(3)}`);
+  const rows = found.map(({ dir, r }) => ({
+    run: dir,
+    set: r.set,
+    samples: Math.round(r.trainImages),
+    trainCpuSeconds: r.trainCpuSeconds,
+    probes: r.probes.weak ?? null,
+    marginOverBackbone: r.marginOverBackbone,
+    retrievalP1: r.retrieval?.weak?.precision?.['1'] ?? null,
+    wordTriplets: { weak: r.wordTriplets?.weak?.accuracy ?? null, word2vec: r.wordTriplets?.word2vec?.accuracy ?? null },
+    date: r.date,
+    command: r.command,
+  }));
+  const md = [
+    `# Weak-supervision runs under ${root}`,
+    '',
+    'Linear probes on frozen weak features, held-out myntra-44k products, accuracy / macro-F1 (targets: articleType 0.85 / 0.60, baseColour 0.70);',
+    'margin: weak minus the frozen backbone, accuracy (- where the run has no backbone row). Each run folder has its weak-results.md.',
+    '',
+    '| run | samples | train CPU-s | articleType | baseColour | gender | usage | margin over backbone (aT / bC / g / u) | retrieval P@1 | triplets weak / word2vec |',
+    '|---|---|---|---|---|---|---|---|---|---|',
+    ...rows.map((x) => {
+      const m = x.marginOverBackbone;
+      const margin = m ? RUN_FACETS.map((f) => signed(m[f]?.accuracy)).join(' / ') : '-';
+      return `| ${x.run} | ${x.samples} | ${x.trainCpuSeconds === null ? '-' : Math.round(x.trainCpuSeconds)} | ${RUN_FACETS.map((f) => cell(x.probes?.[f])).join(' | ')} | ${margin} | ${x.retrievalP1 ?? '-'} | ${x.wordTriplets.weak ?? '-'} / ${x.wordTriplets.word2vec ?? '-'} |`;
+    }),
+    '',
+    'Commands:',
+    '',
+    ...rows.map((x) => `- ${x.run} (${x.date?.slice(0, 10) ?? 'undated'}): \`${x.command}\``),
+  ];
+  writeFileSync(resolve(root, 'weak-runs.json'), JSON.stringify(rows, null, 2) + '\n');
+  writeFileSync(resolve(root, 'weak-runs.md'), md.join('\n') + '\n');
+}
+
+interface WeakRunResults {
+  set: string;
+  trainImages: number;
+  trainCpuSeconds: number | null;
+  probes: Record<string, Record<string, { accuracy: number | null; macroF1: number | null } | null>>;
+  marginOverBackbone: Record<string, { accuracy: number | null; macroF1: number | null }> | null;
+  retrieval?: Record<string, { precision?: Record<string, number | null> } | null>;
+  wordTriplets?: Record<string, { accuracy: number | null } | null> | null;
+  date?: string;
+  command: string;
+}
+
 const sub = process.argv[2];
 if (sub === 'time') runTimed();
 else if (sub === 'weak') summarizeWeak();
@@ -584,7 +645,8 @@ else if (sub === 'weak-run') summarizeWeakRun();
 else if (sub === 'merge-vocab') mergeVocab();
 else if (sub === 'heldout') heldOut();
 else if (sub === 'retrieval-precision') void retrievalPrecision();
+else if (sub === 'runs') summarizeRuns();
 else {
-  process.stderr.write('usage: real-summary time|weak|join-labels|facets|teacher|weak-run|merge-vocab|heldout|retrieval-precision [--dir D] ...\n');
+  process.stderr.write('usage: real-summary time|weak|join-labels|facets|teacher|weak-run|merge-vocab|heldout|retrieval-precision|runs [--dir D] ...\n');
   process.exit(2);
 }

@@ -363,4 +363,5 @@ real-weak-run: build $(REAL_RUN_DIR)/weak.model/model.json $(REAL_RUN_PROBES) $(
 	  $(if $(REAL_REFERENCE),--reference $(REAL_REFERENCE)) \
 	  --probe '$(REAL_RUN_PROBE_TEXT)' --command 'make real-weak-run REAL_SET=$(REAL_SET) REAL_RUN_TOWER=$(REAL_RUN_TOWER)$(if $(REAL_TORCH), REAL_TORCH=$(REAL_TORCH)) REAL_SIZE=$(REAL_SIZE) REAL_LIMIT=$(REAL_LIMIT) REAL_EPOCHS=$(REAL_EPOCHS) REAL_EPOCH_SIZE=$(REAL_EPOCH_SIZE) REAL_HEAD_EPOCHS=$(REAL_HEAD_EPOCHS) REAL_WORKERS=$(REAL_WORKERS) REAL_RUN_PROBE_SOLVER=$(REAL_RUN_PROBE_SOLVER)' \
 	  --w2v '$(REAL_RUN_SPLIT) $(REAL_W2V)' --settings '$(REAL_RUN_START) $(REAL_RUN_WORDS) --input-size $(REAL_SIZE) --epochs $(REAL_EPOCHS) --epoch-size $(REAL_EPOCH_SIZE) --workers $(REAL_WORKERS)'
-	@echo "results: $(REAL_RUN_DIR)/weak-results.json and $(REAL_RUN_DIR)/weak-results.md"
+	$(NODE) dist/bench/real-summary.js runs --root $(REAL_OUT)
+	@echo "results: $(REAL_RUN_DIR)/weak-results.json and $(REAL_RUN_DIR)/weak-results.md; every run so far, one row each: $(REAL_OUT)/weak-runs.md"
