@@ -310,6 +310,10 @@ function summarizeWeakRun(): void {
   const trainImages = log.reduce((a, e) => a + e.imagesPerSecond * e.seconds, 0);
   const wall = timedSeconds(resolve(dir, 'weak.time'));
   const trainCpu = timedCpuSeconds(resolve(dir, 'weak.time'));
+  // A run resumed from a checkpoint (train-weak --resume) timed only the epochs after it: say which.
+  const resumedAfter = Number(/resuming after epoch (\d+)/.exec(readText(resolve(dir, 'weak.model.stderr')) ?? '')?.[1] ?? 0);
+  const timedEpochs = { from: resumedAfter + 1, to: log.length };
+  const timedNote = resumedAfter > 0 ? ` for epochs ${timedEpochs.from}-${timedEpochs.to}, resumed after epoch ${resumedAfter}; the earlier epochs' wall and CPU time are those of the run its checkpoint came from` : '';
   const featureDir = (m: string) => (m === 'pixels' ? pixelsDir : borrowed.includes(m) ? reference : dir);
   const probes: Record<string, Record<string, ReturnType<typeof testScores>>> = {};
   const dims: Record<string, number | null> = {};
@@ -347,6 +351,7 @@ function summarizeWeakRun(): void {
     trainSeconds: round(trainSeconds, 1),
     trainWallSeconds: round(wall, 1),
     trainCpuSeconds: trainCpu,
+    timedEpochs,
     trainImagesPerSecond: round(trainImages / trainSeconds, 1),
     precisionAtK: { best: { epoch: best.epoch, precision: at(best, 'precision'), recall: at(best, 'recall') }, last: { epoch: last.epoch, precision: at(last, 'precision'), recall: at(last, 'recall') } },
     mostFrequentWordPrecision1: round(last.baselinePrecision1),
@@ -373,7 +378,7 @@ function summarizeWeakRun(): void {
     '',
     `Command: \`${json.command}\`; ${json.date.slice(0, 16)} UTC; ${json.machine.cpu} x ${json.machine.cores} cores, Node ${json.machine.node}; load average (1/5/15 min) before training ${load.before ?? '?'}, after ${load.after ?? '?'}.`,
     '',
-    `Settings: \`${json.settings}\`. Vocabulary ${metadata.vocabulary.length} words. ${log.length} epochs, ${Math.round(trainImages)} training samples in ${trainSeconds.toFixed(0)} s of epochs (${wall === null ? '?' : wall.toFixed(0)} s wall with start-up) = **${(trainImages / trainSeconds).toFixed(1)} training images/s**; CPU budget: ${trainCpu === null ? 'that wall time on the workers named in the settings (CPU time not recorded)' : `${trainCpu.toFixed(0)} CPU-s`} (2-core machine shared with other jobs).`,
+    `Settings: \`${json.settings}\`. Vocabulary ${metadata.vocabulary.length} words. ${log.length} epochs, ${Math.round(trainImages)} training samples in ${trainSeconds.toFixed(0)} s of epochs (${wall === null ? '?' : wall.toFixed(0)} s wall with start-up${timedNote}) = **${(trainImages / trainSeconds).toFixed(1)} training images/s**; CPU budget: ${trainCpu === null ? 'that wall time on the workers named in the settings (CPU time not recorded)' : `${trainCpu.toFixed(0)} CPU-s${resumedAfter > 0 ? ` (epochs ${timedEpochs.from}-${timedEpochs.to})` : ''}`} (2-core machine shared with other jobs).`,
     '',
     '| epoch | loss | P@1 | P@5 | P@10 | P@15 | R@1 | R@5 | R@10 | R@15 |',
     '|---|---|---|---|---|---|---|---|---|---|',
@@ -594,6 +599,7 @@ function summarizeRuns(): void {
     set: r.set,
     samples: Math.round(r.trainImages),
     trainCpuSeconds: r.trainCpuSeconds,
+    timedEpochs: r.timedEpochs ?? null,
     probes: r.probes.weak ?? null,
     marginOverBackbone: r.marginOverBackbone,
     retrievalP1: r.retrieval?.weak?.precision?.['1'] ?? null,
@@ -612,7 +618,7 @@ function summarizeRuns(): void {
     ...rows.map((x) => {
       const m = x.marginOverBackbone;
       const margin = m ? RUN_FACETS.map((f) => signed(m[f]?.accuracy)).join(' / ') : '-';
-      return `| ${x.run} | ${x.samples} | ${x.trainCpuSeconds === null ? '-' : Math.round(x.trainCpuSeconds)} | ${RUN_FACETS.map((f) => cell(x.probes?.[f])).join(' | ')} | ${margin} | ${x.retrievalP1 ?? '-'} | ${x.wordTriplets.weak ?? '-'} / ${x.wordTriplets.word2vec ?? '-'} |`;
+      return `| ${x.run} | ${x.samples} | ${x.trainCpuSeconds === null ? '-' : Math.round(x.trainCpuSeconds)}${x.timedEpochs && x.timedEpochs.from > 1 ? ` (epochs ${x.timedEpochs.from}-${x.timedEpochs.to})` : ''} | ${RUN_FACETS.map((f) => cell(x.probes?.[f])).join(' | ')} | ${margin} | ${x.retrievalP1 ?? '-'} | ${x.wordTriplets.weak ?? '-'} / ${x.wordTriplets.word2vec ?? '-'} |`;
     }),
     '',
     'Commands:',
@@ -627,6 +633,7 @@ interface WeakRunResults {
   set: string;
   trainImages: number;
   trainCpuSeconds: number | null;
+  timedEpochs?: { from: number; to: number };
   probes: Record<string, Record<string, { accuracy: number | null; macroF1: number | null } | null>>;
   marginOverBackbone: Record<string, { accuracy: number | null; macroF1: number | null }> | null;
   retrieval?: Record<string, { precision?: Record<string, number | null> } | null>;

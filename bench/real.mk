@@ -192,6 +192,11 @@ REAL_REFERENCE ?=
 ifeq ($(REAL_TORCH),1)
 REAL_RUN_FEATURES += torch
 endif
+# REAL_RESUME_FROM=<run dir of the same set, tower and settings with fewer REAL_EPOCHS>: continue that run from its
+# checkpoint (train-weak --resume: the same result as one run of REAL_EPOCHS) instead of starting again; the summary
+# times only the epochs after it. e.g. make real-weak-44k REAL_LIMIT=0 REAL_EPOCHS=8 REAL_EPOCH_SIZE=8192 \
+#   REAL_RUN_FEATURES='weak pixels' REAL_REFERENCE=out/real/myntra-44k-0/mobilenetv2-96px-4x8192 REAL_RESUME_FROM=out/real/myntra-44k-0/mobilenetv2-96px-4x8192
+REAL_RESUME_FROM ?=
 REAL_RUN_UNTRAINED := --head-epochs 1 --epochs 1 --epoch-size 32 --lr 0.01 --val-images 64
 REAL_RUN_FACETS := articleType baseColour gender usage
 # One folder per training set and limit (its samples and vocabulary), one per run inside it.
@@ -247,8 +252,9 @@ $(REAL_RUN_DIR)/weak.model/model.json: $(call REAL_SET_DIR,$(REAL_SET))/samples.
 	mkdir -p $(REAL_RUN_DIR)
 	@echo "== train-weak on $(REAL_SET) ($$(wc -l < $<) images), $(REAL_RUN_START) $(REAL_RUN_TRAIN) --epochs $(REAL_EPOCHS) --epoch-size $(REAL_EPOCH_SIZE) --workers $(REAL_WORKERS)"
 	cut -d' ' -f1-3 /proc/loadavg > $(REAL_RUN_DIR)/weak.load-before
+	$(if $(REAL_RESUME_FROM),rm -rf $(REAL_RUN_DIR)/weak.model.checkpoint && cp -r $(REAL_RESUME_FROM)/weak.model.checkpoint $(REAL_RUN_DIR)/weak.model.checkpoint)
 	$(NODE) dist/bench/real-summary.js time $(REAL_RUN_DIR)/weak.time -- $(ATELIER) train-weak $(REAL_RUN_TRAIN) $(REAL_RUN_START) --epochs $(REAL_EPOCHS) --epoch-size $(REAL_EPOCH_SIZE) \
-	  --workers $(REAL_WORKERS) -o $(REAL_RUN_DIR)/weak.model $(REAL_LOG)
+	  --workers $(REAL_WORKERS) $(if $(REAL_RESUME_FROM),--resume) -o $(REAL_RUN_DIR)/weak.model $(REAL_LOG)
 	cut -d' ' -f1-3 /proc/loadavg > $(REAL_RUN_DIR)/weak.load-after
 	grep 'epoch [0-9]* loss' $(REAL_ERR)
 
@@ -361,7 +367,7 @@ REAL_RUN_EXTRAS := $(REAL_RUN_RETRIEVAL) $(REAL_RUN_DIR)/word-neighbours.ndjson 
 real-weak-run: build $(REAL_RUN_DIR)/weak.model/model.json $(REAL_RUN_PROBES) $(REAL_RUN_EXTRAS)
 	$(NODE) dist/bench/real-summary.js weak-run --dir $(REAL_RUN_DIR) --pixels-dir $(REAL_PROBE_DIR) --set $(REAL_SET) --features '$(REAL_RUN_FEATURES)' --words '$(REAL_WORDS)' \
 	  $(if $(REAL_REFERENCE),--reference $(REAL_REFERENCE)) \
-	  --probe '$(REAL_RUN_PROBE_TEXT)' --command 'make real-weak-run REAL_SET=$(REAL_SET) REAL_RUN_TOWER=$(REAL_RUN_TOWER)$(if $(REAL_TORCH), REAL_TORCH=$(REAL_TORCH)) REAL_SIZE=$(REAL_SIZE) REAL_LIMIT=$(REAL_LIMIT) REAL_EPOCHS=$(REAL_EPOCHS) REAL_EPOCH_SIZE=$(REAL_EPOCH_SIZE) REAL_HEAD_EPOCHS=$(REAL_HEAD_EPOCHS) REAL_WORKERS=$(REAL_WORKERS) REAL_RUN_PROBE_SOLVER=$(REAL_RUN_PROBE_SOLVER)' \
+	  --probe '$(REAL_RUN_PROBE_TEXT)' --command 'make real-weak-run REAL_SET=$(REAL_SET) REAL_RUN_TOWER=$(REAL_RUN_TOWER)$(if $(REAL_TORCH), REAL_TORCH=$(REAL_TORCH)) REAL_SIZE=$(REAL_SIZE) REAL_LIMIT=$(REAL_LIMIT) REAL_EPOCHS=$(REAL_EPOCHS) REAL_EPOCH_SIZE=$(REAL_EPOCH_SIZE) REAL_HEAD_EPOCHS=$(REAL_HEAD_EPOCHS) REAL_WORKERS=$(REAL_WORKERS) REAL_RUN_PROBE_SOLVER=$(REAL_RUN_PROBE_SOLVER)$(if $(REAL_RESUME_FROM), REAL_RESUME_FROM=$(REAL_RESUME_FROM))' \
 	  --w2v '$(REAL_RUN_SPLIT) $(REAL_W2V)' --settings '$(REAL_RUN_START) $(REAL_RUN_WORDS) --input-size $(REAL_SIZE) --epochs $(REAL_EPOCHS) --epoch-size $(REAL_EPOCH_SIZE) --workers $(REAL_WORKERS)'
 	$(NODE) dist/bench/real-summary.js runs --root $(REAL_OUT)
 	@echo "results: $(REAL_RUN_DIR)/weak-results.json and $(REAL_RUN_DIR)/weak-results.md; every run so far, one row each: $(REAL_OUT)/weak-runs.md"
