@@ -9,6 +9,9 @@
 //   heldout --dir D --tsne N       D's held-out products (train-classifier's test split) -> D/heldout.ndjson {id, item:
 //                                  articleType|baseColour} for eval-retrieval, D/heldout-tsne.ndjson (N of them, labelled)
 //   retrieval-precision --features F --partition P -o J   P@1/5/10 of F's rows among P's products sharing the item
+//   colour-families --input CSV --id-field F --field C --out OUT  one basic colour family per row from a free-text colour field
+//                                  (rows naming none or two families left out) -> OUT.csv {id, colour}
+//   colour-run --dir D --features 'M...' --reference R --pixels-dir P   colour probes on amazon-tops-16k -> D/colour-results.{json,md}
 //   runs --root R                  every weak-run under R (R/<set>-<limit>/<run>/weak-results.json), one row each -> R/weak-runs.{json,md}
 import { spawnSync } from 'node:child_process';
 import { existsSync, openSync, readSync, closeSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
@@ -580,6 +583,67 @@ async function retrievalPrecision(): Promise<void> {
   writeFileSync(option('out'), JSON.stringify(out, null, 2) + '\n');
 }
 
+// Basic colour families of amazon-tops-16k's free-text `color` field (3,607 distinct values: "Onyx Black/ Stone",
+// "Multi-color", "Heather Grey"): each word of the value maps to at most one family.
+const COLOUR_FAMILIES: Record<string, string[]> = {
+  black: ['black', 'onyx', 'jet'],
+  white: ['white', 'ivory', 'cream', 'offwhite'],
+  blue: ['blue', 'navy', 'denim', 'indigo', 'royal', 'turquoise', 'teal', 'aqua'],
+  red: ['red', 'burgundy', 'wine', 'maroon', 'scarlet'],
+  pink: ['pink', 'coral', 'fuchsia', 'rose', 'blush', 'magenta'],
+  purple: ['purple', 'violet', 'lavender', 'plum', 'lilac'],
+  green: ['green', 'olive', 'mint', 'khaki', 'emerald'],
+  grey: ['grey', 'gray', 'charcoal', 'heather'],
+  yellow: ['yellow', 'mustard', 'gold', 'golden'],
+  orange: ['orange', 'rust'],
+  beige: ['beige', 'tan', 'nude', 'camel', 'taupe', 'apricot'],
+  brown: ['brown', 'coffee', 'chocolate'],
+  multi: ['multi', 'multicolor', 'multicolored', 'multicolour', 'multicoloured', 'multi-color', 'floral', 'print', 'printed'],
+};
+
+/** The one colour family a free-text colour names, or null (none, or more than one). */
+function colourFamily(text: string): string | null {
+  const words = text.toLowerCase().replace(/off[- ]white/g, 'offwhite').replace(/multi[- ]colou?r(ed)?/g, 'multicolor').split(/[^a-z]+/).filter(Boolean);
+  const found = new Set<string>();
+  for (const w of words) for (const [family, names] of Object.entries(COLOUR_FAMILIES)) if (names.includes(w)) found.add(family);
+  return found.size === 1 ? [...found][0]! : null;
+}
+
+function colourFamilies(): void {
+  const rows = parse(readFileSync(option('input'), 'utf8'), { columns: true, skip_empty_lines: true }) as Array<Record<string, string>>;
+  const idField = option('id-field');
+  const field = option('field');
+  const kept = rows.flatMap((r) => {
+    const family = colourFamily(r[field] ?? '');
+    return family ? [`${r[idField]},${family}`] : [];
+  });
+  writeFileSync(option('out'), [`${idField},colour`, ...kept].join('\n') + '\n');
+  process.stderr.write(`colour-families: ${kept.length} of ${rows.length} rows name exactly one colour family\n`);
+}
+
+/** Colour probes on amazon-tops-16k's held-out products: accuracy / macro-F1 per feature, as weak-run's probe table. */
+function summarizeColourRun(): void {
+  const dir = option('dir');
+  const reference = option('reference', '');
+  const pixelsDir = option('pixels-dir');
+  const features = option('features').split(/\s+/).filter(Boolean);
+  const where = (m: string) => (m === 'pixels' ? pixelsDir : m !== 'weak' && reference ? reference : dir);
+  const probes = Object.fromEntries(features.map((m) => [m, testScores(resolve(where(m), `probe-amazon-${m}-colour.json`))]));
+  const names: Record<string, string> = { weak: 'weak tower (this run)', backbone: 'pretrained backbone, frozen', random: 'same tower, untrained', pixels: 'raw pixels 16x16' };
+  const first = Object.values(probes).find(Boolean);
+  const json = { dir, set: 'amazon-tops-16k', label: 'colour family of the color field', probes, date: new Date().toISOString(), machine: machine() };
+  const md = [
+    `### Colour probes on amazon-tops-16k (${dir})`,
+    '',
+    `Linear probes (bench/probe.js, L-BFGS) on frozen features of the amazon-tops-16k photos, label: the one basic colour family its \`color\` field names (\`real-summary colour-families\`; ${first?.classes ?? '?'} families, products naming none or two left out); test split: the lowest 20% of asin hashes, train-weak's held-out products on this set. Test products: ${first?.test ?? '?'}.`,
+    '',
+    '| features | accuracy | macro-F1 |',
+    '|---|---|---|',
+    ...features.map((m) => `| ${names[m] ?? m} | ${probes[m]?.accuracy ?? '-'} | ${probes[m]?.macroF1 ?? '-'} |`),
+  ];
+  writeResults(dir, 'colour', json, md);
+}
+
 /** One row per weak-run found under --root, sorted by set then date: the budget, the weak probes against the backbone, retrieval and word triplets. */
 function summarizeRuns(): void {
   const root = option('root');
@@ -653,7 +717,9 @@ else if (sub === 'merge-vocab') mergeVocab();
 else if (sub === 'heldout') heldOut();
 else if (sub === 'retrieval-precision') void retrievalPrecision();
 else if (sub === 'runs') summarizeRuns();
+else if (sub === 'colour-families') colourFamilies();
+else if (sub === 'colour-run') summarizeColourRun();
 else {
-  process.stderr.write('usage: real-summary time|weak|join-labels|facets|teacher|weak-run|merge-vocab|heldout|retrieval-precision|runs [--dir D] ...\n');
+  process.stderr.write('usage: real-summary time|weak|join-labels|facets|teacher|weak-run|merge-vocab|heldout|retrieval-precision|runs|colour-families|colour-run [--dir D] ...\n');
   process.exit(2);
 }

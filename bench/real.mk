@@ -206,7 +206,7 @@ REAL_RUN_DIR := $(call REAL_SET_DIR,$(REAL_SET))/$(REAL_RUN_TOWER)-$(REAL_SIZE)p
 REAL_RUN_TRAIN = -i $(call REAL_SET_DIR,$(REAL_SET))/samples.ndjson --vocab $(call REAL_SET_DIR,$(REAL_SET))/vocab.ndjson $(REAL_RUN_WORDS) --input-size $(REAL_SIZE)
 REAL_HEAD = $(if $(filter 0,$(REAL_LIMIT)),cat,head -n $$(($(REAL_LIMIT) + 1)))
 
-.PHONY: real-weak-44k real-weak-amazon real-weak-both real-weak-torch real-weak-run real-check-44k real-check-amazon
+.PHONY: real-weak-44k real-weak-amazon real-weak-both real-weak-torch real-weak-run real-weak-colour real-check-44k real-check-amazon
 
 real-check-44k:
 	@test -f $(REAL_44K)/products.csv || { echo "real data absent: no $(REAL_44K)/products.csv (set REAL_DATA)"; exit 1; }
@@ -371,3 +371,34 @@ real-weak-run: build $(REAL_RUN_DIR)/weak.model/model.json $(REAL_RUN_PROBES) $(
 	  --w2v '$(REAL_RUN_SPLIT) $(REAL_W2V)' --settings '$(REAL_RUN_START) $(REAL_RUN_WORDS) --input-size $(REAL_SIZE) --epochs $(REAL_EPOCHS) --epoch-size $(REAL_EPOCH_SIZE) --workers $(REAL_WORKERS)'
 	$(NODE) dist/bench/real-summary.js runs --root $(REAL_OUT)
 	@echo "results: $(REAL_RUN_DIR)/weak-results.json and $(REAL_RUN_DIR)/weak-results.md; every run so far, one row each: $(REAL_OUT)/weak-runs.md"
+
+# Colour on the second domain: myntra-44k's baseColour (46 overlapping names) is hard for every feature, so
+# real-weak-colour probes a run's weak features, the frozen backbone and raw pixels on the amazon-tops-16k photos
+# for the one basic colour family (13) their free-text `color` field names (real-summary colour-families), on
+# the same held-out products as train-weak on that set. Run it after a run, with the same variables, e.g.
+#   make real-weak-colour REAL_SET=amazon-tops-16k REAL_LIMIT=0 REAL_EPOCHS=4 REAL_EPOCH_SIZE=8192 REAL_REFERENCE=<a myntra-44k run dir>
+REAL_COLOUR_SET := $(call REAL_SET_DIR,amazon-tops-16k)
+REAL_COLOUR_FEATURES ?= weak backbone pixels
+REAL_COLOUR_AT = $(if $(filter pixels,$(1)),$(REAL_COLOUR_SET),$(if $(and $(REAL_REFERENCE),$(filter-out weak,$(1))),$(REAL_REFERENCE),$(REAL_RUN_DIR)))
+
+$(REAL_COLOUR_SET)/colours.csv: $(REAL_COLOUR_SET)/samples.ndjson
+	$(NODE) dist/bench/real-summary.js colour-families --input $(REAL_COLOUR_SET)/products.csv --id-field asin --field color --out $@
+
+$(REAL_COLOUR_SET)/amazon-pixels.npy: $(REAL_COLOUR_SET)/samples.ndjson
+	$(ATELIER) embed -m pixels -i $< -o $@ $(REAL_LOG)
+
+define REAL_COLOUR_RULE
+$(1)/amazon-$(2).npy: $(1)/$(2).model/model.json $$(REAL_COLOUR_SET)/samples.ndjson
+	$$(ATELIER) embed -m $(1)/$(2).model -i $$(REAL_COLOUR_SET)/samples.ndjson -o $$@ $$(REAL_LOG)
+endef
+$(foreach m,$(filter-out pixels,$(REAL_COLOUR_FEATURES)),$(eval $(call REAL_COLOUR_RULE,$(call REAL_COLOUR_AT,$(m)),$(m))))
+
+define REAL_COLOUR_PROBE_RULE
+$(1)/probe-amazon-$(2)-colour.json: $(1)/amazon-$(2).npy $$(REAL_COLOUR_SET)/colours.csv
+	$$(NODE) dist/bench/probe.js -i $$(REAL_COLOUR_SET)/colours.csv --id-field asin -l colour -f $$< --l2 $$(REAL_RUN_PROBE_L2) --report $$@ $$(REAL_LOG)
+endef
+$(foreach m,$(REAL_COLOUR_FEATURES),$(eval $(call REAL_COLOUR_PROBE_RULE,$(call REAL_COLOUR_AT,$(m)),$(m))))
+
+real-weak-colour: build real-check-amazon $(foreach m,$(REAL_COLOUR_FEATURES),$(call REAL_COLOUR_AT,$(m))/probe-amazon-$(m)-colour.json)
+	$(NODE) dist/bench/real-summary.js colour-run --dir $(REAL_RUN_DIR) --features '$(REAL_COLOUR_FEATURES)' --pixels-dir $(REAL_COLOUR_SET) $(if $(REAL_REFERENCE),--reference $(REAL_REFERENCE))
+	@echo "results: $(REAL_RUN_DIR)/colour-results.md"
