@@ -22,6 +22,7 @@ import { parse } from 'csv-parse/sync';
 import { readNpy } from '../src/lib/io/npy.js';
 import { splitOf } from '../src/lib/random.js';
 import { topKIndices } from '../src/lib/metrics/ranking.js';
+import { colourFamily } from '../src/lib/text/colour-family.js';
 
 const FACETS = ['articleType', 'baseColour'] as const;
 const FEATURES = ['weak', 'random', 'pixels'] as const;
@@ -581,32 +582,6 @@ async function retrievalPrecision(): Promise<void> {
   }
   const out = { features, products: n, queries, items: counts.size, precision: Object.fromEntries(ks.map((k) => [k, round(sum[k]! / queries)])), chancePrecision: round(chance / queries) };
   writeFileSync(option('out'), JSON.stringify(out, null, 2) + '\n');
-}
-
-// Basic colour families of amazon-tops-16k's free-text `color` field (3,607 distinct values: "Onyx Black/ Stone",
-// "Multi-color", "Heather Grey"): each word of the value maps to at most one family.
-const COLOUR_FAMILIES: Record<string, string[]> = {
-  black: ['black', 'onyx', 'jet'],
-  white: ['white', 'ivory', 'cream', 'offwhite'],
-  blue: ['blue', 'navy', 'denim', 'indigo', 'royal', 'turquoise', 'teal', 'aqua'],
-  red: ['red', 'burgundy', 'wine', 'maroon', 'scarlet'],
-  pink: ['pink', 'coral', 'fuchsia', 'rose', 'blush', 'magenta'],
-  purple: ['purple', 'violet', 'lavender', 'plum', 'lilac'],
-  green: ['green', 'olive', 'mint', 'khaki', 'emerald'],
-  grey: ['grey', 'gray', 'charcoal', 'heather'],
-  yellow: ['yellow', 'mustard', 'gold', 'golden'],
-  orange: ['orange', 'rust'],
-  beige: ['beige', 'tan', 'nude', 'camel', 'taupe', 'apricot'],
-  brown: ['brown', 'coffee', 'chocolate'],
-  multi: ['multi', 'multicolor', 'multicolored', 'multicolour', 'multicoloured', 'multi-color', 'floral', 'print', 'printed'],
-};
-
-/** The one colour family a free-text colour names, or null (none, or more than one). */
-function colourFamily(text: string): string | null {
-  const words = text.toLowerCase().replace(/off[- ]white/g, 'offwhite').replace(/multi[- ]colou?r(ed)?/g, 'multicolor').split(/[^a-z]+/).filter(Boolean);
-  const found = new Set<string>();
-  for (const w of words) for (const [family, names] of Object.entries(COLOUR_FAMILIES)) if (names.includes(w)) found.add(family);
-  return found.size === 1 ? [...found][0]! : null;
 }
 
 function colourFamilies(): void {

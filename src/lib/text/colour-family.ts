@@ -1,0 +1,25 @@
+// Basic colour families of free-text colour fields (shop catalogues' `color`: "Onyx Black/ Stone",
+// "Multi-color", "Heather Grey"), for colour probes with clean labels. bench/real-summary's colour-families uses it.
+export const COLOUR_FAMILIES: Record<string, string[]> = {
+  black: ['black', 'onyx', 'jet'],
+  white: ['white', 'ivory', 'cream', 'offwhite'],
+  blue: ['blue', 'navy', 'denim', 'indigo', 'royal', 'turquoise', 'teal', 'aqua'],
+  red: ['red', 'burgundy', 'wine', 'maroon', 'scarlet'],
+  pink: ['pink', 'coral', 'fuchsia', 'rose', 'blush', 'magenta'],
+  purple: ['purple', 'violet', 'lavender', 'plum', 'lilac'],
+  green: ['green', 'olive', 'mint', 'khaki', 'emerald'],
+  grey: ['grey', 'gray', 'charcoal', 'heather'],
+  yellow: ['yellow', 'mustard', 'gold', 'golden'],
+  orange: ['orange', 'rust'],
+  beige: ['beige', 'tan', 'nude', 'camel', 'taupe', 'apricot'],
+  brown: ['brown', 'coffee', 'chocolate'],
+  multi: ['multi', 'multicolor', 'multicolored', 'multicolour', 'multicoloured', 'floral', 'print', 'printed'],
+};
+
+/** The one colour family a free-text colour names, or null (none, or more than one). */
+export function colourFamily(text: string): string | null {
+  const words = text.toLowerCase().replace(/off[- ]white/g, 'offwhite').replace(/multi[- ]colou?r(ed)?/g, 'multicolor').split(/[^a-z]+/).filter(Boolean);
+  const found = new Set<string>();
+  for (const w of words) for (const [family, names] of Object.entries(COLOUR_FAMILIES)) if (names.includes(w)) found.add(family);
+  return found.size === 1 ? [...found][0]! : null;
+}
