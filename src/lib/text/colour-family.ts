@@ -16,10 +16,11 @@ export const COLOUR_FAMILIES: Record<string, string[]> = {
   multi: ['multi', 'multicolor', 'multicolored', 'multicolour', 'multicoloured', 'floral', 'print', 'printed'],
 };
 
+const FAMILY_OF = new Map(Object.entries(COLOUR_FAMILIES).flatMap(([family, names]) => names.map((name) => [name, family] as const)));
+
 /** The one colour family a free-text colour names, or null (none, or more than one). */
 export function colourFamily(text: string): string | null {
-  const words = text.toLowerCase().replace(/off[- ]white/g, 'offwhite').replace(/multi[- ]colou?r(ed)?/g, 'multicolor').split(/[^a-z]+/).filter(Boolean);
-  const found = new Set<string>();
-  for (const w of words) for (const [family, names] of Object.entries(COLOUR_FAMILIES)) if (names.includes(w)) found.add(family);
+  const words = text.toLowerCase().replace(/off[- ]white/g, 'offwhite').replace(/multi[- ]colou?r(ed)?/g, 'multicolor').split(/[^a-z]+/);
+  const found = new Set(words.flatMap((w) => FAMILY_OF.get(w) ?? []));
   return found.size === 1 ? [...found][0]! : null;
 }

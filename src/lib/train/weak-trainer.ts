@@ -287,9 +287,10 @@ interface TagScorer {
 
 function tagScorer(model: tf.LayersModel): TagScorer {
   const layer = typeLayer(model);
-  if (!layer) return { width: scoreWidth(model), score: (x) => model.predict(x) as tf.Tensor2D };
+  const width = scoreWidth(model);
+  if (!layer) return { width, score: (x) => model.predict(x) as tf.Tensor2D };
   const embedding = featureModel(model, 'embedding');
-  return { width: scoreWidth(model), score: (x) => fiveCaseScores(embedding.predict(x) as tf.Tensor2D, layer.weightsOf().kernel, layer.types) };
+  return { width, score: (x) => fiveCaseScores(embedding.predict(x) as tf.Tensor2D, layer.weightsOf().kernel, layer.types) };
 }
 
 /** Validation scores of `images` of the store, [n, width] row-major, in batches on this thread. */
