@@ -107,19 +107,22 @@ class Classifier(nn.Module):
         return self.head(self.tower(x).mean(dim=(2, 3)))
 
 
-def timed(step, batch, warmup, steps):
+def timed(step, batch, warmup, steps, sync=lambda: None):
     for _ in range(warmup):
         step()
+    sync()
     wall, cpu = time.perf_counter(), time.process_time()
     for _ in range(steps):
         step()
+    sync()
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     return {"steps": steps, "seconds": wall, "images_per_s": steps * batch / wall, "cpu_s_per_image": cpu / (steps * batch)}
 
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("--tower", choices=["resnet18", "mobilenetv2"], required=True)
+    parser.add_argument("--tower", choices=["resnet18", "mobilenetv2", "resnet50"], required=True,
+                        help="resnet50: torchvision's, which must be installed")
     parser.add_argument("--input-size", type=int, default=64)
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--classes", type=int, default=10)
@@ -127,14 +130,25 @@ def main():
     parser.add_argument("--threads", type=int, default=1, help="0: one per core")
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--steps", type=int, default=2)
+    parser.add_argument("--device", default="cpu", help="cpu, or cuda for the GPU peer of bench/gpu-check")
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads or os.cpu_count())
     torch.manual_seed(0)
-    model = Classifier(ResNet18() if args.tower == "resnet18" else MobileNetV2(), args.classes)
+    if args.tower == "resnet50":
+        import torchvision  # not in Debian's python3-torch; present on the GPU machines
+
+        tower = torchvision.models.resnet50(weights=None)
+        tower.features = tower.fc.in_features
+        tower.forward = lambda x, t=tower: t.layer4(t.layer3(t.layer2(t.layer1(t.maxpool(t.relu(t.bn1(t.conv1(x))))))))
+    else:
+        tower = ResNet18() if args.tower == "resnet18" else MobileNetV2()
+    device = torch.device(args.device)
+    model = Classifier(tower, args.classes).to(device)
     optimizer = torch.optim.SGD(model.parameters(), lr=args.lr)
-    x = torch.rand(args.batch, 3, args.input_size, args.input_size)
-    y = torch.randint(0, args.classes, (args.batch,))
+    x = torch.rand(args.batch, 3, args.input_size, args.input_size, device=device)
+    y = torch.randint(0, args.classes, (args.batch,), device=device)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
 
     def train_step():
         optimizer.zero_grad()
@@ -148,12 +162,13 @@ def main():
             model(x)
 
     model.train()
-    train = timed(train_step, args.batch, args.warmup, args.steps)
+    train = timed(train_step, args.batch, args.warmup, args.steps, sync)
     model.eval()
-    infer = timed(infer_step, args.batch, args.warmup, args.steps)
+    infer = timed(infer_step, args.batch, args.warmup, args.steps, sync)
     print(json.dumps({
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
         "train": train,
         "infer": infer,
         "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
