@@ -10,13 +10,17 @@ import { SIZENET_MODEL_KIND } from '../sizenet/evaluation.js';
 import { WEAK_MODEL_KIND } from './weak-files.js';
 import { LAYER, featureModel, hasLayer } from './weak-model.js';
 import { LOCATE_MODEL_KIND } from './locate.js';
+import { stageFeatureModel } from './stage-features.js';
 
 /** What a model's output is: raw scores (softmax/sigmoid still to apply), probabilities, or an embedding. */
 export type ModelOutput = 'logits' | 'probabilities' | 'embedding';
 export const MODEL_OUTPUTS: readonly ModelOutput[] = ['logits', 'probabilities', 'embedding'];
 
-/** The features `embed --layer` asks for: pooled tower features, the projection, or the model's embedding. */
-export type FeatureLayer = 'pooled' | 'projection' | 'embedding';
+/**
+ * The features `embed --layer` asks for: pooled tower features, the projection, the model's
+ * embedding, or every resolution stage of the tower pooled and concatenated (stage-features.ts).
+ */
+export type FeatureLayer = 'pooled' | 'projection' | 'embedding' | 'stages';
 
 export interface ModelKind {
   /** The value of metadata.kind. */
@@ -43,6 +47,7 @@ function noLayer(kind: string, layer: string, why: string): UsageError {
 /** An image tower's named layer, or the model's own output for 'embedding'. */
 function towerLayer(model: tf.LayersModel, layer: FeatureLayer, kind: string): tf.LayersModel {
   if (layer === 'embedding') return model;
+  if (layer === 'stages') return stageFeatureModel(model);
   if (!hasLayer(model, layer)) throw noLayer(kind, layer, layer === 'projection' ? 'trained with --projection 0' : 'not an atelier tower');
   return subModel(model, layer);
 }
@@ -56,7 +61,7 @@ const WEAK: ModelKind = {
   labelsField: 'vocabulary',
   features(model, layer) {
     if (layer === 'projection' && !hasLayer(model, LAYER.projection)) throw noLayer('weak', layer, 'trained with --projection 0');
-    return featureModel(model, layer);
+    return layer === 'stages' ? stageFeatureModel(model) : featureModel(model, layer);
   },
 };
 
@@ -69,6 +74,7 @@ const CLASSIFIER: ModelKind = {
   labelsField: 'labels',
   features(model, layer, metadata) {
     if (metadata.input === 'features') throw noLayer('classifier', layer, 'a head on precomputed features has no tower');
+    if (layer === 'stages') return stageFeatureModel(model);
     const name = layer !== 'embedding' ? layer : hasLayer(model, LAYER.projection) ? LAYER.projection : LAYER.pooled;
     if (!hasLayer(model, name)) throw noLayer('classifier', name, name === LAYER.projection ? 'its tower has no projection' : 'not an atelier tower');
     return subModel(model, name);

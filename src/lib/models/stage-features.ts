@@ -1,0 +1,61 @@
+// `embed --layer stages`: features from every resolution of an image tower, not only its last.
+// The pooled features of a tower's last stage keep what its training asked for (article types, for
+// a weak tower) and lose what it did not need there, colour first: on myntra-44k the weak
+// MobileNetV2's pooled features probe baseColour no better than raw pixels. The earlier stages still
+// hold it. This takes, for each spatial resolution the image path passes through, the output of the
+// last layer at that resolution, averages it over the map, and concatenates the results from the
+// input side to the pooled features (whose columns end the row, unchanged).
+import { tf } from '../backend/tf.js';
+import { UsageError } from '../command.js';
+import { TOWER_LAYER } from './towers/spec.js';
+
+/** One resolution stage: the layer whose output is averaged, its map size and channel count. */
+export interface TowerStage {
+  layer: string;
+  height: number;
+  width: number;
+  channels: number;
+}
+
+// Padding and cropping change the map size without being a stage of their own.
+const NOT_A_STAGE = /^(InputLayer|ZeroPadding2D|Cropping2D)$/;
+
+/** The stages of `model`'s image path up to the map its 'pooled' layer pools, in order. */
+export function towerStages(model: tf.LayersModel): Array<TowerStage & { tensor: tf.SymbolicTensor }> {
+  const pooled = model.layers.find((l) => l.name === TOWER_LAYER.pooled);
+  const node = pooled?.inboundNodes.at(-1);
+  const last = node?.inputTensors.length === 1 ? node.inputTensors[0] : undefined;
+  if (!last || last.shape.length !== 4) {
+    throw new UsageError("the model has no globally pooled feature map ('pooled' layer), so no stages", { field: '--layer' });
+  }
+  // The tensors on the path from the image to that map, walked back through the nodes that made
+  // them (a layer shared with another graph, as a cut backbone's are, has other nodes too), then put
+  // in the model's layer order, which is topological.
+  const order = new Map(model.layers.map((l, i) => [l.name, i]));
+  const onPath = new Map<number, tf.SymbolicTensor>();
+  const todo = [last];
+  while (todo.length) {
+    const t = todo.pop()!;
+    if (onPath.has(t.id)) continue;
+    onPath.set(t.id, t);
+    const node = t.sourceLayer.inboundNodes[t.nodeIndex];
+    todo.push(...node.inputTensors);
+  }
+  const path = [...onPath.values()].sort((a, b) => (order.get(a.sourceLayer.name) ?? -1) - (order.get(b.sourceLayer.name) ?? -1));
+  const stages = new Map<string, TowerStage & { tensor: tf.SymbolicTensor }>();
+  for (const tensor of path) {
+    if (NOT_A_STAGE.test(tensor.sourceLayer.getClassName()) || tensor.shape.length !== 4) continue;
+    const [, height, width, channels] = tensor.shape as number[];
+    // Map keeps a key where it was first set: stages stay in the order the image reaches them.
+    stages.set(`${height}x${width}`, { layer: tensor.sourceLayer.name, height, width, channels, tensor });
+  }
+  return [...stages.values()];
+}
+
+/** image -> [n, Σ channels]: each stage's map averaged over its positions, concatenated in stage order. */
+export function stageFeatureModel(model: tf.LayersModel): tf.LayersModel {
+  const stages = towerStages(model);
+  const pooled = stages.map((stage, i) => tf.layers.globalAveragePooling2d({ name: `stage${i + 1}_pool` }).apply(stage.tensor) as tf.SymbolicTensor);
+  const output = pooled.length === 1 ? pooled[0] : (tf.layers.concatenate({ axis: -1, name: 'stages' }).apply(pooled) as tf.SymbolicTensor);
+  return tf.model({ inputs: model.inputs, outputs: output, name: 'tower_stages' });
+}

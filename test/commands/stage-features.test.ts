@@ -1,0 +1,112 @@
+// embed --layer stages: every resolution stage of the tower, averaged over its map and concatenated
+// from the input side to the pooled features. The stages are found on the image path (also when the
+// tower's layers are shared with the backbone they were cut from), each block is the mean of its
+// layer's map, the last block is --layer pooled, both engines write the same rows, and an .onnx file
+// (which holds no stages) is refused in one line.
+import { beforeAll, test } from 'vitest';
+import assert from 'node:assert/strict';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { parseNdjson, runAtelier, scratchDir } from '../helpers.js';
+import { fixtureCatalogue } from '../fixture-catalogue.js';
+import { tf } from '../../src/lib/backend/tf.js';
+import { saveModel } from '../../src/lib/backend/model-io.js';
+import { readNpy } from '../../src/lib/io/npy.js';
+import { buildWeakModel, featureModel } from '../../src/lib/models/weak-model.js';
+import { WEAK_MODEL_KIND } from '../../src/lib/models/weak-files.js';
+import { cutBackbone, PREPROCESSING } from '../../src/lib/models/backbone.js';
+import { stageFeatureModel, towerStages } from '../../src/lib/models/stage-features.js';
+
+let dir: string;
+let images: string;
+const vocabulary = Array.from({ length: 10 }, (_, i) => `word${i}`);
+const config = { inputSize: 32, width: 8, blocksPerStage: 1, stages: 3, projection: 6, vocabularySize: vocabulary.length, seed: 2 };
+
+beforeAll(async () => {
+  await tf.setBackend('cpu');
+  dir = scratchDir();
+  const catalogue = await fixtureCatalogue();
+  const records = parseNdjson(readFileSync(join(catalogue, 'images.ndjson'), 'utf8')).slice(0, 12);
+  images = join(dir, 'images.ndjson');
+  writeFileSync(images, records.map((r) => JSON.stringify({ id: r.id, image: join(catalogue, String(r.image)) })).join('\n') + '\n');
+  await saveModel(buildWeakModel(config), join(dir, 'weak.model'), { metadata: { kind: WEAK_MODEL_KIND, vocabulary, config, backend: 'cpu', log: [] } });
+  const tower = { family: 'mobilenetv2', input: { height: 48, width: 32 }, params: { alpha: 0.35 }, seed: 1, resize: 'contain' as const };
+  const mobileConfig = { ...config, inputSize: 48, projection: 0, tower };
+  const mobile = buildWeakModel(mobileConfig);
+  for (const layer of mobile.layers) {
+    if (layer.getClassName() === 'BatchNormalization') layer.setWeights(layer.getWeights().map((w, i) => (i === 3 ? tf.randomUniform(w.shape, 0.5, 2, 'float32', 8 + i) : tf.randomNormal(w.shape, 0, 0.3, 'float32', 8 + i))));
+  }
+  await saveModel(mobile, join(dir, 'mobile.model'), { metadata: { kind: WEAK_MODEL_KIND, vocabulary, config: mobileConfig, tower, backend: 'cpu', log: [] } });
+});
+
+function worstDifference(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  assert.equal(a.length, b.length);
+  let worst = 0;
+  for (let i = 0; i < a.length; i++) worst = Math.max(worst, Math.abs(a[i] - b[i]) / Math.max(1, Math.abs(a[i])));
+  return worst;
+}
+
+test('the stages of a small tower run from the first stage to the pooled map; each block is its map averaged, the last is pooled', async () => {
+  const model = buildWeakModel(config);
+  const stages = towerStages(model);
+  assert.deepEqual(stages.map((s) => [s.height, s.channels]), [[16, 8], [8, 16], [4, 32]]);
+  const features = stageFeatureModel(model);
+  assert.deepEqual(features.outputs[0].shape, [null, 8 + 16 + 32]);
+  const x = tf.randomUniform([3, 32, 32, 3], 0, 1, 'float32', 5);
+  const rows = (features.predict(x) as tf.Tensor2D).arraySync();
+  let offset = 0;
+  for (const stage of stages) {
+    const map = tf.model({ inputs: model.inputs, outputs: model.getLayer(stage.layer).output as tf.SymbolicTensor }).predict(x) as tf.Tensor4D;
+    const mean = tf.mean(map, [1, 2]).arraySync() as number[][];
+    for (let n = 0; n < 3; n++) assert.ok(worstDifference(rows[n].slice(offset, offset + stage.channels), mean[n]) < 1e-5, `stage ${stage.layer}`);
+    offset += stage.channels;
+  }
+  const pooled = (featureModel(model, 'pooled').predict(x) as tf.Tensor2D).arraySync();
+  for (let n = 0; n < 3; n++) assert.ok(worstDifference(rows[n].slice(-32), pooled[n]) < 1e-5);
+});
+
+test('a tower cut from a backbone (its layers shared with the backbone graph) still has its stages', () => {
+  const input = tf.input({ shape: [32, 32, 3] });
+  let x = tf.layers.conv2d({ filters: 4, kernelSize: 3, strides: 2, padding: 'same', name: 'a', kernelInitializer: tf.initializers.glorotUniform({ seed: 1 }) }).apply(input) as tf.SymbolicTensor;
+  x = tf.layers.zeroPadding2d({ padding: 1, name: 'pad' }).apply(x) as tf.SymbolicTensor;
+  x = tf.layers.conv2d({ filters: 6, kernelSize: 3, strides: 2, name: 'b', kernelInitializer: tf.initializers.glorotUniform({ seed: 2 }) }).apply(x) as tf.SymbolicTensor;
+  x = tf.layers.reLU({ name: 'b_relu' }).apply(x) as tf.SymbolicTensor;
+  const backbone = tf.model({ inputs: input, outputs: x });
+  const { tower } = cutBackbone(backbone, { input: { height: 32, width: 32 }, preprocessing: PREPROCESSING.unit });
+  assert.ok(backbone.getLayer('a').inboundNodes.length === 2, 'the cut re-applies the backbone layers');
+  const model = buildWeakModel({ ...config, projection: 0 }, tower);
+  // The padded 18x18 map is no stage; the relu, last at 8x8, ends the path.
+  assert.deepEqual(towerStages(model).map((s) => `${s.layer} ${s.height}x${s.width}x${s.channels}`), ['a 16x16x4', 'b_relu 8x8x6']);
+  assert.deepEqual(stageFeatureModel(model).outputs[0].shape, [null, 10]);
+});
+
+test('embed --layer stages: both engines write the same rows, which end with --layer pooled; an .onnx file is refused', async () => {
+  for (const [name, pooledWidth, width] of [['weak', 32, 56], ['mobile', 1280, 0]] as const) {
+    const rows: Record<string, Float32Array> = {};
+    let dim = 0;
+    for (const engine of ['ort', 'tfjs']) {
+      const out = join(dir, `${name}-stages-${engine}.npy`);
+      const r = await runAtelier(['embed', '-m', join(dir, `${name}.model`), '-i', images, '-o', out, '--layer', 'stages', '--engine', engine, '--workers', '1']);
+      assert.equal(r.code, 0, r.stderr);
+      const npy = await readNpy(out);
+      dim = npy.header.shape[1];
+      assert.equal(npy.header.shape[0], 12);
+      if (width) assert.equal(dim, width);
+      rows[engine] = npy.data as Float32Array;
+    }
+    assert.ok(worstDifference(rows.tfjs, rows.ort) < 1e-4, `${name}: engines differ`);
+    const out = join(dir, `${name}-pooled.npy`);
+    const r = await runAtelier(['embed', '-m', join(dir, `${name}.model`), '-i', images, '-o', out, '--layer', 'pooled', '--engine', 'tfjs', '--workers', '1']);
+    assert.equal(r.code, 0, r.stderr);
+    const pooled = await readNpy(out);
+    assert.equal(pooled.header.shape[1], pooledWidth);
+    assert.ok(dim > pooledWidth, `${name}: ${dim} stage columns`);
+    const tail = Float32Array.from({ length: 12 * pooledWidth }, (_, i) => rows.tfjs[Math.floor(i / pooledWidth) * dim + dim - pooledWidth + (i % pooledWidth)]);
+    assert.ok(worstDifference(tail, pooled.data as Float32Array) < 1e-5, `${name}: the last block is the pooled features`);
+  }
+  const onnx = join(dir, 'weak.onnx');
+  assert.equal((await runAtelier(['export', '-m', join(dir, 'weak.model'), '-o', onnx])).code, 0);
+  const r = await runAtelier(['embed', '-m', onnx, '-i', images, '-o', join(dir, 'x.npy'), '--layer', 'stages']);
+  assert.equal(r.code, 2);
+  assert.match(r.stderr, /^atelier embed: .*weak\.onnx: --layer: the \.onnx file has no 'stages' image features .*embed from the model directory\n$/);
+});
