@@ -12,6 +12,7 @@
 //   colour-families --input CSV --id-field F --field C --out OUT  one basic colour family per row from a free-text colour field
 //                                  (rows naming none or two families left out) -> OUT.csv {id, colour}
 //   colour-run --dir D --features 'M...' --reference R --pixels-dir P   colour probes on amazon-tops-16k -> D/colour-results.{json,md}
+//   resumed-after --checkpoint C --out F   the epoch C (a train-weak checkpoint) ends after -> F (real.mk's REAL_RESUME_FROM)
 //   runs --root R                  every weak-run under R (R/<set>-<limit>/<run>/weak-results.json), one row each -> R/weak-runs.{json,md}
 import { spawnSync } from 'node:child_process';
 import { existsSync, openSync, readSync, closeSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
@@ -19,6 +20,7 @@ import { cpus, loadavg } from 'node:os';
 import { resolve } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { parse } from 'csv-parse/sync';
+import { csvLine } from '../src/lib/io/csv.js';
 import { readNpy } from '../src/lib/io/npy.js';
 import { splitOf } from '../src/lib/random.js';
 import { topKIndices } from '../src/lib/metrics/ranking.js';
@@ -315,7 +317,7 @@ function summarizeWeakRun(): void {
   const wall = timedSeconds(resolve(dir, 'weak.time'));
   const trainCpu = timedCpuSeconds(resolve(dir, 'weak.time'));
   // A run resumed from a checkpoint (train-weak --resume) timed only the epochs after it: say which.
-  const resumedAfter = Number(/resuming after epoch (\d+)/.exec(readText(resolve(dir, 'weak.model.stderr')) ?? '')?.[1] ?? 0);
+  const resumedAfter = Number(readText(resolve(dir, 'weak.resumed-after')) ?? 0);
   const timedEpochs = { from: resumedAfter + 1, to: log.length };
   const timedNote = resumedAfter > 0 ? ` for epochs ${timedEpochs.from}-${timedEpochs.to}, resumed after epoch ${resumedAfter}; the earlier epochs' wall and CPU time are those of the run its checkpoint came from` : '';
   const featureDir = (m: string) => (m === 'pixels' ? pixelsDir : borrowed.includes(m) ? reference : dir);
@@ -590,10 +592,18 @@ function colourFamilies(): void {
   const field = option('field');
   const kept = rows.flatMap((r) => {
     const family = colourFamily(r[field] ?? '');
-    return family ? [`${r[idField]},${family}`] : [];
+    return family ? [csvLine([r[idField] ?? '', family])] : [];
   });
-  writeFileSync(option('out'), [`${idField},colour`, ...kept].join('\n') + '\n');
+  writeFileSync(option('out'), [csvLine([idField, 'colour']), ...kept].join('\n') + '\n');
   process.stderr.write(`colour-families: ${kept.length} of ${rows.length} rows name exactly one colour family\n`);
+}
+
+/** The last epoch in a train-weak checkpoint (its metadata's checkpoint state), written for weak-run's summary. */
+function resumedAfter(): void {
+  const checkpoint = option('checkpoint');
+  const state = readJson<{ atelier?: { metadata?: { checkpoint?: { epoch?: unknown } } } }>(resolve(checkpoint, 'model.json')).atelier?.metadata?.checkpoint;
+  if (typeof state?.epoch !== 'number') throw new Error(`${checkpoint}: no checkpoint epoch in model.json`);
+  writeFileSync(option('out'), `${state.epoch}\n`);
 }
 
 /** Colour probes on amazon-tops-16k's held-out products: accuracy / macro-F1 per feature, as weak-run's probe table. */
@@ -692,6 +702,7 @@ else if (sub === 'merge-vocab') mergeVocab();
 else if (sub === 'heldout') heldOut();
 else if (sub === 'retrieval-precision') void retrievalPrecision();
 else if (sub === 'runs') summarizeRuns();
+else if (sub === 'resumed-after') resumedAfter();
 else if (sub === 'colour-families') colourFamilies();
 else if (sub === 'colour-run') summarizeColourRun();
 else {

@@ -253,6 +253,7 @@ $(REAL_RUN_DIR)/weak.model/model.json: $(call REAL_SET_DIR,$(REAL_SET))/samples.
 	@echo "== train-weak on $(REAL_SET) ($$(wc -l < $<) images), $(REAL_RUN_START) $(REAL_RUN_TRAIN) --epochs $(REAL_EPOCHS) --epoch-size $(REAL_EPOCH_SIZE) --workers $(REAL_WORKERS)"
 	cut -d' ' -f1-3 /proc/loadavg > $(REAL_RUN_DIR)/weak.load-before
 	$(if $(REAL_RESUME_FROM),rm -rf $(REAL_RUN_DIR)/weak.model.checkpoint && cp -r $(REAL_RESUME_FROM)/weak.model.checkpoint $(REAL_RUN_DIR)/weak.model.checkpoint)
+	$(if $(REAL_RESUME_FROM),$(NODE) dist/bench/real-summary.js resumed-after --checkpoint $(REAL_RUN_DIR)/weak.model.checkpoint --out $(REAL_RUN_DIR)/weak.resumed-after,rm -f $(REAL_RUN_DIR)/weak.resumed-after)
 	$(NODE) dist/bench/real-summary.js time $(REAL_RUN_DIR)/weak.time -- $(ATELIER) train-weak $(REAL_RUN_TRAIN) $(REAL_RUN_START) --epochs $(REAL_EPOCHS) --epoch-size $(REAL_EPOCH_SIZE) \
 	  --workers $(REAL_WORKERS) $(if $(REAL_RESUME_FROM),--resume) -o $(REAL_RUN_DIR)/weak.model $(REAL_LOG)
 	cut -d' ' -f1-3 /proc/loadavg > $(REAL_RUN_DIR)/weak.load-after

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { scratchDir } from '../helpers.js';
 import { UsageError, formatPlace } from '../../src/lib/command.js';
-import { readCsv, readCsvStream, readRecords, recordFormatFromPath, sniffRecordFormat } from '../../src/lib/io/csv.js';
+import { csvLine, readCsv, readCsvStream, readRecords, recordFormatFromPath, sniffRecordFormat } from '../../src/lib/io/csv.js';
 
 async function collect<T>(iterable: AsyncIterable<T>): Promise<T[]> {
   const out: T[] = [];
@@ -137,4 +137,16 @@ test('readRecords reads NDJSON or CSV files and sniffs stdin, with the same reco
   assert.equal(await failure(fromStdin(['{"id":1}\n[1,2]\n'])), 'stdin:2: expected a JSON object, got an array of 2');
   // A forced format wins over the extension: NDJSON read as CSV is a CSV error.
   assert.equal(await failure(collect(readRecords(ndjsonPath, { format: 'csv' }))), `${ndjsonPath}:1: a quote inside an unquoted field: quote the whole field and double inner quotes ("")`);
+});
+
+test('csvLine quotes only the fields that need it, and csv-parse reads every field back as written', async () => {
+  const rows = [['id', 'colour'], ['B01,2', 'red'], ['say "hi"', 'multi\nline'], ['plain', ''], ['cr\r', ' spaced ']];
+  const lines = rows.map(csvLine);
+  assert.equal(lines[0], 'id,colour');
+  assert.equal(lines[1], '"B01,2",red');
+  assert.equal(lines[2], '"say ""hi""","multi\nline"');
+  const path = join(scratchDir(), 'quoted.csv');
+  writeFileSync(path, lines.join('\n') + '\n');
+  const read = await collect(readCsv(path));
+  assert.deepEqual(read.map((r) => [r.value.id, r.value.colour]), rows.slice(1));
 });

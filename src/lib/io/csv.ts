@@ -237,3 +237,11 @@ export async function* readRecords(path: string, opts: RecordReadOptions = {}): 
   }
   yield* readCsvStream(stream, name, { ...opts, delimiter: opts.delimiter ?? (format === 'tsv' ? '\t' : ',') });
 }
+
+/**
+ * One CSV line (no line end) of `values`, RFC 4180: a field holding a comma, a double quote, CR or
+ * LF is quoted, its quotes doubled; the others are written as they are. csv-parse reads it back.
+ */
+export function csvLine(values: readonly string[]): string {
+  return values.map((v) => (/[",\r\n]/.test(v) ? `"${v.replace(/"/g, '""')}"` : v)).join(',');
+}
