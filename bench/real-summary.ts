@@ -281,6 +281,8 @@ const FEATURE_NAMES: Record<string, string> = {
   backbone: 'pretrained backbone, frozen',
   pixels: 'raw pixels 16x16',
   torch: 'PyTorch reference (same tower, recipe, budget)',
+  'weak-stages': 'weak tower, every stage (embed --layer stages)',
+  'backbone-stages': 'pretrained backbone frozen, every stage',
 };
 
 // The row width of a .npy file, from its header's shape.
@@ -336,6 +338,11 @@ function summarizeWeakRun(): void {
     articleTypeMacroF1: { target: 0.6, value: weak.articleType?.macroF1 ?? null },
     baseColourAccuracy: { target: 0.7, value: weak.baseColour?.accuracy ?? null },
   };
+  // The same targets on the weak tower's stage features (REAL_RUN_STAGES=1), where they were probed.
+  const stages = probes['weak-stages'];
+  const stageTargets = stages
+    ? { articleTypeAccuracy: stages.articleType?.accuracy ?? null, articleTypeMacroF1: stages.articleType?.macroF1 ?? null, baseColourAccuracy: stages.baseColour?.accuracy ?? null }
+    : null;
   const margins = probes.backbone
     ? Object.fromEntries(RUN_FACETS.map((f) => [f, { accuracy: round((weak[f]?.accuracy ?? NaN) - (probes.backbone![f]?.accuracy ?? NaN)), macroF1: round((weak[f]?.macroF1 ?? NaN) - (probes.backbone![f]?.macroF1 ?? NaN)) }]))
     : null;
@@ -367,6 +374,7 @@ function summarizeWeakRun(): void {
     borrowedFrom: borrowed.length ? { dir: reference, features: borrowed } : null,
     probes,
     targets,
+    stageTargets,
     marginOverBackbone: margins,
     retrieval,
     wordNeighbours: neighbours,
@@ -401,7 +409,8 @@ function summarizeWeakRun(): void {
     '',
     `Test split: ${weak.articleType?.test ?? '?'} products; classes: ${RUN_FACETS.map((f) => `${f} ${weak[f]?.classes ?? '?'}`).join(', ')}.`,
     `Targets (weak features): articleType accuracy ${targets.articleTypeAccuracy.value} (target >= 0.85), macro-F1 ${targets.articleTypeMacroF1.value} (>= 0.60), baseColour accuracy ${targets.baseColourAccuracy.value} (>= 0.70).` +
-      (margins ? ` Weak minus frozen backbone (accuracy / macro-F1): ${RUN_FACETS.map((f) => `${f} ${margins[f]!.accuracy} / ${margins[f]!.macroF1}`).join('; ')}.` : ''),
+      (margins ? ` Weak minus frozen backbone (accuracy / macro-F1): ${RUN_FACETS.map((f) => `${f} ${margins[f]!.accuracy} / ${margins[f]!.macroF1}`).join('; ')}.` : '') +
+      (stageTargets ? ` On the weak stage features: articleType accuracy ${stageTargets.articleTypeAccuracy}, macro-F1 ${stageTargets.articleTypeMacroF1}, baseColour accuracy ${stageTargets.baseColourAccuracy}.` : ''),
   ];
   if (torchLog) {
     const t = torchLog.log;

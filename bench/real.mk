@@ -192,6 +192,12 @@ REAL_REFERENCE ?=
 ifeq ($(REAL_TORCH),1)
 REAL_RUN_FEATURES += torch
 endif
+# REAL_RUN_STAGES=1: also the stage features (embed --layer stages: the last layer at each resolution of the
+# tower, averaged and concatenated; colour survives in the early stages, which the pooled features lose) of the
+# weak tower and, for mobilenetv2 runs, of the frozen backbone: 'weak-stages' and 'backbone-stages' rows.
+ifeq ($(REAL_RUN_STAGES),1)
+REAL_RUN_FEATURES += weak-stages $(if $(filter mobilenetv2,$(REAL_RUN_TOWER)),backbone-stages)
+endif
 # REAL_RESUME_FROM=<run dir of the same set, tower and settings with fewer REAL_EPOCHS>: continue that run from its
 # checkpoint (train-weak --resume: the same result as one run of REAL_EPOCHS) instead of starting again; the summary
 # times only the epochs after it. e.g. make real-weak-44k REAL_LIMIT=0 REAL_EPOCHS=8 REAL_EPOCH_SIZE=8192 \
@@ -274,6 +280,8 @@ $(REAL_RUN_DIR)/backbone.model/model.json: $(call REAL_SET_DIR,$(REAL_SET))/samp
 
 $(REAL_RUN_DIR)/%.npy: $(REAL_RUN_DIR)/%.model/model.json $(REAL_PROBE_DIR)/samples.ndjson
 	$(NODE) dist/bench/real-summary.js time $@.time -- $(ATELIER) embed -m $(REAL_RUN_DIR)/$*.model -i $(REAL_PROBE_DIR)/samples.ndjson -o $@ $(REAL_LOG)
+$(REAL_RUN_DIR)/%-stages.npy: $(REAL_RUN_DIR)/%.model/model.json $(REAL_PROBE_DIR)/samples.ndjson
+	$(NODE) dist/bench/real-summary.js time $@.time -- $(ATELIER) embed -m $(REAL_RUN_DIR)/$*.model --layer stages -i $(REAL_PROBE_DIR)/samples.ndjson -o $@ $(REAL_LOG)
 
 # The PyTorch reference: the same records, vocabulary, held-out split, word sampling, crops, loss, optimiser,
 # schedule and sample budget on REAL_WORKERS threads; it embeds the myntra-44k records as embed does.
