@@ -74,7 +74,7 @@ export default defineCommand<Args>({
 
 --crop BOXES (locate's output, or any NDJSON of {id, x, y, w, h} in pixels) cuts each image's box out before the resize, so the embedding describes the located garment rather than the whole photo (GILT's TiefVision); images without a box are embedded whole and counted on stderr.
 
--m model.onnx runs a file written by atelier export on onnxruntime at the precision it was exported in (an int8 file is not quantized or calibrated again): its kind, input size, resize mode and labels come from its metadata_props; --layer embedding (and pooled where the file has that output); --precision, --calibration and --engine tfjs are refused.
+-m model.onnx runs a file written by atelier export on onnxruntime at the precision it was exported in (an int8 file is not quantized or calibrated again): its kind, input size, resize mode and labels come from its metadata_props; --layer embedding (and pooled or stages where the file has that output: a weak model's file has stages since 2026-12-04); --precision, --calibration and --engine tfjs are refused.
 
 --words writes the model's word matrix instead (one row per vocabulary word, ids {id: word, row}) so that knn finds nearest words.`,
   positionals: [{ name: 'images', describe: 'image files (instead of --input)', type: 'string', variadic: true }],

@@ -12,6 +12,7 @@ import { fixtureCatalogue } from '../fixture-catalogue.js';
 import { tf } from '../../src/lib/backend/tf.js';
 import { saveModel } from '../../src/lib/backend/model-io.js';
 import { buildWeakModel } from '../../src/lib/models/weak-model.js';
+import { stageFeatureModel } from '../../src/lib/models/stage-features.js';
 import { WEAK_MODEL_KIND } from '../../src/lib/models/weak-files.js';
 import { buildFeatureClassifier, buildImageClassifier, CLASSIFIER_MODEL_KIND, imageFeatureModel } from '../../src/lib/facets/classifier-model.js';
 import { SIMILARITY_MODEL_KIND } from '../../src/lib/similarity/triplet.js';
@@ -92,7 +93,7 @@ beforeAll(async () => {
   const weak = buildWeakModel(weakConfig);
   randomiseNormalisation(weak, 10);
   const sub = (model: tf.LayersModel, layer: string) => tf.model({ inputs: model.inputs, outputs: model.getLayer(layer).output as tf.SymbolicTensor });
-  cases.push({ name: 'weak', model: weak, metadata: { kind: WEAK_MODEL_KIND, vocabulary, config: weakConfig, backend: 'cpu', log: [] }, outputs: { scores: weak, embedding: sub(weak, 'projection'), pooled: sub(weak, 'pooled') }, labels: vocabulary });
+  cases.push({ name: 'weak', model: weak, metadata: { kind: WEAK_MODEL_KIND, vocabulary, config: weakConfig, backend: 'cpu', log: [] }, outputs: { scores: weak, embedding: sub(weak, 'projection'), pooled: sub(weak, 'pooled'), stages: stageFeatureModel(weak) }, labels: vocabulary });
 
   const labels = ['dress', 'shoe', 'bag'];
   const tower = imageFeatureModel(weak, 'embedding');

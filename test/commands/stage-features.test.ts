@@ -1,8 +1,8 @@
 // embed --layer stages: every resolution stage of the tower, averaged over its map and concatenated
 // from the input side to the pooled features. The stages are found on the image path (also when the
 // tower's layers are shared with the backbone they were cut from), each block is the mean of its
-// layer's map, the last block is --layer pooled, both engines write the same rows, and an .onnx file
-// (which holds no stages) is refused in one line.
+// layer's map, the last block is --layer pooled, both engines and an exported weak model's .onnx file
+// write the same rows, and an .onnx file that holds no stages (an image classifier's) is refused.
 import { beforeAll, test } from 'vitest';
 import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
@@ -16,6 +16,7 @@ import { buildWeakModel, featureModel } from '../../src/lib/models/weak-model.js
 import { WEAK_MODEL_KIND } from '../../src/lib/models/weak-files.js';
 import { cutBackbone, PREPROCESSING } from '../../src/lib/models/backbone.js';
 import { stageFeatureModel, towerStages } from '../../src/lib/models/stage-features.js';
+import { buildImageClassifier, CLASSIFIER_MODEL_KIND, imageFeatureModel } from '../../src/lib/facets/classifier-model.js';
 
 let dir: string;
 let images: string;
@@ -80,7 +81,7 @@ test('a tower cut from a backbone (its layers shared with the backbone graph) st
   assert.deepEqual(stageFeatureModel(model).outputs[0].shape, [null, 10]);
 });
 
-test('embed --layer stages: both engines write the same rows, which end with --layer pooled; an .onnx file is refused', async () => {
+test('embed --layer stages: both engines and the exported file write the same rows, which end with --layer pooled; a classifier file is refused', async () => {
   for (const [name, pooledWidth, width] of [['weak', 32, 56], ['mobile', 1280, 0]] as const) {
     const rows: Record<string, Float32Array> = {};
     let dim = 0;
@@ -104,9 +105,23 @@ test('embed --layer stages: both engines write the same rows, which end with --l
     const tail = Float32Array.from({ length: 12 * pooledWidth }, (_, i) => rows.tfjs[Math.floor(i / pooledWidth) * dim + dim - pooledWidth + (i % pooledWidth)]);
     assert.ok(worstDifference(tail, pooled.data as Float32Array) < 1e-5, `${name}: the last block is the pooled features`);
   }
+  // An exported weak model holds the stages: onnxruntime on the file gives the model directory's rows.
   const onnx = join(dir, 'weak.onnx');
   assert.equal((await runAtelier(['export', '-m', join(dir, 'weak.model'), '-o', onnx])).code, 0);
-  const r = await runAtelier(['embed', '-m', onnx, '-i', images, '-o', join(dir, 'x.npy'), '--layer', 'stages']);
+  const fromFile = join(dir, 'weak-stages-file.npy');
+  const served = await runAtelier(['embed', '-m', onnx, '-i', images, '-o', fromFile, '--layer', 'stages']);
+  assert.equal(served.code, 0, served.stderr);
+  assert.ok(worstDifference((await readNpy(join(dir, 'weak-stages-tfjs.npy'))).data as Float32Array, (await readNpy(fromFile)).data as Float32Array) < 1e-4);
+  // An image classifier's file holds its features only.
+  const classifier = buildImageClassifier(imageFeatureModel(buildWeakModel(config), 'embedding'), 3, { kind: 'linear', hidden: 0, dropout: 0, seed: 4 });
+  await saveModel(classifier, join(dir, 'classifier.model'), { metadata: { kind: CLASSIFIER_MODEL_KIND, labels: ['a', 'b', 'c'], input: 'image', inputDim: 32, labelField: 'silhouette' } });
+  const classifierOnnx = join(dir, 'classifier.onnx');
+  assert.equal((await runAtelier(['export', '-m', join(dir, 'classifier.model'), '-o', classifierOnnx])).code, 0);
+  const r = await runAtelier(['embed', '-m', classifierOnnx, '-i', images, '-o', join(dir, 'x.npy'), '--layer', 'stages']);
   assert.equal(r.code, 2);
-  assert.match(r.stderr, /^atelier embed: .*weak\.onnx: --layer: the \.onnx file has no 'stages' image features .*embed from the model directory\n$/);
+  assert.match(r.stderr, /^atelier embed: .*classifier\.onnx: --layer: the \.onnx file has no 'stages' image features .*embed from the model directory\n$/);
+  // The model directory has them.
+  const fromDirectory = await runAtelier(['embed', '-m', join(dir, 'classifier.model'), '-i', images, '-o', join(dir, 'c.npy'), '--layer', 'stages', '--workers', '1']);
+  assert.equal(fromDirectory.code, 0, fromDirectory.stderr);
+  assert.deepEqual((await readNpy(join(dir, 'c.npy'))).header.shape, [12, 56]);
 });
