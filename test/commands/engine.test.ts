@@ -7,6 +7,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseNdjson, runAtelier, scratchDir } from '../helpers.js';
 import { fixtureCatalogue } from '../fixture-catalogue.js';
+import { saveMobileWeakModel } from '../model-fixtures.js';
 import { tf } from '../../src/lib/backend/tf.js';
 import { saveModel } from '../../src/lib/backend/model-io.js';
 import { readNpy, writeNpy } from '../../src/lib/io/npy.js';
@@ -40,15 +41,7 @@ beforeAll(async () => {
   words.setWeights([tf.randomNormal(words.getWeights()[0].shape, 0, 2, 'float32', 3)]);
   await saveModel(weak, join(dir, 'weak.model'), { metadata: { kind: WEAK_MODEL_KIND, vocabulary, config, backend: 'cpu', log: [] } });
 
-  // A MobileNetV2 weak model at a non-square input, as train-weak --tower mobilenetv2:0.35 --input-size 48x32 saves it.
-  const tower = { family: 'mobilenetv2', input: { height: 48, width: 32 }, params: { alpha: 0.35 }, seed: 1, resize: 'contain' as const };
-  const mobileConfig = { ...config, inputSize: 48, projection: 0, tower };
-  const mobile = buildWeakModel(mobileConfig);
-  for (const layer of mobile.layers) {
-    // Moving statistics away from 0/1 so that batch normalisation is really exercised.
-    if (layer.getClassName() === 'BatchNormalization') layer.setWeights(layer.getWeights().map((w, i) => (i === 3 ? tf.randomUniform(w.shape, 0.5, 2, 'float32', 8 + i) : tf.randomNormal(w.shape, 0, 0.3, 'float32', 8 + i))));
-  }
-  await saveModel(mobile, join(dir, 'mobile.model'), { metadata: { kind: WEAK_MODEL_KIND, vocabulary, config: mobileConfig, tower, backend: 'cpu', log: [] } });
+  await saveMobileWeakModel(dir, config, vocabulary);
 
   const classifier = buildImageClassifier(imageFeatureModel(weak, 'embedding'), labels.length, { kind: 'mlp', hidden: 6, dropout: 0.1, seed: 4 });
   await saveModel(classifier, join(dir, 'classifier.model'), { metadata: { kind: CLASSIFIER_MODEL_KIND, labels, input: 'image', inputDim: INPUT, labelField: 'silhouette' } });

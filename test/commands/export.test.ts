@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import ort from 'onnxruntime-node';
 import { parseNdjson, runAtelier, scratchDir } from '../helpers.js';
 import { fixtureCatalogue } from '../fixture-catalogue.js';
+import { randomiseNormalisation } from '../model-fixtures.js';
 import { tf } from '../../src/lib/backend/tf.js';
 import { saveModel } from '../../src/lib/backend/model-io.js';
 import { buildWeakModel } from '../../src/lib/models/weak-model.js';
@@ -29,14 +30,6 @@ let dir: string;
 let images: Float32Array;
 let imageCount: number;
 const pythonOnnx = spawnSync('/usr/bin/python3', ['-c', 'import onnx'], { encoding: 'utf8' }).status === 0;
-
-/** Moving statistics away from 0/1 so that batch normalisation is really exercised. */
-function randomiseNormalisation(model: tf.LayersModel, seed: number): void {
-  for (const layer of model.layers) {
-    if (layer.getClassName() !== 'BatchNormalization') continue;
-    layer.setWeights(layer.getWeights().map((w, i) => (i === 3 ? tf.randomUniform(w.shape, 0.5, 2, 'float32', seed + i) : tf.randomNormal(w.shape, 0, 0.3, 'float32', seed + i))));
-  }
-}
 
 /** A MobileNet/ResNet-like graph of standard Keras layers none of atelier's own models use. */
 function kerasLayersModel(): tf.LayersModel {

@@ -9,6 +9,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseNdjson, runAtelier, scratchDir } from '../helpers.js';
 import { fixtureCatalogue } from '../fixture-catalogue.js';
+import { saveMobileWeakModel } from '../model-fixtures.js';
 import { tf } from '../../src/lib/backend/tf.js';
 import { saveModel } from '../../src/lib/backend/model-io.js';
 import { readNpy } from '../../src/lib/io/npy.js';
@@ -31,13 +32,7 @@ beforeAll(async () => {
   images = join(dir, 'images.ndjson');
   writeFileSync(images, records.map((r) => JSON.stringify({ id: r.id, image: join(catalogue, String(r.image)) })).join('\n') + '\n');
   await saveModel(buildWeakModel(config), join(dir, 'weak.model'), { metadata: { kind: WEAK_MODEL_KIND, vocabulary, config, backend: 'cpu', log: [] } });
-  const tower = { family: 'mobilenetv2', input: { height: 48, width: 32 }, params: { alpha: 0.35 }, seed: 1, resize: 'contain' as const };
-  const mobileConfig = { ...config, inputSize: 48, projection: 0, tower };
-  const mobile = buildWeakModel(mobileConfig);
-  for (const layer of mobile.layers) {
-    if (layer.getClassName() === 'BatchNormalization') layer.setWeights(layer.getWeights().map((w, i) => (i === 3 ? tf.randomUniform(w.shape, 0.5, 2, 'float32', 8 + i) : tf.randomNormal(w.shape, 0, 0.3, 'float32', 8 + i))));
-  }
-  await saveModel(mobile, join(dir, 'mobile.model'), { metadata: { kind: WEAK_MODEL_KIND, vocabulary, config: mobileConfig, tower, backend: 'cpu', log: [] } });
+  await saveMobileWeakModel(dir, config, vocabulary);
 });
 
 function worstDifference(a: ArrayLike<number>, b: ArrayLike<number>): number {

@@ -9,20 +9,13 @@ import { tf } from '../../src/lib/backend/tf.js';
 import { buildTower, type TowerSpec } from '../../src/lib/models/towers/index.js';
 import { cutBackbone, PREPROCESSING } from '../../src/lib/models/backbone.js';
 import { exportLayersModel } from '../../src/lib/onnx/export.js';
+import { randomiseNormalisation } from '../model-fixtures.js';
 
 beforeAll(async () => {
   await tf.setBackend('cpu');
 });
 
 const spec = (family: string, height: number, width: number, params: Record<string, number> = {}): TowerSpec => ({ family, input: { height, width }, params, seed: 3 });
-
-/** Moving statistics away from 0/1 so that batch normalisation is really exercised. */
-function randomiseNormalisation(model: tf.LayersModel, seed: number): void {
-  for (const layer of model.layers) {
-    if (layer.getClassName() !== 'BatchNormalization') continue;
-    layer.setWeights(layer.getWeights().map((w, i) => (i === 3 ? tf.randomUniform(w.shape, 0.5, 2, 'float32', seed + i) : tf.randomNormal(w.shape, 0, 0.3, 'float32', seed + i))));
-  }
-}
 
 async function worstDifference(model: tf.LayersModel, count: number): Promise<number> {
   const [, height, width] = model.inputs[0].shape as number[];
