@@ -14,6 +14,7 @@ import { startProgress } from '../progress.js';
 import { withSpatialTransformer } from '../models/attention/stn.js';
 import type { InputSize } from '../models/towers/spec.js';
 import { towerFeatures, type ClassifierMetadata } from './classifier-model.js';
+import { stageFeatureModel } from '../models/stage-features.js';
 import { decodeImageStore, imageRecordOf } from './inputs.js';
 import type { LabelledRecord } from './labels.js';
 
@@ -26,7 +27,7 @@ export interface ClassifierInputArgs extends BackboneArgs {
   'feature-ids'?: string;
   mode: 'head' | 'finetune';
   tower?: string;
-  'tower-layer': 'pooled' | 'projection' | 'embedding';
+  'tower-layer': 'pooled' | 'projection' | 'embedding' | 'stages';
   'pixels-size': number;
   'input-size': string;
   width: number;
@@ -126,8 +127,8 @@ export async function openClassifierInputs(
       input = 'pixels';
       inputSize = args['pixels-size'];
     } else if (fresh) {
-      if (args['tower-layer'] !== 'pooled') throw new UsageError('a fresh tower or backbone has only pooled features', { field: '--tower-layer' });
-      towerNet = await openFresh();
+      if (args['tower-layer'] !== 'pooled' && args['tower-layer'] !== 'stages') throw new UsageError('a fresh tower or backbone has only pooled features (and their stages)', { field: '--tower-layer' });
+      towerNet = args['tower-layer'] === 'stages' ? stageFeatureModel(await openFresh()) : await openFresh();
       input = 'image';
     } else {
       const tower = await openSaved(args.tower!);
@@ -154,8 +155,8 @@ export async function openClassifierInputs(
       if (args.tower === 'pixels') throw new UsageError('there is no tower to fine-tune in raw pixels', { field: '--tower' });
       towerNet = towerFeatures(await openSaved(args.tower), args['tower-layer'], args.tower);
     } else {
-      if (args['tower-layer'] !== 'pooled') throw new UsageError('a fresh tower or backbone has only pooled features', { field: '--tower-layer' });
-      towerNet = await openFresh();
+      if (args['tower-layer'] !== 'pooled' && args['tower-layer'] !== 'stages') throw new UsageError('a fresh tower or backbone has only pooled features (and their stages)', { field: '--tower-layer' });
+      towerNet = args['tower-layer'] === 'stages' ? stageFeatureModel(await openFresh()) : await openFresh();
     }
     if (stn) {
       // A small localisation net (8 then 16 filters): it only has to find where to look.

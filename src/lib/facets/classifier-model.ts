@@ -4,6 +4,7 @@ import { tf } from '../backend/tf.js';
 import { UsageError } from '../command.js';
 import type { TowerRecord } from '../models/backbone.js';
 import { LAYER, featureModel, hasLayer } from '../models/weak-model.js';
+import { STAGES_LAYER, stageFeatureModel } from '../models/stage-features.js';
 import { copyMatchingWeights } from '../models/weak-files.js';
 import { stnParts, transformModel } from '../models/attention/stn.js';
 
@@ -70,8 +71,9 @@ export function buildFeatureClassifier(inputDim: number, classes: number, head: 
 }
 
 /** image -> features at `layer` of a saved atelier tower (`dir`), refusing a model that is not one or lacks the layer. */
-export function towerFeatures(tower: tf.LayersModel, layer: 'pooled' | 'projection' | 'embedding', dir: string): tf.LayersModel {
+export function towerFeatures(tower: tf.LayersModel, layer: 'pooled' | 'projection' | 'embedding' | 'stages', dir: string): tf.LayersModel {
   if (!hasLayer(tower, LAYER.pooled)) throw new UsageError('not an atelier image tower (no pooled layer)', { file: dir, field: '--tower' });
+  if (layer === 'stages') return stageFeatureModel(tower);
   if (layer !== 'embedding' && !hasLayer(tower, layer)) throw new UsageError(`the tower has no '${layer}' layer`, { file: dir, field: '--tower-layer' });
   return imageFeatureModel(tower, layer);
 }
@@ -116,7 +118,7 @@ export function headVariables(model: tf.LayersModel): tf.Variable[] {
 export function imageFeatureModel(model: tf.LayersModel, layer: 'pooled' | 'projection' | 'embedding'): tf.LayersModel {
   if (hasLayer(model, LAYER.words)) return featureModel(model, layer);
   if (hasLayer(model, CLASSIFIER_LAYER.logits)) {
-    const name = layer !== 'embedding' ? layer : hasLayer(model, LAYER.projection) ? LAYER.projection : LAYER.pooled;
+    const name = layer !== 'embedding' ? layer : classifierFeatureLayer(model);
     if (!hasLayer(model, name)) throw new UsageError(`this classifier has no '${name}' layer (a head on precomputed features has no tower)`, { field: '--layer' });
     return tf.model({ inputs: model.inputs, outputs: model.getLayer(name).output as tf.SymbolicTensor });
   }
@@ -124,6 +126,11 @@ export function imageFeatureModel(model: tf.LayersModel, layer: 'pooled' | 'proj
     return tf.model({ inputs: model.inputs, outputs: model.getLayer(layer).output as tf.SymbolicTensor });
   }
   return model;
+}
+
+/** The layer an image classifier's head reads: its tower's stages (--tower-layer stages), projection or pooled features. */
+export function classifierFeatureLayer(model: tf.LayersModel): string {
+  return hasLayer(model, STAGES_LAYER) ? STAGES_LAYER : hasLayer(model, LAYER.projection) ? LAYER.projection : LAYER.pooled;
 }
 
 /** The views of a classifier model that training and prediction run. */

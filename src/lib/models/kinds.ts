@@ -4,7 +4,7 @@
 // none of them guesses a model's kind or its feature layer from layer names.
 import { tf } from '../backend/tf.js';
 import { UsageError } from '../command.js';
-import { CLASSIFIER_MODEL_KIND } from '../facets/classifier-model.js';
+import { CLASSIFIER_MODEL_KIND, classifierFeatureLayer } from '../facets/classifier-model.js';
 import { SIMILARITY_MODEL_KIND } from '../similarity/triplet.js';
 import { SIZENET_MODEL_KIND } from '../sizenet/evaluation.js';
 import { WEAK_MODEL_KIND } from './weak-files.js';
@@ -75,7 +75,7 @@ const CLASSIFIER: ModelKind = {
   features(model, layer, metadata) {
     if (metadata.input === 'features') throw noLayer('classifier', layer, 'a head on precomputed features has no tower');
     if (layer === 'stages') return stageFeatureModel(model);
-    const name = layer !== 'embedding' ? layer : hasLayer(model, LAYER.projection) ? LAYER.projection : LAYER.pooled;
+    const name = layer !== 'embedding' ? layer : classifierFeatureLayer(model);
     if (!hasLayer(model, name)) throw noLayer('classifier', name, name === LAYER.projection ? 'its tower has no projection' : 'not an atelier tower');
     return subModel(model, name);
   },

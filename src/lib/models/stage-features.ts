@@ -9,6 +9,9 @@ import { tf } from '../backend/tf.js';
 import { UsageError } from '../command.js';
 import { TOWER_LAYER } from './towers/spec.js';
 
+/** The layer that concatenates the stages (stageFeatureModel), in a model whose head reads them. */
+export const STAGES_LAYER = 'stages';
+
 /** One resolution stage: the layer whose output is averaged, its map size and channel count. */
 export interface TowerStage {
   layer: string;
@@ -56,6 +59,6 @@ export function towerStages(model: tf.LayersModel): Array<TowerStage & { tensor:
 export function stageFeatureModel(model: tf.LayersModel): tf.LayersModel {
   const stages = towerStages(model);
   const pooled = stages.map((stage, i) => tf.layers.globalAveragePooling2d({ name: `stage${i + 1}_pool` }).apply(stage.tensor) as tf.SymbolicTensor);
-  const output = pooled.length === 1 ? pooled[0] : (tf.layers.concatenate({ axis: -1, name: 'stages' }).apply(pooled) as tf.SymbolicTensor);
+  const output = pooled.length === 1 ? pooled[0] : (tf.layers.concatenate({ axis: -1, name: STAGES_LAYER }).apply(pooled) as tf.SymbolicTensor);
   return tf.model({ inputs: model.inputs, outputs: output, name: 'tower_stages' });
 }
