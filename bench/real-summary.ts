@@ -283,6 +283,8 @@ const FEATURE_NAMES: Record<string, string> = {
   torch: 'PyTorch reference (same tower, recipe, budget)',
   'weak-stages': 'weak tower, every stage (embed --layer stages)',
   'backbone-stages': 'pretrained backbone frozen, every stage',
+  'weak-stages-max': 'weak tower, every stage by mean and max (embed --layer stages-max)',
+  'backbone-stages-max': 'pretrained backbone frozen, every stage by mean and max',
 };
 
 // The row width of a .npy file, from its header's shape.
@@ -338,11 +340,13 @@ function summarizeWeakRun(): void {
     articleTypeMacroF1: { target: 0.6, value: weak.articleType?.macroF1 ?? null },
     baseColourAccuracy: { target: 0.7, value: weak.baseColour?.accuracy ?? null },
   };
-  // The same targets on the weak tower's stage features (REAL_RUN_STAGES=1), where they were probed.
-  const stages = probes['weak-stages'];
-  const stageTargets = stages
-    ? { articleTypeAccuracy: stages.articleType?.accuracy ?? null, articleTypeMacroF1: stages.articleType?.macroF1 ?? null, baseColourAccuracy: stages.baseColour?.accuracy ?? null }
-    : null;
+  // The same targets on the weak tower's stage features (REAL_RUN_STAGES=1 or max), where they were probed.
+  const stageTargetsOf = (feature: string) => {
+    const stages = probes[feature];
+    return stages ? { articleTypeAccuracy: stages.articleType?.accuracy ?? null, articleTypeMacroF1: stages.articleType?.macroF1 ?? null, baseColourAccuracy: stages.baseColour?.accuracy ?? null } : null;
+  };
+  const stageTargets = stageTargetsOf('weak-stages');
+  const stageMaxTargets = stageTargetsOf('weak-stages-max');
   const margins = probes.backbone
     ? Object.fromEntries(RUN_FACETS.map((f) => [f, { accuracy: round((weak[f]?.accuracy ?? NaN) - (probes.backbone![f]?.accuracy ?? NaN)), macroF1: round((weak[f]?.macroF1 ?? NaN) - (probes.backbone![f]?.macroF1 ?? NaN)) }]))
     : null;
@@ -375,6 +379,7 @@ function summarizeWeakRun(): void {
     probes,
     targets,
     stageTargets,
+    stageMaxTargets,
     marginOverBackbone: margins,
     retrieval,
     wordNeighbours: neighbours,
@@ -410,7 +415,8 @@ function summarizeWeakRun(): void {
     `Test split: ${weak.articleType?.test ?? '?'} products; classes: ${RUN_FACETS.map((f) => `${f} ${weak[f]?.classes ?? '?'}`).join(', ')}.`,
     `Targets (weak features): articleType accuracy ${targets.articleTypeAccuracy.value} (target >= 0.85), macro-F1 ${targets.articleTypeMacroF1.value} (>= 0.60), baseColour accuracy ${targets.baseColourAccuracy.value} (>= 0.70).` +
       (margins ? ` Weak minus frozen backbone (accuracy / macro-F1): ${RUN_FACETS.map((f) => `${f} ${margins[f]!.accuracy} / ${margins[f]!.macroF1}`).join('; ')}.` : '') +
-      (stageTargets ? ` On the weak stage features: articleType accuracy ${stageTargets.articleTypeAccuracy}, macro-F1 ${stageTargets.articleTypeMacroF1}, baseColour accuracy ${stageTargets.baseColourAccuracy}.` : ''),
+      (stageTargets ? ` On the weak stage features: articleType accuracy ${stageTargets.articleTypeAccuracy}, macro-F1 ${stageTargets.articleTypeMacroF1}, baseColour accuracy ${stageTargets.baseColourAccuracy}.` : '') +
+      (stageMaxTargets ? ` On the weak stages by mean and max: articleType accuracy ${stageMaxTargets.articleTypeAccuracy}, macro-F1 ${stageMaxTargets.articleTypeMacroF1}, baseColour accuracy ${stageMaxTargets.baseColourAccuracy}.` : ''),
   ];
   if (torchLog) {
     const t = torchLog.log;

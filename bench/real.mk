@@ -195,8 +195,13 @@ endif
 # REAL_RUN_STAGES=1: also the stage features (embed --layer stages: the last layer at each resolution of the
 # tower, averaged and concatenated; colour survives in the early stages, which the pooled features lose) of the
 # weak tower and, for mobilenetv2 runs, of the frozen backbone: 'weak-stages' and 'backbone-stages' rows.
-ifeq ($(REAL_RUN_STAGES),1)
+# REAL_RUN_STAGES=max: those, and the same by mean and max (embed --layer stages-max): 'weak-stages-max' and
+# 'backbone-stages-max' rows (twice the columns: the probes take about twice as long).
+ifneq ($(filter 1 max,$(REAL_RUN_STAGES)),)
 REAL_RUN_FEATURES += weak-stages $(if $(filter mobilenetv2,$(REAL_RUN_TOWER)),backbone-stages)
+endif
+ifeq ($(REAL_RUN_STAGES),max)
+REAL_RUN_FEATURES += weak-stages-max $(if $(filter mobilenetv2,$(REAL_RUN_TOWER)),backbone-stages-max)
 endif
 # REAL_RESUME_FROM=<run dir of the same set, tower and settings with fewer REAL_EPOCHS>: continue that run from its
 # checkpoint (train-weak --resume: the same result as one run of REAL_EPOCHS) instead of starting again; the summary
@@ -282,6 +287,8 @@ $(REAL_RUN_DIR)/%.npy: $(REAL_RUN_DIR)/%.model/model.json $(REAL_PROBE_DIR)/samp
 	$(NODE) dist/bench/real-summary.js time $@.time -- $(ATELIER) embed -m $(REAL_RUN_DIR)/$*.model -i $(REAL_PROBE_DIR)/samples.ndjson -o $@ $(REAL_LOG)
 $(REAL_RUN_DIR)/%-stages.npy: $(REAL_RUN_DIR)/%.model/model.json $(REAL_PROBE_DIR)/samples.ndjson
 	$(NODE) dist/bench/real-summary.js time $@.time -- $(ATELIER) embed -m $(REAL_RUN_DIR)/$*.model --layer stages -i $(REAL_PROBE_DIR)/samples.ndjson -o $@ $(REAL_LOG)
+$(REAL_RUN_DIR)/%-stages-max.npy: $(REAL_RUN_DIR)/%.model/model.json $(REAL_PROBE_DIR)/samples.ndjson
+	$(NODE) dist/bench/real-summary.js time $@.time -- $(ATELIER) embed -m $(REAL_RUN_DIR)/$*.model --layer stages-max -i $(REAL_PROBE_DIR)/samples.ndjson -o $@ $(REAL_LOG)
 
 # The PyTorch reference: the same records, vocabulary, held-out split, word sampling, crops, loss, optimiser,
 # schedule and sample budget on REAL_WORKERS threads; it embeds the myntra-44k records as embed does.

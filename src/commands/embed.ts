@@ -10,7 +10,7 @@ import { createSkipCounter, writeSkipSummary } from '../lib/image/skips.js';
 import { pathRecords, readImageRecords, type ImageRecord } from '../lib/image/records.js';
 import { wordKernel } from '../lib/models/weak-model.js';
 import { WEAK_MODEL_KIND } from '../lib/models/weak-files.js';
-import { describeModel, imageFeatures, requireKind, type FeatureLayer } from '../lib/models/kinds.js';
+import { describeModel, FEATURE_LAYERS, imageFeatures, requireKind, type FeatureLayer } from '../lib/models/kinds.js';
 import { normalizeRows } from '../lib/knn/source.js';
 import { computeFeatures, resizeModeOf, workersOption } from '../lib/models/image-features.js';
 import { modelInputSize } from '../lib/models/towers/index.js';
@@ -70,11 +70,11 @@ export default defineCommand<Args>({
   summary: 'compute image embeddings (.npy + ids NDJSON) with a trained tower, or the word matrix',
   description: `Runs images through a model's image tower and writes one float32 row per decoded image to a .npy file, with an NDJSON of {id, image, row} in the same order (default: <out>.ids.ndjson); its last line also carries rows_sha256, the SHA-256 of the .npy's data bytes, so that knn, eval-retrieval, tsne, classify, train-classifier and the sizenet commands refuse an ids file from another run (e.g. one killed between the two renames). Ids files without it are read as they are. Each image needs its own id: a repeated id is an error (exit 2) at its second line. Rows are streamed to disk batch by batch, so the input size is not limited by memory. Corrupt images are skipped with a warning, counted, and listed with --skipped.
 
---layer pooled takes the globally pooled tower features; projection the low-rank projection (when the model has one); embedding (the default) whatever feeds the word matrix; stages the output of the last layer at each resolution of the tower, averaged over the map and concatenated from the input side to the pooled features (the pooled columns end each row): early stages keep colour, which the last one pools away (MobileNetV2 at 96 px: 96+144+192+576+1280 columns). --normalize scales rows to unit length (cosine search). --model pixels is the raw-pixel baseline: the centre crop of --pixels-size pixels flattened.
+--layer pooled takes the globally pooled tower features; projection the low-rank projection (when the model has one); embedding (the default) whatever feeds the word matrix; stages the output of the last layer at each resolution of the tower, averaged over the map and concatenated from the input side to the pooled features (the pooled columns end each row): early stages keep colour, which the last one pools away (MobileNetV2 at 96 px: 96+144+192+576+1280 columns); stages-max writes those columns, then each stage's maximum over its map in the same order (twice the columns: the maximum keeps what a small part of the image shows, such as a garment's colour against a white background). --normalize scales rows to unit length (cosine search). --model pixels is the raw-pixel baseline: the centre crop of --pixels-size pixels flattened.
 
 --crop BOXES (locate's output, or any NDJSON of {id, x, y, w, h} in pixels) cuts each image's box out before the resize, so the embedding describes the located garment rather than the whole photo (GILT's TiefVision); images without a box are embedded whole and counted on stderr.
 
--m model.onnx runs a file written by atelier export on onnxruntime at the precision it was exported in (an int8 file is not quantized or calibrated again): its kind, input size, resize mode and labels come from its metadata_props; --layer embedding (and pooled or stages where the file has that output: a weak model's file has stages since 2026-12-04); --precision, --calibration and --engine tfjs are refused.
+-m model.onnx runs a file written by atelier export on onnxruntime at the precision it was exported in (an int8 file is not quantized or calibrated again): its kind, input size, resize mode and labels come from its metadata_props; --layer embedding (and pooled, stages or stages-max where the file has that output: a weak model's file exported since 2026-12-04 has both stage outputs; an older one says which it holds); --precision, --calibration and --engine tfjs are refused.
 
 --words writes the model's word matrix instead (one row per vocabulary word, ids {id: word, row}) so that knn finds nearest words.`,
   positionals: [{ name: 'images', describe: 'image files (instead of --input)', type: 'string', variadic: true }],
@@ -83,7 +83,7 @@ export default defineCommand<Args>({
     model: { alias: 'm', describe: 'model directory from train-weak (or any atelier image model), an .onnx file from atelier export (run on onnxruntime at its exported precision), or "pixels"', type: 'string', demandOption: true },
     out: { alias: 'o', describe: 'output .npy', type: 'string', demandOption: true },
     ids: { describe: 'output ids NDJSON (default: <out>.ids.ndjson)', type: 'string' },
-    layer: { describe: 'which features to write', choices: ['pooled', 'projection', 'embedding', 'stages'], default: 'embedding' },
+    layer: { describe: 'which features to write', choices: FEATURE_LAYERS, default: 'embedding' },
     normalize: { describe: 'scale every row to unit L2 norm', type: 'boolean', default: false },
     words: { describe: 'write the word matrix (vocabulary x dim) instead of image embeddings', type: 'boolean', default: false },
     'image-field': { describe: 'NDJSON field with the image path', type: 'string', default: 'image' },

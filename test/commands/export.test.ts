@@ -86,7 +86,7 @@ beforeAll(async () => {
   const weak = buildWeakModel(weakConfig);
   randomiseNormalisation(weak, 10);
   const sub = (model: tf.LayersModel, layer: string) => tf.model({ inputs: model.inputs, outputs: model.getLayer(layer).output as tf.SymbolicTensor });
-  cases.push({ name: 'weak', model: weak, metadata: { kind: WEAK_MODEL_KIND, vocabulary, config: weakConfig, backend: 'cpu', log: [] }, outputs: { scores: weak, embedding: sub(weak, 'projection'), pooled: sub(weak, 'pooled'), stages: stageFeatureModel(weak) }, labels: vocabulary });
+  cases.push({ name: 'weak', model: weak, metadata: { kind: WEAK_MODEL_KIND, vocabulary, config: weakConfig, backend: 'cpu', log: [] }, outputs: { scores: weak, embedding: sub(weak, 'projection'), pooled: sub(weak, 'pooled'), stages: stageFeatureModel(weak), stages_max: stageFeatureModel(weak, 'stages-max') }, labels: vocabulary });
 
   const labels = ['dress', 'shoe', 'bag'];
   const tower = imageFeatureModel(weak, 'embedding');

@@ -14,7 +14,7 @@ import { startProgress } from '../progress.js';
 import { withSpatialTransformer } from '../models/attention/stn.js';
 import type { InputSize } from '../models/towers/spec.js';
 import { towerFeatures, type ClassifierMetadata } from './classifier-model.js';
-import { stageFeatureModel } from '../models/stage-features.js';
+import { isStageLayer, stageFeatureModel, type StageLayer } from '../models/stage-features.js';
 import { decodeImageStore, imageRecordOf } from './inputs.js';
 import type { LabelledRecord } from './labels.js';
 
@@ -27,7 +27,7 @@ export interface ClassifierInputArgs extends BackboneArgs {
   'feature-ids'?: string;
   mode: 'head' | 'finetune';
   tower?: string;
-  'tower-layer': 'pooled' | 'projection' | 'embedding' | 'stages';
+  'tower-layer': 'pooled' | 'projection' | 'embedding' | StageLayer;
   'pixels-size': number;
   'input-size': string;
   width: number;
@@ -97,6 +97,13 @@ export async function openClassifierInputs(
     fit = opened.record.resize;
     return opened.tower;
   };
+  // A fresh tower or backbone has pooled features and their stages; projection and embedding belong to a trained model.
+  const freshTowerFeatures = async (): Promise<tf.LayersModel> => {
+    const layer = args['tower-layer'];
+    if (layer !== 'pooled' && !isStageLayer(layer)) throw new UsageError('a fresh tower or backbone has only pooled features (and their stages)', { field: '--tower-layer' });
+    const tower = await openFresh();
+    return isStageLayer(layer) ? stageFeatureModel(tower, layer) : tower;
+  };
   const openSaved = async (dir: string): Promise<tf.LayersModel> => {
     const loaded = await loadModel(dir);
     inputSize = compactInput(modelInputSize(loaded.model, dir));
@@ -127,8 +134,7 @@ export async function openClassifierInputs(
       input = 'pixels';
       inputSize = args['pixels-size'];
     } else if (fresh) {
-      if (args['tower-layer'] !== 'pooled' && args['tower-layer'] !== 'stages') throw new UsageError('a fresh tower or backbone has only pooled features (and their stages)', { field: '--tower-layer' });
-      towerNet = args['tower-layer'] === 'stages' ? stageFeatureModel(await openFresh()) : await openFresh();
+      towerNet = await freshTowerFeatures();
       input = 'image';
     } else {
       const tower = await openSaved(args.tower!);
@@ -155,8 +161,7 @@ export async function openClassifierInputs(
       if (args.tower === 'pixels') throw new UsageError('there is no tower to fine-tune in raw pixels', { field: '--tower' });
       towerNet = towerFeatures(await openSaved(args.tower), args['tower-layer'], args.tower);
     } else {
-      if (args['tower-layer'] !== 'pooled' && args['tower-layer'] !== 'stages') throw new UsageError('a fresh tower or backbone has only pooled features (and their stages)', { field: '--tower-layer' });
-      towerNet = args['tower-layer'] === 'stages' ? stageFeatureModel(await openFresh()) : await openFresh();
+      towerNet = await freshTowerFeatures();
     }
     if (stn) {
       // A small localisation net (8 then 16 filters): it only has to find where to look.

@@ -4,7 +4,7 @@ import { tf } from '../backend/tf.js';
 import { UsageError } from '../command.js';
 import type { TowerRecord } from '../models/backbone.js';
 import { LAYER, featureModel, hasLayer } from '../models/weak-model.js';
-import { STAGES_LAYER, stageFeatureModel } from '../models/stage-features.js';
+import { isStageLayer, STAGE_LAYERS, STAGES_LAYER, stageFeatureModel, type StageLayer } from '../models/stage-features.js';
 import { copyMatchingWeights } from '../models/weak-files.js';
 import { stnParts, transformModel } from '../models/attention/stn.js';
 
@@ -71,9 +71,9 @@ export function buildFeatureClassifier(inputDim: number, classes: number, head: 
 }
 
 /** image -> features at `layer` of a saved atelier tower (`dir`), refusing a model that is not one or lacks the layer. */
-export function towerFeatures(tower: tf.LayersModel, layer: 'pooled' | 'projection' | 'embedding' | 'stages', dir: string): tf.LayersModel {
+export function towerFeatures(tower: tf.LayersModel, layer: 'pooled' | 'projection' | 'embedding' | StageLayer, dir: string): tf.LayersModel {
   if (!hasLayer(tower, LAYER.pooled)) throw new UsageError('not an atelier image tower (no pooled layer)', { file: dir, field: '--tower' });
-  if (layer === 'stages') return stageFeatureModel(tower);
+  if (isStageLayer(layer)) return stageFeatureModel(tower, layer);
   if (layer !== 'embedding' && !hasLayer(tower, layer)) throw new UsageError(`the tower has no '${layer}' layer`, { file: dir, field: '--tower-layer' });
   return imageFeatureModel(tower, layer);
 }
@@ -128,9 +128,10 @@ export function imageFeatureModel(model: tf.LayersModel, layer: 'pooled' | 'proj
   return model;
 }
 
-/** The layer an image classifier's head reads: its tower's stages (--tower-layer stages), projection or pooled features. */
+/** The layer an image classifier's head reads: its tower's stages (--tower-layer stages or stages-max), projection or pooled features. */
 export function classifierFeatureLayer(model: tf.LayersModel): string {
-  return hasLayer(model, STAGES_LAYER) ? STAGES_LAYER : hasLayer(model, LAYER.projection) ? LAYER.projection : LAYER.pooled;
+  const stages = STAGE_LAYERS.map((layer) => STAGES_LAYER[layer]).find((name) => hasLayer(model, name));
+  return stages ?? (hasLayer(model, LAYER.projection) ? LAYER.projection : LAYER.pooled);
 }
 
 /** The views of a classifier model that training and prediction run. */

@@ -10,7 +10,7 @@ import { SIZENET_MODEL_KIND } from '../sizenet/evaluation.js';
 import { WEAK_MODEL_KIND } from './weak-files.js';
 import { LAYER, featureModel, hasLayer } from './weak-model.js';
 import { LOCATE_MODEL_KIND } from './locate.js';
-import { stageFeatureModel } from './stage-features.js';
+import { isStageLayer, stageFeatureModel, type StageLayer } from './stage-features.js';
 
 /** What a model's output is: raw scores (softmax/sigmoid still to apply), probabilities, or an embedding. */
 export type ModelOutput = 'logits' | 'probabilities' | 'embedding';
@@ -18,9 +18,11 @@ export const MODEL_OUTPUTS: readonly ModelOutput[] = ['logits', 'probabilities',
 
 /**
  * The features `embed --layer` asks for: pooled tower features, the projection, the model's
- * embedding, or every resolution stage of the tower pooled and concatenated (stage-features.ts).
+ * embedding, or every resolution stage of the tower pooled (by mean, or mean and max) and
+ * concatenated (stage-features.ts).
  */
-export type FeatureLayer = 'pooled' | 'projection' | 'embedding' | 'stages';
+export type FeatureLayer = 'pooled' | 'projection' | 'embedding' | StageLayer;
+export const FEATURE_LAYERS: readonly FeatureLayer[] = ['pooled', 'projection', 'embedding', 'stages', 'stages-max'];
 
 export interface ModelKind {
   /** The value of metadata.kind. */
@@ -47,7 +49,7 @@ function noLayer(kind: string, layer: string, why: string): UsageError {
 /** An image tower's named layer, or the model's own output for 'embedding'. */
 function towerLayer(model: tf.LayersModel, layer: FeatureLayer, kind: string): tf.LayersModel {
   if (layer === 'embedding') return model;
-  if (layer === 'stages') return stageFeatureModel(model);
+  if (isStageLayer(layer)) return stageFeatureModel(model, layer);
   if (!hasLayer(model, layer)) throw noLayer(kind, layer, layer === 'projection' ? 'trained with --projection 0' : 'not an atelier tower');
   return subModel(model, layer);
 }
@@ -61,7 +63,7 @@ const WEAK: ModelKind = {
   labelsField: 'vocabulary',
   features(model, layer) {
     if (layer === 'projection' && !hasLayer(model, LAYER.projection)) throw noLayer('weak', layer, 'trained with --projection 0');
-    return layer === 'stages' ? stageFeatureModel(model) : featureModel(model, layer);
+    return isStageLayer(layer) ? stageFeatureModel(model, layer) : featureModel(model, layer);
   },
 };
 
@@ -74,7 +76,7 @@ const CLASSIFIER: ModelKind = {
   labelsField: 'labels',
   features(model, layer, metadata) {
     if (metadata.input === 'features') throw noLayer('classifier', layer, 'a head on precomputed features has no tower');
-    if (layer === 'stages') return stageFeatureModel(model);
+    if (isStageLayer(layer)) return stageFeatureModel(model, layer);
     const name = layer !== 'embedding' ? layer : classifierFeatureLayer(model);
     if (!hasLayer(model, name)) throw noLayer('classifier', name, name === LAYER.projection ? 'its tower has no projection' : 'not an atelier tower');
     return subModel(model, name);

@@ -4,13 +4,22 @@
 // MobileNetV2's pooled features probe baseColour no better than raw pixels. The earlier stages still
 // hold it. This takes, for each spatial resolution the image path passes through, the output of the
 // last layer at that resolution, averages it over the map, and concatenates the results from the
-// input side to the pooled features (whose columns end the row, unchanged).
+// input side to the pooled features (whose columns end the row, unchanged). `--layer stages-max` adds
+// each stage's maximum over its map after those columns.
 import { tf } from '../backend/tf.js';
 import { UsageError } from '../command.js';
 import { TOWER_LAYER } from './towers/spec.js';
 
-/** The layer that concatenates the stages (stageFeatureModel), in a model whose head reads them. */
-export const STAGES_LAYER = 'stages';
+/** The feature layers made of stages: each stage averaged over its map, or averaged and its maximum too. */
+export type StageLayer = 'stages' | 'stages-max';
+export const STAGE_LAYERS: readonly StageLayer[] = ['stages', 'stages-max'];
+
+/** The layer that concatenates the stages (stageFeatureModel), by stage layer, in a model whose head reads them. */
+export const STAGES_LAYER: Record<StageLayer, string> = { stages: 'stages', 'stages-max': 'stages_max' };
+
+export function isStageLayer(layer: string): layer is StageLayer {
+  return (STAGE_LAYERS as readonly string[]).includes(layer);
+}
 
 /** One resolution stage: the layer whose output is averaged, its map size and channel count. */
 export interface TowerStage {
@@ -55,10 +64,16 @@ export function towerStages(model: tf.LayersModel): Array<TowerStage & { tensor:
   return [...stages.values()];
 }
 
-/** image -> [n, Σ channels]: each stage's map averaged over its positions, concatenated in stage order. */
-export function stageFeatureModel(model: tf.LayersModel): tf.LayersModel {
+/**
+ * image -> [n, Σ channels] ('stages'): each stage's map averaged over its positions, concatenated in
+ * stage order; or [n, 2·Σ channels] ('stages-max'): those columns, then each stage's maximum over its
+ * map in the same order. The maximum keeps what a small part of the image shows (a garment's colour
+ * against a white background, a print), which the mean dilutes.
+ */
+export function stageFeatureModel(model: tf.LayersModel, layer: StageLayer = 'stages'): tf.LayersModel {
   const stages = towerStages(model);
   const pooled = stages.map((stage, i) => tf.layers.globalAveragePooling2d({ name: `stage${i + 1}_pool` }).apply(stage.tensor) as tf.SymbolicTensor);
-  const output = pooled.length === 1 ? pooled[0] : (tf.layers.concatenate({ axis: -1, name: STAGES_LAYER }).apply(pooled) as tf.SymbolicTensor);
-  return tf.model({ inputs: model.inputs, outputs: output, name: 'tower_stages' });
+  if (layer === 'stages-max') pooled.push(...stages.map((stage, i) => tf.layers.globalMaxPooling2d({ name: `stage${i + 1}_max` }).apply(stage.tensor) as tf.SymbolicTensor));
+  const output = pooled.length === 1 ? pooled[0] : (tf.layers.concatenate({ axis: -1, name: STAGES_LAYER[layer] }).apply(pooled) as tf.SymbolicTensor);
+  return tf.model({ inputs: model.inputs, outputs: output, name: layer === 'stages' ? 'tower_stages' : 'tower_stages_max' });
 }

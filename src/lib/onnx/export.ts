@@ -52,7 +52,8 @@ function outputsFor(model: tf.LayersModel, kind: string): Array<GraphOutput & { 
       { name: 'embedding', tensor: model.getLayer(LAYER.words).input as tf.SymbolicTensor, meaning: 'the image embedding z that feeds the word matrix (atelier embed --layer embedding)' },
     ];
     if (hasLayer(model, LAYER.projection)) outputs.push({ name: 'pooled', tensor: model.getLayer(LAYER.pooled).output as tf.SymbolicTensor, meaning: 'globally pooled tower features (atelier embed --layer pooled)' });
-    outputs.push({ name: 'stages', tensor: stageFeatureModel(model).outputs[0], meaning: 'the last layer at each resolution of the tower, averaged and concatenated (atelier embed --layer stages)' });
+    outputs.push({ name: 'stages', tensor: stageFeatureModel(model, 'stages').outputs[0], meaning: 'the last layer at each resolution of the tower, averaged and concatenated (atelier embed --layer stages)' });
+    outputs.push({ name: 'stages_max', tensor: stageFeatureModel(model, 'stages-max').outputs[0], meaning: 'the stages, then the maximum of each over its map (atelier embed --layer stages-max)' });
     return outputs;
   }
   if (kind === CLASSIFIER_MODEL_KIND || hasLayer(model, CLASSIFIER_LAYER.logits)) {

@@ -97,7 +97,7 @@ export function checkOnnxSettings(file: OnnxModelFile, args: { precision?: strin
 export function onnxFeatureOutput(file: OnnxModelFile, layer: FeatureLayer): string {
   const kind = findKind(file.kind)?.name;
   const byKind: Record<string, Partial<Record<FeatureLayer, string>>> = {
-    weak: { embedding: 'embedding', pooled: 'pooled', stages: 'stages' },
+    weak: { embedding: 'embedding', pooled: 'pooled', stages: 'stages', 'stages-max': 'stages_max' },
     classifier: { embedding: 'features' },
     similarity: { embedding: 'embedding' },
   };
