@@ -4,6 +4,8 @@ import { beforeAll, test } from 'vitest';
 import assert from 'node:assert/strict';
 import { tf } from '../../src/lib/backend/tf.js';
 import { builtinKernelName, registerWasmKernels, WASM_KERNEL_NAMES } from '../../src/lib/backend/wasm-kernels.js';
+import { simdLoops } from '../../src/lib/backend/kernels/simd.js';
+import type { BackendWasm } from '../../src/lib/backend/kernels/scratch.js';
 
 type Values = Float32Array | Int32Array;
 interface Operand {
@@ -215,6 +217,11 @@ const depthwiseCases: DepthwiseCase[] = [
   { x: [2, 8, 9, 5], filter: [3, 3, 5, 1], strides: 2, dilations: 1, pad: 'same' },
   { x: [2, 9, 8, 4], filter: [3, 3, 4, 1], strides: 2, dilations: 1, pad: [[0, 0], [1, 1], [0, 1], [0, 0]] },
   { x: [1, 7, 7, 3], filter: [5, 3, 3, 1], strides: 1, dilations: 1, pad: 'valid' },
+  // Multiplier 1, channels in fours: the filter gradient runs in WebAssembly SIMD (simd.ts), one to three chunks of four.
+  { x: [2, 7, 6, 8], filter: [3, 3, 8, 1], strides: 1, dilations: 1, pad: 'same' },
+  { x: [2, 9, 7, 12], filter: [3, 3, 12, 1], strides: 2, dilations: 1, pad: 'same' },
+  { x: [3, 5, 8, 4], filter: [2, 3, 4, 1], strides: 1, dilations: 1, pad: 'valid' },
+  { x: [2, 6, 6, 4], filter: [3, 3, 4, 1], strides: 1, dilations: 1, pad: [[0, 0], [2, 0], [0, 2], [0, 0]] },
 ];
 
 function depthwiseOutShape(c: DepthwiseCase): number[] {
@@ -245,6 +252,9 @@ test('depthwise conv gradients on wasm match central differences, dilated ones t
     { x: [2, 5, 4, 2], filter: [3, 3, 2, 2], strides: 2, dilations: 1, pad: 'same' },
     { x: [1, 7, 7, 2], filter: [3, 3, 2, 1], strides: 1, dilations: 2, pad: 'same' },
     { x: [2, 6, 5, 3], filter: [3, 3, 3, 1], strides: 2, dilations: 1, pad: 'same' },
+    // The SIMD filter gradient: stride 2, and dilation 2 (which the CPU kernels ignore).
+    { x: [2, 7, 6, 8], filter: [3, 3, 8, 1], strides: 2, dilations: 1, pad: 'same' },
+    { x: [1, 8, 7, 4], filter: [3, 3, 4, 1], strides: 1, dilations: 2, pad: 'same' },
   ];
   for (const [index, c] of cases.entries()) {
     const x = operand(c.x, 400 + index);
@@ -417,18 +427,21 @@ test('kernels free every intermediate: engine tensors and backend buffers return
   const filter = tf.tensor(randomValues(3 * 3 * 3 * 4, 1001), [3, 3, 3, 4]);
   const table = tf.tensor(randomValues(20 * 4, 1002), [20, 4]);
   const dw = tf.tensor(randomValues(3 * 3 * 3 * 2, 1003), [3, 3, 3, 2]);
+  // Multiplier 1 on the conv's 4 channels: the SIMD filter gradient and its scratch sums.
+  const dw4 = tf.tensor(randomValues(3 * 3 * 4 * 1, 1004), [3, 3, 4, 1]);
   const ids = tf.tensor1d([3, 1, 3, 19], 'int32');
   const run = () => {
     const tensorsBefore = tf.memory().numTensors;
     const buffersBefore = backend.numDataIds();
-    const grads = tf.grads((xt: tf.Tensor, ft: tf.Tensor, tt: tf.Tensor, dt: tf.Tensor) => {
+    const grads = tf.grads((xt: tf.Tensor, ft: tf.Tensor, tt: tf.Tensor, dt: tf.Tensor, d4: tf.Tensor) => {
       const conv = tf.conv2d(xt as tf.Tensor4D, ft as tf.Tensor4D, 2, 'same');
       const pooled = tf.maxPool(tf.depthwiseConv2d(xt as tf.Tensor4D, dt as tf.Tensor4D, 1, 'same'), 2, 2, 'same');
       const looked = tf.gather(tt, ids);
       const { mean, variance } = tf.moments(conv, [0, 1, 2]);
       const normed = tf.clipByValue(tf.batchNorm(conv, mean, variance, tf.zeros([4]), tf.ones([4]), 1e-3), 0, 6);
-      return tf.add(tf.add(tf.sum(tf.square(normed)), tf.sum(pooled)), tf.sum(tf.matMul(looked, looked, false, true)));
-    })([x, filter, table, dw]);
+      const depthwise = tf.depthwiseConv2d(conv as tf.Tensor4D, d4 as tf.Tensor4D, 1, 'same');
+      return tf.add(tf.add(tf.add(tf.sum(tf.square(normed)), tf.sum(pooled)), tf.sum(tf.matMul(looked, looked, false, true))), tf.sum(tf.square(depthwise)));
+    })([x, filter, table, dw, dw4]);
     grads.forEach((g) => g.dataSync());
     tf.dispose(grads);
     assert.equal(tf.memory().numTensors, tensorsBefore);
@@ -436,5 +449,26 @@ test('kernels free every intermediate: engine tensors and backend buffers return
   };
   run();
   run();
-  tf.dispose([x, filter, table, dw, ids]);
+  tf.dispose([x, filter, table, dw, dw4, ids]);
+});
+
+test('the SIMD loop module instantiates on the wasm heap and sums rows as plain JS does', () => {
+  const backend = tf.backend() as unknown as BackendWasm;
+  const loops = simdLoops(backend);
+  assert.ok(loops, 'Node 20 runs WebAssembly SIMD: the depthwise filter gradient must take the SIMD path');
+  // acc[c] += Σ_k x[k·xStep + c]·dy[k·dyStep + c]: 3 rows, x rows 2 apart (a stride-2 read), 8 channels.
+  const x = tf.tensor1d(randomValues(6 * 8, 7));
+  const dy = tf.tensor1d(randomValues(3 * 8, 8));
+  const acc = tf.tensor1d(randomValues(8, 9));
+  const view = (t: tf.Tensor) => backend.typedArrayFromHeap({ dataId: t.dataId, shape: t.shape, dtype: 'float32' }) as Float32Array;
+  const [xv, dyv] = [view(x), view(dy)];
+  const before = Float32Array.from(view(acc));
+  loops.dotRowsAccumulate(xv.byteOffset, 2 * 8 * 4, dyv.byteOffset, 8 * 4, view(acc).byteOffset, 2, 3);
+  const after = view(acc);
+  for (let c = 0; c < 8; c++) {
+    let expected = before[c];
+    for (let k = 0; k < 3; k++) expected += xv[2 * k * 8 + c] * dyv[k * 8 + c];
+    assert.ok(Math.abs(after[c] - expected) < 1e-5, `channel ${c}: ${after[c]} vs ${expected}`);
+  }
+  tf.dispose([x, dy, acc]);
 });

@@ -1,0 +1,118 @@
+// Small WebAssembly SIMD loops that run on the WASM backend's own heap, for the kernels whose
+// inner loop XNNPACK does not ship and plain JS runs one float at a time. The module is written here
+// as bytes (no compiler is needed at install: a fresh machine has none for wasm32) and instantiated
+// against the backend's exported memory, so it reads and writes tensors in place, without a copy.
+import type { BackendWasm } from './scratch.js';
+
+/** The loops the module exports (pointers and steps are byte offsets into the backend's heap). */
+export interface SimdLoops {
+  /**
+   * acc[c] += Σ_k x[k·xStep + c]·dy[k·dyStep + c] for c < 4·chunks, k < count: a depthwise filter
+   * gradient's row of one tap, four channels at a time, each sum in a register.
+   */
+  dotRowsAccumulate(x: number, xStep: number, dy: number, dyStep: number, acc: number, chunks: number, count: number): void;
+}
+
+/** Unsigned LEB128, as the binary format writes sizes, counts and indices. */
+function uleb(value: number): number[] {
+  const out: number[] = [];
+  do {
+    let byte = value & 0x7f;
+    value >>>= 7;
+    if (value !== 0) byte |= 0x80;
+    out.push(byte);
+  } while (value !== 0);
+  return out;
+}
+
+function section(id: number, body: number[]): number[] {
+  return [id, ...uleb(body.length), ...body];
+}
+
+function vector(items: number[][]): number[] {
+  return [...uleb(items.length), ...items.flat()];
+}
+
+function name(text: string): number[] {
+  return vector([...Buffer.from(text, 'utf8')].map((b) => [b]));
+}
+
+// Opcodes used below (WebAssembly core 2.0 and its SIMD proposal, now core).
+const I32 = 0x7f;
+const V128 = 0x7b;
+const OP = {
+  block: 0x02, loop: 0x03, end: 0x0b, brIf: 0x0d, empty: 0x40,
+  get: 0x20, set: 0x21, tee: 0x22, i32Const: 0x41, i32Eqz: 0x45, i32Add: 0x6a, i32Sub: 0x6b,
+};
+const simd = (op: number): number[] => [0xfd, ...uleb(op)];
+// v128.load / v128.store with a 4-byte alignment hint (float rows) and offset 0.
+const V128_LOAD = [...simd(0x00), 2, 0];
+const V128_STORE = [...simd(0x0b), 2, 0];
+const F32X4_ADD = simd(0xe4);
+const F32X4_MUL = simd(0xe6);
+
+/** The module's bytes: one function, dotRowsAccumulate, on an imported memory env.memory. */
+function moduleBytes(): Uint8Array<ArrayBuffer> {
+  // Parameters 0-6: x, xStep, dy, dyStep, acc, chunks, count. Locals 7-9 (i32): xp, dp, k; 10 (v128): sum.
+  const [x, xStep, dy, dyStep, acc, chunks, count, xp, dp, k, sum] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10];
+  const get = (i: number) => [OP.get, i];
+  const set = (i: number) => [OP.set, i];
+  const addConst = (i: number, c: number) => [...get(i), OP.i32Const, ...uleb(c), OP.i32Add, ...set(i)];
+  const body = [
+    OP.block, OP.empty,
+    ...get(chunks), OP.i32Eqz, OP.brIf, 0,
+    ...get(count), OP.i32Eqz, OP.brIf, 0,
+    OP.loop, OP.empty, // over the channel chunks
+    ...get(acc), ...V128_LOAD, ...set(sum),
+    ...get(x), ...set(xp), ...get(dy), ...set(dp), ...get(count), ...set(k),
+    OP.loop, OP.empty, // over the rows: sum += x·dy
+    ...get(sum), ...get(xp), ...V128_LOAD, ...get(dp), ...V128_LOAD, ...F32X4_MUL, ...F32X4_ADD, ...set(sum),
+    ...get(xp), ...get(xStep), OP.i32Add, ...set(xp),
+    ...get(dp), ...get(dyStep), OP.i32Add, ...set(dp),
+    ...get(k), OP.i32Const, 1, OP.i32Sub, OP.tee, k, OP.brIf, 0,
+    OP.end,
+    ...get(acc), ...get(sum), ...V128_STORE,
+    ...addConst(acc, 16), ...addConst(x, 16), ...addConst(dy, 16),
+    ...get(chunks), OP.i32Const, 1, OP.i32Sub, OP.tee, chunks, OP.brIf, 0,
+    OP.end,
+    OP.end,
+    OP.end, // the function
+  ];
+  const locals = vector([[...uleb(3), I32], [...uleb(1), V128]]);
+  const code = [...locals, ...body];
+  const bytes = [
+    0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,
+    ...section(1, vector([[0x60, ...vector(Array.from({ length: 7 }, () => [I32])), ...vector([])]])),
+    // env.memory: a memory of at least 0 pages, no maximum (the backend's grows).
+    ...section(2, vector([[...name('env'), ...name('memory'), 0x02, 0x00, 0x00]])),
+    ...section(3, vector([[0]])),
+    ...section(7, vector([[...name('dotRowsAccumulate'), 0x00, 0]])),
+    ...section(10, vector([[...uleb(code.length), ...code]])),
+  ];
+  return new Uint8Array(bytes);
+}
+
+let compiled: WebAssembly.Module | null | undefined;
+// One instance per backend memory: instantiating is cheap but not free, and kernels run per layer.
+const instances = new WeakMap<WebAssembly.Memory, SimdLoops>();
+
+/** The loops on `backend`'s heap, or null where this engine has no WebAssembly SIMD (the JS loops run). */
+export function simdLoops(backend: BackendWasm): SimdLoops | null {
+  const memory = (backend.wasm as unknown as { asm?: { memory?: unknown } }).asm?.memory;
+  if (!(memory instanceof WebAssembly.Memory)) return null;
+  if (compiled === undefined) {
+    try {
+      compiled = new WebAssembly.Module(moduleBytes());
+    } catch {
+      compiled = null;
+    }
+  }
+  if (compiled === null) return null;
+  let loops = instances.get(memory);
+  if (!loops) {
+    const instance = new WebAssembly.Instance(compiled, { env: { memory } });
+    loops = instance.exports as unknown as SimdLoops;
+    instances.set(memory, loops);
+  }
+  return loops;
+}
