@@ -144,7 +144,7 @@ function convOutShape(c: ConvCase): number[] {
 
 test('registers every kernel for wasm, keeps replaced backend kernels callable, and a second call changes nothing', () => {
   for (const name of WASM_KERNEL_NAMES) assert.ok(tf.getKernel(name, 'wasm'), name);
-  for (const name of [tf.Conv2DBackpropInput, tf.MaxPoolGrad, tf.BatchMatMul, tf._FusedMatMul]) {
+  for (const name of [tf.Conv2DBackpropInput, tf.MaxPoolGrad, tf.BatchMatMul, tf._FusedMatMul, tf.Mean, tf.Sum]) {
     assert.ok(tf.getKernel(builtinKernelName(name), 'wasm'), `builtin ${name}`);
   }
   const before = WASM_KERNEL_NAMES.map((name) => tf.getKernel(name, 'wasm')!.kernelFunc);
@@ -471,4 +471,32 @@ test('the SIMD loop module instantiates on the wasm heap and sums rows as plain 
     assert.ok(Math.abs(after[c] - expected) < 1e-5, `channel ${c}: ${after[c]} vs ${expected}`);
   }
   tf.dispose([x, dy, acc]);
+});
+
+test('Mean and Sum match the CPU backend: over all axes but the channels (SIMD, keepDims or not) and every other reduction (the backend\'s own)', async () => {
+  const cases: Array<{ shape: number[]; axis: number | number[]; keepDims: boolean }> = [
+    { shape: [3, 5, 7, 8], axis: [0, 1, 2], keepDims: false },
+    { shape: [3, 5, 7, 8], axis: [2, 0, 1], keepDims: true },
+    // More rows than one f32 block (1,024), and 12 channels: three chunks of four.
+    { shape: [2, 33, 40, 12], axis: [0, 1, 2], keepDims: false },
+    { shape: [1500, 4], axis: 0, keepDims: false },
+    { shape: [1500, 4], axis: -2, keepDims: true },
+    // Not the SIMD path: channels not in fours, innermost axes, a partial set, all axes.
+    { shape: [3, 5, 7, 6], axis: [0, 1, 2], keepDims: false },
+    { shape: [3, 5, 7, 8], axis: [3], keepDims: false },
+    { shape: [3, 5, 7, 8], axis: [1, 2], keepDims: true },
+    { shape: [3, 5, 7, 8], axis: [0, 1, 2, 3], keepDims: false },
+  ];
+  for (const [index, c] of cases.entries()) {
+    const x = operand(c.shape, 500 + index);
+    for (const kernel of [tf.Mean, tf.Sum]) {
+      const attrs = { axis: c.axis, keepDims: c.keepDims };
+      assertClose(await runKernelOn('wasm', kernel, { x }, attrs), await runKernelOn('cpu', kernel, { x }, attrs), `${kernel} ${JSON.stringify(c)}`);
+    }
+  }
+  // int32 sums stay int32 (the backend's own kernel).
+  const ints = { values: Int32Array.from({ length: 24 }, (_, i) => i - 7), shape: [6, 4] };
+  const summed = await runKernelOn('wasm', tf.Sum, { x: ints }, { axis: 0, keepDims: false });
+  assert.ok(summed.values instanceof Int32Array);
+  assert.deepEqual(Array.from(summed.values), [18, 24, 30, 36]);
 });

@@ -1,10 +1,12 @@
 // The project's own WASM kernels: the gradients tfjs-backend-wasm 4.22 lacks (conv filter,
 // depthwise, gather) and faster or corrected replacements for slow or wrong ones (conv input
 // gradient, max-pool gradient, transposed matmuls), so that CNNs train on WASM; one-pass
-// BatchNorm and ReLU6 gradients in place of tfjs's chains of full-size intermediates.
+// BatchNorm and ReLU6 gradients in place of tfjs's chains of full-size intermediates; per-channel
+// Mean and Sum without the transpose the backend's reductions make.
 import '@tensorflow/tfjs-backend-wasm';
 import { tf } from './tf.js';
 import { batchMatMulConfig, fusedMatMulConfig } from './kernels/batch-mat-mul.js';
+import { columnMeanConfig, columnSumConfig } from './kernels/column-reduce.js';
 import { conv2dBackpropFilterConfig } from './kernels/conv2d-backprop-filter.js';
 import { conv2dBackpropInputConfig } from './kernels/conv2d-backprop-input.js';
 import { depthwiseConv2dBackpropFilterConfig, depthwiseConv2dBackpropInputConfig } from './kernels/depthwise-conv2d-backprop.js';
@@ -27,6 +29,8 @@ export const WASM_KERNEL_CONFIGS: readonly tf.KernelConfig[] = [
   fusedMatMulConfig,
   batchNormGradStatsConfig,
   clipByValueGradConfig,
+  columnMeanConfig,
+  columnSumConfig,
 ];
 
 /** Names of the kernels `registerWasmKernels` provides. */

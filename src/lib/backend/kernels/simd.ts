@@ -11,6 +11,8 @@ export interface SimdLoops {
    * gradient's row of one tap, four channels at a time, each sum in a register.
    */
   dotRowsAccumulate(x: number, xStep: number, dy: number, dyStep: number, acc: number, chunks: number, count: number): void;
+  /** acc[c] += Σ_k x[k·xStep + c] for c < 4·chunks, k < count: column sums of a row-major block. */
+  sumRowsAccumulate(x: number, xStep: number, acc: number, chunks: number, count: number): void;
 }
 
 /** Unsigned LEB128, as the binary format writes sizes, counts and indices. */
@@ -51,14 +53,14 @@ const V128_STORE = [...simd(0x0b), 2, 0];
 const F32X4_ADD = simd(0xe4);
 const F32X4_MUL = simd(0xe6);
 
-/** The module's bytes: one function, dotRowsAccumulate, on an imported memory env.memory. */
-function moduleBytes(): Uint8Array<ArrayBuffer> {
-  // Parameters 0-6: x, xStep, dy, dyStep, acc, chunks, count. Locals 7-9 (i32): xp, dp, k; 10 (v128): sum.
+const get = (i: number) => [OP.get, i];
+const set = (i: number) => [OP.set, i];
+const addConst = (i: number, c: number) => [...get(i), OP.i32Const, ...uleb(c), OP.i32Add, ...set(i)];
+
+/** dotRowsAccumulate's body. Parameters 0-6: x, xStep, dy, dyStep, acc, chunks, count; locals 7-9 (i32) xp, dp, k; 10 (v128) sum. */
+function dotRowsBody(): number[] {
   const [x, xStep, dy, dyStep, acc, chunks, count, xp, dp, k, sum] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10];
-  const get = (i: number) => [OP.get, i];
-  const set = (i: number) => [OP.set, i];
-  const addConst = (i: number, c: number) => [...get(i), OP.i32Const, ...uleb(c), OP.i32Add, ...set(i)];
-  const body = [
+  return [
     OP.block, OP.empty,
     ...get(chunks), OP.i32Eqz, OP.brIf, 0,
     ...get(count), OP.i32Eqz, OP.brIf, 0,
@@ -78,16 +80,51 @@ function moduleBytes(): Uint8Array<ArrayBuffer> {
     OP.end,
     OP.end, // the function
   ];
-  const locals = vector([[...uleb(3), I32], [...uleb(1), V128]]);
-  const code = [...locals, ...body];
+}
+
+/** sumRowsAccumulate's body. Parameters 0-4: x, xStep, acc, chunks, count; locals 5-6 (i32) xp, k; 7 (v128) sum. */
+function sumRowsBody(): number[] {
+  const [x, xStep, acc, chunks, count, xp, k, sum] = [0, 1, 2, 3, 4, 5, 6, 7];
+  return [
+    OP.block, OP.empty,
+    ...get(chunks), OP.i32Eqz, OP.brIf, 0,
+    ...get(count), OP.i32Eqz, OP.brIf, 0,
+    OP.loop, OP.empty, // over the channel chunks
+    ...get(acc), ...V128_LOAD, ...set(sum),
+    ...get(x), ...set(xp), ...get(count), ...set(k),
+    OP.loop, OP.empty, // over the rows: sum += x
+    ...get(sum), ...get(xp), ...V128_LOAD, ...F32X4_ADD, ...set(sum),
+    ...get(xp), ...get(xStep), OP.i32Add, ...set(xp),
+    ...get(k), OP.i32Const, 1, OP.i32Sub, OP.tee, k, OP.brIf, 0,
+    OP.end,
+    ...get(acc), ...get(sum), ...V128_STORE,
+    ...addConst(acc, 16), ...addConst(x, 16),
+    ...get(chunks), OP.i32Const, 1, OP.i32Sub, OP.tee, chunks, OP.brIf, 0,
+    OP.end,
+    OP.end,
+    OP.end, // the function
+  ];
+}
+
+/** The module's bytes: dotRowsAccumulate and sumRowsAccumulate on an imported memory env.memory. */
+function moduleBytes(): Uint8Array<ArrayBuffer> {
+  const i32s = (n: number) => vector(Array.from({ length: n }, () => [I32]));
+  const entry = (locals: number[][], body: number[]) => {
+    const code = [...vector(locals), ...body];
+    return [...uleb(code.length), ...code];
+  };
   const bytes = [
     0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,
-    ...section(1, vector([[0x60, ...vector(Array.from({ length: 7 }, () => [I32])), ...vector([])]])),
+    // Types: 0 = (7 x i32) -> (), 1 = (5 x i32) -> ().
+    ...section(1, vector([[0x60, ...i32s(7), ...vector([])], [0x60, ...i32s(5), ...vector([])]])),
     // env.memory: a memory of at least 0 pages, no maximum (the backend's grows).
     ...section(2, vector([[...name('env'), ...name('memory'), 0x02, 0x00, 0x00]])),
-    ...section(3, vector([[0]])),
-    ...section(7, vector([[...name('dotRowsAccumulate'), 0x00, 0]])),
-    ...section(10, vector([[...uleb(code.length), ...code]])),
+    ...section(3, vector([[0], [1]])),
+    ...section(7, vector([[...name('dotRowsAccumulate'), 0x00, 0], [...name('sumRowsAccumulate'), 0x00, 1]])),
+    ...section(10, vector([
+      entry([[...uleb(3), I32], [...uleb(1), V128]], dotRowsBody()),
+      entry([[...uleb(2), I32], [...uleb(1), V128]], sumRowsBody()),
+    ])),
   ];
   return new Uint8Array(bytes);
 }

@@ -1,0 +1,69 @@
+// Mean and Sum over every axis but the last, for WASM: BatchNorm's moments in training and the
+// bias and BatchNorm-offset gradients reduce an NHWC tensor to its channels. The backend's own
+// kernels reduce innermost axes only, so they first transpose the whole tensor; this sums the
+// rows in place, four channels at a time in WebAssembly SIMD (simd.ts). Other reductions, and
+// channel counts not in fours, run the backend's own kernel.
+import { tf } from '../tf.js';
+import { builtinKernelName, heapView, type BackendWasm, type KernelArgs, type TensorInfo } from './scratch.js';
+import { simdLoops } from './simd.js';
+
+// Rows summed in f32 before the partial sum joins the f64 total (the error of an f32 sum grows with its length).
+const BLOCK_ROWS = 1024;
+
+/** Column sums of `x` seen as [rows, channels], in f64; null where this does not apply. */
+function columnSums(backend: BackendWasm, x: TensorInfo, axis: unknown): Float64Array | null {
+  const rank = x.shape.length;
+  if (x.dtype !== 'float32' || rank < 2) return null;
+  const axes = [...tf.util.parseAxisParam(axis as number | number[], x.shape)].sort((a, b) => a - b);
+  if (axes.length !== rank - 1 || axes.some((a, i) => a !== i)) return null;
+  const channels = x.shape[rank - 1];
+  if (channels % 4 !== 0 || channels === 0) return null;
+  const loops = simdLoops(backend);
+  if (!loops) return null;
+  const rows = tf.util.sizeFromShape(x.shape) / channels;
+  const total = new Float64Array(channels);
+  const block = backend.makeOutput([channels], 'float32');
+  try {
+    const blockView = heapView(backend, block) as Float32Array;
+    const xPtr = heapView(backend, x).byteOffset;
+    const row = channels * 4;
+    for (let start = 0; start < rows; start += BLOCK_ROWS) {
+      blockView.fill(0);
+      loops.sumRowsAccumulate(xPtr + start * row, row, blockView.byteOffset, channels / 4, Math.min(BLOCK_ROWS, rows - start));
+      for (let c = 0; c < channels; c++) total[c] += blockView[c];
+    }
+  } finally {
+    backend.disposeData(block.dataId);
+  }
+  return total;
+}
+
+function columnReduce(kernelName: string, finish: (sums: Float64Array, rows: number) => Float64Array): tf.KernelFunc {
+  const builtin = builtinKernelName(kernelName);
+  return (({ inputs, backend, attrs }: KernelArgs): TensorInfo => {
+    const { x } = inputs;
+    const sums = columnSums(backend, x, attrs.axis);
+    if (!sums) {
+      const kernel = tf.getKernel(builtin, 'wasm');
+      if (!kernel) throw new Error(`kernel '${builtin}' is not registered for backend 'wasm'`);
+      return kernel.kernelFunc({ inputs, backend, attrs }) as TensorInfo;
+    }
+    const channels = sums.length;
+    const shape = attrs.keepDims ? [...x.shape.slice(0, -1).map(() => 1), channels] : [channels];
+    const out = backend.makeOutput(shape, 'float32');
+    (heapView(backend, out) as Float32Array).set(finish(sums, tf.util.sizeFromShape(x.shape) / channels));
+    return out;
+  }) as unknown as tf.KernelFunc;
+}
+
+export const columnMeanConfig: tf.KernelConfig = {
+  kernelName: tf.Mean,
+  backendName: 'wasm',
+  kernelFunc: columnReduce(tf.Mean, (sums, rows) => sums.map((s) => s / rows)),
+};
+
+export const columnSumConfig: tf.KernelConfig = {
+  kernelName: tf.Sum,
+  backendName: 'wasm',
+  kernelFunc: columnReduce(tf.Sum, (sums) => sums),
+};
