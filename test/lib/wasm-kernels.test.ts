@@ -376,14 +376,21 @@ async function gradsOn(backend: string, f: (...ts: tf.Tensor[]) => tf.Tensor, in
 }
 
 test('BatchNorm gradients (one pass on wasm) match tfjs\'s own on the CPU backend and central differences', async () => {
-  const shape: [number, number, number, number] = [3, 4, 5, 6];
+  // 6 channels: the JS loop; 8: the SIMD loops, in one block of rows, then in two (1,152 rows).
+  for (const [shape, numeric] of [[[3, 4, 5, 6], true], [[3, 4, 5, 8], true], [[2, 24, 24, 8], false]] as Array<[[number, number, number, number], boolean]>) {
+    await checkBatchNormGradients(shape, numeric);
+  }
+});
+
+async function checkBatchNormGradients(shape: [number, number, number, number], numeric: boolean): Promise<void> {
+  const channels = shape[3];
   const x = operand(shape, 1100);
-  const params = [1101, 1102, 1103].map((seed) => operand([6], seed));
+  const params = [1101, 1102, 1103].map((seed) => operand([channels], seed));
   params[1].values = params[1].values.map((v) => 0.5 + Math.abs(v)) as Float32Array;
   const weights = randomValues(tf.util.sizeFromShape(shape), 1104);
   const w = () => tf.tensor(weights, shape);
   // Fixed statistics (inference), and batch statistics as a layer computes them in training.
-  const fixed = (xt: tf.Tensor, mean: tf.Tensor, variance: tf.Tensor, scale: tf.Tensor) => tf.sum(tf.mul(tf.batchNorm(xt, mean, variance, tf.zeros([6]), scale, 1e-3), w()));
+  const fixed = (xt: tf.Tensor, mean: tf.Tensor, variance: tf.Tensor, scale: tf.Tensor) => tf.sum(tf.mul(tf.batchNorm(xt, mean, variance, tf.zeros([channels]), scale, 1e-3), w()));
   const training = (xt: tf.Tensor, scale: tf.Tensor, offset: tf.Tensor) => {
     const { mean, variance } = tf.moments(xt, [0, 1, 2]);
     return tf.sum(tf.mul(tf.batchNorm(xt, mean, variance, offset, scale, 1e-3), w()));
@@ -392,17 +399,18 @@ test('BatchNorm gradients (one pass on wasm) match tfjs\'s own on the CPU backen
   const trainingInputs = [x, params[2], params[0]];
   const expectedFixed = await gradsOn('cpu', fixed, fixedInputs);
   const actualFixed = await gradsOn('wasm', fixed, fixedInputs);
-  ['x', 'mean', 'variance', 'scale'].forEach((name, i) => assertClose(actualFixed[i], expectedFixed[i], `fixed-statistics gradient of ${name}`));
+  ['x', 'mean', 'variance', 'scale'].forEach((name, i) => assertClose(actualFixed[i], expectedFixed[i], `fixed-statistics gradient of ${name}, ${shape}`));
   const expectedTraining = await gradsOn('cpu', training, trainingInputs);
   const actualTraining = await gradsOn('wasm', training, trainingInputs);
-  ['x', 'scale', 'offset'].forEach((name, i) => assertClose(actualTraining[i], expectedTraining[i], `batch-statistics gradient of ${name}`));
+  ['x', 'scale', 'offset'].forEach((name, i) => assertClose(actualTraining[i], expectedTraining[i], `batch-statistics gradient of ${name}, ${shape}`));
+  if (!numeric) return;
   const forward = (xv: Float32Array) => cpuForward(() => {
     const xt = tf.tensor4d(xv, shape);
     const { mean, variance } = tf.moments(xt, [0, 1, 2]);
     return tf.batchNorm(xt, mean, variance, toTensor(params[0]), toTensor(params[2]), 1e-3);
   });
-  assertClose(actualTraining[0], { values: centralDifference(x.values as Float32Array, 1e-2, weights, forward), shape }, 'numeric batch-statistics gradient of x', 2e-3);
-});
+  assertClose(actualTraining[0], { values: centralDifference(x.values as Float32Array, 1e-2, weights, forward), shape }, `numeric batch-statistics gradient of x, ${shape}`, 2e-3);
+}
 
 test('ReLU6 (ClipByValue) gradient on wasm matches the CPU backend, values at the bounds included', async () => {
   const x = operand([2, 5, 7, 3], 1200);
@@ -470,7 +478,23 @@ test('the SIMD loop module instantiates on the wasm heap and sums rows as plain 
     for (let k = 0; k < 3; k++) expected += xv[2 * k * 8 + c] * dyv[k * 8 + c];
     assert.ok(Math.abs(after[c] - expected) < 1e-5, `channel ${c}: ${after[c]} vs ${expected}`);
   }
-  tf.dispose([x, dy, acc]);
+  // Σ (x - centre)·dy over the first 3 rows of x (rows 8 floats apart in both), and plain column sums.
+  const centre = tf.tensor1d(randomValues(8, 10));
+  const centred = tf.zeros([8]);
+  const sums = tf.zeros([8]);
+  // Views again after the allocations (a growing heap detaches the old ones).
+  const [xv2, dyv2] = [view(x), view(dy)];
+  loops.centredDotRowsAccumulate(xv2.byteOffset, dyv2.byteOffset, 8 * 4, view(centre).byteOffset, view(centred).byteOffset, 2, 3);
+  loops.sumRowsAccumulate(xv2.byteOffset, 8 * 4, view(sums).byteOffset, 2, 6);
+  const [cv, centredView, sumView] = [view(centre), view(centred), view(sums)];
+  for (let c = 0; c < 8; c++) {
+    let dot = 0;
+    let sum = 0;
+    for (let k = 0; k < 3; k++) dot += (xv2[k * 8 + c] - cv[c]) * dyv2[k * 8 + c];
+    for (let k = 0; k < 6; k++) sum += xv2[k * 8 + c];
+    assert.ok(Math.abs(centredView[c] - dot) < 1e-5 && Math.abs(sumView[c] - sum) < 1e-5, `channel ${c}`);
+  }
+  tf.dispose([x, dy, acc, centre, centred, sums]);
 });
 
 test('Mean and Sum match the CPU backend: over all axes but the channels (SIMD, keepDims or not) and every other reduction (the backend\'s own)', async () => {

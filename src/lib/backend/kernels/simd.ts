@@ -11,6 +11,11 @@ export interface SimdLoops {
    * gradient's row of one tap, four channels at a time, each sum in a register.
    */
   dotRowsAccumulate(x: number, xStep: number, dy: number, dyStep: number, acc: number, chunks: number, count: number): void;
+  /**
+   * acc[c] += Σ_k (x[k·step + c] - centre[c])·dy[k·step + c] for c < 4·chunks, k < count: BatchNorm's
+   * Σ dy·(x - mean) per channel, rows of x and dy `step` bytes apart.
+   */
+  centredDotRowsAccumulate(x: number, dy: number, step: number, centre: number, acc: number, chunks: number, count: number): void;
   /** acc[c] += Σ_k x[k·xStep + c] for c < 4·chunks, k < count: column sums of a row-major block. */
   sumRowsAccumulate(x: number, xStep: number, acc: number, chunks: number, count: number): void;
 }
@@ -52,6 +57,7 @@ const V128_LOAD = [...simd(0x00), 2, 0];
 const V128_STORE = [...simd(0x0b), 2, 0];
 const F32X4_ADD = simd(0xe4);
 const F32X4_MUL = simd(0xe6);
+const F32X4_SUB = simd(0xe5);
 
 const get = (i: number) => [OP.get, i];
 const set = (i: number) => [OP.set, i];
@@ -75,6 +81,32 @@ function dotRowsBody(): number[] {
     OP.end,
     ...get(acc), ...get(sum), ...V128_STORE,
     ...addConst(acc, 16), ...addConst(x, 16), ...addConst(dy, 16),
+    ...get(chunks), OP.i32Const, 1, OP.i32Sub, OP.tee, chunks, OP.brIf, 0,
+    OP.end,
+    OP.end,
+    OP.end, // the function
+  ];
+}
+
+/** centredDotRowsAccumulate's body. Parameters 0-6: x, dy, step, centre, acc, chunks, count; locals 7-9 (i32) xp, dp, k; 10-11 (v128) sum, c. */
+function centredDotRowsBody(): number[] {
+  const [x, dy, step, centre, acc, chunks, count, xp, dp, k, sum, c] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11];
+  return [
+    OP.block, OP.empty,
+    ...get(chunks), OP.i32Eqz, OP.brIf, 0,
+    ...get(count), OP.i32Eqz, OP.brIf, 0,
+    OP.loop, OP.empty, // over the channel chunks
+    ...get(acc), ...V128_LOAD, ...set(sum),
+    ...get(centre), ...V128_LOAD, ...set(c),
+    ...get(x), ...set(xp), ...get(dy), ...set(dp), ...get(count), ...set(k),
+    OP.loop, OP.empty, // over the rows: sum += (x - c)·dy
+    ...get(sum), ...get(xp), ...V128_LOAD, ...get(c), ...F32X4_SUB, ...get(dp), ...V128_LOAD, ...F32X4_MUL, ...F32X4_ADD, ...set(sum),
+    ...get(xp), ...get(step), OP.i32Add, ...set(xp),
+    ...get(dp), ...get(step), OP.i32Add, ...set(dp),
+    ...get(k), OP.i32Const, 1, OP.i32Sub, OP.tee, k, OP.brIf, 0,
+    OP.end,
+    ...get(acc), ...get(sum), ...V128_STORE,
+    ...addConst(acc, 16), ...addConst(centre, 16), ...addConst(x, 16), ...addConst(dy, 16),
     ...get(chunks), OP.i32Const, 1, OP.i32Sub, OP.tee, chunks, OP.brIf, 0,
     OP.end,
     OP.end,
@@ -106,7 +138,7 @@ function sumRowsBody(): number[] {
   ];
 }
 
-/** The module's bytes: dotRowsAccumulate and sumRowsAccumulate on an imported memory env.memory. */
+/** The module's bytes: the three loops on an imported memory env.memory. */
 function moduleBytes(): Uint8Array<ArrayBuffer> {
   const i32s = (n: number) => vector(Array.from({ length: n }, () => [I32]));
   const entry = (locals: number[][], body: number[]) => {
@@ -119,11 +151,12 @@ function moduleBytes(): Uint8Array<ArrayBuffer> {
     ...section(1, vector([[0x60, ...i32s(7), ...vector([])], [0x60, ...i32s(5), ...vector([])]])),
     // env.memory: a memory of at least 0 pages, no maximum (the backend's grows).
     ...section(2, vector([[...name('env'), ...name('memory'), 0x02, 0x00, 0x00]])),
-    ...section(3, vector([[0], [1]])),
-    ...section(7, vector([[...name('dotRowsAccumulate'), 0x00, 0], [...name('sumRowsAccumulate'), 0x00, 1]])),
+    ...section(3, vector([[0], [1], [0]])),
+    ...section(7, vector([[...name('dotRowsAccumulate'), 0x00, 0], [...name('sumRowsAccumulate'), 0x00, 1], [...name('centredDotRowsAccumulate'), 0x00, 2]])),
     ...section(10, vector([
       entry([[...uleb(3), I32], [...uleb(1), V128]], dotRowsBody()),
       entry([[...uleb(2), I32], [...uleb(1), V128]], sumRowsBody()),
+      entry([[...uleb(3), I32], [...uleb(2), V128]], centredDotRowsBody()),
     ])),
   ];
   return new Uint8Array(bytes);
