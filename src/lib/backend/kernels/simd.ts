@@ -63,79 +63,66 @@ const get = (i: number) => [OP.get, i];
 const set = (i: number) => [OP.set, i];
 const addConst = (i: number, c: number) => [...get(i), OP.i32Const, ...uleb(c), OP.i32Add, ...set(i)];
 
-/** dotRowsAccumulate's body. Parameters 0-6: x, xStep, dy, dyStep, acc, chunks, count; locals 7-9 (i32) xp, dp, k; 10 (v128) sum. */
+/**
+ * The loop all three functions are: for each chunk of four channels, sum += term over `count` rows
+ * (the term reads the row cursors and the vectors held for the chunk), then acc += sum.
+ */
+interface RowsLoop {
+  acc: number;
+  chunks: number;
+  count: number;
+  /** i32 local counting the rows down; v128 local of the running sum. */
+  k: number;
+  sum: number;
+  /** Row pointers: the parameter that starts at the chunk, the row step (a parameter), the cursor local. */
+  rows: Array<{ base: number; step: number; cursor: number }>;
+  /** Per-chunk vectors loaded once into a v128 local (the centre of a centred product). */
+  held: Array<{ base: number; register: number }>;
+  /** Leaves the v128 to add for one row on the stack. */
+  term: number[];
+}
+
+function rowsLoop(l: RowsLoop): number[] {
+  return [
+    OP.block, OP.empty,
+    ...get(l.chunks), OP.i32Eqz, OP.brIf, 0,
+    ...get(l.count), OP.i32Eqz, OP.brIf, 0,
+    OP.loop, OP.empty, // over the channel chunks
+    ...get(l.acc), ...V128_LOAD, ...set(l.sum),
+    ...l.held.flatMap((h) => [...get(h.base), ...V128_LOAD, ...set(h.register)]),
+    ...l.rows.flatMap((r) => [...get(r.base), ...set(r.cursor)]), ...get(l.count), ...set(l.k),
+    OP.loop, OP.empty, // over the rows
+    ...get(l.sum), ...l.term, ...F32X4_ADD, ...set(l.sum),
+    ...l.rows.flatMap((r) => [...get(r.cursor), ...get(r.step), OP.i32Add, ...set(r.cursor)]),
+    ...get(l.k), OP.i32Const, 1, OP.i32Sub, OP.tee, l.k, OP.brIf, 0,
+    OP.end,
+    ...get(l.acc), ...get(l.sum), ...V128_STORE,
+    ...addConst(l.acc, 16), ...l.held.flatMap((h) => addConst(h.base, 16)), ...l.rows.flatMap((r) => addConst(r.base, 16)),
+    ...get(l.chunks), OP.i32Const, 1, OP.i32Sub, OP.tee, l.chunks, OP.brIf, 0,
+    OP.end,
+    OP.end,
+    OP.end, // the function
+  ];
+}
+
+/** dotRowsAccumulate: parameters 0-6 x, xStep, dy, dyStep, acc, chunks, count; locals 7-9 (i32) xp, dp, k; 10 (v128) sum. */
 function dotRowsBody(): number[] {
   const [x, xStep, dy, dyStep, acc, chunks, count, xp, dp, k, sum] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10];
-  return [
-    OP.block, OP.empty,
-    ...get(chunks), OP.i32Eqz, OP.brIf, 0,
-    ...get(count), OP.i32Eqz, OP.brIf, 0,
-    OP.loop, OP.empty, // over the channel chunks
-    ...get(acc), ...V128_LOAD, ...set(sum),
-    ...get(x), ...set(xp), ...get(dy), ...set(dp), ...get(count), ...set(k),
-    OP.loop, OP.empty, // over the rows: sum += x·dy
-    ...get(sum), ...get(xp), ...V128_LOAD, ...get(dp), ...V128_LOAD, ...F32X4_MUL, ...F32X4_ADD, ...set(sum),
-    ...get(xp), ...get(xStep), OP.i32Add, ...set(xp),
-    ...get(dp), ...get(dyStep), OP.i32Add, ...set(dp),
-    ...get(k), OP.i32Const, 1, OP.i32Sub, OP.tee, k, OP.brIf, 0,
-    OP.end,
-    ...get(acc), ...get(sum), ...V128_STORE,
-    ...addConst(acc, 16), ...addConst(x, 16), ...addConst(dy, 16),
-    ...get(chunks), OP.i32Const, 1, OP.i32Sub, OP.tee, chunks, OP.brIf, 0,
-    OP.end,
-    OP.end,
-    OP.end, // the function
-  ];
+  const term = [...get(xp), ...V128_LOAD, ...get(dp), ...V128_LOAD, ...F32X4_MUL];
+  return rowsLoop({ acc, chunks, count, k, sum, rows: [{ base: x, step: xStep, cursor: xp }, { base: dy, step: dyStep, cursor: dp }], held: [], term });
 }
 
-/** centredDotRowsAccumulate's body. Parameters 0-6: x, dy, step, centre, acc, chunks, count; locals 7-9 (i32) xp, dp, k; 10-11 (v128) sum, c. */
+/** centredDotRowsAccumulate: parameters 0-6 x, dy, step, centre, acc, chunks, count; locals 7-9 (i32) xp, dp, k; 10-11 (v128) sum, c. */
 function centredDotRowsBody(): number[] {
   const [x, dy, step, centre, acc, chunks, count, xp, dp, k, sum, c] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11];
-  return [
-    OP.block, OP.empty,
-    ...get(chunks), OP.i32Eqz, OP.brIf, 0,
-    ...get(count), OP.i32Eqz, OP.brIf, 0,
-    OP.loop, OP.empty, // over the channel chunks
-    ...get(acc), ...V128_LOAD, ...set(sum),
-    ...get(centre), ...V128_LOAD, ...set(c),
-    ...get(x), ...set(xp), ...get(dy), ...set(dp), ...get(count), ...set(k),
-    OP.loop, OP.empty, // over the rows: sum += (x - c)·dy
-    ...get(sum), ...get(xp), ...V128_LOAD, ...get(c), ...F32X4_SUB, ...get(dp), ...V128_LOAD, ...F32X4_MUL, ...F32X4_ADD, ...set(sum),
-    ...get(xp), ...get(step), OP.i32Add, ...set(xp),
-    ...get(dp), ...get(step), OP.i32Add, ...set(dp),
-    ...get(k), OP.i32Const, 1, OP.i32Sub, OP.tee, k, OP.brIf, 0,
-    OP.end,
-    ...get(acc), ...get(sum), ...V128_STORE,
-    ...addConst(acc, 16), ...addConst(centre, 16), ...addConst(x, 16), ...addConst(dy, 16),
-    ...get(chunks), OP.i32Const, 1, OP.i32Sub, OP.tee, chunks, OP.brIf, 0,
-    OP.end,
-    OP.end,
-    OP.end, // the function
-  ];
+  const term = [...get(xp), ...V128_LOAD, ...get(c), ...F32X4_SUB, ...get(dp), ...V128_LOAD, ...F32X4_MUL];
+  return rowsLoop({ acc, chunks, count, k, sum, rows: [{ base: x, step, cursor: xp }, { base: dy, step, cursor: dp }], held: [{ base: centre, register: c }], term });
 }
 
-/** sumRowsAccumulate's body. Parameters 0-4: x, xStep, acc, chunks, count; locals 5-6 (i32) xp, k; 7 (v128) sum. */
+/** sumRowsAccumulate: parameters 0-4 x, xStep, acc, chunks, count; locals 5-6 (i32) xp, k; 7 (v128) sum. */
 function sumRowsBody(): number[] {
   const [x, xStep, acc, chunks, count, xp, k, sum] = [0, 1, 2, 3, 4, 5, 6, 7];
-  return [
-    OP.block, OP.empty,
-    ...get(chunks), OP.i32Eqz, OP.brIf, 0,
-    ...get(count), OP.i32Eqz, OP.brIf, 0,
-    OP.loop, OP.empty, // over the channel chunks
-    ...get(acc), ...V128_LOAD, ...set(sum),
-    ...get(x), ...set(xp), ...get(count), ...set(k),
-    OP.loop, OP.empty, // over the rows: sum += x
-    ...get(sum), ...get(xp), ...V128_LOAD, ...F32X4_ADD, ...set(sum),
-    ...get(xp), ...get(xStep), OP.i32Add, ...set(xp),
-    ...get(k), OP.i32Const, 1, OP.i32Sub, OP.tee, k, OP.brIf, 0,
-    OP.end,
-    ...get(acc), ...get(sum), ...V128_STORE,
-    ...addConst(acc, 16), ...addConst(x, 16),
-    ...get(chunks), OP.i32Const, 1, OP.i32Sub, OP.tee, chunks, OP.brIf, 0,
-    OP.end,
-    OP.end,
-    OP.end, // the function
-  ];
+  return rowsLoop({ acc, chunks, count, k, sum, rows: [{ base: x, step: xStep, cursor: xp }], held: [], term: [...get(xp), ...V128_LOAD] });
 }
 
 /** The module's bytes: the three loops on an imported memory env.memory. */
