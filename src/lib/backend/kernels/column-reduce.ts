@@ -5,10 +5,7 @@
 // channel counts not in fours, run the backend's own kernel.
 import { tf } from '../tf.js';
 import { builtinKernelName, heapView, type BackendWasm, type KernelArgs, type TensorInfo } from './scratch.js';
-import { simdLoops } from './simd.js';
-
-// Rows summed in f32 before the partial sum joins the f64 total (the error of an f32 sum grows with its length).
-const BLOCK_ROWS = 1024;
+import { blockedSums, simdLoops, SUM_BLOCK_ROWS } from './simd.js';
 
 /** Column sums of `x` seen as [rows, channels], in f64; null where this does not apply. */
 function columnSums(backend: BackendWasm, x: TensorInfo, axis: unknown): Float64Array | null {
@@ -21,21 +18,9 @@ function columnSums(backend: BackendWasm, x: TensorInfo, axis: unknown): Float64
   const loops = simdLoops(backend);
   if (!loops) return null;
   const rows = tf.util.sizeFromShape(x.shape) / channels;
-  const total = new Float64Array(channels);
-  const block = backend.makeOutput([channels], 'float32');
-  try {
-    const blockView = heapView(backend, block) as Float32Array;
-    const xPtr = heapView(backend, x).byteOffset;
-    const row = channels * 4;
-    for (let start = 0; start < rows; start += BLOCK_ROWS) {
-      blockView.fill(0);
-      loops.sumRowsAccumulate(xPtr + start * row, row, blockView.byteOffset, channels / 4, Math.min(BLOCK_ROWS, rows - start));
-      for (let c = 0; c < channels; c++) total[c] += blockView[c];
-    }
-  } finally {
-    backend.disposeData(block.dataId);
-  }
-  return total;
+  const xPtr = heapView(backend, x).byteOffset;
+  const row = channels * 4;
+  return blockedSums(backend, rows, SUM_BLOCK_ROWS, channels, (scratch, start, count) => loops.sumRowsAccumulate(xPtr + start * row, row, scratch, channels / 4, count));
 }
 
 function columnReduce(kernelName: string, finish: (sums: Float64Array, rows: number) => Float64Array): tf.KernelFunc {

@@ -4,7 +4,7 @@
 // Forward: y[n,oy,ox,c*m+q] = sum_{i,j} xpad[n, oy*sh+i*dh, ox*sw+j*dw, c] * w[i,j,c,q].
 import { tf } from '../tf.js';
 import { assertChannelsLast, heapView, withScratch, type BackendWasm, type KernelArgs, type TensorInfo } from './scratch.js';
-import { simdLoops } from './simd.js';
+import { blockedSums, simdLoops } from './simd.js';
 
 interface DepthwiseGeometry {
   strides: [number, number] | number;
@@ -39,41 +39,32 @@ function depthwiseFilterGradientSimd(backend: BackendWasm, x: TensorInfo, dy: Te
   if (outChannels !== channels || channels % 4 !== 0) return null;
   const loops = simdLoops(backend);
   if (!loops) return null;
-  const out = backend.makeOutput(filterShape, 'float32');
   const taps = filterHeight * filterWidth * channels;
-  const total = new Float64Array(taps);
-  const sums = backend.makeOutput([taps], 'float32');
-  try {
-    // Views after the last allocation: the heap does not move while they are used.
-    const sumView = heapView(backend, sums) as Float32Array;
-    const xPtr = heapView(backend, x).byteOffset;
-    const dyPtr = heapView(backend, dy).byteOffset;
-    const row = channels * 4;
-    for (let n = 0; n < batchSize; n++) {
-      sumView.fill(0);
-      for (let oy = 0; oy < outHeight; oy++) {
-        for (let i = 0; i < filterHeight; i++) {
-          const iy = oy * strideHeight + i * dilationHeight - padInfo.top;
-          if (iy < 0 || iy >= inHeight) continue;
-          for (let j = 0; j < filterWidth; j++) {
-            // The columns ox whose input column ix = ox*sw + j*dw - left lies inside the image.
-            const shift = j * dilationWidth - padInfo.left;
-            const first = Math.max(0, Math.ceil(-shift / strideWidth));
-            const last = Math.min(outWidth - 1, Math.floor((inWidth - 1 - shift) / strideWidth));
-            if (last < first) continue;
-            const ix = first * strideWidth + shift;
-            loops.dotRowsAccumulate(
-              xPtr + ((n * inHeight + iy) * inWidth + ix) * row, strideWidth * row,
-              dyPtr + ((n * outHeight + oy) * outWidth + first) * row, row,
-              sumView.byteOffset + (i * filterWidth + j) * row, channels / 4, last - first + 1);
-          }
+  const xPtr = heapView(backend, x).byteOffset;
+  const dyPtr = heapView(backend, dy).byteOffset;
+  const row = channels * 4;
+  // One image per block.
+  const total = blockedSums(backend, batchSize, 1, taps, (scratch, n) => {
+    for (let oy = 0; oy < outHeight; oy++) {
+      for (let i = 0; i < filterHeight; i++) {
+        const iy = oy * strideHeight + i * dilationHeight - padInfo.top;
+        if (iy < 0 || iy >= inHeight) continue;
+        for (let j = 0; j < filterWidth; j++) {
+          // The columns ox whose input column ix = ox*sw + j*dw - left lies inside the image.
+          const shift = j * dilationWidth - padInfo.left;
+          const first = Math.max(0, Math.ceil(-shift / strideWidth));
+          const last = Math.min(outWidth - 1, Math.floor((inWidth - 1 - shift) / strideWidth));
+          if (last < first) continue;
+          const ix = first * strideWidth + shift;
+          loops.dotRowsAccumulate(
+            xPtr + ((n * inHeight + iy) * inWidth + ix) * row, strideWidth * row,
+            dyPtr + ((n * outHeight + oy) * outWidth + first) * row, row,
+            scratch + (i * filterWidth + j) * row, channels / 4, last - first + 1);
         }
       }
-      for (let t = 0; t < taps; t++) total[t] += sumView[t];
     }
-  } finally {
-    backend.disposeData(sums.dataId);
-  }
+  });
+  const out = backend.makeOutput(filterShape, 'float32');
   (heapView(backend, out) as Float32Array).set(total);
   return out;
 }

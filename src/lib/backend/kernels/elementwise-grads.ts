@@ -5,43 +5,26 @@
 // fast path only where the active backend has the helper kernel and fall back to tfjs's own.
 import { tf } from '../tf.js';
 import { heapView, type BackendWasm, type KernelArgs, type TensorInfo } from './scratch.js';
-import { simdLoops } from './simd.js';
+import { blockedSums, simdLoops, SUM_BLOCK_ROWS } from './simd.js';
 
 /** Per-channel [sum(dy), sum(dy * (x - mean))] of x, dy viewed as [M, C]: shape [2, C]. */
 export const BATCH_NORM_GRAD_STATS = 'AtelierBatchNormGradStats';
 /** dy where clipValueMin <= x <= clipValueMax, else 0. */
 export const CLIP_BY_VALUE_GRAD = 'AtelierClipByValueGrad';
 
-// Rows summed in f32 by the SIMD loops before the partial sums join the f64 totals.
-const BLOCK_ROWS = 1024;
-
-/** The same sums in WebAssembly SIMD (simd.ts), for channels in fours; null where it does not apply. */
-function batchNormGradStatsSimd(backend: BackendWasm, x: TensorInfo, dy: TensorInfo, mean: TensorInfo, channels: number): [Float64Array, Float64Array] | null {
+/** The same sums, laid out as the kernel's [2, C] output, in WebAssembly SIMD (simd.ts) for channels in fours; null where it does not apply. */
+function batchNormGradStatsSimd(backend: BackendWasm, x: TensorInfo, dy: TensorInfo, mean: TensorInfo, channels: number): Float64Array | null {
   if (channels % 4 !== 0 || channels === 0 || dy.dtype !== 'float32' || mean.dtype !== 'float32') return null;
   const loops = simdLoops(backend);
   if (!loops) return null;
   const rows = tf.util.sizeFromShape(x.shape) / channels;
-  const sumDy = new Float64Array(channels);
-  const sumDyX = new Float64Array(channels);
-  const block = backend.makeOutput([2, channels], 'float32');
-  try {
-    const bv = heapView(backend, block) as Float32Array;
-    const [xPtr, dyPtr, meanPtr] = [x, dy, mean].map((t) => heapView(backend, t).byteOffset);
-    const row = channels * 4;
-    for (let start = 0; start < rows; start += BLOCK_ROWS) {
-      const count = Math.min(BLOCK_ROWS, rows - start);
-      bv.fill(0);
-      loops.sumRowsAccumulate(dyPtr + start * row, row, bv.byteOffset, channels / 4, count);
-      loops.centredDotRowsAccumulate(xPtr + start * row, dyPtr + start * row, row, meanPtr, bv.byteOffset + row, channels / 4, count);
-      for (let c = 0; c < channels; c++) {
-        sumDy[c] += bv[c];
-        sumDyX[c] += bv[channels + c];
-      }
-    }
-  } finally {
-    backend.disposeData(block.dataId);
-  }
-  return [sumDy, sumDyX];
+  const [xPtr, dyPtr, meanPtr] = [x, dy, mean].map((t) => heapView(backend, t).byteOffset);
+  const row = channels * 4;
+  // sum(dy) in the first row, sum(dy (x - mean)) in the second.
+  return blockedSums(backend, rows, SUM_BLOCK_ROWS, 2 * channels, (scratch, start, count) => {
+    loops.sumRowsAccumulate(dyPtr + start * row, row, scratch, channels / 4, count);
+    loops.centredDotRowsAccumulate(xPtr + start * row, dyPtr + start * row, row, meanPtr, scratch + row, channels / 4, count);
+  });
 }
 
 function batchNormGradStatsKernel({ inputs, backend }: KernelArgs): TensorInfo {
@@ -50,9 +33,7 @@ function batchNormGradStatsKernel({ inputs, backend }: KernelArgs): TensorInfo {
   const out = backend.makeOutput([2, channels], 'float32');
   const bySimd = batchNormGradStatsSimd(backend, x, dy, mean, channels);
   if (bySimd) {
-    const ov = heapView(backend, out);
-    ov.set(bySimd[0], 0);
-    ov.set(bySimd[1], channels);
+    heapView(backend, out).set(bySimd);
     return out;
   }
   const xv = heapView(backend, x);

@@ -2,7 +2,7 @@
 // inner loop XNNPACK does not ship and plain JS runs one float at a time. The module is written here
 // as bytes (no compiler is needed at install: a fresh machine has none for wasm32) and instantiated
 // against the backend's exported memory, so it reads and writes tensors in place, without a copy.
-import type { BackendWasm } from './scratch.js';
+import { heapView, type BackendWasm } from './scratch.js';
 
 /** The loops the module exports (pointers and steps are byte offsets into the backend's heap). */
 export interface SimdLoops {
@@ -172,4 +172,30 @@ export function simdLoops(backend: BackendWasm): SimdLoops | null {
     instances.set(memory, loops);
   }
   return loops;
+}
+
+/** Rows a reduction sums in f32 before the block's sums join the f64 totals (blockedSums). */
+export const SUM_BLOCK_ROWS = 1024;
+
+/**
+ * Sums kept exact enough over long reductions: `rows` are taken `blockRows` at a time; `sumBlock`
+ * adds each block's sums into an f32 scratch of `width` floats on the heap (zeroed first; its byte
+ * offset is given), and each block's sums then join the f64 totals returned. An f32 sum's error grows
+ * with its length; a block bounds it.
+ */
+export function blockedSums(backend: BackendWasm, rows: number, blockRows: number, width: number, sumBlock: (scratch: number, start: number, count: number) => void): Float64Array {
+  const total = new Float64Array(width);
+  const scratch = backend.makeOutput([width], 'float32');
+  try {
+    // The view after the allocation: the heap does not move while the loops run.
+    const view = heapView(backend, scratch) as Float32Array;
+    for (let start = 0; start < rows; start += blockRows) {
+      view.fill(0);
+      sumBlock(view.byteOffset, start, Math.min(blockRows, rows - start));
+      for (let i = 0; i < width; i++) total[i] += view[i];
+    }
+  } finally {
+    backend.disposeData(scratch.dataId);
+  }
+  return total;
 }
