@@ -16,7 +16,7 @@ import { CLASSIFIER_MODEL_KIND, buildFeatureClassifier, buildImageClassifier, cl
 import { openClassifierInputs, type StnSettings } from '../lib/facets/classifier-inputs.js';
 import { splitSamples, trainingClassCounts } from '../lib/facets/classifier-data.js';
 import { splitReports } from '../lib/facets/classifier-predict.js';
-import { STAGE_LAYERS, type StageLayer } from '../lib/models/stage-features.js';
+import { FEATURE_LAYERS, type FeatureLayer } from '../lib/models/kinds.js';
 import { checkLoopOutputs, checkpointDirOf, logPathOf, loopOptions, type LoopArgs } from '../lib/train/loop-options.js';
 import { fraction, imageSide, inputSizeText, nonNegativeInt, positiveInt, positiveNumber, share } from '../lib/options.js';
 
@@ -38,7 +38,7 @@ interface ClassifierArgs extends LoopArgs {
   hidden: number;
   dropout: number;
   tower?: string;
-  'tower-layer': 'pooled' | 'projection' | 'embedding' | StageLayer;
+  'tower-layer': FeatureLayer;
   'pixels-size': number;
   'input-size': string;
   'head-epochs': number;
@@ -94,7 +94,7 @@ Prints a JSON report: per-class precision, recall, F1 and support, macro and wei
     hidden: { describe: 'hidden units of the MLP head', type: 'number', default: 256, check: positiveInt },
     dropout: { describe: 'dropout before the class layer while training', type: 'number', default: 0, check: share },
     tower: { alias: 't', describe: `image model directory for features (head) or to start from (finetune); a family (${towerNamesText()}[:ALPHA]) for a fresh tower; "pixels" for raw pixels (head)`, type: 'string' },
-    'tower-layer': { describe: 'tower layer the head reads (stages: every resolution of the tower averaged and concatenated, as embed --layer stages; colour survives there; stages-max: each stage\'s maximum too)', choices: ['pooled', 'projection', 'embedding', ...STAGE_LAYERS], default: 'pooled' },
+    'tower-layer': { describe: 'tower layer the head reads (stages: every resolution of the tower averaged and concatenated, as embed --layer stages; colour survives there; stages-max: each stage\'s maximum too)', choices: FEATURE_LAYERS, default: 'pooled' },
     'pixels-size': { describe: 'side of the raw-pixel crop with --tower pixels', type: 'number', default: 16, check: imageSide },
     'input-size': { describe: 'fresh tower or backbone: input side in pixels, or HxW (non-square: padded, not cropped)', type: 'string', default: String(DEFAULT_TOWER.inputSize), check: inputSizeText },
     width: { describe: 'fresh small tower: filters of the first stage', type: 'number', default: DEFAULT_TOWER.width, check: positiveInt },

@@ -14,7 +14,8 @@ import { startProgress } from '../progress.js';
 import { withSpatialTransformer } from '../models/attention/stn.js';
 import type { InputSize } from '../models/towers/spec.js';
 import { towerFeatures, type ClassifierMetadata } from './classifier-model.js';
-import { isStageLayer, stageFeatureModel, type StageLayer } from '../models/stage-features.js';
+import { isStageLayer, stageFeatureModel } from '../models/stage-features.js';
+import type { FeatureLayer } from '../models/kinds.js';
 import { decodeImageStore, imageRecordOf } from './inputs.js';
 import type { LabelledRecord } from './labels.js';
 
@@ -27,7 +28,7 @@ export interface ClassifierInputArgs extends BackboneArgs {
   'feature-ids'?: string;
   mode: 'head' | 'finetune';
   tower?: string;
-  'tower-layer': 'pooled' | 'projection' | 'embedding' | StageLayer;
+  'tower-layer': FeatureLayer;
   'pixels-size': number;
   'input-size': string;
   width: number;

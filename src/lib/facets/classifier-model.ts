@@ -4,7 +4,8 @@ import { tf } from '../backend/tf.js';
 import { UsageError } from '../command.js';
 import type { TowerRecord } from '../models/backbone.js';
 import { LAYER, featureModel, hasLayer } from '../models/weak-model.js';
-import { isStageLayer, STAGE_LAYERS, STAGES_LAYER, stageFeatureModel, type StageLayer } from '../models/stage-features.js';
+import { isStageLayer, STAGE_LAYERS, STAGES_LAYER, stageFeatureModel } from '../models/stage-features.js';
+import type { FeatureLayer } from '../models/kinds.js';
 import { copyMatchingWeights } from '../models/weak-files.js';
 import { stnParts, transformModel } from '../models/attention/stn.js';
 
@@ -71,7 +72,7 @@ export function buildFeatureClassifier(inputDim: number, classes: number, head: 
 }
 
 /** image -> features at `layer` of a saved atelier tower (`dir`), refusing a model that is not one or lacks the layer. */
-export function towerFeatures(tower: tf.LayersModel, layer: 'pooled' | 'projection' | 'embedding' | StageLayer, dir: string): tf.LayersModel {
+export function towerFeatures(tower: tf.LayersModel, layer: FeatureLayer, dir: string): tf.LayersModel {
   if (!hasLayer(tower, LAYER.pooled)) throw new UsageError('not an atelier image tower (no pooled layer)', { file: dir, field: '--tower' });
   if (isStageLayer(layer)) return stageFeatureModel(tower, layer);
   if (layer !== 'embedding' && !hasLayer(tower, layer)) throw new UsageError(`the tower has no '${layer}' layer`, { file: dir, field: '--tower-layer' });

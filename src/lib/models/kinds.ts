@@ -10,7 +10,7 @@ import { SIZENET_MODEL_KIND } from '../sizenet/evaluation.js';
 import { WEAK_MODEL_KIND } from './weak-files.js';
 import { LAYER, featureModel, hasLayer } from './weak-model.js';
 import { LOCATE_MODEL_KIND } from './locate.js';
-import { isStageLayer, stageFeatureModel, type StageLayer } from './stage-features.js';
+import { isStageLayer, STAGE_LAYERS, stageFeatureModel, type StageLayer } from './stage-features.js';
 
 /** What a model's output is: raw scores (softmax/sigmoid still to apply), probabilities, or an embedding. */
 export type ModelOutput = 'logits' | 'probabilities' | 'embedding';
@@ -22,7 +22,7 @@ export const MODEL_OUTPUTS: readonly ModelOutput[] = ['logits', 'probabilities',
  * concatenated (stage-features.ts).
  */
 export type FeatureLayer = 'pooled' | 'projection' | 'embedding' | StageLayer;
-export const FEATURE_LAYERS: readonly FeatureLayer[] = ['pooled', 'projection', 'embedding', 'stages', 'stages-max'];
+export const FEATURE_LAYERS: readonly FeatureLayer[] = ['pooled', 'projection', 'embedding', ...STAGE_LAYERS];
 
 export interface ModelKind {
   /** The value of metadata.kind. */

@@ -71,9 +71,15 @@ export function towerStages(model: tf.LayersModel): Array<TowerStage & { tensor:
  * against a white background, a print), which the mean dilutes.
  */
 export function stageFeatureModel(model: tf.LayersModel, layer: StageLayer = 'stages'): tf.LayersModel {
+  return tf.model({ inputs: model.inputs, outputs: stageOutputs(model)[layer], name: layer === 'stages' ? 'tower_stages' : 'tower_stages_max' });
+}
+
+/** Both stage layers of `model`'s graph, sharing the averages (an exported file computes them once for both outputs). */
+export function stageOutputs(model: tf.LayersModel): Record<StageLayer, tf.SymbolicTensor> {
   const stages = towerStages(model);
-  const pooled = stages.map((stage, i) => tf.layers.globalAveragePooling2d({ name: `stage${i + 1}_pool` }).apply(stage.tensor) as tf.SymbolicTensor);
-  if (layer === 'stages-max') pooled.push(...stages.map((stage, i) => tf.layers.globalMaxPooling2d({ name: `stage${i + 1}_max` }).apply(stage.tensor) as tf.SymbolicTensor));
-  const output = pooled.length === 1 ? pooled[0] : (tf.layers.concatenate({ axis: -1, name: STAGES_LAYER[layer] }).apply(pooled) as tf.SymbolicTensor);
-  return tf.model({ inputs: model.inputs, outputs: output, name: layer === 'stages' ? 'tower_stages' : 'tower_stages_max' });
+  const means = stages.map((stage, i) => tf.layers.globalAveragePooling2d({ name: `stage${i + 1}_pool` }).apply(stage.tensor) as tf.SymbolicTensor);
+  const maxima = stages.map((stage, i) => tf.layers.globalMaxPooling2d({ name: `stage${i + 1}_max` }).apply(stage.tensor) as tf.SymbolicTensor);
+  const joined = (layer: StageLayer, parts: tf.SymbolicTensor[]) =>
+    parts.length === 1 ? parts[0] : (tf.layers.concatenate({ axis: -1, name: STAGES_LAYER[layer] }).apply(parts) as tf.SymbolicTensor);
+  return { stages: joined('stages', means), 'stages-max': joined('stages-max', [...means, ...maxima]) };
 }

@@ -7,7 +7,7 @@ import { CLASSIFIER_LAYER, CLASSIFIER_MODEL_KIND, imageFeatureModel } from '../f
 import { resizeModeOf, storedSizeFor } from '../models/image-features.js';
 import type { ImageFit } from '../image/decode.js';
 import { hasLayer, LAYER } from '../models/weak-model.js';
-import { stageFeatureModel } from '../models/stage-features.js';
+import { stageOutputs } from '../models/stage-features.js';
 import { WEAK_MODEL_KIND } from '../models/weak-files.js';
 import { SIZENET_MODEL_KIND } from '../sizenet/evaluation.js';
 import { SIMILARITY_MODEL_KIND } from '../similarity/triplet.js';
@@ -52,8 +52,9 @@ function outputsFor(model: tf.LayersModel, kind: string): Array<GraphOutput & { 
       { name: 'embedding', tensor: model.getLayer(LAYER.words).input as tf.SymbolicTensor, meaning: 'the image embedding z that feeds the word matrix (atelier embed --layer embedding)' },
     ];
     if (hasLayer(model, LAYER.projection)) outputs.push({ name: 'pooled', tensor: model.getLayer(LAYER.pooled).output as tf.SymbolicTensor, meaning: 'globally pooled tower features (atelier embed --layer pooled)' });
-    outputs.push({ name: 'stages', tensor: stageFeatureModel(model, 'stages').outputs[0], meaning: 'the last layer at each resolution of the tower, averaged and concatenated (atelier embed --layer stages)' });
-    outputs.push({ name: 'stages_max', tensor: stageFeatureModel(model, 'stages-max').outputs[0], meaning: 'the stages, then the maximum of each over its map (atelier embed --layer stages-max)' });
+    const stages = stageOutputs(model);
+    outputs.push({ name: 'stages', tensor: stages.stages, meaning: 'the last layer at each resolution of the tower, averaged and concatenated (atelier embed --layer stages)' });
+    outputs.push({ name: 'stages_max', tensor: stages['stages-max'], meaning: 'the stages, then the maximum of each over its map (atelier embed --layer stages-max)' });
     return outputs;
   }
   if (kind === CLASSIFIER_MODEL_KIND || hasLayer(model, CLASSIFIER_LAYER.logits)) {
