@@ -413,13 +413,36 @@ async function checkBatchNormGradients(shape: [number, number, number, number], 
 }
 
 test('ReLU6 (ClipByValue) gradient on wasm matches the CPU backend, values at the bounds included', async () => {
-  const x = operand([2, 5, 7, 3], 1200);
-  x.values = x.values.map((v, i) => (i % 11 === 0 ? 0 : i % 13 === 0 ? 6 : v * 8)) as Float32Array;
-  const weights = randomValues(x.values.length, 1201);
-  const f = (xt: tf.Tensor) => tf.sum(tf.mul(tf.clipByValue(xt, 0, 6), tf.tensor(weights, x.shape)));
-  const [expected] = await gradsOn('cpu', f, [x]);
-  const [actual] = await gradsOn('wasm', f, [x]);
-  assert.deepEqual(Array.from(actual.values), Array.from(expected.values));
+  // 210 values: 52 SIMD chunks and a tail of 2; bounds f32 holds exactly, and bounds it rounds (compared as f32, as tfjs does).
+  for (const [low, high] of [[0, 6], [-0.3, 0.7]]) {
+    const x = operand([2, 5, 7, 3], 1200);
+    x.values = x.values.map((v, i) => (i % 11 === 0 ? Math.fround(low) : i % 13 === 0 ? Math.fround(high) : v * 8)) as Float32Array;
+    const weights = randomValues(x.values.length, 1201);
+    const f = (xt: tf.Tensor) => tf.sum(tf.mul(tf.clipByValue(xt, low, high), tf.tensor(weights, x.shape)));
+    const [expected] = await gradsOn('cpu', f, [x]);
+    const [actual] = await gradsOn('wasm', f, [x]);
+    assert.deepEqual(Array.from(actual.values), Array.from(expected.values), `bounds ${low}, ${high}`);
+  }
+});
+
+test('Identity (tf.clone, and every tensor a gradient saves) shares the buffer: no copy, and each tensor outlives the other', () => {
+  const backend = tf.backend();
+  const x = tf.tensor2d([[1, 2, 3], [4, 5, 6]]);
+  const buffersBefore = backend.numDataIds();
+  const y = tf.clone(x);
+  assert.equal(backend.numDataIds(), buffersBefore, 'a clone adds no buffer');
+  x.dispose();
+  assert.deepEqual(Array.from(y.dataSync()), [1, 2, 3, 4, 5, 6], 'the clone outlives the original');
+  const z = tf.clone(y);
+  y.dispose();
+  assert.deepEqual(z.shape, [2, 3]);
+  assert.deepEqual(Array.from(z.dataSync()), [1, 2, 3, 4, 5, 6]);
+  z.dispose();
+  assert.equal(backend.numDataIds(), buffersBefore - 1, 'the buffer is freed with its last tensor');
+  const words = tf.tensor1d(['a', 'b'], 'string');
+  const wordsCopy = tf.clone(words);
+  assert.deepEqual(wordsCopy.dataSync(), ['a', 'b']);
+  tf.dispose([words, wordsCopy]);
 });
 
 test('NCHW data is refused with a clear error', () => {
@@ -494,7 +517,13 @@ test('the SIMD loop module instantiates on the wasm heap and sums rows as plain 
     for (let k = 0; k < 6; k++) sum += xv2[k * 8 + c];
     assert.ok(Math.abs(centredView[c] - dot) < 1e-5 && Math.abs(sumView[c] - sum) < 1e-5, `channel ${c}`);
   }
-  tf.dispose([x, dy, acc, centre, centred, sums]);
+  // The clip gradient's mask: inside [0, 6] (bounds included) dy passes bit for bit, outside and NaN give +0.
+  const clipX = tf.tensor1d([-1, 0, 3, 6, 6.5, NaN, -0, 2]);
+  const clipDy = tf.tensor1d([1, 2, 3, 4, 5, 6, 7, -8]);
+  const clipOut = tf.fill([8], 9);
+  loops.clipGradient(view(clipX).byteOffset, view(clipDy).byteOffset, view(clipOut).byteOffset, 0, 6, 2);
+  assert.deepEqual(Array.from(view(clipOut)), [0, 2, 3, 4, 0, 0, 7, -8]);
+  tf.dispose([x, dy, acc, centre, centred, sums, clipX, clipDy, clipOut]);
 });
 
 test('Mean and Sum match the CPU backend: over all axes but the channels (SIMD, keepDims or not) and every other reduction (the backend\'s own)', async () => {

@@ -2,7 +2,8 @@
 // depthwise, gather) and faster or corrected replacements for slow or wrong ones (conv input
 // gradient, max-pool gradient, transposed matmuls), so that CNNs train on WASM; one-pass
 // BatchNorm and ReLU6 gradients in place of tfjs's chains of full-size intermediates; per-channel
-// Mean and Sum without the transpose the backend's reductions make.
+// Mean and Sum without the transpose the backend's reductions make; an Identity that shares its
+// input's buffer instead of copying every tensor a gradient saves.
 import '@tensorflow/tfjs-backend-wasm';
 import { tf } from './tf.js';
 import { batchMatMulConfig, fusedMatMulConfig } from './kernels/batch-mat-mul.js';
@@ -11,6 +12,7 @@ import { conv2dBackpropFilterConfig } from './kernels/conv2d-backprop-filter.js'
 import { conv2dBackpropInputConfig } from './kernels/conv2d-backprop-input.js';
 import { depthwiseConv2dBackpropFilterConfig, depthwiseConv2dBackpropInputConfig } from './kernels/depthwise-conv2d-backprop.js';
 import { batchNormGradStatsConfig, clipByValueGradConfig, registerElementwiseGradients } from './kernels/elementwise-grads.js';
+import { sharedIdentityConfig } from './kernels/identity.js';
 import { maxPoolGradConfig } from './kernels/max-pool-grad.js';
 import { builtinKernelName } from './kernels/scratch.js';
 import { unsortedSegmentSumConfig } from './kernels/unsorted-segment-sum.js';
@@ -31,6 +33,7 @@ export const WASM_KERNEL_CONFIGS: readonly tf.KernelConfig[] = [
   clipByValueGradConfig,
   columnMeanConfig,
   columnSumConfig,
+  sharedIdentityConfig,
 ];
 
 /** Names of the kernels `registerWasmKernels` provides. */

@@ -1,7 +1,7 @@
 // Gradients of FusedBatchNorm and ClipByValue (ReLU6) in one pass each. tfjs-core's BatchNorm
 // gradient tiles 1/sqrt(var) to the full [N,H,W,C] shape and makes ~10 full-size intermediates;
 // measured 17-37% of a ResNet-18/MobileNetV2 step on WASM, Tile alone. The ReLU6 gradient makes
-// four full-size tensors (>=, <=, and, where). Gradients are global in tfjs, so ours take the
+// four full-size tensors (>=, <=, and, where); ours is one pass, in WebAssembly SIMD. Gradients are global in tfjs, so ours take the
 // fast path only where the active backend has the helper kernel and fall back to tfjs's own.
 import { tf } from '../tf.js';
 import { heapView, type BackendWasm, type KernelArgs, type TensorInfo } from './scratch.js';
@@ -57,13 +57,19 @@ function batchNormGradStatsKernel({ inputs, backend }: KernelArgs): TensorInfo {
 
 function clipByValueGradKernel({ inputs, backend, attrs }: KernelArgs): TensorInfo {
   const { x, dy } = inputs;
-  const low = attrs.clipValueMin as number;
-  const high = attrs.clipValueMax as number;
+  // The bounds as f32, as tfjs's own gradient compares them (scalar tensors): a bound such as 0.1
+  // that f32 cannot hold is compared rounded, in the SIMD loop and the JS loop alike.
+  const low = Math.fround(attrs.clipValueMin as number);
+  const high = Math.fround(attrs.clipValueMax as number);
   const out = backend.makeOutput(x.shape, 'float32');
   const xv = heapView(backend, x);
   const dyv = heapView(backend, dy);
   const ov = heapView(backend, out);
-  for (let i = 0; i < xv.length; i++) {
+  // Four floats at a time in WebAssembly SIMD where the engine has it; the JS loop does the tail.
+  const loops = dy.dtype === 'float32' ? simdLoops(backend) : null;
+  const chunks = loops ? Math.floor(xv.length / 4) : 0;
+  if (loops && chunks > 0) loops.clipGradient(xv.byteOffset, dyv.byteOffset, ov.byteOffset, low, high, chunks);
+  for (let i = 4 * chunks; i < xv.length; i++) {
     const v = xv[i];
     ov[i] = v >= low && v <= high ? dyv[i] : 0;
   }

@@ -18,6 +18,8 @@ export interface SimdLoops {
   centredDotRowsAccumulate(x: number, dy: number, step: number, centre: number, acc: number, chunks: number, count: number): void;
   /** acc[c] += Σ_k x[k·xStep + c] for c < 4·chunks, k < count: column sums of a row-major block. */
   sumRowsAccumulate(x: number, xStep: number, acc: number, chunks: number, count: number): void;
+  /** out[i] = low <= x[i] <= high ? dy[i] : 0 for i < 4·chunks: ReLU6's (ClipByValue's) gradient. */
+  clipGradient(x: number, dy: number, out: number, low: number, high: number, chunks: number): void;
 }
 
 /** Unsigned LEB128, as the binary format writes sizes, counts and indices. */
@@ -46,6 +48,7 @@ function name(text: string): number[] {
 
 // Opcodes used below (WebAssembly core 2.0 and its SIMD proposal, now core).
 const I32 = 0x7f;
+const F32 = 0x7d;
 const V128 = 0x7b;
 const OP = {
   block: 0x02, loop: 0x03, end: 0x0b, brIf: 0x0d, empty: 0x40,
@@ -58,6 +61,10 @@ const V128_STORE = [...simd(0x0b), 2, 0];
 const F32X4_ADD = simd(0xe4);
 const F32X4_MUL = simd(0xe6);
 const F32X4_SUB = simd(0xe5);
+const F32X4_SPLAT = simd(0x13);
+const F32X4_LE = simd(0x45);
+const F32X4_GE = simd(0x46);
+const V128_AND = simd(0x4e);
 
 const get = (i: number) => [OP.get, i];
 const set = (i: number) => [OP.set, i];
@@ -125,7 +132,33 @@ function sumRowsBody(): number[] {
   return rowsLoop({ acc, chunks, count, k, sum, rows: [{ base: x, step: xStep, cursor: xp }], held: [], term: [...get(xp), ...V128_LOAD] });
 }
 
-/** The module's bytes: the three loops on an imported memory env.memory. */
+/**
+ * clipGradient: parameters 0-5 x, dy, out (i32), low, high (f32), chunks (i32); locals 6-8 (v128) v,
+ * lowV, highV. The mask of low <= v <= high (all ones or zeros per lane) ANDed with dy's bits keeps
+ * dy exactly where x is inside the bounds and +0 elsewhere, as the JS loop does (NaN x gives 0).
+ */
+function clipGradientBody(): number[] {
+  const [x, dy, out, low, high, chunks, v, lowV, highV] = [0, 1, 2, 3, 4, 5, 6, 7, 8];
+  return [
+    OP.block, OP.empty,
+    ...get(chunks), OP.i32Eqz, OP.brIf, 0,
+    ...get(low), ...F32X4_SPLAT, ...set(lowV),
+    ...get(high), ...F32X4_SPLAT, ...set(highV),
+    OP.loop, OP.empty,
+    ...get(out),
+    ...get(x), ...V128_LOAD, ...set(v),
+    ...get(v), ...get(lowV), ...F32X4_GE, ...get(v), ...get(highV), ...F32X4_LE, ...V128_AND,
+    ...get(dy), ...V128_LOAD, ...V128_AND,
+    ...V128_STORE,
+    ...addConst(x, 16), ...addConst(dy, 16), ...addConst(out, 16),
+    ...get(chunks), OP.i32Const, 1, OP.i32Sub, OP.tee, chunks, OP.brIf, 0,
+    OP.end,
+    OP.end,
+    OP.end, // the function
+  ];
+}
+
+/** The module's bytes: the four loops on an imported memory env.memory. */
 function moduleBytes(): Uint8Array<ArrayBuffer> {
   const i32s = (n: number) => vector(Array.from({ length: n }, () => [I32]));
   const entry = (locals: number[][], body: number[]) => {
@@ -134,16 +167,24 @@ function moduleBytes(): Uint8Array<ArrayBuffer> {
   };
   const bytes = [
     0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,
-    // Types: 0 = (7 x i32) -> (), 1 = (5 x i32) -> ().
-    ...section(1, vector([[0x60, ...i32s(7), ...vector([])], [0x60, ...i32s(5), ...vector([])]])),
+    // Types: 0 = (7 x i32) -> (), 1 = (5 x i32) -> (), 2 = (3 x i32, 2 x f32, i32) -> ().
+    ...section(1, vector([
+      [0x60, ...i32s(7), ...vector([])],
+      [0x60, ...i32s(5), ...vector([])],
+      [0x60, ...vector([[I32], [I32], [I32], [F32], [F32], [I32]]), ...vector([])],
+    ])),
     // env.memory: a memory of at least 0 pages, no maximum (the backend's grows).
     ...section(2, vector([[...name('env'), ...name('memory'), 0x02, 0x00, 0x00]])),
-    ...section(3, vector([[0], [1], [0]])),
-    ...section(7, vector([[...name('dotRowsAccumulate'), 0x00, 0], [...name('sumRowsAccumulate'), 0x00, 1], [...name('centredDotRowsAccumulate'), 0x00, 2]])),
+    ...section(3, vector([[0], [1], [0], [2]])),
+    ...section(7, vector([
+      [...name('dotRowsAccumulate'), 0x00, 0], [...name('sumRowsAccumulate'), 0x00, 1],
+      [...name('centredDotRowsAccumulate'), 0x00, 2], [...name('clipGradient'), 0x00, 3],
+    ])),
     ...section(10, vector([
       entry([[...uleb(3), I32], [...uleb(1), V128]], dotRowsBody()),
       entry([[...uleb(2), I32], [...uleb(1), V128]], sumRowsBody()),
       entry([[...uleb(3), I32], [...uleb(2), V128]], centredDotRowsBody()),
+      entry([[...uleb(3), V128]], clipGradientBody()),
     ])),
   ];
   return new Uint8Array(bytes);
