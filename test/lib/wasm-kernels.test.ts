@@ -128,6 +128,9 @@ const convCases: ConvCase[] = [
   // 1x1 stride 1: the filter gradient is one matrix product.
   { x: [2, 6, 7, 5], filter: [1, 1, 5, 4], strides: 1, pad: 'same' },
   { x: [3, 4, 5, 3], filter: [1, 1, 3, 6], strides: 1, pad: 'valid' },
+  // Channels in fours and eights, 1,152 and 1,600 rows: the SIMD tiles, two blocks of rows.
+  { x: [2, 24, 24, 8], filter: [1, 1, 8, 16], strides: 1, pad: 'same' },
+  { x: [4, 20, 20, 12], filter: [1, 1, 12, 8], strides: 1, pad: 'valid' },
   { x: [2, 6, 7, 3], filter: [5, 5, 3, 2], strides: 3, pad: 'same' },
   { x: [2, 11, 13, 3], filter: [4, 5, 3, 2], strides: [3, 2], pad: 'same' },
   { x: [2, 6, 6, 2], filter: [3, 3, 2, 2], strides: 1, pad: [[0, 0], [2, 1], [0, 3], [0, 0]] },
@@ -460,19 +463,23 @@ test('kernels free every intermediate: engine tensors and backend buffers return
   const dw = tf.tensor(randomValues(3 * 3 * 3 * 2, 1003), [3, 3, 3, 2]);
   // Multiplier 1 on the conv's 4 channels: the SIMD filter gradient and its scratch sums.
   const dw4 = tf.tensor(randomValues(3 * 3 * 4 * 1, 1004), [3, 3, 4, 1]);
+  const pw8 = tf.tensor(randomValues(4 * 8, 1006), [1, 1, 4, 8]);
   const ids = tf.tensor1d([3, 1, 3, 19], 'int32');
+  // A pointwise conv of 4 -> 8 channels over 1,152 rows: the SIMD filter gradient and its block sums.
+  const xPointwise = tf.tensor(randomValues(2 * 24 * 24 * 4, 1005), [2, 24, 24, 4]);
   const run = () => {
     const tensorsBefore = tf.memory().numTensors;
     const buffersBefore = backend.numDataIds();
-    const grads = tf.grads((xt: tf.Tensor, ft: tf.Tensor, tt: tf.Tensor, dt: tf.Tensor, d4: tf.Tensor) => {
+    const grads = tf.grads((xt: tf.Tensor, ft: tf.Tensor, tt: tf.Tensor, dt: tf.Tensor, d4: tf.Tensor, pw: tf.Tensor) => {
       const conv = tf.conv2d(xt as tf.Tensor4D, ft as tf.Tensor4D, 2, 'same');
       const pooled = tf.maxPool(tf.depthwiseConv2d(xt as tf.Tensor4D, dt as tf.Tensor4D, 1, 'same'), 2, 2, 'same');
       const looked = tf.gather(tt, ids);
       const { mean, variance } = tf.moments(conv, [0, 1, 2]);
       const normed = tf.clipByValue(tf.batchNorm(conv, mean, variance, tf.zeros([4]), tf.ones([4]), 1e-3), 0, 6);
       const depthwise = tf.depthwiseConv2d(conv as tf.Tensor4D, d4 as tf.Tensor4D, 1, 'same');
-      return tf.add(tf.add(tf.add(tf.sum(tf.square(normed)), tf.sum(pooled)), tf.sum(tf.matMul(looked, looked, false, true))), tf.sum(tf.square(depthwise)));
-    })([x, filter, table, dw, dw4]);
+      const pointwise = tf.conv2d(xPointwise as tf.Tensor4D, pw as tf.Tensor4D, 1, 'same');
+      return tf.add(tf.add(tf.add(tf.add(tf.sum(tf.square(normed)), tf.sum(pooled)), tf.sum(tf.matMul(looked, looked, false, true))), tf.sum(tf.square(depthwise))), tf.sum(tf.square(pointwise)));
+    })([x, filter, table, dw, dw4, pw8]);
     grads.forEach((g) => g.dataSync());
     tf.dispose(grads);
     assert.equal(tf.memory().numTensors, tensorsBefore);
@@ -480,7 +487,7 @@ test('kernels free every intermediate: engine tensors and backend buffers return
   };
   run();
   run();
-  tf.dispose([x, filter, table, dw, dw4, ids]);
+  tf.dispose([x, filter, table, dw, dw4, pw8, xPointwise, ids]);
 });
 
 test('the SIMD loop module instantiates on the wasm heap and sums rows as plain JS does', () => {
@@ -517,6 +524,21 @@ test('the SIMD loop module instantiates on the wasm heap and sums rows as plain 
     for (let k = 0; k < 6; k++) sum += xv2[k * 8 + c];
     assert.ok(Math.abs(centredView[c] - dot) < 1e-5 && Math.abs(sumView[c] - sum) < 1e-5, `channel ${c}`);
   }
+  // A 4 x 8 tile of x^T·dy over 3 rows: x rows 12 floats apart (a tile of 4 of 12 channels), dy rows 16.
+  const tileX = tf.tensor1d(randomValues(3 * 12, 11));
+  const tileDy = tf.tensor1d(randomValues(3 * 16, 12));
+  const tileAcc = tf.tensor1d(randomValues(4 * 16, 13));
+  const tileBefore = Float32Array.from(view(tileAcc));
+  loops.outerRowsAccumulate(view(tileX).byteOffset + 4 * 4, 12 * 4, view(tileDy).byteOffset + 8 * 4, 16 * 4, view(tileAcc).byteOffset + 8 * 4, 16 * 4, 3);
+  const [tx, td, ta] = [view(tileX), view(tileDy), view(tileAcc)];
+  for (let r = 0; r < 4; r++) {
+    for (let c = 0; c < 16; c++) {
+      let expected = tileBefore[r * 16 + c];
+      if (c >= 8) for (let k = 0; k < 3; k++) expected += tx[k * 12 + 4 + r] * td[k * 16 + c];
+      assert.ok(Math.abs(ta[r * 16 + c] - expected) < 1e-5, `tile row ${r}, column ${c}: ${ta[r * 16 + c]} vs ${expected}`);
+    }
+  }
+  tf.dispose([tileX, tileDy, tileAcc]);
   // The clip gradient's mask: inside [0, 6] (bounds included) dy passes bit for bit, outside and NaN give +0.
   const clipX = tf.tensor1d([-1, 0, 3, 6, 6.5, NaN, -0, 2]);
   const clipDy = tf.tensor1d([1, 2, 3, 4, 5, 6, 7, -8]);

@@ -18,6 +18,11 @@ export interface SimdLoops {
   centredDotRowsAccumulate(x: number, dy: number, step: number, centre: number, acc: number, chunks: number, count: number): void;
   /** acc[c] += Σ_k x[k·xStep + c] for c < 4·chunks, k < count: column sums of a row-major block. */
   sumRowsAccumulate(x: number, xStep: number, acc: number, chunks: number, count: number): void;
+  /**
+   * acc[r·accStep + c] += Σ_k x[k·xStep + r]·dy[k·dyStep + c] for r < 4, c < 8, k < count: a 4 x 8 tile
+   * of x^T·dy (a pointwise filter gradient) with its 8 sums in registers, no packing.
+   */
+  outerRowsAccumulate(x: number, xStep: number, dy: number, dyStep: number, acc: number, accStep: number, count: number): void;
   /** out[i] = low <= x[i] <= high ? dy[i] : 0 for i < 4·chunks: ReLU6's (ClipByValue's) gradient. */
   clipGradient(x: number, dy: number, out: number, low: number, high: number, chunks: number): void;
 }
@@ -52,12 +57,16 @@ const F32 = 0x7d;
 const V128 = 0x7b;
 const OP = {
   block: 0x02, loop: 0x03, end: 0x0b, brIf: 0x0d, empty: 0x40,
-  get: 0x20, set: 0x21, tee: 0x22, i32Const: 0x41, i32Eqz: 0x45, i32Add: 0x6a, i32Sub: 0x6b,
+  get: 0x20, set: 0x21, tee: 0x22, i32Const: 0x41, i32Eqz: 0x45, i32Add: 0x6a, i32Sub: 0x6b, i32Mul: 0x6c,
 };
 const simd = (op: number): number[] => [0xfd, ...uleb(op)];
 // v128.load / v128.store with a 4-byte alignment hint (float rows) and offset 0.
 const V128_LOAD = [...simd(0x00), 2, 0];
 const V128_STORE = [...simd(0x0b), 2, 0];
+const loadAt = (offset: number) => [...simd(0x00), 2, ...uleb(offset)];
+const storeAt = (offset: number) => [...simd(0x0b), 2, ...uleb(offset)];
+// v128.load32_splat: one float into all four lanes.
+const splatAt = (offset: number) => [...simd(0x09), 2, ...uleb(offset)];
 const F32X4_ADD = simd(0xe4);
 const F32X4_MUL = simd(0xe6);
 const F32X4_SUB = simd(0xe5);
@@ -158,7 +167,39 @@ function clipGradientBody(): number[] {
   ];
 }
 
-/** The module's bytes: the four loops on an imported memory env.memory. */
+/**
+ * outerRowsAccumulate: parameters 0-6 x, xStep, dy, dyStep, acc, accStep, count; locals 7-14 (v128) the
+ * 4 x 2 accumulators (row r, half h at 7 + 2r + h), 15-16 the two dy vectors, 17 the splatted x.
+ */
+function outerRowsBody(): number[] {
+  const [x, xStep, dy, dyStep, acc, accStep, count] = [0, 1, 2, 3, 4, 5, 6];
+  const a = (r: number, h: number) => 7 + 2 * r + h;
+  const [d0, d1, sx] = [15, 16, 17];
+  const rowPointer = (r: number) => [...get(acc), ...get(accStep), OP.i32Const, r, OP.i32Mul, OP.i32Add];
+  const tile = [0, 1, 2, 3].flatMap((r) => [0, 1].map((h) => [r, h] as const));
+  return [
+    OP.block, OP.empty,
+    ...get(count), OP.i32Eqz, OP.brIf, 0,
+    ...tile.flatMap(([r, h]) => [...rowPointer(r), ...loadAt(16 * h), ...set(a(r, h))]),
+    OP.loop, OP.empty,
+    ...get(dy), ...loadAt(0), ...set(d0),
+    ...get(dy), ...loadAt(16), ...set(d1),
+    ...[0, 1, 2, 3].flatMap((r) => [
+      ...get(x), ...splatAt(4 * r), ...set(sx),
+      ...get(a(r, 0)), ...get(sx), ...get(d0), ...F32X4_MUL, ...F32X4_ADD, ...set(a(r, 0)),
+      ...get(a(r, 1)), ...get(sx), ...get(d1), ...F32X4_MUL, ...F32X4_ADD, ...set(a(r, 1)),
+    ]),
+    ...get(x), ...get(xStep), OP.i32Add, ...set(x),
+    ...get(dy), ...get(dyStep), OP.i32Add, ...set(dy),
+    ...get(count), OP.i32Const, 1, OP.i32Sub, OP.tee, count, OP.brIf, 0,
+    OP.end,
+    ...tile.flatMap(([r, h]) => [...rowPointer(r), ...get(a(r, h)), ...storeAt(16 * h)]),
+    OP.end,
+    OP.end, // the function
+  ];
+}
+
+/** The module's bytes: the five loops on an imported memory env.memory. */
 function moduleBytes(): Uint8Array<ArrayBuffer> {
   const i32s = (n: number) => vector(Array.from({ length: n }, () => [I32]));
   const entry = (locals: number[][], body: number[]) => {
@@ -175,16 +216,18 @@ function moduleBytes(): Uint8Array<ArrayBuffer> {
     ])),
     // env.memory: a memory of at least 0 pages, no maximum (the backend's grows).
     ...section(2, vector([[...name('env'), ...name('memory'), 0x02, 0x00, 0x00]])),
-    ...section(3, vector([[0], [1], [0], [2]])),
+    ...section(3, vector([[0], [1], [0], [2], [0]])),
     ...section(7, vector([
       [...name('dotRowsAccumulate'), 0x00, 0], [...name('sumRowsAccumulate'), 0x00, 1],
       [...name('centredDotRowsAccumulate'), 0x00, 2], [...name('clipGradient'), 0x00, 3],
+      [...name('outerRowsAccumulate'), 0x00, 4],
     ])),
     ...section(10, vector([
       entry([[...uleb(3), I32], [...uleb(1), V128]], dotRowsBody()),
       entry([[...uleb(2), I32], [...uleb(1), V128]], sumRowsBody()),
       entry([[...uleb(3), I32], [...uleb(2), V128]], centredDotRowsBody()),
       entry([[...uleb(3), V128]], clipGradientBody()),
+      entry([[...uleb(11), V128]], outerRowsBody()),
     ])),
   ];
   return new Uint8Array(bytes);
