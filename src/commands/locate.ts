@@ -78,8 +78,12 @@ When every input record carries a box already (x, y, w, h: the fixtures' scenes)
           const truth = boxOfRecord(g.item.record, g.item);
           if (truth) ious.push(iou(px, truth));
           else withoutTruth++;
+          // Corners inside the image, rounded to 0.1 px; the size is the rounded corners' difference, so
+          // x + w never exceeds the width by rounding each on its own.
           const r1 = (v: number) => Number(v.toFixed(1));
-          await out.write({ id: g.item.id, image: g.item.path, x: r1(px.x), y: r1(px.y), w: r1(px.w), h: r1(px.h), score: Number(b.score.toFixed(4)) });
+          const [x0, x1] = [px.x, px.x + px.w].map((v) => r1(Math.min(g.sourceWidth, Math.max(0, v))));
+          const [y0, y1] = [px.y, px.y + px.h].map((v) => r1(Math.min(g.sourceHeight, Math.max(0, v))));
+          await out.write({ id: g.item.id, image: g.item.path, x: x0, y: y0, w: r1(x1 - x0), h: r1(y1 - y0), score: Number(b.score.toFixed(4)) });
         }
         progress.tick(group.length);
       }

@@ -131,6 +131,12 @@ const convCases: ConvCase[] = [
   // Channels in fours and eights, 1,152 and 1,600 rows: the SIMD tiles, two blocks of rows.
   { x: [2, 24, 24, 8], filter: [1, 1, 8, 16], strides: 1, pad: 'same' },
   { x: [4, 20, 20, 12], filter: [1, 1, 12, 8], strides: 1, pad: 'valid' },
+  // Channels in fours and eights, larger filters: the SIMD taps (each tap's rows and columns inside x), strides, pads.
+  { x: [2, 9, 11, 4], filter: [3, 3, 4, 8], strides: 1, pad: 'same' },
+  { x: [2, 10, 9, 8], filter: [3, 3, 8, 16], strides: 2, pad: 'same' },
+  { x: [1, 13, 12, 4], filter: [7, 7, 4, 8], strides: 2, pad: 'same' },
+  { x: [2, 8, 9, 4], filter: [3, 2, 4, 8], strides: [2, 1], pad: 'valid' },
+  { x: [2, 7, 7, 4], filter: [3, 3, 4, 8], strides: 1, pad: [[0, 0], [2, 0], [0, 3], [0, 0]] },
   { x: [2, 6, 7, 3], filter: [5, 5, 3, 2], strides: 3, pad: 'same' },
   { x: [2, 11, 13, 3], filter: [4, 5, 3, 2], strides: [3, 2], pad: 'same' },
   { x: [2, 6, 6, 2], filter: [3, 3, 2, 2], strides: 1, pad: [[0, 0], [2, 1], [0, 3], [0, 0]] },
@@ -529,7 +535,7 @@ test('the SIMD loop module instantiates on the wasm heap and sums rows as plain 
   const tileDy = tf.tensor1d(randomValues(3 * 16, 12));
   const tileAcc = tf.tensor1d(randomValues(4 * 16, 13));
   const tileBefore = Float32Array.from(view(tileAcc));
-  loops.outerRowsAccumulate(view(tileX).byteOffset + 4 * 4, 12 * 4, view(tileDy).byteOffset + 8 * 4, 16 * 4, view(tileAcc).byteOffset + 8 * 4, 16 * 4, 3);
+  loops.outerGridAccumulate(view(tileX).byteOffset + 4 * 4, 12 * 4, 0, view(tileDy).byteOffset + 8 * 4, 16 * 4, 0, view(tileAcc).byteOffset + 8 * 4, 16 * 4, 3, 1);
   const [tx, td, ta] = [view(tileX), view(tileDy), view(tileAcc)];
   for (let r = 0; r < 4; r++) {
     for (let c = 0; c < 16; c++) {

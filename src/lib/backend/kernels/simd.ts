@@ -19,10 +19,11 @@ export interface SimdLoops {
   /** acc[c] += Σ_k x[k·xStep + c] for c < 4·chunks, k < count: column sums of a row-major block. */
   sumRowsAccumulate(x: number, xStep: number, acc: number, chunks: number, count: number): void;
   /**
-   * acc[r·accStep + c] += Σ_k x[k·xStep + r]·dy[k·dyStep + c] for r < 4, c < 8, k < count: a 4 x 8 tile
-   * of x^T·dy (a pointwise filter gradient) with its 8 sums in registers, no packing.
+   * acc[r·accStep + c] += Σ_{i,k} x[i·xRowStep + k·xStep + r]·dy[i·dyRowStep + k·dyStep + c] for r < 4,
+   * c < 8, k < cols, i < rows: a 4 x 8 tile of x^T·dy (a filter gradient's, for one filter tap) over a
+   * grid of rows, with its 8 sums in registers, no packing.
    */
-  outerRowsAccumulate(x: number, xStep: number, dy: number, dyStep: number, acc: number, accStep: number, count: number): void;
+  outerGridAccumulate(x: number, xStep: number, xRowStep: number, dy: number, dyStep: number, dyRowStep: number, acc: number, accStep: number, cols: number, rows: number): void;
   /** out[i] = low <= x[i] <= high ? dy[i] : 0 for i < 4·chunks: ReLU6's (ClipByValue's) gradient. */
   clipGradient(x: number, dy: number, out: number, low: number, high: number, chunks: number): void;
 }
@@ -168,30 +169,38 @@ function clipGradientBody(): number[] {
 }
 
 /**
- * outerRowsAccumulate: parameters 0-6 x, xStep, dy, dyStep, acc, accStep, count; locals 7-14 (v128) the
- * 4 x 2 accumulators (row r, half h at 7 + 2r + h), 15-16 the two dy vectors, 17 the splatted x.
+ * outerGridAccumulate: parameters 0-9 x, xStep, xRowStep, dy, dyStep, dyRowStep, acc, accStep, cols,
+ * rows; locals 10-12 (i32) the x and dy cursors of a row and the column counter; 13-20 (v128) the 4 x 2
+ * accumulators (row r, half h at 13 + 2r + h), 21-22 the two dy vectors, 23 the splatted x.
  */
-function outerRowsBody(): number[] {
-  const [x, xStep, dy, dyStep, acc, accStep, count] = [0, 1, 2, 3, 4, 5, 6];
-  const a = (r: number, h: number) => 7 + 2 * r + h;
-  const [d0, d1, sx] = [15, 16, 17];
+function outerGridBody(): number[] {
+  const [x, xStep, xRowStep, dy, dyStep, dyRowStep, acc, accStep, cols, rows, xp, dp, k] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12];
+  const a = (r: number, h: number) => 13 + 2 * r + h;
+  const [d0, d1, sx] = [21, 22, 23];
   const rowPointer = (r: number) => [...get(acc), ...get(accStep), OP.i32Const, r, OP.i32Mul, OP.i32Add];
   const tile = [0, 1, 2, 3].flatMap((r) => [0, 1].map((h) => [r, h] as const));
   return [
     OP.block, OP.empty,
-    ...get(count), OP.i32Eqz, OP.brIf, 0,
+    ...get(cols), OP.i32Eqz, OP.brIf, 0,
+    ...get(rows), OP.i32Eqz, OP.brIf, 0,
     ...tile.flatMap(([r, h]) => [...rowPointer(r), ...loadAt(16 * h), ...set(a(r, h))]),
-    OP.loop, OP.empty,
-    ...get(dy), ...loadAt(0), ...set(d0),
-    ...get(dy), ...loadAt(16), ...set(d1),
+    OP.loop, OP.empty, // over the rows of the grid
+    ...get(x), ...set(xp), ...get(dy), ...set(dp), ...get(cols), ...set(k),
+    OP.loop, OP.empty, // along a row
+    ...get(dp), ...loadAt(0), ...set(d0),
+    ...get(dp), ...loadAt(16), ...set(d1),
     ...[0, 1, 2, 3].flatMap((r) => [
-      ...get(x), ...splatAt(4 * r), ...set(sx),
+      ...get(xp), ...splatAt(4 * r), ...set(sx),
       ...get(a(r, 0)), ...get(sx), ...get(d0), ...F32X4_MUL, ...F32X4_ADD, ...set(a(r, 0)),
       ...get(a(r, 1)), ...get(sx), ...get(d1), ...F32X4_MUL, ...F32X4_ADD, ...set(a(r, 1)),
     ]),
-    ...get(x), ...get(xStep), OP.i32Add, ...set(x),
-    ...get(dy), ...get(dyStep), OP.i32Add, ...set(dy),
-    ...get(count), OP.i32Const, 1, OP.i32Sub, OP.tee, count, OP.brIf, 0,
+    ...get(xp), ...get(xStep), OP.i32Add, ...set(xp),
+    ...get(dp), ...get(dyStep), OP.i32Add, ...set(dp),
+    ...get(k), OP.i32Const, 1, OP.i32Sub, OP.tee, k, OP.brIf, 0,
+    OP.end,
+    ...get(x), ...get(xRowStep), OP.i32Add, ...set(x),
+    ...get(dy), ...get(dyRowStep), OP.i32Add, ...set(dy),
+    ...get(rows), OP.i32Const, 1, OP.i32Sub, OP.tee, rows, OP.brIf, 0,
     OP.end,
     ...tile.flatMap(([r, h]) => [...rowPointer(r), ...get(a(r, h)), ...storeAt(16 * h)]),
     OP.end,
@@ -208,26 +217,27 @@ function moduleBytes(): Uint8Array<ArrayBuffer> {
   };
   const bytes = [
     0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,
-    // Types: 0 = (7 x i32) -> (), 1 = (5 x i32) -> (), 2 = (3 x i32, 2 x f32, i32) -> ().
+    // Types: 0 = (7 x i32) -> (), 1 = (5 x i32) -> (), 2 = (3 x i32, 2 x f32, i32) -> (), 3 = (10 x i32) -> ().
     ...section(1, vector([
       [0x60, ...i32s(7), ...vector([])],
       [0x60, ...i32s(5), ...vector([])],
       [0x60, ...vector([[I32], [I32], [I32], [F32], [F32], [I32]]), ...vector([])],
+      [0x60, ...i32s(10), ...vector([])],
     ])),
     // env.memory: a memory of at least 0 pages, no maximum (the backend's grows).
     ...section(2, vector([[...name('env'), ...name('memory'), 0x02, 0x00, 0x00]])),
-    ...section(3, vector([[0], [1], [0], [2], [0]])),
+    ...section(3, vector([[0], [1], [0], [2], [3]])),
     ...section(7, vector([
       [...name('dotRowsAccumulate'), 0x00, 0], [...name('sumRowsAccumulate'), 0x00, 1],
       [...name('centredDotRowsAccumulate'), 0x00, 2], [...name('clipGradient'), 0x00, 3],
-      [...name('outerRowsAccumulate'), 0x00, 4],
+      [...name('outerGridAccumulate'), 0x00, 4],
     ])),
     ...section(10, vector([
       entry([[...uleb(3), I32], [...uleb(1), V128]], dotRowsBody()),
       entry([[...uleb(2), I32], [...uleb(1), V128]], sumRowsBody()),
       entry([[...uleb(3), I32], [...uleb(2), V128]], centredDotRowsBody()),
       entry([[...uleb(3), V128]], clipGradientBody()),
-      entry([[...uleb(11), V128]], outerRowsBody()),
+      entry([[...uleb(3), I32], [...uleb(11), V128]], outerGridBody()),
     ])),
   ];
   return new Uint8Array(bytes);
