@@ -3,7 +3,7 @@
 // transposed operands of a single (unbatched) product are transposed first, then multiplied plain.
 // Every dense layer's backward pass multiplies by transposed operands.
 import { tf } from '../tf.js';
-import { builtinKernelName, withScratch, type KernelArgs, type TensorInfo } from './scratch.js';
+import { builtinKernelName, runBuiltinKernel, withScratch, type KernelArgs, type TensorInfo } from './scratch.js';
 
 function isSingleMatrix(shape: number[]): boolean {
   return tf.util.sizeFromShape(shape.slice(0, -2)) === 1;
@@ -24,11 +24,7 @@ function untransposedMatMul(kernelName: string): (args: KernelArgs) => TensorInf
     const transposeA = Boolean(attrs.transposeA);
     const transposeB = Boolean(attrs.transposeB);
     const plainRun = !(transposeA || transposeB) || a.dtype !== 'float32' || b.dtype !== 'float32' || !isSingleMatrix(a.shape) || !isSingleMatrix(b.shape);
-    if (plainRun) {
-      const kernel = tf.getKernel(builtin, 'wasm');
-      if (!kernel) throw new Error(`kernel '${builtin}' is not registered for backend 'wasm'`);
-      return kernel.kernelFunc({ inputs, backend, attrs }) as TensorInfo;
-    }
+    if (plainRun) return runBuiltinKernel(kernelName, { inputs, backend, attrs });
     return withScratch(backend, (scratch) => {
       const plainA = transposeA ? scratch.transpose(a, lastTwoSwapped(a.shape.length)) : a;
       const plainB = transposeB ? scratch.transpose(b, lastTwoSwapped(b.shape.length)) : b;

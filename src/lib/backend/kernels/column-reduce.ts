@@ -4,7 +4,7 @@
 // rows in place, four channels at a time in WebAssembly SIMD (simd.ts). Other reductions, and
 // channel counts not in fours, run the backend's own kernel.
 import { tf } from '../tf.js';
-import { builtinKernelName, heapView, type BackendWasm, type KernelArgs, type TensorInfo } from './scratch.js';
+import { float32Output, heapView, runBuiltinKernel, type BackendWasm, type KernelArgs, type TensorInfo } from './scratch.js';
 import { blockedSums, simdLoops, SUM_BLOCK_ROWS } from './simd.js';
 
 /** Column sums of `x` seen as [rows, channels], in f64; null where this does not apply. */
@@ -24,20 +24,13 @@ function columnSums(backend: BackendWasm, x: TensorInfo, axis: unknown): Float64
 }
 
 function columnReduce(kernelName: string, finish: (sums: Float64Array, rows: number) => Float64Array): tf.KernelFunc {
-  const builtin = builtinKernelName(kernelName);
   return (({ inputs, backend, attrs }: KernelArgs): TensorInfo => {
     const { x } = inputs;
     const sums = columnSums(backend, x, attrs.axis);
-    if (!sums) {
-      const kernel = tf.getKernel(builtin, 'wasm');
-      if (!kernel) throw new Error(`kernel '${builtin}' is not registered for backend 'wasm'`);
-      return kernel.kernelFunc({ inputs, backend, attrs }) as TensorInfo;
-    }
+    if (!sums) return runBuiltinKernel(kernelName, { inputs, backend, attrs });
     const channels = sums.length;
     const shape = attrs.keepDims ? [...x.shape.slice(0, -1).map(() => 1), channels] : [channels];
-    const out = backend.makeOutput(shape, 'float32');
-    (heapView(backend, out) as Float32Array).set(finish(sums, tf.util.sizeFromShape(x.shape) / channels));
-    return out;
+    return float32Output(backend, shape, finish(sums, tf.util.sizeFromShape(x.shape) / channels));
   }) as unknown as tf.KernelFunc;
 }
 

@@ -6,8 +6,8 @@
 // XNNPACK conv packs a dy-sized filter and runs a 3x3-output conv with a huge kernel). A 1x1 stride-1
 // conv (MobileNetV2's pointwise layers) is x^T dy: the same SIMD tiles, else one matrix product.
 import { tf } from '../tf.js';
-import { assertChannelsLast, axisWindow, builtinKernelName, cropSpatial, heapView, withScratch, type BackendWasm, type KernelArgs, type TensorInfo } from './scratch.js';
-import { blockedSums, simdLoops } from './simd.js';
+import { assertChannelsLast, axisWindow, builtinKernelName, cropSpatial, float32Output, heapView, withScratch, type BackendWasm, type KernelArgs, type TensorInfo } from './scratch.js';
+import { blockedSums, simdLoops, type SimdLoops } from './simd.js';
 
 /** Size of dy from which the zero row/column that makes Ho*Wo odd pays for itself. */
 const ODD_PAD_MIN_SIZE = 1 << 16;
@@ -79,6 +79,17 @@ function pointwiseFilterGradient(backend: BackendWasm, x: TensorInfo, dy: Tensor
   });
 }
 
+/**
+ * What the SIMD tiles (simd.ts outerGridAccumulate) read: the loops and x, dy in place on the heap, for
+ * NHWC float32 x with input channels in fours and dy with output channels in eights; null otherwise.
+ */
+function tileOperands(backend: BackendWasm, x: TensorInfo, dy: TensorInfo): { loops: SimdLoops; xPtr: number; dyPtr: number } | null {
+  if (x.shape[3] % 4 !== 0 || dy.shape[3] % 8 !== 0 || x.dtype !== 'float32' || dy.dtype !== 'float32') return null;
+  const loops = simdLoops(backend);
+  if (!loops) return null;
+  return { loops, xPtr: heapView(backend, x).byteOffset, dyPtr: heapView(backend, dy).byteOffset };
+}
+
 /** Bytes of x and dy rows a block of the SIMD product reads: small enough to stay in a core's L2 cache while every tile reads them. */
 const POINTWISE_BLOCK_BYTES = 1 << 19;
 /** Fewest rows (N*H*W) for which the SIMD product beats the matrix product. */
@@ -94,11 +105,9 @@ const POINTWISE_MIN_ROWS = 1024;
 function pointwiseFilterGradientSimd(backend: BackendWasm, x: TensorInfo, dy: TensorInfo, rows: number, inChannels: number, outChannels: number): TensorInfo | null {
   // Few rows (the last 3x3 maps) and many channels: the tile calls and f64 totals cost more than the
   // packing they save (measured 13.0 against 9.9 ms at 288 rows, 320 x 1280).
-  if (rows < POINTWISE_MIN_ROWS || inChannels % 4 !== 0 || outChannels % 8 !== 0 || x.dtype !== 'float32' || dy.dtype !== 'float32') return null;
-  const loops = simdLoops(backend);
-  if (!loops) return null;
-  const xPtr = heapView(backend, x).byteOffset;
-  const dyPtr = heapView(backend, dy).byteOffset;
+  const operands = rows >= POINTWISE_MIN_ROWS ? tileOperands(backend, x, dy) : null;
+  if (!operands) return null;
+  const { loops, xPtr, dyPtr } = operands;
   const xRow = inChannels * 4;
   const dyRow = outChannels * 4;
   const blockRows = Math.max(16, Math.min(1024, Math.floor(POINTWISE_BLOCK_BYTES / (xRow + dyRow))));
@@ -109,9 +118,7 @@ function pointwiseFilterGradientSimd(backend: BackendWasm, x: TensorInfo, dy: Te
       }
     }
   });
-  const out = backend.makeOutput([1, 1, inChannels, outChannels], 'float32');
-  (heapView(backend, out) as Float32Array).set(totals);
-  return out;
+  return float32Output(backend, [1, 1, inChannels, outChannels], totals);
 }
 
 /** Output rows of one band: every tap's tiles read the same few rows of x and dy, which stay in cache. */
@@ -131,11 +138,9 @@ const TAPS_MIN_MAP = 17;
  */
 function tapsFilterGradientSimd(backend: BackendWasm, x: TensorInfo, dy: TensorInfo, info: tf.backend_util.Conv2DInfo): TensorInfo | null {
   const { batchSize, inChannels, outChannels, filterHeight: fh, filterWidth: fw, strideHeight: sh, strideWidth: sw, inHeight, inWidth, outHeight, outWidth, padInfo } = info;
-  if (outHeight * outWidth < TAPS_MIN_MAP || inChannels % 4 !== 0 || outChannels % 8 !== 0 || x.dtype !== 'float32' || dy.dtype !== 'float32') return null;
-  const loops = simdLoops(backend);
-  if (!loops) return null;
-  const xPtr = heapView(backend, x).byteOffset;
-  const dyPtr = heapView(backend, dy).byteOffset;
+  const operands = outHeight * outWidth >= TAPS_MIN_MAP ? tileOperands(backend, x, dy) : null;
+  if (!operands) return null;
+  const { loops, xPtr, dyPtr } = operands;
   const xPixel = inChannels * 4;
   const dyPixel = outChannels * 4;
   const totals = blockedSums(backend, batchSize, 1, fh * fw * inChannels * outChannels, (scratch, n) => {
@@ -164,9 +169,7 @@ function tapsFilterGradientSimd(backend: BackendWasm, x: TensorInfo, dy: TensorI
       }
     }
   });
-  const out = backend.makeOutput([fh, fw, inChannels, outChannels], 'float32');
-  (heapView(backend, out) as Float32Array).set(totals);
-  return out;
+  return float32Output(backend, [fh, fw, inChannels, outChannels], totals);
 }
 
 function conv2dBackpropFilterKernel({ inputs, backend, attrs }: KernelArgs): TensorInfo {

@@ -3,7 +3,7 @@
 // the input gradient of the common case (multiplier 1) runs as a forward depthwise conv in XNNPACK.
 // Forward: y[n,oy,ox,c*m+q] = sum_{i,j} xpad[n, oy*sh+i*dh, ox*sw+j*dw, c] * w[i,j,c,q].
 import { tf } from '../tf.js';
-import { assertChannelsLast, heapView, withScratch, type BackendWasm, type KernelArgs, type TensorInfo } from './scratch.js';
+import { assertChannelsLast, float32Output, heapView, withScratch, type BackendWasm, type KernelArgs, type TensorInfo } from './scratch.js';
 import { blockedSums, simdLoops } from './simd.js';
 
 interface DepthwiseGeometry {
@@ -64,9 +64,7 @@ function depthwiseFilterGradientSimd(backend: BackendWasm, x: TensorInfo, dy: Te
       }
     }
   });
-  const out = backend.makeOutput(filterShape, 'float32');
-  (heapView(backend, out) as Float32Array).set(total);
-  return out;
+  return float32Output(backend, filterShape, total);
 }
 
 /** dW[i,j,c,q] = sum_{n,oy,ox} xpad[n, oy*sh+i*dh, ox*sw+j*dw, c] * dy[n,oy,ox,c*m+q]. */
@@ -76,7 +74,6 @@ export function depthwiseFilterGradient(backend: BackendWasm, x: TensorInfo, dy:
   if (bySimd) return bySimd;
   const { batchSize, inHeight, inWidth, inChannels, outHeight, outWidth, outChannels, filterHeight, filterWidth, strideHeight, strideWidth, dilationHeight, dilationWidth, padInfo } = info;
   const multiplier = outChannels / inChannels;
-  const out = backend.makeOutput(filterShape, 'float32');
   const xv = heapView(backend, x);
   const dyv = heapView(backend, dy);
   // Accumulate in float64: each weight sums N*Ho*Wo products.
@@ -106,8 +103,7 @@ export function depthwiseFilterGradient(backend: BackendWasm, x: TensorInfo, dy:
       }
     }
   }
-  (heapView(backend, out) as Float32Array).set(acc);
-  return out;
+  return float32Output(backend, filterShape, acc);
 }
 
 /**

@@ -4,7 +4,7 @@
 // four full-size tensors (>=, <=, and, where); ours is one pass, in WebAssembly SIMD. Gradients are global in tfjs, so ours take the
 // fast path only where the active backend has the helper kernel and fall back to tfjs's own.
 import { tf } from '../tf.js';
-import { heapView, type BackendWasm, type KernelArgs, type TensorInfo } from './scratch.js';
+import { float32Output, heapView, type BackendWasm, type KernelArgs, type TensorInfo } from './scratch.js';
 import { blockedSums, simdLoops, SUM_BLOCK_ROWS } from './simd.js';
 
 /** Per-channel [sum(dy), sum(dy * (x - mean))] of x, dy viewed as [M, C]: shape [2, C]. */
@@ -30,12 +30,9 @@ function batchNormGradStatsSimd(backend: BackendWasm, x: TensorInfo, dy: TensorI
 function batchNormGradStatsKernel({ inputs, backend }: KernelArgs): TensorInfo {
   const { x, dy, mean } = inputs;
   const channels = x.shape[x.shape.length - 1];
-  const out = backend.makeOutput([2, channels], 'float32');
   const bySimd = batchNormGradStatsSimd(backend, x, dy, mean, channels);
-  if (bySimd) {
-    heapView(backend, out).set(bySimd);
-    return out;
-  }
+  if (bySimd) return float32Output(backend, [2, channels], bySimd);
+  const out = backend.makeOutput([2, channels], 'float32');
   const xv = heapView(backend, x);
   const dyv = heapView(backend, dy);
   const mv = heapView(backend, mean);

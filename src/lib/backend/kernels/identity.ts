@@ -4,15 +4,11 @@
 // 1,556 full copies per MobileNetV2 step, and that many more bytes on the 4 GB heap. No kernel
 // writes into its inputs, so a shared buffer is never changed under another tensor.
 import { tf } from '../tf.js';
-import { builtinKernelName, type KernelArgs, type TensorInfo } from './scratch.js';
+import { runBuiltinKernel, type KernelArgs, type TensorInfo } from './scratch.js';
 
 function sharedIdentityKernel({ inputs, backend, attrs }: KernelArgs): TensorInfo {
   const { x } = inputs;
-  if (x.dtype === 'string') {
-    const builtin = tf.getKernel(builtinKernelName(tf.Identity), 'wasm');
-    if (!builtin) throw new Error(`kernel '${builtinKernelName(tf.Identity)}' is not registered for backend 'wasm'`);
-    return builtin.kernelFunc({ inputs, backend, attrs }) as TensorInfo;
-  }
+  if (x.dtype === 'string') return runBuiltinKernel(tf.Identity, { inputs, backend, attrs });
   backend.incRef(x.dataId);
   return { dataId: x.dataId, shape: x.shape, dtype: x.dtype };
 }

@@ -85,6 +85,21 @@ export class KernelScratch {
   }
 }
 
+/** Runs the backend's own kernel that ours for `kernelName` replaced (registered as builtinKernelName) on the same arguments. */
+export function runBuiltinKernel(kernelName: string, args: KernelArgs): TensorInfo {
+  const builtin = builtinKernelName(kernelName);
+  const kernel = tf.getKernel(builtin, 'wasm');
+  if (!kernel) throw new Error(`kernel '${builtin}' is not registered for backend 'wasm'`);
+  return kernel.kernelFunc(args as unknown as Parameters<tf.KernelFunc>[0]) as TensorInfo;
+}
+
+/** A new float32 output of `shape` holding `values` (f64 sums rounded to f32). */
+export function float32Output(backend: BackendWasm, shape: number[], values: ArrayLike<number>): TensorInfo {
+  const out = backend.makeOutput(shape, 'float32');
+  (heapView(backend, out) as Float32Array).set(values);
+  return out;
+}
+
 /** Float32 or int32 view of a tensor's data, in place on the WASM heap (valid until the next allocation). */
 export function heapView(backend: BackendWasm, info: TensorInfo): Float32Array | Int32Array {
   const view = backend.typedArrayFromHeap(info);
