@@ -16,7 +16,8 @@ import { parseInputSize } from '../lib/models/towers/index.js';
 import { backboneOptions, openTower, resizeModeFor, towerNamesText, towerSpecFor, type BackboneArgs, type TowerRecord } from '../lib/train/tower-options.js';
 import { buildWordIndex } from '../lib/train/word-sampler.js';
 import { embedStore, evaluateTagging, openWeakParallel, trainStep, trainStepParallel, validationSubset, weakModels, type StepOptions } from '../lib/train/weak-trainer.js';
-import { imageSignatures, nearestTypedWord, visualTypesRecord, type VisualTypesRecord } from '../lib/models/visual-word-types.js';
+import { typesFromImageViews, visualTypesRecord, type VisualTypesRecord } from '../lib/models/visual-word-types.js';
+import { stageFeatureModel } from '../lib/models/stage-features.js';
 import { trainingWorkers, trainWorkersOption } from '../lib/train/parallel-gradients.js';
 import type { ImageStore } from '../lib/image/batch.js';
 import { copyMatchingWeights, readVocabulary, WEAK_MODEL_KIND, type WeakModelMetadata, type EpochLog } from '../lib/models/weak-files.js';
@@ -81,7 +82,7 @@ SGD with momentum; the learning rate is divided by 10 after --patience epochs wi
 
 The output is a model directory (model.json, weights, metadata.json with vocabulary, config and log) for tag, embed and rise. Decoded images are kept in memory as bytes (about 3 x (1.125 x input size)^2 bytes each).
 
-With --attention types, training ends by embedding every image and giving each word seen on 2 images or more the type of the typed word whose images sit nearest (cosine of their mean standardised embeddings): a type from visual evidence, which a word whose thesaurus type is hidden or missing can get (its vector cannot: bench/RESULTS.md). It is kept in the model for tag --word-types and --by-type.`,
+With --attention types, training ends by embedding every image (the tower's stages by mean and max) and, for each type, fitting a ridge regression from those features to the typed words of that type its bag holds; each word seen on 2 images or more takes the type on whose view its images score highest: a type from visual evidence, which a word whose thesaurus type is hidden or missing can get (its vector cannot: bench/RESULTS.md). It is kept in the model for tag --word-types and --by-type.`,
   options: {
     input: { alias: 'i', describe: 'crawl-tokenize NDJSON (image path + tokens per line); - for stdin', type: 'string', default: '-' },
     vocab: { describe: 'vocabulary NDJSON ({word, count, df} by frequency) from crawl-tokenize --vocab', type: 'string', demandOption: true },
@@ -283,10 +284,11 @@ With --attention types, training ends by embedding every image and giving each w
     await parallel?.close();
     let visualTypes: VisualTypesRecord | undefined;
     if (attention) {
-      // Each word's type from the images that carry it, training and validation alike (no type is read from them).
+      // Each word's type from the images that carry it, training and validation alike (no type is read from them),
+      // on the tower's stage features by mean and max: patterns and colours the pooled features lose.
       const all: ImageStore = { pixels: [...train.pixels, ...val.pixels], storedSize: stored.height, storedWidth: stored.width };
-      const { rows, dim } = await embedStore(model, all, input);
-      const typed = nearestTypedWord(imageSignatures(rows, dim, [...train.bags, ...val.bags], vocabulary.length), attention.trainingTypes, attention.types.length);
+      const { rows, dim } = await embedStore(stageFeatureModel(model, 'stages-max'), all, input);
+      const typed = typesFromImageViews(rows, dim, [...train.bags, ...val.bags], attention.trainingTypes, attention.types.length);
       visualTypes = visualTypesRecord(typed, attention.types);
       io.stderr.write(`atelier train-weak: ${visualTypes.type.filter((t) => t !== null).length} of ${vocabulary.length} words typed by their images (the others have fewer than 2)\n`);
     }

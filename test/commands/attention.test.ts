@@ -1,6 +1,6 @@
 // train-weak --attention types and tag --by-type / --word-types on the fixture catalogue (report 4.3).
-// A tiny tower on a slice of the catalogue keeps this file fast: these tests check what the commands
-// write and promise; the accuracy target of the issue is the expected failure at the end (why, measured, above it).
+// The types model is a small tower (64 px, width 8, 4,096 samples: about 20 s on 2 workers) on the whole
+// catalogue: enough for the images to show stripes and dots, which the issue's 0.9 on held-out words needs.
 import { beforeAll, test } from 'vitest';
 import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
@@ -13,7 +13,8 @@ let dir: string;
 let items: string;
 let vocab: string;
 let model: string;
-const TINY = ['--input-size', '16', '--width', '4', '--stages', '2', '--batch', '16', '--epoch-size', '64', '--epochs', '2', '--negatives', '10', '--projection', '8'];
+// --workers 2: the result depends on the worker count, and a machine's core count must not change it.
+const TYPES_TRAINING = ['--input-size', '64', '--width', '8', '--batch', '32', '--epoch-size', '1024', '--epochs', '4', '--negatives', '10', '--projection', '8', '--workers', '2'];
 
 /** Words the fixture generator draws from a factor: the ones the images can type. */
 const visualWords = new Set<string>();
@@ -31,9 +32,9 @@ beforeAll(async () => {
   items = join(dir, 'head.ndjson');
   writeFileSync(items, readFileSync(all, 'utf8').split('\n').slice(0, 240).join('\n') + '\n');
   model = join(dir, 'types.model');
-  // Trained on the whole catalogue (2,407 views) at the same tiny budget: the word types come from the images
-  // that carry each word, and the head alone has none of some held-out words (ivory, tote).
-  const train = await runAtelier(['train-weak', '-i', all, '--vocab', vocab, '-o', model, ...TINY, '--attention', 'types', '--held-out-types', '0.3', '--unknown-types', 'entropy'], { timeoutMs: 300_000 });
+  // Trained on the whole catalogue (2,407 views): the word types come from the images that carry each word,
+  // and the head alone has none of some held-out words (ivory, tote).
+  const train = await runAtelier(['train-weak', '-i', all, '--vocab', vocab, '-o', model, ...TYPES_TRAINING, '--attention', 'types', '--held-out-types', '0.3', '--unknown-types', 'entropy'], { timeoutMs: 300_000 });
   assert.equal(train.code, 0, train.stderr);
   const typesFile = join(dir, 'types.ndjson');
   const out = join(dir, 'by-type.ndjson');
@@ -94,30 +95,17 @@ test('attention mistakes: one line, exit 2', async () => {
   assert.match(byType.stderr, /^atelier tag: .*plain\.model: --by-type: the model was not trained with --attention types\n$/);
 });
 
-test('tag --word-types: a held-out visual word takes its type from its images, at least 0.25 above chance (0.25)', () => {
+// The issue's target. Measured 2026-12-04 on the fixture catalogue (2,407 views; --held-out-types 0.3 hides 33
+// colour, pattern and garment words, 76 typed visual words train), accuracy on the held-out visual words:
+// - this file's setting (seed 1, 2 workers): 0.970 (32 of 33; quadretti missed); seeds 2 and 3: 0.939, 0.909;
+//   on 1 worker, seeds 1-5: 0.939, 0.939, 0.909, 0.939, 0.909. Chance is 0.25 (4 types).
+// - what is missed: the three rarest check words (8-11 images; checks are 5% of the views) and, on some seeds,
+//   a garment word the descriptions also use for another product ("wear it with a green bag").
+// - before (the type of the typed word whose mean image is nearest, on the pooled features): 0.64 at 16 px,
+//   width 4, 128 samples; the same tower with the type views: 0.73-0.79. bench/RESULTS.md has the table.
+test('tag --word-types: the held-out colour, pattern and garment words take their type from their images, >= 0.9 (chance 0.25)', () => {
   const heldOut = wordTypes.filter((w) => w.heldOut && visualWords.has(w.word));
   assert.ok(heldOut.every((w) => w.evidence === 'images' && (w.images ?? 0) >= 2), 'every held-out visual word has images');
   const accuracy = heldOut.filter((w) => w.type === w.thesaurus).length / heldOut.length;
-  // Measured 0.64 (21 of 33); the word-vector classifier before it: 0.27.
-  assert.ok(accuracy >= 0.5, `held-out ${accuracy.toFixed(3)}`);
-});
-
-// The issue's target, not met. Measured 2026-12-03 on the fixture catalogue (2,407 views; --held-out-types 0.3
-// hides 33 colour/pattern/garment words, 76 typed visual words train), accuracy on held-out visual words:
-// - the type classifier on the word vector W (the report's layer; kept for words with fewer than 2 images and to
-//   combine the sub-vectors in training): 0.27 at this file's setting, 0.30-0.36 however trained (bench/RESULTS.md):
-//   a held-out word's vector settles away from its typed synonyms (cosine blue/bleu -0.26).
-// - from the images (what tag --word-types reports now): the type of the typed word whose images sit nearest in
-//   the embedding: 0.64 here (all 9 colour words, 10 of 15 garment words, 2 of 9 pattern words), 0.70 at
-//   32 px, width 8, 4 x 512 samples. Pattern words are the bound: at 16-32 px with a tower that saw 128-2,048
-//   samples, striped, dotted and plain images do not separate in the embedding, so rayé's images look like
-//   any colour word's. A 32 px, width 16 tower trained on 8 x 4,096 samples (2.5 min) reaches 0.97 on seed 1 but
-//   0.82 on seed 2: within reach, not reliably, and not at this file's budget. Scoring how a word's images agree per dimension (variance ratio) against the typed
-//   words' type centroids: 0.30; per sub-vector (no classifier): 0.21-0.36, the sub-vectors do not specialise.
-// - not from the images: the type whose typed words a word never shares a bag with (one colour per product)
-//   reaches 0.88 on all 2,407 bags, 0.42 on 240; a fixture regularity, not kept.
-test.fails('type classifier >= 0.9 on held-out colour, pattern and garment words', () => {
-  const heldOut = wordTypes.filter((w) => w.heldOut && visualWords.has(w.word));
-  const accuracy = heldOut.filter((w) => w.type === w.thesaurus).length / heldOut.length;
-  assert.ok(accuracy >= 0.9, `held-out ${accuracy}`);
+  assert.ok(accuracy >= 0.9, `held-out ${accuracy.toFixed(3)}; missed: ${heldOut.filter((w) => w.type !== w.thesaurus).map((w) => w.word).join(', ')}`);
 });

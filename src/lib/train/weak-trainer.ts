@@ -324,17 +324,16 @@ async function scoreImagesParallel(parallel: ParallelGradients, width: number, i
   return out;
 }
 
-/** The embedding (the word layer's input) of every image in the store, centre crops, [n, dim]. */
-export async function embedStore(model: tf.LayersModel, store: ImageStore, inputSize: InputShape, batchSize = 64): Promise<{ rows: Float32Array; dim: number }> {
+/** The rows a feature net (featureModel, stageFeatureModel of the weak model) gives every image in the store, centre crops, [n, dim]. */
+export async function embedStore(features: tf.LayersModel, store: ImageStore, inputSize: InputShape, batchSize = 64): Promise<{ rows: Float32Array; dim: number }> {
   const { height, width } = inputSides(inputSize);
-  const embedding = featureModel(model, 'embedding');
-  const dim = embedding.outputs[0].shape[1] as number;
+  const dim = features.outputs[0].shape[1] as number;
   const count = store.pixels.length;
   const rows = new Float32Array(count * dim);
   for (let start = 0; start < count; start += batchSize) {
     const ids = Array.from({ length: Math.min(batchSize, count - start) }, (_, i) => start + i);
     const pixels = batchPixels(store, ids, inputSize);
-    const out = tf.tidy(() => embedding.predict(tf.tensor4d(pixels, [ids.length, height, width, 3])) as tf.Tensor);
+    const out = tf.tidy(() => features.predict(tf.tensor4d(pixels, [ids.length, height, width, 3])) as tf.Tensor);
     rows.set(await takeValues(out), start * dim);
   }
   return { rows, dim };
