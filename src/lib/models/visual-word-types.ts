@@ -27,7 +27,7 @@ export interface TypeViewOptions {
   /** Words with fewer images take no type. */
   minImages?: number;
   /** The ridge as a multiple of the training rows (the features are standardised, so each column's own sum of
-   * squares): 1 was the best of 0.03-1,000 on the fixture catalogue's held-out words (bench/RESULTS.md). */
+   * squares): 1 was the best of 0.001-1,000 x n on the fixture catalogue's held-out words (bench/RESULTS.md). */
   ridge?: number;
 }
 
