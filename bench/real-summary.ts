@@ -280,6 +280,7 @@ const FEATURE_NAMES: Record<string, string> = {
   random: 'same tower, untrained',
   backbone: 'pretrained backbone, frozen',
   pixels: 'raw pixels 16x16',
+  colours: 'colour histogram of the product pixels (no model)',
   torch: 'PyTorch reference (same tower, recipe, budget)',
   'weak-stages': 'weak tower, every stage (embed --layer stages)',
   'backbone-stages': 'pretrained backbone frozen, every stage',
@@ -311,7 +312,9 @@ function summarizeWeakRun(): void {
   // depend on the training set), for runs that do not recompute them.
   const reference = option('reference', '');
   const borrowed = reference ? ['random', 'backbone'].filter((m) => !trained.includes(m) && existsSync(resolve(reference, `${m}.npy`))) : [];
-  const features = [...trained.filter((m) => m !== 'pixels'), ...borrowed, ...trained.filter((m) => m === 'pixels')];
+  // Features of the photos alone (no model) sit in the probe records' folder and end the table.
+  const shared = (m: string) => m === 'pixels' || m === 'colours';
+  const features = [...trained.filter((m) => !shared(m)), ...borrowed, ...trained.filter(shared)];
   const log = readJson<EpochLog[]>(resolve(dir, 'weak.model.log.json'));
   const metadata = readJson<{ atelier: { metadata: { config: Record<string, unknown>; vocabulary: unknown[] } } }>(resolve(dir, 'weak.model', 'model.json')).atelier.metadata;
   const best = log.reduce((a, b) => ((b.precision['1'] ?? 0) > (a.precision['1'] ?? 0) ? b : a));
@@ -324,7 +327,7 @@ function summarizeWeakRun(): void {
   const resumedAfter = Number(readText(resolve(dir, 'weak.resumed-after')) ?? 0);
   const timedEpochs = { from: resumedAfter + 1, to: log.length };
   const timedNote = resumedAfter > 0 ? ` for epochs ${timedEpochs.from}-${timedEpochs.to}, resumed after epoch ${resumedAfter}; the earlier epochs' wall and CPU time are those of the run its checkpoint came from` : '';
-  const featureDir = (m: string) => (m === 'pixels' ? pixelsDir : borrowed.includes(m) ? reference : dir);
+  const featureDir = (m: string) => (shared(m) ? pixelsDir : borrowed.includes(m) ? reference : dir);
   const probes: Record<string, Record<string, ReturnType<typeof testScores>>> = {};
   const dims: Record<string, number | null> = {};
   for (const m of features) {

@@ -303,6 +303,13 @@ $(REAL_RUN_DIR)/torch.npy: $(call REAL_SET_DIR,$(REAL_SET))/samples.ndjson $(REA
 $(REAL_PROBE_DIR)/pixels.npy: $(REAL_PROBE_DIR)/samples.ndjson
 	$(NODE) dist/bench/real-summary.js time $@.time -- $(ATELIER) embed -m pixels -i $< -o $@ $(REAL_LOG)
 
+# Features of the photos alone, no model: kept beside the probe records and shared by every run. 'colours'
+# (bench/colour-histogram.ts, REAL_RUN_FEATURES+=colours): the joint RGB histogram of the product's pixels, the
+# reference for how much of baseColour the photos' colours give a probe (the same images and order as pixels).
+REAL_SHARED_FEATURES := pixels colours
+$(REAL_PROBE_DIR)/colours.npy: $(REAL_PROBE_DIR)/pixels.npy
+	$(NODE) dist/bench/real-summary.js time $@.time -- $(NODE) dist/bench/colour-histogram.js --ids $(REAL_PROBE_DIR)/pixels.ids.ndjson -o $@ $(REAL_LOG)
+
 # Linear probes on the myntra-44k products (test split: the lowest 20% of id hashes, held out of train-weak too).
 # lbfgs (bench/probe.ts, src/lib/facets/linear-probe.ts): logistic regression on standardised features fitted to
 # convergence, L2 chosen on the validation split, as scikit-learn's LogisticRegression (bench/probe_sklearn.py is
@@ -321,10 +328,10 @@ define REAL_RUN_PROBE_RULE
 $(1)/probe-$(2)-$(3).json: $(1)/$(2).npy
 	$$(call REAL_RUN_PROBE_CMD,,,$(3)) $$(REAL_LOG)
 endef
-$(foreach m,$(filter-out pixels,$(REAL_RUN_FEATURES)),$(foreach f,$(REAL_RUN_FACETS),$(eval $(call REAL_RUN_PROBE_RULE,$(REAL_RUN_DIR),$(m),$(f)))))
-$(foreach f,$(REAL_RUN_FACETS),$(eval $(call REAL_RUN_PROBE_RULE,$(REAL_PROBE_DIR),pixels,$(f))))
+$(foreach m,$(filter-out $(REAL_SHARED_FEATURES),$(REAL_RUN_FEATURES)),$(foreach f,$(REAL_RUN_FACETS),$(eval $(call REAL_RUN_PROBE_RULE,$(REAL_RUN_DIR),$(m),$(f)))))
+$(foreach m,$(REAL_SHARED_FEATURES),$(foreach f,$(REAL_RUN_FACETS),$(eval $(call REAL_RUN_PROBE_RULE,$(REAL_PROBE_DIR),$(m),$(f)))))
 
-REAL_RUN_PROBES := $(foreach m,$(REAL_RUN_FEATURES),$(foreach f,$(REAL_RUN_FACETS),$(if $(filter pixels,$(m)),$(REAL_PROBE_DIR),$(REAL_RUN_DIR))/probe-$(m)-$(f).json))
+REAL_RUN_PROBES := $(foreach m,$(REAL_RUN_FEATURES),$(foreach f,$(REAL_RUN_FACETS),$(if $(filter $(REAL_SHARED_FEATURES),$(m)),$(REAL_PROBE_DIR),$(REAL_RUN_DIR))/probe-$(m)-$(f).json))
 
 # Retrieval of held-out myntra-44k products sharing articleType and baseColour (eval-retrieval: top-k accuracy
 # and mAP; real-summary: P@k), the word neighbours of REAL_WORDS in the word matrix, and a t-SNE map of
@@ -342,9 +349,9 @@ $(1)/retrieval-$(2).json: $(1)/$(2).npy $$(REAL_PROBE_DIR)/heldout.ndjson
 	$$(ATELIER) eval-retrieval -p $$(REAL_PROBE_DIR)/heldout.ndjson -e $$< -k 1,5,10 --baseline random --name $(2) -o $$@ $$(REAL_LOG)
 	$$(NODE) dist/bench/real-summary.js retrieval-precision --features $$< --partition $$(REAL_PROBE_DIR)/heldout.ndjson --out $(1)/retrieval-$(2).precision.json
 endef
-$(foreach m,$(filter-out pixels,$(REAL_RUN_FEATURES)),$(eval $(call REAL_RUN_RETRIEVAL_RULE,$(REAL_RUN_DIR),$(m))))
-$(eval $(call REAL_RUN_RETRIEVAL_RULE,$(REAL_PROBE_DIR),pixels))
-REAL_RUN_RETRIEVAL := $(foreach m,$(REAL_RUN_FEATURES),$(if $(filter pixels,$(m)),$(REAL_PROBE_DIR),$(REAL_RUN_DIR))/retrieval-$(m).json)
+$(foreach m,$(filter-out $(REAL_SHARED_FEATURES),$(REAL_RUN_FEATURES)),$(eval $(call REAL_RUN_RETRIEVAL_RULE,$(REAL_RUN_DIR),$(m))))
+$(foreach m,$(REAL_SHARED_FEATURES),$(eval $(call REAL_RUN_RETRIEVAL_RULE,$(REAL_PROBE_DIR),$(m))))
+REAL_RUN_RETRIEVAL := $(foreach m,$(REAL_RUN_FEATURES),$(if $(filter $(REAL_SHARED_FEATURES),$(m)),$(REAL_PROBE_DIR),$(REAL_RUN_DIR))/retrieval-$(m).json)
 
 $(REAL_RUN_DIR)/words.npy: $(REAL_RUN_DIR)/weak.model/model.json
 	$(ATELIER) embed -m $(REAL_RUN_DIR)/weak.model --words -o $@ $(REAL_LOG)
