@@ -304,7 +304,7 @@ $(REAL_PROBE_DIR)/pixels.npy: $(REAL_PROBE_DIR)/samples.ndjson
 	$(NODE) dist/bench/real-summary.js time $@.time -- $(ATELIER) embed -m pixels -i $< -o $@ $(REAL_LOG)
 
 # Features of the photos alone, no model: kept beside the probe records and shared by every run. 'colours'
-# (bench/colour-histogram.ts, REAL_RUN_FEATURES+=colours): the joint RGB histogram of the product's pixels, the
+# (bench/colour-histogram.ts; name it in REAL_RUN_FEATURES): the joint RGB histogram of the product's pixels, the
 # reference for how much of baseColour the photos' colours give a probe (the same images and order as pixels).
 REAL_SHARED_FEATURES := pixels colours
 $(REAL_PROBE_DIR)/colours.npy: $(REAL_PROBE_DIR)/pixels.npy
