@@ -41,7 +41,7 @@ export interface ProbeOptions {
 }
 
 /** Per-column mean and standard deviation of `data` (columns that do not vary get 1). */
-export function featureScaling(data: ProbeData): { mean: Float64Array; std: Float64Array } {
+export function featureScaling(data: { x: ArrayLike<number>; dim: number }): { mean: Float64Array; std: Float64Array } {
   const { x, dim } = data;
   const n = x.length / dim;
   const mean = new Float64Array(dim);

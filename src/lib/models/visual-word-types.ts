@@ -7,6 +7,7 @@
 // a word of another type has images spread over all of them (rayé's images are of every colour). Plain
 // sums over rows the caller embedded, no tfjs.
 import { createRandom } from '../random.js';
+import { featureScaling } from '../facets/linear-probe.js';
 
 /** Above this many feature columns, the rows are first projected onto this many random directions. */
 const VIEW_DIMENSIONS = 512;
@@ -57,7 +58,6 @@ export function typesFromImageViews(rows: Float32Array, dim: number, bags: reado
   const predicted = new Float64Array(n * k);
   const grams = foldGrams(x.values, n, d);
   for (let fold = 0; fold < FOLDS; fold++) {
-    const isTest = (i: number) => i % FOLDS === fold;
     const a = new Float64Array(d * d);
     grams.forEach((g, f) => {
       if (f !== fold) for (let e = 0; e < d * d; e++) a[e] += g[e];
@@ -65,9 +65,11 @@ export function typesFromImageViews(rows: Float32Array, dim: number, bags: reado
     let trainRows = 0;
     const xty = new Float64Array(d * k);
     const yMean = new Float64Array(k);
+    const columnSums = new Float64Array(d);
     for (let i = 0; i < n; i++) {
-      if (isTest(i)) continue;
+      if (i % FOLDS === fold) continue;
       trainRows++;
+      for (let p = 0; p < d; p++) columnSums[p] += x.values[i * d + p];
       for (const w of bags[i]) {
         const j = votersAt[w];
         if (j < 0) continue;
@@ -76,8 +78,6 @@ export function typesFromImageViews(rows: Float32Array, dim: number, bags: reado
       }
     }
     // Centre the indicators: Xᵀ(y - ȳ) = Xᵀy - ȳ·Σ x over the training rows.
-    const columnSums = new Float64Array(d);
-    for (let i = 0; i < n; i++) if (!isTest(i)) for (let p = 0; p < d; p++) columnSums[p] += x.values[i * d + p];
     for (let j = 0; j < k; j++) {
       yMean[j] /= trainRows || 1;
       for (let p = 0; p < d; p++) xty[p * k + j] -= yMean[j] * columnSums[p];
@@ -92,7 +92,7 @@ export function typesFromImageViews(rows: Float32Array, dim: number, bags: reado
       }
     }
   }
-  standardiseColumns(predicted, n, k);
+  standardiseColumns(predicted, k);
   const sums = new Float64Array(count * k);
   bags.forEach((bag, i) => {
     for (const w of bag) for (let j = 0; j < k; j++) sums[w * k + j] += predicted[i * k + j];
@@ -138,20 +138,14 @@ function standardisedRows(rows: Float32Array, n: number, dim: number): { values:
     values = projected;
     d = VIEW_DIMENSIONS;
   }
-  standardiseColumns(values, n, d);
+  standardiseColumns(values, d);
   return { values, dim: d };
 }
 
-function standardiseColumns(values: Float64Array, n: number, d: number): void {
-  for (let p = 0; p < d; p++) {
-    let mean = 0;
-    for (let i = 0; i < n; i++) mean += values[i * d + p];
-    mean /= n || 1;
-    let square = 0;
-    for (let i = 0; i < n; i++) square += (values[i * d + p] - mean) ** 2;
-    const deviation = Math.sqrt(square / (n || 1));
-    for (let i = 0; i < n; i++) values[i * d + p] = deviation > 0 ? (values[i * d + p] - mean) / deviation : 0;
-  }
+/** Each column of values [rows, dim] minus its mean, over its deviation (featureScaling's: a constant column becomes 0). */
+function standardiseColumns(values: Float64Array, dim: number): void {
+  const { mean, std } = featureScaling({ x: values, dim });
+  for (let e = 0; e < values.length; e++) values[e] = (values[e] - mean[e % dim]) / std[e % dim];
 }
 
 /** XᵀX of each fold's rows (row i is in fold i mod FOLDS) of x [n, d]. */
